@@ -1,0 +1,125 @@
+"""Operational endpoints: liveness, readiness, Prometheus exposition, event schemas, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from pydantic import BaseModel, Field
+
+from collector.auth import Principal, require_scope
+from collector.events import EVENT_TYPES, json_schemas
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", tags=["operations"], summary="Readiness: writer running, database answering, queue not full",
+    responses={503: {"description": "not ready; the body says which check failed"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    store = request.app.state.store
+    checks: dict[str, Any] = {}
+    thread = store.writer._thread
+    checks["writer"] = bool(thread and thread.is_alive())
+    try:
+        with store.read_cursor() as cur:
+            cur.execute("SELECT 1").fetchall()
+        checks["database"] = True
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = False
+        checks["database_error"] = type(exc).__name__
+    depth, cap = store.writer.queue_depth, store.writer.max_queue_events
+    checks["queue"] = depth < cap
+    checks["queue_depth"] = depth
+    ready = checks["writer"] and checks["database"] and checks["queue"]
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics", tags=["operations"], summary="Prometheus exposition (OpenMetrics when the Accept header asks)",
+    description="Reads the in-memory snapshot only; never queries the event store. Requires the `read` scope "
+                "unless `OBSERVATORY_METRICS_PUBLIC=true`.",
+    dependencies=[Depends(require_scope("read", unless_setting="metrics_public"))],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"example": "notebook_run_attempts_total{...} 42.0\n"}}}},
+)
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.registry
+    encoder, content_type = choose_encoder(request.headers.get("accept"))
+    return Response(encoder(registry), media_type=content_type)
+
+
+@router.get("/v1/schema", tags=["contract"], summary="JSON Schema of every event type")
+async def schema_all(type: str | None = Query(None, description="only this event type", examples=["platform.probe"])
+                     ) -> dict[str, Any]:
+    schemas = json_schemas()
+    if type is None:
+        return {"specversion": "1.0", "types": list(EVENT_TYPES), "schemas": schemas}
+    if type not in schemas:
+        raise HTTPException(404, f"unknown event type {type!r}")
+    return {"specversion": "1.0", "types": [type], "schemas": {type: schemas[type]}}
+
+
+class DeadLetter(BaseModel):
+    dl_id: int
+    received_at: datetime
+    channel: str
+    request_id: str | None
+    item_index: int
+    source: str | None
+    event_id: str | None
+    type: str | None
+    reason: str
+    errors: list[dict[str, str]]
+    payload: str = Field(description="The rejected item as received, with secrets redacted")
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    next_after: int | None = Field(None, description="Pass as `after` for the next page; null at the end")
+
+
+@router.get("/v1/dead-letters", tags=["operations"], summary="Rejected events with the reason (admin)",
+            response_model=DeadLetterPage)
+async def dead_letters(
+    request: Request,
+    principal: Principal = Depends(require_scope("admin")),
+    after: int = Query(0, ge=0, description="return entries with dl_id greater than this"),
+    limit: int = Query(100, ge=1, le=1000),
+    reason: str | None = Query(None, examples=["missing"]),
+    source: str | None = Query(None),
+    request_id: str | None = Query(None),
+) -> Response:
+    where, params = ["dl_id > ?"], [after]
+    for col, val in (("reason", reason), ("source", source), ("request_id", request_id)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
+    with request.app.state.store.read_cursor() as cur:
+        rows = cur.execute(
+            "SELECT dl_id, strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ'), channel, request_id, item_index, source,"
+            f" event_id, type, reason, errors, payload FROM dead_letters WHERE {' AND '.join(where)}"
+            " ORDER BY dl_id LIMIT ?", params + [limit + 1]).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cols = ("dl_id", "received_at", "channel", "request_id", "item_index", "source", "event_id", "type", "reason",
+            "errors", "payload")
+    items = []
+    for r in rows:
+        d = dict(zip(cols, r))
+        d["errors"] = orjson.loads(d["errors"])
+        items.append(d)
+    body = {"items": items, "next_after": items[-1]["dl_id"] if more else None}
+    return Response(orjson.dumps(body), media_type="application/json")

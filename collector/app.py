@@ -1,0 +1,99 @@
+"""The collector's HTTP application: wiring only (routers, middleware, lifespan)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from collector.auth import TokenStore
+from collector.config import Settings
+from collector.store import Store
+from collector.telemetry import request_id_var, setup_tracing
+
+log = logging.getLogger("collector.http")
+tracer = trace.get_tracer("collector.http")
+
+DESCRIPTION = """
+Ingests kernel, scheduler and billing events from notebook platforms into DuckDB, computes the platform's SLIs and
+exports them to Prometheus.
+
+Authentication: `Authorization: Bearer <token>`; each endpoint names the scope it needs (`ingest`, `read`,
+`admin`). Every response carries `X-Request-ID` (send your own to correlate).
+"""
+
+TAGS = [
+    {"name": "ingest", "description": "Send events (CloudEvents 1.0 structured mode, JSON or NDJSON, gzip)."},
+    {"name": "contract", "description": "The event contract: JSON Schemas of every type."},
+    {"name": "operations", "description": "Health, readiness, Prometheus metrics, dead letters."},
+]
+
+
+def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(settings)
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(store.collector)
+        app.state.store = store
+        app.state.registry = registry
+        for hook in app.state.startup_hooks:
+            hook(app)
+        store.start()
+        log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled})
+        try:
+            yield
+        finally:
+            store.close()
+            log.info("collector stopped")
+
+    app = FastAPI(
+        title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens, enabled=settings.auth)
+    app.state.startup_hooks = []
+    setup_tracing()
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = rid[:64]
+        token = request_id_var.set(rid)
+        t0 = time.perf_counter()
+        status = 500
+        span_cm = tracer.start_as_current_span(f"{request.method} {request.url.path}", kind=trace.SpanKind.SERVER)
+        span = span_cm.__enter__()
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("url.path", request.url.path)
+        span.set_attribute("request.id", rid)
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            span.set_attribute("http.response.status_code", status)
+            response.headers["X-Request-ID"] = rid
+            return response
+        finally:
+            log.info("request", extra={
+                "method": request.method, "path": request.url.path, "status": status,
+                "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
+                "client": request.client.host if request.client else None,
+            })
+            span_cm.__exit__(None, None, None)
+            request_id_var.reset(token)
+
+    # --- routers ---
+    from collector.api import ingest, ops
+
+    app.include_router(ingest.router)
+    app.include_router(ops.router)
+    # --- end routers ---
+    return app

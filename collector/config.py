@@ -1,0 +1,30 @@
+"""Collector settings: environment variables (`OBSERVATORY_*`) override the defaults; the CLI overrides both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OBSERVATORY_", extra="ignore")
+
+    db: Path = Field(Path("var/observatory.duckdb"), description="DuckDB file (OBSERVATORY_DB)")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth: bool = Field(True, description="Require bearer tokens; only loopback binds may turn this off")
+    tokens_file: Path | None = Field(None, description="YAML/JSON file with hashed tokens")
+    tokens: str | None = Field(None, description="JSON list of tokens (plain `token` or `sha256`), hashed at load")
+    metrics_public: bool = Field(False, description="Serve /metrics without a token")
+
+    max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body as sent (413 above)")
+    max_inflated_bytes: int = Field(64 * 1024 * 1024, description="Largest body after gzip decoding (413 above)")
+    max_events_per_request: int = Field(50_000, description="Most events in one request (413 above)")
+    max_queue_events: int = Field(200_000, description="Events waiting for the writer before 429")
+    max_batch_events: int = Field(50_000, description="Most events in one group commit")
+    gauge_refresh_seconds: float = Field(15.0, description="Period of the SQL-backed gauge refresh")
+    label_cap_team: int = 500
+    label_cap_source: int = 500
+    log_level: str = "INFO"

@@ -1,0 +1,295 @@
+"""The event contract: a CloudEvents 1.0 (structured mode) envelope with one typed `data` model per event type.
+
+These pydantic models are the single source of truth for what the collector accepts: the HTTP API validates
+with them, `GET /v1/schema` and docs/events.md are generated from them, and the bulk path's vectorised checks
+(collector/bulk.py) are derived from the same field metadata so both paths agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    field_validator,
+)
+
+# How far in the future an event time may be before we call it a clock bug rather than an event.
+MAX_FUTURE_SKEW = timedelta(hours=24)
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(max_length=65_536)]
+Hash = Annotated[str, Field(min_length=1, max_length=256)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+
+Trigger = Literal["scheduled", "manual", "api", "ci"]
+Environment = Literal["prod", "staging", "dev"]
+
+
+class CommonData(BaseModel):
+    """Fields any event's `data` may carry; unknown extra fields are kept (stored in the raw JSON)."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=False)
+
+    team: Name | None = None
+    owner: Name | None = None
+    notebook_id: Id | None = None
+    notebook_path: Annotated[str, Field(max_length=4096)] | None = None
+    run_id: Id | None = None
+    attempt: Annotated[StrictInt, Field(ge=1)] | None = None
+    kernel_id: Id | None = None
+    session_id: Id | None = None
+    trigger: Trigger | None = None
+    environment: Environment | None = None
+    tags: dict[str, Any] | None = None
+
+
+# ---- kernel lifecycle -------------------------------------------------------------------------------------
+
+
+class KernelStarted(CommonData):
+    kernel_id: Id
+    kernel_name: Name | None = None
+
+
+class KernelRestarted(CommonData):
+    kernel_id: Id
+    reason: Literal["user", "crash", "oom"]
+
+
+class KernelDied(CommonData):
+    kernel_id: Id
+    reason: Literal["crash", "oom", "signal", "unknown"]
+    exit_code: StrictInt | None = None
+    signal: Name | None = None
+    traceback: Text | None = None
+    msg: Text | None = None
+
+
+class KernelShutdown(CommonData):
+    kernel_id: Id
+    reason: Literal["user", "culled", "server_stop"]
+
+
+# ---- runs ---------------------------------------------------------------------------------------------------
+
+
+class RunLifecycle(CommonData):
+    run_id: Id
+    notebook_id: Id
+    scheduled_for: AwareDatetime | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class CellTiming(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: NonNegInt
+    duration_seconds: NonNegFloat
+    status: Literal["ok", "error", "skipped"]
+
+
+class RunTerminal(RunLifecycle):
+    duration_seconds: NonNegFloat | None = None
+    error_type: Annotated[str, Field(max_length=256)] | None = None
+    error_message: Text | None = None
+    traceback: Text | None = None
+    cells: Annotated[list[CellTiming], Field(max_length=10_000)] | None = None
+    output_hash: Hash | None = None
+    input_hash: Hash | None = None
+    parameters_hash: Hash | None = None
+    env_hash: Hash | None = None
+    cpu_seconds: NonNegFloat | None = None
+    max_memory_bytes: NonNegInt | None = None
+
+
+# ---- schedules, quality, artifacts --------------------------------------------------------------------------
+
+
+class ScheduleRegistered(CommonData):
+    notebook_id: Id
+    cron: Annotated[str, Field(min_length=1, max_length=256)]
+    timezone: Annotated[str, Field(max_length=64)] | None = None
+    grace_seconds: NonNegFloat | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        if not croniter.is_valid(v):
+            raise ValueError(f"not a valid cron expression: {v!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone: {v!r}") from None
+        return v
+
+
+class ReproducibilityChecked(CommonData):
+    notebook_id: Id
+    result: Literal["match", "mismatch"]
+    baseline_run_id: Id | None = None
+
+
+class QualityChecked(CommonData):
+    notebook_id: Id
+    check: Name
+    result: Literal["pass", "fail"]
+    message: Text | None = None
+
+
+class ArtifactPublished(CommonData):
+    notebook_id: Id
+    artifact: Annotated[str, Field(min_length=1, max_length=4096)]
+    sla_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    size_bytes: NonNegInt | None = None
+
+
+# ---- security ------------------------------------------------------------------------------------------------
+
+
+class SecretDetected(CommonData):
+    notebook_id: Id
+    detector: Name
+    location: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class AccessDenied(CommonData):
+    principal: Name
+    resource: Annotated[str, Field(min_length=1, max_length=4096)]
+    action: Name | None = None
+
+
+# ---- registry ------------------------------------------------------------------------------------------------
+
+
+class NotebookRegistered(CommonData):
+    notebook_id: Id
+    owner: Name
+    team: Name
+    tags: dict[str, Any]
+    critical: StrictBool | None = None
+    has_tests: StrictBool | None = None
+    created_at: AwareDatetime | None = None
+
+
+class NotebookUpdated(CommonData):
+    """A partial update: only the fields present change."""
+
+    notebook_id: Id
+    critical: StrictBool | None = None
+    has_tests: StrictBool | None = None
+    created_at: AwareDatetime | None = None
+
+
+class NotebookPromoted(CommonData):
+    notebook_id: Id
+
+
+class PlatformProbe(CommonData):
+    target: Name
+    ok: StrictBool
+    latency_seconds: NonNegFloat | None = None
+
+
+# type name -> data model; the order is the order of docs/events.md.
+DATA_MODELS: dict[str, type[CommonData]] = {
+    "notebook.kernel.started": KernelStarted,
+    "notebook.kernel.restarted": KernelRestarted,
+    "notebook.kernel.died": KernelDied,
+    "notebook.kernel.shutdown": KernelShutdown,
+    "notebook.run.queued": RunLifecycle,
+    "notebook.run.started": RunLifecycle,
+    "notebook.run.succeeded": RunTerminal,
+    "notebook.run.failed": RunTerminal,
+    "notebook.run.timed_out": RunTerminal,
+    "notebook.run.cancelled": RunTerminal,
+    "notebook.schedule.registered": ScheduleRegistered,
+    "notebook.reproducibility.checked": ReproducibilityChecked,
+    "notebook.quality.checked": QualityChecked,
+    "notebook.artifact.published": ArtifactPublished,
+    "notebook.security.secret_detected": SecretDetected,
+    "notebook.security.access_denied": AccessDenied,
+    "notebook.registered": NotebookRegistered,
+    "notebook.updated": NotebookUpdated,
+    "notebook.promoted": NotebookPromoted,
+    "platform.probe": PlatformProbe,
+}
+EVENT_TYPES: tuple[str, ...] = tuple(DATA_MODELS)
+TERMINAL_RUN_TYPES: dict[str, str] = {
+    "notebook.run.succeeded": "succeeded",
+    "notebook.run.failed": "failed",
+    "notebook.run.timed_out": "timed_out",
+    "notebook.run.cancelled": "cancelled",
+}
+
+# Data keys that hold identifiers or digests: never rewritten by the secret scanner (a run id that happens to
+# look like a token must still join), everything else textual is scanned.
+IDENTIFIER_KEYS = frozenset(
+    {
+        "team", "owner", "notebook_id", "run_id", "kernel_id", "session_id", "trigger", "environment",
+        "output_hash", "input_hash", "parameters_hash", "env_hash", "baseline_run_id", "cron", "timezone",
+    }
+)
+
+
+class EnvelopeBase(BaseModel):
+    """CloudEvents 1.0 structured-mode attributes. Extension attributes are accepted and not stored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"]
+    id: Id
+    source: Annotated[str, Field(min_length=1, max_length=512)]
+    type: str
+    time: AwareDatetime
+    subject: Annotated[str, Field(max_length=1024)] | None = None
+    datacontenttype: Literal["application/json"] | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _not_in_future(cls, v: datetime) -> datetime:
+        if v - datetime.now(timezone.utc) > MAX_FUTURE_SKEW:
+            raise ValueError("event time is more than 24h in the future")
+        return v.astimezone(timezone.utc)
+
+
+def _event_model(type_name: str, data_model: type[CommonData]) -> type[EnvelopeBase]:
+    cls_name = "".join(p.capitalize() for p in type_name.replace("_", ".").split(".")) + "Event"
+    return type(
+        cls_name,
+        (EnvelopeBase,),
+        {
+            "__annotations__": {"type": Literal[type_name], "data": data_model},  # type: ignore[valid-type]
+            "__doc__": f"A `{type_name}` event.",
+            "__module__": __name__,
+        },
+    )
+
+
+EVENT_MODELS: dict[str, type[EnvelopeBase]] = {t: _event_model(t, m) for t, m in DATA_MODELS.items()}
+
+AnyEvent = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="type")]  # type: ignore[valid-type]
+ANY_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every event type, keyed by type (served at GET /v1/schema)."""
+    return {t: m.model_json_schema() for t, m in EVENT_MODELS.items()}

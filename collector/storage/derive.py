@@ -1,0 +1,317 @@
+"""Incremental maintenance of the derived tables and of the persisted Prometheus counters.
+
+Everything here reads only `new_events` (the rows the current writer transaction has just inserted, registered
+as a relation by the writer) plus index lookups on the derived tables' primary keys, so the cost of a batch grows
+with the batch, not with history. All SQL of the ingest path lives in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+TERMINAL_SQL = "('notebook.run.succeeded','notebook.run.failed','notebook.run.timed_out','notebook.run.cancelled')"
+OUTCOME_SQL = "replace(type, 'notebook.run.', '')"
+
+# Upper bounds of notebook_run_duration_seconds; notebook runs last seconds to hours.
+DURATION_BUCKETS: tuple[float, ...] = (
+    1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDelta:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+_BATCH_RUNS = f"""
+CREATE OR REPLACE TEMP TABLE batch_runs AS
+WITH agg AS (
+    SELECT
+        run_id,
+        coalesce(attempt, 1) AS attempt,
+        arg_min(notebook_id, time) FILTER (WHERE notebook_id IS NOT NULL) AS notebook_id,
+        arg_min(team, time) FILTER (WHERE team IS NOT NULL) AS team,
+        arg_min(owner, time) FILTER (WHERE owner IS NOT NULL) AS owner,
+        arg_min(trigger, time) FILTER (WHERE trigger IS NOT NULL) AS trigger,
+        arg_min(environment, time) FILTER (WHERE environment IS NOT NULL) AS environment,
+        min(time) FILTER (WHERE type = 'notebook.run.queued') AS queued_at,
+        min(time) FILTER (WHERE type = 'notebook.run.started') AS started_at,
+        min(TRY_CAST((data->>'scheduled_for') AS TIMESTAMPTZ)) AS scheduled_for,
+        arg_max({{
+            ended_at: time,
+            event_id: id,
+            state: {OUTCOME_SQL},
+            duration_seconds: TRY_CAST((data->>'duration_seconds') AS DOUBLE),
+            error_type: (data->>'error_type'),
+            error_message: (data->>'error_message'),
+            output_hash: (data->>'output_hash'),
+            input_hash: (data->>'input_hash'),
+            parameters_hash: (data->>'parameters_hash'),
+            env_hash: (data->>'env_hash'),
+            cpu_seconds: TRY_CAST((data->>'cpu_seconds') AS DOUBLE),
+            max_memory_bytes: TRY_CAST((data->>'max_memory_bytes') AS BIGINT),
+            cells: (data->'cells')
+        }}, (time, id)) FILTER (WHERE type IN {TERMINAL_SQL}) AS term,
+        count(*) FILTER (WHERE type IN {TERMINAL_SQL}) AS terminal_events,
+        min(time) AS first_seen_at,
+        max(time) AS last_event_at
+    FROM new_events
+    WHERE run_id IS NOT NULL AND type LIKE 'notebook.run.%'
+    GROUP BY run_id, coalesce(attempt, 1)
+)
+SELECT
+    run_id, attempt, notebook_id, team, owner, trigger, environment,
+    coalesce(term.state, CASE WHEN started_at IS NOT NULL THEN 'started' ELSE 'queued' END) AS state,
+    queued_at, started_at, scheduled_for,
+    term.ended_at AS ended_at, term.duration_seconds AS duration_seconds,
+    term.error_type AS error_type, term.error_message AS error_message,
+    term.output_hash AS output_hash, term.input_hash AS input_hash,
+    term.parameters_hash AS parameters_hash, term.env_hash AS env_hash,
+    term.cpu_seconds AS cpu_seconds, term.max_memory_bytes AS max_memory_bytes, term.cells AS cells,
+    terminal_events, term.event_id AS terminal_event_id, first_seen_at, last_event_at
+FROM agg
+"""
+
+# Attempts whose first terminal event arrives in this batch: what notebook_run_attempts_total counts.
+_FIRST_TERMINAL = f"""
+CREATE OR REPLACE TEMP TABLE first_terminal AS
+SELECT
+    b.run_id, b.attempt, b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
+    b.parameters_hash, b.env_hash,
+    coalesce(b.notebook_id, r.notebook_id) AS notebook_id,
+    coalesce(r.team, b.team) AS team,
+    coalesce(r.trigger, b.trigger) AS trigger,
+    coalesce(r.environment, b.environment) AS environment
+FROM batch_runs b
+LEFT JOIN run_attempts r ON r.run_id = b.run_id AND r.attempt = b.attempt
+WHERE b.ended_at IS NOT NULL AND r.ended_at IS NULL
+"""
+
+_NEWER_TERM = (
+    "(EXCLUDED.ended_at IS NOT NULL AND (run_attempts.ended_at IS NULL OR "
+    "(EXCLUDED.ended_at, EXCLUDED.terminal_event_id) > (run_attempts.ended_at, run_attempts.terminal_event_id)))"
+)
+_TERM_COLS = (
+    "ended_at", "duration_seconds", "error_type", "error_message", "output_hash", "input_hash", "parameters_hash",
+    "env_hash", "cpu_seconds", "max_memory_bytes", "cells", "terminal_event_id",
+)
+_UPSERT_RUNS = f"""
+INSERT INTO run_attempts BY NAME SELECT * FROM batch_runs
+ON CONFLICT (run_id, attempt) DO UPDATE SET
+    notebook_id = coalesce(run_attempts.notebook_id, EXCLUDED.notebook_id),
+    team = coalesce(run_attempts.team, EXCLUDED.team),
+    owner = coalesce(run_attempts.owner, EXCLUDED.owner),
+    trigger = coalesce(run_attempts.trigger, EXCLUDED.trigger),
+    environment = coalesce(run_attempts.environment, EXCLUDED.environment),
+    queued_at = least(run_attempts.queued_at, EXCLUDED.queued_at),
+    started_at = least(run_attempts.started_at, EXCLUDED.started_at),
+    scheduled_for = least(run_attempts.scheduled_for, EXCLUDED.scheduled_for),
+    state = CASE
+        WHEN {_NEWER_TERM} THEN EXCLUDED.state
+        WHEN run_attempts.ended_at IS NOT NULL THEN run_attempts.state
+        WHEN least(run_attempts.started_at, EXCLUDED.started_at) IS NOT NULL THEN 'started'
+        ELSE 'queued' END,
+    {", ".join(f"{c} = CASE WHEN {_NEWER_TERM} THEN EXCLUDED.{c} ELSE run_attempts.{c} END" for c in _TERM_COLS)},
+    terminal_events = run_attempts.terminal_events + EXCLUDED.terminal_events,
+    first_seen_at = least(run_attempts.first_seen_at, EXCLUDED.first_seen_at),
+    last_event_at = greatest(run_attempts.last_event_at, EXCLUDED.last_event_at)
+"""
+
+_UPSERT_KERNELS = """
+INSERT INTO kernel_sessions BY NAME
+SELECT
+    kernel_id,
+    arg_min(team, time) FILTER (WHERE team IS NOT NULL) AS team,
+    arg_min(owner, time) FILTER (WHERE owner IS NOT NULL) AS owner,
+    arg_min(notebook_id, time) FILTER (WHERE notebook_id IS NOT NULL) AS notebook_id,
+    arg_min((data->>'notebook_path'), time) FILTER (WHERE (data->>'notebook_path') IS NOT NULL) AS notebook_path,
+    min(time) FILTER (WHERE type = 'notebook.kernel.started') AS started_at,
+    count(*) FILTER (WHERE type = 'notebook.kernel.restarted') AS restarts,
+    count(*) FILTER (WHERE type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom')) AS crash_restarts,
+    count(*) FILTER (WHERE type = 'notebook.kernel.died') AS deaths,
+    max(time) FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS ended_at,
+    arg_max(replace(type, 'notebook.kernel.', '') || ':' || ((data->>'reason')), (time, id))
+        FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS end_reason,
+    arg_max(TRY_CAST((data->>'exit_code') AS INTEGER), time) FILTER (WHERE (data->>'exit_code') IS NOT NULL) AS last_exit_code,
+    max(time) AS last_event_at
+FROM new_events
+WHERE kernel_id IS NOT NULL AND type LIKE 'notebook.kernel.%'
+GROUP BY kernel_id
+ON CONFLICT (kernel_id) DO UPDATE SET
+    team = coalesce(kernel_sessions.team, EXCLUDED.team),
+    owner = coalesce(kernel_sessions.owner, EXCLUDED.owner),
+    notebook_id = coalesce(kernel_sessions.notebook_id, EXCLUDED.notebook_id),
+    notebook_path = coalesce(kernel_sessions.notebook_path, EXCLUDED.notebook_path),
+    started_at = least(kernel_sessions.started_at, EXCLUDED.started_at),
+    restarts = kernel_sessions.restarts + EXCLUDED.restarts,
+    crash_restarts = kernel_sessions.crash_restarts + EXCLUDED.crash_restarts,
+    deaths = kernel_sessions.deaths + EXCLUDED.deaths,
+    end_reason = CASE WHEN EXCLUDED.ended_at >= coalesce(kernel_sessions.ended_at, EXCLUDED.ended_at)
+                      THEN coalesce(EXCLUDED.end_reason, kernel_sessions.end_reason) ELSE kernel_sessions.end_reason END,
+    ended_at = greatest(kernel_sessions.ended_at, EXCLUDED.ended_at),
+    last_exit_code = coalesce(EXCLUDED.last_exit_code, kernel_sessions.last_exit_code),
+    last_event_at = greatest(kernel_sessions.last_event_at, EXCLUDED.last_event_at)
+"""
+
+_REGISTRY_FIELDS = ("owner", "team", "notebook_path", "tags", "critical", "has_tests", "created_at")
+_UPSERT_NOTEBOOKS = f"""
+INSERT INTO notebooks BY NAME
+SELECT
+    notebook_id,
+    arg_max(owner, time) FILTER (WHERE owner IS NOT NULL AND type <> 'notebook.promoted') AS owner,
+    arg_max(team, time) FILTER (WHERE team IS NOT NULL AND type <> 'notebook.promoted') AS team,
+    arg_max((data->>'notebook_path'), time) FILTER (WHERE (data->>'notebook_path') IS NOT NULL AND type <> 'notebook.promoted') AS notebook_path,
+    arg_max((data->'tags'), time) FILTER (WHERE (data->'tags') IS NOT NULL AND type <> 'notebook.promoted') AS tags,
+    arg_max(TRY_CAST((data->>'critical') AS BOOLEAN), time) FILTER (WHERE (data->>'critical') IS NOT NULL) AS critical,
+    arg_max(TRY_CAST((data->>'has_tests') AS BOOLEAN), time) FILTER (WHERE (data->>'has_tests') IS NOT NULL) AS has_tests,
+    arg_max(TRY_CAST((data->>'created_at') AS TIMESTAMPTZ), time) FILTER (WHERE (data->>'created_at') IS NOT NULL) AS created_at,
+    min(time) FILTER (WHERE type = 'notebook.registered') AS registered_at,
+    min(time) FILTER (WHERE type = 'notebook.promoted') AS promoted_at,
+    max(time) AS updated_at
+FROM new_events
+WHERE notebook_id IS NOT NULL AND type IN ('notebook.registered', 'notebook.updated', 'notebook.promoted')
+GROUP BY notebook_id
+ON CONFLICT (notebook_id) DO UPDATE SET
+    {", ".join(
+        f"{c} = CASE WHEN EXCLUDED.updated_at >= notebooks.updated_at THEN coalesce(EXCLUDED.{c}, notebooks.{c}) "
+        f"ELSE coalesce(notebooks.{c}, EXCLUDED.{c}) END" for c in _REGISTRY_FIELDS)},
+    registered_at = least(notebooks.registered_at, EXCLUDED.registered_at),
+    promoted_at = least(notebooks.promoted_at, EXCLUDED.promoted_at),
+    updated_at = greatest(notebooks.updated_at, EXCLUDED.updated_at)
+"""
+
+_UPSERT_SCHEDULES = """
+INSERT INTO schedules BY NAME
+SELECT
+    notebook_id,
+    arg_max(team, time) AS team,
+    arg_max((data->>'cron'), (time, id)) AS cron,
+    arg_max((data->>'timezone'), (time, id)) AS timezone,
+    arg_max(TRY_CAST((data->>'grace_seconds') AS DOUBLE), (time, id)) AS grace_seconds,
+    max(time) AS registered_at
+FROM new_events
+WHERE type = 'notebook.schedule.registered'
+GROUP BY notebook_id
+ON CONFLICT (notebook_id) DO UPDATE SET
+    team = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN coalesce(EXCLUDED.team, schedules.team) ELSE schedules.team END,
+    cron = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.cron ELSE schedules.cron END,
+    timezone = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.timezone ELSE schedules.timezone END,
+    grace_seconds = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.grace_seconds ELSE schedules.grace_seconds END,
+    registered_at = greatest(schedules.registered_at, EXCLUDED.registered_at)
+"""
+
+# Reproducibility for the counter: a first-terminal succeeded attempt is compared with the earliest known
+# succeeded attempt of the same (notebook, input, parameters, environment). The SLI (M2) recomputes this on
+# event time from run_attempts; the counter records what ingest saw.
+_REPRO_CANDIDATES = """
+CREATE OR REPLACE TEMP TABLE repro_new AS
+SELECT * FROM first_terminal
+WHERE outcome = 'succeeded' AND notebook_id IS NOT NULL AND output_hash IS NOT NULL AND input_hash IS NOT NULL
+  AND parameters_hash IS NOT NULL AND env_hash IS NOT NULL
+"""
+_REPRO_COMPARE = """
+SELECT coalesce(n.team, 'unknown') AS team,
+       CASE WHEN n.output_hash = b.output_hash THEN 'match' ELSE 'mismatch' END AS result,
+       count(*) AS n
+FROM repro_new n
+JOIN repro_baselines b USING (notebook_id, input_hash, parameters_hash, env_hash)
+WHERE NOT (n.run_id = b.run_id AND n.attempt = b.attempt)
+GROUP BY ALL
+"""
+_UPSERT_BASELINES = """
+INSERT INTO repro_baselines BY NAME
+SELECT notebook_id, input_hash, parameters_hash, env_hash,
+       arg_min(run_id, (ended_at, run_id, attempt)) AS run_id,
+       arg_min(attempt, (ended_at, run_id, attempt)) AS attempt,
+       arg_min(output_hash, (ended_at, run_id, attempt)) AS output_hash,
+       min(ended_at) AS ended_at
+FROM repro_new GROUP BY ALL
+ON CONFLICT (notebook_id, input_hash, parameters_hash, env_hash) DO UPDATE SET
+    run_id = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.run_id ELSE repro_baselines.run_id END,
+    attempt = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.attempt ELSE repro_baselines.attempt END,
+    output_hash = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.output_hash ELSE repro_baselines.output_hash END,
+    ended_at = least(repro_baselines.ended_at, EXCLUDED.ended_at)
+"""
+
+# name -> SQL returning (label columns..., n) over new_events. Counters that count events as ingested.
+_EVENT_COUNTERS: dict[str, str] = {
+    "observatory_events_ingested_total": "SELECT source, type, count(*) FROM new_events GROUP BY ALL",
+    "notebook_kernel_sessions_total": (
+        "SELECT coalesce(team, 'unknown') AS team, count(*) FROM new_events "
+        "WHERE type = 'notebook.kernel.started' GROUP BY ALL"
+    ),
+    "notebook_kernel_crashes_total": (
+        "SELECT coalesce(team, 'unknown') AS team, (data->>'reason') AS reason, count(*) FROM new_events "
+        "WHERE type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom')) "
+        "GROUP BY ALL"
+    ),
+    "notebook_reproducibility_checks_total": (
+        "SELECT coalesce(team, 'unknown') AS team, (data->>'result') AS result, count(*) FROM new_events "
+        "WHERE type = 'notebook.reproducibility.checked' GROUP BY ALL"
+    ),
+    "notebook_quality_checks_total": (
+        "SELECT coalesce(team, 'unknown') AS team, (data->>'result') AS result, count(*) FROM new_events "
+        "WHERE type = 'notebook.quality.checked' GROUP BY ALL"
+    ),
+    "notebook_secret_exposures_total": (
+        "SELECT coalesce(team, 'unknown') AS team, count(*) FROM new_events "
+        "WHERE type = 'notebook.security.secret_detected' OR redactions > 0 GROUP BY ALL"
+    ),
+    "notebook_platform_probes_total": (
+        "SELECT (data->>'target') AS target, CASE WHEN ((data->>'ok'))::BOOLEAN THEN 'ok' ELSE 'failed' END AS result, "
+        "count(*) FROM new_events WHERE type = 'platform.probe' GROUP BY ALL"
+    ),
+}
+
+_ATTEMPT_COUNTER = """
+SELECT coalesce(team, 'unknown') AS team, coalesce(trigger, 'unknown') AS trigger,
+       coalesce(environment, 'unknown') AS environment, outcome, count(*)
+FROM first_terminal GROUP BY ALL
+"""
+_DURATION_HISTOGRAM = f"""
+SELECT coalesce(team, 'unknown') AS team, coalesce(trigger, 'unknown') AS trigger,
+       CASE {" ".join(f"WHEN duration_seconds <= {b} THEN '{b}'" for b in DURATION_BUCKETS)} ELSE '+Inf' END AS le,
+       count(*) AS n, sum(duration_seconds) AS total
+FROM first_terminal WHERE duration_seconds IS NOT NULL GROUP BY ALL
+"""
+
+
+def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDelta]:
+    cols = [d[0] for d in cur.description][:-1]
+    return [
+        CounterDelta(name, tuple(zip(cols, (str(v) for v in row[:-1]))), float(row[-1]))
+        for row in cur.fetchall()
+        if row[-1]
+    ]
+
+
+def update_derived(con: duckdb.DuckDBPyConnection) -> list[CounterDelta]:
+    """Fold `new_events` into the derived tables; return the counter increments this batch causes."""
+    deltas: list[CounterDelta] = []
+    for name, sql in _EVENT_COUNTERS.items():
+        deltas += _rows_to_deltas(name, con.execute(sql))
+
+    con.execute(_BATCH_RUNS)
+    con.execute(_FIRST_TERMINAL)
+    deltas += _rows_to_deltas("notebook_run_attempts_total", con.execute(_ATTEMPT_COUNTER))
+    for team, trigger, le, n, total in con.execute(_DURATION_HISTOGRAM).fetchall():
+        base = (("team", team), ("trigger", trigger))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_bucket", base + (("le", le),), float(n)))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_sum", base, float(total)))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_count", base, float(n)))
+    con.execute(_UPSERT_RUNS)
+
+    con.execute(_REPRO_CANDIDATES)
+    con.execute(_UPSERT_BASELINES)
+    deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
+
+    con.execute(_UPSERT_KERNELS)
+    con.execute(_UPSERT_NOTEBOOKS)
+    con.execute(_UPSERT_SCHEDULES)
+    for t in ("batch_runs", "first_terminal", "repro_new"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return deltas
