@@ -34,6 +34,26 @@ TAGS = [
 ]
 
 
+def _register_gauge_sources(store: Store) -> None:
+    """SQL-backed gauges of the other areas, computed by the refresher (never during a scrape)."""
+    import importlib
+
+    # --- gauge sources --- (module, function(cursor) -> iterable of prometheus metric families)
+    sources = [
+        ("slo.sli_metrics", "sli_metrics"),
+        ("cost.metrics", "cost_metrics"),
+    ]
+    # --- end gauge sources ---
+    for module, fn in sources:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that area is not installed in this build
+            raise
+        store.refresher.register(f"{module}.{fn}", getattr(mod, fn))
+
+
 def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -44,6 +64,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         registry.register(store.collector)
         app.state.store = store
         app.state.registry = registry
+        _register_gauge_sources(store)
         for hook in app.state.startup_hooks:
             hook(app)
         store.start()
