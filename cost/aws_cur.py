@@ -1,0 +1,373 @@
+"""AWS Cost and Usage Report -> the cost table (pure: column naming, FOCUS mapping, amortisation, manifests).
+
+Three header styles are accepted: legacy CSV (``lineItem/UnblendedCost``, tags ``resourceTags/user:team``),
+Athena/Parquet snake case (``line_item_unblended_cost``, tags ``resource_tags_user_team``) and CUR 2.0 (snake case
+plus MAP columns ``resource_tags`` with keys ``user_team`` and ``product``; in CSV the maps are JSON text).
+
+Cost columns (reference/cost.md §2.3, OpenCost ``GetAmortizedCostCase``, focus_converters ``aws-cur.csv``):
+- BilledCost = net unblended cost when the column exists, else unblended cost.
+- EffectiveCost (amortised): DiscountedUsage -> reservation effective cost; SavingsPlanCoveredUsage -> savings plan
+  effective cost; SavingsPlanRecurringFee -> total commitment to date - used commitment (the unused part);
+  SavingsPlanNegation, SavingsPlanUpfrontFee and RI upfront Fee -> 0; RIFee -> unused amortised upfront fee +
+  unused recurring fee; everything else -> BilledCost. Net variants are used when present.
+- ListCost = public on-demand cost (BilledCost when absent); ContractedCost = EffectiveCost for commitment-covered
+  usage, BilledCost otherwise.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from cost.errors import CostInputError
+from cost.normalize import Check, Plan
+from cost.sql import case_map, entries_to_map, lit, money, nz, q, ts
+
+SOURCE = "aws-cur"
+REQUIRED = ("bill_billing_period_start_date", "bill_billing_period_end_date", "bill_payer_account_id",
+            "line_item_line_item_type", "line_item_usage_start_date", "line_item_usage_end_date",
+            "line_item_unblended_cost")
+
+SERVICE_CATEGORY = {
+    "AmazonEC2": "Compute", "AWSLambda": "Compute", "AmazonECS": "Compute", "AmazonEKS": "Compute",
+    "AmazonECR": "Compute", "AWSBatch": "Compute", "AmazonLightsail": "Compute", "ElasticMapReduce": "Analytics",
+    "AmazonS3": "Storage", "AmazonEFS": "Storage", "AmazonFSx": "Storage", "AmazonGlacier": "Storage",
+    "AWSBackup": "Storage", "AmazonS3GlacierDeepArchive": "Storage",
+    "AmazonRDS": "Databases", "AmazonDynamoDB": "Databases", "AmazonElastiCache": "Databases",
+    "AmazonRedshift": "Databases", "AmazonDocDB": "Databases", "AmazonNeptune": "Databases",
+    "AWSGlue": "Analytics", "AmazonAthena": "Analytics", "AmazonKinesis": "Analytics", "AmazonQuickSight": "Analytics",
+    "AmazonES": "Analytics", "AmazonMSK": "Analytics",
+    "AmazonSageMaker": "AI and Machine Learning", "AmazonBedrock": "AI and Machine Learning",
+    "AmazonRekognition": "AI and Machine Learning", "AmazonComprehend": "AI and Machine Learning",
+    "AWSDataTransfer": "Networking", "AmazonVPC": "Networking", "AmazonCloudFront": "Networking",
+    "AmazonRoute53": "Networking", "AWSELB": "Networking", "AWSDirectConnect": "Networking",
+    "AmazonApiGateway": "Networking", "AWSGlobalAccelerator": "Networking",
+    "AmazonSNS": "Integration", "AWSQueueService": "Integration", "AmazonSQS": "Integration",
+    "AmazonMQ": "Integration", "AWSEvents": "Integration", "AmazonStates": "Integration",
+    "AmazonCloudWatch": "Management and Governance", "AWSCloudTrail": "Management and Governance",
+    "AWSConfig": "Management and Governance", "AWSSystemsManager": "Management and Governance",
+    "AWSCloudFormation": "Management and Governance", "AWSCostExplorer": "Management and Governance",
+    "AWSKMS": "Security", "AWSSecretsManager": "Security", "AmazonGuardDuty": "Security", "awswaf": "Security",
+    "AWSSecurityHub": "Security", "AmazonInspector": "Security", "AmazonCognito": "Identity",
+    "AWSIoT": "Internet of Things", "AWSMigrationHubRefactorSpaces": "Migration", "AWSDMS": "Migration",
+    "AWSCodeCommit": "Developer Tools", "AWSCodeBuild": "Developer Tools", "AWSCodePipeline": "Developer Tools",
+    "AWSCodeArtifact": "Developer Tools", "AmazonWorkSpaces": "Business Applications", "AmazonSES": "Business Applications",
+    "AmazonConnect": "Business Applications",
+}
+CHARGE_CATEGORY = {
+    "Usage": "Usage", "DiscountedUsage": "Usage", "SavingsPlanCoveredUsage": "Usage", "SavingsPlanNegation": "Usage",
+    "EdpDiscount": "Usage", "PrivateRateDiscount": "Usage", "BundledDiscount": "Usage", "Discount": "Usage",
+    "DistributorDiscount": "Usage", "Tax": "Tax", "Fee": "Purchase", "RIFee": "Purchase",
+    "SavingsPlanUpfrontFee": "Purchase", "SavingsPlanRecurringFee": "Purchase", "Credit": "Credit",
+    "Refund": "Adjustment", "Rounding": "Adjustment",
+}
+CHARGE_FREQUENCY = {"Fee": "One-Time", "SavingsPlanUpfrontFee": "One-Time", "RIFee": "Recurring",
+                    "SavingsPlanRecurringFee": "Recurring", "Credit": "One-Time", "Refund": "One-Time"}
+
+
+def snake(header: str) -> str:
+    """``lineItem/UnblendedCost`` -> ``line_item_unblended_cost`` (the Athena naming of the same column)."""
+    if "/" not in header:
+        return header
+    cat, name = header.split("/", 1)
+
+    def one(s: str) -> str:
+        s = re.sub(r"(?<!^)([A-Z])", r"_\1", s).lower()
+        return re.sub(r"[^a-z0-9]+", "_", s).strip("_")
+
+    return one(cat) + "_" + one(name)
+
+
+def tag_key_from_header(header: str) -> str | None:
+    """The tag key a column carries, or None: ``resourceTags/user:team`` -> ``team``,
+    ``resource_tags_user_team`` -> ``team``, ``resourceTags/aws:createdBy`` -> ``aws:createdBy``."""
+    if header.startswith("resourceTags/"):
+        key = header[len("resourceTags/"):]
+        return key[5:] if key.startswith("user:") else key
+    if header.startswith("resource_tags_user_"):
+        return header[len("resource_tags_user_"):]
+    if header.startswith("resource_tags_aws_"):
+        return "aws:" + header[len("resource_tags_aws_"):]
+    return None
+
+
+@dataclass
+class Columns:
+    by_snake: dict[str, str]  # snake name -> raw header
+    types: dict[str, str]  # raw header -> DuckDB type
+    tag_cols: dict[str, str]  # tag key -> raw header
+
+    def has(self, name: str) -> bool:
+        return name in self.by_snake
+
+    def raw(self, name: str) -> str:
+        return q(self.by_snake[name])
+
+    def get(self, name: str) -> str:
+        return self.raw(name) if self.has(name) else "NULL"
+
+    def is_map(self, name: str) -> bool:
+        return self.has(name) and self.types.get(self.by_snake[name], "").upper().startswith("MAP")
+
+
+def columns(cols: dict[str, str]) -> Columns:
+    by_snake: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for raw in cols:
+        key = tag_key_from_header(raw)
+        if key is not None:
+            tags.setdefault(key, raw)
+            continue
+        by_snake.setdefault(snake(raw), raw)
+    return Columns(by_snake, dict(cols), tags)
+
+
+def _map_value(c: Columns, map_col: str, key: str) -> str:
+    if not c.has(map_col):
+        return "NULL"
+    if c.is_map(map_col):
+        return f"{c.raw(map_col)}[{lit(key)}]"
+    return f"json_extract_string(CAST({nz(c.raw(map_col))} AS JSON), {lit('$.' + key)})"
+
+
+def _product(c: Columns, *fields: str) -> str:
+    """First present of product_<field> flat columns, else the CUR 2.0 ``product`` map."""
+    opts = []
+    for f in fields:
+        if c.has("product_" + f):
+            opts.append(nz(c.raw("product_" + f)))
+    for f in fields:
+        if c.has("product") and not c.has("product_" + f):
+            opts.append(nz(_map_value(c, "product", f)))
+    return f"coalesce({', '.join(opts)})" if len(opts) > 1 else (opts[0] if opts else "NULL")
+
+
+def tags_map(c: Columns) -> str | None:
+    if c.has("resource_tags"):
+        m = c.raw("resource_tags")
+        mp = m if c.is_map("resource_tags") else f"CAST(CAST({nz(m)} AS JSON) AS MAP(VARCHAR, VARCHAR))"
+        entries = (f"list_transform(map_entries({mp}), lambda e: {{'key': CASE WHEN starts_with(e.key, 'user_') "
+                   f"THEN e.key[6:] WHEN starts_with(e.key, 'user:') THEN e.key[6:] "
+                   f"WHEN starts_with(e.key, 'aws_') THEN 'aws:' || e.key[5:] ELSE e.key END, "
+                   f"'value': NULLIF(trim(e.value), '')}})")
+        return entries_to_map(entries)
+    if not c.tag_cols:
+        return None
+    items = ", ".join(f"{{'key': {lit(k)}, 'value': {nz(q(raw))}}}" for k, raw in sorted(c.tag_cols.items()))
+    return entries_to_map(f"[{items}]")
+
+
+def plan(cols: dict[str, str]) -> Plan:
+    c = columns(cols)
+    missing = [n for n in REQUIRED if not c.has(n)]
+    if missing:
+        raise CostInputError(f"not an AWS CUR file: missing column(s) {', '.join(missing)} "
+                             f"(legacy lineItem/... or line_item_... headers expected)")
+    t = nz(c.raw("line_item_line_item_type"))
+    unblended = money(c.raw("line_item_unblended_cost"))
+    net = c.has("line_item_net_unblended_cost")
+    billed = f"coalesce({money(c.raw('line_item_net_unblended_cost'))}, {unblended})" if net else unblended
+
+    def m(name: str) -> str:
+        return f"coalesce({money(c.raw(name))}, 0)" if c.has(name) else "CAST(0 AS DECIMAL(38,18))"
+
+    def m_net(net_name: str, name: str) -> str:
+        if net and c.has(net_name):
+            return f"coalesce({money(c.raw(net_name))}, {m(name)})"
+        return m(name)
+
+    ri_arn = nz(c.get("reservation_reservation_a_r_n"))
+    sp_arn = nz(c.get("savings_plan_savings_plan_a_r_n"))
+    effective = (
+        f"(CASE {t} "
+        f"WHEN 'DiscountedUsage' THEN {m_net('reservation_net_effective_cost', 'reservation_effective_cost')} "
+        f"WHEN 'SavingsPlanCoveredUsage' THEN "
+        f"{m_net('savings_plan_net_savings_plan_effective_cost', 'savings_plan_savings_plan_effective_cost')} "
+        f"WHEN 'SavingsPlanRecurringFee' THEN {m('savings_plan_total_commitment_to_date')} - "
+        f"{m('savings_plan_used_commitment')} "
+        f"WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanUpfrontFee' THEN 0 "
+        f"WHEN 'Fee' THEN CASE WHEN {ri_arn} IS NOT NULL THEN 0 ELSE {billed} END "
+        f"WHEN 'RIFee' THEN {m('reservation_unused_amortized_upfront_fee_for_billing_period')} + "
+        f"{m('reservation_unused_recurring_fee')} "
+        f"ELSE {billed} END)")
+    covered = f"{t} IN ('DiscountedUsage', 'SavingsPlanCoveredUsage')"
+    product_code = nz(c.get("line_item_product_code"))
+    service_code = f"coalesce({_product(c, 'servicecode')}, {product_code})"
+    exprs = {
+        "BilledCost": billed,
+        "EffectiveCost": effective,
+        "ListCost": f"coalesce({money(c.raw('pricing_public_on_demand_cost'))}, {billed})"
+        if c.has("pricing_public_on_demand_cost") else billed,
+        "ContractedCost": f"CASE WHEN {covered} THEN {effective} ELSE {billed} END",
+        "BillingAccountId": nz(c.raw("bill_payer_account_id")),
+        "BillingAccountName": nz(c.get("bill_payer_account_name")),
+        "BillingCurrency": f"coalesce({nz(c.get('line_item_currency_code'))}, 'USD')",
+        "BillingPeriodStart": ts(c.raw("bill_billing_period_start_date")),
+        "BillingPeriodEnd": ts(c.raw("bill_billing_period_end_date")),
+        "ChargePeriodStart": ts(c.raw("line_item_usage_start_date")),
+        "ChargePeriodEnd": ts(c.raw("line_item_usage_end_date")),
+        "ChargeCategory": f"coalesce({case_map(t, CHARGE_CATEGORY)}, {t})",
+        "ChargeClass": f"CASE WHEN {t} = 'Refund' THEN 'Correction' END",
+        "ChargeDescription": nz(c.get("line_item_line_item_description")),
+        "ChargeFrequency": f"coalesce({case_map(t, CHARGE_FREQUENCY)}, 'Usage-Based')",
+        "CommitmentDiscountId": f"CASE WHEN {t} IN ('SavingsPlanCoveredUsage', 'SavingsPlanRecurringFee', "
+                                f"'SavingsPlanUpfrontFee', 'SavingsPlanNegation') THEN {sp_arn} "
+                                f"WHEN {t} IN ('DiscountedUsage', 'RIFee') THEN {ri_arn} END",
+        "CommitmentDiscountCategory": f"CASE WHEN {t} IN ('SavingsPlanCoveredUsage', 'SavingsPlanRecurringFee', "
+                                      f"'SavingsPlanUpfrontFee') THEN 'Spend' "
+                                      f"WHEN {t} IN ('DiscountedUsage', 'RIFee') THEN 'Usage' END",
+        "CommitmentDiscountType": f"CASE WHEN {t} IN ('SavingsPlanCoveredUsage', 'SavingsPlanRecurringFee', "
+                                  f"'SavingsPlanUpfrontFee') THEN 'Savings Plan' "
+                                  f"WHEN {t} IN ('DiscountedUsage', 'RIFee') THEN 'Reserved Instance' END",
+        "CommitmentDiscountStatus": f"CASE WHEN {covered} THEN 'Used' "
+                                    f"WHEN {t} IN ('RIFee', 'SavingsPlanRecurringFee') THEN 'Unused' END",
+        "PricingCategory": f"CASE WHEN {covered} THEN 'Committed' WHEN {t} = 'Usage' AND "
+                           f"coalesce({nz(c.get('line_item_usage_type'))}, '') LIKE '%SpotUsage%' THEN 'Dynamic' "
+                           f"WHEN {t} = 'Usage' THEN 'Standard' END",
+        "ConsumedQuantity": f"CASE WHEN {CHARGE_CATEGORY_SQL(t)} = 'Usage' THEN "
+                            f"{money(c.raw('line_item_usage_amount')) if c.has('line_item_usage_amount') else 'NULL'} END",
+        "ConsumedUnit": f"CASE WHEN {CHARGE_CATEGORY_SQL(t)} = 'Usage' THEN {nz(c.get('pricing_unit'))} END",
+        "PricingQuantity": money(c.raw("line_item_usage_amount")) if c.has("line_item_usage_amount") else "NULL",
+        "PricingUnit": nz(c.get("pricing_unit")),
+        "ListUnitPrice": money(c.raw("pricing_public_on_demand_rate")) if c.has("pricing_public_on_demand_rate")
+        else "NULL",
+        "ContractedUnitPrice": money(c.raw("line_item_unblended_rate")) if c.has("line_item_unblended_rate")
+        else "NULL",
+        "InvoiceId": nz(c.get("bill_invoice_id")),
+        "InvoiceIssuerName": f"coalesce({nz(c.get('bill_invoicing_entity'))}, 'Amazon Web Services, Inc.')",
+        "ProviderName": "'AWS'",
+        "PublisherName": f"CASE WHEN {nz(c.get('bill_billing_entity'))} = 'AWS Marketplace' THEN "
+                         f"coalesce({nz(c.get('line_item_legal_entity'))}, 'AWS Marketplace') "
+                         f"ELSE 'Amazon Web Services' END",
+        "RegionId": _product(c, "region_code", "region"),
+        "RegionName": _product(c, "location"),
+        "AvailabilityZone": nz(c.get("line_item_availability_zone")),
+        "ResourceId": nz(c.get("line_item_resource_id")),
+        "ServiceName": f"coalesce({_product(c, 'product_name', 'servicename')}, {product_code}, 'Unknown')",
+        "ServiceCategory": f"coalesce({case_map(service_code, SERVICE_CATEGORY)}, "
+                           f"{case_map(product_code, SERVICE_CATEGORY)}, 'Other')",
+        "SkuId": _product(c, "sku"),
+        "SkuPriceId": nz(c.get("pricing_rate_code")) if c.has("pricing_rate_code") else nz(c.get("pricing_rate_id")),
+        "SubAccountId": nz(c.get("line_item_usage_account_id")),
+        "SubAccountName": nz(c.get("line_item_usage_account_name")),
+        "x_line_type": t,
+        "x_usage_type": nz(c.get("line_item_usage_type")),
+        "x_operation": nz(c.get("line_item_operation")),
+    }
+    checks = [Check(f, c.raw(n), k) for f, n, k in (
+        ("BilledCost", "line_item_unblended_cost", "money"),
+        ("BilledCost", "line_item_net_unblended_cost", "money"),
+        ("ListCost", "pricing_public_on_demand_cost", "money"),
+        ("EffectiveCost", "reservation_effective_cost", "money"),
+        ("EffectiveCost", "savings_plan_savings_plan_effective_cost", "money"),
+        ("PricingQuantity", "line_item_usage_amount", "money"),
+        ("BillingPeriodStart", "bill_billing_period_start_date", "ts"),
+        ("BillingPeriodEnd", "bill_billing_period_end_date", "ts"),
+        ("ChargePeriodStart", "line_item_usage_start_date", "ts"),
+        ("ChargePeriodEnd", "line_item_usage_end_date", "ts"),
+    ) if c.has(n)]
+    checks = [Check(ch.column, ch.raw_expr, ch.kind) for ch in checks]
+    part = f"'{SOURCE}|' || \"BillingAccountId\" || '|' || x_billing_month"
+    return Plan(source=SOURCE, exprs=exprs, tags_map=tags_map(c), partition=part, checks=checks)
+
+
+def CHARGE_CATEGORY_SQL(t: str) -> str:  # noqa: N802 - reads like the column it computes
+    return case_map(t, CHARGE_CATEGORY)
+
+
+def check_single_period_per_account(lines: pa.Table, label: str) -> None:
+    """A CUR delivery restates whole billing periods: every line must carry its file's billing period."""
+    # nothing to check beyond the partition key (payer, month); kept as the hook where manifests are compared
+    return None
+
+
+# --- manifests (S3 layout: reference/cost.md §2.4) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    key: str  # S3 key of the manifest
+    manifest_id: str  # assemblyId / executionId / etag fallback
+    billing_period: str  # 'YYYY-MM'
+    data_keys: tuple[str, ...]  # S3 keys of the data files, exactly as listed
+    version: str  # 'legacy' | 'cur2'
+    bucket: str | None = None
+
+
+_PERIOD_DIR = re.compile(r"BILLING_PERIOD=(\d{4})-(\d{2})")
+_RANGE_DIR = re.compile(r"/(\d{4})(\d{2})01-\d{8}/")
+
+
+def is_manifest_key(key: str) -> bool:
+    return key.endswith("Manifest.json") or key.endswith("-manifest.json")
+
+
+def is_current_manifest(key: str) -> bool:
+    """True for the manifest that names the current delivery of a period.
+
+    CUR 2.0: ``.../metadata/BILLING_PERIOD=YYYY-MM/<export>-Manifest.json``. Legacy: the copy in the date-range
+    folder ``.../yyyymmdd-yyyymmdd/<name>-Manifest.json`` (the copies inside assembly folders are history).
+    """
+    if not is_manifest_key(key):
+        return False
+    if "/metadata/BILLING_PERIOD=" in key or "BILLING_PERIOD=" in key:
+        return True
+    parts = key.split("/")
+    return len(parts) >= 2 and re.fullmatch(r"\d{8}-\d{8}", parts[-2]) is not None
+
+
+def parse_manifest(key: str, body: bytes, etag: str | None = None, bucket: str | None = None) -> Manifest:
+    try:
+        doc = json.loads(body)
+    except ValueError as err:
+        raise CostInputError(f"manifest is not JSON: {err}", source=key) from err
+    if not isinstance(doc, dict):
+        raise CostInputError("manifest is not a JSON object", source=key)
+    version = "cur2" if ("dataFiles" in doc or "BILLING_PERIOD=" in key) else "legacy"
+    files: list[str] = []
+    raw_files = doc.get("dataFiles") or doc.get("reportKeys") or doc.get("files") or []
+    for f in raw_files:
+        if isinstance(f, dict):
+            f = f.get("key") or f.get("path") or f.get("s3Key")
+        if not isinstance(f, str) or not f:
+            raise CostInputError(f"manifest lists a data file that is not a key: {f!r}", source=key)
+        if f.startswith("s3://"):
+            b, _, k = f[5:].partition("/")
+            bucket = bucket or b
+            f = k
+        files.append(f)
+    if not files:
+        raise CostInputError("manifest lists no data files (dataFiles/reportKeys)", source=key)
+    period = None
+    bp = doc.get("billingPeriod") or {}
+    start = bp.get("start") if isinstance(bp, dict) else None
+    if start:
+        period = _period_from_text(str(start))
+    if period is None:
+        m = _PERIOD_DIR.search(key) or _RANGE_DIR.search("/" + key)
+        if m:
+            period = f"{m.group(1)}-{m.group(2)}"
+    if period is None:
+        raise CostInputError("cannot tell the billing period (no billingPeriod.start, no BILLING_PERIOD= folder)",
+                             source=key)
+    mid = (doc.get("executionId") or doc.get("execution_id") or doc.get("assemblyId") or doc.get("id")
+           or (f"etag:{etag}" if etag else None))
+    if not mid:
+        raise CostInputError("manifest has no executionId/assemblyId and no ETag was given", source=key)
+    return Manifest(key, str(mid), period, tuple(files), version, bucket)
+
+
+def _period_from_text(text: str) -> str | None:
+    text = text.strip()
+    m = re.match(r"(\d{4})(\d{2})\d{2}T", text)  # legacy 20231101T000000.000Z
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
+    try:
+        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if d.tzinfo is not None:
+        d = d.astimezone(timezone.utc)
+    return f"{d.year:04d}-{d.month:02d}"

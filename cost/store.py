@@ -1,0 +1,128 @@
+"""Writing normalised lines: a delivery replaces its partitions in one transaction, never adds to them.
+
+A partition is the unit a provider restates: (payer account, billing month) for AWS CUR and FOCUS files,
+(billing account, ingestion-time partition date) for the GCP export. Deleting the partition's rows and inserting the
+new set happen in one transaction, so readers see the old or the new delivery, never both or neither. A delivery
+whose content hash (``ingest_id``) already wrote a partition is a no-op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+from decimal import Decimal
+from typing import Iterable
+
+import duckdb
+import pyarrow as pa
+
+from cost import schema
+from cost.sql import lit
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class PartitionChange:
+    partition: str
+    action: str  # inserted | replaced | unchanged | removed
+    rows_before: int
+    rows_after: int
+    billed_before: Decimal
+    billed_after: Decimal
+    effective_before: Decimal
+    effective_after: Decimal
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "unchanged"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _stats(con: duckdb.DuckDBPyConnection, rel: str, parts: list[str]) -> dict[str, tuple[int, Decimal, Decimal]]:
+    if not parts:
+        return {}
+    inlist = ", ".join(lit(p) for p in parts)
+    rows = con.execute(
+        f'SELECT x_partition, count(*), coalesce(sum("BilledCost"), 0), coalesce(sum("EffectiveCost"), 0) '
+        f"FROM {rel} WHERE x_partition IN ({inlist}) GROUP BY 1").fetchall()
+    return {r[0]: (int(r[1]), Decimal(r[2]), Decimal(r[3])) for r in rows}
+
+
+def plan_changes(con: duckdb.DuckDBPyConnection, lines: pa.Table, ingest_id: str,
+                 partitions: Iterable[str] = ()) -> list[PartitionChange]:
+    """What applying ``lines`` would do to each partition (nothing is written)."""
+    con.register("__cost_new", lines)
+    try:
+        new_parts = sorted(set(lines.column("x_partition").unique().to_pylist()) | set(partitions))
+        new = _stats(con, "__cost_new", new_parts)
+    finally:
+        con.unregister("__cost_new")
+    old = _stats(con, schema.TABLE, new_parts)
+    applied = dict(con.execute(
+        "SELECT partition, ingest_id FROM cost_partitions WHERE partition IN (SELECT unnest(?))",
+        [new_parts]).fetchall()) if new_parts else {}
+    out = []
+    for p in new_parts:
+        ob = old.get(p, (0, ZERO, ZERO))
+        nb = new.get(p, (0, ZERO, ZERO))
+        if applied.get(p) == ingest_id:
+            action = "unchanged"
+        elif p not in old and p not in applied:
+            action = "inserted" if p in new else "unchanged"
+        elif p not in new:
+            action = "removed"
+        else:
+            action = "replaced"
+        out.append(PartitionChange(p, action, ob[0], nb[0], ob[1], nb[1], ob[2], nb[2]))
+    return out
+
+
+def apply(con: duckdb.DuckDBPyConnection, lines: pa.Table, *, ingest_id: str, source: str,
+          manifest_id: str | None = None, origin: str | None = None, partitions: Iterable[str] = (),
+          manage_transaction: bool = True, dry_run: bool = False) -> list[PartitionChange]:
+    """Replace every partition present in ``lines`` (plus ``partitions``, which may come back empty).
+
+    With ``manage_transaction=False`` the caller owns the transaction (the collector's writer thread).
+    """
+    if lines.schema.names != list(schema.NAMES):
+        raise ValueError("lines are not shaped like the cost table")
+    if manage_transaction:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        changes = plan_changes(con, lines, ingest_id, partitions)
+        todo = [c for c in changes if c.changed]
+        if todo and not dry_run:
+            parts = [c.partition for c in todo]
+            con.execute(f"DELETE FROM {schema.TABLE} WHERE x_partition IN (SELECT unnest(?))", [parts])
+            con.register("__cost_new", lines)
+            try:
+                cols = ", ".join(f'"{n}"' for n in schema.NAMES)
+                con.execute(f"INSERT INTO {schema.TABLE} ({cols}) SELECT {cols} FROM __cost_new "
+                            f"WHERE x_partition IN (SELECT unnest(?))", [parts])
+            finally:
+                con.unregister("__cost_new")
+            con.execute("DELETE FROM cost_partitions WHERE partition IN (SELECT unnest(?))", [parts])
+            live = [c for c in todo if c.action != "removed"]
+            if live:
+                con.executemany(
+                    "INSERT INTO cost_partitions VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+                    [[c.partition, source, ingest_id, manifest_id, c.rows_after, c.billed_after, c.effective_after]
+                     for c in live])
+        if not dry_run:
+            con.executemany(
+                "INSERT INTO cost_ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                [[ingest_id, source, manifest_id, c.partition, c.action, c.rows_before, c.rows_after,
+                  c.billed_before, c.billed_after, c.effective_before, c.effective_after, origin] for c in changes])
+        if manage_transaction:
+            con.execute("ROLLBACK" if dry_run else "COMMIT")
+    except BaseException:
+        if manage_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return changes
+
+
+def record_sync(con: duckdb.DuckDBPyConnection, source: str, target: str, status: str = "ok",
+                detail: str | None = None) -> None:
+    con.execute("INSERT OR REPLACE INTO cost_sync_state VALUES (?, ?, now(), ?, ?)", [source, target, status, detail])
