@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.app import create_app
+from collector.auth import TokenEntry, TokenStore
+from collector.config import Settings
+
+TOKENS = {
+    "ingest": "ingest-token-0123456789abcdef",
+    "read": "read-token-0123456789abcdef",
+    "admin": "admin-token-0123456789abcdef",
+    "team_read": "team-read-token-0123456789ab",
+}
+
+
+def token_store() -> TokenStore:
+    return TokenStore([
+        TokenEntry(name="ingester", token=TOKENS["ingest"], scopes=["ingest"]),
+        TokenEntry(name="reader", token=TOKENS["read"], scopes=["read"]),
+        TokenEntry(name="admin", token=TOKENS["admin"], scopes=["admin"]),
+        TokenEntry(name="finance-reader", token=TOKENS["team_read"], scopes=["read"], team="finance"),
+    ])
+
+
+def auth(kind: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[kind]}"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "observatory.duckdb"
+
+
+@pytest.fixture
+def make_client(db_path: Path):
+    """Build an in-process app (real Store, writer thread, DuckDB file); auth on with the test tokens."""
+    clients = []
+
+    def _make(**settings_kw) -> TestClient:
+        settings = Settings(db=db_path, gauge_refresh_seconds=3600, **settings_kw)
+        tokens = token_store()
+        tokens.enabled = settings.auth
+        c = TestClient(create_app(settings, tokens=tokens))
+        c.__enter__()
+        clients.append(c)
+        return c
+
+    yield _make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    return make_client()

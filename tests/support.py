@@ -1,0 +1,118 @@
+"""Helpers shared by the tests: real collector processes, free ports, event builders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OBSERVATORY = str(BIN / "observatory")
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def event(i: int | str, type_: str, data: dict[str, Any], *, source: str = "test://suite",
+          time_: str = "2026-11-20T10:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": str(i), "source": source, "type": type_, "time": time_, "data": data, **extra}
+
+
+@dataclass
+class Collector:
+    """A real `observatory serve` process on a loopback port."""
+
+    db: Path
+    port: int = field(default_factory=free_port)
+    token: str | None = None
+    tokens_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def start(self, timeout: float = 30.0) -> "Collector":
+        args = [OBSERVATORY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db)]
+        if self.tokens_file is None:
+            args.append("--no-auth")
+        else:
+            args += ["--tokens-file", str(self.tokens_file)]
+        self.log_path = self.log_path or self.db.with_suffix(f".{self.port}.log")
+        log = open(self.log_path, "ab")
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.db.parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"collector not ready in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+def create_token(tokens_file: Path, name: str, scopes: str, team: str | None = None) -> str:
+    args = [OBSERVATORY, "tokens", "create", "--name", name, "--scopes", scopes, "--file", str(tokens_file)]
+    if team:
+        args += ["--team", team]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Exposition text -> {(sample name, sorted labels): value} using prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric_sum(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples.items()
+               if n == name and all(dict(lab).get(k) == val for k, val in labels.items()))
