@@ -81,7 +81,7 @@ class Store:
             last.add_metric([self.counters.capper("source", source)], ts)
         commit = GaugeMetricFamily("observatory_writer_last_commit_seconds",
                                    "Duration of the writer's most recent transaction.", value=w.stats.last_commit_seconds)
-        refresh = GaugeMetricFamily("observatory_gauge_refresh_timestamp_seconds",
+        refresh = GaugeMetricFamily("observatory_sql_refresh_timestamp_seconds",
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily("observatory_start_time_seconds", "Process start time.", value=self.started_at)
         return [depth, last, commit, refresh, up]
