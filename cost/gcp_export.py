@@ -67,7 +67,7 @@ def prepare_relation(con: duckdb.DuckDBPyConnection, rel: str, cols: dict[str, s
     view = rel + "_gcp"
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * REPLACE ({', '.join(replace)}) FROM {rel}")
     try:
-        con.execute(f"SELECT count(*) FROM {view}").fetchone()
+        con.execute(f"SELECT count(*) FROM {view}").fetchall()[0]
     except duckdb.Error as err:
         # find the first unparsable record for a precise message
         for name in REPEATED:
@@ -75,7 +75,8 @@ def prepare_relation(con: duckdb.DuckDBPyConnection, rel: str, cols: dict[str, s
                 hit = con.execute(
                     f"SELECT n, v FROM (SELECT row_number() OVER () n, {q(name)} v FROM {rel}) "
                     f"WHERE {nz('v')} IS NOT NULL AND NOT json_valid({_pyliteral_to_json(nz('v'))}) "
-                    f"ORDER BY n LIMIT 1").fetchone()
+                    f"ORDER BY n LIMIT 1").fetchall()
+                hit = hit[0] if hit else None
                 if hit:
                     raise CostInputError("repeated record is neither JSON nor a Python literal list",
                                          row=hit[0], column=name, value=hit[1]) from err

@@ -116,7 +116,8 @@ def _diagnose(con: duckdb.DuckDBPyConnection, raw: str, plan: Plan, label: str, 
         sql = (f"SELECT n, v FROM (SELECT row_number() OVER () AS n, CAST({chk.raw_expr} AS VARCHAR) AS v FROM {raw}) "
                f"WHERE {nz('v')} IS NOT NULL AND ({bad}) ORDER BY n LIMIT 1")
         try:
-            hit = con.execute(sql).fetchone()
+            hits = con.execute(sql).fetchall()
+            hit = hits[0] if hits else None
         except duckdb.Error:
             continue
         if hit:
