@@ -1,0 +1,118 @@
+"""`observatory slo ...`: generate the rule files from slo/slos.yaml, check they are fresh, render alertmanager.yml.
+
+Thin wrapper: validation is in slo.spec, generation in slo.rules (pure functions).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from slo.rules import (
+    GenerationError,
+    RenderError,
+    diff_outputs,
+    generate as generate_rules,
+    render_env_template,
+    runbooks,
+    write_outputs,
+)
+from slo.spec import SpecError, load_spec
+
+slo_app = typer.Typer(help="SLOs as code: Prometheus rules (Sloth-compatible) and Alertmanager config.",
+                      no_args_is_help=True)
+
+
+@slo_app.callback()
+def _main() -> None:
+    """SLOs as code: Prometheus rules (Sloth-compatible) and Alertmanager config."""
+
+
+def _fail(lines: list[str], head: str) -> None:
+    typer.echo(head, err=True)
+    for line in lines:
+        typer.echo(f"  - {line}", err=True)
+    raise typer.Exit(2)
+
+
+@slo_app.command()
+def generate(
+    spec: Path = typer.Option(Path("slo/slos.yaml"), "--spec", help="SLO spec (observatory/v1 or Sloth prometheus/v1)"),
+    out: Path = typer.Option(Path("alerts"), "--out", help="directory of the generated *.rules.yml"),
+    check: bool = typer.Option(False, "--check", help="write nothing; exit 1 and print a diff if files are stale"),
+    runbook_dir: Path | None = typer.Option(
+        None, "--runbooks", help="directory the alerts' runbooks must exist in (default OUT/runbooks)"),
+) -> None:
+    """Generate Prometheus rule files from the SLO spec (or, with --check, verify the committed ones)."""
+    try:
+        parsed = load_spec(spec)
+    except SpecError as exc:
+        _fail(exc.errors, f"{spec}: invalid SLO spec")
+    try:
+        files = generate_rules(parsed)
+    except GenerationError as exc:
+        _fail(exc.errors, f"{spec}: cannot generate rules")
+    rb_dir = runbook_dir or out / "runbooks"
+    missing = [name for name in runbooks(parsed) if not (rb_dir / name).is_file()]
+    if missing:
+        _fail([f"{rb_dir / m} does not exist" for m in missing], "alerts link runbooks that are missing")
+    if check:
+        diffs = diff_outputs(files, out)
+        if diffs:
+            for d in diffs:
+                sys.stdout.write(d if d.endswith("\n") else d + "\n")
+            typer.echo(f"{len(diffs)} generated file(s) are stale: run `observatory slo generate` and commit.",
+                       err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{len(files)} rule file(s) in {out} are up to date.")
+        return
+    written = write_outputs(files, out)
+    for path in written:
+        typer.echo(f"wrote {path}" if path.exists() else f"removed {path}")
+    if not written:
+        typer.echo(f"{len(files)} rule file(s) in {out} already up to date.")
+
+
+@slo_app.command("render-alertmanager")
+def render_alertmanager(
+    config: Path = typer.Option(Path("alerts/alertmanager.yml"), "--config", help="template with ${VAR} URLs"),
+    out: Path | None = typer.Option(None, "--out", help="write here (default: stdout)"),
+) -> None:
+    """Fill alertmanager.yml's ${VAR} placeholders (receiver URLs, token) from the environment."""
+    try:
+        text = render_env_template(config.read_text(), dict(os.environ))
+    except RenderError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(2)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.chmod(0o600)  # it holds webhook URLs and a bearer token
+        typer.echo(f"wrote {out}", err=True)
+
+
+@slo_app.command()
+def validate(
+    spec: Path = typer.Option(Path("slo/slos.yaml"), "--spec"),
+) -> None:
+    """Validate the SLO spec and print a one-line summary per SLO."""
+    from slo.rules import check_fireable, gofloat, slo_tiers
+
+    try:
+        parsed = load_spec(spec)
+    except SpecError as exc:
+        _fail(exc.errors, f"{spec}: invalid SLO spec")
+    errors = check_fireable(parsed)
+    if errors:
+        _fail(errors, f"{spec}: cannot generate rules")
+    for s in parsed.slos:
+        tiers = ", ".join(
+            f"{t.severity}-{t.tier} {t.short}/{t.long} x{gofloat(t.factor)}" + ("" if t.enabled else " (off)")
+            for t in slo_tiers(parsed, s))
+        typer.echo(f"{parsed.service}/{s.name}: {gofloat(s.objective)}% over {parsed.slo_period(s)}; {tiers}")
+    typer.echo(f"{len(parsed.slos)} SLOs, {len(parsed.alerts)} other alerts: OK")
