@@ -56,7 +56,6 @@ class CostSettings(BaseSettings):
     currency: str = "USD"
     gcp_rescan_days: int = 10  # trailing window of ingestion-time partitions re-checked on every sync
     gcp_initial_days: int = 62  # first sync looks this far back
-    aws_recheck_days: int = 15  # a closed period's manifests are re-read this long into the next month
     forecast_lookback_days: int = 7
     config_file: Path | None = None
 
