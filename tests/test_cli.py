@@ -61,3 +61,18 @@ def test_token_store_rejects_bad_config():
         TokenEntry(name="x", scopes=["read"])
     with pytest.raises(ValueError, match="unknown scopes"):
         TokenEntry(name="x", token="a" * 20, scopes=["write"])
+
+
+def test_tokens_from_environment_are_hashed_and_scoped(tmp_path):
+    import json
+
+    env_tokens = json.dumps([{"name": "env-reader", "token": "env-read-token-abcdefgh", "scopes": ["read"]}])
+    col = Collector(tmp_path / "o.duckdb", tokens_file=tmp_path / "none.yaml",
+                    env={"OBSERVATORY_TOKENS": env_tokens}).start()
+    try:
+        h = {"Authorization": "Bearer env-read-token-abcdefgh"}
+        assert httpx.get(col.url + "/metrics", headers=h).status_code == 200
+        assert httpx.post(col.url + "/v1/events", json={}, headers=h).status_code == 403
+    finally:
+        col.stop()
+    assert "env-read-token-abcdefgh" not in col.logs()
