@@ -116,5 +116,8 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app.include_router(ingest.router)
     app.include_router(ops.router)
+    from collector import jupyter_events
+
+    app.include_router(jupyter_events.router)
     # --- end routers ---
     return app

@@ -1,0 +1,344 @@
+"""Jupyter Events JSON -> our events, and `POST /v1/jupyter/events`.
+
+Accepts the records of the jupyter_events event log (the capsule `__timestamp__`, `__schema__`,
+`__schema_version__`, `__metadata_version__` with the schema's fields at the top level), as a JSON object, a JSON
+array or NDJSON (an event-log file as written by `c.EventLogger.handlers`). Our Jupyter server extension
+(collector/jupyter_extension) posts the same records, enriched with an `observatory` object (team, owner,
+notebook path, the server's name) and with a `reason` on restarts and shutdowns it attributed (crash, culled,
+server_stop).
+
+Mapping (schema ids are in reference/events.md):
+
+| record | event |
+|---|---|
+| `kernel_actions/v1` start, success | `notebook.kernel.started` |
+| `kernel_actions/v1` restart, success | `notebook.kernel.restarted`, reason `user` unless the record says `crash`/`oom` |
+| `kernel_actions/v1` restart, error, reason crash/oom | `notebook.kernel.restarted` (the crash happened; the restart failed) |
+| `kernel_actions/v1` shutdown, success | `notebook.kernel.shutdown`, reason `user` unless `culled`/`server_stop` |
+| our `kernel_lifecycle/v1` died | `notebook.kernel.died` with reason, exit_code, signal |
+| anything else (interrupt, errors, contents_service, gateway_client, JupyterHub server-action …) | ignored, counted |
+
+The event id is derived from the record's bytes (canonical JSON), so a re-shipped log line is stored once.
+A record that cannot be mapped (no schema, a bad timestamp, no kernel id) is rejected alone and dead-lettered.
+
+The helpers at the bottom (`native_rejection`, `submit_native`, `count_ignored`) are shared by the other native
+adapters (collector/openlineage.py, collector/otlp.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from collector.auth import Principal, require_scope
+from collector.redaction import redact_text
+from collector.validation import BodyError, Rejection, Validated, decode_body, split_items, validate_items
+
+router = APIRouter(tags=["ingest"])
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+# Our own schema, registered on the server's EventLogger by the extension (so a shipped event log carries it too).
+KERNEL_LIFECYCLE = "https://events.notebook-observatory.dev/jupyter/kernel_lifecycle/v1"
+# Enrichment keys honoured from the record's `observatory` object or, for event logs enriched by a modifier of
+# the platform's own, from the record's top level.
+ENRICH_KEYS = ("team", "owner", "notebook_id", "notebook_path", "session_id", "environment", "tags")
+RESTART_REASONS = ("user", "crash", "oom")
+SHUTDOWN_REASONS = ("user", "culled", "server_stop")
+DIED_REASONS = ("crash", "oom", "signal", "unknown")
+_OFFSET_Z = re.compile(r"[+-]\d{2}:?\d{2}$")
+
+
+class MappingError(ValueError):
+    """A record that claims to be ours but cannot be mapped; becomes a Rejection for that record only."""
+
+    def __init__(self, path: str, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.error = {"path": path, "type": kind, "message": message}
+
+
+@dataclass(slots=True)
+class Ignored:
+    reason: str
+
+
+def parse_jupyter_timestamp(value: Any) -> datetime:
+    """`__timestamp__` -> aware UTC datetime. jupyter_events writes `isoformat() + "Z"` on an aware datetime,
+    giving `2025-01-01T12:00:00.123456+00:00Z` (an offset *and* a Z); older writers give a plain `...Z`."""
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError("__timestamp__", "missing", "a Jupyter event needs a `__timestamp__` string")
+    s = value.strip()
+    if s[-1:] in ("Z", "z"):
+        body = s[:-1]
+        s = body if _OFFSET_Z.search(body) else body + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise MappingError("__timestamp__", "datetime_parsing", f"not an ISO 8601 timestamp: {value[:64]!r}") from None
+    if dt.tzinfo is None:
+        raise MappingError("__timestamp__", "timezone_aware", "timestamp has no UTC offset")
+    return dt.astimezone(timezone.utc)
+
+
+def rfc3339(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def record_id(prefix: str, record: Any) -> str:
+    """A deterministic event id from a record's content: the same record sent twice gets the same id."""
+    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
+    return f"{prefix}-{digest[:40]}"
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _enrichment(record: dict[str, Any]) -> dict[str, Any]:
+    extra = record.get("observatory")
+    extra = extra if isinstance(extra, dict) else {}
+    out: dict[str, Any] = {}
+    for key in ENRICH_KEYS:
+        value = extra.get(key, record.get(key))
+        if value is not None and value != "":
+            out[key] = value
+    return out
+
+
+def map_jupyter_record(record: Any, server: str) -> dict[str, Any] | Ignored:
+    """One Jupyter Events record -> one CloudEvents dict (not yet validated), or Ignored; MappingError if broken."""
+    if not isinstance(record, dict):
+        raise MappingError("", "object_type", "a Jupyter event must be a JSON object")
+    schema = record.get("__schema__")
+    if not isinstance(schema, str) or not schema:
+        raise MappingError("__schema__", "missing", "a Jupyter event needs a `__schema__` (the schema $id)")
+    when = parse_jupyter_timestamp(record.get("__timestamp__"))
+    extra = record.get("observatory") if isinstance(record.get("observatory"), dict) else {}
+    server = str(extra.get("server") or server or "default")
+    schema_base = schema.rstrip("/")
+
+    if schema_base == KERNEL_ACTIONS:
+        action, status = record.get("action"), record.get("status", "success")
+        if action not in ("start", "restart", "shutdown", "interrupt"):
+            raise MappingError("action", "enum", f"unknown kernel action {str(action)[:64]!r}")
+        reason = record.get("reason")
+        if action == "interrupt":
+            return Ignored("kernel_interrupt")
+        if status == "error" and not (action == "restart" and reason in ("crash", "oom")):
+            return Ignored(f"kernel_{action}_error")
+        if action == "restart" and reason in ("crash", "oom") and _int(record.get("restart_attempt"), 1) > 1:
+            # The restarter retrying after a failed restart: the crash was counted on its first attempt.
+            return Ignored("crash_restart_retry")
+        if action == "start":
+            etype, data = "notebook.kernel.started", {}
+        elif action == "restart":
+            etype, data = "notebook.kernel.restarted", {"reason": reason if reason in RESTART_REASONS else "user"}
+        else:
+            etype, data = "notebook.kernel.shutdown", {"reason": reason if reason in SHUTDOWN_REASONS else "user"}
+    elif schema_base == KERNEL_LIFECYCLE:
+        action = record.get("action")
+        if action != "died":
+            return Ignored(f"lifecycle_{str(action)[:32]}")
+        reason = record.get("reason")
+        if reason not in DIED_REASONS:
+            reason = "signal" if record.get("signal") else "unknown"
+        etype, data = "notebook.kernel.died", {"reason": reason}
+        if record.get("msg"):
+            data["msg"] = record["msg"]
+    else:
+        return Ignored("schema_not_mapped")
+
+    kernel_id = record.get("kernel_id")
+    if not isinstance(kernel_id, str) or not kernel_id:
+        raise MappingError("kernel_id", "missing", f"`{record.get('action')}` needs a `kernel_id`")
+    data["kernel_id"] = kernel_id
+    if isinstance(record.get("kernel_name"), str) and record["kernel_name"]:
+        data["kernel_name"] = record["kernel_name"]
+    for key in ("exit_code", "signal"):
+        if record.get(key) is not None:
+            data[key] = record[key]
+    data.update(_enrichment(record))
+    return {
+        "specversion": "1.0",
+        "id": record_id("je", record),
+        "source": f"jupyter://{server}",
+        "type": etype,
+        "time": rfc3339(when),
+        "subject": data.get("notebook_path"),
+        "data": data,
+    }
+
+
+# ---- shared by the native adapters ----------------------------------------------------------------------------
+
+
+def native_rejection(index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], *,
+                     source: str | None = None, id: str | None = None, type: str | None = None) -> Rejection:
+    """A mapping failure as a Rejection: the raw record (redacted, capped) is what the dead letter keeps."""
+    errors = error if isinstance(error, list) else [error]
+    if isinstance(raw, (bytes, bytearray)):
+        payload = bytes(raw).decode("utf-8", "replace")
+    elif isinstance(raw, str):
+        payload = raw
+    else:
+        payload = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return Rejection(index, errors, redact_text(payload[:65_536])[0],
+                     redact_text(source[:256])[0] if source else None,
+                     redact_text(id[:256])[0] if id else None, type)
+
+
+@dataclass
+class NativeBatch:
+    """Events mapped from native records, each remembering which input record it came from."""
+
+    events: list[dict[str, Any] | Rejection] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)
+    records: int = 0
+
+    def add(self, record_index: int, item: dict[str, Any] | Rejection) -> None:
+        if isinstance(item, Rejection):
+            item.index = len(self.events)
+        self.events.append(item)
+        self.origin.append(record_index)
+
+    def reject(self, record_index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], **kw: Any) -> None:
+        self.add(record_index, native_rejection(len(self.events), raw, error, **kw))
+
+    def validate(self) -> Validated:
+        """`validate_items` on the mapped events, with indexes given back in input-record terms."""
+        validated = validate_items(self.events)
+        validated.row_index = [self.origin[i] for i in validated.row_index]
+        for r in validated.rejections:
+            r.index = self.origin[r.index]
+        validated.total = self.records
+        return validated
+
+
+_ignored_lock = threading.Lock()
+
+
+def count_ignored(request: Request, channel: str, reasons: Counter) -> None:
+    """`observatory_native_records_ignored_total{channel,reason}`: records of a native format we do not map."""
+    if not reasons:
+        return
+    state = request.app.state
+    counter = getattr(state, "native_ignored_counter", None)
+    if counter is None:
+        with _ignored_lock:
+            counter = getattr(state, "native_ignored_counter", None)
+            if counter is None:
+                from prometheus_client import Counter as PromCounter
+
+                counter = PromCounter(
+                    "observatory_native_records_ignored", "Native-format records received and not mapped to an "
+                    "event (other schemas or record kinds), by channel and reason.", ["channel", "reason"],
+                    registry=state.registry)
+                state.native_ignored_counter = counter
+    for reason, n in reasons.items():
+        counter.labels(channel, reason[:64]).inc(n)
+
+
+async def submit_native(request: Request, batch: NativeBatch, channel: str) -> tuple[int, dict[str, Any], Response]:
+    """Validate and commit a mapped batch through the shared ingest path.
+
+    Returns (status, parsed body, the original Response). When every record was ignored nothing goes to the
+    writer and the answer is 200 with zero counts.
+    """
+    from collector.api.ingest import submit_validated
+
+    count_ignored(request, channel, batch.ignored)
+    if not batch.events:
+        body = {"request_id": None, "accepted": 0, "duplicates": 0, "rejected": 0, "batch_id": None, "results": []}
+        return 200, body, JSONResponse(body)
+    validated = await run_in_threadpool(batch.validate)
+    response = await submit_validated(request, validated, channel=channel)
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        body = {}
+    return response.status_code, body, response
+
+
+async def read_native_body(request: Request) -> bytes:
+    """The request body, size-capped and un-gzipped with the same limits as POST /v1/events."""
+    from collector.api.ingest import _read_capped
+
+    settings = request.app.state.settings
+    body = await _read_capped(request, settings.max_body_bytes)
+    return decode_body(body, request.headers.get("content-type"), request.headers.get("content-encoding"),
+                       settings.max_inflated_bytes)
+
+
+# ---- the endpoint ----------------------------------------------------------------------------------------------
+
+
+def _map_all(items: list[Any], server: str) -> NativeBatch:
+    batch = NativeBatch(records=len(items))
+    for i, item in enumerate(items):
+        if isinstance(item, Rejection):  # an unreadable NDJSON line
+            batch.add(i, item)
+            continue
+        try:
+            mapped = map_jupyter_record(item, server)
+        except MappingError as exc:
+            batch.reject(i, item, exc.error, source=f"jupyter://{server}",
+                         type=item.get("__schema__") if isinstance(item, dict) else None)
+            continue
+        if isinstance(mapped, Ignored):
+            batch.ignored[mapped.reason] += 1
+        else:
+            batch.add(i, mapped)
+    return batch
+
+
+@router.post(
+    "/v1/jupyter/events",
+    summary="Ingest Jupyter Events (jupyter_events JSON: object, array or NDJSON event-log lines)",
+    description=(
+        "Maps `kernel_actions/v1` records (and the `kernel_lifecycle/v1` records of our server extension) onto "
+        "`notebook.kernel.*` events; other schemas are counted and ignored. `__timestamp__` may carry the "
+        "`+00:00Z` quirk of jupyter_events. The producer is `jupyter://<server>` (query parameter `server`, or "
+        "`observatory.server` in the record). Same validation, redaction, dedup and dead-lettering as "
+        "`POST /v1/events`; the response has the same shape plus `ignored`."
+    ),
+)
+async def post_jupyter_events(
+    request: Request,
+    server: str | None = Query(None, max_length=200, description="Name of the Jupyter server or hub (the source)"),
+    principal: Principal = Depends(require_scope("ingest")),
+) -> Response:
+    settings = request.app.state.settings
+    try:
+        raw = await read_native_body(request)
+        items = split_items(raw, request.headers.get("content-type"))
+    except BodyError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    if not items:
+        return JSONResponse({"detail": "no events in the request body"}, status_code=400)
+    if len(items) > settings.max_events_per_request:
+        return JSONResponse({"detail": f"{len(items)} records in one request; the limit is "
+                                       f"{settings.max_events_per_request}"}, status_code=413)
+    batch = _map_all(items, server or "default")
+    status, body, response = await submit_native(request, batch, "jupyter")
+    if status not in (200, 422):
+        return response
+    body["ignored"] = sum(batch.ignored.values())
+    body["ignored_reasons"] = dict(batch.ignored)
+    if body.get("request_id") is None:
+        from collector.telemetry import request_id_var
+
+        body["request_id"] = request_id_var.get()
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
