@@ -540,7 +540,7 @@ def _planted_secret(ctx: _Ctx, kind: str) -> dict[str, Any]:
 
 def _run(ctx: _Ctx, nb: Notebook, t_queue: float, trigger: str, run_id: str, params: dict[str, Any],
          input_key: str, *, scheduled_for: float | None = None, planted: str | None = None,
-         duration_cap: float | None = None) -> None:
+         duration_cap: float | None = None, force: str | None = None) -> None:
     """One run: queued -> started -> terminal per attempt, retries as attempts 2/3 of the same run_id, then
     quality checks, artifact and (CI) reproducibility check after a success."""
     rng = ctx.rng
@@ -582,6 +582,10 @@ def _run(ctx: _Ctx, nb: Notebook, t_queue: float, trigger: str, run_id: str, par
         p_cancel = {"manual": 0.02, "api": 0.008, "ci": 0.01}.get(trigger, 0.002)
         if incident:
             err = INCIDENT_ERROR
+        elif force is not None and attempt == 1:
+            outcome = force
+            if force == "timed_out":
+                full = max(full, timeout * 1.3)
         elif secret is not None:
             err = (secret["error_type"], secret["error_message"], False)
         elif prev_err is not None:
@@ -670,10 +674,14 @@ def _after_success(ctx: _Ctx, nb: Notebook, t: float, trigger: str, run_id: str,
     baseline = ctx.baselines.get(key)
     if baseline is None:
         ctx.baselines[key] = (run_id, output_hash)
-    if trigger == "ci" and baseline is not None and rng.random() < 0.6:
-        ctx.emit(t + rng.uniform(3, 15), SRC_CI, "notebook.reproducibility.checked", f"{run_id}/repro",
-                 _base(nb, run_id=run_id, attempt=attempt, trigger="ci", environment=env,
-                       result="match" if baseline[1] == output_hash else "mismatch", baseline_run_id=baseline[0]))
+    if trigger == "ci" and rng.random() < 0.5:
+        # CI executes the notebook a second time and compares the outputs
+        same = baseline[1] == output_hash if baseline is not None else rng.random() >= nb.p_mismatch
+        data = _base(nb, run_id=run_id, attempt=attempt, trigger="ci", environment=env,
+                     result="match" if same else "mismatch")
+        if baseline is not None:
+            data["baseline_run_id"] = baseline[0]
+        ctx.emit(t + rng.uniform(3, 15), SRC_CI, "notebook.reproducibility.checked", f"{run_id}/repro", data)
     if trigger not in ("scheduled", "api"):
         return
     for check in nb.checks:
@@ -695,7 +703,7 @@ _KERNEL_NAMES = {"ml-platform": ("python3", "python3", "pytorch-gpu"), "data-eng
 
 
 def _kernel_session(ctx: _Ctx, team: Team, user: str, nb: Notebook, t0: float, *, planted: str | None = None,
-                    length_scale: float = 1.0) -> None:
+                    length_scale: float = 1.0, death: str | None = None) -> None:
     rng = ctx.rng
     kid = _uuid(rng)
     common = {"kernel_id": kid, "session_id": _uuid(rng), "team": team.name, "owner": user, "notebook_id": nb.id,
@@ -724,7 +732,7 @@ def _kernel_session(ctx: _Ctx, team: Team, user: str, nb: Notebook, t0: float, *
     for t, reason in sorted(restarts):
         emit(t, "notebook.kernel.restarted", reason=reason)
     t_end = t0 + length
-    died = planted is not None or rng.random() < (0.01 if team.name == "ml-platform" else 0.005)
+    died = planted is not None or death is not None or rng.random() < (0.01 if team.name == "ml-platform" else 0.005)
     if died:
         if planted is not None:
             secret = _planted_secret(ctx, planted)
@@ -732,7 +740,7 @@ def _kernel_session(ctx: _Ctx, team: Team, user: str, nb: Notebook, t0: float, *
                  msg="Kernel died unexpectedly while executing a cell",
                  traceback=_traceback(secret["error_type"], secret["error_message"], 2, secret["code"]))
             return
-        reason = rng.choices(("crash", "oom", "signal", "unknown"), (40, 40, 15, 5))[0]
+        reason = death or rng.choices(("crash", "oom", "signal", "unknown"), (40, 40, 15, 5))[0]
         extra: dict[str, Any] = {"reason": reason}
         if reason == "oom":
             extra.update(exit_code=137, signal="SIGKILL", msg="Kernel exceeded its memory limit (OOMKilled)")
@@ -797,6 +805,8 @@ class _Story:
     probe_outages: list[tuple[float, float, tuple[str, ...]]]
     planted: list[tuple[float, str, str]]  # (time, kind, carrier)
     reported_secrets: list[float]
+    forced_runs: list[tuple[float, str, str, str]]  # (time, notebook, trigger, outcome)
+    forced_deaths: list[tuple[float, str, str]]  # (time, notebook, reason)
 
 
 def _story(start: float, end: float) -> _Story:
@@ -822,6 +832,10 @@ def _story(start: float, end: float) -> _Story:
                        (start + 0.21 * span, start + 0.21 * span + 5 * MINUTE, ("hub-api",))],
         planted=sorted(planted),
         reported_secrets=[start + 0.3 * span, start + 0.86 * span],
+        # so that even a short history shows each outcome: a hung embedding job, a cancelled exploration, an OOM
+        forced_runs=[(end - 38.3 * HOUR, "ml-embedding-backfill", "api", "timed_out"),
+                     (end - 14.6 * HOUR, "fin-expense-explorer", "manual", "cancelled")],
+        forced_deaths=[(end - 26.4 * HOUR, "ml-experiments-sandbox", "oom")],
     )
 
 
@@ -944,10 +958,9 @@ class _History(_Ctx):
             a, b = max(h, lo), min(h + HOUR, hi)
             frac = (b - a) / HOUR
             act = _activity(h)
-            weekday = time.gmtime(h).tm_wday < 5
             for nb in self.platform.notebooks:
                 for trigger, per_day, shape, hours in (("manual", nb.manual, act, 11.0), ("api", nb.api, 1.0, 24.0),
-                                                       ("ci", nb.ci, act if weekday else 0.0, 11.0)):
+                                                       ("ci", nb.ci, act, 11.0)):
                     if not per_day or not shape:
                         continue
                     lam = per_day / hours * shape * frac
@@ -974,12 +987,21 @@ class _History(_Ctx):
                 _kernel_session(self, team, nb.owner, nb, t, planted=kind)
             else:
                 self._adhoc_run(nb, t, carrier, planted=kind)
+        for t, nb_id, trigger, outcome in self.story.forced_runs:
+            nb = self.platform.notebook(nb_id)
+            if lo <= t < hi and self.exists(nb, t):
+                self._adhoc_run(nb, t, trigger, force=outcome)
+        for t, nb_id, reason in self.story.forced_deaths:
+            nb = self.platform.notebook(nb_id)
+            if lo <= t < hi:
+                _kernel_session(self, TEAM_BY_NAME[nb.team], nb.owner, nb, t, death=reason)
         for t in self.story.reported_secrets:
             if lo <= t < hi:
                 nb = rng.choice([n for n in self.platform.notebooks if self.exists(n, t)])
                 _secret_reported(self, nb, t, f"secret/{int(t)}")
 
-    def _adhoc_run(self, nb: Notebook, t: float, trigger: str, planted: str | None = None) -> None:
+    def _adhoc_run(self, nb: Notebook, t: float, trigger: str, planted: str | None = None,
+                   force: str | None = None) -> None:
         rng = self.rng
         run_id = f"r-{rng.getrandbits(64):016x}"
         if trigger == "api":
@@ -990,7 +1012,7 @@ class _History(_Ctx):
         else:
             params = {"sample_frac": rng.choice((0.01, 0.1, 1.0))}
             key = time.strftime("%Y-%m-%d", time.gmtime(t))
-        _run(self, nb, t, trigger, run_id, params, key, planted=planted)
+        _run(self, nb, t, trigger, run_id, params, key, planted=planted, force=force)
 
     def flush(self, upto: float) -> list[dict[str, Any]]:
         self.pending.sort(key=lambda p: (p[0], p[1]))
@@ -1121,27 +1143,25 @@ def backfill(db: Path, days: int = 30, seed: int = 7, end: datetime | None = Non
 
 
 def _billing(store: Any, seed: int) -> str:
-    """Demo billing lines for the runs just written, when the cost module provides them."""
+    """Demo billing lines for the runs just written, when the cost module provides them (cost/demo.py)."""
     try:
-        from cost import demo as cost_demo  # type: ignore[attr-defined]
+        from cost import demo as cost_demo
     except ImportError:
         return ""
     make = getattr(cost_demo, "demo_billing_lines", None)
-    if make is None:
+    write = getattr(cost_demo, "write_demo_billing", None)
+    if make is None or write is None:
         return ""
+    import polars as pl
+
     with store.read_cursor() as cur:
-        runs = cur.execute("SELECT * FROM run_attempts ORDER BY run_id, attempt").pl()
+        runs = pl.from_arrow(cur.sql("SELECT * FROM run_attempts ORDER BY run_id, attempt").to_arrow_table())
     lines = make(runs, seed)
-    writer = None
-    for name in ("write_demo_billing", "write_billing_lines", "write_lines", "store_lines"):
-        writer = getattr(cost_demo, name, None)
-        if writer is not None:
-            break
-    if writer is None:
-        return ""
-    result = writer(store, lines)
-    n = getattr(lines, "height", None) or (len(lines) if hasattr(lines, "__len__") else 0)
-    return f", {n} billing lines" if result is None else f", billing: {result}"
+    if not lines.height:
+        return ", 0 billing lines"
+    # in the writer thread, inside its transaction, like every other write
+    store.writer.execute(lambda con: write(con, lines, manage_transaction=False)).result()
+    return f", {lines.height} billing lines"
 
 
 # ---- over HTTP ---------------------------------------------------------------------------------------------------
