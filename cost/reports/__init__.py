@@ -1,0 +1,1 @@
+"""Finance reports: one data model (data.py) and one writer per format."""
