@@ -184,6 +184,14 @@ def schema(
     typer.echo(json.dumps(schemas, indent=2))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def run(ctx: typer.Context) -> None:
+    """Execute a notebook with papermill and report the run: NOTEBOOK [-p KEY VALUE]… [--output OUT] [--collector URL] (see --help)."""
+    from collector import papermill_runner
+
+    raise typer.Exit(papermill_runner.main(list(ctx.args)))
+
+
 @tokens_app.command("create")
 def tokens_create(
     name: str = typer.Option(..., help="Token name (rotates an existing token of that name)"),
