@@ -119,5 +119,9 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     from collector import jupyter_events
 
     app.include_router(jupyter_events.router)
+    from collector.api import runs
+
+    app.include_router(runs.router)
+    app.openapi_tags.append(runs.TAG)
     # --- end routers ---
     return app
