@@ -338,8 +338,7 @@ def slo_groups(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                 + f"Objective {gofloat(slo.objective)}% over {period} (error budget {_pct(budget)}). "
                 f"This {sev} fires when the error ratio is " + ", or ".join(conds) + ". "
                 f"At {gofloat(fastest)}x the whole budget is spent in "
-                f"{_human_duration(period_ms / 3_600_000 / fastest)}. "
-                "Short-window error ratio now: {{ $value | humanizePercentage }}.",
+                f"{_human_duration(period_ms / 3_600_000 / fastest)}.",
             )
             runbook = slo.alerting.runbook or f"slo-{slo.name}.md"
             annotations["runbook_url"] = f"{spec.runbook_base_url}/{runbook}"
