@@ -92,7 +92,7 @@ def demo_billing_lines(runs: pl.DataFrame, seed: int = 7) -> pl.DataFrame:
         "ChargePeriodStart": lines["start"], "ChargePeriodEnd": lines["end"], "ChargeCategory": "Usage",
         "ChargeFrequency": "Usage-Based", "ChargeDescription": lines["desc"], "BilledCost": lines["cost"],
         "EffectiveCost": lines["cost"], "ListCost": (lines["cost"] * 1.25).round(4), "ContractedCost": lines["cost"],
-        "InvoiceIssuerName": "Amazon Web Services, Inc.", "ProviderName": "AWS", "PublisherName": "Amazon Web Services, Inc.",
+        "InvoiceIssuerName": "Amazon Web Services, Inc.", "ProviderName": "Amazon Web Services, Inc.", "PublisherName": "Amazon Web Services, Inc.",
         "ServiceName": lines["service"], "ServiceCategory": lines["category"], "RegionId": "eu-west-1",
         "RegionName": "Europe (Ireland)", "PricingQuantity": 1.0, "PricingUnit": "Units", "Tags": lines["tags"],
     })

@@ -135,9 +135,9 @@ def plan(cols: dict[str, str]) -> Plan:
         "ChargeFrequency": "'Usage-Based'",
         "ConsumedQuantity": money(q("usage.amount")) if "usage.amount" in cols else "NULL",
         "ConsumedUnit": nz(g("usage.unit")),
-        "PricingQuantity": money(q("usage.amount_in_pricing_units")) if "usage.amount_in_pricing_units" in cols
-        else "NULL",
-        "PricingUnit": nz(g("usage.pricing_unit")),
+        "PricingQuantity": f"CASE WHEN {cost_type} <> 'tax' THEN {money(q('usage.amount_in_pricing_units'))} END"
+        if "usage.amount_in_pricing_units" in cols else "NULL",
+        "PricingUnit": f"CASE WHEN {cost_type} <> 'tax' THEN {nz(g('usage.pricing_unit'))} END",
         "InvoiceIssuerName": "'Google Cloud'",
         "ProviderName": "'Google Cloud'",
         "PublisherName": f"coalesce({nz(g('seller_name'))}, 'Google Cloud')",

@@ -96,7 +96,8 @@ def normalise_relation(con: duckdb.DuckDBPyConnection, rel: str, fmt: str, setti
     if fmt == "focus":
         plan = focus.plan(list(cols))
     elif fmt == "aws-cur":
-        plan = aws_cur.plan(cols)
+        rel = aws_cur.prepare_relation(con, rel, cols)
+        plan = aws_cur.plan(columns_of(con, rel))
     elif fmt == "gcp-export":
         rel = gcp_export.prepare_relation(con, rel, cols)
         plan = gcp_export.plan(columns_of(con, rel))

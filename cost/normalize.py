@@ -62,6 +62,8 @@ def build_select(plan: Plan, raw: str, tag_keys: TagKeys, ingest_id: str) -> str
                 expr = tags_json("__tags")
             elif c.name == "x_billing_month":
                 expr = "strftime(\"BillingPeriodStart\", '%Y-%m')"  # resolved in stage 2
+            elif c.name == "ServiceSubcategory":
+                expr = "'Other (' || \"ServiceCategory\" || ')'"  # resolved in stage 2
             else:
                 expr = f"CAST(NULL AS {c.sqltype})"
         s1.append((c.name, expr))
@@ -73,6 +75,8 @@ def build_select(plan: Plan, raw: str, tag_keys: TagKeys, ingest_id: str) -> str
         if name == "Tags" and plan.exprs.get("Tags") is None and plan.tags_map is not None:
             late[name] = expr
         elif name == "x_billing_month" and "x_billing_month" not in plan.exprs:
+            late[name] = expr
+        elif name == "ServiceSubcategory" and "ServiceSubcategory" not in plan.exprs:
             late[name] = expr
         else:
             stage1_cols.append(f"{expr} AS {q(name)}")

@@ -154,17 +154,24 @@ def test_cur_amortisation_and_tags_legacy_and_cur2(tmp_path):
         ingest.import_files(con, [p], "aws-cur")
         got = con.execute('SELECT sum("BilledCost"), sum("EffectiveCost") FROM cost_line_items').fetchall()[0]
         assert got == (cur_gen.AMORTISATION_BILLED, cur_gen.AMORTISATION_EFFECTIVE), p.name
-        per_type = dict(con.execute('SELECT x_line_type, "EffectiveCost" FROM cost_line_items').fetchall())
+        per_type = dict(con.execute('SELECT x_line_type, sum("EffectiveCost") FROM cost_line_items '
+                                    'GROUP BY 1').fetchall())
         assert per_type == {"Usage": Decimal("1"), "DiscountedUsage": Decimal("1.2"), "RIFee": Decimal("0.3"),
                             "Fee": 0, "SavingsPlanCoveredUsage": Decimal("2.5"), "SavingsPlanNegation": 0,
                             "SavingsPlanRecurringFee": Decimal("2.5"), "Tax": Decimal("0.5"), "Credit": Decimal("-1")}
-        cats = dict(con.execute('SELECT x_line_type, "ChargeCategory" FROM cost_line_items').fetchall())
-        assert cats["RIFee"] == "Purchase" and cats["Credit"] == "Credit" and cats["Tax"] == "Tax"
+        cats = set(con.execute('SELECT x_line_type, "ChargeCategory", "CommitmentDiscountStatus", "BilledCost", '
+                               '"EffectiveCost" FROM cost_line_items').fetchall())
+        # a recurring commitment fee is a Purchase (EffectiveCost 0) plus an Unused usage row (BilledCost 0)
+        assert ("RIFee", "Purchase", None, Decimal("3"), 0) in cats
+        assert ("RIFee", "Usage", "Unused", 0, Decimal("0.3")) in cats
+        assert ("SavingsPlanRecurringFee", "Usage", "Unused", 0, Decimal("2.5")) in cats
+        assert ("Credit", "Credit", None, Decimal("-1"), Decimal("-1")) in cats
+        assert ("Tax", "Tax", None, Decimal("0.5"), Decimal("0.5")) in cats
         # tags by key, as in the raw rows
         by_team = db_sums(con, "\"Tags\"->>'team'", '"EffectiveCost"')
         assert by_team == {"ml": Decimal("2.2")}
         results[p.name] = con.execute('SELECT x_line_type, x_team, x_notebook_id, x_run_id, x_allocation '
-                                      'FROM cost_line_items ORDER BY 1').fetchall()
+                                      'FROM cost_line_items ORDER BY ALL').fetchall()
     assert results["legacy.csv"] == results["cur2.parquet"] == results["cur2.csv.gz"]
     alloc = {r[0]: r[4] for r in results["legacy.csv"]}
     assert alloc["Usage"] == "proportional" and alloc["SavingsPlanCoveredUsage"] == "direct"
