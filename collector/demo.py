@@ -583,14 +583,15 @@ def _run(ctx: _Ctx, nb: Notebook, t_queue: float, trigger: str, run_id: str, par
         if incident:
             err = INCIDENT_ERROR
         elif force is not None and attempt == 1:
-            outcome = force
-            if force == "timed_out":
-                full = max(full, timeout * 1.3)
+            outcome = force  # a forced timeout is a hang in one cell
         elif secret is not None:
             err = (secret["error_type"], secret["error_message"], False)
         elif prev_err is not None:
-            if rng.random() < (0.25 if prev_err[2] else 0.85):
-                err = prev_err
+            if prev_err[0] == "TimeoutError":
+                if rng.random() < 0.3:
+                    outcome = "timed_out"
+            elif rng.random() < (0.25 if prev_err[2] else 0.85):
+                err = prev_err  # transient errors usually clear on retry, data errors usually do not
         elif u < nb.p_oom:
             err = OOM_ERROR
         elif u < nb.p_oom + nb.p_fail:
@@ -851,10 +852,14 @@ class _History(_Ctx):
         for nb in platform.notebooks:
             n = _poisson(rng, span / (9 * DAY))
             self.env_changes[nb.id] = sorted(start + rng.random() * span for _ in range(n))
-        self.created = {nb.id: (start + nb.created_frac * span if nb.created_frac is not None
-                                else start - nb.created_days_before * DAY) for nb in platform.notebooks}
-        self.promoted_at = {nb.id: start + nb.promote_frac * span for nb in platform.notebooks
-                            if nb.promote_frac is not None}
+        # registry changes at their fraction of the window, plus a few hours of jitter (office hours are messy)
+        self.created = {nb.id: (start + nb.created_frac * span + rng.uniform(0, 0.1) * min(span, DAY)
+                                if nb.created_frac is not None else start - nb.created_days_before * DAY)
+                        for nb in platform.notebooks}
+        self.promoted_at = {nb.id: start + nb.promote_frac * span + rng.uniform(0, 0.15) * min(span, DAY)
+                            for nb in platform.notebooks if nb.promote_frac is not None}
+        self.updated_at = {nb.id: start + nb.update[0] * span + rng.uniform(0, 0.15) * min(span, DAY)
+                           for nb in platform.notebooks if nb.update is not None}
 
     def emit(self, t: float, source: str, type_: str, eid: str, data: dict[str, Any]) -> None:
         if self.start <= t < self.end:
@@ -895,7 +900,7 @@ class _History(_Ctx):
                     self.emit(p + 1.0, SRC_REGISTRY, "notebook.schedule.registered", f"{nb.id}/schedule/1",
                               self._schedule_data(nb, nb.promote_cron))
             if nb.update is not None:
-                u = start + nb.update[0] * (self.end - start)
+                u = self.updated_at[nb.id]
                 if lo <= u < hi and u > created:
                     data = {"notebook_id": nb.id, "team": nb.team, "owner": nb.owner, **nb.update[1]}
                     self.emit(u, SRC_REGISTRY, "notebook.updated", f"{nb.id}/updated/1", data)
@@ -1264,13 +1269,15 @@ def stream_live(url: str, token: str | None, rate: float = 5.0, seed: int = 7,
     and sending retries with exponential backoff. Logs counts and error classes only, never payloads.
     """
     stop = stop or threading.Event()
+    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").getEffectiveLevel(), logging.WARNING))
     platform = build_platform(seed)
     ctx = _Live(platform, random.Random(f"live:{seed}:{time.time_ns()}"))
     rng = ctx.rng
     endpoint = url.rstrip("/") + "/v1/events"
     buffer: deque[dict[str, Any]] = deque(maxlen=20_000)
     sent = dropped = rejected = failures = 0
-    backoff, next_try, last_send, last_report = 0.5, 0.0, 0.0, time.monotonic()
+    # the first send waits a moment: `serve --demo` starts this thread just before the server listens
+    backoff, next_try, last_send, last_report = 0.5, time.monotonic() + 0.5, 0.0, time.monotonic()
     now = time.time()
     next_probe = math.ceil(now / MINUTE) * MINUTE
     schedules: list[tuple[Notebook, str]] = []
