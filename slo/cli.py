@@ -20,7 +20,7 @@ from slo.rules import (
     runbooks,
     write_outputs,
 )
-from slo.spec import SpecError, load_spec
+from slo.spec import SpecError, load_spec, with_default_period
 
 slo_app = typer.Typer(help="SLOs as code: Prometheus rules (Sloth-compatible) and Alertmanager config.",
                       no_args_is_help=True)
@@ -45,12 +45,18 @@ def generate(
     check: bool = typer.Option(False, "--check", help="write nothing; exit 1 and print a diff if files are stale"),
     runbook_dir: Path | None = typer.Option(
         None, "--runbooks", help="directory the alerts' runbooks must exist in (default OUT/runbooks)"),
+    default_period: str | None = typer.Option(
+        None, "--default-slo-period", help="period of a spec that sets none (like Sloth's flag; default 30d)"),
 ) -> None:
     """Generate Prometheus rule files from the SLO spec (or, with --check, verify the committed ones)."""
     try:
         parsed = load_spec(spec)
+        if default_period:
+            parsed = with_default_period(parsed, default_period)
     except SpecError as exc:
         _fail(exc.errors, f"{spec}: invalid SLO spec")
+    except ValueError as exc:
+        _fail([str(exc)], "invalid --default-slo-period")
     try:
         files = generate_rules(parsed)
     except GenerationError as exc:

@@ -461,6 +461,15 @@ class Spec(_Strict):
         return slo.alert_windows or self.alert_windows or google_windows()
 
 
+def with_default_period(spec: Spec, period: str) -> Spec:
+    """Sloth's `--default-slo-period`: the period of a spec that does not set one (a prometheus/v1 spec never does)."""
+    parse_duration(period)
+    if "period" in spec.model_fields_set:
+        return spec
+    return Spec.model_validate({**spec.model_dump(by_alias=False, exclude_unset=True), "period": period}) \
+        if spec.version == "observatory/v1" else spec.model_copy(update={"period": period})
+
+
 # --- loading and errors --------------------------------------------------------------------------------------
 
 
