@@ -123,5 +123,8 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app.include_router(runs.router)
     app.openapi_tags.append(runs.TAG)
+    from collector.api import sli
+
+    app.include_router(sli.router)
     # --- end routers ---
     return app

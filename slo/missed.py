@@ -1,0 +1,187 @@
+"""Missed scheduled runs (part of M8): cron slots with no run started within the grace period.
+
+Schedules come from `notebook.schedule.registered` events (extracted into `sli_schedule_regs`, every registration
+kept, so a changed cron applies from its registration time on). Slots are enumerated with croniter in the
+schedule's IANA time zone (UTC when none), strictly after the registration and before the next one.
+
+A slot is *decided* once `slot + grace <= now` (wall clock). It is **served** when an attempt of the notebook whose
+trigger is `scheduled` (or unknown) was first seen (its earliest event: queued, started or terminal) in
+[slot, slot + grace], or names the slot in `scheduled_for` and was first seen by slot + grace. Otherwise it is
+**missed** and inserted once into `sli_missed_slots` (primary key notebook, slot), which is what the Prometheus
+counter `notebook_scheduled_runs_missed_total` counts. A run that arrives later (by ingest time) but started within
+the grace period (by event time) *retracts* the miss (`retracted_at`): M8, on event time, stops counting it; the
+counter, which counts what was detected, does not go down.
+
+Detection is incremental: a watermark per schedule (`sli_schedule_watermarks.checked_until`, `next_due`) means a
+pass only enumerates the slots that became decidable since the last one. A new registration for a notebook resets
+its watermark and its slots are decided again over the lookback (re-detected misses are un-retracted, misses no
+longer in the schedule are retracted). Slots older than `now - lookback` are never enumerated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pyarrow as pa
+from croniter import croniter
+
+MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
+
+_SERVED = """
+SELECT s.notebook_id, s.slot, s.team, s.cron, s.timezone, s.grace_seconds
+FROM sli_slots s
+WHERE NOT EXISTS (
+    SELECT 1 FROM run_attempts r
+    WHERE r.notebook_id = s.notebook_id
+      AND (r.trigger IS NULL OR r.trigger = 'scheduled')
+      AND r.first_seen_at >= $lo AND r.first_seen_at <= $hi
+      AND r.first_seen_at <= s.slot + to_seconds(s.grace_seconds)
+      AND (r.first_seen_at >= s.slot OR r.scheduled_for = s.slot)
+)
+"""
+
+# A late attempt that serves a missed slot retracts it (sli_touched_state: attempts changed by the folded batches).
+RETRACT_LATE = """
+UPDATE sli_missed_slots AS m SET retracted_at = $now
+FROM sli_touched_state r
+WHERE m.retracted_at IS NULL AND m.notebook_id = r.notebook_id
+  AND (r.trigger IS NULL OR r.trigger = 'scheduled')
+  AND r.first_seen_at <= m.slot + to_seconds(m.grace_seconds)
+  AND (r.first_seen_at >= m.slot OR r.scheduled_for = m.slot)
+"""
+
+RESET_FOR_NEW_REGS = """
+INSERT INTO sli_schedule_watermarks (notebook_id, checked_until, next_due)
+SELECT DISTINCT notebook_id, CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS TIMESTAMPTZ) FROM events
+WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
+ON CONFLICT (notebook_id) DO UPDATE SET checked_until = NULL, next_due = NULL
+"""
+
+_SLOT_SCHEMA = pa.schema([
+    ("notebook_id", pa.string()), ("slot", pa.timestamp("us", tz="UTC")), ("team", pa.string()),
+    ("cron", pa.string()), ("timezone", pa.string()), ("grace_seconds", pa.float64()),
+])
+
+
+@dataclass
+class Version:
+    t: datetime
+    cron: str
+    tz: str | None
+    grace: float
+    team: str
+
+
+def _slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
+    """Slots of one schedule version strictly after `after` and before `before` (next registration), decided
+    by `now`; returns (decided slots, first undecided slot's due time or None)."""
+    tz = ZoneInfo(version.tz) if version.tz else timezone.utc
+    it = croniter(version.cron, after.astimezone(tz))
+    out: list[datetime] = []
+    grace = timedelta(seconds=version.grace)
+    while len(out) < limit:
+        s = it.get_next(datetime).astimezone(timezone.utc)
+        if before is not None and s >= before:
+            return out, None
+        if s + grace > now:
+            return out, s + grace
+        out.append(s)
+    return out, out[-1] + grace if out else None
+
+
+def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta) -> int:
+    """Decide the slots that became decidable; returns the number of newly inserted misses."""
+    due = cur.execute(
+        """
+        SELECT n.notebook_id, w.checked_until
+        FROM (SELECT DISTINCT notebook_id FROM sli_schedule_regs) n
+        LEFT JOIN sli_schedule_watermarks w USING (notebook_id)
+        WHERE w.notebook_id IS NULL OR w.checked_until IS NULL OR w.next_due IS NULL OR w.next_due <= $now
+        """, {"now": now}).fetchall()
+    if not due:
+        return 0
+    ids = [r[0] for r in due]
+    checked = {r[0]: r[1] for r in due}
+    regs = cur.execute(
+        """
+        SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown')
+        FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
+        WHERE r.notebook_id IN (SELECT unnest($ids))
+        ORDER BY r.notebook_id, r.t, r.source, r.id
+        """, {"ids": ids}).fetchall()
+    versions: dict[str, list[Version]] = {}
+    for nb, t, cron, tz, grace, team in regs:
+        versions.setdefault(nb, []).append(
+            Version(t, cron, tz, default_grace if grace is None else float(grace), team))
+    floor = now - lookback
+    slot_rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
+    marks: list[tuple[str, datetime | None, datetime | None]] = []
+    resets: list[tuple[str, datetime, datetime]] = []
+    for nb in ids:
+        vs = versions.get(nb, [])
+        if not vs:
+            continue
+        start = checked[nb]
+        reset = start is None
+        if start is None:
+            start = max(vs[0].t, floor)
+        last_decided = checked[nb]
+        next_due = None
+        for i, v in enumerate(vs):
+            before = vs[i + 1].t if i + 1 < len(vs) else None
+            if before is not None and before <= start:
+                continue
+            after = max(start, v.t)
+            got, due_at = _slots(v, after, before, now, MAX_SLOTS_PER_PASS)
+            for s in got:
+                slot_rows["notebook_id"].append(nb)
+                slot_rows["slot"].append(s)
+                slot_rows["team"].append(v.team)
+                slot_rows["cron"].append(v.cron)
+                slot_rows["timezone"].append(v.tz)
+                slot_rows["grace_seconds"].append(v.grace)
+            if got:
+                last_decided = got[-1]
+            if due_at is not None:
+                next_due = due_at
+                break
+        if reset:
+            resets.append((nb, max(vs[0].t, floor), last_decided or start))
+        marks.append((nb, last_decided or start, next_due))
+    inserted = 0
+    slots = pa.table(slot_rows, schema=_SLOT_SCHEMA)
+    cur.register("sli_slots", slots)
+    try:
+        if slots.num_rows:
+            lo = min(slot_rows["slot"]) - timedelta(days=1)
+            hi = max(s + timedelta(seconds=g) for s, g in zip(slot_rows["slot"], slot_rows["grace_seconds"]))
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}", {"lo": lo, "hi": hi})
+        else:
+            cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_missed AS SELECT * FROM sli_slots")
+        for nb, frm, to in resets:
+            cur.execute(
+                """
+                UPDATE sli_missed_slots SET retracted_at = $now
+                WHERE notebook_id = $nb AND retracted_at IS NULL AND slot > $frm AND slot <= $to
+                  AND slot NOT IN (SELECT slot FROM sli_new_missed WHERE notebook_id = $nb)
+                """, {"now": now, "nb": nb, "frm": frm, "to": to})
+        before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
+        cur.execute(
+            """
+            INSERT INTO sli_missed_slots
+            SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed
+            ON CONFLICT (notebook_id, slot) DO UPDATE SET retracted_at = NULL
+            """, {"now": now})
+        inserted = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] - before
+        cur.execute("DROP TABLE IF EXISTS sli_new_missed")
+    finally:
+        cur.unregister("sli_slots")
+    if marks:
+        cur.executemany(
+            "INSERT INTO sli_schedule_watermarks VALUES (?, ?, ?) "
+            "ON CONFLICT (notebook_id) DO UPDATE SET checked_until = EXCLUDED.checked_until, next_due = EXCLUDED.next_due",
+            [list(m) for m in marks])
+    return inserted

@@ -1,0 +1,350 @@
+"""All SQL of the SLIs (M1-M15), in one module, as text. No I/O here: slo/sli.py binds and runs it.
+
+Portability. The statements are standard SQL where it costs nothing (CASE, COALESCE, window functions, GROUPING
+SETS, aggregate FILTER, CTEs, VALUES) so that a second backend is a new executor plus a sqlglot transpile. The
+DuckDB-specific constructs, each marked `-- duckdb:` where it is used, are:
+
+- `data->>'key'` JSON extraction (Postgres spelling; BigQuery: JSON_VALUE(data, '$.key')), only on the few event
+  types that need a field which is not a column of `events`;
+- `quantile_cont(x, [..])` with a list of fractions (one sort for p50/p95/p99; standard:
+  `percentile_cont(f) WITHIN GROUP (ORDER BY x)` per fraction);
+- `arg_max(value, ordering)` (BigQuery: ARRAY_AGG(value ORDER BY ordering DESC LIMIT 1)[OFFSET(0)]);
+- `epoch(interval)` for seconds (BigQuery: TIMESTAMP_DIFF(a, b, MICROSECOND) / 1e6);
+- `INSERT ... ON CONFLICT DO UPDATE` (Postgres-compatible; BigQuery: MERGE);
+- aggregate FILTER (BigQuery: SUM(IF(cond, x, 0))).
+
+Conventions shared by every statement. Time windows are half-open on event time: `start <= t < end`. `team` is the
+event's (or run attempt's) team, 'unknown' when absent. Every contribution row has the shape
+(sli, t, team, notebook_id, trigger, good, bad, total): `total` counts the items of the SLI's denominator, `good`
+and `bad` split them; M11 uses `total` for sessions started and `bad` for crashes, M5 uses `total` for incidents.
+Parameters are named `$name` and bound by slo/sli.py (DuckDB named parameters).
+"""
+
+from __future__ import annotations
+
+DEFINITION_VERSION = "2026-11-21.1"
+
+# SLI id -> (name, kind, unit). kind: ratio (good/total), rate1000 (per 1000), count, stats (M3), median (M14),
+# change (M10), money (M4).
+SLIS: dict[str, tuple[str, str, str]] = {
+    "M1": ("run_success_rate", "ratio", "ratio"),
+    "M2": ("reproducibility_rate", "ratio", "ratio"),
+    "M3": ("execution_time", "stats", "seconds"),
+    "M4": ("cost_per_run", "money", "USD"),
+    "M5": ("secret_exposure_incidents", "count", "incidents"),
+    "M6": ("notebook_availability", "ratio", "ratio"),
+    "M7": ("artifact_freshness", "ratio", "ratio"),
+    "M8": ("autorun_failure_rate", "bad_ratio", "ratio"),
+    "M9": ("notebook_searchability", "ratio", "ratio"),
+    "M10": ("cost_variance", "change", "ratio"),
+    "M11": ("kernel_crash_rate", "rate1000", "crashes per 1000 sessions"),
+    "M12": ("data_quality_failures", "bad_ratio", "ratio"),
+    "M13": ("oncall_pages", "count", "pages"),
+    "M14": ("time_to_productionize", "median", "days"),
+    "M15": ("notebook_test_coverage", "ratio", "ratio"),
+}
+ADDITIVE = ("M1", "M2", "M5", "M6", "M8", "M11", "M12")  # sums of contribution rows, rolled up by hour
+
+RUN_OUTCOMES = "('succeeded', 'failed', 'timed_out')"
+
+# ---- run attempts -> facts ------------------------------------------------------------------------------------
+
+# One fact per attempt that has a terminal state, from a relation shaped like run_attempts ({src}).
+RUN_FACTS = """
+SELECT run_id, attempt, ended_at AS t, coalesce(team, 'unknown') AS team, notebook_id,
+       coalesce(trigger, 'unknown') AS trigger, state, duration_seconds,
+       input_hash, parameters_hash, env_hash, output_hash, first_seen_at, last_event_at
+FROM {src}
+WHERE ended_at IS NOT NULL
+"""
+
+# A succeeded attempt takes part in M2 when it names its notebook and all four hashes.
+REPRO_ELIGIBLE = (
+    "state = 'succeeded' AND notebook_id IS NOT NULL AND input_hash IS NOT NULL AND parameters_hash IS NOT NULL "
+    "AND env_hash IS NOT NULL AND output_hash IS NOT NULL"
+)
+
+# Facts with their M2 verdict, computed over the whole history ({facts} must be every terminal attempt): the
+# earliest eligible attempt of a (notebook, input, parameters, environment) group, by (t, run_id, attempt), is the
+# baseline; every later one is a comparison, a match when its output_hash equals the baseline's.
+RUN_FACTS_WITH_REPRO = f"""
+WITH f AS ({{facts}}),
+elig AS (
+    SELECT f.*, row_number() OVER w AS rn, first_value(output_hash) OVER w AS base_output
+    FROM f WHERE {REPRO_ELIGIBLE}
+    WINDOW w AS (PARTITION BY notebook_id, input_hash, parameters_hash, env_hash ORDER BY t, run_id, attempt)
+)
+SELECT * EXCLUDE (rn, base_output),  -- duckdb: EXCLUDE (standard: list the columns)
+       CASE WHEN rn > 1 THEN CASE WHEN output_hash = base_output THEN 'match' ELSE 'mismatch' END END AS repro
+FROM elig
+UNION ALL
+SELECT f.*, CAST(NULL AS VARCHAR) AS repro FROM f WHERE NOT ({REPRO_ELIGIBLE})
+"""
+
+# Contribution rows of run facts ({f}: facts with a `repro` column).
+RUN_CONTRIB = f"""
+SELECT 'M1' AS sli, t, team, notebook_id, trigger,
+       CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END AS good,
+       CASE WHEN state = 'succeeded' THEN 0 ELSE 1 END AS bad, 1 AS total
+FROM {{f}} WHERE state IN {RUN_OUTCOMES}
+UNION ALL
+SELECT 'M8', t, team, notebook_id, '',
+       CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END, CASE WHEN state = 'succeeded' THEN 0 ELSE 1 END, 1
+FROM {{f}} WHERE trigger = 'scheduled' AND state IN {RUN_OUTCOMES}
+UNION ALL
+SELECT 'M2', t, team, notebook_id, '',
+       CASE WHEN repro = 'match' THEN 1 ELSE 0 END, CASE WHEN repro = 'mismatch' THEN 1 ELSE 0 END, 1
+FROM {{f}} WHERE repro IS NOT NULL
+"""
+
+# ---- events -> contributions ----------------------------------------------------------------------------------
+
+EVENT_TYPES_CONTRIB = (
+    "'notebook.reproducibility.checked', 'platform.probe', 'notebook.quality.checked', "
+    "'notebook.kernel.started', 'notebook.kernel.died'"
+)
+# Contribution rows of immutable events ({src}: a relation shaped like `events`, pre-filtered by the caller with
+# {where}). An event counts once per SLI; a redacted event of another type is also an M5 incident.
+EVENT_CONTRIB = f"""
+SELECT CASE type WHEN 'notebook.reproducibility.checked' THEN 'M2' WHEN 'platform.probe' THEN 'M6'
+                 WHEN 'notebook.quality.checked' THEN 'M12' ELSE 'M11' END AS sli,
+       time AS t, coalesce(team, 'unknown') AS team, notebook_id, '' AS trigger,
+       CASE type
+           WHEN 'notebook.reproducibility.checked' THEN CASE WHEN (data->>'result') = 'match' THEN 1 ELSE 0 END  -- duckdb: ->>
+           WHEN 'platform.probe' THEN CASE WHEN CAST((data->>'ok') AS BOOLEAN) THEN 1 ELSE 0 END
+           WHEN 'notebook.quality.checked' THEN CASE WHEN (data->>'result') = 'pass' THEN 1 ELSE 0 END
+           ELSE 0 END AS good,
+       CASE type
+           WHEN 'notebook.reproducibility.checked' THEN CASE WHEN (data->>'result') = 'match' THEN 0 ELSE 1 END
+           WHEN 'platform.probe' THEN CASE WHEN CAST((data->>'ok') AS BOOLEAN) THEN 0 ELSE 1 END
+           WHEN 'notebook.quality.checked' THEN CASE WHEN (data->>'result') = 'pass' THEN 0 ELSE 1 END
+           WHEN 'notebook.kernel.started' THEN 0
+           ELSE 1 END AS bad,
+       CASE WHEN type = 'notebook.kernel.died' OR type = 'notebook.kernel.restarted' THEN 0 ELSE 1 END AS total
+FROM {{src}}
+WHERE ({{where}}) AND (type IN ({EVENT_TYPES_CONTRIB})
+       OR (type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom')))
+UNION ALL
+SELECT 'M5', time, coalesce(team, 'unknown'), notebook_id, '', 0, 0, 1
+FROM {{src}}
+WHERE ({{where}}) AND (type = 'notebook.security.secret_detected' OR redactions > 0)
+"""
+
+
+def dims(grouping: str) -> str:
+    """Select list of the grouping columns and their GROUPING() flags (1 = aggregated over). A column that is in
+    no grouping set is selected as NULL with flag 1 (GROUPING() only accepts grouping columns)."""
+    out, flags = [], []
+    for col, flag in (("team", "g_team"), ("notebook_id", "g_notebook"), ("trigger", "g_trigger")):
+        if col in grouping:
+            out.append(col)
+            flags.append(f"GROUPING({col}) AS {flag}")
+        else:
+            out.append(f"CAST(NULL AS VARCHAR) AS {col}")
+            flags.append(f"1 AS {flag}")
+    return ", ".join(out + flags)
+
+
+# ---- aggregation over windows ---------------------------------------------------------------------------------
+
+# {contrib}: contribution rows plus a `piece` column ('raw' rows carry their event time t, 'hour' rows are rollup
+# buckets whose t is the bucket start). {measures}: per-window FILTERed sums generated by slo/sli.py.
+# {grouping}: GROUPING SETS over (team, notebook_id, trigger).
+AGGREGATE = """
+SELECT sli, {dims},
+       {measures}
+FROM ({contrib}) c
+WHERE {where}
+GROUP BY sli, GROUPING SETS ({grouping})
+"""
+
+# Rollup rows (hourly buckets) of a set of contribution rows, for `INSERT ... ON CONFLICT` accumulation.
+ROLLUP_DELTA = """
+SELECT sli, date_trunc('hour', t) AS h, team,  -- duckdb/Postgres: date_trunc; BigQuery: TIMESTAMP_TRUNC(t, HOUR)
+       CASE WHEN sli = 'M1' THEN trigger ELSE '' END AS trigger,
+       sum(sign * good) AS good, sum(sign * bad) AS bad, sum(sign * total) AS total
+FROM ({contrib}) c
+GROUP BY ALL
+"""
+UPSERT_ROLLUP = """
+INSERT INTO sli_hourly (sli, h, team, trigger, good, bad, total)
+SELECT sli, h, team, trigger, good, bad, total FROM ({delta}) d
+WHERE good <> 0 OR bad <> 0 OR total <> 0
+ON CONFLICT (sli, h, team, trigger) DO UPDATE SET
+    good = sli_hourly.good + EXCLUDED.good, bad = sli_hourly.bad + EXCLUDED.bad,
+    total = sli_hourly.total + EXCLUDED.total
+"""
+PRUNE_ROLLUP = "DELETE FROM sli_hourly WHERE good = 0 AND bad = 0 AND total = 0"
+
+HOURLY_AS_CONTRIB = """
+SELECT sli, h AS t, team, CAST(NULL AS VARCHAR) AS notebook_id, trigger, good, bad, total, 'hour' AS piece
+FROM sli_hourly WHERE h >= $lo AND h < $hi
+"""
+
+# ---- M3: execution time -----------------------------------------------------------------------------------------
+
+# {f}: run facts; {measures}: per window count/avg/quantiles.
+EXEC_TIME = """
+SELECT {dims},
+       {measures}
+FROM ({f}) f
+WHERE state = 'succeeded' AND duration_seconds IS NOT NULL AND t >= $lo AND t < $hi {extra}
+GROUP BY GROUPING SETS ({grouping})
+"""
+
+# ---- missed scheduled runs (M8) ----------------------------------------------------------------------------------
+
+MISSED = """
+SELECT {dims},
+       {measures}
+FROM sli_missed_slots
+WHERE retracted_at IS NULL AND slot + to_seconds(grace_seconds) <= $as_of AND slot >= $lo AND slot < $hi {extra}
+GROUP BY GROUPING SETS ({grouping})
+"""
+
+# ---- extracts of registry, artifacts and schedules (append-only, typed) ----------------------------------------
+
+REGISTRY_EXTRACT = """
+SELECT source, id, time AS t, replace(type, 'notebook.', '') AS type, notebook_id, owner, team,
+       CAST((data->'tags') AS VARCHAR) AS tags,
+       TRY_CAST((data->>'critical') AS BOOLEAN) AS critical,
+       TRY_CAST((data->>'has_tests') AS BOOLEAN) AS has_tests,
+       TRY_CAST((data->>'created_at') AS TIMESTAMPTZ) AS created_at
+FROM {src}
+WHERE ({where}) AND type IN ('notebook.registered', 'notebook.updated', 'notebook.promoted') AND notebook_id IS NOT NULL
+"""
+ARTIFACT_EXTRACT = """
+SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (data->>'artifact') AS artifact,
+       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds
+FROM {src}
+WHERE ({where}) AND type = 'notebook.artifact.published' AND notebook_id IS NOT NULL
+"""
+SCHEDULE_EXTRACT = """
+SELECT source, id, time AS t, notebook_id, team, (data->>'cron') AS cron, (data->>'timezone') AS timezone,
+       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds
+FROM {src}
+WHERE ({where}) AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
+"""
+
+# The registry as of $as_of: per notebook, the latest non-null value of each field among registered/updated events
+# with t < $as_of (ties broken by source, id), the first registration, the first promotion.
+REGISTRY_AT = """
+SELECT notebook_id,
+       arg_max(owner, (t, source, id)) FILTER (WHERE owner IS NOT NULL AND type <> 'promoted') AS owner,
+       arg_max(team, (t, source, id)) FILTER (WHERE team IS NOT NULL AND type <> 'promoted') AS team,
+       arg_max(tags, (t, source, id)) FILTER (WHERE tags IS NOT NULL AND type <> 'promoted') AS tags,
+       arg_max(critical, (t, source, id)) FILTER (WHERE critical IS NOT NULL AND type <> 'promoted') AS critical,
+       arg_max(has_tests, (t, source, id)) FILTER (WHERE has_tests IS NOT NULL AND type <> 'promoted') AS has_tests,
+       arg_max(created_at, (t, source, id)) FILTER (WHERE created_at IS NOT NULL AND type <> 'promoted') AS created_at,
+       min(t) FILTER (WHERE type = 'registered') AS registered_at,
+       min(t) FILTER (WHERE type = 'promoted') AS promoted_at
+FROM ({reg}) r
+WHERE t < $as_of
+GROUP BY notebook_id
+"""
+
+# M9 and M15 at $as_of over notebooks registered before it. {tag_checks}: `AND`-joined conditions on `tags`.
+REGISTRY_SNAPSHOT = """
+WITH nb AS ({registry_at})
+SELECT coalesce(team, 'unknown') AS team, notebook_id,
+       CASE WHEN owner IS NOT NULL AND team IS NOT NULL {tag_checks} THEN 1 ELSE 0 END AS searchable,
+       CASE WHEN critical THEN 1 ELSE 0 END AS is_critical,
+       CASE WHEN critical AND has_tests THEN 1 ELSE 0 END AS critical_tested
+FROM nb WHERE registered_at IS NOT NULL {extra}
+"""
+TAG_CHECK = "nullif(trim(json_extract_string(tags, {path})), '') IS NOT NULL"  # duckdb: json_extract_string
+
+# M14: notebooks first promoted in the window; days from creation (created_at, else first registration).
+PRODUCTIONIZE = """
+WITH nb AS ({registry_at})
+SELECT coalesce(team, 'unknown') AS team, notebook_id, promoted_at,
+       epoch(promoted_at - coalesce(created_at, registered_at)) / 86400.0 AS days  -- duckdb: epoch(interval)
+FROM nb
+WHERE promoted_at IS NOT NULL AND promoted_at >= $lo AND coalesce(created_at, registered_at) IS NOT NULL
+      AND promoted_at >= coalesce(created_at, registered_at) {extra}
+"""
+
+# M7 at $as_of: per artifact its latest publication before as_of and its SLA (latest non-null sla_seconds);
+# tracked while age <= sla + $retention.
+ARTIFACTS_AT = """
+WITH a AS (
+    SELECT notebook_id, artifact,
+           arg_max(team, (t, source, id)) AS team, max(t) AS last_t,
+           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE sla_seconds IS NOT NULL) AS sla_seconds
+    FROM ({art}) x WHERE t < $as_of GROUP BY notebook_id, artifact
+)
+SELECT team, notebook_id, artifact, last_t, sla_seconds,
+       epoch($as_of - last_t) AS age_seconds,
+       CASE WHEN epoch($as_of - last_t) <= sla_seconds THEN 1 ELSE 0 END AS fresh
+FROM a
+WHERE sla_seconds IS NOT NULL AND epoch($as_of - last_t) <= sla_seconds + $retention {extra}
+"""
+
+# ---- M4 / M10: cost (tables of the billing area, FOCUS columns) -------------------------------------------------
+
+COST_HAS_RUN_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items WHERE x_run_id IS NOT NULL LIMIT 1)"
+COST_HAS_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items LIMIT 1)"
+
+# M4: runs whose last attempt ended in the window and that have allocated cost; cost of a run = sum of the
+# EffectiveCost of the lines tagged with its run_id (all attempts, all charge periods).
+COST_PER_RUN = """
+WITH runs AS (
+    SELECT run_id, max(ended_at) AS t,
+           arg_max(coalesce(team, 'unknown'), ended_at) AS team, arg_max(notebook_id, ended_at) AS notebook_id
+    FROM run_attempts WHERE ended_at IS NOT NULL AND run_id IN (SELECT x_run_id FROM cost_line_items)
+    GROUP BY run_id
+),
+cost AS (
+    SELECT x_run_id AS run_id, sum(CAST("EffectiveCost" AS DOUBLE)) AS cost
+    FROM cost_line_items WHERE x_run_id IS NOT NULL GROUP BY x_run_id
+)
+SELECT {dims},
+       {measures}
+FROM runs JOIN cost USING (run_id)
+WHERE t >= $lo AND t < $hi {extra}
+GROUP BY GROUPING SETS ({grouping})
+"""
+
+# M10: month-to-date cost of the billing period containing as_of against the previous period up to the same point
+# (as_of minus one calendar month), per allocated team.
+COST_VARIANCE = """
+SELECT coalesce(x_team, '__unallocated__') AS team,
+       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $cur_month AND "ChargePeriodStart" < $as_of) AS cur,
+       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $prev_month AND "ChargePeriodStart" < $prev_cut) AS prev
+FROM cost_line_items
+WHERE x_billing_month IN ($cur_month, $prev_month) {extra}
+GROUP BY GROUPING SETS ((), (coalesce(x_team, '__unallocated__')))
+"""
+
+# ---- incremental folding (slo/sli.py: fold) ----------------------------------------------------------------------
+
+NEW_BATCHES = "SELECT coalesce(max(batch_id), 0) FROM ingest_batches"
+
+# Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each.
+TOUCHED_ATTEMPTS = """
+CREATE OR REPLACE TEMP TABLE sli_touched AS
+SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t
+FROM events
+WHERE batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'
+GROUP BY run_id, coalesce(attempt, 1)
+"""
+# Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);
+# stating it lets the scan skip row groups by their min/max statistics.
+TOUCHED_STATE = """
+CREATE OR REPLACE TEMP TABLE sli_touched_state AS
+SELECT r.* FROM run_attempts r JOIN sli_touched k USING (run_id, attempt)
+WHERE r.last_event_at >= $min_t
+"""
+# The facts stored for them before. A stored fact's last_event_at >= its attempt's first_seen_at >= the current
+# first_seen_at (which only decreases), so `>= $min_first_seen` again only prunes.
+TOUCHED_OLD_FACTS = """
+CREATE OR REPLACE TEMP TABLE sli_old_facts AS
+SELECT f.* FROM sli_run_facts f JOIN sli_touched k USING (run_id, attempt)
+WHERE f.last_event_at >= $min_first_seen
+"""
+DELETE_OLD_FACTS = """
+DELETE FROM sli_run_facts f USING sli_old_facts o
+WHERE f.run_id = o.run_id AND f.attempt = o.attempt AND f.last_event_at >= $min_first_seen
+"""
+
+GROUP_KEY = "notebook_id, input_hash, parameters_hash, env_hash"
