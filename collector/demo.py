@@ -244,8 +244,8 @@ CATALOG: tuple[dict[str, Any], ...] = (
         artifact="s3://acme-data-eng/inventory/summary.parquet", artifact_mb=25),
     _nb("de-scratch", "data-eng", 1, median=90, sigma=0.8, cells=30, manual=3, ci=0, kernel=3,
         missing=("cost_center", "data_classification"),
-        update=(0.5, {"tags": {"team": "data-eng", "cost_center": "cc-2200", "domain": "data-eng",
-                               "tier": "exploratory"}})),
+        update=(0.5, {"tags": {"team": "data-eng", "cost_center": "cc-2200", "data_classification": "internal",
+                               "domain": "data-eng", "tier": "exploratory"}})),
     # marketing
     _nb("mkt-campaign-attribution", "marketing", 0, cron="0 8 * * *", tz="America/New_York", median=600,
         cells=21, mem_gb=6, cores=2, artifact="warehouse.marketing.attribution", artifact_mb=70,
