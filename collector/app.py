@@ -126,5 +126,9 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     from collector.api import sli
 
     app.include_router(sli.router)
+    from cost import api as cost_api
+
+    app.include_router(cost_api.router)
+    app.openapi_tags.append(cost_api.TAG)
     # --- end routers ---
     return app

@@ -1,0 +1,56 @@
+"""Prometheus gauges of the cost area (DESIGN.md), computed by the collector's refresher on a timer, never during a
+scrape. Values that cannot be computed (no cost, no previous month, no budget) are absent, never 0 or NaN."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import polars as pl
+from prometheus_client.core import GaugeMetricFamily
+
+from cost import allocation, budget
+from cost.config import CostSettings, load_settings
+
+
+def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None = None) -> list[GaugeMetricFamily]:
+    settings = settings or load_settings()
+    now = now or datetime.now(timezone.utc)
+    month = budget.current_month(now)
+    prev = budget.previous_month(month)
+    cost = GaugeMetricFamily("notebook_cost_usd", "Allocated cost (FOCUS EffectiveCost) by team, billing period and "
+                             "allocation (direct, proportional, unallocated)",
+                             labels=["team", "billing_period", "allocation"])
+    per_run = GaugeMetricFamily("notebook_cost_per_run_usd", "Allocated cost per run with cost, current billing "
+                                "month (M4)", labels=["team"])
+    mom = GaugeMetricFamily("notebook_cost_month_over_month_ratio", "Forecast cost of the current billing month / "
+                            "cost of the previous one (M10)", labels=["team"])
+    bud = GaugeMetricFamily("notebook_cost_budget_usd", "Monthly budget per team (config)", labels=["team"])
+    fc = GaugeMetricFamily("notebook_cost_forecast_usd", "Forecast cost of the current billing month per team",
+                           labels=["team"])
+    sync = GaugeMetricFamily("observatory_billing_last_sync_timestamp_seconds", "Unix time of the last successful "
+                             "billing import or sync", labels=["source"])
+    alloc = allocation.allocate(cur, [month, prev], as_of=now)
+    if alloc.height:
+        for r in (alloc.group_by("team", "billing_month", "allocation")
+                  .agg(pl.col("effective_cost").sum()).sort("team", "billing_month", "allocation").to_dicts()):
+            cost.add_metric([r["team"], r["billing_month"], r["allocation"]], float(r["effective_cost"]))
+        cur_m = alloc.filter(pl.col("billing_month") == month)
+        runs = (cur_m.filter(pl.col("run_id").is_not_null()).group_by("team")
+                .agg(pl.col("effective_cost").sum(), pl.col("run_id").n_unique().alias("runs")).sort("team"))
+        for r in runs.to_dicts():
+            per_run.add_metric([r["team"]], float(Decimal(r["effective_cost"]) / r["runs"]))
+        daily = (cur_m.group_by("team", "charge_date").agg(pl.col("effective_cost").sum().alias("cost")))
+        forecast = {r["team"]: r["forecast"] for r in budget.forecast(
+            daily, month, now, settings.forecast_lookback_days).to_dicts()}
+        prev_tot = {r["team"]: r["effective_cost"] for r in alloc.filter(pl.col("billing_month") == prev)
+                    .group_by("team").agg(pl.col("effective_cost").sum()).to_dicts()}
+        for team in sorted(forecast):
+            fc.add_metric([team], float(forecast[team]))
+            if prev_tot.get(team):
+                mom.add_metric([team], float(Decimal(forecast[team]) / Decimal(prev_tot[team])))
+    for team, amount in sorted(settings.budgets.items()):
+        bud.add_metric([team], float(amount))
+    for source, ts in cur.execute("SELECT source, max(last_sync_at) FROM cost_sync_state WHERE last_status = 'ok' "
+                                  "GROUP BY 1 ORDER BY 1").fetchall():
+        sync.add_metric([source], ts.timestamp())
+    return [cost, per_run, mom, bud, fc, sync]
