@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_EVENTS = 10_000
 HTTP_BATCH_EVENTS = 5_000
+LIVE_BUFFER_EVENTS = 20_000  # live events kept while the collector is away; the oldest are dropped first
 MINUTE = 60.0
 HOUR = 3_600.0
 DAY = 86_400.0
@@ -1269,12 +1270,15 @@ def stream_live(url: str, token: str | None, rate: float = 5.0, seed: int = 7,
     and sending retries with exponential backoff. Logs counts and error classes only, never payloads.
     """
     stop = stop or threading.Event()
-    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").getEffectiveLevel(), logging.WARNING))
+    # one INFO line per POST from httpx would drown the collector's own log; restored on exit
+    httpx_log = logging.getLogger("httpx")
+    httpx_level = httpx_log.level
+    httpx_log.setLevel(max(httpx_log.getEffectiveLevel(), logging.WARNING))
     platform = build_platform(seed)
     ctx = _Live(platform, random.Random(f"live:{seed}:{time.time_ns()}"))
     rng = ctx.rng
     endpoint = url.rstrip("/") + "/v1/events"
-    buffer: deque[dict[str, Any]] = deque(maxlen=20_000)
+    buffer: deque[dict[str, Any]] = deque(maxlen=LIVE_BUFFER_EVENTS)
     sent = dropped = rejected = failures = 0
     # the first send waits a moment: `serve --demo` starts this thread just before the server listens
     backoff, next_try, last_send, last_report = 0.5, time.monotonic() + 0.5, 0.0, time.monotonic()
@@ -1357,6 +1361,7 @@ def stream_live(url: str, token: str | None, rate: float = 5.0, seed: int = 7,
     except Exception as exc:  # noqa: BLE001 - never crash the host process
         log.error("demo live: stopped on %s", type(exc).__name__)
     finally:
+        httpx_log.setLevel(httpx_level)
         if client is not None:
             client.close()
         log.info("demo live: stopped; %d events sent, %d rejected, %d dropped, %d unsent", sent, rejected, dropped,

@@ -346,8 +346,9 @@ def test_stream_live_into_a_real_collector_stops_cleanly(tmp_path, caplog):
     assert "specversion" not in caplog.text and "notebook_id" not in caplog.text
 
 
-def test_stream_live_without_a_collector_never_crashes(caplog):
+def test_stream_live_without_a_collector_never_crashes(caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger="collector.demo")
+    monkeypatch.setattr(demo, "LIVE_BUFFER_EVENTS", 10)
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -364,7 +365,7 @@ def test_stream_live_without_a_collector_never_crashes(caplog):
     th.join(10)
     assert not th.is_alive() and errors == []
     final = [r for r in caplog.records if hasattr(r, "sent")][-1]
-    assert final.sent == 0 and final.unsent > 0
+    assert final.sent == 0 and final.unsent == 10 and final.dropped > 0  # bounded: the oldest were dropped
     assert any("not accepting events" in r.getMessage() for r in caplog.records)
     for text in ("specversion", "notebook_id", "secret-token-xyz", "kernel_id"):
         assert text not in caplog.text
