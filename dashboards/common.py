@@ -296,10 +296,12 @@ def bargauge_panel(pid: int, title: str, description: str, unit: str, targets: S
 
 def barchart_panel(pid: int, title: str, description: str, unit: str, targets: Sequence[Any], *, x_field: str,
                    ds: DataSourceRef = API, overrides: Sequence[tuple[str, list[DynamicConfigValue]]] = (),
-                   horizontal: bool = False) -> barchart.Panel:
+                   horizontal: bool = False, transformations: Sequence[Any] = ()) -> barchart.Panel:
     p = _common(barchart.Panel(), pid, title, description, unit, ds).x_field(x_field).show_value(
         common.VisibilityMode.AUTO).orientation(
         common.VizOrientation.HORIZONTAL if horizontal else common.VizOrientation.VERTICAL)
+    if transformations:
+        p = p.transformations(list(transformations))
     for name, props in overrides:
         p = p.override_by_name(name, props)
     for t in targets:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
+from grafana_foundation_sdk.models.dashboard import (
+    DataTransformerConfig,
+    VariableHide,
+    VariableRefresh,
+    VariableSort,
+)
+
 from dashboards.common import (
+    API,
+    PROM,
     Column,
     InfinityQuery,
     Layout,
     base_dashboard,
+    barchart_panel,
     bargauge_panel,
     datasource_variables,
     prom,
@@ -30,11 +40,116 @@ def build() -> dash.Dashboard:
         "unallocated share and month-over-month change; SLO error budgets, reproducibility, notebooks promoted to "
         "production and time to productionize. Cost figures from Prometheus are estimates refreshed from the "
         "billing store; reconciled numbers are in the finance reports (observatory report).",
-        "now-30d", "5m", [*datasource_variables(), team_variable()],
+        "now-30d", "5m", [*datasource_variables(), team_variable(), period_variable()],
     )
     L = Layout()
+    _cost(L)
     _reliability(L)
     return L.apply(d)
+
+
+def period_variable() -> dash.QueryVariable:
+    """The current billing month: the newest `billing_period` the cost gauges export (they export the current and
+    the previous month only, so `!=` it selects the previous one). Hidden; it follows the data."""
+    q = "label_values(notebook_cost_usd, billing_period)"
+    return (dash.QueryVariable("billing_period").label("Billing month").datasource(PROM).query(q).definition(q)
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_DESC)
+            .hide(VariableHide.HIDE_VARIABLE))
+
+
+COST_TEAM = 'team=~"$team|__unallocated__"'
+THIS = 'billing_period="$billing_period"'
+LAST = 'billing_period!="$billing_period"'
+ESTIMATE = (" Prometheus cost gauges are estimates computed from the billing store (allocated FOCUS EffectiveCost); "
+            "reconciled figures are in the finance reports.")
+
+
+def _cost(L: Layout) -> None:
+    L.row(100, "Cost ($billing_period)")
+    L.add(stat_panel(
+        101, "Cost this month",
+        "Allocated cost of the current billing month so far, all selected teams plus the unallocated part "
+        "(`notebook_cost_usd`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum(notebook_cost_usd{{{THIS}, {COST_TEAM}}})", "this month", instant=True)], decimals=2), 4, 5)
+    L.add(stat_panel(
+        102, "Cost last month",
+        "Allocated cost of the previous billing month (`notebook_cost_usd`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum(notebook_cost_usd{{{LAST}, {COST_TEAM}}})", "last month", instant=True)], decimals=2), 4, 5)
+    L.add(stat_panel(
+        103, "Month-end forecast",
+        "Forecast cost of the current month at month end from the recent daily run rate "
+        "(`notebook_cost_forecast_usd`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum(notebook_cost_forecast_usd{{{COST_TEAM}}})", "forecast", instant=True)], decimals=2), 4, 5)
+    L.add(stat_panel(
+        104, "Unallocated share",
+        "Share of this month's cost that no tag (team, notebook, run) could allocate: what tagging is missing. "
+        "Lower is better.", "percentunit",
+        [prom(f'sum(notebook_cost_usd{{{THIS}, allocation="unallocated"}}) / sum(notebook_cost_usd{{{THIS}}})',
+              "unallocated", instant=True)],
+        thresholds=steps((None, "green"), (0.1, "orange"), (0.25, "red")), decimals=1), 4, 5)
+    L.add(stat_panel(
+        105, "Cost per run",
+        "Allocated cost of this month's runs divided by those runs, whole platform (SLI M4; per team in the bar "
+        "chart below). Source: GET /v1/cost/summary.", "currencyUSD",
+        [InfinityQuery("/v1/cost/summary", [Column("cost_per_run", "Cost per run", "number"),
+                                             Column("runs", "Runs", "number")], root="summary")],
+        ds=API, fields="/^Cost per run$/", decimals=3), 4, 5)
+    L.add(stat_panel(
+        106, "Month over month",
+        "Forecast cost of this month compared with the cost of the previous month, all selected teams "
+        "(SLI M10; +10% = 10% more).", "percentunit",
+        [prom(f"sum(notebook_cost_forecast_usd{{{COST_TEAM}}}) / sum(notebook_cost_usd{{{LAST}, {COST_TEAM}}}) - 1",
+              "change", instant=True)],
+        thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red")), decimals=1), 4, 5)
+
+    L.add(barchart_panel(
+        111, "Cost by team, this month and last",
+        "Allocated cost per team in the current and the previous billing month (`notebook_cost_usd`; "
+        "`__unallocated__` is cost no tag could allocate)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum by (team, billing_period) (notebook_cost_usd{{{COST_TEAM}}})", instant=True,
+              table_format=True)],
+        x_field="team", ds=PROM,
+        transformations=[DataTransformerConfig(id_val="groupingToMatrix", options={
+            "columnField": "billing_period", "rowField": "team", "valueField": "Value", "emptyValue": "null"})]),
+        12, 9)
+    L.add(bargauge_panel(
+        112, "Cost per run by team",
+        "Allocated cost per run of each team this month (SLI M4, `notebook_cost_per_run_usd`)." + ESTIMATE,
+        "currencyUSD", [prom('notebook_cost_per_run_usd{team=~"$team"}', "{{team}}", instant=True)], min_=0), 6, 9)
+    L.add(bargauge_panel(
+        113, "Month-over-month change by team",
+        "Forecast cost of this month over the cost of the previous month, per team, minus 1 "
+        "(SLI M10, `notebook_cost_month_over_month_ratio`). Above +50% the cost-spike alert opens a ticket.",
+        "percentunit", [prom('notebook_cost_month_over_month_ratio{team=~"$team"} - 1', "{{team}}", instant=True)],
+        thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red"))), 6, 9)
+
+    driver_cols = [Column("key", "Driver"), Column("cost", "Cost", "number"),
+                   Column("previous_cost", "Last month", "number"), Column("change_ratio", "Change", "number"),
+                   Column("share", "Share", "number")]
+    money = [unit_override("Cost", "currencyUSD"), unit_override("Last month", "currencyUSD"),
+             unit_override("Change", "percentunit"), unit_override("Share", "percentunit")]
+    L.add(table_panel(
+        121, "Top cost drivers: notebooks",
+        "The notebooks that cost most this month with last month's cost, change and share of the total (all "
+        "teams). Source: GET /v1/cost/summary?by=notebook (reconciled from the billing store).", "currencyUSD",
+        [InfinityQuery("/v1/cost/summary?by=notebook", driver_cols, root="by_notebook")],
+        overrides=money, sort_by="Cost"), 8, 9)
+    L.add(table_panel(
+        122, "Top cost drivers: services",
+        "The cloud services that cost most this month (all teams). Source: GET /v1/cost/summary?by=service.",
+        "currencyUSD", [InfinityQuery("/v1/cost/summary?by=service", driver_cols, root="by_service")],
+        overrides=money, sort_by="Cost"), 8, 9)
+    L.add(table_panel(
+        123, "Budgets and forecast by team",
+        "Month to date, daily run rate, forecast to month end and budget per team, with the status against the "
+        "budget. Source: GET /v1/cost/budgets.", "currencyUSD",
+        [InfinityQuery("/v1/cost/budgets", [
+            Column("team", "Team"), Column("mtd", "Month to date", "number"),
+            Column("forecast", "Forecast", "number"), Column("budget", "Budget", "number"),
+            Column("forecast_vs_budget", "Forecast / budget", "number"), Column("status", "Status")],
+            root="budgets")],
+        overrides=[unit_override("Forecast / budget", "percentunit"), unit_override("Status", "none")],
+        sort_by="Forecast"), 8, 9)
 
 
 def _reliability(L: Layout) -> None:
