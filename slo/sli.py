@@ -268,7 +268,7 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
     cur.execute(f"""
         INSERT INTO sli_members
         SELECT f.* FROM sli_run_facts f JOIN {groups} g ON {" AND ".join(f"f.{c} = g.{c}" for c in _GK.split(", "))}
-        WHERE {_ELIG.replace("state", "f.state")}
+        WHERE f.state = 'succeeded' AND f.output_hash IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM sli_touched k WHERE k.run_id = f.run_id AND k.attempt = f.attempt)
           AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
 
@@ -500,7 +500,7 @@ def _raw_sources(mode: str, ranges: list[tuple[datetime, datetime]], lo: datetim
         parts.append(Q.RUN_CONTRIB.format(f=f))
         parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {_ts(lo)} AND time < {_ts(hi)}"))
     else:
-        for a, b in ranges:
+        for a, b in ranges or [(hi, hi)]:  # no range: an empty relation of the right shape
             f = f"(SELECT * FROM sli_run_facts WHERE t >= {_ts(a)} AND t < {_ts(b)})"
             parts.append(Q.RUN_CONTRIB.format(f=f))
             parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {_ts(a)} AND time < {_ts(b)}"))
