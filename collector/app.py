@@ -130,5 +130,9 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app.include_router(cost_api.router)
     app.openapi_tags.append(cost_api.TAG)
+    from collector import alertmanager
+
+    app.include_router(alertmanager.router)
+    app.openapi_tags.append(alertmanager.TAG)
     # --- end routers ---
     return app
