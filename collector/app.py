@@ -116,9 +116,11 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app.include_router(ingest.router)
     app.include_router(ops.router)
-    from collector import jupyter_events
+    from collector import jupyter_events, openlineage, otlp
 
     app.include_router(jupyter_events.router)
+    app.include_router(openlineage.router)
+    app.include_router(otlp.router)
     from collector.api import runs
 
     app.include_router(runs.router)
