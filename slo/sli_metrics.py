@@ -26,7 +26,8 @@ MAX_TEAMS = 500  # label values per family; the rest are dropped (the platform r
 def snapshot(cur: duckdb.DuckDBPyConnection, cfg: engine.SliConfig | None = None,
              now: datetime | None = None) -> tuple[datetime, list[dict]]:
     cfg = cfg or engine.SliConfig()
-    as_of = now or datetime.now(timezone.utc)
+    # whole seconds: the exported timestamp is then exactly the as_of to ask the API for
+    as_of = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     q = engine.SliQuery(as_of=as_of, windows=list(cfg.windows), levels=("platform", "team"))
     return as_of, engine.compute(cur, q, cfg)
 
