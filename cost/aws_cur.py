@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from cost.errors import CostInputError
-from cost.normalize import Check, Plan
-from cost.sql import case_map, entries_to_map, lit, money, nz, q, ts
+from cost.normalize import Check, Plan, TagSource
+from cost.sql import case_map, lit, money_t, q, text_t, ts_t
 
 SOURCE = "aws-cur"
 REQUIRED = ("bill_billing_period_start_date", "bill_billing_period_end_date", "bill_payer_account_id",
@@ -111,11 +111,20 @@ class Columns:
     def raw(self, name: str) -> str:
         return q(self.by_snake[name])
 
-    def get(self, name: str) -> str:
-        return self.raw(name) if self.has(name) else "NULL"
+    def typ(self, name: str) -> str | None:
+        return self.types.get(self.by_snake[name])
+
+    def text(self, name: str) -> str:
+        return text_t(self.raw(name), self.typ(name)) if self.has(name) else "CAST(NULL AS VARCHAR)"
+
+    def money(self, name: str) -> str:
+        return money_t(self.raw(name), self.typ(name)) if self.has(name) else "CAST(NULL AS DECIMAL(38,18))"
+
+    def ts(self, name: str) -> str:
+        return ts_t(self.raw(name), self.typ(name))
 
     def is_map(self, name: str) -> bool:
-        return self.has(name) and self.types.get(self.by_snake[name], "").upper().startswith("MAP")
+        return self.has(name) and (self.typ(name) or "").upper().startswith("MAP")
 
 
 def columns(cols: dict[str, str]) -> Columns:
@@ -135,7 +144,7 @@ def _map_value(c: Columns, map_col: str, key: str) -> str:
         return "NULL"
     if c.is_map(map_col):
         return f"{c.raw(map_col)}[{lit(key)}]"
-    return f"json_extract_string(CAST({nz(c.raw(map_col))} AS JSON), {lit('$.' + key)})"
+    return f"json_extract_string(json({c.text(map_col)}), {lit('$.' + key)})"
 
 
 def _product(c: Columns, *fields: str) -> str:
@@ -143,26 +152,21 @@ def _product(c: Columns, *fields: str) -> str:
     opts = []
     for f in fields:
         if c.has("product_" + f):
-            opts.append(nz(c.raw("product_" + f)))
+            opts.append(c.text("product_" + f))
     for f in fields:
         if c.has("product") and not c.has("product_" + f):
-            opts.append(nz(_map_value(c, "product", f)))
-    return f"coalesce({', '.join(opts)})" if len(opts) > 1 else (opts[0] if opts else "NULL")
+            opts.append(f"NULLIF({_map_value(c, 'product', f)}, '')")
+    return f"coalesce({', '.join(opts)})" if len(opts) > 1 else (opts[0] if opts else "CAST(NULL AS VARCHAR)")
 
 
-def tags_map(c: Columns) -> str | None:
+def tag_source(c: Columns) -> TagSource | None:
     if c.has("resource_tags"):
-        m = c.raw("resource_tags")
-        mp = m if c.is_map("resource_tags") else f"CAST(CAST({nz(m)} AS JSON) AS MAP(VARCHAR, VARCHAR))"
-        entries = (f"list_transform(map_entries({mp}), lambda e: {{'key': CASE WHEN starts_with(e.key, 'user_') "
-                   f"THEN e.key[6:] WHEN starts_with(e.key, 'user:') THEN e.key[6:] "
-                   f"WHEN starts_with(e.key, 'aws_') THEN 'aws:' || e.key[5:] ELSE e.key END, "
-                   f"'value': NULLIF(trim(e.value), '')}})")
-        return entries_to_map(entries)
+        if c.is_map("resource_tags"):
+            return TagSource("map", expr=c.raw("resource_tags"), aws_prefixes=True)
+        return TagSource("json", expr=f"json({c.text('resource_tags')})", aws_prefixes=True)
     if not c.tag_cols:
         return None
-    items = ", ".join(f"{{'key': {lit(k)}, 'value': {nz(q(raw))}}}" for k, raw in sorted(c.tag_cols.items()))
-    return entries_to_map(f"[{items}]")
+    return TagSource("columns", columns={k: text_t(q(raw), c.types.get(raw)) for k, raw in c.tag_cols.items()})
 
 
 COMMITMENT_FEES = ("RIFee", "SavingsPlanRecurringFee")
@@ -175,11 +179,11 @@ def prepare_relation(con, rel: str, cols: dict[str, str]) -> str:
     c = columns(cols)
     if not c.has("line_item_line_item_type"):
         return rel
-    t = nz(c.raw("line_item_line_item_type"))
     view = rel + "_cur"
     fees = ", ".join(lit(x) for x in COMMITMENT_FEES)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, false AS __unused FROM {rel} "
-                f"UNION ALL SELECT *, true AS __unused FROM {rel} WHERE {t} IN ({fees})")
+                f"UNION ALL SELECT *, true AS __unused FROM {rel} WHERE {c.text('line_item_line_item_type')} "
+                f"IN ({fees})")
     return view
 
 
@@ -189,29 +193,35 @@ def plan(cols: dict[str, str]) -> Plan:
     if missing:
         raise CostInputError(f"not an AWS CUR file: missing column(s) {', '.join(missing)} "
                              f"(legacy lineItem/... or line_item_... headers expected)")
-    t = nz(c.raw("line_item_line_item_type"))
-    unblended = money(c.raw("line_item_unblended_cost"))
-    net = c.has("line_item_net_unblended_cost")
-    billed = f"coalesce({money(c.raw('line_item_net_unblended_cost'))}, {unblended})" if net else unblended
+    zero = "CAST(0 AS DECIMAL(38,18))"
 
     def m(name: str) -> str:
-        return f"coalesce({money(c.raw(name))}, 0)" if c.has(name) else "CAST(0 AS DECIMAL(38,18))"
+        return f"coalesce({c.money(name)}, 0)" if c.has(name) else zero
+
+    net = c.has("line_item_net_unblended_cost")
 
     def m_net(net_name: str, name: str) -> str:
-        if net and c.has(net_name):
-            return f"coalesce({money(c.raw(net_name))}, {m(name)})"
-        return m(name)
+        return f"coalesce({c.money(net_name)}, {m(name)})" if net and c.has(net_name) else m(name)
 
-    ri_arn = nz(c.get("reservation_reservation_a_r_n"))
-    sp_arn = nz(c.get("savings_plan_savings_plan_a_r_n"))
-    unused = "coalesce(__unused, false)" if "__unused" in cols else "false"
+    unblended = c.money("line_item_unblended_cost")
+    # stage 0: shared sub-expressions, computed once per row
+    pre = {
+        "__t": c.text("line_item_line_item_type"),
+        "__u": "coalesce(__unused, false)" if "__unused" in cols else "false",
+        "__billed": f"coalesce({c.money('line_item_net_unblended_cost')}, {unblended})" if net else unblended,
+        "__ri": c.text("reservation_reservation_a_r_n"),
+        "__sp": c.text("savings_plan_savings_plan_a_r_n"),
+        "__unit": c.text("pricing_unit"),
+        "__code": c.text("line_item_product_code"),
+    }
+    t, u, billed, ri_arn, sp_arn = '"__t"', '"__u"', '"__billed"', '"__ri"', '"__sp"'
     unused_amount = (f"(CASE {t} WHEN 'RIFee' THEN "
                      f"{m('reservation_unused_amortized_upfront_fee_for_billing_period')} + "
                      f"{m('reservation_unused_recurring_fee')} "
                      f"WHEN 'SavingsPlanRecurringFee' THEN {m('savings_plan_total_commitment_to_date')} - "
                      f"{m('savings_plan_used_commitment')} END)")
     effective = (
-        f"(CASE WHEN {unused} THEN {unused_amount} ELSE CASE {t} "
+        f"(CASE WHEN {u} THEN {unused_amount} ELSE CASE {t} "
         f"WHEN 'DiscountedUsage' THEN {m_net('reservation_net_effective_cost', 'reservation_effective_cost')} "
         f"WHEN 'SavingsPlanCoveredUsage' THEN "
         f"{m_net('savings_plan_net_savings_plan_effective_cost', 'savings_plan_savings_plan_effective_cost')} "
@@ -219,32 +229,32 @@ def plan(cols: dict[str, str]) -> Plan:
         f"WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanUpfrontFee' THEN 0 "
         f"WHEN 'Fee' THEN CASE WHEN {ri_arn} IS NOT NULL THEN 0 ELSE {billed} END "
         f"ELSE {billed} END END)")
-    billed_row = f"CASE WHEN {unused} THEN CAST(0 AS DECIMAL(38,18)) ELSE {billed} END"
-    category = (f"CASE WHEN {unused} THEN 'Usage' WHEN {t} = 'Fee' AND {ri_arn} IS NULL THEN 'Usage' "
+    billed_row = f"CASE WHEN {u} THEN {zero} ELSE {billed} END"
+    category = (f"CASE WHEN {u} THEN 'Usage' WHEN {t} = 'Fee' AND {ri_arn} IS NULL THEN 'Usage' "
                 f"ELSE coalesce({case_map(t, CHARGE_CATEGORY)}, {t}) END")
     tax = f"{t} = 'Tax'"
-    unit = f"coalesce({case_map(nz(c.get('pricing_unit')), UNITS)}, {nz(c.get('pricing_unit'))})"
+    unit = f'coalesce({case_map(chr(34) + "__unit" + chr(34), UNITS)}, "__unit")'
     covered = f"{t} IN ('DiscountedUsage', 'SavingsPlanCoveredUsage')"
-    product_code = nz(c.get("line_item_product_code"))
+    product_code = '"__code"'
     service_code = f"coalesce({_product(c, 'servicecode')}, {product_code})"
+    usage_amount = c.money("line_item_usage_amount")
     exprs = {
         "BilledCost": billed_row,
         "EffectiveCost": effective,
-        "ListCost": f"CASE WHEN {unused} THEN 0 ELSE "
-                    f"coalesce({money(c.raw('pricing_public_on_demand_cost'))}, {billed}) END"
-        if c.has("pricing_public_on_demand_cost") else billed_row,
+        "ListCost": f"CASE WHEN {u} THEN {zero} ELSE coalesce({c.money('pricing_public_on_demand_cost')}, "
+                    f"{billed}) END",
         "ContractedCost": f"CASE WHEN {covered} THEN {effective} ELSE {billed_row} END",
-        "BillingAccountId": nz(c.raw("bill_payer_account_id")),
-        "BillingAccountName": nz(c.get("bill_payer_account_name")),
-        "BillingCurrency": f"coalesce({nz(c.get('line_item_currency_code'))}, 'USD')",
-        "BillingPeriodStart": ts(c.raw("bill_billing_period_start_date")),
-        "BillingPeriodEnd": ts(c.raw("bill_billing_period_end_date")),
-        "ChargePeriodStart": ts(c.raw("line_item_usage_start_date")),
-        "ChargePeriodEnd": ts(c.raw("line_item_usage_end_date")),
+        "BillingAccountId": c.text("bill_payer_account_id"),
+        "BillingAccountName": c.text("bill_payer_account_name"),
+        "BillingCurrency": f"coalesce({c.text('line_item_currency_code')}, 'USD')",
+        "BillingPeriodStart": c.ts("bill_billing_period_start_date"),
+        "BillingPeriodEnd": c.ts("bill_billing_period_end_date"),
+        "ChargePeriodStart": c.ts("line_item_usage_start_date"),
+        "ChargePeriodEnd": c.ts("line_item_usage_end_date"),
         "ChargeCategory": category,
         "ChargeClass": f"CASE WHEN {t} = 'Refund' THEN 'Correction' END",
-        "ChargeDescription": nz(c.get("line_item_line_item_description")),
-        "ChargeFrequency": f"CASE WHEN {unused} THEN 'Usage-Based' "
+        "ChargeDescription": c.text("line_item_line_item_description"),
+        "ChargeFrequency": f"CASE WHEN {u} THEN 'Usage-Based' "
                            f"ELSE coalesce({case_map(t, CHARGE_FREQUENCY)}, 'Usage-Based') END",
         "CommitmentDiscountId": f"CASE WHEN {t} IN ('SavingsPlanCoveredUsage', 'SavingsPlanRecurringFee', "
                                 f"'SavingsPlanUpfrontFee', 'SavingsPlanNegation') THEN {sp_arn} "
@@ -255,42 +265,38 @@ def plan(cols: dict[str, str]) -> Plan:
         "CommitmentDiscountType": f"CASE WHEN {t} IN ('SavingsPlanCoveredUsage', 'SavingsPlanRecurringFee', "
                                   f"'SavingsPlanUpfrontFee') THEN 'Savings Plan' "
                                   f"WHEN {t} IN ('DiscountedUsage', 'RIFee') THEN 'Reserved Instance' END",
-        "CommitmentDiscountStatus": f"CASE WHEN {covered} THEN 'Used' WHEN {unused} THEN 'Unused' END",
+        "CommitmentDiscountStatus": f"CASE WHEN {covered} THEN 'Used' WHEN {u} THEN 'Unused' END",
         "PricingCategory": f"CASE WHEN {covered} THEN 'Committed' WHEN {t} = 'Usage' AND "
-                           f"coalesce({nz(c.get('line_item_usage_type'))}, '') LIKE '%SpotUsage%' THEN 'Dynamic' "
+                           f"coalesce({c.text('line_item_usage_type')}, '') LIKE '%SpotUsage%' THEN 'Dynamic' "
                            f"WHEN {t} = 'Usage' THEN 'Standard' END",
-        "ConsumedQuantity": f"CASE WHEN {category} = 'Usage' AND NOT {unused} THEN "
-                            f"{money(c.raw('line_item_usage_amount')) if c.has('line_item_usage_amount') else 'NULL'} END",
-        "ConsumedUnit": f"CASE WHEN {category} = 'Usage' AND NOT {unused} THEN {unit} END",
-        "PricingQuantity": f"CASE WHEN NOT {tax} THEN {money(c.raw('line_item_usage_amount'))} END"
-        if c.has("line_item_usage_amount") else "NULL",
+        "ConsumedQuantity": f"CASE WHEN {category} = 'Usage' AND NOT {u} THEN {usage_amount} END",
+        "ConsumedUnit": f"CASE WHEN {category} = 'Usage' AND NOT {u} THEN {unit} END",
+        "PricingQuantity": f"CASE WHEN NOT {tax} THEN {usage_amount} END",
         "PricingUnit": f"CASE WHEN NOT {tax} THEN {unit} END",
-        "ListUnitPrice": money(c.raw("pricing_public_on_demand_rate")) if c.has("pricing_public_on_demand_rate")
-        else "NULL",
-        "ContractedUnitPrice": money(c.raw("line_item_unblended_rate")) if c.has("line_item_unblended_rate")
-        else "NULL",
-        "InvoiceId": nz(c.get("bill_invoice_id")),
+        "ListUnitPrice": c.money("pricing_public_on_demand_rate"),
+        "ContractedUnitPrice": c.money("line_item_unblended_rate"),
+        "InvoiceId": c.text("bill_invoice_id"),
         # ProviderName = InvoiceIssuerName: the validator reads a difference as "paid to a third party"
-        "InvoiceIssuerName": f"coalesce({nz(c.get('bill_invoicing_entity'))}, 'Amazon Web Services, Inc.')",
-        "ProviderName": f"coalesce({nz(c.get('bill_invoicing_entity'))}, 'Amazon Web Services, Inc.')",
-        "PublisherName": f"CASE WHEN {nz(c.get('bill_billing_entity'))} = 'AWS Marketplace' THEN "
-                         f"coalesce({nz(c.get('line_item_legal_entity'))}, 'AWS Marketplace') "
+        "InvoiceIssuerName": f"coalesce({c.text('bill_invoicing_entity')}, 'Amazon Web Services, Inc.')",
+        "ProviderName": f"coalesce({c.text('bill_invoicing_entity')}, 'Amazon Web Services, Inc.')",
+        "PublisherName": f"CASE WHEN {c.text('bill_billing_entity')} = 'AWS Marketplace' THEN "
+                         f"coalesce({c.text('line_item_legal_entity')}, 'AWS Marketplace') "
                          f"ELSE 'Amazon Web Services, Inc.' END",
         "RegionId": _product(c, "region_code", "region"),
         "RegionName": _product(c, "location"),
-        "AvailabilityZone": nz(c.get("line_item_availability_zone")),
-        "ResourceId": nz(c.get("line_item_resource_id")),
+        "AvailabilityZone": c.text("line_item_availability_zone"),
+        "ResourceId": c.text("line_item_resource_id"),
         "ServiceName": f"coalesce({_product(c, 'product_name', 'servicename')}, {product_code}, 'Unknown')",
         # by product code, the key ServiceName (product name) follows, so one service has one category
         "ServiceCategory": f"coalesce({case_map(product_code, SERVICE_CATEGORY)}, "
                            f"{case_map(service_code, SERVICE_CATEGORY)}, 'Other')",
         "SkuId": _product(c, "sku"),
-        "SkuPriceId": nz(c.get("pricing_rate_code")) if c.has("pricing_rate_code") else nz(c.get("pricing_rate_id")),
-        "SubAccountId": nz(c.get("line_item_usage_account_id")),
-        "SubAccountName": nz(c.get("line_item_usage_account_name")),
+        "SkuPriceId": c.text("pricing_rate_code") if c.has("pricing_rate_code") else c.text("pricing_rate_id"),
+        "SubAccountId": c.text("line_item_usage_account_id"),
+        "SubAccountName": c.text("line_item_usage_account_name"),
         "x_line_type": t,
-        "x_usage_type": nz(c.get("line_item_usage_type")),
-        "x_operation": nz(c.get("line_item_operation")),
+        "x_usage_type": c.text("line_item_usage_type"),
+        "x_operation": c.text("line_item_operation"),
     }
     checks = [Check(f, c.raw(n), k) for f, n, k in (
         ("BilledCost", "line_item_unblended_cost", "money"),
@@ -304,16 +310,11 @@ def plan(cols: dict[str, str]) -> Plan:
         ("ChargePeriodStart", "line_item_usage_start_date", "ts"),
         ("ChargePeriodEnd", "line_item_usage_end_date", "ts"),
     ) if c.has(n)]
-    checks = [Check(ch.column, ch.raw_expr, ch.kind) for ch in checks]
     part = f"'{SOURCE}|' || \"BillingAccountId\" || '|' || x_billing_month"
-    return Plan(source=SOURCE, exprs=exprs, tags_map=tags_map(c), partition=part, checks=checks)
+    return Plan(source=SOURCE, exprs=exprs, tags=tag_source(c), partition=part, checks=checks, pre=pre)
 
 
-def CHARGE_CATEGORY_SQL(t: str) -> str:  # noqa: N802 - reads like the column it computes
-    return case_map(t, CHARGE_CATEGORY)
-
-
-def check_single_period_per_account(lines: pa.Table, label: str) -> None:
+def check_single_period_per_account(lines, label: str) -> None:
     """A CUR delivery restates whole billing periods: every line must carry its file's billing period."""
     # nothing to check beyond the partition key (payer, month); kept as the hook where manifests are compared
     return None

@@ -111,15 +111,18 @@ def sync(con: duckdb.DuckDBPyConnection, s3: Any, bucket: str, prefix: str = "",
                 lines = ingest.normalise_relation(con, rel, aws_cur.SOURCE, settings, ingest_id,
                                                   f"s3://{bucket}/{m.key}")
             finally:
-                con.execute(f"DROP VIEW IF EXISTS {rel}")
-        other = sorted(set(lines.column("x_billing_month").to_pylist()) - {m.billing_period})
-        if other:
-            raise CostInputError(f"delivery for billing period {m.billing_period} holds lines of {', '.join(other)}",
-                                 source=f"s3://{bucket}/{m.key}")
-        changes = ingest.import_table(con, lines, source=aws_cur.SOURCE, ingest_id=ingest_id, origin=origin,
-                                      manifest_id=m.manifest_id,
-                                      partitions=previous_partitions(con, m.billing_period, origin),
-                                      dry_run=dry_run)
+                ingest.drop_views(con, rel)
+        try:
+            other = sorted(set(lines.distinct("x_billing_month")) - {m.billing_period})
+            if other:
+                raise CostInputError(f"delivery for billing period {m.billing_period} holds lines of "
+                                     f"{', '.join(other)}", source=f"s3://{bucket}/{m.key}")
+            changes = ingest.import_table(con, lines, source=aws_cur.SOURCE, ingest_id=ingest_id, origin=origin,
+                                          manifest_id=m.manifest_id,
+                                          partitions=previous_partitions(con, m.billing_period, origin),
+                                          dry_run=dry_run)
+        finally:
+            lines.drop()
         result.periods.append(PeriodResult(m, "would-apply" if dry_run else "applied", changes, lines.num_rows))
     if progress:
         progress("done", len(manifests), len(manifests))

@@ -109,16 +109,20 @@ def write_demo_billing(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame, sett
     ingest_id = f"demo:{digest}:{settings.fingerprint()}"
     con.register("__demo_lines", table)
     try:
-        plan = focus.plan(list(table.column_names), source="demo",
+        plan = focus.plan(ingest.columns_of(con, "__demo_lines"), source="demo",
                           partition="'demo|' || \"BillingAccountId\" || '|' || x_billing_month")
         normalised = normalize.run(con, plan, "__demo_lines", settings.tag_keys, ingest_id, "demo")
     finally:
         con.unregister("__demo_lines")
-    old = [r[0] for r in con.execute("SELECT partition FROM cost_partitions WHERE source = 'demo'").fetchall()]
-    changes = ingest.import_table(con, normalised, source="demo", ingest_id=ingest_id, origin="observatory demo",
-                                  partitions=old, manage_transaction=manage_transaction)
-    from cost import store
-    store.record_sync(con, "demo", "demo", "ok", f"{normalised.num_rows} lines")
+    try:
+        old = [r[0] for r in con.execute("SELECT partition FROM cost_partitions WHERE source = 'demo'").fetchall()]
+        changes = ingest.import_table(con, normalised, source="demo", ingest_id=ingest_id,
+                                      origin="observatory demo", partitions=old,
+                                      manage_transaction=manage_transaction)
+        from cost import store
+        store.record_sync(con, "demo", "demo", "ok", f"{normalised.num_rows} lines")
+    finally:
+        normalised.drop()
     return changes
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from cost import schema
 from cost.errors import CostInputError
-from cost.normalize import Check, Plan, canon_value_sql, _CHARGE_CATEGORY, _CHARGE_FREQUENCY, _SERVICE_CATEGORY
-from cost.sql import money, nz, q, ts
+from cost.normalize import (Check, Plan, TagSource, canon_value_sql, _CHARGE_CATEGORY, _CHARGE_FREQUENCY,
+                            _SERVICE_CATEGORY)
+from cost.sql import money_t, q, text_t, ts_t
 
 SOURCE = "focus"
 # columns a FOCUS file must have; the rest of the 1.2 set may be absent (older versions, conditional columns)
@@ -25,8 +26,9 @@ def partition_sql() -> str:
     return f"'{SOURCE}|' || \"BillingAccountId\" || '|' || x_billing_month"
 
 
-def plan(columns: list[str], source: str = SOURCE, partition: str | None = None) -> Plan:
-    """Build the normalisation plan for a FOCUS relation with these column names."""
+def plan(columns: dict[str, str] | list[str], source: str = SOURCE, partition: str | None = None) -> Plan:
+    """Build the normalisation plan for a FOCUS relation with these columns (name -> DuckDB type)."""
+    types = dict(columns) if isinstance(columns, dict) else {c: None for c in columns}
     present = {}
     for c in columns:
         target = RENAMED.get(c, c)
@@ -37,31 +39,34 @@ def plan(columns: list[str], source: str = SOURCE, partition: str | None = None)
         raise CostInputError(f"not a FOCUS file: missing column(s) {', '.join(missing)}")
     exprs: dict[str, str] = {}
     checks: list[Check] = []
+    def text(raw: str) -> str:
+        return text_t(q(raw), types.get(raw))
+
     for name, raw in present.items():
         col = schema.BY_NAME[name]
-        r = q(raw)
+        r, typ = q(raw), types.get(raw)
         if col.kind in ("money", "decimal"):
-            exprs[name] = money(r)
+            exprs[name] = money_t(r, typ)
             checks.append(Check(name, r, "money"))
         elif col.kind == "ts":
-            exprs[name] = ts(r)
+            exprs[name] = ts_t(r, typ)
             checks.append(Check(name, r, "ts"))
         elif col.kind == "json":
-            exprs[name] = f"json({nz(r)})"
+            exprs[name] = f"json({text(raw)})"
             checks.append(Check(name, r, "json"))
         else:
-            exprs[name] = nz(r)
+            exprs[name] = text(raw)
     # canonical spellings of enumerations
-    exprs["ChargeCategory"] = canon_value_sql(q(present["ChargeCategory"]), _CHARGE_CATEGORY,
-                                              default=nz(q(present["ChargeCategory"])))
+    exprs["ChargeCategory"] = canon_value_sql(text(present["ChargeCategory"]), _CHARGE_CATEGORY,
+                                              default=text(present["ChargeCategory"]))
     if "ChargeFrequency" in present:
-        exprs["ChargeFrequency"] = canon_value_sql(q(present["ChargeFrequency"]), _CHARGE_FREQUENCY)
+        exprs["ChargeFrequency"] = canon_value_sql(text(present["ChargeFrequency"]), _CHARGE_FREQUENCY)
     if "ServiceCategory" in present:
-        exprs["ServiceCategory"] = canon_value_sql(q(present["ServiceCategory"]), _SERVICE_CATEGORY, "'Other'")
+        exprs["ServiceCategory"] = canon_value_sql(text(present["ServiceCategory"]), _SERVICE_CATEGORY, "'Other'")
     else:
         exprs["ServiceCategory"] = "'Other'"
     if "ChargeClass" in present:
-        exprs["ChargeClass"] = f"CASE WHEN lower({nz(q(present['ChargeClass']))}) = 'correction' THEN 'Correction' END"
+        exprs["ChargeClass"] = f"CASE WHEN lower({text(present['ChargeClass'])}) = 'correction' THEN 'Correction' END"
     # mandatory columns that older/partial files may leave empty: documented fallbacks
     billed = exprs["BilledCost"]
     exprs["ListCost"] = f"coalesce({exprs.get('ListCost', 'NULL')}, {billed})"
@@ -70,7 +75,7 @@ def plan(columns: list[str], source: str = SOURCE, partition: str | None = None)
                             f"{exprs.get('InvoiceIssuerName', 'NULL')}, 'Unknown')"
     exprs["PublisherName"] = f"coalesce({exprs.get('PublisherName', 'NULL')}, {exprs['ProviderName']})"
     exprs["InvoiceIssuerName"] = f"coalesce({exprs.get('InvoiceIssuerName', 'NULL')}, {exprs['ProviderName']})"
-    tags_map = None
+    tags = None
     if "Tags" in present:
-        tags_map = f"CAST(CAST({nz(q(present['Tags']))} AS JSON) AS MAP(VARCHAR, VARCHAR))"
-    return Plan(source=source, exprs=exprs, tags_map=tags_map, partition=partition or partition_sql(), checks=checks)
+        tags = TagSource("json", expr=f"json({text(present['Tags'])})", keep_json=True)
+    return Plan(source=source, exprs=exprs, tags=tags, partition=partition or partition_sql(), checks=checks)

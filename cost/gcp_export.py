@@ -19,8 +19,8 @@ from datetime import date, datetime, timedelta
 import duckdb
 
 from cost.errors import CostInputError
-from cost.normalize import Check, Plan
-from cost.sql import case_map, dedup_entries, entries_to_map, lit, money, nz, q, ts
+from cost.normalize import Check, Plan, TagSource
+from cost.sql import case_map, money, money_t, nz, q, text_t, ts_t
 
 SOURCE = "gcp-export"
 REQUIRED = ("billing_account_id", "service.description", "usage_start_time", "usage_end_time", "cost", "currency",
@@ -90,70 +90,73 @@ def plan(cols: dict[str, str]) -> Plan:
         raise CostInputError(f"not a GCP billing export: missing column(s) {', '.join(missing)}")
 
     def g(name: str) -> str:
-        return q(name) if name in cols else "NULL"
+        return text_t(q(name), cols[name]) if name in cols else "CAST(NULL AS VARCHAR)"
+
+    def mon(name: str) -> str:
+        return money_t(q(name), cols[name])
+
+    def tm(name: str) -> str:
+        return ts_t(q(name), cols[name])
 
     if "credits" in cols:
         credits = (f"coalesce(list_sum(list_transform({q('credits')}, lambda c: {money('c.amount')})), "
                    f"CAST(0 AS DECIMAL(38,18)))")
     else:
         credits = "CAST(0 AS DECIMAL(38,18))"
-    gross = money(q("cost"))
+    gross = mon("cost")
     net = f"({gross} + {credits})"
-    month = nz(q("invoice.month"))
+    month = g("invoice.month")
     # invoice.month 'YYYYMM' is a Pacific-time month
     period_start = f"timezone('America/Los_Angeles', CAST(strptime({month}, '%Y%m') AS TIMESTAMP))"
     period_end = (f"timezone('America/Los_Angeles', CAST(strptime({month}, '%Y%m') AS TIMESTAMP) "
                   f"+ INTERVAL 1 MONTH)")
-    entries = []
-    for name in ("labels", "project.labels", "tags"):
-        if name in cols:
-            entries.append(f"coalesce(list_transform({q(name)}, lambda e: {{'key': e.key, 'value': e.value}}), [])")
-    tags_map = entries_to_map(f"list_concat({', '.join(entries)})") if len(entries) > 1 else (
-        entries_to_map(entries[0]) if entries else None)
+    entries = [f"coalesce(list_transform({q(name)}, lambda e: {{'key': e.key, 'value': e.value}}), [])"
+               for name in ("labels", "project.labels", "tags") if name in cols]
+    tags = TagSource("entries", entries=entries) if entries else None
     if "partition_date" in cols:
-        pdate = f"CAST({ts(q('partition_date'))} AS DATE)"
+        pdate = f"CAST({tm('partition_date')} AS DATE)"
     elif "export_time" in cols:
-        pdate = f"CAST({ts(q('export_time'))} AS DATE)"
+        pdate = f"CAST({tm('export_time')} AS DATE)"
     else:
         pdate = "CAST(NULL AS DATE)"
-    cost_type = f"lower(coalesce({nz(g('cost_type'))}, 'regular'))"
+    cost_type = f"lower(coalesce({g('cost_type')}, 'regular'))"
     exprs = {
         "BilledCost": net,
         "EffectiveCost": net,
-        "ListCost": f"coalesce({money(q('cost_at_list'))}, {gross})" if "cost_at_list" in cols else gross,
+        "ListCost": f"coalesce({mon('cost_at_list')}, {gross})" if "cost_at_list" in cols else gross,
         "ContractedCost": gross,
         "x_credits": credits,
-        "BillingAccountId": nz(q("billing_account_id")),
-        "BillingCurrency": nz(q("currency")),
+        "BillingAccountId": g("billing_account_id"),
+        "BillingCurrency": g("currency"),
         "BillingPeriodStart": period_start,
         "BillingPeriodEnd": period_end,
         "x_billing_month": f"strftime(strptime({month}, '%Y%m'), '%Y-%m')",
-        "ChargePeriodStart": ts(q("usage_start_time")),
-        "ChargePeriodEnd": ts(q("usage_end_time")),
+        "ChargePeriodStart": tm("usage_start_time"),
+        "ChargePeriodEnd": tm("usage_end_time"),
         "ChargeCategory": f"coalesce({case_map(cost_type, CHARGE_CATEGORY)}, 'Usage')",
-        "ChargeDescription": nz(g("sku.description")),
+        "ChargeDescription": g("sku.description"),
         "ChargeFrequency": "'Usage-Based'",
-        "ConsumedQuantity": money(q("usage.amount")) if "usage.amount" in cols else "NULL",
-        "ConsumedUnit": nz(g("usage.unit")),
-        "PricingQuantity": f"CASE WHEN {cost_type} <> 'tax' THEN {money(q('usage.amount_in_pricing_units'))} END"
+        "ConsumedQuantity": mon("usage.amount") if "usage.amount" in cols else "NULL",
+        "ConsumedUnit": g("usage.unit"),
+        "PricingQuantity": f"CASE WHEN {cost_type} <> 'tax' THEN {mon('usage.amount_in_pricing_units')} END"
         if "usage.amount_in_pricing_units" in cols else "NULL",
-        "PricingUnit": f"CASE WHEN {cost_type} <> 'tax' THEN {nz(g('usage.pricing_unit'))} END",
+        "PricingUnit": f"CASE WHEN {cost_type} <> 'tax' THEN {g('usage.pricing_unit')} END",
         "InvoiceIssuerName": "'Google Cloud'",
         "ProviderName": "'Google Cloud'",
-        "PublisherName": f"coalesce({nz(g('seller_name'))}, 'Google Cloud')",
-        "RegionId": f"coalesce({nz(g('location.region'))}, {nz(g('location.location'))})",
-        "RegionName": f"coalesce({nz(g('location.region'))}, {nz(g('location.location'))})",
-        "AvailabilityZone": nz(g("location.zone")),
-        "ResourceId": f"coalesce({nz(g('resource.global_name'))}, {nz(g('resource.name'))})",
-        "ResourceName": nz(g("resource.name")),
-        "ServiceName": nz(q("service.description")),
-        "ServiceCategory": f"coalesce({case_map(nz(q('service.description')), SERVICE_CATEGORY)}, 'Other')",
-        "SkuId": nz(g("sku.id")),
-        "SkuMeter": nz(g("sku.description")),
-        "SubAccountId": nz(g("project.id")),
-        "SubAccountName": nz(g("project.name")),
+        "PublisherName": f"coalesce({g('seller_name')}, 'Google Cloud')",
+        "RegionId": f"coalesce({g('location.region')}, {g('location.location')})",
+        "RegionName": f"coalesce({g('location.region')}, {g('location.location')})",
+        "AvailabilityZone": g("location.zone"),
+        "ResourceId": f"coalesce({g('resource.global_name')}, {g('resource.name')})",
+        "ResourceName": g("resource.name"),
+        "ServiceName": g("service.description"),
+        "ServiceCategory": f"coalesce({case_map(g('service.description'), SERVICE_CATEGORY)}, 'Other')",
+        "SkuId": g("sku.id"),
+        "SkuMeter": g("sku.description"),
+        "SubAccountId": g("project.id"),
+        "SubAccountName": g("project.name"),
         "x_line_type": cost_type,
-        "x_export_time": ts(g("export_time")) if "export_time" in cols else "NULL",
+        "x_export_time": tm("export_time") if "export_time" in cols else "NULL",
         "x_partition_date": pdate,
     }
     checks = [Check(t, q(n), k) for t, n, k in (
@@ -162,7 +165,7 @@ def plan(cols: dict[str, str]) -> Plan:
         ("x_partition_date", "partition_date", "ts"), ("PricingQuantity", "usage.amount_in_pricing_units", "money"),
     ) if n in cols]
     part = f"'{SOURCE}|' || \"BillingAccountId\" || '|' || strftime(x_partition_date, '%Y-%m-%d')"
-    return Plan(source=SOURCE, exprs=exprs, tags_map=tags_map, partition=part, checks=checks)
+    return Plan(source=SOURCE, exprs=exprs, tags=tags, partition=part, checks=checks)
 
 
 # --- partition watermarks (koku's pattern, reference/cost.md §3.3) ---------------------------------------------

@@ -112,6 +112,7 @@ def sync(con: duckdb.DuckDBPyConnection, client: Any, table: str, settings: Cost
             plan = gcp_export.plan(ingest.columns_of(con, rel))
             lines = normalize.run(con, plan, rel, settings.tag_keys, ingest_id, f"{origin} {p.partition_date}")
         finally:
+            con.execute(f"DROP VIEW IF EXISTS {view}_gcp")
             con.unregister(view)
         before = [r[0] for r in con.execute(
             "SELECT partition FROM cost_partitions WHERE source = ? AND partition LIKE ?",
@@ -132,6 +133,7 @@ def sync(con: duckdb.DuckDBPyConnection, client: Any, table: str, settings: Cost
             allocation.refresh(con, ingest.months_of(lines), manage_transaction=True)
         result.partitions.append(PartitionResult(p.partition_date, "would-replace" if dry_run else "replaced",
                                                  lines.num_rows, changes))
+        lines.drop()
     if progress:
         progress("done", len(todo), len(todo))
     if not dry_run:

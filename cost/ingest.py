@@ -91,10 +91,10 @@ def columns_of(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, str]:
 
 
 def normalise_relation(con: duckdb.DuckDBPyConnection, rel: str, fmt: str, settings: CostSettings,
-                       ingest_id: str, label: str) -> pa.Table:
+                       ingest_id: str, label: str) -> normalize.Lines:
     cols = columns_of(con, rel)
     if fmt == "focus":
-        plan = focus.plan(list(cols))
+        plan = focus.plan(cols)
     elif fmt == "aws-cur":
         rel = aws_cur.prepare_relation(con, rel, cols)
         plan = aws_cur.plan(columns_of(con, rel))
@@ -122,25 +122,33 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], fm
     try:
         lines = normalise_relation(con, rel, fmt, settings, ingest_id, label)
     finally:
-        con.execute(f"DROP VIEW IF EXISTS {rel}")
-    if fmt == "aws-cur":
-        aws_cur.check_single_period_per_account(lines, label)
-    changes = store.apply(con, lines, ingest_id=ingest_id, source=fmt, origin=label, dry_run=dry_run,
-                          manage_transaction=manage_transaction)
-    result = ImportResult(fmt, ingest_id, paths, lines.num_rows, changes, dry_run)
-    if not dry_run:
-        store.record_sync(con, fmt, "file", "ok", label[:500])
-        if refresh_allocation and any(c.changed for c in changes):
-            from cost import allocation
-            allocation.refresh(con, months_of(lines))
+        drop_views(con, rel)
+    try:
+        changes = store.apply(con, lines, ingest_id=ingest_id, source=fmt, origin=label, dry_run=dry_run,
+                              manage_transaction=manage_transaction)
+        result = ImportResult(fmt, ingest_id, paths, lines.num_rows, changes, dry_run)
+        if not dry_run:
+            store.record_sync(con, fmt, "file", "ok", label[:500])
+            if refresh_allocation and any(c.changed for c in changes):
+                from cost import allocation
+                allocation.refresh(con, months_of(lines))
+    finally:
+        lines.drop()
     return result
 
 
-def months_of(lines: pa.Table) -> list[str]:
-    return sorted(m for m in set(lines.column("x_billing_month").to_pylist()) if m)
+def drop_views(con: duckdb.DuckDBPyConnection, rel: str) -> None:
+    for suffix in ("_cur", "_gcp", ""):
+        con.execute(f"DROP VIEW IF EXISTS {rel}{suffix}")
 
 
-def import_table(con: duckdb.DuckDBPyConnection, lines: pa.Table, *, source: str, ingest_id: str,
+def months_of(lines) -> list[str]:
+    if isinstance(lines, pa.Table):
+        return sorted(m for m in set(lines.column("x_billing_month").to_pylist()) if m)
+    return lines.distinct("x_billing_month")
+
+
+def import_table(con: duckdb.DuckDBPyConnection, lines, *, source: str, ingest_id: str,
                  origin: str, manifest_id: str | None = None, partitions: Iterable[str] = (),
                  dry_run: bool = False, manage_transaction: bool = True,
                  refresh_allocation: bool = True) -> list[store.PartitionChange]:

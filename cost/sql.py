@@ -37,6 +37,38 @@ def try_money(expr: str) -> str:
     return f"TRY_CAST({nz(expr)} AS {MONEY})"
 
 
+NUMERIC = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
+
+
+def is_text(typ: str | None) -> bool:
+    return typ is None or typ.upper().startswith(("VARCHAR", "JSON"))
+
+
+def text_t(expr: str, typ: str | None) -> str:
+    """Type-aware ``nz``: text is NULL-ed when blank or 'NULL'; other types are only cast."""
+    if is_text(typ):
+        return f"NULLIF(NULLIF(trim({expr}), ''), 'NULL')"
+    return f"CAST({expr} AS VARCHAR)"
+
+
+def money_t(expr: str, typ: str | None) -> str:
+    """Type-aware ``money``: text and decimals are exact; doubles are rounded to 12 decimals (a 1e-12 unit of
+    currency) so that 0.1 stays 0.1 and no binary noise enters the sums."""
+    t = (typ or "VARCHAR").upper()
+    if t.startswith("DECIMAL"):
+        return f"CAST({expr} AS {MONEY})"
+    if t in NUMERIC:
+        return f"CAST(CAST({expr} AS DECIMAL(38,12)) AS {MONEY})"
+    return f"CAST({text_t(expr, typ)} AS {MONEY})"
+
+
+def ts_t(expr: str, typ: str | None) -> str:
+    t = (typ or "VARCHAR").upper()
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return f"CAST({expr} AS TIMESTAMPTZ)"
+    return f"CAST({text_t(expr, typ)} AS TIMESTAMPTZ)"
+
+
 def ts(expr: str) -> str:
     """UTC timestamp from ISO text with or without T/Z/offset, or from a (naive = UTC) timestamp."""
     return f"CAST({nz(expr)} AS TIMESTAMPTZ)"

@@ -49,15 +49,27 @@ def _stats(con: duckdb.DuckDBPyConnection, rel: str, parts: list[str]) -> dict[s
     return {r[0]: (int(r[1]), Decimal(r[2]), Decimal(r[3])) for r in rows}
 
 
-def plan_changes(con: duckdb.DuckDBPyConnection, lines: pa.Table, ingest_id: str,
+def _relation(con: duckdb.DuckDBPyConnection, lines) -> tuple[str, bool]:
+    """Name of a relation holding ``lines`` (a normalize.Lines temp table, or an Arrow table registered)."""
+    if isinstance(lines, pa.Table):
+        if lines.schema.names != list(schema.NAMES):
+            raise ValueError("lines are not shaped like the cost table")
+        con.register("__cost_new", lines)
+        return "__cost_new", True
+    return lines.name, False
+
+
+def plan_changes(con: duckdb.DuckDBPyConnection, lines, ingest_id: str,
                  partitions: Iterable[str] = ()) -> list[PartitionChange]:
     """What applying ``lines`` would do to each partition (nothing is written)."""
-    con.register("__cost_new", lines)
+    rel, registered = _relation(con, lines)
     try:
-        new_parts = sorted(set(lines.column("x_partition").unique().to_pylist()) | set(partitions))
-        new = _stats(con, "__cost_new", new_parts)
+        new_parts = sorted({r[0] for r in con.execute(f"SELECT DISTINCT x_partition FROM {rel}").fetchall()}
+                           | set(partitions))
+        new = _stats(con, rel, new_parts)
     finally:
-        con.unregister("__cost_new")
+        if registered:
+            con.unregister(rel)
     old = _stats(con, schema.TABLE, new_parts)
     applied = dict(con.execute(
         "SELECT partition, ingest_id FROM cost_partitions WHERE partition IN (SELECT unnest(?))",
@@ -78,15 +90,13 @@ def plan_changes(con: duckdb.DuckDBPyConnection, lines: pa.Table, ingest_id: str
     return out
 
 
-def apply(con: duckdb.DuckDBPyConnection, lines: pa.Table, *, ingest_id: str, source: str,
+def apply(con: duckdb.DuckDBPyConnection, lines, *, ingest_id: str, source: str,
           manifest_id: str | None = None, origin: str | None = None, partitions: Iterable[str] = (),
           manage_transaction: bool = True, dry_run: bool = False) -> list[PartitionChange]:
     """Replace every partition present in ``lines`` (plus ``partitions``, which may come back empty).
 
     With ``manage_transaction=False`` the caller owns the transaction (the collector's writer thread).
     """
-    if lines.schema.names != list(schema.NAMES):
-        raise ValueError("lines are not shaped like the cost table")
     if manage_transaction:
         con.execute("BEGIN TRANSACTION")
     try:
@@ -95,13 +105,16 @@ def apply(con: duckdb.DuckDBPyConnection, lines: pa.Table, *, ingest_id: str, so
         if todo and not dry_run:
             parts = [c.partition for c in todo]
             con.execute(f"DELETE FROM {schema.TABLE} WHERE x_partition IN (SELECT unnest(?))", [parts])
-            con.register("__cost_new", lines)
+            rel, registered = _relation(con, lines)
             try:
                 cols = ", ".join(f'"{n}"' for n in schema.NAMES)
-                con.execute(f"INSERT INTO {schema.TABLE} ({cols}) SELECT {cols} FROM __cost_new "
-                            f"WHERE x_partition IN (SELECT unnest(?))", [parts])
+                everything = len(parts) == len(changes) and not any(c.action == "removed" for c in changes)
+                where = "" if everything else " WHERE x_partition IN (SELECT unnest(?))"
+                con.execute(f"INSERT INTO {schema.TABLE} ({cols}) SELECT {cols} FROM {rel}{where}",
+                            [] if everything else [parts])
             finally:
-                con.unregister("__cost_new")
+                if registered:
+                    con.unregister(rel)
             con.execute("DELETE FROM cost_partitions WHERE partition IN (SELECT unnest(?))", [parts])
             live = [c for c in todo if c.action != "removed"]
             if live:
