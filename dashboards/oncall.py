@@ -153,7 +153,7 @@ def build() -> dash.Dashboard:
         "dead-letter table per second (`observatory_events_rejected_total`). A growing queue means ingest cannot "
         "keep up; dead letters mean a producer sends invalid events.", "short",
         [prom("max(observatory_ingest_queue_depth)", "queued events", "A"),
-         prom("sum(rate(observatory_events_rejected_total[$__rate_interval]))", "dead letters/s", "B")],
+         prom("sum(rate(observatory_events_rejected_total[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
         min_=0), 12, 7)
 
     # ---- kernels --------------------------------------------------------------------------------------------------

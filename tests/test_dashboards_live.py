@@ -126,11 +126,16 @@ def _resolve(d: dict, prom: str) -> dict[str, dict]:
         cur = (v.get("current") or {}).get("value")
         if v.get("includeAll") and cur in ("$__all", None):
             out[name] = {"value": values[0], "csv": ",".join(values),
-                         "regex": "(" + "|".join(re.escape(x) for x in values) + ")"}
+                         "regex": "(" + "|".join(_escape(x) for x in values) + ")"}
         else:
             chosen = cur if cur in values else values[0]
-            out[name] = {"value": chosen, "csv": chosen, "regex": re.escape(chosen)}
+            out[name] = {"value": chosen, "csv": chosen, "regex": _escape(chosen) if v.get("multi") else chosen}
     return out
+
+
+def _escape(value: str) -> str:
+    """Grafana's regex escaping of a multi-value variable inside a PromQL string (backslash doubled)."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
 
 
 def _range(d: dict) -> timedelta:
