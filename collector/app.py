@@ -9,7 +9,6 @@ import uuid
 
 from fastapi import FastAPI, Request
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry
 
 from collector.auth import TokenStore
 from collector.config import Settings
@@ -60,10 +59,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings)
-        registry = CollectorRegistry(auto_describe=True)
-        registry.register(store.collector)
         app.state.store = store
-        app.state.registry = registry
         _register_gauge_sources(store)
         for hook in app.state.startup_hooks:
             hook(app)

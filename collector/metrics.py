@@ -83,43 +83,53 @@ class LabelCapper:
         return value
 
 
-def _key(labels: Iterable[tuple[str, str]]) -> str:
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+
+
+def _json(labels: Labels) -> str:
     return orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS).decode()
 
 
 class CounterStore:
-    """The in-memory counter snapshot plus its persistence; only the writer thread mutates it."""
+    """The in-memory counter snapshot plus its persistence; only the writer thread mutates it.
+
+    In memory the labels are sorted tuples (cheap to group at scrape time); in DuckDB a canonical JSON object.
+    """
 
     def __init__(self, caps: dict[str, int] | None = None) -> None:
-        self._values: dict[tuple[str, str], float] = {}
+        self._values: dict[tuple[str, Labels], float] = {}
         self._lock = threading.Lock()
+        self.version = 0  # bumped on every change: the exposition cache key
         self.capper = LabelCapper(caps or {"team": 500, "source": 500, "target": 200})
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
-        rows = con.execute("SELECT name, labels, value FROM metric_counters").fetchall()
-        with self._lock:
-            self._values = {(n, l): v for n, l, v in rows}
-        for _, labels, _ in rows:
-            for k, v in orjson.loads(labels).items():
+        values = {}
+        for name, labels, value in con.execute("SELECT name, labels, value FROM metric_counters").fetchall():
+            lab = tuple(sorted(orjson.loads(labels).items()))
+            values[(name, lab)] = value
+            for k, v in lab:
                 if k in self.capper.caps:
                     self.capper.observe(k, v)
+        with self._lock:
+            self._values = values
+            self.version += 1
 
-    def fold(self, deltas: Iterable[CounterDelta]) -> dict[tuple[str, str], float]:
+    def fold(self, deltas: Iterable[CounterDelta]) -> dict[tuple[str, Labels], float]:
         """Cap label values and sum deltas that now share a key."""
-        out: dict[tuple[str, str], float] = defaultdict(float)
+        out: dict[tuple[str, Labels], float] = defaultdict(float)
         for d in deltas:
-            labels = tuple((k, self.capper(k, v)) for k, v in d.labels)
-            out[(d.name, _key(labels))] += d.value
+            labels = tuple(sorted((k, self.capper(k, v)) for k, v in d.labels))
+            out[(d.name, labels)] += d.value
         return out
 
     @staticmethod
-    def persist(con: duckdb.DuckDBPyConnection, folded: dict[tuple[str, str], float]) -> None:
+    def persist(con: duckdb.DuckDBPyConnection, folded: dict[tuple[str, Labels], float]) -> None:
         if not folded:
             return
         import pyarrow as pa
 
         tbl = pa.table({
-            "name": [k[0] for k in folded], "labels": [k[1] for k in folded], "value": list(folded.values()),
+            "name": [k[0] for k in folded], "labels": [_json(k[1]) for k in folded], "value": list(folded.values()),
         })
         con.register("counter_deltas", tbl)
         con.execute(
@@ -128,24 +138,20 @@ class CounterStore:
         )
         con.unregister("counter_deltas")
 
-    def apply(self, folded: dict[tuple[str, str], float]) -> None:
+    def apply(self, folded: dict[tuple[str, Labels], float]) -> None:
         with self._lock:
             for k, v in folded.items():
                 self._values[k] = self._values.get(k, 0.0) + v
+            self.version += 1
 
-    def snapshot(self) -> dict[tuple[str, str], float]:
+    def snapshot(self) -> dict[tuple[str, Labels], float]:
         with self._lock:
             return dict(self._values)
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of a counter over all series matching `labels` (used by tests and the CLI)."""
-        total = 0.0
-        for (n, l), v in self.snapshot().items():
-            if n == name:
-                lab = orjson.loads(l)
-                if all(lab.get(k) == val for k, val in labels.items()):
-                    total += v
-        return total
+        return sum(v for (n, lab), v in self.snapshot().items()
+                   if n == name and all(dict(lab).get(k) == val for k, val in labels.items()))
 
 
 GaugeSource = Callable[[duckdb.DuckDBPyConnection], Iterable[Metric]]
@@ -165,6 +171,7 @@ class GaugeRefresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_refresh: float = 0.0
+        self.version = 0
         self.last_duration: float = 0.0
 
     def register(self, name: str, fn: GaugeSource) -> None:
@@ -186,6 +193,7 @@ class GaugeRefresher:
             cur.close()
         self.last_duration = time.perf_counter() - t0
         self.last_refresh = time.time()
+        self.version += 1
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gauge-refresher", daemon=True)
@@ -215,25 +223,21 @@ class GaugeRefresher:
 class SnapshotCollector(Collector):
     """prometheus_client collector over the in-memory snapshot (never queries DuckDB)."""
 
-    def __init__(self, counters: CounterStore, gauges: GaugeRefresher | None = None,
-                 live: Callable[[], Iterable[Metric]] | None = None) -> None:
+    def __init__(self, counters: CounterStore, gauges: GaugeRefresher | None = None) -> None:
         self.counters = counters
         self.gauges = gauges
-        self.live = live
 
     def collect(self) -> Iterable[Metric]:
         snap = self.counters.snapshot()
         by_name: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-        for (name, labels), value in snap.items():
-            by_name[name].append((orjson.loads(labels), value))
+        for (name, labels), value in sorted(snap.items()):
+            by_name[name].append((dict(labels), value))
         for name, spec in COUNTERS.items():
             fam = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
-            for labels, value in sorted(by_name.get(name, []), key=lambda x: sorted(x[0].items())):
+            for labels, value in by_name.get(name, []):
                 fam.add_metric([labels.get(l, "") for l in spec.labels], value)
             yield fam
         yield self._histogram(by_name)
-        if self.live:
-            yield from self.live()
         if self.gauges:
             yield from self.gauges.metrics()
 
@@ -255,6 +259,47 @@ class SnapshotCollector(Collector):
             buckets.append(("+Inf", cum))
             fam.add_metric(list(key), buckets, sums.get(key, 0.0))
         return fam
+
+
+class LiveCollector(Collector):
+    """The few values read at scrape time from process state (queue depth, last commit), never from DuckDB."""
+
+    def __init__(self, fn: Callable[[], Iterable[Metric]]) -> None:
+        self.fn = fn
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.fn()
+
+
+class Exposition:
+    """Encodes the snapshot once per change: the counter and SQL-gauge part is cached until the counters or the
+    gauges change (thousands of series cost milliseconds to format), the small live part is encoded per scrape."""
+
+    def __init__(self, counters: CounterStore, gauges: GaugeRefresher, live: Callable[[], Iterable[Metric]]) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.counters, self.gauges = counters, gauges
+        self.static = CollectorRegistry(auto_describe=False)
+        self.static.register(SnapshotCollector(counters, gauges))
+        self.live = CollectorRegistry(auto_describe=False)
+        self.live.register(LiveCollector(live))
+        self._cache: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept)
+        key = (self.counters.version, self.gauges.version)
+        with self._lock:
+            cached = self._cache.get(content_type)
+            if cached is None or cached[0] != key:
+                body = encoder(self.static)
+                if body.endswith(b"# EOF\n"):
+                    body = body[: -len(b"# EOF\n")]
+                cached = (key, body)
+                self._cache[content_type] = cached
+        return cached[1] + encoder(self.live), content_type
 
 
 def gauge(name: str, help_: str, labels: list[str], rows: Iterable[tuple]) -> GaugeMetricFamily:

@@ -13,7 +13,7 @@ import duckdb
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from collector.config import Settings
-from collector.metrics import CounterStore, GaugeRefresher, SnapshotCollector
+from collector.metrics import CounterStore, Exposition, GaugeRefresher
 from collector.storage import db
 from collector.storage.derive import CounterDelta
 from collector.writer import Writer
@@ -22,6 +22,7 @@ from collector.writer import Writer
 class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.started_at = time.time()
         self.con = db.connect(Path(settings.db))
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
@@ -37,9 +38,8 @@ class Store:
         ).fetchall():
             self.writer.last_ingest_by_source[source] = ts
         self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds)
-        self.collector = SnapshotCollector(self.counters, self.refresher, live=self._live_metrics)
+        self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
         self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []
-        self.started_at = time.time()
 
     def start(self) -> None:
         self.writer.start()

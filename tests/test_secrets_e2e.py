@@ -41,6 +41,28 @@ def planted() -> list[dict]:
     ]
 
 
+def scan_text_columns(db, needles: list[str]) -> list[tuple[str, str]]:
+    """Every text-like column of every table, searched with SQL (the file itself compresses strings, so its raw
+    bytes alone prove nothing)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    hits = []
+    try:
+        cols = con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                           "WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]'").fetchall()
+        for table, column in cols:
+            for needle in needles:
+                n = con.execute(f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?',
+                                [f"%{needle}%"]).fetchall()[0][0]
+                if n:
+                    hits.append((table, column))
+        assert len(cols) > 20  # the scan saw the schema
+    finally:
+        con.close()
+    return hits
+
+
 def test_planted_secrets_reach_no_storage_log_or_metrics(tmp_path):
     db = tmp_path / "secrets.duckdb"
     tokens = tmp_path / "tokens.yaml"
@@ -64,6 +86,8 @@ def test_planted_secrets_reach_no_storage_log_or_metrics(tmp_path):
         col.stop()
     assert "[REDACTED:aws_access_key]" in stored[0]["payload"]
 
+    text_hits = scan_text_columns(db, list(SECRETS.values()))
+    assert not text_hits, f"secrets stored in {text_hits}"
     raw = db.read_bytes() + (db.with_suffix(".duckdb.wal").read_bytes() if db.with_suffix(".duckdb.wal").exists()
                              else b"")
     logs = col.logs()

@@ -8,8 +8,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
 from collector.auth import Principal, require_scope
@@ -56,9 +54,8 @@ async def readyz(request: Request) -> JSONResponse:
     responses={200: {"content": {"text/plain": {"example": "notebook_run_attempts_total{...} 42.0\n"}}}},
 )
 async def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.registry
-    encoder, content_type = choose_encoder(request.headers.get("accept"))
-    return Response(encoder(registry), media_type=content_type)
+    body, content_type = request.app.state.store.exposition.render(request.headers.get("accept"))
+    return Response(body, media_type=content_type)
 
 
 @router.get("/v1/schema", tags=["contract"], summary="JSON Schema of every event type")
