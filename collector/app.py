@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
             log.info("collector stopped")
 
     app = FastAPI(
-        title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
+        title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=list(TAGS),
         lifespan=lifespan,
     )
     app.state.settings = settings
