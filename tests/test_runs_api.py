@@ -151,8 +151,10 @@ def test_run_detail_with_cells_in_order_and_offsets(seeded):
     # cells arrive out of order; they are served in notebook order
     assert [(c["label"], c["status"], c["start_offset_seconds"]) for c in first["cells"]] == [
         ("cell 0", "ok", 0.0), ("cell 1", "error", 1.5)]
+    # `latest` is the newest finished attempt (r4's retry is still running and has no cells yet)
     latest = get(seeded, "/v1/runs/latest?notebook_id=nb-a")
-    assert (latest["run_id"], latest["attempt"]) == ("r4", 2) and latest["cells"] == []
+    assert (latest["run_id"], latest["attempt"], latest["state"]) == ("r2", 1, "timed_out")
+    assert get(seeded, "/v1/runs/r4")["cells"] == []
     get(seeded, "/v1/runs/nope", status=404)
     get(seeded, "/v1/runs/r1?attempt=7", status=404)
 

@@ -429,7 +429,8 @@ def list_runs(
 @router.get(
     "/v1/runs/{run_id}", response_model=RunDetail, summary="One run attempt with its cells",
     description="The latest attempt unless `attempt` is given. `run_id=latest` with `notebook_id` picks that "
-                "notebook's most recent attempt (what the debug dashboard's cell timeline shows by default). "
+                "notebook's most recently finished attempt (what the debug dashboard's cell timeline shows by "
+                "default; an attempt still running has no cells yet). "
                 "`cells` carries each cell's duration and its offset on the run's timeline.",
     responses={404: {"description": "no such run (or attempt) visible to this token"}},
 )
@@ -457,7 +458,8 @@ def get_run(
     sql = (f"SELECT {_RUN_COLS}, r.output_hash, r.input_hash, r.parameters_hash, r.env_hash, r.cells AS cells_json,"
            " (SELECT count(*) FROM run_attempts x WHERE x.run_id = r.run_id) AS attempts"
            f" FROM run_attempts r LEFT JOIN notebooks n USING (notebook_id){w.sql()}"
-           f" ORDER BY {_RUN_TIME} DESC, r.attempt DESC LIMIT 1")
+           f" ORDER BY {'r.ended_at IS NULL, ' if run_id == 'latest' else ''}{_RUN_TIME} DESC, r.attempt DESC"
+           " LIMIT 1")
     rows = _query(request, sql, w.params)
     if not rows:
         raise HTTPException(404, f"run {run_id!r}" + (f" attempt {attempt}" if attempt else "") + " not found")
