@@ -90,6 +90,8 @@ class _Win:
     e: datetime
     hs: datetime  # first whole hour inside the window
     he: datetime  # end of the last whole hour inside the window
+    ds: datetime  # first whole day inside [hs, he)
+    de: datetime  # end of the last whole day inside [hs, he)
 
 
 # ---- per-database lock (folds are serialised; reads are not) -----------------------------------------------------
@@ -118,6 +120,15 @@ def _hour_floor(dt: datetime) -> datetime:
 def _hour_ceil(dt: datetime) -> datetime:
     f = _hour_floor(dt)
     return f if f == dt else f + timedelta(hours=1)
+
+
+def _day_floor(dt: datetime) -> datetime:
+    return dt.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _day_ceil(dt: datetime) -> datetime:
+    f = _day_floor(dt)
+    return f if f == dt else f + timedelta(days=1)
 
 
 def _utc(dt: datetime) -> datetime:
@@ -168,7 +179,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
 def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> FoldStats:
     """Forget the SLI tables and fold the whole history again."""
     with _lock_for(cur):
-        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_artifacts", "sli_registry",
+        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_artifacts", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks"):
             cur.execute(f"DELETE FROM {t}")
     return fold(cur, cfg)
@@ -193,8 +204,7 @@ def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) 
     # rollup += contrib(new) - contrib(old)
     contrib = (f"SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
-    cur.execute(Q.UPSERT_ROLLUP.format(delta=Q.ROLLUP_DELTA.format(contrib=contrib)))
-    cur.execute(Q.PRUNE_ROLLUP)
+    _upsert_rollups(cur, contrib)
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     if bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS.replace("$min_first_seen", _ts(bound)))
@@ -273,10 +283,19 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
           AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
 
 
+def _upsert_rollups(cur: duckdb.DuckDBPyConnection, contrib: str) -> None:
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS {contrib}")
+    for table, unit in Q.ROLLUPS:
+        delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
+        cur.execute(Q.UPSERT_ROLLUP.format(table=table, delta=delta))
+        cur.execute(Q.PRUNE_ROLLUP.format(table=table))
+    cur.execute("DROP TABLE sli_contrib")
+
+
 def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
     where = f"batch_id > {int(lo)} AND batch_id <= {int(hi)}"
     contrib = f"SELECT *, 1 AS sign FROM ({Q.EVENT_CONTRIB.format(src='events', where=where)})"
-    cur.execute(Q.UPSERT_ROLLUP.format(delta=Q.ROLLUP_DELTA.format(contrib=contrib)))
+    _upsert_rollups(cur, contrib)
     cur.execute(f"INSERT INTO sli_registry BY NAME {Q.REGISTRY_EXTRACT.format(src='events', where=where)}")
     cur.execute(f"INSERT INTO sli_artifacts BY NAME {Q.ARTIFACT_EXTRACT.format(src='events', where=where)}")
     cur.execute(f"INSERT INTO sli_schedule_regs BY NAME {Q.SCHEDULE_EXTRACT.format(src='events', where=where)}")
@@ -292,7 +311,10 @@ def _windows(names: Iterable[str], as_of: datetime) -> list[_Win]:
         hs, he = _hour_ceil(s), _hour_floor(as_of)
         if hs >= he:
             hs = he = as_of  # no whole hour inside: the window is read from raw rows only
-        out.append(_Win(name, secs, s, as_of, hs, he))
+        ds, de = _day_ceil(hs), _day_floor(he)
+        if ds >= de:
+            ds = de = he  # no whole day inside: hours only
+        out.append(_Win(name, secs, s, as_of, hs, he, ds, de))
     return out
 
 
@@ -518,16 +540,22 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
     if use_hours:
         ranges = _merge_ranges([r for w in wins for r in ((w.s, w.hs), (w.he, w.e))])
         contrib = _raw_sources(mode, ranges, lo, hi)
-        hlo, hhi = min(w.hs for w in wins), max(w.he for w in wins)
-        if hlo < hhi:
-            contrib += " UNION ALL " + Q.HOURLY_AS_CONTRIB.replace("$lo", _ts(hlo)).replace("$hi", _ts(hhi))
+        hours = _merge_ranges([r for w in wins for r in ((w.hs, w.ds), (w.de, w.he))])
+        if hours:
+            cond = " OR ".join(f"(h >= {_ts(a)} AND h < {_ts(b)})" for a, b in hours)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="hour", table="sli_hourly", where=cond)
+        days = _merge_ranges([(w.ds, w.de) for w in wins])
+        if days:
+            cond = " OR ".join(f"(h >= {_ts(a)} AND h < {_ts(b)})" for a, b in days)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="day", table="sli_daily", where=cond)
     else:
         contrib = _raw_sources(mode, [(lo, hi)], lo, hi)
     measures = []
     for i, w in enumerate(wins):
         if use_hours:
-            cond = (f"(piece = 'hour' AND t >= {_ts(w.hs)} AND t < {_ts(w.he)}) OR (piece = 'raw' AND "
-                    f"((t >= {_ts(w.s)} AND t < {_ts(w.hs)}) OR (t >= {_ts(w.he)} AND t < {_ts(w.e)})))")
+            cond = (f"(piece = 'day' AND t >= {_ts(w.ds)} AND t < {_ts(w.de)}) OR (piece = 'hour' AND "
+                    f"((t >= {_ts(w.hs)} AND t < {_ts(w.ds)}) OR (t >= {_ts(w.de)} AND t < {_ts(w.he)}))) OR "
+                    f"(piece = 'raw' AND ((t >= {_ts(w.s)} AND t < {_ts(w.hs)}) OR (t >= {_ts(w.he)} AND t < {_ts(w.e)})))")
         else:
             cond = f"t >= {_ts(w.s)} AND t < {_ts(w.e)}"
         for m in ("good", "bad", "total"):

@@ -158,27 +158,30 @@ WHERE {where}
 GROUP BY sli, GROUPING SETS ({grouping})
 """
 
-# Rollup rows (hourly buckets) of a set of contribution rows, for `INSERT ... ON CONFLICT` accumulation.
+# Rollup rows of a set of contribution rows (with a `sign` column), bucketed by {unit} ('hour' or 'day'), for
+# `INSERT ... ON CONFLICT` accumulation into {table} (sli_hourly / sli_daily).
 ROLLUP_DELTA = """
-SELECT sli, date_trunc('hour', t) AS h, team,  -- duckdb/Postgres: date_trunc; BigQuery: TIMESTAMP_TRUNC(t, HOUR)
+SELECT sli, date_trunc('{unit}', t) AS h, team,  -- duckdb/Postgres: date_trunc; BigQuery: TIMESTAMP_TRUNC(t, HOUR)
        CASE WHEN sli = 'M1' THEN trigger ELSE '' END AS trigger,
        sum(sign * good) AS good, sum(sign * bad) AS bad, sum(sign * total) AS total
 FROM ({contrib}) c
 GROUP BY ALL
 """
 UPSERT_ROLLUP = """
-INSERT INTO sli_hourly (sli, h, team, trigger, good, bad, total)
+INSERT INTO {table} (sli, h, team, trigger, good, bad, total)
 SELECT sli, h, team, trigger, good, bad, total FROM ({delta}) d
 WHERE good <> 0 OR bad <> 0 OR total <> 0
 ON CONFLICT (sli, h, team, trigger) DO UPDATE SET
-    good = sli_hourly.good + EXCLUDED.good, bad = sli_hourly.bad + EXCLUDED.bad,
-    total = sli_hourly.total + EXCLUDED.total
+    good = {table}.good + EXCLUDED.good, bad = {table}.bad + EXCLUDED.bad,
+    total = {table}.total + EXCLUDED.total
 """
-PRUNE_ROLLUP = "DELETE FROM sli_hourly WHERE good = 0 AND bad = 0 AND total = 0"
+PRUNE_ROLLUP = "DELETE FROM {table} WHERE good = 0 AND bad = 0 AND total = 0"
+ROLLUPS = (("sli_hourly", "hour"), ("sli_daily", "day"))
 
-HOURLY_AS_CONTRIB = """
-SELECT sli, h AS t, team, CAST(NULL AS VARCHAR) AS notebook_id, trigger, good, bad, total, 'hour' AS piece
-FROM sli_hourly WHERE h >= $lo AND h < $hi
+# Rollup rows as contribution rows (piece 'hour' or 'day'; t = bucket start), restricted by {where} on h.
+ROLLUP_AS_CONTRIB = """
+SELECT sli, h AS t, team, CAST(NULL AS VARCHAR) AS notebook_id, trigger, good, bad, total, '{piece}' AS piece
+FROM {table} WHERE {where}
 """
 
 # ---- M3: execution time -----------------------------------------------------------------------------------------
