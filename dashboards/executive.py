@@ -163,9 +163,10 @@ def _reliability(L: Layout) -> None:
     L.add(timeseries_panel(
         202, "Reproducibility trend",
         "Share of reproducibility comparisons that match (SLI M2: reruns with the same inputs, parameters and "
-        "environment that give the same output, plus explicit checks), per day.", "percentunit",
-        [prom(f'sum(increase(notebook_reproducibility_checks_total{{result="match", {TEAM}}}[1d]))'
-              f' / sum(increase(notebook_reproducibility_checks_total{{{TEAM}}}[1d]))', "match rate (1d)")],
+        "environment that give the same output, plus explicit checks), whole platform, computed by the collector "
+        "over trailing 1-day and 7-day windows (`notebook_sli_ratio{sli=\"M2\"}`).", "percentunit",
+        [prom('notebook_sli_ratio{sli="M2", window="1d", team="__all__"}', "last 1d", "A"),
+         prom('notebook_sli_ratio{sli="M2", window="7d", team="__all__"}', "last 7d", "B")],
         max_=1), 8, 8)
     L.add(table_panel(
         203, "Notebooks promoted to production",
@@ -178,3 +179,27 @@ def _reliability(L: Layout) -> None:
              Column("team", "Team"), Column("owner", "Owner"),
              Column("days_to_production", "Days to production", "number")])],
         overrides=[unit_override("Days to production", "d")], sort_by="Promoted"), 8, 8)
+    L.add(stat_panel(
+        204, "Time to productionize (median, 30d)",
+        "Median days from a notebook's creation to its promotion to production, over the notebooks promoted in the "
+        "last 30 days (SLI M14, `notebook_sli_value{sli=\"M14\"}`).", "d",
+        [prom('notebook_sli_value{sli="M14", stat="median", window="30d", team="__all__"}', "median",
+              instant=True)], decimals=1), 6, 5)
+    L.add(stat_panel(
+        205, "Scheduled run success (30d)",
+        "Run attempts that succeeded among those that ended succeeded, failed or timed out, whole platform, last 30 "
+        "days (SLI M1, `notebook_sli_ratio{sli=\"M1\"}`).", "percentunit",
+        [prom('notebook_sli_ratio{sli="M1", window="30d", team="__all__"}', "success", instant=True)],
+        thresholds=steps((None, "red"), (0.95, "orange"), (0.99, "green")), decimals=2), 6, 5)
+    L.add(stat_panel(
+        206, "Kernel crashes per 1000 sessions (30d)",
+        "Unexpected kernel deaths and crash/OOM restarts per 1000 kernel sessions, whole platform, last 30 days "
+        "(SLI M11).", "short",
+        [prom('notebook_sli_value{sli="M11", stat="per_1000_sessions", window="30d", team="__all__"}', "crashes",
+              instant=True)], thresholds=steps((None, "green"), (5, "orange"), (20, "red")), decimals=1), 6, 5)
+    L.add(stat_panel(
+        207, "Secret exposure incidents (30d)",
+        "Secrets reported by scanners plus secrets redacted at ingest, whole platform, last 30 days (SLI M5).",
+        "short",
+        [prom('notebook_sli_value{sli="M5", stat="count", window="30d", team="__all__"}', "incidents",
+              instant=True)], thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 5)
