@@ -16,7 +16,7 @@ import yaml
 
 from dashboards import build, lint, provisioning
 from dashboards.common import API_UID, PROM_UID, TITLES, UIDS
-from tests.support import ROOT, SHARED
+from tests.support import OBSERVATORY, ROOT, SHARED
 
 SCHEMAS = SHARED / "schemas" / "grafana"
 GENERATED = ROOT / "dashboards" / "grafana"
@@ -46,7 +46,7 @@ def test_committed_files_are_what_the_generator_writes(tmp_path):
 
 
 def test_cli_check_fails_on_a_stale_file(tmp_path):
-    obs = str(Path(shutil.which("observatory") or ROOT / ".venv/bin/observatory"))
+    obs = OBSERVATORY
     assert subprocess.run([obs, "dashboards", "build", "--out", str(tmp_path)], capture_output=True).returncode == 0
     ok = subprocess.run([obs, "dashboards", "build", "--check", "--out", str(tmp_path)], capture_output=True)
     assert ok.returncode == 0, ok.stderr
