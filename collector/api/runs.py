@@ -23,7 +23,6 @@ from typing import Any, Iterable, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth import Principal, require_scope
