@@ -570,7 +570,7 @@ def shared_platform():
         p.close()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(streams())
 def test_random_streams_sql_equals_reference(shared_platform: Platform, case):
