@@ -77,6 +77,7 @@ class RunOptions:
     source: str | None = None
     log_output: bool = False
     scheduled_for: str | None = None
+    delivery_attempts: int = 5
 
 
 # ---- argument parsing (the CLI hands us its raw arguments) ------------------------------------------------------
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduled-for", help="RFC 3339 time of the schedule slot this run fills")
     p.add_argument("--events-file", type=Path, help="also append the events (redacted) to this NDJSON file")
     p.add_argument("--source", help="event source (default papermill://<hostname>)")
+    p.add_argument("--delivery-attempts", type=int, default=5,
+                   help="tries per POST to the collector before the events are kept in a file (backoff 0.5 s, x2)")
     p.add_argument("--log-output", action="store_true", help="stream the notebook's output to the terminal")
     return p
 
@@ -143,7 +146,7 @@ def parse_args(argv: list[str]) -> RunOptions:
         run_id=ns.run_id, attempt=ns.attempt, run_id_parameter=ns.run_id_parameter, kernel_name=ns.kernel_name,
         cwd=ns.cwd, execution_timeout=ns.execution_timeout, start_timeout=ns.start_timeout,
         artifacts=list(ns.artifacts), artifact_sla=ns.artifact_sla, events_file=ns.events_file, source=ns.source,
-        log_output=ns.log_output, scheduled_for=ns.scheduled_for,
+        log_output=ns.log_output, scheduled_for=ns.scheduled_for, delivery_attempts=max(1, ns.delivery_attempts),
     )
 
 
@@ -317,7 +320,7 @@ def execute(opts: RunOptions) -> int:
                 "type": f"notebook.{kind}", "time": _rfc3339(when), "subject": ident.get("notebook_path"),
                 "data": data}
 
-    emitter = Emitter(opts.collector, opts.token, opts.events_file)
+    emitter = Emitter(opts.collector, opts.token, opts.events_file, attempts=opts.delivery_attempts)
     started_at, t0 = _now(), time.monotonic()
     emitter.emit([event("run.started", started_at, dict(common), "started")])
 
