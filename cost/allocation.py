@@ -59,7 +59,7 @@ WITH lines AS MATERIALIZED (
     FROM {TABLE} WHERE {where}
 ),
 ra AS (
-    SELECT run_id, notebook_id, team, started_at AS s,
+    SELECT run_id, attempt, notebook_id, team, started_at AS s,
            coalesce(ended_at, started_at + to_seconds(duration_seconds), {asof}) AS e
     FROM {runs} WHERE started_at IS NOT NULL
 ),
@@ -77,15 +77,33 @@ direct AS (
 spread_lines AS (
     SELECT * FROM lines WHERE x_run_id IS NULL AND (x_notebook_id IS NOT NULL OR x_team IS NOT NULL)
 ),
+line_days AS (
+    -- each notebook/team-tagged line once per UTC day its charge period touches (an equi-join key with the runs)
+    SELECT line_id, x_notebook_id, x_team, cps, cpe,
+           unnest(generate_series(date_trunc('day', cps), cpe - INTERVAL 1 MICROSECOND, INTERVAL 1 DAY)) AS d
+    FROM spread_lines
+),
+run_days AS (
+    SELECT run_id, attempt, notebook_id, team, s, e,
+           unnest(generate_series(date_trunc('day', s), greatest(e - INTERVAL 1 MICROSECOND, s),
+                                  INTERVAL 1 DAY)) AS d
+    FROM ra
+),
+pairs AS (
+    -- line x run attempt overlapping it: by notebook when the line names one, else by team
+    SELECT DISTINCT l.line_id, r.run_id, r.attempt, r.notebook_id, coalesce(r.team, l.x_team) AS team,
+           greatest(epoch(least(l.cpe, r.e)) - epoch(greatest(l.cps, r.s)), 0) AS wt
+    FROM line_days l JOIN run_days r ON r.d = l.d AND r.notebook_id = l.x_notebook_id
+    WHERE l.x_notebook_id IS NOT NULL AND r.s < l.cpe AND (r.e > l.cps OR (r.e = r.s AND r.s >= l.cps))
+    UNION ALL
+    SELECT DISTINCT l.line_id, r.run_id, r.attempt, r.notebook_id, r.team,
+           greatest(epoch(least(l.cpe, r.e)) - epoch(greatest(l.cps, r.s)), 0) AS wt
+    FROM line_days l JOIN run_days r ON r.d = l.d AND r.team = l.x_team
+    WHERE l.x_notebook_id IS NULL AND r.s < l.cpe AND (r.e > l.cps OR (r.e = r.s AND r.s >= l.cps))
+),
 cand AS (
-    SELECT l.line_id, r.run_id, any_value(r.notebook_id) AS notebook_id,
-           any_value(coalesce(r.team, l.x_team)) AS team,
-           sum(greatest(epoch(least(l.cpe, r.e)) - epoch(greatest(l.cps, r.s)), 0)) AS wt
-    FROM spread_lines l JOIN ra r
-      ON r.s < l.cpe AND (r.e > l.cps OR (r.e = r.s AND r.s >= l.cps))
-     AND ((l.x_notebook_id IS NOT NULL AND r.notebook_id = l.x_notebook_id)
-          OR (l.x_notebook_id IS NULL AND r.team = l.x_team))
-    GROUP BY l.line_id, r.run_id
+    SELECT line_id, run_id, any_value(notebook_id) AS notebook_id, any_value(team) AS team, sum(wt) AS wt
+    FROM pairs GROUP BY line_id, run_id
 ),
 weighted AS (
     SELECT c.*, sum(wt) OVER (PARTITION BY line_id) AS wsum, count(*) OVER (PARTITION BY line_id) AS n,
@@ -110,7 +128,7 @@ unspread AS (
     SELECT l.line_id, CAST(NULL AS VARCHAR) AS run_id, l.x_notebook_id AS notebook_id,
            coalesce(l.x_team, nt.team, '{UNALLOCATED}') AS team, 'direct' AS allocation, l.ec, l.bc
     FROM spread_lines l LEFT JOIN nb_team nt ON nt.notebook_id = l.x_notebook_id
-    WHERE l.line_id NOT IN (SELECT line_id FROM cand)
+    WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.line_id = l.line_id)
 ),
 unalloc AS (
     SELECT line_id, CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS notebook_id,

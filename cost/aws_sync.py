@@ -109,21 +109,22 @@ def sync(con: duckdb.DuckDBPyConnection, s3: Any, bucket: str, prefix: str = "",
             rel = ingest.open_raw(con, paths)
             try:
                 lines = ingest.normalise_relation(con, rel, aws_cur.SOURCE, settings, ingest_id,
-                                                  f"s3://{bucket}/{m.key}")
+                                                  f"s3://{bucket}/{m.key}", materialize=dry_run)
+                try:
+                    other = sorted(set(lines.distinct("x_billing_month")) - {m.billing_period})
+                    if other:
+                        raise CostInputError(f"delivery for billing period {m.billing_period} holds lines of "
+                                             f"{', '.join(other)}", source=f"s3://{bucket}/{m.key}")
+                    changes = ingest.import_table(con, lines, source=aws_cur.SOURCE, ingest_id=ingest_id,
+                                                  origin=origin, manifest_id=m.manifest_id,
+                                                  partitions=previous_partitions(con, m.billing_period, origin),
+                                                  dry_run=dry_run)
+                    n_rows = lines.num_rows if dry_run else sum(c.rows_after for c in changes)
+                finally:
+                    lines.drop()
             finally:
                 ingest.drop_views(con, rel)
-        try:
-            other = sorted(set(lines.distinct("x_billing_month")) - {m.billing_period})
-            if other:
-                raise CostInputError(f"delivery for billing period {m.billing_period} holds lines of "
-                                     f"{', '.join(other)}", source=f"s3://{bucket}/{m.key}")
-            changes = ingest.import_table(con, lines, source=aws_cur.SOURCE, ingest_id=ingest_id, origin=origin,
-                                          manifest_id=m.manifest_id,
-                                          partitions=previous_partitions(con, m.billing_period, origin),
-                                          dry_run=dry_run)
-        finally:
-            lines.drop()
-        result.periods.append(PeriodResult(m, "would-apply" if dry_run else "applied", changes, lines.num_rows))
+        result.periods.append(PeriodResult(m, "would-apply" if dry_run else "applied", changes, n_rows))
     if progress:
         progress("done", len(manifests), len(manifests))
     if not dry_run:

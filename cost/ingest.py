@@ -91,7 +91,7 @@ def columns_of(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, str]:
 
 
 def normalise_relation(con: duckdb.DuckDBPyConnection, rel: str, fmt: str, settings: CostSettings,
-                       ingest_id: str, label: str) -> normalize.Lines:
+                       ingest_id: str, label: str, materialize: bool = True):
     cols = columns_of(con, rel)
     if fmt == "focus":
         plan = focus.plan(cols)
@@ -103,7 +103,9 @@ def normalise_relation(con: duckdb.DuckDBPyConnection, rel: str, fmt: str, setti
         plan = gcp_export.plan(columns_of(con, rel))
     else:
         raise CostInputError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    return normalize.run(con, plan, rel, settings.tag_keys, ingest_id, label)
+    if materialize:
+        return normalize.run(con, plan, rel, settings.tag_keys, ingest_id, label)
+    return normalize.prepare(con, plan, rel, settings.tag_keys, ingest_id, label)
 
 
 def import_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], fmt: str,
@@ -120,21 +122,33 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], fm
     ingest_id = f"{fmt}:" + hash_files(paths, f"{fmt}|{NORMALISER_VERSION}|{settings.fingerprint()}")
     rel = open_raw(con, paths)
     try:
-        lines = normalise_relation(con, rel, fmt, settings, ingest_id, label)
+        # a real import inserts the normalising SELECT directly; a dry run materialises it to show totals
+        lines = normalise_relation(con, rel, fmt, settings, ingest_id, label, materialize=dry_run)
+        try:
+            changes = store.apply(con, lines, ingest_id=ingest_id, source=fmt, origin=label, dry_run=dry_run,
+                                  manage_transaction=manage_transaction)
+            rows = lines.num_rows if dry_run else sum(c.rows_after for c in changes if c.changed) or \
+                sum(c.rows_before for c in changes)
+            result = ImportResult(fmt, ingest_id, paths, rows, changes, dry_run)
+            if not dry_run:
+                store.record_sync(con, fmt, "file", "ok", label[:500])
+                if refresh_allocation and any(c.changed for c in changes):
+                    from cost import allocation
+                    allocation.refresh(con, months_of_changes(con, changes))
+        finally:
+            lines.drop()
     finally:
         drop_views(con, rel)
-    try:
-        changes = store.apply(con, lines, ingest_id=ingest_id, source=fmt, origin=label, dry_run=dry_run,
-                              manage_transaction=manage_transaction)
-        result = ImportResult(fmt, ingest_id, paths, lines.num_rows, changes, dry_run)
-        if not dry_run:
-            store.record_sync(con, fmt, "file", "ok", label[:500])
-            if refresh_allocation and any(c.changed for c in changes):
-                from cost import allocation
-                allocation.refresh(con, months_of(lines))
-    finally:
-        lines.drop()
     return result
+
+
+def months_of_changes(con: duckdb.DuckDBPyConnection, changes) -> list[str]:
+    parts = [c.partition for c in changes if c.changed]
+    if not parts:
+        return []
+    return sorted(r[0] for r in con.execute(
+        "SELECT DISTINCT x_billing_month FROM cost_line_items WHERE x_partition IN (SELECT unnest(?)) "
+        "AND x_billing_month IS NOT NULL", [parts]).fetchall())
 
 
 def drop_views(con: duckdb.DuckDBPyConnection, rel: str) -> None:
@@ -156,7 +170,7 @@ def import_table(con: duckdb.DuckDBPyConnection, lines, *, source: str, ingest_i
                           partitions=partitions, dry_run=dry_run, manage_transaction=manage_transaction)
     if not dry_run and refresh_allocation and any(c.changed for c in changes):
         from cost import allocation
-        allocation.refresh(con, months_of(lines))
+        allocation.refresh(con, sorted(set(months_of(lines)) | set(months_of_changes(con, changes))))
     return changes
 
 

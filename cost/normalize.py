@@ -209,6 +209,40 @@ class Lines:
         self.con.execute(f"DROP TABLE IF EXISTS {self.name}")
 
 
+class Pending:
+    """Normalised lines not materialised: the SELECT itself, inserted straight into the cost table by the store
+    (one pass over the input, no intermediate copy). Errors surface when the store runs it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str, plan: "Plan", raw: str, label: str):
+        self.con, self.sql, self.plan, self.raw, self.label = con, sql, plan, raw, label
+        self.name = f"({sql}) AS __pending"
+        self._rows: int | None = None
+
+    @property
+    def num_rows(self) -> int:
+        if self._rows is None:
+            self._rows = int(self.con.execute(f"SELECT count(*) FROM {self.name}").fetchall()[0][0])
+        return self._rows
+
+    def distinct(self, col: str) -> list:
+        try:
+            return sorted(r[0] for r in self.con.execute(
+                f"SELECT DISTINCT {q(col)} FROM {self.name} WHERE {q(col)} IS NOT NULL").fetchall())
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as err:
+            raise self.diagnose(err) from err
+
+    def diagnose(self, err: Exception) -> CostInputError:
+        return _diagnose(self.con, self.raw, self.plan, self.label, err)
+
+    def check_inserted(self, where: str) -> None:
+        """After the insert: required FOCUS columns filled and ChargeCategory allowed, else a precise error (the
+        row number is that of the input)."""
+        check_required(self.con, self, self.label, where=where)
+
+    def drop(self) -> None:
+        return None
+
+
 def _diagnose(con: duckdb.DuckDBPyConnection, raw: str, plan: Plan, label: str, err: Exception) -> CostInputError:
     for chk in plan.checks:
         if chk.kind == "money":
@@ -245,6 +279,13 @@ def discover_keys(con: duckdb.DuckDBPyConnection, plan: Plan, raw: str, label: s
         raise _diagnose(con, raw, plan, label, err) from err
 
 
+def prepare(con: duckdb.DuckDBPyConnection, plan: Plan, raw: str, tag_keys: TagKeys, ingest_id: str,
+            label: str) -> Pending:
+    """Like ``run`` but without materialising: the store inserts the SELECT directly (large imports)."""
+    keys = discover_keys(con, plan, raw, label)
+    return Pending(con, build_select(plan, raw, tag_keys, ingest_id, keys), plan, raw, label)
+
+
 def run(con: duckdb.DuckDBPyConnection, plan: Plan, raw: str, tag_keys: TagKeys, ingest_id: str,
         label: str) -> Lines:
     """Normalise the raw relation/view ``raw`` into a temporary table shaped like the cost table."""
@@ -264,20 +305,23 @@ def run(con: duckdb.DuckDBPyConnection, plan: Plan, raw: str, tag_keys: TagKeys,
     return lines
 
 
-def check_required(con: duckdb.DuckDBPyConnection, lines: Lines, label: str) -> None:
+def check_required(con: duckdb.DuckDBPyConnection, lines, label: str, where: str | None = None) -> None:
+    """Required FOCUS columns non-null and ChargeCategory allowed, over a materialised ``Lines`` or, with
+    ``where``, over the rows a ``Pending`` inserted into the cost table."""
     req = [c.name for c in schema.FOCUS_12 if c.required]
     cats = ", ".join(lit(c) for c in schema.CHARGE_CATEGORIES)
     conds = [f"{q(n)} IS NULL" for n in req] + [f"\"ChargeCategory\" NOT IN ({cats})"]
+    src = f"{schema.TABLE} WHERE {where}" if where else lines.name
     counts = con.execute(f"SELECT {', '.join(f'count(*) FILTER (WHERE {c})' for c in conds)} "
-                         f"FROM {lines.name}").fetchall()[0]
+                         f"FROM {src}").fetchall()[0]
     for i, n in enumerate(counts):
         if not n:
             continue
-        first = con.execute(f"SELECT n, v FROM (SELECT row_number() OVER () AS n, "
-                            f"{q(req[i]) if i < len(req) else chr(34) + 'ChargeCategory' + chr(34)} AS v, "
-                            f"({conds[i]}) AS bad FROM {lines.name}) WHERE bad ORDER BY n LIMIT 1").fetchall()[0]
+        col = req[i] if i < len(req) else "ChargeCategory"
+        first = con.execute(f"SELECT n, v FROM (SELECT row_number() OVER () AS n, {q(col)} AS v, "
+                            f"({conds[i]}) AS bad FROM {lines.name}) WHERE bad ORDER BY n LIMIT 1").fetchall()
+        row, value = (first[0] if first else (None, None))
         if i < len(req):
-            raise CostInputError(f"{req[i]} is required by FOCUS 1.2 and is empty", source=label, row=first[0],
-                                 column=req[i])
-        raise CostInputError(f"ChargeCategory {first[1]!r} is not one of {', '.join(schema.CHARGE_CATEGORIES)}",
-                             source=label, row=first[0], column="ChargeCategory", value=first[1])
+            raise CostInputError(f"{col} is required by FOCUS 1.2 and is empty", source=label, row=row, column=col)
+        raise CostInputError(f"ChargeCategory {value!r} is not one of {', '.join(schema.CHARGE_CATEGORIES)}",
+                             source=label, row=row, column="ChargeCategory", value=value)

@@ -61,28 +61,30 @@ def _relation(con: duckdb.DuckDBPyConnection, lines) -> tuple[str, bool]:
 
 def plan_changes(con: duckdb.DuckDBPyConnection, lines, ingest_id: str,
                  partitions: Iterable[str] = ()) -> list[PartitionChange]:
-    """What applying ``lines`` would do to each partition (nothing is written)."""
+    """What applying ``lines`` would do to each partition (nothing is written). For not-yet-materialised lines
+    (``normalize.Pending``) the new row counts and totals are filled in by ``apply`` after the insert."""
+    lazy = hasattr(lines, "check_inserted")
     rel, registered = _relation(con, lines)
     try:
-        new_parts = sorted({r[0] for r in con.execute(f"SELECT DISTINCT x_partition FROM {rel}").fetchall()}
-                           | set(partitions))
-        new = _stats(con, rel, new_parts)
+        present = {r[0] for r in con.execute(f"SELECT DISTINCT x_partition FROM {rel}").fetchall()}
+        new_parts = sorted(present | set(partitions))
+        new = {} if lazy else _stats(con, rel, new_parts)
     finally:
         if registered:
             con.unregister(rel)
-    old = _stats(con, schema.TABLE, new_parts)
     applied = dict(con.execute(
         "SELECT partition, ingest_id FROM cost_partitions WHERE partition IN (SELECT unnest(?))",
         [new_parts]).fetchall()) if new_parts else {}
+    old = _stats(con, schema.TABLE, new_parts)
     out = []
     for p in new_parts:
         ob = old.get(p, (0, ZERO, ZERO))
         nb = new.get(p, (0, ZERO, ZERO))
         if applied.get(p) == ingest_id:
-            action = "unchanged"
+            action, nb = "unchanged", ob
         elif p not in old and p not in applied:
-            action = "inserted" if p in new else "unchanged"
-        elif p not in new:
+            action = "inserted" if p in present else "unchanged"
+        elif p not in present:
             action = "removed"
         else:
             action = "replaced"
@@ -95,8 +97,13 @@ def apply(con: duckdb.DuckDBPyConnection, lines, *, ingest_id: str, source: str,
           manage_transaction: bool = True, dry_run: bool = False) -> list[PartitionChange]:
     """Replace every partition present in ``lines`` (plus ``partitions``, which may come back empty).
 
+    ``lines``: an Arrow table, a ``normalize.Lines`` temp table or a ``normalize.Pending`` SELECT (inserted
+    directly; its required-column check runs on the inserted rows, inside the transaction).
     With ``manage_transaction=False`` the caller owns the transaction (the collector's writer thread).
     """
+    lazy = hasattr(lines, "check_inserted")
+    if lazy and dry_run:
+        raise ValueError("a dry run needs materialised lines (normalize.run)")
     if manage_transaction:
         con.execute("BEGIN TRANSACTION")
     try:
@@ -108,13 +115,19 @@ def apply(con: duckdb.DuckDBPyConnection, lines, *, ingest_id: str, source: str,
             rel, registered = _relation(con, lines)
             try:
                 cols = ", ".join(f'"{n}"' for n in schema.NAMES)
-                everything = len(parts) == len(changes) and not any(c.action == "removed" for c in changes)
+                everything = len(parts) == len(changes)
                 where = "" if everything else " WHERE x_partition IN (SELECT unnest(?))"
                 con.execute(f"INSERT INTO {schema.TABLE} ({cols}) SELECT {cols} FROM {rel}{where}",
                             [] if everything else [parts])
             finally:
                 if registered:
                     con.unregister(rel)
+            if lazy:
+                inlist = ", ".join(lit(p) for p in parts)
+                lines.check_inserted(f"x_partition IN ({inlist})")
+                after = _stats(con, schema.TABLE, parts)
+                for c in todo:
+                    c.rows_after, c.billed_after, c.effective_after = after.get(c.partition, (0, ZERO, ZERO))
             con.execute("DELETE FROM cost_partitions WHERE partition IN (SELECT unnest(?))", [parts])
             live = [c for c in todo if c.action != "removed"]
             if live:
@@ -129,6 +142,12 @@ def apply(con: duckdb.DuckDBPyConnection, lines, *, ingest_id: str, source: str,
                   c.billed_before, c.billed_after, c.effective_before, c.effective_after, origin] for c in changes])
         if manage_transaction:
             con.execute("ROLLBACK" if dry_run else "COMMIT")
+    except (duckdb.ConversionException, duckdb.InvalidInputException) as err:
+        if manage_transaction:
+            con.execute("ROLLBACK")
+            if hasattr(lines, "diagnose"):  # after the rollback: the diagnosis reads the input again
+                raise lines.diagnose(err) from err
+        raise
     except BaseException:
         if manage_transaction:
             con.execute("ROLLBACK")
