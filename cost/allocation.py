@@ -69,7 +69,8 @@ nb_team AS (SELECT notebook_id, arg_max(team, coalesce(started_at, queued_at)) A
             WHERE notebook_id IS NOT NULL AND team IS NOT NULL GROUP BY notebook_id),
 direct AS (
     SELECT l.line_id, l.x_run_id AS run_id, coalesce(ri.notebook_id, l.x_notebook_id) AS notebook_id,
-           coalesce(ri.team, l.x_team, nt.team, '{UNALLOCATED}') AS team, 'direct' AS allocation, l.ec, l.bc
+           coalesce(ri.team, l.x_team, nt.team, '{UNALLOCATED}') AS team, 'direct' AS allocation, l.ec, l.bc,
+           l.x_billing_month, l.cps, l.service_name, l.x_source
     FROM lines l LEFT JOIN run_info ri ON ri.run_id = l.x_run_id
     LEFT JOIN nb_team nt ON nt.notebook_id = l.x_notebook_id
     WHERE l.x_run_id IS NOT NULL
@@ -111,7 +112,7 @@ weighted AS (
     FROM cand c
 ),
 prop AS (
-    SELECT x.line_id, x.run_id, x.notebook_id, x.team, x.rk, l.ec, l.bc,
+    SELECT x.line_id, x.run_id, x.notebook_id, x.team, x.rk, l.ec, l.bc, l.x_billing_month, l.cps, l.service_name, l.x_source,
            CAST(l.ec * CAST(CASE WHEN x.wsum > 0 THEN x.wt / x.wsum ELSE 1.0 / x.n END AS DECIMAL(38,9))
                 AS DECIMAL(38,18)) AS ec0,
            CAST(l.bc * CAST(CASE WHEN x.wsum > 0 THEN x.wt / x.wsum ELSE 1.0 / x.n END AS DECIMAL(38,9))
@@ -121,27 +122,29 @@ prop AS (
 prop_exact AS (
     SELECT line_id, run_id, notebook_id, team, 'proportional' AS allocation,
            ec0 + CASE WHEN rk = 1 THEN ec - sum(ec0) OVER (PARTITION BY line_id) ELSE 0 END AS ec,
-           bc0 + CASE WHEN rk = 1 THEN bc - sum(bc0) OVER (PARTITION BY line_id) ELSE 0 END AS bc
+           bc0 + CASE WHEN rk = 1 THEN bc - sum(bc0) OVER (PARTITION BY line_id) ELSE 0 END AS bc,
+           x_billing_month, cps, service_name, x_source
     FROM prop
 ),
 unspread AS (
     SELECT l.line_id, CAST(NULL AS VARCHAR) AS run_id, l.x_notebook_id AS notebook_id,
-           coalesce(l.x_team, nt.team, '{UNALLOCATED}') AS team, 'direct' AS allocation, l.ec, l.bc
+           coalesce(l.x_team, nt.team, '{UNALLOCATED}') AS team, 'direct' AS allocation, l.ec, l.bc,
+           l.x_billing_month, l.cps, l.service_name, l.x_source
     FROM spread_lines l LEFT JOIN nb_team nt ON nt.notebook_id = l.x_notebook_id
     WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.line_id = l.line_id)
 ),
 unalloc AS (
     SELECT line_id, CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS notebook_id,
-           '{UNALLOCATED}' AS team, 'unallocated' AS allocation, ec, bc
+           '{UNALLOCATED}' AS team, 'unallocated' AS allocation, ec, bc, x_billing_month, cps, service_name, x_source
     FROM lines WHERE x_run_id IS NULL AND x_notebook_id IS NULL AND x_team IS NULL
 ),
 alloc AS (
     SELECT * FROM direct UNION ALL SELECT * FROM prop_exact UNION ALL SELECT * FROM unspread
     UNION ALL SELECT * FROM unalloc
 )
-SELECT l.x_billing_month AS billing_month, CAST(l.cps AS DATE) AS charge_date, a.team, a.notebook_id, a.run_id,
-       a.allocation, l.service_name, l.x_source AS source, a.ec AS effective_cost, a.bc AS billed_cost
-FROM alloc a JOIN lines l USING (line_id)
+SELECT x_billing_month AS billing_month, CAST(cps AS DATE) AS charge_date, team, notebook_id, run_id,
+       allocation, service_name, x_source AS source, ec AS effective_cost, bc AS billed_cost
+FROM alloc
 """
 
 
