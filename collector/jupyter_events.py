@@ -230,8 +230,18 @@ class NativeBatch:
 _ignored_lock = threading.Lock()
 
 
+def _live_registry(state: Any) -> Any:
+    """The registry rendered on every scrape (the store's live part), or the app's registry in older wiring."""
+    store = getattr(state, "store", None)
+    exposition = getattr(store, "exposition", None)
+    registry = getattr(exposition, "live", None)
+    return registry if registry is not None else getattr(state, "registry", None)
+
+
 def count_ignored(request: Request, channel: str, reasons: Counter) -> None:
-    """`observatory_native_records_ignored_total{channel,reason}`: records of a native format we do not map."""
+    """`observatory_native_records_ignored_total{channel,reason}`: records of a native format we do not map.
+
+    Kept in memory (it restarts from 0 with the process, which Prometheus' rate() handles)."""
     if not reasons:
         return
     state = request.app.state
@@ -239,14 +249,17 @@ def count_ignored(request: Request, channel: str, reasons: Counter) -> None:
     if counter is None:
         with _ignored_lock:
             counter = getattr(state, "native_ignored_counter", None)
-            if counter is None:
+            registry = _live_registry(state)
+            if counter is None and registry is not None:
                 from prometheus_client import Counter as PromCounter
 
                 counter = PromCounter(
                     "observatory_native_records_ignored", "Native-format records received and not mapped to an "
                     "event (other schemas or record kinds), by channel and reason.", ["channel", "reason"],
-                    registry=state.registry)
+                    registry=registry)
                 state.native_ignored_counter = counter
+    if counter is None:
+        return
     for reason, n in reasons.items():
         counter.labels(channel, reason[:64]).inc(n)
 

@@ -94,7 +94,7 @@ def test_real_sdk_exporter_protobuf(collector):
 
     got = rows(collector, "SELECT type, run_id, notebook_id, team, environment, trigger, "
                           "strftime(time, '%Y-%m-%dT%H:%M:%S.%f'), data->>'error_type', data->>'error_message', "
-                          "data->>'duration_seconds' FROM events ORDER BY time")
+                          "data->>'duration_seconds' FROM events ORDER BY time, type")
     assert got == [
         ("notebook.run.started", "r-1", "nb-churn", "ml", "prod", "scheduled", "2025-11-20T10:00:00.000000",
          None, None, None),

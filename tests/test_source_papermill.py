@@ -7,6 +7,7 @@ import copy
 import json
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -117,22 +118,26 @@ def test_observatory_run_outcomes_hashes_and_cells(collector, tmp_path):
     artifact = tmp_path / "result.txt"
     run_ids = {name: str(uuid.uuid4()) for name in ("det1", "det2", "det3", "rnd1", "rnd2")}
 
-    det1 = observatory_run(collector, "deterministic.ipynb", "-p", "x", "3", "--output", str(out),
-                           "--run-id", run_ids["det1"], "--trigger", "scheduled", cwd=tmp_path, token=tok)
-    assert det1.returncode == 0, det1.stderr
-    det2 = observatory_run(collector, "deterministic.ipynb", "-p", "x", "3", "--run-id", run_ids["det2"],
-                           "--trigger", "scheduled", cwd=tmp_path, token=tok)
-    assert det2.returncode == 0, det2.stderr
-    det3 = observatory_run(collector, "deterministic.ipynb", "-p", "x", "3", "-p", "artifact_path", str(artifact),
-                           "--artifact", str(artifact), "--artifact-sla", "3600", "--run-id", run_ids["det3"],
-                           cwd=tmp_path, token=tok)
-    assert det3.returncode == 0, det3.stderr
-    for key in ("rnd1", "rnd2"):
-        r = observatory_run(collector, "random_output.ipynb", "--run-id", run_ids[key], cwd=tmp_path, token=tok)
-        assert r.returncode == 0, r.stderr
-    raised = observatory_run(collector, "raises.ipynb", cwd=tmp_path, token=tok)
-    killed = observatory_run(collector, "kills_kernel.ipynb", cwd=tmp_path, token=tok)
-    slow = observatory_run(collector, "sleeps.ipynb", "--execution-timeout", "2", cwd=tmp_path, token=tok)
+    jobs = {
+        "det1": ("deterministic.ipynb", "-p", "x", "3", "--output", str(out), "--run-id", run_ids["det1"],
+                 "--trigger", "scheduled"),
+        "det2": ("deterministic.ipynb", "-p", "x", "3", "--run-id", run_ids["det2"], "--trigger", "scheduled"),
+        "det3": ("deterministic.ipynb", "-p", "x", "3", "-p", "artifact_path", str(artifact), "--artifact",
+                 str(artifact), "--artifact-sla", "3600", "--run-id", run_ids["det3"]),
+        "rnd1": ("random_output.ipynb", "--run-id", run_ids["rnd1"]),
+        "rnd2": ("random_output.ipynb", "--run-id", run_ids["rnd2"]),
+        "raised": ("raises.ipynb",),
+        "killed": ("kills_kernel.ipynb",),
+        "slow": ("sleeps.ipynb", "--execution-timeout", "2"),
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent runs; each is mostly kernel start-up
+        futures = {k: pool.submit(observatory_run, collector, *args, cwd=tmp_path, token=tok)
+                   for k, args in jobs.items()}
+        res = {k: f.result() for k, f in futures.items()}
+    for k in ("det1", "det2", "det3", "rnd1", "rnd2"):
+        assert res[k].returncode == 0, res[k].stderr
+    det1, det2, det3 = res["det1"], res["det2"], res["det3"]
+    raised, killed, slow = res["raised"], res["killed"], res["slow"]
     # papermill's exit codes: a cell error is 1, a dead kernel is 138 (distinct), a timeout is 1
     assert (raised.returncode, killed.returncode, slow.returncode) == (1, 138, 1), (raised.stderr, killed.stderr)
     assert SECRET not in raised.stderr and "[REDACTED:password_assignment]" in raised.stderr
