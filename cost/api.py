@@ -6,7 +6,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
@@ -120,4 +119,4 @@ def sync_state(request: Request, principal: Principal = Depends(require_scope("r
                             "updated_at": u.isoformat() if u else None} for s, n, rows, u in parts]}
 
 
-__all__ = ["router", "TAG", "pl"]
+__all__ = ["router", "TAG"]

@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import pyarrow as pa
-
 from cost.errors import CostInputError
 from cost.normalize import Check, Plan, TagSource
 from cost.sql import case_map, lit, money_t, q, text_t, ts_t
@@ -312,12 +310,6 @@ def plan(cols: dict[str, str]) -> Plan:
     ) if c.has(n)]
     part = f"'{SOURCE}|' || \"BillingAccountId\" || '|' || x_billing_month"
     return Plan(source=SOURCE, exprs=exprs, tags=tag_source(c), partition=part, checks=checks, pre=pre)
-
-
-def check_single_period_per_account(lines, label: str) -> None:
-    """A CUR delivery restates whole billing periods: every line must carry its file's billing period."""
-    # nothing to check beyond the partition key (payer, month); kept as the hook where manifests are compared
-    return None
 
 
 # --- manifests (S3 layout: reference/cost.md §2.4) -------------------------------------------------------------

@@ -19,7 +19,6 @@ import duckdb
 from cost import aws_cur, ingest, store
 from cost.config import CostSettings, load_settings
 from cost.errors import CostInputError
-from cost.sql import lit
 
 Progress = Callable[[str, int, int], None]
 
@@ -138,4 +137,4 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
 
 
-__all__ = ["sync", "s3_client", "SyncResult", "PeriodResult", "lit"]
+__all__ = ["sync", "s3_client", "SyncResult", "PeriodResult"]

@@ -7,7 +7,7 @@ per month, from the config.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import polars as pl
@@ -77,6 +77,3 @@ def with_budgets(fc: pl.DataFrame, budgets: dict[str, Decimal]) -> pl.DataFrame:
               "status": pl.Utf8}
     return pl.DataFrame(out, schema=schema)
 
-
-def as_date(d: date | datetime) -> date:
-    return d.date() if isinstance(d, datetime) else d

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from cost import focus, ingest, normalize
 from cost.config import CostSettings, load_settings
@@ -149,4 +148,4 @@ def demo_runs(n: int = 200, seed: int = 7, now: datetime | None = None, days: in
     )
 
 
-__all__ = ["demo_billing_lines", "write_demo_billing", "demo_runs", "pa"]
+__all__ = ["demo_billing_lines", "write_demo_billing", "demo_runs"]
