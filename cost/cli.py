@@ -57,7 +57,7 @@ def _fmt(v: Decimal | None) -> str:
 def print_changes(changes, dry_run: bool, title: str) -> None:
     t = Table(title=title + (" (dry run: nothing written)" if dry_run else ""))
     for c in ("partition", "action", "lines before → after", "billed before → after", "Δ effective"):
-        t.add_column(c, justify="right" if c != "partition" else "left")
+        t.add_column(c, justify="right" if c != "partition" else "left", overflow="fold")
     for c in changes:
         t.add_row(c.partition, c.action, f"{c.rows_before} → {c.rows_after}",
                   f"{_fmt(c.billed_before)} → {_fmt(c.billed_after)}", _fmt(c.effective_after - c.effective_before))
@@ -175,7 +175,7 @@ def status_cmd(db: Optional[Path] = DB_OPT) -> None:
     out.print(t)
     t = Table(title="partitions")
     for c in ("partition", "lines", "billed", "effective", "manifest", "updated"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for p, n, b, e, m, u in con.execute("SELECT partition, row_count, billed_cost, effective_cost, manifest_id, "
                                         "updated_at FROM cost_partitions ORDER BY 1").fetchall():
         t.add_row(p, str(n), _fmt(b), _fmt(e), str(m or ""), str(u))
