@@ -133,7 +133,7 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
 
     span = 60 * 86400
     t0 = int((now - timedelta(seconds=span)).timestamp() * 1e6)
-    scale = n_events / 10_000_000
+    scale = n_events / 8_900_000  # the mix below is 8.9M events at scale 1
     params = {"t0": t0, "span": span, "seed": seed, "prefix": prefix, "n_sched": N_SCHED,
               "n_att": int(2_000_000 * scale), "n_k": int(1_200_000 * scale), "n_probe": int(1_700_000 * scale),
               "n_q": int(500_000 * scale), "n_rep": int(100_000 * scale), "n_art": int(200_000 * scale),
@@ -170,6 +170,10 @@ def _phase(args: list[str]) -> dict:
 
 
 def _peak_mib() -> float:
+    """Peak RSS of this process (VmHWM; ru_maxrss would include the parent's peak across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -179,7 +179,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
 def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> FoldStats:
     """Forget the SLI tables and fold the whole history again."""
     with _lock_for(cur):
-        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_artifacts", "sli_registry",
+        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks"):
             cur.execute(f"DELETE FROM {t}")
     return fold(cur, cfg)
@@ -294,8 +294,8 @@ def _upsert_rollups(cur: duckdb.DuckDBPyConnection, contrib: str) -> None:
 
 def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
     where = f"batch_id > {int(lo)} AND batch_id <= {int(hi)}"
-    contrib = f"SELECT *, 1 AS sign FROM ({Q.EVENT_CONTRIB.format(src='events', where=where)})"
-    _upsert_rollups(cur, contrib)
+    cur.execute(f"INSERT INTO sli_event_facts BY NAME {Q.EVENT_CONTRIB.format(src='events', where=where)}")
+    _upsert_rollups(cur, f"SELECT *, 1 AS sign FROM ({Q.EVENT_CONTRIB.format(src='events', where=where)})")
     cur.execute(f"INSERT INTO sli_registry BY NAME {Q.REGISTRY_EXTRACT.format(src='events', where=where)}")
     cur.execute(f"INSERT INTO sli_artifacts BY NAME {Q.ARTIFACT_EXTRACT.format(src='events', where=where)}")
     cur.execute(f"INSERT INTO sli_schedule_regs BY NAME {Q.SCHEDULE_EXTRACT.format(src='events', where=where)}")
@@ -525,7 +525,8 @@ def _raw_sources(mode: str, ranges: list[tuple[datetime, datetime]], lo: datetim
         for a, b in ranges or [(hi, hi)]:  # no range: an empty relation of the right shape
             f = f"(SELECT * FROM sli_run_facts WHERE t >= {_ts(a)} AND t < {_ts(b)})"
             parts.append(Q.RUN_CONTRIB.format(f=f))
-            parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {_ts(a)} AND time < {_ts(b)}"))
+            parts.append(f"SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts "
+                         f"WHERE t >= {_ts(a)} AND t < {_ts(b)}")
     return " UNION ALL ".join(f"SELECT *, 'raw' AS piece FROM ({p})" for p in parts)
 
 
