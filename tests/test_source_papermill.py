@@ -149,14 +149,6 @@ def test_observatory_run_outcomes_hashes_and_cells(collector, tmp_path):
     assert f'run_id = "{run_ids["det1"]}"' in injected[0].source and "x = 3" in injected[0].source
 
     m = parse_metrics(httpx.get(collector.url + "/metrics", headers=collector.headers).text)
-    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="match") == 1
-    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="mismatch") == 1
-    assert metric_sum(m, "notebook_run_attempts_total", outcome="succeeded") == 5
-    assert metric_sum(m, "notebook_run_attempts_total", outcome="failed") == 2
-    assert metric_sum(m, "notebook_run_attempts_total", outcome="timed_out") == 1
-    assert metric_sum(m, "notebook_run_attempts_total", outcome="succeeded", trigger="scheduled") == 2
-    assert metric_sum(m, "notebook_secret_exposures_total", team="finance") == 1
-
     collector.stop()
     con = duckdb.connect(str(collector.db), read_only=True)
     try:
@@ -178,10 +170,20 @@ def test_observatory_run_outcomes_hashes_and_cells(collector, tmp_path):
         con.close()
 
     by_id = {r[0]: r[1:] for r in det}
-    assert by_id[run_ids["det1"]][0] == by_id[run_ids["det2"]][0] == by_id[run_ids["det3"]][0]  # reproducible
+    assert by_id[run_ids["det1"]] == by_id[run_ids["det2"]], det  # same output, input, parameters, environment
+    assert by_id[run_ids["det1"]][0] == by_id[run_ids["det3"]][0]  # reproducible
     assert len({r[1:] for r in det}) == 2  # same input and env; det3 has one more parameter (artifact_path)
     assert rnd[0][1:] == rnd[1][1:] and rnd[0][0] != rnd[1][0]  # same inputs, different output
     assert artifacts == [(str(artifact), 4, 3600.0, run_ids["det3"])]
+    # Hashes first (a package installed into the venv mid-test changes env_hash: the rows say so), then counters.
+    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="match") == 1
+    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="mismatch") == 1
+    assert metric_sum(m, "notebook_run_attempts_total", outcome="succeeded") == 5
+    assert metric_sum(m, "notebook_run_attempts_total", outcome="failed") == 2
+    assert metric_sum(m, "notebook_run_attempts_total", outcome="timed_out") == 1
+    assert metric_sum(m, "notebook_run_attempts_total", outcome="succeeded", trigger="scheduled") == 2
+    assert metric_sum(m, "notebook_secret_exposures_total", team="finance") == 1
+
     assert leaks == 0 and sources == [("papermill",)]
 
     state, etype, emsg, *_, cells, started = runs["nb-raises"]
