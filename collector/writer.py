@@ -274,7 +274,7 @@ class Writer:
                     mask = pa.array([k in inserted for k in skeys])
                     new = staged.filter(mask)
                 con.register("new_events", new)
-                deltas = update_derived(con)
+                deltas = update_derived(con, batch_id)
                 con.unregister("new_events")
             duplicates = len(keys) - len(inserted)
             if duplicates:

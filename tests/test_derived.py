@@ -66,14 +66,39 @@ def test_registry_takes_the_latest_value_of_each_field_by_event_time(client):
     post(client, [event("r", "notebook.registered", reg, time_="2026-11-01T00:00:00Z")])
     post(client, [event("u2", "notebook.updated", {"notebook_id": "nb", "owner": "bo", "has_tests": True},
                         time_="2026-11-03T00:00:00Z")])
-    # a late, older update must not overwrite the newer owner, but fills a field nobody set yet
+    # a late update (11-02) must not overwrite the owner set on 11-03, but wins over the registration (11-01)
+    # for `critical`, and fills a field nobody set yet; each field follows the newest event that set it
     post(client, [event("u1", "notebook.updated", {"notebook_id": "nb", "owner": "old", "critical": False,
                                                    "created_at": "2026-10-01T00:00:00Z"},
-                        time_="2026-11-02T00:00:00Z")])
+                        time_="2026-11-02T00:00:00Z"),
+                  event("u3", "notebook.updated", {"notebook_id": "nb", "tags": {"tier": "silver"}},
+                        time_="2026-11-04T00:00:00Z")])
     post(client, [event("p", "notebook.promoted", {"notebook_id": "nb"}, time_="2026-11-05T00:00:00Z")])
     assert q(client, "SELECT owner, team, tags::VARCHAR, critical, has_tests, strftime(created_at, '%Y-%m-%d'), "
                      "strftime(promoted_at, '%Y-%m-%d') FROM notebooks") == [
-        ("bo", "fin", '{"tier":"gold"}', True, True, "2026-10-01", "2026-11-05")]
+        ("bo", "fin", '{"tier":"silver"}', False, True, "2026-10-01", "2026-11-05")]
+
+
+def test_registry_is_independent_of_arrival_order(make_client):
+    evs = [
+        event("r", "notebook.registered", {"notebook_id": "nb", "owner": "a", "team": "t1", "tags": {}},
+              time_="2026-11-01T00:00:00Z"),
+        event("u1", "notebook.updated", {"notebook_id": "nb", "owner": "b"}, time_="2026-11-03T00:00:00Z"),
+        event("u2", "notebook.updated", {"notebook_id": "nb", "owner": "c", "has_tests": True},
+              time_="2026-11-02T00:00:00Z"),
+        event("u3", "notebook.updated", {"notebook_id": "nb", "has_tests": False}, time_="2026-11-04T00:00:00Z"),
+    ]
+    results = set()
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]):
+        for chunking in (1, 2, 4):
+            c = make_client()  # a fresh database per ordering (the file is removed below)
+            picked = [evs[i] for i in order]
+            for k in range(0, 4, chunking):
+                post(c, picked[k:k + chunking])
+            results.add(tuple(q(c, "SELECT owner, team, has_tests FROM notebooks")[0]))
+            c.__exit__(None, None, None)
+            c.app.state.settings.db.unlink()
+    assert results == {("b", "t1", False)}
 
 
 def test_latest_schedule_registration_wins(client):

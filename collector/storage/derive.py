@@ -72,7 +72,8 @@ SELECT
     term.output_hash AS output_hash, term.input_hash AS input_hash,
     term.parameters_hash AS parameters_hash, term.env_hash AS env_hash,
     term.cpu_seconds AS cpu_seconds, term.max_memory_bytes AS max_memory_bytes, term.cells AS cells,
-    terminal_events, term.event_id AS terminal_event_id, first_seen_at, last_event_at
+    terminal_events, term.event_id AS terminal_event_id, first_seen_at, last_event_at,
+    $batch_id::BIGINT AS updated_batch
 FROM agg
 """
 
@@ -102,11 +103,11 @@ _TERM_COLS = (
 _UPSERT_RUNS = f"""
 INSERT INTO run_attempts BY NAME SELECT * FROM batch_runs
 ON CONFLICT (run_id, attempt) DO UPDATE SET
-    notebook_id = coalesce(run_attempts.notebook_id, EXCLUDED.notebook_id),
-    team = coalesce(run_attempts.team, EXCLUDED.team),
-    owner = coalesce(run_attempts.owner, EXCLUDED.owner),
-    trigger = coalesce(run_attempts.trigger, EXCLUDED.trigger),
-    environment = coalesce(run_attempts.environment, EXCLUDED.environment),
+    notebook_id = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.notebook_id, run_attempts.notebook_id) ELSE coalesce(run_attempts.notebook_id, EXCLUDED.notebook_id) END,
+    team = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.team, run_attempts.team) ELSE coalesce(run_attempts.team, EXCLUDED.team) END,
+    owner = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.owner, run_attempts.owner) ELSE coalesce(run_attempts.owner, EXCLUDED.owner) END,
+    trigger = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.trigger, run_attempts.trigger) ELSE coalesce(run_attempts.trigger, EXCLUDED.trigger) END,
+    environment = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.environment, run_attempts.environment) ELSE coalesce(run_attempts.environment, EXCLUDED.environment) END,
     queued_at = least(run_attempts.queued_at, EXCLUDED.queued_at),
     started_at = least(run_attempts.started_at, EXCLUDED.started_at),
     scheduled_for = least(run_attempts.scheduled_for, EXCLUDED.scheduled_for),
@@ -117,6 +118,7 @@ ON CONFLICT (run_id, attempt) DO UPDATE SET
         ELSE 'queued' END,
     {", ".join(f"{c} = CASE WHEN {_NEWER_TERM} THEN EXCLUDED.{c} ELSE run_attempts.{c} END" for c in _TERM_COLS)},
     terminal_events = run_attempts.terminal_events + EXCLUDED.terminal_events,
+    updated_batch = EXCLUDED.updated_batch,
     first_seen_at = least(run_attempts.first_seen_at, EXCLUDED.first_seen_at),
     last_event_at = greatest(run_attempts.last_event_at, EXCLUDED.last_event_at)
 """
@@ -157,18 +159,25 @@ ON CONFLICT (kernel_id) DO UPDATE SET
     last_event_at = greatest(kernel_sessions.last_event_at, EXCLUDED.last_event_at)
 """
 
-_REGISTRY_FIELDS = ("owner", "team", "notebook_path", "tags", "critical", "has_tests", "created_at")
+# field -> SQL of its value in an event; each field keeps the value of the newest event (by time, then id) that set it.
+_REGISTRY_FIELDS = {
+    "owner": "owner",
+    "team": "team",
+    "notebook_path": "(data->>'notebook_path')",
+    "tags": "(data->'tags')",
+    "critical": "TRY_CAST((data->>'critical') AS BOOLEAN)",
+    "has_tests": "TRY_CAST((data->>'has_tests') AS BOOLEAN)",
+    "created_at": "TRY_CAST((data->>'created_at') AS TIMESTAMPTZ)",
+}
+_REGISTRY_TYPES = "('notebook.registered', 'notebook.updated')"
 _UPSERT_NOTEBOOKS = f"""
 INSERT INTO notebooks BY NAME
 SELECT
     notebook_id,
-    arg_max(owner, time) FILTER (WHERE owner IS NOT NULL AND type <> 'notebook.promoted') AS owner,
-    arg_max(team, time) FILTER (WHERE team IS NOT NULL AND type <> 'notebook.promoted') AS team,
-    arg_max((data->>'notebook_path'), time) FILTER (WHERE (data->>'notebook_path') IS NOT NULL AND type <> 'notebook.promoted') AS notebook_path,
-    arg_max((data->'tags'), time) FILTER (WHERE (data->'tags') IS NOT NULL AND type <> 'notebook.promoted') AS tags,
-    arg_max(TRY_CAST((data->>'critical') AS BOOLEAN), time) FILTER (WHERE (data->>'critical') IS NOT NULL) AS critical,
-    arg_max(TRY_CAST((data->>'has_tests') AS BOOLEAN), time) FILTER (WHERE (data->>'has_tests') IS NOT NULL) AS has_tests,
-    arg_max(TRY_CAST((data->>'created_at') AS TIMESTAMPTZ), time) FILTER (WHERE (data->>'created_at') IS NOT NULL) AS created_at,
+    {", ".join(
+        f"arg_max({expr}, (time, id)) FILTER (WHERE {expr} IS NOT NULL AND type IN {_REGISTRY_TYPES}) AS {f}, "
+        f"max(time) FILTER (WHERE {expr} IS NOT NULL AND type IN {_REGISTRY_TYPES}) AS {f}_at"
+        for f, expr in _REGISTRY_FIELDS.items())},
     min(time) FILTER (WHERE type = 'notebook.registered') AS registered_at,
     min(time) FILTER (WHERE type = 'notebook.promoted') AS promoted_at,
     max(time) AS updated_at
@@ -177,8 +186,10 @@ WHERE notebook_id IS NOT NULL AND type IN ('notebook.registered', 'notebook.upda
 GROUP BY notebook_id
 ON CONFLICT (notebook_id) DO UPDATE SET
     {", ".join(
-        f"{c} = CASE WHEN EXCLUDED.updated_at >= notebooks.updated_at THEN coalesce(EXCLUDED.{c}, notebooks.{c}) "
-        f"ELSE coalesce(notebooks.{c}, EXCLUDED.{c}) END" for c in _REGISTRY_FIELDS)},
+        f"{f} = CASE WHEN EXCLUDED.{f}_at IS NOT NULL AND (notebooks.{f}_at IS NULL OR EXCLUDED.{f}_at >= notebooks.{f}_at) "
+        f"THEN EXCLUDED.{f} ELSE notebooks.{f} END, "
+        f"{f}_at = greatest(notebooks.{f}_at, EXCLUDED.{f}_at)"
+        for f in _REGISTRY_FIELDS)},
     registered_at = least(notebooks.registered_at, EXCLUDED.registered_at),
     promoted_at = least(notebooks.promoted_at, EXCLUDED.promoted_at),
     updated_at = greatest(notebooks.updated_at, EXCLUDED.updated_at)
@@ -289,13 +300,13 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
     ]
 
 
-def update_derived(con: duckdb.DuckDBPyConnection) -> list[CounterDelta]:
+def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> list[CounterDelta]:
     """Fold `new_events` into the derived tables; return the counter increments this batch causes."""
     deltas: list[CounterDelta] = []
     for name, sql in _EVENT_COUNTERS.items():
         deltas += _rows_to_deltas(name, con.execute(sql))
 
-    con.execute(_BATCH_RUNS)
+    con.execute(_BATCH_RUNS, {"batch_id": batch_id})
     con.execute(_FIRST_TERMINAL)
     deltas += _rows_to_deltas("notebook_run_attempts_total", con.execute(_ATTEMPT_COUNTER))
     for team, trigger, le, n, total in con.execute(_DURATION_HISTOGRAM).fetchall():
