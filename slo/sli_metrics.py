@@ -44,6 +44,7 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
     teams_seen: set[str] = set()
     age: dict[str, float] = {}
     stale: dict[str, float] = {}
+    tracked: dict[str, float] = {}
     first_window = cfg.windows[0] if cfg.windows else None
     for r in rows:
         if r["value"] is None or r["notebook_id"] is not None or r["trigger"] is not None:
@@ -62,6 +63,7 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
                 age[team] = float(r["value"])
             elif r["stat"] == "ratio":
                 stale[team] = float(r["bad"])
+                tracked[team] = float(r["total"])
     ts = GaugeMetricFamily("notebook_sli_snapshot_timestamp_seconds",
                            "as_of of the SLI gauges (ask GET /v1/sli?as_of= for the same numbers).",
                            value=as_of.timestamp())
@@ -70,9 +72,14 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
                               labels=["team"])
     stale_f = GaugeMetricFamily("notebook_artifacts_stale",
                                 "Tracked artifacts older than their SLA at the snapshot time.", labels=["team"])
+    tracked_f = GaugeMetricFamily("notebook_artifacts",
+                                  "Tracked artifacts (published with an SLA): the denominator of artifact freshness.",
+                                  labels=["team"])
     for team in sorted(age):
         age_f.add_metric([team], age[team])
         stale_f.add_metric([team], stale.get(team, 0.0))
+    for team in sorted(tracked):
+        tracked_f.add_metric([team], tracked[team])
     missed = CounterMetricFamily(
         "notebook_scheduled_runs_missed", "Cron slots detected as missed (no run started within the grace "
         "period); counted once per slot, never decreased by late runs.", labels=["team"])
@@ -84,7 +91,7 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         "notebooks (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=["team", "notebook", "owner"])
     for team, nb, owner, n in engine.consecutive_failures(cur, cfg.critical_notebooks_cap):
         consec.add_metric([team, nb, owner], float(n))
-    return [ratio, value, ts, age_f, stale_f, missed, consec]
+    return [ratio, value, ts, age_f, stale_f, tracked_f, missed, consec]
 
 
 def sli_metrics(cur: duckdb.DuckDBPyConnection) -> list[Metric]:

@@ -81,6 +81,10 @@ def test_gauges_equal_api_values(app_db):
     ages = {s.labels["team"]: s.value for s in fams["notebook_artifact_age_seconds"].samples}
     stale = {s.labels["team"]: s.value for s in fams["notebook_artifacts_stale"].samples}
     assert stale == {"a": 1.0} and ages["a"] == pytest.approx(7200, abs=120)
+    tracked = {s.labels["team"]: s.value for s in fams["notebook_artifacts"].samples}
+    m7 = [r for r in api if r["sli"] == "M7" and r["team"] == "a" and r.get("notebook_id") is None
+          and r.get("trigger") is None]
+    assert m7 and tracked["a"] == m7[0]["total"]
     consec = [(s.labels["notebook"], s.labels["owner"], s.value) for s in fams["notebook_consecutive_failures"].samples]
     assert consec == [("nb", "o", 1.0)]  # g1 succeeded, then g2 failed
 
