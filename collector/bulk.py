@@ -40,6 +40,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from collector.events import EVENT_MODELS, IDENTIFIER_KEYS, MAX_FUTURE_SKEW, EnvelopeBase
 from collector.redaction import PREFILTER_PATTERN, has_candidate, redact_text
@@ -855,13 +856,19 @@ class BulkValidator:
         res.stats.update(fast_seconds=t1 - t0, exact_seconds=time.perf_counter() - t1)
         return res
 
+    def validate_items(self, items: list[Any], offset: int = 0) -> BulkResult:
+        """Parsed items (e.g. a JSON array document): each is re-serialised with orjson for the fast path, and
+        the exact path sees the item itself."""
+        lines = pa.array([orjson.dumps(x) for x in items], pa.large_binary())
+        return self.validate_lines(lines, offset=offset, item_of=lambda i: items[i])
+
     def _fast(self, raw: pa.Table) -> pl.DataFrame | None:
         """The rows the vectorised path accepts: idx plus the EVENT_SCHEMA columns except `redactions`."""
         comp = self.comp
         if raw.num_rows == 0 or comp.sql is None:
             return None
         con = self.con
-        con.register("bulk_raw", raw)
+        con.register("bulk_raw", ds.dataset(raw))  # a dataset is scanned in parallel
         try:
             for slot, types, fp in comp.validator_slots:
                 # Validators run in Python on the distinct values of the chunk. The pre-scan only has to find
@@ -1006,6 +1013,81 @@ def validate_ndjson(body: bytes, offset: int = 0) -> BulkResult:
 
 
 def validate_json_items(items: list[Any], offset: int = 0) -> BulkResult:
-    """Bulk-validate parsed items (e.g. a JSON array document); each is re-serialised with orjson first."""
-    lines = pa.array([orjson.dumps(x) for x in items], pa.large_binary())
-    return default_validator().validate_lines(lines, offset=offset, item_of=lambda i: items[i])
+    """Bulk-validate parsed items (e.g. a JSON array document)."""
+    return default_validator().validate_items(items, offset)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parquet-shaped tables: columns specversion, id, source, type, time, subject, data
+# ---------------------------------------------------------------------------------------------------------
+
+PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "subject", "data")
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t)
+
+
+def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Array, pa.Array]:
+    """Each row as the JSON event it stands for (null columns left out; `data` a JSON string embedded as is or
+    a struct rendered as JSON; a timestamp `time` in RFC 3339), plus a flag for rows whose `data` string is not
+    one valid JSON value (those are rejected with a `data` error, never fast)."""
+    own = con is None
+    con = con or duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    parts, bad = [], "false"
+    for name in PARQUET_COLUMNS:
+        if name not in table.column_names:
+            continue
+        t, c = table.schema.field(name).type, f'"{name}"'
+        if name == "data":
+            if _is_text(t):
+                val, bad = c, f"({c} IS NOT NULL AND NOT json_valid({c}))"
+            else:
+                val = f"to_json({c})::VARCHAR"
+        elif name == "time" and pa.types.is_timestamp(t):
+            fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if t.tz else "%Y-%m-%dT%H:%M:%S.%f"
+            val = f"to_json(strftime({c}, '{fmt}'))::VARCHAR"
+        else:
+            val = f"to_json({c})::VARCHAR"
+        parts.append(f"CASE WHEN {c} IS NOT NULL THEN {_lit(_jtext(name) + ':')} || {val} END")
+    sql = f"SELECT '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS line, {bad} AS bad FROM bulk_pq"
+    con.register("bulk_pq", table)
+    try:
+        res = con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister("bulk_pq")
+        if own:
+            con.close()
+    return res.column("line").combine_chunks(), res.column("bad").combine_chunks()
+
+
+def validate_parquet_table(validator: BulkValidator, table: pa.Table, offset: int = 0) -> BulkResult:
+    """Bulk-validate a Parquet-shaped table (see `parquet_lines`)."""
+    lines, bad = parquet_lines(table, validator.con)
+    bad_list = bad.to_pylist() if pc.any(bad).as_py() else None
+
+    def item_of(i: int) -> Any:
+        text = lines[i].as_py()
+        err = None
+        if bad_list is not None and bad_list[i]:
+            raw = table.column("data")[i].as_py()
+            try:
+                orjson.loads(raw)
+                err = "not one JSON value"
+            except orjson.JSONDecodeError as exc:
+                err = str(exc)
+        else:
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError as exc:  # the envelope columns are rendered by DuckDB: data is at fault
+                err = str(exc)
+        def col(name: str) -> str | None:
+            v = table.column(name)[i].as_py() if name in table.column_names else None
+            return redact_text(v[:256])[0] if isinstance(v, str) else None
+
+        return Rejection(offset + i, [{"path": "data", "type": "json_invalid",
+                                       "message": f"column data is not valid JSON: {err}"}],
+                         redact_text(text[:65_536])[0], col("source"), col("id"), col("type"))
+
+    return validator.validate_lines(lines, offset=offset, slow=bad, item_of=item_of)

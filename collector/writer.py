@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import duckdb
 import orjson
+import polars as pl
 import pyarrow as pa
 from opentelemetry import trace
 
@@ -246,37 +247,38 @@ class Writer:
             tables = [w.table for w in writes if w.table.num_rows]
             table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
             # First occurrence of a (source, id) within the group wins; later ones are duplicates.
-            keys = list(zip(table.column("source").to_pylist(), table.column("id").to_pylist()))
-            first: dict[tuple[str, str], int] = {}
-            for i, k in enumerate(keys):
-                first.setdefault(k, i)
-            if len(first) != len(keys):
-                keep = sorted(first.values())
-                staged = table.take(pa.array(keep, pa.int64()))
-            else:
-                staged = table
+            # Set-based (polars), so a 100k-row file chunk costs no Python loop over its keys.
+            keys = pl.from_arrow(table.select(["source", "id"]))
+            assert isinstance(keys, pl.DataFrame)
+            first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() if len(keys) else \
+                pl.Series([], dtype=pl.Boolean)
+            staged = table if bool(first.all()) else table.filter(first.to_arrow())
             con.execute("BEGIN TRANSACTION")
             batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
-            inserted: set[tuple[str, str]] = set()
+            n_inserted = 0
+            inserted_keys = keys.clear()
             if staged.num_rows:
                 con.register("staged", staged)
-                inserted = set(con.execute(
+                returned = con.sql(
                     f"INSERT INTO events ({EVENT_COLUMNS}, ingested_at, batch_id) "
                     f"SELECT {EVENT_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged "
-                    "ON CONFLICT DO NOTHING RETURNING source, id", [now, batch_id]).fetchall())
+                    "ON CONFLICT DO NOTHING RETURNING source, id", params=[now, batch_id]).to_arrow_table()
                 con.unregister("staged")
+                n_inserted = returned.num_rows
+                inserted_keys = pl.from_arrow(returned)  # type: ignore[assignment]
+            # A row is accepted when it is its key's first occurrence in the group and its insert happened.
+            if n_inserted == staged.num_rows:
+                accepted = first
+            else:
+                hit = keys.with_row_index("_i").join(inserted_keys, on=["source", "id"], how="semi")["_i"]
+                accepted = first & pl.int_range(len(keys), eager=True, dtype=hit.dtype).is_in(hit)
             deltas: list[CounterDelta] = []
-            if inserted:
-                if len(inserted) == staged.num_rows:
-                    new = staged
-                else:
-                    skeys = zip(staged.column("source").to_pylist(), staged.column("id").to_pylist())
-                    mask = pa.array([k in inserted for k in skeys])
-                    new = staged.filter(mask)
+            if n_inserted:
+                new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
                 con.register("new_events", new)
                 deltas = update_derived(con, batch_id)
                 con.unregister("new_events")
-            duplicates = len(keys) - len(inserted)
+            duplicates = len(keys) - n_inserted
             if duplicates:
                 deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))
             rejected = self._dead_letter(writes, now)
@@ -286,29 +288,29 @@ class Writer:
             self.counters.persist(con, folded)
             con.execute(
                 "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?)",
-                [batch_id, now, len(inserted), duplicates, sum(rejected.values())],
+                [batch_id, now, n_inserted, duplicates, sum(rejected.values())],
             )
             con.execute("COMMIT")
             span.set_attribute("batch.id", batch_id)
             span.set_attribute("batch.requests", len(writes))
-            span.set_attribute("batch.events", len(inserted))
+            span.set_attribute("batch.events", n_inserted)
         # Committed: publish to the in-memory snapshot and answer the requests.
         self.counters.apply(folded)
         wall = time.time()
-        for s, _ in inserted:
-            self.last_ingest_by_source[s] = wall
+        if n_inserted:
+            for s in inserted_keys["source"].unique().to_list():
+                self.last_ingest_by_source[s] = wall
+        status = pl.select(pl.when(accepted).then(pl.lit("accepted")).otherwise(pl.lit("duplicate"))).to_series() \
+            if len(keys) else pl.Series([], dtype=pl.String)
         results: list[list[str]] = []
         pos = 0
         for w in writes:
             n = w.table.num_rows
-            results.append([
-                "accepted" if (first.get(keys[pos + j]) == pos + j and keys[pos + j] in inserted) else "duplicate"
-                for j in range(n)
-            ])
+            results.append(status.slice(pos, n).to_list())
             pos += n
         elapsed = time.perf_counter() - t0
         self.stats.batches += 1
-        self.stats.events += len(inserted)
+        self.stats.events += n_inserted
         self.stats.last_commit_seconds = elapsed
         self.stats.commit_seconds.append(elapsed)
         self.stats.group_sizes.append(len(writes))
