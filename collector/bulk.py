@@ -931,8 +931,9 @@ class BulkValidator:
             ft = fast.with_columns(redactions=pl.lit(0, pl.Int32)).to_arrow()
             parts.append(ft.select(schema.names).cast(schema))
         if rows:
-            st = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
-            parts.append(st.add_column(0, "idx", pa.array(rows_idx, pa.int64())))
+            st, rows_idx = _rows_table(rows, rows_idx, offset, rejections)
+            if st.num_rows:
+                parts.append(st.add_column(0, "idx", pa.array(rows_idx, pa.int64())))
         if parts:
             table = pa.concat_tables(parts)
             if len(parts) > 1 and _keys_collide(parts[0], parts[1]):
@@ -945,6 +946,32 @@ class BulkValidator:
         rejections.sort(key=lambda r: r.index)
         return BulkResult(table, row_index, rejections, n, fast=n_fast, exact=len(exact_idx),
                           redacted=sum(1 for r in rows if r["redactions"]))
+
+
+def _rows_table(rows: list[dict[str, Any]], idx: list[int], offset: int,
+                rejections: list[Rejection]) -> tuple[pa.Table, list[int]]:
+    """Rows of the exact path as Arrow. A value the contract allows but the storage column cannot hold (an
+    `attempt` beyond 32 bits) rejects that event with a precise error instead of failing the whole chunk."""
+    try:
+        return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA), idx
+    except (pa.ArrowInvalid, OverflowError):
+        pass
+    good, good_idx = [], []
+    for row, i in zip(rows, idx):
+        try:
+            pa.Table.from_pylist([row], schema=EVENT_SCHEMA)
+        except (pa.ArrowInvalid, OverflowError) as exc:
+            bad = [c for c in EVENT_SCHEMA.names if pa.types.is_integer(EVENT_SCHEMA.field(c).type)
+                   and isinstance(row.get(c), int) and not -(2**31) <= row[c] < 2**31]
+            path = f"data.{bad[0]}" if bad and bad[0] != "redactions" else ""
+            rejections.append(Rejection(offset + i, [{"path": path, "type": "storage_range",
+                                                      "message": f"value does not fit the storage column: {exc}"}],
+                                        redact_text(orjson.dumps(orjson.loads(row["data"]))[:65_536].decode())[0],
+                                        row["source"], row["id"], row["type"]))
+            continue
+        good.append(row)
+        good_idx.append(i)
+    return pa.Table.from_pylist(good, schema=EVENT_SCHEMA), good_idx
 
 
 def _keys_collide(a: pa.Table, b: pa.Table) -> bool:
@@ -987,7 +1014,7 @@ def split_lines(buf: bytes, first_line: int = 1) -> tuple[pa.Array, pa.Array]:
     arr = pa.Array.from_buffers(pa.large_binary(), len(lengths),
                                 [None, pa.array(offsets, pa.int64()).buffers()[1], pa.py_buffer(buf)])
     numbers = pa.array(range(first_line, first_line + len(lengths)), pa.int64())
-    blank = pc.match_substring_regex(arr, r"^[ \t\r\x0b\x0c]*$")
+    blank = pc.match_substring_regex(arr, r"^[ \t\n\r\x0b\x0c]*$")  # each slice keeps its newline
     if pc.any(blank).as_py():
         keep = pc.invert(blank)
         arr, numbers = arr.filter(keep), numbers.filter(keep)

@@ -254,15 +254,18 @@ def _inputs(files: list[Path]) -> list[_Input]:
     return [_inspect(Path(f)) for f in files]
 
 
-def _progress(enabled: bool, total_bytes: int, label: str):
+def _progress(enabled: bool, total_bytes: int, label: str) -> Any:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
+    from rich.console import Console
+
     if not enabled:
         return None
+    # On stderr: stdout carries the JSON summary.
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    transient=False)
+                    console=Console(stderr=True), transient=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -396,7 +399,7 @@ def _ndjson_batches(inp: _Input, batch_size: int) -> Iterator[tuple[list[bytes],
         else:
             from collector.bulk import parquet_lines
 
-            lines = [x.as_py().encode() for x in parquet_lines(ch.data)]
+            lines = [x.encode() for x in parquet_lines(ch.data)[0].to_pylist()]
         yield lines, ch.offset, ch.done_bytes
 
 
