@@ -274,19 +274,6 @@ class JupyterServer:
                 self.proc.wait()
 
 
-def _numbers(doc):
-    if isinstance(doc, bool):
-        return
-    if isinstance(doc, (int, float)):
-        yield float(doc)
-    elif isinstance(doc, dict):
-        for v in doc.values():
-            yield from _numbers(v)
-    elif isinstance(doc, list):
-        for v in doc:
-            yield from _numbers(v)
-
-
 def wait_for(predicate, timeout: float = 45, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -344,10 +331,14 @@ def test_real_jupyter_server_crash_restart_death_and_culling(tmp_path):
         assert metric_sum(m, "notebook_kernel_crashes_total") == 2
         sessions = {lab: v for (n, lab), v in m.items() if n == "notebook_kernel_sessions_total"}
         assert sessions == {(("team", "ml"),): 1.0, (("team", "data"),): 2.0}
-        # M11 = (died + crash restarts) per 1000 sessions; the SLI endpoint is another area's: checked if present.
+        # M11 = (died + crash restarts) per 1000 sessions started: 2 of 3 overall; team ml 1 of 1; team data 1 of
+        # 2 (x died; y was culled, which is not a crash).
         sli = httpx.get(col.url + "/v1/sli", params={"sli": "M11", "window": "1h"})
-        if sli.status_code == 200:
-            assert any(abs(x - 2000 / 3) < 0.01 or abs(x - 2 / 3) < 1e-4 for x in _numbers(sli.json())), sli.text
+        assert sli.status_code == 200, sli.text
+        m11 = {row["team"]: (row["bad"], row["total"], row["value"]) for row in sli.json()["slis"]
+               if row["sli"] == "M11" and row["notebook_id"] is None and row["trigger"] is None}
+        assert {k: v[:2] for k, v in m11.items()} == {None: (2, 3), "ml": (1, 1), "data": (1, 2)}, sli.text
+        assert abs(m11[None][2] - 2000 / 3) < 1e-6 and m11["ml"][2] == 1000 and m11["data"][2] == 500
     finally:
         a.stop()  # server stop: kernel a is shut down with reason server_stop
         b.stop()
