@@ -18,7 +18,13 @@ from cost import focus, ingest, normalize
 from cost.config import CostSettings, load_settings
 
 ACCOUNT = "demo-billing-account"
-RATE_PER_HOUR = {"ml": 3.20, "data": 1.10, "analytics": 0.80, "platform": 0.60}
+# Hourly compute rates: the demo platform's teams (collector/demo.py) and the short names of `demo_runs`.
+SYNTHETIC_TEAMS = ("ml", "data", "analytics", "platform")
+RATE_PER_HOUR = {
+    "ml": 3.20, "data": 1.10, "analytics": 0.80, "platform": 0.60,
+    "ml-platform": 3.20, "data-eng": 1.40, "risk": 1.10, "finance": 0.70, "marketing": 0.55,
+    "product-analytics": 0.80,
+}
 
 
 def uniform(n: int, seed: int, low: float = 0.0, high: float = 1.0) -> pl.Series:
@@ -131,7 +137,7 @@ def demo_runs(n: int = 200, seed: int = 7, now: datetime | None = None, days: in
     start = now - timedelta(days=days)
     offs = uniform(n, seed, 0, days * 86400).sort()
     dur = 60 + uniform(n, seed + 1, 0, 1) ** 2 * 3600
-    names = list(RATE_PER_HOUR)
+    names = list(SYNTHETIC_TEAMS)
     team_idx = (uniform(n, seed + 2, 0, len(names))).floor().cast(pl.Int64)
     nb_idx = (uniform(n, seed + 3, 0, 4)).floor().cast(pl.Int64)
     df = pl.DataFrame({"i": pl.int_range(0, n, eager=True), "off": offs, "dur": dur, "t": team_idx, "k": nb_idx})
