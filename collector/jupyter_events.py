@@ -21,28 +21,30 @@ Mapping (schema ids are in reference/events.md):
 The event id is derived from the record's bytes (canonical JSON), so a re-shipped log line is stored once.
 A record that cannot be mapped (no schema, a bad timestamp, no kernel id) is rejected alone and dead-lettered.
 
-The helpers at the bottom (`native_rejection`, `submit_native`, `count_ignored`) are shared by the other native
-adapters (collector/openlineage.py, collector/otlp.py).
+What the native adapters share (batches, rejections, submission) is in collector/native.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from collector.auth import Principal, require_scope
-from collector.redaction import redact_text
-from collector.validation import BodyError, Rejection, Validated, decode_body, split_items, validate_items
+from collector.native import (
+    Ignored,
+    MappingError,
+    NativeBatch,
+    read_native_body,
+    record_id,
+    rfc3339,
+    submit_native,
+)
+from collector.validation import BodyError, Rejection, split_items
 
 router = APIRouter(tags=["ingest"])
 
@@ -56,19 +58,6 @@ RESTART_REASONS = ("user", "crash", "oom")
 SHUTDOWN_REASONS = ("user", "culled", "server_stop")
 DIED_REASONS = ("crash", "oom", "signal", "unknown")
 _OFFSET_Z = re.compile(r"[+-]\d{2}:?\d{2}$")
-
-
-class MappingError(ValueError):
-    """A record that claims to be ours but cannot be mapped; becomes a Rejection for that record only."""
-
-    def __init__(self, path: str, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.error = {"path": path, "type": kind, "message": message}
-
-
-@dataclass(slots=True)
-class Ignored:
-    reason: str
 
 
 def parse_jupyter_timestamp(value: Any) -> datetime:
@@ -87,16 +76,6 @@ def parse_jupyter_timestamp(value: Any) -> datetime:
     if dt.tzinfo is None:
         raise MappingError("__timestamp__", "timezone_aware", "timestamp has no UTC offset")
     return dt.astimezone(timezone.utc)
-
-
-def rfc3339(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def record_id(prefix: str, record: Any) -> str:
-    """A deterministic event id from a record's content: the same record sent twice gets the same id."""
-    digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
-    return f"{prefix}-{digest[:40]}"
 
 
 def _int(value: Any, default: int) -> int:
@@ -182,117 +161,6 @@ def map_jupyter_record(record: Any, server: str) -> dict[str, Any] | Ignored:
 
 
 # ---- shared by the native adapters ----------------------------------------------------------------------------
-
-
-def native_rejection(index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], *,
-                     source: str | None = None, id: str | None = None, type: str | None = None) -> Rejection:
-    """A mapping failure as a Rejection: the raw record (redacted, capped) is what the dead letter keeps."""
-    errors = error if isinstance(error, list) else [error]
-    if isinstance(raw, (bytes, bytearray)):
-        payload = bytes(raw).decode("utf-8", "replace")
-    elif isinstance(raw, str):
-        payload = raw
-    else:
-        payload = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-    return Rejection(index, errors, redact_text(payload[:65_536])[0],
-                     redact_text(source[:256])[0] if source else None,
-                     redact_text(id[:256])[0] if id else None, type)
-
-
-@dataclass
-class NativeBatch:
-    """Events mapped from native records, each remembering which input record it came from."""
-
-    events: list[dict[str, Any] | Rejection] = field(default_factory=list)
-    origin: list[int] = field(default_factory=list)
-    ignored: Counter = field(default_factory=Counter)
-    records: int = 0
-
-    def add(self, record_index: int, item: dict[str, Any] | Rejection) -> None:
-        if isinstance(item, Rejection):
-            item.index = len(self.events)
-        self.events.append(item)
-        self.origin.append(record_index)
-
-    def reject(self, record_index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], **kw: Any) -> None:
-        self.add(record_index, native_rejection(len(self.events), raw, error, **kw))
-
-    def validate(self) -> Validated:
-        """`validate_items` on the mapped events, with indexes given back in input-record terms."""
-        validated = validate_items(self.events)
-        validated.row_index = [self.origin[i] for i in validated.row_index]
-        for r in validated.rejections:
-            r.index = self.origin[r.index]
-        validated.total = self.records
-        return validated
-
-
-_ignored_lock = threading.Lock()
-
-
-def _live_registry(state: Any) -> Any:
-    """The registry rendered on every scrape (the store's live part), or the app's registry in older wiring."""
-    store = getattr(state, "store", None)
-    exposition = getattr(store, "exposition", None)
-    registry = getattr(exposition, "live", None)
-    return registry if registry is not None else getattr(state, "registry", None)
-
-
-def count_ignored(request: Request, channel: str, reasons: Counter) -> None:
-    """`observatory_native_records_ignored_total{channel,reason}`: records of a native format we do not map.
-
-    Kept in memory (it restarts from 0 with the process, which Prometheus' rate() handles)."""
-    if not reasons:
-        return
-    state = request.app.state
-    counter = getattr(state, "native_ignored_counter", None)
-    if counter is None:
-        with _ignored_lock:
-            counter = getattr(state, "native_ignored_counter", None)
-            registry = _live_registry(state)
-            if counter is None and registry is not None:
-                from prometheus_client import Counter as PromCounter
-
-                counter = PromCounter(
-                    "observatory_native_records_ignored", "Native-format records received and not mapped to an "
-                    "event (other schemas or record kinds), by channel and reason.", ["channel", "reason"],
-                    registry=registry)
-                state.native_ignored_counter = counter
-    if counter is None:
-        return
-    for reason, n in reasons.items():
-        counter.labels(channel, reason[:64]).inc(n)
-
-
-async def submit_native(request: Request, batch: NativeBatch, channel: str) -> tuple[int, dict[str, Any], Response]:
-    """Validate and commit a mapped batch through the shared ingest path.
-
-    Returns (status, parsed body, the original Response). When every record was ignored nothing goes to the
-    writer and the answer is 200 with zero counts.
-    """
-    from collector.api.ingest import submit_validated
-
-    count_ignored(request, channel, batch.ignored)
-    if not batch.events:
-        body = {"request_id": None, "accepted": 0, "duplicates": 0, "rejected": 0, "batch_id": None, "results": []}
-        return 200, body, JSONResponse(body)
-    validated = await run_in_threadpool(batch.validate)
-    response = await submit_validated(request, validated, channel=channel)
-    try:
-        body = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        body = {}
-    return response.status_code, body, response
-
-
-async def read_native_body(request: Request) -> bytes:
-    """The request body, size-capped and un-gzipped with the same limits as POST /v1/events."""
-    from collector.api.ingest import _read_capped
-
-    settings = request.app.state.settings
-    body = await _read_capped(request, settings.max_body_bytes)
-    return decode_body(body, request.headers.get("content-type"), request.headers.get("content-encoding"),
-                       settings.max_inflated_bytes)
 
 
 # ---- the endpoint ----------------------------------------------------------------------------------------------

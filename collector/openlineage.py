@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from collector.auth import Principal, require_scope
-from collector.jupyter_events import (
+from collector.native import (
     MappingError,
     NativeBatch,
     read_native_body,

@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.auth import Principal, require_scope
 from collector.events import DATA_MODELS, EVENT_TYPES, CommonData
-from collector.jupyter_events import Ignored, MappingError, NativeBatch, read_native_body, rfc3339, submit_native
+from collector.native import Ignored, MappingError, NativeBatch, read_native_body, rfc3339, submit_native
 from collector.validation import BodyError
 
 router = APIRouter(tags=["ingest"])

@@ -89,7 +89,7 @@ def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int
     return validate_items(items)
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
+async def read_capped_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyError(f"body of {declared} bytes exceeds the limit of {limit}", 413)
@@ -129,7 +129,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 async def post_events(request: Request, principal: Principal = Depends(require_scope("ingest"))) -> Response:
     settings = request.app.state.settings
     try:
-        body = await _read_capped(request, settings.max_body_bytes)
+        body = await read_capped_body(request, settings.max_body_bytes)
         validated = await run_in_threadpool(
             _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
             settings.max_inflated_bytes, settings.max_events_per_request,

@@ -78,7 +78,7 @@ FROM agg
 """
 
 # Attempts whose first terminal event arrives in this batch: what notebook_run_attempts_total counts.
-_FIRST_TERMINAL = f"""
+_FIRST_TERMINAL = """
 CREATE OR REPLACE TEMP TABLE first_terminal AS
 SELECT
     b.run_id, b.attempt, b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
