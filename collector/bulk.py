@@ -1,27 +1,34 @@
 """Set-based validation of many events at once: the bulk ingest path (files, backfills).
 
-The contract is the pydantic models of collector/events.py. This module compiles them once (walking each event
-model's pydantic-core schema: what pydantic itself executes, including strictness, literals, length and range
-constraints, the aware-datetime rule and the field validators) into DuckDB SQL that decides, for a whole chunk
-of JSON lines in one statement, which rows *certainly* pass and what their storage row is.
+The contract is the pydantic models of collector/events.py. `compile_contract` walks each event model's
+pydantic-core schema (what pydantic itself executes: strictness, literals, length and range constraints, the
+aware-datetime rule, defaults, nested models, field validators) into a plan per type; `BulkCompiler` turns the
+plans into one DuckDB statement and a set of polars expressions that decide a whole chunk of JSON lines at once:
+
+* DuckDB parses each line (envelope and every data field any type declares, as JSON text re-rendered by DuckDB)
+  and computes what needs a JSON engine: key counts (extras, duplicates, explicit nulls), floats and date-times
+  in their stored rendering, nested free-form values, lists of cells, the distinct-value validator look-ups;
+* polars evaluates every field check column-wise, one expression per distinct check (not per type), combines
+  them per type with bitmasks, and builds the stored `data` text and the common columns;
+* the redactor's PREFILTER_PATTERN runs (polars `str.contains`) on the text the redactor would scan.
 
 The fast path only ever says "accepted, and here is the row"; it never rejects. A row goes to the exact pydantic
 path (`validation.check_item` + `validation.to_row`) whenever the fast path cannot vouch for it:
 
 * the line is not plain JSON as orjson reads it (invalid, NaN/Infinity, trailing commas, duplicate keys, bad
-  UTF-8, not an object), its `type` is unknown or its type uses a construct the compiler does not support;
+  UTF-8, not an object), its `type` is unknown, or its type uses a construct the compiler does not support;
 * a value is not in canonical form (a float given as "5", an int given as 5.0, a date-time that is not
   RFC 3339 with an offset, a number whose JSON rendering by DuckDB and by orjson could differ, a control
-  character, nested objects inside free-form values, ...), the event time is near the 24 h future limit;
-* a field validator (e.g. `cron`, `timezone`) rejected or transformed the value: validators run in Python on
-  the *distinct* values of a chunk, not per row;
-* the redactor's PREFILTER_PATTERN (run vectorised with polars on the stored text) flags a candidate secret.
+  character, nested objects inside free-form values, ...), or the event time is near the 24 h future limit;
+* a field validator (`cron`, `timezone`) rejected or transformed the value: validators run in Python on the
+  *distinct* values of a chunk, not per row;
+* the prefilter flags a candidate secret: redaction then happens in `to_row`, exactly as for the API.
 
-So every rejection, with pydantic's exact messages and field paths, comes from the same code as the HTTP API,
-and every row the fast path accepts is one pydantic accepts with the same column values (`data` is the compact
-JSON of the validated data: declared fields in model order, None dropped, floats as floats, date-times in
-pydantic's rendering, extras after, in input order). tests/test_bulk_equivalence.py checks this property
-against `validation.validate_items` on generated valid and mutated events.
+So every rejection, with pydantic's messages and field paths, comes from the same code as the HTTP API, and
+every row the fast path accepts is one pydantic accepts with the same column values (`data` is the compact JSON
+of the validated data: declared fields in model order, None dropped, floats as floats, date-times in pydantic's
+rendering, extras after, in input order). tests/test_bulk_equivalence.py checks this property against
+`validation.validate_items` on generated valid and mutated events.
 """
 
 from __future__ import annotations
@@ -51,7 +58,6 @@ log = logging.getLogger(__name__)
 
 # Event times closer than this to the 24 h future limit are left to pydantic (its clock moves on).
 FUTURE_MARGIN = timedelta(minutes=5)
-_ASCII_WS = " \t\n\r\x0b\x0c"  # what bytes.strip() removes (split_items strips lines with it)
 
 
 class Unsupported(Exception):
@@ -249,7 +255,6 @@ def _jtext(s: str) -> str:
 
 
 _INT_RE = "0|-?[1-9][0-9]{0,17}"
-_NUM_RE = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?"
 # RFC 3339 with an explicit offset; pydantic accepts more, those rows take the exact path.
 _DT_RE = (r'"(?:1[0-9]{3}|2[0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:'
           r'[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])"')
@@ -377,7 +382,29 @@ def _canon_re(kind: Kind) -> str:
 
 def _order_families(plans: list["TypePlan"]) -> list[tuple[list[str], list[str]]]:
     """Group types whose declared field orders agree into families, each with one field order: the data text
-    of every type of a family is the concatenation of that order's outputs (absent fields are skipped)."""
+    of every type of a family is the concatenation of that order's outputs (absent fields are skipped).
+    Usually one family: a topological order of "declared before" over all types."""
+    names = list(dict.fromkeys(f.name for p in plans for f in p.data))
+    after: dict[str, set[str]] = {n: set() for n in names}
+    indeg = dict.fromkeys(names, 0)
+    for p in plans:
+        fs = [f.name for f in p.data]
+        for a, b in zip(fs, fs[1:]):
+            if b not in after[a]:
+                after[a].add(b)
+                indeg[b] += 1
+    order: list[str] = []
+    ready = [n for n in names if indeg[n] == 0]
+    while ready:
+        n = min(ready, key=names.index)
+        ready.remove(n)
+        order.append(n)
+        for m in after[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if len(order) == len(names):
+        return [([p.type for p in plans], order)]
     families: list[tuple[list[str], list[str]]] = []  # (types, order)
     for p in plans:
         names = [f.name for f in p.data]
@@ -656,18 +683,33 @@ FROM (
         def okind(f: FieldPlan) -> str:
             return f.kind.tag if f.kind.tag in ("float", "datetime", "dict", "any") else "raw"
 
-        allowed = {(False, False): [2], (False, True): [1, 2], (True, False): [0, 2], (True, True): [0, 1, 2]}
         etype = col("e_type")
-        type_ok = None
-        for p in plans:
-            verdict = pl.lit(True)
-            for f in p.data:
-                verdict = verdict & col(f"c{self.sig_of[(p.type, f.name)]}").is_in(
-                    pl.Series(allowed[(not f.required, self._null_ok(f))], dtype=pl.UInt8))
-            branch = (pl.when(etype == _jtext(p.type)) if type_ok is None else type_ok.when(etype == _jtext(p.type)))
-            type_ok = branch.then(verdict)
-        assert type_ok is not None
-        type_ok = type_ok.otherwise(False)
+        if len(self.sig_fields) <= 63 and len(self.names) <= 63:
+            # Bitmasks: which names are present, which field checks failed; per type, the checks it uses and
+            # the names it requires. A JSON null reads as absent here (the MAP path checks nulls per type).
+            present = pl.sum_horizontal([col(f"d{i}").is_not_null().cast(pl.UInt64) * (1 << (i - 1))
+                                         for i in range(1, len(self.names) + 1)])
+            bad = pl.sum_horizontal([(col(f"c{k}") == 3).cast(pl.UInt64) * (1 << k)
+                                     for k in range(len(self.sig_fields))])
+            used, req = {}, {}
+            for p in plans:
+                used[_jtext(p.type)] = sum(1 << self.sig_of[(p.type, f.name)] for f in p.data)
+                req[_jtext(p.type)] = sum(1 << (pos[f.name] - 1) for f in p.data if f.required)
+            u = etype.replace_strict(used, default=None, return_dtype=pl.UInt64)
+            r = etype.replace_strict(req, default=None, return_dtype=pl.UInt64)
+            type_ok = (((bad & u) == 0) & ((present & r) == r)).fill_null(False)
+        else:  # pragma: no cover - a contract with more than 63 distinct fields
+            allowed = {(False, False): [2], (False, True): [1, 2], (True, False): [0, 2], (True, True): [0, 1, 2]}
+            chain = None
+            for p in plans:
+                verdict = pl.lit(True)
+                for f in p.data:
+                    verdict = verdict & col(f"c{self.sig_of[(p.type, f.name)]}").is_in(
+                        pl.Series(allowed[(not f.required, self._null_ok(f))], dtype=pl.UInt8))
+                chain = (pl.when(etype == _jtext(p.type)) if chain is None else chain.when(etype == _jtext(p.type)))
+                chain = chain.then(verdict)
+            assert chain is not None
+            type_ok = chain.otherwise(False)
 
         def env_ok(f: FieldPlan) -> pl.Expr:
             e = col(f'e_{f.name}')
@@ -690,7 +732,7 @@ FROM (
 
         def decoded(e: pl.Expr, u: str) -> pl.Expr:
             return pl.when(e.is_null() | (e == "null")).then(None).otherwise(
-                pl.coalesce(col(u), e.str.slice(1, e.str.len_chars() - 2)))
+                pl.coalesce(col(u), e.str.strip_prefix('"').str.strip_suffix('"')))
 
         # The data text: per family of types sharing one field order, the outputs in that order.
         families = _order_families(plans)
@@ -718,6 +760,9 @@ FROM (
                     parts.append(e.otherwise(None))  # type: ignore[union-attr]
             text = pl.concat_str([pl.lit("{"), pl.concat_str(parts + [col("extras_out")], separator=",",
                                                                     ignore_nulls=True), pl.lit("}")])
+            if len(families) == 1:
+                data = text
+                break
             cond = _pl_lit_in(etype, [_jtext(t) for t in types])
             data = pl.when(cond).then(text) if data is None else data.when(cond).then(text)
         assert data is not None
@@ -749,7 +794,7 @@ FROM (
         self.stage_final = [
             col("idx"), ok.alias("ok"), col("t_ts").alias("time"),
             decoded(col("e_source"), "u_e_source").alias("source"), decoded(col("e_id"), "u_e_id").alias("id"),
-            etype.str.slice(1, etype.str.len_chars() - 2).alias("type"),
+            etype.str.strip_prefix('"').str.strip_suffix('"').alias("type"),
             decoded(col("e_subject"), "u_e_subject").alias("subject"), *commons,
             data.alias("data"),
             pl.concat_str(scanned + [col("extras_out")], separator=",", ignore_nulls=True).alias("scan"),
@@ -807,6 +852,20 @@ class BulkValidator:
         if memory_limit:
             self.con.execute(f"SET memory_limit = {_lit(memory_limit)}")
         self.prefilter = PREFILTER_PATTERN
+        self._prepared = False
+
+    _RAW_SCHEMA = pa.schema([("idx", pa.int64()), ("line", pa.large_string()), ("slow", pa.bool_())])
+
+    def _prepare(self) -> None:
+        """Plan the statement once per connection (planning it costs more than running it on a small chunk);
+        the validator tables are filled per chunk, never re-created, so the plan stays valid."""
+        comp = self.comp
+        assert comp.sql is not None
+        for slot, _, _ in comp.validator_slots:
+            self.con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {slot} (v VARCHAR)")
+        self.con.register("bulk_raw", ds.dataset(self._RAW_SCHEMA.empty_table()))
+        self.con.execute("PREPARE bulk_fast AS " + comp.sql.replace("$limit", "$1"))
+        self._prepared = True
 
     def close(self) -> None:
         self.con.close()
@@ -867,8 +926,10 @@ class BulkValidator:
         comp = self.comp
         if raw.num_rows == 0 or comp.sql is None:
             return None
+        if not self._prepared:
+            self._prepare()
         con = self.con
-        con.register("bulk_raw", ds.dataset(raw))  # a dataset is scanned in parallel
+        con.register("bulk_raw", ds.dataset(raw.cast(self._RAW_SCHEMA)))  # a dataset is scanned in parallel
         try:
             for slot, types, fp in comp.validator_slots:
                 # Validators run in Python on the distinct values of the chunk. The pre-scan only has to find
@@ -878,11 +939,11 @@ class BulkValidator:
                     f"SELECT DISTINCT json_extract(line, {_lit('$.data.' + _jtext(fp.name))})::VARCHAR FROM bulk_raw "
                     f"WHERE NOT slow AND ({cond}) AND json_valid(line)").fetchall()
                 ok = [v for (v,) in vals if v is not None and v.startswith('"') and _validators_ok(fp, v)]
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {slot} (v VARCHAR)")
+                con.execute(f"DELETE FROM {slot}")
                 if ok:
                     con.execute(f"INSERT INTO {slot} SELECT unnest($vals)", {"vals": ok})
             limit = datetime.now(timezone.utc) + MAX_FUTURE_SKEW - FUTURE_MARGIN
-            res = con.sql(comp.sql, params={"limit": limit}).to_arrow_table()
+            res = con.sql(f"EXECUTE bulk_fast(TIMESTAMPTZ '{limit.isoformat()}')").to_arrow_table()
         finally:
             con.unregister("bulk_raw")
         df = pl.from_arrow(res)
