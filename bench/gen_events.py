@@ -231,9 +231,10 @@ def to_ndjson_lines(df: pl.DataFrame) -> pl.Series:
 
 
 def write(n: int, out_dir: Path, seed: int = 7, formats: tuple[str, ...] = ("ndjson", "parquet")) -> dict[str, Path]:
-    """Write about `n` events as NDJSON and/or Parquet into `out_dir`; returns the paths by format."""
+    """Write exactly `n` events (the earliest of a slightly larger mix) as NDJSON and/or Parquet into `out_dir`;
+    returns the paths by format."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = generate(n, seed)
+    df = generate(int(n * 1.03) + 100, seed).head(n)
     paths: dict[str, Path] = {}
     if "parquet" in formats:
         paths["parquet"] = out_dir / f"events-{seed}-{df.height}.parquet"

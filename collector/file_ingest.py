@@ -314,7 +314,11 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, p
     pending: deque[tuple[Future, int]] = deque()
 
     def settle(fut: Future, n: int) -> None:
-        res = fut.result()
+        try:
+            res = fut.result()
+        except Exception as exc:  # noqa: BLE001 - the writer rolled the chunk back; say so plainly
+            raise IngestError(f"{db}: writing a chunk of {n} events failed and was rolled back ({exc}); "
+                              "chunks committed before it are kept, re-running the same files is safe") from exc
         acc = res.statuses.count("accepted")
         tally.accepted += acc
         tally.duplicates += len(res.statuses) - acc
