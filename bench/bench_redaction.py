@@ -85,23 +85,36 @@ def main() -> None:
     args = ap.parse_args()
     avg_clean = sum(map(len, CLEAN)) / len(CLEAN)
     avg_secret = sum(map(len, SECRET)) / len(SECRET)
-    print(f"has_candidate, clean strings (avg {avg_clean:.0f} chars):  {_rate(has_candidate, CLEAN, args.seconds):>12,.0f} strings/s")
-    print(f"redact_text, clean strings (avg {avg_clean:.0f} chars):    {_rate(redact_text, CLEAN, args.seconds):>12,.0f} strings/s")
-    print(f"redact_text, strings with secrets (avg {avg_secret:.0f} chars): {_rate(redact_text, SECRET, args.seconds):>12,.0f} strings/s")
-    rv = _rate(lambda e: redact_value(e, skip_keys=SKIP), [EVENT], args.seconds)
-    print(f"redact_value, clean run.failed event:            {rv:>12,.0f} events/s")
-    try:
-        import polars as pl
-    except ImportError:  # pragma: no cover
-        return
+    rows = []
+
+    def report(what: str, rate: float, unit: str) -> None:
+        rows.append((what, rate, unit))
+        print(f"{what:<55} {rate:>12,.0f} {unit}/s")
+
+    report(f"has_candidate, clean strings (avg {avg_clean:.0f} chars)",
+           _rate(has_candidate, CLEAN, args.seconds), "strings")
+    report(f"redact_text, clean strings (avg {avg_clean:.0f} chars)", _rate(redact_text, CLEAN, args.seconds),
+           "strings")
+    report(f"redact_text, strings with secrets (avg {avg_secret:.0f} chars)",
+           _rate(redact_text, SECRET, args.seconds), "strings")
+    report("redact_value, clean run.failed event",
+           _rate(lambda e: redact_value(e, skip_keys=SKIP), [EVENT], args.seconds), "events")
+    import polars as pl
+
     column = pl.Series((CLEAN * 12_500)[:100_000])
     t0 = time.perf_counter()
     reps = 0
     while time.perf_counter() - t0 < args.seconds:
         column.str.contains(PREFILTER_PATTERN)
         reps += 1
-    rate = reps * len(column) / (time.perf_counter() - t0)
-    print(f"polars str.contains(PREFILTER_PATTERN), clean:   {rate:>12,.0f} strings/s")
+    report("polars str.contains(PREFILTER_PATTERN), clean", reps * len(column) / (time.perf_counter() - t0),
+           "strings")
+    from bench.report import machine, write_section
+
+    lines = [f"Machine: {machine()}. Command: `python bench/bench_redaction.py --seconds {args.seconds}`.", "",
+             "| path | rate |", "|---|---:|"]
+    lines += [f"| {what} | {rate:,.0f} {unit}/s |" for what, rate, unit in rows]
+    write_section("redaction", "\n".join(lines))
 
 
 if __name__ == "__main__":
