@@ -298,7 +298,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         ("(c) limit: raw DuckDB insert of the same events as one Arrow table", "–", res["raw"], n),
     ]
     out = [
-        "## Ingest (bench/bench_ingest.py)",
+        "Measured by `bench/bench_ingest.py`.",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory_gib']} GiB, shared and noisy "
         f"(load average at start {m['load_avg'][0]}); Python {m['python']}, DuckDB {m['duckdb']}, "
@@ -327,7 +327,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         "persisted counters, all in the writer's transactions; (c) only inserts already-valid rows.",
         f"- Where (b)'s time goes (in process, first {bd['events']:,} events, 100k-event chunks, one thread "
         f"each measured alone): validation {bd['validate_us']:.1f} CPU-µs per event "
-        f"({100 * bd['fast_share']:.1f}% of events decided by the vectorised path, the rest by pydantic), the "
+        f"({100 * bd['fast_share']:.2f}% of events decided by the vectorised path, the rest by pydantic), the "
         f"writer transaction (insert with the primary-key check, derived tables, counters) {bd['write_us']:.1f} "
         "CPU-µs per event. Both run at once (the writer commits chunk k while chunk k+1 is validated) on 2 cores "
         "shared with other work, so the ceiling is roughly 2 cores / (validation + writer) per event.",
@@ -410,6 +410,9 @@ def main() -> None:
     print(f"breakdown: {bd}", flush=True)
     cmd = "python bench/bench_ingest.py" + ("" if args.events == 5_000_000 else f" --events {args.events}")
     section = render(m, n, n_http, res, args.reps, cmd, bd)
+    (args.data_dir / "last_ingest.json").write_text(json.dumps(
+        {"machine": m, "events": n, "http_events": n_http, "reps": args.reps, "cmd": cmd, "breakdown": bd,
+         "results": {k: [{x: y for x, y in r.items() if x != "db"} for r in v] for k, v in res.items()}}, indent=1))
     print()
     print(section)
     if not args.no_write:
