@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     max_queue_events: int = Field(200_000, description="Events waiting for the writer before 429")
     max_batch_events: int = Field(50_000, description="Most events in one group commit")
     gauge_refresh_seconds: float = Field(15.0, description="Period of the SQL-backed gauge refresh")
+    gauge_min_gap_seconds: float = Field(
+        5.0, description="Least time between two gauge refreshes when ingest keeps poking the refresher: the SLI "
+                         "and cost gauges are scraped every 15-60 s, recomputing them after every commit would "
+                         "only take CPU from ingest")
     label_cap_team: int = 500
     label_cap_source: int = 500
     log_level: str = "INFO"

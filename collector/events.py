@@ -47,7 +47,7 @@ class CommonData(BaseModel):
     notebook_id: Id | None = None
     notebook_path: Annotated[str, Field(max_length=4096)] | None = None
     run_id: Id | None = None
-    attempt: Annotated[StrictInt, Field(ge=1)] | None = None
+    attempt: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
     kernel_id: Id | None = None
     session_id: Id | None = None
     trigger: Trigger | None = None

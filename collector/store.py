@@ -37,7 +37,8 @@ class Store:
             "SELECT source, epoch(max(ingested_at)) FROM events GROUP BY source"
         ).fetchall():
             self.writer.last_ingest_by_source[source] = ts
-        self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds)
+        self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds,
+                                        min_gap=settings.gauge_min_gap_seconds)
         self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
         self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []
 

@@ -21,6 +21,7 @@ import duckdb
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from opentelemetry import trace
 
 from collector.metrics import CounterStore
@@ -276,7 +277,7 @@ class Writer:
             if n_inserted:
                 new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
                 con.register("new_events", new)
-                deltas = update_derived(con, batch_id)
+                deltas = update_derived(con, batch_id, set(pc.unique(new.column("type")).to_pylist()))
                 con.unregister("new_events")
             duplicates = len(keys) - n_inserted
             if duplicates:

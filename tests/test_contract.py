@@ -60,6 +60,7 @@ INVALID_CASES = [
     ("notebook.kernel.died", {"exit_code": "9"}, "data.exit_code", "int_type"),
     ("notebook.run.succeeded", {"duration_seconds": -1}, "data.duration_seconds", "greater_than_equal"),
     ("notebook.run.succeeded", {"attempt": 0}, "data.attempt", "greater_than_equal"),
+    ("notebook.run.succeeded", {"attempt": 2**31}, "data.attempt", "less_than_equal"),  # the column is INTEGER
     ("notebook.run.succeeded", {"trigger": "cron"}, "data.trigger", "literal_error"),
     ("notebook.run.failed", {"cells": [{"index": 0, "duration_seconds": 1, "status": "weird"}]},
      "data.cells[0].status", "literal_error"),

@@ -248,35 +248,32 @@ ON CONFLICT (notebook_id, input_hash, parameters_hash, env_hash) DO UPDATE SET
     ended_at = least(repro_baselines.ended_at, EXCLUDED.ended_at)
 """
 
-# name -> SQL returning (label columns..., n) over new_events. Counters that count events as ingested.
-_EVENT_COUNTERS: dict[str, str] = {
-    "observatory_events_ingested_total": "SELECT source, type, count(*) FROM new_events GROUP BY ALL",
-    "notebook_kernel_sessions_total": (
-        "SELECT coalesce(team, 'unknown') AS team, count(*) FROM new_events "
-        "WHERE type = 'notebook.kernel.started' GROUP BY ALL"
-    ),
+# Counters that count events as ingested: name -> ((label name, SQL expression)..., WHERE condition). They run as
+# one UNION ALL statement per batch (each statement has a fixed cost that dominates small batches).
+_TEAM = ("team", "coalesce(team, 'unknown')")
+_EVENT_COUNTERS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "observatory_events_ingested_total": ((("source", "source"), ("type", "type")), "TRUE"),
+    "notebook_kernel_sessions_total": ((_TEAM,), "type = 'notebook.kernel.started'"),
     "notebook_kernel_crashes_total": (
-        "SELECT coalesce(team, 'unknown') AS team, (data->>'reason') AS reason, count(*) FROM new_events "
-        "WHERE type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom')) "
-        "GROUP BY ALL"
+        (_TEAM, ("reason", "(data->>'reason')")),
+        "type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom'))",
     ),
     "notebook_reproducibility_checks_total": (
-        "SELECT coalesce(team, 'unknown') AS team, (data->>'result') AS result, count(*) FROM new_events "
-        "WHERE type = 'notebook.reproducibility.checked' GROUP BY ALL"
-    ),
-    "notebook_quality_checks_total": (
-        "SELECT coalesce(team, 'unknown') AS team, (data->>'result') AS result, count(*) FROM new_events "
-        "WHERE type = 'notebook.quality.checked' GROUP BY ALL"
-    ),
-    "notebook_secret_exposures_total": (
-        "SELECT coalesce(team, 'unknown') AS team, count(*) FROM new_events "
-        "WHERE type = 'notebook.security.secret_detected' OR redactions > 0 GROUP BY ALL"
-    ),
+        (_TEAM, ("result", "(data->>'result')")), "type = 'notebook.reproducibility.checked'"),
+    "notebook_quality_checks_total": ((_TEAM, ("result", "(data->>'result')")), "type = 'notebook.quality.checked'"),
+    "notebook_secret_exposures_total": ((_TEAM,), "type = 'notebook.security.secret_detected' OR redactions > 0"),
     "notebook_platform_probes_total": (
-        "SELECT (data->>'target') AS target, CASE WHEN ((data->>'ok'))::BOOLEAN THEN 'ok' ELSE 'failed' END AS result, "
-        "count(*) FROM new_events WHERE type = 'platform.probe' GROUP BY ALL"
+        (("target", "(data->>'target')"),
+         ("result", "CASE WHEN ((data->>'ok'))::BOOLEAN THEN 'ok' ELSE 'failed' END")),
+        "type = 'platform.probe'",
     ),
 }
+_EVENT_COUNTER_SQL = "\nUNION ALL\n".join(
+    f"SELECT '{name}' AS name, {labels[0][1]} AS l1, "
+    f"{labels[1][1] if len(labels) > 1 else 'NULL::VARCHAR'} AS l2, count(*) AS n "
+    f"FROM new_events WHERE {where} GROUP BY ALL"
+    for name, (labels, where) in _EVENT_COUNTERS.items()
+)
 
 _ATTEMPT_COUNTER = """
 SELECT coalesce(team, 'unknown') AS team, coalesce(trigger, 'unknown') AS trigger,
@@ -300,11 +297,30 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
     ]
 
 
-def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> list[CounterDelta]:
-    """Fold `new_events` into the derived tables; return the counter increments this batch causes."""
+def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None,
+                   types: set[str] | None = None) -> list[CounterDelta]:
+    """Fold `new_events` into the derived tables; return the counter increments this batch causes.
+
+    `types` (the event types present in the batch, when the caller knows them) lets a batch skip the upserts of
+    derived tables it cannot touch: each statement has a fixed cost of milliseconds.
+    """
+    def has(prefix: str) -> bool:
+        return types is None or any(t.startswith(prefix) for t in types)
+
     deltas: list[CounterDelta] = []
-    for name, sql in _EVENT_COUNTERS.items():
-        deltas += _rows_to_deltas(name, con.execute(sql))
+    for name, l1, l2, n in con.execute(_EVENT_COUNTER_SQL).fetchall():
+        label_names = [k for k, _ in _EVENT_COUNTERS[name][0]]
+        values = [l1, l2][: len(label_names)]
+        deltas.append(CounterDelta(name, tuple(zip(label_names, (str(v) for v in values))), float(n)))
+
+    if has("notebook.kernel."):
+        con.execute(_UPSERT_KERNELS)
+    if has("notebook.registered") or has("notebook.updated") or has("notebook.promoted"):
+        con.execute(_UPSERT_NOTEBOOKS)
+    if has("notebook.schedule.registered"):
+        con.execute(_UPSERT_SCHEDULES)
+    if not has("notebook.run."):
+        return deltas
 
     con.execute(_BATCH_RUNS, {"batch_id": batch_id})
     con.execute(_FIRST_TERMINAL)
@@ -319,10 +335,6 @@ def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) 
     con.execute(_REPRO_CANDIDATES)
     con.execute(_UPSERT_BASELINES)
     deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
-
-    con.execute(_UPSERT_KERNELS)
-    con.execute(_UPSERT_NOTEBOOKS)
-    con.execute(_UPSERT_SCHEDULES)
     for t in ("batch_runs", "first_terminal", "repro_new"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return deltas
