@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timezone
-from typing import Any, Iterable, Literal
+from typing import Any, Generic, Iterable, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth import Principal, require_scope
+
+T = TypeVar("T")
 
 router = APIRouter(tags=["runs"])
 
@@ -94,9 +96,14 @@ class RunDetail(Run):
     cells: list[Cell] = Field(description="Per-cell durations in notebook order, with timeline offsets")
 
 
-class RunPage(BaseModel):
-    items: list[Run]
+class Page(BaseModel, Generic[T]):
+    """One page of a keyset-paged list."""
+
+    items: list[T]
     next_after: str | None = Field(None, description="Pass as `after` for the next page; null on the last page")
+
+
+RunPage = Page[Run]
 
 
 class KernelCrash(BaseModel):
@@ -126,9 +133,7 @@ class KernelCrash(BaseModel):
     event_id: str
 
 
-class KernelCrashPage(BaseModel):
-    items: list[KernelCrash]
-    next_after: str | None = None
+KernelCrashPage = Page[KernelCrash]
 
 
 class NotebookInfo(BaseModel):
@@ -159,9 +164,7 @@ class NotebookInfo(BaseModel):
     last_run_at: str | None
 
 
-class NotebookPage(BaseModel):
-    items: list[NotebookInfo]
-    next_after: str | None = None
+NotebookPage = Page[NotebookInfo]
 
 
 class Artifact(BaseModel):
@@ -185,9 +188,7 @@ class Artifact(BaseModel):
     publications: int = Field(description="Publications seen for this artifact")
 
 
-class ArtifactPage(BaseModel):
-    items: list[Artifact]
-    next_after: str | None = None
+ArtifactPage = Page[Artifact]
 
 
 class QualityCheck(BaseModel):
@@ -211,9 +212,7 @@ class QualityCheck(BaseModel):
     event_id: str
 
 
-class QualityPage(BaseModel):
-    items: list[QualityCheck]
-    next_after: str | None = None
+QualityPage = Page[QualityCheck]
 
 
 class SecurityEvent(BaseModel):
@@ -240,9 +239,7 @@ class SecurityEvent(BaseModel):
     event_id: str
 
 
-class SecurityPage(BaseModel):
-    items: list[SecurityEvent]
-    next_after: str | None = None
+SecurityPage = Page[SecurityEvent]
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
