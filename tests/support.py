@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class WebhookSink:
+    """A webhook receiver on loopback (Alertmanager's receivers in tests): records every POST's path, headers and
+    JSON body."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict]] = []
+        self.headers: list[tuple[str, dict[str, str]]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.headers.append((self.path, dict(self.headers)))
+                sink.received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def payloads(self, path: str) -> list[dict]:
+        return [p for rp, p in list(self.received) if rp == path]
+
+    def alerts(self, path: str) -> list[dict]:
+        return [a for p in self.payloads(path) for a in p["alerts"]]
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def event(i: int | str, type_: str, data: dict[str, Any], *, source: str = "test://suite",

@@ -10,14 +10,11 @@ shortened to seconds (routes, receivers and inhibition unchanged). Binaries come
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -27,10 +24,7 @@ import yaml
 from slo.rules import generate, render_env_template, runbooks
 from slo.spec import parse_spec
 
-try:
-    from tests.support import Collector, create_token, free_port
-except ImportError:  # pytest run without the repository root on sys.path
-    from support import Collector, create_token, free_port
+from tests.support import Collector, WebhookSink, create_token, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SLO = "scheduled-run-success"
@@ -58,29 +52,6 @@ def e2e_spec():
     raw["alert_windows"] = E2E_WINDOWS
     raw["slos"] = [s for s in raw["slos"] if s["name"] == SLO]
     return parse_spec(raw)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                sink.received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def payloads(self, path: str) -> list[dict]:
-        return [p for rp, p in list(self.received) if rp == path]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
@@ -115,7 +86,7 @@ def failed_run(team: str, outcome: str = "failed") -> dict:
 def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
     prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
     procs: list[subprocess.Popen] = []
-    sink = Sink()
+    sink = WebhookSink()
     tokens = tmp_path / "tokens.yaml"
     ingest_token = create_token(tokens, "e2e-ingest", "ingest")
     read_token = create_token(tokens, "e2e-read", "read")

@@ -7,14 +7,10 @@ binary fails these tests.
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,6 +18,7 @@ import pytest
 import yaml
 
 from slo.rules import render_env_template, template_variables
+from tests.support import WebhookSink, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "alerts" / "alertmanager.yml"
@@ -160,39 +157,6 @@ def test_grouping_inhibition_and_intervals():
 # --- real Alertmanager: routing and inhibition in action ---------------------------------------------------------
 
 
-class Sink:
-    """A webhook receiver: records (path, payload) of every POST."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
-        self.headers: list[tuple[str, dict[str, str]]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                sink.headers.append((self.path, dict(self.headers)))
-                sink.received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def alerts(self, path: str) -> list[dict]:
-        return [a for p, payload in list(self.received) if p == path for a in payload["alerts"]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fast_timings(config_text: str) -> str:
     """Our config with every group_wait/group_interval shortened to seconds, nothing else changed."""
     cfg = yaml.safe_load(config_text)
@@ -231,7 +195,7 @@ def start_alertmanager(tmp_path: Path, config_text: str) -> tuple[subprocess.Pop
 
 
 def test_real_alertmanager_routes_and_inhibits(tmp_path):
-    sink = Sink()
+    sink = WebhookSink()
     config = fast_timings(render_env_template(TEMPLATE.read_text(), env_for(sink.url)))
     proc, am = start_alertmanager(tmp_path, config)
     try:
