@@ -51,7 +51,7 @@ generate: install
 check-generated: install
 	@if $(BIN)/observatory slo --help >/dev/null 2>&1; then $(BIN)/observatory slo generate --check; fi
 	@if $(BIN)/observatory dashboards --help >/dev/null 2>&1; then $(BIN)/observatory dashboards build --check; fi
-	$(BIN)/python -m collector.docs_gen --check
+	$(BIN)/python -m collector.contract.docs_gen --check
 
 ## bench: run the benchmarks (figures into docs/performance.md)
 bench: install-test

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import gen_events  # noqa: E402
 
 from collector.storage import db as dbmod  # noqa: E402
-from collector.writer import EVENT_COLUMNS, EVENT_SCHEMA  # noqa: E402
+from collector.storage.schema import EVENT_COLUMNS, EVENT_SCHEMA  # noqa: E402
 
 OBSERVATORY = str(Path(sys.executable).parent / "observatory")
 DOC = ROOT / "docs" / "performance.md"
@@ -249,9 +249,9 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
     import resource
     from concurrent.futures import Future
 
-    from collector import bulk
-    from collector.file_ingest import _open_store
-    from collector.writer import _Write
+    from collector.contract import bulk
+    from collector.ingest.files import _open_store
+    from collector.ingest.writer import _Write
 
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.redaction import PREFILTER_PATTERN, has_candidate, redact_text, redact_value  # noqa: E402
+from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text, redact_value  # noqa: E402
 
 _rnd = random.Random(7)
 

@@ -18,7 +18,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import machine, write_section  # noqa: E402
-from collector.metrics import CounterStore  # noqa: E402
+from collector.metrics.counters import CounterStore  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
 from collector.storage.derive import update_derived  # noqa: E402
 from tests.support import Collector  # noqa: E402

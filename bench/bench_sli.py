@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_sli.py --events 1000000 --no-write
 
 The history (60 days, 20 teams, 1,000 notebooks, 200 hourly schedules) is generated with numpy and committed
-through the real writer (collector.writer: dedup, derive.py, counters) in 200k-event batches, bypassing only HTTP
+through the real writer (collector.ingest.writer: dedup, derive.py, counters) in 200k-event batches, bypassing only HTTP
 parsing and pydantic validation. Each measured phase runs in a fresh subprocess so that its peak RSS
 (ru_maxrss) is its own. Figures go to docs/performance.md between the sli markers (other sections untouched).
 """
@@ -129,7 +129,7 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
     """The event mix as an Arrow table in arrival order (~1% of terminal events arrive 1-6 h late)."""
     import duckdb
 
-    from collector.writer import EVENT_SCHEMA
+    from collector.storage.schema import EVENT_SCHEMA
 
     span = 60 * 86400
     t0 = int((now - timedelta(seconds=span)).timestamp() * 1e6)
@@ -146,9 +146,9 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
 
 
 def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
-    from collector.metrics import CounterStore
+    from collector.metrics.counters import CounterStore
     from collector.storage import db as dbmod
-    from collector.writer import Writer
+    from collector.ingest.writer import Writer
 
     table = generate(n_events, now)
     t0 = time.perf_counter()
@@ -179,7 +179,7 @@ def _peak_mib() -> float:
 
 def phase(name: str, db: Path, now_iso: str) -> dict:
     from collector.storage import db as dbmod
-    from slo import sli as engine
+    from slo.sli import engine as engine
 
     now = datetime.fromisoformat(now_iso)
     cfg = engine.SliConfig()
@@ -201,8 +201,8 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         st = engine.rebuild(con, cfg)
         res.update(seconds=time.perf_counter() - t0, attempts=st.attempts, missed=st.new_missed)
     elif name == "incremental":
-        from collector.metrics import CounterStore
-        from collector.writer import Writer
+        from collector.metrics.counters import CounterStore
+        from collector.ingest.writer import Writer
 
         engine.fold(con, cfg, now=now)
         t0 = time.perf_counter()

@@ -10,9 +10,11 @@ import uuid
 from fastapi import FastAPI, Request
 from opentelemetry import trace
 
-from collector.auth import TokenStore
-from collector.config import Settings
-from collector.store import Store
+from collector import areas
+from collector.api import errors
+from collector.api.auth import TokenStore
+from collector.settings import Settings
+from collector.ingest.store import Store
 from collector.telemetry import request_id_var, setup_tracing
 
 log = logging.getLogger("collector.http")
@@ -33,26 +35,6 @@ TAGS = [
 ]
 
 
-def _register_gauge_sources(store: Store) -> None:
-    """SQL-backed gauges of the other areas, computed by the refresher (never during a scrape)."""
-    import importlib
-
-    # --- gauge sources --- (module, function(cursor) -> iterable of prometheus metric families)
-    sources = [
-        ("slo.sli_metrics", "sli_metrics"),
-        ("cost.metrics", "cost_metrics"),
-    ]
-    # --- end gauge sources ---
-    for module, fn in sources:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # that area is not installed in this build
-            raise
-        store.refresher.register(f"{module}.{fn}", getattr(mod, fn))
-
-
 def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -60,7 +42,8 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     async def lifespan(app: FastAPI):
         store = Store(settings)
         app.state.store = store
-        _register_gauge_sources(store)
+        for source in areas.gauge_sources():
+            store.refresher.register(source, reserved=store.builtin_metric_names())
         for hook in app.state.startup_hooks:
             hook(app)
         store.start()
@@ -107,30 +90,8 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
             span_cm.__exit__(None, None, None)
             request_id_var.reset(token)
 
-    # --- routers ---
-    from collector.api import ingest, ops
-
-    app.include_router(ingest.router)
-    app.include_router(ops.router)
-    from collector import jupyter_events, openlineage, otlp
-
-    app.include_router(jupyter_events.router)
-    app.include_router(openlineage.router)
-    app.include_router(otlp.router)
-    from collector.api import runs
-
-    app.include_router(runs.router)
-    app.openapi_tags.append(runs.TAG)
-    from collector.api import sli
-
-    app.include_router(sli.router)
-    from cost import api as cost_api
-
-    app.include_router(cost_api.router)
-    app.openapi_tags.append(cost_api.TAG)
-    from collector import alertmanager
-
-    app.include_router(alertmanager.router)
-    app.openapi_tags.append(alertmanager.TAG)
-    # --- end routers ---
+    errors.install(app)
+    for r in areas.ROUTERS:
+        app.include_router(r.router)
+    app.openapi_tags.extend(areas.openapi_tags())
     return app

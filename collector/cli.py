@@ -14,6 +14,9 @@ from typing import Optional
 
 import typer
 
+from collector import areas
+from collector.settings import Settings
+
 app = typer.Typer(
     name="observatory",
     help="Notebook Observatory: collector, SLIs, SLO rules, billing and dashboards for notebook platforms.",
@@ -23,7 +26,7 @@ app = typer.Typer(
 tokens_app = typer.Typer(help="Manage API tokens (stored as SHA-256 digests).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 
-DEFAULT_DB = Path(os.environ.get("OBSERVATORY_DB", "var/observatory.duckdb"))
+DEFAULT_DB = Settings().db
 DEFAULT_TOKENS = Path(os.environ.get("OBSERVATORY_TOKENS_FILE", "var/tokens.yaml"))
 
 
@@ -55,7 +58,7 @@ def serve(
     import uvicorn
 
     from collector.app import create_app
-    from collector.config import Settings
+    from collector.settings import Settings
     from collector.telemetry import setup_logging
 
     if no_auth and not _is_loopback(host):
@@ -65,7 +68,7 @@ def serve(
     settings = Settings(db=db, host=host, port=port, auth=not no_auth, tokens_file=tokens_file, log_level=log_level)
     demo_token: str | None = None
     if demo:
-        from collector.auth import write_token
+        from collector.api.auth import write_token
 
         if not no_auth:
             demo_token = write_token(tokens_file, "demo", ["ingest", "read", "admin"])
@@ -88,7 +91,7 @@ def serve(
 
 
 def _backfill_demo(db: Path, days: int) -> None:
-    from collector import demo as demo_mod
+    from collector.demo import platform as demo_mod
     from collector.storage import db as dbmod
 
     con = dbmod.connect(db)
@@ -105,7 +108,7 @@ def _backfill_demo(db: Path, days: int) -> None:
 
 
 def _start_live_demo(base: str, token: str | None, rate: float) -> None:
-    from collector import demo as demo_mod
+    from collector.demo import platform as demo_mod
 
     t = threading.Thread(target=demo_mod.stream_live, args=(base, token, rate), daemon=True, name="demo-live")
     t.start()
@@ -121,7 +124,7 @@ def ingest(
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Load event files with the same validation, redaction, dedup and dead-lettering as the API."""
-    from collector import file_ingest
+    from collector.ingest import files as file_ingest
 
     if (db is None) == (url is None):
         typer.echo("error: give exactly one of --db or --url", err=True)
@@ -151,7 +154,7 @@ def demo_cmd(
     rate: float = typer.Option(5.0, help="Live events per second"),
 ) -> None:
     """Deterministic synthetic platform: teams, notebooks, schedules, runs, kernels, checks, probes, secrets."""
-    from collector import demo as demo_mod
+    from collector.demo import platform as demo_mod
 
     end = datetime.now(timezone.utc)
     if out is not None:
@@ -173,7 +176,7 @@ def schema(
     type: Optional[str] = typer.Option(None, "--type", help="Only this event type"),
 ) -> None:
     """Print the JSON Schema of the event types (the same document as GET /v1/schema)."""
-    from collector.events import json_schemas
+    from collector.contract.events import json_schemas
 
     schemas = json_schemas()
     if type is not None:
@@ -187,7 +190,7 @@ def schema(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def run(ctx: typer.Context) -> None:
     """Execute a notebook with papermill and report the run: NOTEBOOK [-p KEY VALUE]… [--output OUT] [--collector URL] (see --help)."""
-    from collector import papermill_runner
+    from collector.emitters import papermill_runner
 
     raise typer.Exit(papermill_runner.main(list(ctx.args)))
 
@@ -200,7 +203,7 @@ def tokens_create(
     file: Path = typer.Option(DEFAULT_TOKENS, help="Token file"),
 ) -> None:
     """Create a token; prints it once (only its digest is stored)."""
-    from collector.auth import SCOPES, write_token
+    from collector.api.auth import SCOPES, write_token
 
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
     bad = set(scope_list) - set(SCOPES)
@@ -210,29 +213,8 @@ def tokens_create(
     typer.echo(write_token(file, name, scope_list, team))
 
 
-def _mount_optional() -> None:
-    """Mount the sub-commands of the other areas (slo, billing, report, dashboards) when present."""
-    import importlib
-
-    for module, attr, name in (
-        ("slo.cli", "slo_app", "slo"),
-        ("cost.cli", "billing_app", "billing"),
-        ("cost.cli", "report_app", "report"),
-        ("dashboards.cli", "dashboards_app", "dashboards"),
-        ("slo.sli_cli", "sli_app", "sli"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module or module.startswith(str(exc.name)):
-                continue
-            raise
-        sub = getattr(mod, attr, None)
-        if sub is not None:
-            app.add_typer(sub, name=name)
-
-
-_mount_optional()
+for _name, _group in areas.cli_groups():
+    app.add_typer(_group, name=_name)
 
 if __name__ == "__main__":
     app()

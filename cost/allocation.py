@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from cost.schema import TABLE, UNALLOCATED
-from cost.sql import lit
+from collector.storage.sqltext import lit
 
 RUNS_EMPTY = ("(SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS INTEGER) AS attempt, "
               "CAST(NULL AS VARCHAR) AS notebook_id, CAST(NULL AS VARCHAR) AS team, "

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 
 from cost.errors import CostInputError
 from cost.normalize import Check, Plan, TagSource
-from cost.sql import case_map, lit, money_t, q, text_t, ts_t
+from collector.storage.sqltext import ident as q, lit
+from cost.sql import case_map, money_t, text_t, ts_t
 
 SOURCE = "aws-cur"
 REQUIRED = ("bill_billing_period_start_date", "bill_billing_period_end_date", "bill_payer_account_id",

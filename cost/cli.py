@@ -30,7 +30,7 @@ def _report_group() -> None:
 console = Console(stderr=True)
 out = Console()
 
-DB_OPT = typer.Option(None, "--db", help="DuckDB file (default $OBSERVATORY_DB or ./var/observatory.duckdb)")
+DB_OPT = typer.Option(None, "--db", help="DuckDB file (default: $OBSERVATORY_DB, else the collector's default)")
 
 
 def _open(db: Optional[Path]):

@@ -11,7 +11,8 @@ from cost import schema
 from cost.errors import CostInputError
 from cost.normalize import (Check, Plan, TagSource, canon_value_sql, _CHARGE_CATEGORY, _CHARGE_FREQUENCY,
                             _SERVICE_CATEGORY)
-from cost.sql import money_t, q, text_t, ts_t
+from collector.storage.sqltext import ident as q
+from cost.sql import money_t, text_t, ts_t
 
 SOURCE = "focus"
 # columns a FOCUS file must have; the rest of the 1.2 set may be absent (older versions, conditional columns)

@@ -20,7 +20,8 @@ import duckdb
 
 from cost.errors import CostInputError
 from cost.normalize import Check, Plan, TagSource
-from cost.sql import case_map, money, money_t, nz, q, text_t, ts_t
+from collector.storage.sqltext import ident as q
+from cost.sql import case_map, money, money_t, nz, text_t, ts_t
 
 SOURCE = "gcp-export"
 REQUIRED = ("billing_account_id", "service.description", "usage_start_time", "usage_end_time", "cost", "currency",

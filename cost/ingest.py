@@ -18,7 +18,7 @@ import pyarrow as pa
 from cost import aws_cur, focus, gcp_export, normalize, store
 from cost.config import CostSettings, load_settings
 from cost.errors import CostInputError
-from cost.sql import lit
+from collector.storage.sqltext import lit
 
 FORMATS = ("focus", "aws-cur", "gcp-export")
 NORMALISER_VERSION = "1"

@@ -8,8 +8,12 @@ from decimal import Decimal
 import polars as pl
 from prometheus_client.core import GaugeMetricFamily
 
+from collector import conventions as C
 from cost import allocation, budget
 from cost.config import CostSettings, load_settings
+
+COST_GAUGES = (C.COST_USD, C.COST_PER_RUN_USD, C.COST_MOM_RATIO, C.COST_BUDGET_USD, C.COST_FORECAST_USD,
+               C.BILLING_LAST_SYNC)
 
 
 def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None = None) -> list[GaugeMetricFamily]:
@@ -17,17 +21,17 @@ def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None
     now = now or datetime.now(timezone.utc)
     month = budget.current_month(now)
     prev = budget.previous_month(month)
-    cost = GaugeMetricFamily("notebook_cost_usd", "Allocated cost (FOCUS EffectiveCost) by team, billing period and "
+    cost = GaugeMetricFamily(C.COST_USD, "Allocated cost (FOCUS EffectiveCost) by team, billing period and "
                              "allocation (direct, proportional, unallocated)",
                              labels=["team", "billing_period", "allocation"])
-    per_run = GaugeMetricFamily("notebook_cost_per_run_usd", "Allocated cost per run with cost, current billing "
+    per_run = GaugeMetricFamily(C.COST_PER_RUN_USD, "Allocated cost per run with cost, current billing "
                                 "month (M4)", labels=["team"])
-    mom = GaugeMetricFamily("notebook_cost_month_over_month_ratio", "Forecast cost of the current billing month / "
+    mom = GaugeMetricFamily(C.COST_MOM_RATIO, "Forecast cost of the current billing month / "
                             "cost of the previous one (M10)", labels=["team"])
-    bud = GaugeMetricFamily("notebook_cost_budget_usd", "Monthly budget per team (config)", labels=["team"])
-    fc = GaugeMetricFamily("notebook_cost_forecast_usd", "Forecast cost of the current billing month per team",
+    bud = GaugeMetricFamily(C.COST_BUDGET_USD, "Monthly budget per team (config)", labels=["team"])
+    fc = GaugeMetricFamily(C.COST_FORECAST_USD, "Forecast cost of the current billing month per team",
                            labels=["team"])
-    sync = GaugeMetricFamily("observatory_billing_last_sync_timestamp_seconds", "Unix time of the last successful "
+    sync = GaugeMetricFamily(C.BILLING_LAST_SYNC, "Unix time of the last successful "
                              "billing import or sync", labels=["source"])
     alloc = allocation.allocate(cur, [month, prev], as_of=now)
     if alloc.height:

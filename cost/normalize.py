@@ -17,7 +17,8 @@ import pyarrow as pa
 from cost import schema
 from cost.config import TagKeys
 from cost.errors import CostInputError
-from cost.sql import MONEY_T, entries_to_map, lit, norm_key, nz, q, tags_json
+from collector.storage.sqltext import ident as q, lit
+from cost.sql import MONEY_T, entries_to_map, norm_key, nz, tags_json
 
 # allowed values, matched case-insensitively and written in the FOCUS spelling
 _CHARGE_CATEGORY = {c.lower(): c for c in schema.CHARGE_CATEGORIES}

@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import re
 
+from collector.storage.sqltext import lit
 from cost.schema import MONEY
 
 MONEY_T = MONEY
-
-
-def q(name: str) -> str:
-    """Quote an identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(value: str | None) -> str:
-    """A SQL string literal (or NULL)."""
-    if value is None:
-        return "NULL"
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def nz(expr: str) -> str:

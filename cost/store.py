@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from cost import schema
-from cost.sql import lit
+from collector.storage.sqltext import lit
 
 ZERO = Decimal(0)
 

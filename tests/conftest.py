@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from collector.app import create_app
-from collector.auth import TokenEntry, TokenStore
-from collector.config import Settings
+from collector.api.auth import TokenEntry, TokenStore
+from collector.settings import Settings
 
 TOKENS = {
     "ingest": "ingest-token-0123456789abcdef",

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from opentelemetry import trace
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from collector.auth import Principal, require_scope
+from collector.api.auth import Principal, require_scope
 from collector.telemetry import request_id_var
-from collector.validation import BodyError, Validated, decode_body, split_items, validate_items
-from collector.writer import QueueFull, WriterStopped, rows_to_table
+from collector.api.deps import get_settings, get_store
+from collector.contract.body import BodyError, decode_body, split_items
+from collector.contract.validation import Validated, validate_items
+from collector.ingest.store import Store
+from collector.ingest.submit import submit
+from collector.settings import Settings
 
 router = APIRouter(tags=["ingest"])
 tracer = trace.get_tracer("collector.api")
@@ -82,22 +85,28 @@ def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int
     with tracer.start_as_current_span("ingest.parse"):
         raw = decode_body(body, ctype, cenc, max_inflated)
         items = split_items(raw, ctype)
-    if not items:
-        raise BodyError("no events in the request body")
-    if len(items) > max_events:
-        raise BodyError(f"{len(items)} events in one request; the limit is {max_events}", 413)
+    check_item_count(len(items), max_events)
     return validate_items(items)
 
 
+def check_item_count(n: int, max_events: int, what: str = "events") -> None:
+    """No items is unreadable (400); more than the limit is too large (413)."""
+    if not n:
+        raise BodyError(f"no {what} in the request body")
+    if n > max_events:
+        raise BodyError(f"{n} {what} in one request; the limit is {max_events}", "too_large")
+
+
 async def read_capped_body(request: Request, limit: int) -> bytes:
+    """The body as sent, refused with 413 as soon as it (or its declared length) passes `limit`."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyError(f"body of {declared} bytes exceeds the limit of {limit}", 413)
+        raise BodyError(f"body of {declared} bytes exceeds the limit of {limit}", "too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyError(f"body exceeds the limit of {limit} bytes", 413)
+            raise BodyError(f"body exceeds the limit of {limit} bytes", "too_large")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -126,49 +135,12 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
     },
     openapi_extra={"requestBody": REQUEST_BODY},
 )
-async def post_events(request: Request, principal: Principal = Depends(require_scope("ingest"))) -> Response:
-    settings = request.app.state.settings
-    try:
-        body = await read_capped_body(request, settings.max_body_bytes)
-        validated = await run_in_threadpool(
-            _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
-            settings.max_inflated_bytes, settings.max_events_per_request,
-        )
-    except BodyError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-    return await submit_validated(request, validated, channel="http")
-
-
-async def submit_validated(request: Request, validated: Validated, channel: str) -> Response:
-    """Hand validated rows to the writer and answer once committed (shared by the native adapters)."""
-    store = request.app.state.store
-    rid = request_id_var.get()
-    table = rows_to_table(validated.rows)
-    try:
-        fut = store.writer.submit(table, validated.rejections, channel=channel, request_id=rid)
-    except QueueFull as exc:
-        return JSONResponse({"detail": "ingest queue is full; retry later"}, status_code=429,
-                            headers={"Retry-After": str(int(exc.retry_after + 0.999))})
-    except WriterStopped:
-        return JSONResponse({"detail": "collector is shutting down"}, status_code=503, headers={"Retry-After": "5"})
-    with tracer.start_as_current_span("ingest.await_commit"):
-        try:
-            written = await asyncio.wrap_future(fut)
-        except Exception:  # noqa: BLE001 - logged by the writer
-            return JSONResponse({"detail": "the write failed and was rolled back; retry"}, status_code=503,
-                                headers={"Retry-After": "1"})
-    results: list[dict] = []
-    for pos, (idx, status) in enumerate(zip(validated.row_index, written.statuses)):
-        row = validated.rows[pos]
-        results.append({"index": idx, "status": status, "code": 201 if status == "accepted" else 200,
-                        "source": row["source"], "id": row["id"]})
-    for r in validated.rejections:
-        results.append({"index": r.index, "status": "rejected", "code": 422, "source": r.source, "id": r.id,
-                        "errors": r.errors})
-    results.sort(key=lambda r: r["index"])
-    accepted = sum(1 for s in written.statuses if s == "accepted")
-    body = {
-        "request_id": rid, "accepted": accepted, "duplicates": len(written.statuses) - accepted,
-        "rejected": len(validated.rejections), "batch_id": written.batch_id, "results": results,
-    }
-    return Response(orjson.dumps(body), status_code=200 if validated.rows else 422, media_type="application/json")
+async def post_events(request: Request, principal: Principal = Depends(require_scope("ingest")),
+                      store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> Response:
+    body = await read_capped_body(request, settings.max_body_bytes)
+    validated = await run_in_threadpool(
+        _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
+        settings.max_inflated_bytes, settings.max_events_per_request,
+    )
+    result = await submit(store, validated, channel="http", request_id=request_id_var.get())
+    return Response(orjson.dumps(result.body), status_code=result.status, media_type="application/json")

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from collector.auth import Principal, require_scope
-from collector.events import EVENT_TYPES, json_schemas
+from collector.api.auth import Principal, require_scope
+from collector.contract.events import EVENT_TYPES, json_schemas
 
 router = APIRouter()
 

@@ -17,17 +17,18 @@ before they were written, so a secret is never served here.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timezone
-from typing import Any, Generic, Iterable, Literal, TypeVar
+from typing import Any, Iterable, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+import duckdb
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.auth import Principal, require_scope
-
-T = TypeVar("T")
+from collector.api.auth import Principal, require_scope
+from collector.api.deps import parse_time, query, read_cursor, scoped_teams
+from collector.api.errors import BadRequest, NotFound
+from collector.api.where import Page, Where, decode_cursor, encode_cursor, page
 
 router = APIRouter(tags=["runs"])
 
@@ -94,13 +95,6 @@ class RunDetail(Run):
     env_hash: str | None = None
     attempts: int = Field(description="How many attempts this run has")
     cells: list[Cell] = Field(description="Per-cell durations in notebook order, with timeline offsets")
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a keyset-paged list."""
-
-    items: list[T]
-    next_after: str | None = Field(None, description="Pass as `after` for the next page; null on the last page")
 
 
 RunPage = Page[Run]
@@ -252,84 +246,16 @@ def _multi(values: list[str] | None) -> list[str]:
     return out
 
 
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    v = value.strip()
-    try:
-        if v.lstrip("-").isdigit():  # epoch milliseconds (Grafana's ${__from})
-            return datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise HTTPException(422, f"`{name}`: expected an RFC 3339 time or epoch milliseconds, got {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def _iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(timezone.utc).strftime(ISO)
 
 
-def _encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode().rstrip("=")
-
-
-def _decode_cursor(after: str | None, n: int) -> list[Any] | None:
-    if not after:
-        return None
-    try:
-        parts = orjson.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
-        if not isinstance(parts, list) or len(parts) != n:
-            raise ValueError
-        return parts
-    except (ValueError, orjson.JSONDecodeError):
-        raise HTTPException(422, "`after`: not a cursor returned by this endpoint") from None
-
-
-def _teams(principal: Principal, requested: list[str]) -> list[str]:
-    """The team filter, narrowed to the token's team when the token is limited to one."""
-    if principal.team is None:
-        return requested
-    if requested and any(t != principal.team for t in requested):
-        raise HTTPException(403, f"token {principal.name!r} may only read team {principal.team!r}")
-    return [principal.team]
-
-
 def _check_values(name: str, values: list[str], allowed: Iterable[str]) -> None:
     bad = sorted(set(values) - set(allowed))
     if bad:
-        raise HTTPException(422, f"`{name}`: unknown values {bad}; use {list(allowed)}")
-
-
-class _Where:
-    def __init__(self) -> None:
-        self.clauses: list[str] = []
-        self.params: list[Any] = []
-
-    def add(self, clause: str, *params: Any) -> None:
-        self.clauses.append(clause)
-        self.params.extend(params)
-
-    def any_of(self, col: str, values: list[Any]) -> None:
-        if values:
-            self.add(f"{col} IN ({', '.join('?' * len(values))})", *values)
-
-    def sql(self) -> str:
-        return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
-
-
-def _query(request: Request, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    with request.app.state.store.read_cursor() as cur:
-        cur.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
-
-
-def _page(rows: list[dict], limit: int, cursor_of) -> tuple[list[dict], str | None]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (cursor_of(rows[-1]) if more and rows else None)
+        raise BadRequest(f"`{name}`: unknown values {[b[:64] for b in bad[:20]]}; use {list(allowed)}", 422)
 
 
 def _json(v: Any) -> Any:
@@ -378,7 +304,7 @@ def _run_item(row: dict[str, Any]) -> dict[str, Any]:
                422: {"description": "a filter value is invalid"}},
 )
 def list_runs(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -396,8 +322,8 @@ def list_runs(
     states, triggers = _multi(state), _multi(trigger)
     _check_values("state", states, STATES)
     _check_values("trigger", triggers, TRIGGERS)
-    w = _Where()
-    w.any_of("r.team", _teams(principal, _multi(team)))
+    w = Where()
+    w.any_of("r.team", scoped_teams(principal, _multi(team)))
     w.any_of("r.notebook_id", _multi(notebook_id))
     w.any_of("r.state", states)
     w.any_of("r.trigger", triggers)
@@ -408,17 +334,17 @@ def list_runs(
         w.add("r.attempt >= ?", min_attempt)
     if latest_attempt:
         w.add("r.attempt = (SELECT max(x.attempt) FROM run_attempts x WHERE x.run_id = r.run_id)")
-    if (t := _time(since, "since")) is not None:
+    if (t := parse_time(since, "since")) is not None:
         w.add(f"{_RUN_TIME} >= ?", t)
-    if (t := _time(until, "until")) is not None:
+    if (t := parse_time(until, "until")) is not None:
         w.add(f"{_RUN_TIME} < ?", t)
-    cur = _decode_cursor(after, 3)
+    cur = decode_cursor(after, (str, str, int))
     if cur is not None:
-        w.add(f"({_RUN_TIME}, r.run_id, r.attempt) < (?, ?, ?)", _time(cur[0], "after"), cur[1], cur[2])
+        w.add(f"({_RUN_TIME}, r.run_id, r.attempt) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
     sql = (f"SELECT {_RUN_COLS} FROM run_attempts r LEFT JOIN notebooks n USING (notebook_id){w.sql()} "
            f"ORDER BY {_RUN_TIME} DESC, r.run_id DESC, r.attempt DESC LIMIT ?")
-    rows = _query(request, sql, w.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(_iso(r["time"]), r["run_id"], r["attempt"]))
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["run_id"], r["attempt"]))
     return RunPage(items=[Run(**_run_item(r)) for r in rows], next_after=nxt)
 
 
@@ -431,17 +357,17 @@ def list_runs(
     responses={404: {"description": "no such run (or attempt) visible to this token"}},
 )
 def get_run(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     run_id: str = Path(description="Run id, or `latest` (needs `notebook_id`)",
                        examples=["fin-revenue-daily@20261120T0600Z"]),
     principal: Principal = Depends(require_scope("read")),
     attempt: int | None = Query(None, ge=1, description="Attempt number; default the latest"),
     notebook_id: str | None = Query(None, description="With `run_id=latest`: the notebook"),
 ) -> RunDetail:
-    w = _Where()
+    w = Where()
     if run_id == "latest":
         if not notebook_id:
-            raise HTTPException(422, "`run_id=latest` needs `notebook_id`")
+            raise BadRequest("`run_id=latest` needs `notebook_id`", 422)
         w.add("r.notebook_id = ?", notebook_id)
     else:
         w.add("r.run_id = ?", run_id)
@@ -456,9 +382,9 @@ def get_run(
            f" FROM run_attempts r LEFT JOIN notebooks n USING (notebook_id){w.sql()}"
            f" ORDER BY {'r.ended_at IS NULL, ' if run_id == 'latest' else ''}{_RUN_TIME} DESC, r.attempt DESC"
            " LIMIT 1")
-    rows = _query(request, sql, w.params)
+    rows = query(db, sql, w.params)
     if not rows:
-        raise HTTPException(404, f"run {run_id!r}" + (f" attempt {attempt}" if attempt else "") + " not found")
+        raise NotFound(f"run {run_id[:256]!r}" + (f" attempt {attempt}" if attempt else "") + " not found")
     row = _run_item(rows[0])
     cells_raw = _json(row.pop("cells_json")) or []
     cells, offset = [], 0.0
@@ -485,7 +411,7 @@ _CRASH_FILTER = ("(e.type = 'notebook.kernel.died' OR (e.type = 'notebook.kernel
                 "message and trace as stored (redacted at ingest).",
 )
 def kernel_crashes(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -495,26 +421,26 @@ def kernel_crashes(
     limit: int = LimitQ,
     after: str | None = AfterQ,
 ) -> KernelCrashPage:
-    w = _Where()
+    w = Where()
     w.add(_CRASH_FILTER)
-    w.any_of("e.team", _teams(principal, _multi(team)))
+    w.any_of("e.team", scoped_teams(principal, _multi(team)))
     w.any_of("e.notebook_id", _multi(notebook_id))
     w.any_of("(e.data->>'reason')", _multi(reason))
-    if (t := _time(since, "since")) is not None:
+    if (t := parse_time(since, "since")) is not None:
         w.add("e.time >= ?", t)
-    if (t := _time(until, "until")) is not None:
+    if (t := parse_time(until, "until")) is not None:
         w.add("e.time < ?", t)
-    cur = _decode_cursor(after, 3)
+    cur = decode_cursor(after, (str, str, str))
     if cur is not None:
-        w.add("(e.time, e.source, e.id) < (?, ?, ?)", _time(cur[0], "after"), cur[1], cur[2])
+        w.add("(e.time, e.source, e.id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
     sql = ("SELECT e.time, e.type, e.data->>'reason' AS reason, e.kernel_id, e.team, e.owner, e.notebook_id,"
            " coalesce(e.data->>'notebook_path', n.notebook_path) AS notebook_path, e.environment,"
            " TRY_CAST(e.data->>'exit_code' AS INTEGER) AS exit_code, e.data->>'signal' AS signal,"
            " e.data->>'msg' AS message, e.data->>'traceback' AS traceback, e.source, e.id AS event_id"
            f" FROM events e LEFT JOIN notebooks n ON n.notebook_id = e.notebook_id{w.sql()}"
            " ORDER BY e.time DESC, e.source DESC, e.id DESC LIMIT ?")
-    rows = _query(request, sql, w.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
     for r in rows:
         r["time"] = _iso(r["time"])
     return KernelCrashPage(items=[KernelCrash(**r) for r in rows], next_after=nxt)
@@ -530,7 +456,7 @@ def kernel_crashes(
                 "(the executive dashboard's 'notebooks promoted').",
 )
 def list_notebooks(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -542,8 +468,8 @@ def list_notebooks(
     limit: int = LimitQ,
     after: str | None = AfterQ,
 ) -> NotebookPage:
-    w = _Where()
-    w.any_of("n.team", _teams(principal, _multi(team)))
+    w = Where()
+    w.any_of("n.team", scoped_teams(principal, _multi(team)))
     w.any_of("n.notebook_id", _multi(notebook_id))
     if owner:
         w.add("n.owner = ?", owner)
@@ -551,11 +477,11 @@ def list_notebooks(
         w.add("coalesce(n.critical, false) = ?", critical)
     if promoted is not None:
         w.add("n.promoted_at IS NOT NULL" if promoted else "n.promoted_at IS NULL")
-    if (t := _time(promoted_since, "promoted_since")) is not None:
+    if (t := parse_time(promoted_since, "promoted_since")) is not None:
         w.add("n.promoted_at >= ?", t)
-    if (t := _time(promoted_until, "promoted_until")) is not None:
+    if (t := parse_time(promoted_until, "promoted_until")) is not None:
         w.add("n.promoted_at < ?", t)
-    cur = _decode_cursor(after, 1)
+    cur = decode_cursor(after, (str,))
     if cur is not None:
         w.add("n.notebook_id > ?", cur[0])
     sql = f"""
@@ -579,8 +505,8 @@ def list_notebooks(
         FROM page p LEFT JOIN schedules s USING (notebook_id) LEFT JOIN recent rc USING (notebook_id)
         ORDER BY p.notebook_id
     """
-    rows = _query(request, sql, w.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(r["notebook_id"]))
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(r["notebook_id"]))
     for r in rows:
         r["tags"] = _json(r["tags"])
         for k in ("created_at", "registered_at", "promoted_at", "last_run_at"):
@@ -597,7 +523,7 @@ def list_notebooks(
                 "freshness SLA and whether it is stale (SLI M7), and its size. Ordered by notebook and artifact.",
 )
 def list_artifacts(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -605,16 +531,16 @@ def list_artifacts(
     limit: int = LimitQ,
     after: str | None = AfterQ,
 ) -> ArtifactPage:
-    inner = _Where()
+    inner = Where()
     inner.add("type = 'notebook.artifact.published'")
     inner.add("notebook_id IS NOT NULL AND (data->>'artifact') IS NOT NULL")
-    inner.any_of("team", _teams(principal, _multi(team)))
+    inner.any_of("team", scoped_teams(principal, _multi(team)))
     inner.any_of("notebook_id", _multi(notebook_id))
-    outer = _Where()
+    outer = Where()
     if stale is not None:
         outer.add("sla_seconds IS NOT NULL")
         outer.add("(age_seconds > sla_seconds) = ?", stale)
-    cur = _decode_cursor(after, 2)
+    cur = decode_cursor(after, (str, str))
     if cur is not None:
         outer.add("(notebook_id, artifact) > (?, ?)", cur[0], cur[1])
     sql = f"""
@@ -632,8 +558,8 @@ def list_artifacts(
         SELECT *, CASE WHEN sla_seconds IS NULL THEN NULL ELSE age_seconds > sla_seconds END AS stale
         FROM aged{outer.sql()} ORDER BY notebook_id, artifact LIMIT ?
     """
-    rows = _query(request, sql, inner.params + outer.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(r["notebook_id"], r["artifact"]))
+    rows = query(db, sql, inner.params + outer.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(r["notebook_id"], r["artifact"]))
     for r in rows:
         r["published_at"] = _iso(r["published_at"])
         r["age_seconds"] = round(float(r["age_seconds"]), 3)
@@ -648,7 +574,7 @@ def list_artifacts(
     description="`notebook.quality.checked` events (SLI M12): check name, result, the run that ran it.",
 )
 def list_quality(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -661,24 +587,24 @@ def list_quality(
 ) -> QualityPage:
     results = _multi(result)
     _check_values("result", results, ("pass", "fail"))
-    w = _Where()
+    w = Where()
     w.add("type = 'notebook.quality.checked'")
-    w.any_of("team", _teams(principal, _multi(team)))
+    w.any_of("team", scoped_teams(principal, _multi(team)))
     w.any_of("notebook_id", _multi(notebook_id))
     w.any_of("(data->>'result')", results)
     w.any_of("(data->>'check')", _multi(check))
-    if (t := _time(since, "since")) is not None:
+    if (t := parse_time(since, "since")) is not None:
         w.add("time >= ?", t)
-    if (t := _time(until, "until")) is not None:
+    if (t := parse_time(until, "until")) is not None:
         w.add("time < ?", t)
-    cur = _decode_cursor(after, 3)
+    cur = decode_cursor(after, (str, str, str))
     if cur is not None:
-        w.add("(time, source, id) < (?, ?, ?)", _time(cur[0], "after"), cur[1], cur[2])
+        w.add("(time, source, id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
     sql = ("SELECT time, notebook_id, team, owner, data->>'check' AS \"check\", data->>'result' AS result,"
            " CASE WHEN (data->>'result') = 'fail' THEN 1 ELSE 0 END AS failed, run_id, attempt, source, id AS event_id"
            f" FROM events{w.sql()} ORDER BY time DESC, source DESC, id DESC LIMIT ?")
-    rows = _query(request, sql, w.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
     for r in rows:
         r["time"] = _iso(r["time"])
     return QualityPage(items=[QualityCheck(**r) for r in rows], next_after=nxt)
@@ -699,7 +625,7 @@ KINDS = ("secret_detected", "redacted_at_ingest", "access_denied")
                 "themselves are never stored.",
 )
 def security_events(
-    request: Request,
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     principal: Principal = Depends(require_scope("read")),
     team: list[str] | None = TeamQ,
     notebook_id: list[str] | None = NotebookQ,
@@ -711,24 +637,24 @@ def security_events(
 ) -> SecurityPage:
     kinds = _multi(kind)
     _check_values("kind", kinds, KINDS)
-    w = _Where()
+    w = Where()
     w.add("(type IN ('notebook.security.secret_detected', 'notebook.security.access_denied') OR redactions > 0)")
-    w.any_of("team", _teams(principal, _multi(team)))
+    w.any_of("team", scoped_teams(principal, _multi(team)))
     w.any_of("notebook_id", _multi(notebook_id))
     w.any_of(_SECURITY_KIND, kinds)
-    if (t := _time(since, "since")) is not None:
+    if (t := parse_time(since, "since")) is not None:
         w.add("time >= ?", t)
-    if (t := _time(until, "until")) is not None:
+    if (t := parse_time(until, "until")) is not None:
         w.add("time < ?", t)
-    cur = _decode_cursor(after, 3)
+    cur = decode_cursor(after, (str, str, str))
     if cur is not None:
-        w.add("(time, source, id) < (?, ?, ?)", _time(cur[0], "after"), cur[1], cur[2])
+        w.add("(time, source, id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
     sql = (f"SELECT time, {_SECURITY_KIND} AS kind, type, team, owner, notebook_id, data->>'detector' AS detector,"
            " data->>'location' AS location, data->>'principal' AS principal, data->>'resource' AS resource,"
            " data->>'action' AS action, redactions, source, id AS event_id"
            f" FROM events{w.sql()} ORDER BY time DESC, source DESC, id DESC LIMIT ?")
-    rows = _query(request, sql, w.params + [limit + 1])
-    rows, nxt = _page(rows, limit, lambda r: _encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
     for r in rows:
         r["time"] = _iso(r["time"])
     return SecurityPage(items=[SecurityEvent(**r) for r in rows], next_after=nxt)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from collector.auth import Principal, require_scope
+from collector.api.auth import Principal, require_scope
 
 router = APIRouter(tags=["slis"])
 
@@ -120,7 +120,7 @@ async def get_sli(
     level: list[str] | None = Query(None, description="Scopes to return: platform, team, notebook, trigger "
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
-    from slo import sli as engine
+    from slo.sli import engine as engine
 
     cfg = getattr(request.app.state, "sli_config", None) or engine.SliConfig()
     if principal.team is not None:

@@ -1,0 +1,92 @@
+"""Alertmanager webhook receiver: `POST /v1/alertmanager` records the alerts Alertmanager delivers (SLI M13), and
+`GET /v1/alertmanager/pages` serves the pages and their M13 count.
+
+alerts/alertmanager.yml sends every page (the on-call and security receivers) here as well as to the humans.
+Mapping in collector/sources/alertmanager.py; SQL in collector/storage/alerts.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from collector.api.auth import Principal, require_scope
+from collector.api.deps import as_utc, get_store, read_cursor, scoped_team
+from collector.api.errors import BadRequest
+from collector.ingest.store import Store
+from collector.sources.alertmanager import AMWebhook, alert_rows
+from collector.storage.alerts import list_pages, pages_count, upsert_alerts
+
+router = APIRouter(tags=["alertmanager"])
+TAG = {"name": "alertmanager", "description": "Alertmanager webhook (pages for SLI M13) and the pages received."}
+
+
+class WebhookResult(BaseModel):
+    received: int = Field(description="alerts in the payload")
+    new: int = Field(description="alert instances seen for the first time")
+    new_pages: int = Field(description="of which pages (severity=page)")
+
+
+@router.post(
+    "/v1/alertmanager", response_model=WebhookResult, summary="Alertmanager webhook: record pages (SLI M13)",
+    description="Point an Alertmanager `webhook_configs` entry here (see alerts/alertmanager.yml) with a bearer token "
+                "that has the `ingest` scope. Answers 2xx only once the alerts are committed, so Alertmanager "
+                "retries anything not stored. Repeats and resolutions of an alert instance (fingerprint, startsAt) "
+                "update its row; they are never counted twice.",
+    responses={422: {"description": "not an Alertmanager v4 payload; the body says which field"},
+               429: {"description": "the writer queue is full; Alertmanager retries"}},
+)
+async def receive(payload: AMWebhook, principal: Principal = Depends(require_scope("ingest")),
+                  store: Store = Depends(get_store)) -> WebhookResult:
+    table = alert_rows(payload, datetime.now(timezone.utc))
+    new, new_pages = await asyncio.wrap_future(store.writer.execute(lambda con: upsert_alerts(con, table)))
+    return WebhookResult(received=len(payload.alerts), new=new, new_pages=new_pages)
+
+
+class AlertPage(BaseModel):
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    alertname: str
+    team: str | None
+    notebook: str | None
+    owner: str | None
+    slo: str | None
+    category: str | None
+    summary: str | None
+    runbook_url: str | None
+    receiver: str
+    notifications: int
+
+
+class PagesResponse(BaseModel):
+    since: datetime
+    until: datetime
+    team: str | None
+    count: int = Field(description="SLI M13: pages started in [since, until), deduplicated")
+    pages: list[AlertPage] = Field(description="the most recent pages first, at most `limit`")
+
+
+@router.get("/v1/alertmanager/pages", response_model=PagesResponse,
+            summary="Pages received from Alertmanager (SLI M13), deduplicated")
+async def pages(
+    since: datetime | None = Query(None, description="RFC 3339; default: `until` minus 30 days"),
+    until: datetime | None = Query(None, description="RFC 3339; default: now"),
+    team: str | None = Query(None),
+    limit: int = Query(100, ge=0, le=1000),
+    principal: Principal = Depends(require_scope("read")),
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
+) -> PagesResponse:
+    team = scoped_team(principal, team)
+    until = as_utc(until) if until else datetime.now(timezone.utc)
+    since = as_utc(since) if since else until - timedelta(days=30)
+    if since >= until:
+        raise BadRequest("since must be before until", 422)
+    count = pages_count(db, since, until, team)
+    return PagesResponse(since=since, until=until, team=team, count=count,
+                         pages=[AlertPage(**row) for row in list_pages(db, since, until, team, limit)])

@@ -1,0 +1,71 @@
+"""FastAPI dependencies shared by the routers: the store, the settings, a read cursor, the caller's team scope
+and time parameters. Routes declare what they need instead of reaching into `request.app.state`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import duckdb
+from fastapi import Depends, Request
+
+from collector.api.auth import Principal
+from collector.api.errors import BadRequest, Forbidden
+from collector.ingest.store import Store
+from collector.settings import Settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def read_cursor(store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of the shared connection for one request (reads never block the writer)."""
+    with store.read_cursor() as cur:
+        yield cur
+
+
+def query(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Rows as dicts, with values bound as parameters."""
+    cur.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def scoped_teams(principal: Principal, requested: list[str]) -> list[str]:
+    """The team filter, narrowed to the token's team when the token is limited to one (403 for another team)."""
+    if principal.team is None:
+        return requested
+    if requested and any(t != principal.team for t in requested):
+        raise Forbidden(f"token {principal.name!r} may only read team {principal.team!r}")
+    return [principal.team]
+
+
+def scoped_team(principal: Principal, requested: str | None) -> str | None:
+    """One optional team, narrowed to the token's team."""
+    teams = scoped_teams(principal, [requested] if requested else [])
+    return teams[0] if teams else None
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """RFC 3339 or epoch milliseconds (Grafana's `${__from}`) -> aware UTC; anything else is a 422 naming it."""
+    if value is None or value == "":
+        return None
+    v = value.strip()
+    try:
+        if v.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"`{name}`: expected an RFC 3339 time or epoch milliseconds, got {value[:64]!r}",
+                         422) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def as_utc(dt: datetime) -> datetime:
+    """A naive datetime from a query parameter is UTC."""
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)

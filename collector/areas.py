@@ -1,0 +1,57 @@
+"""The product's areas, listed once: which routers the app mounts, which SQL-backed gauge sources the refresher
+runs, and which command groups the CLI mounts. Every area is part of the one distribution (pyproject), so this is
+a plain list, not a discovery loop: a missing module is a broken install and fails loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from fastapi import APIRouter
+
+from collector.api import alertmanager, cost, ingest, jupyter, openlineage, ops, otlp, runs, sli
+from collector.metrics.refresher import GaugeSource
+
+
+@dataclass(frozen=True)
+class Router:
+    router: APIRouter
+    tag: dict[str, str] | None = None  # an OpenAPI tag the router adds to the app's
+
+
+ROUTERS: tuple[Router, ...] = (
+    Router(ingest.router),
+    Router(ops.router),
+    Router(jupyter.router),
+    Router(openlineage.router),
+    Router(otlp.router),
+    Router(runs.router, runs.TAG),
+    Router(sli.router),
+    Router(cost.router, cost.TAG),
+    Router(alertmanager.router, alertmanager.TAG),
+)
+
+
+def gauge_sources() -> list[GaugeSource]:
+    """The SQL-backed gauges of the SLO and cost areas, computed by the refresher (never during a scrape)."""
+    from cost.metrics import COST_GAUGES, cost_metrics
+    from slo.sli.gauges import SLI_GAUGES, sli_metrics
+
+    return [GaugeSource("slo.sli", SLI_GAUGES, sli_metrics), GaugeSource("cost", COST_GAUGES, cost_metrics)]
+
+
+def cli_groups() -> list[tuple[str, typer.Typer]]:
+    """(name, typer app) of the command groups of the other areas."""
+    from cost.cli import billing_app, report_app
+    from dashboards.cli import dashboards_app
+    from slo.cli import slo_app
+    from slo.sli.cli import sli_app
+
+    return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
+            ("sli", sli_app)]
+
+
+def openapi_tags() -> list[dict[str, Any]]:
+    return [r.tag for r in ROUTERS if r.tag]

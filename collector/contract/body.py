@@ -1,0 +1,81 @@
+"""Request bodies -> items: undo Content-Encoding under a size cap, split JSON / NDJSON.
+
+Pure functions shared by every channel. A body that cannot be read as a whole raises `BodyError` with a `kind`
+(`invalid`, `too_large`, `unsupported`); the web layer maps kinds to HTTP statuses (collector/api/errors.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import Any, Iterable, Literal
+
+import orjson
+
+from collector.contract.redaction import redact_text
+from collector.contract.validation import Rejection
+
+BodyErrorKind = Literal["invalid", "too_large", "unsupported"]
+
+
+class BodyError(ValueError):
+    """The request body as a whole cannot be read (not JSON, bad gzip, too large once inflated)."""
+
+    def __init__(self, message: str, kind: BodyErrorKind = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def decode_body(body: bytes, content_type: str | None, content_encoding: str | None, max_inflated: int) -> bytes:
+    """Undo Content-Encoding, refusing bodies that inflate past `max_inflated` (gzip bombs) with 413."""
+    enc = (content_encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        return body
+    if enc not in ("gzip", "x-gzip", "deflate"):
+        raise BodyError(f"unsupported Content-Encoding {content_encoding!r}; use gzip or identity", "unsupported")
+    wbits = 16 + zlib.MAX_WBITS if enc != "deflate" else zlib.MAX_WBITS
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, max_inflated + 1)
+    except zlib.error as exc:
+        raise BodyError(f"body is not valid {enc}: {exc}") from None
+    if len(out) > max_inflated or d.unconsumed_tail:
+        raise BodyError(f"decompressed body exceeds {max_inflated} bytes", "too_large")
+    return out
+
+
+def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:
+    """Parse JSON (object or array) or NDJSON into items; an unreadable NDJSON line becomes a Rejection alone."""
+    ctype = (content_type or "application/json").split(";")[0].strip().lower()
+    if ctype in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"):
+        items: list[Any | Rejection] = []
+        for i, line in enumerate(_lines(body)):
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                text = line.decode("utf-8", "replace")
+                items.append(
+                    Rejection(i, [{"path": "", "type": "json_invalid", "message": f"line {i + 1}: {exc}"}],
+                              redact_text(text[:65_536])[0])
+                )
+        return items
+    if ctype not in ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json"):
+        raise BodyError(f"unsupported Content-Type {content_type!r}; use application/json or application/x-ndjson",
+                        "unsupported")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(f"body is not valid JSON: {exc}") from None
+    return list(doc) if isinstance(doc, list) else [doc]
+
+
+def _lines(body: bytes) -> Iterable[bytes]:
+    for line in body.split(b"\n"):
+        line = line.strip()
+        if line:
+            yield line
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Helper for clients and tests."""
+    return gzip.compress(data)

@@ -1,0 +1,83 @@
+"""Every metric, recording-rule and label name the product exports or queries, in one place (as Sloth's
+`pkg/common/conventions`). The exporter, the SLI and cost gauge sources, the rule generator (slo/rules/) and the
+dashboards (dashboards/) import these names instead of spelling them out, so a rename is one edit and a typo is
+an ImportError, not a silent empty panel.
+"""
+
+from __future__ import annotations
+
+# ---- counters persisted with the events (collector/metrics/counters.py) ---------------------------------------
+RUN_ATTEMPTS_TOTAL = "notebook_run_attempts_total"
+RUN_DURATION_SECONDS = "notebook_run_duration_seconds"  # histogram
+KERNEL_SESSIONS_TOTAL = "notebook_kernel_sessions_total"
+KERNEL_CRASHES_TOTAL = "notebook_kernel_crashes_total"
+REPRODUCIBILITY_CHECKS_TOTAL = "notebook_reproducibility_checks_total"
+QUALITY_CHECKS_TOTAL = "notebook_quality_checks_total"
+SECRET_EXPOSURES_TOTAL = "notebook_secret_exposures_total"
+PLATFORM_PROBES_TOTAL = "notebook_platform_probes_total"
+EVENTS_INGESTED_TOTAL = "observatory_events_ingested_total"
+EVENTS_REJECTED_TOTAL = "observatory_events_rejected_total"
+EVENTS_DUPLICATE_TOTAL = "observatory_events_duplicate_total"
+
+# ---- live process values (collector/ingest/store.py, collector/api/native.py) ---------------------------------
+INGEST_QUEUE_DEPTH = "observatory_ingest_queue_depth"
+LAST_EVENT_TIMESTAMP = "observatory_last_event_timestamp_seconds"
+WRITER_LAST_COMMIT_SECONDS = "observatory_writer_last_commit_seconds"
+SQL_REFRESH_TIMESTAMP = "observatory_sql_refresh_timestamp_seconds"
+START_TIME = "observatory_start_time_seconds"
+NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family name (exposed with _total)
+
+# ---- SQL-backed gauges of the SLO area (slo/sli/gauges.py) ----------------------------------------------------
+SLI_RATIO = "notebook_sli_ratio"
+SLI_VALUE = "notebook_sli_value"
+SLI_SNAPSHOT_TIMESTAMP = "notebook_sli_snapshot_timestamp_seconds"
+ARTIFACT_AGE_SECONDS = "notebook_artifact_age_seconds"
+ARTIFACTS_STALE = "notebook_artifacts_stale"
+ARTIFACTS = "notebook_artifacts"
+SCHEDULED_RUNS_MISSED = "notebook_scheduled_runs_missed"  # counter family name (exposed with _total)
+CONSECUTIVE_FAILURES = "notebook_consecutive_failures"
+
+# ---- SQL-backed gauges of the cost area (cost/metrics.py) -------------------------------------------------------
+COST_USD = "notebook_cost_usd"
+COST_PER_RUN_USD = "notebook_cost_per_run_usd"
+COST_MOM_RATIO = "notebook_cost_month_over_month_ratio"
+COST_BUDGET_USD = "notebook_cost_budget_usd"
+COST_FORECAST_USD = "notebook_cost_forecast_usd"
+BILLING_LAST_SYNC = "observatory_billing_last_sync_timestamp_seconds"
+
+# ---- label names and reserved values ------------------------------------------------------------------------------
+TEAM = "team"
+TRIGGER = "trigger"
+ENVIRONMENT = "environment"
+OUTCOME = "outcome"
+REASON = "reason"
+RESULT = "result"
+SOURCE = "source"
+TARGET = "target"
+SLI = "sli"
+WINDOW = "window"
+STAT = "stat"
+NOTEBOOK = "notebook"
+OWNER = "owner"
+ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
+OTHER = "__other__"  # label values past a label's cap
+
+# ---- Sloth-compatible SLO recording rules and labels (slo/rules/) -------------------------------------------------
+SLI_ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"  # + window, e.g. slo:sli_error:ratio_rate5m
+OBJECTIVE_RATIO = "slo:objective:ratio"
+ERROR_BUDGET_RATIO = "slo:error_budget:ratio"
+TIME_PERIOD_DAYS = "slo:time_period:days"
+CURRENT_BURN_RATE = "slo:current_burn_rate:ratio"
+PERIOD_BURN_RATE = "slo:period_burn_rate:ratio"
+PERIOD_ERROR_BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
+SLO_INFO = "sloth_slo_info"
+SLOTH_ID = "sloth_id"
+SLOTH_SERVICE = "sloth_service"
+SLOTH_SLO = "sloth_slo"
+SLOTH_WINDOW = "sloth_window"
+SLOTH_SEVERITY = "sloth_severity"
+
+
+def sli_error_ratio(window: str) -> str:
+    """`slo:sli_error:ratio_rate<window>`, the recording rule of an SLO's error ratio over one window."""
+    return f"{SLI_ERROR_RATIO_PREFIX}{window}"

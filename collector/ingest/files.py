@@ -1,0 +1,500 @@
+"""`observatory ingest FILE...`: load event files with the same contract, redaction, dedup and dead letters as the API.
+
+Formats, by extension (then by content when the extension says nothing): `.json` (one event or an array),
+`.ndjson` / `.jsonl` (one event per line; an unreadable line is rejected alone, with its line number),
+`.parquet` (columns specversion, id, source, type, time, subject, data; `data` a JSON string or a struct, `time` a
+string or a timestamp), and any of them gzip-compressed (`.gz`).
+
+Two destinations:
+
+* `--db FILE`: the collector is not running. Opens the DuckDB file through `collector.ingest.store.Store` (migrations
+  included), validates chunks with the set-based path (`collector.contract.bulk`) and hands each chunk's Arrow table and
+  rejections to the same single writer the API uses (one transaction per chunk: dedup, derived tables, counters,
+  dead letters with channel `file`), with a bounded number of chunks in flight.
+* `--url URL`: the collector is running. Posts gzip NDJSON batches to `/v1/events`, retrying 429 after
+  `Retry-After` and 503 / connection errors with backoff, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from collector.contract.validation import Rejection
+
+NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".jsonlines"}
+JSON_SUFFIXES = {".json"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "subject", "data")
+REQUIRED_PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "data")
+MAX_IN_FLIGHT = 2  # chunks handed to the writer and not yet committed
+READ_BYTES = 256 * 1024 * 1024  # most NDJSON read per block; blocks aim at `chunk_rows` lines
+SAMPLES = 5  # rejections echoed in the summary
+
+
+class IngestError(Exception):
+    """A problem with the input as a whole or with the destination; the message is meant for the user."""
+
+
+@dataclass
+class _Input:
+    path: Path
+    fmt: str  # ndjson | json | parquet
+    gz: bool
+    size: int
+
+
+@dataclass
+class _Tally:
+    files: int = 0
+    events: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    fast: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, path: Path, rejections: list[Rejection]) -> None:
+        self.rejected += len(rejections)
+        for r in rejections[: max(0, SAMPLES - len(self.samples))]:
+            self.samples.append({"file": str(path), "index": r.index, "errors": r.errors})
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "files": self.files, "events": self.events, "accepted": self.accepted, "duplicates": self.duplicates,
+            "rejected": self.rejected, "seconds": round(seconds, 3),
+            "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
+        }
+        if self.samples:
+            out["rejected_samples"] = self.samples
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _inspect(path: Path) -> _Input:
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"{path}: no such file")
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, not an event file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except PermissionError:
+        raise IngestError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    size = path.stat().st_size
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = bool(suffixes) and suffixes[-1] in (".gz", ".gzip")
+    inner = suffixes[-2] if gz and len(suffixes) > 1 else (suffixes[-1] if suffixes and not gz else "")
+    if head[:2] == b"\x1f\x8b":
+        gz = True
+    elif gz:
+        raise IngestError(f"{path}: named .gz but is not gzip data")
+    if gz:
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4096)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"{path}: not valid gzip data ({exc})") from None
+    if inner in NDJSON_SUFFIXES:
+        fmt = "ndjson"
+    elif inner in JSON_SUFFIXES:
+        fmt = "json"
+    elif inner in PARQUET_SUFFIXES or head[:4] == b"PAR1":
+        fmt = "parquet"
+    else:
+        fmt = _sniff(head, path)
+    if fmt == "parquet" and gz:
+        raise IngestError(f"{path}: gzip-compressed Parquet is not supported; Parquet compresses its own pages")
+    return _Input(path, fmt, gz, size)
+
+
+def _sniff(head: bytes, path: Path) -> str:
+    text = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        first, _, rest = text.partition(b"\n")
+        if rest.strip():
+            try:
+                orjson.loads(first)
+                return "ndjson"  # a complete object on the first line and more after it
+            except orjson.JSONDecodeError:
+                return "json"
+        return "json"
+    raise IngestError(
+        f"{path}: unknown format; name it .json (object or array), .ndjson/.jsonl (one event per line) "
+        "or .parquet, optionally with .gz")
+
+
+def _open(inp: _Input):
+    return gzip.open(inp.path, "rb") if inp.gz else open(inp.path, "rb")
+
+
+def _raw_position(fh) -> int:
+    """Bytes consumed from the file on disk (for the progress bar), compressed or not."""
+    raw = getattr(fh, "fileobj", None)
+    try:
+        return (raw or fh).tell()
+    except (OSError, ValueError):
+        return 0
+
+
+@dataclass
+class _Chunk:
+    kind: str  # lines | items | table
+    data: Any
+    offset: int  # index of the chunk's first event in the file
+    first_line: int = 1
+    numbers: Any = None  # physical line numbers (NDJSON)
+    done_bytes: int = 0  # file bytes consumed once this chunk is read
+
+
+def _chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
+    if inp.fmt == "ndjson":
+        yield from _ndjson_chunks(inp, chunk_rows)
+    elif inp.fmt == "json":
+        yield from _json_chunks(inp, chunk_rows)
+    else:
+        yield from _parquet_chunks(inp, chunk_rows)
+
+
+def _ndjson_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
+    """Read blocks sized to hold about `chunk_rows` lines (from the average line length seen so far)."""
+    offset, line_no, carry = 0, 1, b""
+    seen_bytes, seen_lines = 0, 0
+    try:
+        with _open(inp) as fh:
+            while True:
+                avg = seen_bytes / seen_lines if seen_lines else 400
+                want = max(1 << 20, min(READ_BYTES, int(chunk_rows * avg * 1.02)) - len(carry))
+                block = fh.read(want)
+                buf = carry + block if carry else block
+                if not block:
+                    if buf:
+                        yield from _cut(buf, chunk_rows, offset, line_no, inp.size)
+                    return
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    carry = buf
+                    continue
+                carry, body = buf[cut + 1:], buf[:cut + 1]
+                newlines = body.count(b"\n")
+                seen_bytes, seen_lines = seen_bytes + len(body), seen_lines + newlines
+                for ch in _cut(body, chunk_rows, offset, line_no, _raw_position(fh)):
+                    offset = ch.offset + len(ch.data)
+                    yield ch
+                line_no += newlines
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise IngestError(f"{inp.path}: read failed ({exc})") from None
+
+
+def _cut(body: bytes, chunk_rows: int, offset: int, line_no: int, done: int) -> Iterator[_Chunk]:
+    """Split a block of whole lines into chunks of at most `chunk_rows` events."""
+    from collector.contract.bulk import split_lines
+
+    lines, numbers = split_lines(body, first_line=line_no)
+    for start in range(0, len(lines), chunk_rows):
+        part = lines.slice(start, chunk_rows)
+        yield _Chunk("lines", part, offset + start, numbers=numbers.slice(start, chunk_rows), done_bytes=done)
+
+
+def _json_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
+    try:
+        with _open(inp) as fh:
+            raw = fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise IngestError(f"{inp.path}: read failed ({exc})") from None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(f"{inp.path}: not valid JSON ({exc}); for one event per line use .ndjson") from None
+    items = doc if isinstance(doc, list) else [doc]
+    for start in range(0, len(items), chunk_rows):
+        yield _Chunk("items", items[start:start + chunk_rows], start, done_bytes=inp.size if
+                     start + chunk_rows >= len(items) else int(inp.size * (start + chunk_rows) / len(items)))
+
+
+def _parquet_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
+    try:
+        pf = pq.ParquetFile(inp.path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{inp.path}: not a readable Parquet file ({exc})") from None
+    names = set(pf.schema_arrow.names)
+    missing = [c for c in REQUIRED_PARQUET_COLUMNS if c not in names]
+    if missing:
+        raise IngestError(f"{inp.path}: Parquet file lacks the column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(PARQUET_COLUMNS)}")
+    cols = [c for c in PARQUET_COLUMNS if c in names]
+    total = max(1, pf.metadata.num_rows)
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=cols):
+            table = pa.Table.from_batches([batch])
+            yield _Chunk("table", table, offset, done_bytes=int(inp.size * min(1.0, (offset + len(table)) / total)))
+            offset += len(table)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{inp.path}: Parquet read failed ({exc})") from None
+
+
+def _inputs(files: list[Path]) -> list[_Input]:
+    if not files:
+        raise IngestError("no input files")
+    return [_inspect(Path(f)) for f in files]
+
+
+def _progress(enabled: bool, total_bytes: int, label: str) -> Any:
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    from rich.console import Console
+
+    if not enabled:
+        return None
+    # On stderr: stdout carries the JSON summary.
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --db
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _open_store(db: Path, chunk_rows: int):
+    import duckdb
+
+    from collector.settings import Settings
+    from collector.ingest.store import Store
+
+    settings = Settings(db=Path(db), auth=False, gauge_refresh_seconds=3600.0,
+                        max_batch_events=max(chunk_rows, 1),
+                        max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
+    try:
+        return Store(settings)
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "lock" in msg.lower():
+            raise IngestError(
+                f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
+                "Send the files to the running collector with --url http://HOST:PORT instead") from None
+        raise IngestError(f"{db}: cannot open the database ({msg})") from None
+    except duckdb.Error as exc:
+        raise IngestError(f"{db}: cannot open the database ({exc})") from None
+
+
+def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, progress: bool = True) -> dict:
+    """Validate `files` set-based and commit them into the DuckDB file `db` through the single writer."""
+    from collector.contract.bulk import BulkValidator, validate_parquet_table
+    from collector.ingest.writer import QueueFull
+
+    inputs = _inputs(files)
+    chunk_rows = max(1, int(chunk_rows))
+    t0 = time.perf_counter()
+    tally = _Tally()
+    store = _open_store(db, chunk_rows)
+    validator = BulkValidator()
+    store.writer.start()  # the gauge refresher stays off: nothing scrapes this process
+    pending: deque[tuple[Future, int]] = deque()
+
+    def settle(fut: Future, n: int) -> None:
+        try:
+            res = fut.result()
+        except Exception as exc:  # noqa: BLE001 - the writer rolled the chunk back; say so plainly
+            raise IngestError(f"{db}: writing a chunk of {n} events failed and was rolled back ({exc}); "
+                              "chunks committed before it are kept, re-running the same files is safe") from exc
+        acc = res.statuses.count("accepted")
+        tally.accepted += acc
+        tally.duplicates += len(res.statuses) - acc
+
+    bar = _progress(progress, sum(i.size for i in inputs), "ingest")
+    try:
+        if bar:
+            bar.start()
+        for inp in inputs:
+            task = bar.add_task(inp.path.name, total=max(1, inp.size), events=0) if bar else None
+            request_id = f"file:{inp.path}"[:512]
+            file_events = 0
+            for ch in _chunks(inp, chunk_rows):
+                if ch.kind == "lines":
+                    res = validator.validate_lines(ch.data, offset=ch.offset, line_numbers=ch.numbers)
+                elif ch.kind == "items":
+                    res = validator.validate_items(ch.data, offset=ch.offset)
+                else:
+                    res = validate_parquet_table(validator, ch.data, offset=ch.offset)
+                tally.events += res.total
+                tally.fast += res.fast
+                file_events += res.total
+                tally.reject(inp.path, res.rejections)
+                while True:
+                    while len(pending) >= MAX_IN_FLIGHT:
+                        settle(*pending.popleft())
+                    try:
+                        fut = store.writer.submit(res.table, res.rejections, channel="file", request_id=request_id)
+                        break
+                    except QueueFull:
+                        if not pending:
+                            raise
+                        settle(*pending.popleft())
+                pending.append((fut, res.table.num_rows))
+                if bar and task is not None:
+                    bar.update(task, completed=ch.done_bytes, events=file_events)
+            if bar and task is not None:
+                bar.update(task, completed=max(1, inp.size), events=file_events)
+            tally.files += 1
+        while pending:
+            settle(*pending.popleft())
+    finally:
+        if bar:
+            bar.stop()
+        validator.close()
+        try:
+            while pending:  # an error above: let what was handed over commit before closing
+                try:
+                    pending.popleft()[0].result()
+                except Exception:  # noqa: BLE001
+                    pass
+        finally:
+            store.close()
+    return tally.summary(time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --url
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _ndjson_batches(inp: _Input, batch_size: int) -> Iterator[tuple[list[bytes], int, int]]:
+    """(lines, index of the first, file bytes consumed) per batch, lines as they are in the file."""
+    if inp.fmt == "ndjson":
+        batch: list[bytes] = []
+        index = 0
+        try:
+            with _open(inp) as fh:
+                for raw in fh:
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    batch.append(line)
+                    if len(batch) >= batch_size:
+                        yield batch, index, _raw_position(fh)
+                        index += len(batch)
+                        batch = []
+                if batch:
+                    yield batch, index, inp.size
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise IngestError(f"{inp.path}: read failed ({exc})") from None
+        return
+    for ch in _chunks(inp, batch_size):
+        if ch.kind == "items":
+            lines = [orjson.dumps(x) for x in ch.data]
+        else:
+            from collector.contract.bulk import parquet_lines
+
+            lines = [x.encode() for x in parquet_lines(ch.data)[0].to_pylist()]
+        yield lines, ch.offset, ch.done_bytes
+
+
+def ingest_files_to_url(files: list[Path], url: str, token: str | None, batch_size: int = 5000,
+                        progress: bool = True) -> dict:
+    """Post `files` to a running collector as gzip NDJSON batches; the collector validates and commits."""
+    import httpx
+
+    inputs = _inputs(files)
+    batch_size = max(1, int(batch_size))
+    endpoint = url.rstrip("/") + "/v1/events"
+    if not endpoint.startswith(("http://", "https://")):
+        raise IngestError(f"--url must start with http:// or https://, not {url!r}")
+    headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    t0 = time.perf_counter()
+    tally = _Tally()
+    bar = _progress(progress, sum(i.size for i in inputs), "post")
+    with httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0)) as client:
+        try:
+            if bar:
+                bar.start()
+            for inp in inputs:
+                task = bar.add_task(inp.path.name, total=max(1, inp.size), events=0) if bar else None
+                sent = 0
+                for lines, index, done in _ndjson_batches(inp, batch_size):
+                    for part in _post(client, endpoint, headers, lines):
+                        tally.events += part["n"]
+                        tally.accepted += part["accepted"]
+                        tally.duplicates += part["duplicates"]
+                        rej = [Rejection(index + part["start"] + r["index"], r.get("errors") or [], "")
+                               for r in part["results"] if r.get("status") == "rejected"]
+                        tally.reject(inp.path, rej)
+                    sent += len(lines)
+                    if bar and task is not None:
+                        bar.update(task, completed=done, events=sent)
+                tally.files += 1
+        finally:
+            if bar:
+                bar.stop()
+    return tally.summary(time.perf_counter() - t0)
+
+
+def _post(client, endpoint: str, headers: dict[str, str], lines: list[bytes], start: int = 0) -> list[dict]:
+    """POST one batch with bounded retries; a batch the collector finds too large is split in two."""
+    import httpx
+
+    body = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)
+    delay, attempts = 0.5, 0
+    while True:
+        attempts += 1
+        try:
+            resp = client.post(endpoint, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            if attempts >= 8:
+                raise IngestError(f"cannot reach the collector at {endpoint}: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        if resp.status_code in (200, 422):
+            doc = resp.json()
+            return [{"start": start, "n": len(lines), "accepted": doc.get("accepted", 0),
+                     "duplicates": doc.get("duplicates", 0), "results": doc.get("results", [])}]
+        if resp.status_code == 413 and len(lines) > 1:
+            half = len(lines) // 2
+            return (_post(client, endpoint, headers, lines[:half], start)
+                    + _post(client, endpoint, headers, lines[half:], start + half))
+        if resp.status_code in (429, 503) and attempts < 12:
+            wait = delay
+            if resp.status_code == 429:
+                try:
+                    wait = float(resp.headers.get("Retry-After", delay))
+                except ValueError:
+                    wait = delay
+            time.sleep(min(max(wait, 0.05), 30.0))
+            delay = min(delay * 2, 10.0)
+            continue
+        detail = _detail(resp)
+        if resp.status_code in (401, 403):
+            raise IngestError(f"the collector refused the request ({resp.status_code}: {detail}); "
+                              "pass a token with the ingest scope via --token or OBSERVATORY_TOKEN")
+        raise IngestError(f"the collector answered {resp.status_code} for a batch of {len(lines)} events: {detail}")
+
+
+def _detail(resp) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text))[:500]
+    except ValueError:
+        return resp.text[:500]

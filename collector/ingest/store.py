@@ -1,0 +1,97 @@
+"""The storage service of one collector process: the DuckDB file, its single writer, the counter snapshot and
+the SQL-backed gauge refresher. The API, the CLI's direct-to-file ingest and the tests all go through this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from collector import conventions as C
+from collector.settings import Settings
+from collector.metrics.counters import CounterStore
+from collector.metrics.exposition import Exposition
+from collector.metrics.refresher import GaugeRefresher
+from collector.storage import db
+from collector.storage.derive import CounterDelta
+from collector.ingest.writer import Writer
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.con = db.connect(Path(settings.db))
+        self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
+                                      "target": 200})
+        self.counters.load(self.con)
+        self.writer = Writer(
+            self.con, self.counters,
+            max_queue_events=settings.max_queue_events, max_batch_events=settings.max_batch_events,
+            on_commit=[self._after_commit],
+        )
+        # Where the last accepted event of each source came from survives a restart.
+        for source, ts in self.con.execute(
+            "SELECT source, epoch(max(ingested_at)) FROM events GROUP BY source"
+        ).fetchall():
+            self.writer.last_ingest_by_source[source] = ts
+        self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds,
+                                        min_gap=settings.gauge_min_gap_seconds)
+        self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
+        self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []
+
+    def start(self) -> None:
+        self.writer.start()
+        self.refresher.start()
+
+    def close(self) -> None:
+        self.refresher.stop()
+        self.writer.stop()
+        try:
+            self.con.execute("CHECKPOINT")
+        finally:
+            self.con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    @contextlib.contextmanager
+    def read_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _after_commit(self, batch_id: int, deltas: list[CounterDelta]) -> None:
+        self.refresher.poke()
+        for hook in self.commit_hooks:
+            hook(batch_id, deltas)
+
+    def builtin_metric_names(self) -> set[str]:
+        """Family names the collector itself exposes (gauge sources may not claim them)."""
+        from collector.metrics.counters import COUNTERS, HISTOGRAM
+
+        return {n.removesuffix("_total") for n in COUNTERS} | {HISTOGRAM} | {m.name for m in self._live_metrics()}
+
+    def _live_metrics(self) -> list[Metric]:
+        w = self.writer
+        depth = GaugeMetricFamily(C.INGEST_QUEUE_DEPTH, "Events waiting for the writer.", value=w.queue_depth)
+        last = GaugeMetricFamily(
+            C.LAST_EVENT_TIMESTAMP,
+            "Wall-clock time an event from this source was last accepted.", labels=["source"])
+        for source, ts in sorted(w.last_ingest_by_source.items()):
+            last.add_metric([self.counters.capper("source", source)], ts)
+        commit = GaugeMetricFamily(C.WRITER_LAST_COMMIT_SECONDS,
+                                   "Duration of the writer's most recent transaction.", value=w.stats.last_commit_seconds)
+        refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
+                                    "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
+        up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
+        return [depth, last, commit, refresh, up]

@@ -1,0 +1,335 @@
+"""The single writer: one thread owns the DuckDB connection and commits many requests in one transaction.
+
+HTTP handlers (and the file ingester) hand validated rows to `Writer.submit`, which returns a Future resolved only
+after the transaction holding those rows has committed (DuckDB syncs its WAL on commit), so a 2xx answer means the
+events survive `kill -9`. The queue is bounded in events: when it is full, `submit` raises `QueueFull` at once
+(the API answers 429 with Retry-After) instead of buffering without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import duckdb
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from opentelemetry import trace
+
+from collector.metrics.counters import CounterStore
+from collector.storage.derive import CounterDelta, update_derived
+from collector.contract.validation import Rejection
+from collector.storage.schema import EVENT_COLUMNS, EVENT_SCHEMA
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("collector.ingest.writer")
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("ingest queue is full")
+        self.retry_after = retry_after
+
+
+class WriterStopped(Exception):
+    """The writer is shutting down: nothing more is accepted (the API answers 503 with Retry-After)."""
+
+
+class WriteFailed(Exception):
+    """The transaction holding a request's rows failed and was rolled back; the client should retry."""
+
+
+@dataclass(slots=True)
+class WriteResult:
+    statuses: list[str]  # per submitted row: "accepted" or "duplicate"
+    batch_id: int
+
+
+@dataclass(slots=True)
+class _Write:
+    table: pa.Table
+    rejections: list[Rejection]
+    channel: str
+    request_id: str | None
+    future: Future
+    size: int
+    span_context: trace.SpanContext | None = None
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[duckdb.DuckDBPyConnection], Any]
+    future: Future
+    size: int = 1
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    events: int = 0
+    last_commit_seconds: float = 0.0
+    commit_seconds: deque = field(default_factory=lambda: deque(maxlen=1024))
+    group_sizes: deque = field(default_factory=lambda: deque(maxlen=1024))
+
+
+class Writer:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        counters: CounterStore,
+        *,
+        max_queue_events: int = 200_000,
+        max_batch_events: int = 50_000,
+        on_commit: list[Callable[[int, list[CounterDelta]], None]] | None = None,
+    ) -> None:
+        self.con = con
+        self.counters = counters
+        self.max_queue_events = max_queue_events
+        self.max_batch_events = max_batch_events
+        self.on_commit = on_commit or []
+        self.stats = WriterStats()
+        self.last_ingest_by_source: dict[str, float] = {}
+        self._queue: deque[_Write | _Job] = deque()
+        self._queued_events = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ---- producer side --------------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queued_events
+
+    def submit(self, table: pa.Table, rejections: list[Rejection], *, channel: str = "http",
+               request_id: str | None = None) -> Future:
+        size = table.num_rows + len(rejections)
+        fut: Future = Future()
+        with self._cond:
+            if self._stopping:
+                raise WriterStopped("writer is shutting down")
+            if self._queued_events and self._queued_events + size > self.max_queue_events:
+                raise QueueFull(self._retry_after())
+            ctx = trace.get_current_span().get_span_context()
+            self._queue.append(_Write(table, rejections, channel, request_id, fut, size,
+                                      ctx if ctx.is_valid else None))
+            self._queued_events += size
+            self._cond.notify()
+        return fut
+
+    def execute(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Future:
+        """Run `fn(con)` in the writer thread inside its own transaction (for adapters with their own tables)."""
+        fut: Future = Future()
+        with self._cond:
+            if self._stopping:
+                raise WriterStopped("writer is shutting down")
+            self._queue.append(_Job(fn, fut))
+            self._queued_events += 1
+            self._cond.notify()
+        return fut
+
+    def _retry_after(self) -> float:
+        recent = list(self.stats.commit_seconds)[-32:]
+        per_batch = (sum(recent) / len(recent)) if recent else 0.5
+        batches_ahead = max(1.0, self._queued_events / max(1, self.max_batch_events))
+        return max(1.0, round(per_batch * batches_ahead, 1))
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread:
+            self._thread.join()
+
+    # ---- consumer side --------------------------------------------------------------------------------------
+
+    def _take(self) -> list[_Write | _Job] | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            taken: list[_Write | _Job] = []
+            n = 0
+            while self._queue and (not taken or n + self._queue[0].size <= self.max_batch_events):
+                item = self._queue.popleft()
+                taken.append(item)
+                n += item.size
+            return taken
+
+    def _release(self, items: list) -> None:
+        with self._cond:
+            self._queued_events -= sum(i.size for i in items)
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            if items is None:
+                return
+            writes: list[_Write] = []
+            for item in items + [None]:
+                if isinstance(item, _Write):
+                    writes.append(item)
+                    continue
+                if writes:
+                    self._commit_group(writes)
+                    writes = []
+                if isinstance(item, _Job):
+                    self._run_job(item)
+            self._release(items)
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            result = job.fn(self.con)
+            self.con.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            self._rollback()
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    def _rollback(self) -> None:
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+    def _commit_group(self, writes: list[_Write]) -> None:
+        try:
+            results, batch_id, deltas = self._transaction(writes)
+        except Exception as exc:  # noqa: BLE001
+            self._rollback()
+            if len(writes) > 1:
+                # One poison request must not fail its neighbours: retry each alone.
+                for w in writes:
+                    self._commit_group([w])
+                return
+            log.exception("writer transaction failed", extra={"request_id": writes[0].request_id})
+            failed = WriteFailed("the write failed and was rolled back; retry")
+            failed.__cause__ = exc
+            writes[0].future.set_exception(failed)
+            return
+        for hook in self.on_commit:
+            try:
+                hook(batch_id, deltas)
+            except Exception:  # noqa: BLE001
+                log.exception("on_commit hook failed")
+        for w, statuses in zip(writes, results):
+            w.future.set_result(WriteResult(statuses, batch_id))
+
+    def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
+        t0 = time.perf_counter()
+        con = self.con
+        now = datetime.now(timezone.utc)
+        links = [trace.Link(w.span_context) for w in writes if w.span_context is not None]
+        with tracer.start_as_current_span("writer.commit", links=links) as span:
+            tables = [w.table for w in writes if w.table.num_rows]
+            table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+            # First occurrence of a (source, id) within the group wins; later ones are duplicates.
+            # Set-based (polars), so a 100k-row file chunk costs no Python loop over its keys.
+            keys = pl.from_arrow(table.select(["source", "id"]))
+            assert isinstance(keys, pl.DataFrame)
+            first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() if len(keys) else \
+                pl.Series([], dtype=pl.Boolean)
+            staged = table if bool(first.all()) else table.filter(first.to_arrow())
+            con.execute("BEGIN TRANSACTION")
+            batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
+            n_inserted = 0
+            inserted_keys = keys.clear()
+            if staged.num_rows:
+                con.register("staged", staged)
+                returned = con.sql(
+                    f"INSERT INTO events ({EVENT_COLUMNS}, ingested_at, batch_id) "
+                    f"SELECT {EVENT_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged "
+                    "ON CONFLICT DO NOTHING RETURNING source, id", params=[now, batch_id]).to_arrow_table()
+                con.unregister("staged")
+                n_inserted = returned.num_rows
+                inserted_keys = pl.from_arrow(returned)  # type: ignore[assignment]
+            # A row is accepted when it is its key's first occurrence in the group and its insert happened.
+            if n_inserted == staged.num_rows:
+                accepted = first
+            else:
+                hit = keys.with_row_index("_i").join(inserted_keys, on=["source", "id"], how="semi")["_i"]
+                accepted = first & pl.int_range(len(keys), eager=True, dtype=hit.dtype).is_in(hit)
+            deltas: list[CounterDelta] = []
+            if n_inserted:
+                new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
+                con.register("new_events", new)
+                deltas = update_derived(con, batch_id, set(pc.unique(new.column("type")).to_pylist()))
+                con.unregister("new_events")
+            duplicates = len(keys) - n_inserted
+            if duplicates:
+                deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))
+            rejected = self._dead_letter(writes, now)
+            for reason, n in rejected.items():
+                deltas.append(CounterDelta("observatory_events_rejected_total", (("reason", reason),), float(n)))
+            folded = self.counters.fold(deltas)
+            self.counters.persist(con, folded)
+            con.execute(
+                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?)",
+                [batch_id, now, n_inserted, duplicates, sum(rejected.values())],
+            )
+            con.execute("COMMIT")
+            span.set_attribute("batch.id", batch_id)
+            span.set_attribute("batch.requests", len(writes))
+            span.set_attribute("batch.events", n_inserted)
+        # Committed: publish to the in-memory snapshot and answer the requests.
+        self.counters.apply(folded)
+        wall = time.time()
+        if n_inserted:
+            for s in inserted_keys["source"].unique().to_list():
+                self.last_ingest_by_source[s] = wall
+        status = pl.select(pl.when(accepted).then(pl.lit("accepted")).otherwise(pl.lit("duplicate"))).to_series() \
+            if len(keys) else pl.Series([], dtype=pl.String)
+        results: list[list[str]] = []
+        pos = 0
+        for w in writes:
+            n = w.table.num_rows
+            results.append(status.slice(pos, n).to_list())
+            pos += n
+        elapsed = time.perf_counter() - t0
+        self.stats.batches += 1
+        self.stats.events += n_inserted
+        self.stats.last_commit_seconds = elapsed
+        self.stats.commit_seconds.append(elapsed)
+        self.stats.group_sizes.append(len(writes))
+        return results, batch_id, deltas
+
+    def _dead_letter(self, writes: list[_Write], now: datetime) -> dict[str, int]:
+        rows = [
+            {
+                "received_at": now, "channel": w.channel, "request_id": w.request_id, "item_index": r.index,
+                "source": r.source, "event_id": r.id, "type": r.type, "reason": r.reason,
+                "errors": orjson.dumps(r.errors).decode(), "payload": r.payload,
+            }
+            for w in writes for r in w.rejections
+        ]
+        if not rows:
+            return {}
+        tbl = pa.Table.from_pylist(rows, schema=pa.schema([
+            ("received_at", pa.timestamp("us", tz="UTC")), ("channel", pa.string()), ("request_id", pa.string()),
+            ("item_index", pa.int32()), ("source", pa.string()), ("event_id", pa.string()), ("type", pa.string()),
+            ("reason", pa.string()), ("errors", pa.string()), ("payload", pa.string()),
+        ]))
+        self.con.register("dl_rows", tbl)
+        self.con.execute("INSERT INTO dead_letters BY NAME SELECT * FROM dl_rows")
+        self.con.unregister("dl_rows")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+        return counts

@@ -1,0 +1,111 @@
+"""SQL-backed gauges, computed off the scrape path: on a timer and soon after a committed batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import duckdb
+from prometheus_client.core import Metric
+
+log = logging.getLogger(__name__)
+
+
+GaugeFn = Callable[[duckdb.DuckDBPyConnection], Iterable[Metric]]
+
+
+@dataclass(frozen=True)
+class GaugeSource:
+    """A function computing metric families from SQL, and the family names it may emit (declared up front, as
+    prometheus_client's `describe()`, so that two sources claiming one name are refused at registration)."""
+
+    name: str
+    metrics: frozenset[str] | tuple[str, ...]
+    fn: GaugeFn
+
+
+class DuplicateMetric(ValueError):
+    """Two gauge sources (or a source and a built-in family) claim the same metric name."""
+
+
+class GaugeRefresher:
+    """Computes SQL-backed gauges off the scrape path: on a timer, and soon after a committed batch."""
+
+    def __init__(self, cursor_factory: Callable[[], duckdb.DuckDBPyConnection], interval: float = 15.0,
+                 min_gap: float = 1.0) -> None:
+        self._sources: dict[str, GaugeSource] = {}
+        self._owners: dict[str, str] = {}  # metric family name -> source name
+        self._cache: dict[str, list[Metric]] = {}
+        self._cursor_factory = cursor_factory
+        self._interval = interval
+        self._min_gap = min_gap
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_refresh: float = 0.0
+        self.version = 0
+        self.last_duration: float = 0.0
+
+    def register(self, source: GaugeSource, *, reserved: Iterable[str] = ()) -> None:
+        """Add a source; a metric name already claimed (by another source or in `reserved`) is an error."""
+        if source.name in self._sources:
+            raise DuplicateMetric(f"gauge source {source.name!r} is already registered")
+        taken = set(reserved)
+        for metric in source.metrics:
+            owner = self._owners.get(metric) or ("the collector" if metric in taken else None)
+            if owner:
+                raise DuplicateMetric(f"gauge source {source.name!r} emits {metric!r}, already emitted by {owner}")
+        for metric in source.metrics:
+            self._owners[metric] = source.name
+        self._sources[source.name] = source
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def refresh_now(self) -> None:
+        t0 = time.perf_counter()
+        cur = self._cursor_factory()
+        try:
+            for name, source in list(self._sources.items()):
+                try:
+                    families = list(source.fn(cur))
+                except Exception:  # a broken gauge source must not stop the others
+                    log.exception("gauge source failed", extra={"gauge_source": name})
+                    continue
+                undeclared = [f.name for f in families if f.name not in source.metrics]
+                if undeclared:
+                    log.error("gauge source emitted undeclared metrics; dropped",
+                              extra={"gauge_source": name, "metrics": undeclared})
+                self._cache[name] = [f for f in families if f.name in source.metrics]
+        finally:
+            cur.close()
+        self.last_duration = time.perf_counter() - t0
+        self.last_refresh = time.time()
+        self.version += 1
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gauge-refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh_now()
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.wait(self._min_gap):
+                return
+
+    def metrics(self) -> list[Metric]:
+        out: list[Metric] = []
+        for ms in list(self._cache.values()):
+            out.extend(ms)
+        return out

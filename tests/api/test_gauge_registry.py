@@ -1,0 +1,56 @@
+"""Gauge sources declare the metric names they emit; a second claim on a name is refused at registration (as
+prometheus_client's CollectorRegistry.register refuses duplicated timeseries)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+
+from collector import areas
+from collector.metrics.refresher import DuplicateMetric, GaugeRefresher, GaugeSource
+
+
+def _refresher() -> GaugeRefresher:
+    con = duckdb.connect()
+    return GaugeRefresher(con.cursor)
+
+
+def _fam(name: str):
+    return lambda cur: [GaugeMetricFamily(name, "test", value=1.0)]
+
+
+def test_two_sources_claiming_one_name_is_an_error() -> None:
+    r = _refresher()
+    r.register(GaugeSource("a", ("x_gauge",), _fam("x_gauge")))
+    with pytest.raises(DuplicateMetric, match="x_gauge"):
+        r.register(GaugeSource("b", ("y_gauge", "x_gauge"), _fam("y_gauge")))
+
+
+def test_a_source_cannot_claim_a_builtin_name() -> None:
+    with pytest.raises(DuplicateMetric, match="observatory_ingest_queue_depth"):
+        _refresher().register(GaugeSource("a", ("observatory_ingest_queue_depth",), _fam("x")),
+                              reserved={"observatory_ingest_queue_depth"})
+
+
+def test_same_source_name_twice_is_an_error() -> None:
+    r = _refresher()
+    r.register(GaugeSource("a", ("x_gauge",), _fam("x_gauge")))
+    with pytest.raises(DuplicateMetric):
+        r.register(GaugeSource("a", ("z_gauge",), _fam("z_gauge")))
+
+
+def test_undeclared_family_is_dropped_not_exposed() -> None:
+    r = _refresher()
+    r.register(GaugeSource("a", ("x_gauge",), lambda cur: [GaugeMetricFamily("x_gauge", "t", value=1.0),
+                                                           GaugeMetricFamily("sneaky", "t", value=2.0)]))
+    r.refresh_now()
+    assert [m.name for m in r.metrics()] == ["x_gauge"]
+
+
+def test_product_gauge_sources_do_not_overlap() -> None:
+    r = _refresher()
+    for source in areas.gauge_sources():
+        r.register(source)
+    names = [m for s in areas.gauge_sources() for m in s.metrics]
+    assert len(names) == len(set(names))
