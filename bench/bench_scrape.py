@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.report import machine, write_section  # noqa: E402
 from collector.metrics.counters import CounterStore  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
-from collector.storage.derive import update_derived  # noqa: E402
+from collector.storage.derive import typed_from_stored, update_derived  # noqa: E402
 from tests.support import Collector  # noqa: E402
 
 TYPES = ["notebook.run.succeeded", "notebook.run.failed", "notebook.kernel.started", "notebook.kernel.died",
@@ -49,7 +49,7 @@ def build(db: Path, n: int) -> float:
                0 AS redactions
         FROM range({n}) t(i)""")
     con.execute("INSERT INTO events SELECT *, now(), 1 FROM gen")
-    con.execute("CREATE TEMP VIEW new_events AS SELECT * FROM events")
+    con.execute("CREATE TEMP VIEW new_events AS " + typed_from_stored("events"))
     counters = CounterStore()
     deltas = update_derived(con)
     CounterStore.persist(con, counters.fold(deltas))

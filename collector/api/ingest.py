@@ -15,7 +15,7 @@ from collector.api.auth import Principal, require_scope
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
 from collector.contract.body import BodyError, decode_body, split_items
-from collector.contract.validation import Validated, validate_items
+from collector.contract.vectorized import BulkResult, validate_json_items
 from collector.ingest.store import Store
 from collector.ingest.submit import submit
 from collector.settings import Settings
@@ -81,12 +81,13 @@ REQUEST_BODY = {
 }
 
 
-def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int, max_events: int) -> Validated:
+def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int, max_events: int) -> BulkResult:
     with tracer.start_as_current_span("ingest.parse"):
         raw = decode_body(body, ctype, cenc, max_inflated)
         items = split_items(raw, ctype)
     check_item_count(len(items), max_events)
-    return validate_items(items)
+    with tracer.start_as_current_span("ingest.validate"):
+        return validate_json_items(items)
 
 
 def check_item_count(n: int, max_events: int, what: str = "events") -> None:

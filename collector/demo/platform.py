@@ -1120,22 +1120,22 @@ def backfill(db: Path, days: int = 30, seed: int = 7, end: datetime | None = Non
     """Write the history into the DuckDB file through the collector's own validation and single writer."""
     from collector.settings import Settings
     from collector.ingest.store import Store
-    from collector.contract.validation import validate_items
-    from collector.storage.schema import rows_to_table
+    from collector.contract.vectorized import BulkValidator
 
     t0 = time.perf_counter()
     tally = _Tally()
     rejected = 0
     store = Store(Settings(db=Path(db)))
     store.start()
+    validator = BulkValidator()
     extra = ""
     try:
         inflight: deque = deque()
         for chunk in generate(days, seed, end):
             tally.add(chunk)
-            v = validate_items(chunk)
+            v = validator.validate_items(chunk)
             rejected += len(v.rejections)
-            inflight.append(store.writer.submit(rows_to_table(v.rows), v.rejections, channel="demo"))
+            inflight.append(store.writer.submit(v.table, v.rejections, channel="demo"))
             # validate the next chunk while the writer commits this one, but keep the queue short
             while len(inflight) > 2:
                 inflight.popleft().result()

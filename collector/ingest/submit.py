@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from collector.contract.validation import Validated
+from collector.contract.vectorized import BulkResult
 from collector.ingest.writer import WriteResult
-from collector.storage.schema import rows_to_table
 
 if TYPE_CHECKING:
     from collector.ingest.store import Store
@@ -36,23 +35,23 @@ class Outcome:
         return 200 if self.body["accepted"] or self.body["duplicates"] or not self.body["rejected"] else 422
 
 
-def enqueue(store: "Store", validated: Validated, *, channel: str, request_id: str | None) -> Future:
+def enqueue(store: "Store", validated: BulkResult, *, channel: str, request_id: str | None) -> Future:
     """Hand validated rows and rejections to the writer; raises QueueFull or WriterStopped at once."""
-    return store.writer.submit(rows_to_table(validated.rows), validated.rejections, channel=channel,
-                               request_id=request_id)
+    return store.writer.submit(validated.table, validated.rejections, channel=channel, request_id=request_id)
 
 
-def outcome(validated: Validated, written: WriteResult, request_id: str | None) -> Outcome:
+def outcome(validated: BulkResult, written: WriteResult, request_id: str | None) -> Outcome:
     """Per-event results in input order: accepted, duplicate (same source and id stored) or rejected."""
-    results: list[dict[str, Any]] = []
-    for pos, (idx, status) in enumerate(zip(validated.row_index, written.statuses)):
-        row = validated.rows[pos]
-        results.append({"index": idx, "status": status, "code": 201 if status == "accepted" else 200,
-                        "source": row["source"], "id": row["id"]})
+    results: list[dict[str, Any]] = [
+        {"index": idx, "status": status, "code": 201 if status == "accepted" else 200, "source": src, "id": eid}
+        for idx, status, src, eid in zip(validated.row_index.to_pylist(), written.statuses,
+                                         validated.table.column("source").to_pylist(),
+                                         validated.table.column("id").to_pylist())]
     for r in validated.rejections:
         results.append({"index": r.index, "status": "rejected", "code": 422, "source": r.source, "id": r.id,
                         "errors": r.errors})
-    results.sort(key=lambda r: r["index"])
+    if validated.rejections:
+        results.sort(key=lambda r: r["index"])
     accepted = sum(1 for s in written.statuses if s == "accepted")
     return Outcome({
         "request_id": request_id, "accepted": accepted, "duplicates": len(written.statuses) - accepted,
@@ -66,7 +65,7 @@ def empty_outcome(request_id: str | None) -> Outcome:
                     "results": []})
 
 
-async def submit(store: "Store", validated: Validated, *, channel: str, request_id: str | None) -> Outcome:
+async def submit(store: "Store", validated: BulkResult, *, channel: str, request_id: str | None) -> Outcome:
     """Enqueue and wait for the commit; the caller answers only after this returns."""
     fut = enqueue(store, validated, channel=channel, request_id=request_id)
     with tracer.start_as_current_span("ingest.await_commit"):

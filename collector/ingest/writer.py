@@ -27,7 +27,7 @@ from opentelemetry import trace
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import CounterDelta, update_derived
 from collector.contract.validation import Rejection
-from collector.storage.schema import EVENT_COLUMNS, EVENT_SCHEMA
+from collector.storage.schema import EVENT_COLUMNS, INGEST_SCHEMA
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("collector.ingest.writer")
@@ -110,6 +110,7 @@ class Writer:
 
     def submit(self, table: pa.Table, rejections: list[Rejection], *, channel: str = "http",
                request_id: str | None = None) -> Future:
+        """Queue validated rows (`table` in INGEST_SCHEMA: stored columns plus typed fields) and rejections."""
         size = table.num_rows + len(rejections)
         fut: Future = Future()
         with self._cond:
@@ -239,7 +240,7 @@ class Writer:
         links = [trace.Link(w.span_context) for w in writes if w.span_context is not None]
         with tracer.start_as_current_span("writer.commit", links=links) as span:
             tables = [w.table for w in writes if w.table.num_rows]
-            table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+            table = pa.concat_tables(tables) if tables else INGEST_SCHEMA.empty_table()
             # First occurrence of a (source, id) within the group wins; later ones are duplicates.
             # Set-based (polars), so a 100k-row file chunk costs no Python loop over its keys.
             keys = pl.from_arrow(table.select(["source", "id"]))

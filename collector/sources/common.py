@@ -11,9 +11,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from collector.contract.redaction import redact_text
-from collector.contract.validation import Rejection, Validated, validate_items
+from collector.contract.validation import Rejection
+from collector.contract.vectorized import BulkResult, validate_json_items
 
 
 class MappingError(ValueError):
@@ -72,10 +74,10 @@ class NativeBatch:
     def reject(self, record_index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], **kw: Any) -> None:
         self.add(record_index, native_rejection(len(self.events), raw, error, **kw))
 
-    def validate(self) -> Validated:
-        """`validate_items` on the mapped events, with indexes given back in input-record terms."""
-        validated = validate_items(self.events)
-        validated.row_index = [self.origin[i] for i in validated.row_index]
+    def validate(self) -> BulkResult:
+        """The one validation path on the mapped events, with indexes given back in input-record terms."""
+        validated = validate_json_items(self.events)
+        validated.row_index = pa.array([self.origin[i] for i in validated.row_index.to_pylist()], pa.int64())
         for r in validated.rejections:
             r.index = self.origin[r.index]
         validated.total = self.records

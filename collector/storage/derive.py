@@ -2,7 +2,8 @@
 
 Everything here reads only `new_events` (the rows the current writer transaction has just inserted, registered
 as a relation by the writer) plus index lookups on the derived tables' primary keys, so the cost of a batch grows
-with the batch, not with history. All SQL of the ingest path lives in this module.
+with the batch, not with history. `new_events` carries the typed fields of storage.schema.DERIVE_FIELDS, filled
+at validation time, so no statement here parses the JSON `data`. All SQL of the ingest path lives in this module.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
+
+from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS
+from collector.storage.sqltext import ident, lit
 
 TERMINAL_SQL = "('notebook.run.succeeded','notebook.run.failed','notebook.run.timed_out','notebook.run.cancelled')"
 OUTCOME_SQL = "replace(type, 'notebook.run.', '')"
@@ -40,21 +45,21 @@ WITH agg AS (
         arg_min(environment, time) FILTER (WHERE environment IS NOT NULL) AS environment,
         min(time) FILTER (WHERE type = 'notebook.run.queued') AS queued_at,
         min(time) FILTER (WHERE type = 'notebook.run.started') AS started_at,
-        min(TRY_CAST((data->>'scheduled_for') AS TIMESTAMPTZ)) AS scheduled_for,
+        min(scheduled_for) AS scheduled_for,
         arg_max({{
             ended_at: time,
             event_id: id,
             state: {OUTCOME_SQL},
-            duration_seconds: TRY_CAST((data->>'duration_seconds') AS DOUBLE),
-            error_type: (data->>'error_type'),
-            error_message: (data->>'error_message'),
-            output_hash: (data->>'output_hash'),
-            input_hash: (data->>'input_hash'),
-            parameters_hash: (data->>'parameters_hash'),
-            env_hash: (data->>'env_hash'),
-            cpu_seconds: TRY_CAST((data->>'cpu_seconds') AS DOUBLE),
-            max_memory_bytes: TRY_CAST((data->>'max_memory_bytes') AS BIGINT),
-            cells: (data->'cells')
+            duration_seconds: duration_seconds,
+            error_type: error_type,
+            error_message: error_message,
+            output_hash: output_hash,
+            input_hash: input_hash,
+            parameters_hash: parameters_hash,
+            env_hash: env_hash,
+            cpu_seconds: cpu_seconds,
+            max_memory_bytes: max_memory_bytes,
+            cells: cells::JSON
         }}, (time, id)) FILTER (WHERE type IN {TERMINAL_SQL}) AS term,
         count(*) FILTER (WHERE type IN {TERMINAL_SQL}) AS terminal_events,
         min(time) AS first_seen_at,
@@ -130,15 +135,15 @@ SELECT
     arg_min(team, time) FILTER (WHERE team IS NOT NULL) AS team,
     arg_min(owner, time) FILTER (WHERE owner IS NOT NULL) AS owner,
     arg_min(notebook_id, time) FILTER (WHERE notebook_id IS NOT NULL) AS notebook_id,
-    arg_min((data->>'notebook_path'), time) FILTER (WHERE (data->>'notebook_path') IS NOT NULL) AS notebook_path,
+    arg_min(notebook_path, time) FILTER (WHERE notebook_path IS NOT NULL) AS notebook_path,
     min(time) FILTER (WHERE type = 'notebook.kernel.started') AS started_at,
     count(*) FILTER (WHERE type = 'notebook.kernel.restarted') AS restarts,
-    count(*) FILTER (WHERE type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom')) AS crash_restarts,
+    count(*) FILTER (WHERE type = 'notebook.kernel.restarted' AND reason IN ('crash', 'oom')) AS crash_restarts,
     count(*) FILTER (WHERE type = 'notebook.kernel.died') AS deaths,
     max(time) FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS ended_at,
-    arg_max(replace(type, 'notebook.kernel.', '') || ':' || ((data->>'reason')), (time, id))
+    arg_max(replace(type, 'notebook.kernel.', '') || ':' || reason, (time, id))
         FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS end_reason,
-    arg_max(TRY_CAST((data->>'exit_code') AS INTEGER), time) FILTER (WHERE (data->>'exit_code') IS NOT NULL) AS last_exit_code,
+    arg_max(TRY_CAST(exit_code AS INTEGER), time) FILTER (WHERE exit_code IS NOT NULL) AS last_exit_code,
     max(time) AS last_event_at
 FROM new_events
 WHERE kernel_id IS NOT NULL AND type LIKE 'notebook.kernel.%'
@@ -163,11 +168,11 @@ ON CONFLICT (kernel_id) DO UPDATE SET
 _REGISTRY_FIELDS = {
     "owner": "owner",
     "team": "team",
-    "notebook_path": "(data->>'notebook_path')",
-    "tags": "(data->'tags')",
-    "critical": "TRY_CAST((data->>'critical') AS BOOLEAN)",
-    "has_tests": "TRY_CAST((data->>'has_tests') AS BOOLEAN)",
-    "created_at": "TRY_CAST((data->>'created_at') AS TIMESTAMPTZ)",
+    "notebook_path": "notebook_path",
+    "tags": "tags::JSON",
+    "critical": "critical",
+    "has_tests": "has_tests",
+    "created_at": "created_at",
 }
 _REGISTRY_TYPES = "('notebook.registered', 'notebook.updated')"
 _UPSERT_NOTEBOOKS = f"""
@@ -200,9 +205,9 @@ INSERT INTO schedules BY NAME
 SELECT
     notebook_id,
     arg_max(team, time) AS team,
-    arg_max((data->>'cron'), (time, id)) AS cron,
-    arg_max((data->>'timezone'), (time, id)) AS timezone,
-    arg_max(TRY_CAST((data->>'grace_seconds') AS DOUBLE), (time, id)) AS grace_seconds,
+    arg_max(cron, (time, id)) AS cron,
+    arg_max(timezone, (time, id)) AS timezone,
+    arg_max(grace_seconds, (time, id)) AS grace_seconds,
     max(time) AS registered_at
 FROM new_events
 WHERE type = 'notebook.schedule.registered'
@@ -255,16 +260,15 @@ _EVENT_COUNTERS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
     "observatory_events_ingested_total": ((("source", "source"), ("type", "type")), "TRUE"),
     "notebook_kernel_sessions_total": ((_TEAM,), "type = 'notebook.kernel.started'"),
     "notebook_kernel_crashes_total": (
-        (_TEAM, ("reason", "(data->>'reason')")),
-        "type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND (data->>'reason') IN ('crash', 'oom'))",
+        (_TEAM, ("reason", "reason")),
+        "type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND reason IN ('crash', 'oom'))",
     ),
     "notebook_reproducibility_checks_total": (
-        (_TEAM, ("result", "(data->>'result')")), "type = 'notebook.reproducibility.checked'"),
-    "notebook_quality_checks_total": ((_TEAM, ("result", "(data->>'result')")), "type = 'notebook.quality.checked'"),
+        (_TEAM, ("result", "result")), "type = 'notebook.reproducibility.checked'"),
+    "notebook_quality_checks_total": ((_TEAM, ("result", "result")), "type = 'notebook.quality.checked'"),
     "notebook_secret_exposures_total": ((_TEAM,), "type = 'notebook.security.secret_detected' OR redactions > 0"),
     "notebook_platform_probes_total": (
-        (("target", "(data->>'target')"),
-         ("result", "CASE WHEN ((data->>'ok'))::BOOLEAN THEN 'ok' ELSE 'failed' END")),
+        (("target", "target"), ("result", "CASE WHEN ok THEN 'ok' ELSE 'failed' END")),
         "type = 'platform.probe'",
     ),
 }
@@ -338,3 +342,21 @@ def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None,
     for t in ("batch_runs", "first_terminal", "repro_new"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return deltas
+
+
+def typed_from_stored(relation: str) -> str:
+    """A SELECT over stored event rows (`relation`, e.g. `events`) that adds the typed fields, read back from
+    `data`: for rebuilding derived tables from history (and benchmarks that fill `events` directly), never on
+    the ingest path, where the validator types them."""
+    exprs = []
+    for f in DERIVE_FIELDS:
+        if f.metadata and f.metadata.get(b"json"):
+            expr = f"(data->{lit(f.name)})::VARCHAR"
+        elif pa.types.is_string(f.type):
+            expr = f"(data->>{lit(f.name)})"
+        else:
+            sql_type = {"timestamp[us, tz=UTC]": "TIMESTAMPTZ", "double": "DOUBLE", "int64": "BIGINT",
+                        "bool": "BOOLEAN"}[str(f.type)]
+            expr = f"TRY_CAST((data->>{lit(f.name)}) AS {sql_type})"
+        exprs.append(f"{expr} AS {ident(f.name)}")
+    return f"SELECT {EVENT_COLUMNS}, {', '.join(exprs)} FROM {relation}"

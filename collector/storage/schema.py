@@ -15,6 +15,25 @@ EVENT_SCHEMA = pa.schema([
 ])
 EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
 
+# The data fields the derived tables and ingest counters need (collector/storage/derive.py), typed at validation
+# time: the validator (collector/contract/vectorized) fills them for every accepted row, so the writer folds a
+# batch set-wise from Arrow columns without parsing JSON. They travel with the batch and are not stored in
+# `events` (its `data` keeps the whole payload). dict and list fields are their compact JSON text.
+DERIVE_FIELDS = pa.schema([
+    ("scheduled_for", pa.timestamp("us", tz="UTC")), ("duration_seconds", pa.float64()),
+    ("error_type", pa.string()), ("error_message", pa.string()), ("output_hash", pa.string()),
+    ("input_hash", pa.string()), ("parameters_hash", pa.string()), ("env_hash", pa.string()),
+    ("cpu_seconds", pa.float64()), ("max_memory_bytes", pa.int64()), pa.field("cells", pa.string(), metadata={"json": "1"}),
+    ("notebook_path", pa.string()), ("reason", pa.string()), ("exit_code", pa.int64()), pa.field("tags", pa.string(), metadata={"json": "1"}),
+    ("critical", pa.bool_()), ("has_tests", pa.bool_()), ("created_at", pa.timestamp("us", tz="UTC")),
+    ("cron", pa.string()), ("timezone", pa.string()), ("grace_seconds", pa.float64()), ("result", pa.string()),
+    ("target", pa.string()), ("ok", pa.bool_()),
+])
+# What the validator hands the writer: the stored columns, then the typed fields.
+INGEST_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(DERIVE_FIELDS))
+assert len(set(INGEST_SCHEMA.names)) == len(INGEST_SCHEMA.names), "a typed field shadows a stored column"
+
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Stored rows (dicts) as Arrow, without the typed fields (tests compare stored columns with it)."""
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)

@@ -482,7 +482,7 @@ _CON = duckdb.connect()
 
 
 def test_every_event_type_is_compiled():
-    assert bulk.compiler().unsupported == {}
+    assert bulk.compiled().unsupported == {}
 
 
 def test_json_array_items_equivalent():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.contract.vectorized.sql import jtext
 from collector.storage.sqltext import lit
+
 
 def split_lines(buf: bytes, first_line: int = 1) -> tuple[pa.Array, pa.Array]:
     """The non-blank lines of an NDJSON buffer (binary, zero-copy slices of `buf`, possibly keeping surrounding
@@ -56,7 +57,7 @@ def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None)
             val = f"to_json(strftime({c}, '{fmt}'))::VARCHAR"
         else:
             val = f"to_json({c})::VARCHAR"
-        parts.append(f"CASE WHEN {c} IS NOT NULL THEN {lit(jtext(name) + ':')} || {val} END")
+        parts.append(f"CASE WHEN {c} IS NOT NULL THEN {lit(orjson.dumps(name).decode() + ':')} || {val} END")
     sql = f"SELECT '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS line, {bad} AS bad FROM bulk_pq"
     con.register("bulk_pq", table)
     try:
@@ -66,11 +67,3 @@ def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None)
         if own:
             con.close()
     return res.column("line").combine_chunks(), res.column("bad").combine_chunks()
-
-
-def utf8_ok(b: bytes | None) -> bool:
-    try:
-        (b or b"").decode()
-        return True
-    except UnicodeDecodeError:
-        return False

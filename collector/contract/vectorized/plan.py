@@ -59,6 +59,10 @@ class TypePlan:
     supported: bool = True
     reason: str | None = None
 
+    @property
+    def declared(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.data)
+
 
 def _keys_ok(s: dict, allowed: set[str], where: str) -> None:
     extra = set(s) - allowed - {"type", "metadata", "ref"}
