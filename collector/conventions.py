@@ -59,7 +59,11 @@ WINDOW = "window"
 STAT = "stat"
 NOTEBOOK = "notebook"
 OWNER = "owner"
+BILLING_PERIOD = "billing_period"
+ALLOCATION = "allocation"  # direct | proportional | unallocated
+LE = "le"  # histogram bucket bound
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
+UNALLOCATED = "__unallocated__"  # the team of cost no tag could allocate
 OTHER = "__other__"  # label values past a label's cap
 
 # ---- Sloth-compatible SLO recording rules and labels (slo/rules/) -------------------------------------------------
@@ -91,6 +95,8 @@ SLO_ALERTS_GROUP = "sloth-slo-alerts-"
 SEVERITY = "severity"  # page | ticket
 CATEGORY = "category"  # slo, notebook, security, cost, platform
 ALERTNAME = "alertname"
+ALERTSTATE = "alertstate"
+ALERTS = "ALERTS"  # Prometheus' synthetic series of pending/firing alerts
 
 
 def sli_error_ratio(window: str) -> str:
