@@ -177,28 +177,27 @@ def _start_live_demo(base: str, token: str | None, rate: float) -> None:
 @app.command()
 def ingest(
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="JSON, NDJSON or Parquet files"),
-    db: Optional[Path] = option("db", "--db", help="Write directly into this DuckDB file (collector not running)"),
-    url: Optional[str] = option("url", "--url", help="Post to a running collector, e.g. http://127.0.0.1:8080"),
+    db: Optional[Path] = typer.Option(None, help="Write directly into this DuckDB file (collector not running)"),
+    url: Optional[str] = typer.Option(None, help="Post to a running collector, e.g. http://127.0.0.1:8080"),
     token: Optional[str] = option("token", "--token"),
     batch_size: int = typer.Option(5000, help="Events per request (--url) or per chunk (--db)"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Load event files with the same validation, redaction, dedup and dead-lettering as the API.
 
-    The target is --db or --url; with neither, OBSERVATORY_URL when set, else the database file."""
+    The target is explicit (exactly one of --db or --url): loading into the wrong place is hard to undo."""
     from collector.ingest import files as file_ingest
 
-    if db is not None and url is not None:
-        typer.echo("error: give one of --db or --url, not both", err=True)
+    if (db is None) == (url is None):
+        typer.echo("error: give exactly one of --db or --url", err=True)
         raise typer.Exit(2)
-    settings = settings_or_exit(db=db, url=url, token=token)
-    to_url = url if url is not None else (settings.url if db is None else None)
+    settings = settings_or_exit(token=token)
     try:
-        if to_url is None:
-            summary = file_ingest.ingest_files_to_db(files, settings.db, chunk_rows=max(batch_size, 100_000),
+        if db is not None:
+            summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=max(batch_size, 100_000),
                                                      progress=progress)
         else:
-            summary = file_ingest.ingest_files_to_url(files, to_url, settings.token_value(), batch_size=batch_size,
+            summary = file_ingest.ingest_files_to_url(files, url, settings.token_value(), batch_size=batch_size,
                                                       progress=progress)
     except file_ingest.IngestError as exc:
         typer.echo(f"error: {exc}", err=True)
