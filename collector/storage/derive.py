@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS
@@ -84,7 +85,6 @@ FROM agg
 
 # Attempts whose first terminal event arrives in this batch: what notebook_run_attempts_total counts.
 _FIRST_TERMINAL = """
-CREATE OR REPLACE TEMP TABLE first_terminal AS
 SELECT
     b.run_id, b.attempt, b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
     b.parameters_hash, b.env_hash,
@@ -220,15 +220,11 @@ ON CONFLICT (notebook_id) DO UPDATE SET
     registered_at = greatest(schedules.registered_at, EXCLUDED.registered_at)
 """
 
-# Reproducibility for the counter: a first-terminal succeeded attempt is compared with the earliest known
-# succeeded attempt of the same (notebook, input, parameters, environment). The SLI (M2) recomputes this on
-# event time from run_attempts; the counter records what ingest saw.
-_REPRO_CANDIDATES = """
-CREATE OR REPLACE TEMP TABLE repro_new AS
-SELECT * FROM first_terminal
-WHERE outcome = 'succeeded' AND notebook_id IS NOT NULL AND output_hash IS NOT NULL AND input_hash IS NOT NULL
-  AND parameters_hash IS NOT NULL AND env_hash IS NOT NULL
-"""
+# Reproducibility for the counter: a first-terminal succeeded attempt (`repro_new`, the candidates of
+# `first_terminal`) is compared with the earliest known succeeded attempt of the same (notebook, input,
+# parameters, environment). The SLI (M2) recomputes this on event time from run_attempts; the counter records what
+# ingest saw.
+_REPRO_KEYS = ("notebook_id", "output_hash", "input_hash", "parameters_hash", "env_hash")
 _REPRO_COMPARE = """
 SELECT coalesce(n.team, 'unknown') AS team,
        CASE WHEN n.output_hash = b.output_hash THEN 'match' ELSE 'mismatch' END AS result,
@@ -279,17 +275,39 @@ _EVENT_COUNTER_SQL = "\nUNION ALL\n".join(
     for name, (labels, where) in _EVENT_COUNTERS.items()
 )
 
-_ATTEMPT_COUNTER = """
-SELECT coalesce(team, 'unknown') AS team, coalesce(trigger, 'unknown') AS trigger,
-       coalesce(environment, 'unknown') AS environment, outcome, count(*)
-FROM first_terminal GROUP BY ALL
-"""
-_DURATION_HISTOGRAM = f"""
-SELECT coalesce(team, 'unknown') AS team, coalesce(trigger, 'unknown') AS trigger,
-       CASE {" ".join(f"WHEN duration_seconds <= {b} THEN '{b}'" for b in DURATION_BUCKETS)} ELSE '+Inf' END AS le,
-       count(*) AS n, sum(duration_seconds) AS total
-FROM first_terminal WHERE duration_seconds IS NOT NULL GROUP BY ALL
-"""
+_BUCKET = pl.col("duration_seconds")
+
+
+def _le() -> pl.Expr:
+    """The histogram bucket label (upper bound) of each duration."""
+    expr = pl.when(_BUCKET <= DURATION_BUCKETS[0]).then(pl.lit(str(DURATION_BUCKETS[0])))
+    for b in DURATION_BUCKETS[1:]:
+        expr = expr.when(_BUCKET <= b).then(pl.lit(str(b)))
+    return expr.otherwise(pl.lit("+Inf"))
+
+
+def _label(col: str) -> pl.Expr:
+    return pl.col(col).fill_null("unknown")
+
+
+def _run_counters(first: pl.DataFrame) -> list[CounterDelta]:
+    """notebook_run_attempts_total and the duration histogram, from the attempts whose first terminal event
+    arrived in this batch (set-wise, in polars: a batch's statements each cost milliseconds in DuckDB)."""
+    deltas = []
+    attempts = first.group_by(_label("team"), _label("trigger"), _label("environment"), "outcome").len()
+    for team, trigger, env, outcome, n in attempts.iter_rows():
+        deltas.append(CounterDelta("notebook_run_attempts_total", (("team", team), ("trigger", trigger),
+                                                                   ("environment", env), ("outcome", str(outcome))),
+                                   float(n)))
+    timed = first.filter(_BUCKET.is_not_null())
+    hist = timed.group_by(_label("team"), _label("trigger"), _le().alias("le")).agg(
+        pl.len().alias("n"), _BUCKET.sum().alias("total"))
+    for team, trigger, le, n, total in hist.iter_rows():
+        base = (("team", team), ("trigger", trigger))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_bucket", base + (("le", le),), float(n)))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_sum", base, float(total)))
+        deltas.append(CounterDelta("notebook_run_duration_seconds_count", base, float(n)))
+    return deltas
 
 
 def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDelta]:
@@ -327,20 +345,20 @@ def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None,
         return deltas
 
     con.execute(_BATCH_RUNS, {"batch_id": batch_id})
-    con.execute(_FIRST_TERMINAL)
-    deltas += _rows_to_deltas("notebook_run_attempts_total", con.execute(_ATTEMPT_COUNTER))
-    for team, trigger, le, n, total in con.execute(_DURATION_HISTOGRAM).fetchall():
-        base = (("team", team), ("trigger", trigger))
-        deltas.append(CounterDelta("notebook_run_duration_seconds_bucket", base + (("le", le),), float(n)))
-        deltas.append(CounterDelta("notebook_run_duration_seconds_sum", base, float(total)))
-        deltas.append(CounterDelta("notebook_run_duration_seconds_count", base, float(n)))
+    first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
+    assert isinstance(first, pl.DataFrame)
     con.execute(_UPSERT_RUNS)
-
-    con.execute(_REPRO_CANDIDATES)
-    con.execute(_UPSERT_BASELINES)
-    deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
-    for t in ("batch_runs", "first_terminal", "repro_new"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+    if first.height == 0:
+        return deltas
+    deltas += _run_counters(first)
+    repro = first.filter(pl.col("outcome") == "succeeded", *[pl.col(c).is_not_null() for c in _REPRO_KEYS])
+    if repro.height:
+        con.register("repro_new", repro.to_arrow())
+        try:
+            con.execute(_UPSERT_BASELINES)
+            deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
+        finally:
+            con.unregister("repro_new")
     return deltas
 
 
