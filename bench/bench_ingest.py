@@ -107,22 +107,41 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path) -> None:
+    """A real `observatory serve` with auth on (a bearer token with the ingest scope) on a free port."""
+
+    def __init__(self, workdir: Path, python: list[str] | None = None, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.db = workdir / "http.duckdb"
         self.tokens = workdir / "tokens.yaml"
         self.port = _free_port()
+        self.cli = python or [OBSERVATORY]
+        self.env = env
+        self.args = args
         self.proc: subprocess.Popen | None = None
 
+    def _popen(self, cmd: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir, env=self.env)
+
+    @property
+    def pid(self) -> int:
+        """The collector's process id (a wrapper such as py-spy may have started it)."""
+        assert self.proc is not None
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return int(children[0]) if children else self.proc.pid
+
     def __enter__(self) -> "Server":
-        token = subprocess.run([OBSERVATORY, "tokens", "create", "--name", "bench", "--scopes", "ingest",
-                                "--file", str(self.tokens)], check=True, capture_output=True, text=True).stdout
+        token = subprocess.run([*self.cli, "tokens", "create", "--name", "bench", "--scopes", "ingest",
+                                "--file", str(self.tokens)], check=True, capture_output=True, text=True,
+                               env=self.env).stdout
         self.token = token.strip()
         self.log = open(self.workdir / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [OBSERVATORY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db),
-             "--tokens-file", str(self.tokens), "--log-level", "WARNING"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = self._popen([*self.cli, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db",
+                                 str(self.db), "--tokens-file", str(self.tokens), "--log-level", "WARNING",
+                                 *self.args])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -137,9 +156,9 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM)
             try:
-                self.proc.wait(60)
+                self.proc.wait(120)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

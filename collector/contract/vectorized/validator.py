@@ -10,6 +10,7 @@ rejection and every redaction comes from the reference code. The result is one A
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,35 @@ from collector.contract.vectorized.plan import FUTURE_MARGIN
 from collector.storage.schema import EVENT_SCHEMA, INGEST_SCHEMA
 
 _ENVELOPE = ("source", "id", "type", "time", "subject")
+
+
+class _PausedGC:
+    """The cyclic garbage collector paused while batches are validated (in any thread).
+
+    A batch allocates a few dicts per event and keeps them until the Arrow table is built; the collector's
+    generation-2 passes over them cost as much as the validation itself at 100k-event batches (measured: 34 vs
+    21 CPU-us per event). The objects hold no cycles; collection resumes when the last batch in flight ends."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.was_enabled = False
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.active == 0:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.active -= 1
+            if self.active == 0 and self.was_enabled:
+                gc.enable()
+
+
+_paused_gc = _PausedGC()
 
 
 @dataclass
@@ -82,10 +112,13 @@ class BulkValidator:
         slow_rows = set(pc.indices_nonzero(slow.fill_null(False)).to_pylist()) if slow is not None else ()
         loads = orjson.loads
         if not slow_rows:
-            try:  # the common case: every line reads as it is (orjson skips the JSON whitespace around it)
-                return self.validate_items(list(map(loads, raw)), offset, _own_rejections=True)
-            except orjson.JSONDecodeError:
-                pass
+            with _paused_gc:
+                try:  # the common case: every line reads as it is (orjson skips the JSON whitespace around it)
+                    items = list(map(loads, raw))
+                except orjson.JSONDecodeError:
+                    items = None
+                if items is not None:
+                    return self._validate(items, offset, True)
         items: list[Any] = []
         for i, b in enumerate(raw):
             if i in slow_rows and item_of is not None:
@@ -108,6 +141,27 @@ class BulkValidator:
 
     def validate_items(self, items: list[Any], offset: int = 0, *, _own_rejections: bool = False) -> BulkResult:
         """Validate parsed items (dicts as orjson or json gives them; a `Rejection` item stays a rejection)."""
+        with _paused_gc:
+            return self._validate(items, offset, _own_rejections)
+
+    SLICE = 8192  # items validated at a time: beyond this, per-event cost grows (CPU caches)
+
+    def _validate(self, items: list[Any], offset: int, own: bool) -> BulkResult:
+        if len(items) <= 2 * self.SLICE:
+            return self._validate_slice(items, offset, own)
+        if not own:
+            for it in items:
+                if isinstance(it, Rejection):
+                    it.index += offset
+        parts = [self._validate_slice(items[k:k + self.SLICE], offset + k, True)
+                 for k in range(0, len(items), self.SLICE)]
+        return BulkResult(pa.concat_tables([p.table for p in parts]),
+                          pa.concat_arrays([p.row_index for p in parts]),
+                          [r for p in parts for r in p.rejections], len(items), fast=sum(p.fast for p in parts),
+                          exact=sum(p.exact for p in parts), redacted=sum(p.redacted for p in parts),
+                          stats={k: sum(p.stats.get(k, 0.0) for p in parts) for k in parts[0].stats})
+
+    def _validate_slice(self, items: list[Any], offset: int, _own_rejections: bool) -> BulkResult:
         t0 = time.perf_counter()
         comp = self.comp
         checks = comp.checks
@@ -198,36 +252,49 @@ class BulkValidator:
 
 def _assemble(comp: Any, types: list[str], datas: list[dict], extras: list[bool], envelope: dict[str, Any],
               data: pa.Array, redactions: pa.Array) -> pa.Table:
-    """Rows -> one INGEST_SCHEMA table in the given order. Typed columns are built per event type, only for the
-    columns the type declares (the rest are nulls for it), then the per-type tables are put back in order."""
+    """Rows -> one INGEST_SCHEMA table in the given order. The typed columns of each event type come from its
+    generated `row` function and are scattered into full-length columns (nulls where a type does not declare a
+    column): a handful of Arrow conversions per batch, not one per type and column."""
     n = len(types)
     by_type: dict[str, list[int]] = {}
     for j, t in enumerate(types):
         by_type.setdefault(t, []).append(j)
-    parts, positions = [], []
+    cols: dict[str, Any] = {}
     for t, pos in by_type.items():
         mine = comp.row_columns[t]
-        row = comp.rows[t]
-        sub = datas if len(pos) == n else [datas[j] for j in pos]
-        values: dict[str, Any] = dict(zip(mine, zip(*map(row, sub)))) if mine else {}
-        for k, j in enumerate(pos):
-            if extras[j]:
-                for c, v in comp.extra_values(t, datas[j]).items():
-                    if c not in values:
-                        values[c] = [None] * len(pos)
-                    values[c][k] = v
-        arrays = [pa.array(values[c], comp.types[c]) if c in values else pa.nulls(len(pos), comp.types[c])
-                  for c in comp.columns]
-        parts.append(pa.Table.from_arrays(arrays, names=list(comp.columns)))
-        positions.append(pos)
-    typed = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-    if len(parts) > 1:
-        typed = typed.take(pc.sort_indices(pa.array([j for pos in positions for j in pos], pa.int64())))
-    cols = {c: typed.column(c) for c in comp.columns}
-    for c, values in envelope.items():
-        cols[c] = pa.array(values, INGEST_SCHEMA.field(c).type)
-    cols["data"], cols["redactions"] = data, redactions
-    return pa.Table.from_arrays([cols[f.name] for f in INGEST_SCHEMA], schema=INGEST_SCHEMA)
+        if not mine:
+            continue
+        whole = len(pos) == n
+        sub = datas if whole else [datas[j] for j in pos]
+        for c, values in zip(mine, zip(*map(comp.rows[t], sub))):
+            if whole:
+                cols[c] = values
+                continue
+            target = cols.get(c)
+            if target is None:
+                target = cols[c] = [None] * n
+            list(map(target.__setitem__, pos, values))
+    for j in [j for j, e in enumerate(extras) if e]:
+        for c, v in comp.extra_values(types[j], datas[j]).items():
+            target = cols.get(c)
+            if target is None:
+                target = cols[c] = [None] * n
+            elif isinstance(target, tuple):
+                target = cols[c] = list(target)
+            target[j] = v
+    arrays = []
+    for f in INGEST_SCHEMA:
+        if f.name == "data":
+            arrays.append(data)
+        elif f.name == "redactions":
+            arrays.append(redactions)
+        elif f.name in envelope:
+            arrays.append(pa.array(envelope[f.name], f.type))
+        elif f.name in cols:
+            arrays.append(pa.array(cols[f.name], f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=INGEST_SCHEMA)
 
 
 def _fast_table(comp: Any, types: list[str], res: list[tuple]) -> pa.Table | None:
