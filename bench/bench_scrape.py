@@ -49,9 +49,11 @@ def build(db: Path, n: int) -> float:
                0 AS redactions
         FROM range({n}) t(i)""")
     con.execute("INSERT INTO events SELECT *, now(), 1 FROM gen")
-    con.execute("CREATE TEMP VIEW new_events AS " + typed_from_stored("events"))
     counters = CounterStore()
-    deltas = update_derived(con)
+    deltas = []
+    for lo in range(0, n, 1_000_000):  # fold the history as the writer would, a million events at a time
+        new = con.sql(typed_from_stored(f"(SELECT * FROM events WHERE rowid >= {lo} AND rowid < {lo + 1_000_000})"))
+        deltas += update_derived(con, new.to_arrow_table())
     CounterStore.persist(con, counters.fold(deltas))
     con.execute("CHECKPOINT")
     con.close()

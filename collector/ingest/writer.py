@@ -270,9 +270,7 @@ class Writer:
             deltas: list[CounterDelta] = []
             if n_inserted:
                 new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
-                con.register("new_events", new)
-                deltas = update_derived(con, batch_id, set(pc.unique(new.column("type")).to_pylist()))
-                con.unregister("new_events")
+                deltas = update_derived(con, new, batch_id)
             duplicates = len(keys) - n_inserted
             if duplicates:
                 deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))

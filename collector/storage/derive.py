@@ -1,9 +1,10 @@
 """Incremental maintenance of the derived tables and of the persisted Prometheus counters.
 
-Everything here reads only `new_events` (the rows the current writer transaction has just inserted, registered
-as a relation by the writer) plus index lookups on the derived tables' primary keys, so the cost of a batch grows
-with the batch, not with history. `new_events` carries the typed fields of storage.schema.DERIVE_FIELDS, filled
-at validation time, so no statement here parses the JSON `data`. All SQL of the ingest path lives in this module.
+Everything here reads only the batch the current writer transaction has just inserted (an Arrow table carrying
+the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so nothing here parses the JSON
+`data`) plus index lookups on the derived tables' primary keys, so the cost of a batch grows with the batch, not
+with history. The batch is aggregated per table in polars (storage/batch.py); the upserts, the first-terminal
+lookup and the reproducibility comparison are the SQL of the ingest path, all in this module.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from collector.storage import batch
 from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS
 from collector.storage.sqltext import ident, lit
-
-TERMINAL_SQL = "('notebook.run.succeeded','notebook.run.failed','notebook.run.timed_out','notebook.run.cancelled')"
-OUTCOME_SQL = "replace(type, 'notebook.run.', '')"
 
 # Upper bounds of notebook_run_duration_seconds; notebook runs last seconds to hours.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -32,56 +31,6 @@ class CounterDelta:
     labels: tuple[tuple[str, str], ...]
     value: float
 
-
-_BATCH_RUNS = f"""
-CREATE OR REPLACE TEMP TABLE batch_runs AS
-WITH agg AS (
-    SELECT
-        run_id,
-        coalesce(attempt, 1) AS attempt,
-        arg_min(notebook_id, time) FILTER (WHERE notebook_id IS NOT NULL) AS notebook_id,
-        arg_min(team, time) FILTER (WHERE team IS NOT NULL) AS team,
-        arg_min(owner, time) FILTER (WHERE owner IS NOT NULL) AS owner,
-        arg_min(trigger, time) FILTER (WHERE trigger IS NOT NULL) AS trigger,
-        arg_min(environment, time) FILTER (WHERE environment IS NOT NULL) AS environment,
-        min(time) FILTER (WHERE type = 'notebook.run.queued') AS queued_at,
-        min(time) FILTER (WHERE type = 'notebook.run.started') AS started_at,
-        min(scheduled_for) AS scheduled_for,
-        arg_max({{
-            ended_at: time,
-            event_id: id,
-            state: {OUTCOME_SQL},
-            duration_seconds: duration_seconds,
-            error_type: error_type,
-            error_message: error_message,
-            output_hash: output_hash,
-            input_hash: input_hash,
-            parameters_hash: parameters_hash,
-            env_hash: env_hash,
-            cpu_seconds: cpu_seconds,
-            max_memory_bytes: max_memory_bytes,
-            cells: cells::JSON
-        }}, (time, id)) FILTER (WHERE type IN {TERMINAL_SQL}) AS term,
-        count(*) FILTER (WHERE type IN {TERMINAL_SQL}) AS terminal_events,
-        min(time) AS first_seen_at,
-        max(time) AS last_event_at
-    FROM new_events
-    WHERE run_id IS NOT NULL AND type LIKE 'notebook.run.%'
-    GROUP BY run_id, coalesce(attempt, 1)
-)
-SELECT
-    run_id, attempt, notebook_id, team, owner, trigger, environment,
-    coalesce(term.state, CASE WHEN started_at IS NOT NULL THEN 'started' ELSE 'queued' END) AS state,
-    queued_at, started_at, scheduled_for,
-    term.ended_at AS ended_at, term.duration_seconds AS duration_seconds,
-    term.error_type AS error_type, term.error_message AS error_message,
-    term.output_hash AS output_hash, term.input_hash AS input_hash,
-    term.parameters_hash AS parameters_hash, term.env_hash AS env_hash,
-    term.cpu_seconds AS cpu_seconds, term.max_memory_bytes AS max_memory_bytes, term.cells AS cells,
-    terminal_events, term.event_id AS terminal_event_id, first_seen_at, last_event_at,
-    $batch_id::BIGINT AS updated_batch
-FROM agg
-"""
 
 # Attempts whose first terminal event arrives in this batch: what notebook_run_attempts_total counts.
 _FIRST_TERMINAL = """
@@ -129,25 +78,7 @@ ON CONFLICT (run_id, attempt) DO UPDATE SET
 """
 
 _UPSERT_KERNELS = """
-INSERT INTO kernel_sessions BY NAME
-SELECT
-    kernel_id,
-    arg_min(team, time) FILTER (WHERE team IS NOT NULL) AS team,
-    arg_min(owner, time) FILTER (WHERE owner IS NOT NULL) AS owner,
-    arg_min(notebook_id, time) FILTER (WHERE notebook_id IS NOT NULL) AS notebook_id,
-    arg_min(notebook_path, time) FILTER (WHERE notebook_path IS NOT NULL) AS notebook_path,
-    min(time) FILTER (WHERE type = 'notebook.kernel.started') AS started_at,
-    count(*) FILTER (WHERE type = 'notebook.kernel.restarted') AS restarts,
-    count(*) FILTER (WHERE type = 'notebook.kernel.restarted' AND reason IN ('crash', 'oom')) AS crash_restarts,
-    count(*) FILTER (WHERE type = 'notebook.kernel.died') AS deaths,
-    max(time) FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS ended_at,
-    arg_max(replace(type, 'notebook.kernel.', '') || ':' || reason, (time, id))
-        FILTER (WHERE type IN ('notebook.kernel.died', 'notebook.kernel.shutdown')) AS end_reason,
-    arg_max(TRY_CAST(exit_code AS INTEGER), time) FILTER (WHERE exit_code IS NOT NULL) AS last_exit_code,
-    max(time) AS last_event_at
-FROM new_events
-WHERE kernel_id IS NOT NULL AND type LIKE 'notebook.kernel.%'
-GROUP BY kernel_id
+INSERT INTO kernel_sessions BY NAME SELECT * FROM batch_kernels
 ON CONFLICT (kernel_id) DO UPDATE SET
     team = coalesce(kernel_sessions.team, EXCLUDED.team),
     owner = coalesce(kernel_sessions.owner, EXCLUDED.owner),
@@ -164,31 +95,11 @@ ON CONFLICT (kernel_id) DO UPDATE SET
     last_event_at = greatest(kernel_sessions.last_event_at, EXCLUDED.last_event_at)
 """
 
-# field -> SQL of its value in an event; each field keeps the value of the newest event (by time, then id) that set it.
-_REGISTRY_FIELDS = {
-    "owner": "owner",
-    "team": "team",
-    "notebook_path": "notebook_path",
-    "tags": "tags::JSON",
-    "critical": "critical",
-    "has_tests": "has_tests",
-    "created_at": "created_at",
-}
-_REGISTRY_TYPES = "('notebook.registered', 'notebook.updated')"
+# Registry fields: each keeps the value of the newest event (by time, then id) that set it.
+_REGISTRY_FIELDS = ("owner", "team", "notebook_path", "tags", "critical", "has_tests", "created_at")
+_REGISTRY_TYPES = ("notebook.registered", "notebook.updated")
 _UPSERT_NOTEBOOKS = f"""
-INSERT INTO notebooks BY NAME
-SELECT
-    notebook_id,
-    {", ".join(
-        f"arg_max({expr}, (time, id)) FILTER (WHERE {expr} IS NOT NULL AND type IN {_REGISTRY_TYPES}) AS {f}, "
-        f"max(time) FILTER (WHERE {expr} IS NOT NULL AND type IN {_REGISTRY_TYPES}) AS {f}_at"
-        for f, expr in _REGISTRY_FIELDS.items())},
-    min(time) FILTER (WHERE type = 'notebook.registered') AS registered_at,
-    min(time) FILTER (WHERE type = 'notebook.promoted') AS promoted_at,
-    max(time) AS updated_at
-FROM new_events
-WHERE notebook_id IS NOT NULL AND type IN ('notebook.registered', 'notebook.updated', 'notebook.promoted')
-GROUP BY notebook_id
+INSERT INTO notebooks BY NAME SELECT * FROM batch_notebooks
 ON CONFLICT (notebook_id) DO UPDATE SET
     {", ".join(
         f"{f} = CASE WHEN EXCLUDED.{f}_at IS NOT NULL AND (notebooks.{f}_at IS NULL OR EXCLUDED.{f}_at >= notebooks.{f}_at) "
@@ -201,17 +112,7 @@ ON CONFLICT (notebook_id) DO UPDATE SET
 """
 
 _UPSERT_SCHEDULES = """
-INSERT INTO schedules BY NAME
-SELECT
-    notebook_id,
-    arg_max(team, time) AS team,
-    arg_max(cron, (time, id)) AS cron,
-    arg_max(timezone, (time, id)) AS timezone,
-    arg_max(grace_seconds, (time, id)) AS grace_seconds,
-    max(time) AS registered_at
-FROM new_events
-WHERE type = 'notebook.schedule.registered'
-GROUP BY notebook_id
+INSERT INTO schedules BY NAME SELECT * FROM batch_schedules
 ON CONFLICT (notebook_id) DO UPDATE SET
     team = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN coalesce(EXCLUDED.team, schedules.team) ELSE schedules.team END,
     cron = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.cron ELSE schedules.cron END,
@@ -249,31 +150,45 @@ ON CONFLICT (notebook_id, input_hash, parameters_hash, env_hash) DO UPDATE SET
     ended_at = least(repro_baselines.ended_at, EXCLUDED.ended_at)
 """
 
-# Counters that count events as ingested: name -> ((label name, SQL expression)..., WHERE condition). They run as
-# one UNION ALL statement per batch (each statement has a fixed cost that dominates small batches).
-_TEAM = ("team", "coalesce(team, 'unknown')")
-_EVENT_COUNTERS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
-    "observatory_events_ingested_total": ((("source", "source"), ("type", "type")), "TRUE"),
-    "notebook_kernel_sessions_total": ((_TEAM,), "type = 'notebook.kernel.started'"),
+def _label(col: str) -> pl.Expr:
+    return pl.col(col).fill_null("unknown")
+
+
+_T = pl.col("type")
+_REASON = pl.col("reason")
+# Counters that count events as ingested: name -> (label expressions, row condition), over the batch's rows.
+_EVENT_COUNTERS: dict[str, tuple[tuple[tuple[str, pl.Expr], ...], pl.Expr]] = {
+    "observatory_events_ingested_total": ((("source", pl.col("source")), ("type", _T)), pl.lit(True)),
+    "notebook_kernel_sessions_total": ((("team", _label("team")),), _T == "notebook.kernel.started"),
     "notebook_kernel_crashes_total": (
-        (_TEAM, ("reason", "reason")),
-        "type = 'notebook.kernel.died' OR (type = 'notebook.kernel.restarted' AND reason IN ('crash', 'oom'))",
-    ),
+        (("team", _label("team")), ("reason", _REASON)),
+        (_T == "notebook.kernel.died") | ((_T == "notebook.kernel.restarted") & _REASON.is_in(["crash", "oom"]))),
     "notebook_reproducibility_checks_total": (
-        (_TEAM, ("result", "result")), "type = 'notebook.reproducibility.checked'"),
-    "notebook_quality_checks_total": ((_TEAM, ("result", "result")), "type = 'notebook.quality.checked'"),
-    "notebook_secret_exposures_total": ((_TEAM,), "type = 'notebook.security.secret_detected' OR redactions > 0"),
+        (("team", _label("team")), ("result", pl.col("result"))), _T == "notebook.reproducibility.checked"),
+    "notebook_quality_checks_total": ((("team", _label("team")), ("result", pl.col("result"))),
+                                      _T == "notebook.quality.checked"),
+    "notebook_secret_exposures_total": ((("team", _label("team")),),
+                                        (_T == "notebook.security.secret_detected") | (pl.col("redactions") > 0)),
     "notebook_platform_probes_total": (
-        (("target", "target"), ("result", "CASE WHEN ok THEN 'ok' ELSE 'failed' END")),
-        "type = 'platform.probe'",
-    ),
+        (("target", pl.col("target")),
+         ("result", pl.when(pl.col("ok")).then(pl.lit("ok")).otherwise(pl.lit("failed")))),
+        _T == "platform.probe"),
 }
-_EVENT_COUNTER_SQL = "\nUNION ALL\n".join(
-    f"SELECT '{name}' AS name, {labels[0][1]} AS l1, "
-    f"{labels[1][1] if len(labels) > 1 else 'NULL::VARCHAR'} AS l2, count(*) AS n "
-    f"FROM new_events WHERE {where} GROUP BY ALL"
-    for name, (labels, where) in _EVENT_COUNTERS.items()
-)
+
+
+def _event_counters(new: pl.DataFrame) -> list[CounterDelta]:
+    """The counters of events as ingested, set-wise over the batch (one polars query, no SQL statement)."""
+    parts = [new.lazy().filter(cond).select(
+                 pl.lit(name).alias("name"), labels[0][1].cast(pl.String).alias("l1"),
+                 (labels[1][1] if len(labels) > 1 else pl.lit(None)).cast(pl.String).alias("l2"))
+             for name, (labels, cond) in _EVENT_COUNTERS.items()]
+    counts = pl.concat(parts).group_by("name", "l1", "l2").len().collect()
+    deltas = []
+    for name, l1, l2, n in counts.iter_rows():
+        names = [k for k, _ in _EVENT_COUNTERS[name][0]]
+        deltas.append(CounterDelta(name, tuple(zip(names, (str(v) for v in (l1, l2)[: len(names)]))), float(n)))
+    return deltas
+
 
 _BUCKET = pl.col("duration_seconds")
 
@@ -284,10 +199,6 @@ def _le() -> pl.Expr:
     for b in DURATION_BUCKETS[1:]:
         expr = expr.when(_BUCKET <= b).then(pl.lit(str(b)))
     return expr.otherwise(pl.lit("+Inf"))
-
-
-def _label(col: str) -> pl.Expr:
-    return pl.col(col).fill_null("unknown")
 
 
 def _run_counters(first: pl.DataFrame) -> list[CounterDelta]:
@@ -319,35 +230,40 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
     ]
 
 
-def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None,
-                   types: set[str] | None = None) -> list[CounterDelta]:
-    """Fold `new_events` into the derived tables; return the counter increments this batch causes.
+def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None) -> list[CounterDelta]:
+    """Fold a batch of newly inserted events (`new`, INGEST_SCHEMA: stored columns plus typed fields) into the
+    derived tables; return the counter increments this batch causes.
 
-    `types` (the event types present in the batch, when the caller knows them) lets a batch skip the upserts of
-    derived tables it cannot touch: each statement has a fixed cost of milliseconds.
+    The batch is aggregated per derived table in polars (collector/storage/batch.py) and each table gets one
+    upsert, skipped when the batch holds no event of its types: every DuckDB statement has a fixed cost of
+    milliseconds, which dominates HTTP-sized batches.
     """
-    def has(prefix: str) -> bool:
-        return types is None or any(t.startswith(prefix) for t in types)
+    df = pl.from_arrow(new)
+    assert isinstance(df, pl.DataFrame)
+    types = set(df["type"].unique().to_list())
 
-    deltas: list[CounterDelta] = []
-    for name, l1, l2, n in con.execute(_EVENT_COUNTER_SQL).fetchall():
-        label_names = [k for k, _ in _EVENT_COUNTERS[name][0]]
-        values = [l1, l2][: len(label_names)]
-        deltas.append(CounterDelta(name, tuple(zip(label_names, (str(v) for v in values))), float(n)))
+    def has(*prefixes: str) -> bool:
+        return any(t.startswith(prefixes) for t in types)
 
-    if has("notebook.kernel."):
-        con.execute(_UPSERT_KERNELS)
-    if has("notebook.registered") or has("notebook.updated") or has("notebook.promoted"):
-        con.execute(_UPSERT_NOTEBOOKS)
-    if has("notebook.schedule.registered"):
-        con.execute(_UPSERT_SCHEDULES)
+    deltas = _event_counters(df)
+    for needed, name, frame, sql in (
+        (has("notebook.kernel."), "batch_kernels", lambda: batch.kernels(df), _UPSERT_KERNELS),
+        (has("notebook.registered", "notebook.updated", "notebook.promoted"), "batch_notebooks",
+         lambda: batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES), _UPSERT_NOTEBOOKS),
+        (has("notebook.schedule.registered"), "batch_schedules", lambda: batch.schedules(df), _UPSERT_SCHEDULES),
+    ):
+        if needed:
+            _upsert(con, name, frame(), sql)
     if not has("notebook.run."):
         return deltas
 
-    con.execute(_BATCH_RUNS, {"batch_id": batch_id})
-    first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
-    assert isinstance(first, pl.DataFrame)
-    con.execute(_UPSERT_RUNS)
+    con.register("batch_runs", batch.runs(df, batch_id).to_arrow())
+    try:
+        first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
+        assert isinstance(first, pl.DataFrame)
+        con.execute(_UPSERT_RUNS)
+    finally:
+        con.unregister("batch_runs")
     if first.height == 0:
         return deltas
     deltas += _run_counters(first)
@@ -360,6 +276,16 @@ def update_derived(con: duckdb.DuckDBPyConnection, batch_id: int | None = None,
         finally:
             con.unregister("repro_new")
     return deltas
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, sql: str) -> None:
+    if frame.height == 0:
+        return
+    con.register(name, frame.to_arrow())
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister(name)
 
 
 def typed_from_stored(relation: str) -> str:
