@@ -126,10 +126,11 @@ ORDER BY arrive
 
 
 def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", registry: bool = True) -> pa.Table:
-    """The event mix as an Arrow table in arrival order (~1% of terminal events arrive 1-6 h late)."""
+    """The event mix as an Arrow table (INGEST_SCHEMA) in arrival order (~1% of terminal events arrive 1-6 h late)."""
     import duckdb
 
-    from collector.storage.schema import EVENT_SCHEMA
+    from collector.storage.derive import typed_from_stored
+    from collector.storage.schema import INGEST_SCHEMA
 
     span = 60 * 86400
     t0 = int((now - timedelta(seconds=span)).timestamp() * 1e6)
@@ -140,9 +141,10 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
               "n_reg": N_NB if registry else 0, "n_sched_reg": N_SCHED if registry else 0}
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    tbl = con.sql(GEN_SQL, params=params).to_arrow_table()
+    # the writer takes batches with the typed fields the validator would have filled (read back from `data`)
+    tbl = con.sql(typed_from_stored(f"({GEN_SQL})"), params=params).to_arrow_table()
     con.close()
-    return tbl.cast(EVENT_SCHEMA)
+    return tbl.cast(INGEST_SCHEMA)
 
 
 def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
