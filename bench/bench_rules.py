@@ -393,9 +393,9 @@ def render(m: dict, args: argparse.Namespace, hist: dict, build_s: float, durati
         "",
         "Accuracy in the same run: the 30-day error ratio of each SLO and team with traffic against the exact "
         "traffic-weighted ratio of the generated counters (median relative error): ours "
-        f"{100 * (summary['period_error_ours'] or 0):.1f}% over {summary['pairs']} pairs; Sloth's mean of 5m ratios "
+        f"{100 * (summary['period_error_ours'] or 0):.2f}% over {summary['pairs']} pairs; Sloth's mean of 5m ratios "
         f"NaN for {summary['sloth_nan']} of them (a 5m window without events is 0/0 and poisons the 30-day mean), "
-        f"{100 * summary['period_error_sloth']:.1f}% off for the others (quiet nights weigh as much as busy "
+        f"{100 * summary['period_error_sloth']:.2f}% off for the others (quiet nights weigh as much as busy "
         "afternoons). "
         f"Idle team ({', '.join(k for k, _, _ in idle) or 'none'}): ours "
         f"{'no sample' if all(o is None for _, o, _ in idle) else [o for _, o, _ in idle]}, Sloth "
@@ -411,6 +411,8 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=60, help="seconds between samples (scrape and evaluation)")
     ap.add_argument("--interval", type=int, default=20, help="Prometheus evaluation interval while measuring")
     ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--live-minutes", type=int, default=90,
+                    help="how far past the start the history runs (it must outlast building the TSDB)")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -428,7 +430,7 @@ def main() -> None:
         for f in (rules_ours, rules_sloth):
             subprocess.run(["promtool", "check", "rules", str(f)], check=True, capture_output=True)
         t0 = time.perf_counter()
-        end = int(time.time()) // args.step * args.step + 20 * 60  # live traffic for 20 minutes
+        end = int(time.time()) // args.step * args.step + args.live_minutes * 60  # live traffic while measuring
         om = work / "history.om"
         hist = build_history(om, slos, args.teams, args.days, args.step, end)
         blocks = work / "tsdb"

@@ -1,7 +1,7 @@
 """The `alertmanager_alerts` table: alert instances (fingerprint, startsAt) as Alertmanager delivered them.
 
 Written by the webhook route through the writer (`upsert_alerts`); read by the pages endpoint and by the SLI
-engine for M13 (`pages_count`), with bound parameters.
+engine for M13 (`pages_count`, `pages_by_team`), with bound parameters.
 """
 
 from __future__ import annotations
@@ -55,6 +55,29 @@ def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime
         sql += " AND team = ?"
         params.append(team)
     return int(cur.execute(sql, params).fetchone()[0])
+
+
+def pages_by_team(cur: duckdb.DuckDBPyConnection,
+                  ranges: list[tuple[datetime, datetime]]) -> list[dict[str | None, int]]:
+    """`pages_count` for several [since, until) ranges at once, for every team and for all teams (key None): one
+    statement instead of one per team and range (the SLI refresh asks for every team over every window)."""
+    if not ranges:
+        return []
+    params: dict[str, Any] = {"lo": min(a for a, _ in ranges), "hi": max(b for _, b in ranges)}
+    counts = []
+    for i, (a, b) in enumerate(ranges):
+        params[f"s{i}"], params[f"e{i}"] = a, b
+        counts.append(f"count(*) FILTER (WHERE starts_at >= $s{i} AND starts_at < $e{i})")
+    rows = cur.execute(
+        f"SELECT team, grouping(team), {', '.join(counts)} FROM alertmanager_alerts "
+        "WHERE severity = 'page' AND starts_at >= $lo AND starts_at < $hi GROUP BY GROUPING SETS ((), (team))",
+        params).fetchall()
+    out: list[dict[str | None, int]] = [{None: 0} for _ in ranges]
+    for team, all_teams, *ns in rows:
+        if all_teams or team is not None:
+            for i, n in enumerate(ns):
+                out[i][None if all_teams else team] = int(n)
+    return out
 
 
 def list_pages(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None,

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from collector.storage.alerts import pages_count
+from collector.storage.alerts import pages_by_team
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
@@ -158,6 +158,8 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
             _additive(cur, ctx, mode, add, notebook=True)
         _missed(cur, ctx, add)
     observed = {(k[0], k[2], k[3]) for k, (g, b, t) in add.items() if k[4] is None and (t > 0 or b > 0)}
+    pages = dict(zip((w.name for w in wins), pages_by_team(cur, [(w.s, w.e) for w in wins]))) \
+        if "M13" in slis else {}
     for w in wins:
         scopes = sorted({k[2:] for k in add if k[0] == w.name}, key=_skey)
         for sli in slis:
@@ -178,8 +180,8 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
                 elif sli == "M5" and trig is None and (w.name, team, nb) in observed:
                     ctx.emit(w, sli, team, nb, trig, "count", float(t), None, None, int(t))
         if "M13" in slis:
-            _pages(cur, ctx, w, [sc for sc in scopes if sc[1] is None and sc[2] is None and ctx.want(*sc)],
-                   observed)
+            _pages(ctx, w, [sc for sc in scopes if sc[1] is None and sc[2] is None and ctx.want(*sc)], observed,
+                   pages[w.name])
     if "M11" in slis:
         ctx.reasons["M11"] = "no kernel session started in the window"
     if "M3" in slis:
@@ -315,11 +317,12 @@ def _missed(cur, ctx: _Ctx, add: dict) -> None:
                 acc[2] += m
 
 
-def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
+def _pages(ctx: _Ctx, w: Win, scopes: list[tuple], observed: set, counts: dict[str | None, int]) -> None:
+    """M13 for the scopes with events in the window, from the window's page counts (all teams: key None)."""
     for team, _, _ in scopes:
         if (w.name, team, None) not in observed:
             continue
-        n = pages_count(cur, w.s, w.e, team=team)
+        n = counts.get(team, 0)
         ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
 
 

@@ -149,6 +149,12 @@ def test_pages_count_window_and_team(tmp_path):
     assert alerts_table.pages_count(con, t(10), t(11)) == 1  # [since, until)
     assert alerts_table.pages_count(con, t(11), t(23), team="ml") == 1
     assert alerts_table.pages_count(con, t(11), t(23), team="data") == 0
+    # the grouped form the SLI refresh uses gives the same counts for every team and range at once
+    ranges = [(t(0), t(23)), (t(10), t(11)), (t(11), t(23)), (t(13), t(23))]
+    grouped = alerts_table.pages_by_team(con, ranges)
+    for (a, b), counts in zip(ranges, grouped):
+        for team in (None, "ml", "data", "platform"):
+            assert counts.get(team, 0) == alerts_table.pages_count(con, a, b, team=team), (a, b, team)
     con.close()
 
 
