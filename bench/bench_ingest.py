@@ -188,6 +188,46 @@ def _bodies(lines: list[str], batch: int) -> list[bytes]:
     return ["\n".join(lines[i:i + batch]).encode() for i in range(0, len(lines), batch)]
 
 
+def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: int,
+             max_wait: float = 60.0) -> dict:
+    """Closed loop: `clients` threads post the bodies back to back, each body until it is not answered 429
+    (waiting min(Retry-After, max_wait) in between). Returns events acknowledged, answers by status, errors."""
+    nxt, lock = [0], threading.Lock()
+    acked, status, errors = [0], collections.Counter(), []
+
+    def client() -> None:
+        with httpx.Client(timeout=300) as c:
+            while True:
+                with lock:
+                    i = nxt[0]
+                    nxt[0] += 1
+                if i >= len(bodies):
+                    return
+                while True:
+                    r = c.post(url, content=bodies[i], headers=headers)
+                    with lock:
+                        status[r.status_code] += 1
+                    if r.status_code == 429:
+                        time.sleep(min(float(r.headers.get("Retry-After", "1")), max_wait))
+                        continue
+                    if r.status_code >= 300 and r.status_code != 422:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+                        return
+                    doc = r.json()
+                    with lock:
+                        acked[0] += doc["accepted"] + doc["duplicates"]
+                    break
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"HTTP errors: {errors[:3]}")
+    return {"acked": acked[0], "status": dict(status)}
+
+
 def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000) -> dict:
     """Closed loop: `clients` threads post batches back to back; events/s acknowledged (2xx after commit)."""
     bodies = _bodies(lines, batch)
@@ -197,46 +237,15 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         # Warm-up (connection, first transaction), not counted.
         warm = httpx.post(url, content=b"\n".join(x.encode() for x in lines[:10]), headers=headers, timeout=60)
         warm.raise_for_status()
-        nxt, lock = [0], threading.Lock()
-        acked, retries, errors = [0], [0], []
-
-        def client() -> None:
-            with httpx.Client(timeout=120) as c:
-                while True:
-                    with lock:
-                        i = nxt[0]
-                        nxt[0] += 1
-                    if i >= len(bodies):
-                        return
-                    while True:
-                        r = c.post(url, content=bodies[i], headers=headers)
-                        if r.status_code == 429:
-                            with lock:
-                                retries[0] += 1
-                            time.sleep(float(r.headers.get("Retry-After", "1")))
-                            continue
-                        if r.status_code >= 300 and r.status_code != 422:
-                            errors.append(f"{r.status_code}: {r.text[:200]}")
-                            return
-                        doc = r.json()
-                        with lock:
-                            acked[0] += doc["accepted"] + doc["duplicates"]
-                        break
-
-        threads = [threading.Thread(target=client) for _ in range(clients)]
         cpu0 = cpu_seconds(srv.pid)
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        res = post_all(url, headers, bodies, clients)
         seconds = time.perf_counter() - t0
         cpu = cpu_seconds(srv.pid) - cpu0
         peak = rss_kib(srv.pid, "VmHWM")
-    if errors:
-        raise RuntimeError(f"HTTP errors: {errors[:3]}")
-    return {"events": acked[0], "seconds": seconds, "eps": acked[0] / seconds, "retries_429": retries[0],
-            "peak_rss_mib": peak / 1024, "server_cpu_us": 1e6 * cpu / max(1, acked[0])}
+    acked, retries = res["acked"], res["status"].get(429, 0)
+    return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
+            "peak_rss_mib": peak / 1024, "server_cpu_us": 1e6 * cpu / max(1, acked)}
 
 
 def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, batch: int = 1000) -> dict:
@@ -287,7 +296,6 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
     with Server(workdir, env=env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
-        nxt, lock, counts = [0], threading.Lock(), collections.Counter()
         samples: list[tuple[float, int]] = []
         done = threading.Event()
 
@@ -296,34 +304,15 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                 samples.append((time.perf_counter(), rss_kib(srv.pid)))
                 time.sleep(0.25)
 
-        def client() -> None:
-            with httpx.Client(timeout=300) as c:
-                while True:
-                    with lock:
-                        i = nxt[0]
-                        nxt[0] += 1
-                    if i >= len(bodies):
-                        return
-                    while True:
-                        r = c.post(url, content=bodies[i], headers=headers)
-                        with lock:
-                            counts[r.status_code] += 1
-                        if r.status_code != 429:
-                            break
-                        time.sleep(min(float(r.headers.get("Retry-After", "1")), 0.2))
-
         mon = threading.Thread(target=sampler)
         mon.start()
-        threads = [threading.Thread(target=client) for _ in range(clients)]
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        res = post_all(url, headers, bodies, clients, max_wait=0.2)
         seconds = time.perf_counter() - t0
         done.set()
         mon.join()
         peak = rss_kib(srv.pid, "VmHWM")
+    counts = res["status"]
     rss = [kib for _, kib in samples]
     q = len(rss) // 4 or 1
     return {"clients": clients, "queue_events": queue_events, "seconds": seconds, "eps": len(lines) / seconds,

@@ -20,16 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import Server, data_files  # noqa: E402
+from bench_ingest import Server, data_files, post_all  # noqa: E402
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 RATE = 200  # samples per second per thread
@@ -104,32 +102,10 @@ def profile_http(code: Path, lines: list[str], work: Path) -> dict:
     with Profiled(work, python=[sys.executable, "-m", "collector.cli"], env=env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
-        nxt, acked, lock = [0], [0], threading.Lock()
-
-        def client() -> None:
-            with httpx.Client(timeout=300) as c:
-                while True:
-                    with lock:
-                        i = nxt[0]
-                        nxt[0] += 1
-                    if i >= len(bodies):
-                        return
-                    r = c.post(url, content=bodies[i], headers=headers)
-                    while r.status_code == 429:
-                        time.sleep(float(r.headers.get("Retry-After", "1")))
-                        r = c.post(url, content=bodies[i], headers=headers)
-                    doc = r.json()
-                    with lock:
-                        acked[0] += doc["accepted"] + doc["duplicates"]
-
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        acked = post_all(url, headers, bodies, 4)["acked"]
         seconds = time.perf_counter() - t0
-    return {"events": acked[0], "seconds": seconds, "stages": summarise(raw)}
+    return {"events": acked, "seconds": seconds, "stages": summarise(raw)}
 
 
 def profile_bulk(code: Path, ndjson: Path, work: Path) -> dict:
