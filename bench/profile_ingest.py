@@ -127,14 +127,43 @@ def profile_bulk(code: Path, ndjson: Path, work: Path) -> dict:
     return {"events": events, "seconds": seconds, "stages": summarise(raw)}
 
 
+def render(runs: dict[str, dict], cmd: str) -> str:
+    """One table: CPU-µs per event by stage, before and after, HTTP and bulk."""
+    cols = [(label, path) for label in runs for path in ("http", "bulk")]
+    stages = sorted({st for r in runs.values() for p in ("http", "bulk") for st in r[p]["stages"]},
+                    key=lambda st: -max(runs[lb][p]["stages"].get(st, 0) / runs[lb][p]["events"] for lb, p in cols))
+    head = " | ".join(f"{lb} {p}" for lb, p in cols)
+    out = [
+        "Measured by `bench/profile_ingest.py` (py-spy sampling every thread of the collector process at "
+        f"{RATE} Hz; a sample is charged to the innermost frame of a known stage; idle waits left out). Command: "
+        f"`{cmd}`. CPU-µs per acknowledged event; HTTP: 4 clients x 1,000-event NDJSON batches, auth on; bulk: "
+        "`observatory ingest --db` of an NDJSON file. \"before\" is the code at the start of issue 11 (per-event "
+        "pydantic on HTTP, DuckDB+polars vectorised statement on files, JSON extraction in the writer), run with "
+        "the same virtualenv. The machine is shared: read the shares, not the absolute figures.",
+        "",
+        f"| stage | {head} |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for st in stages:
+        cells = [f"{1e6 * runs[lb][p]['stages'].get(st, 0) / runs[lb][p]['events']:.1f}" for lb, p in cols]
+        out.append(f"| {st} | {' | '.join(cells)} |")
+    totals = [f"**{1e6 * sum(runs[lb][p]['stages'].values()) / runs[lb][p]['events']:.1f}**" for lb, p in cols]
+    out.append(f"| total | {' | '.join(totals)} |")
+    rates = [f"{runs[lb][p]['events'] / runs[lb][p]['seconds']:,.0f}/s" for lb, p in cols]
+    out.append(f"| events/s while profiled | {' | '.join(rates)} |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose code is profiled (default: this one)")
+    ap.add_argument("--before", type=Path, help="also profile this checkout (the code before) and compare")
     ap.add_argument("--http-events", type=int, default=60_000)
     ap.add_argument("--bulk-events", type=int, default=300_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
+    ap.add_argument("--no-write", action="store_true", help="leave docs/performance.md alone")
     args = ap.parse_args()
     _, ndjson, n = data_files(args.bulk_events, args.data_dir, args.seed)
     lines = []
@@ -143,22 +172,29 @@ def main() -> None:
             lines.append(line.rstrip("\n").replace('"id":"', '"id":"prof-', 1))
             if len(lines) >= args.http_events:
                 break
-    work = Path(tempfile.mkdtemp(prefix="profile-ingest-", dir=args.data_dir))
-    try:
-        res = {"code": str(args.code), "http": profile_http(args.code, lines, work),
-               "bulk": profile_bulk(args.code, ndjson, work)}
-    finally:
-        for f in ("http.txt", "bulk.txt", "http.log", "bulk.log"):
-            if (work / f).exists():
-                shutil.copy(work / f, Path("/tmp") / f"profile-{f}")
-        shutil.rmtree(work, ignore_errors=True)
-    for path in ("http", "bulk"):
-        r = res[path]
-        print(f"{path}: {r['events']:,} events in {r['seconds']:.1f} s")
-        for stage, cpu in sorted(r["stages"].items(), key=lambda x: -x[1]):
-            print(f"  {1e6 * cpu / r['events']:8.1f} CPU-us/event  {stage}")
+    runs: dict[str, dict] = {}
+    for label, code in ((("before", args.before),) if args.before else ()) + (("after", args.code),):
+        work = Path(tempfile.mkdtemp(prefix="profile-ingest-", dir=args.data_dir))
+        try:
+            runs[label] = {"code": str(code), "http": profile_http(code, lines, work),
+                           "bulk": profile_bulk(code, ndjson, work)}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for path in ("http", "bulk"):
+            r = runs[label][path]
+            print(f"{label} {path}: {r['events']:,} events in {r['seconds']:.1f} s")
+            for stage, cpu in sorted(r["stages"].items(), key=lambda x: -x[1]):
+                print(f"  {1e6 * cpu / r['events']:8.1f} CPU-us/event  {stage}")
     if args.out:
-        args.out.write_text(json.dumps(res, indent=1))
+        args.out.write_text(json.dumps(runs, indent=1))
+    cmd = "python bench/profile_ingest.py" + (" --before CHECKOUT" if args.before else "") + \
+        f" --http-events {args.http_events} --bulk-events {args.bulk_events}"
+    section = render(runs, cmd)
+    print(section)
+    if not args.no_write:
+        from report import write_section
+
+        write_section("profile", section)
 
 
 if __name__ == "__main__":
