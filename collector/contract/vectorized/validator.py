@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from opentelemetry import trace
 
 from collector.contract.events import MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
@@ -32,6 +33,7 @@ from collector.contract.vectorized.plan import FUTURE_MARGIN
 from collector.storage.schema import EVENT_SCHEMA, INGEST_SCHEMA
 
 _ENVELOPE = ("source", "id", "type", "time", "subject")
+tracer = trace.get_tracer("collector.contract.vectorized")
 
 
 class _PausedGC:
@@ -218,29 +220,38 @@ class BulkValidator:
         datas: list[dict] = []
         accepted: list[int] = []
         rejections: list[Rejection] = []
-        for i in idx:
-            item = items[i]
-            if isinstance(item, Rejection):
-                if not own:
-                    item.index += offset
-                rejections.append(item)
-                continue
-            res = check_item(offset + i, item)
-            if isinstance(res, Rejection):
-                rejections.append(res)
-                continue
-            row = to_row(res)
-            data = orjson.loads(row["data"])
-            bad = _storage_range(self.comp.rows[row["type"]](data), self.comp.row_columns[row["type"]])
-            if bad:
-                rejections.append(Rejection(offset + i, [{"path": f"data.{bad}", "type": "storage_range",
-                                                          "message": "value does not fit the storage column"}],
-                                            redact_text(row["data"][:65_536])[0], row["source"], row["id"],
-                                            row["type"]))
-                continue
-            rows.append(row)
-            datas.append(data)
-            accepted.append(i)
+        valid: list[tuple[int, Any]] = []
+        with tracer.start_as_current_span("ingest.validate") as span:  # the spans validation.validate_items makes
+            for i in idx:
+                item = items[i]
+                if isinstance(item, Rejection):
+                    if not own:
+                        item.index += offset
+                    rejections.append(item)
+                    continue
+                res = check_item(offset + i, item)
+                if isinstance(res, Rejection):
+                    rejections.append(res)
+                else:
+                    valid.append((i, res))
+            span.set_attribute("events.valid", len(items) - len(rejections))
+            span.set_attribute("events.rejected", len(rejections))
+            span.set_attribute("events.exact", len(idx))
+        with tracer.start_as_current_span("ingest.redact") as span:
+            for i, ev in valid:
+                row = to_row(ev)
+                data = orjson.loads(row["data"])
+                bad = _storage_range(self.comp.rows[row["type"]](data), self.comp.row_columns[row["type"]])
+                if bad:
+                    rejections.append(Rejection(offset + i, [{"path": f"data.{bad}", "type": "storage_range",
+                                                              "message": "value does not fit the storage column"}],
+                                                redact_text(row["data"][:65_536])[0], row["source"], row["id"],
+                                                row["type"]))
+                    continue
+                rows.append(row)
+                datas.append(data)
+                accepted.append(i)
+            span.set_attribute("events.redacted", sum(1 for r in rows if r["redactions"]))
         if not rows:
             return None, accepted, rejections, 0
         extras = [not self.comp.plans[r["type"]].declared.issuperset(d) for r, d in zip(rows, datas)]
