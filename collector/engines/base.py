@@ -1,0 +1,70 @@
+"""What every engine offers the product's SQL code: a cursor with DuckDB's `execute(sql, params)` /
+`fetchall()` / `fetchone()`, taking statements in DuckDB's dialect and giving rows as DuckDB would (tuples,
+timezone-aware UTC datetimes, lists, Decimals), plus the few operations the lake engines need around it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Protocol, Sequence
+
+import pyarrow as pa
+
+
+class Engine(Protocol):
+    name: str
+
+    def cursor(self) -> "Cursor": ...
+    def register_arrow(self, name: str, table: pa.Table) -> None: ...
+    def has_table(self, name: str) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> "Cursor": ...
+    def fetchall(self) -> list[tuple]: ...
+    def fetchone(self) -> tuple | None: ...
+
+
+def utc(v: Any) -> Any:
+    """A value from another engine as DuckDB returns it: naive datetimes (UTC sessions) become aware UTC."""
+    if isinstance(v, datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=timezone.utc)
+    if isinstance(v, list):
+        return [utc(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(utc(x) for x in v)
+    return v
+
+
+class RowsCursor:
+    """A cursor over engines that return whole result sets: subclasses implement `_run(sql, params)`."""
+
+    dialect = "duckdb"
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+
+    def _run(self, sql: str, params: dict[str, Any] | Sequence[Any] | None) -> list[tuple]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> "RowsCursor":
+        from collector.engines.dialect import transpile
+
+        self._rows = [tuple(utc(v) for v in row) for row in self._run(transpile(sql, self.dialect), params)]
+        return self
+
+    def fetchall(self) -> list[tuple]:
+        return list(self._rows)
+
+    def fetchone(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
+
+
+def table_exists(cur: Any, name: str) -> bool:
+    """Whether `name` is a relation of the database behind `cur` (DuckDB connection or an engine cursor)."""
+    has = getattr(cur, "has_table", None)
+    if has is not None:
+        return bool(has(name))
+    return bool(cur.execute(
+        "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() UNION ALL "
+        "SELECT view_name FROM duckdb_views()) WHERE n = ?", [name]).fetchone()[0])
