@@ -124,9 +124,11 @@ async def get_sli(
     level: list[str] | None = Query(None, description="Scopes to return: platform, team, notebook, trigger "
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
-    from slo.sli import engine as engine
+    from slo.sli import sql as Q
+    from slo.sli.compute import compute
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or engine.SliConfig()
+    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
     team = scoped_team(principal, team)
     if as_of is None:
         as_of = datetime.now(timezone.utc)
@@ -135,21 +137,21 @@ async def get_sli(
     try:
         windows = _split(window) or list(cfg.windows)
         for w in windows:
-            engine.parse_window(w)
-        slis = [engine.resolve_sli(s) for s in _split(sli)] or list(engine.Q.SLIS)
-        levels = tuple(_split(level)) or engine.DEFAULT_LEVELS
-        bad = set(levels) - set(engine.LEVELS)
+            parse_window(w)
+        slis = [resolve_sli(s) for s in _split(sli)] or list(Q.SLIS)
+        levels = tuple(_split(level)) or DEFAULT_LEVELS
+        bad = set(levels) - set(LEVELS)
         if bad:
-            raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(engine.LEVELS)}")
+            raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(LEVELS)}")
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     if principal.team is not None:
         levels = tuple(lv for lv in levels if lv != "platform") or ("team",)
-    q = engine.SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
+    q = SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
                         trigger=trigger, levels=levels)
     def run() -> list[dict]:
         with store.read_cursor() as cur:
-            return engine.compute(cur, q, cfg)
+            return compute(cur, q, cfg)
 
     rows = await run_in_threadpool(run)
     return SliResponse(as_of=as_of.astimezone(timezone.utc).isoformat(), window=windows, slis=rows)
