@@ -1,4 +1,4 @@
-"""The SLIs (M1-M15) on any engine: the SLI engine's direct mode (slo/sli/engine.py), whose statements read the
+"""The SLIs (M1-M15) on any engine: the SLI engine's direct mode (slo/sli/compute.py), whose statements read the
 collector's relations, run against an engine whose relations come from the lake (collector/lake/views.py).
 
 The one relation the lake cannot carry is the collector's missed-slot state (M8), which the collector builds
@@ -15,8 +15,9 @@ from typing import Any
 import pyarrow as pa
 
 from collector.engines.base import Engine
-from slo.sli import engine as sli_engine
 from slo.sli import missed
+from slo.sli.compute import compute as compute_direct
+from slo.sli.config import SliConfig, SliQuery, utc
 from slo.sli import sql as Q
 
 _REGS = f"""
@@ -31,7 +32,7 @@ _MISSED_SCHEMA = pa.schema([
 ])
 
 
-def decide_missed(engine: Engine, as_of: datetime, cfg: sli_engine.SliConfig) -> int:
+def decide_missed(engine: Engine, as_of: datetime, cfg: SliConfig) -> int:
     """Build `sli_missed_slots` in the engine for a computation at `as_of`; returns the number of misses."""
     cur = engine.cursor()
     versions: dict[str, list[missed.Version]] = {}
@@ -66,8 +67,8 @@ def decide_missed(engine: Engine, as_of: datetime, cfg: sli_engine.SliConfig) ->
     return table.num_rows
 
 
-def compute(engine: Engine, q: sli_engine.SliQuery, cfg: sli_engine.SliConfig | None = None) -> list[dict[str, Any]]:
+def compute(engine: Engine, q: SliQuery, cfg: SliConfig | None = None) -> list[dict[str, Any]]:
     """Every requested SLI at q.as_of on `engine`, as GET /v1/sli serves them (provenance mode `direct`)."""
-    cfg = cfg or sli_engine.SliConfig()
-    decide_missed(engine, sli_engine._utc(q.as_of), cfg)
-    return sli_engine.compute(engine.cursor(), q, cfg, mode="direct", fold_first=False)
+    cfg = cfg or SliConfig()
+    decide_missed(engine, utc(q.as_of), cfg)
+    return compute_direct(engine.cursor(), q, cfg, mode="direct", fold_first=False)

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import duckdb
 
+from collector.engines.base import table_exists
 from collector.storage.alerts import pages_count
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
@@ -352,12 +353,8 @@ def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
                     ctx.emit(w, "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
 
 
-def _table_exists(cur, name: str) -> bool:
-    return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
-
-
 def _cost_per_run(cur, ctx: _Ctx) -> None:
-    if not _table_exists(cur, "cost_line_items"):
+    if not table_exists(cur, "cost_line_items"):
         ctx.reasons["M4"] = "no billing tables"
         return
     if not cur.execute(Q.COST_HAS_RUN_DATA).fetchone()[0]:
@@ -395,7 +392,7 @@ def _month_back(dt: datetime) -> datetime:
 
 
 def _cost_variance(cur, ctx: _Ctx) -> None:
-    if not _table_exists(cur, "cost_line_items"):
+    if not table_exists(cur, "cost_line_items"):
         ctx.reasons["M10"] = "no billing tables"
         return
     if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
