@@ -45,12 +45,13 @@ def gauge_sources() -> list[GaugeSource]:
 def cli_groups() -> list[tuple[str, typer.Typer]]:
     """(name, typer app) of the command groups of the other areas."""
     from cost.cli import billing_app, report_app
+    from collector.lake.cli import lake_app
     from dashboards.cli import dashboards_app
     from slo.cli import slo_app
     from slo.sli.cli import sli_app
 
     return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
-            ("sli", sli_app)]
+            ("sli", sli_app), ("lake", lake_app)]
 
 
 def openapi_tags() -> list[dict[str, Any]]:
