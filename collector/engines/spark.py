@@ -41,7 +41,11 @@ def session(master: str | None = None, remote: str | None = None, conf: dict[str
     if remote:
         b = b.remote(remote)
     else:
-        b = b.master(master or os.environ.get("SPARK_MASTER") or "local[*]")
+        master = master or os.environ.get("SPARK_MASTER") or "local[*]"
+        b = b.master(master)
+        if master.startswith("local"):  # a local session listens on loopback only
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            b = b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         b = b.config("spark.driver.memory", os.environ.get("OBSERVATORY_SPARK_DRIVER_MEMORY", "2g"))
     for k, v in {**DEFAULT_CONF, **(conf or {})}.items():
         b = b.config(k, v)

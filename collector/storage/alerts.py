@@ -57,6 +57,16 @@ def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime
     return int(cur.execute(sql, params).fetchone()[0])
 
 
+def pages_by_team(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> dict[str | None, int]:
+    """`pages_count` for every team at once (key None: all teams): one statement per window, which is what an
+    engine with a per-statement cost (Spark, BigQuery) needs."""
+    rows = cur.execute(
+        "SELECT team, GROUPING(team) AS g, count(*) FROM alertmanager_alerts "
+        "WHERE severity = 'page' AND starts_at >= ? AND starts_at < ? GROUP BY GROUPING SETS ((), (team))",
+        [since, until]).fetchall()
+    return {(None if g else team): int(n) for team, g, n in rows if g or team is not None}
+
+
 def list_pages(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None,
                limit: int) -> list[dict[str, Any]]:
     """The pages that started in [since, until), most recent first."""

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import duckdb
 
 from collector.engines.base import table_exists
-from collector.storage.alerts import pages_count
+from collector.storage.alerts import pages_by_team
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
@@ -317,10 +317,10 @@ def _missed(cur, ctx: _Ctx, add: dict) -> None:
 
 
 def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
+    scopes = [sc for sc in scopes if (w.name, sc[0], None) in observed]
+    counts = pages_by_team(cur, w.s, w.e) if scopes else {}
     for team, _, _ in scopes:
-        if (w.name, team, None) not in observed:
-            continue
-        n = pages_count(cur, w.s, w.e, team=team)
+        n = counts.get(team, 0)
         ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
 
 

@@ -1,0 +1,46 @@
+"""Engines over the lake: one Spark session for the whole test session (PySpark, local[2])."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lake"))
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    pytest.importorskip("pyspark", reason="make install-test installs PySpark")
+    from collector.engines.spark import session
+
+    s = session(master="local[2]")
+    yield s
+    s.stop()
+
+
+def key(r: dict) -> tuple:
+    return (r["window"], r["sli"], r["team"], r["notebook_id"], r["trigger"], r["stat"])
+
+
+def assert_same_slis(got: list[dict], want: list[dict], what: str) -> dict[str, int]:
+    """Same rows; integers equal; values equal to 1e-12 (relative, or absolute near zero). Percentiles (M3) are
+    the same definition on both engines (linear interpolation between order statistics: DuckDB quantile_cont,
+    Spark percentile), so they are held to the same bound. Returns the number of non-null values per SLI."""
+    g, w = {key(r): r for r in got}, {key(r): r for r in want}
+    assert set(g) == set(w), (what, sorted(set(g) ^ set(w), key=str)[:10])
+    seen: dict[str, int] = {}
+    for k, wr in w.items():
+        gr = g[k]
+        for f in ("good", "bad", "total"):
+            assert gr[f] == wr[f], (what, k, f, gr[f], wr[f])
+        if wr["value"] is None:
+            assert gr["value"] is None and gr.get("absent_reason") == wr.get("absent_reason"), (what, k, gr, wr)
+            continue
+        assert gr["value"] is not None and math.isclose(gr["value"], wr["value"], rel_tol=1e-12, abs_tol=1e-12), \
+            (what, k, gr["value"], wr["value"])
+        assert gr.get("details") == wr.get("details"), (what, k)
+        seen[wr["sli"]] = seen.get(wr["sli"], 0) + 1
+    return seen
