@@ -61,8 +61,8 @@ def test_demo_history(tmp_path: Path, spark_session):
     finally:
         con.close()
     seen = engines_agree(tmp_path / "lake", want, q, "demo")
-    # every SLI but M13 (the demo sends no Alertmanager pages) had values to compare
-    assert set(seen) >= {f"M{i}" for i in range(1, 16)} - {"M13"}, seen
+    # every SLI but M13 and M14 (the demo sends no Alertmanager pages, promotes nothing lately) had values to compare
+    assert set(seen) >= {f"M{i}" for i in range(1, 16)} - {"M13", "M14"}, seen
 
 
 # ---- property-generated streams, two collectors, one lake -------------------------------------------------------
