@@ -37,27 +37,45 @@ def utc(v: Any) -> Any:
 
 
 class RowsCursor:
-    """A cursor over engines that return whole result sets: subclasses implement `_run(sql, params)`."""
+    """A cursor over an engine that runs whole statements: subclasses implement `_run(sql, params)` (returning the
+    engine's result handle), `_rows_of(handle)` and `_arrow_of(handle)`. `sql(...)` returns the cursor itself, so
+    code written against DuckDB's `con.sql(q).to_arrow_table()` and `con.execute(q, p).fetchall()` runs as is."""
 
     dialect = "duckdb"
 
     def __init__(self) -> None:
-        self._rows: list[tuple] = []
+        self._handle: Any = None
 
-    def _run(self, sql: str, params: dict[str, Any] | Sequence[Any] | None) -> list[tuple]:
+    def _run(self, sql: str, params: dict[str, Any] | Sequence[Any] | None) -> Any:
+        raise NotImplementedError
+
+    def _rows_of(self, handle: Any) -> list[tuple]:
+        raise NotImplementedError
+
+    def _arrow_of(self, handle: Any) -> pa.Table:
         raise NotImplementedError
 
     def execute(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> "RowsCursor":
         from collector.engines.dialect import transpile
 
-        self._rows = [tuple(utc(v) for v in row) for row in self._run(transpile(sql, self.dialect), params)]
+        self._handle = self._run(transpile(sql, self.dialect), params)
         return self
 
+    def sql(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> "RowsCursor":
+        return self.execute(sql, params)
+
     def fetchall(self) -> list[tuple]:
-        return list(self._rows)
+        return [tuple(utc(v) for v in row) for row in self._rows_of(self._handle)]
 
     def fetchone(self) -> tuple | None:
-        return self._rows[0] if self._rows else None
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+    def to_arrow_table(self) -> pa.Table:
+        return self._arrow_of(self._handle)
+
+    def close(self) -> None:
+        self._handle = None
 
 
 def table_exists(cur: Any, name: str) -> bool:

@@ -64,6 +64,17 @@ def spark_path(lake: str) -> str:
     return "file://" + os.path.abspath(lake)
 
 
+def _plain(v: Any) -> Any:
+    """Spark's Row (a struct value) as the tuple DuckDB gives for a STRUCT/tuple value."""
+    from pyspark.sql import Row
+
+    if isinstance(v, Row):
+        return tuple(_plain(x) for x in v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
 class SparkCursor(RowsCursor):
     dialect = "spark"
 
@@ -71,9 +82,15 @@ class SparkCursor(RowsCursor):
         super().__init__()
         self.engine = engine
 
-    def _run(self, sql: str, params: dict[str, Any] | Sequence[Any] | None) -> list[tuple]:
+    def _run(self, sql: str, params: dict[str, Any] | Sequence[Any] | None):
         args = dict(params) if isinstance(params, dict) else (list(params) if params else None)
-        return [tuple(r) for r in self.engine.spark.sql(sql, args=args).collect()]
+        return self.engine.spark.sql(sql, args=args)
+
+    def _rows_of(self, df) -> list[tuple]:
+        return [tuple(_plain(v) for v in r) for r in df.collect()]
+
+    def _arrow_of(self, df) -> pa.Table:
+        return df.toArrow()
 
     def has_table(self, name: str) -> bool:
         return self.engine.has_table(name)

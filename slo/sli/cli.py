@@ -38,6 +38,13 @@ def show(
     url: Optional[str] = typer.Option(None, help="Ask a running collector instead, e.g. http://127.0.0.1:8080"),
     token: Optional[str] = typer.Option(None, envvar="OBSERVATORY_TOKEN", help="Bearer token for --url"),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb | spark | bigquery (env OBSERVATORY_ENGINE); "
+                                                                "spark and bigquery read the lake (docs/scale.md)"),
+    lake: Optional[str] = typer.Option(None, "--lake", help="Lake the engine reads: DIR, s3://..., gs://..."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[*])"),
+    bq_project: Optional[str] = typer.Option(None, "--bq-project", help="BigQuery project"),
+    bq_dataset: Optional[str] = typer.Option(None, "--bq-dataset", help="BigQuery dataset for the lake's tables"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="BigQuery: print the bytes each statement would scan"),
 ) -> None:
     """Print the SLIs (absent ones show — and the reason)."""
     if ctx.invoked_subcommand is not None:
@@ -78,11 +85,31 @@ def show(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        con = dbmod.connect(db)
+        from collector.engines import select
+
         try:
-            rows = compute(con, q, cfg)
-        finally:
-            con.close()
+            es = select.settings_from(engine, lake, spark_master=spark_master, bq_project=bq_project,
+                                      bq_dataset=bq_dataset)
+            eng = select.open_engine(es, dry_run=dry_run)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if eng is None:
+            con = dbmod.connect(db)
+            try:
+                rows = compute(con, q, cfg)
+            finally:
+                con.close()
+        else:
+            from collector.engines.sli import compute as compute_on
+
+            try:
+                rows = compute_on(eng, q, cfg)
+                if dry_run:
+                    select.print_estimates(getattr(eng, "estimates", []), typer.echo)
+                    return
+            finally:
+                eng.close()
         doc = {"as_of": when.astimezone(timezone.utc).isoformat(), "window": windows, "slis": rows}
     if as_json:
         typer.echo(json.dumps(doc, indent=2))

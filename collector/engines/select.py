@@ -1,0 +1,69 @@
+"""Which engine a command or the API uses: settings (environment `OBSERVATORY_ENGINE`, `OBSERVATORY_LAKE`, ...,
+overridden by CLI flags) and the one function that opens it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collector.engines.base import Engine
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OBSERVATORY_", extra="ignore")
+
+    engine: Literal["duckdb", "spark", "bigquery"] = Field(
+        "duckdb", description="Where SLIs and cost reports are computed: the collector's DuckDB, or an engine over "
+                              "the lake")
+    lake: str | None = Field(None, description="Lake location the engines read (DIR, s3://, gs://)")
+    spark_master: str | None = Field(None, description="Spark master URL (default local[*]; SPARK_REMOTE for "
+                                                       "Spark Connect)")
+    bq_project: str | None = Field(None, description="BigQuery project that runs the jobs")
+    bq_dataset: str = Field("observatory", description="BigQuery dataset for the lake's tables")
+    bq_location: str | None = Field(None, description="BigQuery location (US, EU, ...)")
+    bq_api_endpoint: str | None = Field(None, description="Another BigQuery REST endpoint (an emulator; anonymous "
+                                                          "credentials)")
+
+
+def open_engine(s: EngineSettings, *, dry_run: bool = False, bq_client=None) -> Engine | None:
+    """The engine `s` names over `s.lake`; None for DuckDB without a lake (the collector's own database)."""
+    if s.engine == "duckdb":
+        if s.lake is None:
+            return None
+        from collector.engines.lakeduck import LakeDuckDB
+
+        if "://" in s.lake:
+            raise ValueError("the DuckDB lake engine reads a local lake directory; use Spark or BigQuery for "
+                             f"{s.lake}")
+        return LakeDuckDB(s.lake)
+    if not s.lake:
+        raise ValueError(f"--engine {s.engine} reads the lake: give --lake (OBSERVATORY_LAKE)")
+    if s.engine == "spark":
+        from collector.engines.spark import SparkEngine
+
+        return SparkEngine(s.lake, master=s.spark_master)
+    from collector.engines.bigquery import BigQueryEngine
+
+    if not s.lake.startswith("gs://"):
+        raise ValueError("BigQuery reads the lake from GCS: --lake gs://bucket/prefix")
+    if bq_client is None and s.bq_api_endpoint:
+        from cost.gcp_sync import bigquery_client
+
+        bq_client = bigquery_client(s.bq_project or "observatory", s.bq_api_endpoint)
+    return BigQueryEngine(s.lake, project=s.bq_project, dataset=s.bq_dataset, location=s.bq_location,
+                          dry_run=dry_run, client=bq_client)
+
+
+def settings_from(engine: str | None = None, lake: str | None = None, **flags: str | None) -> EngineSettings:
+    """The environment's engine settings with the CLI flags that were given on top."""
+    given = {k: v for k, v in dict(engine=engine, lake=lake, **flags).items() if v is not None}
+    return EngineSettings(**given)
+
+
+def print_estimates(estimates: list[tuple[str, int]], echo) -> None:
+    """`--dry-run`: the bytes BigQuery estimates each statement would process, and the total."""
+    for i, (sql, n) in enumerate(estimates, 1):
+        echo(f"{i:3d}  {n:>16,d} bytes  {' '.join(sql.split())[:120]}")
+    echo(f"total {sum(n for _, n in estimates):,d} bytes in {len(estimates)} statements")
