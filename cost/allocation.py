@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import duckdb
 import polars as pl
 
+from collector.engines.base import table_exists
 from cost.schema import TABLE, UNALLOCATED
 
 RUNS_EMPTY = ("(SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS INTEGER) AS attempt, "
@@ -34,8 +35,7 @@ OUTPUT_COLUMNS = ("billing_month", "charge_date", "charge_start", "team", "noteb
 
 
 def runs_relation(con: duckdb.DuckDBPyConnection) -> str:
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_attempts'").fetchall()[0][0]
-    found += con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'run_attempts'").fetchall()[0][0]
+    found = table_exists(con, "run_attempts")
     return "run_attempts" if found else RUNS_EMPTY
 
 

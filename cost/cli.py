@@ -191,14 +191,29 @@ def report_cost(
     out_path: Path = typer.Option(..., "--out", help="Output file"),
     team: Optional[str] = typer.Option(None, "--team", help="Only this team"),
     db: Optional[Path] = DB_OPT,
+    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb | spark | bigquery (env OBSERVATORY_ENGINE); "
+                                                                "spark and bigquery read the lake (docs/scale.md)"),
+    lake: Optional[str] = typer.Option(None, "--lake", help="Lake the engine reads: DIR, s3://..., gs://..."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[*])"),
+    bq_project: Optional[str] = typer.Option(None, "--bq-project", help="BigQuery project"),
+    bq_dataset: Optional[str] = typer.Option(None, "--bq-dataset", help="BigQuery dataset for the lake's tables"),
 ) -> None:
     """Monthly cost report: totals, month-over-month, budget and forecast, drivers, unallocated, per run,
     invoices."""
+    from collector.engines import select
     from cost.reports import export
-    con = _open(db)
+    try:
+        eng = select.open_engine(select.settings_from(engine, lake, spark_master=spark_master,
+                                                      bq_project=bq_project, bq_dataset=bq_dataset))
+    except ValueError as err:
+        _fail(err)
+    con = _open(db) if eng is None else eng.cursor()
     try:
         paths = export.write_report(con, month, by, format, out_path, team=team)
     except CostInputError as err:
         _fail(err)
+    finally:
+        if eng is not None:
+            eng.close()
     for p in paths:
         out.print(str(p))
