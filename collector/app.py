@@ -15,6 +15,7 @@ from collector.api import errors
 from collector.api.auth import TokenStore
 from collector.settings import Settings
 from collector.ingest.store import Store
+from collector.lake.schedule import LakeExporter
 from collector.telemetry import request_id_var, setup_tracing
 
 log = logging.getLogger("collector.http")
@@ -47,10 +48,16 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         for hook in app.state.startup_hooks:
             hook(app)
         store.start()
+        exporter = LakeExporter.from_settings(settings, store)
+        app.state.lake_exporter = exporter
+        if exporter is not None:
+            exporter.start()
         log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled})
         try:
             yield
         finally:
+            if exporter is not None:
+                exporter.stop()
             store.close()
             log.info("collector stopped")
 

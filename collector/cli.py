@@ -59,6 +59,9 @@ def serve(
     tokens_file: Optional[Path] = option("tokens_file", "--tokens-file"),
     metrics_public: Optional[bool] = option("metrics_public", "--metrics-public/--no-metrics-public"),
     log_level: Optional[str] = option("log_level", "--log-level"),
+    lake_export_to: Optional[str] = option("lake_export_to", "--lake-export-to"),
+    lake_export_every: Optional[str] = option("lake_export_every", "--lake-export-every"),
+    lake_collector_id: Optional[str] = option("lake_collector_id", "--lake-collector-id"),
     demo: bool = typer.Option(False, help="Backfill demo history when the database is empty and stream live demo traffic"),
     demo_days: int = typer.Option(30, help="Days of demo history to backfill"),
     demo_rate: float = typer.Option(5.0, help="Live demo events per second"),
@@ -72,7 +75,8 @@ def serve(
     from collector.telemetry import setup_logging
 
     settings = settings_or_exit(host=host, port=port, db=db, auth=auth, tokens_file=tokens_file,
-                                metrics_public=metrics_public, log_level=log_level)
+                                metrics_public=metrics_public, log_level=log_level, lake_export_to=lake_export_to,
+                                lake_export_every=lake_export_every, lake_collector_id=lake_collector_id)
     host, port, db = settings.host, settings.port, settings.db
     if not settings.auth and not _is_loopback(host):
         typer.echo(f"error: --no-auth is only allowed when binding to a loopback address, not {host!r}", err=True)

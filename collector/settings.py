@@ -69,6 +69,14 @@ class Settings(BaseSettings):
                                                        "`__other__`)")
     label_cap_source: int = Field(500, gt=0, description="Most `source` label values per metric")
 
+    lake_export_to: Optional[str] = Field(None, description="Lake `serve` exports to on a schedule (DIR, "
+                                                            "`s3://bucket/prefix`, `gs://bucket/prefix`); none: no "
+                                                            "scheduled export (docs/scale.md)")
+    lake_export_every: str = Field("5m", pattern=r"^[1-9][0-9]*[smhd]$",
+                                   description="Period of the scheduled lake export (`30s`, `5m`, `1h`)")
+    lake_collector_id: Optional[str] = Field(None, description="Name of this collector's files in the lake; "
+                                                               "default `<host>-<hash of the database path>`")
+
     cost: CostSettings = Field(default_factory=CostSettings, description="Cost section (`OBSERVATORY_COST_*`)")
 
     @field_validator("log_level", mode="before")

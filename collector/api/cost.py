@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from collector.api.auth import Principal, require_scope
 from collector.api.deps import read_cursor, scoped_team
+from collector.engines import select as engine_select
 from cost import budget
 from cost.config import CostSettings, load_settings
 from cost.reports import data, export
@@ -34,7 +35,7 @@ def _month(month: str | None) -> str:
 
 
 def _report(request: Request, month: str, by: str, team: str | None) -> data.CostReport:
-    with request.app.state.store.read_cursor() as cur:
+    with engine_select.reading(request.app.state.store) as cur:  # OBSERVATORY_ENGINE / OBSERVATORY_LAKE
         return data.build(cur, month, by, settings=settings_of(request), team=team)
 
 

@@ -125,7 +125,7 @@ async def get_sli(
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
     from slo.sli import sql as Q
-    from slo.sli.compute import compute
+    from collector.engines import select as engine_select
     from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
     cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
@@ -150,8 +150,7 @@ async def get_sli(
     q = SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
                         trigger=trigger, levels=levels)
     def run() -> list[dict]:
-        with store.read_cursor() as cur:
-            return compute(cur, q, cfg)
+        return engine_select.sli_rows(store, q, cfg)
 
     rows = await run_in_threadpool(run)
     return SliResponse(as_of=as_of.astimezone(timezone.utc).isoformat(), window=windows, slis=rows)

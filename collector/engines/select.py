@@ -3,7 +3,8 @@ overridden by CLI flags) and the one function that opens it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,3 +68,65 @@ def print_estimates(estimates: list[tuple[str, int]], echo) -> None:
     for i, (sql, n) in enumerate(estimates, 1):
         echo(f"{i:3d}  {n:>16,d} bytes  {' '.join(sql.split())[:120]}")
     echo(f"total {sum(n for _, n in estimates):,d} bytes in {len(estimates)} statements")
+
+
+# ---- the API's engine: one per process, opened again when the lake's manifests change ---------------------------
+
+class _Shared:
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.key: tuple | None = None
+        self.engine: Engine | None = None
+
+    def get(self, s: EngineSettings) -> Engine:
+        from collector.lake.export import manifests
+        from collector.lake.stores import open_store
+
+        assert s.lake is not None
+        marks = tuple(sorted((m.get("collector_id"), m.get("exported_through_batch"), m.get("exported_at"))
+                             for m in manifests(open_store(s.lake))))
+        key = (s.model_dump_json(), marks)
+        with self.lock:
+            if key != self.key or self.engine is None:
+                if self.engine is not None:
+                    self.engine.close()
+                self.engine, self.key = None, None
+                self.engine = open_engine(s)
+                self.key = key
+            return self.engine
+
+
+_SHARED = _Shared()
+
+
+def uses_lake(s: EngineSettings) -> bool:
+    return s.engine != "duckdb" or s.lake is not None
+
+
+@contextmanager
+def reading(store, s: EngineSettings | None = None) -> Iterator[Any]:
+    """A cursor for the API's reads: the collector's database, or the configured engine over the lake
+    (`OBSERVATORY_ENGINE`, `OBSERVATORY_LAKE`)."""
+    s = s or EngineSettings()
+    if not uses_lake(s):
+        with store.read_cursor() as cur:
+            yield cur
+        return
+    yield _SHARED.get(s).cursor()
+
+
+def sli_rows(store, q, cfg, s: EngineSettings | None = None) -> list[dict]:
+    """GET /v1/sli's rows: computed incrementally in the collector's database, or directly on the engine."""
+    s = s or EngineSettings()
+    if not uses_lake(s):
+        from slo.sli.compute import compute
+
+        with store.read_cursor() as cur:
+            return compute(cur, q, cfg)
+    from collector.engines.sli import compute as compute_on
+
+    eng = _SHARED.get(s)
+    with _SHARED.lock:  # the missed-slot relation is per computation
+        return compute_on(eng, q, cfg)

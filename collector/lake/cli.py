@@ -19,8 +19,9 @@ def export_cmd(
     to: str = typer.Option(..., "--to", help="Lake location: DIR, s3://bucket/prefix or gs://bucket/prefix"),
     db: Path = typer.Option(Settings().db, help="DuckDB file of the collector (when it is not running)"),
     collector_id: Optional[str] = typer.Option(
-        None, "--collector-id", envvar="OBSERVATORY_LAKE_COLLECTOR_ID",
-        help="Names this collector's files in the lake; default <host>-<hash of the database path>"),
+        Settings().lake_collector_id, "--collector-id",
+        help="Names this collector's files in the lake (env OBSERVATORY_LAKE_COLLECTOR_ID); default "
+             "<host>-<hash of the database path>"),
     s3_endpoint_url: Optional[str] = typer.Option(None, "--s3-endpoint-url", envvar="AWS_ENDPOINT_URL",
                                                   help="S3-compatible endpoint (MinIO, moto)"),
 ) -> None:
