@@ -208,9 +208,10 @@ def report_cost(
     except ValueError as err:
         _fail(err)
     con = _open(db) if eng is None else eng.cursor()
+    from collector.engines.dialect import UnsupportedConstruct
     try:
         paths = export.write_report(con, month, by, format, out_path, team=team)
-    except CostInputError as err:
+    except (CostInputError, UnsupportedConstruct) as err:
         _fail(err)
     finally:
         if eng is not None:
