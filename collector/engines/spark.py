@@ -36,6 +36,9 @@ def session(master: str | None = None, remote: str | None = None, conf: dict[str
     """The process's SparkSession (created on first use)."""
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:  # one session per process: later engines share it (their settings were the first's)
+        return active
     remote = remote or os.environ.get("SPARK_REMOTE")
     b = SparkSession.builder.appName("notebook-observatory")
     if remote:

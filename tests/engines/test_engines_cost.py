@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from collector.lake import export as lake_export
 from collector.lake.stores import LocalStore
@@ -44,6 +45,7 @@ def focus_rows(table: pa.Table) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
+@pytest.mark.timeout(1200)
 def test_allocation_and_focus_export_equal_to_the_cent(tmp_path: Path, spark_session):
     from collector.demo import platform as demo
     from collector.engines.spark import SparkEngine

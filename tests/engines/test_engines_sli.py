@@ -8,6 +8,7 @@ import itertools
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ def engines_agree(lake: Path, want: list[dict], q: SliQuery, what: str) -> dict[
         spark.close()
 
 
+@pytest.mark.timeout(1200)
 def test_demo_history(tmp_path: Path, spark_session):
     from collector.demo import platform as demo
 
@@ -74,7 +76,7 @@ OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled")
 def stream(draw):
     """(type, minute offset, data, dup) tuples for teams a and b (team z is registered and has no traffic)."""
     evs = []
-    for r in range(draw(st.integers(0, 6))):
+    for r in range(draw(st.integers(3, 6))):
         team = draw(st.sampled_from(("a", "b")))
         nb = draw(st.sampled_from(("n1", "n2", "n3")))
         trig = draw(st.sampled_from(("scheduled", "manual", None)))
@@ -90,7 +92,7 @@ def stream(draw):
                     d.update(input_hash="i", parameters_hash="p", env_hash="e",
                              output_hash=draw(st.sampled_from(("X", "Y"))))
                 evs.append((f"notebook.run.{draw(st.sampled_from(OUTCOMES))}", start + draw(st.integers(0, 240)), d))
-    for _ in range(draw(st.integers(0, 8))):
+    for _ in range(draw(st.integers(4, 10))):
         team = draw(st.sampled_from(("a", "b")))
         t = draw(st.integers(-3000, 0))
         kind = draw(st.sampled_from(("probe", "quality", "repro", "kstart", "kdied", "krestart", "secret",
@@ -125,7 +127,7 @@ def stream(draw):
 
 @st.composite
 def cases(draw):
-    streams = draw(st.lists(stream(), min_size=2, max_size=3))
+    streams = draw(st.lists(stream(), min_size=3, max_size=3))
     n = sum(len(s) for s in streams)
     return streams, draw(st.lists(st.sampled_from(("A", "B", "AB")), min_size=n, max_size=n)), \
         draw(st.permutations(range(n))), sorted(draw(st.lists(st.integers(0, n), max_size=2)))
@@ -134,7 +136,11 @@ def cases(draw):
 _case = itertools.count()
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+# One Spark computation per example costs minutes on a busy 2-core machine: one example of three independent streams
+# (each in its own teams), every stream with runs and events, and the assertion below that the comparison was not
+# vacuous. `--hypothesis-seed` varies it between runs.
+@pytest.mark.timeout(1800)
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases())
 def test_two_collectors_one_lake_equal_one_duckdb_over_the_union(tmp_path_factory, spark_session, case):
@@ -176,4 +182,4 @@ def test_two_collectors_one_lake_equal_one_duckdb_over_the_union(tmp_path_factor
         for c in (a, b, union):
             c.close()
     seen = engines_agree(tmp / "lake", want, q, "two collectors")
-    assert seen.get("M13", 0) > 0 and seen.get("M9", 0) > 0 and seen.get("M15", 0) > 0, seen
+    assert {s for s, n in seen.items() if n} >= {"M1", "M3", "M5", "M7", "M9", "M11", "M13", "M15"}, seen
