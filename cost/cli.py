@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+
+from collector.engines import select
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -191,16 +193,14 @@ def report_cost(
     out_path: Path = typer.Option(..., "--out", help="Output file"),
     team: Optional[str] = typer.Option(None, "--team", help="Only this team"),
     db: Optional[Path] = DB_OPT,
-    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb | spark | bigquery (env OBSERVATORY_ENGINE); "
-                                                                "spark and bigquery read the lake (docs/scale.md)"),
-    lake: Optional[str] = typer.Option(None, "--lake", help="Lake the engine reads: DIR, s3://..., gs://..."),
-    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[*])"),
-    bq_project: Optional[str] = typer.Option(None, "--bq-project", help="BigQuery project"),
-    bq_dataset: Optional[str] = typer.Option(None, "--bq-dataset", help="BigQuery dataset for the lake's tables"),
+    engine: Optional[str] = select.ENGINE_OPT,
+    lake: Optional[str] = select.LAKE_OPT,
+    spark_master: Optional[str] = select.SPARK_MASTER_OPT,
+    bq_project: Optional[str] = select.BQ_PROJECT_OPT,
+    bq_dataset: Optional[str] = select.BQ_DATASET_OPT,
 ) -> None:
     """Monthly cost report: totals, month-over-month, budget and forecast, drivers, unallocated, per run,
     invoices."""
-    from collector.engines import select
     from cost.reports import export
     try:
         eng = select.open_engine(select.settings_from(engine, lake, spark_master=spark_master,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
+import typer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +27,15 @@ class EngineSettings(BaseSettings):
     bq_location: str | None = Field(None, description="BigQuery location (US, EU, ...)")
     bq_api_endpoint: str | None = Field(None, description="Another BigQuery REST endpoint (an emulator; anonymous "
                                                           "credentials)")
+
+
+# The CLI options of the commands that compute on an engine (`observatory sli`, `observatory report cost`).
+ENGINE_OPT = typer.Option(None, "--engine", help="duckdb | spark | bigquery (env OBSERVATORY_ENGINE); spark and "
+                                                 "bigquery read the lake (docs/scale.md)")
+LAKE_OPT = typer.Option(None, "--lake", help="Lake the engine reads: DIR, s3://..., gs://... (env OBSERVATORY_LAKE)")
+SPARK_MASTER_OPT = typer.Option(None, "--spark-master", help="Spark master URL (default local[*])")
+BQ_PROJECT_OPT = typer.Option(None, "--bq-project", help="BigQuery project")
+BQ_DATASET_OPT = typer.Option(None, "--bq-dataset", help="BigQuery dataset for the lake's tables")
 
 
 def open_engine(s: EngineSettings, *, dry_run: bool = False, bq_client=None) -> Engine | None:

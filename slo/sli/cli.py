@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from collector.engines import select
+
 from collector.settings import Settings
 
 sli_app = typer.Typer(help="Platform SLIs (M1-M15) computed in DuckDB, as GET /v1/sli serves them.",
@@ -38,12 +40,11 @@ def show(
     url: Optional[str] = typer.Option(None, help="Ask a running collector instead, e.g. http://127.0.0.1:8080"),
     token: Optional[str] = typer.Option(None, envvar="OBSERVATORY_TOKEN", help="Bearer token for --url"),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document"),
-    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb | spark | bigquery (env OBSERVATORY_ENGINE); "
-                                                                "spark and bigquery read the lake (docs/scale.md)"),
-    lake: Optional[str] = typer.Option(None, "--lake", help="Lake the engine reads: DIR, s3://..., gs://..."),
-    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[*])"),
-    bq_project: Optional[str] = typer.Option(None, "--bq-project", help="BigQuery project"),
-    bq_dataset: Optional[str] = typer.Option(None, "--bq-dataset", help="BigQuery dataset for the lake's tables"),
+    engine: Optional[str] = select.ENGINE_OPT,
+    lake: Optional[str] = select.LAKE_OPT,
+    spark_master: Optional[str] = select.SPARK_MASTER_OPT,
+    bq_project: Optional[str] = select.BQ_PROJECT_OPT,
+    bq_dataset: Optional[str] = select.BQ_DATASET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="BigQuery: print the bytes each statement would scan"),
 ) -> None:
     """Print the SLIs (absent ones show — and the reason)."""
@@ -85,8 +86,6 @@ def show(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        from collector.engines import select
-
         try:
             es = select.settings_from(engine, lake, spark_master=spark_master, bq_project=bq_project,
                                       bq_dataset=bq_dataset)
