@@ -13,6 +13,7 @@ parameters as `:name` / `@name`, aggregate FILTER as Spark FILTER or BigQuery IF
 | ts + to_seconds(x)                       | TIMESTAMP_MICROS(UNIX_MICROS(ts) + CAST(ROUND(x * 1e6) AS BIGINT)) | same                 |
 | WITH x AS MATERIALIZED (...)             | WITH x AS (...)                         | WITH x AS (...)                                  |
 | INSERT ... ON CONFLICT (k) DO UPDATE SET | MERGE INTO t USING (...) ON k ...       | MERGE (same)                                     |
+| json_extract_string(j, $path) ($."k")   | GET_JSON_OBJECT(j, path as $['k'])      | JSON_EXTRACT_SCALAR (reads $."k")                |
 | unnest(generate_series(a, b, step))      | EXPLODE(SEQUENCE(a, b, step))           | not supported: raises (docs/scale.md)            |
 """
 
@@ -150,6 +151,12 @@ def _rewrite(node: exp.Expression, target: str) -> exp.Expression:
                           to=exp.DataType.build("BIGINT"))
         op = exp.Add if isinstance(node, exp.Add) else exp.Sub
         return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[op(this=_micros(node.this), expression=micros)])
+    # a JSON path bound as a parameter in DuckDB's spelling `$."key"`: Spark's get_json_object reads `$['key']`
+    if (target == "spark" and isinstance(node, exp.JSONExtractScalar)
+            and isinstance(node.expression, (exp.Placeholder, exp.Parameter))):
+        path = exp.Anonymous(this="REGEXP_REPLACE", expressions=[
+            node.expression.copy(), exp.Literal.string('^[$][.]"(.*)"$'), exp.Literal.string("\\$['$1']")])
+        return exp.Anonymous(this="GET_JSON_OBJECT", expressions=[node.this.copy(), path])
     if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
         node.set("materialized", None)
         return node

@@ -42,6 +42,14 @@ def test_constructs(duck, spark, bq):
     sqlglot.parse_one(bq, read="bigquery")
 
 
+def test_json_path_parameter_in_duckdb_spelling():
+    """Tag keys are bound as `$."key"` (DuckDB, BigQuery); Spark reads the same path as `$['key']`."""
+    sql = "SELECT json_extract_string(tags, $p0) FROM x"
+    assert transpile(sql, "spark") == ("SELECT GET_JSON_OBJECT(tags, REGEXP_REPLACE(:p0, '^[$][.]\"(.*)\"$', "
+                                       "'\\\\$[\\'$1\\']')) FROM x")
+    assert transpile(sql, "bigquery") == "SELECT JSON_EXTRACT_SCALAR(tags, @p0) FROM x"
+
+
 def test_upsert_becomes_merge():
     sql = Q.UPSERT_ROLLUP.format(table="sli_hourly", delta="SELECT * FROM d")
     for target in ("spark", "bigquery"):
