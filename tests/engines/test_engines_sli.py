@@ -86,17 +86,17 @@ def stream(draw):
             if trig:
                 data["trigger"] = trig
             evs.append(("notebook.run.started", start, data))
-            for _ in range(draw(st.integers(0, 2))):
+            for _ in range(draw(st.integers(1, 2))):  # a second terminal event: a duplicate or a conflict
                 d = dict(data, duration_seconds=float(draw(st.integers(1, 5000))))
                 if draw(st.booleans()):
                     d.update(input_hash="i", parameters_hash="p", env_hash="e",
                              output_hash=draw(st.sampled_from(("X", "Y"))))
                 evs.append((f"notebook.run.{draw(st.sampled_from(OUTCOMES))}", start + draw(st.integers(0, 240)), d))
-    for _ in range(draw(st.integers(4, 10))):
+    kinds = ["probe", "quality", "repro", "kstart", "kdied", "krestart", "secret", "artifact", "update", "promote"]
+    for i in range(draw(st.integers(len(kinds), len(kinds) + 8))):  # every kind at least once
         team = draw(st.sampled_from(("a", "b")))
         t = draw(st.integers(-3000, 0))
-        kind = draw(st.sampled_from(("probe", "quality", "repro", "kstart", "kdied", "krestart", "secret",
-                                     "artifact", "update", "promote")))
+        kind = kinds[i] if i < len(kinds) else draw(st.sampled_from(kinds))
         nb = draw(st.sampled_from(("n1", "n2", "n3")))
         evs.append({
             "probe": ("platform.probe", t, dict(target="ui", ok=draw(st.booleans()), team=team)),
@@ -152,11 +152,11 @@ def test_two_collectors_one_lake_equal_one_duckdb_over_the_union(tmp_path_factor
         for e_i, (ty, minute, data) in enumerate(evs):
             d = {k: (ns(v) if k in ("team", "notebook_id", "run_id", "kernel_id") else v) for k, v in data.items()}
             built.append({"specversion": "1.0", "id": f"{ns('e')}{e_i}", "source": "test://prop", "type": ty,
-                          "time": (NOW + timedelta(minutes=minute)).isoformat(), "data": d})
+                          "time": (NOW - timedelta(hours=5) + timedelta(minutes=minute)).isoformat(), "data": d})
     built = [built[i] for i in order]  # arrival order: late and out-of-order events
     pages = {"version": "4", "groupKey": "g", "truncatedAlerts": 0, "status": "firing", "receiver": "oncall",
              "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
-             "alerts": [{"status": "firing", "fingerprint": f"f{i}", "startsAt": (NOW - timedelta(hours=3 * i)).isoformat(),
+             "alerts": [{"status": "firing", "fingerprint": f"f{i}", "startsAt": (NOW - timedelta(hours=3 * i + 1)).isoformat(),
                          "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://p",
                          "labels": {"alertname": "X", "severity": "page", "team": "s0-a"}, "annotations": {}}
                         for i in range(3)]}
