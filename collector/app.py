@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 
@@ -13,11 +14,16 @@ from opentelemetry import trace
 from collector import areas
 from collector.api import errors
 from collector.api.auth import TokenStore
+from collector.api.reads import ActiveQueries
+from collector.contract.redaction import redact_text
 from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.telemetry import request_id_var, setup_tracing
 
 log = logging.getLogger("collector.http")
+# A client's X-Request-ID is kept only when it is a plain token (letters, digits, `._:-`, at most 64); anything
+# else (a secret, a control character, a header injection attempt) is replaced by a fresh id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 tracer = trace.get_tracer("collector.http")
 
 DESCRIPTION = """
@@ -51,6 +57,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         try:
             yield
         finally:
+            app.state.queries.interrupt_all()  # a read still running must not hold the shutdown
             store.close()
             log.info("collector stopped")
 
@@ -61,12 +68,14 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     app.state.settings = settings
     app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens, enabled=settings.auth)
     app.state.startup_hooks = []
+    app.state.queries = ActiveQueries()
     setup_tracing()
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        rid = rid[:64]
+        rid = request.headers.get("x-request-id") or ""
+        if not _REQUEST_ID.fullmatch(rid) or redact_text(rid)[1]:  # echoed into logs, dead letters, responses
+            rid = uuid.uuid4().hex
         token = request_id_var.set(rid)
         t0 = time.perf_counter()
         status = 500

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
         5.0, description="Least time between two gauge refreshes when ingest keeps poking the refresher: the SLI "
                          "and cost gauges are scraped every 15-60 s, recomputing them after every commit would "
                          "only take CPU from ingest")
+    sli_max_windows: int = Field(8, ge=1, description="Most windows one GET /v1/sli may ask for (422 above)")
+    sli_max_window_days: float = Field(
+        400.0, gt=0, description="Longest window GET /v1/sli computes (422 above)")
+    read_timeout_seconds: float = Field(
+        60.0, gt=0, description="A read query (GET /v1/sli) running longer is interrupted and answered 503")
+    shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, description="After SIGTERM, requests still running after this long are cancelled and their "
+                                "queries interrupted; the process exits at most this long again after that")
     label_cap_team: int = 500
     label_cap_source: int = 500
     log_level: str = "INFO"

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from collector.api.auth import Principal
 from collector.api.errors import BadRequest, Forbidden
+from collector.contract.events import TIME_MAX, TIME_MIN
 from collector.ingest.store import Store
 from collector.settings import Settings
 
@@ -23,9 +24,10 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def read_cursor(store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A cursor of the shared connection for one request (reads never block the writer)."""
-    with store.read_cursor() as cur:
+def read_cursor(request: Request, store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of the shared connection for one request (reads never block the writer), registered so that a
+    shutdown interrupts it (collector/api/reads.py)."""
+    with store.read_cursor() as cur, request.app.state.queries.track(cur):
         yield cur
 
 
@@ -52,18 +54,33 @@ def scoped_team(principal: Principal, requested: str | None) -> str | None:
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
-    """RFC 3339 or epoch milliseconds (Grafana's `${__from}`) -> aware UTC; anything else is a 422 naming it."""
+    """RFC 3339 or epoch milliseconds (Grafana's `${__from}`) -> aware UTC within the contract's time range;
+    anything else is a 422 naming the parameter."""
     if value is None or value == "":
         return None
     v = value.strip()
     try:
-        if v.lstrip("-").isdigit():
-            return datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        if v.lstrip("-").isascii() and v.lstrip("-").isdigit() and len(v) <= 16:
+            dt = datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
+        else:
+            if not v.isascii():
+                raise ValueError(v)
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        raise BadRequest(f"`{name}`: expected an RFC 3339 time or epoch milliseconds, got {value[:64]!r}",
-                         422) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        raise BadRequest(f"`{name}`: expected an RFC 3339 time or epoch milliseconds", 422) from None
+    return bounded_time(dt, name)
+
+
+def bounded_time(dt: datetime, name: str) -> datetime:
+    """A time parameter inside [TIME_MIN, TIME_MAX) (what storage and the engines handle), as UTC; else 422."""
+    try:
+        utc = as_utc(dt)
+    except OverflowError:
+        utc = None
+    if utc is None or not TIME_MIN <= utc < TIME_MAX:
+        raise BadRequest(f"`{name}`: must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)", 422)
+    return utc
 
 
 def as_utc(dt: datetime) -> datetime:

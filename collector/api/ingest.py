@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
+from collector.api.body import read_capped_body
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
 from collector.contract.body import BodyError, decode_body, split_items
@@ -95,20 +96,6 @@ def check_item_count(n: int, max_events: int, what: str = "events") -> None:
         raise BodyError(f"no {what} in the request body")
     if n > max_events:
         raise BodyError(f"{n} {what} in one request; the limit is {max_events}", "too_large")
-
-
-async def read_capped_body(request: Request, limit: int) -> bytes:
-    """The body as sent, refused with 413 as soon as it (or its declared length) passes `limit`."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyError(f"body of {declared} bytes exceeds the limit of {limit}", "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(f"body exceeds the limit of {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(

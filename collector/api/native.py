@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from collector import conventions as C
-from collector.api.ingest import read_capped_body
+from collector.api.body import read_capped_body
 from collector.contract.body import decode_body
 from collector.ingest.submit import Outcome, empty_outcome, submit
 from collector.sources.common import NativeBatch

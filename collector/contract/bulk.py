@@ -56,8 +56,14 @@ from collector.storage.schema import EVENT_SCHEMA
 
 log = logging.getLogger(__name__)
 
+_CONTROL = "[\\x00-\\x1f\\x7f]"
 # Event times closer than this to the 24 h future limit are left to pydantic (its clock moves on).
 FUTURE_MARGIN = timedelta(minutes=5)
+
+
+# What the fast path's date-time pattern implies: a year in 1971-2198 with an offset of at most 14 h.
+_DT_FAST_LOW = datetime(1970, 12, 31, tzinfo=timezone.utc)
+_DT_FAST_HIGH = datetime(2199, 1, 2, tzinfo=timezone.utc)
 
 
 class Unsupported(Exception):
@@ -129,9 +135,17 @@ def _kind(s: dict, where: str) -> Kind:
         _keys_ok(s, {"strict"}, where)
         return Kind("bool")
     if t == "datetime":
-        _keys_ok(s, {"strict", "tz_constraint", "microseconds_precision"}, where)
+        _keys_ok(s, {"strict", "tz_constraint", "microseconds_precision", "ge", "gt", "le", "lt"}, where)
         if s.get("tz_constraint") != "aware":
             raise Unsupported(f"{where}: datetime without tz_constraint=aware")
+        # The fast path's date-time pattern (_DT_RE) only admits years 1971-2198, which with any offset lie
+        # inside these bounds; a bound tighter than that is not expressed.
+        for op in ("ge", "gt"):
+            if op in s and s[op] > _DT_FAST_LOW:
+                raise Unsupported(f"{where}: datetime lower bound above {_DT_FAST_LOW:%Y-%m-%d}")
+        for op in ("le", "lt"):
+            if op in s and s[op] < _DT_FAST_HIGH:
+                raise Unsupported(f"{where}: datetime upper bound below {_DT_FAST_HIGH:%Y-%m-%d}")
         return Kind("datetime")
     if t == "dict":
         _keys_ok(s, {"keys_schema", "values_schema", "strict"}, where)
@@ -255,8 +269,9 @@ def _jtext(s: str) -> str:
 
 
 _INT_RE = "0|-?[1-9][0-9]{0,17}"
-# RFC 3339 with an explicit offset; pydantic accepts more, those rows take the exact path.
-_DT_RE = (r'"(?:1[0-9]{3}|2[0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:'
+# RFC 3339 with an explicit offset and a year in 1971-2198 (so inside the contract's time bounds whatever the
+# offset); pydantic accepts more, those rows take the exact path.
+_DT_RE = (r'"(?:197[1-9]|19[89][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:'
           r'[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])"')
 _DT_PARTS = r'^"(.{19})(?:\.([0-9]{1,6}))?(Z|[+-][0-9]{2}:[0-9]{2})"$'
 # Free-form values (extras, dict[str, Any]): numbers whose DuckDB and orjson renderings may differ (>= 1e16,
@@ -345,22 +360,33 @@ def _canon_re(kind: Kind) -> str:
     orjson rendering after validation is the very same text; rarer forms are left to the exact path."""
     t = kind.tag
     bounds = dict(kind.bounds)
+    # An upper bound is expressed by allowing fewer digits: values the pattern admits all lie below it, the
+    # few between 10**digits and the bound take the exact path.
+    upper = {op: b for op, b in bounds.items() if op in ("le", "lt")}
+    bounds = {op: b for op, b in bounds.items() if op not in ("le", "lt")}
     if t == "int":
         if set(bounds) - {"ge", "gt"} or any(b not in (0, 1) for b in bounds.values()):
             raise Unsupported("int bounds other than >= 0 / >= 1 inside a list")
+        d = min(18, *(len(str(int(b))) - 1 for b in upper.values())) - 1 if upper else 17
+        if d < 0:
+            raise Unsupported("int upper bound below 10 inside a list")
         low = bounds.get("ge", bounds.get("gt", None))
         if low is None:
-            return "-?(?:0|[1-9][0-9]{0,17})"
+            return f"-?(?:0|[1-9][0-9]{{0,{d}}})"
         if bounds.get("gt") == 0 or bounds.get("ge") == 1:
-            return "[1-9][0-9]{0,17}"
+            return f"[1-9][0-9]{{0,{d}}}"
         if bounds.get("gt") == 1:
             raise Unsupported("int > 1 inside a list")
-        return "(?:0|[1-9][0-9]{0,17})"
+        return f"(?:0|[1-9][0-9]{{0,{d}}})"
     if t == "float":
         if set(bounds) - {"ge", "gt"} or any(b != 0 for b in bounds.values()):
             raise Unsupported("float bounds other than >= 0 / > 0 inside a list")
-        # Decimal notation, under 1e15 and not below 1e-4 (where DuckDB's and orjson's renderings agree).
-        pos = r"(?:[1-9][0-9]{0,14}\.[0-9]+|0\.(?:[1-9]|0[1-9]|00[1-9]|000[1-9])[0-9]*)"
+        d = min(15, *(len(str(int(b))) - 1 for b in upper.values())) - 1 if upper else 14
+        if d < 0:
+            raise Unsupported("float upper bound below 10 inside a list")
+        # Decimal notation, under 1e15 (or the bound) and not below 1e-4 (where DuckDB's and orjson's renderings
+        # agree).
+        pos = rf"(?:[1-9][0-9]{{0,{d}}}\.[0-9]+|0\.(?:[1-9]|0[1-9]|00[1-9]|000[1-9])[0-9]*)"
         if "gt" in bounds:
             return pos
         if "ge" in bounds:
@@ -788,6 +814,7 @@ FROM (
                 v = pl.when(_pl_lit_in(etype, self.declared_by[c])).then(v).otherwise(None)
             commons.append(v.alias(c))
         scanned = [col(out_col[key]) for key in out_col if key[0] not in IDENTIFIER_KEYS]
+        idents = [col(out_col[key]) for key in out_col if key[0] in IDENTIFIER_KEYS]
         scanned += [pl.when(col(f"d{pos[n]}").is_not_null()).then(pl.lit(n)) for n in self.names
                     if n in IDENTIFIER_KEYS and has_candidate(n)]
         self.stage_states = state_exprs + out_exprs
@@ -798,6 +825,7 @@ FROM (
             decoded(col("e_subject"), "u_e_subject").alias("subject"), *commons,
             data.alias("data"),
             pl.concat_str(scanned + [col("extras_out")], separator=",", ignore_nulls=True).alias("scan"),
+            pl.concat_str(idents, separator=",", ignore_nulls=True).alias("idents"),
         ]
 
 
@@ -960,9 +988,15 @@ class BulkValidator:
         df = df.select(comp.stage_final)
         # Rows whose stored text holds a control character escape (rendered differently by DuckDB and orjson)
         # and candidate secrets (what the redactor would scan) take the exact path.
+        # Identifiers (source, id, the IDENTIFIER_KEYS) are refused by the exact path when they hold a credential
+        # or a control character: candidates and any escape in them take it.
+        idents = df["idents"].fill_null("")
         cand = (df["scan"].str.contains(self.prefilter) | df["subject"].fill_null("").str.contains(self.prefilter)
-                | df["data"].str.contains("\\u00", literal=True))
-        return df.filter(df["ok"] & ~cand).drop("ok", "scan")
+                | df["data"].str.contains("\\u00", literal=True)
+                | idents.str.contains(self.prefilter) | idents.str.contains("\\", literal=True)
+                | df["source"].str.contains(self.prefilter) | df["id"].str.contains(self.prefilter)
+                | df["source"].str.contains(_CONTROL) | df["id"].str.contains(_CONTROL))
+        return df.filter(df["ok"] & ~cand).drop("ok", "scan", "idents")
 
     def _finish(self, fast: pl.DataFrame | None, n: int, offset: int, item_of: Callable[[int], Any]) -> BulkResult:
         n_fast = 0 if fast is None else fast.height

@@ -90,9 +90,9 @@ def _type(prop: dict, schema: dict) -> str:
     if t == "array":
         return f"list of {_type(prop.get('items', {}), schema)}"
     if t == "string" and prop.get("format") == "date-time":
-        return "RFC 3339 time"
+        return "RFC 3339 time" + (" (1970-01-01 to 2200-01-01)" if "1970" in prop.get("description", "") else "")
     extra = []
-    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maxLength", "≤ len")):
+    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("maxLength", "≤ len")):
         if k in prop:
             extra.append(f"{sym} {prop[k]}")
     return t + (f" ({', '.join(extra)})" if extra else "")

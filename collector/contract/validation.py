@@ -6,6 +6,7 @@ every entry point applies the same contract, the same secret redaction and repor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,11 +14,12 @@ import orjson
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from collector.contract.events import EVENT_MODELS, EVENT_TYPES, IDENTIFIER_KEYS, EnvelopeBase
+from collector.contract.events import EVENT_MODELS, EVENT_TYPES, IDENTIFIER_KEYS, INT64_MAX, MAX_NESTING, EnvelopeBase
 from collector.contract.redaction import redact_text, redact_value
 
 tracer = trace.get_tracer("collector.contract.validation")
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 COMMON_COLUMNS = ("team", "owner", "notebook_id", "run_id", "attempt", "kernel_id", "trigger", "environment")
 
 
@@ -60,22 +62,84 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def safe_text(text: str, limit: int = 1000) -> str:
+    """Any text a rejection carries out of the request (messages, ids, payloads): bounded, then redacted."""
+    return redact_text(text[:limit])[0]
+
+
+def payload_text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    try:
+        return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):  # nesting or numbers JSON cannot hold: keep a bounded repr
+        return repr(item)[:65_536]
+
+
 def _reject(index: int, item: Any, errors: list[dict[str, str]]) -> Rejection:
-    payload = orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode() if not isinstance(item, str) else item
-    payload = redact_text(payload[:65_536])[0]
+    errors = [{"path": safe_text(e["path"], 256), "type": e["type"], "message": safe_text(e["message"])}
+              for e in errors]
+    payload = safe_text(payload_text(item), 65_536)
     if isinstance(item, dict):
         def _s(key: str) -> str | None:
             value = item.get(key)
-            return redact_text(value[:256])[0] if isinstance(value, str) else None
+            return safe_text(value, 256) if isinstance(value, str) else None
 
         return Rejection(index, errors, payload, _s("source"), _s("id"), _s("type"))
     return Rejection(index, errors, payload)
+
+
+def shape_problem(item: Any) -> dict[str, str] | None:
+    """What JSON storage and the recursive encoder/redactor cannot hold: nesting deeper than MAX_NESTING, an
+    integer beyond 64 bits, a non-finite float (native mappers may produce them). One iterative walk."""
+    stack: list[tuple[Any, int]] = [(item, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+                return {"path": "", "type": "int_too_large", "message": "an integer is beyond the 64-bit range"}
+            if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+                return {"path": "", "type": "finite_number", "message": "a number is NaN or infinite"}
+            continue
+        if depth > MAX_NESTING:
+            return {"path": "", "type": "too_deep",
+                    "message": f"the item is nested deeper than {MAX_NESTING} levels"}
+        stack.extend((c, depth + 1) for c in children)
+    return None
+
+
+def _identifier_problem(ev: EnvelopeBase) -> dict[str, str] | None:
+    """Identifiers are stored as sent (they must join, so the redactor never rewrites them) and become label
+    values: one holding a control character or a credential is refused instead."""
+    extra = ev.data.model_extra or {}
+    fields = [("source", ev.source), ("id", ev.id)] + [
+        (f"data.{k}", getattr(ev.data, k, None) if k in type(ev.data).model_fields else extra.get(k))
+        for k in sorted(IDENTIFIER_KEYS)]
+    for path, value in fields:
+        if not isinstance(value, str):
+            continue
+        if _CONTROL.search(value):
+            return {"path": path, "type": "control_character",
+                    "message": "identifiers may not contain control characters"}
+        kinds = redact_text(value)[1]
+        if kinds:
+            return {"path": path, "type": "secret_in_identifier",
+                    "message": f"this identifier holds a credential ({kinds[0]}); identifiers are stored as sent, "
+                               "so it is refused rather than redacted"}
+    return None
 
 
 def check_item(index: int, item: Any) -> EnvelopeBase | Rejection:
     """One raw item -> its validated event model, or a Rejection naming every failing field path."""
     if not isinstance(item, dict):
         return _reject(index, item, [{"path": "", "type": "object_type", "message": "an event must be a JSON object"}])
+    problem = shape_problem(item)
+    if problem is not None:
+        return _reject(index, item, [problem])
     etype = item.get("type")
     model = EVENT_MODELS.get(etype) if isinstance(etype, str) else None
     if model is None:
@@ -83,13 +147,18 @@ def check_item(index: int, item: Any) -> EnvelopeBase | Rejection:
             err = {"path": "type", "type": "missing", "message": "Field required"}
         else:
             err = {"path": "type", "type": "unknown_type",
-                   "message": f"unknown event type {str(etype)[:128]!r}; expected one of: {', '.join(EVENT_TYPES)}"}
+                   "message": f"unknown event type {str(etype)[:64]!r}; expected one of: {', '.join(EVENT_TYPES)}"}
         return _reject(index, item, [err])
     try:
-        return model.model_validate(item)
+        ev = model.model_validate(item)
     except ValidationError as exc:
-        errors = [{"path": _path(e["loc"]), "type": e["type"], "message": e["msg"]} for e in exc.errors()]
+        errors = [{"path": _path(e["loc"]), "type": e["type"], "message": e["msg"]}
+                  for e in exc.errors(include_url=False, include_input=False)]
         return _reject(index, item, errors)
+    problem = _identifier_problem(ev)
+    if problem is not None:
+        return _reject(index, item, [problem])
+    return ev
 
 
 def to_row(ev: EnvelopeBase) -> dict[str, Any]:
