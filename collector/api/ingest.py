@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
 from collector.api.body import read_capped_body
+from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
 from collector.contract.body import BodyError, decode_body, split_items
@@ -129,5 +130,6 @@ async def post_events(request: Request, principal: Principal = Depends(require_s
         _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
         settings.max_inflated_bytes, settings.max_events_per_request,
     )
+    validated = await enforce_team(store, principal, validated)
     result = await submit(store, validated, channel="http", request_id=request_id_var.get())
     return Response(orjson.dumps(result.body), status_code=result.status, media_type="application/json")
