@@ -66,6 +66,7 @@ def serve(
         raise typer.Exit(2)
     setup_logging(log_level)
     settings = Settings(db=db, host=host, port=port, auth=not no_auth, tokens_file=tokens_file, log_level=log_level)
+    _check_database(db)
     demo_token: str | None = None
     if demo:
         from collector.api.auth import write_token
@@ -87,7 +88,24 @@ def serve(
     elif no_auth:
         typer.echo("  auth:      disabled (loopback only)")
     sys.stdout.flush()
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+    # The store is closed (everything acknowledged is committed). A worker thread still inside a computation
+    # that no interrupt reaches must not keep the process alive: exit at the latest after the shutdown timeout.
+    watchdog = threading.Timer(settings.shutdown_timeout_seconds, os._exit, args=(0,))
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _check_database(db: Path) -> None:
+    """Open the database once before serving: a locked or corrupted file is one clear line and exit 1."""
+    from collector.storage import db as dbmod
+
+    try:
+        dbmod.connect(db).close()
+    except (dbmod.duckdb.Error, OSError) as exc:
+        typer.echo(f"error: {dbmod.open_error(db, exc)}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _backfill_demo(db: Path, days: int) -> None:

@@ -282,21 +282,15 @@ def _open_store(db: Path, chunk_rows: int):
 
     from collector.settings import Settings
     from collector.ingest.store import Store
+    from collector.storage.db import open_error
 
     settings = Settings(db=Path(db), auth=False, gauge_refresh_seconds=3600.0,
                         max_batch_events=max(chunk_rows, 1),
                         max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
     try:
         return Store(settings)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
-            raise IngestError(
-                f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
-                "Send the files to the running collector with --url http://HOST:PORT instead") from None
-        raise IngestError(f"{db}: cannot open the database ({msg})") from None
-    except duckdb.Error as exc:
-        raise IngestError(f"{db}: cannot open the database ({exc})") from None
+    except (duckdb.Error, OSError) as exc:
+        raise IngestError(open_error(db, exc)) from None
 
 
 def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, progress: bool = True) -> dict:

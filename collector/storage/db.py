@@ -51,6 +51,17 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
+def open_error(db: str | Path, exc: BaseException) -> str:
+    """One line telling why the database file cannot be opened (for the CLI: never a traceback)."""
+    msg = " ".join(str(exc).split())[:300]
+    if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():
+        return (f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
+                "Stop it, or send events to it with --url http://HOST:PORT")
+    if isinstance(exc, OSError):
+        return f"{db}: cannot open the database ({exc.strerror or msg})"
+    return f"{db}: cannot open the database ({msg})"
+
+
 def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the database at `path`, in UTC, migrated to the latest schema."""
     path = Path(path)
