@@ -6,11 +6,12 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import scoped_team
+from collector.api.deps import read_cursor, scoped_team
 from cost import budget
 from cost.config import CostSettings, load_settings
 from cost.reports import data, export
@@ -92,13 +93,13 @@ def report(request: Request, month: str | None = MONTH, by: str = Query("team", 
 
 
 @router.get("/sync")
-def sync_state(request: Request, principal: Principal = Depends(require_scope("read"))) -> dict:
+def sync_state(principal: Principal = Depends(require_scope("read")),
+               cur: duckdb.DuckDBPyConnection = Depends(read_cursor)) -> dict:
     """Last import/sync per billing source and the partitions loaded."""
-    with request.app.state.store.read_cursor() as cur:
-        syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
-                            "ORDER BY source, target").fetchall()
-        parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
-                            "GROUP BY 1 ORDER BY 1").fetchall()
+    syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
+                        "ORDER BY source, target").fetchall()
+    parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
     now = datetime.now(timezone.utc)
     return {"sources": [{"source": s, "target": t if principal.team is None else None,
                          "last_sync_at": a.isoformat(), "age_seconds": (now - a).total_seconds(), "status": st,

@@ -1,4 +1,4 @@
-"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli.py), at any moment (`as_of`)."""
+"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli/), at any moment (`as_of`)."""
 
 from __future__ import annotations
 
@@ -134,9 +134,11 @@ async def get_sli(
     level: list[str] | None = Query(None, description="Scopes to return: platform, team, notebook, trigger "
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
-    from slo.sli import engine as engine
+    from slo.sli import sql as Q
+    from slo.sli.compute import compute
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or engine.SliConfig()
+    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
     team = scoped_team(principal, team)
     moment = _as_of(as_of)
     windows = _split(window, "window", settings.sli_max_windows) or list(cfg.windows)
@@ -145,23 +147,23 @@ async def get_sli(
     max_seconds = settings.sli_max_window_days * 86400
     try:
         for w in windows:
-            if engine.parse_window(w) > max_seconds:
+            if parse_window(w) > max_seconds:
                 raise ValueError(f"at most {settings.sli_max_window_days:g} days")
     except ValueError as exc:
         raise BadRequest(f"`window`: {exc}") from None
     try:
-        slis = [engine.resolve_sli(s) for s in _split(sli, "sli", 64)] or list(engine.Q.SLIS)
+        slis = [resolve_sli(s) for s in _split(sli, "sli", 64)] or list(Q.SLIS)
     except ValueError as exc:
         raise BadRequest(f"`sli`: {exc}") from None
-    levels = tuple(_split(level, "level", 16)) or engine.DEFAULT_LEVELS
-    bad = set(levels) - set(engine.LEVELS)
+    levels = tuple(_split(level, "level", 16)) or DEFAULT_LEVELS
+    bad = set(levels) - set(LEVELS)
     if bad:
-        raise BadRequest(f"`level`: unknown level(s); use {', '.join(engine.LEVELS)}")
+        raise BadRequest(f"`level`: unknown level(s); use {', '.join(LEVELS)}")
     if principal.team is not None:
         levels = tuple(lv for lv in levels if lv != "platform") or ("team",)
-    q = engine.SliQuery(as_of=moment, windows=list(dict.fromkeys(windows)), slis=slis, team=team,
+    q = SliQuery(as_of=moment, windows=list(dict.fromkeys(windows)), slis=slis, team=team,
                         notebook_id=notebook_id, trigger=trigger, levels=tuple(dict.fromkeys(levels)))
-    rows = await run_read(request, lambda cur: engine.compute(cur, q, cfg), timeout=settings.read_timeout_seconds)
+    rows = await run_read(request, lambda cur: compute(cur, q, cfg), timeout=settings.read_timeout_seconds)
     return SliResponse(as_of=moment.isoformat(), window=windows, slis=rows)
 
 
