@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from collector.api.auth import Principal, require_scope
 from collector.api.body import read_capped_body
-from collector.api.deps import as_utc, bounded_time, get_settings, get_store, read_cursor, scoped_team
+from collector.api.deps import bounded_time, get_settings, get_store, read_cursor, scoped_team
 from collector.api.errors import BadRequest, Forbidden, ValidationFailed
 from collector.contract.body import BodyError, decode_body
 from collector.settings import Settings
@@ -107,8 +107,8 @@ async def pages(
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
 ) -> PagesResponse:
     team = scoped_team(principal, team)
-    until = bounded_time(as_utc(until), "until") if until else datetime.now(timezone.utc)
-    since = bounded_time(as_utc(since), "since") if since else until - timedelta(days=30)
+    until = bounded_time(until, "until") if until else datetime.now(timezone.utc)
+    since = bounded_time(since, "since") if since else until - timedelta(days=30)
     if since >= until:
         raise BadRequest("since must be before until", 422)
     count = pages_count(db, since, until, team)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from collector.api.reads import run_read
 from collector.settings import Settings
 
 router = APIRouter(tags=["slis"])
+_WINDOW = re.compile(r"[0-9]{1,7}[smhdw]", re.ASCII)  # ASCII digits: `\d` and isdigit() admit other scripts
 
 
 class Provenance(BaseModel):
@@ -147,6 +149,8 @@ async def get_sli(
     max_seconds = settings.sli_max_window_days * 86400
     try:
         for w in windows:
+            if not _WINDOW.fullmatch(w):
+                raise ValueError(f"not a window: {w!r} (use e.g. 1h, 1d, 7d, 30d)")
             if parse_window(w) > max_seconds:
                 raise ValueError(f"at most {settings.sli_max_window_days:g} days")
     except ValueError as exc:

@@ -100,7 +100,7 @@ def shape_problem(item: Any) -> dict[str, str] | None:
         elif isinstance(value, (list, tuple)):
             children = value
         else:
-            if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+            if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value < 2**64:
                 return {"path": "", "type": "int_too_large", "message": "an integer is beyond the 64-bit range"}
             if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
                 return {"path": "", "type": "finite_number", "message": "a number is NaN or infinite"}
