@@ -3,6 +3,7 @@ and time parameters. Routes declare what they need instead of reaching into `req
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -12,8 +13,12 @@ from fastapi import Depends, Request
 from collector.api.auth import Principal
 from collector.api.errors import BadRequest, Forbidden
 from collector.contract.events import TIME_MAX, TIME_MIN
+from collector.contract.redaction import redact_text
 from collector.ingest.store import Store
 from collector.settings import Settings
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def get_store(request: Request) -> Store:
@@ -38,8 +43,18 @@ def query(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
+def identifier_param(value: str | None, name: str) -> str | None:
+    """A filter on an identifier (team, notebook_id) that an answer may echo: one holding a control character or
+    a credential is a 422 naming the parameter (the contract refuses such identifiers, so none is stored)."""
+    if value is not None and (_CONTROL.search(value) or redact_text(value[:1024])[1]):
+        raise BadRequest(f"`{name}`: not an identifier (it holds a control character or a credential)", 422)
+    return value
+
+
 def scoped_teams(principal: Principal, requested: list[str]) -> list[str]:
     """The team filter, narrowed to the token's team when the token is limited to one (403 for another team)."""
+    for t in requested:
+        identifier_param(t, "team")
     if principal.team is None:
         return requested
     if requested and any(t != principal.team for t in requested):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import get_settings, parse_time, scoped_team
+from collector.api.deps import get_settings, identifier_param, parse_time, scoped_team
 from collector.api.errors import BadRequest
 from collector.api.reads import run_read
 from collector.settings import Settings
@@ -142,6 +142,7 @@ async def get_sli(
 
     cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
     team = scoped_team(principal, team)
+    notebook_id = identifier_param(notebook_id, "notebook_id")
     moment = _as_of(as_of)
     windows = _split(window, "window", settings.sli_max_windows) or list(cfg.windows)
     if len(windows) > settings.sli_max_windows:
