@@ -79,10 +79,11 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         token = request_id_var.set(rid)
         t0 = time.perf_counter()
         status = 500
-        span_cm = tracer.start_as_current_span(f"{request.method} {request.url.path}", kind=trace.SpanKind.SERVER)
+        path = redact_text(request.url.path[:512])[0]  # a path parameter may carry anything, a secret included
+        span_cm = tracer.start_as_current_span(f"{request.method} {path}", kind=trace.SpanKind.SERVER)
         span = span_cm.__enter__()
         span.set_attribute("http.request.method", request.method)
-        span.set_attribute("url.path", request.url.path)
+        span.set_attribute("url.path", path)
         span.set_attribute("request.id", rid)
         try:
             response = await call_next(request)
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
             return response
         finally:
             log.info("request", extra={
-                "method": request.method, "path": request.url.path, "status": status,
+                "method": request.method, "path": path, "status": status,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "client": request.client.host if request.client else None,
             })

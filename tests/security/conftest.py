@@ -41,7 +41,7 @@ class Server:
         """Every answer is kept (the secret scan reads them all) and must not be a 5xx."""
         headers = {**self.h(who), **kw.pop("headers", {})}
         r = httpx.request(method, self.url + path, headers=headers, timeout=timeout, **kw)
-        self.responses.append(f"{method} {path} {r.status_code} {dict(r.headers)} {r.text}")
+        self.responses.append(f"{r.status_code} {dict(r.headers)} {r.text}")  # what came back, not what was sent
         assert r.status_code < 500, f"{method} {path}: {r.status_code} {r.text[:500]}"
         return r
 
