@@ -54,7 +54,8 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
 def open_error(db: str | Path, exc: BaseException) -> str:
     """One line telling why the database file cannot be opened (for the CLI: never a traceback)."""
     msg = " ".join(str(exc).split())[:300]
-    if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():
+    if isinstance(exc, duckdb.IOException) and ("could not set lock" in msg.lower()
+                                                 or "conflicting lock" in msg.lower()):
         return (f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
                 "Stop it, or send events to it with --url http://HOST:PORT")
     if isinstance(exc, OSError):
