@@ -29,8 +29,8 @@ RUNS_EMPTY = ("(SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS INTEGER) AS
               "CAST(NULL AS VARCHAR) AS notebook_id, CAST(NULL AS VARCHAR) AS team, "
               "CAST(NULL AS TIMESTAMPTZ) AS started_at, CAST(NULL AS TIMESTAMPTZ) AS ended_at, "
               "CAST(NULL AS DOUBLE) AS duration_seconds WHERE false)")
-OUTPUT_COLUMNS = ("billing_month", "charge_date", "team", "notebook_id", "run_id", "allocation", "service_name",
-                  "source", "effective_cost", "billed_cost")
+OUTPUT_COLUMNS = ("billing_month", "charge_date", "charge_start", "team", "notebook_id", "run_id", "allocation",
+                  "service_name", "source", "effective_cost", "billed_cost")
 
 
 def runs_relation(con: duckdb.DuckDBPyConnection) -> str:
@@ -145,8 +145,8 @@ alloc AS (
     SELECT * FROM direct UNION ALL SELECT * FROM prop_exact UNION ALL SELECT * FROM unspread
     UNION ALL SELECT * FROM unalloc
 )
-SELECT x_billing_month AS billing_month, CAST(cps AS DATE) AS charge_date, team, notebook_id, run_id,
-       allocation, service_name, x_source AS source, ec AS effective_cost, bc AS billed_cost
+SELECT x_billing_month AS billing_month, CAST(cps AS DATE) AS charge_date, cps AS charge_start, team, notebook_id,
+       run_id, allocation, service_name, x_source AS source, ec AS effective_cost, bc AS billed_cost
 FROM alloc
 """
 

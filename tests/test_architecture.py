@@ -2,7 +2,7 @@
 
 They read the code as text and as Python ASTs: no router outside an `api` package, nothing below the web layer
 imports it, no optional-import loops over the project's own packages, one SQL quoting helper, the database
-default written once, and a handful of top-level modules in collector/.
+and tokens file defaults written once, and a handful of top-level modules in collector/.
 """
 
 from __future__ import annotations
@@ -83,8 +83,10 @@ def test_no_optional_imports_of_our_own_packages(trees: dict[str, ast.AST]) -> N
     assert not offenders, f"optional imports of the project's own packages: {offenders}"
 
 
-def test_database_default_written_once() -> None:
-    hits = [_rel(p) for p in _modules() if "observatory.duckdb" in p.read_text()]
+@pytest.mark.parametrize("literal", ["observatory.duckdb", "tokens.yaml"])
+def test_defaults_written_once(literal: str) -> None:
+    """The database and tokens file defaults live in collector/settings.py only; everything else asks it."""
+    hits = [_rel(p) for p in _modules() if literal in p.read_text()]
     assert hits == ["collector/settings.py"], hits
 
 

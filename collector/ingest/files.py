@@ -282,15 +282,17 @@ def _open_store(db: Path, chunk_rows: int):
 
     from collector.settings import Settings
     from collector.ingest.store import Store
-    from collector.storage.db import open_error
+    from collector.storage.db import DatabaseUnavailable
 
     settings = Settings(db=Path(db), auth=False, gauge_refresh_seconds=3600.0,
                         max_batch_events=max(chunk_rows, 1),
                         max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
     try:
         return Store(settings)
-    except (duckdb.Error, OSError) as exc:
-        raise IngestError(open_error(db, exc)) from None
+    except DatabaseUnavailable as exc:  # locked by a running collector: one line that names --url
+        raise IngestError(str(exc)) from None
+    except duckdb.Error as exc:
+        raise IngestError(f"{db}: cannot open the database ({exc})") from None
 
 
 def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, progress: bool = True) -> dict:

@@ -51,25 +51,41 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def open_error(db: str | Path, exc: BaseException) -> str:
-    """One line telling why the database file cannot be opened (for the CLI: never a traceback)."""
-    msg = " ".join(str(exc).split())[:300]
-    if isinstance(exc, duckdb.IOException) and ("could not set lock" in msg.lower()
-                                                 or "conflicting lock" in msg.lower()):
-        return (f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
-                "Stop it, or send events to it with --url http://HOST:PORT")
-    if isinstance(exc, OSError):
-        return f"{db}: cannot open the database ({exc.strerror or msg})"
-    return f"{db}: cannot open the database ({msg})"
+class DatabaseUnavailable(RuntimeError):
+    """The file cannot be opened for a reason a person can act on (missing, or locked by the running collector);
+    the message is one line that says what to do, for the CLIs to print as is."""
 
 
-def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the database at `path`, in UTC, migrated to the latest schema."""
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None,
+            must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database at `path`, in UTC, migrated to the latest schema.
+
+    It is created when missing, unless `must_exist`: commands that only read refuse a path that does not exist
+    rather than answer from a new empty database (a `--db` typo would otherwise report zeros and exit 0).
+    """
     path = Path(path)
     if str(path) != ":memory:":
+        if must_exist and not path.is_file():
+            raise DatabaseUnavailable(f"no database at {path}: check --db or OBSERVATORY_DB (`make run` creates "
+                                      "the default one), or ask a running collector with --url")
         path.parent.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": memory_limit} if memory_limit else {}
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as err:
+        text = str(err).lower()
+        if "could not set lock" not in text and "conflicting lock" not in text:  # not "lock" in any path
+            # A corrupted or foreign file: one line for the CLIs, never a traceback.
+            raise DatabaseUnavailable(f"{path}: cannot open the database ({' '.join(str(err).split())[:300]})"
+                                      ) from None
+        pid = _LOCK_PID.search(str(err))
+        holder = f"process {pid.group(1)}" if pid else "another process"
+        raise DatabaseUnavailable(
+            f"{path} is in use by {holder}, probably the running collector (DuckDB allows one process): ask it "
+            "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first") from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         apply_migrations(con)
