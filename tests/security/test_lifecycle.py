@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from collector.contract.validation import COMMON_COLUMNS
-from tests.support import OBSERVATORY, Collector
+from tests.support import OBSERVATORY, Collector, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_sigterm_stops_the_server_with_a_request_hanging(tmp_path):
 def test_serve_on_a_locked_or_corrupted_database_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.duckdb"
     bad.write_bytes(b"this is not a database" * 100)
-    r = subprocess.run([OBSERVATORY, "serve", "--db", str(bad), "--no-auth", "--port", "1"], capture_output=True,
+    r = subprocess.run([OBSERVATORY, "serve", "--db", str(bad), "--no-auth", "--port", str(free_port())], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
@@ -117,11 +117,11 @@ def test_serve_on_a_locked_or_corrupted_database_is_one_clear_line(tmp_path):
                                " time.sleep(120)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
-        r = subprocess.run([OBSERVATORY, "serve", "--db", str(locked), "--no-auth", "--port", "1"],
+        r = subprocess.run([OBSERVATORY, "serve", "--db", str(locked), "--no-auth", "--port", str(free_port())],
                            capture_output=True, text=True, timeout=60)
     finally:
         holder.kill()
         holder.wait()
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "in use by another process" in lines[0]
+    assert r.returncode == 1 and len(lines) == 1 and "is in use by" in lines[0]
     assert "Traceback" not in r.stderr + r.stdout
