@@ -7,6 +7,7 @@ with them, `GET /v1/schema` and docs/events.md are generated from them, and the 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -165,6 +166,22 @@ CRON_HORIZON_YEARS = 8
 
 def check_cron(v: str) -> None:
     """A standard 5-field cron (or a macro) that fires: the missed-run detector enumerates its slots."""
+    problem = _cron_problem(v)
+    if problem:
+        raise ValueError(problem)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_problem(v: str) -> str | None:
+    """Cached: schedules repeat their cron, and finding the next slot costs milliseconds."""
+    try:
+        _check_cron(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_cron(v: str) -> None:
     fields = v.split()
     if not (len(fields) == 5 or (len(fields) == 1 and fields[0].lower() in CRON_MACROS)):
         raise ValueError("not a cron expression: use 5 fields (minute hour day month weekday) or a macro "

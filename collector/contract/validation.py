@@ -15,7 +15,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from collector.contract.events import EVENT_MODELS, EVENT_TYPES, IDENTIFIER_KEYS, INT64_MAX, MAX_NESTING, EnvelopeBase
-from collector.contract.redaction import redact_text, redact_value
+from collector.contract.redaction import has_candidate, redact_text, redact_value
 
 tracer = trace.get_tracer("collector.contract.validation")
 
@@ -91,37 +91,60 @@ def _reject(index: int, item: Any, errors: list[dict[str, str]]) -> Rejection:
 
 def shape_problem(item: Any) -> dict[str, str] | None:
     """What JSON storage and the recursive encoder/redactor cannot hold: nesting deeper than MAX_NESTING, an
-    integer beyond 64 bits, a non-finite float (native mappers may produce them). One iterative walk."""
+    integer beyond 64 bits, a non-finite float (native mappers may produce them). One iterative walk that only
+    stacks containers (events are shallow: this costs a few microseconds)."""
+    if not isinstance(item, (dict, list, tuple)):
+        return _scalar_problem(item)
     stack: list[tuple[Any, int]] = [(item, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value < 2**64:
-                return {"path": "", "type": "int_too_large", "message": "an integer is beyond the 64-bit range"}
-            if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-                return {"path": "", "type": "finite_number", "message": "a number is NaN or infinite"}
-            continue
         if depth > MAX_NESTING:
-            return {"path": "", "type": "too_deep",
-                    "message": f"the item is nested deeper than {MAX_NESTING} levels"}
-        stack.extend((c, depth + 1) for c in children)
+            return {"path": "", "type": "too_deep", "message": f"the item is nested deeper than {MAX_NESTING} levels"}
+        for child in (value.values() if type(value) is dict else value):
+            t = type(child)
+            if t is str or t is bool or child is None:
+                continue
+            if t is dict or t is list:
+                stack.append((child, depth + 1))
+            elif t is int:
+                if not -INT64_MAX - 1 <= child < 2**64:
+                    return _scalar_problem(child)
+            elif t is float:
+                if child != child or child in (_INF, -_INF):
+                    return _scalar_problem(child)
+            elif isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+            elif (problem := _scalar_problem(child)) is not None:
+                return problem
     return None
+
+
+def _scalar_problem(value: Any) -> dict[str, str] | None:
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value < 2**64:
+        return {"path": "", "type": "int_too_large", "message": "an integer is beyond the 64-bit range"}
+    if isinstance(value, float) and (value != value or value in (_INF, -_INF)):
+        return {"path": "", "type": "finite_number", "message": "a number is NaN or infinite"}
+    return None
+
+
+_INF = float("inf")
 
 
 def _identifier_problem(ev: EnvelopeBase) -> dict[str, str] | None:
     """Identifiers are stored as sent (they must join, so the redactor never rewrites them) and become label
-    values: one holding a control character or a credential is refused instead."""
-    extra = ev.data.model_extra or {}
-    fields = [("source", ev.source), ("id", ev.id)] + [
-        (f"data.{k}", getattr(ev.data, k, None) if k in type(ev.data).model_fields else extra.get(k))
-        for k in sorted(IDENTIFIER_KEYS)]
-    for path, value in fields:
-        if not isinstance(value, str):
-            continue
+    values: one holding a control character or a credential is refused instead. One prefilter over all of an
+    event's identifiers decides the common case; only a candidate is looked at field by field."""
+    fields = ev.data.__dict__
+    extra = ev.data.__pydantic_extra__ or {}
+    values = [("source", ev.source), ("id", ev.id)]
+    for k in sorted(IDENTIFIER_KEYS.intersection(ev.data.__pydantic_fields_set__)):
+        v = fields[k] if k in fields else extra.get(k)
+        if type(v) is str:
+            values.append((f"data.{k}", v))
+    joined = " ".join(v for _, v in values)
+    if not _CONTROL.search(joined) and not has_candidate(joined):
+        return None
+    for path, value in values:
         if _CONTROL.search(value):
             return {"path": path, "type": "control_character",
                     "message": "identifiers may not contain control characters"}
