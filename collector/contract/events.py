@@ -343,6 +343,8 @@ AnyEvent = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="t
 ANY_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 
 
+@functools.lru_cache(maxsize=1)
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema of every event type, keyed by type (served at GET /v1/schema)."""
+    """JSON Schema of every event type, keyed by type (served at GET /v1/schema, which needs no token: built once,
+    since generating them costs a hundred milliseconds of CPU; the result is shared, callers must not mutate it)."""
     return {t: m.model_json_schema() for t, m in EVENT_MODELS.items()}
