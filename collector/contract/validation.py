@@ -136,15 +136,20 @@ def _identifier_problem(ev: EnvelopeBase) -> dict[str, str] | None:
     event's identifiers decides the common case; only a candidate is looked at field by field."""
     fields = ev.data.__dict__
     extra = ev.data.__pydantic_extra__ or {}
-    values = [("source", ev.source), ("id", ev.id)]
-    for k in sorted(IDENTIFIER_KEYS.intersection(ev.data.__pydantic_fields_set__)):
+    values = [ev.source, ev.id]
+    keys = IDENTIFIER_KEYS.intersection(ev.data.__pydantic_fields_set__)
+    for k in keys:
         v = fields[k] if k in fields else extra.get(k)
         if type(v) is str:
-            values.append((f"data.{k}", v))
-    joined = " ".join(v for _, v in values)
+            values.append(v)
+    joined = " ".join(values)
     if not _CONTROL.search(joined) and not has_candidate(joined):
         return None
-    for path, value in values:
+    named = [("source", ev.source), ("id", ev.id)] + [
+        (f"data.{k}", fields[k] if k in fields else extra.get(k)) for k in sorted(keys)]
+    for path, value in named:
+        if type(value) is not str:
+            continue
         if _CONTROL.search(value):
             return {"path": path, "type": "control_character",
                     "message": "identifiers may not contain control characters"}
