@@ -18,9 +18,12 @@ from cost.reports import data, export
 router = APIRouter(prefix="/v1/cost", tags=["cost"])
 TAG = {"name": "cost", "description": "Billing-based cost: monthly reports, cost per run, budgets and forecast, "
                                       "month-over-month variance, sync status."}
-MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "focus": "application/vnd.apache.parquet",
-         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "html": "text/html"}
-MONTH = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="billing month YYYY-MM (default: current)")
+MEDIA = {"html": "text/html", "csv": "text/csv", "parquet": "application/vnd.apache.parquet", "focus": "application/vnd.apache.parquet",
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+# month, by and format are checked by cost/reports (a sentence naming the field and an example, not a regex)
+MONTH = Query(None, description="billing month YYYY-MM (default: the current month, compared like for like with "
+                                "the same days of the previous month)", examples=["2026-11"])
+BY = Query("team", description="team | notebook | service")
 
 
 def settings_of(request: Request) -> CostSettings:
@@ -37,19 +40,17 @@ def scope_team(principal: Principal, team: str | None) -> str | None:
 
 
 def _month(month: str | None) -> str:
-    return month or budget.current_month()
+    return data.check_month(month) if month is not None else budget.current_month()
 
 
 def _report(request: Request, month: str, by: str, team: str | None) -> data.CostReport:
-    try:
-        with request.app.state.store.read_cursor() as cur:
-            return data.build(cur, month, by, settings=settings_of(request), team=team)
-    except CostInputError as err:
-        raise HTTPException(422, str(err)) from err
+    """CostNotFound (unknown team) answers 404 and CostInputError 422, through collector/api/errors.py."""
+    with request.app.state.store.read_cursor() as cur:
+        return data.build(cur, month, by, settings=settings_of(request), team=team)
 
 
 @router.get("/summary")
-def summary(request: Request, month: str | None = MONTH, by: str = Query("team", pattern="^(team|notebook|service)$"),
+def summary(request: Request, month: str | None = MONTH, by: str = BY,
             team: str | None = None, principal: Principal = Depends(require_scope("read"))) -> dict:
     """The whole monthly report as JSON: totals by the dimension, month-over-month change, budgets and forecast,
     top drivers, unallocated share, cost per run, invoice reconciliation."""
@@ -69,10 +70,14 @@ def runs(request: Request, month: str | None = MONTH, team: str | None = None, l
 @router.get("/variance")
 def variance(request: Request, month: str | None = MONTH, team: str | None = None,
              principal: Principal = Depends(require_scope("read"))) -> dict:
-    """Month-over-month change of cost per team (M10), with the top drivers."""
+    """Month-over-month change of cost per allocated team (the definition of cost/variance.py, the same figure as
+    SLI M10 and the gauge `notebook_cost_month_over_month_ratio` - 1), with the periods compared and the top
+    drivers."""
     r = _report(request, _month(month), "team", scope_team(principal, team))
     out = data.to_jsonable(r)
-    return {"month": r.month, "previous_month": r.previous_month, "teams": out["by_team"], "drivers": out["drivers"]}
+    return {"month": r.month, "previous_month": r.previous_month, "current_period": out["periods"]["current"],
+            "previous_period": out["periods"]["previous"], "teams": out["by_team"], "drivers": out["drivers"],
+            "notes": out["notes"]}
 
 
 @router.get("/budgets")
@@ -84,20 +89,22 @@ def budgets(request: Request, month: str | None = MONTH, team: str | None = None
 
 
 @router.get("/report")
-def report(request: Request, month: str | None = MONTH, by: str = Query("team", pattern="^(team|notebook|service)$"),
-           format: str = Query("html", pattern="^(csv|parquet|xlsx|html|focus)$"), team: str | None = None,
-           principal: Principal = Depends(require_scope("read"))) -> Response:
-    """The report as a file (CSV and Parquet: the main table; XLSX and HTML: everything; focus: FOCUS 1.2 lines)."""
-    month = _month(month)
+def report(request: Request, month: str | None = Query(None, description="billing month YYYY-MM (default: the "
+                                                                       "last closed month)", examples=["2026-11"]),
+           by: str = BY, format: str = Query("html", description="csv | parquet | xlsx | html | focus"),
+           team: str | None = None, principal: Principal = Depends(require_scope("read"))) -> Response:
+    """The report as a file (CSV and Parquet: the main table; XLSX and HTML: everything; focus: FOCUS 1.2 lines).
+    Like `observatory report cost`, it defaults to the last closed month."""
+    month = data.check_month(month) if month is not None else data.last_closed_month()
+    data.check_by(by)
+    if format not in MEDIA:
+        raise CostInputError(f"format must be one of {', '.join(MEDIA)}; got {format!r}")
     team = scope_team(principal, team)
     suffix = {"focus": ".parquet"}.get(format, "." + format)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"cost-{month}{suffix}"
-        try:
-            with request.app.state.store.read_cursor() as cur:
-                paths = export.write_report(cur, month, by, format, out, settings=settings_of(request), team=team)
-        except CostInputError as err:
-            raise HTTPException(422, str(err)) from err
+        with request.app.state.store.read_cursor() as cur:
+            paths = export.write_report(cur, month, by, format, out, settings=settings_of(request), team=team)
         body = paths[0].read_bytes()
     name = f"cost-{month}-by-{by}{suffix}" if format != "focus" else f"focus-{month}.parquet"
     return Response(body, media_type=MEDIA[format], headers={"Content-Disposition": f'attachment; filename="{name}"'})
