@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app = FastAPI(
         title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=list(TAGS),
-        lifespan=lifespan,
+        lifespan=lifespan, docs_url=None, redoc_url=None,  # served from the package by collector/api/docs.py
     )
     app.state.settings = settings
     app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens_value(), enabled=settings.auth)

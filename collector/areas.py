@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from fastapi import APIRouter
 
-from collector.api import alertmanager, cost, ingest, jupyter, openlineage, ops, otlp, runs, sli
+from collector.api import alertmanager, cost, docs, ingest, jupyter, openlineage, ops, otlp, runs, sli
 from collector.metrics.refresher import GaugeSource
 
 
@@ -31,6 +31,7 @@ ROUTERS: tuple[Router, ...] = (
     Router(sli.router),
     Router(cost.router, cost.TAG),
     Router(alertmanager.router, alertmanager.TAG),
+    Router(docs.router),
 )
 
 
