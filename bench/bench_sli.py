@@ -179,34 +179,37 @@ def _peak_mib() -> float:
 
 def phase(name: str, db: Path, now_iso: str) -> dict:
     from collector.storage import db as dbmod
-    from slo.sli import engine as engine
+    from slo.sli import sql as Q
+    from slo.sli.compute import compute
+    from slo.sli.config import SliConfig, SliQuery
+    from slo.sli.fold import fold, rebuild
 
     now = datetime.fromisoformat(now_iso)
-    cfg = engine.SliConfig()
+    cfg = SliConfig()
     con = dbmod.connect(db)
     con.execute("SET TimeZone = 'UTC'")
     base_rss = _peak_mib()
-    q = engine.SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
+    q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
     res: dict = {"phase": name}
     if name == "full":
-        engine.fold(con, cfg, now=now)  # missed slots are state of their own (reported in `fold`)
+        fold(con, cfg, now=now)  # missed slots are state of their own (reported in `fold`)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            rows = engine.compute(con, q, cfg, mode="direct", fold_first=False)
+            rows = compute(con, q, cfg, mode="direct", fold_first=False)
             times.append(time.perf_counter() - t0)
         res.update(seconds=min(times), all_seconds=times, rows=len(rows))
     elif name == "fold":
         t0 = time.perf_counter()
-        st = engine.rebuild(con, cfg)
+        st = rebuild(con, cfg)
         res.update(seconds=time.perf_counter() - t0, attempts=st.attempts, missed=st.new_missed)
     elif name == "incremental":
         from collector.metrics.counters import CounterStore
         from collector.ingest.writer import Writer
 
-        engine.fold(con, cfg, now=now)
+        fold(con, cfg, now=now)
         t0 = time.perf_counter()
-        engine.compute(con, q, cfg, fold_first=False)
+        compute(con, q, cfg, fold_first=False)
         res["compute_before_seconds"] = time.perf_counter() - t0
         # 10,000 new events (the same mix, in the last minutes) through the real writer, then one refresh
         new = generate(300_000, now, seed=11, prefix="new-", registry=False)  # the same mix; its newest 10k (~the last 2 days)
@@ -216,17 +219,17 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         w.submit(new, []).result()
         w.stop()
         t0 = time.perf_counter()
-        st = engine.fold(con, cfg, now=now)
+        st = fold(con, cfg, now=now)
         t1 = time.perf_counter()
-        rows = engine.compute(con, q, cfg, fold_first=False)
+        rows = compute(con, q, cfg, fold_first=False)
         t2 = time.perf_counter()
         res.update(fold_seconds=t1 - t0, compute_seconds=t2 - t1, seconds=t2 - t0, attempts=st.attempts,
                    rows=len(rows))
         timings = {}
-        for sli in engine.Q.SLIS:
+        for sli in Q.SLIS:
             t3 = time.perf_counter()
-            engine.compute(con, engine.SliQuery(as_of=now, windows=list(cfg.windows), slis=[sli],
-                                                levels=("platform", "team")), cfg, fold_first=False)
+            compute(con, SliQuery(as_of=now, windows=list(cfg.windows), slis=[sli],
+                                  levels=("platform", "team")), cfg, fold_first=False)
             timings[sli] = round((time.perf_counter() - t3) * 1000, 1)
         res["per_sli_ms"] = timings
     res["peak_rss_mib"] = _peak_mib()

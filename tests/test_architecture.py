@@ -8,6 +8,7 @@ and tokens file defaults written once, and a handful of top-level modules in col
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,10 @@ def test_collector_top_level_is_small() -> None:
     assert len(top) <= 7, top
     subpackages = sorted(p.name for p in (ROOT / "collector").iterdir() if (p / "__init__.py").exists())
     assert {"api", "contract", "ingest", "storage", "sources", "metrics", "emitters", "demo"} <= set(subpackages)
+
+
+def test_one_sql_quoting_helper() -> None:
+    """Quotes are doubled in one place only (collector/storage/sqltext.py)."""
+    quoting = re.compile(r"""replace\(\s*(["'])(\\?'|")\1\s*,\s*(["'])(\\?'\\?'|"")\3\s*\)""")
+    hits = [_rel(p) for p in _modules() if quoting.search(p.read_text())]
+    assert hits == ["collector/storage/sqltext.py"], hits

@@ -6,20 +6,23 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+import duckdb
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from collector.api.auth import Principal, require_scope
+from collector.api.deps import read_cursor, scoped_team
 from cost import budget
-from cost.config import CostSettings, load_settings
+from cost.config import CostSettings
 from cost.errors import CostInputError
 from cost.reports import data, export
 
 router = APIRouter(prefix="/v1/cost", tags=["cost"])
 TAG = {"name": "cost", "description": "Billing-based cost: monthly reports, cost per run, budgets and forecast, "
                                       "month-over-month variance, sync status."}
-MEDIA = {"html": "text/html", "csv": "text/csv", "parquet": "application/vnd.apache.parquet", "focus": "application/vnd.apache.parquet",
-         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+MEDIA = {"html": "text/html", "csv": "text/csv", "parquet": "application/vnd.apache.parquet",
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+         "focus": "application/vnd.apache.parquet"}
 # month, by and format are checked by cost/reports (a sentence naming the field and an example, not a regex)
 MONTH = Query(None, description="billing month YYYY-MM (default: the current month, compared like for like with "
                                 "the same days of the previous month)", examples=["2026-11"])
@@ -27,16 +30,9 @@ BY = Query("team", description="team | notebook | service")
 
 
 def settings_of(request: Request) -> CostSettings:
+    """The cost section of the collector's settings (a test may set app.state.cost_settings instead)."""
     s = getattr(request.app.state, "cost_settings", None)
-    return s if s is not None else load_settings()
-
-
-def scope_team(principal: Principal, team: str | None) -> str | None:
-    if principal.team is None:
-        return team
-    if team is not None and team != principal.team:
-        raise HTTPException(403, f"token is limited to team {principal.team!r}")
-    return principal.team
+    return s if s is not None else request.app.state.settings.cost
 
 
 def _month(month: str | None) -> str:
@@ -54,14 +50,14 @@ def summary(request: Request, month: str | None = MONTH, by: str = BY,
             team: str | None = None, principal: Principal = Depends(require_scope("read"))) -> dict:
     """The whole monthly report as JSON: totals by the dimension, month-over-month change, budgets and forecast,
     top drivers, unallocated share, cost per run, invoice reconciliation."""
-    return data.to_jsonable(_report(request, _month(month), by, scope_team(principal, team)))
+    return data.to_jsonable(_report(request, _month(month), by, scoped_team(principal, team)))
 
 
 @router.get("/runs")
 def runs(request: Request, month: str | None = MONTH, team: str | None = None, limit: int = Query(100, ge=1, le=10000),
          principal: Principal = Depends(require_scope("read"))) -> dict:
     """Cost per run (M4) for the billing month, most expensive first."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     out = data.to_jsonable(r)
     return {"month": r.month, "runs": r.summary["runs"], "cost_per_run": out["summary"]["cost_per_run"],
             "items": out["cost_per_run"][:limit]}
@@ -73,7 +69,7 @@ def variance(request: Request, month: str | None = MONTH, team: str | None = Non
     """Month-over-month change of cost per allocated team (the definition of cost/variance.py, the same figure as
     SLI M10 and the gauge `notebook_cost_month_over_month_ratio` - 1), with the periods compared and the top
     drivers."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     out = data.to_jsonable(r)
     return {"month": r.month, "previous_month": r.previous_month, "current_period": out["periods"]["current"],
             "previous_period": out["periods"]["previous"], "teams": out["by_team"], "drivers": out["drivers"],
@@ -84,7 +80,7 @@ def variance(request: Request, month: str | None = MONTH, team: str | None = Non
 def budgets(request: Request, month: str | None = MONTH, team: str | None = None,
             principal: Principal = Depends(require_scope("read"))) -> dict:
     """Month to date, forecast to month end and budget per team."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     return {"month": r.month, "budgets": data.to_jsonable(r)["budgets"]}
 
 
@@ -99,7 +95,7 @@ def report(request: Request, month: str | None = Query(None, description="billin
     data.check_by(by)
     if format not in MEDIA:
         raise CostInputError(f"format must be one of {', '.join(MEDIA)}; got {format!r}")
-    team = scope_team(principal, team)
+    team = scoped_team(principal, team)
     suffix = {"focus": ".parquet"}.get(format, "." + format)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"cost-{month}{suffix}"
@@ -111,13 +107,13 @@ def report(request: Request, month: str | None = Query(None, description="billin
 
 
 @router.get("/sync")
-def sync_state(request: Request, principal: Principal = Depends(require_scope("read"))) -> dict:
+def sync_state(principal: Principal = Depends(require_scope("read")),
+               cur: duckdb.DuckDBPyConnection = Depends(read_cursor)) -> dict:
     """Last import/sync per billing source and the partitions loaded."""
-    with request.app.state.store.read_cursor() as cur:
-        syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
-                            "ORDER BY source, target").fetchall()
-        parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
-                            "GROUP BY 1 ORDER BY 1").fetchall()
+    syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
+                        "ORDER BY source, target").fetchall()
+    parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
     now = datetime.now(timezone.utc)
     return {"sources": [{"source": s, "target": t if principal.team is None else None,
                          "last_sync_at": a.isoformat(), "age_seconds": (now - a).total_seconds(), "status": st,

@@ -1,15 +1,18 @@
-"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli.py), at any moment (`as_of`)."""
+"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli/), at any moment (`as_of`)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
+from collector.api.deps import get_store, scoped_team
+from collector.api.errors import BadRequest
+from collector.ingest.store import Store
 
 router = APIRouter(tags=["slis"])
 
@@ -107,6 +110,7 @@ def _split(values: list[str] | None) -> list[str]:
 async def get_sli(
     request: Request,
     principal: Principal = Depends(require_scope("read")),
+    store: Store = Depends(get_store),
     sli: list[str] | None = Query(None, description="SLI ids or names, repeated or comma-separated "
                                                     "(`M1`, `run_success_rate`); default all"),
     window: list[str] | None = Query(None, description="Windows (`1h`, `1d`, `7d`, `30d`, any `<n><s|m|h|d|w>`); "
@@ -120,37 +124,34 @@ async def get_sli(
     level: list[str] | None = Query(None, description="Scopes to return: platform, team, notebook, trigger "
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
-    from slo.sli import engine as engine
+    from slo.sli import sql as Q
+    from slo.sli.compute import compute
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or engine.SliConfig()
-    if principal.team is not None:
-        if team is not None and team != principal.team:
-            raise HTTPException(403, f"token {principal.name!r} may only read team {principal.team!r}")
-        team = principal.team
+    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
+    team = scoped_team(principal, team)
     if as_of is None:
         as_of = datetime.now(timezone.utc)
     elif as_of.tzinfo is None:
-        raise HTTPException(400, "as_of needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
+        raise BadRequest("as_of needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
     try:
         windows = _split(window) or list(cfg.windows)
         for w in windows:
-            engine.parse_window(w)
-        slis = [engine.resolve_sli(s) for s in _split(sli)] or list(engine.Q.SLIS)
-        levels = tuple(_split(level)) or engine.DEFAULT_LEVELS
-        bad = set(levels) - set(engine.LEVELS)
+            parse_window(w)
+        slis = [resolve_sli(s) for s in _split(sli)] or list(Q.SLIS)
+        levels = tuple(_split(level)) or DEFAULT_LEVELS
+        bad = set(levels) - set(LEVELS)
         if bad:
-            raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(engine.LEVELS)}")
+            raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(LEVELS)}")
     except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if principal.team is not None:
         levels = tuple(lv for lv in levels if lv != "platform") or ("team",)
-    q = engine.SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
+    q = SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
                         trigger=trigger, levels=levels)
-    store = request.app.state.store
-
     def run() -> list[dict]:
         with store.read_cursor() as cur:
-            return engine.compute(cur, q, cfg)
+            return compute(cur, q, cfg)
 
     rows = await run_in_threadpool(run)
     return SliResponse(as_of=as_of.astimezone(timezone.utc).isoformat(), window=windows, slis=rows)

@@ -59,26 +59,28 @@ def show(
         doc = r.json()
     else:
         from collector.storage import db as dbmod
-        from slo.sli import engine as engine
+        from slo.sli import sql as Q
+        from slo.sli.compute import compute
+        from slo.sli.config import DEFAULT_LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
-        cfg = engine.SliConfig()
+        cfg = SliConfig()
         try:
             when = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of else datetime.now(timezone.utc)
             if when.tzinfo is None:
                 raise ValueError("--as-of needs a time zone (e.g. 2026-11-21T09:00:00Z)")
             windows = split(window) or list(cfg.windows)
             for w in windows:
-                engine.parse_window(w)
-            q = engine.SliQuery(as_of=when, windows=windows,
-                                slis=[engine.resolve_sli(s) for s in split(sli)] or list(engine.Q.SLIS),
+                parse_window(w)
+            q = SliQuery(as_of=when, windows=windows,
+                                slis=[resolve_sli(s) for s in split(sli)] or list(Q.SLIS),
                                 team=team, notebook_id=notebook_id, trigger=trigger,
-                                levels=tuple(split(level)) or engine.DEFAULT_LEVELS)
+                                levels=tuple(split(level)) or DEFAULT_LEVELS)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         con = dbmod.connect(db)
         try:
-            rows = engine.compute(con, q, cfg)
+            rows = compute(con, q, cfg)
         finally:
             con.close()
         doc = {"as_of": when.astimezone(timezone.utc).isoformat(), "window": windows, "slis": rows}

@@ -1,6 +1,6 @@
 """Prometheus gauges of the DuckDB-computed SLIs, for the collector's GaugeRefresher.
 
-`sli_metrics(cur)` folds the new ingest batches (slo.sli.engine.fold) and computes every SLI for every configured window
+`sli_metrics(cur)` folds the new ingest batches (slo.sli.fold.fold) and computes every SLI for every configured window
 at the platform and team levels, at one moment (`notebook_sli_snapshot_timestamp_seconds`). The refresher calls it
 on its timer and soon after each committed batch; a scrape only copies the families it returned, so a scrape never
 runs SQL. Values are exactly the API's: GET /v1/sli?as_of=<that timestamp> answers the same numbers.
@@ -18,7 +18,8 @@ import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import conventions as C
-from slo.sli import engine as engine
+from slo.sli.compute import compute, consecutive_failures
+from slo.sli.config import SliConfig, SliQuery
 
 ALL_TEAMS = C.ALL_TEAMS
 SLI_GAUGES = (C.SLI_RATIO, C.SLI_VALUE, C.SLI_SNAPSHOT_TIMESTAMP, C.ARTIFACT_AGE_SECONDS, C.ARTIFACTS_STALE,
@@ -26,17 +27,17 @@ SLI_GAUGES = (C.SLI_RATIO, C.SLI_VALUE, C.SLI_SNAPSHOT_TIMESTAMP, C.ARTIFACT_AGE
 MAX_TEAMS = 500  # label values per family; the rest are dropped (the platform row still covers them)
 
 
-def snapshot(cur: duckdb.DuckDBPyConnection, cfg: engine.SliConfig | None = None,
+def snapshot(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None,
              now: datetime | None = None) -> tuple[datetime, list[dict]]:
-    cfg = cfg or engine.SliConfig()
+    cfg = cfg or SliConfig()
     # whole seconds: the exported timestamp is then exactly the as_of to ask the API for
     as_of = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    q = engine.SliQuery(as_of=as_of, windows=list(cfg.windows), levels=("platform", "team"))
-    return as_of, engine.compute(cur, q, cfg)
+    q = SliQuery(as_of=as_of, windows=list(cfg.windows), levels=("platform", "team"))
+    return as_of, compute(cur, q, cfg)
 
 
 def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
-             cfg: engine.SliConfig) -> list[Metric]:
+             cfg: SliConfig) -> list[Metric]:
     ratio = GaugeMetricFamily(
         C.SLI_RATIO, "SLI ratios computed in DuckDB over the window ending at the snapshot time "
         "(docs/sli.md); team=__all__ is the whole platform.", labels=["sli", "window", "team"])
@@ -92,13 +93,13 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
     consec = GaugeMetricFamily(
         C.CONSECUTIVE_FAILURES, "Failed or timed-out attempts since the last success, for critical "
         "notebooks (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=["team", "notebook", "owner"])
-    for team, nb, owner, n in engine.consecutive_failures(cur, cfg.critical_notebooks_cap):
+    for team, nb, owner, n in consecutive_failures(cur, cfg.critical_notebooks_cap):
         consec.add_metric([team, nb, owner], float(n))
     return [ratio, value, ts, age_f, stale_f, tracked_f, missed, consec]
 
 
 def sli_metrics(cur: duckdb.DuckDBPyConnection) -> list[Metric]:
     """Gauge source registered through collector/areas.py (runs in the refresher thread, never during a scrape)."""
-    cfg = engine.SliConfig()
+    cfg = SliConfig()
     as_of, rows = snapshot(cur, cfg)
     return families(as_of, rows, cur, cfg)

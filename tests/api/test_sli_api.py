@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from collector.app import create_app
 from collector.settings import Settings
-from slo.sli import engine as engine
+from slo.sli.fold import fold
 
 _ids = itertools.count()
 
@@ -121,7 +121,7 @@ def test_missed_scheduled_runs(app_db):
     assert got == expect_missed
     # counted once: another pass adds nothing
     with app.state.store.read_cursor() as cur:
-        assert engine.fold(cur).new_missed == 0
+        assert fold(cur).new_missed == 0
     # a late run for the 1-hour-ago slot, started within its grace period, retracts that miss for M8...
     post(client, [ev("notebook.run.started", h0 - timedelta(hours=1) + timedelta(minutes=1), run_id="s1", **base)])
     assert m8() == (len(expect_missed), 1 + len(expect_missed))

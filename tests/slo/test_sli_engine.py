@@ -1,7 +1,7 @@
 """SLIs against a plain-Python reference over the same events (no production SQL in the reference).
 
 Events go through the real HTTP app (POST /v1/events, real Store, writer, derive); values come back from
-GET /v1/sli (incremental engine) and from slo.sli.engine.compute(mode="direct"); both must equal the reference.
+GET /v1/sli (incremental engine) and from slo.sli.compute.compute(mode="direct"); both must equal the reference.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from collector.app import create_app
 from collector.settings import Settings
-from slo.sli import engine as engine
+from slo.sli.compute import compute
+from slo.sli.config import SliQuery, parse_window
 
 BASE = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
 OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled")
@@ -295,7 +296,7 @@ class Platform:
 
     def direct(self, as_of: datetime, window: str, levels=("platform", "team", "notebook", "trigger")) -> dict:
         with self.app.state.store.read_cursor() as cur:
-            rows = engine.compute(cur, engine.SliQuery(as_of=as_of, windows=[window], levels=levels), mode="direct")
+            rows = compute(cur, SliQuery(as_of=as_of, windows=[window], levels=levels), mode="direct")
         return rows_to_map(rows)
 
 
@@ -391,7 +392,7 @@ def test_outcome_changed_by_later_terminal_event(plat: Platform):
     # an older terminal event arriving late changes nothing
     plat.post([plat.ev("notebook.run.cancelled", T + timedelta(minutes=1), **run)])
     for w in ("1h", "1d"):
-        want = reference(plat.sent, as_of, timedelta(seconds=engine.parse_window(w)))
+        want = reference(plat.sent, as_of, timedelta(seconds=parse_window(w)))
         assert_matches(plat.api(as_of, w, **ALL_LEVELS), want)
         assert_matches(plat.direct(as_of, w), want)
 
@@ -598,7 +599,7 @@ def test_random_streams_sql_equals_reference(shared_platform: Platform, case):
     as_of = BASE + timedelta(minutes=as_of_min, seconds=as_of_sec)
     teams = {ns(t) for t in TEAMS} | {ns("unknown")}
     for window in ("1h", "3d"):  # 3d: whole days from sli_daily, edge hours from sli_hourly, edges raw
-        want = reference(mine, as_of, timedelta(seconds=engine.parse_window(window)))
+        want = reference(mine, as_of, timedelta(seconds=parse_window(window)))
         want = {k2: v for k2, v in want.items() if k2[1] in teams}
         slis = ("M1", "M2", "M3", "M5", "M6", "M8", "M11", "M12")
         got = p.api(as_of, window, level="team,notebook,trigger")
@@ -613,3 +614,49 @@ def test_random_streams_were_not_vacuous():
     if not COMPARED:
         pytest.skip("property test not run in this session")
     assert COMPARED["1h"] > 0 and COMPARED["3d"] > 0
+
+
+# ---- request values are bound, never formatted into SQL ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("team", ["o'brien", "x' OR '1'='1", "a\"b$team"])
+def test_filter_values_with_quotes_are_data(plat: Platform, team: str):
+    """A team or notebook id holding quotes, SQL or a `$name` is matched as a value: its own rows, nothing else
+    (a value formatted into SQL would fail to parse, or match every team)."""
+    T = BASE
+    mine = dict(notebook_id=team + "-nb", team=team, trigger="manual")
+    other = dict(notebook_id="nb-o", team="other", trigger="manual")
+    evs = [plat.ev("notebook.run.failed", T + timedelta(minutes=1), run_id="a", **mine),
+           plat.ev("notebook.run.succeeded", T + timedelta(minutes=2), run_id="b", duration_seconds=3, **mine),
+           plat.ev("notebook.run.succeeded", T + timedelta(minutes=3), run_id="c", duration_seconds=4, **other),
+           plat.ev("notebook.registered", T - timedelta(days=1), notebook_id=team + "-nb", owner="o", team=team,
+                   tags={"description": "d"}),
+           plat.ev("notebook.artifact.published", T + timedelta(minutes=4), artifact="x", sla_seconds=60, **mine)]
+    plat.post(evs)
+    as_of = T + timedelta(hours=1)
+    for params, slis in (({"team": team}, ("M1", "M3", "M7", "M9")),
+                         ({"team": team, "notebook_id": team + "-nb"}, ("M1", "M3", "M7"))):
+        r = plat.client.get("/v1/sli", params={"as_of": as_of.isoformat(), "window": "1h", **params,
+                                               "level": "team,notebook"})
+        assert r.status_code == 200, r.text
+        rows = [x for x in r.json()["slis"] if x["value"] is not None]
+        assert rows and {x["team"] for x in rows} == {team}
+        want = reference([e for e in plat.sent if e["data"].get("team") == team], as_of, timedelta(hours=1))
+        got = rows_to_map(rows)
+        for k in slis:
+            keys = [x for x in got if x[0] == k]
+            assert keys, (k, params)
+            for key in keys:
+                assert got[key]["value"] == pytest.approx(want[key]["value"]), key
+    none = plat.client.get("/v1/sli", params={"as_of": as_of.isoformat(), "window": "1h", "team": "nobody' OR ''='"})
+    assert all(x["value"] is None for x in none.json()["slis"])
+
+
+def test_params_names_values_once():
+    from collector.storage.sqltext import Params
+
+    p = Params(team="a")
+    assert p(BASE) == p(BASE) == "$p1" and p("a") == "$team" and p("a", "team") == "$team"
+    assert dict(p) == {"team": "a", "p1": BASE}
+    with pytest.raises(ValueError):
+        p("b", "team")

@@ -1,0 +1,521 @@
+"""SLI computation: every requested SLI over every requested window and level (platform, team, notebook, trigger).
+
+Two ways to the same numbers (tests hold both to a plain-Python reference):
+
+- **direct** (`mode="direct"`): everything from the core tables (`run_attempts`, `events`) and the missed-slot
+  table, nothing cached. This is the "full computation" of bench/bench_sli.py.
+- **incremental** (default): slo/sli/fold.py first brings the SLI tables up to date; a window is then the sum of
+  the rollups' whole days and hours plus its partial edges read from the facts and events (slo/sli/windows.py).
+
+Additive SLIs (M1, M2, M5, M6, M8, M11, M12) are sums of contribution rows; the others (M3, M4, M7, M9, M10, M14,
+M15) have their own queries. Every value reaches DuckDB as a bound `$name` parameter (`Params`), request filters
+(team, notebook) and computed time bounds alike; SQL text is in slo/sli/sql.py.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime
+from typing import Any, Iterable
+
+import duckdb
+
+from collector.storage.alerts import pages_count
+from collector.storage.sqltext import Params
+from slo.sli import sql as Q
+from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
+from slo.sli.fold import cursor_batch, fold
+from slo.sli.windows import Win, merge_ranges, windows
+
+
+def _grouping(levels: Iterable[str], *, notebook: bool, trigger: bool) -> str:
+    sets: list[str] = []
+    lv = set(levels)
+    if notebook:
+        sets.append("(team, notebook_id)")
+        if trigger and "trigger" in lv:
+            sets.append("(team, notebook_id, trigger)")
+    else:
+        if "platform" in lv:
+            sets.append("()")
+        if "team" in lv:
+            sets.append("(team)")
+        if trigger and "trigger" in lv:
+            sets += ["(trigger)", "(team, trigger)"]
+    return ", ".join(sets)
+
+
+def _scope(team_g: int, nb_g: int, trig_g: int, team: str, nb: str | None, trig: str | None) -> tuple:
+    return (None if team_g else team, None if nb_g else nb, None if trig_g else (trig if trig != "" else None))
+
+
+PRIMARY_STAT = {"M1": "ratio", "M2": "ratio", "M3": "mean", "M4": "per_run", "M5": "count", "M6": "ratio",
+                "M7": "ratio", "M8": "ratio", "M9": "ratio", "M10": "mom_change", "M11": "per_1000_sessions",
+                "M12": "ratio", "M13": "count", "M14": "median", "M15": "ratio"}
+SNAPSHOT = {"M7", "M9", "M10", "M15"}
+
+
+def _skey(x: tuple) -> tuple:
+    return tuple("" if v is None else v for v in x)
+
+
+class _Ctx:
+    """What one compute() call is asked, plus the rows it has produced so far."""
+
+    def __init__(self, q: SliQuery, wins: list[Win], levels: tuple[str, ...], as_of: datetime, prov: dict) -> None:
+        self.q, self.wins, self.levels, self.as_of, self.prov = q, wins, set(levels), as_of, prov
+        self.out: list[dict[str, Any]] = []
+        self.reasons: dict[str, str] = {}
+
+    def want(self, team, nb, trig) -> bool:
+        q, lv = self.q, self.levels
+        if q.team is not None and team != q.team:
+            return False
+        if q.notebook_id is not None and nb != q.notebook_id:
+            return False
+        if q.trigger is not None and trig != q.trigger:
+            return False
+        if nb is not None:
+            return "notebook" in lv and (trig is None or "trigger" in lv)
+        if trig is not None:
+            return "trigger" in lv and q.notebook_id is None
+        if q.notebook_id is not None:
+            return False
+        return ("team" in lv) if team is not None else ("platform" in lv)
+
+    def explicit(self) -> list[tuple]:
+        """Scopes that get a row even without data (value null): the platform, or exactly what the filters name."""
+        q, lv = self.q, self.levels
+        if q.notebook_id is not None:
+            return [(q.team, q.notebook_id, q.trigger)]
+        if q.trigger is not None:
+            return [(q.team, None, q.trigger)]
+        if q.team is not None:
+            return [(q.team, None, None)] if "team" in lv else []
+        return [(None, None, None)] if "platform" in lv else []
+
+    def emit(self, w: Win, sli: str, team, nb, trig, stat: str, value, good=None, bad=None, total=None, *,
+             absent_reason: str | None = None, details: Any = None) -> None:
+        name, _, unit = Q.SLIS[sli]
+        row = {
+            "sli": sli, "name": name, "window": w.name, "team": team, "notebook_id": nb, "trigger": trig,
+            "stat": stat, "value": value, "good": good, "bad": bad, "total": total, "unit": unit,
+            "provenance": {
+                "definition_version": f"{sli}/{Q.DEFINITION_VERSION}",
+                "event_time_from": None if sli in SNAPSHOT else w.s.isoformat(),
+                "event_time_to": self.as_of.isoformat(),
+                **self.prov,
+            },
+        }
+        if value is None:
+            row["absent_reason"] = absent_reason or self.reasons.get(sli) or "no events in the window"
+        if details is not None:
+            row["details"] = details
+        self.out.append(row)
+
+    def fill_absent(self, slis: list[str]) -> None:
+        have = {(r["window"], r["sli"], r["team"], r["notebook_id"], r["trigger"]) for r in self.out}
+        have_nb = {(r["window"], r["sli"], r["notebook_id"], r["trigger"]) for r in self.out}
+        for w in self.wins:
+            for sli in slis:
+                for team, nb, trig in self.explicit():
+                    if trig is not None and sli != "M1":
+                        continue
+                    if nb is not None and sli not in PER_NOTEBOOK:
+                        continue
+                    if (w.name, sli, team, nb, trig) in have:
+                        continue
+                    if team is None and nb is not None and (w.name, sli, nb, trig) in have_nb:
+                        continue
+                    self.emit(w, sli, team, nb, trig, PRIMARY_STAT[sli], None)
+
+
+def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None = None, *,
+            mode: str = "incremental", fold_first: bool = True) -> list[dict[str, Any]]:
+    """Every requested SLI for every requested window and level at q.as_of; rows as served by GET /v1/sli."""
+    cfg = cfg or SliConfig()
+    as_of = utc(q.as_of)
+    if mode not in ("incremental", "direct"):
+        raise ValueError(f"mode must be incremental or direct, not {mode!r}")
+    if mode == "incremental" and fold_first:
+        fold(cur, cfg)
+    wins = windows(q.windows, as_of)
+    slis = list(dict.fromkeys(resolve_sli(s) for s in q.slis))
+    levels = tuple(lv for lv in q.levels if lv in LEVELS)
+    if q.notebook_id is not None and "notebook" not in levels:
+        levels += ("notebook",)
+    if q.trigger is not None and "trigger" not in levels:
+        levels += ("trigger",)
+    prov = {"mode": mode, "folded_through_batch": cursor_batch(cur) if mode == "incremental" else None}
+    ctx = _Ctx(q, wins, levels, as_of, prov)
+
+    need_add = bool(set(slis) & (set(Q.ADDITIVE) | {"M13"}))
+    add: dict[tuple, list[float]] = {}  # (window, sli, team, nb, trig) -> [good, bad, total]
+    if need_add:
+        if q.notebook_id is None and set(levels) - {"notebook"}:
+            _additive(cur, ctx, mode, add, notebook=False)
+        if "notebook" in levels:
+            _additive(cur, ctx, mode, add, notebook=True)
+        _missed(cur, ctx, add)
+    observed = {(k[0], k[2], k[3]) for k, (g, b, t) in add.items() if k[4] is None and (t > 0 or b > 0)}
+    for w in wins:
+        scopes = sorted({k[2:] for k in add if k[0] == w.name}, key=_skey)
+        for sli in slis:
+            if sli not in Q.ADDITIVE:
+                continue
+            for team, nb, trig in scopes:
+                if not ctx.want(team, nb, trig) or (trig is not None and sli != "M1"):
+                    continue
+                if nb is not None and sli not in PER_NOTEBOOK:
+                    continue
+                g, b, t = add.get((w.name, sli, team, nb, trig), [0.0, 0.0, 0.0])
+                if sli in ("M1", "M2", "M6") and t > 0:
+                    ctx.emit(w, sli, team, nb, trig, "ratio", g / t, int(g), int(b), int(t))
+                elif sli in ("M8", "M12") and t > 0:
+                    ctx.emit(w, sli, team, nb, trig, "ratio", b / t, int(g), int(b), int(t))
+                elif sli == "M11" and t > 0:
+                    ctx.emit(w, sli, team, nb, trig, "per_1000_sessions", 1000.0 * b / t, None, int(b), int(t))
+                elif sli == "M5" and trig is None and (w.name, team, nb) in observed:
+                    ctx.emit(w, sli, team, nb, trig, "count", float(t), None, None, int(t))
+        if "M13" in slis:
+            _pages(cur, ctx, w, [sc for sc in scopes if sc[1] is None and sc[2] is None and ctx.want(*sc)],
+                   observed)
+    if "M11" in slis:
+        ctx.reasons["M11"] = "no kernel session started in the window"
+    if "M3" in slis:
+        _exec_time(cur, ctx, mode)
+    if "M4" in slis:
+        _cost_per_run(cur, ctx)
+    if "M10" in slis:
+        _cost_variance(cur, ctx)
+    if {"M7", "M9", "M14", "M15"} & set(slis):
+        _snapshots(cur, ctx, cfg, mode, slis)
+    ctx.fill_absent(slis)
+    order = {s: i for i, s in enumerate(Q.SLIS)}
+    wo = {w.name: i for i, w in enumerate(wins)}
+    stats = {"ratio": 0, "mean": 1, "p50": 2, "p95": 3, "p99": 4}
+    ctx.out.sort(key=lambda r: (wo[r["window"]], order[r["sli"]], r["team"] or "", r["notebook_id"] or "",
+                                r["trigger"] or "", stats.get(r["stat"], 9), r["stat"]))
+    return ctx.out
+
+
+def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> str:
+    """Contribution rows (piece 'raw') from run facts and events in the given time ranges."""
+    parts = []
+    if mode == "direct":
+        facts = Q.RUN_FACTS_WITH_REPRO.format(facts=Q.RUN_FACTS.format(src="run_attempts"))
+        f = f"(SELECT * FROM ({facts}) x WHERE t >= {p(lo)} AND t < {p(hi)})"
+        parts.append(Q.RUN_CONTRIB.format(f=f))
+        parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {p(lo)} AND time < {p(hi)}"))
+    else:
+        for a, b in ranges or [(hi, hi)]:  # no range: an empty relation of the right shape
+            f = f"(SELECT * FROM sli_run_facts WHERE t >= {p(a)} AND t < {p(b)})"
+            parts.append(Q.RUN_CONTRIB.format(f=f))
+            parts.append(f"SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts "
+                         f"WHERE t >= {p(a)} AND t < {p(b)}")
+    return " UNION ALL ".join(f"SELECT *, 'raw' AS piece FROM ({p})" for p in parts)
+
+
+def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
+    q, wins = ctx.q, ctx.wins
+    grouping = _grouping(ctx.levels, notebook=notebook, trigger=True)
+    if not grouping:
+        return
+    lo = min(w.s for w in wins)
+    hi = max(w.e for w in wins)
+    p = Params()
+    use_hours = mode == "incremental" and not notebook
+    if use_hours:
+        ranges = merge_ranges([r for w in wins for r in ((w.s, w.hs), (w.he, w.e))])
+        contrib = _raw_sources(p, mode, ranges, lo, hi)
+        hours = merge_ranges([r for w in wins for r in ((w.hs, w.ds), (w.de, w.he))])
+        if hours:
+            cond = " OR ".join(f"(h >= {p(a)} AND h < {p(b)})" for a, b in hours)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="hour", table="sli_hourly", where=cond)
+        days = merge_ranges([(w.ds, w.de) for w in wins])
+        if days:
+            cond = " OR ".join(f"(h >= {p(a)} AND h < {p(b)})" for a, b in days)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="day", table="sli_daily", where=cond)
+    else:
+        contrib = _raw_sources(p, mode, [(lo, hi)], lo, hi)
+    measures = []
+    for i, w in enumerate(wins):
+        if use_hours:
+            cond = (f"(piece = 'day' AND t >= {p(w.ds)} AND t < {p(w.de)}) OR (piece = 'hour' AND "
+                    f"((t >= {p(w.hs)} AND t < {p(w.ds)}) OR (t >= {p(w.de)} AND t < {p(w.he)}))) OR "
+                    f"(piece = 'raw' AND ((t >= {p(w.s)} AND t < {p(w.hs)}) OR (t >= {p(w.he)} AND t < {p(w.e)})))")
+        else:
+            cond = f"t >= {p(w.s)} AND t < {p(w.e)}"
+        for m in ("good", "bad", "total"):
+            measures.append(f"sum({m}) FILTER (WHERE {cond}) AS {m}_{i}")
+    where = ["true"]
+    if q.team is not None:
+        where.append(f"team = {p(q.team, 'team')}")
+    if notebook:
+        where.append("notebook_id IS NOT NULL")
+        if q.notebook_id is not None:
+            where.append(f"notebook_id = {p(q.notebook_id, 'notebook_id')}")
+    sql = Q.AGGREGATE.format(dims=Q.dims(grouping), measures=", ".join(measures), contrib=contrib, where=" AND ".join(where),
+                             grouping=grouping)
+    for row in cur.execute(sql, p).fetchall():
+        sli, team, nb, trig, gt, gn, gtr = row[:7]
+        if not gtr and sli != "M1":
+            continue
+        sc = _scope(gt, gn, gtr, team, nb, trig)
+        for i, w in enumerate(wins):
+            g, b, t = row[7 + 3 * i: 10 + 3 * i]
+            if (g or 0) or (b or 0) or (t or 0):
+                acc = add.setdefault((w.name, sli) + sc, [0.0, 0.0, 0.0])
+                acc[0] += g or 0
+                acc[1] += b or 0
+                acc[2] += t or 0
+
+
+def _sets(ctx: _Ctx) -> list[str]:
+    """Grouping sets of the non-additive SLIs (no trigger dimension)."""
+    sets = []
+    if ctx.q.notebook_id is None and ctx.q.trigger is None:
+        if "platform" in ctx.levels:
+            sets.append("()")
+        if "team" in ctx.levels:
+            sets.append("(team)")
+    if "notebook" in ctx.levels and ctx.q.trigger is None:
+        sets.append("(team, notebook_id)")
+    return sets
+
+
+def _filters(ctx: _Ctx, p: Params, team_col: str = "team") -> str:
+    """` AND team = $team AND notebook_id = $notebook_id` for the filters the request names (values bound in p)."""
+    extra = ""
+    if ctx.q.team is not None:
+        extra += f" AND {team_col} = {p(ctx.q.team, 'team')}"
+    if ctx.q.notebook_id is not None:
+        extra += f" AND notebook_id = {p(ctx.q.notebook_id, 'notebook_id')}"
+    return extra
+
+
+def _missed(cur, ctx: _Ctx, add: dict) -> None:
+    sets = _sets(ctx)
+    if not sets:
+        return
+    wins = ctx.wins
+    p = Params(as_of=ctx.as_of, lo=min(w.s for w in wins), hi=ctx.as_of)
+    measures = ", ".join(f"count(*) FILTER (WHERE slot >= {p(w.s)} AND slot < {p(w.e)}) AS n_{i}"
+                         for i, w in enumerate(wins))
+    sql = Q.MISSED.format(dims=Q.dims(", ".join(sets)), measures=measures, extra=_filters(ctx, p),
+                          grouping=", ".join(sets))
+    for row in cur.execute(sql, p).fetchall():
+        team, nb, _trig, gt, gn, _gtr = row[:6]
+        sc = _scope(gt, gn, 1, team, nb, None)
+        for i, w in enumerate(wins):
+            m = row[6 + i] or 0
+            if m:
+                acc = add.setdefault((w.name, "M8") + sc, [0.0, 0.0, 0.0])
+                acc[1] += m
+                acc[2] += m
+
+
+def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
+    for team, _, _ in scopes:
+        if (w.name, team, None) not in observed:
+            continue
+        n = pages_count(cur, w.s, w.e, team=team)
+        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
+
+
+def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
+    sets = _sets(ctx)
+    if not sets:
+        return
+    wins = ctx.wins
+    p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
+    f = "SELECT * FROM sli_run_facts" if mode == "incremental" else Q.RUN_FACTS.format(src="run_attempts")
+    measures = []
+    for i, w in enumerate(wins):
+        c = f"t >= {p(w.s)} AND t < {p(w.e)}"
+        measures += [f"count(*) FILTER (WHERE {c}) AS n_{i}", f"avg(duration_seconds) FILTER (WHERE {c}) AS m_{i}",
+                     f"quantile_cont(duration_seconds, [0.5, 0.95, 0.99]) FILTER (WHERE {c}) AS q_{i}"]
+    sql = Q.EXEC_TIME.format(dims=Q.dims(", ".join(sets)), f=f, measures=", ".join(measures), extra=_filters(ctx, p),
+                             grouping=", ".join(sets))
+    ctx.reasons["M3"] = "no succeeded attempt with a duration ended in the window"
+    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: _skey(r[:2])):
+        team, nb, _trig, gt, gn, _gtr = row[:6]
+        if not gn and nb is None:
+            continue
+        sc = _scope(gt, gn, 1, team, nb, None)
+        if not ctx.want(*sc):
+            continue
+        for i, w in enumerate(wins):
+            n, mean, qs = row[6 + 3 * i: 9 + 3 * i]
+            if n:
+                for stat, v in (("mean", mean), ("p50", qs[0]), ("p95", qs[1]), ("p99", qs[2])):
+                    ctx.emit(w, "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
+
+
+def _table_exists(cur, name: str) -> bool:
+    return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def _cost_per_run(cur, ctx: _Ctx) -> None:
+    if not _table_exists(cur, "cost_line_items"):
+        ctx.reasons["M4"] = "no billing tables"
+        return
+    if not cur.execute(Q.COST_HAS_RUN_DATA).fetchone()[0]:
+        ctx.reasons["M4"] = "no billing data allocated to runs"
+        return
+    ctx.reasons["M4"] = "no run with allocated cost ended in the window"
+    sets = _sets(ctx)
+    if not sets:
+        return
+    wins = ctx.wins
+    p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
+    measures = []
+    for i, w in enumerate(wins):
+        c = f"t >= {p(w.s)} AND t < {p(w.e)}"
+        measures += [f"count(*) FILTER (WHERE {c}) AS n_{i}", f"sum(cost) FILTER (WHERE {c}) AS c_{i}"]
+    sql = Q.COST_PER_RUN.format(dims=Q.dims(", ".join(sets)), measures=", ".join(measures), extra=_filters(ctx, p),
+                                grouping=", ".join(sets))
+    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: _skey(r[:2])):
+        team, nb, _trig, gt, gn, _gtr = row[:6]
+        if not gn and nb is None:
+            continue
+        sc = _scope(gt, gn, 1, team, nb, None)
+        if not ctx.want(*sc):
+            continue
+        for i, w in enumerate(wins):
+            n, c = row[6 + 2 * i: 8 + 2 * i]
+            if n:
+                ctx.emit(w, "M4", sc[0], sc[1], None, "per_run", float(c) / n, None, None, int(n))
+
+
+def _month_back(dt: datetime) -> datetime:
+    """The same moment one calendar month earlier (day clamped to the shorter month)."""
+    y, m = (dt.year, dt.month - 1) if dt.month > 1 else (dt.year - 1, 12)
+    return dt.replace(year=y, month=m, day=min(dt.day, calendar.monthrange(y, m)[1]))
+
+
+def _cost_variance(cur, ctx: _Ctx) -> None:
+    if not _table_exists(cur, "cost_line_items"):
+        ctx.reasons["M10"] = "no billing tables"
+        return
+    if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
+        ctx.reasons["M10"] = "no billing data"
+        return
+    ctx.reasons["M10"] = "no cost in the previous billing period up to the same point"
+    if ctx.q.notebook_id is not None or ctx.q.trigger is not None:
+        return
+    as_of = ctx.as_of
+    prev_cut = _month_back(as_of)
+    params = Params(cur_month=as_of.strftime("%Y-%m"), prev_month=prev_cut.strftime("%Y-%m"), as_of=as_of,
+                    prev_cut=prev_cut)
+    extra = (f" AND coalesce(x_team, '__unallocated__') = {params(ctx.q.team, 'team')}"
+             if ctx.q.team is not None else "")
+    rows = cur.execute(Q.COST_VARIANCE.format(extra=extra), params).fetchall()
+    for w in ctx.wins:
+        for team, cur_c, prev_c in sorted(rows, key=lambda r: r[0] or ""):
+            if not prev_c or not ctx.want(team, None, None):
+                continue
+            ctx.emit(w, "M10", team, None, None, "mom_change", (cur_c or 0.0) / prev_c - 1.0,
+                     details={"current_period": params["cur_month"], "current_cost": cur_c or 0.0,
+                              "previous_period": params["prev_month"], "previous_cost": prev_c,
+                              "previous_cut": prev_cut.isoformat()})
+
+
+def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
+    q, wins, as_of = ctx.q, ctx.wins, ctx.as_of
+    if mode == "direct":
+        reg = Q.REGISTRY_EXTRACT.format(src="events", where="true")
+        art = Q.ARTIFACT_EXTRACT.format(src="events", where="true")
+    else:
+        reg, art = "SELECT * FROM sli_registry", "SELECT * FROM sli_artifacts"
+    registry_at = Q.REGISTRY_AT.format(reg=reg)
+
+    def scopes_of(team: str, nb: str | None, per_notebook: bool) -> list[tuple]:
+        sc = [(None, None, None), (team, None, None)]
+        if per_notebook and nb is not None:
+            sc.append((team, nb, None))
+        return [s for s in sc if ctx.want(*s)]
+
+    def emit_ratio(sli: str, agg: dict[tuple, list], details=None) -> None:
+        for w in wins:
+            for sc in sorted(agg, key=_skey):
+                g, t = agg[sc][:2]
+                if t:
+                    ctx.emit(w, sli, sc[0], sc[1], None, "ratio", g / t, int(g), int(t - g), int(t),
+                             details=details(sc) if details else None)
+
+    if "M9" in slis or "M15" in slis:
+        p = Params(as_of=as_of)
+        checks = "".join(" AND " + Q.TAG_CHECK.format(path=p("$." + _json_key(t))) for t in cfg.required_tags)
+        sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_checks=checks, extra=_team_filter(q, p))
+        m9: dict[tuple, list] = {}
+        m15: dict[tuple, list] = {}
+        for team, nb, searchable, crit, crit_tested in cur.execute(sql, p).fetchall():
+            for sc in scopes_of(team, nb, False):
+                a = m9.setdefault(sc, [0, 0])
+                a[0] += searchable
+                a[1] += 1
+                if crit:
+                    b = m15.setdefault(sc, [0, 0])
+                    b[0] += crit_tested
+                    b[1] += 1
+        ctx.reasons["M9"] = "no notebook registered before as_of"
+        ctx.reasons["M15"] = "no critical notebook registered before as_of"
+        if "M9" in slis:
+            emit_ratio("M9", m9)
+        if "M15" in slis:
+            emit_ratio("M15", m15)
+    if "M14" in slis:
+        p = Params(as_of=as_of, lo=min(w.s for w in wins))
+        sql = Q.PRODUCTIONIZE.format(registry_at=registry_at, extra=_team_filter(q, p))
+        rows = cur.execute(sql, p).fetchall()
+        ctx.reasons["M14"] = "no notebook promoted in the window"
+        for w in wins:
+            agg: dict[tuple, list[float]] = {}
+            for team, nb, promoted_at, days in rows:
+                if promoted_at >= w.s:
+                    for sc in scopes_of(team, nb, False):
+                        agg.setdefault(sc, []).append(float(days))
+            for sc in sorted(agg, key=_skey):
+                ctx.emit(w, "M14", sc[0], None, None, "median", _median(agg[sc]), None, None, len(agg[sc]))
+    if "M7" in slis:
+        p = Params(as_of=as_of, retention=cfg.artifact_retention_seconds)
+        sql = Q.ARTIFACTS_AT.format(art=art, extra=_filters(ctx, p))
+        agg7: dict[tuple, list] = {}
+        arts: dict[tuple, list] = {}
+        for team, nb, artifact, last_t, sla, age, fresh in cur.execute(sql, p).fetchall():
+            for sc in scopes_of(team, nb, True):
+                a = agg7.setdefault(sc, [0, 0, 0.0])
+                a[0] += fresh
+                a[1] += 1
+                a[2] = max(a[2], float(age))
+                if sc[1] is not None:
+                    arts.setdefault(sc, []).append({
+                        "artifact": artifact, "age_seconds": float(age), "sla_seconds": float(sla),
+                        "fresh": bool(fresh), "last_published": last_t.isoformat()})
+        ctx.reasons["M7"] = "no artifact with an SLA tracked at as_of"
+        emit_ratio("M7", agg7, details=lambda sc: sorted(arts[sc], key=lambda d: d["artifact"]) if sc in arts else None)
+        for w in wins:
+            for sc in sorted(agg7, key=_skey):
+                ctx.emit(w, "M7", sc[0], sc[1], None, "max_age_seconds", agg7[sc][2], None, None, agg7[sc][1])
+
+
+def _team_filter(q: SliQuery, p: Params) -> str:
+    """The registry's team filter (a notebook without a team is 'unknown'), bound in p."""
+    return f" AND coalesce(team, 'unknown') = {p(q.team, 'team')}" if q.team is not None else ""
+
+
+def _json_key(k: str) -> str:
+    """A JSON path member for a tag key (quoted: keys may hold dots or quotes)."""
+    return '"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _median(vals: list[float]) -> float:
+    s = sorted(vals)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+def consecutive_failures(cur: duckdb.DuckDBPyConnection, cap: int) -> list[tuple[str, str, str, int]]:
+    """(team, notebook, owner, failed attempts since the last success) for at most `cap` critical notebooks."""
+    return [tuple(r) for r in cur.execute(Q.CONSECUTIVE_FAILURES, {"cap": cap}).fetchall()]

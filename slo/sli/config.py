@@ -1,0 +1,74 @@
+"""What an SLI computation is asked: settings, windows, SLI ids and the query object.
+
+Parsing lives here, apart from the SQL, so that the API, the CLI and the gauges validate a request the same way
+before anything touches the database (a malformed window is a 400, never an absent SLI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from slo.sli import sql as Q
+
+LEVELS = ("platform", "team", "notebook", "trigger")
+DEFAULT_LEVELS = ("platform", "team", "trigger")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+NAME_TO_ID = {name: sid for sid, (name, _, _) in Q.SLIS.items()}
+PER_NOTEBOOK = {"M1", "M2", "M3", "M4", "M5", "M7", "M8", "M11", "M12"}
+
+
+class SliConfig(BaseSettings):
+    """SLI settings (environment `OBSERVATORY_SLI_*`; lists as JSON, e.g. `OBSERVATORY_SLI_WINDOWS='["1h","1d"]'`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OBSERVATORY_SLI_", extra="ignore")
+
+    windows: list[str] = Field(["1h", "1d", "7d", "30d"], description="Windows computed and exported")
+    required_tags: list[str] = Field(["description"], description="Tags a notebook needs to be searchable (M9)")
+    missed_grace_seconds: float = Field(900.0, description="Default grace before a cron slot counts as missed")
+    missed_lookback_days: float = Field(31.0, description="Oldest slots enumerated for missed-run detection")
+    artifact_retention_seconds: float = Field(
+        30 * 86400.0, description="An artifact stops being tracked this long after its SLA ran out (M7)")
+    critical_notebooks_cap: int = Field(
+        50, description="Most critical notebooks exported with a `notebook` label (consecutive failures)")
+
+
+def parse_window(text: str) -> int:
+    """`30m`, `1h`, `7d`, `2w` -> seconds."""
+    t = text.strip()
+    if len(t) < 2 or t[-1] not in _UNIT_SECONDS or not t[:-1].isdigit() or int(t[:-1]) <= 0:
+        raise ValueError(f"not a window: {text!r} (use e.g. 1h, 1d, 7d, 30d)")
+    return int(t[:-1]) * _UNIT_SECONDS[t[-1]]
+
+
+def resolve_sli(text: str) -> str:
+    """`M1`, `m1` or `run_success_rate` -> `M1`."""
+    t = text.strip()
+    if t.upper() in Q.SLIS:
+        return t.upper()
+    if t in NAME_TO_ID:
+        return NAME_TO_ID[t]
+    raise ValueError(f"unknown SLI {text!r}; use one of {', '.join(Q.SLIS)} or their names")
+
+
+def utc(dt: datetime) -> datetime:
+    """An aware moment in UTC; a naive one is refused (event time is always zoned)."""
+    if dt.tzinfo is None:
+        raise ValueError("as_of must carry a time zone (RFC 3339)")
+    return dt.astimezone(timezone.utc)
+
+
+@dataclass
+class SliQuery:
+    """One request: the moment the windows end at, which windows/SLIs/levels, and optional filters."""
+
+    as_of: datetime
+    windows: list[str]
+    slis: list[str] = field(default_factory=lambda: list(Q.SLIS))
+    team: str | None = None
+    notebook_id: str | None = None
+    trigger: str | None = None
+    levels: tuple[str, ...] = DEFAULT_LEVELS

@@ -1,0 +1,211 @@
+"""Incremental folding: bring the SLI tables of migration 0200 up to the last committed ingest batch.
+
+`fold()` reads only the new batches (`events.batch_id` > cursor) plus the facts those batches change:
+`sli_run_facts` (one row per terminal attempt), `sli_repro_baselines`, the hourly and daily rollups
+`sli_hourly`/`sli_daily`, and typed extracts of registry, artifact and schedule events. slo/sli/compute.py then
+reads a window as whole days and hours of the rollups plus the partial hours at its edges from the facts.
+
+A late or duplicate event that changes a run attempt's outcome, time, team or reproducibility verdict is folded as
+(new fact - old fact) into the hour each belongs to, so windows stay exact under out-of-order arrival. Folds of one
+database are serialised by a per-file lock (DuckDB serialises writers anyway; the lock keeps two folds from
+computing the same delta twice); reads are not.
+
+SQL text is in slo/sli/sql.py; every value (batch ids, time bounds) is bound as a `$name` parameter. DuckDB folds
+bound values into the scan's filters, so the time bounds still skip row groups by their min/max statistics.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+
+from slo.sli import missed
+from slo.sli import sql as Q
+from slo.sli.config import SliConfig, utc
+
+# ---- per-database lock (folds are serialised; reads are not) -----------------------------------------------------
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(cur: duckdb.DuckDBPyConnection) -> threading.RLock:
+    """The lock of the database file `cur` is connected to (one per file, shared by every connection)."""
+    path = cur.execute(
+        "SELECT coalesce(path, database_name) FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(str(path), threading.RLock())
+
+
+# ---- folding -------------------------------------------------------------------------------------------------------
+
+@dataclass
+class FoldStats:
+    """What one fold did: the batch range it read, attempts refolded, cron slots newly found missed."""
+
+    from_batch: int = 0
+    to_batch: int = 0
+    attempts: int = 0
+    new_missed: int = 0
+
+
+def cursor_batch(cur: duckdb.DuckDBPyConnection) -> int:
+    """The last ingest batch folded into the SLI tables (0 before the first fold)."""
+    row = cur.execute("SELECT value FROM sli_state WHERE key = 'cursor'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
+    """Bring the SLI tables up to the last committed ingest batch and decide newly due cron slots."""
+    cfg = cfg or SliConfig()
+    now = utc(now or datetime.now(timezone.utc))
+    with _lock_for(cur):
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            lo = cursor_batch(cur)
+            hi = cur.execute(Q.NEW_BATCHES).fetchone()[0]
+            st = FoldStats(lo, hi)
+            if hi > lo:
+                st.attempts = _fold_runs(cur, lo, hi, now)
+                _fold_events(cur, lo, hi)
+                cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
+                cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('cursor', ?)", [str(hi)])
+            st.new_missed = missed.detect(cur, now, default_grace=cfg.missed_grace_seconds,
+                                          lookback=timedelta(days=cfg.missed_lookback_days))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    return st
+
+
+def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> FoldStats:
+    """Forget the SLI tables and fold the whole history again."""
+    with _lock_for(cur):
+        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
+                  "sli_schedule_regs", "sli_state", "sli_schedule_watermarks"):
+            cur.execute(f"DELETE FROM {t}")
+    return fold(cur, cfg)
+
+
+_ELIG = Q.REPRO_ELIGIBLE
+_GK = Q.GROUP_KEY
+_GK_EQ = " AND ".join(f"a.{c} = b.{c}" for c in _GK.split(", "))
+
+
+def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) -> int:
+    cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
+    n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
+    if not n:
+        return 0
+    cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
+    min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
+    cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
+    cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
+                + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
+    _fold_repro(cur)
+    # rollup += contrib(new) - contrib(old)
+    contrib = (f"SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
+               f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
+    _upsert_rollups(cur, contrib)
+    bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
+    if bound is not None:
+        cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": bound})
+    cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
+    cur.execute(missed.RETRACT_LATE, {"now": now})
+    for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts"):
+        cur.execute(f"DROP TABLE IF EXISTS {t}")
+    return int(n)
+
+
+def _fold_repro(cur: duckdb.DuckDBPyConnection) -> None:
+    """M2 verdicts of the touched attempts; when a group's baseline changes, of every member of the group."""
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sli_groups AS
+        SELECT DISTINCT {_GK} FROM sli_new_facts WHERE {_ELIG}
+        UNION SELECT DISTINCT {_GK} FROM sli_old_facts WHERE {_ELIG}""")
+    if not cur.execute("SELECT count(*) FROM sli_groups").fetchone()[0]:
+        cur.execute("DROP TABLE sli_groups")
+        return
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_gb_old AS SELECT b.* FROM sli_repro_baselines b "
+                f"JOIN sli_groups a ON {_GK_EQ}")
+    # Groups whose baseline attempt itself changed need their stored members to find the new baseline.
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b "
+                f"WHERE EXISTS (SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)")
+    cur.execute("CREATE OR REPLACE TEMP TABLE sli_members AS SELECT * FROM sli_run_facts WHERE false")
+    if cur.execute("SELECT count(*) FROM sli_g_full").fetchone()[0]:
+        _add_members(cur, "sli_g_full")
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sli_gb_new AS
+        SELECT {_GK},
+               arg_min(run_id, (t, run_id, attempt)) AS run_id, arg_min(attempt, (t, run_id, attempt)) AS attempt,
+               min(t) AS ended_at, arg_min(output_hash, (t, run_id, attempt)) AS output_hash
+        FROM (
+            SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_new_facts WHERE {_ELIG}
+            UNION ALL
+            SELECT {_GK}, run_id, attempt, ended_at AS t, output_hash FROM sli_gb_old b
+            WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
+            UNION ALL
+            SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_members
+        ) c
+        GROUP BY {_GK}""")
+    # Groups whose baseline moved: every stored member's verdict is re-evaluated (rare: late earlier success).
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sli_g_moved AS
+        SELECT {_GK} FROM sli_gb_old b
+        WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
+          AND NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
+                          AND a.attempt = b.attempt AND a.output_hash = b.output_hash)""")
+    if cur.execute("SELECT count(*) FROM sli_g_moved").fetchone()[0]:
+        _add_members(cur, "sli_g_moved")
+    join = " AND ".join(f"x.{c} = g.{c}" for c in _GK.split(", "))
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sli_new_facts2 AS
+        SELECT x.* EXCLUDE (repro),
+               CASE WHEN g.run_id IS NULL THEN NULL
+                    WHEN x.run_id = g.run_id AND x.attempt = g.attempt THEN NULL
+                    WHEN x.output_hash = g.output_hash THEN 'match' ELSE 'mismatch' END AS repro
+        FROM (SELECT * FROM sli_new_facts UNION ALL BY NAME SELECT * FROM sli_members) x
+        LEFT JOIN sli_gb_new g ON {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
+    cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
+    cur.execute("DROP TABLE sli_new_facts")
+    cur.execute("ALTER TABLE sli_new_facts2 RENAME TO sli_new_facts")
+    cur.execute(f"DELETE FROM sli_repro_baselines b WHERE EXISTS (SELECT 1 FROM sli_groups a WHERE {_GK_EQ})")
+    cur.execute("INSERT INTO sli_repro_baselines BY NAME SELECT * FROM sli_gb_new")
+    for t in ("sli_groups", "sli_gb_old", "sli_g_full", "sli_members", "sli_gb_new", "sli_g_moved"):
+        cur.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
+    """Stored, untouched, eligible facts of `groups` (a full scan of sli_run_facts: only on the rare paths)."""
+    cur.execute(f"""
+        INSERT INTO sli_members
+        SELECT f.* FROM sli_run_facts f JOIN {groups} g ON {" AND ".join(f"f.{c} = g.{c}" for c in _GK.split(", "))}
+        WHERE f.state = 'succeeded' AND f.output_hash IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM sli_touched k WHERE k.run_id = f.run_id AND k.attempt = f.attempt)
+          AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
+
+
+def _upsert_rollups(cur: duckdb.DuckDBPyConnection, contrib: str, params: dict | None = None) -> None:
+    """rollup += the contribution rows of `contrib` (signed), by hour and by day."""
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS {contrib}", params)
+    for table, unit in Q.ROLLUPS:
+        delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
+        cur.execute(Q.UPSERT_ROLLUP.format(table=table, delta=delta))
+        cur.execute(Q.PRUNE_ROLLUP.format(table=table))
+    cur.execute("DROP TABLE sli_contrib")
+
+
+def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+    """Event-only SLIs (M2 checks, M5, M6, M11, M12) and the registry/artifact/schedule extracts of new batches."""
+    where, params = "batch_id > $lo AND batch_id <= $hi", {"lo": lo, "hi": hi}
+    contrib = Q.EVENT_CONTRIB.format(src="events", where=where)
+    cur.execute(f"INSERT INTO sli_event_facts BY NAME {contrib}", params)
+    _upsert_rollups(cur, f"SELECT *, 1 AS sign FROM ({contrib})", params)
+    for table, extract in (("sli_registry", Q.REGISTRY_EXTRACT), ("sli_artifacts", Q.ARTIFACT_EXTRACT),
+                           ("sli_schedule_regs", Q.SCHEDULE_EXTRACT)):
+        cur.execute(f"INSERT INTO {table} BY NAME {extract.format(src='events', where=where)}", params)
