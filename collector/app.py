@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     async def lifespan(app: FastAPI):
         store = Store(settings)
         app.state.store = store
-        for source in areas.gauge_sources():
+        for source in areas.gauge_sources(settings):
             store.refresher.register(source, reserved=store.builtin_metric_names())
         for hook in app.state.startup_hooks:
             hook(app)

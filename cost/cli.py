@@ -233,7 +233,7 @@ def report_cost(
         _fail(err)
     settings = _settings(db=db, url=url, token=token)
     if url is not None or (db is None and settings.url):
-        from collector.client import ClientError, get
+        from collector.remote import ClientError, get
         params = {"month": month, "by": by, "format": fmt} | ({"team": team} if team else {})
         try:
             r = get(url or settings.url, "/v1/cost/report", params, settings.token_value())

@@ -126,9 +126,9 @@ async def get_sli(
 ) -> SliResponse:
     from slo.sli import sql as Q
     from slo.sli.compute import compute
-    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
+    cfg = getattr(request.app.state, "sli_config", None) or request.app.state.settings.sli
     team = scoped_team(principal, team)
     if as_of is None:
         as_of = datetime.now(timezone.utc)

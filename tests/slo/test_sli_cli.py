@@ -1,0 +1,70 @@
+"""`observatory sli` for a newcomer: a platform summary with percentages by default, and one-line errors that say
+what to do (the collector holds the database: use --url; the collector wants a token: --token or
+OBSERVATORY_TOKEN; a database path that does not exist)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import httpx
+
+from tests.support import OBSERVATORY, Collector, create_token, event
+
+NOW = datetime.now(timezone.utc)
+
+
+def _run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OBSERVATORY_")} | (env or {})
+    return subprocess.run([OBSERVATORY, "sli", *args], capture_output=True, text=True, timeout=120, env=full,
+                          cwd=cwd)
+
+
+def _events() -> list[dict]:
+    t = lambda m: (NOW - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return [event(f"r{i}", "notebook.run.succeeded" if i % 4 else "notebook.run.failed",
+                  {"run_id": f"r{i}", "notebook_id": f"nb{i % 3}", "team": ["a", "b"][i % 2],
+                   "trigger": "scheduled", "duration_seconds": 10.0 + i}, time_=t(5 + i)) for i in range(12)]
+
+
+def test_cli_errors_a_newcomer_can_act_on(tmp_path):
+    tokens = tmp_path / "tokens.yaml"
+    tok = create_token(tokens, "reader", "ingest,read")
+    col = Collector(tmp_path / "o.duckdb", tokens_file=tokens, token=tok).start()
+    try:
+        assert httpx.post(col.url + "/v1/events", json=_events(), headers=col.headers).status_code == 200
+        # the collector holds the database: one line that names --url, no traceback
+        r = _run("--db", str(col.db))
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "--url" in r.stderr and "in use by process" in r.stderr
+        # --url without a token: the hint names --token and OBSERVATORY_TOKEN
+        r = _run("--url", col.url)
+        assert r.returncode == 1 and "--token" in r.stderr and "OBSERVATORY_TOKEN" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        # with the token from the environment, and the URL from the environment too
+        r = _run("--sli", "M1", "--window", "1h", "--json", env={"OBSERVATORY_URL": col.url,
+                                                                  "OBSERVATORY_TOKEN": tok})
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        (row,) = doc["slis"]
+        assert (row["team"], row["good"], row["total"]) == (None, 9, 12)  # the platform summary by default
+        r = _run("--url", "http://127.0.0.1:9")
+        assert r.returncode == 1 and "cannot reach the collector" in r.stderr
+    finally:
+        col.stop()
+    r = _run("--db", str(tmp_path / "typo.duckdb"))
+    assert r.returncode == 2 and f"no database at {tmp_path / 'typo.duckdb'}" in r.stderr
+    assert not (tmp_path / "typo.duckdb").exists()
+    # the default is a summary: one row per SLI and window at the platform level, ratios as percentages
+    r = _run("--db", str(col.db), "--window", "1h")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("│ M")]
+    assert len(lines) == 15 + 3  # 15 SLIs x 1 window (M3: mean, p50, p95, p99), no per-team or trigger rows
+    assert "│ team" not in r.stdout and "│ trigger" not in r.stdout
+    m1 = next(ln for ln in lines if "run_success_rate" in ln)
+    assert "75.00 %" in m1 and " 9 " in m1 and " 3 " in m1 and " 12 " in m1
+    r = _run("--db", str(col.db), "--window", "1h", "--sli", "M1", "--level", "team")
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("│ M1")]
+    assert len(rows) == 2 and any("│ a " in ln and "50.00 %" in ln for ln in rows)  # team a: 3 of 6
