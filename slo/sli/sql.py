@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-DEFINITION_VERSION = "2026-11-21.1"
+DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
 # SLI id -> (name, kind, unit). kind: ratio (good/total), rate1000 (per 1000), count, stats (M3), median (M14),
 # change (M10), money (M4).
