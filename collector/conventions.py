@@ -59,11 +59,17 @@ WINDOW = "window"
 STAT = "stat"
 NOTEBOOK = "notebook"
 OWNER = "owner"
+BILLING_PERIOD = "billing_period"
+ALLOCATION = "allocation"  # direct | proportional | unallocated
+LE = "le"  # histogram bucket bound
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
+UNALLOCATED = "__unallocated__"  # the team of cost no tag could allocate
 OTHER = "__other__"  # label values past a label's cap
 
 # ---- Sloth-compatible SLO recording rules and labels (slo/rules/) -------------------------------------------------
 SLI_ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"  # + window, e.g. slo:sli_error:ratio_rate5m
+SLI_ERROR_EVENTS_PREFIX = "slo:sli_error_events:rate"  # + window: error events per second (traffic-weighted period)
+SLI_TOTAL_EVENTS_PREFIX = "slo:sli_total_events:rate"  # + window: events per second
 OBJECTIVE_RATIO = "slo:objective:ratio"
 ERROR_BUDGET_RATIO = "slo:error_budget:ratio"
 TIME_PERIOD_DAYS = "slo:time_period:days"
@@ -76,8 +82,33 @@ SLOTH_SERVICE = "sloth_service"
 SLOTH_SLO = "sloth_slo"
 SLOTH_WINDOW = "sloth_window"
 SLOTH_SEVERITY = "sloth_severity"
+SLOTH_MODE = "sloth_mode"
+SLOTH_OBJECTIVE = "sloth_objective"
+SLOTH_SPEC = "sloth_spec"
+SLOTH_VERSION = "sloth_version"
+# rule group name prefixes (+ sloth_id), in promtool's evaluation order
+SLI_RECORDINGS_GROUP = "sloth-slo-sli-recordings-"
+META_RECORDINGS_GROUP = "sloth-slo-meta-recordings-"
+SLO_ALERTS_GROUP = "sloth-slo-alerts-"
+
+# ---- alert labels (slo/rules/, alerts/alertmanager.yml) --------------------------------------------------------
+SEVERITY = "severity"  # page | ticket
+CATEGORY = "category"  # slo, notebook, security, cost, platform
+ALERTNAME = "alertname"
+ALERTSTATE = "alertstate"
+ALERTS = "ALERTS"  # Prometheus' synthetic series of pending/firing alerts
 
 
 def sli_error_ratio(window: str) -> str:
     """`slo:sli_error:ratio_rate<window>`, the recording rule of an SLO's error ratio over one window."""
     return f"{SLI_ERROR_RATIO_PREFIX}{window}"
+
+
+def sli_error_events(window: str) -> str:
+    """`slo:sli_error_events:rate<window>`."""
+    return f"{SLI_ERROR_EVENTS_PREFIX}{window}"
+
+
+def sli_total_events(window: str) -> str:
+    """`slo:sli_total_events:rate<window>`."""
+    return f"{SLI_TOTAL_EVENTS_PREFIX}{window}"

@@ -40,6 +40,8 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from collector import conventions as C
+
 INFINITY = "yesoreyeram-infinity-datasource"
 PROM = DataSourceRef(type_val="prometheus", uid="${datasource}")
 API = DataSourceRef(type_val=INFINITY, uid="${api_datasource}")
@@ -137,10 +139,11 @@ def datasource_variables() -> list[Any]:
     ]
 
 
-def team_variable(*, multi: bool = True, metric: str = "notebook_run_attempts_total",
+def team_variable(*, multi: bool = True, metric: str = C.RUN_ATTEMPTS_TOTAL,
                   default: str | None = None) -> dash.QueryVariable:
+    q = f"label_values({metric}, {C.TEAM})"
     v = (dash.QueryVariable("team").label("Team").datasource(PROM)
-         .query(f"label_values({metric}, team)").definition(f"label_values({metric}, team)")
+         .query(q).definition(q)
          .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC).multi(multi).include_all(multi))
     if multi:
         v = v.current(VariableOption(selected=True, text="All", value="$__all"))

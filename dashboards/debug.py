@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
+from collector import conventions as C
 from dashboards.common import (
     API,
     DEFAULT_NOTEBOOK,
@@ -30,8 +31,9 @@ from dashboards.common import (
     unit_override,
     width_override,
 )
+from dashboards.promql import TEAM_ONE, by, legend, sel
 
-TEAM = 'team="$team"'
+BUCKETS = C.RUN_DURATION_SECONDS + "_bucket"
 WINDOW = "since=${__from:date:iso}&until=${__to:date:iso}"
 NB = "notebook_id=${notebook}"
 
@@ -89,22 +91,22 @@ def build() -> dash.Dashboard:
     L.row(200, "Durations of team $team")
     L.add(heatmap_panel(
         201, "Run duration heatmap",
-        "Distribution of run attempt durations of the team over time (`notebook_run_duration_seconds` histogram "
+        f"Distribution of run attempt durations of the team over time (`{C.RUN_DURATION_SECONDS}` histogram "
         "buckets, attempts per bucket per interval).", "s",
-        [prom(f'sum by (le) (increase(notebook_run_duration_seconds_bucket{{{TEAM}}}[$__rate_interval]))',
-              "{{le}}", heatmap_format=True)]), 12, 9)
+        [prom(f"sum {by(C.LE)} (increase({sel(BUCKETS, TEAM_ONE)}[$__rate_interval]))",
+              legend(C.LE), heatmap_format=True)]), 12, 9)
     L.add(timeseries_panel(
         202, "Run duration percentiles",
         "p50, p95 and p99 of the team's run attempt durations from the histogram (SLI M3 uses succeeded attempts "
         "only; this panel covers all outcomes).", "s",
-        [prom(f'histogram_quantile({q}, sum by (le) (rate(notebook_run_duration_seconds_bucket{{{TEAM}}}'
-              f'[$__rate_interval])))', f"p{int(q * 100)}", ref)
+        [prom(f"histogram_quantile({q}, sum {by(C.LE)} (rate({sel(BUCKETS, TEAM_ONE)}[$__rate_interval])))",
+              f"p{int(q * 100)}", ref)
          for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))], min_=0), 12, 9)
     L.add(timeseries_panel(
         203, "Run attempts of team $team per hour by outcome",
-        "The team's attempts per hour by outcome (`notebook_run_attempts_total`).", "short",
-        [prom(f'sum by (outcome) (rate(notebook_run_attempts_total{{{TEAM}}}[$__rate_interval])) * 3600',
-              "{{outcome}}")], stack=True, min_=0), 24, 7)
+        f"The team's attempts per hour by outcome (`{C.RUN_ATTEMPTS_TOTAL}`).", "short",
+        [prom(f"sum {by(C.OUTCOME)} (rate({sel(C.RUN_ATTEMPTS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
+              legend(C.OUTCOME))], stack=True, min_=0), 24, 7)
 
     L.row(300, "Run $run of $notebook")
     cells = InfinityQuery(
@@ -149,10 +151,10 @@ def build() -> dash.Dashboard:
                    unit_override("Publications", "short")]), 12, 7)
     L.add(timeseries_panel(
         502, "Artifact age of team $team",
-        "Age of the team's oldest artifact (`notebook_artifact_age_seconds`) and the number of stale artifacts "
-        "(`notebook_artifacts_stale`, right axis).", "s",
-        [prom(f'max(notebook_artifact_age_seconds{{{TEAM}}})', "oldest artifact age", "A"),
-         prom(f'sum(notebook_artifacts_stale{{{TEAM}}})', "stale artifacts", "B")],
+        f"Age of the team's oldest artifact (`{C.ARTIFACT_AGE_SECONDS}`) and the number of stale artifacts "
+        f"(`{C.ARTIFACTS_STALE}`, right axis).", "s",
+        [prom(f"max({sel(C.ARTIFACT_AGE_SECONDS, TEAM_ONE)})", "oldest artifact age", "A"),
+         prom(f"sum({sel(C.ARTIFACTS_STALE, TEAM_ONE)})", "stale artifacts", "B")],
         overrides=[("stale artifacts", [*unit_override("stale artifacts", "short")[1],
                                         *axis_right()])],
         min_=0), 12, 7)
@@ -167,7 +169,7 @@ def build() -> dash.Dashboard:
         overrides=[unit_override("Attempt", "none")], sort_by="Time"), 12, 8)
     L.add(timeseries_panel(
         504, "Quality checks of team $team per hour by result",
-        "The team's data quality checks per hour by result (`notebook_quality_checks_total`).", "short",
-        [prom(f'sum by (result) (rate(notebook_quality_checks_total{{{TEAM}}}[$__rate_interval])) * 3600',
-              "{{result}}")], stack=True, min_=0), 12, 8)
+        f"The team's data quality checks per hour by result (`{C.QUALITY_CHECKS_TOTAL}`).", "short",
+        [prom(f"sum {by(C.RESULT)} (rate({sel(C.QUALITY_CHECKS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
+              legend(C.RESULT))], stack=True, min_=0), 12, 8)
     return L.apply(d)

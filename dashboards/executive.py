@@ -11,6 +11,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from collector import conventions as C
 from dashboards.common import (
     API,
     PROM,
@@ -29,8 +30,7 @@ from dashboards.common import (
     timeseries_panel,
     unit_override,
 )
-
-TEAM = 'team=~"$team"'
+from dashboards.promql import PLATFORM, TEAM_ANY, by, eq, legend, match, ne, sel
 
 
 def build() -> dash.Dashboard:
@@ -51,15 +51,15 @@ def build() -> dash.Dashboard:
 def period_variable() -> dash.QueryVariable:
     """The current billing month: the newest `billing_period` the cost gauges export (they export the current and
     the previous month only, so `!=` it selects the previous one). Hidden; it follows the data."""
-    q = "label_values(notebook_cost_usd, billing_period)"
+    q = f"label_values({C.COST_USD}, {C.BILLING_PERIOD})"
     return (dash.QueryVariable("billing_period").label("Billing month").datasource(PROM).query(q).definition(q)
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_DESC)
             .hide(VariableHide.HIDE_VARIABLE))
 
 
-COST_TEAM = 'team=~"$team|__unallocated__"'
-THIS = 'billing_period="$billing_period"'
-LAST = 'billing_period!="$billing_period"'
+COST_TEAM = match(C.TEAM, f"$team|{C.UNALLOCATED}")
+THIS = eq(C.BILLING_PERIOD, "$billing_period")
+LAST = ne(C.BILLING_PERIOD, "$billing_period")
 ESTIMATE = (" Prometheus cost gauges are estimates computed from the billing store (allocated FOCUS EffectiveCost); "
             "reconciled figures are in the finance reports.")
 
@@ -69,22 +69,22 @@ def _cost(L: Layout) -> None:
     L.add(stat_panel(
         101, "Cost this month",
         "Allocated cost of the current billing month so far, all selected teams plus the unallocated part "
-        "(`notebook_cost_usd`)." + ESTIMATE, "currencyUSD",
-        [prom(f"sum(notebook_cost_usd{{{THIS}, {COST_TEAM}}})", "this month", instant=True)], decimals=2), 4, 5)
+        f"(`{C.COST_USD}`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum({sel(C.COST_USD, THIS, COST_TEAM)})", "this month", instant=True)], decimals=2), 4, 5)
     L.add(stat_panel(
         102, "Cost last month",
-        "Allocated cost of the previous billing month (`notebook_cost_usd`)." + ESTIMATE, "currencyUSD",
-        [prom(f"sum(notebook_cost_usd{{{LAST}, {COST_TEAM}}})", "last month", instant=True)], decimals=2), 4, 5)
+        f"Allocated cost of the previous billing month (`{C.COST_USD}`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum({sel(C.COST_USD, LAST, COST_TEAM)})", "last month", instant=True)], decimals=2), 4, 5)
     L.add(stat_panel(
         103, "Month-end forecast",
         "Forecast cost of the current month at month end from the recent daily run rate "
-        "(`notebook_cost_forecast_usd`)." + ESTIMATE, "currencyUSD",
-        [prom(f"sum(notebook_cost_forecast_usd{{{COST_TEAM}}})", "forecast", instant=True)], decimals=2), 4, 5)
+        f"(`{C.COST_FORECAST_USD}`)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum({sel(C.COST_FORECAST_USD, COST_TEAM)})", "forecast", instant=True)], decimals=2), 4, 5)
     L.add(stat_panel(
         104, "Unallocated share",
         "Share of this month's cost that no tag (team, notebook, run) could allocate: what tagging is missing. "
         "Lower is better.", "percentunit",
-        [prom(f'sum(notebook_cost_usd{{{THIS}, allocation="unallocated"}}) / sum(notebook_cost_usd{{{THIS}}})',
+        [prom(f"sum({sel(C.COST_USD, THIS, eq(C.ALLOCATION, 'unallocated'))}) / sum({sel(C.COST_USD, THIS)})",
               "unallocated", instant=True)],
         thresholds=steps((None, "green"), (0.1, "orange"), (0.25, "red")), decimals=1), 4, 5)
     L.add(stat_panel(
@@ -98,29 +98,29 @@ def _cost(L: Layout) -> None:
         106, "Month over month",
         "Forecast cost of this month compared with the cost of the previous month, all selected teams "
         "(SLI M10; +10% = 10% more).", "percentunit",
-        [prom(f"sum(notebook_cost_forecast_usd{{{COST_TEAM}}}) / sum(notebook_cost_usd{{{LAST}, {COST_TEAM}}}) - 1",
+        [prom(f"sum({sel(C.COST_FORECAST_USD, COST_TEAM)}) / sum({sel(C.COST_USD, LAST, COST_TEAM)}) - 1",
               "change", instant=True)],
         thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red")), decimals=1), 4, 5)
 
     L.add(barchart_panel(
         111, "Cost by team, this month and last",
-        "Allocated cost per team in the current and the previous billing month (`notebook_cost_usd`; "
-        "`__unallocated__` is cost no tag could allocate)." + ESTIMATE, "currencyUSD",
-        [prom(f"sum by (team, billing_period) (notebook_cost_usd{{{COST_TEAM}}})", instant=True,
+        f"Allocated cost per team in the current and the previous billing month (`{C.COST_USD}`; "
+        f"`{C.UNALLOCATED}` is cost no tag could allocate)." + ESTIMATE, "currencyUSD",
+        [prom(f"sum {by(C.TEAM, C.BILLING_PERIOD)} ({sel(C.COST_USD, COST_TEAM)})", instant=True,
               table_format=True)],
-        x_field="team", ds=PROM,
+        x_field=C.TEAM, ds=PROM,
         transformations=[DataTransformerConfig(id_val="groupingToMatrix", options={
-            "columnField": "billing_period", "rowField": "team", "valueField": "Value", "emptyValue": "null"})]),
+            "columnField": C.BILLING_PERIOD, "rowField": C.TEAM, "valueField": "Value", "emptyValue": "null"})]),
         12, 9)
     L.add(bargauge_panel(
         112, "Cost per run by team",
-        "Allocated cost per run of each team this month (SLI M4, `notebook_cost_per_run_usd`)." + ESTIMATE,
-        "currencyUSD", [prom('notebook_cost_per_run_usd{team=~"$team"}', "{{team}}", instant=True)], min_=0), 6, 9)
+        f"Allocated cost per run of each team this month (SLI M4, `{C.COST_PER_RUN_USD}`)." + ESTIMATE,
+        "currencyUSD", [prom(sel(C.COST_PER_RUN_USD, TEAM_ANY), legend(C.TEAM), instant=True)], min_=0), 6, 9)
     L.add(bargauge_panel(
         113, "Month-over-month change by team",
         "Forecast cost of this month over the cost of the previous month, per team, minus 1 "
-        "(SLI M10, `notebook_cost_month_over_month_ratio`). Above +50% the cost-spike alert opens a ticket.",
-        "percentunit", [prom('notebook_cost_month_over_month_ratio{team=~"$team"} - 1', "{{team}}", instant=True)],
+        f"(SLI M10, `{C.COST_MOM_RATIO}`). Above +50% the cost-spike alert opens a ticket.",
+        "percentunit", [prom(f"{sel(C.COST_MOM_RATIO, TEAM_ANY)} - 1", legend(C.TEAM), instant=True)],
         thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red"))), 6, 9)
 
     driver_cols = [Column("key", "Driver"), Column("cost", "Cost", "number"),
@@ -152,21 +152,27 @@ def _cost(L: Layout) -> None:
         sort_by="Forecast"), 8, 9)
 
 
+def _sli(metric: str, sli: str, window: str, stat: str | None = None) -> str:
+    """The platform row of one DuckDB-computed SLI gauge."""
+    matchers = [eq(C.SLI, sli)] + ([eq(C.STAT, stat)] if stat else []) + [eq(C.WINDOW, window), PLATFORM]
+    return sel(metric, *matchers)
+
+
 def _reliability(L: Layout) -> None:
     L.row(200, "Reliability and delivery")
     L.add(bargauge_panel(
         201, "SLO error budget remaining (30d)",
         "Share of each SLO's 30-day error budget left, weighted by traffic "
-        "(`slo:period_error_budget_remaining:ratio`). Below 0 the SLO is breached for the period.", "percentunit",
-        [prom('min by (sloth_slo) (slo:period_error_budget_remaining:ratio)', "{{sloth_slo}}", instant=True)],
+        f"(`{C.PERIOD_ERROR_BUDGET_REMAINING}`). Below 0 the SLO is breached for the period.", "percentunit",
+        [prom(f"min {by(C.SLOTH_SLO)} ({C.PERIOD_ERROR_BUDGET_REMAINING})", legend(C.SLOTH_SLO), instant=True)],
         thresholds=steps((None, "red"), (0, "orange"), (0.25, "green")), min_=-1, max_=1), 8, 8)
     L.add(timeseries_panel(
         202, "Reproducibility trend",
         "Share of reproducibility comparisons that match (SLI M2: reruns with the same inputs, parameters and "
         "environment that give the same output, plus explicit checks), whole platform, computed by the collector "
-        "over trailing 1-day and 7-day windows (`notebook_sli_ratio{sli=\"M2\"}`).", "percentunit",
-        [prom('notebook_sli_ratio{sli="M2", window="1d", team="__all__"}', "last 1d", "A"),
-         prom('notebook_sli_ratio{sli="M2", window="7d", team="__all__"}', "last 7d", "B")],
+        f"over trailing 1-day and 7-day windows (`{sel(C.SLI_RATIO, eq(C.SLI, 'M2'))}`).", "percentunit",
+        [prom(_sli(C.SLI_RATIO, "M2", "1d"), "last 1d", "A"),
+         prom(_sli(C.SLI_RATIO, "M2", "7d"), "last 7d", "B")],
         max_=1), 8, 8)
     L.add(table_panel(
         203, "Notebooks promoted to production",
@@ -182,24 +188,21 @@ def _reliability(L: Layout) -> None:
     L.add(stat_panel(
         204, "Time to productionize (median, 30d)",
         "Median days from a notebook's creation to its promotion to production, over the notebooks promoted in the "
-        "last 30 days (SLI M14, `notebook_sli_value{sli=\"M14\"}`).", "d",
-        [prom('notebook_sli_value{sli="M14", stat="median", window="30d", team="__all__"}', "median",
-              instant=True)], decimals=1), 6, 5)
+        f"last 30 days (SLI M14, `{sel(C.SLI_VALUE, eq(C.SLI, 'M14'))}`).", "d",
+        [prom(_sli(C.SLI_VALUE, "M14", "30d", "median"), "median", instant=True)], decimals=1), 6, 5)
     L.add(stat_panel(
         205, "Scheduled run success (30d)",
         "Run attempts that succeeded among those that ended succeeded, failed or timed out, whole platform, last 30 "
-        "days (SLI M1, `notebook_sli_ratio{sli=\"M1\"}`).", "percentunit",
-        [prom('notebook_sli_ratio{sli="M1", window="30d", team="__all__"}', "success", instant=True)],
+        f"days (SLI M1, `{sel(C.SLI_RATIO, eq(C.SLI, 'M1'))}`).", "percentunit",
+        [prom(_sli(C.SLI_RATIO, "M1", "30d"), "success", instant=True)],
         thresholds=steps((None, "red"), (0.95, "orange"), (0.99, "green")), decimals=2), 6, 5)
     L.add(stat_panel(
         206, "Kernel crashes per 1000 sessions (30d)",
         "Unexpected kernel deaths and crash/OOM restarts per 1000 kernel sessions, whole platform, last 30 days "
         "(SLI M11).", "short",
-        [prom('notebook_sli_value{sli="M11", stat="per_1000_sessions", window="30d", team="__all__"}', "crashes",
-              instant=True)], thresholds=steps((None, "green"), (5, "orange"), (20, "red")), decimals=1), 6, 5)
+        [prom(_sli(C.SLI_VALUE, "M11", "30d", "per_1000_sessions"), "crashes", instant=True)], thresholds=steps((None, "green"), (5, "orange"), (20, "red")), decimals=1), 6, 5)
     L.add(stat_panel(
         207, "Secret exposure incidents (30d)",
         "Secrets reported by scanners plus secrets redacted at ingest, whole platform, last 30 days (SLI M5).",
         "short",
-        [prom('notebook_sli_value{sli="M5", stat="count", window="30d", team="__all__"}', "incidents",
-              instant=True)], thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 5)
+        [prom(_sli(C.SLI_VALUE, "M5", "30d", "count"), "incidents", instant=True)], thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
+from collector import conventions as C
 from dashboards.common import (
     PAGE_FAST,
     PAGE_SLOW,
@@ -26,23 +27,27 @@ from dashboards.common import (
     unit_override,
     width_override,
 )
+from dashboards.promql import TEAM_ANY, by, eq, legend, match, ne, sel
 
-TEAM = 'team=~"$team"'
+SLO_ANY = match(C.SLOTH_SLO, "$slo")
+SLO_TEAM = legend(C.SLOTH_SLO, C.TEAM)
+FIRING = eq(C.ALERTSTATE, "firing")
+MISSED = C.SCHEDULED_RUNS_MISSED + "_total"
 WINDOW = "since=${__from:date:iso}&until=${__to:date:iso}"
 
 
 def slo_variable() -> dash.QueryVariable:
     from grafana_foundation_sdk.models.dashboard import VariableOption, VariableRefresh, VariableSort
 
-    q = "label_values(slo:sli_error:ratio_rate5m, sloth_slo)"
+    q = f"label_values({C.sli_error_ratio('5m')}, {C.SLOTH_SLO})"
     return (dash.QueryVariable("slo").label("SLO").datasource(PROM).query(q).definition(q)
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).current(VariableOption(selected=True, text="All", value="$__all")))
 
 
 def _burn(window: str) -> str:
-    return (f'max by (sloth_slo, team) (slo:sli_error:ratio_rate{window}{{sloth_slo=~"$slo"}})'
-            f' / on (sloth_slo) group_left () max by (sloth_slo) (slo:error_budget:ratio{{sloth_slo=~"$slo"}})')
+    return (f"max {by(C.SLOTH_SLO, C.TEAM)} ({sel(C.sli_error_ratio(window), SLO_ANY)})"
+            f" / on ({C.SLOTH_SLO}) group_left () max {by(C.SLOTH_SLO)} ({sel(C.ERROR_BUDGET_RATIO, SLO_ANY)})")
 
 
 def build() -> dash.Dashboard:
@@ -59,17 +64,18 @@ def build() -> dash.Dashboard:
     L.row(100, "Firing now")
     L.add(stat_panel(
         101, "Firing alerts by severity",
-        "Alerts Prometheus evaluates as firing now (`ALERTS`), by severity: page = wake someone up, ticket = next "
-        "business day. 0 when nothing fires.", "short",
-        [prom('count by (severity) (ALERTS{alertstate="firing", severity=~"page|ticket"})'
-              ' or on () label_replace(vector(0), "severity", "none", "", "")', "{{severity}}", instant=True)],
+        f"Alerts Prometheus evaluates as firing now (`{C.ALERTS}`), by severity: page = wake someone up, ticket = "
+        "next business day. 0 when nothing fires.", "short",
+        [prom(f"count {by(C.SEVERITY)} ({sel(C.ALERTS, FIRING, match(C.SEVERITY, 'page|ticket'))})"
+              f' or on () label_replace(vector(0), "{C.SEVERITY}", "none", "", "")', legend(C.SEVERITY),
+              instant=True)],
         thresholds=steps((None, "green"), (1, "red"))), 6, 6)
     L.add(table_panel(
         102, "Firing alerts",
-        "Every firing alert (`ALERTS{alertstate=\"firing\"}`) with its labels: SLO, team, notebook and owner when the "
+        f"Every firing alert (`{sel(C.ALERTS, FIRING)}`) with its labels: SLO, team, notebook and owner when the "
         "alert names one. Open the runbook from the alert notification or alerts/runbooks/.", "short",
-        [prom('max by (alertname, severity, category, sloth_slo, team, notebook, owner) (ALERTS{alertstate="firing"})',
-              instant=True, table_format=True)],
+        [prom(f"max {by(C.ALERTNAME, C.SEVERITY, C.CATEGORY, C.SLOTH_SLO, C.TEAM, C.NOTEBOOK, C.OWNER)} "
+              f"({sel(C.ALERTS, FIRING)})", instant=True, table_format=True)],
         ds=PROM, overrides=[unit_override("Value", "none")]), 18, 6)
 
     # ---- burn rates ---------------------------------------------------------------------------------------------
@@ -79,21 +85,21 @@ def build() -> dash.Dashboard:
         f"Error ratio divided by the error budget (1 = spending the budget exactly over the SLO period). Pages fire "
         f"at {PAGE_FAST}x over 1h (and 5m) or {PAGE_SLOW}x over 6h (and 30m); the dashed lines are those "
         "thresholds. From the Sloth-compatible recording rules in alerts/slos.rules.yml.", "short",
-        [prom(_burn("1h"), "{{sloth_slo}} {{team}} 1h", "A"), prom(_burn("6h"), "{{sloth_slo}} {{team}} 6h", "B")],
+        [prom(_burn("1h"), f"{SLO_TEAM} 1h", "A"), prom(_burn("6h"), f"{SLO_TEAM} 6h", "B")],
         thresholds=steps((None, "green"), (PAGE_SLOW, "orange"), (PAGE_FAST, "red")), threshold_lines=True,
         min_=0), 12, 9)
     L.add(timeseries_panel(
         202, "Burn rate per SLO, ticket windows (1d and 3d)",
         f"Slow burns that open a ticket: {TICKET_FAST}x over 1d (and 2h) or {TICKET_SLOW}x over 3d (and 6h); the "
         "dashed lines are those thresholds.", "short",
-        [prom(_burn("1d"), "{{sloth_slo}} {{team}} 1d", "A"), prom(_burn("3d"), "{{sloth_slo}} {{team}} 3d", "B")],
+        [prom(_burn("1d"), f"{SLO_TEAM} 1d", "A"), prom(_burn("3d"), f"{SLO_TEAM} 3d", "B")],
         thresholds=steps((None, "green"), (TICKET_SLOW, "orange"), (TICKET_FAST, "red")), threshold_lines=True,
         min_=0), 12, 9)
     L.add(timeseries_panel(
         203, "Error budget remaining this period",
-        "Share of each SLO's period error budget left (`slo:period_error_budget_remaining:ratio`, weighted by "
+        f"Share of each SLO's period error budget left (`{C.PERIOD_ERROR_BUDGET_REMAINING}`, weighted by "
         "traffic). Below 0 the SLO is breached for the period.", "percentunit",
-        [prom('slo:period_error_budget_remaining:ratio{sloth_slo=~"$slo"}', "{{sloth_slo}} {{team}}")],
+        [prom(sel(C.PERIOD_ERROR_BUDGET_REMAINING, SLO_ANY), SLO_TEAM)],
         thresholds=steps((None, "red"), (0, "orange"), (0.25, "green")), threshold_lines=True), 24, 7)
 
     # ---- runs -----------------------------------------------------------------------------------------------------
@@ -121,20 +127,20 @@ def build() -> dash.Dashboard:
     L.add(timeseries_panel(
         302, "Scheduled run failures per hour",
         "Scheduled attempts that failed or timed out, per team, as an hourly rate "
-        "(`notebook_run_attempts_total`).", "short",
-        [prom(f'sum by (team) (rate(notebook_run_attempts_total{{trigger="scheduled", outcome=~"failed|timed_out", '
-              f'{TEAM}}}[$__rate_interval])) * 3600', "{{team}}")], min_=0), 8, 8)
+        f"(`{C.RUN_ATTEMPTS_TOTAL}`).", "short",
+        [prom(f"sum {by(C.TEAM)} (rate({sel(C.RUN_ATTEMPTS_TOTAL, eq(C.TRIGGER, 'scheduled'), match(C.OUTCOME, 'failed|timed_out'), TEAM_ANY)}"
+              "[$__rate_interval])) * 3600", legend(C.TEAM))], min_=0), 8, 8)
     L.add(timeseries_panel(
         303, "Missed scheduled runs per hour",
         "Registered cron slots with no run started within the grace period "
-        "(`notebook_scheduled_runs_missed_total`), per team, as an hourly rate.", "short",
-        [prom(f'sum by (team) (rate(notebook_scheduled_runs_missed_total{{{TEAM}}}[$__rate_interval])) * 3600',
-              "{{team}}")], min_=0), 8, 8)
+        f"(`{MISSED}`), per team, as an hourly rate.", "short",
+        [prom(f"sum {by(C.TEAM)} (rate({sel(MISSED, TEAM_ANY)}[$__rate_interval])) * 3600",
+              legend(C.TEAM))], min_=0), 8, 8)
     L.add(table_panel(
         304, "Critical notebooks failing in a row",
-        "Critical notebooks whose latest scheduled runs failed consecutively (`notebook_consecutive_failures`); "
+        f"Critical notebooks whose latest scheduled runs failed consecutively (`{C.CONSECUTIVE_FAILURES}`); "
         "3 or more pages the owner. Empty when no critical notebook is failing.", "short",
-        [prom(f'max by (team, notebook, owner) (notebook_consecutive_failures{{{TEAM}}}) > 0', instant=True,
+        [prom(f"max {by(C.TEAM, C.NOTEBOOK, C.OWNER)} ({sel(C.CONSECUTIVE_FAILURES, TEAM_ANY)}) > 0", instant=True,
               table_format=True)],
         ds=PROM, overrides=[unit_override("Value", "short")], sort_by="Value"), 8, 8)
     L.add(table_panel(
@@ -149,11 +155,11 @@ def build() -> dash.Dashboard:
         overrides=[unit_override("Attempt", "none")]), 12, 7)
     L.add(timeseries_panel(
         306, "Ingest backlog and dead letters",
-        "Events waiting for the collector's writer (`observatory_ingest_queue_depth`) and events rejected to the "
-        "dead-letter table per second (`observatory_events_rejected_total`). A growing queue means ingest cannot "
+        f"Events waiting for the collector's writer (`{C.INGEST_QUEUE_DEPTH}`) and events rejected to the "
+        f"dead-letter table per second (`{C.EVENTS_REJECTED_TOTAL}`). A growing queue means ingest cannot "
         "keep up; dead letters mean a producer sends invalid events.", "short",
-        [prom("max(observatory_ingest_queue_depth)", "queued events", "A"),
-         prom("sum(rate(observatory_events_rejected_total[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
+        [prom(f"max({C.INGEST_QUEUE_DEPTH})", "queued events", "A"),
+         prom(f"sum(rate({C.EVENTS_REJECTED_TOTAL}[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
         min_=0), 12, 7)
 
     # ---- kernels --------------------------------------------------------------------------------------------------
@@ -161,15 +167,16 @@ def build() -> dash.Dashboard:
     L.add(timeseries_panel(
         401, "Kernel crash rate per 1000 sessions",
         "Unexpected kernel deaths and crash/OOM restarts per 1000 kernel sessions started (SLI M11), per team "
-        "(`notebook_kernel_crashes_total` / `notebook_kernel_sessions_total`).", "short",
-        [prom(f'1000 * sum by (team) (rate(notebook_kernel_crashes_total{{{TEAM}}}[$__rate_interval]))'
-              f' / sum by (team) (rate(notebook_kernel_sessions_total{{{TEAM}}}[$__rate_interval]))', "{{team}}")],
+        f"(`{C.KERNEL_CRASHES_TOTAL}` / `{C.KERNEL_SESSIONS_TOTAL}`).", "short",
+        [prom(f"1000 * sum {by(C.TEAM)} (rate({sel(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval]))"
+              f" / sum {by(C.TEAM)} (rate({sel(C.KERNEL_SESSIONS_TOTAL, TEAM_ANY)}[$__rate_interval]))",
+              legend(C.TEAM))],
         min_=0), 8, 9)
     L.add(timeseries_panel(
         402, "Kernel crashes by reason",
         "Kernel crashes per hour by reason (crash, oom, signal, unknown).", "short",
-        [prom(f'sum by (reason) (rate(notebook_kernel_crashes_total{{{TEAM}}}[$__rate_interval])) * 3600',
-              "{{reason}}")], min_=0, stack=True), 6, 9)
+        [prom(f"sum {by(C.REASON)} (rate({sel(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval])) * 3600",
+              legend(C.REASON))], min_=0, stack=True), 6, 9)
     L.add(table_panel(
         403, "Recent kernel crashes with traces",
         "The latest kernel deaths and crash/OOM restarts in the time range with exit code, signal, message and the "
@@ -186,8 +193,8 @@ def build() -> dash.Dashboard:
     L.add(stat_panel(
         501, "Secret exposures in range",
         "Secret exposure incidents (SLI M5): secrets reported by scanners plus events redacted at ingest "
-        "(`notebook_secret_exposures_total`). Any exposure pages the security receiver.", "short",
-        [prom(f'sum(increase(notebook_secret_exposures_total{{{TEAM}}}[$__range]))', "exposures", instant=True)],
+        f"(`{C.SECRET_EXPOSURES_TOTAL}`). Any exposure pages the security receiver.", "short",
+        [prom(f"sum(increase({sel(C.SECRET_EXPOSURES_TOTAL, TEAM_ANY)}[$__range]))", "exposures", instant=True)],
         thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 8)
     L.add(table_panel(
         502, "Security events",
@@ -207,13 +214,13 @@ def build() -> dash.Dashboard:
         601, "Notebook UI/API availability",
         "Share of availability probes of the notebook UI and API that succeed (SLI M6), per target.",
         "percentunit",
-        [prom('sum by (target) (rate(notebook_platform_probes_total{result!="failed"}[$__rate_interval]))'
-              ' / sum by (target) (rate(notebook_platform_probes_total[$__rate_interval]))', "{{target}}")],
+        [prom(f"sum {by(C.TARGET)} (rate({sel(C.PLATFORM_PROBES_TOTAL, ne(C.RESULT, 'failed'))}[$__rate_interval]))"
+              f" / sum {by(C.TARGET)} (rate({C.PLATFORM_PROBES_TOTAL}[$__rate_interval]))", legend(C.TARGET))],
         max_=1), 12, 7)
     L.add(timeseries_panel(
         602, "Events ingested per second by source",
-        "Events the collector stored per second, by source (`observatory_events_ingested_total`). A source that "
+        f"Events the collector stored per second, by source (`{C.EVENTS_INGESTED_TOTAL}`). A source that "
         "drops to zero has stopped sending.", "short",
-        [prom("sum by (source) (rate(observatory_events_ingested_total[$__rate_interval]))", "{{source}}")],
+        [prom(f"sum {by(C.SOURCE)} (rate({C.EVENTS_INGESTED_TOTAL}[$__rate_interval]))", legend(C.SOURCE))],
         min_=0), 12, 7)
     return L.apply(d)

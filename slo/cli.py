@@ -1,6 +1,7 @@
 """`observatory slo ...`: generate the rule files from slo/slos.yaml, check they are fresh, render alertmanager.yml.
 
-Thin wrapper: validation is in slo.spec, generation in slo.rules (pure functions).
+Thin wrapper: validation is in slo.spec, resolution in slo.model, generation in slo.rules (pure functions),
+rendering of alertmanager.yml in slo.alertmanager.
 """
 
 from __future__ import annotations
@@ -11,15 +12,9 @@ from pathlib import Path
 
 import typer
 
-from slo.rules import (
-    GenerationError,
-    RenderError,
-    diff_outputs,
-    generate as generate_rules,
-    render_env_template,
-    runbooks,
-    write_outputs,
-)
+from slo.alertmanager import RenderError, render_env_template
+from slo.model import GenerationError, check_fireable, gofloat, resolve
+from slo.rules import diff_outputs, generate as generate_rules, write_outputs
 from slo.spec import SpecError, load_spec, with_default_period
 
 slo_app = typer.Typer(help="SLOs as code: Prometheus rules (Sloth-compatible) and Alertmanager config.",
@@ -62,7 +57,7 @@ def generate(
     except GenerationError as exc:
         _fail(exc.errors, f"{spec}: cannot generate rules")
     rb_dir = runbook_dir or out / "runbooks"
-    missing = [name for name in runbooks(parsed) if not (rb_dir / name).is_file()]
+    missing = [name for name in resolve(parsed).runbooks() if not (rb_dir / name).is_file()]
     if missing:
         _fail([f"{rb_dir / m} does not exist" for m in missing], "alerts link runbooks that are missing")
     if check:
@@ -107,18 +102,17 @@ def validate(
     spec: Path = typer.Option(Path("slo/slos.yaml"), "--spec"),
 ) -> None:
     """Validate the SLO spec and print a one-line summary per SLO."""
-    from slo.rules import check_fireable, gofloat, slo_tiers
-
     try:
         parsed = load_spec(spec)
     except SpecError as exc:
         _fail(exc.errors, f"{spec}: invalid SLO spec")
-    errors = check_fireable(parsed)
+    model = resolve(parsed)
+    errors = check_fireable(model)
     if errors:
         _fail(errors, f"{spec}: cannot generate rules")
-    for s in parsed.slos:
+    for s in model.slos:
         tiers = ", ".join(
             f"{t.severity}-{t.tier} {t.short}/{t.long} x{gofloat(t.factor)}" + ("" if t.enabled else " (off)")
-            for t in slo_tiers(parsed, s))
-        typer.echo(f"{parsed.service}/{s.name}: {gofloat(s.objective)}% over {parsed.slo_period(s)}; {tiers}")
+            for t in s.tiers)
+        typer.echo(f"{parsed.service}/{s.name}: {gofloat(s.slo.objective)}% over {parsed.slo_period(s.slo)}; {tiers}")
     typer.echo(f"{len(parsed.slos)} SLOs, {len(parsed.alerts)} other alerts: OK")

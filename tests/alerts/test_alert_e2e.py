@@ -21,7 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from slo.rules import generate, render_env_template, runbooks
+from slo.alertmanager import render_env_template
+from slo.model import resolve
+from slo.rules import generate
 from slo.spec import parse_spec
 
 from tests.support import Collector, WebhookSink, create_token, free_port
@@ -113,7 +115,7 @@ def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
 
         # --- Prometheus with the generated rules --------------------------------------------------------------
         spec = e2e_spec()
-        for name in runbooks(spec):
+        for name in resolve(spec).runbooks():
             assert (ROOT / "alerts" / "runbooks" / name).is_file()
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir()

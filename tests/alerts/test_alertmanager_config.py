@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from slo.rules import render_env_template, template_variables
+from slo.alertmanager import render_env_template, template_variables
 from tests.support import WebhookSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

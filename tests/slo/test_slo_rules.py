@@ -14,18 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo.rules import (
-    GenerationError,
-    RenderError,
-    burn_factor,
-    check_fireable,
-    generate,
-    gofloat,
-    group_names,
-    render_env_template,
-    slo_tiers,
-    template_variables,
-)
+from slo.alertmanager import RenderError, render_env_template, template_variables
+from slo.model import GenerationError, burn_factor, check_fireable, gofloat, resolve
+from slo.rules import generate, group_names
 from slo.spec import load_spec, parse_duration, parse_spec, with_default_period
 
 DATA = Path(__file__).parent / "test_slo_data"
@@ -63,7 +54,7 @@ def test_generation_is_deterministic_and_independent_of_key_order():
 
 def _factors(period: str) -> list[str]:
     spec = with_default_period(load_spec(DATA / "sloth-base.yaml"), period)
-    return [gofloat(t.factor) for t in slo_tiers(spec, spec.slos[0])]
+    return [gofloat(t.factor) for t in resolve(spec).slos[0].tiers]
 
 
 def test_burn_factors_for_any_period():
@@ -76,7 +67,7 @@ def test_burn_factors_for_any_period():
     for period in ("7d", "28d", "30d", "90d"):
         p = parse_duration(period)
         spec = with_default_period(load_spec(DATA / "sloth-base.yaml"), period)
-        consumed = [round(t.factor * parse_duration(t.long) / p * 100, 9) for t in slo_tiers(spec, spec.slos[0])]
+        consumed = [round(t.factor * parse_duration(t.long) / p * 100, 9) for t in resolve(spec).slos[0].tiers]
         assert consumed == [2, 5, 10, 10]
 
 
@@ -112,7 +103,7 @@ def test_unfireable_tier_is_a_generation_error():
 
 def test_threshold_exactly_one_is_unfireable():
     # 90% over 30d: ticket quick 3 x 0.1 = 0.3, page slow 6 x 0.1 = 0.6, page quick 14.4 x 0.1 = 1.44
-    errs = check_fireable(parse_spec(_spec(90)))
+    errs = check_fireable(resolve(parse_spec(_spec(90))))
     assert [e.split(":")[1].strip() for e in errs] == ["the page quick tier (5m/1h, burn factor 14.4 x error budget 0.1 = 1.44) can never fire"]
     # factor x budget == 1 exactly (4% of a 100h period in 1h = 4, objective 75% = budget 0.25): an error ratio of
     # 100% is not *above* 1, so the tier can never fire either
@@ -121,9 +112,9 @@ def test_threshold_exactly_one_is_unfireable():
                  "slow": {"error_budget_percent": 5, "short_window": "30m", "long_window": "6h"}},
         "ticket": {"quick": {"error_budget_percent": 10, "short_window": "2h", "long_window": "1d"},
                    "slow": {"error_budget_percent": 10, "short_window": "6h", "long_window": "3d"}}}}
-    errs = check_fireable(parse_spec(exact))
+    errs = check_fireable(resolve(parse_spec(exact)))
     assert len(errs) == 1 and "page quick tier (5m/1h, burn factor 4 x error budget 0.25 = 1)" in errs[0]
-    assert check_fireable(parse_spec(_spec(99))) == []
+    assert check_fireable(resolve(parse_spec(_spec(99)))) == []
 
 
 def test_disabled_tiers_keep_their_recordings():
