@@ -139,12 +139,9 @@ class Comparison:
     by_team: pl.DataFrame  # key (team), cost, previous_cost, change, change_ratio, share
 
 
-def compare(con: duckdb.DuckDBPyConnection, as_of: datetime, month: str | None = None,
-            team: str | None = None) -> Comparison:
+def compare(con: duckdb.DuckDBPyConnection, as_of: datetime, month: str | None = None) -> Comparison:
     """Month over month per allocated team: `month` (default: the month of `as_of`) against the month before."""
     as_of = as_of.astimezone(timezone.utc)
     month = month or f"{as_of.year:04d}-{as_of.month:02d}"
     cur, prev, a, b = allocated(con, month, as_of)
-    if team is not None:
-        a, b = a.filter(pl.col("team") == team), b.filter(pl.col("team") == team)
     return Comparison(cur, prev, totals(a, b, "team"))

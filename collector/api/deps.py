@@ -36,6 +36,15 @@ def query(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
+def multi(values: list[str] | None) -> list[str]:
+    """A multi-valued filter: repeated parameters and comma-separated values (`team=a&team=b`, `team=a,b`), so
+    Grafana's `${var:csv}` works."""
+    out: list[str] = []
+    for v in values or []:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
 def scoped_teams(principal: Principal, requested: list[str]) -> list[str]:
     """The team filter, narrowed to the token's team when the token is limited to one (403 for another team)."""
     if principal.team is None:

@@ -9,6 +9,7 @@ and leaves out invoices and other teams' unallocated cost.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -88,13 +89,21 @@ def known_teams(con: duckdb.DuckDBPyConnection, settings: CostSettings) -> set[s
     return teams
 
 
-def check_team(con: duckdb.DuckDBPyConnection, team: str | None, settings: CostSettings) -> None:
-    if team is None:
+def check_teams(con: duckdb.DuckDBPyConnection, teams: Sequence[str], settings: CostSettings) -> None:
+    if not teams:
         return
     known = known_teams(con, settings)
-    if team not in known:
-        close = sorted(known - {UNALLOCATED})
-        raise CostNotFound(f"unknown team {team!r}; known teams: {', '.join(close) or 'none yet'}")
+    for team in teams:
+        if team not in known:
+            close = sorted(known - {UNALLOCATED})
+            raise CostNotFound(f"unknown team {team!r}; known teams: {', '.join(close) or 'none yet'}")
+
+
+def team_list(team: str | Sequence[str] | None) -> list[str]:
+    """`team` as the API and the CLI give it: none, one, or several (Grafana's `${team:csv}`)."""
+    if team is None:
+        return []
+    return [team] if isinstance(team, str) else list(team)
 
 
 def loaded_months(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -103,18 +112,20 @@ def loaded_months(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, settings: CostSettings | None = None,
-          team: str | None = None, as_of: datetime | None = None, top: int = 10) -> CostReport:
+          team: str | Sequence[str] | None = None, as_of: datetime | None = None, top: int = 10) -> CostReport:
     """The report of `month` seen at `as_of`, compared with the month before as cost/variance.py defines it (a
-    running month: month to date against the same days of the previous month)."""
+    running month: month to date against the same days of the previous month). `team`: one team or several."""
     settings = settings or load_settings()
     check_month(month)
     check_by(by)
-    check_team(con, team, settings)
+    teams = team_list(team)
+    check_teams(con, teams, settings)
+    team = ", ".join(teams) if teams else None  # the scope as people read it
     as_of = as_of or datetime.now(timezone.utc)
     period, prev_period, cur, prev = variance.allocated(con, month, as_of)
     prev_month = prev_period.month
-    if team is not None:
-        cur, prev = cur.filter(pl.col("team") == team), prev.filter(pl.col("team") == team)
+    if teams:
+        cur, prev = cur.filter(pl.col("team").is_in(teams)), prev.filter(pl.col("team").is_in(teams))
     total, prev_total = _sum(cur), _sum(prev)
     unalloc = _sum(cur.filter(pl.col("team") == UNALLOCATED))
     by_key = variance.totals(cur, prev, DIMENSIONS[by])
@@ -126,7 +137,7 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
     daily = (cur.group_by("team", "charge_date").agg(pl.col("effective_cost").sum().alias("cost"))
              .sort("team", "charge_date"))
     fc = budget.forecast(daily, month, as_of, settings.forecast_lookback_days)
-    budgets = {t: b for t, b in settings.budgets.items() if team is None or t == team}
+    budgets = {t: b for t, b in settings.budgets.items() if not teams or t in teams}
     budgets_df = budget.with_budgets(fc, budgets)
     # drivers of the change
     def driver(df: pl.DataFrame) -> pl.DataFrame:
@@ -190,6 +201,30 @@ def notes(con: duckdb.DuckDBPyConnection, settings: CostSettings, team: str | No
         out.append(f"Unallocated cost is shared out over teams ({settings.share_unallocated}) in the "
                    f"'shared' column of by_team; the unallocated row still shows it.")
     return out
+
+
+def trend(con: duckdb.DuckDBPyConnection, months: int, as_of: datetime, teams: Sequence[str] = ()) -> dict:
+    """Allocated cost per billing month and team over the last `months` months up to `as_of`'s (month to date for
+    the running one, which says how many days it covers). Months without cost have no row."""
+    month = budget.current_month(as_of)
+    wanted = [month]
+    while len(wanted) < months:
+        wanted.insert(0, budget.previous_month(wanted[0]))
+    current, _ = variance.periods(month, as_of)
+    alloc = allocation.allocate(con, wanted, as_of=as_of)
+    if alloc.height == 0:
+        alloc = variance.empty_allocation()
+    start = pl.col("charge_start").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    alloc = alloc.filter((pl.col("billing_month") != month)
+                         | (start < current.cut.astimezone(timezone.utc).replace(tzinfo=None)))
+    if teams:
+        alloc = alloc.filter(pl.col("team").is_in(list(teams)))
+    rows = (alloc.group_by("billing_month", "team").agg(pl.col("effective_cost").sum().cast(DEC).alias("cost"))
+            .sort("billing_month", "team").to_dicts())
+    conv = lambda v: format(v.normalize(), "f") if isinstance(v, Decimal) else v  # noqa: E731
+    return {"months": wanted, "current_period": current.to_json(),
+            "items": [{"month": r["billing_month"], "team": r["team"], "cost": conv(r["cost"]),
+                       "complete": r["billing_month"] != month} for r in rows]}
 
 
 def to_jsonable(report: CostReport) -> dict:

@@ -158,7 +158,7 @@ def write_xlsx(report: CostReport, path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- FOCUS -------
-def focus_arrow(con: duckdb.DuckDBPyConnection, month: str, team: str | None = None) -> pa.Table:
+def focus_arrow(con: duckdb.DuckDBPyConnection, month: str, teams: list[str] | None = None) -> pa.Table:
     """FOCUS 1.2 export of the month's normalised lines: the 57 columns in spec order with FOCUS types (strings
     explicit, decimals exact, timestamps UTC), then our ``x_`` columns (1.3 additions are left out of a 1.2 file)."""
     cols = [c for c in schema.COLUMNS if c.focus in ("1.2", "x")]
@@ -170,8 +170,8 @@ def focus_arrow(con: duckdb.DuckDBPyConnection, month: str, team: str | None = N
             select.append(f'CAST("{c.name}" AS VARCHAR) AS "{c.name}"')
         else:
             select.append(f'"{c.name}"')
-    where = "x_billing_month = $month" + (" AND x_team = $team" if team else "")
-    params = {"month": month} | ({"team": team} if team else {})
+    where = "x_billing_month = $month" + (" AND list_contains($teams, x_team)" if teams else "")
+    params = {"month": month} | ({"teams": list(teams)} if teams else {})
     rel = con.sql(f"SELECT {', '.join(select)} FROM {schema.TABLE} WHERE {where} "
                   f"ORDER BY \"BillingAccountId\", \"ChargePeriodStart\", \"ServiceName\"", params=params)
     table = rel.to_arrow_table()
@@ -188,10 +188,10 @@ def focus_arrow(con: duckdb.DuckDBPyConnection, month: str, team: str | None = N
     return table.cast(pa.schema(fields))
 
 
-def write_focus(con: duckdb.DuckDBPyConnection, month: str, path: Path, team: str | None = None) -> Path:
+def write_focus(con: duckdb.DuckDBPyConnection, month: str, path: Path, teams: list[str] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = focus_arrow(con, month, team)
+    table = focus_arrow(con, month, teams)
     if path.suffix.lower() == ".csv":
         pl.from_arrow(table).with_columns(
             [pl.col(n).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for n in schema.TS_COLUMNS if n in table.column_names]
