@@ -89,14 +89,18 @@ def known_teams(con: duckdb.DuckDBPyConnection, settings: CostSettings) -> set[s
     return teams
 
 
-def check_teams(con: duckdb.DuckDBPyConnection, teams: Sequence[str], settings: CostSettings) -> None:
+def check_teams(con: duckdb.DuckDBPyConnection, teams: Sequence[str], settings: CostSettings) -> list[str]:
+    """The requested teams the collector does not know. Asking only for unknown teams is an error (a typo gives a
+    404, not zeros); in a longer list (a dashboard's "All") they are named in a note instead."""
     if not teams:
-        return
+        return []
     known = known_teams(con, settings)
-    for team in teams:
-        if team not in known:
-            close = sorted(known - {UNALLOCATED})
-            raise CostNotFound(f"unknown team {team!r}; known teams: {', '.join(close) or 'none yet'}")
+    unknown = [t for t in teams if t not in known]
+    if unknown and len(unknown) == len(teams):
+        close = sorted(known - {UNALLOCATED})
+        raise CostNotFound(f"unknown team{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                           f"known teams: {', '.join(close) or 'none yet'}")
+    return unknown
 
 
 def team_list(team: str | Sequence[str] | None) -> list[str]:
@@ -119,7 +123,7 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
     check_month(month)
     check_by(by)
     teams = team_list(team)
-    check_teams(con, teams, settings)
+    unknown = check_teams(con, teams, settings)
     team = ", ".join(teams) if teams else None  # the scope as people read it
     as_of = as_of or datetime.now(timezone.utc)
     period, prev_period, cur, prev = variance.allocated(con, month, as_of)
@@ -181,13 +185,13 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
                    .sort("charge_date"))
     return CostReport(month, prev_month, by, settings.currency, as_of, team, summary, by_key, by_team, drivers,
                       per_run, budgets_df, invoices, daily_total, mix,
-                      notes(con, settings, team, period, prev_period), period, prev_period)
+                      notes(con, settings, team, period, prev_period, unknown), period, prev_period)
 
 
 def notes(con: duckdb.DuckDBPyConnection, settings: CostSettings, team: str | None, period: variance.Period,
-          prev_period: variance.Period) -> list[str]:
+          prev_period: variance.Period, unknown: Sequence[str] = ()) -> list[str]:
     """What a reader must know to read the figures right; never a silent zero."""
-    out = []
+    out = [f"Unknown team(s) left out: {', '.join(unknown)}."] if unknown else []
     if not period.complete:
         out.append(f"{period.month} is not over: month to date ({period.days_covered} of {period.days_in_month} "
                    f"days) is compared with the same days of {prev_period.month}.")
