@@ -209,3 +209,39 @@ def test_variance_says_which_periods_it_compares(api):
     assert cur["current_period"]["month"] == budget.current_month(now)
     assert cur["current_period"]["days_covered"] == now.day and not cur["current_period"]["complete"]
     assert f"{now.day} of " in cur["current_period"]["label"]
+
+
+def test_report_cost_url_asks_the_running_collector(tmp_path):
+    """`report cost --url` gives the file the local report gives; without a token it says how to pass one."""
+    import subprocess
+
+    from tests.support import OBSERVATORY, Collector, create_token
+
+    dbf = tmp_path / "o.duckdb"
+    con = cost_db.connect(dbf)
+    seed(con, tmp_path)
+    con.close()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OBSERVATORY_")}
+    local = tmp_path / "local.csv"
+    r = subprocess.run([OBSERVATORY, "report", "cost", "--month", MONTH, "--db", str(dbf), "--out", str(local)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    tokens = tmp_path / "tokens.yaml"
+    tok = create_token(tokens, "fin", "read")
+    col = Collector(dbf, tokens_file=tokens, token=tok).start()
+    try:
+        remote = tmp_path / "remote.csv"
+        r = subprocess.run([OBSERVATORY, "report", "cost", "--month", MONTH, "--url", col.url, "--out", str(remote)],
+                           capture_output=True, text=True, timeout=120, env=env | {"OBSERVATORY_TOKEN": tok})
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert remote.read_text() == local.read_text()
+        assert "Team,This month,Previous month" in remote.read_text()
+        r = subprocess.run([OBSERVATORY, "report", "cost", "--url", col.url, "--out", str(tmp_path / "x.csv")],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 1 and "--token" in r.stdout + r.stderr and "OBSERVATORY_TOKEN" in r.stdout + r.stderr
+        # while the collector runs, the local path says to use --url in one line
+        r = subprocess.run([OBSERVATORY, "report", "cost", "--db", str(dbf), "--out", str(tmp_path / "y.csv")],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 2 and "--url" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    finally:
+        col.stop()

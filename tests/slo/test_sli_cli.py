@@ -68,3 +68,28 @@ def test_cli_errors_a_newcomer_can_act_on(tmp_path):
     r = _run("--db", str(col.db), "--window", "1h", "--sli", "M1", "--level", "team")
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith("│ M1")]
     assert len(rows) == 2 and any("│ a " in ln and "50.00 %" in ln for ln in rows)  # team a: 3 of 6
+
+
+def test_failure_rate_slis_and_units_are_consistent(client):
+    """M8 and M12: value = bad / total with good + bad = total; M7's max_age_seconds is in seconds."""
+    from tests.conftest import auth
+
+    t = lambda m: (NOW - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    evs = [event(f"q{i}", "notebook.quality.checked", {"notebook_id": "nb", "team": "a", "check": "c",
+                                                       "result": "fail" if i < 2 else "pass"}, time_=t(10 + i))
+           for i in range(8)]
+    evs += [event(f"s{i}", "notebook.run.failed" if i == 0 else "notebook.run.succeeded",
+                  {"run_id": f"s{i}", "notebook_id": "nb", "team": "a", "trigger": "scheduled"}, time_=t(5 + i))
+            for i in range(4)]
+    evs += [event("art", "notebook.artifact.published", {"notebook_id": "nb", "team": "a", "artifact": "x",
+                                                         "sla_seconds": 3600}, time_=t(30))]
+    assert client.post("/v1/events", json=evs, headers=auth("ingest")).status_code == 200
+    rows = client.get("/v1/sli", params={"sli": "M7,M8,M12", "window": "1h", "level": "platform"},
+                      headers=auth("read")).json()["slis"]
+    by = {(r["sli"], r["stat"]): r for r in rows}
+    m12, m8 = by[("M12", "ratio")], by[("M8", "ratio")]
+    assert (m12["good"], m12["bad"], m12["total"]) == (6, 2, 8) and m12["value"] == 2 / 8
+    assert (m8["good"], m8["bad"], m8["total"]) == (3, 1, 4) and m8["value"] == 1 / 4
+    assert by[("M7", "ratio")]["unit"] == "ratio"
+    age = by[("M7", "max_age_seconds")]
+    assert age["unit"] == "seconds" and 1790 <= age["value"] <= 1900
