@@ -13,7 +13,6 @@ import httpx
 
 from tests.support import OBSERVATORY, Collector, create_token, event
 
-NOW = datetime.now(timezone.utc)
 
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -23,7 +22,8 @@ def _run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.
 
 
 def _events() -> list[dict]:
-    t = lambda m: (NOW - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    now = datetime.now(timezone.utc)  # at the test's start: `sli` asks about the last hour
+    t = lambda m: (now - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     return [event(f"r{i}", "notebook.run.succeeded" if i % 4 else "notebook.run.failed",
                   {"run_id": f"r{i}", "notebook_id": f"nb{i % 3}", "team": ["a", "b"][i % 2],
                    "trigger": "scheduled", "duration_seconds": 10.0 + i}, time_=t(5 + i)) for i in range(12)]
@@ -74,7 +74,8 @@ def test_failure_rate_slis_and_units_are_consistent(client):
     """M8 and M12: value = bad / total with good + bad = total; M7's max_age_seconds is in seconds."""
     from tests.conftest import auth
 
-    t = lambda m: (NOW - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    t = lambda m: (now - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     evs = [event(f"q{i}", "notebook.quality.checked", {"notebook_id": "nb", "team": "a", "check": "c",
                                                        "result": "fail" if i < 2 else "pass"}, time_=t(10 + i))
            for i in range(8)]
@@ -84,12 +85,12 @@ def test_failure_rate_slis_and_units_are_consistent(client):
     evs += [event("art", "notebook.artifact.published", {"notebook_id": "nb", "team": "a", "artifact": "x",
                                                          "sla_seconds": 3600}, time_=t(30))]
     assert client.post("/v1/events", json=evs, headers=auth("ingest")).status_code == 200
-    rows = client.get("/v1/sli", params={"sli": "M7,M8,M12", "window": "1h", "level": "platform"},
-                      headers=auth("read")).json()["slis"]
+    rows = client.get("/v1/sli", params={"sli": "M7,M8,M12", "window": "1h", "level": "platform",
+                                         "as_of": now.isoformat()}, headers=auth("read")).json()["slis"]
     by = {(r["sli"], r["stat"]): r for r in rows}
     m12, m8 = by[("M12", "ratio")], by[("M8", "ratio")]
     assert (m12["good"], m12["bad"], m12["total"]) == (6, 2, 8) and m12["value"] == 2 / 8
     assert (m8["good"], m8["bad"], m8["total"]) == (3, 1, 4) and m8["value"] == 1 / 4
     assert by[("M7", "ratio")]["unit"] == "ratio"
     age = by[("M7", "max_age_seconds")]
-    assert age["unit"] == "seconds" and 1790 <= age["value"] <= 1900
+    assert age["unit"] == "seconds" and age["value"] == 30 * 60  # published 30 minutes before as_of
