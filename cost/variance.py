@@ -145,3 +145,10 @@ def compare(con: duckdb.DuckDBPyConnection, as_of: datetime, month: str | None =
     month = month or f"{as_of.year:04d}-{as_of.month:02d}"
     cur, prev, a, b = allocated(con, month, as_of)
     return Comparison(cur, prev, totals(a, b, "team"))
+
+
+def compare_frame(alloc: pl.DataFrame, month: str, as_of: datetime) -> Comparison:
+    """`compare` over allocation rows already computed (at `as_of`, covering `month` and the month before)."""
+    cur, prev = periods(month, as_of)
+    a, b = split(alloc, cur, prev)
+    return Comparison(cur, prev, totals(a, b, "team"))

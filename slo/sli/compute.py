@@ -188,10 +188,12 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
         ctx.reasons["M11"] = "no kernel session started in the window"
     if "M3" in slis:
         _exec_time(cur, ctx, mode)
-    if "M4" in slis:
-        _cost_per_run(cur, ctx)
-    if "M10" in slis:
-        _cost_variance(cur, ctx)
+    if {"M4", "M10"} & set(slis):
+        alloc = _Allocation(cur, ctx)  # computed once for both: it is most of their cost
+        if "M4" in slis:
+            _cost_per_run(cur, ctx, alloc)
+        if "M10" in slis:
+            _cost_variance(cur, ctx, alloc)
     if {"M7", "M9", "M14", "M15"} & set(slis):
         _snapshots(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
@@ -360,7 +362,22 @@ def _table_exists(cur, name: str) -> bool:
     return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
 
 
-def _cost_per_run(cur, ctx: _Ctx) -> None:
+class _Allocation:
+    """The billing allocation (cost.allocation.allocate) of the months M4 and M10 need, computed on first use: from
+    the month before the longest window (a run that ended in it has its lines from then on) to as_of's month."""
+
+    def __init__(self, cur, ctx: _Ctx) -> None:
+        self._cur, self._ctx, self._frame = cur, ctx, None
+
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            lo = min(w.s for w in self._ctx.wins)
+            months = _months(min(lo - timedelta(days=31), variance.month_back(self._ctx.as_of)), self._ctx.as_of)
+            self._frame = allocation.allocate(self._cur, months, as_of=self._ctx.as_of)
+        return self._frame
+
+
+def _cost_per_run(cur, ctx: _Ctx, alloc: _Allocation) -> None:
     """M4: the mean whole allocated cost (cost.allocation.run_costs) of the runs that ended in the window."""
     if not _table_exists(cur, "cost_line_items"):
         ctx.reasons["M4"] = "no billing tables"
@@ -374,10 +391,7 @@ def _cost_per_run(cur, ctx: _Ctx) -> None:
         return
     wins = ctx.wins
     lo = min(w.s for w in wins)
-    # a run that ended in the window has its lines in the months from the one before the window to as_of's
-    months = _months(lo - timedelta(days=31), ctx.as_of)
-    costs = allocation.run_costs(allocation.allocate(cur, months, as_of=ctx.as_of)).select(
-        "run_id", pl.col("cost").cast(pl.Float64))
+    costs = allocation.run_costs(alloc.frame()).select("run_id", pl.col("cost").cast(pl.Float64))
     if not costs.height:
         ctx.reasons["M4"] = "no billing data allocated to runs"
         return
@@ -414,7 +428,7 @@ def _months(lo: datetime, hi: datetime) -> list[str]:
     return out
 
 
-def _cost_variance(cur, ctx: _Ctx) -> None:
+def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
     """M10: cost.variance.compare at as_of (month to date against the previous month to the same day and time, per
     allocated team), the figure of GET /v1/cost/variance, the reports and the gauge."""
     if not _table_exists(cur, "cost_line_items"):
@@ -426,7 +440,9 @@ def _cost_variance(cur, ctx: _Ctx) -> None:
     ctx.reasons["M10"] = "no cost in the previous billing period up to the same point"
     if ctx.q.notebook_id is not None or ctx.q.trigger is not None:
         return
-    cmp = variance.compare(cur, ctx.as_of)
+    month = f"{ctx.as_of.year:04d}-{ctx.as_of.month:02d}"
+    frame = alloc.frame()
+    cmp = variance.compare_frame(frame if frame.height else variance.empty_allocation(), month, ctx.as_of)
     teams = cmp.by_team.to_dicts()
     rows = [(r["key"], r["cost"], r["previous_cost"]) for r in teams]
     rows.append((None, sum((r["cost"] for r in teams), Decimal(0)), sum((r["previous_cost"] for r in teams),
