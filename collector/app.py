@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     async def lifespan(app: FastAPI):
         store = Store(settings)
         app.state.store = store
-        for source in areas.gauge_sources():
+        for source in areas.gauge_sources(settings):
             store.refresher.register(source, reserved=store.builtin_metric_names())
         for hook in app.state.startup_hooks:
             hook(app)
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
 
     app = FastAPI(
         title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=list(TAGS),
-        lifespan=lifespan,
+        lifespan=lifespan, docs_url=None, redoc_url=None,  # served from the package by collector/api/docs.py
     )
     app.state.settings = settings
     app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens_value(), enabled=settings.auth)

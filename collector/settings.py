@@ -9,8 +9,14 @@ settings table feeding both its flags and its environment, for the same reason: 
 The areas configure themselves through sections of this object, each a settings class of its own beside the code it
 configures, with its own prefix so that its variables read as one family:
 
+- `sli` (`slo.sli.config.SliConfig`, `OBSERVATORY_SLI_*`): windows, searchability tags, missed-run grace,
+  artifact retention, the cap on per-notebook series.
 - `cost` (`cost.config.CostSettings`, `OBSERVATORY_COST_*`, plus the optional YAML file `OBSERVATORY_CONFIG`):
   allocation tag keys, budgets, currency, sync windows.
+
+A section is read when the settings are loaded, so `Settings().sli` and `Settings().cost` are the effective values;
+the collector hands them to the API, the gauges and the CLIs (`app.state.settings`), so there is one way to
+configure each thing.
 
 `python -m collector.settings --write README.md` regenerates the README's configuration table from these fields;
 `--check` (run by `make check-generated` and the tests) fails when the two disagree.
@@ -29,6 +35,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cost.config import CostSettings
+from slo.sli.config import SliConfig
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -76,6 +83,7 @@ class Settings(BaseSettings):
                                                        "`__other__`)")
     label_cap_source: int = Field(500, gt=0, description="Most `source` label values per metric")
 
+    sli: SliConfig = Field(default_factory=SliConfig, description="SLI section (`OBSERVATORY_SLI_*`)")
     cost: CostSettings = Field(default_factory=CostSettings, description="Cost section (`OBSERVATORY_COST_*`)")
 
     @field_validator("log_level", mode="before")
@@ -91,7 +99,7 @@ class Settings(BaseSettings):
         return self.tokens.get_secret_value() if self.tokens else None
 
 
-SECTIONS: dict[str, str] = {"cost": "OBSERVATORY_COST_"}
+SECTIONS: dict[str, str] = {"sli": "OBSERVATORY_SLI_", "cost": "OBSERVATORY_COST_"}
 
 
 class SettingsError(ValueError):

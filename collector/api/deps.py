@@ -51,6 +51,15 @@ def identifier_param(value: str | None, name: str) -> str | None:
     return value
 
 
+def multi(values: list[str] | None) -> list[str]:
+    """A multi-valued filter: repeated parameters and comma-separated values (`team=a&team=b`, `team=a,b`), so
+    Grafana's `${var:csv}` works."""
+    out: list[str] = []
+    for v in values or []:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
 def scoped_teams(principal: Principal, requested: list[str]) -> list[str]:
     """The team filter, narrowed to the token's team when the token is limited to one (403 for another team)."""
     for t in requested:

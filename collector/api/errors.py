@@ -9,6 +9,7 @@ exception handlers). Routes raise; they never build an error response by hand.
 | `QueueFull` | 429 | `Retry-After` from the writer's recent commit times |
 | `WriterStopped` | 503 | `Retry-After: 5` |
 | `WriteFailed` | 503 | `Retry-After: 1` |
+| `CostNotFound` (an unknown team) | 404 | |
 | `CostInputError` | 422 | |
 | `duckdb.InterruptException` (a read interrupted at shutdown) | 503 | `Retry-After: 5` |
 | `NotFound` | 404 | |
@@ -37,7 +38,7 @@ from fastapi.responses import JSONResponse
 from collector.contract.body import BodyError
 from collector.contract.redaction import redact_text
 from collector.ingest.writer import QueueFull, WriteFailed, WriterStopped
-from cost.errors import CostInputError
+from cost.errors import CostInputError, CostNotFound
 
 _BODY_STATUS = {"invalid": 400, "too_large": 413, "unsupported": 415}
 
@@ -111,6 +112,8 @@ def http_error(exc: Exception) -> HttpError | None:
         return HttpError(503, str(exc), {"Retry-After": "1"})
     if isinstance(exc, ApiError):
         return HttpError(exc.status, str(exc))
+    if isinstance(exc, CostNotFound):
+        return HttpError(404, str(exc))
     if isinstance(exc, CostInputError):
         return HttpError(422, str(exc))
     if isinstance(exc, duckdb.InterruptException):

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import parse_time, query, read_cursor, scoped_teams
+from collector.api.deps import multi, parse_time, query, read_cursor, scoped_teams
 from collector.api.errors import BadRequest, NotFound
 from collector.api.where import Page, Where, decode_cursor, encode_cursor, page
 
@@ -239,11 +239,7 @@ SecurityPage = Page[SecurityEvent]
 # ---- helpers -----------------------------------------------------------------------------------------------------
 
 
-def _multi(values: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in values or []:
-        out += [p.strip() for p in v.split(",") if p.strip()]
-    return out
+_multi = multi  # collector/api/deps.py: the cost routes parse their team filter the same way
 
 
 def _iso(dt: datetime | str | None) -> str | None:

@@ -59,18 +59,18 @@ EXAMPLE = {
     "slis": [
         {"sli": "M1", "name": "run_success_rate", "window": "1d", "team": "finance", "notebook_id": None,
          "trigger": None, "stat": "ratio", "value": 0.95, "good": 38, "bad": 2, "total": 40, "unit": "ratio",
-         "provenance": {"definition_version": "M1/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M1/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
         {"sli": "M3", "name": "execution_time", "window": "1d", "team": "finance", "notebook_id": None,
          "trigger": None, "stat": "p95", "value": 412.7, "good": None, "bad": None, "total": 38, "unit": "seconds",
-         "provenance": {"definition_version": "M3/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M3/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
         {"sli": "M4", "name": "cost_per_run", "window": "1d", "team": None, "notebook_id": None, "trigger": None,
          "stat": "per_run", "value": None, "good": None, "bad": None, "total": None, "unit": "USD",
          "absent_reason": "no billing data allocated to runs",
-         "provenance": {"definition_version": "M4/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M4/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
     ],
@@ -138,9 +138,9 @@ async def get_sli(
 ) -> SliResponse:
     from slo.sli import sql as Q
     from slo.sli.compute import compute
-    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
+    cfg = getattr(request.app.state, "sli_config", None) or request.app.state.settings.sli
     team = scoped_team(principal, team)
     notebook_id = identifier_param(notebook_id, "notebook_id")
     moment = _as_of(as_of)

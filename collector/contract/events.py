@@ -234,10 +234,12 @@ class AccessDenied(CommonData):
 
 
 class NotebookRegistered(CommonData):
+    """A notebook in the registry; one without an owner, a team or tags is accepted and counts as not searchable (M9)."""
+
     notebook_id: Id
-    owner: Name
-    team: Name
-    tags: dict[str, Any]
+    owner: Name | None = None
+    team: Name | None = None
+    tags: dict[str, Any] | None = None
     critical: StrictBool | None = None
     has_tests: StrictBool | None = None
     created_at: BoundedTime | None = None
