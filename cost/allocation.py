@@ -155,7 +155,7 @@ def allocate(con: duckdb.DuckDBPyConnection, months: Sequence[str] | None = None
              as_of: datetime | None = None, runs: str | None = None) -> pl.DataFrame:
     """Allocation rows for the given billing months (all months when None), computed now from lines and runs."""
     sql = allocation_sql(runs or runs_relation(con))
-    return pl.from_arrow(con.execute(sql, params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
+    return pl.from_arrow(con.sql(sql, params=params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
 
 
 def run_costs(alloc: pl.DataFrame) -> pl.DataFrame:

@@ -59,10 +59,12 @@ def _sum(df: pl.DataFrame, col: str = "effective_cost") -> Decimal:
 
 
 def check_month(month: str) -> str:
-    """ASCII digits only (`\\d` would admit full-width digits), years 1970-2199 (the contract's time range)."""
+    """ASCII digits only (`\\d` would admit full-width digits), years 1970-2199 (the contract's time range). The
+    answer repeats what was sent only when it is short and plain, so it never echoes a pasted credential."""
     if not re.fullmatch(r"(?:19[7-9][0-9]|2[01][0-9][0-9])-(?:0[1-9]|1[0-2])", month or "", re.ASCII):
-        raise CostInputError("month must be a billing month written YYYY-MM (ASCII digits) between 1970-01 and "
-                             "2199-12, e.g. 2026-11")
+        got = repr(month) if re.fullmatch(r"[0-9A-Za-z_.:-]{1,16}", month or "", re.ASCII) else "another value"
+        raise CostInputError(f"month must be a billing month from 1970-01 to 2199-12 written YYYY-MM, e.g. "
+                             f"2026-11; got {got}")
     return month
 
 
