@@ -497,9 +497,8 @@ def test_arbitrary_text_never_crashes_and_prefilter_holds(text: str) -> None:
 
 
 def test_long_inputs_stay_linear() -> None:
-    # no catastrophic backtracking on long runs of candidate characters
-    import time
-
+    # no catastrophic backtracking on long runs of candidate characters: a backtracking pattern would hang here
+    # (pytest-timeout ends the test); the speed itself is a figure of bench/bench_redaction.py, not an assertion
     blobs = [
         "A" * 200_000,
         "-" * 200_000,
@@ -510,9 +509,8 @@ def test_long_inputs_stay_linear() -> None:
         "token " * 30_000,
     ]
     for blob in blobs:
-        t0 = time.perf_counter()
-        redact_text(blob)
-        assert time.perf_counter() - t0 < 2.0, blob[:30]
+        out, _ = redact_text(blob)
+        assert len(out) <= len(blob) + 64, blob[:30]
 
 
 # Issue 13: any BEGIN … PRIVATE KEY block is a secret whatever its length, complete or truncated, with real or

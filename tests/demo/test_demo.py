@@ -153,7 +153,6 @@ def test_cron_slots_agree_with_croniter():
 
 def test_the_story_of_thirty_days():
     """Volumes, healthy vs flaky notebooks, the failing critical notebook, missed slots, registry gaps."""
-    t0 = time.perf_counter()
     n = 0
     types = collections.Counter()
     outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -182,9 +181,7 @@ def test_the_story_of_thirty_days():
                 promoted[d["notebook_id"]] = ev["time"]
             elif ty == "notebook.reproducibility.checked":
                 repro[d["result"]] += 1
-    seconds = time.perf_counter() - t0
-    assert 100_000 <= n <= 300_000
-    assert seconds < 20  # generous; typically ~2 s (figures in docs/demo.md)
+    assert 100_000 <= n <= 300_000  # generation speed is a figure in docs/demo.md, not a test
 
     teams = {d["team"] for d in registered.values()}
     assert 5 <= len(teams) <= 6 and 35 <= len(registered) <= 45
