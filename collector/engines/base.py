@@ -85,4 +85,4 @@ def table_exists(cur: Any, name: str) -> bool:
         return bool(has(name))
     return bool(cur.execute(
         "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() UNION ALL "
-        "SELECT view_name FROM duckdb_views()) WHERE n = ?", [name]).fetchone()[0])
+        "SELECT view_name FROM duckdb_views()) WHERE n = ?", [name]).fetchall()[0][0])

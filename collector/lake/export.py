@@ -99,7 +99,7 @@ def export(con: duckdb.DuckDBPyConnection, store: LakeStore, collector_id: str,
         reports: dict[str, TableReport] = {}
         cur.execute("BEGIN TRANSACTION")
         try:
-            hi = int(cur.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchone()[0])
+            hi = int(cur.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchall()[0][0])
             if hi < lo:
                 raise ValueError(f"the lake's manifest of {collector_id!r} is at batch {lo}, the database at {hi}: "
                                  "a different database is exporting under this collector id")
