@@ -17,7 +17,7 @@ from collector.engines import sli as engine_sli
 from collector.lake import export as lake_export
 from collector.lake.stores import LocalStore
 from collector.storage import db as dbmod
-from conftest import assert_same_slis
+from engine_checks import assert_same_slis
 from lake_harness import Collector
 from slo.sli.compute import compute
 from slo.sli.config import SliQuery

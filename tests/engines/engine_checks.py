@@ -1,24 +1,8 @@
-"""Engines over the lake: one Spark session for the whole test session (PySpark, local[2])."""
+"""SLI rows of two engines compared: same rows, integers equal, values to 1e-12."""
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lake"))
-
-
-@pytest.fixture(scope="session")
-def spark_session():
-    pytest.importorskip("pyspark", reason="make install-test installs PySpark")
-    from collector.engines.spark import session
-
-    s = session(master="local[2]")
-    yield s
-    s.stop()
 
 
 def key(r: dict) -> tuple:
