@@ -4,6 +4,11 @@ overlaps, out of order, exported incrementally into one lake."""
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "lake"))
+
 import itertools
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
