@@ -74,6 +74,16 @@ class RowsCursor:
     def to_arrow_table(self) -> pa.Table:
         return self._arrow_of(self._handle)
 
+    def register(self, name: str, table: pa.Table) -> "RowsCursor":
+        """DuckDB's `con.register`: code that joins a small computed table (run costs, due slots) runs as is; the
+        engine keeps the relation until it is replaced or the engine closes."""
+        self.engine.register_arrow(name, table)  # type: ignore[attr-defined]
+        return self
+
+    def unregister(self, name: str) -> "RowsCursor":
+        """Kept until replaced (the engine drops its relations on close): nothing to do per statement."""
+        return self
+
     def close(self) -> None:
         self._handle = None
 

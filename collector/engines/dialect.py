@@ -14,6 +14,7 @@ parameters as `:name` / `@name`, aggregate FILTER as Spark FILTER or BigQuery IF
 | WITH x AS MATERIALIZED (...)             | WITH x AS (...)                         | WITH x AS (...)                                  |
 | INSERT ... ON CONFLICT (k) DO UPDATE SET | MERGE INTO t USING (...) ON k ...       | MERGE (same)                                     |
 | json_extract_string(j, $path) ($."k")   | GET_JSON_OBJECT(j, path as $['k'])      | JSON_EXTRACT_SCALAR (reads $."k")                |
+| json_extract_string(j, '$.*') (values)  | MAP_VALUES(FROM_JSON(j, 'MAP<STRING, STRING>')) | ARRAY(SELECT JSON_VALUE(PARSE_JSON(j)[k]) FROM UNNEST(JSON_KEYS(PARSE_JSON(j), 1)) AS k) |
 | unnest(generate_series(a, b, step))      | EXPLODE(SEQUENCE(a, b, step))           | not supported: raises (docs/scale.md)            |
 """
 
@@ -151,6 +152,12 @@ def _rewrite(node: exp.Expression, target: str) -> exp.Expression:
                           to=exp.DataType.build("BIGINT"))
         op = exp.Add if isinstance(node, exp.Add) else exp.Sub
         return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[op(this=_micros(node.this), expression=micros)])
+    # the values of a JSON object (DuckDB's wildcard path '$.*'): sqlglot drops the wildcard for both targets
+    if isinstance(node, exp.JSONExtractScalar) and _is_values_path(node.expression):
+        j = node.this.sql(dialect=target)
+        text = (f"MAP_VALUES(FROM_JSON({j}, 'MAP<STRING, STRING>'))" if target == "spark" else
+                f"ARRAY(SELECT JSON_VALUE(PARSE_JSON({j})[k]) FROM UNNEST(JSON_KEYS(PARSE_JSON({j}), 1)) AS k)")
+        return sqlglot.parse_one(text, read=target)
     # a JSON path bound as a parameter in DuckDB's spelling `$."key"`: Spark's get_json_object reads `$['key']`
     if (target == "spark" and isinstance(node, exp.JSONExtractScalar)
             and isinstance(node.expression, (exp.Placeholder, exp.Parameter))):
@@ -163,6 +170,12 @@ def _rewrite(node: exp.Expression, target: str) -> exp.Expression:
     if target == "bigquery" and isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
         raise UnsupportedConstruct("unnest(generate_series(...)) in a select list has no BigQuery translation here")
     return node
+
+
+def _is_values_path(path: exp.Expression) -> bool:
+    parts = path.expressions if isinstance(path, exp.JSONPath) else []
+    return (len(parts) == 2 and isinstance(parts[1], exp.JSONPathKey)
+            and isinstance(parts[1].this, exp.JSONPathWildcard))
 
 
 def _is_to_seconds(e: exp.Expression) -> bool:

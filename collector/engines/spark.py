@@ -141,7 +141,8 @@ class SparkEngine:
         rows = [tuple(r.values()) for r in table.to_pylist()]
         df = self.spark.createDataFrame(rows, schema=schema)
         df.createOrReplaceTempView(name)
-        self._views.append(name)
+        if name not in self._views:
+            self._views.append(name)
 
     def has_table(self, name: str) -> bool:
         return bool(self.spark.catalog.tableExists(name))

@@ -261,7 +261,7 @@ FROM nb WHERE registered_at IS NOT NULL {extra}
 """
 TAG_CHECK = "nullif(trim(json_extract_string(tags, {path})), '') IS NOT NULL"  # duckdb: json_extract_string
 # duckdb: '$.*' lists the values, list_filter with a lambda keeps the non-blank ones
-TAG_ANY = ("coalesce(len(list_filter(json_extract_string(tags, '$.*'), lambda v: nullif(trim(v), '') IS NOT NULL))"
+TAG_ANY = ("coalesce(array_length(list_filter(json_extract_string(tags, '$.*'), lambda v: nullif(trim(v), '') IS NOT NULL))"
            " > 0, false)")
 
 # M14: notebooks first promoted in the window; days from creation (created_at, else first registration).
