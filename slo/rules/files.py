@@ -56,7 +56,7 @@ def generate(spec: Spec) -> dict[str, str]:
         groups: list[dict[str, Any]] = []
         for s in model.slos:
             groups += [sli_recordings.group(s), meta_recordings.group(s, model.dialect)]
-            alerts = slo_alerts.group(s)
+            alerts = slo_alerts.group(s, model.runbook_base_url)
             if alerts is not None:
                 groups.append(alerts)
         files[SLO_RULES_FILE] = dump_groups(groups)
