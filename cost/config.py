@@ -57,6 +57,7 @@ class CostSettings(BaseSettings):
     gcp_rescan_days: int = 10  # trailing window of ingestion-time partitions re-checked on every sync
     gcp_initial_days: int = 62  # first sync looks this far back
     forecast_lookback_days: int = 7
+    spike_min_elapsed_days: int = 7  # CostSpike compares nothing before this many whole days of the month
     config_file: Path | None = None
 
     @field_validator("budgets")

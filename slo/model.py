@@ -168,6 +168,7 @@ class Model:
     slos: tuple[ResolvedSLO, ...]
     alerts: tuple[ResolvedAlert, ...]
     runbook_base_url: str | None = None
+    platform_team: str = "platform"
 
     @property
     def observatory(self) -> bool:
@@ -245,7 +246,8 @@ def resolve(spec: Spec) -> Model:
     """The validated spec as the generators read it (pure)."""
     return Model(service=spec.service, dialect=spec.version,
                  slos=tuple(_resolve_slo(spec, s) for s in spec.slos),
-                 alerts=tuple(_resolve_alert(spec, a) for a in spec.alerts), runbook_base_url=spec.runbook_base_url)
+                 alerts=tuple(_resolve_alert(spec, a) for a in spec.alerts), runbook_base_url=spec.runbook_base_url,
+                 platform_team=spec.paging.platform_team)
 
 
 def check_fireable(model: Model) -> list[str]:

@@ -404,6 +404,7 @@ class Paging(_Strict):
     min_bad_events: int = Field(3, ge=0, description="bad events in a page tier's long window before an SLO pages; "
                                                       "below it the burn opens a ticket (0: burn rate alone)")
     keep_firing_for: str = Field("15m", description="every page keeps firing this long after its condition clears")
+    platform_team: str = Field("platform", description="the team whose on-call gets the infrastructure pages")
 
     @field_validator("keep_firing_for")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from collector.storage.alerts import pages_count
+from collector.storage.alerts import pages_and_flaps
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
@@ -319,8 +319,8 @@ def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
     for team, _, _ in scopes:
         if (w.name, team, None) not in observed:
             continue
-        n = pages_count(cur, w.s, w.e, team=team)
-        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
+        n, flaps = pages_and_flaps(cur, w.s, w.e, team=team)
+        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n), details={"flaps": flaps})
 
 
 def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
