@@ -88,13 +88,14 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     return st
 
 
-def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> FoldStats:
-    """Forget the SLI tables and fold the whole history again."""
+def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
+    """Forget the SLI tables and fold the whole history again (decided slot outcomes and missed slots are kept:
+    they back counters that never go down)."""
     with _lock_for(cur):
         for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
             cur.execute(f"DELETE FROM {t}")
-    return fold(cur, cfg)
+    return fold(cur, cfg, now)
 
 
 _ELIG = Q.REPRO_ELIGIBLE
