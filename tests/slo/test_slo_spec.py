@@ -61,7 +61,7 @@ def test_committed_spec_has_the_platform_slos():
     spec = load_spec(ROOT / "slo" / "slos.yaml")
     objectives = {s.name: (s.objective, s.alerting.cause) for s in spec.slos}
     assert objectives == {
-        "scheduler-reliability": (99.5, "infra"),
+        "scheduler-reliability": (99, "infra"),
         "platform-availability": (99.9, "infra"),
         "kernel-infra-stability": (99.5, "infra"),
         "scheduled-run-success": (99, "user"),
