@@ -111,6 +111,11 @@ def _absent(s: ResolvedSLO, runbook_base_url: str | None) -> dict[str, Any]:
     }
     if s.absent.severity == "page" and s.keep_firing_for_ms:
         rule["keep_firing_for"] = format_duration(s.keep_firing_for_ms)
+    # $labels holds the query's labels only (not the rule's): the team is templated only when the query keeps it
+    if C.TEAM in group:
+        team = f" (team {{{{ $labels.{C.TEAM} }}}})"
+    else:
+        team = f" (team {s.labels[C.TEAM]})" if C.TEAM in s.labels else ""
     rule["labels"] = sorted_labels({**s.labels, C.SEVERITY: s.absent.severity, C.CATEGORY: "slo",
                                     C.CAUSE: "infra"})
     rule["annotations"] = {
@@ -118,8 +123,7 @@ def _absent(s: ResolvedSLO, runbook_base_url: str | None) -> dict[str, Any]:
                         "ratio has no sample, so no burn-rate alert can fire. The source that sends these events "
                         "(scheduler, prober, Jupyter server, exporter) has stopped, or the collector lost it."),
         "runbook_url": f"{runbook_base_url}/{ABSENT_RUNBOOK}",
-        "summary": (f"SLO {{{{$labels.{C.SLOTH_SLO}}}}}{{{{ with $labels.{C.TEAM} }}}} (team {{{{ . }}}})"
-                    f"{{{{ end }}}} has had no traffic for {after}: it is blind."),
+        "summary": f"SLO {s.name}{team} has had no traffic for {after}: it is blind.",
     }
     return rule
 
