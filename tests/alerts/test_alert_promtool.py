@@ -15,6 +15,7 @@ import yaml
 
 from slo.rules import generate
 from slo.spec import load_spec, with_default_period
+from tests.alerts.policy import expected_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -129,16 +130,6 @@ def test_every_alert_is_tested_firing_and_silent():
                         assert r["alert"] in silent or "*" in silent, f"{r['alert']} never tested silent"
 
 
-def _receiver(labels: dict[str, str]) -> str:
-    """Where the paging policy says an alert goes (docs/alerts.md), independently of alertmanager.yml."""
-    from slo.routing import team_receivers
-
-    page = labels["severity"] == "page"
-    if labels.get("cause") == "infra" or labels["team"] == "platform":
-        return "platform-oncall" if page else "tickets"
-    return team_receivers(labels["team"])[0 if page else 1]
-
-
 def test_paging_scenarios_route_by_cause_and_team(tmp_path):
     """Every alert the scenarios expect reaches the receiver the policy names, through the real amtool and
     alerts/alertmanager.yml: infra pages -> platform on-call, user causes -> the owning team's tickets."""
@@ -156,7 +147,7 @@ def test_paging_scenarios_route_by_cause_and_team(tmp_path):
         r = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}",
                             *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == _receiver(labels), labels
+        assert r.stdout.strip() == expected_receiver(labels), labels
 
 
 @pytest.mark.parametrize("name, old, new, test_file, only", [
