@@ -3,16 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8080
-DB ?= var/observatory.duckdb
+# HOST, PORT and DB are optional: given (`make run PORT=9000`), they become serve's --host/--port/--db; left out, the
+# OBSERVATORY_HOST/PORT/DB variables or the defaults of collector/settings.py apply (defaults are written only there).
+SERVE_FLAGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(DB),--db $(DB))
 APT_PACKAGES := prometheus prometheus-alertmanager chromium
 
 .PHONY: run test install install-test system-deps check-generated generate bench clean
 
 ## run: install, backfill 30 days of demo history, serve the collector with live demo traffic
 run: install
-	$(BIN)/observatory serve --host $(HOST) --port $(PORT) --db $(DB) --demo --demo-days 30
+	$(BIN)/observatory serve $(SERVE_FLAGS) --demo --demo-days 30
 
 ## test: install everything the tests need (pip + Debian packages when missing), then run the whole suite
 test: install-test system-deps check-generated
@@ -42,8 +42,9 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## generate: regenerate the committed generated files (Prometheus rules, dashboards)
+## generate: regenerate the committed generated files (Prometheus rules, dashboards, README's settings table)
 generate: install
+	$(BIN)/python -m collector.settings --write README.md
 	@if $(BIN)/observatory slo --help >/dev/null 2>&1; then $(BIN)/observatory slo generate; fi
 	@if $(BIN)/observatory dashboards --help >/dev/null 2>&1; then $(BIN)/observatory dashboards build; fi
 
@@ -52,6 +53,7 @@ check-generated: install
 	@if $(BIN)/observatory slo --help >/dev/null 2>&1; then $(BIN)/observatory slo generate --check; fi
 	@if $(BIN)/observatory dashboards --help >/dev/null 2>&1; then $(BIN)/observatory dashboards build --check; fi
 	$(BIN)/python -m collector.contract.docs_gen --check
+	$(BIN)/python -m collector.settings --check README.md
 
 ## bench: run the benchmarks (figures into docs/performance.md)
 bench: install-test

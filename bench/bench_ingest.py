@@ -249,7 +249,7 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
     import resource
     from concurrent.futures import Future
 
-    from collector.contract import bulk
+    from collector.contract import vectorized as bulk
     from collector.ingest.files import _open_store
     from collector.ingest.writer import _Write
 

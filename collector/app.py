@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens, enabled=settings.auth)
+    app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens_value(), enabled=settings.auth)
     app.state.startup_hooks = []
     setup_tracing()
 

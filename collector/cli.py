@@ -15,7 +15,10 @@ from typing import Optional
 import typer
 
 from collector import areas
-from collector.settings import Settings
+from collector import settings as settings_mod
+from collector.settings import Settings, option
+from collector.storage import db as dbmod
+from collector.storage.db import DatabaseUnavailable
 
 app = typer.Typer(
     name="observatory",
@@ -26,8 +29,13 @@ app = typer.Typer(
 tokens_app = typer.Typer(help="Manage API tokens (stored as SHA-256 digests).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 
-DEFAULT_DB = Settings().db
-DEFAULT_TOKENS = Path(os.environ.get("OBSERVATORY_TOKENS_FILE", "var/tokens.yaml"))
+def settings_or_exit(**flags: object) -> Settings:
+    """The effective settings (defaults < OBSERVATORY_* < the flags given); an invalid value is one line, exit 2."""
+    try:
+        return settings_mod.load(**flags)
+    except settings_mod.SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -44,55 +52,107 @@ def _is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind"),
-    port: int = typer.Option(8080, help="TCP port"),
-    db: Path = typer.Option(DEFAULT_DB, help="DuckDB file (env OBSERVATORY_DB)"),
-    no_auth: bool = typer.Option(False, "--no-auth", help="Disable tokens (only allowed on a loopback address)"),
-    tokens_file: Path = typer.Option(DEFAULT_TOKENS, help="Token file (YAML with sha256 digests)"),
+    host: Optional[str] = option("host", "--host"),
+    port: Optional[int] = option("port", "--port"),
+    db: Optional[Path] = option("db", "--db"),
+    auth: Optional[bool] = option("auth", "--auth/--no-auth"),
+    tokens_file: Optional[Path] = option("tokens_file", "--tokens-file"),
+    metrics_public: Optional[bool] = option("metrics_public", "--metrics-public/--no-metrics-public"),
+    log_level: Optional[str] = option("log_level", "--log-level"),
     demo: bool = typer.Option(False, help="Backfill demo history when the database is empty and stream live demo traffic"),
     demo_days: int = typer.Option(30, help="Days of demo history to backfill"),
     demo_rate: float = typer.Option(5.0, help="Live demo events per second"),
-    log_level: str = typer.Option("INFO"),
 ) -> None:
-    """Run the collector (HTTP API, writer, /metrics) on an embedded DuckDB file."""
+    """Run the collector (HTTP API, writer, /metrics) on an embedded DuckDB file.
+
+    Every option has an OBSERVATORY_* variable (README, Configuration); an option given wins over the variable."""
     import uvicorn
 
     from collector.app import create_app
-    from collector.settings import Settings
     from collector.telemetry import setup_logging
 
-    if no_auth and not _is_loopback(host):
+    settings = settings_or_exit(host=host, port=port, db=db, auth=auth, tokens_file=tokens_file,
+                                metrics_public=metrics_public, log_level=log_level)
+    host, port, db = settings.host, settings.port, settings.db
+    if not settings.auth and not _is_loopback(host):
         typer.echo(f"error: --no-auth is only allowed when binding to a loopback address, not {host!r}", err=True)
         raise typer.Exit(2)
-    setup_logging(log_level)
-    settings = Settings(db=db, host=host, port=port, auth=not no_auth, tokens_file=tokens_file, log_level=log_level)
+    setup_logging(settings.log_level)
+    _refuse_busy_port(host, port)  # before anything slow or anything written (the demo backfill, the token file)
     demo_token: str | None = None
-    if demo:
-        from collector.api.auth import write_token
+    try:
+        if demo:
+            _backfill_demo(db, demo_days)
+            if settings.auth:
+                from collector.api.auth import write_token
 
-        if not no_auth:
-            demo_token = write_token(tokens_file, "demo", ["ingest", "read", "admin"])
-        _backfill_demo(db, demo_days)
-    application = create_app(settings)
+                demo_token = write_token(settings.tokens_file, "demo", ["ingest", "read", "admin"])
+            quiet_request_log()
+        else:
+            dbmod.connect(db).close()  # a file locked by another collector: one line now, not a trace at startup
+        application = create_app(settings)
+    except DatabaseUnavailable as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
     base = f"http://{host}:{port}"
     if demo:
         application.state.startup_hooks.append(lambda a: _start_live_demo(base, demo_token, demo_rate))
-    typer.echo(f"Notebook Observatory collector on {base}")
-    typer.echo(f"  API docs:  {base}/docs")
-    typer.echo(f"  metrics:   {base}/metrics")
-    typer.echo(f"  database:  {db}")
-    if demo_token:
-        typer.echo(f"  token:     {demo_token}   (scopes ingest, read, admin; rotated on every start)")
-        typer.echo(f"  try:       curl -H 'Authorization: Bearer {demo_token}' {base}/metrics")
-    elif no_auth:
-        typer.echo("  auth:      disabled (loopback only)")
+    typer.echo(banner(settings, demo_token, demo))
     sys.stdout.flush()
     uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
 
 
+def _refuse_busy_port(host: str, port: int) -> None:
+    """Fail in a second, with the fix, when the address is taken: not after a backfill, and before `serve --demo`
+    rotates the token of the collector that holds the port (its tokens file stays as it is)."""
+    try:
+        with socket.create_server((host, port), reuse_port=False) as _:
+            pass
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        typer.echo(f"error: cannot listen on {host}:{port} ({reason}); is a collector already running there? "
+                   "Use another port: --port N, OBSERVATORY_PORT=N, or `make run PORT=N`", err=True)
+        raise typer.Exit(1) from None
+
+
+def quiet_request_log() -> None:
+    """The live demo posts every fraction of a second: its request lines would bury the banner and every other
+    log line, so the per-request log drops to DEBUG level (`--log-level DEBUG` shows it again)."""
+    import logging
+
+    http = logging.getLogger("collector.http")
+    if http.getEffectiveLevel() > logging.DEBUG:
+        http.setLevel(logging.WARNING)
+
+
+def banner(settings: Settings, demo_token: str | None, demo: bool) -> str:
+    """What `serve` prints: where things are, and for the demo the next steps of README's quick start."""
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [f"Notebook Observatory collector on {base}",
+             f"  API docs:  {base}/docs",
+             f"  metrics:   {base}/metrics",
+             f"  database:  {settings.db}"]
+    if demo_token:
+        lines += [f"  token:     {demo_token}   (scopes ingest, read, admin; rotated on every start,"
+                  f" digest in {settings.tokens_file})"]
+    elif not settings.auth:
+        lines += ["  auth:      disabled (loopback only)"]
+    if demo:
+        export = f"export OBSERVATORY_TOKEN={demo_token}" if demo_token else "(no token needed: auth is off)"
+        lines += ["",
+                  "Next steps (in another terminal):",
+                  f"  {export}",
+                  f"  export OBSERVATORY_URL={base}",
+                  "  .venv/bin/observatory sli                      # platform SLIs from the running collector",
+                  "  .venv/bin/observatory report cost --out report.html   # last closed month, for finance",
+                  f"  curl -H \"Authorization: Bearer $OBSERVATORY_TOKEN\" {base}/v1/cost/summary",
+                  "  docker compose --profile demo up              # Prometheus, Alertmanager, Grafana on :3000",
+                  "Live demo traffic is flowing; request logs are at DEBUG level (--log-level DEBUG to see them)."]
+    return "\n".join(lines)
+
+
 def _backfill_demo(db: Path, days: int) -> None:
     from collector.demo import platform as demo_mod
-    from collector.storage import db as dbmod
 
     con = dbmod.connect(db)
     try:
@@ -119,21 +179,26 @@ def ingest(
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="JSON, NDJSON or Parquet files"),
     db: Optional[Path] = typer.Option(None, help="Write directly into this DuckDB file (collector not running)"),
     url: Optional[str] = typer.Option(None, help="Post to a running collector, e.g. http://127.0.0.1:8080"),
-    token: Optional[str] = typer.Option(None, envvar="OBSERVATORY_TOKEN", help="Bearer token for --url"),
+    token: Optional[str] = option("token", "--token"),
     batch_size: int = typer.Option(5000, help="Events per request (--url) or per chunk (--db)"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
-    """Load event files with the same validation, redaction, dedup and dead-lettering as the API."""
+    """Load event files with the same validation, redaction, dedup and dead-lettering as the API.
+
+    The target is explicit (exactly one of --db or --url): loading into the wrong place is hard to undo."""
     from collector.ingest import files as file_ingest
 
     if (db is None) == (url is None):
         typer.echo("error: give exactly one of --db or --url", err=True)
         raise typer.Exit(2)
+    settings = settings_or_exit(token=token)
     try:
         if db is not None:
-            summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=max(batch_size, 100_000), progress=progress)
+            summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=max(batch_size, 100_000),
+                                                     progress=progress)
         else:
-            summary = file_ingest.ingest_files_to_url(files, url, token, batch_size=batch_size, progress=progress)
+            summary = file_ingest.ingest_files_to_url(files, url, settings.token_value(), batch_size=batch_size,
+                                                      progress=progress)
     except file_ingest.IngestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -149,13 +214,23 @@ def demo_cmd(
     db: Optional[Path] = typer.Option(None, help="Backfill directly into this DuckDB file"),
     out: Optional[Path] = typer.Option(None, help="Write the history as NDJSON to this file"),
     url: Optional[str] = typer.Option(None, help="Collector URL for --live (and for backfill over HTTP)"),
-    token: Optional[str] = typer.Option(None, envvar="OBSERVATORY_TOKEN"),
+    token: Optional[str] = option("token", "--token"),
     live: bool = typer.Option(False, help="After any backfill, stream live traffic to --url until interrupted"),
     rate: float = typer.Option(5.0, help="Live events per second"),
 ) -> None:
-    """Deterministic synthetic platform: teams, notebooks, schedules, runs, kernels, checks, probes, secrets."""
+    """Deterministic synthetic platform: teams, notebooks, schedules, runs, kernels, checks, probes, secrets.
+
+    Give at least one target: --db, --out or --url (with --live to keep streaming)."""
     from collector.demo import platform as demo_mod
 
+    if db is None and out is None and url is None:
+        typer.echo("error: give a target: --db FILE (history into a database), --out FILE (NDJSON), "
+                   "--url URL (history over HTTP; add --live to keep streaming)", err=True)
+        raise typer.Exit(2)
+    if live and url is None:
+        typer.echo("error: --live needs --url", err=True)
+        raise typer.Exit(2)
+    token = settings_or_exit(token=token).token_value()
     end = datetime.now(timezone.utc)
     if out is not None:
         n = demo_mod.write_ndjson(out, days=days, seed=seed, end=end)
@@ -165,9 +240,6 @@ def demo_cmd(
     if url is not None and not live:
         typer.echo(str(demo_mod.backfill_url(url, token, days=days, seed=seed, end=end)))
     if live:
-        if url is None:
-            typer.echo("error: --live needs --url", err=True)
-            raise typer.Exit(2)
         demo_mod.stream_live(url, token, rate, seed=seed)
 
 
@@ -200,7 +272,7 @@ def tokens_create(
     name: str = typer.Option(..., help="Token name (rotates an existing token of that name)"),
     scopes: str = typer.Option("ingest", help="Comma-separated: ingest,read,admin"),
     team: Optional[str] = typer.Option(None, help="Limit read endpoints to one team"),
-    file: Path = typer.Option(DEFAULT_TOKENS, help="Token file"),
+    file: Optional[Path] = option("tokens_file", "--file"),
 ) -> None:
     """Create a token; prints it once (only its digest is stored)."""
     from collector.api.auth import SCOPES, write_token
@@ -210,7 +282,7 @@ def tokens_create(
     if bad:
         typer.echo(f"error: unknown scopes {sorted(bad)}; use {list(SCOPES)}", err=True)
         raise typer.Exit(2)
-    typer.echo(write_token(file, name, scope_list, team))
+    typer.echo(write_token(settings_or_exit(tokens_file=file).tokens_file, name, scope_list, team))
 
 
 for _name, _group in areas.cli_groups():

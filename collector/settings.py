@@ -1,34 +1,209 @@
-"""Collector settings: environment variables (`OBSERVATORY_*`) override the defaults; the CLI overrides both."""
+"""The one settings object: every default is written here once, and it feeds the environment and the CLI flags.
+
+Precedence, lowest first: the defaults below, then environment variables (`OBSERVATORY_<FIELD>`), then command-line
+flags. The flags are built from the same fields (`option()`), default to "not given" and are passed to `load()` as
+init values, which pydantic-settings ranks above the environment. So `OBSERVATORY_PORT=9000 observatory serve`
+binds 9000 and `observatory serve --port 9001` binds 9001 whatever the environment says (datasette's single
+settings table feeding both its flags and its environment, for the same reason: two lists of defaults drift).
+
+The areas configure themselves through sections of this object, each a settings class of its own beside the code it
+configures, with its own prefix so that its variables read as one family:
+
+- `cost` (`cost.config.CostSettings`, `OBSERVATORY_COST_*`, plus the optional YAML file `OBSERVATORY_CONFIG`):
+  allocation tag keys, budgets, currency, sync windows.
+
+`python -m collector.settings --write README.md` regenerates the README's configuration table from these fields;
+`--check` (run by `make check-generated` and the tests) fails when the two disagree.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any, Literal, Optional
 
-from pydantic import Field
+import typer
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cost.config import CostSettings
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Settings(BaseSettings):
+    """Collector and CLI settings (`OBSERVATORY_*`); the areas' sections are fields of their own."""
+
     model_config = SettingsConfigDict(env_prefix="OBSERVATORY_", extra="ignore")
 
-    db: Path = Field(Path("var/observatory.duckdb"), description="DuckDB file (OBSERVATORY_DB)")
-    host: str = "127.0.0.1"
-    port: int = 8080
-    auth: bool = Field(True, description="Require bearer tokens; only loopback binds may turn this off")
-    tokens_file: Path | None = Field(None, description="YAML/JSON file with hashed tokens")
-    tokens: str | None = Field(None, description="JSON list of tokens (plain `token` or `sha256`), hashed at load")
-    metrics_public: bool = Field(False, description="Serve /metrics without a token")
+    db: Path = Field(Path("var/observatory.duckdb"), description="DuckDB file of the collector and the CLI")
+    host: str = Field("127.0.0.1", description="Address `serve` binds")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port `serve` binds")
+    auth: bool = Field(True, description="Require bearer tokens (`--no-auth` is refused unless the address is "
+                                         "loopback)")
+    tokens_file: Path = Field(Path("var/tokens.yaml"), description="Tokens as `{name, sha256, scopes, team?}` "
+                                                                   "(`observatory tokens create` writes it)")
+    tokens: Optional[SecretStr] = Field(None, description="JSON list of tokens (`token` or `sha256`), hashed at "
+                                                          "load")
+    metrics_public: bool = Field(False, description="Serve `/metrics` without a token")
+    log_level: LogLevel = Field("INFO", description="Log level of the collector's JSON logs")
+    url: Optional[str] = Field(None, description="A running collector the CLI asks instead of opening the "
+                                                 "database (`--url`), e.g. `http://127.0.0.1:8080`")
+    token: Optional[SecretStr] = Field(None, description="Bearer token the CLI and the emitters send with "
+                                                         "`--url`")
 
-    max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body as sent (413 above)")
-    max_inflated_bytes: int = Field(64 * 1024 * 1024, description="Largest body after gzip decoding (413 above)")
-    max_events_per_request: int = Field(50_000, description="Most events in one request (413 above)")
-    max_queue_events: int = Field(200_000, description="Events waiting for the writer before 429")
-    max_batch_events: int = Field(50_000, description="Most events in one group commit")
-    gauge_refresh_seconds: float = Field(15.0, description="Period of the SQL-backed gauge refresh")
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest request body as sent (413 above)")
+    max_inflated_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest body after gzip decoding "
+                                                                        "(413 above)")
+    max_events_per_request: int = Field(50_000, gt=0, description="Most events in one request (413 above)")
+    max_queue_events: int = Field(200_000, gt=0, description="Events waiting for the writer before 429")
+    max_batch_events: int = Field(50_000, gt=0, description="Most events in one group commit")
+    gauge_refresh_seconds: float = Field(15.0, gt=0, description="Period of the SQL-backed gauge refresh")
     gauge_min_gap_seconds: float = Field(
-        5.0, description="Least time between two gauge refreshes when ingest keeps poking the refresher: the SLI "
-                         "and cost gauges are scraped every 15-60 s, recomputing them after every commit would "
-                         "only take CPU from ingest")
-    label_cap_team: int = 500
-    label_cap_source: int = 500
-    log_level: str = "INFO"
+        5.0, ge=0, description="Least time between two gauge refreshes while ingest keeps poking the refresher "
+                               "(the gauges are scraped every 15-60 s; recomputing them after every commit would "
+                               "only take CPU from ingest)")
+    label_cap_team: int = Field(500, gt=0, description="Most `team` label values per metric (the rest fold into "
+                                                       "`__other__`)")
+    label_cap_source: int = Field(500, gt=0, description="Most `source` label values per metric")
+
+    cost: CostSettings = Field(default_factory=CostSettings, description="Cost section (`OBSERVATORY_COST_*`)")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    def token_value(self) -> str | None:
+        """The client token as text (it is a SecretStr so that printing the settings never shows it)."""
+        return self.token.get_secret_value() if self.token else None
+
+    def tokens_value(self) -> str | None:
+        return self.tokens.get_secret_value() if self.tokens else None
+
+
+SECTIONS: dict[str, str] = {"cost": "OBSERVATORY_COST_"}
+
+
+class SettingsError(ValueError):
+    """A setting from the environment or a flag is invalid; the message names the variable and the flag."""
+
+
+def load(**flags: Any) -> Settings:
+    """The effective settings: defaults < environment < the flags given (a flag left as None is "not given")."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        raise SettingsError(_human(err, given)) from None
+    except (OSError, ValueError) as err:  # a section's config file is missing or malformed
+        raise SettingsError(f"invalid setting: {err}") from None
+
+
+def _human(err: ValidationError, given: dict[str, Any]) -> str:
+    prefix = next((p for s, p in SECTIONS.items()
+                   if err.title == Settings.model_fields[s].annotation.__name__), "OBSERVATORY_")  # type: ignore
+    parts = []
+    for e in err.errors():
+        name = str(e["loc"][0]) if e["loc"] else "?"
+        if prefix == "OBSERVATORY_" and name in given:
+            where = f"--{name.replace('_', '-')}"
+        else:
+            where = prefix + "__".join(str(x).upper() for x in e["loc"])
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) or name in ("token", "tokens") else f" (got {value!r})"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    return "invalid setting: " + "; ".join(parts)
+
+
+def env_name(field: str) -> str:
+    return f"OBSERVATORY_{field.upper()}"
+
+
+def default_text(field: str) -> str:
+    """A field's default as the README and `--help` show it."""
+    return _show(Settings.model_fields[field].get_default(call_default_factory=True))
+
+
+def option(field: str, *decls: str, help: str | None = None) -> Any:
+    """A typer option for settings field `field`: not given by default (the environment or the default applies),
+    its help naming the variable and the default, so `--help` and the README say the same thing."""
+    info = Settings.model_fields[field]
+    text = help or info.description or ""
+    shown = default_text(field) or "none"
+    return typer.Option(None, *decls, help=f"{text} (env {env_name(field)}, default {shown})", show_default=False)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return json.dumps(value.model_dump(mode="json"))
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _rows(model: type[BaseSettings], prefix: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, info in model.model_fields.items():
+        if name in SECTIONS:
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        shown = str(extra.get("shown_default") or _show(info.get_default(call_default_factory=True)))
+        rows.append((prefix + name.upper(), shown, info.description or ""))
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the fields of `Settings` and of every section."""
+    rows = _rows(Settings, "OBSERVATORY_")
+    for name, prefix in SECTIONS.items():
+        rows += _rows(Settings.model_fields[name].annotation, prefix)  # type: ignore[arg-type]
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for var, default, meaning in rows:
+        shown = f"`{default}`" if default else ""
+        cell = meaning.replace("|", "\\|")
+        lines.append(f"| `{var}` | {shown} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- settings-table: generated by `python -m collector.settings --write README.md` -->\n"
+END = "<!-- end settings-table -->\n"
+
+
+def render_into(text: str) -> str:
+    """`text` with the block between the markers replaced by the generated table."""
+    head, sep, rest = text.partition(BEGIN)
+    if not sep or END not in rest:
+        raise SettingsError("README has no settings-table markers")
+    return head + BEGIN + markdown_table() + END + rest.split(END, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m collector.settings", description=__doc__.splitlines()[0])
+    p.add_argument("readme", type=Path)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--write", action="store_true", help="rewrite the table in the file")
+    g.add_argument("--check", action="store_true", help="fail when the table in the file is stale")
+    args = p.parse_args(argv)
+    text = args.readme.read_text()
+    fresh = render_into(text)
+    if args.check:
+        if fresh != text:
+            print(f"{args.readme}: the configuration table differs from collector/settings.py; run "
+                  f"`python -m collector.settings --write {args.readme}`", file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

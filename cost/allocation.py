@@ -24,14 +24,13 @@ import duckdb
 import polars as pl
 
 from cost.schema import TABLE, UNALLOCATED
-from collector.storage.sqltext import lit
 
 RUNS_EMPTY = ("(SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS INTEGER) AS attempt, "
               "CAST(NULL AS VARCHAR) AS notebook_id, CAST(NULL AS VARCHAR) AS team, "
               "CAST(NULL AS TIMESTAMPTZ) AS started_at, CAST(NULL AS TIMESTAMPTZ) AS ended_at, "
               "CAST(NULL AS DOUBLE) AS duration_seconds WHERE false)")
-OUTPUT_COLUMNS = ("billing_month", "charge_date", "team", "notebook_id", "run_id", "allocation", "service_name",
-                  "source", "effective_cost", "billed_cost")
+OUTPUT_COLUMNS = ("billing_month", "charge_date", "charge_start", "team", "notebook_id", "run_id", "allocation",
+                  "service_name", "source", "effective_cost", "billed_cost")
 
 
 def runs_relation(con: duckdb.DuckDBPyConnection) -> str:
@@ -40,17 +39,21 @@ def runs_relation(con: duckdb.DuckDBPyConnection) -> str:
     return "run_attempts" if found else RUNS_EMPTY
 
 
-def month_filter(months: Sequence[str] | None) -> str:
-    if months is None:
-        return "true"
-    if not months:
-        return "false"
-    return "x_billing_month IN (" + ", ".join(lit(m) for m in months) + ")"
+# Which billing months: bound as `$months` (a list, or NULL for every month), never formatted into the text.
+MONTHS = "(CAST($months AS VARCHAR[]) IS NULL OR list_contains(CAST($months AS VARCHAR[]), {col}))"
 
 
-def allocation_sql(where: str, runs: str, as_of: datetime) -> str:
-    """Rows (OUTPUT_COLUMNS), one per (line, target); sums per line equal the line's cost exactly."""
-    asof = f"CAST({lit(as_of.astimezone(timezone.utc).isoformat())} AS TIMESTAMPTZ)"
+def params(months: Sequence[str] | None, as_of: datetime) -> dict[str, object]:
+    """The bound parameters of `allocation_sql`."""
+    return {"months": None if months is None else list(months), "as_of": as_of.astimezone(timezone.utc)}
+
+
+def allocation_sql(runs: str) -> str:
+    """Rows (OUTPUT_COLUMNS), one per (line, target); sums per line equal the line's cost exactly.
+
+    Parameters: `$months` (billing months, NULL for all) and `$as_of` (the end of runs still going)."""
+    where = MONTHS.format(col="x_billing_month")
+    asof = "CAST($as_of AS TIMESTAMPTZ)"
     return f"""
 WITH lines AS MATERIALIZED (
     SELECT rowid AS line_id, x_billing_month, "ChargePeriodStart" AS cps, "ChargePeriodEnd" AS cpe,
@@ -142,8 +145,8 @@ alloc AS (
     SELECT * FROM direct UNION ALL SELECT * FROM prop_exact UNION ALL SELECT * FROM unspread
     UNION ALL SELECT * FROM unalloc
 )
-SELECT x_billing_month AS billing_month, CAST(cps AS DATE) AS charge_date, team, notebook_id, run_id,
-       allocation, service_name, x_source AS source, ec AS effective_cost, bc AS billed_cost
+SELECT x_billing_month AS billing_month, CAST(cps AS DATE) AS charge_date, cps AS charge_start, team, notebook_id,
+       run_id, allocation, service_name, x_source AS source, ec AS effective_cost, bc AS billed_cost
 FROM alloc
 """
 
@@ -151,28 +154,28 @@ FROM alloc
 def allocate(con: duckdb.DuckDBPyConnection, months: Sequence[str] | None = None,
              as_of: datetime | None = None, runs: str | None = None) -> pl.DataFrame:
     """Allocation rows for the given billing months (all months when None), computed now from lines and runs."""
-    sql = allocation_sql(month_filter(months), runs or runs_relation(con), as_of or datetime.now(timezone.utc))
-    return pl.from_arrow(con.sql(sql).to_arrow_table())
+    sql = allocation_sql(runs or runs_relation(con))
+    return pl.from_arrow(con.execute(sql, params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
 
 
 def refresh(con: duckdb.DuckDBPyConnection, months: Iterable[str] | None = None, as_of: datetime | None = None,
             manage_transaction: bool = False) -> int:
     """Recompute ``cost_allocations`` for these months (all when None); drops months that have no lines left."""
     months = sorted(set(months)) if months is not None else None
-    where = month_filter(months)
-    sql = allocation_sql(where, runs_relation(con), as_of or datetime.now(timezone.utc))
-    target = "true" if months is None else "billing_month IN (" + ", ".join(lit(m) for m in months) + ")"
+    bound = params(months, as_of or datetime.now(timezone.utc))
+    target = MONTHS.format(col="billing_month")
     if manage_transaction:
         con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM cost_allocations WHERE {target}")
+        con.execute(f"DELETE FROM cost_allocations WHERE {target}", {"months": bound["months"]})
         con.execute(f"DELETE FROM cost_allocations WHERE billing_month NOT IN "
                     f"(SELECT DISTINCT x_billing_month FROM {TABLE} WHERE x_billing_month IS NOT NULL)")
         con.execute(f"""INSERT INTO cost_allocations
             SELECT billing_month, charge_date, team, notebook_id, run_id, allocation, service_name, source,
                    sum(effective_cost), sum(billed_cost), now()
-            FROM ({sql}) GROUP BY ALL""")
-        n = con.execute(f"SELECT count(*) FROM cost_allocations WHERE {target}").fetchall()[0][0]
+            FROM ({allocation_sql(runs_relation(con))}) GROUP BY ALL""", bound)
+        n = con.execute(f"SELECT count(*) FROM cost_allocations WHERE {target}",
+                        {"months": bound["months"]}).fetchall()[0][0]
         if manage_transaction:
             con.execute("COMMIT")
     except BaseException:

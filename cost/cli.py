@@ -11,9 +11,11 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from collector.settings import option
 from cost.errors import CostInputError
 
 billing_app = typer.Typer(help="Billing ingest: FOCUS files, AWS CUR (S3), GCP export (BigQuery).",
@@ -30,23 +32,22 @@ def _report_group() -> None:
 console = Console(stderr=True)
 out = Console()
 
-DB_OPT = typer.Option(None, "--db", help="DuckDB file (default: $OBSERVATORY_DB, else the collector's default)")
+DB_OPT = option("db", "--db")
 
 
-def _open(db: Optional[Path]):
-    import duckdb
-
+def _open(db: Optional[Path], *, must_exist: bool = True):
+    """The store for a command; `must_exist=False` only for the commands that load billing into a new file."""
+    from collector.storage.db import DatabaseUnavailable
     from cost import db as cost_db
     try:
-        return cost_db.connect(db)
-    except duckdb.IOException as err:
-        console.print(f"[red]error:[/] cannot open {cost_db.db_path(db)}: {err}\n"
-                      "Is the collector running? Stop it, or use the HTTP API (GET /v1/cost/...).")
-        raise typer.Exit(2) from err
+        return cost_db.connect(db, must_exist=must_exist)
+    except DatabaseUnavailable as err:
+        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/] {err}")
+    console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -88,7 +89,7 @@ def import_cmd(
 ) -> None:
     """Import billing files; each (account, billing period) they contain replaces what was there."""
     from cost import ingest
-    con = _open(db)
+    con = _open(db, must_exist=False)
     try:
         with _progress() as p:
             task = p.add_task(f"normalising {len(files)} file(s)", total=1)
@@ -113,7 +114,7 @@ def sync_aws(
 ) -> None:
     """Read AWS CUR (legacy or 2.0) deliveries from S3 by their manifests; replace re-delivered periods."""
     from cost import aws_sync
-    con = _open(db)
+    con = _open(db, must_exist=False)
     try:
         with _progress() as p:
             task = p.add_task("listing manifests", total=1)
@@ -139,7 +140,7 @@ def sync_gcp(
 ) -> None:
     """Read the GCP billing export from BigQuery; re-read partitions whose watermark moved."""
     from cost import gcp_sync
-    con = _open(db)
+    con = _open(db, must_exist=False)
     try:
         proj = project or gcp_sync.parse_table(table)[0]
         with _progress() as p:

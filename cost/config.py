@@ -50,15 +50,28 @@ class TagKeys(BaseModel):
 class CostSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OBSERVATORY_COST_", env_nested_delimiter="__", extra="ignore")
 
-    tag_keys: TagKeys = Field(default_factory=TagKeys)
-    budgets: dict[str, Decimal] = Field(default_factory=dict)  # team -> monthly budget in billing currency
-    share_unallocated: Literal["none", "weighted", "even"] = "none"
-    currency: str = "USD"
-    gcp_rescan_days: int = 10  # trailing window of ingestion-time partitions re-checked on every sync
-    gcp_initial_days: int = 62  # first sync looks this far back
-    forecast_lookback_days: int = 7
-    spike_min_elapsed_days: int = 7  # CostSpike compares nothing before this many whole days of the month
-    config_file: Path | None = None
+    tag_keys: TagKeys = Field(
+        default_factory=TagKeys, json_schema_extra={"shown_default": "team, notebook_id, run_id and their common "
+                                                                     "spellings"},
+        description="Billing tag keys that attribute a line to a team, notebook or run, as JSON "
+                    "(`{\"team\": [\"team\", \"cost-center\"]}`) or one key per variable "
+                    "(`OBSERVATORY_COST_TAG_KEYS__TEAM='[\"team\", \"cost-center\"]'`)")
+    budgets: dict[str, Decimal] = Field(default_factory=dict, description="Monthly budget per team in the billing "
+                                                                          "currency, JSON (`{\"ml\": 1200}`)")
+    share_unallocated: Literal["none", "weighted", "even"] = Field(
+        "none", description="Spread unallocated cost over the teams: `none` (keep it visible as `__unallocated__`), "
+                            "`weighted` (by their allocated cost) or `even`")
+    currency: str = Field("USD", description="Billing currency shown in reports")
+    gcp_rescan_days: int = Field(10, gt=0, description="Trailing days of GCP export partitions re-checked on every "
+                                                       "sync")
+    gcp_initial_days: int = Field(62, gt=0, description="How far back the first GCP sync looks")
+    forecast_lookback_days: int = Field(7, gt=0, description="Days of recent spend the month-end forecast "
+                                                             "extrapolates")
+    spike_min_elapsed_days: int = Field(7, gt=0, description="Whole days of the month before the cost-spike gauges "
+                                                             "(CostSpike) compare anything")
+    config_file: Path | None = Field(None, description="YAML file whose `cost:` section (or whole body) holds "
+                                                       "these keys; environment variables win (also read from "
+                                                       "`OBSERVATORY_CONFIG`)")
 
     @field_validator("budgets")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import duckdb
 
@@ -16,10 +15,10 @@ def db_path(path: str | os.PathLike | None = None) -> str:
     return str(path or Settings().db)
 
 
-def connect(path: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
+def connect(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store; `must_exist` for commands that only read (a missing file is an error, not an empty report).
+    Raises collector.storage.db.DatabaseUnavailable when the file is missing or locked."""
     target = db_path(path)
-    if target != ":memory:":
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-    con = storage_connect(target)
+    con = storage_connect(target, must_exist=must_exist)
     con.execute("SET TimeZone = 'UTC'")
     return con

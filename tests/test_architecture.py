@@ -2,12 +2,13 @@
 
 They read the code as text and as Python ASTs: no router outside an `api` package, nothing below the web layer
 imports it, no optional-import loops over the project's own packages, one SQL quoting helper, the database
-default written once, and a handful of top-level modules in collector/.
+and tokens file defaults written once, and a handful of top-level modules in collector/.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,10 @@ def test_no_optional_imports_of_our_own_packages(trees: dict[str, ast.AST]) -> N
     assert not offenders, f"optional imports of the project's own packages: {offenders}"
 
 
-def test_database_default_written_once() -> None:
-    hits = [_rel(p) for p in _modules() if "observatory.duckdb" in p.read_text()]
+@pytest.mark.parametrize("literal", ["observatory.duckdb", "tokens.yaml"])
+def test_defaults_written_once(literal: str) -> None:
+    """The database and tokens file defaults live in collector/settings.py only; everything else asks it."""
+    hits = [_rel(p) for p in _modules() if literal in p.read_text()]
     assert hits == ["collector/settings.py"], hits
 
 
@@ -92,3 +95,10 @@ def test_collector_top_level_is_small() -> None:
     assert len(top) <= 7, top
     subpackages = sorted(p.name for p in (ROOT / "collector").iterdir() if (p / "__init__.py").exists())
     assert {"api", "contract", "ingest", "storage", "sources", "metrics", "emitters", "demo"} <= set(subpackages)
+
+
+def test_one_sql_quoting_helper() -> None:
+    """Quotes are doubled in one place only (collector/storage/sqltext.py)."""
+    quoting = re.compile(r"""replace\(\s*(["'])(\\?'|")\1\s*,\s*(["'])(\\?'\\?'|"")\3\s*\)""")
+    hits = [_rel(p) for p in _modules() if quoting.search(p.read_text())]
+    assert hits == ["collector/storage/sqltext.py"], hits

@@ -6,13 +6,14 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+import duckdb
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from collector.api.auth import Principal, require_scope
+from collector.api.deps import read_cursor, scoped_team
 from cost import budget
 from cost.config import CostSettings, load_settings
-from cost.errors import CostInputError
 from cost.reports import data, export
 
 router = APIRouter(prefix="/v1/cost", tags=["cost"])
@@ -28,24 +29,13 @@ def settings_of(request: Request) -> CostSettings:
     return s if s is not None else load_settings()
 
 
-def scope_team(principal: Principal, team: str | None) -> str | None:
-    if principal.team is None:
-        return team
-    if team is not None and team != principal.team:
-        raise HTTPException(403, f"token is limited to team {principal.team!r}")
-    return principal.team
-
-
 def _month(month: str | None) -> str:
     return month or budget.current_month()
 
 
 def _report(request: Request, month: str, by: str, team: str | None) -> data.CostReport:
-    try:
-        with request.app.state.store.read_cursor() as cur:
-            return data.build(cur, month, by, settings=settings_of(request), team=team)
-    except CostInputError as err:
-        raise HTTPException(422, str(err)) from err
+    with request.app.state.store.read_cursor() as cur:
+        return data.build(cur, month, by, settings=settings_of(request), team=team)
 
 
 @router.get("/summary")
@@ -53,14 +43,14 @@ def summary(request: Request, month: str | None = MONTH, by: str = Query("team",
             team: str | None = None, principal: Principal = Depends(require_scope("read"))) -> dict:
     """The whole monthly report as JSON: totals by the dimension, month-over-month change, budgets and forecast,
     top drivers, unallocated share, cost per run, invoice reconciliation."""
-    return data.to_jsonable(_report(request, _month(month), by, scope_team(principal, team)))
+    return data.to_jsonable(_report(request, _month(month), by, scoped_team(principal, team)))
 
 
 @router.get("/runs")
 def runs(request: Request, month: str | None = MONTH, team: str | None = None, limit: int = Query(100, ge=1, le=10000),
          principal: Principal = Depends(require_scope("read"))) -> dict:
     """Cost per run (M4) for the billing month, most expensive first."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     out = data.to_jsonable(r)
     return {"month": r.month, "runs": r.summary["runs"], "cost_per_run": out["summary"]["cost_per_run"],
             "items": out["cost_per_run"][:limit]}
@@ -70,7 +60,7 @@ def runs(request: Request, month: str | None = MONTH, team: str | None = None, l
 def variance(request: Request, month: str | None = MONTH, team: str | None = None,
              principal: Principal = Depends(require_scope("read"))) -> dict:
     """Month-over-month change of cost per team (M10), with the top drivers."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     out = data.to_jsonable(r)
     return {"month": r.month, "previous_month": r.previous_month, "teams": out["by_team"], "drivers": out["drivers"]}
 
@@ -79,7 +69,7 @@ def variance(request: Request, month: str | None = MONTH, team: str | None = Non
 def budgets(request: Request, month: str | None = MONTH, team: str | None = None,
             principal: Principal = Depends(require_scope("read"))) -> dict:
     """Month to date, forecast to month end and budget per team."""
-    r = _report(request, _month(month), "team", scope_team(principal, team))
+    r = _report(request, _month(month), "team", scoped_team(principal, team))
     return {"month": r.month, "budgets": data.to_jsonable(r)["budgets"]}
 
 
@@ -89,28 +79,25 @@ def report(request: Request, month: str | None = MONTH, by: str = Query("team", 
            principal: Principal = Depends(require_scope("read"))) -> Response:
     """The report as a file (CSV and Parquet: the main table; XLSX and HTML: everything; focus: FOCUS 1.2 lines)."""
     month = _month(month)
-    team = scope_team(principal, team)
+    team = scoped_team(principal, team)
     suffix = {"focus": ".parquet"}.get(format, "." + format)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"cost-{month}{suffix}"
-        try:
-            with request.app.state.store.read_cursor() as cur:
-                paths = export.write_report(cur, month, by, format, out, settings=settings_of(request), team=team)
-        except CostInputError as err:
-            raise HTTPException(422, str(err)) from err
+        with request.app.state.store.read_cursor() as cur:
+            paths = export.write_report(cur, month, by, format, out, settings=settings_of(request), team=team)
         body = paths[0].read_bytes()
     name = f"cost-{month}-by-{by}{suffix}" if format != "focus" else f"focus-{month}.parquet"
     return Response(body, media_type=MEDIA[format], headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/sync")
-def sync_state(request: Request, principal: Principal = Depends(require_scope("read"))) -> dict:
+def sync_state(principal: Principal = Depends(require_scope("read")),
+               cur: duckdb.DuckDBPyConnection = Depends(read_cursor)) -> dict:
     """Last import/sync per billing source and the partitions loaded."""
-    with request.app.state.store.read_cursor() as cur:
-        syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
-                            "ORDER BY source, target").fetchall()
-        parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
-                            "GROUP BY 1 ORDER BY 1").fetchall()
+    syncs = cur.execute("SELECT source, target, last_sync_at, last_status, detail FROM cost_sync_state "
+                        "ORDER BY source, target").fetchall()
+    parts = cur.execute("SELECT source, count(*), sum(row_count), max(updated_at) FROM cost_partitions "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
     now = datetime.now(timezone.utc)
     return {"sources": [{"source": s, "target": t if principal.team is None else None,
                          "last_sync_at": a.isoformat(), "age_seconds": (now - a).total_seconds(), "status": st,

@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from collector.api.auth import Principal, require_scope
+from collector.api.deps import get_store, read_cursor
+from collector.api.errors import NotFound
+from collector.api.where import Where
+from collector.ingest.store import Store
 from collector.contract.events import EVENT_TYPES, json_schemas
 
 router = APIRouter()
@@ -25,8 +30,7 @@ async def healthz() -> dict[str, str]:
     "/readyz", tags=["operations"], summary="Readiness: writer running, database answering, queue not full",
     responses={503: {"description": "not ready; the body says which check failed"}},
 )
-async def readyz(request: Request) -> JSONResponse:
-    store = request.app.state.store
+async def readyz(store: Store = Depends(get_store)) -> JSONResponse:
     checks: dict[str, Any] = {}
     thread = store.writer._thread
     checks["writer"] = bool(thread and thread.is_alive())
@@ -53,8 +57,8 @@ async def readyz(request: Request) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"example": "notebook_run_attempts_total{...} 42.0\n"}}}},
 )
-async def metrics(request: Request) -> Response:
-    body, content_type = request.app.state.store.exposition.render(request.headers.get("accept"))
+async def metrics(request: Request, store: Store = Depends(get_store)) -> Response:
+    body, content_type = store.exposition.render(request.headers.get("accept"))
     return Response(body, media_type=content_type)
 
 
@@ -65,7 +69,7 @@ async def schema_all(type: str | None = Query(None, description="only this event
     if type is None:
         return {"specversion": "1.0", "types": list(EVENT_TYPES), "schemas": schemas}
     if type not in schemas:
-        raise HTTPException(404, f"unknown event type {type!r}")
+        raise NotFound(f"unknown event type {type[:128]!r}")
     return {"specversion": "1.0", "types": [type], "schemas": {type: schemas[type]}}
 
 
@@ -90,25 +94,20 @@ class DeadLetterPage(BaseModel):
 
 @router.get("/v1/dead-letters", tags=["operations"], summary="Rejected events with the reason (admin)",
             response_model=DeadLetterPage)
-async def dead_letters(
-    request: Request,
+def dead_letters(
     principal: Principal = Depends(require_scope("admin")),
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     after: int = Query(0, ge=0, description="return entries with dl_id greater than this"),
     limit: int = Query(100, ge=1, le=1000),
     reason: str | None = Query(None, examples=["missing"]),
     source: str | None = Query(None),
     request_id: str | None = Query(None),
 ) -> Response:
-    where, params = ["dl_id > ?"], [after]
-    for col, val in (("reason", reason), ("source", source), ("request_id", request_id)):
-        if val is not None:
-            where.append(f"{col} = ?")
-            params.append(val)
-    with request.app.state.store.read_cursor() as cur:
-        rows = cur.execute(
-            "SELECT dl_id, strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ'), channel, request_id, item_index, source,"
-            f" event_id, type, reason, errors, payload FROM dead_letters WHERE {' AND '.join(where)}"
-            " ORDER BY dl_id LIMIT ?", params + [limit + 1]).fetchall()
+    w = Where().add("dl_id > ?", after).eq("reason", reason).eq("source", source).eq("request_id", request_id)
+    rows = db.execute(
+        "SELECT dl_id, strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ'), channel, request_id, item_index, source,"
+        f" event_id, type, reason, errors, payload FROM dead_letters{w.sql()} ORDER BY dl_id LIMIT ?",
+        w.params + [limit + 1]).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     cols = ("dl_id", "received_at", "channel", "request_id", "item_index", "source", "event_id", "type", "reason",

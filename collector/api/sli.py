@@ -1,15 +1,18 @@
-"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli.py), at any moment (`as_of`)."""
+"""GET /v1/sli: the platform SLIs (M1-M15) computed in DuckDB (slo/sli/), at any moment (`as_of`)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
+from collector.api.deps import get_store, scoped_team
+from collector.api.errors import BadRequest
+from collector.ingest.store import Store
 
 router = APIRouter(tags=["slis"])
 
@@ -107,6 +110,7 @@ def _split(values: list[str] | None) -> list[str]:
 async def get_sli(
     request: Request,
     principal: Principal = Depends(require_scope("read")),
+    store: Store = Depends(get_store),
     sli: list[str] | None = Query(None, description="SLI ids or names, repeated or comma-separated "
                                                     "(`M1`, `run_success_rate`); default all"),
     window: list[str] | None = Query(None, description="Windows (`1h`, `1d`, `7d`, `30d`, any `<n><s|m|h|d|w>`); "
@@ -125,14 +129,11 @@ async def get_sli(
     from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
 
     cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
-    if principal.team is not None:
-        if team is not None and team != principal.team:
-            raise HTTPException(403, f"token {principal.name!r} may only read team {principal.team!r}")
-        team = principal.team
+    team = scoped_team(principal, team)
     if as_of is None:
         as_of = datetime.now(timezone.utc)
     elif as_of.tzinfo is None:
-        raise HTTPException(400, "as_of needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
+        raise BadRequest("as_of needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
     try:
         windows = _split(window) or list(cfg.windows)
         for w in windows:
@@ -143,13 +144,11 @@ async def get_sli(
         if bad:
             raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(LEVELS)}")
     except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if principal.team is not None:
         levels = tuple(lv for lv in levels if lv != "platform") or ("team",)
     q = SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
                         trigger=trigger, levels=levels)
-    store = request.app.state.store
-
     def run() -> list[dict]:
         with store.read_cursor() as cur:
             return compute(cur, q, cfg)

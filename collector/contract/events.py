@@ -2,7 +2,7 @@
 
 These pydantic models are the single source of truth for what the collector accepts: the HTTP API validates
 with them, `GET /v1/schema` and docs/events.md are generated from them, and the bulk path's vectorised checks
-(collector/bulk.py) are derived from the same field metadata so both paths agree.
+(collector/contract/vectorized/) are derived from the same field metadata so both paths agree.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ string or a timestamp), and any of them gzip-compressed (`.gz`).
 Two destinations:
 
 * `--db FILE`: the collector is not running. Opens the DuckDB file through `collector.ingest.store.Store` (migrations
-  included), validates chunks with the set-based path (`collector.contract.bulk`) and hands each chunk's Arrow table and
+  included), validates chunks with the set-based path (`collector.contract.vectorized`) and hands each chunk's Arrow table and
   rejections to the same single writer the API uses (one transaction per chunk: dedup, derived tables, counters,
   dead letters with channel `file`), with a bounded number of chunks in flight.
 * `--url URL`: the collector is running. Posts gzip NDJSON batches to `/v1/events`, retrying 429 after
@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.contract.validation import Rejection
+from collector.contract.vectorized.lines import PARQUET_COLUMNS
 
 NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".jsonlines"}
 JSON_SUFFIXES = {".json"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
-PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "subject", "data")
 REQUIRED_PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "data")
 MAX_IN_FLIGHT = 2  # chunks handed to the writer and not yet committed
 READ_BYTES = 256 * 1024 * 1024  # most NDJSON read per block; blocks aim at `chunk_rows` lines
@@ -206,7 +206,7 @@ def _ndjson_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
 
 def _cut(body: bytes, chunk_rows: int, offset: int, line_no: int, done: int) -> Iterator[_Chunk]:
     """Split a block of whole lines into chunks of at most `chunk_rows` events."""
-    from collector.contract.bulk import split_lines
+    from collector.contract.vectorized import split_lines
 
     lines, numbers = split_lines(body, first_line=line_no)
     for start in range(0, len(lines), chunk_rows):
@@ -282,26 +282,22 @@ def _open_store(db: Path, chunk_rows: int):
 
     from collector.settings import Settings
     from collector.ingest.store import Store
+    from collector.storage.db import DatabaseUnavailable
 
     settings = Settings(db=Path(db), auth=False, gauge_refresh_seconds=3600.0,
                         max_batch_events=max(chunk_rows, 1),
                         max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
     try:
         return Store(settings)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
-            raise IngestError(
-                f"{db} is in use by another process (a running collector?): DuckDB allows one writer. "
-                "Send the files to the running collector with --url http://HOST:PORT instead") from None
-        raise IngestError(f"{db}: cannot open the database ({msg})") from None
+    except DatabaseUnavailable as exc:  # locked by a running collector: one line that names --url
+        raise IngestError(str(exc)) from None
     except duckdb.Error as exc:
         raise IngestError(f"{db}: cannot open the database ({exc})") from None
 
 
 def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, progress: bool = True) -> dict:
     """Validate `files` set-based and commit them into the DuckDB file `db` through the single writer."""
-    from collector.contract.bulk import BulkValidator, validate_parquet_table
+    from collector.contract.vectorized import BulkValidator, validate_parquet_table
     from collector.ingest.writer import QueueFull
 
     inputs = _inputs(files)
@@ -405,7 +401,7 @@ def _ndjson_batches(inp: _Input, batch_size: int) -> Iterator[tuple[list[bytes],
         if ch.kind == "items":
             lines = [orjson.dumps(x) for x in ch.data]
         else:
-            from collector.contract.bulk import parquet_lines
+            from collector.contract.vectorized import parquet_lines
 
             lines = [x.encode() for x in parquet_lines(ch.data)[0].to_pylist()]
         yield lines, ch.offset, ch.done_bytes

@@ -51,13 +51,38 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the database at `path`, in UTC, migrated to the latest schema."""
+class DatabaseUnavailable(RuntimeError):
+    """The file cannot be opened for a reason a person can act on (missing, or locked by the running collector);
+    the message is one line that says what to do, for the CLIs to print as is."""
+
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None,
+            must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database at `path`, in UTC, migrated to the latest schema.
+
+    It is created when missing, unless `must_exist`: commands that only read refuse a path that does not exist
+    rather than answer from a new empty database (a `--db` typo would otherwise report zeros and exit 0).
+    """
     path = Path(path)
     if str(path) != ":memory:":
+        if must_exist and not path.is_file():
+            raise DatabaseUnavailable(f"no database at {path}: check --db or OBSERVATORY_DB (`make run` creates "
+                                      "the default one), or ask a running collector with --url")
         path.parent.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": memory_limit} if memory_limit else {}
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as err:
+        if "lock" not in str(err).lower():
+            raise
+        pid = _LOCK_PID.search(str(err))
+        holder = f"process {pid.group(1)}" if pid else "another process"
+        raise DatabaseUnavailable(
+            f"{path} is in use by {holder}, probably the running collector (DuckDB allows one process): ask it "
+            "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first") from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         apply_migrations(con)

@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from collector.contract import body as body_mod, bulk, validation
+from collector.contract import body as body_mod, validation
+from collector.contract import vectorized as bulk
 from collector.contract.events import EVENT_MODELS, EVENT_TYPES
 from collector.storage.schema import EVENT_SCHEMA, rows_to_table
 

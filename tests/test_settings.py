@@ -1,0 +1,203 @@
+"""The one settings object: defaults < OBSERVATORY_* environment < command-line flags, for the model, for every
+`serve` option, for a real `observatory serve` process, and for the README's generated configuration table."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from collector import settings as S
+from collector.cli import app
+from tests.support import OBSERVATORY, ROOT, free_port
+
+ENV_PREFIX = "OBSERVATORY_"
+
+# (environment, flags, expected effective values)
+CASES = [
+    ({}, {}, {"port": 8080, "host": "127.0.0.1", "db": Path("var/observatory.duckdb"), "log_level": "INFO",
+              "auth": True, "tokens_file": Path("var/tokens.yaml"), "metrics_public": False}),
+    ({"OBSERVATORY_PORT": "9000"}, {}, {"port": 9000}),
+    ({"OBSERVATORY_PORT": "9000"}, {"port": 9001}, {"port": 9001}),
+    ({}, {"port": 9002}, {"port": 9002}),
+    ({"OBSERVATORY_LOG_LEVEL": "debug"}, {}, {"log_level": "DEBUG"}),
+    ({"OBSERVATORY_LOG_LEVEL": "debug"}, {"log_level": "warning"}, {"log_level": "WARNING"}),
+    ({"OBSERVATORY_DB": "/data/o.duckdb"}, {}, {"db": Path("/data/o.duckdb")}),
+    ({"OBSERVATORY_DB": "/data/o.duckdb"}, {"db": Path("x.duckdb")}, {"db": Path("x.duckdb")}),
+    ({"OBSERVATORY_AUTH": "false"}, {}, {"auth": False}),
+    ({"OBSERVATORY_AUTH": "false"}, {"auth": True}, {"auth": True}),
+    ({}, {"auth": False}, {"auth": False}),
+    ({"OBSERVATORY_HOST": "0.0.0.0"}, {"host": "::1"}, {"host": "::1"}),
+    ({"OBSERVATORY_TOKENS_FILE": "/etc/obs/t.yaml"}, {}, {"tokens_file": Path("/etc/obs/t.yaml")}),
+    ({"OBSERVATORY_METRICS_PUBLIC": "1"}, {}, {"metrics_public": True}),
+    ({"OBSERVATORY_METRICS_PUBLIC": "1"}, {"metrics_public": False}, {"metrics_public": False}),
+    ({"OBSERVATORY_MAX_QUEUE_EVENTS": "123"}, {}, {"max_queue_events": 123}),
+    ({"OBSERVATORY_URL": "http://c:1"}, {}, {"url": "http://c:1"}),
+    ({"OBSERVATORY_URL": "http://c:1"}, {"url": "http://d:2"}, {"url": "http://d:2"}),
+    # a flag left as None is "not given": the environment applies
+    ({"OBSERVATORY_PORT": "9003"}, {"port": None}, {"port": 9003}),
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    import os
+
+    for k in list(os.environ):
+        if k.startswith(ENV_PREFIX):
+            monkeypatch.delenv(k)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("env,flags,expected", CASES)
+def test_environment_and_flags_give_the_effective_settings(clean_env, env, flags, expected):
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    got = S.load(**flags)
+    assert {k: getattr(got, k) for k in expected} == expected
+
+
+def test_sections_read_their_own_prefix(clean_env):
+    clean_env.setenv("OBSERVATORY_COST_BUDGETS", '{"ml": 1200}')
+    clean_env.setenv("OBSERVATORY_COST_TAG_KEYS__TEAM", '["cost-center", "team"]')
+    got = S.load()
+    assert got.cost.budgets == {"ml": Decimal(1200)}
+    assert got.cost.tag_keys.team == ["cost-center", "team"]
+
+
+@pytest.mark.parametrize("env,flags,needle", [
+    ({"OBSERVATORY_PORT": "eighty"}, {}, "OBSERVATORY_PORT"),
+    ({}, {"port": 70000}, "--port"),
+    ({"OBSERVATORY_LOG_LEVEL": "chatty"}, {}, "OBSERVATORY_LOG_LEVEL"),
+    ({"OBSERVATORY_COST_BUDGETS": '{"ml": -5}'}, {}, "OBSERVATORY_COST_BUDGETS"),
+])
+def test_an_invalid_value_names_its_variable_or_flag(clean_env, env, flags, needle):
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    with pytest.raises(S.SettingsError) as err:
+        S.load(**flags)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_invalid_variable_is_one_line_from_the_cli(clean_env, tmp_path):
+    clean_env.setenv("OBSERVATORY_PORT", "eighty")
+    r = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "o.duckdb")])
+    assert r.exit_code == 2
+    assert r.output.strip().startswith("error: invalid setting: OBSERVATORY_PORT")
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "o.duckdb").exists()
+
+
+def test_the_secrets_are_not_shown(clean_env):
+    clean_env.setenv("OBSERVATORY_TOKEN", "obs_secret_value_123")
+    clean_env.setenv("OBSERVATORY_TOKENS", '[{"name": "a", "token": "obs_other_secret_456", "scopes": ["read"]}]')
+    got = S.load()
+    assert "obs_secret_value_123" not in repr(got) and "obs_other_secret_456" not in repr(got)
+    assert got.token_value() == "obs_secret_value_123"
+
+
+def test_every_settings_option_of_serve_is_a_field_with_its_variable_in_the_help():
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["serve"]
+    fields = [p.name for p in cmd.params if p.name in S.Settings.model_fields]
+    assert {"host", "port", "db", "auth", "tokens_file", "log_level", "metrics_public"} <= set(fields)
+    for p in cmd.params:
+        if p.name in S.Settings.model_fields:
+            assert p.default is None, p.name  # "not given", so the environment applies
+            assert S.env_name(p.name) in p.help, p.name
+
+
+def test_readme_configuration_table_is_generated_from_the_model():
+    readme = (ROOT / "README.md").read_text()
+    assert S.render_into(readme) == readme, "run `python -m collector.settings --write README.md`"
+    table = readme.split(S.BEGIN)[1].split(S.END)[0]
+    documented = {line.split("`")[1] for line in table.splitlines()[2:]}
+    fields = {S.env_name(n) for n in S.Settings.model_fields if n not in S.SECTIONS}
+    for section, prefix in S.SECTIONS.items():
+        fields |= {prefix + n.upper() for n in S.Settings.model_fields[section].annotation.model_fields}
+    assert documented == fields
+    for name, info in S.Settings.model_fields.items():
+        assert info.description, f"{name} has no description for the README"
+
+
+def test_readme_check_fails_on_a_stale_table(tmp_path):
+    readme = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text()
+    readme.write_text(text.replace("| `OBSERVATORY_PORT` | `8080` |", "| `OBSERVATORY_PORT` | `8081` |"))
+    assert S.main([str(readme), "--check"]) == 1
+    assert S.main([str(readme), "--write"]) == 0
+    assert readme.read_text() == text
+
+
+def test_make_variables_are_documented():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for var in ("HOST", "PORT", "DB"):
+        assert f"$(if $({var})," in makefile
+        assert f"`{var}`" in readme
+
+
+def _serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    import os
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)} | env
+    return subprocess.Popen([OBSERVATORY, "serve", *args], cwd=cwd, env=full, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("serve did not become ready")
+
+
+def _stop(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def test_serve_honours_the_environment_in_a_real_process(tmp_path):
+    port = free_port()
+    env = {"OBSERVATORY_PORT": str(port), "OBSERVATORY_DB": str(tmp_path / "env.duckdb"),
+           "OBSERVATORY_AUTH": "false", "OBSERVATORY_LOG_LEVEL": "WARNING", "OBSERVATORY_METRICS_PUBLIC": "true"}
+    proc = _serve([], env, tmp_path)
+    try:
+        _wait_ready(proc, port)
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+    finally:
+        out, err = _stop(proc)
+    assert f"http://127.0.0.1:{port}" in out
+    assert (tmp_path / "env.duckdb").exists() and not (tmp_path / "var").exists()
+    levels = {yaml.safe_load(line).get("level") for line in err.splitlines() if line.startswith("{")}
+    assert "info" not in levels  # OBSERVATORY_LOG_LEVEL=WARNING took effect ("collector started" is info)
+
+
+def test_a_flag_wins_over_the_environment_in_a_real_process(tmp_path):
+    env_port, flag_port = free_port(), free_port()
+    env = {"OBSERVATORY_PORT": str(env_port), "OBSERVATORY_DB": str(tmp_path / "o.duckdb"),
+           "OBSERVATORY_AUTH": "false"}
+    proc = _serve(["--port", str(flag_port)], env, tmp_path)
+    try:
+        _wait_ready(proc, flag_port)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{env_port}/healthz", timeout=1)
+    finally:
+        _stop(proc)
