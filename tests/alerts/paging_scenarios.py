@@ -16,11 +16,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 TARGET = ALERTS / "tests" / "paging-scenarios.yml"
-H=60  # samples per hour at 1m
-CLEAN=26*H  # a day and two hours of clean history
+H = 60  # samples per hour at 1m
+CLEAN = 26 * H  # a day and two hours of clean history before each scenario's event
+
 
 def seg(values):
-    """per-minute values -> promtool 'a+bxn' segments"""
+    """Per-minute values -> promtool's expanding notation ('a+bxn' segments, '_xn' for missing samples)."""
     out=[]; i=0; n=len(values)
     while i<n:
         if values[i] is None:
@@ -36,15 +37,14 @@ def seg(values):
             out.append(f"{round(values[i],6):g}"); i+=1
     return " ".join(out)
 
+
+
 def counter(rates, start=0.0):
-    """rates: list of per-minute increments (len = samples-1) -> cumulative values"""
+    """Per-minute increments -> the counter's values (one more than the increments)."""
     v=[start]
     for r in rates: v.append(v[-1]+r)
     return v
 
-L='job="observatory",instance="collector:8080"'
-def s(name, labels, values):
-    return {"series": f"{name}{{{L},{labels}}}", "values": seg(values)}
 
 
 def build() -> str:
