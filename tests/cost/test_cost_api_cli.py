@@ -110,7 +110,7 @@ def test_cost_metrics_gauges(db_path, tmp_path):
     assert ("notebook_cost_month_over_month_ratio", (("team", "__unallocated__"),)) not in samples  # no prev
     syncs = {dict(k[1])["target"]: v for k, v in samples.items()
              if k[0] == "observatory_billing_last_sync_timestamp_seconds" and dict(k[1])["source"] == "focus"}
-    assert len(syncs) == 1 and abs(next(iter(syncs.values())) - NOW.timestamp()) < 600
+    assert len(syncs) == 1 and abs(next(iter(syncs.values())) - datetime.now(timezone.utc).timestamp()) < 600
     # per target: a failed sync keeps the last success; a target that never synced is 0 (stale from the start)
     target = next(iter(syncs))
     record_sync(con, "focus", target, "error", "boom")

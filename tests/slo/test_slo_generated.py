@@ -50,8 +50,9 @@ def test_check_fails_with_a_diff_when_a_file_was_edited(tmp_path):
     rules.write_text(rules.read_text().replace("(3 * 0.01)", "(20 * 0.01)", 1))
     r = runner.invoke(slo_app, ["generate", "--check", "--spec", str(spec), "--out", str(out)])
     assert r.exit_code == 1
-    assert "-          max(slo:sli_error:ratio_rate2h" in r.output and "(20 * 0.01)" in r.output
-    assert "+          max(slo:sli_error:ratio_rate2h" in r.output and "(3 * 0.01)" in r.output
+    removed = [line for line in r.output.splitlines() if line.startswith("-") and "ratio_rate2h" in line]
+    added = [line for line in r.output.splitlines() if line.startswith("+") and "ratio_rate2h" in line]
+    assert len(removed) == len(added) == 1 and "(20 * 0.01)" in removed[0] and "(3 * 0.01)" in added[0]
     assert "stale" in r.output
     assert "(20 * 0.01)" in rules.read_text()  # --check writes nothing
 
