@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from collector.storage.alerts import pages_and_flaps
+from collector.storage.alerts import pages_and_flaps, pages_and_flaps_by_team
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
@@ -316,10 +316,11 @@ def _missed(cur, ctx: _Ctx, add: dict) -> None:
 
 
 def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
-    for team, _, _ in scopes:
-        if (w.name, team, None) not in observed:
-            continue
-        n, flaps = pages_and_flaps(cur, w.s, w.e, team=team)
+    """M13 of the observed scopes (platform and teams): one query for the platform, one for every team."""
+    wanted = [team for team, _, _ in scopes if (w.name, team, None) in observed]
+    by_team = pages_and_flaps_by_team(cur, w.s, w.e) if any(t is not None for t in wanted) else {}
+    for team in wanted:
+        n, flaps = pages_and_flaps(cur, w.s, w.e) if team is None else by_team.get(team, (0, 0))
         ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n), details={"flaps": flaps})
 
 

@@ -170,6 +170,7 @@ def test_a_flapping_page_counts_once(tmp_path):
     assert alerts_table.pages_and_flaps(con, t(0), t(23)) == (3, 1)
     assert alerts_table.pages_and_flaps(con, t(11), t(12)) == (0, 1)  # the flap's page started before the window
     assert alerts_table.pages_count(con, t(0), t(23), team="data") == 3
+    assert alerts_table.pages_and_flaps_by_team(con, t(0), t(23)) == {"data": (3, 1)}
     con.close()
 
 
