@@ -6,6 +6,9 @@ an ImportError, not a silent empty panel.
 
 from __future__ import annotations
 
+import functools
+import re
+
 # ---- counters persisted with the events (collector/metrics/counters.py) ---------------------------------------
 RUN_ATTEMPTS_TOTAL = "notebook_run_attempts_total"
 RUN_DURATION_SECONDS = "notebook_run_duration_seconds"  # histogram
@@ -72,6 +75,20 @@ JOB_NAME = "observatory"  # the scrape job of the collector (deploy/prometheus.y
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
 UNALLOCATED = "__unallocated__"  # the team of cost no tag could allocate
 OTHER = "__other__"  # label values past a label's cap
+
+# Label values that come from input (team, source, owner, notebook, reasons) are passed through the secret
+# redactor, then limited to letters, digits, space and `_-.:/@+[]` (anything else becomes `_`) and to
+# LABEL_VALUE_MAX characters: no NUL, quote, newline or credential can reach an exposition.
+LABEL_VALUE_MAX = 128
+_UNSAFE_LABEL_CHARS = re.compile(r"[^\w .:/@+\[\]-]")
+
+
+@functools.lru_cache(maxsize=8192)
+def safe_label_value(value: str) -> str:
+    """The label value exported for `value` (idempotent)."""
+    from collector.contract.redaction import redact_text
+
+    return _UNSAFE_LABEL_CHARS.sub("_", redact_text(value[:4 * LABEL_VALUE_MAX])[0])[:LABEL_VALUE_MAX]
 
 # ---- Sloth-compatible SLO recording rules and labels (slo/rules/) -------------------------------------------------
 SLI_ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"  # + window, e.g. slo:sli_error:ratio_rate5m

@@ -155,7 +155,22 @@ def allocate(con: duckdb.DuckDBPyConnection, months: Sequence[str] | None = None
              as_of: datetime | None = None, runs: str | None = None) -> pl.DataFrame:
     """Allocation rows for the given billing months (all months when None), computed now from lines and runs."""
     sql = allocation_sql(runs or runs_relation(con))
-    return pl.from_arrow(con.execute(sql, params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
+    return pl.from_arrow(con.sql(sql, params=params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
+
+
+def run_costs(alloc: pl.DataFrame) -> pl.DataFrame:
+    """Per run in `alloc` (rows of `allocate`): team, notebook, direct, proportional and cost = its whole allocated
+    cost (direct lines plus its proportional shares), most expensive first. The one definition of a run's cost:
+    the reports, GET /v1/cost/runs, the gauge and SLI M4 all use it."""
+    dec = pl.Decimal(38, 18)
+    cost = pl.col("effective_cost")
+    runs = alloc.filter(pl.col("run_id").is_not_null())
+    return (runs.group_by("run_id").agg(
+        pl.col("team").first(), pl.col("notebook_id").first(),
+        cost.filter(pl.col("allocation") == "direct").sum().cast(dec).alias("direct"),
+        cost.filter(pl.col("allocation") == "proportional").sum().cast(dec).alias("proportional"),
+        cost.sum().cast(dec).alias("cost"))
+        .sort(["cost", "run_id"], descending=[True, False]))
 
 
 def refresh(con: duckdb.DuckDBPyConnection, months: Iterable[str] | None = None, as_of: datetime | None = None,

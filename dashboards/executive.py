@@ -80,6 +80,11 @@ def _with_unallocated(metric: str, *matchers: str) -> str:
             f" + ((sum({unallocated}) and on () {_all_teams_selected(metric, *matchers)}) or on () vector(0))")
 ESTIMATE = (" Prometheus cost gauges are estimates computed from the billing store (allocated FOCUS EffectiveCost); "
             "reconciled figures are in the finance reports.")
+# the collector's cost API for the selected teams (plus the unallocated part, as COST_TEAM) and billing month
+COST_ARGS = f"month=${{billing_period}}&team=${{team:csv}},{C.UNALLOCATED}"
+MOM = ("month to date against the previous month up to the same day and time (a closed month: whole months), per "
+       "allocated team: the one definition of cost/variance.py that GET /v1/cost/variance, SLI M10 and the "
+       "reports use")
 
 
 def _cost(L: Layout) -> None:
@@ -109,17 +114,18 @@ def _cost(L: Layout) -> None:
         thresholds=steps((None, "green"), (0.1, "orange"), (0.25, "red")), decimals=1), 4, 5)
     L.add(stat_panel(
         105, "Cost per run",
-        "Allocated cost of this month's runs divided by those runs, whole platform (SLI M4; per team in the bar "
-        "chart below). Source: GET /v1/cost/summary.", "currencyUSD",
-        [InfinityQuery("/v1/cost/summary", [Column("cost_per_run", "Cost per run", "number"),
-                                             Column("runs", "Runs", "number")], root="summary")],
+        "Mean whole allocated cost (direct + proportional) of this month's runs, selected teams (SLI M4; per "
+        "team in the bar chart below). Source: GET /v1/cost/summary.", "currencyUSD",
+        [InfinityQuery(f"/v1/cost/summary?{COST_ARGS}", [Column("cost_per_run", "Cost per run", "number"),
+                                                           Column("runs", "Runs", "number")], root="summary")],
         ds=API, fields="/^Cost per run$/", decimals=3), 4, 5)
     L.add(stat_panel(
         106, "Month over month",
-        "Forecast cost of this month compared with the cost of the previous month, all selected teams "
-        "(SLI M10; +10% = 10% more).", "percentunit",
-        [prom(f"({_with_unallocated(C.COST_FORECAST_USD)}) / ({_with_unallocated(C.COST_USD, LAST)}) - 1",
-              "change", instant=True)],
+        f"Change of cost, {MOM}; selected teams and the unallocated part (SLI M10; +10% = 10% more). "
+        "Source: GET /v1/cost/summary.", "percentunit",
+        [InfinityQuery(f"/v1/cost/summary?{COST_ARGS}", [Column("change_ratio", "Change", "number"),
+                                                           Column("period", "Period")], root="summary")],
+        ds=API, fields="/^Change$/",
         thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red")), decimals=1), 4, 5)
 
     L.add(barchart_panel(
@@ -138,8 +144,8 @@ def _cost(L: Layout) -> None:
         "currencyUSD", [prom(m(C.COST_PER_RUN_USD, TEAM_ANY), legend(C.TEAM), instant=True)], min_=0), 6, 9)
     L.add(bargauge_panel(
         113, "Month-over-month change by team",
-        "Forecast cost of this month over the cost of the previous month, per team, minus 1 "
-        f"(SLI M10, `{C.COST_MOM_RATIO}`). Above +50% the cost-spike alert opens a ticket.",
+        f"Change of cost per team, {MOM} (SLI M10 = `{C.COST_MOM_RATIO}` - 1). The cost-spike alert "
+        "does not read it: CostSpike compares the same weekdays of last month, after a week of the month.",
         "percentunit", [prom(f"{m(C.COST_MOM_RATIO, TEAM_ANY)} - 1", legend(C.TEAM), instant=True)],
         thresholds=steps((None, "green"), (0.1, "orange"), (0.5, "red"))), 6, 9)
 
@@ -150,26 +156,36 @@ def _cost(L: Layout) -> None:
              unit_override("Change", "percentunit"), unit_override("Share", "percentunit")]
     L.add(table_panel(
         121, "Top cost drivers: notebooks",
-        "The notebooks that cost most this month with last month's cost, change and share of the total (all "
-        "teams). Source: GET /v1/cost/summary?by=notebook (reconciled from the billing store).", "currencyUSD",
-        [InfinityQuery("/v1/cost/summary?by=notebook", driver_cols, root="by_notebook")],
+        "The notebooks that cost most this month with last month's cost (to the same day), change and share of "
+        "the total, selected teams. Source: GET /v1/cost/summary?by=notebook (reconciled from the billing store).",
+        "currencyUSD",
+        [InfinityQuery(f"/v1/cost/summary?by=notebook&{COST_ARGS}", driver_cols, root="by_notebook")],
         overrides=money, sort_by="Cost"), 8, 9)
     L.add(table_panel(
         122, "Top cost drivers: services",
-        "The cloud services that cost most this month (all teams). Source: GET /v1/cost/summary?by=service.",
-        "currencyUSD", [InfinityQuery("/v1/cost/summary?by=service", driver_cols, root="by_service")],
+        "The cloud services that cost most this month, selected teams. Source: GET /v1/cost/summary?by=service.",
+        "currencyUSD", [InfinityQuery(f"/v1/cost/summary?by=service&{COST_ARGS}", driver_cols, root="by_service")],
         overrides=money, sort_by="Cost"), 8, 9)
     L.add(table_panel(
         123, "Budgets and forecast by team",
         "Month to date, daily run rate, forecast to month end and budget per team, with the status against the "
         "budget. Source: GET /v1/cost/budgets.", "currencyUSD",
-        [InfinityQuery("/v1/cost/budgets", [
+        [InfinityQuery(f"/v1/cost/budgets?{COST_ARGS}", [
             Column("team", "Team"), Column("mtd", "Month to date", "number"),
             Column("forecast", "Forecast", "number"), Column("budget", "Budget", "number"),
             Column("forecast_vs_budget", "Forecast / budget", "number"), Column("status", "Status")],
             root="budgets")],
         overrides=[unit_override("Forecast / budget", "percentunit"), unit_override("Status", "none")],
         sort_by="Forecast"), 8, 9)
+    L.add(barchart_panel(
+        124, "Cost trend by month",
+        "Allocated cost per billing month and team over the last 12 months, selected teams and the unallocated "
+        "part (the running month is month to date). Source: GET /v1/cost/trend.", "currencyUSD",
+        [InfinityQuery(f"/v1/cost/trend?months=12&team=${{team:csv}},{C.UNALLOCATED}",
+                       [Column("month", "Month"), Column(C.TEAM, "Team"), Column("cost", "Cost", "number")])],
+        x_field="Month", ds=API, transformations=[DataTransformerConfig(id_val="groupingToMatrix", options={
+            "columnField": "Team", "rowField": "Month", "valueField": "Cost", "emptyValue": "null"})]),
+        24, 9)
 
 
 def _sli(metric: str, sli: str, window: str, stat: str | None = None) -> str:
@@ -183,8 +199,30 @@ def _sli(metric: str, sli: str, window: str, stat: str | None = None) -> str:
             f" or ({m(metric, *matchers, TEAM_ANY, ne(C.TEAM, C.ALL_TEAMS))} unless on () {every})")
 
 
+def _attainment(slo: str = '".+"', grouping: str = "") -> str:
+    """Share of good events over each SLO's 30-day period, selected teams, weighted by traffic (the period ratio
+    of the generated rules, summed over teams): 1 - Σ error events / Σ events. `slo`: a quoted regex."""
+    matchers = (match(C.SLOTH_SLO, slo.strip('"')), TEAM_ANY)
+    err = f"sum {grouping} (sum_over_time({sel(C.sli_error_events('5m'), *matchers)}[30d]))"
+    tot = f"sum {grouping} (sum_over_time({sel(C.sli_total_events('5m'), *matchers)}[30d]))"
+    return f"1 - {err} / ({tot} > 0)"
+
+
 def _reliability(L: Layout) -> None:
     L.row(200, "Reliability and delivery")
+    L.add(table_panel(
+        208, "SLO attainment against objective (30d)",
+        "Each SLO's share of good events over its 30-day period, selected teams, weighted by traffic, next to its "
+        "objective (slo/slos.yaml). Attainment below the objective means the error budget is spent.", "percentunit",
+        [prom(_attainment(grouping=by(C.SLOTH_SLO)), legend(C.SLOTH_SLO), "A", instant=True, table_format=True),
+         prom(f"max {by(C.SLOTH_SLO)} ({C.OBJECTIVE_RATIO})", legend(C.SLOTH_SLO), "B", instant=True,
+              table_format=True)],
+        ds=PROM, transformations=[
+            DataTransformerConfig(id_val="merge", options={}),
+            DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True},
+                "renameByName": {C.SLOTH_SLO: "SLO", "Value #A": "Attainment", "Value #B": "Objective"}})],
+        sort_by="Attainment", desc=False), 24, 7)
     L.add(bargauge_panel(
         201, "SLO error budget remaining (30d)",
         "Share of each SLO's 30-day error budget left, weighted by traffic "
@@ -217,10 +255,12 @@ def _reliability(L: Layout) -> None:
         f"last 30 days (SLI M14, `{m(C.SLI_VALUE, eq(C.SLI, 'M14'))}`).", "d",
         [prom(_sli(C.SLI_VALUE, "M14", "30d", "median"), legend(C.TEAM), instant=True)], decimals=1), 6, 5)
     L.add(stat_panel(
-        205, "Scheduled run success (30d)",
-        "Run attempts that succeeded among those that ended succeeded, failed or timed out, the platform (or each selected team), last 30 "
-        f"days (SLI M1, `{m(C.SLI_RATIO, eq(C.SLI, 'M1'))}`).", "percentunit",
-        [prom(_sli(C.SLI_RATIO, "M1", "30d"), legend(C.TEAM), instant=True)],
+        205, "Scheduled run success, SLO scope (30d)",
+        "Due cron slots of production schedules whose final attempt succeeded within the slot's SLA, among the "
+        "slots that were not missed, selected teams, last 30 days, weighted by traffic: the scheduled-run-success "
+        "SLO (slo/slos.yaml; manual, API and CI runs and dev/staging are not in it), from its recording rules. "
+        "Objective 99%.",
+        "percentunit", [prom(_attainment('"scheduled-run-success"'), "success", instant=True)],
         thresholds=steps((None, "red"), (0.95, "orange"), (0.99, "green")), decimals=2), 6, 5)
     L.add(stat_panel(
         206, "Kernel crashes per 1000 sessions (30d)",

@@ -14,14 +14,16 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 
 from __future__ import annotations
 
-import calendar
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Iterable
 
 import duckdb
+import polars as pl
 
 from collector.storage.alerts import pages_and_flaps, pages_and_flaps_by_team
 from collector.storage.sqltext import Params
+from cost import allocation, variance
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import cursor_batch, fold
@@ -53,6 +55,7 @@ PRIMARY_STAT = {"M1": "ratio", "M2": "ratio", "M3": "mean", "M4": "per_run", "M5
                 "M7": "ratio", "M8": "ratio", "M9": "ratio", "M10": "mom_change", "M11": "per_1000_sessions",
                 "M12": "ratio", "M13": "count", "M14": "median", "M15": "ratio"}
 SNAPSHOT = {"M7", "M9", "M10", "M15"}
+STAT_UNIT = {"max_age_seconds": "seconds"}  # a stat whose unit is not its SLI's (M7's ratio)
 
 
 def _skey(x: tuple) -> tuple:
@@ -97,6 +100,7 @@ class _Ctx:
     def emit(self, w: Win, sli: str, team, nb, trig, stat: str, value, good=None, bad=None, total=None, *,
              absent_reason: str | None = None, details: Any = None) -> None:
         name, _, unit = Q.SLIS[sli]
+        unit = STAT_UNIT.get(stat, unit)
         row = {
             "sli": sli, "name": name, "window": w.name, "team": team, "notebook_id": nb, "trigger": trig,
             "stat": stat, "value": value, "good": good, "bad": bad, "total": total, "unit": unit,
@@ -184,10 +188,12 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
         ctx.reasons["M11"] = "no kernel session started in the window"
     if "M3" in slis:
         _exec_time(cur, ctx, mode)
-    if "M4" in slis:
-        _cost_per_run(cur, ctx)
-    if "M10" in slis:
-        _cost_variance(cur, ctx)
+    if {"M4", "M10"} & set(slis):
+        alloc = _Allocation(cur, ctx)  # computed once for both: it is most of their cost
+        if "M4" in slis:
+            _cost_per_run(cur, ctx, alloc)
+        if "M10" in slis:
+            _cost_variance(cur, ctx, alloc)
     if {"M7", "M9", "M14", "M15"} & set(slis):
         _snapshots(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
@@ -357,26 +363,52 @@ def _table_exists(cur, name: str) -> bool:
     return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
 
 
-def _cost_per_run(cur, ctx: _Ctx) -> None:
+class _Allocation:
+    """The billing allocation (cost.allocation.allocate) of the months M4 and M10 need, computed on first use: from
+    the month before the longest window (a run that ended in it has its lines from then on) to as_of's month."""
+
+    def __init__(self, cur, ctx: _Ctx) -> None:
+        self._cur, self._ctx, self._frame = cur, ctx, None
+
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            lo = min(w.s for w in self._ctx.wins)
+            months = _months(min(lo - timedelta(days=31), variance.month_back(self._ctx.as_of)), self._ctx.as_of)
+            self._frame = allocation.allocate(self._cur, months, as_of=self._ctx.as_of)
+        return self._frame
+
+
+def _cost_per_run(cur, ctx: _Ctx, alloc: _Allocation) -> None:
+    """M4: the mean whole allocated cost (cost.allocation.run_costs) of the runs that ended in the window."""
     if not _table_exists(cur, "cost_line_items"):
         ctx.reasons["M4"] = "no billing tables"
         return
-    if not cur.execute(Q.COST_HAS_RUN_DATA).fetchone()[0]:
-        ctx.reasons["M4"] = "no billing data allocated to runs"
+    if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
+        ctx.reasons["M4"] = "no billing data"
         return
     ctx.reasons["M4"] = "no run with allocated cost ended in the window"
     sets = _sets(ctx)
     if not sets:
         return
     wins = ctx.wins
-    p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
+    lo = min(w.s for w in wins)
+    costs = allocation.run_costs(alloc.frame()).select("run_id", pl.col("cost").cast(pl.Float64))
+    if not costs.height:
+        ctx.reasons["M4"] = "no billing data allocated to runs"
+        return
+    p = Params(lo=lo, hi=max(w.e for w in wins))
     measures = []
     for i, w in enumerate(wins):
         c = f"t >= {p(w.s)} AND t < {p(w.e)}"
         measures += [f"count(*) FILTER (WHERE {c}) AS n_{i}", f"sum(cost) FILTER (WHERE {c}) AS c_{i}"]
-    sql = Q.COST_PER_RUN.format(dims=Q.dims(", ".join(sets)), measures=", ".join(measures), extra=_filters(ctx, p),
-                                grouping=", ".join(sets))
-    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: _skey(r[:2])):
+    sql = Q.COST_PER_RUN.format(costs="sli_run_costs", dims=Q.dims(", ".join(sets)), measures=", ".join(measures),
+                                extra=_filters(ctx, p), grouping=", ".join(sets))
+    cur.register("sli_run_costs", costs.to_arrow())
+    try:
+        rows = cur.execute(sql, p).fetchall()
+    finally:
+        cur.unregister("sli_run_costs")
+    for row in sorted(rows, key=lambda r: _skey(r[:2])):
         team, nb, _trig, gt, gn, _gtr = row[:6]
         if not gn and nb is None:
             continue
@@ -389,13 +421,17 @@ def _cost_per_run(cur, ctx: _Ctx) -> None:
                 ctx.emit(w, "M4", sc[0], sc[1], None, "per_run", float(c) / n, None, None, int(n))
 
 
-def _month_back(dt: datetime) -> datetime:
-    """The same moment one calendar month earlier (day clamped to the shorter month)."""
-    y, m = (dt.year, dt.month - 1) if dt.month > 1 else (dt.year - 1, 12)
-    return dt.replace(year=y, month=m, day=min(dt.day, calendar.monthrange(y, m)[1]))
+def _months(lo: datetime, hi: datetime) -> list[str]:
+    out, (y, m) = [], (lo.year, lo.month)
+    while (y, m) <= (hi.year, hi.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + (m == 12), m % 12 + 1)
+    return out
 
 
-def _cost_variance(cur, ctx: _Ctx) -> None:
+def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
+    """M10: cost.variance.compare at as_of (month to date against the previous month to the same day and time, per
+    allocated team), the figure of GET /v1/cost/variance, the reports and the gauge."""
     if not _table_exists(cur, "cost_line_items"):
         ctx.reasons["M10"] = "no billing tables"
         return
@@ -405,21 +441,20 @@ def _cost_variance(cur, ctx: _Ctx) -> None:
     ctx.reasons["M10"] = "no cost in the previous billing period up to the same point"
     if ctx.q.notebook_id is not None or ctx.q.trigger is not None:
         return
-    as_of = ctx.as_of
-    prev_cut = _month_back(as_of)
-    params = Params(cur_month=as_of.strftime("%Y-%m"), prev_month=prev_cut.strftime("%Y-%m"), as_of=as_of,
-                    prev_cut=prev_cut)
-    extra = (f" AND coalesce(x_team, '__unallocated__') = {params(ctx.q.team, 'team')}"
-             if ctx.q.team is not None else "")
-    rows = cur.execute(Q.COST_VARIANCE.format(extra=extra), params).fetchall()
+    month = f"{ctx.as_of.year:04d}-{ctx.as_of.month:02d}"
+    frame = alloc.frame()
+    cmp = variance.compare_frame(frame if frame.height else variance.empty_allocation(), month, ctx.as_of)
+    teams = cmp.by_team.to_dicts()
+    rows = [(r["key"], r["cost"], r["previous_cost"]) for r in teams]
+    rows.append((None, sum((r["cost"] for r in teams), Decimal(0)), sum((r["previous_cost"] for r in teams),
+                                                                         Decimal(0))))
     for w in ctx.wins:
         for team, cur_c, prev_c in sorted(rows, key=lambda r: r[0] or ""):
             if not prev_c or not ctx.want(team, None, None):
                 continue
-            ctx.emit(w, "M10", team, None, None, "mom_change", (cur_c or 0.0) / prev_c - 1.0,
-                     details={"current_period": params["cur_month"], "current_cost": cur_c or 0.0,
-                              "previous_period": params["prev_month"], "previous_cost": prev_c,
-                              "previous_cut": prev_cut.isoformat()})
+            ctx.emit(w, "M10", team, None, None, "mom_change", float((cur_c - prev_c) / prev_c),
+                     details={"current_period": cmp.current.to_json(), "current_cost": float(cur_c),
+                              "previous_period": cmp.previous.to_json(), "previous_cost": float(prev_c)})
 
 
 def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
@@ -448,7 +483,8 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
     if "M9" in slis or "M15" in slis:
         p = Params(as_of=as_of)
         checks = "".join(" AND " + Q.TAG_CHECK.format(path=p("$." + _json_key(t))) for t in cfg.required_tags)
-        sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_checks=checks, extra=_team_filter(q, p))
+        sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_any=Q.TAG_ANY, tag_checks=checks,
+                                         extra=_team_filter(q, p))
         m9: dict[tuple, list] = {}
         m15: dict[tuple, list] = {}
         for team, nb, searchable, crit, crit_tested in cur.execute(sql, p).fetchall():

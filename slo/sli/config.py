@@ -27,7 +27,9 @@ class SliConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OBSERVATORY_SLI_", extra="ignore")
 
     windows: list[str] = Field(["1h", "1d", "7d", "30d"], description="Windows computed and exported")
-    required_tags: list[str] = Field(["description"], description="Tags a notebook needs to be searchable (M9)")
+    required_tags: list[str] = Field(
+        [], description="Tag keys a notebook needs, besides an owner, a team and at least one tag, to be searchable "
+                        "(M9), as JSON (`[\"description\", \"domain\"]`)")
     missed_grace_seconds: float = Field(900.0, description="Default grace before a cron slot counts as missed")
     missed_lookback_days: float = Field(31.0, description="Oldest slots enumerated for missed-run detection")
     artifact_retention_seconds: float = Field(

@@ -104,8 +104,9 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
     return [ratio, value, ts, age_f, stale_f, tracked_f, missed, slot_f, active, consec]
 
 
-def sli_metrics(cur: duckdb.DuckDBPyConnection) -> list[Metric]:
-    """Gauge source registered through collector/areas.py (runs in the refresher thread, never during a scrape)."""
-    cfg = SliConfig()
+def sli_metrics(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> list[Metric]:
+    """Gauge source registered through collector/areas.py with the collector's settings.sli (runs in the refresher
+    thread, never during a scrape)."""
+    cfg = cfg or SliConfig()
     as_of, rows = snapshot(cur, cfg)
     return families(as_of, rows, cur, cfg)

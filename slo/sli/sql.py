@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-DEFINITION_VERSION = "2026-11-21.1"
+DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
 # SLI id -> (name, kind, unit). kind: ratio (good/total), rate1000 (per 1000), count, stats (M3), median (M14),
 # change (M10), money (M4).
@@ -251,16 +251,21 @@ WHERE t < $as_of
 GROUP BY notebook_id
 """
 
-# M9 and M15 at $as_of over notebooks registered before it. {tag_checks}: `AND`-joined conditions on `tags`.
+# M9 and M15 at $as_of over notebooks registered before it. Searchable = an owner, a team, at least one tag with a
+# non-blank value, and every configured required tag; {tag_checks}: `AND`-joined conditions on `tags`.
 REGISTRY_SNAPSHOT = """
 WITH nb AS ({registry_at})
 SELECT coalesce(team, 'unknown') AS team, notebook_id,
-       CASE WHEN owner IS NOT NULL AND team IS NOT NULL {tag_checks} THEN 1 ELSE 0 END AS searchable,
+       CASE WHEN nullif(trim(owner), '') IS NOT NULL AND nullif(trim(team), '') IS NOT NULL AND {tag_any}
+                 {tag_checks} THEN 1 ELSE 0 END AS searchable,
        CASE WHEN critical THEN 1 ELSE 0 END AS is_critical,
        CASE WHEN critical AND has_tests THEN 1 ELSE 0 END AS critical_tested
 FROM nb WHERE registered_at IS NOT NULL {extra}
 """
 TAG_CHECK = "nullif(trim(json_extract_string(tags, {path})), '') IS NOT NULL"  # duckdb: json_extract_string
+# duckdb: '$.*' lists the values, list_filter with a lambda keeps the non-blank ones
+TAG_ANY = ("coalesce(len(list_filter(json_extract_string(tags, '$.*'), lambda v: nullif(trim(v), '') IS NOT NULL))"
+           " > 0, false)")
 
 # M14: notebooks first promoted in the window; days from creation (created_at, else first registration).
 PRODUCTIONIZE = """
@@ -306,36 +311,24 @@ WHERE epoch($as_of - last_t) <= sla_seconds + $retention {extra}
 COST_HAS_RUN_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items WHERE x_run_id IS NOT NULL LIMIT 1)"
 COST_HAS_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items LIMIT 1)"
 
-# M4: runs whose last attempt ended in the window and that have allocated cost; cost of a run = sum of the
-# EffectiveCost of the lines tagged with its run_id (all attempts, all charge periods).
+# M4: runs whose last attempt ended in the window and that have allocated cost; the cost of a run is its whole
+# allocated cost, direct lines plus its proportional shares of notebook- and team-tagged lines
+# (cost.allocation.run_costs, registered by compute.py as {costs}: run_id, cost), the figure GET /v1/cost/runs lists.
 COST_PER_RUN = """
 WITH runs AS (
     SELECT run_id, max(ended_at) AS t,
            arg_max(coalesce(team, 'unknown'), ended_at) AS team, arg_max(notebook_id, ended_at) AS notebook_id
-    FROM run_attempts WHERE ended_at IS NOT NULL AND run_id IN (SELECT x_run_id FROM cost_line_items)
+    FROM run_attempts WHERE ended_at IS NOT NULL AND run_id IN (SELECT run_id FROM {costs})
     GROUP BY run_id
-),
-cost AS (
-    SELECT x_run_id AS run_id, sum(CAST("EffectiveCost" AS DOUBLE)) AS cost
-    FROM cost_line_items WHERE x_run_id IS NOT NULL GROUP BY x_run_id
 )
 SELECT {dims},
        {measures}
-FROM runs JOIN cost USING (run_id)
+FROM runs JOIN {costs} USING (run_id)
 WHERE t >= $lo AND t < $hi {extra}
 GROUP BY GROUPING SETS ({grouping})
 """
 
-# M10: month-to-date cost of the billing period containing as_of against the previous period up to the same point
-# (as_of minus one calendar month), per allocated team.
-COST_VARIANCE = """
-SELECT coalesce(x_team, '__unallocated__') AS team,
-       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $cur_month AND "ChargePeriodStart" < $as_of) AS cur,
-       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $prev_month AND "ChargePeriodStart" < $prev_cut) AS prev
-FROM cost_line_items
-WHERE x_billing_month IN ($cur_month, $prev_month) {extra}
-GROUP BY GROUPING SETS ((), (coalesce(x_team, '__unallocated__')))
-"""
+# M10 is cost.variance.compare (the month-over-month definition every surface shares), not SQL of its own.
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 

@@ -260,6 +260,7 @@ class Checks:
                 v = pl.when(pl_lit_in(etype, self.declared_by[c])).then(v).otherwise(None)
             commons.append(v.alias(c))
         scanned = [col(out_col[key]) for key in out_col if key[0] not in IDENTIFIER_KEYS]
+        idents = [col(out_col[key]) for key in out_col if key[0] in IDENTIFIER_KEYS]
         scanned += [pl.when(col(f"d{pos[n]}").is_not_null()).then(pl.lit(n)) for n in q.names
                     if n in IDENTIFIER_KEYS and has_candidate(n)]
         self.stage_states = state_exprs + out_exprs
@@ -270,4 +271,5 @@ class Checks:
             decoded(col("e_subject"), "u_e_subject").alias("subject"), *commons,
             data.alias("data"),
             pl.concat_str(scanned + [col("extras_out")], separator=",", ignore_nulls=True).alias("scan"),
+            pl.concat_str(idents, separator=",", ignore_nulls=True).alias("idents"),
         ]

@@ -25,8 +25,9 @@ def jtext(s: str) -> str:
 
 
 INT_RE = "0|-?[1-9][0-9]{0,17}"
-# RFC 3339 with an explicit offset; pydantic accepts more, those rows take the exact path.
-_DT_RE = (r'"(?:1[0-9]{3}|2[0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:'
+# RFC 3339 with an explicit offset and a year in 1971-2198 (inside the contract's time bounds whatever the offset,
+# see plan.DT_FAST_LOW/HIGH); pydantic accepts more, those rows take the exact path.
+_DT_RE = (r'"(?:197[1-9]|19[89][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:'
           r'[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])"')
 _DT_PARTS = r'^"(.{19})(?:\.([0-9]{1,6}))?(Z|[+-][0-9]{2}:[0-9]{2})"$'
 # Free-form values (extras, dict[str, Any]): numbers whose DuckDB and orjson renderings may differ (>= 1e16,
@@ -115,22 +116,33 @@ def _canon_re(kind: Kind) -> str:
     orjson rendering after validation is the very same text; rarer forms are left to the exact path."""
     t = kind.tag
     bounds = dict(kind.bounds)
+    # An upper bound is expressed by admitting fewer digits: every value the pattern admits lies below it; the
+    # few between 10**digits and the bound take the exact path.
+    upper = [b for op, b in bounds.items() if op in ("le", "lt")]
+    bounds = {op: b for op, b in bounds.items() if op not in ("le", "lt")}
     if t == "int":
         if set(bounds) - {"ge", "gt"} or any(b not in (0, 1) for b in bounds.values()):
             raise Unsupported("int bounds other than >= 0 / >= 1 inside a list")
+        d = min([18] + [len(str(int(b))) - 1 for b in upper]) - 1
+        if d < 0:
+            raise Unsupported("int upper bound below 10 inside a list")
         low = bounds.get("ge", bounds.get("gt", None))
         if low is None:
-            return "-?(?:0|[1-9][0-9]{0,17})"
+            return f"-?(?:0|[1-9][0-9]{{0,{d}}})"
         if bounds.get("gt") == 0 or bounds.get("ge") == 1:
-            return "[1-9][0-9]{0,17}"
+            return f"[1-9][0-9]{{0,{d}}}"
         if bounds.get("gt") == 1:
             raise Unsupported("int > 1 inside a list")
-        return "(?:0|[1-9][0-9]{0,17})"
+        return f"(?:0|[1-9][0-9]{{0,{d}}})"
     if t == "float":
         if set(bounds) - {"ge", "gt"} or any(b != 0 for b in bounds.values()):
             raise Unsupported("float bounds other than >= 0 / > 0 inside a list")
-        # Decimal notation, under 1e15 and not below 1e-4 (where DuckDB's and orjson's renderings agree).
-        pos = r"(?:[1-9][0-9]{0,14}\.[0-9]+|0\.(?:[1-9]|0[1-9]|00[1-9]|000[1-9])[0-9]*)"
+        d = min([15] + [len(str(int(b))) - 1 for b in upper]) - 1
+        if d < 0:
+            raise Unsupported("float upper bound below 10 inside a list")
+        # Decimal notation, under 1e15 (or the bound) and not below 1e-4 (where DuckDB's and orjson's renderings
+        # agree).
+        pos = rf"(?:[1-9][0-9]{{0,{d}}}\.[0-9]+|0\.(?:[1-9]|0[1-9]|00[1-9]|000[1-9])[0-9]*)"
         if "gt" in bounds:
             return pos
         if "ge" in bounds:

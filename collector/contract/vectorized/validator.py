@@ -30,6 +30,8 @@ from collector.contract.vectorized.sql import jtext
 from collector.storage.schema import EVENT_SCHEMA
 from collector.storage.sqltext import lit, ts_lit
 
+_CONTROL = "[\\x00-\\x1f\\x7f]"  # a control character in an identifier (the exact path refuses it)
+
 
 @dataclass
 class BulkResult:
@@ -165,9 +167,15 @@ class BulkValidator:
         df = df.select(checks.stage_final)
         # Rows whose stored text holds a control character escape (rendered differently by DuckDB and orjson)
         # and candidate secrets (what the redactor would scan) take the exact path.
+        # Identifiers (source, id, the IDENTIFIER_KEYS) are refused by the exact path when they hold a credential
+        # or a control character (validation._identifier_problem): candidates and any escape in them take it.
+        idents = df["idents"].fill_null("")
         cand = (df["scan"].str.contains(self.prefilter) | df["subject"].fill_null("").str.contains(self.prefilter)
-                | df["data"].str.contains("\\u00", literal=True))
-        return df.filter(df["ok"] & ~cand).drop("ok", "scan")
+                | df["data"].str.contains("\\u00", literal=True)
+                | idents.str.contains(self.prefilter) | idents.str.contains("\\", literal=True)
+                | df["source"].str.contains(self.prefilter) | df["id"].str.contains(self.prefilter)
+                | df["source"].str.contains(_CONTROL) | df["id"].str.contains(_CONTROL))
+        return df.filter(df["ok"] & ~cand).drop("ok", "scan", "idents")
 
     def _finish(self, fast: pl.DataFrame | None, n: int, offset: int, item_of: Callable[[int], Any]) -> BulkResult:
         n_fast = 0 if fast is None else fast.height
