@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 
-from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots
+from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots, usable
 
 OUTCOMES = ("ok", "missed", "late", "failed")
 
@@ -120,8 +120,9 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
     since = {nb: until for nb, until in due}
     versions: dict[str, list[Version]] = {}
     for nb, t, cron, tz, grace, team, env, sla in cur.execute(_VERSIONS, {"ids": list(since)}).fetchall():
-        versions.setdefault(nb, []).append(
-            Version(t, cron, tz, default_grace if grace is None else float(grace), team, env, sla))
+        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team, env, sla)
+        if usable(v):  # a registration stored before the contract's bounds is skipped (missed.py logs it)
+            versions.setdefault(nb, []).append(v)
     rows: dict[str, list] = {k: [] for k in _SCHEMA.names}
     marks: list[tuple[str, datetime, datetime | None]] = []
     for nb, vs in versions.items():
