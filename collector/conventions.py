@@ -38,6 +38,8 @@ ARTIFACT_AGE_SECONDS = "notebook_artifact_age_seconds"
 ARTIFACTS_STALE = "notebook_artifacts_stale"
 ARTIFACTS = "notebook_artifacts"
 SCHEDULED_RUNS_MISSED = "notebook_scheduled_runs_missed"  # counter family name (exposed with _total)
+SCHEDULED_SLOTS = "notebook_scheduled_slots"  # counter family name (exposed with _total): due cron slots by outcome
+KERNEL_SESSIONS_ACTIVE = "notebook_kernel_sessions_active"
 CONSECUTIVE_FAILURES = "notebook_consecutive_failures"
 
 # ---- SQL-backed gauges of the cost area (cost/metrics.py) -------------------------------------------------------
@@ -47,6 +49,8 @@ COST_MOM_RATIO = "notebook_cost_month_over_month_ratio"
 COST_BUDGET_USD = "notebook_cost_budget_usd"
 COST_FORECAST_USD = "notebook_cost_forecast_usd"
 BILLING_LAST_SYNC = "observatory_billing_last_sync_timestamp_seconds"
+COST_SPIKE_ACTUAL_USD = "notebook_cost_spike_actual_usd"  # month to date, once the spike check applies
+COST_SPIKE_EXPECTED_USD = "notebook_cost_spike_expected_usd"  # the same weekdays of the previous month
 
 # ---- label names and reserved values ------------------------------------------------------------------------------
 TEAM = "team"
@@ -62,9 +66,12 @@ WINDOW = "window"
 STAT = "stat"
 NOTEBOOK = "notebook"
 OWNER = "owner"
+CRITICAL = "critical"  # "true" | "false"
 BILLING_PERIOD = "billing_period"
 ALLOCATION = "allocation"  # direct | proportional | unallocated
 LE = "le"  # histogram bucket bound
+JOB = "job"
+JOB_NAME = "observatory"  # the scrape job of the collector (deploy/prometheus.yml, alert rules, dashboards)
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
 UNALLOCATED = "__unallocated__"  # the team of cost no tag could allocate
 OTHER = "__other__"  # label values past a label's cap
@@ -110,7 +117,8 @@ SLO_ALERTS_GROUP = "sloth-slo-alerts-"
 
 # ---- alert labels (slo/rules/, alerts/alertmanager.yml) --------------------------------------------------------
 SEVERITY = "severity"  # page | ticket
-CATEGORY = "category"  # slo, notebook, security, cost, platform
+CATEGORY = "category"  # slo, notebook, security, cost, platform, meta
+CAUSE = "cause"  # infra (pages the platform on-call) | user (the owning team)
 ALERTNAME = "alertname"
 ALERTSTATE = "alertstate"
 ALERTS = "ALERTS"  # Prometheus' synthetic series of pending/firing alerts

@@ -16,7 +16,7 @@ from cost import allocation, budget, variance
 from cost.config import CostSettings, load_settings
 
 COST_GAUGES = (C.COST_USD, C.COST_PER_RUN_USD, C.COST_MOM_RATIO, C.COST_BUDGET_USD, C.COST_FORECAST_USD,
-               C.BILLING_LAST_SYNC)
+               C.BILLING_LAST_SYNC, C.COST_SPIKE_ACTUAL_USD, C.COST_SPIKE_EXPECTED_USD)
 
 
 def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None = None) -> list[GaugeMetricFamily]:
@@ -35,8 +35,12 @@ def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None
     bud = GaugeMetricFamily(C.COST_BUDGET_USD, "Monthly budget per team (config)", labels=["team"])
     fc = GaugeMetricFamily(C.COST_FORECAST_USD, "Forecast cost of the current billing month per team",
                            labels=["team"])
-    sync = GaugeMetricFamily(C.BILLING_LAST_SYNC, "Unix time of the last successful "
-                             "billing import or sync", labels=["source"])
+    sync = GaugeMetricFamily(C.BILLING_LAST_SYNC, "Unix time of the last successful billing import or sync "
+                             "per target; 0 for a target that never synced successfully", labels=["source", "target"])
+    spike_actual = GaugeMetricFamily(C.COST_SPIKE_ACTUAL_USD, "Cost of the current billing month's whole days so "
+                                     "far, once the cost-spike check applies (CostSpike)", labels=["team"])
+    spike_expected = GaugeMetricFamily(C.COST_SPIKE_EXPECTED_USD, "What the same weekdays cost last month (mean "
+                                       "per weekday x elapsed days), the CostSpike baseline", labels=["team"])
     alloc = allocation.allocate(cur, [current.month, previous.month], as_of=now)
     if alloc.height:
         for r in (alloc.group_by("team", "billing_month", "allocation")
@@ -54,9 +58,14 @@ def cost_metrics(cur, settings: CostSettings | None = None, now: datetime | None
         for r in variance.totals(a, b, "team").sort("key").to_dicts():
             if r["previous_cost"]:
                 mom.add_metric([r["key"]], float(Decimal(r["cost"]) / Decimal(r["previous_cost"])))
+        prev_daily = (alloc.filter(pl.col("billing_month") == previous.month).group_by("team", "charge_date")
+                      .agg(pl.col("effective_cost").sum().alias("cost")))
+        for r in budget.spike_baseline(daily, prev_daily, month, now, settings.spike_min_elapsed_days).to_dicts():
+            spike_actual.add_metric([r["team"]], float(r["actual"]))
+            spike_expected.add_metric([r["team"]], float(r["expected"]))
     for team, amount in sorted(settings.budgets.items()):
         bud.add_metric([team], float(amount))
-    for source, ts in cur.execute("SELECT source, max(last_sync_at) FROM cost_sync_state WHERE last_status = 'ok' "
-                                  "GROUP BY 1 ORDER BY 1").fetchall():
-        sync.add_metric([source], ts.timestamp())
-    return [cost, per_run, mom, bud, fc, sync]
+    for source, target, ts in cur.execute(
+            "SELECT source, target, last_ok_at FROM cost_sync_state ORDER BY 1, 2").fetchall():
+        sync.add_metric([source, target], ts.timestamp() if ts is not None else 0.0)
+    return [cost, per_run, mom, bud, fc, sync, spike_actual, spike_expected]

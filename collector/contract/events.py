@@ -139,6 +139,8 @@ class ScheduleRegistered(CommonData):
     cron: Annotated[str, Field(min_length=1, max_length=256)]
     timezone: Annotated[str, Field(max_length=64)] | None = None
     grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE_SECONDS, allow_inf_nan=False)] | None = None
+    # a due slot is good when its final attempt succeeded within this long after the slot (default: configured)
+    sla_seconds: Annotated[float, Field(gt=0, le=MAX_GRACE_SECONDS, allow_inf_nan=False)] | None = None
 
     @field_validator("cron")
     @classmethod
@@ -213,6 +215,15 @@ class ArtifactPublished(CommonData):
     artifact: Annotated[str, Field(min_length=1, max_length=4096)]
     sla_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)] | None = None
     size_bytes: NonNegInt | None = None
+    # a stale critical artifact pages its team; default: the notebook's registry `critical` flag
+    critical: StrictBool | None = None
+
+
+class ArtifactRetired(CommonData):
+    """The artifact is no longer produced: freshness stops tracking it (a later publication tracks it again)."""
+
+    notebook_id: Id
+    artifact: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 # ---- security ------------------------------------------------------------------------------------------------
@@ -280,6 +291,7 @@ DATA_MODELS: dict[str, type[CommonData]] = {
     "notebook.reproducibility.checked": ReproducibilityChecked,
     "notebook.quality.checked": QualityChecked,
     "notebook.artifact.published": ArtifactPublished,
+    "notebook.artifact.retired": ArtifactRetired,
     "notebook.security.secret_detected": SecretDetected,
     "notebook.security.access_denied": AccessDenied,
     "notebook.registered": NotebookRegistered,

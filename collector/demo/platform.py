@@ -911,6 +911,12 @@ class _History(_Ctx):
                 if nb.promote_cron:
                     self.emit(p + 1.0, SRC_REGISTRY, "notebook.schedule.registered", f"{nb.id}/schedule/1",
                               self._schedule_data(nb, nb.promote_cron))
+            if nb.stops_hours_before_end is not None and nb.artifact:
+                # a day after its DAG silently stopped, the owner retires the artifact nobody refreshes any more
+                t = self.end - (nb.stops_hours_before_end - 24) * HOUR
+                if lo <= t < hi:
+                    self.emit(t, SRC_REGISTRY, "notebook.artifact.retired", f"{nb.id}/artifact/retired",
+                              _base(nb, artifact=nb.artifact))
             if nb.update is not None:
                 u = self.updated_at[nb.id]
                 if lo <= u < hi and u > created:

@@ -46,25 +46,50 @@ def upsert_alerts(con: duckdb.DuckDBPyConnection, table: pa.Table) -> tuple[int,
     return int(new), int(new_pages)
 
 
-def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None = None) -> int:
-    """SLI M13: on-call pages that started in [since, until), deduplicated by (fingerprint, start); optionally of
-    one team. Resolutions and repeats of a page do not count again; a page that fires again later (new start) does."""
-    sql = ("SELECT count(*) FROM alertmanager_alerts WHERE severity = 'page' AND starts_at >= ? AND starts_at < ?")
-    params: list[Any] = [since, until]
+FLAP_WINDOW_SECONDS = 3600  # a page that fires again within this long after it resolved is a flap, not a new page
+
+# Page instances up to $until with the end of the same alert's previous instance (NULL for its first); severity
+# `critical` is a page too. The lag runs over the alert's whole history, so a flap is known whatever the window.
+_PAGES = """
+WITH p AS (
+    SELECT team, starts_at,
+           lag(coalesce(ends_at, starts_at)) OVER (PARTITION BY fingerprint ORDER BY starts_at) AS prev_end
+    FROM alertmanager_alerts
+    WHERE severity IN ('page', 'critical') AND starts_at < $until
+)
+SELECT {group} count(*) FILTER (WHERE prev_end IS NULL OR starts_at > prev_end + to_seconds($flap)) AS pages,
+       count(*) FILTER (WHERE prev_end IS NOT NULL AND starts_at <= prev_end + to_seconds($flap)) AS flaps
+FROM p WHERE starts_at >= $since {team} {group_by}
+"""
+
+
+def pages_and_flaps(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime,
+                    team: str | None = None) -> tuple[int, int]:
+    """SLI M13: (pages, flaps) that started in [since, until), optionally of one team.
+
+    A page is an alert instance (fingerprint, start) with severity page or critical: repeats and the resolution of
+    one firing are one instance. An instance that starts within `FLAP_WINDOW_SECONDS` after the same alert's
+    previous instance ended (or while it still fired) is a flap of that page: counted under flaps, not as a new
+    page, so a flapping SLI wakes someone once."""
+    params: dict[str, Any] = {"since": since, "until": until, "flap": float(FLAP_WINDOW_SECONDS)}
     if team is not None:
-        sql += " AND team = ?"
-        params.append(team)
-    return int(cur.execute(sql, params).fetchone()[0])
+        params["team"] = team
+    sql = _PAGES.format(team="AND team = $team" if team is not None else "", group="", group_by="")
+    row = cur.execute(sql, params).fetchone()
+    return int(row[0]), int(row[1])
 
 
-def pages_by_team(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> dict[str | None, int]:
-    """`pages_count` for every team at once (key None: all teams): one statement per window, which is what an
-    engine with a per-statement cost (Spark, BigQuery) needs."""
-    rows = cur.execute(
-        "SELECT team, GROUPING(team) AS g, count(*) FROM alertmanager_alerts "
-        "WHERE severity = 'page' AND starts_at >= ? AND starts_at < ? GROUP BY GROUPING SETS ((), (team))",
-        [since, until]).fetchall()
-    return {(None if g else team): int(n) for team, g, n in rows if g or team is not None}
+def pages_and_flaps_by_team(cur: duckdb.DuckDBPyConnection, since: datetime,
+                            until: datetime) -> dict[str | None, tuple[int, int]]:
+    """`pages_and_flaps` of every team at once (one query per window for the SLI engine); None = no team label."""
+    sql = _PAGES.format(team="", group="team,", group_by="GROUP BY team")
+    rows = cur.execute(sql, {"since": since, "until": until, "flap": float(FLAP_WINDOW_SECONDS)}).fetchall()
+    return {t: (int(p), int(f)) for t, p, f in rows}
+
+
+def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None = None) -> int:
+    """SLI M13: pages that started in [since, until), flaps of an earlier page not counted (`pages_and_flaps`)."""
+    return pages_and_flaps(cur, since, until, team)[0]
 
 
 def list_pages(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None,

@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 
 from collector.engines.base import table_exists
-from collector.storage.alerts import pages_by_team
+from collector.storage.alerts import pages_and_flaps, pages_and_flaps_by_team
 from collector.storage.sqltext import Params
 from cost import allocation, variance
 from slo.sli import sql as Q
@@ -323,11 +323,12 @@ def _missed(cur, ctx: _Ctx, add: dict) -> None:
 
 
 def _pages(cur, ctx: _Ctx, w: Win, scopes: list[tuple], observed: set) -> None:
-    scopes = [sc for sc in scopes if (w.name, sc[0], None) in observed]
-    counts = pages_by_team(cur, w.s, w.e) if scopes else {}
-    for team, _, _ in scopes:
-        n = counts.get(team, 0)
-        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
+    """M13 of the observed scopes (platform and teams): one statement for the platform, one for all teams."""
+    wanted = [team for team, _, _ in scopes if (w.name, team, None) in observed]
+    by_team = pages_and_flaps_by_team(cur, w.s, w.e) if any(t is not None for t in wanted) else {}
+    for team in wanted:
+        n, flaps = pages_and_flaps(cur, w.s, w.e) if team is None else by_team.get(team, (0, 0))
+        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n), details={"flaps": flaps})
 
 
 def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
@@ -513,10 +514,10 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
                 ctx.emit(w, "M14", sc[0], None, None, "median", _median(agg[sc]), None, None, len(agg[sc]))
     if "M7" in slis:
         p = Params(as_of=as_of, retention=cfg.artifact_retention_seconds)
-        sql = Q.ARTIFACTS_AT.format(art=art, extra=_filters(ctx, p))
+        sql = Q.ARTIFACTS_AT.format(art=art, registry_at=registry_at, extra=_filters(ctx, p))
         agg7: dict[tuple, list] = {}
         arts: dict[tuple, list] = {}
-        for team, nb, artifact, last_t, sla, age, fresh in cur.execute(sql, p).fetchall():
+        for team, nb, artifact, last_t, sla, age, fresh, critical in cur.execute(sql, p).fetchall():
             for sc in scopes_of(team, nb, True):
                 a = agg7.setdefault(sc, [0, 0, 0.0])
                 a[0] += fresh
@@ -525,7 +526,7 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
                 if sc[1] is not None:
                     arts.setdefault(sc, []).append({
                         "artifact": artifact, "age_seconds": float(age), "sla_seconds": float(sla),
-                        "fresh": bool(fresh), "last_published": last_t.isoformat()})
+                        "fresh": bool(fresh), "last_published": last_t.isoformat(), "critical": bool(critical)})
         ctx.reasons["M7"] = "no artifact with an SLA tracked at as_of"
         emit_ratio("M7", agg7, details=lambda sc: sorted(arts[sc], key=lambda d: d["artifact"]) if sc in arts else None)
         for w in wins:
@@ -549,6 +550,27 @@ def _median(vals: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
-def consecutive_failures(cur: duckdb.DuckDBPyConnection, cap: int) -> list[tuple[str, str, str, int]]:
-    """(team, notebook, owner, failed attempts since the last success) for at most `cap` critical notebooks."""
-    return [tuple(r) for r in cur.execute(Q.CONSECUTIVE_FAILURES, {"cap": cap}).fetchall()]
+def consecutive_failures(cur: duckdb.DuckDBPyConnection, cap: int,
+                         production: list[str] | tuple[str, ...] = ("prod",)) -> list[tuple[str, str, str, int]]:
+    """(team, notebook, owner, scheduled production runs failed in a row on their final attempt) for at most `cap`
+    critical notebooks."""
+    params = {"cap": cap, "production": list(production)}
+    return [tuple(r) for r in cur.execute(Q.CONSECUTIVE_FAILURES, params).fetchall()]
+
+
+def artifact_states(cur: duckdb.DuckDBPyConnection, as_of: datetime,
+                    cfg: SliConfig) -> list[tuple[str, bool, int, int, float]]:
+    """(team, critical, tracked, stale, oldest age in seconds) of the tracked artifacts at `as_of`, from the folded
+    tables (the artifact gauges; M7 of GET /v1/sli counts the same artifacts)."""
+    registry_at = Q.REGISTRY_AT.format(reg="SELECT * FROM sli_registry")
+    at = Q.ARTIFACTS_AT.format(art="SELECT * FROM sli_artifacts", registry_at=registry_at, extra="")
+    sql = (f"SELECT team, critical, count(*), count(*) - sum(fresh), max(age_seconds) FROM ({at}) x "
+           "GROUP BY team, critical ORDER BY team, critical")
+    p = Params(as_of=utc(as_of), retention=cfg.artifact_retention_seconds)
+    return [(t, bool(c), int(n), int(st), float(age)) for t, c, n, st, age in cur.execute(sql, p).fetchall()]
+
+
+def active_kernels(cur: duckdb.DuckDBPyConnection, now: datetime, cfg: SliConfig) -> list[tuple[str, int]]:
+    """(team, kernel sessions alive at `now`): the kernel-stability SLOs' denominator, integrated by Prometheus."""
+    p = Params(now=utc(now), max_age=cfg.kernel_session_max_hours * 3600.0)
+    return [(t, int(n)) for t, n in cur.execute(Q.ACTIVE_KERNELS, p).fetchall()]

@@ -70,11 +70,15 @@ _SLOT_SCHEMA = pa.schema([
 
 @dataclass
 class Version:
+    """One registration of a notebook's schedule, in force from `t` until the next one."""
+
     t: datetime
     cron: str
     tz: str | None
     grace: float
     team: str
+    environment: str = "unknown"
+    sla: float | None = None
 
 
 UNUSABLE_REGISTRATIONS = 0  # skipped since the process started (see `usable`)
@@ -96,7 +100,7 @@ def usable(v: Version) -> bool:
     return True
 
 
-def _slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
+def due_slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
     """Slots of one schedule version strictly after `after` and before `before` (next registration), decided
     by `now`; returns (decided slots, first undecided slot's due time or None)."""
     tz = ZoneInfo(version.tz) if version.tz else timezone.utc
@@ -168,7 +172,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             if before is not None and before <= start:
                 continue
             after = max(start, v.t)
-            got, due_at = _slots(v, after, before, now, MAX_SLOTS_PER_PASS)
+            got, due_at = due_slots(v, after, before, now, MAX_SLOTS_PER_PASS)
             for s in got:
                 slot_rows["notebook_id"].append(nb)
                 slot_rows["slot"].append(s)

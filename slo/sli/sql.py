@@ -220,13 +220,16 @@ WHERE ({where}) AND type IN ('notebook.registered', 'notebook.updated', 'noteboo
 """
 ARTIFACT_EXTRACT = """
 SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (data->>'artifact') AS artifact,
-       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds
+       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds,
+       replace(type, 'notebook.artifact.', '') AS kind,  -- published | retired
+       TRY_CAST((data->>'critical') AS BOOLEAN) AS critical
 FROM {src}
-WHERE ({where}) AND type = 'notebook.artifact.published' AND notebook_id IS NOT NULL
+WHERE ({where}) AND type IN ('notebook.artifact.published', 'notebook.artifact.retired') AND notebook_id IS NOT NULL
 """
 SCHEDULE_EXTRACT = """
 SELECT source, id, time AS t, notebook_id, team, (data->>'cron') AS cron, (data->>'timezone') AS timezone,
-       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds
+       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds,
+       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds, environment
 FROM {src}
 WHERE ({where}) AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
 """
@@ -275,19 +278,32 @@ WHERE promoted_at IS NOT NULL AND promoted_at >= $lo AND coalesce(created_at, re
 """
 
 # M7 at $as_of: per artifact its latest publication before as_of and its SLA (latest non-null sla_seconds);
-# tracked while age <= sla + $retention.
+# tracked while age <= sla + $retention, unless retired after its latest publication. Critical: the latest
+# publication's `critical`, else the notebook's registry flag at as_of ({registry_at}).
 ARTIFACTS_AT = """
 WITH a AS (
     SELECT notebook_id, artifact,
-           arg_max(team, (t, source, id)) AS team, max(t) AS last_t,
-           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE sla_seconds IS NOT NULL) AS sla_seconds
+           arg_max(team, (t, source, id)) FILTER (WHERE kind = 'published') AS team,
+           max(t) FILTER (WHERE kind = 'published') AS last_t,
+           max(t) FILTER (WHERE kind = 'retired') AS retired_t,
+           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE kind = 'published' AND sla_seconds IS NOT NULL)
+               AS sla_seconds,
+           arg_max(critical, (t, source, id)) FILTER (WHERE kind = 'published' AND critical IS NOT NULL) AS critical
     FROM ({art}) x WHERE t < $as_of GROUP BY notebook_id, artifact
+),
+nb AS ({registry_at}),
+tracked AS (
+    SELECT a.team, a.notebook_id, a.artifact, a.last_t, a.sla_seconds,
+           coalesce(a.critical, nb.critical, false) AS critical
+    FROM a LEFT JOIN nb USING (notebook_id)
+    WHERE a.last_t IS NOT NULL AND (a.retired_t IS NULL OR a.retired_t < a.last_t) AND a.sla_seconds IS NOT NULL
 )
 SELECT team, notebook_id, artifact, last_t, sla_seconds,
        epoch($as_of - last_t) AS age_seconds,
-       CASE WHEN epoch($as_of - last_t) <= sla_seconds THEN 1 ELSE 0 END AS fresh
-FROM a
-WHERE sla_seconds IS NOT NULL AND epoch($as_of - last_t) <= sla_seconds + $retention {extra}
+       CASE WHEN epoch($as_of - last_t) <= sla_seconds THEN 1 ELSE 0 END AS fresh,
+       critical
+FROM tracked
+WHERE epoch($as_of - last_t) <= sla_seconds + $retention {extra}
 """
 
 # ---- M4 / M10: cost (tables of the billing area, FOCUS columns) -------------------------------------------------
@@ -349,17 +365,23 @@ GROUP_KEY = "notebook_id, input_hash, parameters_hash, env_hash"
 
 # ---- consecutive failures of critical notebooks (Prometheus only) -----------------------------------------------
 
-# Failed or timed-out attempts since the last success, per critical notebook; the `cap` notebooks failing most.
-
+# Scheduled production runs of each critical notebook whose final attempt failed or timed out, since its last run
+# whose final attempt succeeded; the `cap` notebooks failing most. A run counts once its highest attempt has ended
+# (a failure a retry fixed is a success; a run waiting for its retry is not counted yet). Manual, API and CI runs
+# and runs outside `$production` (a list of environments) do not count.
 CONSECUTIVE_FAILURES = f"""
 WITH crit AS (
     SELECT notebook_id, coalesce(team, 'unknown') AS team, coalesce(owner, 'unknown') AS owner
     FROM notebooks WHERE critical
 ),
-f AS (
-    SELECT notebook_id, t, state FROM sli_run_facts
-    WHERE state IN {RUN_OUTCOMES} AND notebook_id IN (SELECT notebook_id FROM crit)
+final AS (
+    SELECT notebook_id, run_id, arg_max(state, attempt) AS state, arg_max(ended_at, attempt) AS t
+    FROM run_attempts
+    WHERE notebook_id IN (SELECT notebook_id FROM crit) AND trigger = 'scheduled'
+      AND list_contains($production, environment)  -- duckdb: list_contains (standard: environment IN (...))
+    GROUP BY notebook_id, run_id
 ),
+f AS (SELECT notebook_id, t, state FROM final WHERE t IS NOT NULL AND state IN {RUN_OUTCOMES}),
 last_ok AS (SELECT notebook_id, max(t) FILTER (WHERE state = 'succeeded') AS ok_t FROM f GROUP BY notebook_id)
 SELECT c.team, c.notebook_id, c.owner,
        count(f.t) FILTER (WHERE f.state <> 'succeeded' AND (l.ok_t IS NULL OR f.t > l.ok_t)) AS n
@@ -367,4 +389,13 @@ FROM crit c LEFT JOIN f USING (notebook_id) LEFT JOIN last_ok l USING (notebook_
 GROUP BY ALL
 ORDER BY n DESC, c.notebook_id
 LIMIT $cap
+"""
+
+# Kernel sessions alive at $now per team: started, not ended, and seen within $max_age seconds (a session whose
+# server died without a shutdown event stops counting then). The denominator of the kernel-stability SLOs.
+ACTIVE_KERNELS = """
+SELECT coalesce(team, 'unknown') AS team, count(*) AS n
+FROM kernel_sessions
+WHERE started_at <= $now AND (ended_at IS NULL OR ended_at > $now) AND last_event_at >= $now - to_seconds($max_age)
+GROUP BY 1 ORDER BY 1
 """

@@ -16,6 +16,7 @@ from conftest import auth  # noqa: E402
 from fixtures.cost import cur_gen  # noqa: E402
 from fixtures.cost.util import DATA, add_runs, focus_line, write_focus_csv  # noqa: E402
 
+from cost.store import record_sync
 from cost import budget, db as cost_db, ingest, metrics  # noqa: E402
 from cost.cli import billing_app, report_app  # noqa: E402
 from cost.config import load_settings  # noqa: E402
@@ -109,8 +110,17 @@ def test_cost_metrics_gauges(db_path, tmp_path):
     # month to date (to the 20th) over the previous month to the same point: 4 / 5 (the line of the 3rd)
     assert samples[("notebook_cost_month_over_month_ratio", (("team", "finance"),))] == pytest.approx(4.0 / 5.0)
     assert ("notebook_cost_month_over_month_ratio", (("team", "__unallocated__"),)) not in samples  # no prev
-    ts = samples[("observatory_billing_last_sync_timestamp_seconds", (("source", "focus"),))]
-    assert abs(ts - NOW.timestamp()) < 600
+    syncs = {dict(k[1])["target"]: v for k, v in samples.items()
+             if k[0] == "observatory_billing_last_sync_timestamp_seconds" and dict(k[1])["source"] == "focus"}
+    assert len(syncs) == 1 and abs(next(iter(syncs.values())) - datetime.now(timezone.utc).timestamp()) < 600
+    # per target: a failed sync keeps the last success; a target that never synced is 0 (stale from the start)
+    target = next(iter(syncs))
+    record_sync(con, "focus", target, "error", "boom")
+    record_sync(con, "aws-cur", "s3://never/ok", "error", "denied")
+    fams = {f.name: f for f in metrics.cost_metrics(con.cursor(), s, now=NOW)}
+    after = {(x.labels["source"], x.labels["target"]): x.value
+             for x in fams["observatory_billing_last_sync_timestamp_seconds"].samples}
+    assert after == {("focus", target): syncs[target], ("aws-cur", "s3://never/ok"): 0.0}
 
 
 def test_cli_import_dry_run_report(tmp_path):
