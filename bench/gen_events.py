@@ -212,6 +212,8 @@ def generate(n: int, seed: int = 7, end: datetime | None = None, days: float = 3
         "team": team, "notebook_id": nb, "detector": pl.repeat("gitleaks", m, eager=True)}))
     simple("notebook.security.access_denied", 0.003, "ad", lambda m, nb, team, owner: pl.DataFrame({
         "principal": owner, "resource": "notebook:" + nb, "action": pl.repeat("open", m, eager=True)}))
+    simple("notebook.artifact.retired", 0.0005, "ar", lambda m, nb, team, owner: pl.DataFrame({
+        "team": team, "notebook_id": nb, "artifact": "s3://lake/marts/" + nb + ".parquet"}))
 
     df = pl.concat([f for f in frames if f.height], how="vertical").sort("t")
     return df.select(

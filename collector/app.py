@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 
@@ -13,11 +14,17 @@ from opentelemetry import trace
 from collector import areas
 from collector.api import errors
 from collector.api.auth import TokenStore
+from collector.api.reads import ActiveQueries
+from collector.contract.redaction import redact_text
 from collector.settings import Settings
 from collector.ingest.store import Store
+from collector.lake.schedule import LakeExporter
 from collector.telemetry import request_id_var, setup_tracing
 
 log = logging.getLogger("collector.http")
+# A client's X-Request-ID is kept only when it is a plain token (letters, digits, `._:-`, at most 64); anything
+# else (a secret, a control character, a header injection attempt) is replaced by a fresh id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 tracer = trace.get_tracer("collector.http")
 
 DESCRIPTION = """
@@ -42,38 +49,48 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     async def lifespan(app: FastAPI):
         store = Store(settings)
         app.state.store = store
-        for source in areas.gauge_sources():
+        for source in areas.gauge_sources(settings):
             store.refresher.register(source, reserved=store.builtin_metric_names())
         for hook in app.state.startup_hooks:
             hook(app)
         store.start()
+        exporter = LakeExporter.from_settings(settings, store)
+        app.state.lake_exporter = exporter
+        if exporter is not None:
+            exporter.start()
         log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled})
         try:
             yield
         finally:
+            if exporter is not None:
+                exporter.stop()
+            app.state.queries.interrupt_all()  # a read still running must not hold the shutdown
             store.close()
             log.info("collector stopped")
 
     app = FastAPI(
         title="Notebook Observatory collector", version="0.1.0", description=DESCRIPTION, openapi_tags=list(TAGS),
-        lifespan=lifespan,
+        lifespan=lifespan, docs_url=None, redoc_url=None,  # served from the package by collector/api/docs.py
     )
     app.state.settings = settings
     app.state.tokens = tokens or TokenStore.load(settings.tokens_file, settings.tokens_value(), enabled=settings.auth)
     app.state.startup_hooks = []
+    app.state.queries = ActiveQueries()
     setup_tracing()
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        rid = rid[:64]
+        rid = request.headers.get("x-request-id") or ""
+        if not _REQUEST_ID.fullmatch(rid) or redact_text(rid)[1]:  # echoed into logs, dead letters, responses
+            rid = uuid.uuid4().hex
         token = request_id_var.set(rid)
         t0 = time.perf_counter()
         status = 500
-        span_cm = tracer.start_as_current_span(f"{request.method} {request.url.path}", kind=trace.SpanKind.SERVER)
+        path = redact_text(request.url.path[:512])[0]  # a path parameter may carry anything, a secret included
+        span_cm = tracer.start_as_current_span(f"{request.method} {path}", kind=trace.SpanKind.SERVER)
         span = span_cm.__enter__()
         span.set_attribute("http.request.method", request.method)
-        span.set_attribute("url.path", request.url.path)
+        span.set_attribute("url.path", path)
         span.set_attribute("request.id", rid)
         try:
             response = await call_next(request)
@@ -83,7 +100,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
             return response
         finally:
             log.info("request", extra={
-                "method": request.method, "path": request.url.path, "status": status,
+                "method": request.method, "path": path, "status": status,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "client": request.client.host if request.client else None,
             })

@@ -6,13 +6,15 @@ a plain list, not a discovery loop: a missing module is a broken install and fai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import typer
 from fastapi import APIRouter
 
-from collector.api import alertmanager, cost, ingest, jupyter, openlineage, ops, otlp, runs, sli
+from collector.api import alertmanager, cost, docs, ingest, jupyter, openlineage, ops, otlp, runs, sli
 from collector.metrics.refresher import GaugeSource
+from collector.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,26 +33,31 @@ ROUTERS: tuple[Router, ...] = (
     Router(sli.router),
     Router(cost.router, cost.TAG),
     Router(alertmanager.router, alertmanager.TAG),
+    Router(docs.router),
 )
 
 
-def gauge_sources() -> list[GaugeSource]:
-    """The SQL-backed gauges of the SLO and cost areas, computed by the refresher (never during a scrape)."""
+def gauge_sources(settings: Settings | None = None) -> list[GaugeSource]:
+    """The SQL-backed gauges of the SLO and cost areas, computed by the refresher (never during a scrape), with the
+    sections of the collector's settings."""
     from cost.metrics import COST_GAUGES, cost_metrics
     from slo.sli.gauges import SLI_GAUGES, sli_metrics
 
-    return [GaugeSource("slo.sli", SLI_GAUGES, sli_metrics), GaugeSource("cost", COST_GAUGES, cost_metrics)]
+    settings = settings or Settings()
+    return [GaugeSource("slo.sli", SLI_GAUGES, partial(sli_metrics, cfg=settings.sli)),
+            GaugeSource("cost", COST_GAUGES, partial(cost_metrics, settings=settings.cost))]
 
 
 def cli_groups() -> list[tuple[str, typer.Typer]]:
     """(name, typer app) of the command groups of the other areas."""
     from cost.cli import billing_app, report_app
+    from collector.lake.cli import lake_app
     from dashboards.cli import dashboards_app
     from slo.cli import slo_app
     from slo.sli.cli import sli_app
 
     return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
-            ("sli", sli_app)]
+            ("sli", sli_app), ("lake", lake_app)]
 
 
 def openapi_tags() -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import socket
 import sys
@@ -59,6 +60,9 @@ def serve(
     tokens_file: Optional[Path] = option("tokens_file", "--tokens-file"),
     metrics_public: Optional[bool] = option("metrics_public", "--metrics-public/--no-metrics-public"),
     log_level: Optional[str] = option("log_level", "--log-level"),
+    lake_export_to: Optional[str] = option("lake_export_to", "--lake-export-to"),
+    lake_export_every: Optional[str] = option("lake_export_every", "--lake-export-every"),
+    lake_collector_id: Optional[str] = option("lake_collector_id", "--lake-collector-id"),
     demo: bool = typer.Option(False, help="Backfill demo history when the database is empty and stream live demo traffic"),
     demo_days: int = typer.Option(30, help="Days of demo history to backfill"),
     demo_rate: float = typer.Option(5.0, help="Live demo events per second"),
@@ -72,7 +76,8 @@ def serve(
     from collector.telemetry import setup_logging
 
     settings = settings_or_exit(host=host, port=port, db=db, auth=auth, tokens_file=tokens_file,
-                                metrics_public=metrics_public, log_level=log_level)
+                                metrics_public=metrics_public, log_level=log_level, lake_export_to=lake_export_to,
+                                lake_export_every=lake_export_every, lake_collector_id=lake_collector_id)
     host, port, db = settings.host, settings.port, settings.db
     if not settings.auth and not _is_loopback(host):
         typer.echo(f"error: --no-auth is only allowed when binding to a loopback address, not {host!r}", err=True)
@@ -99,7 +104,13 @@ def serve(
         application.state.startup_hooks.append(lambda a: _start_live_demo(base, demo_token, demo_rate))
     typer.echo(banner(settings, demo_token, demo))
     sys.stdout.flush()
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+    # The store is closed (everything acknowledged is committed). A worker thread still inside a computation
+    # that no interrupt reaches must not keep the process alive: exit at the latest after the shutdown timeout.
+    watchdog = threading.Timer(settings.shutdown_timeout_seconds, os._exit, args=(0,))
+    watchdog.daemon = True
+    watchdog.start()
 
 
 def _refuse_busy_port(host: str, port: int) -> None:
@@ -115,14 +126,19 @@ def _refuse_busy_port(host: str, port: int) -> None:
         raise typer.Exit(1) from None
 
 
+class _QuietRequests(logging.Filter):
+    """Drops the per-request lines of answered requests (status < 400); errors and every other line stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage() == "request" and getattr(record, "status", 500) < 400)
+
+
 def quiet_request_log() -> None:
     """The live demo posts every fraction of a second: its request lines would bury the banner and every other
-    log line, so the per-request log drops to DEBUG level (`--log-level DEBUG` shows it again)."""
-    import logging
-
+    log line, so successful requests are not logged (`--log-level DEBUG` keeps them; failed ones always show)."""
     http = logging.getLogger("collector.http")
-    if http.getEffectiveLevel() > logging.DEBUG:
-        http.setLevel(logging.WARNING)
+    if http.getEffectiveLevel() > logging.DEBUG and not any(isinstance(f, _QuietRequests) for f in http.filters):
+        http.addFilter(_QuietRequests())
 
 
 def banner(settings: Settings, demo_token: str | None, demo: bool) -> str:
@@ -147,7 +163,7 @@ def banner(settings: Settings, demo_token: str | None, demo: bool) -> str:
                   "  .venv/bin/observatory report cost --out report.html   # last closed month, for finance",
                   f"  curl -H \"Authorization: Bearer $OBSERVATORY_TOKEN\" {base}/v1/cost/summary",
                   "  docker compose --profile demo up              # Prometheus, Alertmanager, Grafana on :3000",
-                  "Live demo traffic is flowing; request logs are at DEBUG level (--log-level DEBUG to see them)."]
+                  "Live demo traffic is flowing; successful requests are not logged (--log-level DEBUG logs them)."]
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ an ImportError, not a silent empty panel.
 
 from __future__ import annotations
 
+import functools
+import re
+
 # ---- counters persisted with the events (collector/metrics/counters.py) ---------------------------------------
 RUN_ATTEMPTS_TOTAL = "notebook_run_attempts_total"
 RUN_DURATION_SECONDS = "notebook_run_duration_seconds"  # histogram
@@ -35,6 +38,8 @@ ARTIFACT_AGE_SECONDS = "notebook_artifact_age_seconds"
 ARTIFACTS_STALE = "notebook_artifacts_stale"
 ARTIFACTS = "notebook_artifacts"
 SCHEDULED_RUNS_MISSED = "notebook_scheduled_runs_missed"  # counter family name (exposed with _total)
+SCHEDULED_SLOTS = "notebook_scheduled_slots"  # counter family name (exposed with _total): due cron slots by outcome
+KERNEL_SESSIONS_ACTIVE = "notebook_kernel_sessions_active"
 CONSECUTIVE_FAILURES = "notebook_consecutive_failures"
 
 # ---- SQL-backed gauges of the cost area (cost/metrics.py) -------------------------------------------------------
@@ -44,6 +49,8 @@ COST_MOM_RATIO = "notebook_cost_month_over_month_ratio"
 COST_BUDGET_USD = "notebook_cost_budget_usd"
 COST_FORECAST_USD = "notebook_cost_forecast_usd"
 BILLING_LAST_SYNC = "observatory_billing_last_sync_timestamp_seconds"
+COST_SPIKE_ACTUAL_USD = "notebook_cost_spike_actual_usd"  # month to date, once the spike check applies
+COST_SPIKE_EXPECTED_USD = "notebook_cost_spike_expected_usd"  # the same weekdays of the previous month
 
 # ---- label names and reserved values ------------------------------------------------------------------------------
 TEAM = "team"
@@ -59,12 +66,29 @@ WINDOW = "window"
 STAT = "stat"
 NOTEBOOK = "notebook"
 OWNER = "owner"
+CRITICAL = "critical"  # "true" | "false"
 BILLING_PERIOD = "billing_period"
 ALLOCATION = "allocation"  # direct | proportional | unallocated
 LE = "le"  # histogram bucket bound
+JOB = "job"
+JOB_NAME = "observatory"  # the scrape job of the collector (deploy/prometheus.yml, alert rules, dashboards)
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges
 UNALLOCATED = "__unallocated__"  # the team of cost no tag could allocate
 OTHER = "__other__"  # label values past a label's cap
+
+# Label values that come from input (team, source, owner, notebook, reasons) are passed through the secret
+# redactor, then limited to letters, digits, space and `_-.:/@+[]` (anything else becomes `_`) and to
+# LABEL_VALUE_MAX characters: no NUL, quote, newline or credential can reach an exposition.
+LABEL_VALUE_MAX = 128
+_UNSAFE_LABEL_CHARS = re.compile(r"[^\w .:/@+\[\]-]")
+
+
+@functools.lru_cache(maxsize=8192)
+def safe_label_value(value: str) -> str:
+    """The label value exported for `value` (idempotent)."""
+    from collector.contract.redaction import redact_text
+
+    return _UNSAFE_LABEL_CHARS.sub("_", redact_text(value[:4 * LABEL_VALUE_MAX])[0])[:LABEL_VALUE_MAX]
 
 # ---- Sloth-compatible SLO recording rules and labels (slo/rules/) -------------------------------------------------
 SLI_ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"  # + window, e.g. slo:sli_error:ratio_rate5m
@@ -93,7 +117,8 @@ SLO_ALERTS_GROUP = "sloth-slo-alerts-"
 
 # ---- alert labels (slo/rules/, alerts/alertmanager.yml) --------------------------------------------------------
 SEVERITY = "severity"  # page | ticket
-CATEGORY = "category"  # slo, notebook, security, cost, platform
+CATEGORY = "category"  # slo, notebook, security, cost, platform, meta
+CAUSE = "cause"  # infra (pages the platform on-call) | user (the owning team)
 ALERTNAME = "alertname"
 ALERTSTATE = "alertstate"
 ALERTS = "ALERTS"  # Prometheus' synthetic series of pending/firing alerts

@@ -9,8 +9,14 @@ settings table feeding both its flags and its environment, for the same reason: 
 The areas configure themselves through sections of this object, each a settings class of its own beside the code it
 configures, with its own prefix so that its variables read as one family:
 
+- `sli` (`slo.sli.config.SliConfig`, `OBSERVATORY_SLI_*`): windows, searchability tags, missed-run grace,
+  artifact retention, the cap on per-notebook series.
 - `cost` (`cost.config.CostSettings`, `OBSERVATORY_COST_*`, plus the optional YAML file `OBSERVATORY_CONFIG`):
   allocation tag keys, budgets, currency, sync windows.
+
+A section is read when the settings are loaded, so `Settings().sli` and `Settings().cost` are the effective values;
+the collector hands them to the API, the gauges and the CLIs (`app.state.settings`), so there is one way to
+configure each thing.
 
 `python -m collector.settings --write README.md` regenerates the README's configuration table from these fields;
 `--check` (run by `make check-generated` and the tests) fails when the two disagree.
@@ -29,6 +35,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cost.config import CostSettings
+from slo.sli.config import SliConfig
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -65,10 +72,26 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Least time between two gauge refreshes while ingest keeps poking the refresher "
                                "(the gauges are scraped every 15-60 s; recomputing them after every commit would "
                                "only take CPU from ingest)")
+    sli_max_windows: int = Field(8, ge=1, description="Most windows one `GET /v1/sli` may ask for (400 above)")
+    sli_max_window_days: float = Field(400.0, gt=0, description="Longest window `GET /v1/sli` computes (400 above)")
+    read_timeout_seconds: float = Field(60.0, gt=0, description="An SLI computation running longer is interrupted "
+                                                                "and answered 503")
+    shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, description="SIGTERM: requests still running after this long are cancelled and their queries "
+                                "interrupted; the process exits at most this long again after that")
     label_cap_team: int = Field(500, gt=0, description="Most `team` label values per metric (the rest fold into "
                                                        "`__other__`)")
     label_cap_source: int = Field(500, gt=0, description="Most `source` label values per metric")
 
+    lake_export_to: Optional[str] = Field(None, description="Lake `serve` exports to on a schedule (DIR, "
+                                                            "`s3://bucket/prefix`, `gs://bucket/prefix`); none: no "
+                                                            "scheduled export (docs/scale.md)")
+    lake_export_every: str = Field("5m", pattern=r"^[1-9][0-9]*[smhd]$",
+                                   description="Period of the scheduled lake export (`30s`, `5m`, `1h`)")
+    lake_collector_id: Optional[str] = Field(None, description="Name of this collector's files in the lake; "
+                                                               "default `<host>-<hash of the database path>`")
+
+    sli: SliConfig = Field(default_factory=SliConfig, description="SLI section (`OBSERVATORY_SLI_*`)")
     cost: CostSettings = Field(default_factory=CostSettings, description="Cost section (`OBSERVATORY_COST_*`)")
 
     @field_validator("log_level", mode="before")
@@ -84,7 +107,7 @@ class Settings(BaseSettings):
         return self.tokens.get_secret_value() if self.tokens else None
 
 
-SECTIONS: dict[str, str] = {"cost": "OBSERVATORY_COST_"}
+SECTIONS: dict[str, str] = {"sli": "OBSERVATORY_SLI_", "cost": "OBSERVATORY_COST_"}
 
 
 class SettingsError(ValueError):

@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import duckdb
 import polars as pl
 
+from collector.engines.base import table_exists
 from cost.schema import TABLE, UNALLOCATED
 
 RUNS_EMPTY = ("(SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS INTEGER) AS attempt, "
@@ -34,8 +35,7 @@ OUTPUT_COLUMNS = ("billing_month", "charge_date", "charge_start", "team", "noteb
 
 
 def runs_relation(con: duckdb.DuckDBPyConnection) -> str:
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_attempts'").fetchall()[0][0]
-    found += con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'run_attempts'").fetchall()[0][0]
+    found = table_exists(con, "run_attempts")
     return "run_attempts" if found else RUNS_EMPTY
 
 
@@ -155,7 +155,22 @@ def allocate(con: duckdb.DuckDBPyConnection, months: Sequence[str] | None = None
              as_of: datetime | None = None, runs: str | None = None) -> pl.DataFrame:
     """Allocation rows for the given billing months (all months when None), computed now from lines and runs."""
     sql = allocation_sql(runs or runs_relation(con))
-    return pl.from_arrow(con.execute(sql, params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
+    return pl.from_arrow(con.sql(sql, params=params(months, as_of or datetime.now(timezone.utc))).to_arrow_table())
+
+
+def run_costs(alloc: pl.DataFrame) -> pl.DataFrame:
+    """Per run in `alloc` (rows of `allocate`): team, notebook, direct, proportional and cost = its whole allocated
+    cost (direct lines plus its proportional shares), most expensive first. The one definition of a run's cost:
+    the reports, GET /v1/cost/runs, the gauge and SLI M4 all use it."""
+    dec = pl.Decimal(38, 18)
+    cost = pl.col("effective_cost")
+    runs = alloc.filter(pl.col("run_id").is_not_null())
+    return (runs.group_by("run_id").agg(
+        pl.col("team").first(), pl.col("notebook_id").first(),
+        cost.filter(pl.col("allocation") == "direct").sum().cast(dec).alias("direct"),
+        cost.filter(pl.col("allocation") == "proportional").sum().cast(dec).alias("proportional"),
+        cost.sum().cast(dec).alias("cost"))
+        .sort(["cost", "run_id"], descending=[True, False]))
 
 
 def refresh(con: duckdb.DuckDBPyConnection, months: Iterable[str] | None = None, as_of: datetime | None = None,

@@ -60,6 +60,42 @@ def forecast(daily: pl.DataFrame, month: str, as_of: datetime, lookback: int = 7
     return pl.DataFrame(out, schema=schema)
 
 
+def spike_baseline(daily: pl.DataFrame, prev_daily: pl.DataFrame, month: str, as_of: datetime,
+                   min_elapsed_days: int = 7) -> pl.DataFrame:
+    """Month-to-date cost against what the same weekdays cost last month, per team (the cost-spike check).
+
+    ``daily`` / ``prev_daily``: team, charge_date (date), cost for the current / previous billing month. Over the
+    whole days of the month before ``as_of`` (at least ``min_elapsed_days`` of them), ``actual`` is the team's cost
+    and ``expected`` the sum, over those days, of the team's mean cost on the same weekday last month (weekends cost
+    what weekends cost). Empty when too few days have elapsed or the previous month's billing is incomplete (no
+    line on its last day), and for ``__unallocated__`` (nobody to ticket). Returns team, actual, expected.
+    """
+    start, _ = month_bounds(month)
+    prev_start, prev_end = month_bounds(previous_month(month))
+    days = (as_of.astimezone(timezone.utc).date() - start.date()).days  # whole days before today
+    schema = {"team": pl.Utf8, "actual": pl.Decimal(38, 18), "expected": pl.Decimal(38, 18)}
+    last_prev = (prev_end - timedelta(days=1)).date()
+    if days < min_elapsed_days or not prev_daily.height or last_prev not in set(prev_daily["charge_date"].to_list()):
+        return pl.DataFrame([], schema=schema)
+    elapsed = [start.date() + timedelta(days=i) for i in range(days)]
+    prev_days = [prev_start.date() + timedelta(days=i) for i in range((prev_end - prev_start).days)]
+    per_weekday = {w: sum(1 for d in prev_days if d.weekday() == w) for w in range(7)}
+    out = []
+    teams = (set(daily["team"].to_list()) | set(prev_daily["team"].to_list())) - {"__unallocated__"}
+    for team in sorted(teams):
+        prev = prev_daily.filter(pl.col("team") == team)
+        by_weekday = [Decimal(0)] * 7
+        for d, c in zip(prev["charge_date"].to_list(), prev["cost"].to_list()):
+            by_weekday[d.weekday()] += Decimal(c)
+        expected = sum((by_weekday[d.weekday()] / per_weekday[d.weekday()] for d in elapsed), Decimal(0))
+        cur = daily.filter(pl.col("team") == team)
+        actual = sum((Decimal(c) for d, c in zip(cur["charge_date"].to_list(), cur["cost"].to_list())
+                      if d < elapsed[-1] + timedelta(days=1)), Decimal(0))
+        if actual or expected:
+            out.append({"team": team, "actual": actual.quantize(Q), "expected": expected.quantize(Q)})
+    return pl.DataFrame(out, schema=schema)
+
+
 def with_budgets(fc: pl.DataFrame, budgets: dict[str, Decimal]) -> pl.DataFrame:
     """Adds budget, forecast/budget ratio and a status (ok | at-risk | over) per team (also budgeted teams
     with no cost yet)."""

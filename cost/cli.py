@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+
+from collector.engines import select
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -40,7 +42,7 @@ def _open(db: Optional[Path], *, must_exist: bool = True):
     from collector.storage.db import DatabaseUnavailable
     from cost import db as cost_db
     try:
-        return cost_db.connect(db, must_exist=must_exist)
+        return cost_db.connect(_settings(db=db).db, must_exist=must_exist)
     except DatabaseUnavailable as err:
         console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -183,22 +185,93 @@ def status_cmd(db: Optional[Path] = DB_OPT) -> None:
     out.print(t)
 
 
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".xlsx": "xlsx", ".html": "html", ".htm": "html"}
+
+
+def report_format(out_path: Path, format: str | None) -> str:
+    """The format: --format, else the extension of --out; a pair that disagrees is an error (an .xlsx file holding
+    HTML opens as garbage). `focus` writes Parquet, or CSV when --out ends in .csv."""
+    from cost.reports.writers import FORMATS
+
+    by_ext = EXTENSIONS.get(out_path.suffix.lower())
+    if format is None:
+        if by_ext is None:
+            raise CostInputError(f"cannot tell the format from {out_path.name!r}: give --format "
+                                 f"({' | '.join(FORMATS)}) or end --out in {', '.join(EXTENSIONS)}")
+        return by_ext
+    if format not in FORMATS:
+        raise CostInputError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
+    ok = {format} | ({"parquet", "csv"} if format == "focus" else set())
+    if by_ext is not None and by_ext not in ok:
+        raise CostInputError(f"--format {format} does not match --out {out_path.name} (a {out_path.suffix} file is "
+                             f"{by_ext}); drop --format or rename the file")
+    return format
+
+
 @report_app.command("cost")
 def report_cost(
-    month: str = typer.Option(..., "--month", help="Billing month YYYY-MM"),
+    out_path: Path = typer.Option(..., "--out", help="Output file; its extension (.html, .xlsx, .csv, .parquet) "
+                                                     "sets the format"),
+    month: Optional[str] = typer.Option(None, "--month", help="Billing month YYYY-MM (default: the last closed "
+                                                              "month)"),
     by: str = typer.Option("team", "--by", help="team | notebook | service"),
-    format: str = typer.Option("html", "--format", help="csv | parquet | xlsx | html | focus"),
-    out_path: Path = typer.Option(..., "--out", help="Output file"),
+    format: Optional[str] = typer.Option(None, "--format", help="csv | parquet | xlsx | html | focus (default: "
+                                                                "from the --out extension)"),
     team: Optional[str] = typer.Option(None, "--team", help="Only this team"),
     db: Optional[Path] = DB_OPT,
+    url: Optional[str] = option("url", "--url", help="Ask a running collector (GET /v1/cost/report) instead of "
+                                                     "opening the database; CSV and Parquet then hold the main table"),
+    token: Optional[str] = option("token", "--token"),
+    engine: Optional[str] = select.ENGINE_OPT,
+    lake: Optional[str] = select.LAKE_OPT,
+    spark_master: Optional[str] = select.SPARK_MASTER_OPT,
+    bq_project: Optional[str] = select.BQ_PROJECT_OPT,
+    bq_dataset: Optional[str] = select.BQ_DATASET_OPT,
 ) -> None:
     """Monthly cost report: totals, month-over-month, budget and forecast, drivers, unallocated, per run,
-    invoices."""
-    from cost.reports import export
-    con = _open(db)
+    invoices. A closed month is compared with the whole month before; the running month with the same days of
+    the month before."""
+    from cost.reports import data, export
     try:
-        paths = export.write_report(con, month, by, format, out_path, team=team)
+        fmt = report_format(out_path, format)
+        month = data.check_month(month) if month is not None else data.last_closed_month()
+        data.check_by(by)
     except CostInputError as err:
         _fail(err)
+    settings = _settings(db=db, url=url, token=token)
+    if url is not None or (db is None and settings.url):
+        from collector.remote import ClientError, get
+        params = {"month": month, "by": by, "format": fmt} | ({"team": team} if team else {})
+        try:
+            r = get(url or settings.url, "/v1/cost/report", params, settings.token_value())
+        except ClientError as err:
+            _fail(err)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(r.content)
+        out.print(str(out_path))
+        return
+    from collector.engines.dialect import UnsupportedConstruct
+    try:
+        eng = select.open_engine(select.settings_from(engine, lake, spark_master=spark_master,
+                                                      bq_project=bq_project, bq_dataset=bq_dataset))
+    except ValueError as err:
+        _fail(err)
+    con = _open(settings.db) if eng is None else eng.cursor()
+    try:
+        paths = export.write_report(con, month, by, fmt, out_path, team=team, settings=settings.cost)
+    except (CostInputError, UnsupportedConstruct) as err:
+        _fail(err)
+    finally:
+        if eng is not None:
+            eng.close()
     for p in paths:
         out.print(str(p))
+
+
+def _settings(**flags):
+    """The effective settings for a command (flags over OBSERVATORY_*), or a one-line error."""
+    from collector import settings as S
+    try:
+        return S.load(**flags)
+    except S.SettingsError as err:
+        _fail(err)

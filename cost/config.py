@@ -67,6 +67,8 @@ class CostSettings(BaseSettings):
     gcp_initial_days: int = Field(62, gt=0, description="How far back the first GCP sync looks")
     forecast_lookback_days: int = Field(7, gt=0, description="Days of recent spend the month-end forecast "
                                                              "extrapolates")
+    spike_min_elapsed_days: int = Field(7, gt=0, description="Whole days of the month before the cost-spike gauges "
+                                                             "(CostSpike) compare anything")
     config_file: Path | None = Field(None, description="YAML file whose `cost:` section (or whole body) holds "
                                                        "these keys; environment variables win (also read from "
                                                        "`OBSERVATORY_CONFIG`)")

@@ -17,3 +17,7 @@ class CostInputError(ValueError):
             where.append(f"column {column!r}")
         prefix = (": ".join([", ".join(where)]) + ": ") if where else ""
         super().__init__(prefix + message)
+
+
+class CostNotFound(CostInputError):
+    """The question names something the store does not know (a team that appears nowhere): HTTP 404, not zeros."""

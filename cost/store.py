@@ -157,4 +157,11 @@ def apply(con: duckdb.DuckDBPyConnection, lines, *, ingest_id: str, source: str,
 
 def record_sync(con: duckdb.DuckDBPyConnection, source: str, target: str, status: str = "ok",
                 detail: str | None = None) -> None:
-    con.execute("INSERT OR REPLACE INTO cost_sync_state VALUES (?, ?, now(), ?, ?)", [source, target, status, detail])
+    """The outcome of a sync of one target; `last_ok_at` keeps the last successful one across failures."""
+    con.execute(
+        "INSERT INTO cost_sync_state (source, target, last_sync_at, last_status, detail, last_ok_at) "
+        "VALUES ($source, $target, now(), $status, $detail, CASE WHEN $status = 'ok' THEN now() END) "
+        "ON CONFLICT (source, target) DO UPDATE SET last_sync_at = EXCLUDED.last_sync_at, "
+        "last_status = EXCLUDED.last_status, detail = EXCLUDED.detail, "
+        "last_ok_at = coalesce(EXCLUDED.last_ok_at, cost_sync_state.last_ok_at)",
+        {"source": source, "target": target, "status": status, "detail": detail})

@@ -233,8 +233,12 @@ def timeseries_panel(pid: int, title: str, description: str, unit: str, targets:
                      threshold_lines: bool = False, min_: float | None = None, max_: float | None = None,
                      stack: bool = False, bars: bool = False, points: bool = False,
                      overrides: Sequence[tuple[str, list[DynamicConfigValue]]] = (), decimals: int | None = None,
-                     ) -> timeseries.Panel:
+                     min_interval: str | None = None) -> timeseries.Panel:
+    """`min_interval`: the panel's minimum query step, which also floors `$__rate_interval` (sparse series, such as
+    once-a-minute probes, need a window holding several samples)."""
     p = _common(timeseries.Panel(), pid, title, description, unit, ds)
+    if min_interval is not None:
+        p = p.interval(min_interval)
     p = p.legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.TABLE)
                  .placement(common.LegendPlacement.BOTTOM).show_legend(True).calcs(["lastNotNull", "max"]))
     p = p.fill_opacity(10).line_width(1)
@@ -383,3 +387,7 @@ PROBLEM_PANELS: dict[str, set[int]] = {
     "executive": set(),
     "debug": set(),
 }
+# Panels over an SLO's whole period from its recording rules: absent until Prometheus has seen traffic in that
+# scope (a fresh Prometheus over a backfilled collector has not); their formula is checked by promtool in
+# tests/dashboards/test_executive_queries.py instead.
+PERIOD_PANELS: dict[str, set[int]] = {"oncall": set(), "executive": {205}, "debug": set()}

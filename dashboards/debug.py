@@ -31,7 +31,7 @@ from dashboards.common import (
     unit_override,
     width_override,
 )
-from dashboards.promql import TEAM_ONE, by, legend, sel
+from dashboards.promql import TEAM_ONE, by, legend, m
 
 BUCKETS = C.RUN_DURATION_SECONDS + "_bucket"
 WINDOW = "since=${__from:date:iso}&until=${__to:date:iso}"
@@ -93,19 +93,19 @@ def build() -> dash.Dashboard:
         201, "Run duration heatmap",
         f"Distribution of run attempt durations of the team over time (`{C.RUN_DURATION_SECONDS}` histogram "
         "buckets, attempts per bucket per interval).", "s",
-        [prom(f"sum {by(C.LE)} (increase({sel(BUCKETS, TEAM_ONE)}[$__rate_interval]))",
+        [prom(f"sum {by(C.LE)} (increase({m(BUCKETS, TEAM_ONE)}[$__rate_interval]))",
               legend(C.LE), heatmap_format=True)]), 12, 9)
     L.add(timeseries_panel(
         202, "Run duration percentiles",
         "p50, p95 and p99 of the team's run attempt durations from the histogram (SLI M3 uses succeeded attempts "
         "only; this panel covers all outcomes).", "s",
-        [prom(f"histogram_quantile({q}, sum {by(C.LE)} (rate({sel(BUCKETS, TEAM_ONE)}[$__rate_interval])))",
+        [prom(f"histogram_quantile({q}, sum {by(C.LE)} (rate({m(BUCKETS, TEAM_ONE)}[$__rate_interval])))",
               f"p{int(q * 100)}", ref)
          for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))], min_=0), 12, 9)
     L.add(timeseries_panel(
         203, "Run attempts of team $team per hour by outcome",
         f"The team's attempts per hour by outcome (`{C.RUN_ATTEMPTS_TOTAL}`).", "short",
-        [prom(f"sum {by(C.OUTCOME)} (rate({sel(C.RUN_ATTEMPTS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
+        [prom(f"sum {by(C.OUTCOME)} (rate({m(C.RUN_ATTEMPTS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
               legend(C.OUTCOME))], stack=True, min_=0), 24, 7)
 
     L.row(300, "Run $run of $notebook")
@@ -153,8 +153,8 @@ def build() -> dash.Dashboard:
         502, "Artifact age of team $team",
         f"Age of the team's oldest artifact (`{C.ARTIFACT_AGE_SECONDS}`) and the number of stale artifacts "
         f"(`{C.ARTIFACTS_STALE}`, right axis).", "s",
-        [prom(f"max({sel(C.ARTIFACT_AGE_SECONDS, TEAM_ONE)})", "oldest artifact age", "A"),
-         prom(f"sum({sel(C.ARTIFACTS_STALE, TEAM_ONE)})", "stale artifacts", "B")],
+        [prom(f"max({m(C.ARTIFACT_AGE_SECONDS, TEAM_ONE)})", "oldest artifact age", "A"),
+         prom(f"sum({m(C.ARTIFACTS_STALE, TEAM_ONE)})", "stale artifacts", "B")],
         overrides=[("stale artifacts", [*unit_override("stale artifacts", "short")[1],
                                         *axis_right()])],
         min_=0), 12, 7)
@@ -170,6 +170,6 @@ def build() -> dash.Dashboard:
     L.add(timeseries_panel(
         504, "Quality checks of team $team per hour by result",
         f"The team's data quality checks per hour by result (`{C.QUALITY_CHECKS_TOTAL}`).", "short",
-        [prom(f"sum {by(C.RESULT)} (rate({sel(C.QUALITY_CHECKS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
+        [prom(f"sum {by(C.RESULT)} (rate({m(C.QUALITY_CHECKS_TOTAL, TEAM_ONE)}[$__rate_interval])) * 3600",
               legend(C.RESULT))], stack=True, min_=0), 12, 8)
     return L.apply(d)

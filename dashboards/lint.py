@@ -11,7 +11,9 @@ docs/dashboards.md, like entries of a `.lint` file):
 - panel-units: `fieldConfig.defaults.unit` must be set on every panel and every unit (defaults and overrides) must be
   one of the foundation-sdk's unit ids (upstream skips panels with value mappings or stat field selections).
 - counter-agg: a `*_total` series must sit directly in rate/irate/increase over a range, compared on the metric name
-  (upstream compares the printed selector, so `x_total{a="b"}` slipped through).
+  (upstream compares the printed selector, so `x_total{a="b"}` slipped through); or be the two sides of a difference
+  with an `offset` of the same counter (`x - x offset $__range`), the form that sees a counter's first increment,
+  which increase() cannot.
 - template-job / template-instance / target-job / target-instance are not ported (opencost-mixin excludes them too):
   our single collector is the only job.
 """
@@ -140,6 +142,7 @@ def check_promql(expr: str) -> list[tuple[str, str]]:
     except Exception as exc:  # noqa: BLE001 - the parser raises ValueError (and may raise others)
         return [("target-promql-rule", f"invalid PromQL: {exc}")]
     out = []
+    offset = {n.name for n, _ in walk(ast) if type(n).__name__ == "VectorSelector" and n.offset is not None}
     for node, parents in walk(ast):
         kind = type(node).__name__
         if kind == "Call" and node.func.name in ("rate", "irate"):
@@ -150,7 +153,7 @@ def check_promql(expr: str) -> list[tuple[str, str]]:
         if kind == "VectorSelector" and (node.name or "").endswith("_total"):
             ok = (len(parents) >= 2 and type(parents[-1]).__name__ == "MatrixSelector"
                   and type(parents[-2]).__name__ == "Call"
-                  and parents[-2].func.name in ("rate", "irate", "increase"))
+                  and parents[-2].func.name in ("rate", "irate", "increase")) or node.name in offset
             if not ok:
                 out.append(("target-counter-agg-rule",
                             f"counter {node.name} is not directly inside rate/irate/increase over a range"))

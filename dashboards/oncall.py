@@ -27,11 +27,15 @@ from dashboards.common import (
     unit_override,
     width_override,
 )
-from dashboards.promql import TEAM_ANY, by, eq, legend, match, ne, sel
+from dashboards.promql import PRODUCTION, TEAM_ANY, by, eq, legend, m, match, ne, sel
 
 SLO_ANY = match(C.SLOTH_SLO, "$slo")
+# the selected teams, plus the platform team's SLOs (the scheduler, kernels and availability are everyone's)
+SLO_TEAMS = match(C.TEAM, "$team|platform")
 SLO_TEAM = legend(C.SLOTH_SLO, C.TEAM)
 FIRING = eq(C.ALERTSTATE, "firing")
+NOT_WATCHDOG = ne(C.ALERTNAME, "Watchdog")
+TEAM_OR_PLATFORM = match(C.TEAM, "$team|platform|")
 MISSED = C.SCHEDULED_RUNS_MISSED + "_total"
 WINDOW = "since=${__from:date:iso}&until=${__to:date:iso}"
 
@@ -39,14 +43,15 @@ WINDOW = "since=${__from:date:iso}&until=${__to:date:iso}"
 def slo_variable() -> dash.QueryVariable:
     from grafana_foundation_sdk.models.dashboard import VariableOption, VariableRefresh, VariableSort
 
-    q = f"label_values({C.sli_error_ratio('5m')}, {C.SLOTH_SLO})"
+    # every SLO, with or without traffic in the last 5 minutes (a ratio record exists only with traffic)
+    q = f"label_values({C.SLO_INFO}, {C.SLOTH_SLO})"
     return (dash.QueryVariable("slo").label("SLO").datasource(PROM).query(q).definition(q)
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).current(VariableOption(selected=True, text="All", value="$__all")))
 
 
 def _burn(window: str) -> str:
-    return (f"max {by(C.SLOTH_SLO, C.TEAM)} ({sel(C.sli_error_ratio(window), SLO_ANY)})"
+    return (f"max {by(C.SLOTH_SLO, C.TEAM)} ({sel(C.sli_error_ratio(window), SLO_ANY, SLO_TEAMS)})"
             f" / on ({C.SLOTH_SLO}) group_left () max {by(C.SLOTH_SLO)} ({sel(C.ERROR_BUDGET_RATIO, SLO_ANY)})")
 
 
@@ -65,8 +70,10 @@ def build() -> dash.Dashboard:
     L.add(stat_panel(
         101, "Firing alerts by severity",
         f"Alerts Prometheus evaluates as firing now (`{C.ALERTS}`), by severity: page = wake someone up, ticket = "
-        "next business day. 0 when nothing fires.", "short",
-        [prom(f"count {by(C.SEVERITY)} ({sel(C.ALERTS, FIRING, match(C.SEVERITY, 'page|ticket'))})"
+        "next business day. 0 when nothing fires. An SLO's ticket does not fire while its page does (the rules say "
+        "so), so nothing counted here is inhibited in Alertmanager; silences are in Grafana's Alerting view of the "
+        "provisioned Alertmanager data source.", "short",
+        [prom(f"count {by(C.SEVERITY)} ({sel(C.ALERTS, FIRING, match(C.SEVERITY, 'page|ticket'), TEAM_OR_PLATFORM)})"
               f' or on () label_replace(vector(0), "{C.SEVERITY}", "none", "", "")', legend(C.SEVERITY),
               instant=True)],
         thresholds=steps((None, "green"), (1, "red"))), 6, 6)
@@ -74,8 +81,8 @@ def build() -> dash.Dashboard:
         102, "Firing alerts",
         f"Every firing alert (`{sel(C.ALERTS, FIRING)}`) with its labels: SLO, team, notebook and owner when the "
         "alert names one. Open the runbook from the alert notification or alerts/runbooks/.", "short",
-        [prom(f"max {by(C.ALERTNAME, C.SEVERITY, C.CATEGORY, C.SLOTH_SLO, C.TEAM, C.NOTEBOOK, C.OWNER)} "
-              f"({sel(C.ALERTS, FIRING)})", instant=True, table_format=True)],
+        [prom(f"max {by(C.ALERTNAME, C.SEVERITY, C.CAUSE, C.CATEGORY, C.SLOTH_SLO, C.TEAM, C.NOTEBOOK, C.OWNER)} "
+              f"({sel(C.ALERTS, FIRING, NOT_WATCHDOG, TEAM_OR_PLATFORM)})", instant=True, table_format=True)],
         ds=PROM, overrides=[unit_override("Value", "none")]), 18, 6)
 
     # ---- burn rates ---------------------------------------------------------------------------------------------
@@ -99,7 +106,7 @@ def build() -> dash.Dashboard:
         203, "Error budget remaining this period",
         f"Share of each SLO's period error budget left (`{C.PERIOD_ERROR_BUDGET_REMAINING}`, weighted by "
         "traffic). Below 0 the SLO is breached for the period.", "percentunit",
-        [prom(sel(C.PERIOD_ERROR_BUDGET_REMAINING, SLO_ANY), SLO_TEAM)],
+        [prom(sel(C.PERIOD_ERROR_BUDGET_REMAINING, SLO_ANY, SLO_TEAMS), SLO_TEAM)],
         thresholds=steps((None, "red"), (0, "orange"), (0.25, "green")), threshold_lines=True), 24, 7)
 
     # ---- runs -----------------------------------------------------------------------------------------------------
@@ -126,21 +133,22 @@ def build() -> dash.Dashboard:
         sort_by="Ended"), 24, 9)
     L.add(timeseries_panel(
         302, "Scheduled run failures per hour",
-        "Scheduled attempts that failed or timed out, per team, as an hourly rate "
-        f"(`{C.RUN_ATTEMPTS_TOTAL}`).", "short",
-        [prom(f"sum {by(C.TEAM)} (rate({sel(C.RUN_ATTEMPTS_TOTAL, eq(C.TRIGGER, 'scheduled'), match(C.OUTCOME, 'failed|timed_out'), TEAM_ANY)}"
+        "Scheduled attempts in production that failed or timed out, per team, as an hourly rate "
+        f"(`{C.RUN_ATTEMPTS_TOTAL}`, environment matched positively against `production_environments` of "
+        "slo/slos.yaml, like the SLO: dev, staging and runs without an environment are not counted).", "short",
+        [prom(f"sum {by(C.TEAM)} (rate({m(C.RUN_ATTEMPTS_TOTAL, eq(C.TRIGGER, 'scheduled'), PRODUCTION, match(C.OUTCOME, 'failed|timed_out'), TEAM_ANY)}"
               "[$__rate_interval])) * 3600", legend(C.TEAM))], min_=0), 8, 8)
     L.add(timeseries_panel(
         303, "Missed scheduled runs per hour",
         "Registered cron slots with no run started within the grace period "
         f"(`{MISSED}`), per team, as an hourly rate.", "short",
-        [prom(f"sum {by(C.TEAM)} (rate({sel(MISSED, TEAM_ANY)}[$__rate_interval])) * 3600",
+        [prom(f"sum {by(C.TEAM)} (rate({m(MISSED, TEAM_ANY)}[$__rate_interval])) * 3600",
               legend(C.TEAM))], min_=0), 8, 8)
     L.add(table_panel(
         304, "Critical notebooks failing in a row",
         f"Critical notebooks whose latest scheduled runs failed consecutively (`{C.CONSECUTIVE_FAILURES}`); "
         "3 or more pages the owner. Empty when no critical notebook is failing.", "short",
-        [prom(f"max {by(C.TEAM, C.NOTEBOOK, C.OWNER)} ({sel(C.CONSECUTIVE_FAILURES, TEAM_ANY)}) > 0", instant=True,
+        [prom(f"max {by(C.TEAM, C.NOTEBOOK, C.OWNER)} ({m(C.CONSECUTIVE_FAILURES, TEAM_ANY)}) > 0", instant=True,
               table_format=True)],
         ds=PROM, overrides=[unit_override("Value", "short")], sort_by="Value"), 8, 8)
     L.add(table_panel(
@@ -158,24 +166,26 @@ def build() -> dash.Dashboard:
         f"Events waiting for the collector's writer (`{C.INGEST_QUEUE_DEPTH}`) and events rejected to the "
         f"dead-letter table per second (`{C.EVENTS_REJECTED_TOTAL}`). A growing queue means ingest cannot "
         "keep up; dead letters mean a producer sends invalid events.", "short",
-        [prom(f"max({C.INGEST_QUEUE_DEPTH})", "queued events", "A"),
-         prom(f"sum(rate({C.EVENTS_REJECTED_TOTAL}[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
+        [prom(f"max({m(C.INGEST_QUEUE_DEPTH)})", "queued events", "A"),
+         prom(f"sum(rate({m(C.EVENTS_REJECTED_TOTAL)}[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
         min_=0), 12, 7)
 
     # ---- kernels --------------------------------------------------------------------------------------------------
     L.row(400, "Kernels")
     L.add(timeseries_panel(
-        401, "Kernel crash rate per 1000 sessions",
-        "Unexpected kernel deaths and crash/OOM restarts per 1000 kernel sessions started (SLI M11), per team "
-        f"(`{C.KERNEL_CRASHES_TOTAL}` / `{C.KERNEL_SESSIONS_TOTAL}`).", "short",
-        [prom(f"1000 * sum {by(C.TEAM)} (rate({sel(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval]))"
-              f" / sum {by(C.TEAM)} (rate({sel(C.KERNEL_SESSIONS_TOTAL, TEAM_ANY)}[$__rate_interval]))",
+        401, "Kernel crashes per kernel-hour",
+        "Unexpected kernel deaths and crash/OOM restarts per hour of active kernel sessions, per team "
+        f"(`{C.KERNEL_CRASHES_TOTAL}` per hour / `{C.KERNEL_SESSIONS_ACTIVE}`), the unit of the kernel-stability "
+        "SLOs. A team with no active session has no point (never NaN or +Inf); windows are at least 15 minutes so a "
+        "team with a couple of sessions reads steadily.", "short",
+        [prom(f"3600 * sum {by(C.TEAM)} (rate({m(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval]))"
+              f" / (sum {by(C.TEAM)} (avg_over_time({m(C.KERNEL_SESSIONS_ACTIVE, TEAM_ANY)}[$__rate_interval])) > 0)",
               legend(C.TEAM))],
-        min_=0), 8, 9)
+        min_=0, min_interval="15m"), 8, 9)
     L.add(timeseries_panel(
         402, "Kernel crashes by reason",
         "Kernel crashes per hour by reason (crash, oom, signal, unknown).", "short",
-        [prom(f"sum {by(C.REASON)} (rate({sel(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval])) * 3600",
+        [prom(f"sum {by(C.REASON)} (rate({m(C.KERNEL_CRASHES_TOTAL, TEAM_ANY)}[$__rate_interval])) * 3600",
               legend(C.REASON))], min_=0, stack=True), 6, 9)
     L.add(table_panel(
         403, "Recent kernel crashes with traces",
@@ -194,7 +204,11 @@ def build() -> dash.Dashboard:
         501, "Secret exposures in range",
         "Secret exposure incidents (SLI M5): secrets reported by scanners plus events redacted at ingest "
         f"(`{C.SECRET_EXPOSURES_TOTAL}`). Any exposure pages the security receiver.", "short",
-        [prom(f"sum(increase({sel(C.SECRET_EXPOSURES_TOTAL, TEAM_ANY)}[$__range]))", "exposures", instant=True)],
+        # a team's first exposure creates its series: increase() cannot see it, the difference with the value at
+        # the start of the range (0 for a series that did not exist) can
+        [prom(f"(sum({m(C.SECRET_EXPOSURES_TOTAL, TEAM_ANY)}) or vector(0))"
+              f" - (sum({m(C.SECRET_EXPOSURES_TOTAL, TEAM_ANY)} offset $__range) or vector(0))", "exposures",
+              instant=True)],
         thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 8)
     L.add(table_panel(
         502, "Security events",
@@ -212,15 +226,17 @@ def build() -> dash.Dashboard:
     L.row(600, "Platform and collector")
     L.add(timeseries_panel(
         601, "Notebook UI/API availability",
-        "Share of availability probes of the notebook UI and API that succeed (SLI M6), per target.",
-        "percentunit",
-        [prom(f"sum {by(C.TARGET)} (rate({sel(C.PLATFORM_PROBES_TOTAL, ne(C.RESULT, 'failed'))}[$__rate_interval]))"
-              f" / sum {by(C.TARGET)} (rate({C.PLATFORM_PROBES_TOTAL}[$__rate_interval]))", legend(C.TARGET))],
-        max_=1), 12, 7)
+        "Share of availability probes of the notebook UI and API that succeed (SLI M6), per target. Probes come "
+        "once a minute, so windows are at least 5 minutes (several probes each) and a window without probes has no "
+        "point, never NaN.", "percentunit",
+        [prom(f"sum {by(C.TARGET)} (rate({m(C.PLATFORM_PROBES_TOTAL, ne(C.RESULT, 'failed'))}[$__rate_interval]))"
+              f" / (sum {by(C.TARGET)} (rate({m(C.PLATFORM_PROBES_TOTAL)}[$__rate_interval])) > 0)",
+              legend(C.TARGET))],
+        max_=1, min_interval="5m"), 12, 7)
     L.add(timeseries_panel(
         602, "Events ingested per second by source",
         f"Events the collector stored per second, by source (`{C.EVENTS_INGESTED_TOTAL}`). A source that "
         "drops to zero has stopped sending.", "short",
-        [prom(f"sum {by(C.SOURCE)} (rate({C.EVENTS_INGESTED_TOTAL}[$__rate_interval]))", legend(C.SOURCE))],
+        [prom(f"sum {by(C.SOURCE)} (rate({m(C.EVENTS_INGESTED_TOTAL)}[$__rate_interval]))", legend(C.SOURCE))],
         min_=0), 12, 7)
     return L.apply(d)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from slo import routing
 from slo.alertmanager import RenderError, render_env_template
 from slo.model import GenerationError, check_fireable, gofloat, resolve
 from slo.rules import diff_outputs, generate as generate_rules, write_outputs
@@ -42,8 +43,11 @@ def generate(
         None, "--runbooks", help="directory the alerts' runbooks must exist in (default OUT/runbooks)"),
     default_period: str | None = typer.Option(
         None, "--default-slo-period", help="period of a spec that sets none (like Sloth's flag; default 30d)"),
+    teams: Path | None = typer.Option(
+        None, "--teams", help="teams with their own receivers (default OUT/teams.yaml); alertmanager.yml is "
+                              "generated next to the rules when the spec is observatory/v1"),
 ) -> None:
-    """Generate Prometheus rule files from the SLO spec (or, with --check, verify the committed ones)."""
+    """Generate Prometheus rule files and alertmanager.yml from the SLO spec (or, with --check, verify them)."""
     try:
         parsed = load_spec(spec)
         if default_period:
@@ -54,10 +58,15 @@ def generate(
         _fail([str(exc)], "invalid --default-slo-period")
     try:
         files = generate_rules(parsed)
+        model = resolve(parsed)
+        if model.observatory:
+            files[routing.ALERTMANAGER_FILE] = routing.render(model, routing.load_teams(teams or out / "teams.yaml"))
     except GenerationError as exc:
         _fail(exc.errors, f"{spec}: cannot generate rules")
+    except ValueError as exc:
+        _fail([str(exc)], f"{spec}: cannot generate alertmanager.yml")
     rb_dir = runbook_dir or out / "runbooks"
-    missing = [name for name in resolve(parsed).runbooks() if not (rb_dir / name).is_file()]
+    missing = [name for name in model.runbooks() if not (rb_dir / name).is_file()]
     if missing:
         _fail([f"{rb_dir / m} does not exist" for m in missing], "alerts link runbooks that are missing")
     if check:
@@ -75,6 +84,23 @@ def generate(
         typer.echo(f"wrote {path}" if path.exists() else f"removed {path}")
     if not written:
         typer.echo(f"{len(files)} rule file(s) in {out} already up to date.")
+
+
+@slo_app.command("teams")
+def teams_cmd(
+    db: Path = typer.Option(..., "--db", help="the collector's DuckDB file (its notebook registry)"),
+    out: Path = typer.Option(Path("alerts/teams.yaml"), "--out", help="teams file read by `slo generate`"),
+) -> None:
+    """Write the registry's teams to alerts/teams.yaml (then run `observatory slo generate` and commit both)."""
+    from collector.storage import db as dbmod
+
+    con = dbmod.connect(db, read_only=True)
+    try:
+        found = routing.registry_teams(con)
+    finally:
+        con.close()
+    out.write_text(routing.teams_text(found))
+    typer.echo(f"wrote {out}: {len(found)} teams")
 
 
 @slo_app.command("render-alertmanager")

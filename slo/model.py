@@ -13,9 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collector import conventions as C
-from slo.spec import SEVERITIES, SLO, RuleAlert, Spec, format_duration, parse_duration
+from slo.spec import (
+    PRODUCTION_PLACEHOLDER_RE,
+    SEVERITIES,
+    SLO,
+    AbsentAlert,
+    RuleAlert,
+    Spec,
+    format_duration,
+    parse_duration,
+)
 
-GENERATOR_VERSION = "observatory-0.1.0"  # the `sloth_version` label of sloth_slo_info
+GENERATOR_VERSION = "observatory-0.1.0"
+META_INTERVAL = "5m"  # evaluation interval of the period and meta recordings (slo/rules/meta_recordings.py)
+ABSENT_ALERT = "SLOTrafficAbsent"  # one alert name for every SLO's traffic-stopped alert (label sloth_slo)
+ABSENT_RUNBOOK = "slo-traffic-absent.md"  # the `sloth_version` label of sloth_slo_info
 SLOTH = "prometheus/v1"
 OBSERVATORY = "observatory/v1"
 TIER_NAMES = ("quick", "slow")
@@ -69,10 +81,21 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class Queries:
+    """The SLI's PromQL with `{{.production_environments}}` filled in (`{{.window}}` is filled per window)."""
+
+    total: str | None = None
+    error: str | None = None
+    good: str | None = None
+    raw_error_ratio: str | None = None
+
+
+@dataclass(frozen=True)
 class ResolvedSLO:
     """One SLO with everything its rules are made of."""
 
-    slo: SLO  # the validated entry (queries, description, alerting)
+    slo: SLO  # the validated entry (description, alerting)
+    queries: Queries
     ids: dict[str, str]  # sloth_id, sloth_service, sloth_slo
     labels: dict[str, str]  # spec labels + SLO labels + ids, on every rule of the SLO
     period_ms: int
@@ -82,6 +105,15 @@ class ResolvedSLO:
     budget: float  # (100 - objective) / 100, as Sloth computes it
     observatory: bool
     runbook_url: str | None
+    min_bad_events: int = 0  # evidence a page needs (0: burn rate alone; always 0 for Sloth specs and raw SLIs)
+    keep_firing_for_ms: int | None = None  # on the page alert
+    cause: str | None = None  # infra | user (observatory/v1)
+    absent: AbsentAlert | None = None  # the traffic-stopped alert, when generated
+
+    @property
+    def events(self) -> bool:
+        """An events SLI (error/good and total counters), as opposed to a raw error-ratio query."""
+        return self.queries.total is not None
 
     @property
     def name(self) -> str:
@@ -120,11 +152,12 @@ class ResolvedSLO:
 
 @dataclass(frozen=True)
 class ResolvedAlert:
-    """A hand-written (non-SLO) alert with its durations in ms and its runbook URL."""
+    """A hand-written (non-SLO) alert with its durations in ms, its filled expression and its runbook URL."""
 
     alert: RuleAlert
+    expr: str
     for_ms: int | None
-    keep_firing_for_ms: int | None
+    keep_firing_for_ms: int | None  # pages default to paging.keep_firing_for
     runbook_url: str
 
 
@@ -134,6 +167,8 @@ class Model:
     dialect: str
     slos: tuple[ResolvedSLO, ...]
     alerts: tuple[ResolvedAlert, ...]
+    runbook_base_url: str | None = None
+    platform_team: str = "platform"
 
     @property
     def observatory(self) -> bool:
@@ -142,6 +177,8 @@ class Model:
     def runbooks(self) -> list[str]:
         """Runbook file names every generated alert links to."""
         out = [s.runbook_url.rsplit("/", 1)[1] for s in self.slos if s.runbook_url]
+        if any(s.absent for s in self.slos):
+            out.append(ABSENT_RUNBOOK)
         out += [a.alert.runbook for a in self.alerts]
         return sorted(set(out))
 
@@ -158,24 +195,50 @@ def _tiers(spec: Spec, slo: SLO, period_ms: int) -> tuple[Tier, ...]:
     return tuple(out)
 
 
+def _fill_production(spec: Spec, query: str | None) -> str | None:
+    return None if query is None else PRODUCTION_PLACEHOLDER_RE.sub(spec.production_regex(), query)
+
+
+def _queries(spec: Spec, slo: SLO) -> Queries:
+    ev, raw = slo.sli.events, slo.sli.raw
+    if ev is not None:
+        return Queries(total=_fill_production(spec, ev.total_query), error=_fill_production(spec, ev.error_query),
+                       good=_fill_production(spec, ev.good_query))
+    assert raw is not None
+    return Queries(raw_error_ratio=_fill_production(spec, raw.error_ratio_query))
+
+
 def _resolve_slo(spec: Spec, slo: SLO) -> ResolvedSLO:
     ids = {C.SLOTH_ID: f"{spec.service}-{slo.name}", C.SLOTH_SERVICE: spec.service, C.SLOTH_SLO: slo.name}
     period_ms = parse_duration(spec.slo_period(slo))
     tiers = _tiers(spec, slo, period_ms)
     windows = tuple(format_duration(m) for m in sorted({ms for t in tiers for ms in (t.short_ms, t.long_ms)}))
     observatory = spec.version == OBSERVATORY
+    queries = _queries(spec, slo)
+    alerting = slo.alerting
     runbook_url = None
-    if observatory and slo.alerting.any_enabled:
-        runbook_url = f"{spec.runbook_base_url}/{slo.alerting.runbook or f'slo-{slo.name}.md'}"
-    return ResolvedSLO(slo=slo, ids=ids, labels={**spec.labels, **slo.labels, **ids}, period_ms=period_ms,
-                       tiers=tiers, windows=windows, objective_ratio=slo.objective / 100,
-                       budget=(100 - slo.objective) / 100, observatory=observatory, runbook_url=runbook_url)
+    if observatory and alerting.any_enabled:
+        runbook_url = f"{spec.runbook_base_url}/{alerting.runbook or f'slo-{slo.name}.md'}"
+    policy: dict = {}
+    if observatory:
+        evidence = spec.paging.min_bad_events if alerting.min_bad_events is None else alerting.min_bad_events
+        policy = {
+            "min_bad_events": evidence if queries.total is not None else 0,
+            "keep_firing_for_ms": parse_duration(spec.paging.keep_firing_for),
+            "cause": alerting.cause,
+            "absent": alerting.absent if queries.total is not None and not alerting.absent.disable else None,
+        }
+    return ResolvedSLO(slo=slo, queries=queries, ids=ids, labels={**spec.labels, **slo.labels, **ids},
+                       period_ms=period_ms, tiers=tiers, windows=windows, objective_ratio=slo.objective / 100,
+                       budget=(100 - slo.objective) / 100, observatory=observatory, runbook_url=runbook_url,
+                       **policy)
 
 
 def _resolve_alert(spec: Spec, a: RuleAlert) -> ResolvedAlert:
+    keep = a.keep_firing_for or (spec.paging.keep_firing_for if a.severity == "page" else None)
     return ResolvedAlert(
-        alert=a, for_ms=parse_duration(a.for_) if a.for_ else None,
-        keep_firing_for_ms=parse_duration(a.keep_firing_for) if a.keep_firing_for else None,
+        alert=a, expr=_fill_production(spec, a.expr) or "", for_ms=parse_duration(a.for_) if a.for_ else None,
+        keep_firing_for_ms=parse_duration(keep) if keep else None,
         runbook_url=f"{spec.runbook_base_url}/{a.runbook}")
 
 
@@ -183,7 +246,8 @@ def resolve(spec: Spec) -> Model:
     """The validated spec as the generators read it (pure)."""
     return Model(service=spec.service, dialect=spec.version,
                  slos=tuple(_resolve_slo(spec, s) for s in spec.slos),
-                 alerts=tuple(_resolve_alert(spec, a) for a in spec.alerts))
+                 alerts=tuple(_resolve_alert(spec, a) for a in spec.alerts), runbook_base_url=spec.runbook_base_url,
+                 platform_team=spec.paging.platform_team)
 
 
 def check_fireable(model: Model) -> list[str]:

@@ -7,7 +7,10 @@ Two spec versions are accepted:
 - `observatory/v1`: the same model plus our extensions: `period` (any duration, per spec or per SLO),
   `alert_windows` (Sloth's AlertWindows, per spec or per SLO), `sli.events.good_query` (good/total instead of
   error/total), `sli.group_by`, per-window-pair `quick`/`slow` disable, `alerting.runbook`, `runbook_base_url`,
-  and `alerts` (the non-SLO alert rules).
+  `alerts` (the non-SLO alert rules), and the paging policy of issue 15: `paging` (minimum evidence for a page,
+  `keep_firing_for`), `production_environments` (the `{{.production_environments}}` placeholder),
+  `alerting.cause` (infra pages the platform, user tickets the owning team), `alerting.min_bad_events` and
+  `alerting.absent` (an alert when the SLI's traffic stops).
 
 Everything here is pure: `parse_spec(dict)` and `load_spec(path)` return a validated `Spec` or raise `SpecError`
 whose `.errors` are one line each, located like `slos[2] (reproducibility).sli.events: ...`.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -83,7 +86,9 @@ RESERVED_LABELS = {"sloth_id", "sloth_service", "sloth_slo", "sloth_window", "sl
 # observatory/v1 sets these on every alert itself (Alertmanager routes on them)
 GENERATED_ALERT_LABELS = {"severity", "category"}
 WINDOW_PLACEHOLDER_RE = re.compile(r"\{\{\s*\.window\s*\}\}")
+PRODUCTION_PLACEHOLDER_RE = re.compile(r"\{\{\s*\.production_environments\s*\}\}")
 SEVERITIES = ("page", "ticket")
+Cause = Literal["infra", "user"]
 
 
 def _check_labels(labels: dict[str, str], where: str) -> dict[str, str]:
@@ -248,11 +253,34 @@ class SeverityAlerting(_Strict):
         return [t for t in ("quick", "slow") if not getattr(self, t).disable]
 
 
+class AbsentAlert(_Strict):
+    """An alert when the SLI's traffic stops: there was some over the last day, none over `after` (observatory/v1).
+
+    Zero traffic gives no error ratio, so a dead scheduler, prober or exporter never burns budget: this is what
+    pages (or tickets) instead.
+    """
+
+    disable: bool = False
+    after: str = Field("2h", description="silence longer than this (a Prometheus duration) fires")
+    severity: Literal["page", "ticket"] = "ticket"
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str) -> str:
+        if parse_duration(v) >= parse_duration("1d"):
+            raise ValueError(f"after {v} must be shorter than 1d (the window that says there was traffic)")
+        return v
+
+
 class Alerting(_Strict):
     name: str | None = None
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     runbook: str | None = Field(None, description="file name in alerts/runbooks/ (default slo-<slo name>.md)")
+    cause: Cause | None = Field(None, description="infra: pages go to the platform on-call; user: the owning team")
+    min_bad_events: int | None = Field(
+        None, ge=0, description="bad events in a page tier's long window before it pages (default paging.min_bad_events)")
+    absent: AbsentAlert = AbsentAlert()
     page_alert: SeverityAlerting = Field(SeverityAlerting(), alias="pageAlert")
     ticket_alert: SeverityAlerting = Field(SeverityAlerting(), alias="ticketAlert")
 
@@ -327,15 +355,19 @@ class SLO(_Strict):
 
 
 class RuleAlert(_Strict):
-    """A hand-written alert rule (consecutive failures, secret exposure, collector down...)."""
+    """A hand-written alert rule (consecutive failures, secret exposure, collector down...).
+
+    `severity: none` is for the Watchdog, which always fires and is routed to a dead man's switch.
+    """
 
     alert: str
     group: str = Field(description="rule group name")
     expr: str
     for_: str | None = Field(None, alias="for")
     keep_firing_for: str | None = None
-    severity: Literal["page", "ticket"]
+    severity: Literal["page", "ticket", "none"]
     category: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    cause: Cause | None = None
     labels: dict[str, str] = {}
     summary: str
     description: str
@@ -348,7 +380,7 @@ class RuleAlert(_Strict):
             raise ValueError(f"invalid alert name {v!r}")
         return v
 
-    @field_validator("for_")
+    @field_validator("for_", "keep_firing_for")
     @classmethod
     def _for(cls, v: str | None) -> str | None:
         if v is not None:
@@ -366,9 +398,27 @@ class RuleAlert(_Strict):
         return _check_runbook(v)
 
 
+class Paging(_Strict):
+    """The paging policy of an observatory/v1 spec (docs/alerts.md, "Paging policy")."""
+
+    min_bad_events: int = Field(3, ge=0, description="bad events in a page tier's long window before an SLO pages; "
+                                                      "below it the burn opens a ticket (0: burn rate alone)")
+    keep_firing_for: str = Field("15m", description="every page keeps firing this long after its condition clears")
+    platform_team: str = Field("platform", description="the team whose on-call gets the infrastructure pages")
+
+    @field_validator("keep_firing_for")
+    @classmethod
+    def _keep(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
 # --- the spec ------------------------------------------------------------------------------------------------
 
-OBSERVATORY_ONLY_SPEC = ("period", "alert_windows", "runbook_base_url", "alerts")
+OBSERVATORY_ONLY_SPEC = ("period", "alert_windows", "runbook_base_url", "alerts", "paging", "production_environments")
+OBSERVATORY_ONLY_ALERTING = ("cause", "min_bad_events", "absent")
+# a page must name the team it is about (routing and the on-call's first question); these expressions keep `team`
+_KEEPS_TEAM_RE = re.compile(r"\b(by|on|without)\s*\([^)]*\bteam\b")
 
 
 class Spec(_Strict):
@@ -378,6 +428,9 @@ class Spec(_Strict):
     period: str = "30d"
     alert_windows: AlertWindows | None = None
     runbook_base_url: str | None = Field(None, pattern=r"^https?://\S+[^/]$")
+    paging: Paging = Paging()
+    production_environments: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ...] = Field(
+        ("prod",), min_length=1, description="values of the `environment` label that count as production")
     slos: list[SLO] = []
     alerts: list[RuleAlert] = []
 
@@ -410,6 +463,8 @@ class Spec(_Strict):
                     ext.append(f"slos[{i}].sli.group_by")
                 if s.sli.events and s.sli.events.good_query is not None:
                     ext.append(f"slos[{i}].sli.events.good_query")
+                ext += [f"slos[{i}].alerting.{k}" for k in OBSERVATORY_ONLY_ALERTING
+                        if k in s.alerting.model_fields_set]
             if ext:
                 raise ValueError(f"{', '.join(ext)}: observatory/v1 extensions; set `version: observatory/v1`")
         if self.version == "observatory/v1":
@@ -429,6 +484,17 @@ class Spec(_Strict):
             if (self.alerts or any(s.alerting.any_enabled for s in self.slos)) and not self.runbook_base_url:
                 raise ValueError("runbook_base_url is required: every alert links its runbook "
                                  "(<runbook_base_url>/<runbook>)")
+            for i, s in enumerate(self.slos):
+                pages = s.alerting.page_alert.enabled_tiers() or (
+                    s.alerting.absent.severity == "page" and not s.alerting.absent.disable)
+                team = "team" in s.sli.group_by or "team" in {**self.labels, **s.labels}
+                if pages and not team:
+                    raise ValueError(f"slos[{i}] ({s.name}): it pages, so its alerts need a `team` label: group the "
+                                     "SLI by team (sli.group_by) or set labels.team")
+            for i, a in enumerate(self.alerts):
+                if a.severity == "page" and "team" not in a.labels and not _KEEPS_TEAM_RE.search(a.expr):
+                    raise ValueError(f"alerts[{i}] ({a.alert}): a page needs a `team` label: set labels.team or "
+                                     "aggregate the expression by (team)")
         seen: dict[str, int] = {}
         for i, s in enumerate(self.slos):
             if s.name in seen:
@@ -459,6 +525,10 @@ class Spec(_Strict):
 
     def slo_windows(self, slo: SLO) -> AlertWindows:
         return slo.alert_windows or self.alert_windows or google_windows()
+
+    def production_regex(self) -> str:
+        """The production environments as a PromQL regex (`prod` or `prod|production`)."""
+        return "|".join(re.escape(e) for e in self.production_environments)
 
 
 def with_default_period(spec: Spec, period: str) -> Spec:

@@ -57,3 +57,14 @@ def make_client(db_path: Path):
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One Spark session (PySpark, local[2]) for the whole test session: the engines' tests share it."""
+    pytest.importorskip("pyspark", reason="make install-test installs PySpark")
+    from collector.engines.spark import session
+
+    s = session(master="local[2]")
+    yield s
+    s.stop()

@@ -11,12 +11,16 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import duckdb
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, ValidationError
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import as_utc, get_store, read_cursor, scoped_team
-from collector.api.errors import BadRequest
+from collector.api.body import read_capped_body
+from collector.api.deps import bounded_time, get_settings, get_store, read_cursor, scoped_team
+from collector.api.errors import BadRequest, Forbidden, ValidationFailed
+from collector.contract.body import BodyError, decode_body
+from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.sources.alertmanager import AMWebhook, alert_rows
 from collector.storage.alerts import list_pages, pages_count, upsert_alerts
@@ -34,14 +38,34 @@ class WebhookResult(BaseModel):
 @router.post(
     "/v1/alertmanager", response_model=WebhookResult, summary="Alertmanager webhook: record pages (SLI M13)",
     description="Point an Alertmanager `webhook_configs` entry here (see alerts/alertmanager.yml) with a bearer token "
-                "that has the `ingest` scope. Answers 2xx only once the alerts are committed, so Alertmanager "
-                "retries anything not stored. Repeats and resolutions of an alert instance (fingerprint, startsAt) "
-                "update its row; they are never counted twice.",
-    responses={422: {"description": "not an Alertmanager v4 payload; the body says which field"},
+                "that has the `ingest` scope and no team limit (alerts concern every team). Answers 2xx only once "
+                "the alerts are committed, so Alertmanager retries anything not stored. Repeats and resolutions of "
+                "an alert instance (fingerprint, startsAt) update its row; they are never counted twice. The token "
+                "is checked before the body is read, and the body is read under the same byte caps as "
+                "`POST /v1/events` (413 early).",
+    responses={401: {"description": "missing or invalid token (the body is not read)"},
+               403: {"description": "token lacks `ingest`, or is limited to one team"},
+               413: {"description": "body over the configured byte limits"},
+               422: {"description": "not an Alertmanager v4 payload; the body says which field"},
                429: {"description": "the writer queue is full; Alertmanager retries"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": AMWebhook.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
 )
-async def receive(payload: AMWebhook, principal: Principal = Depends(require_scope("ingest")),
-                  store: Store = Depends(get_store)) -> WebhookResult:
+async def receive(request: Request, principal: Principal = Depends(require_scope("ingest")),
+                  store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> WebhookResult:
+    # No body parameter: FastAPI would read and parse the whole body before the token check. The dependency
+    # above authenticates first; the body is then streamed under the cap and validated here.
+    if principal.team is not None:
+        raise Forbidden(f"token {principal.name!r} is limited to team {principal.team!r}; the Alertmanager "
+                        "webhook needs a platform token")
+    raw = decode_body(await read_capped_body(request, settings.max_body_bytes), None,
+                      request.headers.get("content-encoding"), settings.max_inflated_bytes)
+    try:
+        payload = AMWebhook.model_validate(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(f"body is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        raise ValidationFailed(exc.errors(include_url=False, include_input=False), prefix=("body",)) from None
     table = alert_rows(payload, datetime.now(timezone.utc))
     new, new_pages = await asyncio.wrap_future(store.writer.execute(lambda con: upsert_alerts(con, table)))
     return WebhookResult(received=len(payload.alerts), new=new, new_pages=new_pages)
@@ -83,8 +107,8 @@ async def pages(
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
 ) -> PagesResponse:
     team = scoped_team(principal, team)
-    until = as_utc(until) if until else datetime.now(timezone.utc)
-    since = as_utc(since) if since else until - timedelta(days=30)
+    until = bounded_time(until, "until") if until else datetime.now(timezone.utc)
+    since = bounded_time(since, "since") if since else until - timedelta(days=30)
     if since >= until:
         raise BadRequest("since must be before until", 422)
     count = pages_count(db, since, until, team)

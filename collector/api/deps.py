@@ -3,6 +3,7 @@ and time parameters. Routes declare what they need instead of reaching into `req
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -11,8 +12,13 @@ from fastapi import Depends, Request
 
 from collector.api.auth import Principal
 from collector.api.errors import BadRequest, Forbidden
+from collector.contract.events import TIME_MAX, TIME_MIN
+from collector.contract.redaction import redact_text
 from collector.ingest.store import Store
 from collector.settings import Settings
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def get_store(request: Request) -> Store:
@@ -23,9 +29,10 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def read_cursor(store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A cursor of the shared connection for one request (reads never block the writer)."""
-    with store.read_cursor() as cur:
+def read_cursor(request: Request, store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of the shared connection for one request (reads never block the writer), registered so that a
+    shutdown interrupts it (collector/api/reads.py)."""
+    with store.read_cursor() as cur, request.app.state.queries.track(cur):
         yield cur
 
 
@@ -36,8 +43,27 @@ def query(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
+def identifier_param(value: str | None, name: str) -> str | None:
+    """A filter on an identifier (team, notebook_id) that an answer may echo: one holding a control character or
+    a credential is a 422 naming the parameter (the contract refuses such identifiers, so none is stored)."""
+    if value is not None and (_CONTROL.search(value) or redact_text(value[:1024])[1]):
+        raise BadRequest(f"`{name}`: not an identifier (it holds a control character or a credential)", 422)
+    return value
+
+
+def multi(values: list[str] | None) -> list[str]:
+    """A multi-valued filter: repeated parameters and comma-separated values (`team=a&team=b`, `team=a,b`), so
+    Grafana's `${var:csv}` works."""
+    out: list[str] = []
+    for v in values or []:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
 def scoped_teams(principal: Principal, requested: list[str]) -> list[str]:
     """The team filter, narrowed to the token's team when the token is limited to one (403 for another team)."""
+    for t in requested:
+        identifier_param(t, "team")
     if principal.team is None:
         return requested
     if requested and any(t != principal.team for t in requested):
@@ -52,18 +78,33 @@ def scoped_team(principal: Principal, requested: str | None) -> str | None:
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
-    """RFC 3339 or epoch milliseconds (Grafana's `${__from}`) -> aware UTC; anything else is a 422 naming it."""
+    """RFC 3339 or epoch milliseconds (Grafana's `${__from}`) -> aware UTC within the contract's time range;
+    anything else is a 422 naming the parameter."""
     if value is None or value == "":
         return None
     v = value.strip()
     try:
-        if v.lstrip("-").isdigit():
-            return datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        if v.lstrip("-").isascii() and v.lstrip("-").isdigit() and len(v) <= 16:
+            dt = datetime.fromtimestamp(int(v) / 1000, tz=timezone.utc)
+        else:
+            if not v.isascii():
+                raise ValueError(v)
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        raise BadRequest(f"`{name}`: expected an RFC 3339 time or epoch milliseconds, got {value[:64]!r}",
-                         422) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        raise BadRequest(f"`{name}`: expected an RFC 3339 time or epoch milliseconds", 422) from None
+    return bounded_time(dt, name)
+
+
+def bounded_time(dt: datetime, name: str) -> datetime:
+    """A time parameter inside [TIME_MIN, TIME_MAX) (what storage and the engines handle), as UTC; else 422."""
+    try:
+        utc = as_utc(dt)
+    except OverflowError:
+        utc = None
+    if utc is None or not TIME_MIN <= utc < TIME_MAX:
+        raise BadRequest(f"`{name}`: must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)", 422)
+    return utc
 
 
 def as_utc(dt: datetime) -> datetime:

@@ -9,11 +9,18 @@ exception handlers). Routes raise; they never build an error response by hand.
 | `QueueFull` | 429 | `Retry-After` from the writer's recent commit times |
 | `WriterStopped` | 503 | `Retry-After: 5` |
 | `WriteFailed` | 503 | `Retry-After: 1` |
+| `CostNotFound` (an unknown team) | 404 | |
 | `CostInputError` | 422 | |
+| `duckdb.InterruptException` (a read interrupted at shutdown) | 503 | `Retry-After: 5` |
 | `NotFound` | 404 | |
 | `BadRequest` | 400 (or its own status) | |
+| `ValidationFailed`, FastAPI's `RequestValidationError` | 422 | |
 
-The body is always `{"detail": "<message>"}`. OTLP answers with a `google.rpc.Status` instead, but takes the
+The body is `{"detail": "<message>"}`, or for validation errors `{"detail": [{"loc", "msg", "type"}]}` like
+FastAPI's own, minus the `input` and `ctx` it would echo: an error never repeats the value it refuses, and
+every message passes the secret redactor (a value a validator quoted cannot leave in a response).
+
+OTLP answers with a `google.rpc.Status` instead, but takes the
 status and headers from `http_error` so both agree.
 """
 
@@ -21,12 +28,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Any, Iterable, Sequence
+
+import duckdb
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from collector.contract.body import BodyError
+from collector.contract.redaction import redact_text
 from collector.ingest.writer import QueueFull, WriteFailed, WriterStopped
-from cost.errors import CostInputError
+from cost.errors import CostInputError, CostNotFound
 
 _BODY_STATUS = {"invalid": 400, "too_large": 413, "unsupported": 415}
 
@@ -54,6 +66,32 @@ class Forbidden(ApiError):
     status = 403
 
 
+class ValidationFailed(ApiError):
+    """A body (or parameter) that does not fit its model: 422 with one entry per failing field."""
+
+    status = 422
+
+    def __init__(self, errors: Iterable[dict[str, Any]], prefix: Sequence[str | int] = ()) -> None:
+        self.errors = validation_detail(errors, prefix)
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in self.errors[:5]))
+
+
+def safe_message(text: str, limit: int = 500) -> str:
+    """A message for a client or a log: bounded, secrets redacted."""
+    return redact_text(str(text)[:limit])[0]
+
+
+def validation_detail(errors: Iterable[dict[str, Any]], prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
+    """pydantic/FastAPI errors without the echoed `input`/`ctx`, messages redacted, at most 50 entries."""
+    out = []
+    for e in errors:
+        loc = [*prefix, *(p if isinstance(p, int) else safe_message(p, 128) for p in e.get("loc", ()))]
+        out.append({"loc": loc, "msg": safe_message(e.get("msg", "")), "type": str(e.get("type", ""))[:64]})
+        if len(out) == 50:
+            break
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class HttpError:
     status: int
@@ -74,18 +112,31 @@ def http_error(exc: Exception) -> HttpError | None:
         return HttpError(503, str(exc), {"Retry-After": "1"})
     if isinstance(exc, ApiError):
         return HttpError(exc.status, str(exc))
+    if isinstance(exc, CostNotFound):
+        return HttpError(404, str(exc))
     if isinstance(exc, CostInputError):
         return HttpError(422, str(exc))
+    if isinstance(exc, duckdb.InterruptException):
+        return HttpError(503, "the query was interrupted (the server is shutting down)", {"Retry-After": "5"})
     return None
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ValidationFailed):
+        return JSONResponse({"detail": exc.errors}, status_code=422)
     err = http_error(exc)
     assert err is not None  # only registered for the types http_error knows
-    return JSONResponse({"detail": err.detail}, status_code=err.status, headers=err.headers)
+    return JSONResponse({"detail": safe_message(err.detail, 2000)}, status_code=err.status, headers=err.headers)
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
 
 def install(app: FastAPI) -> None:
     """Register the handler for every domain exception the routes may raise."""
-    for exc_type in (BodyError, QueueFull, WriterStopped, WriteFailed, ApiError, CostInputError):
+    for exc_type in (BodyError, QueueFull, WriterStopped, WriteFailed, ApiError, CostInputError,
+                     duckdb.InterruptException):
         app.add_exception_handler(exc_type, _handle)
+    app.add_exception_handler(RequestValidationError, _request_validation)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
+from collector.api.body import read_capped_body
+from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
 from collector.contract.body import BodyError, decode_body, split_items
@@ -97,20 +99,6 @@ def check_item_count(n: int, max_events: int, what: str = "events") -> None:
         raise BodyError(f"{n} {what} in one request; the limit is {max_events}", "too_large")
 
 
-async def read_capped_body(request: Request, limit: int) -> bytes:
-    """The body as sent, refused with 413 as soon as it (or its declared length) passes `limit`."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyError(f"body of {declared} bytes exceeds the limit of {limit}", "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(f"body exceeds the limit of {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/v1/events",
     summary="Ingest events",
@@ -142,5 +130,6 @@ async def post_events(request: Request, principal: Principal = Depends(require_s
         _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
         settings.max_inflated_bytes, settings.max_events_per_request,
     )
+    validated = await enforce_team(store, principal, validated)
     result = await submit(store, validated, channel="http", request_id=request_id_var.get())
     return Response(orjson.dumps(result.body), status_code=result.status, media_type="application/json")

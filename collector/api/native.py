@@ -13,7 +13,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from collector import conventions as C
-from collector.api.ingest import read_capped_body
+from collector.api.auth import ANONYMOUS
+from collector.api.body import read_capped_body
+from collector.api.teams import enforce_team
 from collector.contract.body import decode_body
 from collector.ingest.submit import Outcome, empty_outcome, submit
 from collector.sources.common import NativeBatch
@@ -55,6 +57,8 @@ async def submit_native(request: Request, batch: NativeBatch, channel: str) -> O
     if not batch.events:
         return empty_outcome(rid)
     validated = await run_in_threadpool(batch.validate)
+    principal = getattr(request.state, "principal", None) or ANONYMOUS
+    validated = await enforce_team(request.app.state.store, principal, validated)
     return await submit(request.app.state.store, validated, channel=channel, request_id=rid)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from collector.api.auth import Principal, require_scope
 from collector.api.deps import get_store, read_cursor
-from collector.api.errors import NotFound
+from collector.api.errors import Forbidden, NotFound
 from collector.api.where import Where
 from collector.ingest.store import Store
 from collector.contract.events import EVENT_TYPES, json_schemas
@@ -52,12 +52,17 @@ async def readyz(store: Store = Depends(get_store)) -> JSONResponse:
 @router.get(
     "/metrics", tags=["operations"], summary="Prometheus exposition (OpenMetrics when the Accept header asks)",
     description="Reads the in-memory snapshot only; never queries the event store. Requires the `read` scope "
-                "unless `OBSERVATORY_METRICS_PUBLIC=true`.",
-    dependencies=[Depends(require_scope("read", unless_setting="metrics_public"))],
+                "unless `OBSERVATORY_METRICS_PUBLIC=true`. The exposition holds every team's series, so a token "
+                "limited to one team is refused (403): scrapers use a platform token (docs/security.md).",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"example": "notebook_run_attempts_total{...} 42.0\n"}}}},
+    responses={200: {"content": {"text/plain": {"example": "notebook_run_attempts_total{...} 42.0\n"}}},
+               403: {"description": "the token lacks `read`, or is limited to one team"}},
 )
-async def metrics(request: Request, store: Store = Depends(get_store)) -> Response:
+async def metrics(request: Request, store: Store = Depends(get_store),
+                  principal: Principal = Depends(require_scope("read", unless_setting="metrics_public"))) -> Response:
+    if principal.team is not None:
+        raise Forbidden(f"token {principal.name!r} is limited to team {principal.team!r}; /metrics holds every "
+                        "team's series and needs a platform token")
     body, content_type = store.exposition.render(request.headers.get("accept"))
     return Response(body, media_type=content_type)
 
@@ -69,7 +74,7 @@ async def schema_all(type: str | None = Query(None, description="only this event
     if type is None:
         return {"specversion": "1.0", "types": list(EVENT_TYPES), "schemas": schemas}
     if type not in schemas:
-        raise NotFound(f"unknown event type {type[:128]!r}")
+        raise NotFound("unknown event type; see `types` in GET /v1/schema")
     return {"specversion": "1.0", "types": [type], "schemas": {type: schemas[type]}}
 
 
@@ -97,7 +102,7 @@ class DeadLetterPage(BaseModel):
 def dead_letters(
     principal: Principal = Depends(require_scope("admin")),
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
-    after: int = Query(0, ge=0, description="return entries with dl_id greater than this"),
+    after: int = Query(0, ge=0, le=2**63 - 1, description="return entries with dl_id greater than this"),
     limit: int = Query(100, ge=1, le=1000),
     reason: str | None = Query(None, examples=["missing"]),
     source: str | None = Query(None),

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import parse_time, query, read_cursor, scoped_teams
+from collector.api.deps import multi, parse_time, query, read_cursor, scoped_teams
 from collector.api.errors import BadRequest, NotFound
 from collector.api.where import Page, Where, decode_cursor, encode_cursor, page
 
@@ -239,17 +239,18 @@ SecurityPage = Page[SecurityEvent]
 # ---- helpers -----------------------------------------------------------------------------------------------------
 
 
-def _multi(values: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in values or []:
-        out += [p.strip() for p in v.split(",") if p.strip()]
-    return out
+_multi = multi  # collector/api/deps.py: the cost routes parse their team filter the same way
 
 
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.astimezone(timezone.utc).strftime(ISO)
+def _iso(dt: datetime | str | None) -> str | None:
+    """A stored time as RFC 3339. DuckDB hands back a time Python cannot hold (a legacy row from before the
+    contract bounded times, e.g. year 1 with an offset) as text: it is served as stored, never a 500."""
+    if dt is None or isinstance(dt, str):
+        return dt
+    try:
+        return dt.astimezone(timezone.utc).strftime(ISO)
+    except (OverflowError, ValueError):
+        return dt.isoformat()
 
 
 def _check_values(name: str, values: list[str], allowed: Iterable[str]) -> None:
@@ -312,7 +313,8 @@ def list_runs(
     trigger: list[str] | None = Query(None, description=f"Trigger(s): {', '.join(TRIGGERS)}", examples=["scheduled"]),
     environment: list[str] | None = Query(None, description="Environment(s): prod, staging, dev", examples=["prod"]),
     owner: str | None = Query(None, description="Owner (exact)"),
-    min_attempt: int | None = Query(None, ge=1, description="Only attempts numbered at least this (2 = retries)"),
+    min_attempt: int | None = Query(None, ge=1, le=2**31 - 1,
+                                    description="Only attempts numbered at least this (2 = retries)"),
     latest_attempt: bool = Query(False, description="Only the latest attempt of each run"),
     since: str | None = SinceQ,
     until: str | None = UntilQ,
@@ -361,7 +363,7 @@ def get_run(
     run_id: str = Path(description="Run id, or `latest` (needs `notebook_id`)",
                        examples=["fin-revenue-daily@20261120T0600Z"]),
     principal: Principal = Depends(require_scope("read")),
-    attempt: int | None = Query(None, ge=1, description="Attempt number; default the latest"),
+    attempt: int | None = Query(None, ge=1, le=2**31 - 1, description="Attempt number; default the latest"),
     notebook_id: str | None = Query(None, description="With `run_id=latest`: the notebook"),
 ) -> RunDetail:
     w = Where()

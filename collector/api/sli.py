@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import get_store, scoped_team
+from collector.api.deps import get_settings, identifier_param, parse_time, scoped_team
 from collector.api.errors import BadRequest
-from collector.ingest.store import Store
+from collector.api.reads import run_read
+from collector.settings import Settings
 
 router = APIRouter(tags=["slis"])
+_WINDOW = re.compile(r"[0-9]{1,7}[smhdw]", re.ASCII)  # ASCII digits: `\d` and isdigit() admit other scripts
 
 
 class Provenance(BaseModel):
@@ -57,28 +59,33 @@ EXAMPLE = {
     "slis": [
         {"sli": "M1", "name": "run_success_rate", "window": "1d", "team": "finance", "notebook_id": None,
          "trigger": None, "stat": "ratio", "value": 0.95, "good": 38, "bad": 2, "total": 40, "unit": "ratio",
-         "provenance": {"definition_version": "M1/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M1/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
         {"sli": "M3", "name": "execution_time", "window": "1d", "team": "finance", "notebook_id": None,
          "trigger": None, "stat": "p95", "value": 412.7, "good": None, "bad": None, "total": 38, "unit": "seconds",
-         "provenance": {"definition_version": "M3/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M3/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
         {"sli": "M4", "name": "cost_per_run", "window": "1d", "team": None, "notebook_id": None, "trigger": None,
          "stat": "per_run", "value": None, "good": None, "bad": None, "total": None, "unit": "USD",
          "absent_reason": "no billing data allocated to runs",
-         "provenance": {"definition_version": "M4/2026-11-21.1", "event_time_from": "2026-11-20T09:00:00+00:00",
+         "provenance": {"definition_version": "M4/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
                         "folded_through_batch": 812}},
     ],
 }
 
 
-def _split(values: list[str] | None) -> list[str]:
+def _split(values: list[str] | None, name: str, most: int) -> list[str]:
+    """Repeated and comma-separated values; more than `most` (or an absurdly long one) is a 400 naming `name`."""
     out: list[str] = []
     for v in values or []:
         out += [p.strip() for p in v.split(",") if p.strip()]
+        if len(out) > most:
+            raise BadRequest(f"`{name}`: at most {most} values per request")
+    if any(len(p) > 64 for p in out):
+        raise BadRequest(f"`{name}`: a value is longer than 64 characters")
     return out
 
 
@@ -102,7 +109,9 @@ def _split(values: list[str] | None) -> list[str]:
     response_model_exclude_none=False,
     responses={
         200: {"content": {"application/json": {"example": EXAMPLE}}},
-        400: {"description": "unknown SLI, malformed window or as_of without a time zone"},
+        400: {"description": "unknown SLI or level, malformed window, too many or too long windows, as_of "
+                             "without a time zone or out of range; the message names the parameter"},
+        503: {"description": "the computation ran past `OBSERVATORY_READ_TIMEOUT_SECONDS` and was interrupted"},
         401: {"description": "missing or invalid token"},
         403: {"description": "token lacks the `read` scope, or is limited to another team"},
     },
@@ -110,48 +119,75 @@ def _split(values: list[str] | None) -> list[str]:
 async def get_sli(
     request: Request,
     principal: Principal = Depends(require_scope("read")),
-    store: Store = Depends(get_store),
+    settings: Settings = Depends(get_settings),
     sli: list[str] | None = Query(None, description="SLI ids or names, repeated or comma-separated "
                                                     "(`M1`, `run_success_rate`); default all"),
     window: list[str] | None = Query(None, description="Windows (`1h`, `1d`, `7d`, `30d`, any `<n><s|m|h|d|w>`); "
-                                                       "default the configured windows"),
-    team: str | None = Query(None, description="Only this team"),
-    notebook_id: str | None = Query(None, description="Only this notebook (notebook-level rows)"),
+                                                       "default the configured windows; at most "
+                                                       "`OBSERVATORY_SLI_MAX_WINDOWS` (8) of at most "
+                                                       "`OBSERVATORY_SLI_MAX_WINDOW_DAYS` (400) days"),
+    team: str | None = Query(None, max_length=128, description="Only this team"),
+    notebook_id: str | None = Query(None, max_length=256, description="Only this notebook (notebook-level rows)"),
     trigger: Literal["scheduled", "manual", "api", "ci", "unknown"] | None = Query(
         None, description="Only this trigger (M1 rows per trigger)"),
-    as_of: datetime | None = Query(None, description="RFC 3339 moment the windows end at; default now",
-                                   examples=["2026-11-21T09:00:00Z"]),
+    as_of: str | None = Query(None, description="RFC 3339 moment the windows end at (with a time zone), "
+                                                "1970-01-01 to 2200-01-01; default now",
+                              examples=["2026-11-21T09:00:00Z"]),
     level: list[str] | None = Query(None, description="Scopes to return: platform, team, notebook, trigger "
                                                       "(repeated or comma-separated); default platform,team,trigger"),
 ) -> SliResponse:
     from slo.sli import sql as Q
+    from collector.engines import select as engine_select
     from slo.sli.compute import compute
-    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
+    from slo.sli.config import DEFAULT_LEVELS, LEVELS, SliQuery, parse_window, resolve_sli
 
-    cfg = getattr(request.app.state, "sli_config", None) or SliConfig()
+    cfg = getattr(request.app.state, "sli_config", None) or request.app.state.settings.sli
     team = scoped_team(principal, team)
-    if as_of is None:
-        as_of = datetime.now(timezone.utc)
-    elif as_of.tzinfo is None:
-        raise BadRequest("as_of needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
+    notebook_id = identifier_param(notebook_id, "notebook_id")
+    moment = _as_of(as_of)
+    windows = _split(window, "window", settings.sli_max_windows) or list(cfg.windows)
+    if len(windows) > settings.sli_max_windows:
+        raise BadRequest(f"`window`: at most {settings.sli_max_windows} windows per request")
+    max_seconds = settings.sli_max_window_days * 86400
     try:
-        windows = _split(window) or list(cfg.windows)
         for w in windows:
-            parse_window(w)
-        slis = [resolve_sli(s) for s in _split(sli)] or list(Q.SLIS)
-        levels = tuple(_split(level)) or DEFAULT_LEVELS
-        bad = set(levels) - set(LEVELS)
-        if bad:
-            raise ValueError(f"unknown level(s) {sorted(bad)}; use {', '.join(LEVELS)}")
+            if not _WINDOW.fullmatch(w):
+                raise ValueError(f"not a window: {w!r} (use e.g. 1h, 1d, 7d, 30d)")
+            if parse_window(w) > max_seconds:
+                raise ValueError(f"at most {settings.sli_max_window_days:g} days")
     except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(f"`window`: {exc}") from None
+    try:
+        slis = [resolve_sli(s) for s in _split(sli, "sli", 64)] or list(Q.SLIS)
+    except ValueError as exc:
+        raise BadRequest(f"`sli`: {exc}") from None
+    levels = tuple(_split(level, "level", 16)) or DEFAULT_LEVELS
+    bad = set(levels) - set(LEVELS)
+    if bad:
+        raise BadRequest(f"`level`: unknown level(s); use {', '.join(LEVELS)}")
     if principal.team is not None:
         levels = tuple(lv for lv in levels if lv != "platform") or ("team",)
-    q = SliQuery(as_of=as_of, windows=windows, slis=slis, team=team, notebook_id=notebook_id,
-                        trigger=trigger, levels=levels)
-    def run() -> list[dict]:
-        with store.read_cursor() as cur:
-            return compute(cur, q, cfg)
+    q = SliQuery(as_of=moment, windows=list(dict.fromkeys(windows)), slis=slis, team=team,
+                        notebook_id=notebook_id, trigger=trigger, levels=tuple(dict.fromkeys(levels)))
+    engine = engine_select.EngineSettings()
+    if engine_select.uses_lake(engine):  # OBSERVATORY_ENGINE / OBSERVATORY_LAKE: computed on the lake (docs/scale.md)
+        from starlette.concurrency import run_in_threadpool
 
-    rows = await run_in_threadpool(run)
-    return SliResponse(as_of=as_of.astimezone(timezone.utc).isoformat(), window=windows, slis=rows)
+        rows = await run_in_threadpool(engine_select.sli_rows, None, q, cfg, engine)
+    else:
+        rows = await run_read(request, lambda cur: compute(cur, q, cfg), timeout=settings.read_timeout_seconds)
+    return SliResponse(as_of=moment.isoformat(), window=windows, slis=rows)
+
+
+def _as_of(value: str | None) -> datetime:
+    if value is None or value == "":
+        return datetime.now(timezone.utc)
+    try:
+        moment = parse_time(value, "as_of")
+    except BadRequest as exc:
+        raise BadRequest(str(exc)) from None  # this endpoint answers 400 for every bad parameter
+    assert moment is not None
+    v = value.strip()
+    if not (v.lstrip("-").isdigit() or v[-1:] in "Zz" or "+" in v[10:] or "-" in v[10:]):
+        raise BadRequest("`as_of`: needs a time zone (RFC 3339, e.g. 2026-11-21T09:00:00Z)")
+    return moment

@@ -70,14 +70,25 @@ def decode_cursor(after: str | None, types: Sequence[type]) -> list[Any] | None:
     """The sort key a cursor holds; a cursor of another shape (or tampered with) is a 400 naming `after`."""
     if not after:
         return None
+    if len(after) > 16_384 or not after.isascii():
+        raise BadRequest("`after`: not a cursor returned by this endpoint", 422)
     try:
         parts = orjson.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
     except (ValueError, orjson.JSONDecodeError):
         parts = None
     if (not isinstance(parts, list) or len(parts) != len(types)
-            or not all(isinstance(p, t) and not (t is int and isinstance(p, bool)) for p, t in zip(parts, types))):
+            or not all(_fits(p, t) for p, t in zip(parts, types))):
         raise BadRequest("`after`: not a cursor returned by this endpoint", 422)
     return parts
+
+
+def _fits(value: Any, t: type) -> bool:
+    """A cursor part of the right type and within what the bound parameter's column holds."""
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31
+    if t is str:
+        return isinstance(value, str) and len(value) <= 4096 and "\x00" not in value
+    return isinstance(value, t)
 
 
 def page(rows: list[dict], limit: int, cursor_of) -> tuple[list[dict], str | None]:

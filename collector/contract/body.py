@@ -27,21 +27,39 @@ class BodyError(ValueError):
 
 
 def decode_body(body: bytes, content_type: str | None, content_encoding: str | None, max_inflated: int) -> bytes:
-    """Undo Content-Encoding, refusing bodies that inflate past `max_inflated` (gzip bombs) with 413."""
+    """Undo Content-Encoding, refusing bodies that inflate past `max_inflated` (gzip bombs) with 413.
+
+    gzip: every member is read (RFC 1952 allows concatenated members, as `cat a.gz b.gz` makes); a truncated
+    stream or bytes after the last member that are not another member are a 400, never a silent partial ingest.
+    """
     enc = (content_encoding or "identity").strip().lower()
     if enc in ("", "identity"):
         return body
     if enc not in ("gzip", "x-gzip", "deflate"):
-        raise BodyError(f"unsupported Content-Encoding {content_encoding!r}; use gzip or identity", "unsupported")
+        raise BodyError(f"unsupported Content-Encoding {content_encoding[:64]!r}; use gzip or identity",
+                        "unsupported")
     wbits = 16 + zlib.MAX_WBITS if enc != "deflate" else zlib.MAX_WBITS
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(body, max_inflated + 1)
-    except zlib.error as exc:
-        raise BodyError(f"body is not valid {enc}: {exc}") from None
-    if len(out) > max_inflated or d.unconsumed_tail:
-        raise BodyError(f"decompressed body exceeds {max_inflated} bytes", "too_large")
-    return out
+    out: list[bytes] = []
+    size, rest, member = 0, body, 0
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            chunk = d.decompress(rest, max_inflated - size + 1)
+        except zlib.error as exc:
+            where = f" (member {member + 1})" if member else ""
+            raise BodyError(f"body is not valid {enc}{where}: {exc}") from None
+        size += len(chunk)
+        if size > max_inflated or d.unconsumed_tail:
+            raise BodyError(f"decompressed body exceeds {max_inflated} bytes", "too_large")
+        out.append(chunk)
+        if not d.eof:
+            raise BodyError(f"{enc} body is truncated (the stream ends before its end marker)")
+        rest = d.unused_data
+        member += 1
+        if not rest:
+            return b"".join(out)
+        if enc == "deflate" or not rest.startswith(b"\x1f\x8b"):
+            raise BodyError(f"{len(rest)} bytes of trailing data after the {enc} stream")
 
 
 def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:

@@ -39,7 +39,14 @@ Common `data` fields, optional on every type unless the type requires them: `tea
 
 Text fields (error messages, tracebacks, `msg`, parameters, tags, `subject`) pass the secret scanner before
 anything is written: a credential becomes `[REDACTED:<kind>]` and the event counts in
-`notebook_secret_exposures_total` (see docs/redaction.md). Identifiers and hashes are not rewritten.
+`notebook_secret_exposures_total` (see docs/redaction.md). Identifiers and hashes are not rewritten: an event
+whose `source`, `id` or identifier field (team, owner, notebook, run, kernel and session ids, hashes, cron,
+timezone) holds a credential or a control character is rejected (`secret_in_identifier`, `control_character`).
+
+Bounds (docs/security.md): times from 1970-01-01 to 2200-01-01 (the event `time` at most 24 h ahead), durations
+0 to 1e9 s, `grace_seconds` at most 31 days, a 5-field `cron` (or a macro) that fires within 8 years, 32-bit
+`exit_code` and `attempt`, 64-bit byte counts, at most 64 levels of nesting. A token limited to one team may only
+send that team's events and may not change another team's notebook, run or kernel (`team_scope`).
 
 ## Answers
 
@@ -90,9 +97,9 @@ def _type(prop: dict, schema: dict) -> str:
     if t == "array":
         return f"list of {_type(prop.get('items', {}), schema)}"
     if t == "string" and prop.get("format") == "date-time":
-        return "RFC 3339 time"
+        return "RFC 3339 time" + (" (1970-01-01 to 2200-01-01)" if "1970" in prop.get("description", "") else "")
     extra = []
-    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maxLength", "≤ len")):
+    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("maxLength", "≤ len")):
         if k in prop:
             extra.append(f"{sym} {prop[k]}")
     return t + (f" ({', '.join(extra)})" if extra else "")

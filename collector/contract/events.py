@@ -7,11 +7,12 @@ with them, `GET /v1/schema` and docs/events.md are generated from them, and the 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -26,12 +27,28 @@ from pydantic import (
 # How far in the future an event time may be before we call it a clock bug rather than an event.
 MAX_FUTURE_SKEW = timedelta(hours=24)
 
+# Bounds of every number, duration and time the contract accepts: what storage (DuckDB TIMESTAMPTZ read back
+# into Python, BIGINT/INTEGER columns) and the engines (timedelta, INTERVAL arithmetic, cron enumeration) handle
+# without overflow. A value outside is rejected per event with its field path (docs/security.md, "Limits").
+TIME_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_SECONDS = 1e9  # ~31.7 years: any duration, CPU time, latency or SLA
+MAX_GRACE_SECONDS = 31 * 86400.0  # a missed-run grace longer than the detection lookback could never decide
+INT64_MAX = 2**63 - 1
+INT32 = (-(2**31), 2**31 - 1)
+# Most levels of JSON nesting in one item (the envelope is level 1). Deeper items are rejected alone: the JSON
+# encoder and the redactor recurse, and no producer needs more.
+MAX_NESTING = 64
+
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=65_536)]
 Hash = Annotated[str, Field(min_length=1, max_length=256)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-NonNegInt = Annotated[StrictInt, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+NonNegInt = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+Int32 = Annotated[StrictInt, Field(ge=INT32[0], le=INT32[1])]
+BoundedTime = Annotated[AwareDatetime, Field(
+    ge=TIME_MIN, lt=TIME_MAX, description="RFC 3339 with an offset, between 1970-01-01 and 2200-01-01 (UTC)")]
 
 Trigger = Literal["scheduled", "manual", "api", "ci"]
 Environment = Literal["prod", "staging", "dev"]
@@ -71,7 +88,7 @@ class KernelRestarted(CommonData):
 class KernelDied(CommonData):
     kernel_id: Id
     reason: Literal["crash", "oom", "signal", "unknown"]
-    exit_code: StrictInt | None = None
+    exit_code: Int32 | None = None
     signal: Name | None = None
     traceback: Text | None = None
     msg: Text | None = None
@@ -88,14 +105,14 @@ class KernelShutdown(CommonData):
 class RunLifecycle(CommonData):
     run_id: Id
     notebook_id: Id
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: BoundedTime | None = None
     parameters: dict[str, Any] | None = None
 
 
 class CellTiming(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    index: NonNegInt
+    index: Annotated[StrictInt, Field(ge=0, le=INT32[1])]
     duration_seconds: NonNegFloat
     status: Literal["ok", "error", "skipped"]
 
@@ -121,13 +138,14 @@ class ScheduleRegistered(CommonData):
     notebook_id: Id
     cron: Annotated[str, Field(min_length=1, max_length=256)]
     timezone: Annotated[str, Field(max_length=64)] | None = None
-    grace_seconds: NonNegFloat | None = None
+    grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE_SECONDS, allow_inf_nan=False)] | None = None
+    # a due slot is good when its final attempt succeeded within this long after the slot (default: configured)
+    sla_seconds: Annotated[float, Field(gt=0, le=MAX_GRACE_SECONDS, allow_inf_nan=False)] | None = None
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, v: str) -> str:
-        if not croniter.is_valid(v):
-            raise ValueError(f"not a valid cron expression: {v!r}")
+        check_cron(v)
         return v
 
     @field_validator("timezone")
@@ -138,8 +156,45 @@ class ScheduleRegistered(CommonData):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone: {v!r}") from None
+            raise ValueError("unknown IANA time zone") from None
         return v
+
+
+CRON_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+# A cron that cannot fire within this span never fires (Feb 30) or fires too rarely to watch (8 years covers
+# every leap day).
+CRON_HORIZON_YEARS = 8
+
+
+def check_cron(v: str) -> None:
+    """A standard 5-field cron (or a macro) that fires: the missed-run detector enumerates its slots."""
+    problem = _cron_problem(v)
+    if problem:
+        raise ValueError(problem)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_problem(v: str) -> str | None:
+    """Cached: schedules repeat their cron, and finding the next slot costs milliseconds."""
+    try:
+        _check_cron(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_cron(v: str) -> None:
+    fields = v.split()
+    if not (len(fields) == 5 or (len(fields) == 1 and fields[0].lower() in CRON_MACROS)):
+        raise ValueError("not a cron expression: use 5 fields (minute hour day month weekday) or a macro "
+                         "such as @daily")
+    if not croniter.is_valid(v):
+        raise ValueError("not a valid cron expression")
+    try:
+        croniter(v, datetime(2024, 1, 1, tzinfo=timezone.utc),
+                 max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        raise ValueError(f"the cron expression never fires (no slot within {CRON_HORIZON_YEARS} years)") from None
 
 
 class ReproducibilityChecked(CommonData):
@@ -158,8 +213,17 @@ class QualityChecked(CommonData):
 class ArtifactPublished(CommonData):
     notebook_id: Id
     artifact: Annotated[str, Field(min_length=1, max_length=4096)]
-    sla_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    sla_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)] | None = None
     size_bytes: NonNegInt | None = None
+    # a stale critical artifact pages its team; default: the notebook's registry `critical` flag
+    critical: StrictBool | None = None
+
+
+class ArtifactRetired(CommonData):
+    """The artifact is no longer produced: freshness stops tracking it (a later publication tracks it again)."""
+
+    notebook_id: Id
+    artifact: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 # ---- security ------------------------------------------------------------------------------------------------
@@ -181,13 +245,15 @@ class AccessDenied(CommonData):
 
 
 class NotebookRegistered(CommonData):
+    """A notebook in the registry; one without an owner, a team or tags is accepted and counts as not searchable (M9)."""
+
     notebook_id: Id
-    owner: Name
-    team: Name
-    tags: dict[str, Any]
+    owner: Name | None = None
+    team: Name | None = None
+    tags: dict[str, Any] | None = None
     critical: StrictBool | None = None
     has_tests: StrictBool | None = None
-    created_at: AwareDatetime | None = None
+    created_at: BoundedTime | None = None
 
 
 class NotebookUpdated(CommonData):
@@ -196,7 +262,7 @@ class NotebookUpdated(CommonData):
     notebook_id: Id
     critical: StrictBool | None = None
     has_tests: StrictBool | None = None
-    created_at: AwareDatetime | None = None
+    created_at: BoundedTime | None = None
 
 
 class NotebookPromoted(CommonData):
@@ -225,6 +291,7 @@ DATA_MODELS: dict[str, type[CommonData]] = {
     "notebook.reproducibility.checked": ReproducibilityChecked,
     "notebook.quality.checked": QualityChecked,
     "notebook.artifact.published": ArtifactPublished,
+    "notebook.artifact.retired": ArtifactRetired,
     "notebook.security.secret_detected": SecretDetected,
     "notebook.security.access_denied": AccessDenied,
     "notebook.registered": NotebookRegistered,
@@ -259,7 +326,7 @@ class EnvelopeBase(BaseModel):
     id: Id
     source: Annotated[str, Field(min_length=1, max_length=512)]
     type: str
-    time: AwareDatetime
+    time: Annotated[AwareDatetime, Field(ge=TIME_MIN)]
     subject: Annotated[str, Field(max_length=1024)] | None = None
     datacontenttype: Literal["application/json"] | None = None
 
@@ -290,6 +357,8 @@ AnyEvent = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="t
 ANY_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 
 
+@functools.lru_cache(maxsize=1)
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema of every event type, keyed by type (served at GET /v1/schema)."""
+    """JSON Schema of every event type, keyed by type (served at GET /v1/schema, which needs no token: built once,
+    since generating them costs a hundred milliseconds of CPU; the result is shared, callers must not mutate it)."""
     return {t: m.model_json_schema() for t, m in EVENT_MODELS.items()}

@@ -75,10 +75,11 @@ class _Detector:
 # --------------------------------------------------------------------------
 
 _B64 = r"[A-Za-z0-9+/=]"
-_LINEBREAK = r"(?:\r?\n|\\+r?\\+n)"  # real or JSON-escaped line break
+_LINEBREAK = r"(?:\r?\n|(?:\\+r)?\\+n)"  # real or JSON-escaped line break
 _PEM_BEGIN = r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_END = r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_HEADER = r"(?:Proc-Type|DEK-Info):[ \t]*[A-Za-z0-9,-]+"
+_PEM_EOL = r"""(?=[ \t]*(?:\r?\n|\\+[rn]|$)|\\?["'])"""  # the end of a line of a key block
 _Q = r"""\\?["']"""  # a quote, possibly escaped (JSON inside a JSON string)
 
 # Keys of a password/secret/token assignment.  The keyword must be followed
@@ -167,15 +168,6 @@ def _secret_span(m: re.Match[str], groups: tuple[str, ...]) -> tuple[int, int]:
 # --------------------------------------------------------------------------
 # Validators
 # --------------------------------------------------------------------------
-
-
-def _pem_ok(m: re.Match[str], text: str) -> bool:
-    """A real key block has a body; a prose mention of the header does not."""
-    body = m.group("body")
-    if body is None:
-        body = m.group("tbody") or ""
-    b64 = sum(1 for c in body if c.isascii() and (c.isalnum() or c in "+/"))
-    return b64 >= 32
 
 
 def _mixed_token_ok(m: re.Match[str], text: str) -> bool:
@@ -283,12 +275,14 @@ _DETECTORS: tuple[_Detector, ...] = (
             rf"{_PEM_BEGIN}"
             # (1) complete block: base64 / whitespace / PEM headers up to END
             rf"(?:(?P<body>(?:[ \t\r\n]|\\+[rn]|{_B64}|{_PEM_HEADER})*?){_PEM_END}"
-            # (2) truncated block: full-looking base64 lines, optional padded last line
-            rf"|(?P<tbody>(?:{_LINEBREAK}?[ \t]*{_B64}{{16,}})+(?:{_LINEBREAK}[ \t]*[A-Za-z0-9+/]*={{1,2}})?))"
+            # (2) truncated block (no END, however short): the header and every base64 or PEM-header line
+            #     after it, with real or JSON-escaped line breaks
+            #     (a line counts when it holds nothing else, so a traceback line after it survives)
+            rf"|(?P<tbody>(?:[ \t]*(?:{_PEM_HEADER}|{_B64}+){_PEM_EOL})?"
+            rf"(?:(?:{_LINEBREAK}[ \t]*)+(?:{_PEM_HEADER}|{_B64}+){_PEM_EOL})*))"
         ),
         prefilter=("PRIVATE KEY",),
         needles=("PRIVATE KEY",),
-        validate=_pem_ok,
     ),
     # --- vendor tokens with a distinctive prefix ----------------------------
     _Detector(

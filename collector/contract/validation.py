@@ -6,6 +6,7 @@ every entry point applies the same contract, the same secret redaction and repor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,11 +14,12 @@ import orjson
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from collector.contract.events import EVENT_MODELS, EVENT_TYPES, IDENTIFIER_KEYS, EnvelopeBase
-from collector.contract.redaction import redact_text, redact_value
+from collector.contract.events import EVENT_MODELS, EVENT_TYPES, IDENTIFIER_KEYS, INT64_MAX, MAX_NESTING, EnvelopeBase
+from collector.contract.redaction import has_candidate, redact_text, redact_value
 
 tracer = trace.get_tracer("collector.contract.validation")
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 COMMON_COLUMNS = ("team", "owner", "notebook_id", "run_id", "attempt", "kernel_id", "trigger", "environment")
 
 
@@ -60,22 +62,112 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def safe_text(text: str, limit: int = 1000) -> str:
+    """Any text a rejection carries out of the request (messages, ids, payloads): bounded, then redacted."""
+    return redact_text(text[:limit])[0]
+
+
+def payload_text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    try:
+        return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):  # nesting or numbers JSON cannot hold: keep a bounded repr
+        return repr(item)[:65_536]
+
+
 def _reject(index: int, item: Any, errors: list[dict[str, str]]) -> Rejection:
-    payload = orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode() if not isinstance(item, str) else item
-    payload = redact_text(payload[:65_536])[0]
+    errors = [{"path": safe_text(e["path"], 256), "type": e["type"], "message": safe_text(e["message"])}
+              for e in errors]
+    payload = safe_text(payload_text(item), 65_536)
     if isinstance(item, dict):
         def _s(key: str) -> str | None:
             value = item.get(key)
-            return redact_text(value[:256])[0] if isinstance(value, str) else None
+            return safe_text(value, 256) if isinstance(value, str) else None
 
         return Rejection(index, errors, payload, _s("source"), _s("id"), _s("type"))
     return Rejection(index, errors, payload)
+
+
+def shape_problem(item: Any) -> dict[str, str] | None:
+    """What JSON storage and the recursive encoder/redactor cannot hold: nesting deeper than MAX_NESTING, an
+    integer beyond 64 bits, a non-finite float (native mappers may produce them). One iterative walk that only
+    stacks containers (events are shallow: this costs a few microseconds)."""
+    if not isinstance(item, (dict, list, tuple)):
+        return _scalar_problem(item)
+    stack: list[tuple[Any, int]] = [(item, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return {"path": "", "type": "too_deep", "message": f"the item is nested deeper than {MAX_NESTING} levels"}
+        for child in (value.values() if type(value) is dict else value):
+            t = type(child)
+            if t is str or t is bool or child is None:
+                continue
+            if t is dict or t is list:
+                stack.append((child, depth + 1))
+            elif t is int:
+                if not -INT64_MAX - 1 <= child < 2**64:
+                    return _scalar_problem(child)
+            elif t is float:
+                if child != child or child in (_INF, -_INF):
+                    return _scalar_problem(child)
+            elif isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+            elif (problem := _scalar_problem(child)) is not None:
+                return problem
+    return None
+
+
+def _scalar_problem(value: Any) -> dict[str, str] | None:
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value < 2**64:
+        return {"path": "", "type": "int_too_large", "message": "an integer is beyond the 64-bit range"}
+    if isinstance(value, float) and (value != value or value in (_INF, -_INF)):
+        return {"path": "", "type": "finite_number", "message": "a number is NaN or infinite"}
+    return None
+
+
+_INF = float("inf")
+
+
+def _identifier_problem(ev: EnvelopeBase) -> dict[str, str] | None:
+    """Identifiers are stored as sent (they must join, so the redactor never rewrites them) and become label
+    values: one holding a control character or a credential is refused instead. One prefilter over all of an
+    event's identifiers decides the common case; only a candidate is looked at field by field."""
+    fields = ev.data.__dict__
+    extra = ev.data.__pydantic_extra__ or {}
+    values = [ev.source, ev.id]
+    keys = IDENTIFIER_KEYS.intersection(ev.data.__pydantic_fields_set__)
+    for k in keys:
+        v = fields[k] if k in fields else extra.get(k)
+        if type(v) is str:
+            values.append(v)
+    joined = " ".join(values)
+    if not _CONTROL.search(joined) and not has_candidate(joined):
+        return None
+    named = [("source", ev.source), ("id", ev.id)] + [
+        (f"data.{k}", fields[k] if k in fields else extra.get(k)) for k in sorted(keys)]
+    for path, value in named:
+        if type(value) is not str:
+            continue
+        if _CONTROL.search(value):
+            return {"path": path, "type": "control_character",
+                    "message": "identifiers may not contain control characters"}
+        kinds = redact_text(value)[1]
+        if kinds:
+            return {"path": path, "type": "secret_in_identifier",
+                    "message": f"this identifier holds a credential ({kinds[0]}); identifiers are stored as sent, "
+                               "so it is refused rather than redacted"}
+    return None
 
 
 def check_item(index: int, item: Any) -> EnvelopeBase | Rejection:
     """One raw item -> its validated event model, or a Rejection naming every failing field path."""
     if not isinstance(item, dict):
         return _reject(index, item, [{"path": "", "type": "object_type", "message": "an event must be a JSON object"}])
+    problem = shape_problem(item)
+    if problem is not None:
+        return _reject(index, item, [problem])
     etype = item.get("type")
     model = EVENT_MODELS.get(etype) if isinstance(etype, str) else None
     if model is None:
@@ -83,13 +175,18 @@ def check_item(index: int, item: Any) -> EnvelopeBase | Rejection:
             err = {"path": "type", "type": "missing", "message": "Field required"}
         else:
             err = {"path": "type", "type": "unknown_type",
-                   "message": f"unknown event type {str(etype)[:128]!r}; expected one of: {', '.join(EVENT_TYPES)}"}
+                   "message": f"unknown event type {str(etype)[:64]!r}; expected one of: {', '.join(EVENT_TYPES)}"}
         return _reject(index, item, [err])
     try:
-        return model.model_validate(item)
+        ev = model.model_validate(item)
     except ValidationError as exc:
-        errors = [{"path": _path(e["loc"]), "type": e["type"], "message": e["msg"]} for e in exc.errors()]
+        errors = [{"path": _path(e["loc"]), "type": e["type"], "message": e["msg"]}
+                  for e in exc.errors(include_url=False, include_input=False)]
         return _reject(index, item, errors)
+    problem = _identifier_problem(ev)
+    if problem is not None:
+        return _reject(index, item, [problem])
+    return ev
 
 
 def to_row(ev: EnvelopeBase) -> dict[str, Any]:

@@ -143,6 +143,7 @@ class Notebook:
     stops_hours_before_end: float | None
     cell_weights: tuple[float, ...] = ()
     update: tuple[float, dict[str, Any]] | None = None  # (fraction of window, fields) for notebook.updated
+    unowned: bool = False  # registered without an owner (an owner arrives with its update, if any)
 
     @property
     def grace(self) -> float:
@@ -170,9 +171,11 @@ def _nb(id: str, team: str, owner: int = 0, *, cron: str | None = None, tz: str 
         api_params: tuple[dict[str, Any], ...] = ({},), created: float | None = None, promote: float | None = None,
         promote_cron: str | None = None, incident: bool = False, stops: float | None = None,
         missing: tuple[str, ...] = (), classification: str = "internal", domain: str | None = None,
-        update: tuple[float, dict[str, Any]] | None = None) -> dict[str, Any]:
+        update: tuple[float, dict[str, Any]] | None = None, unowned: bool = False) -> dict[str, Any]:
     return dict(locals())
 
+
+ALL_TAGS = ("team", "cost_center", "data_classification", "domain", "tier")
 
 # Roles are fixed (the story of the demo); numbers are jittered by the seed.
 CATALOG: tuple[dict[str, Any], ...] = (
@@ -221,7 +224,7 @@ CATALOG: tuple[dict[str, Any], ...] = (
     _nb("ml-embedding-backfill", "ml-platform", 2, median=1800, sigma=0.4, cells=12, mem_gb=20, cores=8,
         p_oom=0.01, manual=0, api=2, api_params=tuple({"shard": s} for s in range(8))),
     _nb("ml-experiments-sandbox", "ml-platform", 1, median=150, sigma=0.8, cells=45, manual=4, ci=0, kernel=5,
-        p_oom=0.01, missing=("team", "cost_center", "data_classification", "domain")),
+        p_oom=0.01, missing=ALL_TAGS),
     _nb("ml-model-card-report", "ml-platform", 0, median=120, cells=10, manual=0.2, ci=3, created=None,
         promote=0.8),
     _nb("ml-gpu-benchmark", "ml-platform", 2, median=400, sigma=0.5, cells=20, mem_gb=24, cores=8, manual=1.5,
@@ -244,9 +247,10 @@ CATALOG: tuple[dict[str, Any], ...] = (
     _nb("de-s3-inventory", "data-eng", 2, cron="15 6 * * 1-5", median=300, cells=8,
         artifact="s3://acme-data-eng/inventory/summary.parquet", artifact_mb=25),
     _nb("de-scratch", "data-eng", 1, median=90, sigma=0.8, cells=30, manual=3, ci=0, kernel=3,
-        missing=("cost_center", "data_classification"),
-        update=(0.5, {"tags": {"team": "data-eng", "cost_center": "cc-2200", "data_classification": "internal",
-                               "domain": "data-eng", "tier": "exploratory"}})),
+        missing=ALL_TAGS, unowned=True,  # registered bare by a service account; its owner tags it halfway
+        update=(0.5, {"owner": "@owner", "tags": {"team": "data-eng", "cost_center": "cc-2200",
+                                                  "data_classification": "internal", "domain": "data-eng",
+                                                  "tier": "exploratory"}})),
     # marketing
     _nb("mkt-campaign-attribution", "marketing", 0, cron="0 8 * * *", tz="America/New_York", median=600,
         cells=21, mem_gb=6, cores=2, artifact="warehouse.marketing.attribution", artifact_mb=70,
@@ -259,7 +263,7 @@ CATALOG: tuple[dict[str, Any], ...] = (
     _nb("mkt-customer-segments", "marketing", 0, cron="45 5 * * *", median=800, cells=19, mem_gb=8, cores=2,
         p_mismatch=0.3, artifact="warehouse.marketing.segments", artifact_mb=40),
     _nb("mkt-funnel-adhoc", "marketing", 1, median=100, sigma=0.7, cells=25, manual=2, ci=0, kernel=2,
-        missing=("team", "cost_center", "data_classification", "domain")),
+        missing=ALL_TAGS),
     # product-analytics
     _nb("pa-dau-mau", "product-analytics", 0, cron="30 6 * * *", median=350, cells=14,
         checks=("dau_not_zero",), artifact="warehouse.product.dau_mau", artifact_mb=8),
@@ -324,6 +328,7 @@ def build_platform(seed: int = 7) -> Platform:
             created_days_before=rng.uniform(12, 40) if spec["promote"] is not None else rng.uniform(60, 540),
             promote_frac=spec["promote"], promote_cron=spec["promote_cron"], incident=spec["incident"],
             stops_hours_before_end=spec["stops"], cell_weights=weights, update=spec["update"],
+            unowned=spec["unowned"],
         ))
     by_team: dict[str, list[Notebook]] = {t.name: [] for t in TEAMS}
     for nb in notebooks:
@@ -891,6 +896,10 @@ class _History(_Ctx):
                 data = _base(nb, tags=dict(nb.tags), critical=nb.critical, has_tests=nb.has_tests,
                              created_at=_iso(created),
                              environment="prod" if nb.cron else "dev")
+                if not nb.tags:  # registered with no tags at all (not searchable, M9)
+                    del data["tags"]
+                if nb.unowned:
+                    del data["owner"]
                 self.emit(reg_t, SRC_REGISTRY, "notebook.registered", f"{nb.id}/registered", data)
                 if nb.cron:
                     self.emit(reg_t + 0.5, SRC_REGISTRY, "notebook.schedule.registered", f"{nb.id}/schedule/1",
@@ -902,10 +911,18 @@ class _History(_Ctx):
                 if nb.promote_cron:
                     self.emit(p + 1.0, SRC_REGISTRY, "notebook.schedule.registered", f"{nb.id}/schedule/1",
                               self._schedule_data(nb, nb.promote_cron))
+            if nb.stops_hours_before_end is not None and nb.artifact:
+                # a day after its DAG silently stopped, the owner retires the artifact nobody refreshes any more
+                t = self.end - (nb.stops_hours_before_end - 24) * HOUR
+                if lo <= t < hi:
+                    self.emit(t, SRC_REGISTRY, "notebook.artifact.retired", f"{nb.id}/artifact/retired",
+                              _base(nb, artifact=nb.artifact))
             if nb.update is not None:
                 u = self.updated_at[nb.id]
                 if lo <= u < hi and u > created:
-                    data = {"notebook_id": nb.id, "team": nb.team, "owner": nb.owner, **nb.update[1]}
+                    fields = {k: (nb.owner if v == "@owner" else v) for k, v in nb.update[1].items()}
+                    data = {"notebook_id": nb.id, "team": nb.team, **({} if nb.unowned else {"owner": nb.owner}),
+                            **fields}
                     self.emit(u, SRC_REGISTRY, "notebook.updated", f"{nb.id}/updated/1", data)
 
     @staticmethod

@@ -58,7 +58,7 @@ class LabelCapper:
         self.seen[name].add(value)
 
     def __call__(self, name: str, value: str) -> str:
-        value = value[:128]
+        value = C.safe_label_value(value)
         cap = self.caps.get(name)
         if cap is None:
             return value

@@ -13,9 +13,26 @@ from typing import Callable, Iterable
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from collector.conventions import safe_label_value
 from collector.metrics.counters import COUNTERS, HISTOGRAM, HISTOGRAM_HELP, CounterStore
 from collector.metrics.refresher import GaugeRefresher
 from collector.storage.derive import DURATION_BUCKETS
+
+
+def safe_labels(fam: Metric) -> Metric:
+    """The family with every label value passed through `safe_label_value`; a sample whose safe labels equal an
+    earlier one's is dropped (an exposition never repeats a series)."""
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    samples = []
+    for smp in fam.samples:
+        labels = {k: safe_label_value(v) for k, v in smp.labels.items()}
+        key = (smp.name, tuple(sorted(labels.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        samples.append(smp._replace(labels=labels))
+    fam.samples = samples
+    return fam
 
 
 class SnapshotCollector(Collector):
@@ -27,8 +44,14 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         snap = self.counters.snapshot()
+        # Label values are made safe here as well as at counting time: rows persisted before that rule (or by
+        # an older version) must not carry a secret or a control character into the exposition. Series that
+        # become equal are summed, never exported twice.
+        merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        for (name, labels), value in snap.items():
+            merged[(name, tuple((k, safe_label_value(v)) for k, v in labels))] += value
         by_name: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-        for (name, labels), value in sorted(snap.items()):
+        for (name, labels), value in sorted(merged.items()):
             by_name[name].append((dict(labels), value))
         for name, spec in COUNTERS.items():
             fam = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
@@ -37,7 +60,8 @@ class SnapshotCollector(Collector):
             yield fam
         yield self._histogram(by_name)
         if self.gauges:
-            yield from self.gauges.metrics()
+            for fam in self.gauges.metrics():
+                yield safe_labels(fam)
 
     @staticmethod
     def _histogram(by_name: dict[str, list[tuple[dict[str, str], float]]]) -> Metric:
@@ -66,7 +90,8 @@ class LiveCollector(Collector):
         self.fn = fn
 
     def collect(self) -> Iterable[Metric]:
-        yield from self.fn()
+        for fam in self.fn():
+            yield safe_labels(fam)
 
 
 class Exposition:

@@ -21,11 +21,12 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collector.contract.redaction import redact_value
+from collector.contract.events import TIME_MAX, TIME_MIN
+from collector.contract.redaction import redact_text, redact_value
 
 MAX_ALERTS = 10_000
 _ZERO_TIME = re.compile(r"^0001-01-01T00:00:00")
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -34,10 +35,16 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     m = _RFC3339.match(value)
     if not m:
-        raise ValueError(f"not an RFC 3339 time: {value!r}")
+        raise ValueError("not an RFC 3339 time")
     frac = (m.group(2) or ".0")[1:7].ljust(6, "0")
     tz = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return datetime.fromisoformat(f"{m.group(1)}.{frac}{tz}").astimezone(timezone.utc)
+    try:
+        dt = datetime.fromisoformat(f"{m.group(1)}.{frac}{tz}").astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise ValueError("not an RFC 3339 time in range") from None
+    if not TIME_MIN <= dt < TIME_MAX:
+        raise ValueError("time outside 1970-01-01 .. 2200-01-01")
+    return dt
 
 
 class AMAlert(BaseModel):
@@ -62,7 +69,7 @@ class AMAlert(BaseModel):
     @classmethod
     def _starts(cls, v: str) -> str:
         if parse_time(v) is None:
-            raise ValueError(f"startsAt must be an RFC 3339 time, got {v!r}")
+            raise ValueError("startsAt must be an RFC 3339 time")
         return v
 
     @field_validator("endsAt")
@@ -119,21 +126,35 @@ _SCHEMA = pa.schema([
 def alert_rows(payload: AMWebhook, received_at: datetime) -> pa.Table:
     """One row per alert instance in the payload (the last occurrence wins when a payload repeats one)."""
     rows: dict[tuple[str, datetime], dict[str, Any]] = {}
+    receiver = _text(payload.receiver, 256)
     for a in payload.alerts:
-        labels, _ = redact_value(a.labels)
-        annotations, _ = redact_value(a.annotations)
+        labels = _redacted_map(a.labels)
+        annotations = _redacted_map(a.annotations)
         starts = parse_time(a.startsAt)
         assert starts is not None
-        rows[(a.key(), starts)] = {
-            "fingerprint": a.key(), "starts_at": starts, "alertname": labels["alertname"],
+        fingerprint = _text(a.key(), 128)
+        rows[(fingerprint, starts)] = {
+            "fingerprint": fingerprint, "starts_at": starts, "alertname": labels["alertname"],
             "severity": labels.get("severity") or labels.get("sloth_severity"),
             "category": labels.get("category"), "team": labels.get("team"), "notebook": labels.get("notebook"),
             "owner": labels.get("owner"), "slo": labels.get("sloth_slo"), "service": labels.get("sloth_service"),
             "status": a.status, "ends_at": parse_time(a.endsAt) if a.status == "resolved" else None,
-            "receiver": payload.receiver, "runbook_url": annotations.get("runbook_url"),
-            "summary": annotations.get("summary"), "generator_url": a.generatorURL,
+            "receiver": receiver, "runbook_url": annotations.get("runbook_url"),
+            "summary": annotations.get("summary"),
+            "generator_url": _text(a.generatorURL, 4096) if a.generatorURL is not None else None,
             "labels": orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(),
             "annotations": orjson.dumps(annotations, option=orjson.OPT_SORT_KEYS).decode(),
             "received_at": received_at,
         }
     return pa.Table.from_pylist(list(rows.values()), schema=_SCHEMA)
+
+
+def _text(value: str, limit: int) -> str:
+    """Every string stored from a payload passes the redactor (a generatorURL may carry credentials)."""
+    return redact_text(value[:limit])[0]
+
+
+def _redacted_map(values: dict[str, str]) -> dict[str, str]:
+    """Labels or annotations with keys and values redacted (values also by the key that names them)."""
+    redacted, _ = redact_value(values)
+    return {_text(k, 256): v for k, v in redacted.items()}

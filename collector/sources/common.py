@@ -13,8 +13,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from collector.contract.redaction import redact_text
-from collector.contract.validation import Rejection
+from collector.contract.validation import Rejection, payload_text, safe_text, shape_problem
 from collector.contract.vectorized import BulkResult, validate_json_items
 
 
@@ -43,17 +42,14 @@ def record_id(prefix: str, record: Any) -> str:
 
 def native_rejection(index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], *,
                      source: str | None = None, id: str | None = None, type: str | None = None) -> Rejection:
-    """A mapping failure as a Rejection: the raw record (redacted, capped) is what the dead letter keeps."""
+    """A mapping failure as a Rejection: the raw record (redacted, capped) is what the dead letter keeps, and
+    every text it carries (messages, source, id, type) passes the redactor like any other rejection's."""
     errors = error if isinstance(error, list) else [error]
-    if isinstance(raw, (bytes, bytearray)):
-        payload = bytes(raw).decode("utf-8", "replace")
-    elif isinstance(raw, str):
-        payload = raw
-    else:
-        payload = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-    return Rejection(index, errors, redact_text(payload[:65_536])[0],
-                     redact_text(source[:256])[0] if source else None,
-                     redact_text(id[:256])[0] if id else None, type)
+    errors = [{"path": safe_text(e["path"], 256), "type": e["type"], "message": safe_text(e["message"])}
+              for e in errors]
+    payload = bytes(raw).decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else payload_text(raw)
+    return Rejection(index, errors, safe_text(payload, 65_536), safe_text(source, 256) if source else None,
+                     safe_text(id, 256) if id else None, safe_text(type, 128) if type else None)
 
 
 @dataclass
@@ -73,6 +69,14 @@ class NativeBatch:
 
     def reject(self, record_index: int, raw: Any, error: dict[str, str] | list[dict[str, str]], **kw: Any) -> None:
         self.add(record_index, native_rejection(len(self.events), raw, error, **kw))
+
+    def reject_bad_shape(self, record_index: int, raw: Any, **kw: Any) -> bool:
+        """Reject a record nested too deep (or holding numbers JSON cannot) before any mapper recurses into it
+        or hashes it; True when rejected."""
+        problem = shape_problem(raw)
+        if problem is not None:
+            self.reject(record_index, raw, problem, **kw)
+        return problem is not None
 
     def validate(self) -> BulkResult:
         """The one validation path on the mapped events, with indexes given back in input-record terms."""

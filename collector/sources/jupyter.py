@@ -42,7 +42,7 @@ ENRICH_KEYS = ("team", "owner", "notebook_id", "notebook_path", "session_id", "e
 RESTART_REASONS = ("user", "crash", "oom")
 SHUTDOWN_REASONS = ("user", "culled", "server_stop")
 DIED_REASONS = ("crash", "oom", "signal", "unknown")
-_OFFSET_Z = re.compile(r"[+-]\d{2}:?\d{2}$")
+_OFFSET_Z = re.compile(r"[+-][0-9]{2}:?[0-9]{2}$")
 
 
 def parse_jupyter_timestamp(value: Any) -> datetime:
@@ -57,10 +57,13 @@ def parse_jupyter_timestamp(value: Any) -> datetime:
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
-        raise MappingError("__timestamp__", "datetime_parsing", f"not an ISO 8601 timestamp: {value[:64]!r}") from None
+        raise MappingError("__timestamp__", "datetime_parsing", "not an ISO 8601 timestamp") from None
     if dt.tzinfo is None:
         raise MappingError("__timestamp__", "timezone_aware", "timestamp has no UTC offset")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise MappingError("__timestamp__", "datetime_range", "timestamp out of range") from None
 
 
 def _int(value: Any, default: int) -> int:
@@ -96,7 +99,8 @@ def map_jupyter_record(record: Any, server: str) -> dict[str, Any] | Ignored:
     if schema_base == KERNEL_ACTIONS:
         action, status = record.get("action"), record.get("status", "success")
         if action not in ("start", "restart", "shutdown", "interrupt"):
-            raise MappingError("action", "enum", f"unknown kernel action {str(action)[:64]!r}")
+            raise MappingError("action", "enum", "unknown kernel action; expected start, restart, shutdown or "
+                                                 "interrupt")
         reason = record.get("reason")
         if action == "interrupt":
             return Ignored("kernel_interrupt")
@@ -114,7 +118,7 @@ def map_jupyter_record(record: Any, server: str) -> dict[str, Any] | Ignored:
     elif schema_base == KERNEL_LIFECYCLE:
         action = record.get("action")
         if action != "died":
-            return Ignored(f"lifecycle_{str(action)[:32]}")
+            return Ignored("lifecycle_other")  # a bounded reason: it becomes a label value
         reason = record.get("reason")
         if reason not in DIED_REASONS:
             reason = "signal" if record.get("signal") else "unknown"
@@ -150,6 +154,8 @@ def map_records(items: list[Any], server: str) -> NativeBatch:
     for i, item in enumerate(items):
         if isinstance(item, Rejection):  # an unreadable NDJSON line
             batch.add(i, item)
+            continue
+        if batch.reject_bad_shape(i, item, source=f"jupyter://{server}"):
             continue
         try:
             mapped = map_jupyter_record(item, server)

@@ -59,10 +59,13 @@ def _parse_time(value: Any, path: str) -> datetime:
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
-        raise MappingError(path, "datetime_parsing", f"not an RFC 3339 date-time: {value[:64]!r}") from None
+        raise MappingError(path, "datetime_parsing", "not an RFC 3339 date-time") from None
     if dt.tzinfo is None:
         raise MappingError(path, "timezone_aware", f"`{path}` has no UTC offset")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise MappingError(path, "datetime_range", f"`{path}` is out of range") from None
 
 
 def _str(doc: Any, *path: str) -> str | None:
@@ -226,6 +229,8 @@ async def map_events(registry: AttemptRegistry, events: list[Any]) -> NativeBatc
     batch = NativeBatch(records=len(events))
     async with registry.lock:
         for i, ev in enumerate(events):
+            if batch.reject_bad_shape(i, ev, type="openlineage"):
+                continue
             try:
                 if isinstance(ev, dict) and "run" not in ev and ("dataset" in ev or "job" in ev):
                     batch.ignored["dataset_or_job_event"] += 1
@@ -238,8 +243,8 @@ async def map_events(registry: AttemptRegistry, events: list[Any]) -> NativeBatc
                 batch.reject(i, ev, exc.error, source=source, type="openlineage")
                 continue
             kind = RUN_TYPES.get((p.event_type or "OTHER").upper())
-            if kind is None:
-                batch.ignored[f"event_type_{(p.event_type or 'missing').lower()[:16]}"] += 1
+            if kind is None:  # a bounded reason: it becomes a label value
+                batch.ignored["event_type_missing" if not p.event_type else "event_type_other"] += 1
                 continue
             run_id = p.run_id
             entry = await registry.entry(p.source, run_id)

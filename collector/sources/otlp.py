@@ -141,10 +141,14 @@ def _json_attrs(kvs: Any) -> dict[str, Any]:
 
 
 def _nanos(value: Any) -> int:
+    """A fixed64 of nanoseconds (a decimal string or a number in OTLP/JSON)."""
     try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        raise MappingError("timeUnixNano", "int_parsing", f"not an integer: {str(value)[:40]!r}") from None
+        n = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise MappingError("timeUnixNano", "int_parsing", "not an integer") from None
+    if not 0 <= n < 2**64:
+        raise MappingError("timeUnixNano", "int_range", "not an unsigned 64-bit number of nanoseconds")
+    return n
 
 
 def records_from_json(body: bytes) -> Iterator[tuple[dict, dict, Any]]:
@@ -198,8 +202,8 @@ def map_log_record(resource: dict[str, Any], scope: dict[str, Any], rec: dict[st
     elif any(k.startswith("cicd.pipeline.") for k in attrs):
         result, state = attrs.get("cicd.pipeline.result"), attrs.get("cicd.pipeline.run.state")
         kind = CICD_RESULT.get(result) if result else CICD_STATE.get(state)
-        if kind is None:
-            return Ignored(f"cicd_{result or state or 'no_state'}"[:64])
+        if kind is None:  # a bounded reason: it becomes a label value
+            return Ignored("cicd_no_state" if not (result or state) else "cicd_unmapped_state")
         etype = f"notebook.run.{kind}"
         if attrs.get("cicd.pipeline.run.id") is not None:
             data["run_id"] = str(attrs["cicd.pipeline.run.id"])
@@ -233,7 +237,11 @@ def map_log_record(resource: dict[str, Any], scope: dict[str, Any], rec: dict[st
     if not nanos:
         raise MappingError("timeUnixNano", "missing", "the record has neither time_unix_nano nor "
                                                       "observed_time_unix_nano")
-    when = datetime.fromtimestamp(nanos // 1_000_000_000, timezone.utc).replace(microsecond=(nanos // 1000) % 1_000_000)
+    try:
+        when = datetime.fromtimestamp(nanos // 1_000_000_000, timezone.utc).replace(
+            microsecond=(nanos // 1000) % 1_000_000)
+    except (OverflowError, OSError, ValueError):
+        raise MappingError("timeUnixNano", "datetime_range", "time out of range") from None
     service = str(resource.get("service.name") or "unknown_service")
     source = str(attrs.get("cloudevents.event_source") or f"otlp://{service}")
     event_id = attrs.get("cloudevents.event_id")
@@ -254,6 +262,8 @@ def map_records(records: Iterator[tuple[dict, dict, Any]], is_json: bool) -> Nat
     n = 0
     for n, (resource, scope, raw) in enumerate(records, start=1):
         i = n - 1
+        if batch.reject_bad_shape(i, raw, type="otlp.log_record"):
+            continue
         try:
             rec = _normalise_json_record(raw) if is_json else raw
             mapped = map_log_record(resource, scope, rec)
@@ -261,7 +271,7 @@ def map_records(records: Iterator[tuple[dict, dict, Any]], is_json: bool) -> Nat
             batch.reject(i, raw, exc.error, source=f"otlp://{resource.get('service.name') or 'unknown_service'}",
                          type="otlp.log_record")
             continue
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             batch.reject(i, raw, {"path": "", "type": "value_error", "message": str(exc)[:500]},
                          type="otlp.log_record")
             continue

@@ -1,7 +1,7 @@
 """The `alertmanager_alerts` table: alert instances (fingerprint, startsAt) as Alertmanager delivered them.
 
 Written by the webhook route through the writer (`upsert_alerts`); read by the pages endpoint and by the SLI
-engine for M13 (`pages_count`, `pages_by_team`), with bound parameters.
+engine for M13 (`pages_and_flaps`, `pages_and_flaps_by_team`), with bound parameters.
 """
 
 from __future__ import annotations
@@ -46,37 +46,66 @@ def upsert_alerts(con: duckdb.DuckDBPyConnection, table: pa.Table) -> tuple[int,
     return int(new), int(new_pages)
 
 
-def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None = None) -> int:
-    """SLI M13: on-call pages that started in [since, until), deduplicated by (fingerprint, start); optionally of
-    one team. Resolutions and repeats of a page do not count again; a page that fires again later (new start) does."""
-    sql = ("SELECT count(*) FROM alertmanager_alerts WHERE severity = 'page' AND starts_at >= ? AND starts_at < ?")
-    params: list[Any] = [since, until]
+FLAP_WINDOW_SECONDS = 3600  # a page that fires again within this long after it resolved is a flap, not a new page
+
+# Page instances up to $until with the end of the same alert's previous instance (NULL for its first); severity
+# `critical` is a page too. The lag runs over the alert's whole history, so a flap is known whatever the window.
+_PAGES_HEAD = """
+WITH p AS (
+    SELECT team, starts_at,
+           lag(coalesce(ends_at, starts_at)) OVER (PARTITION BY fingerprint ORDER BY starts_at) AS prev_end
+    FROM alertmanager_alerts
+    WHERE severity IN ('page', 'critical') AND starts_at < $until
+)
+"""
+# An instance that starts within the flap window after the same alert's previous instance ended
+_FLAP = "(prev_end IS NOT NULL AND starts_at <= prev_end + to_seconds($flap))"
+
+
+def pages_and_flaps(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime,
+                    team: str | None = None) -> tuple[int, int]:
+    """SLI M13: (pages, flaps) that started in [since, until), optionally of one team.
+
+    A page is an alert instance (fingerprint, start) with severity page or critical: repeats and the resolution of
+    one firing are one instance. An instance that starts within `FLAP_WINDOW_SECONDS` after the same alert's
+    previous instance ended (or while it still fired) is a flap of that page: counted under flaps, not as a new
+    page, so a flapping SLI wakes someone once."""
+    params: dict[str, Any] = {"since": since, "until": until, "flap": float(FLAP_WINDOW_SECONDS)}
     if team is not None:
-        sql += " AND team = ?"
-        params.append(team)
-    return int(cur.execute(sql, params).fetchone()[0])
+        params["team"] = team
+    sql = _PAGES_HEAD + (f"SELECT count(*) FILTER (WHERE NOT {_FLAP}), count(*) FILTER (WHERE {_FLAP}) "
+                         f"FROM p WHERE starts_at >= $since {'AND team = $team' if team is not None else ''}")
+    row = cur.execute(sql, params).fetchone()
+    return int(row[0]), int(row[1])
 
 
-def pages_by_team(cur: duckdb.DuckDBPyConnection,
-                  ranges: list[tuple[datetime, datetime]]) -> list[dict[str | None, int]]:
-    """`pages_count` for several [since, until) ranges at once, for every team and for all teams (key None): one
-    statement instead of one per team and range (the SLI refresh asks for every team over every window)."""
+def pages_count(cur: duckdb.DuckDBPyConnection, since: datetime, until: datetime, team: str | None = None) -> int:
+    """SLI M13: pages that started in [since, until), flaps of an earlier page not counted (`pages_and_flaps`)."""
+    return pages_and_flaps(cur, since, until, team)[0]
+
+
+def pages_and_flaps_by_team(cur: duckdb.DuckDBPyConnection,
+                            ranges: list[tuple[datetime, datetime]]) -> list[dict[str | None, tuple[int, int]]]:
+    """`pages_and_flaps` for several [since, until) ranges at once, of every team and of all teams (key None): one
+    statement instead of one per team and range (the SLI refresh asks for every team over every window, and an
+    engine with a per-statement cost, Spark or BigQuery, runs it once)."""
     if not ranges:
         return []
-    params: dict[str, Any] = {"lo": min(a for a, _ in ranges), "hi": max(b for _, b in ranges)}
-    counts = []
+    params: dict[str, Any] = {"since": min(a for a, _ in ranges), "until": max(b for _, b in ranges),
+                              "flap": float(FLAP_WINDOW_SECONDS)}
+    measures = []
     for i, (a, b) in enumerate(ranges):
         params[f"s{i}"], params[f"e{i}"] = a, b
-        counts.append(f"count(*) FILTER (WHERE starts_at >= $s{i} AND starts_at < $e{i})")
-    rows = cur.execute(
-        f"SELECT team, grouping(team), {', '.join(counts)} FROM alertmanager_alerts "
-        "WHERE severity = 'page' AND starts_at >= $lo AND starts_at < $hi GROUP BY GROUPING SETS ((), (team))",
-        params).fetchall()
-    out: list[dict[str | None, int]] = [{None: 0} for _ in ranges]
-    for team, all_teams, *ns in rows:
+        inside = f"starts_at >= $s{i} AND starts_at < $e{i}"
+        measures += [f"count(*) FILTER (WHERE {inside} AND NOT {_FLAP}) AS p{i}",
+                     f"count(*) FILTER (WHERE {inside} AND {_FLAP}) AS f{i}"]
+    sql = _PAGES_HEAD + (f"SELECT team, grouping(team) AS all_teams, {', '.join(measures)} "
+                         "FROM p WHERE starts_at >= $since GROUP BY GROUPING SETS ((), (team))")
+    out: list[dict[str | None, tuple[int, int]]] = [{None: (0, 0)} for _ in ranges]
+    for team, all_teams, *ns in cur.execute(sql, params).fetchall():
         if all_teams or team is not None:
-            for i, n in enumerate(ns):
-                out[i][None if all_teams else team] = int(n)
+            for i in range(len(ranges)):
+                out[i][None if all_teams else team] = (int(ns[2 * i]), int(ns[2 * i + 1]))
     return out
 
 

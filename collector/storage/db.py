@@ -76,8 +76,11 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as err:
-        if "lock" not in str(err).lower():
-            raise
+        text = str(err).lower()
+        if "could not set lock" not in text and "conflicting lock" not in text:  # not "lock" in any path
+            # A corrupted or foreign file: one line for the CLIs, never a traceback.
+            raise DatabaseUnavailable(f"{path}: cannot open the database ({' '.join(str(err).split())[:300]})"
+                                      ) from None
         pid = _LOCK_PID.search(str(err))
         holder = f"process {pid.group(1)}" if pid else "another process"
         raise DatabaseUnavailable(

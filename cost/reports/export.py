@@ -1,6 +1,7 @@
 """One entry point for every report format (used by the CLI and the HTTP API)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -12,13 +13,13 @@ from cost.reports import data, html, writers
 
 
 def write_report(con: duckdb.DuckDBPyConnection, month: str, by: str, fmt: str, out: Path, *,
-                 settings: CostSettings | None = None, team: str | None = None,
+                 settings: CostSettings | None = None, team: str | Sequence[str] | None = None,
                  as_of: datetime | None = None) -> list[Path]:
     if fmt not in writers.FORMATS:
         raise CostInputError(f"--format must be one of {', '.join(writers.FORMATS)}, got {fmt!r}")
     data.check_month(month)
     if fmt == "focus":
-        return [writers.write_focus(con, month, out, team=team)]
+        return [writers.write_focus(con, month, out, teams=data.team_list(team))]
     report = data.build(con, month, by, settings=settings, team=team, as_of=as_of)
     if fmt in ("csv", "parquet"):
         return writers.write_tabular(report, out, fmt)

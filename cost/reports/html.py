@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cost.reports import labels as L
 from cost.reports.data import CostReport
 from cost.schema import UNALLOCATED
 
@@ -67,7 +68,7 @@ def bar_chart(df: pl.DataFrame, top: int = 12, width: int = 520) -> str:
         y = 4 + i * (2 * bar_h + gap)
         color = UNALLOC_COLOR if r["key"] == UNALLOCATED else CUR_COLOR
         w1, w2 = max(0.0, _f(r["cost"]) * scale), max(0.0, _f(r["previous_cost"]) * scale)
-        out.append(f'<text x="{label_w - 6}" y="{y + bar_h + 3}" text-anchor="end">{escape(str(r["key"])[:24])}</text>')
+        out.append(f'<text x="{label_w - 6}" y="{y + bar_h + 3}" text-anchor="end">{escape(str(L.name_of(r["key"]))[:24])}</text>')
         out.append(f'<rect class="bar-cur" x="{label_w}" y="{y}" width="{w1:.1f}" height="{bar_h}" fill="{color}"/>')
         out.append(f'<rect class="bar-prev" x="{label_w}" y="{y + bar_h}" width="{w2:.1f}" height="{bar_h}" '
                    f'fill="{PREV_COLOR}"/>')
@@ -120,7 +121,7 @@ def budget_chart(df: pl.DataFrame, width: int = 520) -> str:
     for i, r in enumerate(rows):
         y = 4 + i * (bar_h + gap)
         over = r["budget"] is not None and _f(r["forecast"]) > _f(r["budget"])
-        out.append(f'<text x="{label_w - 6}" y="{y + bar_h - 3}" text-anchor="end">{escape(str(r["team"])[:18])}</text>')
+        out.append(f'<text x="{label_w - 6}" y="{y + bar_h - 3}" text-anchor="end">{escape(str(L.name_of(r["team"]))[:18])}</text>')
         out.append(f'<rect class="forecast" x="{label_w}" y="{y}" width="{max(0.0, _f(r["forecast"]) * scale):.1f}" '
                    f'height="{bar_h}" fill="{"#feb2b2" if over else "#bee3f8"}"/>')
         out.append(f'<rect class="mtd" x="{label_w}" y="{y + 3}" width="{max(0.0, _f(r["mtd"]) * scale):.1f}" '
@@ -144,35 +145,38 @@ def mix_chart(df: pl.DataFrame, width: int = 520) -> str:
     for r in rows:
         w = _f(r["cost"]) / total * width
         out.append(f'<rect class="mix" x="{x:.1f}" y="0" width="{w:.1f}" height="22" '
-                   f'fill="{MIX_COLORS.get(r["allocation"], "#718096")}"><title>{escape(r["allocation"])}</title></rect>')
+                   f'fill="{MIX_COLORS.get(r["allocation"], "#718096")}"><title>{escape(L.name_of(r["allocation"]).capitalize())}</title></rect>')
         if w > 60:
-            out.append(f'<text x="{x + 4:.1f}" y="38">{escape(r["allocation"])} {_f(r["cost"]) / total:.0%}</text>')
+            out.append(f'<text x="{x + 4:.1f}" y="38">{escape(L.name_of(r["allocation"]).capitalize())} '
+                       f'{_f(r["cost"]) / total:.0%}</text>')
         x += w
     out.append("</svg>")
     return "".join(out)
 
 
-def table(df: pl.DataFrame, currency: str, limit: int | None = None) -> str:
-    if df.height == 0:
+def table(t: L.Table, limit: int | None = None) -> str:
+    if not t.rows:
         return '<p class="muted">Nothing to show.</p>'
-    cols = df.columns
-    head = "".join(f'<th class="{"n" if df[c].dtype.is_numeric() else ""}">{escape(c)}</th>' for c in cols)
+    numeric = {c for i, c in enumerate(t.columns)
+               if any(isinstance(r[i], (int, float, Decimal)) and not isinstance(r[i], bool) for r in t.rows)}
+    head = "".join(f'<th class="{"n" if c in numeric else ""}">{escape(c)}</th>' for c in t.columns)
     body = []
-    for r in (df.head(limit) if limit else df).iter_rows(named=True):
+    for r in (t.rows[:limit] if limit else t.rows):
         cells = []
-        for c in cols:
-            v = r[c]
+        for c, v in zip(t.columns, r):
             if isinstance(v, Decimal):
                 cells.append(f'<td class="n">{money(v, "")}</td>')
             elif isinstance(v, float):
-                cells.append(f'<td class="n">{pct(v) if c in ("change_ratio",) else share(v)}</td>')
-            elif isinstance(v, int):
+                cells.append(f'<td class="n">{pct(v) if c == "Change %" else share(v)}</td>')
+            elif isinstance(v, int) and not isinstance(v, bool):
                 cells.append(f'<td class="n">{v}</td>')
+            elif v == L.NO_BUDGET:
+                cells.append(f'<td class="n muted">{L.NO_BUDGET}</td>')
             else:
                 cells.append(f"<td>{escape('' if v is None else str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f'<p class="muted">{df.height - limit} more rows in the CSV/XLSX export.</p>' if limit and \
-        df.height > limit else ""
+    more = f'<p class="muted">{len(t.rows) - limit} more rows in the CSV/XLSX export.</p>' if limit and \
+        len(t.rows) > limit else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
@@ -182,24 +186,27 @@ def render(report: CostReport) -> str:
     trend = "" if ch is None else (f'<span class="{"up" if ch > 0 else "down"}">{pct(ch)}</span>')
     kpis = [
         ("Total cost", money(s["total_cost"], cur), f"vs {money(s['previous_total_cost'], cur)} {trend}"),
-        ("Unallocated", money(s["unallocated_cost"], cur), f"{share(s['unallocated_share'])} of the month"),
+        (L.UNALLOCATED_NAME, money(s["unallocated_cost"], cur), f"{share(s['unallocated_share'])} of the month"),
         ("Cost per run", money(s["cost_per_run"], cur), f"{s['runs']} runs with cost"),
         ("Forecast", money(s["forecast_total"], cur),
-         f"budget {money(s['budget_total'], cur)}" if s["budget_total"] is not None else "no budget set"),
+         f"budget {money(s['budget_total'], cur)}" if s["budget_total"] is not None else L.NO_BUDGET),
     ]
     kpi_html = "".join(f'<div class="kpi"><span>{escape(a)}</span><b>{escape(b)}</b><span>{c}</span></div>'
                        for a, b, c in kpis)
     scope = f" · team {escape(report.team_scope)}" if report.team_scope else ""
     legend = (f'<div class="legend muted"><span style="background:{CUR_COLOR}"></span>{escape(report.month)}'
               f'<span style="background:{PREV_COLOR}"></span>{escape(report.previous_month)}'
-              f'<span style="background:{UNALLOC_COLOR}"></span>{UNALLOCATED}</div>')
+              f'<span style="background:{UNALLOC_COLOR}"></span>{L.UNALLOCATED_NAME}</div>')
     notes = "".join(f'<p class="muted">{escape(n)}</p>' for n in report.notes)
+    t = {x.name: x for x in L.tables(report)}
+    main = t[f"by_{report.by}"]
+    by_team = "" if report.by == "team" else table(t["by_team"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Cost report {escape(report.month)}</title><style>{CSS}</style></head><body>
 <h1>Cost report {escape(report.month)}{scope}</h1>
-<p class="muted">Amortised cost (FOCUS EffectiveCost) in {escape(cur)}, by billing period; compared with
-{escape(report.previous_month)}. Generated {escape(s['as_of'])}.</p>
+<p class="muted">Amortised cost (FOCUS EffectiveCost) in {escape(cur)}, by billing period: {escape(s['period'])},
+compared with {escape(s['previous_period'])}. Generated {escape(s['as_of'])}.</p>
 <div class="kpis">{kpi_html}</div>
 <div class="charts">
 <figure id="chart-by"><figcaption>Cost by {escape(report.by)}</figcaption>{bar_chart(report.by_key)}{legend}</figure>
@@ -210,11 +217,11 @@ def render(report: CostReport) -> str:
 <figure id="chart-mix"><figcaption>Allocation</figcaption>{mix_chart(report.allocation_mix)}</figure>
 </div>
 {notes}
-<h2>Totals by {escape(report.by)}</h2>{table(report.by_key, cur)}
-<h2>By team, budget and forecast</h2>{table(report.by_team, cur)}{table(report.budgets, cur)}
-<h2>Top drivers of the change</h2>{table(report.drivers, cur)}
-<h2>Cost per run</h2>{table(report.cost_per_run, cur, limit=25)}
-<h2>Invoice reconciliation (BilledCost)</h2>{table(report.invoices, cur)}
+<h2>Totals by {escape(report.by)}</h2>{table(main)}
+<h2>By team, budget and forecast</h2>{by_team}{table(t["budgets"])}
+<h2>Top drivers of the change</h2>{table(t["drivers"])}
+<h2>Cost per run</h2>{table(t["cost_per_run"], limit=25)}
+<h2>Invoice reconciliation (BilledCost)</h2>{table(t["invoices"])}
 </body></html>
 """
 

@@ -26,22 +26,25 @@ def sorted_labels(d: dict[str, str]) -> dict[str, str]:
     return {k: d[k] for k in sorted(d)}
 
 
+def total_events(s: ResolvedSLO, window: str) -> str:
+    """Events per second over `window` (the SLI's total query)."""
+    assert s.queries.total is not None
+    return fill(s.queries.total, window)
+
+
 def error_events(s: ResolvedSLO, window: str) -> str:
     """Error events per second over `window`; a missing error series counts as 0 errors (`or total * 0`)."""
-    ev = s.slo.sli.events
-    assert ev is not None
-    total = fill(ev.total_query, window)
-    if ev.error_query is not None:
-        return f"({fill(ev.error_query, window)})\nor\n(({total}) * 0)"
-    good = fill(ev.good_query or "", window)
+    q = s.queries
+    total = total_events(s, window)
+    if q.error is not None:
+        return f"({fill(q.error, window)})\nor\n(({total}) * 0)"
+    good = fill(q.good or "", window)
     return f"clamp_min(\n  ({total})\n  -\n  (({good}) or (({total}) * 0)),\n  0\n)"
 
 
 def error_ratio(s: ResolvedSLO, window: str) -> str:
     """The SLI's error ratio over `window`, divided by `(total > 0)` so an idle window has no sample."""
-    if s.slo.sli.raw is not None:
-        return f"({fill(s.slo.sli.raw.error_ratio_query, window)})\n"
-    ev = s.slo.sli.events
-    assert ev is not None
-    total = fill(ev.total_query, window)
+    if s.queries.raw_error_ratio is not None:
+        return f"({fill(s.queries.raw_error_ratio, window)})\n"
+    total = total_events(s, window)
     return f"(\n{indent(error_events(s, window), 2)}\n)\n/\n(({total}) > 0)\n"

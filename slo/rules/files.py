@@ -39,10 +39,14 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_presenter)
 
 
-def dump_groups(groups: list[dict[str, Any]]) -> str:
-    body = yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True,
+def dump_yaml(data: Any) -> str:
+    """Deterministic YAML: keys in insertion order, no anchors, `|` blocks for multi-line strings."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True,
                      default_flow_style=False)
-    return HEADER + "\n" + body
+
+
+def dump_groups(groups: list[dict[str, Any]]) -> str:
+    return HEADER + "\n" + dump_yaml({"groups": groups})
 
 
 def generate(spec: Spec) -> dict[str, str]:
@@ -56,7 +60,7 @@ def generate(spec: Spec) -> dict[str, str]:
         groups: list[dict[str, Any]] = []
         for s in model.slos:
             groups += [sli_recordings.group(s), meta_recordings.group(s, model.dialect)]
-            alerts = slo_alerts.group(s)
+            alerts = slo_alerts.group(s, model.runbook_base_url)
             if alerts is not None:
                 groups.append(alerts)
         files[SLO_RULES_FILE] = dump_groups(groups)

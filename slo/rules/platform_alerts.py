@@ -12,12 +12,13 @@ from slo.spec import format_duration
 
 def rule(r: ResolvedAlert) -> dict[str, Any]:
     a = r.alert
-    out: dict[str, Any] = {"alert": a.alert, "expr": a.expr.strip() + "\n"}
+    out: dict[str, Any] = {"alert": a.alert, "expr": r.expr.strip() + "\n"}
     if r.for_ms:
         out["for"] = format_duration(r.for_ms)
     if r.keep_firing_for_ms:
         out["keep_firing_for"] = format_duration(r.keep_firing_for_ms)
-    out["labels"] = sorted_labels({**a.labels, C.SEVERITY: a.severity, C.CATEGORY: a.category})
+    cause = {C.CAUSE: a.cause} if a.cause else {}
+    out["labels"] = sorted_labels({**a.labels, C.SEVERITY: a.severity, C.CATEGORY: a.category, **cause})
     out["annotations"] = {"description": a.description.strip(), "runbook_url": r.runbook_url,
                           "summary": a.summary.strip()}
     return out

@@ -1,4 +1,10 @@
-"""`observatory sli`: the SLIs as a table (or JSON), with the same filters as GET /v1/sli."""
+"""`observatory sli`: the SLIs as a table (or JSON), with the same filters as GET /v1/sli.
+
+By default it prints the platform summary (one line per SLI and window, ratios as percentages); `--level team`,
+`--team` or `--notebook-id` go deeper, `--json` prints the API's document. With `--url` (or OBSERVATORY_URL) it asks
+a running collector; otherwise it opens the database, which a running collector holds locked: the error then says
+to use `--url` in one line.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,14 @@ from typing import Optional
 
 import typer
 
-from collector.settings import Settings
+from collector.engines import select
+from collector import settings as S
+from collector.settings import option
 
 sli_app = typer.Typer(help="Platform SLIs (M1-M15) computed in DuckDB, as GET /v1/sli serves them.",
                       invoke_without_command=True, add_completion=False)
+
+PERCENT_UNITS = {"ratio"}  # shown as percentages (the stat says what the ratio is)
 
 
 def _fmt(v) -> str:
@@ -23,47 +33,78 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def value_text(row: dict) -> str:
+    """A row's value as people read it: ratios as percentages, money with its currency, others with the unit."""
+    v, unit, stat = row["value"], row["unit"], row["stat"]
+    if v is None:
+        return f"— ({row.get('absent_reason')})"
+    if stat == "mom_change":
+        return f"{v * 100:+.1f} %"
+    if unit in PERCENT_UNITS:
+        return f"{v * 100:.2f} %"
+    if unit == "USD":
+        return f"{v:,.2f} USD"
+    return f"{v:.4g} {unit}"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
 @sli_app.callback()
 def show(
     ctx: typer.Context,
     sli: list[str] = typer.Option([], "--sli", help="SLI id or name (repeat or comma-separate); default all"),
-    window: list[str] = typer.Option([], "--window", "-w", help="Window, e.g. 1h, 1d, 7d, 30d"),
+    window: list[str] = typer.Option([], "--window", "-w", help="Window, e.g. 1h, 1d, 7d, 30d (default: the "
+                                                                  "configured windows, OBSERVATORY_SLI_WINDOWS)"),
     team: Optional[str] = typer.Option(None, help="Only this team"),
     notebook_id: Optional[str] = typer.Option(None, "--notebook-id", help="Only this notebook"),
     trigger: Optional[str] = typer.Option(None, help="Only this trigger (M1)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="RFC 3339 end of the windows; default now"),
-    level: list[str] = typer.Option([], "--level", help="platform, team, notebook, trigger"),
-    db: Path = typer.Option(Settings().db,
-                            help="DuckDB file (when the collector is not running)"),
-    url: Optional[str] = typer.Option(None, help="Ask a running collector instead, e.g. http://127.0.0.1:8080"),
-    token: Optional[str] = typer.Option(None, envvar="OBSERVATORY_TOKEN", help="Bearer token for --url"),
+    level: list[str] = typer.Option([], "--level", help="platform, team, notebook, trigger (default: platform, or "
+                                                         "the level of --team / --notebook-id)"),
+    db: Optional[Path] = option("db", "--db", help="DuckDB file, when the collector is not running"),
+    url: Optional[str] = option("url", "--url", help="Ask a running collector instead, e.g. http://127.0.0.1:8080"),
+    token: Optional[str] = option("token", "--token"),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document"),
+    engine: Optional[str] = select.ENGINE_OPT,
+    lake: Optional[str] = select.LAKE_OPT,
+    spark_master: Optional[str] = select.SPARK_MASTER_OPT,
+    bq_project: Optional[str] = select.BQ_PROJECT_OPT,
+    bq_dataset: Optional[str] = select.BQ_DATASET_OPT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="BigQuery: print the bytes each statement would scan"),
 ) -> None:
     """Print the SLIs (absent ones show — and the reason)."""
     if ctx.invoked_subcommand is not None:
         return
+    try:
+        settings = S.load(db=db, url=url, token=token)
+    except S.SettingsError as err:
+        _fail(str(err), 2)
     split = lambda xs: [p.strip() for x in xs for p in x.split(",") if p.strip()]  # noqa: E731
-    if url:
-        import httpx
+    levels = split(level) or (["notebook"] if notebook_id else ["trigger"] if trigger else
+                              ["team"] if team else ["platform"])
+    target = url or (settings.url if db is None else None)
+    if target:
+        from collector.remote import ClientError, get
 
         params: list[tuple[str, str]] = [("sli", s) for s in split(sli)] + [("window", w) for w in split(window)]
-        params += [("level", lv) for lv in split(level)]
+        params += [("level", lv) for lv in levels]
         for k, v in (("team", team), ("notebook_id", notebook_id), ("trigger", trigger), ("as_of", as_of)):
             if v is not None:
                 params.append((k, v))
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = httpx.get(url.rstrip("/") + "/v1/sli", params=params, headers=headers, timeout=60)
-        if r.status_code != 200:
-            typer.echo(f"error: HTTP {r.status_code}: {r.text}", err=True)
-            raise typer.Exit(1)
-        doc = r.json()
+        try:
+            doc = get(target, "/v1/sli", params, settings.token_value()).json()
+        except ClientError as err:
+            _fail(str(err))
     else:
         from collector.storage import db as dbmod
         from slo.sli import sql as Q
         from slo.sli.compute import compute
-        from slo.sli.config import DEFAULT_LEVELS, SliConfig, SliQuery, parse_window, resolve_sli
+        from slo.sli.config import SliQuery, parse_window, resolve_sli
 
-        cfg = SliConfig()
+        cfg = settings.sli
         try:
             when = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of else datetime.now(timezone.utc)
             if when.tzinfo is None:
@@ -71,30 +112,57 @@ def show(
             windows = split(window) or list(cfg.windows)
             for w in windows:
                 parse_window(w)
-            q = SliQuery(as_of=when, windows=windows,
-                                slis=[resolve_sli(s) for s in split(sli)] or list(Q.SLIS),
-                                team=team, notebook_id=notebook_id, trigger=trigger,
-                                levels=tuple(split(level)) or DEFAULT_LEVELS)
+            q = SliQuery(as_of=when, windows=windows, slis=[resolve_sli(s) for s in split(sli)] or list(Q.SLIS),
+                         team=team, notebook_id=notebook_id, trigger=trigger, levels=tuple(levels))
         except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        con = dbmod.connect(db)
+            _fail(str(exc), 2)
         try:
-            rows = compute(con, q, cfg)
-        finally:
-            con.close()
+            es = select.settings_from(engine, lake, spark_master=spark_master, bq_project=bq_project,
+                                      bq_dataset=bq_dataset)
+            eng = select.open_engine(es, dry_run=dry_run)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        if eng is None:
+            try:
+                con = dbmod.connect(settings.db, must_exist=True)
+            except dbmod.DatabaseUnavailable as err:
+                _fail(str(err), 2)
+            try:
+                rows = compute(con, q, cfg)
+            finally:
+                con.close()
+        else:
+            from collector.engines.sli import compute as compute_on
+
+            try:
+                rows = compute_on(eng, q, cfg)
+                if dry_run:
+                    select.print_estimates(getattr(eng, "estimates", []), typer.echo)
+                    return
+            finally:
+                eng.close()
         doc = {"as_of": when.astimezone(timezone.utc).isoformat(), "window": windows, "slis": rows}
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
+    print_table(doc)
+
+
+def print_table(doc: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"SLIs as of {doc['as_of']}")
-    for col in ("SLI", "name", "window", "team", "notebook", "trigger", "stat", "value", "good", "total", "unit"):
-        table.add_column(col, justify="right" if col in ("value", "good", "total") else "left")
-    for r in doc["slis"]:
-        value = _fmt(r["value"]) if r["value"] is not None else f"— ({r.get('absent_reason')})"
-        table.add_row(r["sli"], r["name"], r["window"], _fmt(r["team"] or "all"), _fmt(r["notebook_id"]),
-                      _fmt(r["trigger"]), r["stat"], value, _fmt(r["good"]), _fmt(r["total"]), r["unit"])
+    rows = doc["slis"]
+    wide = {c for c, k in (("team", "team"), ("notebook", "notebook_id"), ("trigger", "trigger"))
+            if any(r[k] is not None for r in rows)}
+    table = Table(title=f"SLIs as of {doc['as_of']}" + ("" if wide else " (platform; --level team for teams)"))
+    cols = ["SLI", "name", "window"] + [c for c in ("team", "notebook", "trigger") if c in wide] + \
+        ["stat", "value", "good", "bad", "total"]
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("value", "good", "bad", "total") else "left")
+    for r in rows:
+        scope = {"team": _fmt(r["team"] or "all"), "notebook": _fmt(r["notebook_id"]), "trigger": _fmt(r["trigger"])}
+        table.add_row(r["sli"], r["name"], r["window"], *(scope[c] for c in ("team", "notebook", "trigger")
+                                                          if c in wide),
+                      r["stat"], value_text(r), _fmt(r["good"]), _fmt(r.get("bad")), _fmt(r["total"]))
     Console(width=200).print(table)

@@ -14,14 +14,17 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 
 from __future__ import annotations
 
-import calendar
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Iterable
 
 import duckdb
+import polars as pl
 
-from collector.storage.alerts import pages_by_team
+from collector.engines.base import table_exists
+from collector.storage.alerts import pages_and_flaps_by_team
 from collector.storage.sqltext import Params
+from cost import allocation, variance
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import cursor_batch, fold
@@ -53,6 +56,7 @@ PRIMARY_STAT = {"M1": "ratio", "M2": "ratio", "M3": "mean", "M4": "per_run", "M5
                 "M7": "ratio", "M8": "ratio", "M9": "ratio", "M10": "mom_change", "M11": "per_1000_sessions",
                 "M12": "ratio", "M13": "count", "M14": "median", "M15": "ratio"}
 SNAPSHOT = {"M7", "M9", "M10", "M15"}
+STAT_UNIT = {"max_age_seconds": "seconds"}  # a stat whose unit is not its SLI's (M7's ratio)
 
 
 def _skey(x: tuple) -> tuple:
@@ -97,6 +101,7 @@ class _Ctx:
     def emit(self, w: Win, sli: str, team, nb, trig, stat: str, value, good=None, bad=None, total=None, *,
              absent_reason: str | None = None, details: Any = None) -> None:
         name, _, unit = Q.SLIS[sli]
+        unit = STAT_UNIT.get(stat, unit)
         row = {
             "sli": sli, "name": name, "window": w.name, "team": team, "notebook_id": nb, "trigger": trig,
             "stat": stat, "value": value, "good": good, "bad": bad, "total": total, "unit": unit,
@@ -158,7 +163,7 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
             _additive(cur, ctx, mode, add, notebook=True)
         _missed(cur, ctx, add)
     observed = {(k[0], k[2], k[3]) for k, (g, b, t) in add.items() if k[4] is None and (t > 0 or b > 0)}
-    pages = dict(zip((w.name for w in wins), pages_by_team(cur, [(w.s, w.e) for w in wins]))) \
+    pages = dict(zip((w.name for w in wins), pages_and_flaps_by_team(cur, [(w.s, w.e) for w in wins]))) \
         if "M13" in slis else {}
     for w in wins:
         scopes = sorted({k[2:] for k in add if k[0] == w.name}, key=_skey)
@@ -186,10 +191,12 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
         ctx.reasons["M11"] = "no kernel session started in the window"
     if "M3" in slis:
         _exec_time(cur, ctx, mode)
-    if "M4" in slis:
-        _cost_per_run(cur, ctx)
-    if "M10" in slis:
-        _cost_variance(cur, ctx)
+    if {"M4", "M10"} & set(slis):
+        alloc = _Allocation(cur, ctx)  # computed once for both: it is most of their cost
+        if "M4" in slis:
+            _cost_per_run(cur, ctx, alloc)
+        if "M10" in slis:
+            _cost_variance(cur, ctx, alloc)
     if {"M7", "M9", "M14", "M15"} & set(slis):
         _snapshots(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
@@ -317,13 +324,14 @@ def _missed(cur, ctx: _Ctx, add: dict) -> None:
                 acc[2] += m
 
 
-def _pages(ctx: _Ctx, w: Win, scopes: list[tuple], observed: set, counts: dict[str | None, int]) -> None:
-    """M13 for the scopes with events in the window, from the window's page counts (all teams: key None)."""
+def _pages(ctx: _Ctx, w: Win, scopes: list[tuple], observed: set,
+           counts: dict[str | None, tuple[int, int]]) -> None:
+    """M13 for the scopes with events in the window, from the window's (pages, flaps) (all teams: key None)."""
     for team, _, _ in scopes:
         if (w.name, team, None) not in observed:
             continue
-        n = counts.get(team, 0)
-        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n))
+        n, flaps = counts.get(team, (0, 0))
+        ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n), details={"flaps": flaps})
 
 
 def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
@@ -355,30 +363,52 @@ def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
                     ctx.emit(w, "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
 
 
-def _table_exists(cur, name: str) -> bool:
-    return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0])
+class _Allocation:
+    """The billing allocation (cost.allocation.allocate) of the months M4 and M10 need, computed on first use: from
+    the month before the longest window (a run that ended in it has its lines from then on) to as_of's month."""
+
+    def __init__(self, cur, ctx: _Ctx) -> None:
+        self._cur, self._ctx, self._frame = cur, ctx, None
+
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            lo = min(w.s for w in self._ctx.wins)
+            months = _months(min(lo - timedelta(days=31), variance.month_back(self._ctx.as_of)), self._ctx.as_of)
+            self._frame = allocation.allocate(self._cur, months, as_of=self._ctx.as_of)
+        return self._frame
 
 
-def _cost_per_run(cur, ctx: _Ctx) -> None:
-    if not _table_exists(cur, "cost_line_items"):
+def _cost_per_run(cur, ctx: _Ctx, alloc: _Allocation) -> None:
+    """M4: the mean whole allocated cost (cost.allocation.run_costs) of the runs that ended in the window."""
+    if not table_exists(cur, "cost_line_items"):
         ctx.reasons["M4"] = "no billing tables"
         return
-    if not cur.execute(Q.COST_HAS_RUN_DATA).fetchone()[0]:
-        ctx.reasons["M4"] = "no billing data allocated to runs"
+    if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
+        ctx.reasons["M4"] = "no billing data"
         return
     ctx.reasons["M4"] = "no run with allocated cost ended in the window"
     sets = _sets(ctx)
     if not sets:
         return
     wins = ctx.wins
-    p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
+    lo = min(w.s for w in wins)
+    costs = allocation.run_costs(alloc.frame()).select("run_id", pl.col("cost").cast(pl.Float64))
+    if not costs.height:
+        ctx.reasons["M4"] = "no billing data allocated to runs"
+        return
+    p = Params(lo=lo, hi=max(w.e for w in wins))
     measures = []
     for i, w in enumerate(wins):
         c = f"t >= {p(w.s)} AND t < {p(w.e)}"
         measures += [f"count(*) FILTER (WHERE {c}) AS n_{i}", f"sum(cost) FILTER (WHERE {c}) AS c_{i}"]
-    sql = Q.COST_PER_RUN.format(dims=Q.dims(", ".join(sets)), measures=", ".join(measures), extra=_filters(ctx, p),
-                                grouping=", ".join(sets))
-    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: _skey(r[:2])):
+    sql = Q.COST_PER_RUN.format(costs="sli_run_costs", dims=Q.dims(", ".join(sets)), measures=", ".join(measures),
+                                extra=_filters(ctx, p), grouping=", ".join(sets))
+    cur.register("sli_run_costs", costs.to_arrow())
+    try:
+        rows = cur.execute(sql, p).fetchall()
+    finally:
+        cur.unregister("sli_run_costs")
+    for row in sorted(rows, key=lambda r: _skey(r[:2])):
         team, nb, _trig, gt, gn, _gtr = row[:6]
         if not gn and nb is None:
             continue
@@ -391,14 +421,18 @@ def _cost_per_run(cur, ctx: _Ctx) -> None:
                 ctx.emit(w, "M4", sc[0], sc[1], None, "per_run", float(c) / n, None, None, int(n))
 
 
-def _month_back(dt: datetime) -> datetime:
-    """The same moment one calendar month earlier (day clamped to the shorter month)."""
-    y, m = (dt.year, dt.month - 1) if dt.month > 1 else (dt.year - 1, 12)
-    return dt.replace(year=y, month=m, day=min(dt.day, calendar.monthrange(y, m)[1]))
+def _months(lo: datetime, hi: datetime) -> list[str]:
+    out, (y, m) = [], (lo.year, lo.month)
+    while (y, m) <= (hi.year, hi.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + (m == 12), m % 12 + 1)
+    return out
 
 
-def _cost_variance(cur, ctx: _Ctx) -> None:
-    if not _table_exists(cur, "cost_line_items"):
+def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
+    """M10: cost.variance.compare at as_of (month to date against the previous month to the same day and time, per
+    allocated team), the figure of GET /v1/cost/variance, the reports and the gauge."""
+    if not table_exists(cur, "cost_line_items"):
         ctx.reasons["M10"] = "no billing tables"
         return
     if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
@@ -407,21 +441,20 @@ def _cost_variance(cur, ctx: _Ctx) -> None:
     ctx.reasons["M10"] = "no cost in the previous billing period up to the same point"
     if ctx.q.notebook_id is not None or ctx.q.trigger is not None:
         return
-    as_of = ctx.as_of
-    prev_cut = _month_back(as_of)
-    params = Params(cur_month=as_of.strftime("%Y-%m"), prev_month=prev_cut.strftime("%Y-%m"), as_of=as_of,
-                    prev_cut=prev_cut)
-    extra = (f" AND coalesce(x_team, '__unallocated__') = {params(ctx.q.team, 'team')}"
-             if ctx.q.team is not None else "")
-    rows = cur.execute(Q.COST_VARIANCE.format(extra=extra), params).fetchall()
+    month = f"{ctx.as_of.year:04d}-{ctx.as_of.month:02d}"
+    frame = alloc.frame()
+    cmp = variance.compare_frame(frame if frame.height else variance.empty_allocation(), month, ctx.as_of)
+    teams = cmp.by_team.to_dicts()
+    rows = [(r["key"], r["cost"], r["previous_cost"]) for r in teams]
+    rows.append((None, sum((r["cost"] for r in teams), Decimal(0)), sum((r["previous_cost"] for r in teams),
+                                                                         Decimal(0))))
     for w in ctx.wins:
         for team, cur_c, prev_c in sorted(rows, key=lambda r: r[0] or ""):
             if not prev_c or not ctx.want(team, None, None):
                 continue
-            ctx.emit(w, "M10", team, None, None, "mom_change", (cur_c or 0.0) / prev_c - 1.0,
-                     details={"current_period": params["cur_month"], "current_cost": cur_c or 0.0,
-                              "previous_period": params["prev_month"], "previous_cost": prev_c,
-                              "previous_cut": prev_cut.isoformat()})
+            ctx.emit(w, "M10", team, None, None, "mom_change", float((cur_c - prev_c) / prev_c),
+                     details={"current_period": cmp.current.to_json(), "current_cost": float(cur_c),
+                              "previous_period": cmp.previous.to_json(), "previous_cost": float(prev_c)})
 
 
 def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
@@ -450,7 +483,8 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
     if "M9" in slis or "M15" in slis:
         p = Params(as_of=as_of)
         checks = "".join(" AND " + Q.TAG_CHECK.format(path=p("$." + _json_key(t))) for t in cfg.required_tags)
-        sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_checks=checks, extra=_team_filter(q, p))
+        sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_any=Q.TAG_ANY, tag_checks=checks,
+                                         extra=_team_filter(q, p))
         m9: dict[tuple, list] = {}
         m15: dict[tuple, list] = {}
         for team, nb, searchable, crit, crit_tested in cur.execute(sql, p).fetchall():
@@ -483,10 +517,10 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
                 ctx.emit(w, "M14", sc[0], None, None, "median", _median(agg[sc]), None, None, len(agg[sc]))
     if "M7" in slis:
         p = Params(as_of=as_of, retention=cfg.artifact_retention_seconds)
-        sql = Q.ARTIFACTS_AT.format(art=art, extra=_filters(ctx, p))
+        sql = Q.ARTIFACTS_AT.format(art=art, registry_at=registry_at, extra=_filters(ctx, p))
         agg7: dict[tuple, list] = {}
         arts: dict[tuple, list] = {}
-        for team, nb, artifact, last_t, sla, age, fresh in cur.execute(sql, p).fetchall():
+        for team, nb, artifact, last_t, sla, age, fresh, critical in cur.execute(sql, p).fetchall():
             for sc in scopes_of(team, nb, True):
                 a = agg7.setdefault(sc, [0, 0, 0.0])
                 a[0] += fresh
@@ -495,7 +529,7 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
                 if sc[1] is not None:
                     arts.setdefault(sc, []).append({
                         "artifact": artifact, "age_seconds": float(age), "sla_seconds": float(sla),
-                        "fresh": bool(fresh), "last_published": last_t.isoformat()})
+                        "fresh": bool(fresh), "last_published": last_t.isoformat(), "critical": bool(critical)})
         ctx.reasons["M7"] = "no artifact with an SLA tracked at as_of"
         emit_ratio("M7", agg7, details=lambda sc: sorted(arts[sc], key=lambda d: d["artifact"]) if sc in arts else None)
         for w in wins:
@@ -519,6 +553,27 @@ def _median(vals: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
-def consecutive_failures(cur: duckdb.DuckDBPyConnection, cap: int) -> list[tuple[str, str, str, int]]:
-    """(team, notebook, owner, failed attempts since the last success) for at most `cap` critical notebooks."""
-    return [tuple(r) for r in cur.execute(Q.CONSECUTIVE_FAILURES, {"cap": cap}).fetchall()]
+def consecutive_failures(cur: duckdb.DuckDBPyConnection, cap: int,
+                         production: list[str] | tuple[str, ...] = ("prod",)) -> list[tuple[str, str, str, int]]:
+    """(team, notebook, owner, scheduled production runs failed in a row on their final attempt) for at most `cap`
+    critical notebooks."""
+    params = {"cap": cap, "production": list(production)}
+    return [tuple(r) for r in cur.execute(Q.CONSECUTIVE_FAILURES, params).fetchall()]
+
+
+def artifact_states(cur: duckdb.DuckDBPyConnection, as_of: datetime,
+                    cfg: SliConfig) -> list[tuple[str, bool, int, int, float]]:
+    """(team, critical, tracked, stale, oldest age in seconds) of the tracked artifacts at `as_of`, from the folded
+    tables (the artifact gauges; M7 of GET /v1/sli counts the same artifacts)."""
+    registry_at = Q.REGISTRY_AT.format(reg="SELECT * FROM sli_registry")
+    at = Q.ARTIFACTS_AT.format(art="SELECT * FROM sli_artifacts", registry_at=registry_at, extra="")
+    sql = (f"SELECT team, critical, count(*), count(*) - sum(fresh), max(age_seconds) FROM ({at}) x "
+           "GROUP BY team, critical ORDER BY team, critical")
+    p = Params(as_of=utc(as_of), retention=cfg.artifact_retention_seconds)
+    return [(t, bool(c), int(n), int(st), float(age)) for t, c, n, st, age in cur.execute(sql, p).fetchall()]
+
+
+def active_kernels(cur: duckdb.DuckDBPyConnection, now: datetime, cfg: SliConfig) -> list[tuple[str, int]]:
+    """(team, kernel sessions alive at `now`): the kernel-stability SLOs' denominator, integrated by Prometheus."""
+    p = Params(now=utc(now), max_age=cfg.kernel_session_max_hours * 3600.0)
+    return [(t, int(n)) for t, n in cur.execute(Q.ACTIVE_KERNELS, p).fetchall()]

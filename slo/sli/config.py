@@ -27,13 +27,25 @@ class SliConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OBSERVATORY_SLI_", extra="ignore")
 
     windows: list[str] = Field(["1h", "1d", "7d", "30d"], description="Windows computed and exported")
-    required_tags: list[str] = Field(["description"], description="Tags a notebook needs to be searchable (M9)")
+    required_tags: list[str] = Field(
+        [], description="Tag keys a notebook needs, besides an owner, a team and at least one tag, to be searchable "
+                        "(M9), as JSON (`[\"description\", \"domain\"]`)")
     missed_grace_seconds: float = Field(900.0, description="Default grace before a cron slot counts as missed")
     missed_lookback_days: float = Field(31.0, description="Oldest slots enumerated for missed-run detection")
     artifact_retention_seconds: float = Field(
         30 * 86400.0, description="An artifact stops being tracked this long after its SLA ran out (M7)")
     critical_notebooks_cap: int = Field(
         50, description="Most critical notebooks exported with a `notebook` label (consecutive failures)")
+    production_environments: list[str] = Field(
+        ["prod"], description="Environments whose scheduled runs count as production (consecutive failures); keep "
+                              "equal to `production_environments` in slo/slos.yaml")
+    scheduled_sla_seconds: float = Field(
+        3600.0, description="Default SLA of a cron slot: its final attempt must succeed this long after the slot "
+                            "(a schedule's `sla_seconds` overrides it)")
+    slot_settle_seconds: float = Field(
+        300.0, description="Wait after a slot's deadline for late events before deciding it failed or late")
+    kernel_session_max_hours: float = Field(
+        24.0, description="A kernel session with no event for this long stops counting as active")
 
 
 def parse_window(text: str) -> int:

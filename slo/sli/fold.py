@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from slo.sli import missed
+from slo.sli import missed, slots
 from slo.sli import sql as Q
 from slo.sli.config import SliConfig, utc
 
@@ -51,6 +51,7 @@ class FoldStats:
     to_batch: int = 0
     attempts: int = 0
     new_missed: int = 0
+    slots_decided: int = 0
 
 
 def cursor_batch(cur: duckdb.DuckDBPyConnection) -> int:
@@ -73,9 +74,13 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
                 st.attempts = _fold_runs(cur, lo, hi, now)
                 _fold_events(cur, lo, hi)
                 cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
+                slots.reset_for_new_registrations(cur, lo, hi)
                 cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('cursor', ?)", [str(hi)])
-            st.new_missed = missed.detect(cur, now, default_grace=cfg.missed_grace_seconds,
-                                          lookback=timedelta(days=cfg.missed_lookback_days))
+            lookback = timedelta(days=cfg.missed_lookback_days)
+            st.new_missed = missed.detect(cur, now, default_grace=cfg.missed_grace_seconds, lookback=lookback)
+            st.slots_decided = slots.decide(cur, now, default_grace=cfg.missed_grace_seconds,
+                                            default_sla=cfg.scheduled_sla_seconds, settle=cfg.slot_settle_seconds,
+                                            lookback=lookback)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -83,13 +88,14 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     return st
 
 
-def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> FoldStats:
-    """Forget the SLI tables and fold the whole history again."""
+def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
+    """Forget the SLI tables and fold the whole history again (decided slot outcomes and missed slots are kept:
+    they back counters that never go down)."""
     with _lock_for(cur):
         for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
-                  "sli_schedule_regs", "sli_state", "sli_schedule_watermarks"):
+                  "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
             cur.execute(f"DELETE FROM {t}")
-    return fold(cur, cfg)
+    return fold(cur, cfg, now)
 
 
 _ELIG = Q.REPRO_ELIGIBLE

@@ -5,9 +5,11 @@ at the platform and team levels, at one moment (`notebook_sli_snapshot_timestamp
 on its timer and soon after each committed batch; a scrape only copies the families it returned, so a scrape never
 runs SQL. Values are exactly the API's: GET /v1/sli?as_of=<that timestamp> answers the same numbers.
 
-Labels are bounded: `team` (plus `__all__` for the platform), `sli`, `window`, `stat`; `notebook` and `owner` only
-on `notebook_consecutive_failures`, for at most `OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP` critical notebooks (the
-ones failing most first). Absent SLIs have no sample.
+Labels are bounded: `team` (plus `__all__` for the platform), `sli`, `window`, `stat`, `critical`, `environment`,
+`outcome`; `notebook` and `owner` only on `notebook_consecutive_failures`, for at most
+`OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP` critical notebooks (the ones failing most first). Absent SLIs have no
+sample. The paging SLOs (issue 15) read `notebook_scheduled_slots_total` (slo/sli/slots.py),
+`notebook_kernel_sessions_active` and the artifact gauges split by `critical`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import conventions as C
-from slo.sli.compute import compute, consecutive_failures
+from slo.sli import slots
+from slo.sli.compute import active_kernels, artifact_states, compute, consecutive_failures
 from slo.sli.config import SliConfig, SliQuery
 
 ALL_TEAMS = C.ALL_TEAMS
 SLI_GAUGES = (C.SLI_RATIO, C.SLI_VALUE, C.SLI_SNAPSHOT_TIMESTAMP, C.ARTIFACT_AGE_SECONDS, C.ARTIFACTS_STALE,
-              C.ARTIFACTS, C.SCHEDULED_RUNS_MISSED, C.CONSECUTIVE_FAILURES)
+              C.ARTIFACTS, C.SCHEDULED_RUNS_MISSED, C.SCHEDULED_SLOTS, C.KERNEL_SESSIONS_ACTIVE,
+              C.CONSECUTIVE_FAILURES)
 MAX_TEAMS = 500  # label values per family; the rest are dropped (the platform row still covers them)
 
 
@@ -46,10 +50,6 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         "counts, M10 month-over-month change, M11 crashes per 1000 sessions, M14 days, M7 max artifact age).",
         labels=["sli", "window", "team", "stat"])
     teams_seen: set[str] = set()
-    age: dict[str, float] = {}
-    stale: dict[str, float] = {}
-    tracked: dict[str, float] = {}
-    first_window = cfg.windows[0] if cfg.windows else None
     for r in rows:
         if r["value"] is None or r["notebook_id"] is not None or r["trigger"] is not None:
             continue
@@ -62,44 +62,51 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
             ratio.add_metric([r["sli"], r["window"], team], float(r["value"]))
         else:
             value.add_metric([r["sli"], r["window"], team, r["stat"]], float(r["value"]))
-        if r["sli"] == "M7" and r["window"] == first_window and r["team"] is not None:
-            if r["stat"] == "max_age_seconds":
-                age[team] = float(r["value"])
-            elif r["stat"] == "ratio":
-                stale[team] = float(r["bad"])
-                tracked[team] = float(r["total"])
     ts = GaugeMetricFamily(C.SLI_SNAPSHOT_TIMESTAMP,
                            "as_of of the SLI gauges (ask GET /v1/sli?as_of= for the same numbers).",
                            value=as_of.timestamp())
     age_f = GaugeMetricFamily(C.ARTIFACT_AGE_SECONDS,
                               "Age of the team's oldest tracked artifact (with an SLA) at the snapshot time.",
-                              labels=["team"])
-    stale_f = GaugeMetricFamily(C.ARTIFACTS_STALE,
-                                "Tracked artifacts older than their SLA at the snapshot time.", labels=["team"])
-    tracked_f = GaugeMetricFamily(C.ARTIFACTS,
-                                  "Tracked artifacts (published with an SLA): the denominator of artifact freshness.",
-                                  labels=["team"])
+                              labels=[C.TEAM])
+    stale_f = GaugeMetricFamily(C.ARTIFACTS_STALE, "Tracked artifacts older than their SLA at the snapshot time, "
+                                "by criticality (a stale critical artifact pages).", labels=[C.TEAM, C.CRITICAL])
+    tracked_f = GaugeMetricFamily(C.ARTIFACTS, "Tracked artifacts (published with an SLA, not retired): the "
+                                  "denominator of artifact freshness.", labels=[C.TEAM, C.CRITICAL])
+    age: dict[str, float] = {}
+    for team, critical, n, n_stale, oldest in artifact_states(cur, as_of, cfg)[:MAX_TEAMS * 2]:
+        crit = "true" if critical else "false"
+        stale_f.add_metric([team, crit], float(n_stale))
+        tracked_f.add_metric([team, crit], float(n))
+        age[team] = max(age.get(team, 0.0), oldest)
     for team in sorted(age):
         age_f.add_metric([team], age[team])
-        stale_f.add_metric([team], stale.get(team, 0.0))
-    for team in sorted(tracked):
-        tracked_f.add_metric([team], tracked[team])
     missed = CounterMetricFamily(
         C.SCHEDULED_RUNS_MISSED, "Cron slots detected as missed (no run started within the grace "
         "period); counted once per slot, never decreased by late runs.", labels=["team"])
     for team, n in cur.execute(
             "SELECT team, count(*) FROM sli_missed_slots GROUP BY team ORDER BY team").fetchall()[:MAX_TEAMS]:
         missed.add_metric([team], float(n))
+    slot_f = CounterMetricFamily(
+        C.SCHEDULED_SLOTS, "Due cron slots by outcome (ok, missed, late, failed by the final attempt; "
+        "slo/sli/slots.py), counted once when decided.", labels=[C.TEAM, C.ENVIRONMENT, C.OUTCOME])
+    for team, env, outcome, n in slots.counts(cur)[:MAX_TEAMS * 4 * len(slots.OUTCOMES)]:
+        slot_f.add_metric([team, env, outcome], float(n))
+    active = GaugeMetricFamily(
+        C.KERNEL_SESSIONS_ACTIVE, "Kernel sessions alive at the snapshot time (started, not ended, seen within "
+        "OBSERVATORY_SLI_KERNEL_SESSION_MAX_HOURS); integrated over time, kernel-hours.", labels=[C.TEAM])
+    for team, n in active_kernels(cur, as_of, cfg)[:MAX_TEAMS]:
+        active.add_metric([team], float(n))
     consec = GaugeMetricFamily(
-        C.CONSECUTIVE_FAILURES, "Failed or timed-out attempts since the last success, for critical "
-        "notebooks (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=["team", "notebook", "owner"])
-    for team, nb, owner, n in consecutive_failures(cur, cfg.critical_notebooks_cap):
+        C.CONSECUTIVE_FAILURES, "Scheduled production runs of a critical notebook failed in a row on their final "
+        "attempt (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=[C.TEAM, C.NOTEBOOK, C.OWNER])
+    for team, nb, owner, n in consecutive_failures(cur, cfg.critical_notebooks_cap, cfg.production_environments):
         consec.add_metric([team, nb, owner], float(n))
-    return [ratio, value, ts, age_f, stale_f, tracked_f, missed, consec]
+    return [ratio, value, ts, age_f, stale_f, tracked_f, missed, slot_f, active, consec]
 
 
-def sli_metrics(cur: duckdb.DuckDBPyConnection) -> list[Metric]:
-    """Gauge source registered through collector/areas.py (runs in the refresher thread, never during a scrape)."""
-    cfg = SliConfig()
+def sli_metrics(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> list[Metric]:
+    """Gauge source registered through collector/areas.py with the collector's settings.sli (runs in the refresher
+    thread, never during a scrape)."""
+    cfg = cfg or SliConfig()
     as_of, rows = snapshot(cur, cfg)
     return families(as_of, rows, cur, cfg)

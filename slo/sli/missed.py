@@ -20,6 +20,7 @@ longer in the schedule are retracted). Slots older than `now - lookback` are nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -28,6 +29,7 @@ import duckdb
 import pyarrow as pa
 from croniter import croniter
 
+log = logging.getLogger(__name__)
 MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
 
 _SERVED = """
@@ -68,14 +70,37 @@ _SLOT_SCHEMA = pa.schema([
 
 @dataclass
 class Version:
+    """One registration of a notebook's schedule, in force from `t` until the next one."""
+
     t: datetime
     cron: str
     tz: str | None
     grace: float
     team: str
+    environment: str = "unknown"
+    sla: float | None = None
 
 
-def _slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
+UNUSABLE_REGISTRATIONS = 0  # skipped since the process started (see `usable`)
+
+
+def usable(v: Version) -> bool:
+    """Can this registration be enumerated: a cron that fires, a known time zone, a finite grace within the
+    contract's bound (collector/contract/events.py)? Rows stored before those bounds may not be."""
+    from collector.contract.events import MAX_GRACE_SECONDS, TIME_MAX, TIME_MIN, check_cron
+
+    if not (0 <= v.grace <= MAX_GRACE_SECONDS) or not isinstance(v.t, datetime) or not TIME_MIN <= v.t < TIME_MAX:
+        return False
+    try:
+        check_cron(v.cron)
+        if v.tz:
+            ZoneInfo(v.tz)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
+
+
+def due_slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
     """Slots of one schedule version strictly after `after` and before `before` (next registration), decided
     by `now`; returns (decided slots, first undecided slot's due time or None)."""
     tz = ZoneInfo(version.tz) if version.tz else timezone.utc
@@ -113,9 +138,21 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         ORDER BY r.notebook_id, r.t, r.source, r.id
         """, {"ids": ids}).fetchall()
     versions: dict[str, list[Version]] = {}
+    unusable: list[str] = []
     for nb, t, cron, tz, grace, team in regs:
-        versions.setdefault(nb, []).append(
-            Version(t, cron, tz, default_grace if grace is None else float(grace), team))
+        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team)
+        if usable(v):
+            versions.setdefault(nb, []).append(v)
+        else:
+            unusable.append(nb)
+    if unusable:
+        # A registration stored before the contract bounded cron and grace (a cron that never fires, a grace of
+        # 1e308 s): isolated here so that it never fails the pass, and so every other schedule's SLI, counted
+        # and reported.
+        global UNUSABLE_REGISTRATIONS
+        UNUSABLE_REGISTRATIONS += len(unusable)
+        log.warning("missed-run detection skipped %d schedule registration(s) it cannot enumerate (notebooks %s)",
+                    len(unusable), ", ".join(sorted(set(unusable))[:5]))
     floor = now - lookback
     slot_rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     marks: list[tuple[str, datetime | None, datetime | None]] = []
@@ -135,7 +172,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             if before is not None and before <= start:
                 continue
             after = max(start, v.t)
-            got, due_at = _slots(v, after, before, now, MAX_SLOTS_PER_PASS)
+            got, due_at = due_slots(v, after, before, now, MAX_SLOTS_PER_PASS)
             for s in got:
                 slot_rows["notebook_id"].append(nb)
                 slot_rows["slot"].append(s)

@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-DEFINITION_VERSION = "2026-11-21.1"
+DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
 # SLI id -> (name, kind, unit). kind: ratio (good/total), rate1000 (per 1000), count, stats (M3), median (M14),
 # change (M10), money (M4).
@@ -220,13 +220,16 @@ WHERE ({where}) AND type IN ('notebook.registered', 'notebook.updated', 'noteboo
 """
 ARTIFACT_EXTRACT = """
 SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (data->>'artifact') AS artifact,
-       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds
+       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds,
+       replace(type, 'notebook.artifact.', '') AS kind,  -- published | retired
+       TRY_CAST((data->>'critical') AS BOOLEAN) AS critical
 FROM {src}
-WHERE ({where}) AND type = 'notebook.artifact.published' AND notebook_id IS NOT NULL
+WHERE ({where}) AND type IN ('notebook.artifact.published', 'notebook.artifact.retired') AND notebook_id IS NOT NULL
 """
 SCHEDULE_EXTRACT = """
 SELECT source, id, time AS t, notebook_id, team, (data->>'cron') AS cron, (data->>'timezone') AS timezone,
-       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds
+       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds,
+       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds, environment
 FROM {src}
 WHERE ({where}) AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
 """
@@ -248,16 +251,21 @@ WHERE t < $as_of
 GROUP BY notebook_id
 """
 
-# M9 and M15 at $as_of over notebooks registered before it. {tag_checks}: `AND`-joined conditions on `tags`.
+# M9 and M15 at $as_of over notebooks registered before it. Searchable = an owner, a team, at least one tag with a
+# non-blank value, and every configured required tag; {tag_checks}: `AND`-joined conditions on `tags`.
 REGISTRY_SNAPSHOT = """
 WITH nb AS ({registry_at})
 SELECT coalesce(team, 'unknown') AS team, notebook_id,
-       CASE WHEN owner IS NOT NULL AND team IS NOT NULL {tag_checks} THEN 1 ELSE 0 END AS searchable,
+       CASE WHEN nullif(trim(owner), '') IS NOT NULL AND nullif(trim(team), '') IS NOT NULL AND {tag_any}
+                 {tag_checks} THEN 1 ELSE 0 END AS searchable,
        CASE WHEN critical THEN 1 ELSE 0 END AS is_critical,
        CASE WHEN critical AND has_tests THEN 1 ELSE 0 END AS critical_tested
 FROM nb WHERE registered_at IS NOT NULL {extra}
 """
 TAG_CHECK = "nullif(trim(json_extract_string(tags, {path})), '') IS NOT NULL"  # duckdb: json_extract_string
+# duckdb: '$.*' lists the values, list_filter with a lambda keeps the non-blank ones
+TAG_ANY = ("coalesce(array_length(list_filter(json_extract_string(tags, '$.*'), lambda v: nullif(trim(v), '') IS NOT NULL))"
+           " > 0, false)")
 
 # M14: notebooks first promoted in the window; days from creation (created_at, else first registration).
 PRODUCTIONIZE = """
@@ -270,19 +278,32 @@ WHERE promoted_at IS NOT NULL AND promoted_at >= $lo AND coalesce(created_at, re
 """
 
 # M7 at $as_of: per artifact its latest publication before as_of and its SLA (latest non-null sla_seconds);
-# tracked while age <= sla + $retention.
+# tracked while age <= sla + $retention, unless retired after its latest publication. Critical: the latest
+# publication's `critical`, else the notebook's registry flag at as_of ({registry_at}).
 ARTIFACTS_AT = """
 WITH a AS (
     SELECT notebook_id, artifact,
-           arg_max(team, (t, source, id)) AS team, max(t) AS last_t,
-           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE sla_seconds IS NOT NULL) AS sla_seconds
+           arg_max(team, (t, source, id)) FILTER (WHERE kind = 'published') AS team,
+           max(t) FILTER (WHERE kind = 'published') AS last_t,
+           max(t) FILTER (WHERE kind = 'retired') AS retired_t,
+           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE kind = 'published' AND sla_seconds IS NOT NULL)
+               AS sla_seconds,
+           arg_max(critical, (t, source, id)) FILTER (WHERE kind = 'published' AND critical IS NOT NULL) AS critical
     FROM ({art}) x WHERE t < $as_of GROUP BY notebook_id, artifact
+),
+nb AS ({registry_at}),
+tracked AS (
+    SELECT a.team, a.notebook_id, a.artifact, a.last_t, a.sla_seconds,
+           coalesce(a.critical, nb.critical, false) AS critical
+    FROM a LEFT JOIN nb USING (notebook_id)
+    WHERE a.last_t IS NOT NULL AND (a.retired_t IS NULL OR a.retired_t < a.last_t) AND a.sla_seconds IS NOT NULL
 )
 SELECT team, notebook_id, artifact, last_t, sla_seconds,
        epoch($as_of - last_t) AS age_seconds,
-       CASE WHEN epoch($as_of - last_t) <= sla_seconds THEN 1 ELSE 0 END AS fresh
-FROM a
-WHERE sla_seconds IS NOT NULL AND epoch($as_of - last_t) <= sla_seconds + $retention {extra}
+       CASE WHEN epoch($as_of - last_t) <= sla_seconds THEN 1 ELSE 0 END AS fresh,
+       critical
+FROM tracked
+WHERE epoch($as_of - last_t) <= sla_seconds + $retention {extra}
 """
 
 # ---- M4 / M10: cost (tables of the billing area, FOCUS columns) -------------------------------------------------
@@ -290,36 +311,24 @@ WHERE sla_seconds IS NOT NULL AND epoch($as_of - last_t) <= sla_seconds + $reten
 COST_HAS_RUN_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items WHERE x_run_id IS NOT NULL LIMIT 1)"
 COST_HAS_DATA = "SELECT count(*) FROM (SELECT 1 FROM cost_line_items LIMIT 1)"
 
-# M4: runs whose last attempt ended in the window and that have allocated cost; cost of a run = sum of the
-# EffectiveCost of the lines tagged with its run_id (all attempts, all charge periods).
+# M4: runs whose last attempt ended in the window and that have allocated cost; the cost of a run is its whole
+# allocated cost, direct lines plus its proportional shares of notebook- and team-tagged lines
+# (cost.allocation.run_costs, registered by compute.py as {costs}: run_id, cost), the figure GET /v1/cost/runs lists.
 COST_PER_RUN = """
 WITH runs AS (
     SELECT run_id, max(ended_at) AS t,
            arg_max(coalesce(team, 'unknown'), ended_at) AS team, arg_max(notebook_id, ended_at) AS notebook_id
-    FROM run_attempts WHERE ended_at IS NOT NULL AND run_id IN (SELECT x_run_id FROM cost_line_items)
+    FROM run_attempts WHERE ended_at IS NOT NULL AND run_id IN (SELECT run_id FROM {costs})
     GROUP BY run_id
-),
-cost AS (
-    SELECT x_run_id AS run_id, sum(CAST("EffectiveCost" AS DOUBLE)) AS cost
-    FROM cost_line_items WHERE x_run_id IS NOT NULL GROUP BY x_run_id
 )
 SELECT {dims},
        {measures}
-FROM runs JOIN cost USING (run_id)
+FROM runs JOIN {costs} USING (run_id)
 WHERE t >= $lo AND t < $hi {extra}
 GROUP BY GROUPING SETS ({grouping})
 """
 
-# M10: month-to-date cost of the billing period containing as_of against the previous period up to the same point
-# (as_of minus one calendar month), per allocated team.
-COST_VARIANCE = """
-SELECT coalesce(x_team, '__unallocated__') AS team,
-       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $cur_month AND "ChargePeriodStart" < $as_of) AS cur,
-       sum(CAST("EffectiveCost" AS DOUBLE)) FILTER (WHERE x_billing_month = $prev_month AND "ChargePeriodStart" < $prev_cut) AS prev
-FROM cost_line_items
-WHERE x_billing_month IN ($cur_month, $prev_month) {extra}
-GROUP BY GROUPING SETS ((), (coalesce(x_team, '__unallocated__')))
-"""
+# M10 is cost.variance.compare (the month-over-month definition every surface shares), not SQL of its own.
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 
@@ -356,17 +365,23 @@ GROUP_KEY = "notebook_id, input_hash, parameters_hash, env_hash"
 
 # ---- consecutive failures of critical notebooks (Prometheus only) -----------------------------------------------
 
-# Failed or timed-out attempts since the last success, per critical notebook; the `cap` notebooks failing most.
-
+# Scheduled production runs of each critical notebook whose final attempt failed or timed out, since its last run
+# whose final attempt succeeded; the `cap` notebooks failing most. A run counts once its highest attempt has ended
+# (a failure a retry fixed is a success; a run waiting for its retry is not counted yet). Manual, API and CI runs
+# and runs outside `$production` (a list of environments) do not count.
 CONSECUTIVE_FAILURES = f"""
 WITH crit AS (
     SELECT notebook_id, coalesce(team, 'unknown') AS team, coalesce(owner, 'unknown') AS owner
     FROM notebooks WHERE critical
 ),
-f AS (
-    SELECT notebook_id, t, state FROM sli_run_facts
-    WHERE state IN {RUN_OUTCOMES} AND notebook_id IN (SELECT notebook_id FROM crit)
+final AS (
+    SELECT notebook_id, run_id, arg_max(state, attempt) AS state, arg_max(ended_at, attempt) AS t
+    FROM run_attempts
+    WHERE notebook_id IN (SELECT notebook_id FROM crit) AND trigger = 'scheduled'
+      AND list_contains($production, environment)  -- duckdb: list_contains (standard: environment IN (...))
+    GROUP BY notebook_id, run_id
 ),
+f AS (SELECT notebook_id, t, state FROM final WHERE t IS NOT NULL AND state IN {RUN_OUTCOMES}),
 last_ok AS (SELECT notebook_id, max(t) FILTER (WHERE state = 'succeeded') AS ok_t FROM f GROUP BY notebook_id)
 SELECT c.team, c.notebook_id, c.owner,
        count(f.t) FILTER (WHERE f.state <> 'succeeded' AND (l.ok_t IS NULL OR f.t > l.ok_t)) AS n
@@ -374,4 +389,13 @@ FROM crit c LEFT JOIN f USING (notebook_id) LEFT JOIN last_ok l USING (notebook_
 GROUP BY ALL
 ORDER BY n DESC, c.notebook_id
 LIMIT $cap
+"""
+
+# Kernel sessions alive at $now per team: started, not ended, and seen within $max_age seconds (a session whose
+# server died without a shutdown event stops counting then). The denominator of the kernel-stability SLOs.
+ACTIVE_KERNELS = """
+SELECT coalesce(team, 'unknown') AS team, count(*) AS n
+FROM kernel_sessions
+WHERE started_at <= $now AND (ended_at IS NULL OR ended_at > $now) AND last_event_at >= $now - to_seconds($max_age)
+GROUP BY 1 ORDER BY 1
 """

@@ -1,6 +1,8 @@
 """End to end with the real programs on loopback: a failing workload posted to the collector -> a real Prometheus
-scraping it with our generated rules -> a real Alertmanager with our alertmanager.yml -> the page reaches the on-call
-webhook with the SLO, team and runbook URL, and the collector's M13 counts it once.
+scraping it with our generated rules -> a real Alertmanager with our generated alertmanager.yml. Routed by cause:
+failing availability probes (infrastructure) page the platform on-call with the SLO, team and runbook URL, and the
+collector's M13 counts that page once; failing data-quality checks of team finance (a user cause) reach finance's
+ticket queue, never a pager; the Watchdog reaches the dead man's switch.
 
 To stay fast the SLO spec is slo/slos.yaml with a 1h period and short alert windows (page: 10s/1m and 30s/5m), and
 Prometheus scrapes and evaluates every second. Alertmanager runs our config with its group waits and intervals
@@ -29,7 +31,7 @@ from slo.spec import parse_spec
 from tests.support import Collector, WebhookSink, create_token, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SLO = "scheduled-run-success"
+SLOS = ("platform-availability", "data-quality")
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +50,11 @@ def binary(name: str) -> str:
 
 
 def e2e_spec():
-    """The production spec, scheduled-run-success only, over a 1h period with second-scale windows."""
+    """The production spec, two SLOs, over a 1h period with second-scale windows."""
     raw = yaml.safe_load((ROOT / "slo" / "slos.yaml").read_text())
     raw["period"] = "1h"
     raw["alert_windows"] = E2E_WINDOWS
-    raw["slos"] = [s for s in raw["slos"] if s["name"] == SLO]
+    raw["slos"] = [s for s in raw["slos"] if s["name"] in SLOS]
     return parse_spec(raw)
 
 
@@ -77,15 +79,26 @@ def shorten_timings(route: dict) -> None:
         shorten_timings(child)
 
 
-def failed_run(team: str, outcome: str = "failed") -> dict:
-    rid = uuid.uuid4().hex
-    return {"specversion": "1.0", "id": f"{rid}-{outcome}", "source": "test://e2e-scheduler",
-            "type": f"notebook.run.{outcome}", "time": datetime.now(timezone.utc).isoformat(),
-            "data": {"run_id": rid, "notebook_id": f"nb-{team}-daily", "team": team, "trigger": "scheduled",
-                     "owner": f"{team}-owner", "duration_seconds": 12.5}}
+def event(type_: str, source: str, **data) -> dict:
+    return {"specversion": "1.0", "id": uuid.uuid4().hex, "source": source, "type": type_,
+            "time": datetime.now(timezone.utc).isoformat(), "data": data}
 
 
-def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
+def failed_probe() -> dict:
+    return event("platform.probe", "test://e2e-prober", target="hub", ok=False)
+
+
+def quality_check(team: str, result: str) -> dict:
+    return event("notebook.quality.checked", "test://e2e-notebooks", notebook_id=f"nb-{team}", team=team,
+                 check="rows_not_null", result=result)
+
+
+def firing(sink: WebhookSink, path: str, alertname: str) -> dict | None:
+    return next((a for a in sink.alerts(path) if a["labels"]["alertname"] == alertname and a["status"] == "firing"),
+                None)
+
+
+def test_pages_route_by_cause_and_the_page_is_counted_once(tmp_path):
     prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
     procs: list[subprocess.Popen] = []
     sink = WebhookSink()
@@ -100,6 +113,9 @@ def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
             "ALERTMANAGER_ONCALL_URL": f"{sink.url}/oncall",
             "ALERTMANAGER_TICKETS_URL": f"{sink.url}/tickets",
             "ALERTMANAGER_SECURITY_URL": f"{sink.url}/security",
+            "ALERTMANAGER_TEAM_ONCALL_URL": f"{sink.url}/team-oncall",
+            "ALERTMANAGER_TEAM_TICKETS_URL": f"{sink.url}/team-tickets",
+            "ALERTMANAGER_DEADMANSSWITCH_URL": f"{sink.url}/dms",
             "OBSERVATORY_ALERTMANAGER_URL": f"{collector.url}/v1/alertmanager",
             "OBSERVATORY_INGEST_TOKEN": ingest_token,
         })
@@ -140,37 +156,39 @@ def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
         prom = f"http://127.0.0.1:{prom_port}"
         wait_ready(f"{prom}/-/ready", procs[-1], prom_log)
 
-        # --- the workload: team data's scheduled runs all fail, team ml's all succeed -----------------------------
+        # --- the workload: every probe fails (infra); team finance's checks all fail, team ml's pass (user) -----
         ingest = {"Authorization": f"Bearer {ingest_token}"}
-        page = None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and page is None:
+        page = ticket = watchdog = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (page and ticket and watchdog):
             r = httpx.post(f"{collector.url}/v1/events", headers=ingest, timeout=10,
-                           json=[failed_run("data"), failed_run("data"), failed_run("ml", "succeeded")])
+                           json=[failed_probe(), failed_probe(), quality_check("finance", "fail"),
+                                 quality_check("ml-platform", "pass")])
             assert r.status_code in (200, 201, 207), r.text
-            for p in sink.payloads("/oncall"):
-                for a in p["alerts"]:
-                    if a["labels"].get("sloth_slo") == SLO and a["status"] == "firing":
-                        page = a
+            page = page or firing(sink, "/oncall", "PlatformAvailabilityBudgetBurn")
+            ticket = ticket or firing(sink, "/team-tickets/finance", "DataQualityBudgetBurn")
+            watchdog = watchdog or firing(sink, "/dms", "Watchdog")
             time.sleep(0.5)
-        assert page is not None, (
-            "no page reached the on-call webhook in 90s\n"
+        assert page and ticket and watchdog, (
+            f"page={page} ticket={ticket} watchdog={watchdog} in 120s\n"
             + httpx.get(f"{prom}/api/v1/alerts", timeout=5).text + "\n" + prom_log.read_text()[-2000:]
             + "\n" + am_log.read_text()[-2000:])
 
-        # the page names the SLO, the team and the runbook
-        assert page["labels"]["alertname"] == "ScheduledRunSuccessBudgetBurn"
-        assert page["labels"]["severity"] == "page" and page["labels"]["team"] == "data"
-        assert page["labels"]["sloth_service"] == "notebooks"
-        assert page["annotations"]["runbook_url"] == f"{spec.runbook_base_url}/slo-scheduled-run-success.md"
+        # the platform page names the SLO, the team, the cause and the runbook
+        assert page["labels"]["severity"] == "page" and page["labels"]["team"] == "platform"
+        assert page["labels"]["cause"] == "infra" and page["labels"]["sloth_slo"] == "platform-availability"
+        assert page["annotations"]["runbook_url"] == f"{spec.runbook_base_url}/slo-platform-availability.md"
         assert page["annotations"]["summary"] == \
-            "SLO scheduled-run-success (team data) is burning its error budget too fast (page)."
-        # team ml is healthy: never paged
-        assert not [a for p in sink.payloads("/oncall") for a in p["alerts"] if a["labels"].get("team") == "ml"]
+            "SLO platform-availability (team platform) is burning its error budget too fast (page)."
+        # the user-caused burn is finance's ticket: no pager anywhere got it, and healthy ml got nothing
+        assert ticket["labels"]["severity"] == "ticket" and ticket["labels"]["cause"] == "user"
+        pagers = [a for path in ("/oncall", "/team-oncall/finance") for a in sink.alerts(path)]
+        assert not [a for a in pagers if a["labels"]["alertname"] == "DataQualityBudgetBurn"]
+        assert not [a for p, _ in sink.received for a in sink.alerts(p) if a["labels"].get("team") == "ml-platform"]
 
-        # --- M13: Alertmanager also delivered it to the collector; repeats do not count twice ----------------------
+        # --- M13: Alertmanager also delivered the page to the collector; repeats do not count twice --------------
         read = {"Authorization": f"Bearer {read_token}"}
-        window = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z", "team": "data"}
+        window = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z", "team": "platform"}
         state = None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -188,8 +206,9 @@ def test_failing_workload_pages_oncall_and_is_counted_once(tmp_path):
         assert again.status_code == 200 and again.json()["new"] == 0
         final = httpx.get(f"{collector.url}/v1/alertmanager/pages", params=window, headers=read, timeout=5).json()
         assert final["count"] == 1
-        assert httpx.get(f"{collector.url}/v1/alertmanager/pages", params={**window, "team": "ml"}, headers=read,
-                         timeout=5).json()["count"] == 0
+        # tickets are not pages: finance has none counted
+        assert httpx.get(f"{collector.url}/v1/alertmanager/pages", params={**window, "team": "finance"},
+                         headers=read, timeout=5).json()["count"] == 0
     finally:
         for p in reversed(procs):
             p.terminate()

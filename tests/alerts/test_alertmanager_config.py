@@ -1,5 +1,6 @@
-"""alerts/alertmanager.yml: rendered from the environment, valid for the real amtool, routes every alert of ours to
-the intended receiver, and inhibits a ticket under a page of the same SLO in a real Alertmanager.
+"""alerts/alertmanager.yml (generated from slo/slos.yaml and alerts/teams.yaml by slo/routing.py): rendered from the
+environment, valid for the real amtool, routes every alert of ours where the paging policy says (tests/alerts/
+policy.py, written apart from the generator), and routes and inhibits in a real Alertmanager.
 
 amtool and alertmanager come from the Debian package `prometheus-alertmanager` (make test installs it): a missing
 binary fails these tests.
@@ -18,11 +19,13 @@ import pytest
 import yaml
 
 from slo.alertmanager import render_env_template, template_variables
+from tests.alerts.policy import expected_receiver
 from tests.support import WebhookSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "alerts" / "alertmanager.yml"
-ENV_VARS = ["ALERTMANAGER_ONCALL_URL", "ALERTMANAGER_SECURITY_URL", "ALERTMANAGER_TICKETS_URL",
+ENV_VARS = ["ALERTMANAGER_DEADMANSSWITCH_URL", "ALERTMANAGER_ONCALL_URL", "ALERTMANAGER_SECURITY_URL",
+            "ALERTMANAGER_TEAM_ONCALL_URL", "ALERTMANAGER_TEAM_TICKETS_URL", "ALERTMANAGER_TICKETS_URL",
             "OBSERVATORY_ALERTMANAGER_URL", "OBSERVATORY_INGEST_TOKEN"]
 
 
@@ -37,6 +40,9 @@ def env_for(base: str) -> dict[str, str]:
         "ALERTMANAGER_ONCALL_URL": f"{base}/oncall",
         "ALERTMANAGER_TICKETS_URL": f"{base}/tickets",
         "ALERTMANAGER_SECURITY_URL": f"{base}/security",
+        "ALERTMANAGER_TEAM_ONCALL_URL": f"{base}/team-oncall",
+        "ALERTMANAGER_TEAM_TICKETS_URL": f"{base}/team-tickets",
+        "ALERTMANAGER_DEADMANSSWITCH_URL": f"{base}/dms",
         "OBSERVATORY_ALERTMANAGER_URL": f"{base}/observatory",
         "OBSERVATORY_INGEST_TOKEN": "obs_test_token",
     }
@@ -61,7 +67,8 @@ def test_template_variables_are_documented():
 def test_amtool_check_config(rendered):
     r = subprocess.run([binary("amtool"), "check-config", str(rendered)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS" in r.stdout and "3 receivers" in r.stdout and "2 inhibit rules" in r.stdout
+    # platform on-call, tickets, security, dead man's switch, and on-call + tickets for each of the 6 teams
+    assert "SUCCESS" in r.stdout and "16 receivers" in r.stdout and "3 inhibit rules" in r.stdout
 
 
 def test_render_cli_refuses_missing_variables(tmp_path):
@@ -89,33 +96,38 @@ def routes_test(config: Path, labels: dict[str, str]) -> str:
     return r.stdout.strip()
 
 
+SLO = {"category": "slo", "sloth_service": "notebooks"}
+
+
 @pytest.mark.parametrize("labels, receiver", [
-    ({"alertname": "ScheduledRunSuccessBudgetBurn", "severity": "page", "category": "slo", "team": "data",
-      "sloth_service": "notebooks", "sloth_slo": "scheduled-run-success"}, "oncall"),
-    ({"alertname": "ScheduledRunSuccessBudgetBurn", "severity": "ticket", "category": "slo", "team": "data",
-      "sloth_service": "notebooks", "sloth_slo": "scheduled-run-success"}, "tickets"),
-    ({"alertname": "NotebookConsecutiveFailures", "severity": "page", "category": "notebook", "team": "ml",
-      "notebook": "nb-churn", "owner": "bob"}, "oncall"),
-    ({"alertname": "PlatformAvailabilityBudgetBurn", "severity": "page", "category": "slo", "team": "platform"},
-     "oncall"),
-    ({"alertname": "ObservatoryCollectorDown", "severity": "page", "category": "platform", "team": "platform"},
-     "oncall"),
-    ({"alertname": "ObservatoryDeadLettersGrowing", "severity": "ticket", "category": "platform",
-      "team": "platform"}, "tickets"),
-    ({"alertname": "CostSpike", "severity": "ticket", "category": "cost", "team": "finance"}, "tickets"),
-    ({"alertname": "NotebookSecretExposed", "severity": "page", "category": "security", "team": "data"}, "security"),
-    ({"alertname": "NotebookSecretExposed", "severity": "page", "category": "security", "team": "ml"}, "security"),
-    ({"alertname": "SomethingSecurity", "severity": "ticket", "category": "security", "team": "ml"}, "security"),
-    ({"alertname": "Unlabelled"}, "tickets"),  # nothing is dropped
+    # infrastructure pages wake the platform on-call, whatever the team
+    ({**SLO, "alertname": "SchedulerReliabilityBudgetBurn", "severity": "page", "cause": "infra", "team": "platform",
+      "sloth_slo": "scheduler-reliability"}, "platform-oncall"),
+    ({"alertname": "SLOTrafficAbsent", "severity": "page", "cause": "infra", "team": "platform", **SLO,
+      "sloth_slo": "platform-availability"}, "platform-oncall"),
+    ({"alertname": "ObservatoryCollectorDown", "severity": "page", "category": "platform", "cause": "infra",
+      "team": "platform"}, "platform-oncall"),
+    ({"alertname": "NotebookScheduledRunsMissed", "severity": "ticket", "category": "notebook", "cause": "infra",
+      "team": "finance"}, "tickets"),
+    # user causes: the owning team's tickets; a critical notebook or artifact pages the team's own on-call
+    ({**SLO, "alertname": "DataQualityBudgetBurn", "severity": "ticket", "cause": "user", "team": "finance",
+      "sloth_slo": "data-quality"}, "team-finance-tickets"),
+    ({"alertname": "NotebookConsecutiveFailures", "severity": "page", "category": "notebook", "cause": "user",
+      "team": "ml-platform", "notebook": "nb-churn", "owner": "bob"}, "team-ml-platform-oncall"),
+    ({"alertname": "CostSpike", "severity": "ticket", "category": "cost", "team": "finance"}, "team-finance-tickets"),
+    # severity mapping: `critical` pages; a pure Sloth spec's page has only sloth_severity
+    ({"alertname": "SomeCritical", "severity": "critical", "team": "risk"}, "team-risk-oncall"),
+    ({"alertname": "SlothPage", "sloth_severity": "page", "sloth_slo": "x", "team": "risk"}, "team-risk-oncall"),
+    ({"alertname": "SlothTicket", "sloth_severity": "ticket", "sloth_slo": "x", "team": "risk"}, "team-risk-tickets"),
+    # a page of a team nobody registered still wakes someone; nothing is dropped
+    ({"alertname": "X", "severity": "page", "team": "nobody"}, "platform-oncall"),
+    ({"alertname": "NotebookSecretExposed", "severity": "page", "category": "security", "team": "finance"}, "security"),
+    ({"alertname": "Watchdog", "severity": "none", "category": "meta", "team": "platform"}, "deadmansswitch"),
+    ({"alertname": "Unlabelled"}, "tickets"),
 ])
 def test_routes(rendered, labels, receiver):
-    assert routes_test(rendered, labels) == receiver
-
-
-def _expected_receiver(labels: dict[str, str]) -> str:
-    if labels.get("category") == "security":
-        return "security"
-    return {"page": "oncall", "ticket": "tickets"}[labels["severity"]]
+    assert expected_receiver(labels) == receiver  # the policy as written in tests/alerts/policy.py...
+    assert routes_test(rendered, labels) == receiver  # ...is what Alertmanager does
 
 
 def test_every_generated_alert_routes_to_its_receiver(rendered):
@@ -124,34 +136,40 @@ def test_every_generated_alert_routes_to_its_receiver(rendered):
         for g in yaml.safe_load((ROOT / "alerts" / name).read_text())["groups"]:
             for r in g["rules"]:
                 if "alert" in r:
-                    labels = {"alertname": r["alert"], "team": "data", **r["labels"]}
-                    assert routes_test(rendered, labels) == _expected_receiver(labels), labels
-                    checked += 1
-    assert checked >= 20
+                    for team in ("finance", "nobody"):  # a registered team, and one the routes do not know
+                        labels = {"alertname": r["alert"], "team": team, **r["labels"]}
+                        assert routes_test(rendered, labels) == expected_receiver(labels), labels
+                        checked += 1
+    assert checked >= 40
 
 
 def test_grouping_inhibition_and_intervals():
     cfg = yaml.safe_load(TEMPLATE.read_text().replace("${", "").replace("}", ""))
     route = cfg["route"]
     assert route["group_by"] == ["alertname", "sloth_service", "sloth_slo", "team", "notebook"]
-    by_receiver = {r["receiver"]: r for r in route["routes"]}
 
     def seconds(d: str) -> int:
         from slo.spec import parse_duration
         return parse_duration(d) // 1000
 
-    page, ticket = by_receiver["oncall"], by_receiver["tickets"]
-    assert seconds(page["group_wait"]) <= 60 and 3600 <= seconds(page["repeat_interval"]) <= 12 * 3600
-    assert seconds(ticket["repeat_interval"]) >= 12 * 3600
-    assert seconds(by_receiver["security"]["group_wait"]) <= 30
+    routes = route["routes"] + [c for r in route["routes"] for c in r.get("routes", [])]
+    for r in routes:
+        if r["receiver"].endswith("oncall"):
+            assert seconds(r["group_wait"]) <= 60 and 3600 <= seconds(r["repeat_interval"]) <= 12 * 3600
+        elif r["receiver"].endswith("tickets"):
+            assert seconds(r["repeat_interval"]) >= 12 * 3600
+        elif r["receiver"] == "security":
+            assert seconds(r["group_wait"]) <= 30
+        elif r["receiver"] == "deadmansswitch":
+            assert seconds(r["repeat_interval"]) <= 300  # the switch must hear it every few minutes
     inhibit = cfg["inhibit_rules"][0]
-    assert inhibit["source_matchers"] == ['severity="page"', 'sloth_slo=~".+"']
+    assert inhibit["source_matchers"] == ['severity=~"page|critical"', 'sloth_slo=~".+"']
     assert inhibit["target_matchers"] == ['severity="ticket"', 'sloth_slo=~".+"']
     assert set(inhibit["equal"]) == {"sloth_service", "sloth_slo", "team"}
-    # pages are counted by the collector (M13): both paging receivers also post to it
-    for name in ("oncall", "security"):
-        rec = next(r for r in cfg["receivers"] if r["name"] == name)
-        assert "OBSERVATORY_ALERTMANAGER_URL" in [w["url"] for w in rec["webhook_configs"]]
+    # pages are counted by the collector (M13): every paging receiver also posts to it
+    for rec in cfg["receivers"]:
+        urls = [w["url"] for w in rec["webhook_configs"]]
+        assert ("OBSERVATORY_ALERTMANAGER_URL" in urls) == (rec["name"].endswith("oncall") or rec["name"] == "security")
 
 
 # --- real Alertmanager: routing and inhibition in action ---------------------------------------------------------
@@ -200,32 +218,33 @@ def test_real_alertmanager_routes_and_inhibits(tmp_path):
     proc, am = start_alertmanager(tmp_path, config)
     try:
         now = datetime.now(timezone.utc)
-        slo = {"sloth_service": "notebooks", "sloth_slo": "scheduled-run-success", "category": "slo",
-               "alertname": "ScheduledRunSuccessBudgetBurn"}
+        infra = {"sloth_service": "notebooks", "sloth_slo": "scheduler-reliability", "category": "slo",
+                 "alertname": "SchedulerReliabilityBudgetBurn", "cause": "infra", "team": "platform"}
+        user = {"sloth_service": "notebooks", "sloth_slo": "data-quality", "category": "slo",
+                "alertname": "DataQualityBudgetBurn", "cause": "user"}
         alerts = [
-            {**slo, "severity": "page", "sloth_severity": "page", "team": "data"},
-            {**slo, "severity": "ticket", "sloth_severity": "ticket", "team": "data"},  # inhibited by the page
-            {**slo, "severity": "ticket", "sloth_severity": "ticket", "team": "ml"},  # other team: delivered
-            {"alertname": "NotebookSecretExposed", "severity": "page", "category": "security", "team": "data"},
+            {**infra, "severity": "page", "sloth_severity": "page"},
+            {**infra, "severity": "ticket", "sloth_severity": "ticket"},  # inhibited by the page
+            {**user, "severity": "ticket", "sloth_severity": "ticket", "team": "finance"},
+            {"alertname": "NotebookSecretExposed", "severity": "page", "category": "security", "team": "risk"},
+            {"alertname": "Watchdog", "severity": "none", "category": "meta", "team": "platform"},
         ]
         body = [{"labels": labels, "annotations": {"summary": labels["alertname"]},
                  "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=10)).isoformat()} for labels in alerts]
         assert httpx.post(f"{am}/api/v2/alerts", json=body, timeout=5).status_code == 200
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not (
-                sink.alerts("/oncall") and sink.alerts("/tickets") and sink.alerts("/security")
-                and len(sink.alerts("/observatory")) >= 2):
+                sink.alerts("/oncall") and sink.alerts("/team-tickets/finance") and sink.alerts("/security")
+                and sink.alerts("/dms") and len(sink.alerts("/observatory")) >= 2):
             time.sleep(0.2)
         time.sleep(2)  # a wrongly routed or uninhibited notification would have arrived by now
-        pages = sink.alerts("/oncall")
-        assert {(a["labels"]["alertname"], a["labels"]["team"]) for a in pages} == {
-            ("ScheduledRunSuccessBudgetBurn", "data")}
-        tickets = sink.alerts("/tickets")
-        assert {(a["labels"]["severity"], a["labels"]["team"]) for a in tickets} == {("ticket", "ml")}
-        security = sink.alerts("/security")
-        assert {a["labels"]["alertname"] for a in security} == {"NotebookSecretExposed"}
+        assert {a["labels"]["alertname"] for a in sink.alerts("/oncall")} == {"SchedulerReliabilityBudgetBurn"}
+        assert {a["labels"]["alertname"] for a in sink.alerts("/team-tickets/finance")} == {"DataQualityBudgetBurn"}
+        assert not sink.alerts("/tickets")  # the infra ticket is inhibited by its page
+        assert {a["labels"]["alertname"] for a in sink.alerts("/security")} == {"NotebookSecretExposed"}
+        assert {a["labels"]["alertname"] for a in sink.alerts("/dms")} == {"Watchdog"}
         counted = sink.alerts("/observatory")
-        assert {a["labels"]["alertname"] for a in counted} == {"ScheduledRunSuccessBudgetBurn", "NotebookSecretExposed"}
+        assert {a["labels"]["alertname"] for a in counted} == {"SchedulerReliabilityBudgetBurn", "NotebookSecretExposed"}
         assert all(a["fingerprint"] and a["startsAt"] for a in counted)
         auth = {h.get("Authorization") for p, h in sink.headers if p == "/observatory"}
         assert auth == {"Bearer obs_test_token"}

@@ -46,10 +46,16 @@ def _hour(now: datetime) -> datetime:
 def test_gauges_equal_api_values(app_db):
     app, client, _ = app_db
     now = datetime.now(timezone.utc)
-    run = dict(notebook_id="nb", trigger="scheduled")
+    run = dict(notebook_id="nb", trigger="scheduled", environment="prod")
     post(client, [
         ev("notebook.run.succeeded", now - timedelta(minutes=20), run_id="g1", team="a", duration_seconds=30, **run),
         ev("notebook.run.failed", now - timedelta(minutes=10), run_id="g2", team="a", **run),
+        # not counted as consecutive failures: a dev run, a manual run, a run whose retry has not ended yet
+        ev("notebook.run.failed", now - timedelta(minutes=9), run_id="g4", team="a",
+           **{**run, "environment": "dev"}),
+        ev("notebook.run.failed", now - timedelta(minutes=8), run_id="g5", team="a", **{**run, "trigger": "manual"}),
+        ev("notebook.run.failed", now - timedelta(minutes=7), run_id="g6", attempt=1, team="a", **run),
+        ev("notebook.run.started", now - timedelta(minutes=6), run_id="g6", attempt=2, team="a", **run),
         ev("notebook.run.succeeded", now - timedelta(hours=5), run_id="g3", team="b", duration_seconds=90, **run),
         ev("platform.probe", now - timedelta(minutes=3), target="ui", ok=True, team="a"),
         ev("notebook.kernel.started", now - timedelta(minutes=3), kernel_id="k", team="b"),
@@ -74,7 +80,8 @@ def test_gauges_equal_api_values(app_db):
                  for s in fams["notebook_sli_value"].samples}
     assert got_ratio == want_ratio
     assert got_value == want_value
-    assert got_ratio[("M1", "1h", "a")] == 0.5 and got_ratio[("M1", "1d", "__all__")] == 2 / 3
+    # M1 counts every ended attempt: a has g1 ok and g2, g4, g5, g6#1 failed
+    assert got_ratio[("M1", "1h", "a")] == 1 / 5 and got_ratio[("M1", "1d", "__all__")] == 2 / 6
     assert ("M1", "1h", "b") not in got_ratio  # b had no run in the last hour: no sample, not 0
     assert got_value[("M3", "1d", "__all__", "p50")] == 60.0
     ages = {s.labels["team"]: s.value for s in fams["notebook_artifact_age_seconds"].samples}
@@ -85,7 +92,7 @@ def test_gauges_equal_api_values(app_db):
           and r.get("trigger") is None]
     assert m7 and tracked["a"] == m7[0]["total"]
     consec = [(s.labels["notebook"], s.labels["owner"], s.value) for s in fams["notebook_consecutive_failures"].samples]
-    assert consec == [("nb", "o", 1.0)]  # g1 succeeded, then g2 failed
+    assert consec == [("nb", "o", 1.0)]  # g1 succeeded, then g2 failed (g4 dev, g5 manual, g6 retrying)
 
 
 def test_missed_scheduled_runs(app_db):

@@ -33,7 +33,7 @@ def documented_examples() -> dict[str, dict]:
 
 def test_every_type_is_documented_with_an_example():
     assert sorted(documented_examples()) == sorted(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 20
+    assert len(EVENT_TYPES) == 21
 
 
 def test_every_documented_example_is_accepted_and_stored(client, db_path):

@@ -202,7 +202,6 @@ NEGATIVES = [
     ("bearer-placeholder", "Authorization: Bearer $TOKEN and Authorization: Bearer <token>"),
     ("bearer-prose", "Bearer authentication is required for this endpoint"),
     ("public-key", "-----BEGIN PUBLIC KEY-----\n" + "\n".join(fake(64, B64) for _ in range(3)) + "\n-----END PUBLIC KEY-----"),
-    ("private-key-header-prose", "the file must start with -----BEGIN PRIVATE KEY----- and end with -----END PRIVATE KEY-----"),
     ("gcp-sa-without-key", '{"type": "service_account", "client_email": "etl@p.iam.gserviceaccount.com"}'),
     ("azure-placeholder", "AccountName=nbstore;AccountKey=<your-key>;EndpointSuffix=core.windows.net"),
     ("hf-identifier", "hf_hub_download(repo_id='bert-base-uncased', filename='config.json')"),
@@ -498,9 +497,8 @@ def test_arbitrary_text_never_crashes_and_prefilter_holds(text: str) -> None:
 
 
 def test_long_inputs_stay_linear() -> None:
-    # no catastrophic backtracking on long runs of candidate characters
-    import time
-
+    # no catastrophic backtracking on long runs of candidate characters: a backtracking pattern would hang here
+    # (pytest-timeout ends the test); the speed itself is a figure of bench/bench_redaction.py, not an assertion
     blobs = [
         "A" * 200_000,
         "-" * 200_000,
@@ -511,6 +509,24 @@ def test_long_inputs_stay_linear() -> None:
         "token " * 30_000,
     ]
     for blob in blobs:
-        t0 = time.perf_counter()
-        redact_text(blob)
-        assert time.perf_counter() - t0 < 2.0, blob[:30]
+        out, _ = redact_text(blob)
+        assert len(out) <= len(blob) + 64, blob[:30]
+
+
+# Issue 13: any BEGIN … PRIVATE KEY block is a secret whatever its length, complete or truncated, with real or
+# JSON-escaped line breaks (a prose mention of the header is redacted too: the cost of never missing a short key).
+@pytest.mark.parametrize("text, kept", [
+    ("the file must start with -----BEGIN PRIVATE KEY----- and end with -----END PRIVATE KEY-----",
+     "the file must start with "),
+    ('{"key": "-----BEGIN RSA PRIVATE KEY-----\\nMIIEow"}', '{"key": "'),
+    ('{"key": "-----BEGIN OPENSSH PRIVATE KEY-----\\r\\nb3BlbnNz\\r\\nAAAA", "n": 1}', '", "n": 1}'),
+    ("x -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n  at line 3", "\n  at line 3"),
+    ("-----BEGIN ENCRYPTED PRIVATE KEY-----", ""),
+])
+def test_any_private_key_block_is_redacted(text: str, kept: str) -> None:
+    out, kinds = redact_text(text)
+    assert "private_key" in kinds and "PRIVATE KEY" not in out
+    assert kept in out
+    for line in ("MIIEow", "b3BlbnNz", "MHcCAQEEI"):
+        assert line not in out
+    assert redact_text(out) == (out, ())

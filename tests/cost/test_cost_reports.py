@@ -49,19 +49,28 @@ def q(con, sql, *params):
     return con.execute(sql, list(params)).fetchall()
 
 
-def line_total(con, month: str) -> Decimal:
-    return q(con, 'SELECT sum("EffectiveCost") FROM cost_line_items WHERE x_billing_month = ?', month)[0][0]
+def line_total(con, month: str, before: datetime | None = None) -> Decimal:
+    """Independent sum of the month's lines (charged before `before` when given)."""
+    return q(con, 'SELECT sum("EffectiveCost") FROM cost_line_items WHERE x_billing_month = ? '
+                  'AND "ChargePeriodStart" < ?', month, before or datetime(9999, 1, 1, tzinfo=timezone.utc))[0][0]
+
+
+SAME_POINT_IN_MAY = datetime(2024, 5, 20, 12, 0, tzinfo=timezone.utc)  # AS_OF one calendar month back
 
 
 def test_report_figures_match_independent_sums(con):
     r = data.build(con, "2024-06", "service", settings=SETTINGS, as_of=AS_OF)
-    assert r.summary["total_cost"] == line_total(con, "2024-06")
-    assert r.summary["previous_total_cost"] == line_total(con, "2024-05")
+    assert r.summary["total_cost"] == line_total(con, "2024-06", AS_OF) == line_total(con, "2024-06")
+    # the running month is compared like for like: May up to 20 May 12:00, not the whole of May
+    assert r.summary["previous_total_cost"] == line_total(con, "2024-05", SAME_POINT_IN_MAY)
+    assert r.summary["previous_total_cost"] < line_total(con, "2024-05")
+    assert (r.summary["days_covered"], r.summary["days_in_month"], r.summary["complete"]) == (20, 30, False)
+    assert "20 of 30 days" in r.summary["period"] and any("not over" in n for n in r.notes)
     by_service = dict(q(con, 'SELECT "ServiceName", sum("EffectiveCost") FROM cost_line_items '
                              "WHERE x_billing_month = '2024-06' GROUP BY 1"))
     assert {x["key"]: x["cost"] for x in r.by_key.to_dicts()} == by_service
     prev = dict(q(con, 'SELECT "ServiceName", sum("EffectiveCost") FROM cost_line_items '
-                       "WHERE x_billing_month = '2024-05' GROUP BY 1"))
+                       "WHERE x_billing_month = '2024-05' AND \"ChargePeriodStart\" < ? GROUP BY 1", SAME_POINT_IN_MAY))
     assert {x["key"]: x["previous_cost"] for x in r.by_key.to_dicts()} == prev
     unalloc = q(con, 'SELECT sum("EffectiveCost") FROM cost_line_items WHERE x_billing_month = \'2024-06\' '
                      "AND x_team IS NULL AND x_notebook_id IS NULL AND x_run_id IS NULL")[0][0]
@@ -101,13 +110,35 @@ def test_forecast_hand_worked():
     assert st == {"a": "at-risk", "b": "over", "c": "ok"} and fc_df.height == 2
 
 
+def test_a_closed_month_compares_whole_months(con):
+    r = data.build(con, "2024-05", "team", settings=SETTINGS, as_of=AS_OF)
+    assert r.summary["total_cost"] == line_total(con, "2024-05")
+    assert r.summary["previous_total_cost"] == (line_total(con, "2024-04") or 0)
+    assert r.summary["complete"] and "whole month" in r.summary["period"]
+    assert data.last_closed_month(AS_OF) == "2024-05"
+
+
 def test_csv_parquet_outputs(con, tmp_path):
     files = export.write_report(con, "2024-06", "team", "csv", tmp_path / "cost.csv", settings=SETTINGS, as_of=AS_OF)
     names = sorted(p.name for p in files)
     assert "cost.csv" in names and "cost.invoices.csv" in names and "cost.summary.csv" in names
-    main = pl.read_csv(tmp_path / "cost.csv", schema_overrides={"cost": pl.Utf8})
-    assert sum(Decimal(x) for x in main["cost"]) == line_total(con, "2024-06")
-    assert schema.UNALLOCATED in main["key"].to_list()
+    assert "cost.by_team.csv" not in names  # with --by team the main table is the by-team table: not twice
+    main = pl.read_csv(tmp_path / "cost.csv", infer_schema=False)
+    assert main.columns == ["Team", "This month", "Previous month", "Change", "Change %", "Share %"]
+    # money in cents (half to even), share as a percentage
+    exact = {x["key"]: x for x in data.build(con, "2024-06", "team", settings=SETTINGS, as_of=AS_OF)
+             .by_team.to_dicts()}
+    for row in main.iter_rows(named=True):
+        key = schema.UNALLOCATED if row["Team"] == "Unallocated" else row["Team"]
+        assert row["This month"] == str(exact[key]["cost"].quantize(CENT, rounding="ROUND_HALF_EVEN"))
+        assert float(row["Share %"]) == pytest.approx(round(exact[key]["share"] * 100, 2))
+        assert len(row["This month"].split(".")[1]) == 2
+    assert abs(sum(Decimal(x) for x in main["This month"]) - line_total(con, "2024-06")) <= CENT * main.height
+    assert "Unallocated" in main["Team"].to_list() and schema.UNALLOCATED not in main["Team"].to_list()
+    budgets = pl.read_csv(tmp_path / "cost.budgets.csv", infer_schema=False)
+    unbudgeted = budgets.filter(pl.col("Team") == "platform").row(0, named=True)
+    assert unbudgeted["Budget"] == unbudgeted["Status"] == "no budget set"
+    assert budgets.filter(pl.col("Team") == "ml")["Budget"][0] == "100.00"
     files = export.write_report(con, "2024-06", "notebook", "parquet", tmp_path / "cost.parquet", settings=SETTINGS,
                                 as_of=AS_OF)
     df = pl.read_parquet(files[0])
@@ -124,14 +155,23 @@ def test_xlsx_reopens_with_types_and_totals(con, tmp_path):
         wb.sheetnames)
     summary = {wb["Summary"].cell(r, 1).value: wb["Summary"].cell(r, 2) for r in range(3, 20)}
     total = summary["Total cost (EffectiveCost)"]
-    assert isinstance(total.value, float) and total.number_format.startswith("#,##0.00")
+    assert isinstance(total.value, float) and total.number_format.startswith("[$USD] #,##0.00")
     assert Decimal(str(total.value)).quantize(CENT) == line_total(con, "2024-06").quantize(CENT)
     assert isinstance(summary["Unallocated share"].value, float) and "%" in summary["Unallocated share"].number_format
     ws = wb["By team"]
     header = [c.value for c in ws[1]]
-    ci = header.index("cost") + 1
+    assert header[:6] == ["Team", "This month", "Previous month", "Change", "Change %", "Share"]
+    ci = header.index("This month") + 1
     costs = [ws.cell(r, ci).value for r in range(2, ws.max_row + 1)]
     assert all(isinstance(v, float) for v in costs)
+    assert all("[$USD]" in ws.cell(r, ci).number_format for r in range(2, ws.max_row + 1))  # currency format
+    assert "%" in ws.cell(2, header.index("Share") + 1).number_format
+    assert "Unallocated" in [ws.cell(r, 1).value for r in range(2, ws.max_row + 1)]
+    b = wb["Budgets"]
+    bh = [c.value for c in b[1]]
+    rows = {b.cell(r, 1).value: [c.value for c in b[r]] for r in range(2, b.max_row + 1)}
+    assert rows["platform"][bh.index("Budget")] == "no budget set"
+    assert rows["ml"][bh.index("Budget")] == 100.0
     assert Decimal(str(sum(costs))).quantize(CENT) == line_total(con, "2024-06").quantize(CENT)
     daily = wb["Daily"]
     assert isinstance(daily.cell(2, 1).value, datetime)
@@ -187,3 +227,27 @@ def test_html_renders_offline_in_chromium(con, tmp_path):
     # the charts are drawn: many pixels of the bar colour (#2b6cb0) and of the previous-month grey (#a0aec0)
     assert count_color(shot, (0x2B, 0x6C, 0xB0)) > 2000
     assert count_color(shot, (0xA0, 0xAE, 0xC0)) > 500
+
+
+def test_html_prints_each_table_once_with_human_labels(con, tmp_path):
+    text = export.write_report(con, "2024-06", "team", "html", tmp_path / "c.html", settings=SETTINGS,
+                               as_of=AS_OF)[0].read_text()
+    # totals by team (main table) and drivers have a "Previous month" column; the by-team table is not repeated
+    assert text.count(">Previous month</th>") == 2
+    assert schema.UNALLOCATED not in text and "Unallocated" in text
+    assert "no budget set" in text and "20 of 30 days" in text
+    by_service = export.write_report(con, "2024-06", "service", "html", tmp_path / "s.html", settings=SETTINGS,
+                                     as_of=AS_OF)[0].read_text()
+    assert by_service.count(">Previous month</th>") == 3  # by service, by team, drivers
+
+
+def test_unknown_team_and_empty_month_are_not_silent_zeros(con):
+    from cost.errors import CostNotFound
+
+    with pytest.raises(CostNotFound, match="unknown team 'mll'; known teams: .*ml"):
+        data.build(con, "2024-06", "team", settings=SETTINGS, team="mll", as_of=AS_OF)
+    r = data.build(con, "2023-01", "team", settings=SETTINGS, as_of=AS_OF)
+    assert r.summary["total_cost"] == 0
+    assert any(n.startswith("No billing data for 2023-01 (loaded months: 2024-") for n in r.notes)
+    with pytest.raises(data.CostInputError, match="YYYY-MM, e.g. 2026-11; got '2024-6'"):
+        data.build(con, "2024-6", "team", settings=SETTINGS, as_of=AS_OF)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from collector.demo import platform as demo
 from collector.contract.events import EVENT_TYPES, TERMINAL_RUN_TYPES
 from collector.contract.validation import validate_items
-from tests.support import Collector, free_port, metric_sum, parse_metrics
+from tests.support import ROOT, Collector, free_port, metric_sum, parse_metrics
 
 END = datetime(2026, 3, 2, 9, 41, 17, tzinfo=timezone.utc)
 
@@ -153,7 +153,6 @@ def test_cron_slots_agree_with_croniter():
 
 def test_the_story_of_thirty_days():
     """Volumes, healthy vs flaky notebooks, the failing critical notebook, missed slots, registry gaps."""
-    t0 = time.perf_counter()
     n = 0
     types = collections.Counter()
     outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -182,14 +181,12 @@ def test_the_story_of_thirty_days():
                 promoted[d["notebook_id"]] = ev["time"]
             elif ty == "notebook.reproducibility.checked":
                 repro[d["result"]] += 1
-    seconds = time.perf_counter() - t0
-    assert 100_000 <= n <= 300_000
-    assert seconds < 20  # generous; typically ~2 s (figures in docs/demo.md)
+    assert 100_000 <= n <= 300_000  # generation speed is a figure in docs/demo.md, not a test
 
     teams = {d["team"] for d in registered.values()}
     assert 5 <= len(teams) <= 6 and 35 <= len(registered) <= 45
     required = ("team", "cost_center", "data_classification")
-    missing = [nb for nb, d in registered.items() if not all(k in d["tags"] for k in required)]
+    missing = [nb for nb, d in registered.items() if not all(k in d.get("tags", {}) for k in required)]
     assert 3 <= len(missing) <= 10
     critical = [d for d in registered.values() if d["critical"]]
     assert any(not d["has_tests"] for d in critical) and sum(d["has_tests"] for d in critical) >= len(critical) // 2
@@ -369,3 +366,54 @@ def test_stream_live_without_a_collector_never_crashes(caplog, monkeypatch):
     assert any("not accepting events" in r.getMessage() for r in caplog.records)
     for text in ("specversion", "notebook_id", "secret-token-xyz", "kernel_id"):
         assert text not in caplog.text
+
+
+def _searchable(events: list[dict], as_of: datetime) -> tuple[int, int]:
+    """Independent M9 on the generated events: per notebook the latest value of each registry field before as_of;
+    searchable = an owner, a team and at least one non-blank tag (the default requirement)."""
+    state: dict[str, dict] = {}
+    for ev in sorted(events, key=lambda e: e["time"]):
+        if ev["type"] not in ("notebook.registered", "notebook.updated"):
+            continue
+        if datetime.fromisoformat(ev["time"].replace("Z", "+00:00")) >= as_of:
+            continue
+        s = state.setdefault(ev["data"]["notebook_id"], {"registered": False})
+        s["registered"] |= ev["type"] == "notebook.registered"
+        for k in ("owner", "team", "tags"):
+            if ev["data"].get(k) is not None:
+                s[k] = ev["data"][k]
+    reg = [s for s in state.values() if s["registered"]]
+    ok = [s for s in reg if s.get("owner") and s.get("team")
+          and any(str(v).strip() for v in (s.get("tags") or {}).values())]
+    return len(ok), len(reg)
+
+
+def test_searchability_counts_notebooks_registered_without_owner_or_tags(tmp_path):
+    """Notebooks registered without an owner or tags are accepted (not dead-lettered) and count as not searchable;
+    the figure at the end of the window is the one docs/demo.md states."""
+    from slo.sli.compute import compute
+    from slo.sli.config import SliConfig, SliQuery
+
+    events = _events(2)
+    bare = [ev["data"]["notebook_id"] for ev in events if ev["type"] == "notebook.registered"
+            and ("owner" not in ev["data"] or not ev["data"].get("tags"))]
+    assert "de-scratch" in bare and len(bare) >= 3
+    db = tmp_path / "demo.duckdb"
+    demo.backfill(db, days=2, seed=7, end=END)
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+        got = {}
+        for when in (END - timedelta(days=1, hours=6), END):  # before and after de-scratch gets its owner and tags
+            q = SliQuery(as_of=when, windows=["1d"], slis=["M9"], levels=("platform",))
+            (row,) = [r for r in compute(con, q, SliConfig()) if r["team"] is None]
+            got[when] = (row["good"], row["total"])
+            assert got[when] == _searchable(events, when)
+            assert row["value"] == pytest.approx(row["good"] / row["total"]) and row["bad"] == row["total"] - \
+                row["good"]
+        assert got[END][0] == got[END - timedelta(days=1, hours=6)][0] + 1  # de-scratch became searchable
+    finally:
+        con.close()
+    doc = ROOT / "docs" / "demo.md"
+    stated = re.search(r"M9 searchability \((\d+)/(\d+) at the end", doc.read_text())
+    assert stated and (int(stated.group(1)), int(stated.group(2))) == got[END]

@@ -80,7 +80,7 @@ def _spec(objective: float, period: str = "30d", **alerting) -> dict:
     return {
         "version": "observatory/v1", "service": "svc", "period": period,
         "runbook_base_url": "https://runbooks.example.org/r",
-        "slos": [{"name": "x1", "objective": objective,
+        "slos": [{"name": "x1", "objective": objective, "labels": {"team": "t"},
                   "sli": {"events": {"error_query": "sum(rate(e[{{.window}}]))", "total_query": "sum(rate(t[{{.window}}]))"}},
                   "alerting": {"name": "XBurn", **alerting}}],
     }
@@ -123,7 +123,7 @@ def test_disabled_tiers_keep_their_recordings():
     records = [r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r]
     for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"):
         assert f"slo:sli_error:ratio_rate{w}" in records
-    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r and r["alert"] != "SLOTrafficAbsent"]
     assert len(alerts) == 1 and alerts[0]["labels"]["severity"] == "page"
     assert "ratio_rate5m" in alerts[0]["expr"] and "ratio_rate30m" not in alerts[0]["expr"]
 
@@ -155,10 +155,19 @@ def test_raw_sli_period_evaluates_the_query_over_the_period():
 def test_every_alert_has_severity_summary_description_and_runbook():
     spec = load_spec(ROOT / "slo" / "slos.yaml")
     alerts = [r for r in _rules(ROOT / "slo" / "slos.yaml") if "alert" in r]
-    assert len(alerts) == 6 * 2 - 1 + len(spec.alerts)  # reproducibility has no page
+    # 3 infra SLOs page and ticket and say when their traffic stops; 5 user SLOs only ticket
+    assert len(alerts) == 3 * 3 + 5 + len(spec.alerts)
     for a in alerts:
-        assert a["labels"]["severity"] in ("page", "ticket")
-        assert a["labels"]["category"] in ("slo", "notebook", "security", "cost", "platform")
+        assert a["labels"]["severity"] in ("page", "ticket", "none")
+        assert a["labels"]["category"] in ("slo", "notebook", "security", "cost", "platform", "meta")
+        if a["labels"]["severity"] == "page":
+            # a page names its team (a label, its SLO's labels or grouping, or the expression's aggregation) and
+            # never flaps
+            slo = next((x for x in spec.slos if x.name == a["labels"].get("sloth_slo")), None)
+            slo = slo or next((x for x in spec.slos if f'sloth_slo="{x.name}"' in a["expr"]), None)
+            assert ("team" in a["labels"] or re.search(r"by \([^)]*team", a["expr"])
+                    or (slo is not None and ("team" in slo.labels or "team" in slo.sli.group_by))), a["alert"]
+            assert a["keep_firing_for"] == "15m", a["alert"]
         for key in ("summary", "description", "runbook_url"):
             assert a["annotations"][key].strip(), (a["alert"], key)
         m = re.fullmatch(re.escape(spec.runbook_base_url) + r"/([a-z0-9.-]+\.md)", a["annotations"]["runbook_url"])

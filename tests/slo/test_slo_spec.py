@@ -59,24 +59,30 @@ def test_base_spec_is_valid():
 
 def test_committed_spec_has_the_platform_slos():
     spec = load_spec(ROOT / "slo" / "slos.yaml")
-    objectives = {s.name: s.objective for s in spec.slos}
+    objectives = {s.name: (s.objective, s.alerting.cause) for s in spec.slos}
     assert objectives == {
-        "scheduled-run-success": 99,
-        "kernel-stability": 99.5,
-        "reproducibility": 95,
-        "data-quality": 99,
-        "platform-availability": 99.9,
-        "artifact-freshness": 99,
+        "scheduler-reliability": (99, "infra"),
+        "platform-availability": (99.9, "infra"),
+        "kernel-infra-stability": (99.5, "infra"),
+        "scheduled-run-success": (99, "user"),
+        "kernel-stability": (99, "user"),
+        "reproducibility": (95, "user"),
+        "data-quality": (99, "user"),
+        "artifact-freshness": (99, "user"),
     }
     for s in spec.slos:
         assert s.description and s.alerting.name and s.alerting.runbook
         assert spec.slo_period(s) == "30d"
+        # user causes never page: they ticket the owning team
+        assert (s.alerting.cause == "user") == (not s.alerting.page_alert.enabled_tiers())
     alerts = {a.alert: a.severity for a in spec.alerts}
     assert alerts["NotebookConsecutiveFailures"] == "page"
     assert alerts["NotebookSecretExposed"] == "page"
-    assert {"NotebookScheduledRunsMissed", "NotebookArtifactsStale", "BillingDataStale", "CostBudgetForecastExceeded",
-            "CostSpike", "ObservatoryCollectorDown", "ObservatoryIngestStalled",
-            "ObservatoryDeadLettersGrowing"} <= set(alerts)
+    assert alerts["Watchdog"] == "none"
+    assert {"NotebookScheduledRunsMissed", "NotebookArtifactsStale", "CriticalArtifactStale", "BillingDataStale",
+            "BillingNeverSynced", "CostBudgetForecastExceeded", "CostSpike", "ObservatoryCollectorDown",
+            "ObservatoryIngestStalled", "ObservatorySourceStale", "ObservatoryDeadLettersGrowing"} <= set(alerts)
+    assert spec.paging.min_bad_events == 3 and spec.production_environments == ("prod",)
 
 
 def test_unknown_key_is_named_with_a_suggestion():
@@ -218,8 +224,8 @@ def test_rule_alert_validation():
     alert = {"alert": "X", "group": "g", "expr": "up == 0", "severity": "urgent", "category": "platform",
              "summary": "s", "description": "d", "runbook": "x.md"}
     errs = errors_of(spec_with(lambda d: d.update(alerts=[alert])))
-    assert len(errs) == 1 and errs[0].startswith("alerts[0] (X).severity: Input should be 'page' or 'ticket'")
-    alert2 = {**alert, "severity": "page", "runbook": "../../etc/passwd"}
+    assert len(errs) == 1 and errs[0].startswith("alerts[0] (X).severity: Input should be 'page', 'ticket' or 'none'")
+    alert2 = {**alert, "severity": "page", "labels": {"team": "platform"}, "runbook": "../../etc/passwd"}
     errs = errors_of(spec_with(lambda d: d.update(alerts=[alert2])))
     assert len(errs) == 1 and "must be a file name" in errs[0]
 
@@ -254,3 +260,38 @@ def test_default_period_applies_only_when_unset():
     assert with_default_period(spec, "28d").period == "28d"
     explicit = parse_spec({**BASE, "period": "7d"})
     assert with_default_period(explicit, "28d").period == "7d"
+
+
+def test_every_page_names_a_team():
+    alert = {"alert": "X", "group": "g", "expr": "up == 0", "severity": "page", "category": "platform",
+             "summary": "s", "description": "d", "runbook": "x.md"}
+    errs = errors_of(spec_with(lambda d: d.update(alerts=[alert])))
+    assert errs == ["(spec): alerts[0] (X): a page needs a `team` label: set labels.team or aggregate the "
+                    "expression by (team)"]
+    parse_spec(spec_with(lambda d: d.update(alerts=[{**alert, "expr": "max by (team, x) (up) == 0"}])))
+    parse_spec(spec_with(lambda d: d.update(alerts=[{**alert, "severity": "ticket"}])))  # tickets need none
+    no_team = spec_with(lambda d: d["slos"][0]["sli"].update(
+        group_by=[], events={"error_query": "sum(rate(e[{{.window}}]))", "total_query": "sum(rate(t[{{.window}}]))"}))
+    assert errors_of(no_team) == ["(spec): slos[0] (run-success): it pages, so its alerts need a `team` label: "
+                                  "group the SLI by team (sli.group_by) or set labels.team"]
+    parse_spec(spec_with(lambda d: (d["slos"][0]["sli"].update(no_team["slos"][0]["sli"]),
+                                    d["slos"][0].update(labels={"team": "platform"}))))
+
+
+def test_paging_policy_keys():
+    spec = parse_spec(spec_with(lambda d: (d.update(paging={"min_bad_events": 5, "keep_firing_for": "30m"},
+                                                    production_environments=["prod", "production"]),
+                                           d["slos"][0]["alerting"].update(cause="user", min_bad_events=0,
+                                                                           absent={"after": "6h"}))))
+    assert spec.paging.min_bad_events == 5 and spec.production_regex() == "prod|production"
+    assert spec.slos[0].alerting.cause == "user" and spec.slos[0].alerting.min_bad_events == 0
+    errs = errors_of(spec_with(lambda d: d["slos"][0]["alerting"].update(absent={"after": "2d"})))
+    assert errs == ["slos[0] (run-success).alerting.absent.after: after 2d must be shorter than 1d (the window that "
+                    "says there was traffic)"]
+    errs = errors_of(spec_with(lambda d: d["slos"][0]["alerting"].update(cause="users")))
+    assert errs == ["slos[0] (run-success).alerting.cause: Input should be 'infra' or 'user'"]
+    sloth = spec_with(lambda d: (d.update(version="prometheus/v1"), d.pop("runbook_base_url"),
+                                 d["slos"][0]["sli"].update(group_by=[]),
+                                 d["slos"][0]["alerting"].update(cause="infra")))
+    assert errors_of(sloth) == ["(spec): slos[0].alerting.cause: observatory/v1 extensions; set `version: "
+                                "observatory/v1`"]

@@ -151,10 +151,36 @@ def test_pages_count_window_and_team(tmp_path):
     assert alerts_table.pages_count(con, t(11), t(23), team="data") == 0
     # the grouped form the SLI refresh uses gives the same counts for every team and range at once
     ranges = [(t(0), t(23)), (t(10), t(11)), (t(11), t(23)), (t(13), t(23))]
-    grouped = alerts_table.pages_by_team(con, ranges)
+    grouped = alerts_table.pages_and_flaps_by_team(con, ranges)
     for (a, b), counts in zip(ranges, grouped):
         for team in (None, "ml", "data", "platform"):
-            assert counts.get(team, 0) == alerts_table.pages_count(con, a, b, team=team), (a, b, team)
+            assert counts.get(team, (0, 0)) == alerts_table.pages_and_flaps(con, a, b, team=team), (a, b, team)
+    con.close()
+
+
+def test_a_flapping_page_counts_once(tmp_path):
+    # the same alert (fingerprint f): fires 10:00, resolves 10:40, fires again 11:00 (20 min later: a flap of the
+    # first page), fires again 13:00 (2 h after 11:00 still unresolved + 1 h window: a new page); a `critical`
+    # alert is a page too
+    con = db.connect(tmp_path / "x.duckdb")
+    rows = alertmanager.alert_rows(alertmanager.AMWebhook.model_validate(payload(
+        am_alert(fingerprint="f", starts="2026-11-21T10:00:00Z", status="resolved"),
+        am_alert(fingerprint="f", starts="2026-11-21T11:00:00Z"),
+        am_alert(fingerprint="f", starts="2026-11-21T13:00:00Z"),
+        am_alert(fingerprint="g", starts="2026-11-21T12:00:00Z", severity="critical"),
+    )), datetime(2026, 11, 21, 13, 1, tzinfo=timezone.utc))
+    con.execute("BEGIN")
+    alerts_table.upsert_alerts(con, rows)
+    con.execute("COMMIT")
+    t = lambda h: datetime(2026, 11, 21, h, tzinfo=timezone.utc)  # noqa: E731
+    assert alerts_table.pages_and_flaps(con, t(0), t(23)) == (3, 1)
+    assert alerts_table.pages_and_flaps(con, t(11), t(12)) == (0, 1)  # the flap's page started before the window
+    assert alerts_table.pages_count(con, t(0), t(23), team="data") == 3
+    ranges = [(t(0), t(23)), (t(11), t(12)), (t(12), t(23))]
+    assert alerts_table.pages_and_flaps_by_team(con, ranges) == [
+        {None: alerts_table.pages_and_flaps(con, a, b), "data": alerts_table.pages_and_flaps(con, a, b, "data")}
+        for a, b in ranges]
+    assert alerts_table.pages_and_flaps_by_team(con, ranges)[0] == {None: (3, 1), "data": (3, 1)}
     con.close()
 
 

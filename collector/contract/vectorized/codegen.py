@@ -35,9 +35,11 @@ from collector.contract.vectorized.plan import FieldPlan, Kind, TypePlan, Unsupp
     null_ok
 from collector.storage.schema import DERIVE_FIELDS
 
-# RFC 3339 with an explicit offset (pydantic accepts more; those values take the exact path).
+# RFC 3339 with an explicit offset and a year in 1971-2198, inside the contract's time bounds whatever the offset
+# (plan.DT_FAST_LOW/HIGH); pydantic accepts more, those values take the exact path (which applies the bounds).
 DATETIME_RE = re.compile(
-    r"(?:1[0-9]{3}|2[0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"(?:197[1-9]|19[89][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:"
     r"[0-5][0-9](?:\.([0-9]{1,6}))?(Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])")
 MAX_SAFE_INT = 2**53  # ints a float field stores exactly
 MAX_FLOAT = 1.7976931348623157e308

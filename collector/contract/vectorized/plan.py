@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from collector.contract.events import EVENT_MODELS, EnvelopeBase
@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 # Event times closer than this to the 24 h future limit are left to pydantic (its clock moves on).
 FUTURE_MARGIN = timedelta(minutes=5)
+
+
+# What the fast path's date-time pattern (codegen.DATETIME_RE) implies: a year in 1971-2198 with an offset under 14 h.
+DT_FAST_LOW = datetime(1970, 12, 31, tzinfo=timezone.utc)
+DT_FAST_HIGH = datetime(2199, 1, 2, tzinfo=timezone.utc)
 
 
 class Unsupported(Exception):
@@ -94,9 +99,17 @@ def _kind(s: dict, where: str) -> Kind:
         _keys_ok(s, {"strict"}, where)
         return Kind("bool")
     if t == "datetime":
-        _keys_ok(s, {"strict", "tz_constraint", "microseconds_precision"}, where)
+        _keys_ok(s, {"strict", "tz_constraint", "microseconds_precision", "ge", "gt", "le", "lt"}, where)
         if s.get("tz_constraint") != "aware":
             raise Unsupported(f"{where}: datetime without tz_constraint=aware")
+        # The fast path's date-time pattern (codegen.DATETIME_RE) only admits years 1971-2198, which with any offset lie
+        # inside these bounds; a bound tighter than that is not expressed.
+        for op in ("ge", "gt"):
+            if op in s and s[op] > DT_FAST_LOW:
+                raise Unsupported(f"{where}: datetime lower bound above {DT_FAST_LOW:%Y-%m-%d}")
+        for op in ("le", "lt"):
+            if op in s and s[op] < DT_FAST_HIGH:
+                raise Unsupported(f"{where}: datetime upper bound below {DT_FAST_HIGH:%Y-%m-%d}")
         return Kind("datetime")
     if t == "dict":
         _keys_ok(s, {"keys_schema", "values_schema", "strict"}, where)

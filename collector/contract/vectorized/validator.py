@@ -26,7 +26,7 @@ from opentelemetry import trace
 
 from collector.contract.events import MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
-from collector.contract.validation import Rejection, check_item, to_row
+from collector.contract.validation import Rejection, check_item, shape_problem, to_row
 from collector.contract.vectorized.codegen import INT32, compiled
 from collector.contract.vectorized.lines import parquet_lines, split_lines
 from collector.contract.vectorized.plan import FUTURE_MARGIN
@@ -64,6 +64,11 @@ class _PausedGC:
 
 _paused_gc = _PausedGC()
 
+# What the exact path refuses in identifiers (validation._identifier_problem): a control character, raw (source,
+# id) or as orjson escapes it in the stored `data` text (where any escape of one sends the row to the exact path).
+_CONTROL = "[\\x00-\\x1f\\x7f]"
+_ESCAPED_CONTROL = r"\\[bfnrt]|\\u00[01]|\x7f"
+
 
 @dataclass
 class BulkResult:
@@ -86,6 +91,9 @@ class BulkValidator:
     def __init__(self) -> None:
         self.comp = compiled()
         self._con: duckdb.DuckDBPyConnection | None = None
+        # Types with free-form values (dicts, Any): their items get the exact path's shape walk (depth, numbers
+        # JSON cannot hold), as do items with extra keys.
+        self._nests = {t: any(f.kind.tag in ("dict", "any") for f in p.data) for t, p in self.comp.plans.items()}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -172,12 +180,15 @@ class BulkValidator:
         f_type: list[str] = []
         f_res: list[tuple] = []
         x_idx: list[int] = []
+        nests = self._nests
         for i, it in enumerate(items):
             if it.__class__ is dict:
                 t = it.get("type")
                 fn = checks.get(t) if t.__class__ is str else None
                 if fn is not None:
                     r = fn(it, limit)
+                    if r is not None and (r[5] or nests[t]) and shape_problem(it) is not None:
+                        r = None
                     if r is not None:
                         f_idx.append(i)
                         f_type.append(t)
@@ -185,9 +196,15 @@ class BulkValidator:
                         continue
             x_idx.append(i)
         fast = _fast_table(comp, f_type, f_res)
-        # Candidate secrets (what the redactor would scan is inside the stored text) take the exact path.
+        # Candidate secrets (what the redactor would scan is inside the stored text) and identifiers the exact
+        # path may refuse (a credential or a control character in source, id or a data identifier) take the exact
+        # path.
         if fast is not None:
-            flagged = pl.from_arrow(fast.column("data")).str.contains(PREFILTER_PATTERN)  # type: ignore[union-attr]
+            data = pl.from_arrow(fast.column("data"))
+            flagged = data.str.contains(PREFILTER_PATTERN) | data.str.contains(_ESCAPED_CONTROL)  # type: ignore
+            for c in ("source", "id"):
+                ident = pl.from_arrow(fast.column(c))
+                flagged = flagged | ident.str.contains(PREFILTER_PATTERN) | ident.str.contains(_CONTROL)  # type: ignore
             if any(r[4] is not None for r in f_res):
                 flagged = flagged | pl.Series([r[4] is not None and has_candidate(r[4]) for r in f_res])
             if flagged.any():

@@ -1,0 +1,44 @@
+"""`observatory lake`: export the collector's tables to a lake (directory, s3://, gs://)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from collector.settings import Settings
+
+lake_app = typer.Typer(help="Export events, run attempts, alerts and FOCUS cost lines as Hive-partitioned Parquet "
+                            "(docs/scale.md).", no_args_is_help=True, add_completion=False)
+
+
+@lake_app.command("export")
+def export_cmd(
+    to: str = typer.Option(..., "--to", help="Lake location: DIR, s3://bucket/prefix or gs://bucket/prefix"),
+    db: Path = typer.Option(Settings().db, help="DuckDB file of the collector (when it is not running)"),
+    collector_id: Optional[str] = typer.Option(
+        Settings().lake_collector_id, "--collector-id",
+        help="Names this collector's files in the lake (env OBSERVATORY_LAKE_COLLECTOR_ID); default "
+             "<host>-<hash of the database path>"),
+    s3_endpoint_url: Optional[str] = typer.Option(None, "--s3-endpoint-url", envvar="AWS_ENDPOINT_URL",
+                                                  help="S3-compatible endpoint (MinIO, moto)"),
+) -> None:
+    """Write what changed since this collector's last export; print the report as JSON."""
+    from collector.lake import export as lake_export
+    from collector.lake.stores import open_store
+    from collector.storage import db as dbmod
+
+    try:
+        store = open_store(to, s3_endpoint_url=s3_endpoint_url)
+        cid = collector_id or lake_export.default_collector_id(db)
+        con = dbmod.connect(db)
+        try:
+            rep = lake_export.export(con, store, cid)
+        finally:
+            con.close()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(rep.as_dict(), indent=1))

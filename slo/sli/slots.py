@@ -1,0 +1,176 @@
+"""Schedule-aware outcomes of cron slots: the events of the scheduled-run SLOs (issue 15).
+
+Counting run attempts cannot see a scheduler that stopped (no attempt, no error) and counts a failure that a retry
+fixed. Here the unit is the **due slot** of a production schedule, which the collector already enumerates for
+missed-run detection (slo/sli/missed.py, same croniter versions and grace). Each slot gets one outcome:
+
+- `missed`: no run of the notebook (trigger scheduled or unknown) was first seen in [slot, slot + grace] nor named
+  the slot in `scheduled_for` (decided at slot + grace + settle);
+- `ok`: the earliest serving run's final attempt succeeded by the slot's deadline (slot + SLA), decided as soon as
+  that success is folded;
+- `failed`: at deadline + settle its final attempt had failed, timed out or been cancelled;
+- `late`: at deadline + settle it had not finished, or it succeeded after the deadline.
+
+"Final attempt" is the run's highest attempt: a failure that a retry fixed before the deadline is `ok` and burns
+nothing. The SLA is the schedule's `sla_seconds`, else `OBSERVATORY_SLI_SCHEDULED_SLA_SECONDS` (at least the
+grace). An outcome is decided once (the counter `notebook_scheduled_slots_total{team, environment, outcome}` never
+goes down); slots wait, undecided, in `sli_slot_outcomes` until then. A new registration re-enumerates the
+notebook's undecided slots after it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+
+from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots, usable
+
+OUTCOMES = ("ok", "missed", "late", "failed")
+
+_RESET_FOR_NEW_REGS = """
+DELETE FROM sli_slot_outcomes o
+WHERE o.outcome IS NULL AND o.notebook_id IN (
+    SELECT notebook_id FROM events
+    WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL);
+UPDATE sli_slot_watermarks SET enumerated_until = NULL, next_due = NULL
+WHERE notebook_id IN (
+    SELECT notebook_id FROM events
+    WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL);
+"""
+
+_DUE = """
+SELECT n.notebook_id, w.enumerated_until
+FROM (SELECT DISTINCT notebook_id FROM sli_schedule_regs) n
+LEFT JOIN sli_slot_watermarks w USING (notebook_id)
+WHERE w.notebook_id IS NULL OR w.enumerated_until IS NULL OR w.next_due IS NULL OR w.next_due <= $now
+"""
+
+_VERSIONS = """
+SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown'),
+       coalesce(r.environment, 'unknown'), r.sla_seconds
+FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
+WHERE r.notebook_id IN (SELECT unnest($ids))
+ORDER BY r.notebook_id, r.t, r.source, r.id
+"""
+
+# Undecided slots with the run that serves each (the earliest first seen), that run's final attempt so far, and the
+# outcome if it can be decided now. `first_seen_at >= $lo` only prunes (a serving run is first seen after its
+# slot, or names it; $lo is a day before the oldest undecided slot).
+_DECIDE = """
+CREATE OR REPLACE TEMP TABLE sli_decided AS
+WITH p AS (SELECT * FROM sli_slot_outcomes WHERE outcome IS NULL),
+serving AS (
+    SELECT p.notebook_id, p.slot, arg_min(r.run_id, (r.first_seen_at, r.run_id)) AS run_id
+    FROM p JOIN run_attempts r ON r.notebook_id = p.notebook_id
+    WHERE r.first_seen_at >= $lo
+      AND (r.trigger IS NULL OR r.trigger = 'scheduled')
+      AND r.first_seen_at <= p.slot + to_seconds(p.grace_seconds)
+      AND (r.first_seen_at >= p.slot OR r.scheduled_for = p.slot)
+    GROUP BY p.notebook_id, p.slot
+),
+final AS (
+    SELECT s.notebook_id, s.slot, s.run_id,
+           arg_max(a.state, a.attempt) AS state, arg_max(a.ended_at, a.attempt) AS ended_at
+    FROM serving s JOIN run_attempts a ON a.run_id = s.run_id
+    GROUP BY s.notebook_id, s.slot, s.run_id
+),
+decided AS (
+    SELECT p.notebook_id, p.slot,
+           CASE WHEN f.run_id IS NULL THEN
+                    CASE WHEN $now >= p.slot + to_seconds(p.grace_seconds + $settle) THEN 'missed' END
+                WHEN f.state = 'succeeded' AND f.ended_at <= p.deadline THEN 'ok'
+                WHEN $now < p.deadline + to_seconds($settle) THEN NULL
+                WHEN f.state IN ('failed', 'timed_out', 'cancelled') THEN 'failed'
+                ELSE 'late' END AS outcome
+    FROM p LEFT JOIN final f USING (notebook_id, slot)
+)
+SELECT * FROM decided WHERE outcome IS NOT NULL
+"""
+_APPLY = """
+UPDATE sli_slot_outcomes o SET outcome = d.outcome, decided_at = $now
+FROM sli_decided d
+WHERE o.notebook_id = d.notebook_id AND o.slot = d.slot AND o.outcome IS NULL
+"""
+
+_SCHEMA = pa.schema([
+    ("notebook_id", pa.string()), ("slot", pa.timestamp("us", tz="UTC")), ("team", pa.string()),
+    ("environment", pa.string()), ("grace_seconds", pa.float64()), ("deadline", pa.timestamp("us", tz="UTC")),
+])
+
+COUNTS = """
+SELECT team, environment, outcome, count(*) FROM sli_slot_outcomes WHERE outcome IS NOT NULL
+GROUP BY ALL ORDER BY ALL
+"""
+
+
+def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+    """Forget the undecided slots of notebooks whose schedule was (re)registered in batches (lo, hi]."""
+    for stmt in _RESET_FOR_NEW_REGS.strip().split(";\n"):
+        if stmt.strip():
+            cur.execute(stmt, {"lo": lo, "hi": hi})
+
+
+def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, default_sla: float,
+               lookback: timedelta) -> int:
+    due = cur.execute(_DUE, {"now": now}).fetchall()
+    if not due:
+        return 0
+    since = {nb: until for nb, until in due}
+    versions: dict[str, list[Version]] = {}
+    for nb, t, cron, tz, grace, team, env, sla in cur.execute(_VERSIONS, {"ids": list(since)}).fetchall():
+        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team, env, sla)
+        if usable(v):  # a registration stored before the contract's bounds is skipped (missed.py logs it)
+            versions.setdefault(nb, []).append(v)
+    rows: dict[str, list] = {k: [] for k in _SCHEMA.names}
+    marks: list[tuple[str, datetime, datetime | None]] = []
+    for nb, vs in versions.items():
+        start = since[nb] or max(vs[0].t, now - lookback)
+        last, next_due = since[nb], None
+        for i, v in enumerate(vs):
+            before = vs[i + 1].t if i + 1 < len(vs) else None
+            if before is not None and before <= start:
+                continue
+            got, due_at = due_slots(v, max(start, v.t), before, now, MAX_SLOTS_PER_PASS)
+            sla = timedelta(seconds=max(v.sla if v.sla is not None else default_sla, v.grace))
+            for slot in got:
+                for k, val in zip(_SCHEMA.names, (nb, slot, v.team, v.environment, v.grace, slot + sla)):
+                    rows[k].append(val)
+            if got:
+                last = got[-1]
+            if due_at is not None:
+                next_due = due_at
+                break
+        marks.append((nb, last or start, next_due))
+    table = pa.table(rows, schema=_SCHEMA)
+    if table.num_rows:
+        cur.register("sli_new_slots", table)
+        try:
+            cur.execute("INSERT INTO sli_slot_outcomes SELECT *, NULL, NULL FROM sli_new_slots ON CONFLICT DO NOTHING")
+        finally:
+            cur.unregister("sli_new_slots")
+    cur.executemany(
+        "INSERT INTO sli_slot_watermarks VALUES (?, ?, ?) ON CONFLICT (notebook_id) DO UPDATE SET "
+        "enumerated_until = EXCLUDED.enumerated_until, next_due = EXCLUDED.next_due", [list(m) for m in marks])
+    return table.num_rows
+
+
+def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, default_sla: float,
+           settle: float, lookback: timedelta) -> int:
+    """Enumerate the slots that became due and decide every slot that can be; returns the slots decided now."""
+    _enumerate(cur, now, default_grace=default_grace, default_sla=default_sla, lookback=lookback)
+    oldest = cur.execute("SELECT min(slot) FROM sli_slot_outcomes WHERE outcome IS NULL").fetchone()[0]
+    if oldest is None:
+        return 0
+    cur.execute(_DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)})
+    n = cur.execute("SELECT count(*) FROM sli_decided").fetchone()[0]
+    if n:
+        cur.execute(_APPLY, {"now": now})
+    cur.execute("DROP TABLE sli_decided")
+    return int(n)
+
+
+def counts(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, int]]:
+    """(team, environment, outcome, decided slots): the counter `notebook_scheduled_slots_total`."""
+    return [(t, e, o, int(n)) for t, e, o, n in cur.execute(COUNTS).fetchall()]
