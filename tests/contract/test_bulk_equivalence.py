@@ -416,6 +416,13 @@ def test_demo_history_equivalent():
     assert got.fast >= 0.9 * got.total
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def test_edge_cases_equivalent():
     base = {"specversion": "1.0", "id": "e", "source": "s", "type": "notebook.kernel.started",
             "time": (NOW - timedelta(hours=1)).isoformat(), "data": {"kernel_id": "k"}}
@@ -453,6 +460,21 @@ def test_edge_cases_equivalent():
         orjson.dumps({**base, "data": {"kernel_id": "AKIAIOSFODNN7EXAMPLE"}}).decode(),
         orjson.dumps({**base, "data": {"kernel_id": "k", "msg": "key AKIA\u0049OSFODNN7EXAMPLE"}}).decode()
         .replace("AKIAI", "AKIA\\u0049"),
+        # hardening: identifiers holding a credential or a control character, nesting beyond the bound, times
+        # at the edges of the contract's range (the fast path leaves them all to the exact path, which decides)
+        orjson.dumps({**base, "source": "ghp_" + "a" * 36}).decode(),
+        orjson.dumps({**base, "id": "e\tx"}).decode(),
+        orjson.dumps({**base, "source": "s\u0085"}).decode(),
+        orjson.dumps({**base, "type": "notebook.run.queued",
+                      "data": {"run_id": "r\n", "notebook_id": "n", "team": "t"}}).decode(),
+        orjson.dumps({**base, "data": {"kernel_id": "k", "x": _nested(70)}}).decode(),
+        orjson.dumps({**base, "time": "1969-12-31T23:59:59Z"}).decode(),
+        orjson.dumps({**base, "type": "notebook.run.succeeded", "data": {
+            "run_id": "r", "notebook_id": "n", "scheduled_for": "2199-01-01T00:00:00-12:00"}}).decode(),
+        orjson.dumps({**base, "type": "notebook.run.succeeded", "data": {
+            "run_id": "r", "notebook_id": "n", "scheduled_for": "0001-01-01T00:00:00+01:00"}}).decode(),
+        orjson.dumps({**base, "type": "notebook.schedule.registered",
+                      "data": {"notebook_id": "n", "cron": "0 0 31 2 *", "grace_seconds": 1e308}}).decode(),
     ]
     body = ("\n".join(lines) + "\n").encode() + b'{"a": "\xff\xfe"}\n'
     assert_equivalent(body)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry import trace
 
-from collector.contract.events import MAX_FUTURE_SKEW
+from collector.contract.events import IDENTIFIER_KEYS, MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
 from collector.contract.validation import Rejection, check_item, shape_problem, to_row
 from collector.contract.vectorized.codegen import INT32, compiled
@@ -64,10 +64,9 @@ class _PausedGC:
 
 _paused_gc = _PausedGC()
 
-# What the exact path refuses in identifiers (validation._identifier_problem): a control character, raw (source,
-# id) or as orjson escapes it in the stored `data` text (where any escape of one sends the row to the exact path).
-_CONTROL = "[\\x00-\\x1f\\x7f]"
-_ESCAPED_CONTROL = r"\\[bfnrt]|\\u00[01]|\x7f"
+# What the exact path refuses in identifiers (validation._identifier_problem): a control character or a
+# credential. Rows whose identifiers may hold either take the exact path, which decides.
+_IDENT_SUSPECT = f"[\\x00-\\x1f\\x7f]|{PREFILTER_PATTERN}"
 
 
 @dataclass
@@ -94,6 +93,9 @@ class BulkValidator:
         # Types with free-form values (dicts, Any): their items get the exact path's shape walk (depth, numbers
         # JSON cannot hold), as do items with extra keys.
         self._nests = {t: any(f.kind.tag in ("dict", "any") for f in p.data) for t, p in self.comp.plans.items()}
+        # The identifier fields each type declares (an item with extra keys is checked for all of them).
+        self._idents = {t: tuple(f.name for f in p.data if f.name in IDENTIFIER_KEYS)
+                        for t, p in self.comp.plans.items()}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -180,7 +182,8 @@ class BulkValidator:
         f_type: list[str] = []
         f_res: list[tuple] = []
         x_idx: list[int] = []
-        nests = self._nests
+        nests, ident_keys = self._nests, self._idents
+        idents: list[str] = []
         for i, it in enumerate(items):
             if it.__class__ is dict:
                 t = it.get("type")
@@ -193,6 +196,10 @@ class BulkValidator:
                         f_idx.append(i)
                         f_type.append(t)
                         f_res.append(r)
+                        out = r[0]
+                        keys = IDENTIFIER_KEYS if r[5] else ident_keys[t]
+                        idents.append(" ".join([r[2], r[3], *(v for k in keys
+                                                              if (v := out.get(k)).__class__ is str)]))
                         continue
             x_idx.append(i)
         fast = _fast_table(comp, f_type, f_res)
@@ -200,11 +207,8 @@ class BulkValidator:
         # path may refuse (a credential or a control character in source, id or a data identifier) take the exact
         # path.
         if fast is not None:
-            data = pl.from_arrow(fast.column("data"))
-            flagged = data.str.contains(PREFILTER_PATTERN) | data.str.contains(_ESCAPED_CONTROL)  # type: ignore
-            for c in ("source", "id"):
-                ident = pl.from_arrow(fast.column(c))
-                flagged = flagged | ident.str.contains(PREFILTER_PATTERN) | ident.str.contains(_CONTROL)  # type: ignore
+            flagged = (pl.from_arrow(fast.column("data")).str.contains(PREFILTER_PATTERN)  # type: ignore[union-attr]
+                       | pl.Series(idents, dtype=pl.String).str.contains(_IDENT_SUSPECT))
             if any(r[4] is not None for r in f_res):
                 flagged = flagged | pl.Series([r[4] is not None and has_candidate(r[4]) for r in f_res])
             if flagged.any():
