@@ -10,58 +10,64 @@ keeps the newest registration, as for platform tokens).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
+import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal
-from collector.contract.validation import Rejection, Validated, safe_text
+from collector.contract.validation import Rejection, safe_text
+from collector.contract.vectorized import BulkResult
 from collector.ingest.store import Store
 from collector.storage.queries import foreign_entities
 
 REASON = "team_scope"
+_ENTITIES = ("notebook_id", "run_id", "kernel_id")
 
 
-def _rejection(index: int, row: dict, path: str, message: str) -> Rejection:
+def _rejection(index: int, table: pa.Table, pos: int, path: str, message: str) -> Rejection:
+    row = {c: table.column(c)[pos].as_py() for c in ("source", "id", "type", "time", "data")}
     payload = orjson.dumps({"specversion": "1.0", "id": row["id"], "source": row["source"], "type": row["type"],
                             "time": row["time"].isoformat(), "data": orjson.loads(row["data"])}).decode()
     return Rejection(index, [{"path": path, "type": REASON, "message": message}], safe_text(payload, 65_536),
                      row["source"], row["id"], row["type"])
 
 
-def _check(store: Store, validated: Validated, team: str) -> Validated:
+def _check(store: Store, validated: BulkResult, team: str) -> BulkResult:
+    table, index = validated.table, validated.row_index.to_pylist()
+    cols = {c: table.column(c).to_pylist() for c in ("team", *_ENTITIES)}
     keep: list[int] = []
     rejected: list[Rejection] = []
-    for pos, row in enumerate(validated.rows):
-        if row.get("team") != team:
-            rejected.append(_rejection(validated.row_index[pos], row, "data.team", safe_text(
+    for pos, t in enumerate(cols["team"]):
+        if t != team:
+            rejected.append(_rejection(index[pos], table, pos, "data.team", safe_text(
                 f"a token limited to team {team!r} may only send events whose data.team is {team!r}")))
         else:
             keep.append(pos)
-    ids = {k: sorted({validated.rows[p][k] for p in keep if validated.rows[p].get(k)})
-           for k in ("notebook_id", "run_id", "kernel_id")}
+    ids = {k: sorted({cols[k][p] for p in keep if cols[k][p]}) for k in _ENTITIES}
     if any(ids.values()):
         with store.read_cursor() as cur:
             foreign = foreign_entities(cur, team, ids["notebook_id"], ids["run_id"], ids["kernel_id"])
         still: list[int] = []
         for pos in keep:
-            row = validated.rows[pos]
-            hit = next((k for k in ("notebook_id", "run_id", "kernel_id") if row.get(k) in foreign[k]), None)
+            hit = next((k for k in _ENTITIES if cols[k][pos] in foreign[k]), None)
             if hit is None:
                 still.append(pos)
             else:
-                rejected.append(_rejection(validated.row_index[pos], row, f"data.{hit}", safe_text(
+                rejected.append(_rejection(index[pos], table, pos, f"data.{hit}", safe_text(
                     f"this {hit.removesuffix('_id')} belongs to another team; a token limited to team {team!r} "
                     "cannot change it")))
         keep = still
     if not rejected:
         return validated
-    out = Validated(rows=[validated.rows[p] for p in keep], row_index=[validated.row_index[p] for p in keep],
-                    rejections=sorted(validated.rejections + rejected, key=lambda r: r.index), total=validated.total)
-    return out
+    take = pa.array(keep, pa.int64())
+    return replace(validated, table=table.take(take), row_index=validated.row_index.take(take),
+                   rejections=sorted(validated.rejections + rejected, key=lambda r: r.index))
 
 
-async def enforce_team(store: Store, principal: Principal, validated: Validated) -> Validated:
+async def enforce_team(store: Store, principal: Principal, validated: BulkResult) -> BulkResult:
     """The batch minus what a team-scoped token may not write (those become per-event rejections)."""
-    if principal.team is None or not validated.rows:
+    if principal.team is None or not validated.table.num_rows:
         return validated
     return await run_in_threadpool(_check, store, validated, principal.team)

@@ -150,6 +150,8 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
             cur.execute("INSERT INTO sli_slot_outcomes SELECT *, NULL, NULL FROM sli_new_slots ON CONFLICT DO NOTHING")
         finally:
             cur.unregister("sli_new_slots")
+    if not marks:  # every registration due was unusable (stored before the contract's bounds)
+        return table.num_rows
     cur.executemany(
         "INSERT INTO sli_slot_watermarks VALUES (?, ?, ?) ON CONFLICT (notebook_id) DO UPDATE SET "
         "enumerated_until = EXCLUDED.enumerated_until, next_due = EXCLUDED.next_due", [list(m) for m in marks])

@@ -56,13 +56,20 @@ def _legacy_rows() -> list[dict]:
 def test_legacy_rows_never_take_a_read_path_down(tmp_path):
     from collector.ingest.store import Store
     from collector.settings import Settings
-    from collector.storage.schema import rows_to_table
+    from collector.storage.derive import typed_from_stored
+    from collector.storage.schema import INGEST_SCHEMA, rows_to_table
 
     db = tmp_path / "legacy.duckdb"
+    # the typed fields read back from the stored data, as a rebuild from history does
+    mem = duckdb.connect()
+    mem.execute("SET TimeZone = 'UTC'")
+    mem.register("legacy", rows_to_table(_legacy_rows()))
+    legacy = mem.sql(typed_from_stored("legacy")).to_arrow_table().cast(INGEST_SCHEMA)
+    mem.close()
     store = Store(Settings(db=db, gauge_refresh_seconds=3600))
     store.start()
     try:  # straight to the writer, as an older collector stored them (no contract in the way)
-        store.writer.submit(rows_to_table(_legacy_rows()), [], channel="legacy").result(60)
+        store.writer.submit(legacy, [], channel="legacy").result(60)
     finally:
         store.close()
     col = Collector(db, env={"OBSERVATORY_GAUGE_REFRESH_SECONDS": "1"}).start()
