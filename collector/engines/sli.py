@@ -37,8 +37,9 @@ def decide_missed(engine: Engine, as_of: datetime, cfg: SliConfig) -> int:
     cur = engine.cursor()
     versions: dict[str, list[missed.Version]] = {}
     for nb, t, cron, tz, grace, team in cur.execute(_REGS).fetchall():
-        versions.setdefault(nb, []).append(
-            missed.Version(t, cron, tz, cfg.missed_grace_seconds if grace is None else float(grace), team))
+        v = missed.Version(t, cron, tz, cfg.missed_grace_seconds if grace is None else float(grace), team)
+        if missed.usable(v):  # a registration stored before the contract's bounds is skipped, as the collector does
+            versions.setdefault(nb, []).append(v)
     floor = as_of - timedelta(days=cfg.missed_lookback_days)
     rows: dict[str, list[Any]] = {k: [] for k in missed._SLOT_SCHEMA.names}
     for nb, vs in versions.items():
@@ -47,7 +48,7 @@ def decide_missed(engine: Engine, as_of: datetime, cfg: SliConfig) -> int:
             before = vs[i + 1].t if i + 1 < len(vs) else None
             if before is not None and before <= start:
                 continue
-            got, due_at = missed._slots(v, max(start, v.t), before, as_of, missed.MAX_SLOTS_PER_PASS)
+            got, due_at = missed.due_slots(v, max(start, v.t), before, as_of, missed.MAX_SLOTS_PER_PASS)
             for s in got:
                 for k, val in zip(missed._SLOT_SCHEMA.names, (nb, s, v.team, v.cron, v.tz, v.grace)):
                     rows[k].append(val)

@@ -31,8 +31,17 @@ class DuplicateMetric(ValueError):
     """Two gauge sources (or a source and a built-in family) claim the same metric name."""
 
 
+# At most this share of wall-clock time goes to refreshing: after a refresh that took d seconds the next one waits
+# at least d * (1 / MAX_DUTY - 1). Under sustained ingest every commit pokes the refresher; without the bound a
+# refresh of all SLIs (most of a second on 2 cores) would run back to back and take the CPU the writer needs
+# (measured: two thirds of the collector's CPU during bench_ingest's HTTP run). Scrapes come every 15 s or so:
+# gauges a few seconds old lose nothing.
+MAX_DUTY = 0.2
+
+
 class GaugeRefresher:
-    """Computes SQL-backed gauges off the scrape path: on a timer, and soon after a committed batch."""
+    """Computes SQL-backed gauges off the scrape path: on a timer, and soon after a committed batch (but never
+    more than MAX_DUTY of the time)."""
 
     def __init__(self, cursor_factory: Callable[[], duckdb.DuckDBPyConnection], interval: float = 15.0,
                  min_gap: float = 1.0) -> None:
@@ -101,7 +110,7 @@ class GaugeRefresher:
             self.refresh_now()
             self._wake.wait(self._interval)
             self._wake.clear()
-            if self._stop.wait(self._min_gap):
+            if self._stop.wait(max(self._min_gap, self.last_duration * (1 / MAX_DUTY - 1))):
                 return
 
     def metrics(self) -> list[Metric]:

@@ -133,7 +133,7 @@ def _promtool_eval(expr: str, gauge: dict[str, float], tmp) -> dict[str, float]:
     own failure message, which prints what the expression gave)."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool is required (Debian package prometheus; `make test` installs it)"
-    series = [{"series": f'{C.COST_MOM_RATIO}{{team="{team}"}}', "values": f"{v!r}x3"}
+    series = [{"series": f'{C.COST_MOM_RATIO}{{job="observatory", team="{team}"}}', "values": f"{v!r}x3"}
               for team, v in sorted(gauge.items())]
     test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
         "interval": "1m", "input_series": series,
@@ -143,7 +143,7 @@ def _promtool_eval(expr: str, gauge: dict[str, float], tmp) -> dict[str, float]:
     r = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "got:" in r.stdout + r.stderr, r.stdout + r.stderr  # no expectation: it lists
     got = {}
-    for m in re.finditer(r'\{team="([^"]+)"\} ([-+0-9.eE]+)', r.stdout + r.stderr):  # got: {team="a"} 2.3E-01
+    for m in re.finditer(r'team="([^"]+)"\} ([-+0-9.eE]+)', r.stdout + r.stderr):  # got: {job=…, team="a"} 2.3E-01
         got[m.group(1)] = float(m.group(2))
     assert got, r.stdout + r.stderr
     return got
