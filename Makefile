@@ -14,9 +14,11 @@ APT_PACKAGES := prometheus prometheus-alertmanager chromium
 run: install
 	$(BIN)/observatory serve $(SERVE_FLAGS) --demo --demo-days 30
 
-## test: install everything the tests need (pip + Debian packages when missing), then run the whole suite
+## test: install everything the tests need (pip + Debian packages when missing), then run the whole suite on two
+## workers (most tests wait on real servers; tests/conftest.py sends each module, the engines and the security
+## package to one worker whole)
 test: install-test system-deps check-generated
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml

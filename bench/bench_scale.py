@@ -86,7 +86,10 @@ def bench_cost(lines: int, spark_master: str) -> dict:
     from collector.lake.stores import LocalStore
     from collector.metrics.counters import CounterStore
     from collector.storage import db as dbmod
-    from collector.storage.schema import rows_to_table
+    import duckdb
+
+    from collector.storage.derive import typed_from_stored
+    from collector.storage.schema import INGEST_SCHEMA, rows_to_table
     from cost import allocation, ingest
 
     data, runs_path = OUT / f"cur2_{lines}.parquet", OUT / "runs_20000.parquet"
@@ -108,7 +111,12 @@ def bench_cost(lines: int, spark_master: str) -> dict:
                             time=r["started_at"], data=json.dumps(d)))
             evs.append(dict(base, id=f"{r['run_id']}-{r['attempt']}-e", type="notebook.run.succeeded",
                             time=r["ended_at"], data=json.dumps(dict(d, duration_seconds=r["duration_seconds"]))))
-        w.submit(rows_to_table(evs), [], channel="bench").result()
+        mem = duckdb.connect()  # the writer takes typed batches: the typed fields read back from data
+        mem.execute("SET TimeZone = 'UTC'")
+        mem.register("evs", rows_to_table(evs))
+        typed = mem.sql(typed_from_stored("evs")).to_arrow_table().cast(INGEST_SCHEMA)
+        mem.close()
+        w.submit(typed, [], channel="bench").result()
         w.stop()
         ingest.import_files(con, [data], "aws-cur", refresh_allocation=False)
         lake_export.export(con, LocalStore(lake), "bench")

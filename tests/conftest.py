@@ -59,6 +59,25 @@ def client(make_client) -> TestClient:
     return make_client()
 
 
+# Under pytest-xdist (`make test`, two workers) the unit of distribution is a test module, so that a module's
+# fixtures start their servers once and its tests keep their order. These areas go to one worker whole: the
+# engines (one Spark session, a JVM, for the whole suite) and the security package (its tests attack one shared
+# collector, and the last one checks every answer the others received).
+_WHOLE_AREAS = ("tests/engines/", "tests/security/")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((area for area in _WHOLE_AREAS if path.startswith(area)), path)
+
+    return ByModule(config, log)
+
+
 @pytest.fixture(scope="session")
 def spark_session():
     """One Spark session (PySpark, local[2]) for the whole test session: the engines' tests share it."""

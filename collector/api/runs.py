@@ -401,6 +401,28 @@ def get_run(
     return RunDetail(**row, cells=cells)
 
 
+def _newest_events(db: duckdb.DuckDBPyConnection, w: Where, columns: str, relation: str, since: str | None,
+                   until: str | None, after: str | None, limit: int, alias: str = "") -> tuple[list[dict], str | None]:
+    """One page of events, newest first, keyed by (time, source, id): the listings of kernel crashes, quality checks
+    and security events share the time range, the keyset cursor and the ISO times; `columns` (plus source and
+    event_id, added here) are read from `relation`, whose events table is `alias` when it joins others."""
+    e = f"{alias}." if alias else ""
+    if (t := parse_time(since, "since")) is not None:
+        w.add(f"{e}time >= ?", t)
+    if (t := parse_time(until, "until")) is not None:
+        w.add(f"{e}time < ?", t)
+    cur = decode_cursor(after, (str, str, str))
+    if cur is not None:
+        w.add(f"({e}time, {e}source, {e}id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
+    sql = (f"SELECT {columns}, {e}source, {e}id AS event_id FROM {relation}{w.sql()}"
+           f" ORDER BY {e}time DESC, {e}source DESC, {e}id DESC LIMIT ?")
+    rows = query(db, sql, w.params + [limit + 1])
+    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
+    for r in rows:
+        r["time"] = _iso(r["time"])
+    return rows, nxt
+
+
 # ---- kernels -----------------------------------------------------------------------------------------------------
 
 _CRASH_FILTER = ("(e.type = 'notebook.kernel.died' OR (e.type = 'notebook.kernel.restarted' "
@@ -428,23 +450,12 @@ def kernel_crashes(
     w.any_of("e.team", scoped_teams(principal, _multi(team)))
     w.any_of("e.notebook_id", _multi(notebook_id))
     w.any_of("(e.data->>'reason')", _multi(reason))
-    if (t := parse_time(since, "since")) is not None:
-        w.add("e.time >= ?", t)
-    if (t := parse_time(until, "until")) is not None:
-        w.add("e.time < ?", t)
-    cur = decode_cursor(after, (str, str, str))
-    if cur is not None:
-        w.add("(e.time, e.source, e.id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
-    sql = ("SELECT e.time, e.type, e.data->>'reason' AS reason, e.kernel_id, e.team, e.owner, e.notebook_id,"
-           " coalesce(e.data->>'notebook_path', n.notebook_path) AS notebook_path, e.environment,"
-           " TRY_CAST(e.data->>'exit_code' AS INTEGER) AS exit_code, e.data->>'signal' AS signal,"
-           " e.data->>'msg' AS message, e.data->>'traceback' AS traceback, e.source, e.id AS event_id"
-           f" FROM events e LEFT JOIN notebooks n ON n.notebook_id = e.notebook_id{w.sql()}"
-           " ORDER BY e.time DESC, e.source DESC, e.id DESC LIMIT ?")
-    rows = query(db, sql, w.params + [limit + 1])
-    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
-    for r in rows:
-        r["time"] = _iso(r["time"])
+    rows, nxt = _newest_events(
+        db, w, "e.time, e.type, e.data->>'reason' AS reason, e.kernel_id, e.team, e.owner, e.notebook_id,"
+        " coalesce(e.data->>'notebook_path', n.notebook_path) AS notebook_path, e.environment,"
+        " TRY_CAST(e.data->>'exit_code' AS INTEGER) AS exit_code, e.data->>'signal' AS signal,"
+        " e.data->>'msg' AS message, e.data->>'traceback' AS traceback",
+        "events e LEFT JOIN notebooks n ON n.notebook_id = e.notebook_id", since, until, after, limit, alias="e")
     return KernelCrashPage(items=[KernelCrash(**r) for r in rows], next_after=nxt)
 
 
@@ -595,20 +606,10 @@ def list_quality(
     w.any_of("notebook_id", _multi(notebook_id))
     w.any_of("(data->>'result')", results)
     w.any_of("(data->>'check')", _multi(check))
-    if (t := parse_time(since, "since")) is not None:
-        w.add("time >= ?", t)
-    if (t := parse_time(until, "until")) is not None:
-        w.add("time < ?", t)
-    cur = decode_cursor(after, (str, str, str))
-    if cur is not None:
-        w.add("(time, source, id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
-    sql = ("SELECT time, notebook_id, team, owner, data->>'check' AS \"check\", data->>'result' AS result,"
-           " CASE WHEN (data->>'result') = 'fail' THEN 1 ELSE 0 END AS failed, run_id, attempt, source, id AS event_id"
-           f" FROM events{w.sql()} ORDER BY time DESC, source DESC, id DESC LIMIT ?")
-    rows = query(db, sql, w.params + [limit + 1])
-    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
-    for r in rows:
-        r["time"] = _iso(r["time"])
+    rows, nxt = _newest_events(
+        db, w, "time, notebook_id, team, owner, data->>'check' AS \"check\", data->>'result' AS result,"
+        " CASE WHEN (data->>'result') = 'fail' THEN 1 ELSE 0 END AS failed, run_id, attempt",
+        "events", since, until, after, limit)
     return QualityPage(items=[QualityCheck(**r) for r in rows], next_after=nxt)
 
 
@@ -644,19 +645,8 @@ def security_events(
     w.any_of("team", scoped_teams(principal, _multi(team)))
     w.any_of("notebook_id", _multi(notebook_id))
     w.any_of(_SECURITY_KIND, kinds)
-    if (t := parse_time(since, "since")) is not None:
-        w.add("time >= ?", t)
-    if (t := parse_time(until, "until")) is not None:
-        w.add("time < ?", t)
-    cur = decode_cursor(after, (str, str, str))
-    if cur is not None:
-        w.add("(time, source, id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
-    sql = (f"SELECT time, {_SECURITY_KIND} AS kind, type, team, owner, notebook_id, data->>'detector' AS detector,"
-           " data->>'location' AS location, data->>'principal' AS principal, data->>'resource' AS resource,"
-           " data->>'action' AS action, redactions, source, id AS event_id"
-           f" FROM events{w.sql()} ORDER BY time DESC, source DESC, id DESC LIMIT ?")
-    rows = query(db, sql, w.params + [limit + 1])
-    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
-    for r in rows:
-        r["time"] = _iso(r["time"])
+    rows, nxt = _newest_events(
+        db, w, f"time, {_SECURITY_KIND} AS kind, type, team, owner, notebook_id, data->>'detector' AS detector,"
+        " data->>'location' AS location, data->>'principal' AS principal, data->>'resource' AS resource,"
+        " data->>'action' AS action, redactions", "events", since, until, after, limit)
     return SecurityPage(items=[SecurityEvent(**r) for r in rows], next_after=nxt)
