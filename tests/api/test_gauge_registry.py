@@ -54,3 +54,40 @@ def test_product_gauge_sources_do_not_overlap() -> None:
         r.register(source)
     names = [m for s in areas.gauge_sources() for m in s.metrics]
     assert len(names) == len(set(names))
+
+
+def test_constant_pokes_get_at_most_a_fifth_of_the_time() -> None:
+    """Every commit pokes the refresher; under sustained ingest it must not refresh back to back. A refresh that
+    takes d seconds is followed by at least 4d of rest (MAX_DUTY 0.2), so 1.5 s of constant pokes allow at most
+    4 refreshes of 0.1 s, however slowly the machine runs them (without the bound: about 13)."""
+    import threading
+    import time
+
+    from collector.metrics import refresher as mod
+
+    calls: list[float] = []
+
+    def slow(cur):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return [GaugeMetricFamily("slow_gauge", "test", value=1.0)]
+
+    con = duckdb.connect()
+    r = GaugeRefresher(con.cursor, interval=60.0, min_gap=0.01)
+    r.register(GaugeSource("slow", ("slow_gauge",), slow))
+    r.start()
+    stop = threading.Event()
+
+    def poke() -> None:
+        while not stop.is_set():
+            r.poke()
+            time.sleep(0.01)
+
+    poker = threading.Thread(target=poke)
+    poker.start()
+    time.sleep(1.5)
+    stop.set()
+    poker.join()
+    r.stop()
+    assert mod.MAX_DUTY == 0.2
+    assert 1 <= len(calls) <= 4, calls
