@@ -305,7 +305,11 @@ def test_backfill_url_waits_out_429_with_retry_after(monkeypatch):
 
     monkeypatch.setattr(demo, "_client", lambda token, timeout=60.0: httpx.Client(
         transport=httpx.MockTransport(handler), headers={"Authorization": f"Bearer {token}"}))
-    monkeypatch.setattr(demo.time, "sleep", lambda s: slept.append(s))
+    # `demo.time` is the time module: only this thread's sleeps are the backfill's (a background thread of an
+    # earlier test in the same worker keeps its real sleep)
+    me, real_sleep = threading.current_thread(), demo.time.sleep
+    monkeypatch.setattr(demo.time, "sleep",
+                        lambda s: slept.append(s) if threading.current_thread() is me else real_sleep(s))
     n = sum(len(c) for c in demo.generate(1, 7, END))
     summary = demo.backfill_url("http://collector.invalid", "tok", days=1, seed=7, end=END)
     assert slept == [3.0]
