@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
-from croniter import croniter
+
+from slo.sli.cron_slots import CRON_SLOTS
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
@@ -102,19 +103,9 @@ def usable(v: Version) -> bool:
 
 def due_slots(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
     """Slots of one schedule version strictly after `after` and before `before` (next registration), decided
-    by `now`; returns (decided slots, first undecided slot's due time or None)."""
-    tz = ZoneInfo(version.tz) if version.tz else timezone.utc
-    it = croniter(version.cron, after.astimezone(tz))
-    out: list[datetime] = []
-    grace = timedelta(seconds=version.grace)
-    while len(out) < limit:
-        s = it.get_next(datetime).astimezone(timezone.utc)
-        if before is not None and s >= before:
-            return out, None
-        if s + grace > now:
-            return out, s + grace
-        out.append(s)
-    return out, out[-1] + grace if out else None
+    by `now`; returns (decided slots, first undecided slot's due time or None). Enumerated once per (cron, tz)
+    and process (cron_slots.py)."""
+    return CRON_SLOTS.due(version.cron, version.tz, version.grace, after, before, now, limit)
 
 
 def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta) -> int:
