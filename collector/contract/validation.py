@@ -89,13 +89,14 @@ def _reject(index: int, item: Any, errors: list[dict[str, str]]) -> Rejection:
     return Rejection(index, errors, payload)
 
 
-def shape_problem(item: Any) -> dict[str, str] | None:
+def shape_problem(item: Any, depth: int = 1) -> dict[str, str] | None:
     """What JSON storage and the recursive encoder/redactor cannot hold: nesting deeper than MAX_NESTING, an
     integer beyond 64 bits, a non-finite float (native mappers may produce them). One iterative walk that only
-    stacks containers (events are shallow: this costs a few microseconds)."""
+    stacks containers (events are shallow: this costs a few microseconds). `depth` is the level `item` sits at in
+    its event (1: the event; 3: a value of `data`), so the generated fast path walks only free-form values."""
     if not isinstance(item, (dict, list, tuple)):
         return _scalar_problem(item)
-    stack: list[tuple[Any, int]] = [(item, 1)]
+    stack: list[tuple[Any, int]] = [(item, depth)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_NESTING:

@@ -468,6 +468,13 @@ def test_edge_cases_equivalent():
         orjson.dumps({**base, "type": "notebook.run.queued",
                       "data": {"run_id": "r\n", "notebook_id": "n", "team": "t"}}).decode(),
         orjson.dumps({**base, "data": {"kernel_id": "k", "x": _nested(70)}}).decode(),
+        # nesting at the bound, in each place the fast path walks: a declared free-form field (tags, parameters),
+        # an extra data key, an extra top-level key (one level either side of MAX_NESTING)
+        *[orjson.dumps({**base, "data": {"kernel_id": "k", "tags": {"a": _nested(d)}}}).decode() for d in (61, 62, 63)],
+        *[orjson.dumps({**base, "type": "notebook.run.queued", "data": {
+            "run_id": "r", "notebook_id": "n", "parameters": {"p": _nested(d)}}}).decode() for d in (61, 62, 63)],
+        *[orjson.dumps({**base, "data": {"kernel_id": "k", "x": {"a": _nested(d)}}}).decode() for d in (61, 62, 63)],
+        *[orjson.dumps({**base, "extension": {"a": _nested(d)}}).decode() for d in (62, 63, 64)],
         orjson.dumps({**base, "time": "1969-12-31T23:59:59Z"}).decode(),
         orjson.dumps({**base, "type": "notebook.run.succeeded", "data": {
             "run_id": "r", "notebook_id": "n", "scheduled_for": "2199-01-01T00:00:00-12:00"}}).decode(),

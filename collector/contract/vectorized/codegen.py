@@ -30,7 +30,7 @@ from typing import Any, Callable
 import orjson
 import pyarrow as pa
 
-from collector.contract.validation import COMMON_COLUMNS
+from collector.contract.validation import COMMON_COLUMNS, shape_problem
 from collector.contract.vectorized.plan import FieldPlan, Kind, TypePlan, Unsupported, call_ok, compile_contract, \
     null_ok
 from collector.storage.schema import DERIVE_FIELDS
@@ -140,7 +140,7 @@ class _Gen:
 
     def __init__(self) -> None:
         self.env: dict[str, Any] = {"M": MISSING, "_dt": parse_datetime, "_dumps": orjson.dumps,
-                                    "_fromiso": datetime.fromisoformat, "MAXF": MAX_FLOAT,
+                                    "_shape": shape_problem, "_fromiso": datetime.fromisoformat, "MAXF": MAX_FLOAT,
                                     "_UTC": timezone.utc}
         self.lines: list[str] = []
         self._names: dict[Any, str] = {}
@@ -228,6 +228,8 @@ class _Gen:
             body.append(f"if not ({self.cond(k, 'v', where)}): return None")
             if k.tag == "float":
                 body.append("v = float(v)")
+            elif k.tag in ("dict", "any"):  # free-form: what JSON storage cannot hold takes the exact path
+                body.append(f"if _shape(v, {3 if store == 'out' else 2}) is not None: return None")
         if f.validators:
             if k.tag not in ("str", "literal"):
                 raise Unsupported(f"{where}: validator on a {k.tag} field")
@@ -243,7 +245,11 @@ class _Gen:
     _ENVELOPE_LOCALS = {"id": "eid", "source": "esrc", "subject": "esubj", "time": "ts"}
 
     def check(self, p: TypePlan, fn: str) -> None:
-        body = [f"def {fn}(e, limit):", "    src = e", "    esubj = None"]
+        envelope = self.const(frozenset([f.name for f in p.envelope] + ["data"]), "E")
+        body = [f"def {fn}(e, limit):",
+                # keys the envelope does not declare are not stored, but the exact path walks them (shape_problem)
+                f"    if not {envelope}.issuperset(e) and _shape(e) is not None: return None",
+                "    src = e", "    esubj = None"]
         for f in p.envelope:
             if f.name == "type":
                 continue  # the dispatch on `type` matched it
@@ -258,7 +264,9 @@ class _Gen:
         declared = self.const(frozenset(f.name for f in p.data), "D")
         body += ["    if n != len(d):",
                  "        for key, v in d.items():",
-                 f"            if v is not None and key not in {declared}: out[key] = v",
+                 f"            if v is not None and key not in {declared}:",
+                 "                if _shape(v, 3) is not None: return None",
+                 "                out[key] = v",
                  "    return out, ts, esrc, eid, esubj, n != len(d)"]
         self.lines += body + [""]
 

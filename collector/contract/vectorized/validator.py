@@ -26,7 +26,7 @@ from opentelemetry import trace
 
 from collector.contract.events import IDENTIFIER_KEYS, MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
-from collector.contract.validation import Rejection, check_item, shape_problem, to_row
+from collector.contract.validation import Rejection, check_item, to_row
 from collector.contract.vectorized.codegen import INT32, compiled
 from collector.contract.vectorized.lines import parquet_lines, split_lines
 from collector.contract.vectorized.plan import FUTURE_MARGIN
@@ -90,9 +90,6 @@ class BulkValidator:
     def __init__(self) -> None:
         self.comp = compiled()
         self._con: duckdb.DuckDBPyConnection | None = None
-        # Types with free-form values (dicts, Any): their items get the exact path's shape walk (depth, numbers
-        # JSON cannot hold), as do items with extra keys.
-        self._nests = {t: any(f.kind.tag in ("dict", "any") for f in p.data) for t, p in self.comp.plans.items()}
         # The identifier fields each type declares (an item with extra keys is checked for all of them).
         self._idents = {t: tuple(f.name for f in p.data if f.name in IDENTIFIER_KEYS)
                         for t, p in self.comp.plans.items()}
@@ -182,16 +179,14 @@ class BulkValidator:
         f_type: list[str] = []
         f_res: list[tuple] = []
         x_idx: list[int] = []
-        nests, ident_keys = self._nests, self._idents
+        ident_keys = self._idents
         idents: list[str] = []
         for i, it in enumerate(items):
             if it.__class__ is dict:
                 t = it.get("type")
                 fn = checks.get(t) if t.__class__ is str else None
                 if fn is not None:
-                    r = fn(it, limit)
-                    if r is not None and (r[5] or nests[t]) and shape_problem(it) is not None:
-                        r = None
+                    r = fn(it, limit)  # free-form values and extra keys get the shape walk in there
                     if r is not None:
                         f_idx.append(i)
                         f_type.append(t)
