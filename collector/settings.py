@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_events_per_request: int = Field(50_000, gt=0, description="Most events in one request (413 above)")
     max_queue_events: int = Field(200_000, gt=0, description="Events waiting for the writer before 429")
     max_batch_events: int = Field(50_000, gt=0, description="Most events in one group commit")
+    commit_delay_seconds: float = Field(
+        0.1, ge=0, le=1, description="Longest the writer waits for requests still being validated to join its "
+                                      "group commit (none waiting: it commits at once)")
     gauge_refresh_seconds: float = Field(15.0, gt=0, description="Period of the SQL-backed gauge refresh")
     gauge_min_gap_seconds: float = Field(
         5.0, ge=0, description="Least time between two gauge refreshes while ingest keeps poking the refresher "

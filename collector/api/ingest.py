@@ -19,7 +19,7 @@ from collector.api.deps import get_settings, get_store
 from collector.contract.body import BodyError, decode_body, split_items
 from collector.contract.vectorized import BulkResult, validate_json_items
 from collector.ingest.store import Store
-from collector.ingest.submit import submit
+from collector.ingest.submit import committed, enqueue
 from collector.settings import Settings
 
 router = APIRouter(tags=["ingest"])
@@ -126,10 +126,12 @@ def check_item_count(n: int, max_events: int, what: str = "events") -> None:
 async def post_events(request: Request, principal: Principal = Depends(require_scope("ingest")),
                       store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> Response:
     body = await read_capped_body(request, settings.max_body_bytes)
-    validated = await run_in_threadpool(
-        _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
-        settings.max_inflated_bytes, settings.max_events_per_request,
-    )
-    validated = await enforce_team(store, principal, validated)
-    result = await submit(store, validated, channel="http", request_id=request_id_var.get())
+    with store.writer.arriving():  # the writer's group commit may wait for this request
+        validated = await run_in_threadpool(
+            _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
+            settings.max_inflated_bytes, settings.max_events_per_request,
+        )
+        validated = await enforce_team(store, principal, validated)
+        fut = enqueue(store, validated, channel="http", request_id=request_id_var.get())
+    result = await committed(fut, validated, request_id_var.get())
     return Response(orjson.dumps(result.body), status_code=result.status, media_type="application/json")

@@ -33,7 +33,7 @@ class Store:
         self.writer = Writer(
             self.con, self.counters,
             max_queue_events=settings.max_queue_events, max_batch_events=settings.max_batch_events,
-            on_commit=[self._after_commit],
+            on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds,
         )
         # Where the last accepted event of each source came from survives a restart.
         for source, ts in self.con.execute(

@@ -65,9 +65,13 @@ def empty_outcome(request_id: str | None) -> Outcome:
                     "results": []})
 
 
-async def submit(store: "Store", validated: BulkResult, *, channel: str, request_id: str | None) -> Outcome:
-    """Enqueue and wait for the commit; the caller answers only after this returns."""
-    fut = enqueue(store, validated, channel=channel, request_id=request_id)
+async def committed(fut: Future, validated: BulkResult, request_id: str | None) -> Outcome:
+    """Wait for the commit of an enqueued request; the caller answers only after this returns."""
     with tracer.start_as_current_span("ingest.await_commit"):
         written = await asyncio.wrap_future(fut)
     return outcome(validated, written, request_id)
+
+
+async def submit(store: "Store", validated: BulkResult, *, channel: str, request_id: str | None) -> Outcome:
+    """Enqueue and wait for the commit."""
+    return await committed(enqueue(store, validated, channel=channel, request_id=request_id), validated, request_id)
