@@ -28,6 +28,8 @@ DERIVE_FIELDS = pa.schema([
     ("critical", pa.bool_()), ("has_tests", pa.bool_()), ("created_at", pa.timestamp("us", tz="UTC")),
     ("cron", pa.string()), ("timezone", pa.string()), ("grace_seconds", pa.float64()), ("result", pa.string()),
     ("target", pa.string()), ("ok", pa.bool_()),
+    # identifiers no derived table reads: typed so that the validator checks every identifier column-wise
+    ("session_id", pa.string()), ("baseline_run_id", pa.string()),
 ])
 # What the validator hands the writer: the stored columns, then the typed fields.
 INGEST_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(DERIVE_FIELDS))

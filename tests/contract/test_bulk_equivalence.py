@@ -465,6 +465,10 @@ def test_edge_cases_equivalent():
         orjson.dumps({**base, "source": "ghp_" + "a" * 36}).decode(),
         orjson.dumps({**base, "id": "e\tx"}).decode(),
         orjson.dumps({**base, "source": "s\u0085"}).decode(),
+        # identifiers given as extra keys (a type that does not declare them): checked per row, all of them
+        orjson.dumps({**base, "data": {"kernel_id": "k", "baseline_run_id": "b\tx"}}).decode(),
+        orjson.dumps({**base, "data": {"kernel_id": "k", "trigger": "ghp_" + "a" * 36}}).decode(),
+        orjson.dumps({**base, "data": {"kernel_id": "k", "session_id": "s\x01"}}).decode(),
         orjson.dumps({**base, "type": "notebook.run.queued",
                       "data": {"run_id": "r\n", "notebook_id": "n", "team": "t"}}).decode(),
         orjson.dumps({**base, "data": {"kernel_id": "k", "x": _nested(70)}}).decode(),

@@ -67,6 +67,10 @@ _paused_gc = _PausedGC()
 # What the exact path refuses in identifiers (validation._identifier_problem): a control character or a
 # credential. Rows whose identifiers may hold either take the exact path, which decides.
 _IDENT_SUSPECT = f"[\\x00-\\x1f\\x7f]|{PREFILTER_PATTERN}"
+# Identifiers are checked column-wise, one regex per column of the batch: every identifier key has a typed column,
+# which the declared field or an extra key of the same name fills (codegen's `row` and `extra_values`).
+_IDENT_COLUMNS = ["source", "id", *sorted(IDENTIFIER_KEYS)]
+assert set(_IDENT_COLUMNS) <= set(INGEST_SCHEMA.names), "an identifier key without a typed column"
 
 
 @dataclass
@@ -90,9 +94,6 @@ class BulkValidator:
     def __init__(self) -> None:
         self.comp = compiled()
         self._con: duckdb.DuckDBPyConnection | None = None
-        # The identifier fields each type declares (an item with extra keys is checked for all of them).
-        self._idents = {t: tuple(f.name for f in p.data if f.name in IDENTIFIER_KEYS)
-                        for t, p in self.comp.plans.items()}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -179,8 +180,6 @@ class BulkValidator:
         f_type: list[str] = []
         f_res: list[tuple] = []
         x_idx: list[int] = []
-        ident_keys = self._idents
-        idents: list[str] = []
         for i, it in enumerate(items):
             if it.__class__ is dict:
                 t = it.get("type")
@@ -191,10 +190,6 @@ class BulkValidator:
                         f_idx.append(i)
                         f_type.append(t)
                         f_res.append(r)
-                        out = r[0]
-                        keys = IDENTIFIER_KEYS if r[5] else ident_keys[t]
-                        idents.append(" ".join([r[2], r[3], *(v for k in keys
-                                                              if (v := out.get(k)).__class__ is str)]))
                         continue
             x_idx.append(i)
         fast = _fast_table(comp, f_type, f_res)
@@ -202,8 +197,10 @@ class BulkValidator:
         # path may refuse (a credential or a control character in source, id or a data identifier) take the exact
         # path.
         if fast is not None:
-            flagged = (pl.from_arrow(fast.column("data")).str.contains(PREFILTER_PATTERN)  # type: ignore[union-attr]
-                       | pl.Series(idents, dtype=pl.String).str.contains(_IDENT_SUSPECT))
+            frame = pl.from_arrow(fast.select(["data", *_IDENT_COLUMNS]))
+            assert isinstance(frame, pl.DataFrame)
+            flagged = frame.select(pl.col("data").str.contains(PREFILTER_PATTERN) | pl.any_horizontal(
+                pl.col(_IDENT_COLUMNS).str.contains(_IDENT_SUSPECT).fill_null(False))).to_series()
             if any(r[4] is not None for r in f_res):
                 flagged = flagged | pl.Series([r[4] is not None and has_candidate(r[4]) for r in f_res])
             if flagged.any():
