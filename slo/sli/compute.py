@@ -341,26 +341,20 @@ def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
     wins = ctx.wins
     p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
     f = "SELECT * FROM sli_run_facts" if mode == "incremental" else Q.RUN_FACTS.format(src="run_attempts")
-    measures = []
-    for i, w in enumerate(wins):
-        c = f"t >= {p(w.s)} AND t < {p(w.e)}"
-        measures += [f"count(*) FILTER (WHERE {c}) AS n_{i}", f"avg(duration_seconds) FILTER (WHERE {c}) AS m_{i}",
-                     f"quantile_cont(duration_seconds, [0.5, 0.95, 0.99]) FILTER (WHERE {c}) AS q_{i}"]
-    sql = Q.EXEC_TIME.format(dims=Q.dims(", ".join(sets)), f=f, measures=", ".join(measures), extra=_filters(ctx, p),
-                             grouping=", ".join(sets))
+    rows_of_wins = " UNION ALL ".join(f"SELECT {i} AS w, {p(w.s)} AS ws, {p(w.e)} AS we" for i, w in enumerate(wins))
+    grouping = ", ".join("(w)" if s == "()" else f"(w, {s[1:]}" for s in sets)
+    sql = Q.EXEC_TIME.format(dims=Q.dims(", ".join(sets)), f=f, wins=rows_of_wins, extra=_filters(ctx, p),
+                             grouping=grouping)
     ctx.reasons["M3"] = "no succeeded attempt with a duration ended in the window"
-    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: _skey(r[:2])):
-        team, nb, _trig, gt, gn, _gtr = row[:6]
+    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: (r[0],) + _skey(r[1:3])):
+        i, team, nb, _trig, gt, gn, _gtr, n, mean, qs = row
         if not gn and nb is None:
             continue
         sc = _scope(gt, gn, 1, team, nb, None)
-        if not ctx.want(*sc):
+        if not ctx.want(*sc) or not n:
             continue
-        for i, w in enumerate(wins):
-            n, mean, qs = row[6 + 3 * i: 9 + 3 * i]
-            if n:
-                for stat, v in (("mean", mean), ("p50", qs[0]), ("p95", qs[1]), ("p99", qs[2])):
-                    ctx.emit(w, "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
+        for stat, v in (("mean", mean), ("p50", qs[0]), ("p95", qs[1]), ("p99", qs[2])):
+            ctx.emit(wins[i], "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
 
 
 class _Allocation:

@@ -188,11 +188,14 @@ FROM {table} WHERE {where}
 
 # ---- M3: execution time -----------------------------------------------------------------------------------------
 
-# {f}: run facts; {measures}: per window count/avg/quantiles.
+# {f}: run facts; {wins}: one row (w, ws, we) per window. A fact joins every window it falls in, so each (window,
+# scope) group is aggregated once with no FILTER: one pass instead of one filtered quantile per window (measured
+# 1.6x faster at 10M events, docs/performance.md).
 EXEC_TIME = """
-SELECT {dims},
-       {measures}
+SELECT w, {dims}, count(*) AS n, avg(duration_seconds) AS mean,
+       quantile_cont(duration_seconds, [0.5, 0.95, 0.99]) AS q
 FROM ({f}) f
+JOIN ({wins}) v ON f.t >= v.ws AND f.t < v.we
 WHERE state = 'succeeded' AND duration_seconds IS NOT NULL AND t >= $lo AND t < $hi {extra}
 GROUP BY GROUPING SETS ({grouping})
 """
