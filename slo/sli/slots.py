@@ -75,23 +75,23 @@ final AS (
            arg_max(a.state, a.attempt) AS state, arg_max(a.ended_at, a.attempt) AS ended_at
     FROM serving s JOIN run_attempts a ON a.run_id = s.run_id
     GROUP BY s.notebook_id, s.slot, s.run_id
-),
-decided AS (
-    SELECT p.notebook_id, p.slot,
-           CASE WHEN f.run_id IS NULL THEN
-                    CASE WHEN $now >= p.slot + to_seconds(p.grace_seconds + $settle) THEN 'missed' END
-                WHEN f.state = 'succeeded' AND f.ended_at <= p.deadline THEN 'ok'
-                WHEN $now < p.deadline + to_seconds($settle) THEN NULL
-                WHEN f.state IN ('failed', 'timed_out', 'cancelled') THEN 'failed'
-                ELSE 'late' END AS outcome
-    FROM p LEFT JOIN final f USING (notebook_id, slot)
 )
-SELECT * FROM decided WHERE outcome IS NOT NULL
+SELECT p.notebook_id, p.slot,
+       CASE WHEN f.run_id IS NULL THEN
+                CASE WHEN $now >= p.slot + to_seconds(p.grace_seconds + $settle) THEN 'missed' END
+            WHEN f.state = 'succeeded' AND f.ended_at <= p.deadline THEN 'ok'
+            WHEN $now < p.deadline + to_seconds($settle) THEN NULL
+            WHEN f.state IN ('failed', 'timed_out', 'cancelled') THEN 'failed'
+            ELSE 'late' END AS outcome,
+       -- when time alone could decide it, if nothing else changes (see `decide`)
+       CASE WHEN f.run_id IS NULL THEN p.slot + to_seconds(p.grace_seconds + $settle)
+            ELSE p.deadline + to_seconds($settle) END AS wakes_at
+FROM p LEFT JOIN final f USING (notebook_id, slot)
 """
 _APPLY = """
 UPDATE sli_slot_outcomes o SET outcome = d.outcome, decided_at = $now
 FROM sli_decided d
-WHERE o.notebook_id = d.notebook_id AND o.slot = d.slot AND o.outcome IS NULL
+WHERE o.notebook_id = d.notebook_id AND o.slot = d.slot AND o.outcome IS NULL AND d.outcome IS NOT NULL
 """
 
 _SCHEMA = pa.schema([
@@ -159,17 +159,31 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
 
 
 def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, default_sla: float,
-           settle: float, lookback: timedelta) -> int:
-    """Enumerate the slots that became due and decide every slot that can be; returns the slots decided now."""
-    _enumerate(cur, now, default_grace=default_grace, default_sla=default_sla, lookback=lookback)
-    oldest = cur.execute("SELECT min(slot) FROM sli_slot_outcomes WHERE outcome IS NULL").fetchone()[0]
-    if oldest is None:
+           settle: float, lookback: timedelta, new_batches: bool = True) -> int:
+    """Enumerate the slots that became due and decide every slot that can be; returns the slots decided now.
+
+    Deciding joins the undecided slots with run attempts (about 90 ms at 2M attempts), so it is skipped when
+    nothing can have changed since the last pass: no batch folded (`new_batches`: attempts, registrations), no
+    slot enumerated, and `now` before the earliest time the last pass found a slot decidable by time alone
+    (`wakes_at`: slot + grace + settle without a serving run, deadline + settle with one). An `ok` needs a folded
+    success, hence a new batch.
+    """
+    enumerated = _enumerate(cur, now, default_grace=default_grace, default_sla=default_sla, lookback=lookback)
+    row = cur.execute("SELECT value FROM sli_state WHERE key = 'slots_wake_at'").fetchone()
+    if not new_batches and not enumerated and row is not None and (
+            row[0] == "" or now < datetime.fromisoformat(row[0])):
         return 0
-    cur.execute(_DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)})
-    n = cur.execute("SELECT count(*) FROM sli_decided").fetchone()[0]
-    if n:
-        cur.execute(_APPLY, {"now": now})
-    cur.execute("DROP TABLE sli_decided")
+    oldest = cur.execute("SELECT min(slot) FROM sli_slot_outcomes WHERE outcome IS NULL").fetchone()[0]
+    n, wake = 0, None
+    if oldest is not None:
+        cur.execute(_DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)})
+        n, wake = cur.execute("SELECT count(outcome), min(wakes_at) FILTER (WHERE outcome IS NULL) "
+                              "FROM sli_decided").fetchone()
+        if n:
+            cur.execute(_APPLY, {"now": now})
+        cur.execute("DROP TABLE sli_decided")
+    # nothing undecided: only new slots or attempts can change anything ("")
+    cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('slots_wake_at', ?)", [wake.isoformat() if wake else ""])
     return int(n)
 
 

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta, timezone
 from fastapi.testclient import TestClient
 
 from collector.app import create_app
+from collector.contract.vectorized import validate_json_items
+from collector.ingest.writer import Writer
+from collector.metrics.counters import CounterStore
 from collector.settings import Settings
 from collector.storage import db as dbmod
 from slo.sli import slots
@@ -96,6 +99,44 @@ def test_slot_outcomes_by_final_attempt_and_deadline(tmp_path):
         fold(con, CFG, now=m(341))
         assert [c for c in slots.counts(con) if c[2] != "missed"] == [
             ("fin", "prod", "failed", 1), ("fin", "prod", "late", 2), ("fin", "prod", "ok", 2)]
+    finally:
+        con.close()
+
+
+def _write(con, events: list[dict]) -> None:
+    """Events straight through the writer (no app: its refresher would fold at the wall clock)."""
+    w = Writer(con, CounterStore())
+    w.start()
+    try:
+        got = validate_json_items(events)
+        assert not got.rejections
+        w.submit(got.table, []).result()
+    finally:
+        w.stop()
+
+
+def test_a_fold_decides_by_enumeration_alone_new_attempts_alone_and_time_alone(tmp_path):
+    """decide() may skip its join only when nothing can have changed: each of the three causes, alone, decides."""
+    con = ingest(tmp_path, timeline()[:3] + timeline()[7:9])  # schedule; 00:00 ok at 00:10; 03:00 both fail
+    try:
+        rebuild(con, CFG, now=m(5))  # 00:00 is not due before 00:10 (grace): nothing enumerated
+        assert outcomes(con) == {}
+        fold(con, CFG, now=m(11))  # enumeration alone: 00:00's success was folded already
+        assert outcomes(con) == {"00:00": "ok"}
+        fold(con, CFG, now=m(71))  # 01:00 due, no run yet
+        assert outcomes(con) == {"00:00": "ok", "01:00": None}
+        _write(con, [ev("notebook.run.started", m(61), run_id="late-fold", **RUN),
+                     ev("notebook.run.succeeded", m(70), run_id="late-fold", **RUN)])
+        fold(con, CFG, now=m(72))  # new attempts alone, before 01:15 (grace + settle)
+        assert outcomes(con) == {"00:00": "ok", "01:00": "ok"}
+        fold(con, CFG, now=m(200))  # 02:00 missed, 03:00 waits for its 03:30 deadline + settle
+        assert outcomes(con) == {"00:00": "ok", "01:00": "ok", "02:00": "missed", "03:00": None}
+        fold(con, CFG, now=m(216))  # time alone: nothing to fold, nothing enumerated (04:00 is due at 04:10)
+        assert outcomes(con)["03:00"] == "failed"
+        fold(con, CFG, now=m(251))  # 04:00 due, no run
+        assert outcomes(con)["04:00"] is None
+        fold(con, CFG, now=m(256))  # time alone, without a run: missed at grace + settle, not at the deadline
+        assert outcomes(con)["04:00"] == "missed"
     finally:
         con.close()
 
