@@ -80,7 +80,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             st.new_missed = missed.detect(cur, now, default_grace=cfg.missed_grace_seconds, lookback=lookback)
             st.slots_decided = slots.decide(cur, now, default_grace=cfg.missed_grace_seconds,
                                             default_sla=cfg.scheduled_sla_seconds, settle=cfg.slot_settle_seconds,
-                                            lookback=lookback, new_batches=hi > lo)
+                                            lookback=lookback, attempts_changed=st.attempts > 0)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

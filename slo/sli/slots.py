@@ -159,18 +159,18 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
 
 
 def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, default_sla: float,
-           settle: float, lookback: timedelta, new_batches: bool = True) -> int:
+           settle: float, lookback: timedelta, attempts_changed: bool = True) -> int:
     """Enumerate the slots that became due and decide every slot that can be; returns the slots decided now.
 
     Deciding joins the undecided slots with run attempts (about 90 ms at 2M attempts), so it is skipped when
-    nothing can have changed since the last pass: no batch folded (`new_batches`: attempts, registrations), no
-    slot enumerated, and `now` before the earliest time the last pass found a slot decidable by time alone
-    (`wakes_at`: slot + grace + settle without a serving run, deadline + settle with one). An `ok` needs a folded
-    success, hence a new batch.
+    nothing can have changed since the last pass: no run attempt folded (`attempts_changed`), no slot enumerated
+    (a re-registration forgets its undecided slots, which are enumerated again), and `now` before the earliest
+    time the last pass found a slot decidable by time alone (`wakes_at`: slot + grace + settle without a serving
+    run, deadline + settle with one). An `ok` needs a folded success, hence a changed attempt.
     """
     enumerated = _enumerate(cur, now, default_grace=default_grace, default_sla=default_sla, lookback=lookback)
     row = cur.execute("SELECT value FROM sli_state WHERE key = 'slots_wake_at'").fetchone()
-    if not new_batches and not enumerated and row is not None and (
+    if not attempts_changed and not enumerated and row is not None and (
             row[0] == "" or now < datetime.fromisoformat(row[0])):
         return 0
     oldest = cur.execute("SELECT min(slot) FROM sli_slot_outcomes WHERE outcome IS NULL").fetchone()[0]
