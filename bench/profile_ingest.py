@@ -1,5 +1,6 @@
 """Where each microsecond per event goes, on the HTTP path and the bulk path (py-spy, sampling every thread).
 
+    .venv/bin/pip install -e '.[bench]'                            # py-spy
     .venv/bin/python bench/profile_ingest.py                       # this checkout
     .venv/bin/python bench/profile_ingest.py --code /path/to/old   # another checkout of the project, same venv
 
