@@ -86,8 +86,11 @@ def record(cmd: list[str], out: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def env_for(code: Path) -> dict[str, str]:
+    """The checkout's code first: PYTHONSAFEPATH keeps `python -m` from putting the working directory (this
+    checkout) ahead of PYTHONPATH, which would profile this code under the other's name."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(code)
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
@@ -138,9 +141,10 @@ def render(runs: dict[str, dict], cmd: str) -> str:
         "Measured by `bench/profile_ingest.py` (py-spy sampling every thread of the collector process at "
         f"{RATE} Hz; a sample is charged to the innermost frame of a known stage; idle waits left out). Command: "
         f"`{cmd}`. CPU-µs per acknowledged event; HTTP: 4 clients x 1,000-event NDJSON batches, auth on; bulk: "
-        "`observatory ingest --db` of an NDJSON file. \"before\" is the code at the start of issue 11 (per-event "
-        "pydantic on HTTP, DuckDB+polars vectorised statement on files, JSON extraction in the writer), run with "
-        "the same virtualenv. The machine is shared: read the shares, not the absolute figures.",
+        "`observatory ingest --db` of an NDJSON file. \"before\" is the code at the start of issue 11 (commit "
+        "75a88d4, `git worktree add /tmp/before 75a88d4`: per-event pydantic on HTTP, DuckDB+polars vectorised "
+        "statement on files, JSON extraction in the writer), run with the same virtualenv. The machine is shared: "
+        "read the shares, not the absolute figures.",
         "",
         f"| stage | {head} |",
         "|---|" + "---|" * len(cols),
