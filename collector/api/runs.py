@@ -336,17 +336,9 @@ def list_runs(
         w.add("r.attempt >= ?", min_attempt)
     if latest_attempt:
         w.add("r.attempt = (SELECT max(x.attempt) FROM run_attempts x WHERE x.run_id = r.run_id)")
-    if (t := parse_time(since, "since")) is not None:
-        w.add(f"{_RUN_TIME} >= ?", t)
-    if (t := parse_time(until, "until")) is not None:
-        w.add(f"{_RUN_TIME} < ?", t)
-    cur = decode_cursor(after, (str, str, int))
-    if cur is not None:
-        w.add(f"({_RUN_TIME}, r.run_id, r.attempt) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
-    sql = (f"SELECT {_RUN_COLS} FROM run_attempts r LEFT JOIN notebooks n USING (notebook_id){w.sql()} "
-           f"ORDER BY {_RUN_TIME} DESC, r.run_id DESC, r.attempt DESC LIMIT ?")
-    rows = query(db, sql, w.params + [limit + 1])
-    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["run_id"], r["attempt"]))
+    rows, nxt = _newest(db, w, f"SELECT {_RUN_COLS} FROM run_attempts r LEFT JOIN notebooks n USING (notebook_id)",
+                        _RUN_TIME, (("r.run_id", "run_id", str), ("r.attempt", "attempt", int)),
+                        since, until, after, limit)
     return RunPage(items=[Run(**_run_item(r)) for r in rows], next_after=nxt)
 
 
@@ -401,23 +393,32 @@ def get_run(
     return RunDetail(**row, cells=cells)
 
 
+def _newest(db: duckdb.DuckDBPyConnection, w: Where, select: str, time: str,
+            keys: tuple[tuple[str, str, type], ...], since: str | None, until: str | None, after: str | None,
+            limit: int) -> tuple[list[dict], str | None]:
+    """One page, newest first, keyed by (`time`, *keys): the time range, the keyset cursor (the row's `time` and
+    each key's field) and the order every listing shares. `keys` are (SQL expression, row field, cursor type)."""
+    if (t := parse_time(since, "since")) is not None:
+        w.add(f"{time} >= ?", t)
+    if (t := parse_time(until, "until")) is not None:
+        w.add(f"{time} < ?", t)
+    cur = decode_cursor(after, (str, *(k[2] for k in keys)))
+    if cur is not None:
+        marks = ", ".join("?" for _ in cur)
+        w.add(f"({time}, {', '.join(k[0] for k in keys)}) < ({marks})", parse_time(cur[0], "after"), *cur[1:])
+    order = ", ".join(f"{x} DESC" for x in (time, *(k[0] for k in keys)))
+    rows = query(db, f"{select}{w.sql()} ORDER BY {order} LIMIT ?", w.params + [limit + 1])
+    return page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), *(r[k[1]] for k in keys)))
+
+
 def _newest_events(db: duckdb.DuckDBPyConnection, w: Where, columns: str, relation: str, since: str | None,
                    until: str | None, after: str | None, limit: int, alias: str = "") -> tuple[list[dict], str | None]:
-    """One page of events, newest first, keyed by (time, source, id): the listings of kernel crashes, quality checks
-    and security events share the time range, the keyset cursor and the ISO times; `columns` (plus source and
-    event_id, added here) are read from `relation`, whose events table is `alias` when it joins others."""
+    """One page of events keyed by (time, source, id), for the listings of kernel crashes, quality checks and
+    security events: `columns` (plus source and event_id, added here) are read from `relation`, whose events table
+    is `alias` when it joins others; times come back in ISO form."""
     e = f"{alias}." if alias else ""
-    if (t := parse_time(since, "since")) is not None:
-        w.add(f"{e}time >= ?", t)
-    if (t := parse_time(until, "until")) is not None:
-        w.add(f"{e}time < ?", t)
-    cur = decode_cursor(after, (str, str, str))
-    if cur is not None:
-        w.add(f"({e}time, {e}source, {e}id) < (?, ?, ?)", parse_time(cur[0], "after"), cur[1], cur[2])
-    sql = (f"SELECT {columns}, {e}source, {e}id AS event_id FROM {relation}{w.sql()}"
-           f" ORDER BY {e}time DESC, {e}source DESC, {e}id DESC LIMIT ?")
-    rows = query(db, sql, w.params + [limit + 1])
-    rows, nxt = page(rows, limit, lambda r: encode_cursor(_iso(r["time"]), r["source"], r["event_id"]))
+    rows, nxt = _newest(db, w, f"SELECT {columns}, {e}source, {e}id AS event_id FROM {relation}", f"{e}time",
+                        ((f"{e}source", "source", str), (f"{e}id", "event_id", str)), since, until, after, limit)
     for r in rows:
         r["time"] = _iso(r["time"])
     return rows, nxt
