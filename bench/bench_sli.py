@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -167,7 +169,14 @@ def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
 
 
 def _phase(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=True)
+    """Run a phase in its own process on a copy of the history, so that no phase (the incremental one writes
+    10,000 events and every phase folds) changes what the next phase or the next run starts from."""
+    name, db, now = args
+    with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
+        copy = Path(tmp) / Path(db).name
+        shutil.copyfile(db, copy)
+        out = subprocess.run([sys.executable, __file__, "--phase", name, str(copy), now], capture_output=True,
+                             text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
@@ -213,8 +214,9 @@ def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], 
     parts = []
     if mode == "direct":
         facts = Q.RUN_FACTS_WITH_REPRO.format(facts=Q.RUN_FACTS.format(src="run_attempts"))
-        f = f"(SELECT * FROM ({facts}) x WHERE t >= {p(lo)} AND t < {p(hi)})"
-        parts.append(Q.RUN_CONTRIB.format(f=f))
+        # one relation for the three branches of RUN_CONTRIB (a CTE read more than once is computed once)
+        parts.append(f"WITH rf AS (SELECT * FROM ({facts}) x WHERE t >= {p(lo)} AND t < {p(hi)}) "
+                     + Q.RUN_CONTRIB.format(f="rf"))
         parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {p(lo)} AND time < {p(hi)}"))
     else:
         for a, b in ranges or [(hi, hi)]:  # no range: an empty relation of the right shape
@@ -247,7 +249,7 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
             contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="day", table="sli_daily", where=cond)
     else:
         contrib = _raw_sources(p, mode, [(lo, hi)], lo, hi)
-    measures = []
+    measures, flag_exprs = [], []
     for i, w in enumerate(wins):
         if use_hours:
             cond = (f"(piece = 'day' AND t >= {p(w.ds)} AND t < {p(w.de)}) OR (piece = 'hour' AND "
@@ -255,8 +257,11 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
                     f"(piece = 'raw' AND ((t >= {p(w.s)} AND t < {p(w.hs)}) OR (t >= {p(w.he)} AND t < {p(w.e)})))")
         else:
             cond = f"t >= {p(w.s)} AND t < {p(w.e)}"
+        flag_exprs.append(f"CASE WHEN {cond} THEN 1 ELSE 0 END AS in_{i}")
         for m in ("good", "bad", "total"):
-            measures.append(f"sum({m}) FILTER (WHERE {cond}) AS {m}_{i}")
+            measures.append(f"sum({m}) FILTER (WHERE in_{i} = 1) AS {m}_{i}")
+    flags = ", ".join(f"in_{i}" for i in range(len(wins)))
+    keys = ", ".join(["sli"] + [c for c in ("team", "notebook_id", "trigger") if c in grouping])
     where = ["true"]
     if q.team is not None:
         where.append(f"team = {p(q.team, 'team')}")
@@ -265,7 +270,7 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
         if q.notebook_id is not None:
             where.append(f"notebook_id = {p(q.notebook_id, 'notebook_id')}")
     sql = Q.AGGREGATE.format(dims=Q.dims(grouping), measures=", ".join(measures), contrib=contrib, where=" AND ".join(where),
-                             grouping=grouping)
+                             grouping=grouping, keys=keys, flags=flags, flag_exprs=", ".join(flag_exprs))
     for row in cur.execute(sql, p).fetchall():
         sli, team, nb, trig, gt, gn, gtr = row[:7]
         if not gtr and sli != "M1":
@@ -452,13 +457,34 @@ def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
 
 
 def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
-    q, wins, as_of = ctx.q, ctx.wins, ctx.as_of
     if mode == "direct":
         reg = Q.REGISTRY_EXTRACT.format(src="events", where="true")
         art = Q.ARTIFACT_EXTRACT.format(src="events", where="true")
     else:
         reg, art = "SELECT * FROM sli_registry", "SELECT * FROM sli_artifacts"
-    registry_at = Q.REGISTRY_AT.format(reg=reg)
+    # The registry at as_of is read by M9/M15, M14 and M7: computed once (a scan of the registry events in direct
+    # mode) and registered as a relation for the three statements.
+    reg_rows = cur.execute(Q.REGISTRY_AT.format(reg=reg), Params(as_of=ctx.as_of)).fetchall()
+    cur.register(_REGISTRY_NOW, pa.Table.from_pylist([dict(zip(_REGISTRY_SCHEMA.names, r)) for r in reg_rows],
+                                                     schema=_REGISTRY_SCHEMA))
+    try:
+        _snapshot_slis(cur, ctx, cfg, art, slis)
+    finally:
+        cur.unregister(_REGISTRY_NOW)
+
+
+# The columns of Q.REGISTRY_AT, for the relation `_snapshots` registers.
+_REGISTRY_SCHEMA = pa.schema([
+    ("notebook_id", pa.string()), ("owner", pa.string()), ("team", pa.string()), ("tags", pa.string()),
+    ("critical", pa.bool_()), ("has_tests", pa.bool_()), ("created_at", pa.timestamp("us", tz="UTC")),
+    ("registered_at", pa.timestamp("us", tz="UTC")), ("promoted_at", pa.timestamp("us", tz="UTC")),
+])
+_REGISTRY_NOW = "sli_registry_now"
+
+
+def _snapshot_slis(cur, ctx: _Ctx, cfg: SliConfig, art: str, slis: list[str]) -> None:
+    q, wins, as_of = ctx.q, ctx.wins, ctx.as_of
+    registry_at = f"SELECT * FROM {_REGISTRY_NOW}"
 
     def scopes_of(team: str, nb: str | None, per_notebook: bool) -> list[tuple]:
         sc = [(None, None, None), (team, None, None)]
@@ -475,7 +501,7 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
                              details=details(sc) if details else None)
 
     if "M9" in slis or "M15" in slis:
-        p = Params(as_of=as_of)
+        p = Params()
         checks = "".join(" AND " + Q.TAG_CHECK.format(path=p("$." + _json_key(t))) for t in cfg.required_tags)
         sql = Q.REGISTRY_SNAPSHOT.format(registry_at=registry_at, tag_any=Q.TAG_ANY, tag_checks=checks,
                                          extra=_team_filter(q, p))
@@ -497,7 +523,7 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
         if "M15" in slis:
             emit_ratio("M15", m15)
     if "M14" in slis:
-        p = Params(as_of=as_of, lo=min(w.s for w in wins))
+        p = Params(lo=min(w.s for w in wins))
         sql = Q.PRODUCTIONIZE.format(registry_at=registry_at, extra=_team_filter(q, p))
         rows = cur.execute(sql, p).fetchall()
         ctx.reasons["M14"] = "no notebook promoted in the window"

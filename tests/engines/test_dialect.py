@@ -68,7 +68,7 @@ def test_nested_ctes_used_twice_get_distinct_names():
     facts = Q.RUN_FACTS_WITH_REPRO.format(facts=Q.RUN_FACTS.format(src="run_attempts"))
     sql = f"SELECT * FROM ({facts}) a UNION ALL SELECT * FROM ({facts}) b"
     out = transpile(sql, "spark")
-    assert "f__0 AS" in out and "f__1 AS" in out and "elig__0 AS" in out and "elig__1 AS" in out
+    assert "f__0 AS" in out and "f__1 AS" in out and "base__0 AS" in out and "base__1 AS" in out
     sqlglot.parse_one(out, read="spark")
 
 
