@@ -368,6 +368,19 @@ class _Allocation:
 
     def __init__(self, cur, ctx: _Ctx) -> None:
         self._cur, self._ctx, self._frame = cur, ctx, None
+        self._missing: str | None | bool = False  # not checked yet
+
+    def missing(self) -> str | None:
+        """Why there is nothing to allocate ("no billing tables", "no billing data"), or None; checked once for
+        M4 and M10."""
+        if self._missing is False:
+            if not table_exists(self._cur, "cost_line_items"):
+                self._missing = "no billing tables"
+            elif not self._cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
+                self._missing = "no billing data"
+            else:
+                self._missing = None
+        return self._missing  # type: ignore[return-value]
 
     def frame(self) -> pl.DataFrame:
         if self._frame is None:
@@ -379,11 +392,9 @@ class _Allocation:
 
 def _cost_per_run(cur, ctx: _Ctx, alloc: _Allocation) -> None:
     """M4: the mean whole allocated cost (cost.allocation.run_costs) of the runs that ended in the window."""
-    if not table_exists(cur, "cost_line_items"):
-        ctx.reasons["M4"] = "no billing tables"
-        return
-    if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
-        ctx.reasons["M4"] = "no billing data"
+    missing = alloc.missing()
+    if missing is not None:
+        ctx.reasons["M4"] = missing
         return
     ctx.reasons["M4"] = "no run with allocated cost ended in the window"
     sets = _sets(ctx)
@@ -431,11 +442,9 @@ def _months(lo: datetime, hi: datetime) -> list[str]:
 def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
     """M10: cost.variance.compare at as_of (month to date against the previous month to the same day and time, per
     allocated team), the figure of GET /v1/cost/variance, the reports and the gauge."""
-    if not table_exists(cur, "cost_line_items"):
-        ctx.reasons["M10"] = "no billing tables"
-        return
-    if not cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
-        ctx.reasons["M10"] = "no billing data"
+    missing = alloc.missing()
+    if missing is not None:
+        ctx.reasons["M10"] = missing
         return
     ctx.reasons["M10"] = "no cost in the previous billing period up to the same point"
     if ctx.q.notebook_id is not None or ctx.q.trigger is not None:

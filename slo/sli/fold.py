@@ -71,8 +71,9 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             hi = cur.execute(Q.NEW_BATCHES).fetchone()[0]
             st = FoldStats(lo, hi)
             if hi > lo:
-                st.attempts = _fold_runs(cur, lo, hi, now)
-                _fold_events(cur, lo, hi)
+                _fold_events(cur, lo, hi)  # stages the event contributions in sli_contrib
+                st.attempts, subtracted = _fold_runs(cur, lo, hi, now)  # adds the run contributions
+                _upsert_rollups(cur, prune=subtracted)
                 cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
                 slots.reset_for_new_registrations(cur, lo, hi)
                 cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('cursor', ?)", [str(hi)])
@@ -103,21 +104,21 @@ _GK = Q.GROUP_KEY
 _GK_EQ = " AND ".join(f"a.{c} = b.{c}" for c in _GK.split(", "))
 
 
-def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) -> int:
+def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) -> tuple[int, bool]:
+    """Refold the attempts the batches touched; returns (attempts, whether old contributions were subtracted)."""
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
-        return 0
+        return 0, False
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
     min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
     cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
                 + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
     _fold_repro(cur)
-    # rollup += contrib(new) - contrib(old)
-    contrib = (f"SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
-               f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
-    _upsert_rollups(cur, contrib)
+    # staged for the rollups: contrib(new) - contrib(old) (fold() upserts them with the events' in one pass)
+    cur.execute(f"INSERT INTO sli_contrib BY NAME SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
+                f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     if bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": bound})
@@ -125,7 +126,7 @@ def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) 
     cur.execute(missed.RETRACT_LATE, {"now": now})
     for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts"):
         cur.execute(f"DROP TABLE IF EXISTS {t}")
-    return int(n)
+    return int(n), bound is not None
 
 
 def _fold_repro(cur: duckdb.DuckDBPyConnection) -> None:
@@ -196,22 +197,24 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
           AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
 
 
-def _upsert_rollups(cur: duckdb.DuckDBPyConnection, contrib: str, params: dict | None = None) -> None:
-    """rollup += the contribution rows of `contrib` (signed), by hour and by day."""
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS {contrib}", params)
+def _upsert_rollups(cur: duckdb.DuckDBPyConnection, *, prune: bool) -> None:
+    """rollup += the signed contribution rows staged in sli_contrib, by hour and by day, in one pass for runs and
+    events. Rollup rows can only sum to zero when something was subtracted (`prune`): only then are they pruned."""
     for table, unit in Q.ROLLUPS:
         delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
         cur.execute(Q.UPSERT_ROLLUP.format(table=table, delta=delta))
-        cur.execute(Q.PRUNE_ROLLUP.format(table=table))
+        if prune:
+            cur.execute(Q.PRUNE_ROLLUP.format(table=table))
     cur.execute("DROP TABLE sli_contrib")
 
 
 def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
-    """Event-only SLIs (M2 checks, M5, M6, M11, M12) and the registry/artifact/schedule extracts of new batches."""
+    """Event-only SLIs (M2 checks, M5, M6, M11, M12) and the registry/artifact/schedule extracts of new batches.
+    The contribution rows are computed once: staged in sli_contrib (sign 1) for the rollups, copied to the facts."""
     where, params = "batch_id > $lo AND batch_id <= $hi", {"lo": lo, "hi": hi}
     contrib = Q.EVENT_CONTRIB.format(src="events", where=where)
-    cur.execute(f"INSERT INTO sli_event_facts BY NAME {contrib}", params)
-    _upsert_rollups(cur, f"SELECT *, 1 AS sign FROM ({contrib})", params)
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS SELECT *, 1 AS sign FROM ({contrib}) c", params)
+    cur.execute("INSERT INTO sli_event_facts BY NAME SELECT * EXCLUDE (sign) FROM sli_contrib")
     for table, extract in (("sli_registry", Q.REGISTRY_EXTRACT), ("sli_artifacts", Q.ARTIFACT_EXTRACT),
                            ("sli_schedule_regs", Q.SCHEDULE_EXTRACT)):
         cur.execute(f"INSERT INTO {table} BY NAME {extract.format(src='events', where=where)}", params)

@@ -307,15 +307,27 @@ WHERE promoted_at IS NOT NULL AND promoted_at >= $lo AND coalesce(created_at, re
 # tracked while age <= sla + $retention, unless retired after its latest publication. Critical: the latest
 # publication's `critical`, else the notebook's registry flag at as_of ({registry_at}).
 ARTIFACTS_AT = """
-WITH a AS (
+WITH x AS (SELECT * FROM ({art}) x WHERE t < $as_of),
+m AS (
     SELECT notebook_id, artifact,
-           arg_max(team, (t, source, id)) FILTER (WHERE kind = 'published') AS team,
            max(t) FILTER (WHERE kind = 'published') AS last_t,
            max(t) FILTER (WHERE kind = 'retired') AS retired_t,
-           arg_max(sla_seconds, (t, source, id)) FILTER (WHERE kind = 'published' AND sla_seconds IS NOT NULL)
-               AS sla_seconds,
-           arg_max(critical, (t, source, id)) FILTER (WHERE kind = 'published' AND critical IS NOT NULL) AS critical
-    FROM ({art}) x WHERE t < $as_of GROUP BY notebook_id, artifact
+           max(t) FILTER (WHERE kind = 'published' AND sla_seconds IS NOT NULL) AS sla_t,
+           max(t) FILTER (WHERE kind = 'published' AND critical IS NOT NULL) AS critical_t
+    FROM x GROUP BY notebook_id, artifact
+),
+-- the values at those times; ties on t broken by (source, id). Ordering every publication by the (t, source, id)
+-- tuple costs three times the plain max(t) (measured), so the tuple only orders the few rows at the latest times.
+a AS (
+    SELECT m.notebook_id, m.artifact, m.last_t, m.retired_t,
+           arg_max(x.team, (x.t, x.source, x.id)) FILTER (WHERE x.kind = 'published' AND x.t = m.last_t) AS team,
+           arg_max(x.sla_seconds, (x.t, x.source, x.id))
+               FILTER (WHERE x.kind = 'published' AND x.sla_seconds IS NOT NULL AND x.t = m.sla_t) AS sla_seconds,
+           arg_max(x.critical, (x.t, x.source, x.id))
+               FILTER (WHERE x.kind = 'published' AND x.critical IS NOT NULL AND x.t = m.critical_t) AS critical
+    FROM m JOIN x ON x.notebook_id = m.notebook_id AND x.artifact IS NOT DISTINCT FROM m.artifact
+                 AND (x.t = m.last_t OR x.t = m.sla_t OR x.t = m.critical_t)
+    GROUP BY m.notebook_id, m.artifact, m.last_t, m.retired_t
 ),
 nb AS ({registry_at}),
 tracked AS (
