@@ -71,6 +71,12 @@ _IDENT_SUSPECT = f"[\\x00-\\x1f\\x7f]|{PREFILTER_PATTERN}"
 # which the declared field or an extra key of the same name fills (codegen's `row` and `extra_values`).
 _IDENT_COLUMNS = ["source", "id", *sorted(IDENTIFIER_KEYS)]
 assert set(_IDENT_COLUMNS) <= set(INGEST_SCHEMA.names), "an identifier key without a typed column"
+# One regex pass per batch over each row's stored text and identifiers joined by a space (each `str.contains`
+# call costs ~0.3 ms whatever the batch size: 10 calls were 6 CPU-us per event at 1,000-event requests). Joining
+# can only add matches (a match inside one column is a match of the joined text), never hide one; the control
+# characters of _IDENT_SUSPECT cannot come from the stored JSON text (orjson escapes them) except DEL, and an
+# extra match only sends the row to the exact path, which decides.
+_SCANNED = ["data", *_IDENT_COLUMNS]
 
 
 @dataclass
@@ -203,10 +209,10 @@ class BulkValidator:
         # path may refuse (a credential or a control character in source, id or a data identifier) take the exact
         # path.
         if fast is not None:
-            frame = pl.from_arrow(fast.select(["data", *_IDENT_COLUMNS]))
+            frame = pl.from_arrow(fast.select(_SCANNED))
             assert isinstance(frame, pl.DataFrame)
-            flagged = frame.select(pl.col("data").str.contains(PREFILTER_PATTERN) | pl.any_horizontal(
-                pl.col(_IDENT_COLUMNS).str.contains(_IDENT_SUSPECT).fill_null(False))).to_series()
+            flagged = frame.select(pl.concat_str(pl.col(_SCANNED), separator=" ", ignore_nulls=True)
+                                   .str.contains(_IDENT_SUSPECT)).to_series()
             if any(r[4] is not None for r in f_res):
                 flagged = flagged | pl.Series([r[4] is not None and has_candidate(r[4]) for r in f_res])
             if flagged.any():
