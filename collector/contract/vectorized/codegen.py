@@ -12,8 +12,10 @@ with Python values, and only for the forms it accepts:
 * the stored `data` is what `model_dump(mode="json", exclude_none=True)` gives: declared fields in model order,
   then extra keys in input order, top-level None dropped, nested values as they are.
 
-`row` then takes a stored `data` object (from either path) to the typed columns: the common columns of
-`events` and the `DERIVE_FIELDS` the derived tables need, declared fields only.
+The typed columns (the common columns of `events` and the `DERIVE_FIELDS` the derived tables need, declared
+fields only) come out of `check` itself, in the same tuple, computed where each value is at hand (a second pass
+over the stored data cost as much as the checks); `row` computes the same values from a stored `data` object, for
+the rows of the exact path.
 
 Generated code rather than closures: a type's checks run as one function body with locals, several times
 faster than interpreting the plans per event; the source is kept on `Compiled.source` for reading.
