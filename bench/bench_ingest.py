@@ -423,6 +423,25 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
     return out
 
 
+def breakdown_only(ndjson: Path, data_dir: Path, n: int, reps: int) -> None:
+    """`--breakdown-only`: `breakdown()` `reps` times (fresh databases), each figure's median and spread."""
+    runs = []
+    for rep in range(reps):
+        bw = Path(tempfile.mkdtemp(prefix="bench-breakdown-", dir=data_dir))
+        try:
+            runs.append(breakdown(ndjson, bw, n))
+        finally:
+            shutil.rmtree(bw, ignore_errors=True)
+        print(f"rep {rep + 1}: " + ", ".join(f"{s} validate {runs[-1][s]['validate_us']:.1f} / write "
+                                             f"{runs[-1][s]['write_us']:.1f}" for s in ("http", "bulk")), flush=True)
+    for shape in ("http", "bulk"):
+        for key in ("validate_us", "write_us"):
+            vals = [r[shape][key] for r in runs]
+            print(f"{shape:4s} {key:11s} median {statistics.median(vals):6.1f} CPU-us/event  "
+                  f"(runs {', '.join(f'{v:.1f}' for v in vals)})")
+    print(f"fast share {runs[-1]['bulk']['fast_share']:.4f}, events {runs[-1]['events']:,}")
+
+
 def med(runs: list[dict], key: str = "eps") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -522,10 +541,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/performance.md alone")
+    ap.add_argument("--breakdown-only", action="store_true",
+                    help="only the in-process CPU breakdown (validation and writer CPU-us per event), printed; "
+                         "--reps repetitions, medians (the docs are left alone)")
     args = ap.parse_args()
     m = machine()
     print(f"machine: {m}", flush=True)
     parquet, ndjson, n = data_files(args.events, args.data_dir, args.seed)
+    if args.breakdown_only:
+        breakdown_only(ndjson, args.data_dir, min(n, 200_000), args.reps)
+        return
     n_http = min(n, args.http_events or 200_000)
     res: dict[str, list[dict]] = {"http": [], "parquet": [], "ndjson": [], "raw": [], "raw_nokey": []}
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.data_dir))

@@ -12,8 +12,10 @@ with Python values, and only for the forms it accepts:
 * the stored `data` is what `model_dump(mode="json", exclude_none=True)` gives: declared fields in model order,
   then extra keys in input order, top-level None dropped, nested values as they are.
 
-`row` then takes a stored `data` object (from either path) to the typed columns: the common columns of
-`events` and the `DERIVE_FIELDS` the derived tables need, declared fields only.
+The typed columns (the common columns of `events` and the `DERIVE_FIELDS` the derived tables need, declared
+fields only) come out of `check` itself, in the same tuple, computed where each value is at hand (a second pass
+over the stored data cost as much as the checks); `row` computes the same values from a stored `data` object, for
+the rows of the exact path.
 
 Generated code rather than closures: a type's checks run as one function body with locals, several times
 faster than interpreting the plans per event; the source is kept on `Compiled.source` for reading.
@@ -65,6 +67,17 @@ def parse_datetime(text: str) -> tuple[str, datetime] | None:
     return rendered, value
 
 
+def event_time(text: str) -> datetime | None:
+    """A canonical RFC 3339 date-time -> the aware value, else None (the event time needs no rendering: its
+    typed column is cast from the text column-wise, see validator._fast_table)."""
+    if DATETIME_RE.fullmatch(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # e.g. February 30th
+        return None
+
+
 class _Verdicts:
     """Field validators (croniter, ZoneInfo) are slow and see few distinct values: their verdicts are cached."""
 
@@ -85,10 +98,11 @@ class _Verdicts:
 
 @dataclass
 class Compiled:
-    """Per type: `checks[t](item, limit)` -> (data, time, source, id, subject, has extra keys) | None (supported
-    types only), and `rows[t](data)` -> the typed values of `row_columns[t]`, the typed columns the type
-    declares; `extra_values` gives the others from extra keys. `unsupported` names the types whose items
-    always take the exact path."""
+    """Per type: `checks[t](item, limit)` -> (data, time text, source, id, subject, has extra keys, *the typed
+    values of `columns`) | None (supported types only; the typed values are those `rows[t]` gives for the stored
+    data, None for columns the type does not declare, time-stamps as RFC 3339 text), and `rows[t](data)` -> the
+    typed values of `row_columns[t]`, the typed columns the type declares (the exact path's rows); `extra_values`
+    gives the others from extra keys. `unsupported` names the types whose items always take the exact path."""
 
     checks: dict[str, Callable[[dict, datetime], tuple | None]]
     rows: dict[str, Callable[[dict], tuple]]
@@ -139,7 +153,7 @@ class _Gen:
     """Builds the module source; `env` collects the constants and helpers the generated code refers to."""
 
     def __init__(self) -> None:
-        self.env: dict[str, Any] = {"M": MISSING, "_dt": parse_datetime, "_dumps": orjson.dumps,
+        self.env: dict[str, Any] = {"M": MISSING, "_dt": parse_datetime, "_et": event_time, "_dumps": orjson.dumps,
                                     "_shape": shape_problem, "_fromiso": datetime.fromisoformat, "MAXF": MAX_FLOAT,
                                     "_UTC": timezone.utc}
         self.lines: list[str] = []
@@ -203,9 +217,12 @@ class _Gen:
 
     # -- one field: statements that check it, convert it and store it in `out` ------------------------------
 
-    def field(self, f: FieldPlan, where: str, store: str | None, count: bool = False) -> list[str]:
+    def field(self, f: FieldPlan, where: str, store: str | None, count: bool = False,
+              column: tuple[str, str] | None = None) -> list[str]:
         """Statements for field `f` read from the dict `src`: checked, converted (floats, date-times, cells) and
-        stored in `out[name]` (store='out') or in the local `store`; `count` counts present keys in `n`."""
+        stored in `out[name]` (store='out') or in the local `store`; `count` counts present keys in `n`.
+        `column` (local, expression of `v`): the typed column value is also set, as `row` would compute it from
+        the stored value (computed here once, where the value is at hand, rather than looked up again)."""
         k, name = f.kind, f.name
         st = [f"v = src.get({name!r}, M)", "if v is M:", "    return None" if f.required else "    pass", "else:"]
         if count:
@@ -214,9 +231,8 @@ class _Gen:
         body: list[str] = []
         if k.tag == "datetime":
             body += ["r = _dt(v) if v.__class__ is str else None", "if r is None: return None", "v = r[0]"]
-        elif k.tag == "event_time":
-            body += ["r = _dt(v) if v.__class__ is str else None", "if r is None: return None",
-                     "v = r[1].astimezone(_UTC)", "if v > limit: return None"]
+        elif k.tag == "event_time":  # the value for the future limit; the text for the column (cast column-wise)
+            body += ["r = _et(v) if v.__class__ is str else None", "if r is None or r > limit: return None"]
         elif k.tag == "list":
             assert k.item is not None
             fn = self.item_fn(k.item, where)
@@ -236,6 +252,8 @@ class _Gen:
             body.append(f"if not {self.const(_Verdicts(f.validators), 'V')}(v): return None")
         if store == "out":
             body.append(f"out[{name!r}] = v")
+            if column is not None:
+                body.append(f"{column[0]} = {column[1]}")
         elif store:
             body.append(f"{store} = v")
         return st + ["        " + b for b in body]
@@ -244,8 +262,10 @@ class _Gen:
 
     _ENVELOPE_LOCALS = {"id": "eid", "source": "esrc", "subject": "esubj", "time": "ts"}
 
-    def check(self, p: TypePlan, fn: str) -> None:
+    def check(self, p: TypePlan, fn: str, columns: tuple[str, ...], types: dict[str, pa.DataType]) -> None:
         envelope = self.const(frozenset([f.name for f in p.envelope] + ["data"]), "E")
+        cols = {f.name: (f"c{j}", self._column_expr(p, f, types[f.name])) for j, f in enumerate(p.data)
+                if f.name in columns}
         body = [f"def {fn}(e, limit):",
                 # keys the envelope does not declare are not stored, but the exact path walks them (shape_problem)
                 f"    if not {envelope}.issuperset(e) and _shape(e) is not None: return None",
@@ -259,16 +279,30 @@ class _Gen:
             body += ["    " + s for s in self.field(f, f.name, local)]
         body += ["    d = e.get('data')", "    if d.__class__ is not dict: return None", "    src = d",
                  "    out = {}", "    n = 0"]
+        run = p.type.startswith("notebook.run.")
+        body += [f"    {local} = {'1' if name == 'attempt' and run else 'None'}" for name, (local, _) in cols.items()]
         for f in p.data:
-            body += ["    " + s for s in self.field(f, f"data.{f.name}", "out", count=True)]
+            body += ["    " + s for s in self.field(f, f"data.{f.name}", "out", count=True, column=cols.get(f.name))]
         declared = self.const(frozenset(f.name for f in p.data), "D")
         body += ["    if n != len(d):",
                  "        for key, v in d.items():",
                  f"            if v is not None and key not in {declared}:",
                  "                if _shape(v, 3) is not None: return None",
                  "                out[key] = v",
-                 "    return out, ts, esrc, eid, esubj, n != len(d)"]
+                 f"    return (out, ts, esrc, eid, esubj, n != len(d), "
+                 f"{', '.join(cols[c][0] if c in cols else 'None' for c in columns)})"]
         self.lines += body + [""]
+
+    @staticmethod
+    def _column_expr(p: TypePlan, f: FieldPlan, t: pa.DataType) -> str:
+        """The typed column value of a declared field from its stored value `v` (as `row` computes it)."""
+        if pa.types.is_timestamp(t):
+            return "v"  # the rendered RFC 3339 text; cast column-wise
+        if pa.types.is_int64(t):
+            return f"(v if -{INT64} <= v < {INT64} else None)"
+        if pa.types.is_string(t) and f.kind.tag in ("dict", "list", "any"):
+            return "_dumps(v).decode()"
+        return "v"
 
     def row(self, p: TypePlan, fn: str, columns: tuple[str, ...], types: dict[str, pa.DataType]) -> tuple[str, ...]:
         """`fn(data)` -> the typed values of the columns this type declares (returned, in `columns` order)."""
@@ -328,7 +362,7 @@ def compile_fast_path() -> Compiled:
             continue
         mark = len(gen.lines)
         try:
-            gen.check(p, f"check_{i}")
+            gen.check(p, f"check_{i}", columns, types)
         except Unsupported as exc:
             del gen.lines[mark:]
             unsupported[t] = str(exc)
