@@ -103,10 +103,19 @@ class CounterStore:
             self.version += 1
 
     def fold(self, deltas: Iterable[CounterDelta]) -> dict[tuple[str, Labels], float]:
-        """Cap label values and sum deltas that now share a key."""
+        """Cap label values and sum deltas that now share a key.
+
+        A batch repeats the same label sets many times (every histogram bucket of a team, every counter of a
+        source), so each distinct label set is capped and sorted once per call. That gives the same result as
+        capping every delta: a value, once let through, stays in the seen set, and one folded into `__other__`
+        stays folded while the set is full (the seen set only grows).
+        """
         out: dict[tuple[str, Labels], float] = defaultdict(float)
+        capped: dict[tuple[tuple[str, str], ...], Labels] = {}
         for d in deltas:
-            labels = tuple(sorted((k, self.capper(k, v)) for k, v in d.labels))
+            labels = capped.get(d.labels)
+            if labels is None:
+                labels = capped[d.labels] = tuple(sorted((k, self.capper(k, v)) for k, v in d.labels))
             out[(d.name, labels)] += d.value
         return out
 

@@ -176,13 +176,21 @@ _EVENT_COUNTERS: dict[str, tuple[tuple[tuple[str, pl.Expr], ...], pl.Expr]] = {
 }
 
 
-def _event_counters(new: pl.DataFrame) -> list[CounterDelta]:
-    """The counters of events as ingested, set-wise over the batch (one polars query, no SQL statement)."""
-    parts = [new.lazy().filter(cond).select(
-                 pl.lit(name).alias("name"), labels[0][1].cast(pl.String).alias("l1"),
-                 (labels[1][1] if len(labels) > 1 else pl.lit(None)).cast(pl.String).alias("l2"))
-             for name, (labels, cond) in _EVENT_COUNTERS.items()]
-    counts = pl.concat(parts).group_by("name", "l1", "l2").len().collect()
+_EVENT_COUNTER_PARTS = [
+    (cond, (pl.lit(name).alias("name"), labels[0][1].cast(pl.String).alias("l1"),
+            (labels[1][1] if len(labels) > 1 else pl.lit(None)).cast(pl.String).alias("l2")))
+    for name, (labels, cond) in _EVENT_COUNTERS.items()]
+
+
+def _event_counts(new: pl.DataFrame) -> pl.LazyFrame:
+    """The counts behind the counters of events as ingested, set-wise over the batch (one polars query, no SQL
+    statement; the expressions are built once at import)."""
+    parts = [new.lazy().filter(cond).select(*cols) for cond, cols in _EVENT_COUNTER_PARTS]
+    return pl.concat(parts).group_by("name", "l1", "l2").len()
+
+
+def _event_counters(counts: pl.DataFrame) -> list[CounterDelta]:
+    """The counter increments of `_event_counts`."""
     deltas = []
     for name, l1, l2, n in counts.iter_rows():
         names = [k for k, _ in _EVENT_COUNTERS[name][0]]
@@ -234,9 +242,11 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     """Fold a batch of newly inserted events (`new`, INGEST_SCHEMA: stored columns plus typed fields) into the
     derived tables; return the counter increments this batch causes.
 
-    The batch is aggregated per derived table in polars (collector/storage/batch.py) and each table gets one
-    upsert, skipped when the batch holds no event of its types: every DuckDB statement has a fixed cost of
-    milliseconds, which dominates HTTP-sized batches.
+    The batch is aggregated per derived table in polars (collector/storage/batch.py), all tables in one
+    `pl.collect_all`, and each table gets one upsert, skipped when the batch holds no event of its types: every
+    DuckDB statement has a fixed cost of milliseconds, which dominates HTTP-sized batches. For the same reason
+    the first-terminal lookup is skipped when no attempt of the batch has a terminal event (it could only
+    return nothing: it selects attempts whose batch row has an end time).
     """
     df = pl.from_arrow(new)
     assert isinstance(df, pl.DataFrame)
@@ -245,26 +255,36 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     def has(*prefixes: str) -> bool:
         return any(t.startswith(prefixes) for t in types)
 
-    deltas = _event_counters(df)
-    for needed, name, frame, sql in (
-        (has("notebook.kernel."), "batch_kernels", lambda: batch.kernels(df), _UPSERT_KERNELS),
-        (has("notebook.registered", "notebook.updated", "notebook.promoted"), "batch_notebooks",
-         lambda: batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES), _UPSERT_NOTEBOOKS),
-        (has("notebook.schedule.registered"), "batch_schedules", lambda: batch.schedules(df), _UPSERT_SCHEDULES),
-    ):
-        if needed:
-            _upsert(con, name, frame(), sql)
-    if not has("notebook.run."):
+    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)}
+    if has("notebook.kernel."):
+        plans["batch_kernels"] = batch.kernels(df)
+    if has("notebook.registered", "notebook.updated", "notebook.promoted"):
+        plans["batch_notebooks"] = batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES)
+    if has("notebook.schedule.registered"):
+        plans["batch_schedules"] = batch.schedules(df)
+    if has("notebook.run."):
+        plans["batch_runs"] = batch.runs(df, batch_id)
+    frames = dict(zip(plans, pl.collect_all(list(plans.values()))))
+
+    deltas = _event_counters(frames["counts"])
+    for name, sql in (("batch_kernels", _UPSERT_KERNELS), ("batch_notebooks", _UPSERT_NOTEBOOKS),
+                      ("batch_schedules", _UPSERT_SCHEDULES)):
+        if name in frames:
+            _upsert(con, name, frames[name], sql)
+    runs = frames.get("batch_runs")
+    if runs is None or runs.height == 0:
         return deltas
 
-    con.register("batch_runs", batch.runs(df, batch_id).to_arrow())
+    con.register("batch_runs", runs.to_arrow())
     try:
-        first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
-        assert isinstance(first, pl.DataFrame)
+        first = None
+        if runs["ended_at"].null_count() < runs.height:
+            first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
+            assert isinstance(first, pl.DataFrame)
         con.execute(_UPSERT_RUNS)
     finally:
         con.unregister("batch_runs")
-    if first.height == 0:
+    if first is None or first.height == 0:
         return deltas
     deltas += _run_counters(first)
     repro = first.filter(pl.col("outcome") == "succeeded", *[pl.col(c).is_not_null() for c in _REPRO_KEYS])

@@ -1,0 +1,230 @@
+"""The single writer alone, in process: CPU-µs per event and where a group commit's time goes, per stage.
+
+    .venv/bin/python bench/bench_writer.py                 # 200k events, 5 repetitions
+    .venv/bin/python bench/bench_writer.py --reps 3 --events 100000
+
+Why a separate bench: bench_ingest.py measures the whole product (HTTP server, validation, writer) end to end,
+which on a shared 2-core machine mixes the writer's cost with everything else. This validates the events once,
+then replays the same validated batches through `Writer._transaction` on a fresh database per repetition, at the
+two shapes of the issue: HTTP (1,000-event requests, group commits of 4) and bulk (100,000-event chunks, one per
+commit). It reports, as medians over repetitions:
+
+- writer CPU-µs per event (process CPU: the writer thread plus DuckDB's worker threads), the figure of
+  bench_ingest.breakdown();
+- per 4,000-event commit (HTTP shape), the wall ms of each stage, measured by a connection proxy that times every
+  statement by its kind: the keyed insert, each derived-table statement, the counters, COMMIT, and the rest
+  (polars aggregation and Python) as the remainder.
+
+No assertions: it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_ingest import data_files  # noqa: E402
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _stage(sql: str) -> str:
+    """A statement's stage, from its text."""
+    full = " ".join(sql.split()).upper()
+    s = full[:120]
+    if s.startswith("INSERT INTO EVENTS"):
+        return "insert events"
+    if s.startswith("COMMIT"):
+        return "commit"
+    for table in ("RUN_ATTEMPTS", "KERNEL_SESSIONS", "NOTEBOOKS", "SCHEDULES", "REPRO_BASELINES",
+                  "METRIC_COUNTERS", "INGEST_BATCHES", "DEAD_LETTERS"):
+        if s.startswith(f"INSERT INTO {table}"):
+            return f"sql {table.lower()}"
+    if "FROM BATCH_RUNS" in full:
+        return "sql first_terminal"
+    if "REPRO_NEW" in full:
+        return "sql repro_compare"
+    if s.startswith("BEGIN") or "NEXTVAL" in s:
+        return "begin"
+    return "sql other"
+
+
+class _TimedRelation:
+    def __init__(self, rel: Any, key: str, sink: dict[str, float]) -> None:
+        self._rel, self._key, self._sink = rel, key, sink
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._rel, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                self._sink[self._key] += time.perf_counter() - t0
+        return call
+
+
+class TimedConnection:
+    """Passes everything to a DuckDB connection and adds each statement's wall time to `sink[stage]`."""
+
+    def __init__(self, con: Any, sink: dict[str, float]) -> None:
+        self._con, self.sink = con, sink
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+    def execute(self, sql: str, *a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            self._con.execute(sql, *a, **k)
+            return self
+        finally:
+            self.sink[_stage(sql)] += time.perf_counter() - t0
+
+    def sql(self, sql: str, *a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return _TimedRelation(self._con.sql(sql, *a, **k), _stage(sql), self.sink)
+        finally:
+            self.sink[_stage(sql)] += time.perf_counter() - t0
+
+    def register(self, *a: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._con.register(*a)
+        finally:
+            self.sink["register"] += time.perf_counter() - t0
+
+    def fetchall(self) -> Any:
+        return self._con.fetchall()
+
+    @property
+    def description(self) -> Any:
+        return self._con.description
+
+
+def validated(ndjson: Path, n: int) -> Any:
+    """The first n lines of the file, validated in 1,000-event and in 100,000-event chunks."""
+    from collector.contract import vectorized as bulk
+
+    buf = bytearray()
+    with open(ndjson, "rb") as fh:
+        for i, line in enumerate(fh):
+            if i >= n:
+                break
+            buf += line
+    lines, _ = bulk.split_lines(bytes(buf))
+    out = {}
+    for label, chunk in (("http", 1000), ("bulk", 100_000)):
+        v = bulk.BulkValidator()
+        out[label] = [v.validate_lines(lines.slice(k, chunk), offset=k) for k in range(0, len(lines), chunk)]
+        v.close()
+    return len(lines), out
+
+
+def run_shape(results: list, group: int, db: Path, timed: bool) -> dict:
+    """Replay validated batches through the writer; CPU per event, and per-commit stage timings if `timed`."""
+    from collector.ingest.files import _open_store
+    from collector.ingest.writer import _Write
+
+    chunk = max(r.table.num_rows for r in results)
+    store = _open_store(db, max(chunk * group, 1))
+    stages: list[dict[str, float]] = []
+    walls: list[float] = []
+    try:
+        raw = store.writer.con
+        events = 0
+        c0 = _cpu()
+        for k in range(0, len(results), group):
+            sink: dict[str, float] = defaultdict(float)
+            if timed:
+                store.writer.con = TimedConnection(raw, sink)  # type: ignore[assignment]
+            writes = [_Write(r.table, r.rejections, "file", None, Future(), r.table.num_rows)
+                      for r in results[k:k + group]]
+            t0 = time.perf_counter()
+            store.writer._transaction(writes)
+            wall = time.perf_counter() - t0
+            store.writer.con = raw
+            events += sum(r.table.num_rows for r in results[k:k + group])
+            walls.append(wall)
+            sink["total"] = wall
+            stages.append(dict(sink))
+        cpu = _cpu() - c0
+    finally:
+        c1 = _cpu()
+        store.close()  # its CHECKPOINT: work a larger checkpoint_threshold would only defer to here
+        close_cpu = _cpu() - c1
+        for p in db.parent.glob(db.name + "*"):
+            p.unlink()
+    out: dict = {"cpu_us_per_event": 1e6 * cpu / events, "close_cpu_us_per_event": 1e6 * close_cpu / events,
+                 "commits": len(walls),
+                 "commit_ms_median": 1e3 * statistics.median(walls)}
+    if timed:
+        keys = sorted({k for s in stages for k in s})
+        out["stage_ms_median"] = {k: 1e3 * statistics.median(s.get(k, 0.0) for s in stages) for k in keys}
+        out["stage_ms_mean"] = {k: 1e3 * statistics.mean(s.get(k, 0.0) for s in stages) for k in keys}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
+    n, batches = validated(ndjson, args.events)
+    work = Path(tempfile.mkdtemp(prefix="bench-writer-", dir=args.data_dir))
+    reps: dict[str, list[dict]] = {"http": [], "bulk": [], "http_timed": []}
+    try:
+        for rep in range(args.reps):
+            for label, group, timed in (("http", 4, False), ("bulk", 1, False), ("http_timed", 4, True)):
+                r = run_shape(batches["http" if label.startswith("http") else "bulk"], group,
+                              work / f"w-{label}-{rep}.duckdb", timed)
+                reps[label].append(r)
+                print(f"rep {rep + 1} {label:10s}: {r['cpu_us_per_event']:6.1f} CPU-us/event, "
+                      f"commit median {r['commit_ms_median']:.1f} ms", flush=True)
+    finally:
+        for p in work.glob("*"):
+            p.unlink()
+        work.rmdir()
+    med = {label: statistics.median(r["cpu_us_per_event"] for r in rs) for label, rs in reps.items() if rs}
+    commit = {label: statistics.median(r["commit_ms_median"] for r in rs) for label, rs in reps.items() if rs}
+    stage_keys = sorted({k for r in reps["http_timed"] for k in r["stage_ms_median"]})
+    stages = {k: statistics.median(r["stage_ms_mean"].get(k, 0.0) for r in reps["http_timed"]) for k in stage_keys}
+    accounted = sum(v for k, v in stages.items() if k != "total")
+    stages["python + polars (rest)"] = stages["total"] - accounted
+    print(f"\n{n:,} events, {args.reps} repetitions (medians)")
+    print(f"writer CPU-us per event: HTTP shape {med['http']:.1f}, bulk shape {med['bulk']:.1f}")
+    print(f"commit wall ms (median): HTTP 4x1,000 {commit['http']:.1f}, bulk 100,000 {commit['bulk']:.1f}")
+    print("per 4,000-event commit, mean ms per stage (median over repetitions):")
+    for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:28s} {v:7.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"events": n, "reps": reps, "cpu_us": med, "commit_ms": commit,
+                                         "stages_ms": stages}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
