@@ -168,15 +168,18 @@ def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
     return {"events": table.num_rows, "build_seconds": time.perf_counter() - t0}
 
 
-def _phase(args: list[str]) -> dict:
-    """Run a phase in its own process on a copy of the history, so that no phase (the incremental one writes
-    10,000 events and every phase folds) changes what the next phase or the next run starts from."""
+def _phase(args: list[str], keep: Path | None = None) -> dict:
+    """Run a phase in its own process on a copy of a database, so that no phase (the incremental one writes
+    10,000 events and every phase folds) changes what the next phase or the next run starts from; `keep` keeps the
+    copy as it is after the phase (the folded history the other phases start from)."""
     name, db, now = args
     with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
         copy = Path(tmp) / Path(db).name
         shutil.copyfile(db, copy)
         out = subprocess.run([sys.executable, __file__, "--phase", name, str(copy), now], capture_output=True,
                              text=True, check=True)
+        if keep is not None:
+            shutil.move(copy, keep)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -212,8 +215,9 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         res.update(seconds=min(times), all_seconds=times, rows=len(rows))
     elif name == "fold":
         t0 = time.perf_counter()
-        st = rebuild(con, cfg)
+        st = rebuild(con, cfg, now=now)
         res.update(seconds=time.perf_counter() - t0, attempts=st.attempts, missed=st.new_missed)
+        con.execute("CHECKPOINT")  # the other phases start from this folded history
     elif name == "incremental":
         from collector.metrics.counters import CounterStore
         from collector.ingest.writer import Writer
@@ -284,11 +288,12 @@ def main() -> None:
         meta.write_text(json.dumps(info))
     info = json.loads(meta.read_text())
     print("built:", info, flush=True)
-    fold = _phase(["fold", str(a.db), info["now"]])
+    folded = a.db.with_name(a.db.stem + ".folded.duckdb")
+    fold = _phase(["fold", str(a.db), info["now"]], keep=folded)
     print("fold:", fold, flush=True)
-    full = _phase(["full", str(a.db), info["now"]])
+    full = _phase(["full", str(folded), info["now"]])
     print("full:", full, flush=True)
-    inc = _phase(["incremental", str(a.db), info["now"]])
+    inc = _phase(["incremental", str(folded), info["now"]])
     print("incremental:", inc, flush=True)
     text = f"""## SLIs (bench/bench_sli.py)
 
