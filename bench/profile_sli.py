@@ -1,0 +1,91 @@
+"""Where an SLI computation spends its time, statement by statement (wall and process CPU), on bench_sli.py's history.
+
+    .venv/bin/python bench/profile_sli.py direct        # the full computation (mode=direct), 3 times
+    .venv/bin/python bench/profile_sli.py incremental   # 10,000 new events, then the fold and the computation
+
+Works on a copy of `var/bench_sli.folded.duckdb` (written by bench/bench_sli.py's fold phase), so the history is
+not changed. CPU is the process's (DuckDB's threads included): on a shared machine it moves less than wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class Timed:
+    """A connection whose `execute` records (wall s, CPU s, statement) for every statement."""
+
+    def __init__(self, con) -> None:
+        self._con, self.log = con, []
+
+    def execute(self, sql, params=None):
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+        self.log.append((time.perf_counter() - t0, time.process_time() - c0, " ".join(sql.split())))
+        return r
+
+    def __getattr__(self, k):
+        return getattr(self._con, k)
+
+
+def report(title: str, timed: Timed, wall: float, cpu: float, top: int) -> None:
+    print(f"{title}: wall {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms, {len(timed.log)} statements")
+    for w, c, sql in sorted(timed.log, reverse=True)[:top]:
+        print(f"  {w * 1000:7.1f} ms  CPU {c * 1000:7.1f} ms  {sql[:110]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["direct", "incremental"])
+    ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.folded.duckdb")
+    ap.add_argument("--top", type=int, default=12)
+    a = ap.parse_args()
+    from collector.storage import db as dbmod
+    from slo.sli.compute import compute
+    from slo.sli.config import SliConfig, SliQuery
+    from slo.sli.fold import fold
+
+    now = datetime.fromisoformat(json.loads((ROOT / "var" / "bench_sli.json").read_text())["now"])
+    cfg = SliConfig()
+    q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
+    with tempfile.TemporaryDirectory(dir=a.db.parent) as tmp:
+        copy = Path(tmp) / a.db.name
+        shutil.copyfile(a.db, copy)
+        con = dbmod.connect(copy)
+        con.execute("SET enable_progress_bar = false")
+        fold(con, cfg, now=now)
+        if a.mode == "incremental":
+            import bench_sli
+            from collector.ingest.writer import Writer
+            from collector.metrics.counters import CounterStore
+
+            new = bench_sli.generate(300_000, now, seed=11, prefix="new-", registry=False)
+            w = Writer(con, CounterStore())
+            w.start()
+            w.submit(new.slice(new.num_rows - 10_000, 10_000), []).result()
+            w.stop()
+            timed = Timed(con)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fold(timed, cfg, now=now)
+            report("fold", timed, time.perf_counter() - t0, time.process_time() - c0, a.top)
+        for _ in range(3 if a.mode == "direct" else 1):
+            timed = Timed(con)
+            t0, c0 = time.perf_counter(), time.process_time()
+            compute(timed, q, cfg, mode="direct" if a.mode == "direct" else "incremental", fold_first=False)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        report("compute", timed, wall, cpu, a.top)
+        con.close()
+
+
+if __name__ == "__main__":
+    main()
