@@ -28,6 +28,7 @@ import collections
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -378,19 +379,15 @@ def raw_insert(table: pa.Table, workdir: Path, keyed: bool = True) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
-    """CPU-µs per event of validation and of the writer transaction, measured alone in this process (one thread
-    each), at the HTTP batch size (1,000 events, group commits of 4) and at the bulk chunk size (100,000)."""
-    import resource
-    from concurrent.futures import Future
+def process_cpu() -> float:
+    """CPU seconds of this process, every thread (DuckDB's included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
+
+def head_lines(ndjson: Path, n: int) -> "pa.Array":
+    """The first n lines of an NDJSON file, split as the collector splits a body (an Arrow array of lines)."""
     from collector.contract import vectorized as bulk
-    from collector.ingest.files import _open_store
-    from collector.ingest.writer import _Write
-
-    def cpu() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
 
     buf = bytearray()
     with open(ndjson, "rb") as fh:
@@ -398,7 +395,20 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
             if i >= n:
                 break
             buf += line
-    lines, _ = bulk.split_lines(bytes(buf))
+    return bulk.split_lines(bytes(buf))[0]
+
+
+def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
+    """CPU-µs per event of validation and of the writer transaction, measured alone in this process (one thread
+    each), at the HTTP batch size (1,000 events, group commits of 4) and at the bulk chunk size (100,000)."""
+    from concurrent.futures import Future
+
+    from collector.contract import vectorized as bulk
+    from collector.ingest.files import _open_store
+    from collector.ingest.writer import _Write
+
+    cpu = process_cpu
+    lines = head_lines(ndjson, n)
     out: dict = {"events": len(lines)}
     for label, chunk, group in (("http", 1000, 4), ("bulk", 100_000, 1)):
         v = bulk.BulkValidator()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -36,12 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import data_files  # noqa: E402
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+from bench_ingest import data_files, head_lines, process_cpu as _cpu  # noqa: E402
 
 
 def _stage(sql: str) -> str:
@@ -126,13 +120,7 @@ def validated(ndjson: Path, n: int) -> Any:
     """The first n lines of the file, validated in 1,000-event and in 100,000-event chunks."""
     from collector.contract import vectorized as bulk
 
-    buf = bytearray()
-    with open(ndjson, "rb") as fh:
-        for i, line in enumerate(fh):
-            if i >= n:
-                break
-            buf += line
-    lines, _ = bulk.split_lines(bytes(buf))
+    lines = head_lines(ndjson, n)
     out = {}
     for label, chunk in (("http", 1000), ("bulk", 100_000)):
         v = bulk.BulkValidator()
