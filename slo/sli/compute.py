@@ -14,13 +14,13 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
@@ -472,23 +472,20 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
     else:
         reg, art = "SELECT * FROM sli_registry", "SELECT * FROM sli_artifacts"
     # The registry at as_of is read by M9/M15, M14 and M7: computed once (a scan of the registry events in direct
-    # mode) and registered as a relation for the three statements.
-    reg_rows = cur.execute(Q.REGISTRY_AT.format(reg=reg), Params(as_of=ctx.as_of)).fetchall()
-    cur.register(_REGISTRY_NOW, pa.Table.from_pylist([dict(zip(_REGISTRY_SCHEMA.names, r)) for r in reg_rows],
-                                                     schema=_REGISTRY_SCHEMA))
+    # mode) and registered as a relation for the three statements. It stays Arrow on the way (never Python values):
+    # a stored time DuckDB holds but Python cannot (infinity, year 10000) goes back unchanged.
+    registry = cur.execute(Q.REGISTRY_AT.format(reg=reg), Params(as_of=ctx.as_of)).to_arrow_table()
+    cur.register(_REGISTRY_NOW, registry)
     try:
         _snapshot_slis(cur, ctx, cfg, art, slis)
     finally:
         cur.unregister(_REGISTRY_NOW)
 
 
-# The columns of Q.REGISTRY_AT, for the relation `_snapshots` registers.
-_REGISTRY_SCHEMA = pa.schema([
-    ("notebook_id", pa.string()), ("owner", pa.string()), ("team", pa.string()), ("tags", pa.string()),
-    ("critical", pa.bool_()), ("has_tests", pa.bool_()), ("created_at", pa.timestamp("us", tz="UTC")),
-    ("registered_at", pa.timestamp("us", tz="UTC")), ("promoted_at", pa.timestamp("us", tz="UTC")),
-])
 _REGISTRY_NOW = "sli_registry_now"
+# DuckDB warns that Arrow output of an execute() result costs a copy, and points to con.sql(), which refuses to run
+# while an earlier execute() result is not fully fetched. The registry is one row per notebook: the copy is cheap.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
 def _snapshot_slis(cur, ctx: _Ctx, cfg: SliConfig, art: str, slis: list[str]) -> None:
