@@ -502,6 +502,37 @@ def test_events_slis_and_snapshots(plat: Platform):
     assert [d["artifact"] for d in det] == ["s3://b"] and det[0]["fresh"] is False
 
 
+def test_artifact_latest_values_with_tied_times(plat: Platform):
+    """M7 takes an artifact's team, SLA and critical flag from its latest publication by (time, source, id): two
+    publications at the same instant are ordered by source then id, and an SLA missing from the latest comes from
+    the latest one that has it. Each case flips freshness or the team if the wrong publication wins."""
+    T = BASE
+    evs = [
+        # tied at T-30m: source "test://b" sorts after "test://a", so SLA 7200 (fresh at 30 min) and team "ml" win
+        plat.ev("notebook.artifact.published", T - timedelta(minutes=30), source="test://b", id_="a1",
+                notebook_id="n1", team="ml", artifact="s3://tied-source", sla_seconds=7200),
+        plat.ev("notebook.artifact.published", T - timedelta(minutes=30), source="test://a", id_="z9",
+                notebook_id="n1", team="ds", artifact="s3://tied-source", sla_seconds=60),
+        # tied at T-30m, same source: id "b" sorts after "a", so SLA 60 wins (stale)
+        plat.ev("notebook.artifact.published", T - timedelta(minutes=30), id_="b", notebook_id="n2", team="ds",
+                artifact="s3://tied-id", sla_seconds=60),
+        plat.ev("notebook.artifact.published", T - timedelta(minutes=30), id_="a", notebook_id="n2", team="ds",
+                artifact="s3://tied-id", sla_seconds=7200),
+        # the latest publication has no SLA: the SLA (1 h) comes from the earlier one; age 30 min, fresh
+        plat.ev("notebook.artifact.published", T - timedelta(hours=2), notebook_id="n3", team="ds",
+                artifact="s3://sla-earlier", sla_seconds=3600),
+        plat.ev("notebook.artifact.published", T - timedelta(minutes=30), notebook_id="n3", team="ds",
+                artifact="s3://sla-earlier"),
+    ]
+    plat.post(evs)
+    want = reference(plat.sent, T, timedelta(hours=1))
+    assert want[("M7", "ml", None, None, "ratio")]["value"] == 1.0  # the reference itself orders as described
+    assert want[("M7", "ds", None, None, "ratio")] == {"value": 0.5, "good": 1, "bad": 1, "total": 2}
+    got = plat.api(T, "1h", **ALL_LEVELS)
+    assert_matches(got, want, slis=["M7"])
+    assert_matches(plat.direct(T, "1h"), want, slis=["M7"])
+
+
 def test_secret_redacted_at_ingest_counts_as_incident(plat: Platform):
     T = BASE
     leak = plat.ev("notebook.run.failed", T + timedelta(minutes=3), run_id="s1", notebook_id="n", team="sec",
