@@ -16,7 +16,7 @@ from collector.api.body import read_capped_body
 from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
-from collector.contract.body import BodyError, decode_body, split_items
+from collector.contract.body import BodyError, decode_body, is_ndjson, split_items
 from collector.contract.vectorized import BulkResult, default_validator, split_lines, validate_json_items
 from collector.ingest.store import Store
 from collector.ingest.submit import committed, enqueue
@@ -81,14 +81,6 @@ REQUEST_BODY = {
         "application/x-ndjson": {"schema": {"type": "string"}, "example": NDJSON_EXAMPLE},
     },
 }
-
-
-# The content types `body.split_items` reads as NDJSON (tests/api/test_ingest_ndjson_route.py holds them equal).
-NDJSON_TYPES = frozenset(("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"))
-
-
-def is_ndjson(ctype: str | None) -> bool:
-    return (ctype or "application/json").split(";")[0].strip().lower() in NDJSON_TYPES
 
 
 def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int, max_events: int) -> BulkResult:

@@ -62,10 +62,23 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
             raise BodyError(f"{len(rest)} bytes of trailing data after the {enc} stream")
 
 
+NDJSON_TYPES = frozenset(("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"))
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without parameters (JSON when absent)."""
+    return (content_type or "application/json").split(";")[0].strip().lower()
+
+
+def is_ndjson(content_type: str | None) -> bool:
+    """Whether a body of this Content-Type is read line by line (NDJSON and its aliases)."""
+    return media_type(content_type) in NDJSON_TYPES
+
+
 def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:
     """Parse JSON (object or array) or NDJSON into items; an unreadable NDJSON line becomes a Rejection alone."""
-    ctype = (content_type or "application/json").split(";")[0].strip().lower()
-    if ctype in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"):
+    ctype = media_type(content_type)
+    if ctype in NDJSON_TYPES:
         items: list[Any | Rejection] = []
         for i, line in enumerate(_lines(body)):
             try:

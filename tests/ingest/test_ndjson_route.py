@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from collector.api.ingest import _prepare, is_ndjson
-from collector.contract.body import BodyError, split_items
+from collector.api.ingest import _prepare
+from collector.contract.body import BodyError, is_ndjson, split_items
 from collector.contract.vectorized import validate_json_items
 from tests.support import event
 

@@ -264,7 +264,7 @@ class _Gen:
 
     def check(self, p: TypePlan, fn: str, columns: tuple[str, ...], types: dict[str, pa.DataType]) -> None:
         envelope = self.const(frozenset([f.name for f in p.envelope] + ["data"]), "E")
-        cols = {f.name: (f"c{j}", self._column_expr(p, f, types[f.name])) for j, f in enumerate(p.data)
+        cols = {f.name: (f"c{j}", _typed(f, types[f.name], "v", timestamps_as_text=True)) for j, f in enumerate(p.data)
                 if f.name in columns}
         body = [f"def {fn}(e, limit):",
                 # keys the envelope does not declare are not stored, but the exact path walks them (shape_problem)
@@ -293,17 +293,6 @@ class _Gen:
                  f"{', '.join(cols[c][0] if c in cols else 'None' for c in columns)})"]
         self.lines += body + [""]
 
-    @staticmethod
-    def _column_expr(p: TypePlan, f: FieldPlan, t: pa.DataType) -> str:
-        """The typed column value of a declared field from its stored value `v` (as `row` computes it)."""
-        if pa.types.is_timestamp(t):
-            return "v"  # the rendered RFC 3339 text; cast column-wise
-        if pa.types.is_int64(t):
-            return f"(v if -{INT64} <= v < {INT64} else None)"
-        if pa.types.is_string(t) and f.kind.tag in ("dict", "list", "any"):
-            return "_dumps(v).decode()"
-        return "v"
-
     def row(self, p: TypePlan, fn: str, columns: tuple[str, ...], types: dict[str, pa.DataType]) -> tuple[str, ...]:
         """`fn(data)` -> the typed values of the columns this type declares (returned, in `columns` order)."""
         declared = {f.name: f for f in p.data}
@@ -313,19 +302,26 @@ class _Gen:
             f = declared[c]
             t = types[c]
             g = f"g({c!r})"
-            if pa.types.is_timestamp(t):
-                exprs.append(f"(None if {g} is None else _fromiso({g}))")
-            elif pa.types.is_int64(t):
-                exprs.append(f"(None if {g} is None or not -{INT64} <= {g} < {INT64} else {g})")
-            elif pa.types.is_string(t) and f.kind.tag in ("dict", "list", "any"):
-                exprs.append(f"(None if {g} is None else _dumps({g}).decode())")
-            else:
-                exprs.append(g)
+            typed = _typed(f, t, g, timestamps_as_text=False)
+            exprs.append(g if typed == g else f"(None if {g} is None else {typed})")
             if c == "attempt" and p.type.startswith("notebook.run."):
                 exprs[-1] = f"({g} or 1)"  # a run event without an attempt is attempt 1 (validation.to_row)
         self.lines += [f"def {fn}(data):", "    g = data.get", f"    return ({', '.join(exprs)}{',' if exprs else ''})",
                        ""]
         return mine
+
+
+def _typed(f: FieldPlan, t: pa.DataType, v: str, *, timestamps_as_text: bool) -> str:
+    """The expression giving a declared field's typed column value from its stored, non-null value `v`: one rule
+    for the fast path's tuple and for `row` (the exact path's rows), so both give the writer the same columns.
+    Time-stamps stay RFC 3339 text on the fast path (cast column-wise by the validator)."""
+    if pa.types.is_timestamp(t):
+        return v if timestamps_as_text else f"_fromiso({v})"
+    if pa.types.is_int64(t):
+        return f"({v} if -{INT64} <= {v} < {INT64} else None)"
+    if pa.types.is_string(t) and f.kind.tag in ("dict", "list", "any"):
+        return f"_dumps({v}).decode()"
+    return v
 
 
 _ARROW_OF = {"str": pa.string(), "literal": pa.string(), "float": pa.float64(), "int": pa.int64(),
