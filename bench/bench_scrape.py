@@ -21,6 +21,7 @@ from bench.report import machine, write_section  # noqa: E402
 from collector.metrics.counters import CounterStore  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
 from collector.storage.derive import typed_from_stored, update_derived  # noqa: E402
+from collector.storage.schema import STORED_FIELDS_FROM_DATA  # noqa: E402
 from tests.support import Collector  # noqa: E402
 
 TYPES = ["notebook.run.succeeded", "notebook.run.failed", "notebook.kernel.started", "notebook.kernel.died",
@@ -48,7 +49,8 @@ def build(db: Path, n: int) -> float:
                )::VARCHAR AS data,
                0 AS redactions
         FROM range({n}) t(i)""")
-    con.execute("INSERT INTO events SELECT *, now(), 1 FROM gen")
+    con.execute(f"INSERT INTO events BY NAME SELECT *, {STORED_FIELDS_FROM_DATA}, now() AS ingested_at, 1 AS batch_id "
+                "FROM gen")
     counters = CounterStore()
     deltas = []
     for lo in range(0, n, 1_000_000):  # fold the history as the writer would, a million events at a time

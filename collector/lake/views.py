@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from collector.lake import layout, rebuild
+from collector.storage.schema import STORED_FIELDS_FROM_DATA
 
 
 def raw_name(t: layout.LakeTable) -> str:
@@ -36,7 +37,8 @@ def _dedup(t: layout.LakeTable, extra: str = "") -> str:
 # (relation, DuckDB SQL, materialise): in dependency order. `rowid` gives cost lines the row id the allocation
 # statement (cost/allocation.py) identifies lines by.
 RELATIONS: tuple[tuple[str, str, bool], ...] = (
-    ("events", _dedup(layout.EVENTS), True),
+    # the lake's events are exported without the stored typed fields: they are read from their data again
+    ("events", f"SELECT *, {STORED_FIELDS_FROM_DATA} FROM ({_dedup(layout.EVENTS)}) e", True),
     ("new_events", "SELECT * FROM events", False),
     ("run_attempts", rebuild.RUN_ATTEMPTS, True),
     ("notebooks", rebuild.NOTEBOOKS, True),

@@ -31,9 +31,17 @@ DERIVE_FIELDS = pa.schema([
     # identifiers no derived table reads: typed so that the validator checks every identifier column-wise
     ("session_id", pa.string()), ("baseline_run_id", pa.string()),
 ])
+# Typed fields that are also stored as columns of `events` (migration 0003): the verdicts the SLIs count (a probe's
+# `ok`, a check's `result`, a kernel's `reason`). Reading them back out of `data` cost about 1 us per event, most of
+# a full SLI computation (docs/performance.md); the lake derives them from `data` again (collector/lake/views.py).
+STORED_FIELDS = ("ok", "result", "reason")
+# The same columns read from a stored event's `data` (DuckDB SQL; the lake's events and bench tables have no columns)
+STORED_FIELDS_FROM_DATA = "TRY_CAST(data->>'ok' AS BOOLEAN) AS ok, data->>'result' AS result, data->>'reason' AS reason"
+assert [c.rsplit(" AS ", 1)[1] for c in STORED_FIELDS_FROM_DATA.split(", ")] == list(STORED_FIELDS)
 # What the validator hands the writer: the stored columns, then the typed fields.
 INGEST_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(DERIVE_FIELDS))
 assert len(set(INGEST_SCHEMA.names)) == len(INGEST_SCHEMA.names), "a typed field shadows a stored column"
+assert set(STORED_FIELDS) <= set(DERIVE_FIELDS.names), "a stored field the validator does not type"
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:

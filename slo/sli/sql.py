@@ -125,17 +125,18 @@ def per_type(template: str, types: tuple[str, ...]) -> str:
 
 
 # Contribution rows of immutable events ({src}: a relation shaped like `events`, pre-filtered by the caller with
-# {where}): one branch per event type (see `per_type`), each reading only the JSON field its verdict needs. An event
-# counts once per SLI; a redacted event of another type is also an M5 incident.
-_EVENT_VERDICTS = (  # (type, sli, good: 1 or 0 from the event's data; bad is 1 - good)
-    ("notebook.reproducibility.checked", "M2", "CASE WHEN (data->>'result') = 'match' THEN 1 ELSE 0 END"),  # duckdb: ->>
-    ("platform.probe", "M6", "CASE WHEN CAST((data->>'ok') AS BOOLEAN) THEN 1 ELSE 0 END"),
-    ("notebook.quality.checked", "M12", "CASE WHEN (data->>'result') = 'pass' THEN 1 ELSE 0 END"),
+# {where}): one branch per event type (see `per_type`). Verdicts come from the typed columns `ok`, `result` and
+# `reason` (storage.schema.STORED_FIELDS), never from the JSON. An event counts once per SLI; a redacted event of
+# another type is also an M5 incident.
+_EVENT_VERDICTS = (  # (type, sli, good: 1 or 0 from the event's verdict; bad is 1 - good)
+    ("notebook.reproducibility.checked", "M2", "CASE WHEN result = 'match' THEN 1 ELSE 0 END"),
+    ("platform.probe", "M6", "CASE WHEN ok THEN 1 ELSE 0 END"),
+    ("notebook.quality.checked", "M12", "CASE WHEN result = 'pass' THEN 1 ELSE 0 END"),
 )
 _KERNEL = (  # (type, bad, total, extra condition) of M11: total counts sessions started, bad crashes
     ("notebook.kernel.started", 0, 1, ""),
     ("notebook.kernel.died", 1, 0, ""),
-    ("notebook.kernel.restarted", 1, 0, " AND (data->>'reason') IN ('crash', 'oom')"),
+    ("notebook.kernel.restarted", 1, 0, " AND reason IN ('crash', 'oom')"),
 )
 _M5 = "SELECT 'M5' AS sli, time AS t, coalesce(team, 'unknown') AS team, notebook_id, '' AS trigger, 0 AS good, 0 AS bad, 1 AS total"
 EVENT_CONTRIB = "\nUNION ALL\n".join(

@@ -153,3 +153,38 @@ def test_migrations_are_numbered_and_idempotent(tmp_path):
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert applied == versions
     con.close()
+
+
+VERDICTS = [event("p1", "platform.probe", {"target": "ui", "ok": True, "team": "a"}),
+            event("p2", "platform.probe", {"target": "ui", "ok": False, "team": "a"}),
+            event("c1", "notebook.quality.checked", {"notebook_id": "nb", "check": "lint", "result": "pass"}),
+            event("c2", "notebook.reproducibility.checked", {"notebook_id": "nb", "result": "mismatch"}),
+            event("k1", "notebook.kernel.restarted", {"kernel_id": "k", "reason": "oom"}),
+            event("k2", "notebook.kernel.died", {"kernel_id": "k", "reason": "crash", "exit_code": -9}),
+            event("r1", "notebook.run.succeeded", {**RUN, "duration_seconds": 1})]
+
+
+def test_verdict_columns_of_an_older_file_come_from_its_data(client, tmp_path):
+    """Migration 0003 fills `ok`, `result` and `reason` of rows stored before it with what the writer stores for
+    the same events now (the SLIs read the columns, not the JSON)."""
+    post(client, VERDICTS)
+    cols = "SELECT type, ok, result, reason FROM events ORDER BY type, ok"
+    written = q(client, cols)
+    assert [r[1:] for r in written] == [(None, None, "crash"), (None, None, "oom"), (None, "pass", None),
+                                        (None, "mismatch", None), (None, None, None), (False, None, None),
+                                        (True, None, None)]
+    with client.app.state.store.read_cursor() as cur:
+        stored = cur.sql("SELECT * EXCLUDE (ok, result, reason) FROM events").to_arrow_table()
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for version, name, path in dbmod.migrations():
+        if version < 3:  # the file as a collector before 0003 left it
+            con.execute(path.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.register("stored", stored)
+    con.execute("INSERT INTO events BY NAME SELECT * FROM stored")
+    assert 3 in dbmod.apply_migrations(con)
+    assert con.execute(cols).fetchall() == written
+    con.close()
