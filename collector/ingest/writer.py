@@ -33,11 +33,10 @@ from opentelemetry import trace
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import CounterDelta, update_derived
 from collector.contract.validation import Rejection
-from collector.storage.schema import EVENT_COLUMNS, INGEST_SCHEMA, STORED_FIELDS
+from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("collector.ingest.writer")
-_STORED = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))  # the columns of `events` a batch fills
 
 class QueueFull(Exception):
     def __init__(self, retry_after: float) -> None:
@@ -285,8 +284,8 @@ class Writer:
             if staged.num_rows:
                 con.register("staged", staged)
                 returned = con.sql(
-                    f"INSERT INTO events ({_STORED}, ingested_at, batch_id) "
-                    f"SELECT {_STORED}, ?::TIMESTAMPTZ, ? FROM staged "
+                    f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
+                    f"SELECT {STORED_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged "
                     "ON CONFLICT DO NOTHING RETURNING source, id", params=[now, batch_id]).to_arrow_table()
                 con.unregister("staged")
                 n_inserted = returned.num_rows

@@ -35,7 +35,9 @@ DERIVE_FIELDS = pa.schema([
 # `ok`, a check's `result`, a kernel's `reason`). Reading them back out of `data` cost about 1 us per event, most of
 # a full SLI computation (docs/performance.md); the lake derives them from `data` again (collector/lake/views.py).
 STORED_FIELDS = ("ok", "result", "reason")
-# The same columns read from a stored event's `data` (DuckDB SQL; the lake's events and bench tables have no columns)
+# Every column of `events` a batch fills (ingested_at and batch_id come from the commit)
+STORED_COLUMNS = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))
+# The same typed columns read from a stored event's `data` (DuckDB SQL; the lake's events and bench tables have no columns)
 STORED_FIELDS_FROM_DATA = "TRY_CAST(data->>'ok' AS BOOLEAN) AS ok, data->>'result' AS result, data->>'reason' AS reason"
 assert [c.rsplit(" AS ", 1)[1] for c in STORED_FIELDS_FROM_DATA.split(", ")] == list(STORED_FIELDS)
 # What the validator hands the writer: the stored columns, then the typed fields.
