@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
             request_id_var.reset(token)
 
     errors.install(app)
-    for r in areas.ROUTERS:
+    for r in areas.routers():
         app.include_router(r.router)
     app.openapi_tags.extend(areas.openapi_tags())
     return app
