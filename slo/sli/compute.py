@@ -219,11 +219,12 @@ def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], 
                      + Q.RUN_CONTRIB.format(f="rf"))
         parts.append(Q.EVENT_CONTRIB.format(src="events", where=f"time >= {p(lo)} AND time < {p(hi)}"))
     else:
-        for a, b in ranges or [(hi, hi)]:  # no range: an empty relation of the right shape
-            f = f"(SELECT * FROM sli_run_facts WHERE t >= {p(a)} AND t < {p(b)})"
-            parts.append(Q.RUN_CONTRIB.format(f=f))
-            parts.append(f"SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts "
-                         f"WHERE t >= {p(a)} AND t < {p(b)}")
+        # every range in one predicate (no range: an empty relation of the right shape). DuckDB pushes an OR of
+        # ranges on `t` into the scan; one branch per range instead planned 4 x ranges branches, and planning was
+        # most of this statement (34 of 38 ms at 10M events, measured)
+        cond = " OR ".join(f"(t >= {p(a)} AND t < {p(b)})" for a, b in ranges or [(hi, hi)])
+        parts.append(f"WITH rf AS (SELECT * FROM sli_run_facts WHERE {cond}) " + Q.RUN_CONTRIB.format(f="rf"))
+        parts.append(f"SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts WHERE {cond}")
     return " UNION ALL ".join(f"SELECT *, 'raw' AS piece FROM ({p})" for p in parts)
 
 
