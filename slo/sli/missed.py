@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
-from slo.sli.cron_slots import CRON_SLOTS
+from slo.sli.cron_slots import CRON_SLOTS, from_us
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
@@ -61,6 +61,16 @@ INSERT INTO sli_schedule_watermarks (notebook_id, checked_until, next_due)
 SELECT DISTINCT notebook_id, CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS TIMESTAMPTZ) FROM events
 WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
 ON CONFLICT (notebook_id) DO UPDATE SET checked_until = NULL, next_due = NULL
+"""
+
+_RESET_SCHEMA = pa.schema([("notebook_id", pa.string()), ("frm", pa.timestamp("us", tz="UTC")),
+                           ("upto", pa.timestamp("us", tz="UTC"))])
+# A re-enumerated notebook's missed slots in (frm, upto] that the new enumeration no longer finds missed are retracted.
+_RETRACT_RESET = """
+UPDATE sli_missed_slots m SET retracted_at = $now
+FROM sli_resets r
+WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.frm AND m.slot <= r.upto
+  AND NOT EXISTS (SELECT 1 FROM sli_new_missed n WHERE n.notebook_id = m.notebook_id AND n.slot = m.slot)
 """
 
 _SLOT_SCHEMA = pa.schema([
@@ -108,6 +118,11 @@ def due_slots(version: Version, after: datetime, before: datetime | None, now: d
     return CRON_SLOTS.due(version.cron, version.tz, version.grace, after, before, now, limit)
 
 
+def due_slots_us(version: Version, after: datetime, before: datetime | None, now: datetime, limit: int):
+    """`due_slots` with the slots in microseconds since the epoch (for Arrow columns)."""
+    return CRON_SLOTS.due_us(version.cron, version.tz, version.grace, after, before, now, limit)
+
+
 def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta) -> int:
     """Decide the slots that became decidable; returns the number of newly inserted misses."""
     due = cur.execute(
@@ -148,6 +163,8 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
     slot_rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     marks: list[tuple[str, datetime | None, datetime | None]] = []
     resets: list[tuple[str, datetime, datetime]] = []
+    lo_slot: datetime | None = None  # earliest slot, latest slot + grace
+    hi_due: datetime | None = None
     for nb in ids:
         vs = versions.get(nb, [])
         if not vs:
@@ -163,16 +180,17 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             if before is not None and before <= start:
                 continue
             after = max(start, v.t)
-            got, due_at = due_slots(v, after, before, now, MAX_SLOTS_PER_PASS)
-            for s in got:
-                slot_rows["notebook_id"].append(nb)
-                slot_rows["slot"].append(s)
-                slot_rows["team"].append(v.team)
-                slot_rows["cron"].append(v.cron)
-                slot_rows["timezone"].append(v.tz)
-                slot_rows["grace_seconds"].append(v.grace)
-            if got:
-                last_decided = got[-1]
+            got, due_at = due_slots_us(v, after, before, now, MAX_SLOTS_PER_PASS)
+            if got:  # column-wise: a (re)registration brings a month of slots
+                slot_rows["slot"].extend(got)
+                for k, val in (("notebook_id", nb), ("team", v.team), ("cron", v.cron), ("timezone", v.tz),
+                               ("grace_seconds", v.grace)):
+                    slot_rows[k].extend([val] * len(got))
+                first, last = from_us(got[0]), from_us(got[-1])
+                lo_slot = first if lo_slot is None else min(lo_slot, first)
+                end = last + timedelta(seconds=v.grace)
+                hi_due = end if hi_due is None else max(hi_due, end)
+                last_decided = last
             if due_at is not None:
                 next_due = due_at
                 break
@@ -184,18 +202,19 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
     cur.register("sli_slots", slots)
     try:
         if slots.num_rows:
-            lo = min(slot_rows["slot"]) - timedelta(days=1)
-            hi = max(s + timedelta(seconds=g) for s, g in zip(slot_rows["slot"], slot_rows["grace_seconds"]))
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}", {"lo": lo, "hi": hi})
+            assert lo_slot is not None
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}",
+                        {"lo": lo_slot - timedelta(days=1), "hi": hi_due})
         else:
             cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_missed AS SELECT * FROM sli_slots")
-        for nb, frm, to in resets:
-            cur.execute(
-                """
-                UPDATE sli_missed_slots SET retracted_at = $now
-                WHERE notebook_id = $nb AND retracted_at IS NULL AND slot > $frm AND slot <= $to
-                  AND slot NOT IN (SELECT slot FROM sli_new_missed WHERE notebook_id = $nb)
-                """, {"now": now, "nb": nb, "frm": frm, "to": to})
+        if resets:  # one statement for every re-enumerated notebook (one each cost ~2 ms)
+            cur.register("sli_resets", pa.table({"notebook_id": [r[0] for r in resets],
+                                                 "frm": [r[1] for r in resets], "upto": [r[2] for r in resets]},
+                                                schema=_RESET_SCHEMA))
+            try:
+                cur.execute(_RETRACT_RESET, {"now": now})
+            finally:
+                cur.unregister("sli_resets")
         before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
         cur.execute(
             """
@@ -207,9 +226,25 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:
         cur.unregister("sli_slots")
-    if marks:
-        cur.executemany(
-            "INSERT INTO sli_schedule_watermarks VALUES (?, ?, ?) "
-            "ON CONFLICT (notebook_id) DO UPDATE SET checked_until = EXCLUDED.checked_until, next_due = EXCLUDED.next_due",
-            [list(m) for m in marks])
+    upsert_marks(cur, "sli_schedule_watermarks", "checked_until", marks)
     return inserted
+
+
+_MARK_SCHEMA = pa.schema([("notebook_id", pa.string()), ("until", pa.timestamp("us", tz="UTC")),
+                          ("next_due", pa.timestamp("us", tz="UTC"))])
+
+
+def upsert_marks(cur: duckdb.DuckDBPyConnection, table: str, until: str,
+                 marks: list[tuple[str, datetime | None, datetime | None]]) -> None:
+    """Per notebook, how far its slots were handled and when the next one is due, in one statement (an
+    `executemany` ran one INSERT per notebook). `table` and `until` are constants of this package."""
+    if not marks:
+        return
+    cur.register("sli_marks", pa.table({"notebook_id": [m[0] for m in marks], "until": [m[1] for m in marks],
+                                        "next_due": [m[2] for m in marks]}, schema=_MARK_SCHEMA))
+    try:
+        cur.execute(f"INSERT INTO {table} (notebook_id, {until}, next_due) SELECT notebook_id, until, next_due "
+                    f"FROM sli_marks ON CONFLICT (notebook_id) DO UPDATE SET {until} = EXCLUDED.{until}, "
+                    "next_due = EXCLUDED.next_due")
+    finally:
+        cur.unregister("sli_marks")

@@ -25,9 +25,11 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 
-from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots, usable
+from slo.sli.cron_slots import from_us
+from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
 
 OUTCOMES = ("ok", "missed", "late", "failed")
+_US = timedelta(microseconds=1)
 
 _RESET_FOR_NEW_REGS = """
 DELETE FROM sli_slot_outcomes o
@@ -132,13 +134,15 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
             before = vs[i + 1].t if i + 1 < len(vs) else None
             if before is not None and before <= start:
                 continue
-            got, due_at = due_slots(v, max(start, v.t), before, now, MAX_SLOTS_PER_PASS)
-            sla = timedelta(seconds=max(v.sla if v.sla is not None else default_sla, v.grace))
-            for slot in got:
-                for k, val in zip(_SCHEMA.names, (nb, slot, v.team, v.environment, v.grace, slot + sla)):
-                    rows[k].append(val)
-            if got:
-                last = got[-1]
+            got, due_at = due_slots_us(v, max(start, v.t), before, now, MAX_SLOTS_PER_PASS)
+            sla_us = timedelta(seconds=max(v.sla if v.sla is not None else default_sla, v.grace)) // _US
+            if got:  # column-wise, in microseconds: a (re)registration brings a month of slots
+                rows["slot"].extend(got)
+                rows["deadline"].extend([slot + sla_us for slot in got])
+                for k, val in (("notebook_id", nb), ("team", v.team), ("environment", v.environment),
+                               ("grace_seconds", v.grace)):
+                    rows[k].extend([val] * len(got))
+                last = from_us(got[-1])
             if due_at is not None:
                 next_due = due_at
                 break
@@ -152,9 +156,7 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
             cur.unregister("sli_new_slots")
     if not marks:  # every registration due was unusable (stored before the contract's bounds)
         return table.num_rows
-    cur.executemany(
-        "INSERT INTO sli_slot_watermarks VALUES (?, ?, ?) ON CONFLICT (notebook_id) DO UPDATE SET "
-        "enumerated_until = EXCLUDED.enumerated_until, next_due = EXCLUDED.next_due", [list(m) for m in marks])
+    upsert_marks(cur, "sli_slot_watermarks", "enumerated_until", marks)
     return table.num_rows
 
 

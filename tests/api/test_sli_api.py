@@ -140,6 +140,35 @@ def test_missed_scheduled_runs(app_db):
     assert missed == {"etl": float(len(expect_missed))}
 
 
+def test_a_reregistration_retracts_the_misses_its_schedule_no_longer_has(app_db):
+    """A registration arriving late with another cron re-enumerates its notebook: misses of the old cron after it
+    are retracted, the new cron's slots are decided, and another notebook's misses stay (set-based retraction)."""
+    app, client, _ = app_db
+    now = datetime.now(timezone.utc)
+    h0 = _hour(now)
+    reg_t = h0 - timedelta(hours=5) + timedelta(minutes=1)
+    decided = timedelta(seconds=600)
+    post(client, [ev("notebook.schedule.registered", reg_t, notebook_id=nb, team="etl", cron="0 * * * *",
+                     grace_seconds=600) for nb in ("x", "y")])
+
+    def missed(nb: str) -> list[datetime]:
+        with app.state.store.read_cursor() as cur:
+            fold(cur, now=now)
+            return [r[0] for r in cur.execute(
+                "SELECT slot FROM sli_missed_slots WHERE notebook_id = ? AND retracted_at IS NULL ORDER BY slot",
+                [nb]).fetchall()]
+
+    hourly = [h0 - timedelta(hours=k) for k in (4, 3, 2, 1, 0) if h0 - timedelta(hours=k) + decided <= now]
+    assert missed("x") == hourly and missed("y") == hourly
+    # x's schedule changed to half past, registered two minutes after the first registration (arriving now)
+    post(client, [ev("notebook.schedule.registered", reg_t + timedelta(minutes=1), notebook_id="x", team="etl",
+                     cron="30 * * * *", grace_seconds=600)])
+    half_past = [h0 - timedelta(hours=k, minutes=-30) for k in (5, 4, 3, 2, 1, 0)
+                 if h0 - timedelta(hours=k, minutes=-30) + decided <= now]
+    assert missed("x") == half_past
+    assert missed("y") == hourly
+
+
 def test_filters_names_and_errors(app_db):
     _, client, _ = app_db
     now = datetime.now(timezone.utc)

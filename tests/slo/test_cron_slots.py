@@ -44,8 +44,10 @@ def test_every_query_equals_a_fresh_croniter_iteration(queries):
         after = BASE + timedelta(minutes=a)
         before = None if b is None else after + timedelta(minutes=b)
         now = after + timedelta(minutes=n)
-        assert cache.due(cron, tz, grace, after, before, now, limit) == \
-            reference(cron, tz, grace, after, before, now, limit)
+        want = reference(cron, tz, grace, after, before, now, limit)
+        assert cache.due(cron, tz, grace, after, before, now, limit) == want
+        us, due_at = cache.due_us(cron, tz, grace, after, before, now, limit)
+        assert ([cron_slots.from_us(x) for x in us], due_at) == want
 
 
 def test_a_range_is_enumerated_once(monkeypatch):
