@@ -77,3 +77,39 @@ def test_a_far_query_starts_the_series_again_rather_than_walking_to_it():
     got = cache.due("* * * * *", None, 0, far, None, far + timedelta(minutes=10), 100_000)
     assert got == reference("* * * * *", None, 0, far, None, far + timedelta(minutes=10), 100_000)
     assert len(cache._series[("* * * * *", None)].slots) < 1000  # not ten years of minutes
+
+
+DST_ZONES = ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "Pacific/Chatham",
+             "Asia/Kolkata", "UTC"]  # Santiago changes at midnight, Lord Howe by 30 min, Chatham at +12:45/+13:45
+PLAIN = ["*/15 * * * *", "0 * * * *", "30 2 * * *", "0 0 * * *", "*/7 3-5 * * *", "0 6 * * 1-5", "45 23 * * 0",
+         "0 0 1 * *"]  # the last one is not plain: croniter all along
+
+
+def _transitions(zone: ZoneInfo, year: int) -> list[datetime]:
+    day, out = datetime(year, 1, 1, 12, tzinfo=timezone.utc), []
+    while day.year == year:
+        if day.astimezone(zone).utcoffset() != (day + timedelta(days=1)).astimezone(zone).utcoffset():
+            out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+def test_fire_times_equal_croniter_across_dst_changes():
+    """The fire times computed on steady days and by croniter around DST changes are croniter's, in every zone
+    kind (skipped and repeated hours, 30-minute and midnight changes, odd offsets), ten days around each change."""
+    for tz in DST_ZONES:
+        zone = ZoneInfo(tz)
+        starts = [t - timedelta(days=5) for t in _transitions(zone, 2026)] or [BASE]
+        for cron in PLAIN:
+            for start in starts:
+                end = start + timedelta(days=10)
+                it = croniter(cron, start.astimezone(zone))
+                want = []
+                while (s := it.get_next(datetime).astimezone(timezone.utc)) < end:
+                    want.append(s)
+                got = []
+                for s in cron_slots.fire_times(cron, zone, start):
+                    if s >= end:
+                        break
+                    got.append(s)
+                assert got == want, (tz, cron, start)
