@@ -37,7 +37,8 @@ DERIVE_FIELDS = pa.schema([
 STORED_FIELDS = ("ok", "result", "reason")
 # Every column of `events` a batch fills (ingested_at and batch_id come from the commit)
 STORED_COLUMNS = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))
-# The same typed columns read from a stored event's `data` (DuckDB SQL; the lake's events and bench tables have no columns)
+# The same typed columns read from a stored event's `data` (DuckDB SQL), for relations without them: the lake's
+# events, bench tables
 STORED_FIELDS_FROM_DATA = "TRY_CAST(data->>'ok' AS BOOLEAN) AS ok, data->>'result' AS result, data->>'reason' AS reason"
 assert [c.rsplit(" AS ", 1)[1] for c in STORED_FIELDS_FROM_DATA.split(", ")] == list(STORED_FIELDS)
 # What the validator hands the writer: the stored columns, then the typed fields.
