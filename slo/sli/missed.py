@@ -63,13 +63,14 @@ WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registere
 ON CONFLICT (notebook_id) DO UPDATE SET checked_until = NULL, next_due = NULL
 """
 
-_RESET_SCHEMA = pa.schema([("notebook_id", pa.string()), ("frm", pa.timestamp("us", tz="UTC")),
-                           ("upto", pa.timestamp("us", tz="UTC"))])
-# A re-enumerated notebook's missed slots in (frm, upto] that the new enumeration no longer finds missed are retracted.
+_RESET_SCHEMA = pa.schema([("notebook_id", pa.string()), ("frm", pa.timestamp("us", tz="UTC"))])
+# A re-enumerated notebook's missed slots after `frm` that the new enumeration does not find missed are retracted,
+# those after its last decided slot too: they belong to a schedule no longer in force (were they missed under the
+# new one, a later pass finds them again and un-retracts them, without counting them twice).
 _RETRACT_RESET = """
 UPDATE sli_missed_slots m SET retracted_at = $now
 FROM sli_resets r
-WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.frm AND m.slot <= r.upto
+WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.frm
   AND NOT EXISTS (SELECT 1 FROM sli_new_missed n WHERE n.notebook_id = m.notebook_id AND n.slot = m.slot)
 """
 
@@ -162,7 +163,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
     floor = now - lookback
     slot_rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     marks: list[tuple[str, datetime | None, datetime | None]] = []
-    resets: list[tuple[str, datetime, datetime]] = []
+    resets: list[tuple[str, datetime]] = []
     lo_slot: datetime | None = None  # earliest slot, latest slot + grace
     hi_due: datetime | None = None
     for nb in ids:
@@ -195,7 +196,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 next_due = due_at
                 break
         if reset:
-            resets.append((nb, max(vs[0].t, floor), last_decided or start))
+            resets.append((nb, max(vs[0].t, floor)))
         marks.append((nb, last_decided or start, next_due))
     inserted = 0
     slots = pa.table(slot_rows, schema=_SLOT_SCHEMA)
@@ -209,8 +210,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_missed AS SELECT * FROM sli_slots")
         if resets:  # one statement for every re-enumerated notebook (one each cost ~2 ms)
             cur.register("sli_resets", pa.table({"notebook_id": [r[0] for r in resets],
-                                                 "frm": [r[1] for r in resets], "upto": [r[2] for r in resets]},
-                                                schema=_RESET_SCHEMA))
+                                                 "frm": [r[1] for r in resets]}, schema=_RESET_SCHEMA))
             try:
                 cur.execute(_RETRACT_RESET, {"now": now})
             finally:
