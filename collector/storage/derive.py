@@ -16,8 +16,8 @@ import polars as pl
 import pyarrow as pa
 
 from collector.storage import batch
-from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS
-from collector.storage.sqltext import ident, lit
+from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS, field_from_data
+from collector.storage.sqltext import ident
 
 # Upper bounds of notebook_run_duration_seconds; notebook runs last seconds to hours.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -312,15 +312,5 @@ def typed_from_stored(relation: str) -> str:
     """A SELECT over stored event rows (`relation`, e.g. `events`) that adds the typed fields, read back from
     `data`: for rebuilding derived tables from history (and benchmarks that fill `events` directly), never on
     the ingest path, where the validator types them."""
-    exprs = []
-    for f in DERIVE_FIELDS:
-        if f.metadata and f.metadata.get(b"json"):
-            expr = f"(data->{lit(f.name)})::VARCHAR"
-        elif pa.types.is_string(f.type):
-            expr = f"(data->>{lit(f.name)})"
-        else:
-            sql_type = {"timestamp[us, tz=UTC]": "TIMESTAMPTZ", "double": "DOUBLE", "int64": "BIGINT",
-                        "bool": "BOOLEAN"}[str(f.type)]
-            expr = f"TRY_CAST((data->>{lit(f.name)}) AS {sql_type})"
-        exprs.append(f"{expr} AS {ident(f.name)}")
+    exprs = [f"{field_from_data(f)} AS {ident(f.name)}" for f in DERIVE_FIELDS]
     return f"SELECT {EVENT_COLUMNS}, {', '.join(exprs)} FROM {relation}"

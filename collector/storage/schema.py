@@ -6,6 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from collector.storage.sqltext import ident, lit
+
 EVENT_SCHEMA = pa.schema([
     ("source", pa.string()), ("id", pa.string()), ("type", pa.string()),
     ("time", pa.timestamp("us", tz="UTC")), ("subject", pa.string()),
@@ -37,14 +39,26 @@ DERIVE_FIELDS = pa.schema([
 STORED_FIELDS = ("ok", "result", "reason")
 # Every column of `events` a batch fills (ingested_at and batch_id come from the commit)
 STORED_COLUMNS = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))
-# The same typed columns read from a stored event's `data` (DuckDB SQL), for relations without them: the lake's
-# events, bench tables
-STORED_FIELDS_FROM_DATA = "TRY_CAST(data->>'ok' AS BOOLEAN) AS ok, data->>'result' AS result, data->>'reason' AS reason"
-assert [c.rsplit(" AS ", 1)[1] for c in STORED_FIELDS_FROM_DATA.split(", ")] == list(STORED_FIELDS)
 # What the validator hands the writer: the stored columns, then the typed fields.
 INGEST_SCHEMA = pa.schema(list(EVENT_SCHEMA) + list(DERIVE_FIELDS))
 assert len(set(INGEST_SCHEMA.names)) == len(INGEST_SCHEMA.names), "a typed field shadows a stored column"
 assert set(STORED_FIELDS) <= set(DERIVE_FIELDS.names), "a stored field the validator does not type"
+
+
+def field_from_data(f: pa.Field) -> str:
+    """DuckDB SQL reading the typed field `f` back out of a stored event's `data`, as the validator would have typed
+    it (a value of another shape is NULL): for history rebuilds, the lake and benchmarks, never the ingest path."""
+    if f.metadata and f.metadata.get(b"json"):
+        return f"(data->{lit(f.name)})::VARCHAR"
+    if pa.types.is_string(f.type):
+        return f"(data->>{lit(f.name)})"
+    sql_type = {"timestamp[us, tz=UTC]": "TIMESTAMPTZ", "double": "DOUBLE", "int64": "BIGINT",
+                "bool": "BOOLEAN"}[str(f.type)]
+    return f"TRY_CAST((data->>{lit(f.name)}) AS {sql_type})"
+
+
+# The stored typed fields read from `data`, for relations of events without them (the lake's, bench tables)
+STORED_FIELDS_FROM_DATA = ", ".join(f"{field_from_data(DERIVE_FIELDS.field(n))} AS {ident(n)}" for n in STORED_FIELDS)
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
