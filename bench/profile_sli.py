@@ -65,6 +65,7 @@ def main() -> None:
         con.execute("SET enable_progress_bar = false")
         fold(con, cfg, now=now)
         if a.mode == "incremental":
+            compute(con, q, cfg, fold_first=False)  # as the refresher's last pass did (M3's kept durations)
             import bench_sli
             from collector.ingest.writer import Writer
             from collector.metrics.counters import CounterStore

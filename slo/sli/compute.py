@@ -26,9 +26,10 @@ from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
 from collector.storage.sqltext import Params
 from cost import allocation, variance
+from slo.sli import durations
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
-from slo.sli.fold import cursor_batch, fold
+from slo.sli.fold import cursor_batch, fold, kept_state
 from slo.sli.windows import Win, merge_ranges, windows
 
 
@@ -191,7 +192,7 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     if "M11" in slis:
         ctx.reasons["M11"] = "no kernel session started in the window"
     if "M3" in slis:
-        _exec_time(cur, ctx, mode)
+        _exec_time(cur, ctx, mode, cfg)
     if {"M4", "M10"} & set(slis):
         alloc = _Allocation(cur, ctx)  # computed once for both: it is most of their cost
         if "M4" in slis:
@@ -340,19 +341,23 @@ def _pages(ctx: _Ctx, w: Win, scopes: list[tuple], observed: set,
         ctx.emit(w, "M13", team, None, None, "count", float(n), None, None, int(n), details={"flaps": flaps})
 
 
-def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
+def _exec_time(cur, ctx: _Ctx, mode: str, cfg: SliConfig) -> None:
     sets = _sets(ctx)
     if not sets:
         return
-    wins = ctx.wins
-    p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
-    f = "SELECT * FROM sli_run_facts" if mode == "incremental" else Q.RUN_FACTS.format(src="run_attempts")
-    rows_of_wins = " UNION ALL ".join(f"SELECT {i} AS w, {p(w.s)} AS ws, {p(w.e)} AS we" for i, w in enumerate(wins))
-    grouping = ", ".join("(w)" if s == "()" else f"(w, {s[1:]}" for s in sets)
-    sql = Q.EXEC_TIME.format(dims=Q.dims(", ".join(sets)), f=f, wins=rows_of_wins, extra=_filters(ctx, p),
-                             grouping=grouping)
     ctx.reasons["M3"] = "no succeeded attempt with a duration ended in the window"
-    for row in sorted(cur.execute(sql, p).fetchall(), key=lambda r: (r[0],) + _skey(r[1:3])):
+    wins = ctx.wins
+    rows = _kept_exec_time(cur, ctx, sets, cfg) if mode == "incremental" else None
+    if rows is None:
+        p = Params(lo=min(w.s for w in wins), hi=max(w.e for w in wins))
+        f = "SELECT * FROM sli_run_facts" if mode == "incremental" else Q.RUN_FACTS.format(src="run_attempts")
+        rows_of_wins = " UNION ALL ".join(f"SELECT {i} AS w, {p(w.s)} AS ws, {p(w.e)} AS we"
+                                          for i, w in enumerate(wins))
+        grouping = ", ".join("(w)" if s == "()" else f"(w, {s[1:]}" for s in sets)
+        sql = Q.EXEC_TIME.format(dims=Q.dims(", ".join(sets)), f=f, wins=rows_of_wins, extra=_filters(ctx, p),
+                                 grouping=grouping)
+        rows = cur.execute(sql, p).fetchall()
+    for row in sorted(rows, key=lambda r: (r[0],) + _skey(r[1:3])):
         i, team, nb, _trig, gt, gn, _gtr, n, mean, qs = row
         if not gn and nb is None:
             continue
@@ -361,6 +366,24 @@ def _exec_time(cur, ctx: _Ctx, mode: str) -> None:
             continue
         for stat, v in (("mean", mean), ("p50", qs[0]), ("p95", qs[1]), ("p99", qs[2])):
             ctx.emit(wins[i], "M3", sc[0], sc[1], None, stat, float(v), None, None, int(n))
+
+
+def _kept_exec_time(cur, ctx: _Ctx, sets: list[str], cfg: SliConfig) -> list[tuple] | None:
+    """M3 at the platform and team levels from the durations kept sorted between refreshes (slo/sli/durations.py),
+    in the shape of Q.EXEC_TIME's rows; None when SQL must answer (a notebook level, an earlier as_of, ...)."""
+    if not set(sets) <= {"()", "(team)"}:
+        return None
+    with kept_state(cur) as (key, cursor):
+        kept = durations.percentiles(cur, key, cursor, [w.seconds for w in ctx.wins], ctx.as_of,
+                                     cfg.m3_state_max_values)
+    if kept is None:
+        return None
+    rows = []
+    for i, w in enumerate(ctx.wins):
+        for scope, (n, mean, qs) in kept[w.seconds].items():
+            if (scope is None and "()" in sets) or (scope is not None and "(team)" in sets):
+                rows.append((i, scope, None, None, int(scope is None), 1, 1, n, mean, qs))
+    return rows
 
 
 class _Allocation:

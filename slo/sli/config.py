@@ -44,6 +44,11 @@ class SliConfig(BaseSettings):
                             "(a schedule's `sla_seconds` overrides it)")
     slot_settle_seconds: float = Field(
         300.0, description="Wait after a slot's deadline for late events before deciding it failed or late")
+    m3_state_max_values: int = Field(
+        10_000_000, ge=0, description="Most values kept sorted in memory between refreshes for M3's exact "
+                                      "percentiles (8 bytes each; a duration is kept for the platform and for its "
+                                      "team, per window; slo/sli/durations.py). Past it SQL computes them at every "
+                                      "refresh. 0: never kept")
     kernel_session_max_hours: float = Field(
         24.0, description="A kernel session with no event for this long stops counting as active")
 

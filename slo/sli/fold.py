@@ -17,12 +17,16 @@ bound values into the scan's filters, so the time bounds still skip row groups b
 from __future__ import annotations
 
 import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 import duckdb
+import pyarrow as pa
 
-from slo.sli import missed, slots
+from slo.sli import durations, missed, slots
 from slo.sli import sql as Q
 from slo.sli.config import SliConfig, utc
 
@@ -32,13 +36,32 @@ _LOCKS: dict[str, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def _lock_for(cur: duckdb.DuckDBPyConnection) -> threading.RLock:
-    """The lock of the database file `cur` is connected to (one per file, shared by every connection)."""
-    path = cur.execute(
-        "SELECT coalesce(path, database_name) FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()[0]
+def _db_path(cur: duckdb.DuckDBPyConnection) -> str | None:
+    """The file `cur` is connected to (None: an in-memory database)."""
+    return cur.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+
+
+def _lock_for(path: str | None) -> threading.RLock:
+    """The lock of one database file, shared by every connection to it (in-memory databases share one)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(str(path), threading.RLock())
+
+
+def _identity(cur: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(fold cursor, instance id) from sli_state."""
+    cursor, instance = cur.execute(Q.STATE_IDENTITY).fetchone()
+    return int(cursor or 0), instance
+
+
+@contextmanager
+def kept_state(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[durations.Key | None, int]]:
+    """Under the database's fold lock (no fold commits meanwhile): the key of its kept M3 state
+    (slo/sli/durations.py; None for an in-memory database or one never folded) and its fold cursor."""
+    path = _db_path(cur)
+    with _lock_for(path):
+        cursor, instance = _identity(cur)
+        yield (None if path is None or instance is None else (path, instance)), cursor
 
 
 # ---- folding -------------------------------------------------------------------------------------------------------
@@ -64,15 +87,22 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     """Bring the SLI tables up to the last committed ingest batch and decide newly due cron slots."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
-    with _lock_for(cur):
+    path = _db_path(cur)
+    with _lock_for(path):
         cur.execute("BEGIN TRANSACTION")
         try:
-            lo = cursor_batch(cur)
+            lo, instance = _identity(cur)
+            if instance is None:
+                instance = uuid.uuid4().hex
+                cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('instance', ?)", [instance])
+            key = None if path is None else (path, instance)
             hi = cur.execute(Q.NEW_BATCHES).fetchone()[0]
             st = FoldStats(lo, hi)
+            changed = None
             if hi > lo:
                 _fold_events(cur, lo, hi)  # stages the event contributions in sli_contrib
-                st.attempts, subtracted = _fold_runs(cur, lo, hi, now)  # adds the run contributions
+                # adds the run contributions; the net change of M3's durations if a state is kept for them
+                st.attempts, subtracted, changed = _fold_runs(cur, lo, hi, now, durations.tracking(key))
                 _upsert_rollups(cur, prune=subtracted)
                 cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
                 slots.reset_for_new_registrations(cur, lo, hi)
@@ -86,13 +116,17 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        durations.folded(key, lo, hi, changed)
     return st
 
 
 def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
     """Forget the SLI tables and fold the whole history again (decided slot outcomes and missed slots are kept:
     they back counters that never go down)."""
-    with _lock_for(cur):
+    path = _db_path(cur)
+    with _lock_for(path):
+        if path is not None:
+            durations.forget((path, _identity(cur)[1] or ""))
         for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
             cur.execute(f"DELETE FROM {t}")
@@ -100,16 +134,20 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
 
 
 _ELIG = Q.REPRO_ELIGIBLE
+_NO_CHANGES = pa.table({"t": pa.array([], pa.int64()), "team": pa.array([], pa.string()),
+                        "d": pa.array([], pa.float64()), "n": pa.array([], pa.int64())})
 _GK = Q.GROUP_KEY
 _GK_EQ = " AND ".join(f"a.{c} = b.{c}" for c in _GK.split(", "))
 
 
-def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) -> tuple[int, bool]:
-    """Refold the attempts the batches touched; returns (attempts, whether old contributions were subtracted)."""
+def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime,
+               keep_changes: bool) -> tuple[int, bool, pa.Table | None]:
+    """Refold the attempts the batches touched; returns (attempts, whether old contributions were subtracted, the
+    net change of M3's durations when `keep_changes`)."""
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
-        return 0, False
+        return 0, False, (_NO_CHANGES if keep_changes else None)
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
     min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
@@ -123,10 +161,11 @@ def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime) 
     if bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
+    changed = cur.execute(Q.DURATION_CHANGES).to_arrow_table() if keep_changes else None
     cur.execute(missed.RETRACT_LATE, {"now": now})
     for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts"):
         cur.execute(f"DROP TABLE IF EXISTS {t}")
-    return int(n), bound is not None
+    return int(n), bound is not None, changed
 
 
 def _fold_repro(cur: duckdb.DuckDBPyConnection) -> None:

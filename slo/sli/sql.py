@@ -437,3 +437,29 @@ FROM kernel_sessions
 WHERE started_at <= $now AND (ended_at IS NULL OR ended_at > $now) AND last_event_at >= $now - to_seconds($max_age)
 GROUP BY 1 ORDER BY 1
 """
+
+
+# ---- M3 kept between refreshes (slo/sli/durations.py) ----------------------------------------------------------
+
+# Durations of the succeeded facts whose time is in {cond} (bound ranges), t as epoch microseconds: what M3 counts.
+KEPT_DURATIONS = """
+SELECT epoch_us(t) AS t, team, duration_seconds AS d FROM sli_run_facts
+WHERE state = 'succeeded' AND duration_seconds IS NOT NULL AND ({cond})
+"""
+# What a fold changed in them: the net count of each (t, team, duration) among the facts it wrote (+1) and the
+# facts they replaced (-1) (unchanged ones, such as re-evaluated reproducibility members, cancel out).
+DURATION_CHANGES = """
+SELECT epoch_us(t) AS t, team, duration_seconds AS d, CAST(sum(sign) AS BIGINT) AS n FROM (
+    SELECT t, team, duration_seconds, 1 AS sign FROM sli_new_facts
+    WHERE state = 'succeeded' AND duration_seconds IS NOT NULL
+    UNION ALL
+    SELECT t, team, duration_seconds, -1 FROM sli_old_facts
+    WHERE state = 'succeeded' AND duration_seconds IS NOT NULL
+) c
+GROUP BY ALL
+HAVING sum(sign) <> 0
+"""
+# The fold cursor and the database's instance id (slo/sli/durations.py keys its state by file and instance).
+STATE_IDENTITY = """
+SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'instance') FROM sli_state
+"""

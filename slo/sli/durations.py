@@ -1,0 +1,316 @@
+"""M3's percentiles kept between refreshes: the sorted durations of each window and scope, moved forward by what
+changed instead of sorted again.
+
+Why: an exact percentile is a selection over every duration of its window. At 10M stored events the 30-day window
+holds ~1M succeeded attempts, and DuckDB's quantile over them costs ~35 ms per level: 76 of the 301 ms of an
+incremental refresh (docs/performance.md). The gauge refresher asks for the same windows every few seconds; between
+two asks the windows slide by seconds and a fold changes a few thousand facts. Kept sorted (numpy), a window is
+brought forward by deleting the durations that left it or changed and inserting the ones that entered or changed
+(one pass over each array), and a percentile is two array reads. The result is exact, with quantile_cont's
+definition: linear interpolation between the two nearest ranks of (n - 1) * q. It equals DuckDB's figure up to
+floating-point rounding in the last place (DuckDB interpolates with more precision).
+
+The state of one database (its file and the `instance` id in sli_state, so a copied or re-created file never shares
+it) holds, for one fold cursor and one as_of, each window's sorted durations for the platform and for every team:
+
+- fold() hands over the net change of its run facts after its commit (`folded`): applied to every window in the
+  range the window covers at the state's as_of, and the cursor moves to the fold's;
+- a computation at the state's cursor and a later as_of slides each window: the facts of the ranges that left and
+  entered it are read (a few seconds of facts), deleted and inserted;
+- otherwise (a cursor the state did not see, a window never asked) the windows are built from the facts, once; an
+  as_of earlier than the state's is answered by SQL (the state only moves forward).
+
+Callers hold the database's fold lock (slo/sli/fold.py), so a fold never commits between reading a cursor and using
+the state. A state costs 16 bytes per duration per window (platform and team copies); past `max_values`
+durations in all (SliConfig.m3_state_max_values) none is kept and SQL answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Iterator, Optional
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collector.storage.sqltext import Params
+from slo.sli import sql as Q
+
+Key = tuple[str, str]  # (database file, sli_state instance id)
+Scope = Optional[str]  # None: the platform; else a team
+QUANTILES = (0.5, 0.95, 0.99)
+MAX_STATES = 4  # databases with a state in one process (a collector has one; tests and tools open several)
+MAX_WINDOWS = 8  # window lengths kept per database (the configured ones plus a few asked through the API)
+MAX_CHANGED = 1_000_000  # more queued fold changes than this drop the state (rebuilt at the next ask)
+
+
+class Drift(Exception):
+    """The state and the facts disagree (a duration to delete is not there): the state is dropped and rebuilt."""
+
+
+@dataclass
+class _State:
+    cursor: int
+    as_of: int  # epoch microseconds
+    windows: dict[int, dict[Scope, np.ndarray]] = field(default_factory=dict)  # seconds -> scope -> sorted
+    disabled: bool = False  # too many durations to keep: SQL answers until the cursor moves
+    pending: list[pa.Table] = field(default_factory=list)  # fold changes not applied yet (Q.DURATION_CHANGES)
+
+
+_STATES: "OrderedDict[Key, _State]" = OrderedDict()
+_GUARD = threading.Lock()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _us(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def tracking(key: Key | None) -> bool:
+    """Whether a fold of this database should hand over its changes (a state is kept for it)."""
+    with _GUARD:
+        return key is not None and key in _STATES and not _STATES[key].disabled
+
+
+def forget(key: Key | None) -> None:
+    with _GUARD:
+        if key is not None:
+            _STATES.pop(key, None)
+
+
+def _get(key: Key) -> _State | None:
+    with _GUARD:
+        st = _STATES.get(key)
+        if st is not None:
+            _STATES.move_to_end(key)
+        return st
+
+
+def _put(key: Key, st: _State) -> None:
+    with _GUARD:
+        _STATES[key] = st
+        _STATES.move_to_end(key)
+        while len(_STATES) > MAX_STATES:
+            _STATES.popitem(last=False)
+
+
+# ---- sorted-array edits ---------------------------------------------------------------------------------------
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+def _delete(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """`arr` without one occurrence of each of `vals` (a multiset difference); Drift if one is missing."""
+    if not vals.size:
+        return arr
+    vals = np.sort(vals)
+    occurrence = np.arange(vals.size) - np.searchsorted(vals, vals, "left")  # 0, 1, ... within equal values
+    idx = np.searchsorted(arr, vals, "left") + occurrence
+    if idx[-1] >= arr.size or not _same(arr[idx], vals):
+        raise Drift("a duration to delete is not in the window")
+    return np.delete(arr, idx)
+
+
+def _insert(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    if not vals.size:
+        return arr
+    vals = np.sort(vals)
+    return np.insert(arr, np.searchsorted(arr, vals), vals)
+
+
+class _Rows:
+    """(t in epoch µs, team, duration, count) rows as numpy arrays; count is +n (add n times) or -n (delete).
+    Teams are codes into `names` (string comparisons in numpy are Python calls: 0.85 s to split 1M rows)."""
+
+    def __init__(self, t: np.ndarray, code: np.ndarray, names: list[str], d: np.ndarray, n: np.ndarray) -> None:
+        self.t, self.code, self.names, self.d, self.n = t, code, names, d, n
+
+    @classmethod
+    def of(cls, tbl: pa.Table) -> "_Rows":
+        team = pc.dictionary_encode(tbl.column("team")).combine_chunks()
+        t = tbl.column("t").to_numpy(zero_copy_only=False).astype(np.int64)
+        n = (tbl.column("n").to_numpy(zero_copy_only=False).astype(np.int64) if "n" in tbl.column_names
+             else np.ones(t.size, dtype=np.int64))
+        return cls(t, team.indices.to_numpy(zero_copy_only=False).astype(np.int64), team.dictionary.to_pylist(),
+                   tbl.column("d").to_numpy(zero_copy_only=False).astype(np.float64), n)
+
+    def _take(self, m: np.ndarray) -> "_Rows":
+        return _Rows(self.t[m], self.code[m], self.names, self.d[m], self.n[m])
+
+    def within(self, lo: int, hi: int) -> "_Rows":
+        return self._take((self.t >= lo) & (self.t < hi))
+
+    def negated(self) -> "_Rows":
+        return _Rows(self.t, self.code, self.names, self.d, -self.n)
+
+    def by_team(self) -> Iterator[tuple[str, "_Rows"]]:
+        order = np.argsort(self.code, kind="stable")
+        codes = self.code[order]
+        present = np.unique(codes)
+        bounds = np.searchsorted(codes, present, "left"), np.searchsorted(codes, present, "right")
+        for c, a, b in zip(present, *bounds):
+            yield self.names[c], self._take(order[a:b])
+
+    def apply(self, scopes: dict[Scope, np.ndarray]) -> None:
+        """Delete and insert these rows' durations in every scope they belong to (the platform and their team)."""
+        if not self.t.size:
+            return
+        for scope, rows in itertools.chain([(None, self)], self.by_team()):
+            neg, pos = rows.n < 0, rows.n > 0
+            arr = scopes.get(scope, np.empty(0))
+            arr = _delete(arr, np.repeat(rows.d[neg], -rows.n[neg]))
+            arr = _insert(arr, np.repeat(rows.d[pos], rows.n[pos]))
+            if arr.size:
+                scopes[scope] = arr
+            else:
+                scopes.pop(scope, None)
+
+
+def _build(rows: _Rows, lo: int, hi: int) -> dict[Scope, np.ndarray]:
+    """Durations per scope of the rows with lo <= t < hi (all counts 1), `rows` sorted by duration (a subset and a
+    stable split by team keep that order)."""
+    r = rows.within(lo, hi)
+    out: dict[Scope, np.ndarray] = {}
+    if r.t.size:
+        out[None] = r.d
+        out.update((team, part.d) for team, part in r.by_team())
+    return out
+
+
+def _ranges_sql(ranges: Iterable[tuple[int, int]]) -> tuple[str, Params]:
+    p = Params()
+    cond = " OR ".join(f"(t >= {p(_dt(a))} AND t < {p(_dt(b))})" for a, b in ranges)
+    return Q.KEPT_DURATIONS.format(cond=cond or "false"), p
+
+
+def _read_table(cur: duckdb.DuckDBPyConnection, ranges: Iterable[tuple[int, int]]) -> pa.Table:
+    """Durations of the succeeded facts in the time ranges (epoch µs), as they are stored now."""
+    sql, p = _ranges_sql(ranges)
+    return cur.execute(sql, p).to_arrow_table()
+
+
+def _read(cur: duckdb.DuckDBPyConnection, ranges: Iterable[tuple[int, int]]) -> _Rows:
+    return _Rows.of(_read_table(cur, ranges))
+
+
+def _count(cur: duckdb.DuckDBPyConnection, span: tuple[int, int]) -> int:
+    sql, p = _ranges_sql([span])
+    return int(cur.execute(f"SELECT count(*) FROM ({sql}) x", p).fetchone()[0])
+
+
+# ---- what fold() and compute() call ------------------------------------------------------------------------------
+
+def folded(key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
+    """After a fold from cursor `lo` to `hi` committed: its net fact changes (Q.DURATION_CHANGES) are queued on the
+    state, which moves to cursor `hi` (the next computation applies them with its slide, in the same pass over the
+    arrays); a state at another cursor, or a fold without its changes, drops the state."""
+    if key is None:
+        return
+    st = _get(key)
+    if st is None or hi == lo:
+        return
+    if st.cursor != lo or st.disabled or changed is None or \
+            changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
+        forget(key)
+        return
+    if changed.num_rows:
+        st.pending.append(changed)
+    st.cursor = hi
+
+
+def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
+                as_of: datetime, max_values: int) -> dict[int, dict[Scope, tuple[int, float, list[float]]]] | None:
+    """Per window (seconds) and scope: (n, mean, [p50, p95, p99]) of the durations at `cursor` and `as_of`, from
+    the kept state (brought forward, or built); None when SQL should answer (no key, an as_of before the state's,
+    too many durations). The caller holds the fold lock and read `cursor` under it."""
+    if key is None:
+        return None
+    a = _us(as_of)
+    st = _get(key)
+    if st is not None and (a < st.as_of or (st.disabled and st.cursor == cursor)):
+        return None
+    if st is None or st.cursor != cursor or st.disabled:
+        st = _State(cursor, a)
+    try:
+        _slide(cur, st, a)
+    except Drift:  # never expected: the state is rebuilt from the facts
+        st = _State(cursor, a)
+    missing = [s for s in window_seconds if s not in st.windows]
+    if missing:
+        span = (a - max(missing) * 1_000_000, a)
+        kept = sum(x.size for w in st.windows.values() for x in w.values())
+        if kept + 2 * len(missing) * _count(cur, span) > max_values:
+            _put(key, _State(cursor, a, disabled=True))
+            return None
+        rows = _read(cur, [span])
+        rows = rows._take(np.argsort(rows.d, kind="stable"))  # sorted once for every window and team
+        for s in missing:
+            st.windows[s] = _build(rows, a - s * 1_000_000, a)
+        while len(st.windows) > MAX_WINDOWS:
+            st.windows.pop(next(s for s in st.windows if s not in window_seconds))
+    _put(key, st)
+    return {s: {scope: _stats(arr) for scope, arr in st.windows[s].items()} for s in window_seconds}
+
+
+def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
+    """Bring every window of the state from its as_of to `a` (>= it) and apply the queued fold changes, in one
+    delete and one insert per array: new = old + changes within the old window - facts that left + facts that
+    entered (the last two read as stored now)."""
+    was, pending = st.as_of, st.pending
+    st.as_of, st.pending = a, []
+    for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
+        del st.windows[secs]  # nothing of the old window is left: built again
+    if not st.windows or (a == was and not pending):
+        return
+    ranges = [r for secs in st.windows for r in ((was - secs * 1_000_000, a - secs * 1_000_000), (was, a))]
+    read = _read_table(cur, _merged(ranges)) if a > was else None
+    parts = list(pending)
+    if read is not None and read.num_rows:
+        parts.append(read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64))))  # n = 0: read rows
+    if not parts:
+        return
+    rows = _Rows.of(pa.concat_tables(parts))
+    is_read, t = rows.n == 0, rows.t
+    for secs, scopes in st.windows.items():
+        span = secs * 1_000_000
+        mult = np.where(is_read,
+                        np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
+                        np.where((t >= was - span) & (t < was), rows.n, 0))
+        keep = mult != 0
+        part = rows._take(keep)
+        part.n = mult[keep]
+        part.apply(scopes)
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(r for r in ranges if r[0] < r[1]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _stats(arr: np.ndarray) -> tuple[int, float, list[float]]:
+    n = arr.size
+    qs = []
+    for q in QUANTILES:
+        rn = (n - 1) * q
+        lo, hi = int(np.floor(rn)), int(np.ceil(rn))
+        v = float(arr[lo]) if lo == hi else float(arr[lo] + (arr[hi] - arr[lo]) * (rn - lo))
+        qs.append(v)
+    return n, float(np.add.reduce(arr)) / n, qs

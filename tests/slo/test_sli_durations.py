@@ -1,0 +1,195 @@
+"""M3's percentiles from the durations kept between refreshes (slo/sli/durations.py) equal the SQL computation.
+
+Events go through the real app (POST /v1/events); each step then computes the SLIs the way the gauge refresher does
+(fold, then the incremental engine) and compares M3 with the direct computation (held to a plain-Python reference
+by test_sli_engine.py), while the as_of moves forward by nothing, seconds, hours or more than a window, sometimes
+back, and late terminal events change the duration or the outcome of attempts already counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.app import create_app
+from collector.settings import Settings
+from slo.sli import durations
+from slo.sli.compute import compute
+from slo.sli.config import SliConfig, SliQuery
+from slo.sli.fold import kept_state
+
+BASE = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+WINDOWS = ["1h", "1d", "3d"]
+USED: list[str] = []  # how each step's kept state came about (non-vacuity)
+
+
+class App:
+    def __init__(self, tmp: Path) -> None:
+        self.app = create_app(Settings(db=tmp / "obs.duckdb", auth=False, gauge_refresh_seconds=3600,
+                                       gauge_min_gap_seconds=3600))
+        self.client = TestClient(self.app)
+        self.client.__enter__()
+        self.n = itertools.count()
+        # The collector's refresher computes once at start (as_of = now, after BASE): a state only moves forward,
+        # so the steps below would all be answered by SQL. It refreshes no more within the test; its state goes.
+        refresher = self.app.state.store.refresher
+        deadline = time.monotonic() + 30
+        while refresher.version < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert refresher.version >= 1
+        durations._STATES.clear()
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+    def post(self, events: list[dict]) -> None:
+        r = self.client.post("/v1/events", json=events)
+        assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
+
+    def run(self, run: str, team: str, start: datetime, end: datetime, outcome: str, duration: float) -> list[dict]:
+        data = {"run_id": run, "notebook_id": f"nb-{team}", "team": team}
+        return [{"specversion": "1.0", "source": "test://d", "id": f"e{next(self.n)}", "type": ty, "time": t.isoformat(),
+                 "data": d}
+                for ty, t, d in (("notebook.run.started", start, data),
+                                 (f"notebook.run.{outcome}", end, dict(data, duration_seconds=duration)))]
+
+    def m3(self, as_of: datetime, mode: str) -> dict[tuple, float]:
+        q = SliQuery(as_of=as_of, windows=WINDOWS, slis=["M3"], levels=("platform", "team"))
+        with self.app.state.store.read_cursor() as cur:
+            rows = compute(cur, q, SliConfig(), mode=mode)
+        return {(r["window"], r["team"], r["stat"]): (r["value"], r["total"]) for r in rows if r["value"] is not None}
+
+
+def assert_same(got: dict[tuple, tuple], want: dict[tuple, tuple]) -> None:
+    """Same rows, same counts, values equal up to rounding in the last places."""
+    assert set(got) == set(want)
+    for k, (v, n) in want.items():
+        assert got[k][1] == n, k
+        assert got[k][0] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+
+
+@st.composite
+def steps(draw):
+    out = []
+    for _ in range(draw(st.integers(2, 6))):
+        runs = [(draw(st.sampled_from(("a", "b", "c"))), draw(st.integers(-4 * 1440, 0)),  # start, minutes
+                 draw(st.sampled_from(("succeeded", "succeeded", "failed"))), float(draw(st.integers(1, 300))))
+                for _ in range(draw(st.integers(0, 12)))]
+        late = draw(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(("succeeded", "failed")),
+                                       st.integers(1, 300)), max_size=3))  # later terminal events of earlier runs
+        move = draw(st.sampled_from((0, 0, 7, 600, 3 * 3600, 2 * 86400, 5 * 86400, -1800)))  # seconds
+        out.append((runs, late, move))
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps())
+def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
+    with tempfile.TemporaryDirectory() as d:
+        app = App(Path(d))
+        try:
+            as_of, made = BASE, []
+            for runs, late, move in case:
+                as_of += timedelta(seconds=move)
+                events = []
+                for team, minute, outcome, dur in runs:
+                    start = as_of + timedelta(minutes=minute)
+                    run = f"r{len(made)}"
+                    made.append((run, team, start))
+                    events += app.run(run, team, start, start + timedelta(seconds=dur), outcome, dur)
+                for i, outcome, dur in late:
+                    if made:
+                        run, team, start = made[i % len(made)]
+                        end = start + timedelta(seconds=400 + dur)  # later than any first terminal: it wins
+                        events += app.run(run, team, start, end, outcome, float(dur))[1:]
+                if events:
+                    app.post(events)
+                got = app.m3(as_of, "incremental")
+                with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
+                    state = durations._STATES.get(key)
+                    if state is not None and state.cursor == cursor and state.as_of == durations._us(as_of):
+                        USED.append("kept")
+                assert_same(got, app.m3(as_of, "direct"))
+        finally:
+            app.close()
+
+
+def test_kept_percentiles_were_used():
+    """Runs after the property test (file order): most steps were answered by the kept state."""
+    if not USED:
+        pytest.skip("property test not run in this session")
+    assert len(USED) >= 20
+
+
+def test_stats_equal_duckdb_quantile_cont():
+    rng = np.random.default_rng(3)
+    con = duckdb.connect()
+    for n in (1, 2, 3, 10, 99, 1000):
+        x = np.round(np.exp(rng.normal(4, 2, n)), 2)
+        x[: n // 3] = x[0]  # ties
+        (qs, mean), = con.execute("SELECT quantile_cont(d, [0.5, 0.95, 0.99]), avg(d) FROM "
+                                  "(SELECT unnest($x::DOUBLE[]) AS d)", {"x": x.tolist()}).fetchall()
+        got_n, got_mean, got_qs = durations._stats(np.sort(x))
+        assert got_n == n
+        assert got_mean == pytest.approx(mean, rel=1e-12)
+        assert got_qs == pytest.approx(qs, rel=1e-12)
+
+
+def test_sorted_edits_are_multiset_operations():
+    arr = np.array([1.0, 2.0, 2.0, 2.0, 5.0, np.inf])
+    assert durations._delete(arr, np.array([2.0, 2.0, np.inf])).tolist() == [1.0, 2.0, 5.0]
+    assert durations._insert(arr, np.array([3.0, 0.5, 2.0])).tolist() == [0.5, 1, 2, 2, 2, 2, 3, 5, np.inf]
+    with pytest.raises(durations.Drift):
+        durations._delete(arr, np.array([2.0, 2.0, 2.0, 2.0]))  # one 2.0 too many
+    with pytest.raises(durations.Drift):
+        durations._delete(arr, np.array([3.0]))
+
+
+def test_a_state_that_drifted_is_dropped_and_the_answer_stays_exact(tmp_path):
+    app = App(tmp_path)
+    try:
+        events = app.run("r0", "a", BASE - timedelta(minutes=30), BASE - timedelta(minutes=20), "succeeded", 600.0)
+        app.post(events)
+        assert_same(app.m3(BASE, "incremental"), app.m3(BASE, "direct"))
+        with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
+            state = durations._STATES[key]
+            state.windows[3600][None] = np.empty(0)  # the kept platform values lose the run's duration
+        # a late terminal event replaces the attempt's fact: deleting its old duration finds nothing
+        app.post(app.run("r0", "a", BASE - timedelta(minutes=30), BASE - timedelta(minutes=10), "succeeded",
+                         1200.0)[1:])
+        got = app.m3(BASE, "incremental")
+        assert_same(got, app.m3(BASE, "direct"))
+        assert got[("1h", None, "p50")] == (1200.0, 1)
+        with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
+            assert durations._STATES[key].windows[3600][None].tolist() == [1200.0]  # built again
+    finally:
+        app.close()
+
+
+def test_window_edges_stay_half_open_while_sliding(tmp_path):
+    """A duration ending exactly at a window's end enters at the next slide; one exactly at its start is in."""
+    app = App(tmp_path)
+    try:
+        app.post(app.run("r0", "a", BASE - timedelta(seconds=60), BASE, "succeeded", 60.0))
+        app.post(app.run("r1", "b", BASE - timedelta(hours=2), BASE - timedelta(hours=1), "succeeded", 30.0))
+        seen = []
+        for as_of in (BASE, BASE + timedelta(seconds=1), BASE + timedelta(hours=1),
+                      BASE + timedelta(hours=1, microseconds=1), BASE + timedelta(days=1, seconds=1)):
+            got = app.m3(as_of, "incremental")
+            with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
+                assert durations._STATES[key].as_of == durations._us(as_of)  # answered by the kept state
+            assert_same(got, app.m3(as_of, "direct"))
+            seen.append(got.get(("1h", None, "p50"), (None, 0)))
+        assert seen == [(30.0, 1), (60.0, 1), (60.0, 1), (None, 0), (None, 0)]
+    finally:
+        app.close()
