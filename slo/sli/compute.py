@@ -492,9 +492,10 @@ def _cost_variance(cur, ctx: _Ctx, alloc: _Allocation) -> None:
 def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
     if mode == "direct":
         reg = Q.REGISTRY_EXTRACT.format(src="events", where="true")
-        art = Q.ARTIFACT_EXTRACT.format(src="events", where="true")
+        art = Q.ARTIFACT_LATEST.format(x=f"SELECT * FROM ({Q.ARTIFACT_EXTRACT.format(src='events', where='true')}) "
+                                         "e WHERE t < $as_of")
     else:
-        reg, art = "SELECT * FROM sli_registry", "SELECT * FROM sli_artifacts"
+        reg, art = "SELECT * FROM sli_registry", Q.ARTIFACT_LATEST_KEPT
     # The registry at as_of is read by M9/M15, M14 and M7: computed once (a scan of the registry events in direct
     # mode) and registered as a relation for the three statements. It stays Arrow on the way (never Python values):
     # a stored time DuckDB holds but Python cannot (infinity, year 10000) goes back unchanged.
@@ -567,7 +568,7 @@ def _snapshot_slis(cur, ctx: _Ctx, cfg: SliConfig, art: str, slis: list[str]) ->
                 ctx.emit(w, "M14", sc[0], None, None, "median", _median(agg[sc]), None, None, len(agg[sc]))
     if "M7" in slis:
         p = Params(as_of=as_of, retention=cfg.artifact_retention_seconds)
-        sql = Q.ARTIFACTS_AT.format(art=art, registry_at=registry_at, extra=_filters(ctx, p))
+        sql = Q.ARTIFACTS_AT.format(latest=art, registry_at=registry_at, extra=_filters(ctx, p))
         agg7: dict[tuple, list] = {}
         arts: dict[tuple, list] = {}
         for team, nb, artifact, last_t, sla, age, fresh, critical in cur.execute(sql, p).fetchall():
@@ -616,7 +617,7 @@ def artifact_states(cur: duckdb.DuckDBPyConnection, as_of: datetime,
     """(team, critical, tracked, stale, oldest age in seconds) of the tracked artifacts at `as_of`, from the folded
     tables (the artifact gauges; M7 of GET /v1/sli counts the same artifacts)."""
     registry_at = Q.REGISTRY_AT.format(reg="SELECT * FROM sli_registry")
-    at = Q.ARTIFACTS_AT.format(art="SELECT * FROM sli_artifacts", registry_at=registry_at, extra="")
+    at = Q.ARTIFACTS_AT.format(latest=Q.ARTIFACT_LATEST_KEPT, registry_at=registry_at, extra="")
     sql = (f"SELECT team, critical, count(*), count(*) - sum(fresh), max(age_seconds) FROM ({at}) x "
            "GROUP BY team, critical ORDER BY team, critical")
     p = Params(as_of=utc(as_of), retention=cfg.artifact_retention_seconds)

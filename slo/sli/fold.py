@@ -127,7 +127,8 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
     with _lock_for(path):
         if path is not None:
             durations.forget((path, _identity(cur)[1] or ""))
-        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts", "sli_registry",
+        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts",
+                  "sli_artifact_latest", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
             cur.execute(f"DELETE FROM {t}")
     return fold(cur, cfg, now)
@@ -254,6 +255,11 @@ def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
     contrib = Q.EVENT_CONTRIB.format(src="events", where=where)
     cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS SELECT *, 1 AS sign FROM ({contrib}) c", params)
     cur.execute("INSERT INTO sli_event_facts BY NAME SELECT * EXCLUDE (sign) FROM sli_contrib")
-    for table, extract in (("sli_registry", Q.REGISTRY_EXTRACT), ("sli_artifacts", Q.ARTIFACT_EXTRACT),
-                           ("sli_schedule_regs", Q.SCHEDULE_EXTRACT)):
+    for table, extract in (("sli_registry", Q.REGISTRY_EXTRACT), ("sli_schedule_regs", Q.SCHEDULE_EXTRACT)):
         cur.execute(f"INSERT INTO {table} BY NAME {extract.format(src='events', where=where)}", params)
+    # artifacts: the new rows staged, appended, and the kept latest state of their artifacts folded again
+    cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_artifacts AS "
+                + Q.ARTIFACT_EXTRACT.format(src="events", where=where), params)
+    cur.execute("INSERT INTO sli_artifacts BY NAME SELECT * FROM sli_new_artifacts")
+    cur.execute(Q.ARTIFACT_LATEST_REFOLD)
+    cur.execute("DROP TABLE sli_new_artifacts")

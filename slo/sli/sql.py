@@ -304,32 +304,67 @@ WHERE promoted_at IS NOT NULL AND promoted_at >= $lo AND coalesce(created_at, re
       AND promoted_at >= coalesce(created_at, registered_at) {extra}
 """
 
-# M7 at $as_of: per artifact its latest publication before as_of and its SLA (latest non-null sla_seconds);
-# tracked while age <= sla + $retention, unless retired after its latest publication. Critical: the latest
-# publication's `critical`, else the notebook's registry flag at as_of ({registry_at}).
-ARTIFACTS_AT = """
-WITH x AS (SELECT * FROM ({art}) x WHERE t < $as_of),
+# Per artifact of {x} (a relation shaped like sli_artifacts): its latest publication and retirement, its latest
+# event time, and the team, SLA (latest non-null sla_seconds) and criticality its publications state, ties on t
+# broken by (source, id). The columns of sli_artifact_latest.
+ARTIFACT_LATEST = """
+WITH x AS ({x}),
 m AS (
-    SELECT notebook_id, artifact,
+    SELECT notebook_id, artifact, max(t) AS max_t,
            max(t) FILTER (WHERE kind = 'published') AS last_t,
            max(t) FILTER (WHERE kind = 'retired') AS retired_t,
            max(t) FILTER (WHERE kind = 'published' AND sla_seconds IS NOT NULL) AS sla_t,
            max(t) FILTER (WHERE kind = 'published' AND critical IS NOT NULL) AS critical_t
     FROM x GROUP BY notebook_id, artifact
+)
+-- the values at those times. Ordering every publication by the (t, source, id) tuple costs three times the plain
+-- max(t) (measured), so the tuple only orders the few rows at the latest times.
+SELECT m.notebook_id, m.artifact, m.last_t, m.retired_t, m.max_t, m.sla_t, m.critical_t,
+       arg_max(x.team, (x.t, x.source, x.id)) FILTER (WHERE x.kind = 'published' AND x.t = m.last_t) AS team,
+       arg_max(x.sla_seconds, (x.t, x.source, x.id))
+           FILTER (WHERE x.kind = 'published' AND x.sla_seconds IS NOT NULL AND x.t = m.sla_t) AS sla_seconds,
+       arg_max(x.critical, (x.t, x.source, x.id))
+           FILTER (WHERE x.kind = 'published' AND x.critical IS NOT NULL AND x.t = m.critical_t) AS critical
+FROM m LEFT JOIN x ON x.notebook_id = m.notebook_id AND x.artifact IS NOT DISTINCT FROM m.artifact
+                  AND (x.t = m.last_t OR x.t = m.sla_t OR x.t = m.critical_t)  -- LEFT: a retired-only one too
+GROUP BY m.notebook_id, m.artifact, m.last_t, m.retired_t, m.max_t, m.sla_t, m.critical_t
+"""
+# ARTIFACT_LATEST at $as_of from the folded tables: the kept row of every artifact with no event at or after
+# as_of (the refresher's case: all of them), the others aggregated from their events before as_of.
+ARTIFACT_LATEST_KEPT = """
+SELECT * FROM sli_artifact_latest WHERE max_t < $as_of
+UNION ALL BY NAME
+SELECT * FROM (""" + ARTIFACT_LATEST.format(x="""SELECT s.* FROM sli_artifacts s
+    JOIN (SELECT notebook_id, artifact FROM sli_artifact_latest WHERE max_t >= $as_of) k
+      ON s.notebook_id = k.notebook_id AND s.artifact = k.artifact
+    WHERE s.t < $as_of""") + ") before_as_of"
+
+# The fold: the kept state of the artifacts of the new events (staged in sli_new_artifacts), merged. A max over
+# all events is the max of the kept one and the new ones; the values at it are ordered by (t, source, id) among
+# the new events and the stored publications at the kept times (the kept winners and their ties), so the merge is
+# exact without reading an artifact's whole history (measured: 24 ms for the 200 artifacts of 10,000 events).
+ARTIFACT_LATEST_REFOLD = """
+INSERT OR REPLACE INTO sli_artifact_latest BY NAME
+WITH k AS (
+    SELECT l.* FROM sli_artifact_latest l
+    WHERE EXISTS (SELECT 1 FROM sli_new_artifacts n WHERE n.notebook_id = l.notebook_id AND n.artifact = l.artifact)
 ),
--- the values at those times; ties on t broken by (source, id). Ordering every publication by the (t, source, id)
--- tuple costs three times the plain max(t) (measured), so the tuple only orders the few rows at the latest times.
-a AS (
-    SELECT m.notebook_id, m.artifact, m.last_t, m.retired_t,
-           arg_max(x.team, (x.t, x.source, x.id)) FILTER (WHERE x.kind = 'published' AND x.t = m.last_t) AS team,
-           arg_max(x.sla_seconds, (x.t, x.source, x.id))
-               FILTER (WHERE x.kind = 'published' AND x.sla_seconds IS NOT NULL AND x.t = m.sla_t) AS sla_seconds,
-           arg_max(x.critical, (x.t, x.source, x.id))
-               FILTER (WHERE x.kind = 'published' AND x.critical IS NOT NULL AND x.t = m.critical_t) AS critical
-    FROM m JOIN x ON x.notebook_id = m.notebook_id AND x.artifact IS NOT DISTINCT FROM m.artifact
-                 AND (x.t = m.last_t OR x.t = m.sla_t OR x.t = m.critical_t)
-    GROUP BY m.notebook_id, m.artifact, m.last_t, m.retired_t
-),
+merged AS (""" + ARTIFACT_LATEST.format(x="""SELECT * FROM sli_new_artifacts
+    UNION ALL BY NAME
+    SELECT s.* FROM (  -- the times first (a semi-join on t), then the artifacts: 4 ms instead of 9 (measured)
+        SELECT * FROM sli_artifacts
+        WHERE kind = 'published' AND t IN (SELECT unnest([last_t, sla_t, critical_t]) FROM k)
+    ) s JOIN k ON s.notebook_id = k.notebook_id AND s.artifact = k.artifact
+    WHERE s.t = k.last_t OR s.t = k.sla_t OR s.t = k.critical_t""") + """)
+SELECT m.* REPLACE (greatest(m.retired_t, k.retired_t) AS retired_t, greatest(m.max_t, k.max_t) AS max_t)
+FROM merged m LEFT JOIN k ON m.notebook_id = k.notebook_id AND m.artifact = k.artifact
+"""
+
+# M7 at $as_of: per artifact its state at as_of ({latest}: ARTIFACT_LATEST of its events before as_of); tracked
+# while age <= sla + $retention, unless retired after its latest publication. Critical: the latest publication's
+# `critical`, else the notebook's registry flag at as_of ({registry_at}).
+ARTIFACTS_AT = """
+WITH a AS ({latest}),
 nb AS ({registry_at}),
 tracked AS (
     SELECT a.team, a.notebook_id, a.artifact, a.last_t, a.sla_seconds,

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from collector.app import create_app
 from collector.settings import Settings
+from slo.sli import sql as Q
 from slo.sli.compute import compute
 from slo.sli.config import SliQuery, parse_window
 
@@ -237,17 +238,21 @@ def _ref_snapshots(events, as_of, s, required_tags, retention) -> dict[tuple, di
     # artifacts
     arts: dict[tuple, dict] = {}
     for ev in sorted(events, key=lambda x: (_t(x), x["source"], x["id"])):
-        if ev["type"] != "notebook.artifact.published" or _t(ev) >= as_of:
+        kind = ev["type"].removeprefix("notebook.artifact.")
+        if kind not in ("published", "retired") or _t(ev) >= as_of:
             continue
         d = ev["data"]
-        a = arts.setdefault((d["notebook_id"], d["artifact"]), {"sla": None})
+        a = arts.setdefault((d["notebook_id"], d["artifact"]), {"sla": None, "last": None, "retired": None})
+        if kind == "retired":
+            a["retired"] = _t(ev)
+            continue
         a["last"], a["team"] = _t(ev), d.get("team") or "unknown"
         if d.get("sla_seconds") is not None:
             a["sla"] = d["sla_seconds"]
     m7 = defaultdict(lambda: [0, 0, 0.0])
     for (nb, _), a in arts.items():
-        if a["sla"] is None:
-            continue
+        if a["sla"] is None or a["last"] is None or (a["retired"] is not None and a["retired"] >= a["last"]):
+            continue  # never published with an SLA, or retired since its latest publication
         age = (as_of - a["last"]).total_seconds()
         if age > a["sla"] + retention:
             continue
@@ -531,6 +536,91 @@ def test_artifact_latest_values_with_tied_times(plat: Platform):
     got = plat.api(T, "1h", **ALL_LEVELS)
     assert_matches(got, want, slis=["M7"])
     assert_matches(plat.direct(T, "1h"), want, slis=["M7"])
+
+
+def test_artifacts_kept_per_artifact_equal_their_events_at_any_as_of(plat: Platform):
+    """M7 reads each artifact's latest state from sli_artifact_latest, kept by the fold over all its events, and
+    falls back to its events before as_of when one is at or after as_of. At every as_of below (before, between and
+    after the publications and retirements of three artifacts) the answer equals the reference and the direct
+    computation."""
+    T = BASE
+    pub, ret = "notebook.artifact.published", "notebook.artifact.retired"
+    evs = [
+        plat.ev(pub, T - timedelta(hours=5), notebook_id="n1", team="ds", artifact="s3://a", sla_seconds=3600),
+        plat.ev(pub, T - timedelta(hours=1), notebook_id="n1", team="ml", artifact="s3://a"),
+        plat.ev(pub, T + timedelta(hours=1), notebook_id="n1", team="ml", artifact="s3://a", sla_seconds=600,
+                critical=True),
+        plat.ev(pub, T - timedelta(hours=3), notebook_id="n2", team="ds", artifact="s3://b", sla_seconds=7200),
+        plat.ev(ret, T - timedelta(minutes=90), notebook_id="n2", team="ds", artifact="s3://b"),
+        plat.ev(pub, T + timedelta(minutes=30), notebook_id="n2", team="ds", artifact="s3://b", sla_seconds=60),
+        plat.ev(pub, T - timedelta(hours=2), notebook_id="n3", team="ds", artifact="s3://c", sla_seconds=86400),
+    ]
+    plat.post(evs[:4])
+    plat.post(evs[4:])
+    checked = 0
+    for as_of in (T - timedelta(hours=4), T - timedelta(hours=1), T - timedelta(minutes=90), T,
+                  T + timedelta(minutes=30), T + timedelta(minutes=31), T + timedelta(hours=1, seconds=1),
+                  T + timedelta(days=2)):
+        want = reference(plat.sent, as_of, timedelta(hours=1))
+        assert_matches(plat.api(as_of, "1h", **ALL_LEVELS), want, slis=["M7"])
+        assert_matches(plat.direct(as_of, "1h"), want, slis=["M7"])
+        checked += sum(1 for k in want if k[0] == "M7")
+    assert checked > 10
+    with plat.app.state.store.read_cursor() as cur:
+        kept = cur.execute("SELECT artifact, team, sla_seconds, critical FROM sli_artifact_latest "
+                           "ORDER BY artifact").fetchall()
+    assert kept == [("s3://a", "ml", 600.0, True), ("s3://b", "ds", 60.0, None), ("s3://c", "ds", 86400.0, None)]
+
+
+@st.composite
+def publications(draw):
+    """Publications and retirements of two artifacts on a few instants (ties), in random order and batches."""
+    evs = []
+    for i in range(draw(st.integers(1, 10))):
+        art = draw(st.sampled_from(("s3://x", "s3://y")))
+        kind = draw(st.sampled_from(("published", "published", "published", "retired")))
+        data = dict(notebook_id="n" + art[-1], artifact=art, team=draw(st.sampled_from(("ds", "ml"))))
+        if kind == "published":
+            if draw(st.booleans()):
+                data["sla_seconds"] = draw(st.sampled_from((60, 3600, 86400)))
+            if draw(st.booleans()):
+                data["critical"] = draw(st.booleans())
+        evs.append((kind, draw(st.integers(0, 3)), draw(st.sampled_from(("test://a", "test://b"))), f"p{i}", data))
+    cuts = sorted(draw(st.lists(st.integers(0, len(evs)), max_size=3)))
+    return evs, cuts
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(publications())
+def test_kept_artifact_state_merges_batches_exactly(shared_platform: Platform, case):
+    """The fold merges each batch into sli_artifact_latest (the kept winners, their ties and the new events): after
+    every batch it equals the aggregate of the artifact's whole history, ties across batches included, and M7
+    equals the reference."""
+    evs, cuts = case
+    p = shared_platform
+    k = next(_counter)
+    built = []
+    for kind, minutes, source, id_, data in evs:
+        d = dict(data, notebook_id=f"a{k}-{data['notebook_id']}", team=f"a{k}-{data['team']}")
+        built.append(p.ev(f"notebook.artifact.{kind}", BASE - timedelta(minutes=10 * minutes), source=source,
+                          id_=f"a{k}-{id_}", **d))
+    bounds = [0] + cuts + [len(built)]
+    for a, b in zip(bounds, bounds[1:]):
+        if b <= a:
+            continue
+        p.post(built[a:b])
+        p.api(BASE, "1h")  # folds
+        with p.app.state.store.read_cursor() as cur:
+            mine = f"notebook_id LIKE 'a{k}-%'"
+            kept = cur.execute(f"SELECT * FROM sli_artifact_latest WHERE {mine} ORDER BY ALL").fetchall()
+            whole = cur.execute(f"SELECT * FROM ({Q.ARTIFACT_LATEST.format(x='SELECT * FROM sli_artifacts')}) "
+                                f"x WHERE {mine} ORDER BY ALL").fetchall()
+        assert kept == whole
+    teams = {f"a{k}-ds", f"a{k}-ml"}
+    want = {key: v for key, v in reference(p.sent, BASE, timedelta(hours=1)).items() if key[1] in teams}
+    got = {key: v for key, v in p.api(BASE, "1h", **ALL_LEVELS).items() if key[1] in teams}
+    assert_matches(got, want, slis=["M7"])
 
 
 def test_secret_redacted_at_ingest_counts_as_incident(plat: Platform):
