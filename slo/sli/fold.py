@@ -2,7 +2,7 @@
 
 `fold()` reads only the new batches (`events.batch_id` > cursor) plus the facts those batches change:
 `sli_run_facts` (one row per terminal attempt), `sli_repro_baselines`, the hourly and daily rollups
-`sli_hourly`/`sli_daily`, and typed extracts of registry, artifact and schedule events. slo/sli/compute.py then
+`sli_hourly`/`sli_daily` (appended to their `_delta` tables, merged in past a size), and typed extracts of registry, artifact and schedule events. slo/sli/compute.py then
 reads a window as whole days and hours of the rollups plus the partial hours at its edges from the facts.
 
 A late or duplicate event that changes a run attempt's outcome, time, team or reproducibility verdict is folded as
@@ -102,8 +102,8 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             if hi > lo:
                 _fold_events(cur, lo, hi)  # stages the event contributions in sli_contrib
                 # adds the run contributions; the net change of M3's durations if a state is kept for them
-                st.attempts, subtracted, changed = _fold_runs(cur, lo, hi, now, durations.tracking(key))
-                _upsert_rollups(cur, prune=subtracted)
+                st.attempts, changed = _fold_runs(cur, lo, hi, now, durations.tracking(key))
+                _append_rollups(cur)
                 cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
                 slots.reset_for_new_registrations(cur, lo, hi)
                 cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('cursor', ?)", [str(hi)])
@@ -127,7 +127,8 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
     with _lock_for(path):
         if path is not None:
             durations.forget((path, _identity(cur)[1] or ""))
-        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_event_facts", "sli_artifacts",
+        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_hourly_delta",
+                  "sli_daily_delta", "sli_event_facts", "sli_artifacts",
                   "sli_artifact_latest", "sli_registry",
                   "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
             cur.execute(f"DELETE FROM {t}")
@@ -142,13 +143,13 @@ _GK_EQ = " AND ".join(f"a.{c} = b.{c}" for c in _GK.split(", "))
 
 
 def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime,
-               keep_changes: bool) -> tuple[int, bool, pa.Table | None]:
-    """Refold the attempts the batches touched; returns (attempts, whether old contributions were subtracted, the
-    net change of M3's durations when `keep_changes`)."""
+               keep_changes: bool) -> tuple[int, pa.Table | None]:
+    """Refold the attempts the batches touched; returns (attempts, the net change of M3's durations when
+    `keep_changes`)."""
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
-        return 0, False, (_NO_CHANGES if keep_changes else None)
+        return 0, (_NO_CHANGES if keep_changes else None)
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
     min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
@@ -166,7 +167,7 @@ def _fold_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime,
     cur.execute(missed.RETRACT_LATE, {"now": now})
     for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts"):
         cur.execute(f"DROP TABLE IF EXISTS {t}")
-    return int(n), bound is not None, changed
+    return int(n), changed
 
 
 def _fold_repro(cur: duckdb.DuckDBPyConnection) -> None:
@@ -237,15 +238,24 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
           AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
 
 
-def _upsert_rollups(cur: duckdb.DuckDBPyConnection, *, prune: bool) -> None:
-    """rollup += the signed contribution rows staged in sli_contrib, by hour and by day, in one pass for runs and
-    events. Rollup rows can only sum to zero when something was subtracted (`prune`): only then are they pruned."""
+def _append_rollups(cur: duckdb.DuckDBPyConnection) -> None:
+    """rollup += the signed contribution rows staged in sli_contrib, by hour and by day, appended to the rollups'
+    delta tables; past Q.ROLLUP_DELTA_COMPACT hourly delta rows (the daily ones are fewer) both are merged into
+    their rollups, and rows that sum to zero (subtracted contributions) are pruned."""
     for table, unit in Q.ROLLUPS:
         delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
-        cur.execute(Q.UPSERT_ROLLUP.format(table=table, delta=delta))
-        if prune:
-            cur.execute(Q.PRUNE_ROLLUP.format(table=table))
+        cur.execute(Q.APPEND_ROLLUP.format(table=table, delta=delta))
     cur.execute("DROP TABLE sli_contrib")
+    if cur.execute("SELECT count(*) FROM sli_hourly_delta").fetchone()[0] > Q.ROLLUP_DELTA_COMPACT:
+        compact_rollups(cur)
+
+
+def compact_rollups(cur: duckdb.DuckDBPyConnection) -> None:
+    """Merge the appended rollup deltas into sli_hourly / sli_daily (inside the caller's transaction)."""
+    for table, _ in Q.ROLLUPS:
+        cur.execute(Q.COMPACT_ROLLUP.format(table=table))
+        cur.execute(f"DELETE FROM {table}_delta")
+        cur.execute(Q.PRUNE_ROLLUP.format(table=table))
 
 
 def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:

@@ -204,10 +204,24 @@ ON CONFLICT (sli, h, team, trigger) DO UPDATE SET
 PRUNE_ROLLUP = "DELETE FROM {table} WHERE good = 0 AND bad = 0 AND total = 0"
 ROLLUPS = (("sli_hourly", "hour"), ("sli_daily", "day"))
 
-# Rollup rows as contribution rows (piece 'hour' or 'day'; t = bucket start), restricted by {where} on h.
+# A fold appends its rollup rows to {table}_delta (migration 0205): a plain append instead of an upsert into the
+# keyed rollup (measured at 10M events: ~3 ms against 16-21 ms hourly and 8-11 ms daily per fold). Readers sum
+# both tables (ROLLUP_AS_CONTRIB); past ROLLUP_DELTA_COMPACT rows the fold merges the deltas into the rollup.
+APPEND_ROLLUP = """
+INSERT INTO {table}_delta (sli, h, team, trigger, good, bad, total)
+SELECT sli, h, team, trigger, good, bad, total FROM ({delta}) d
+WHERE good <> 0 OR bad <> 0 OR total <> 0
+"""
+ROLLUP_DELTA_COMPACT = 50_000
+COMPACT_ROLLUP = UPSERT_ROLLUP.format(
+    table="{table}", delta="SELECT sli, h, team, trigger, sum(good) AS good, sum(bad) AS bad, sum(total) AS total "
+                           "FROM {table}_delta GROUP BY ALL")
+
+# Rollup rows as contribution rows (piece 'hour' or 'day'; t = bucket start), restricted by {where} on h: the
+# rollup and its appended deltas (rows of one bucket add up in the aggregation that reads them).
 ROLLUP_AS_CONTRIB = """
 SELECT sli, h AS t, team, CAST(NULL AS VARCHAR) AS notebook_id, trigger, good, bad, total, '{piece}' AS piece
-FROM {table} WHERE {where}
+FROM (SELECT * FROM {table} UNION ALL SELECT * FROM {table}_delta) r WHERE {where}
 """
 
 # ---- M3: execution time -----------------------------------------------------------------------------------------

@@ -693,7 +693,8 @@ def streams(draw):
     else:
         as_of_min = draw(st.integers(-120, 700))
     as_of_sec = draw(st.integers(0, 59))
-    return [evs[i] for i in order], cuts, as_of_min, as_of_sec
+    compact = draw(st.booleans())  # merge the rollup deltas into the rollups at every fold, or never
+    return [evs[i] for i in order], cuts, as_of_min, as_of_sec, compact
 
 
 _counter = itertools.count()
@@ -712,8 +713,21 @@ def shared_platform():
                                                                   HealthCheck.too_slow])
 @given(streams())
 def test_random_streams_sql_equals_reference(shared_platform: Platform, case):
-    evs, cuts, as_of_min, as_of_sec = case
+    evs, cuts, as_of_min, as_of_sec, compact = case
     p = shared_platform
+    threshold = Q.ROLLUP_DELTA_COMPACT
+    Q.ROLLUP_DELTA_COMPACT = -1 if compact else 10**12  # read by the fold at run time (in this process)
+    try:
+        _random_stream(p, evs, cuts, as_of_min, as_of_sec)
+    finally:
+        Q.ROLLUP_DELTA_COMPACT = threshold
+    COMPACTED[compact] += 1
+
+
+COMPACTED: dict[bool, int] = defaultdict(int)
+
+
+def _random_stream(p: Platform, evs, cuts, as_of_min, as_of_sec) -> None:
     k = next(_counter)
     # each example lives in its own teams, notebooks, runs and kernels (the database is shared)
     ns = lambda v: f"x{k}-{v}"  # noqa: E731
@@ -729,11 +743,13 @@ def test_random_streams_sql_equals_reference(shared_platform: Platform, case):
             built.append(dict(e))  # the same event again (same source and id): stored once
     bounds = [0] + cuts + [len(built)]
     mine = []
+    as_of = BASE + timedelta(minutes=as_of_min, seconds=as_of_sec)
     for a, b in zip(bounds, bounds[1:]):
         if b > a:
             p.post(built[a:b])
             mine += built[a:b]
-    as_of = BASE + timedelta(minutes=as_of_min, seconds=as_of_sec)
+            if b < len(built):
+                p.api(as_of, "1h", sli="M1")  # a fold per batch: later batches change what earlier folds stored
     teams = {ns(t) for t in TEAMS} | {ns("unknown")}
     windows = ["1h", "3d"]  # 3d: whole days from sli_daily, edge hours from sli_hourly, edges raw
     got_all = p.api(as_of, windows, level="team,notebook,trigger")  # both windows in one computation
@@ -754,6 +770,7 @@ def test_random_streams_were_not_vacuous():
     if not COMPARED:
         pytest.skip("property test not run in this session")
     assert COMPARED["1h"] > 0 and COMPARED["3d"] > 0
+    assert COMPACTED[True] > 0 and COMPACTED[False] > 0  # with the rollup deltas merged at every fold, and never
 
 
 # ---- request values are bound, never formatted into SQL ------------------------------------------------------------
