@@ -168,16 +168,17 @@ def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
     return {"events": table.num_rows, "build_seconds": time.perf_counter() - t0}
 
 
-def _phase(args: list[str], keep: Path | None = None) -> dict:
+def _phase(args: list[str], keep: Path | None = None, code: Path = ROOT) -> dict:
     """Run a phase in its own process on a copy of a database, so that no phase (the incremental one writes
     10,000 events and every phase folds) changes what the next phase or the next run starts from; `keep` keeps the
-    copy as it is after the phase (the folded history the other phases start from)."""
+    copy as it is after the phase (the folded history the other phases start from); `code`: the checkout whose
+    bench_sli.py (and so whose code) runs the phase."""
     name, db, now = args
     with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
         copy = Path(tmp) / Path(db).name
         shutil.copyfile(db, copy)
-        out = subprocess.run([sys.executable, __file__, "--phase", name, str(copy), now], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run([sys.executable, str(code / "bench" / "bench_sli.py"), "--phase", name, str(copy), now],
+                             capture_output=True, text=True, check=True, cwd=code)
         if keep is not None:
             shutil.move(copy, keep)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -254,6 +255,19 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
     return res
 
 
+def _median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
+def _before_line(before: dict | None, runs: list[dict], code: Path | None) -> str:
+    if before is None:
+        return ""
+    ms = ", ".join(f"{r['seconds'] * 1000:.0f}" for r in runs)
+    return (f" Same run, the code of {code} (runs {ms} ms): median **{before['seconds'] * 1000:.0f} ms** (fold "
+            f"{before['fold_seconds'] * 1000:.0f} ms, compute {before['compute_seconds'] * 1000:.0f} ms), peak RSS "
+            f"{before['peak_rss_mib']:.0f} MiB.")
+
+
 def write_section(text: str, path: Path) -> None:
     section = f"{START}\n{text.rstrip()}\n{END}"
     if path.exists():
@@ -273,6 +287,9 @@ def main() -> None:
     ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.duckdb")
     ap.add_argument("--rebuild", action="store_true", help="Generate the history again")
     ap.add_argument("--no-write", action="store_true", help="Do not update docs/performance.md")
+    ap.add_argument("--reps", type=int, default=3, help="Runs of the incremental refresh (median reported)")
+    ap.add_argument("--before", type=Path, help="Another checkout (e.g. `git worktree add /tmp/before REV`): its "
+                                                "incremental refresh runs alternately with this one's, same history")
     ap.add_argument("--phase", nargs=3, metavar=("NAME", "DB", "NOW"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.phase:
@@ -293,8 +310,16 @@ def main() -> None:
     print("fold:", fold, flush=True)
     full = _phase(["full", str(folded), info["now"]])
     print("full:", full, flush=True)
-    inc = _phase(["incremental", str(folded), info["now"]])
-    print("incremental:", inc, flush=True)
+    # the incremental refresh is a few hundred ms on a shared machine: the median of --reps runs, each in its own
+    # process on a fresh copy, alternating with --before's code when given (same history, same run)
+    runs: dict[str, list[dict]] = {"after": [], "before": []}
+    for _ in range(a.reps):
+        for which, code in (("before", a.before), ("after", ROOT)):
+            if code is not None:
+                runs[which].append(_phase(["incremental", str(folded), info["now"]], code=code))
+                print(f"incremental ({which}):", runs[which][-1], flush=True)
+    inc = _median_run(runs["after"])
+    before = _median_run(runs["before"]) if runs["before"] else None
     text = f"""## SLIs (bench/bench_sli.py)
 
 Machine: {os.cpu_count()} cores (shared), DuckDB {__import__('duckdb').__version__}. History: {info['events']:,} stored
@@ -308,9 +333,10 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 | incremental refresh after 10,000 new events: fold + compute (what the gauge refresher does) | ≤ 100 ms | {inc['seconds'] * 1000:.0f} ms (fold {inc['fold_seconds'] * 1000:.0f} ms, compute {inc['compute_seconds'] * 1000:.0f} ms) | {inc['peak_rss_mib']:.0f} MiB |
 | initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots) | {fold['peak_rss_mib']:.0f} MiB |
 
+Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms).{_before_line(before, runs['before'], a.before)}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
-Command: `.venv/bin/python bench/bench_sli.py --events {info['events']}`.
+Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{' --before CHECKOUT' if a.before else ''}`.
 """
     print(text)
     if not a.no_write:
