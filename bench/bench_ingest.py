@@ -229,10 +229,15 @@ def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: in
     return {"acked": acked[0], "status": dict(status)}
 
 
-def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000) -> dict:
-    """Closed loop: `clients` threads post batches back to back; events/s acknowledged (2xx after commit)."""
+def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000, code: Path | None = None) -> dict:
+    """Closed loop: `clients` threads post batches back to back; events/s acknowledged (2xx after commit).
+    `code`: run the collector of that checkout (first on PYTHONPATH, same virtualenv) instead of this one."""
     bodies = _bodies(lines, batch)
-    with Server(workdir) as srv:
+    cli = env = None
+    if code is not None:
+        cli = [sys.executable, "-c", "import sys; from collector.cli import app; sys.argv[0] = 'observatory'; app()"]
+        env = dict(os.environ, PYTHONPATH=str(code))
+    with Server(workdir, python=cli, env=env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         # Warm-up (connection, first transaction), not counted.
@@ -453,6 +458,24 @@ def breakdown_only(ndjson: Path, data_dir: Path, n: int, reps: int) -> None:
     print(f"fast share {runs[-1]['bulk']['fast_share']:.4f}, events {runs[-1]['events']:,}")
 
 
+def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
+    """(a) for this checkout and `before`, alternated: a same-run comparison on a noisy machine."""
+    with open(ndjson) as fh:
+        lines = [line.rstrip("\n") for _, line in zip(range(n), fh)]
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for rep in range(reps):
+        for which, code in (("before", before), ("after", None)):
+            with tempfile.TemporaryDirectory(prefix="bench-http-ab-", dir=data_dir) as d:
+                r = http_run([x.replace('"id":"', f'"id":"{which}{rep}-', 1) for x in lines], Path(d), code=code)
+            runs[which].append(r)
+            print(f"(a) {which:6s} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
+                  f"collector {r['server_cpu_us']:.1f} CPU-µs per event", flush=True)
+    for which, rs in runs.items():
+        each = ", ".join(f"{r['eps']:,.0f}" for r in rs)
+        cpu = statistics.median(r["server_cpu_us"] for r in rs)
+        print(f"(a) {which}: median {med(rs):,.0f}/s ({each}), collector CPU-µs per event {cpu:.1f}")
+
+
 def med(runs: list[dict], key: str = "eps") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -560,12 +583,18 @@ def main() -> None:
     ap.add_argument("--breakdown-only", action="store_true",
                     help="only the in-process CPU breakdown (validation and writer CPU-us per event), printed; "
                          "--reps repetitions, medians (the docs are left alone)")
+    ap.add_argument("--http-before", type=Path, metavar="CHECKOUT",
+                    help="only (a), --reps times alternately with the collector of CHECKOUT (e.g. `git worktree add "
+                         "/tmp/before REV`) on the same events; medians printed (the docs are left alone)")
     args = ap.parse_args()
     m = machine()
     print(f"machine: {m}", flush=True)
     parquet, ndjson, n = data_files(args.events, args.data_dir, args.seed)
     if args.breakdown_only:
         breakdown_only(ndjson, args.data_dir, min(n, 200_000), args.reps)
+        return
+    if args.http_before:
+        http_before(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, args.http_before)
         return
     n_http = min(n, args.http_events or 200_000)
     res: dict[str, list[dict]] = {"http": [], "parquet": [], "ndjson": [], "raw": [], "raw_nokey": []}

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
+from slo.sli.windows import merge_ranges
 
 Key = tuple[str, str]  # (database file, sli_state instance id)
 Scope = Optional[str]  # None: the platform; else a team
@@ -276,7 +277,7 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     if not st.windows or (a == was and not pending):
         return
     ranges = [r for secs in st.windows for r in ((was - secs * 1_000_000, a - secs * 1_000_000), (was, a))]
-    read = _read_table(cur, _merged(ranges)) if a > was else None
+    read = _read_table(cur, merge_ranges(ranges)) if a > was else None
     parts = list(pending)
     if read is not None and read.num_rows:
         parts.append(read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64))))  # n = 0: read rows
@@ -293,16 +294,6 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
         part = rows._take(keep)
         part.n = mult[keep]
         part.apply(scopes)
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for a, b in sorted(r for r in ranges if r[0] < r[1]):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
 
 
 def _stats(arr: np.ndarray) -> tuple[int, float, list[float]]:

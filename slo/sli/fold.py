@@ -2,7 +2,8 @@
 
 `fold()` reads only the new batches (`events.batch_id` > cursor) plus the facts those batches change:
 `sli_run_facts` (one row per terminal attempt), `sli_repro_baselines`, the hourly and daily rollups
-`sli_hourly`/`sli_daily` (appended to their `_delta` tables, merged in past a size), and typed extracts of registry, artifact and schedule events. slo/sli/compute.py then
+`sli_hourly`/`sli_daily` (appended to their `_delta` tables, merged in past a size), typed extracts of registry,
+artifact and schedule events, and each artifact's latest state (`sli_artifact_latest`). slo/sli/compute.py then
 reads a window as whole days and hours of the rollups plus the partial hours at its edges from the facts.
 
 A late or duplicate event that changes a run attempt's outcome, time, team or reproducibility verdict is folded as

@@ -356,7 +356,8 @@ SELECT * FROM (""" + ARTIFACT_LATEST.format(x="""SELECT s.* FROM sli_artifacts s
 # The fold: the kept state of the artifacts of the new events (staged in sli_new_artifacts), merged. A max over
 # all events is the max of the kept one and the new ones; the values at it are ordered by (t, source, id) among
 # the new events and the stored publications at the kept times (the kept winners and their ties), so the merge is
-# exact without reading an artifact's whole history (measured: 24 ms for the 200 artifacts of 10,000 events).
+# exact without reading an artifact's whole history (which took 24 ms for the ~200 artifacts of 10,000 new
+# events at 10M stored; the merge ~15 ms, most of it the aggregate's fixed cost).
 ARTIFACT_LATEST_REFOLD = """
 INSERT OR REPLACE INTO sli_artifact_latest BY NAME
 WITH k AS (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Iterable, TypeVar
 
 from slo.sli.config import parse_window
 
@@ -61,9 +61,12 @@ def windows(names: Iterable[str], as_of: datetime) -> list[Win]:
     return out
 
 
-def merge_ranges(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+_B = TypeVar("_B", datetime, int)  # a bound: a time, or epoch microseconds (slo/sli/durations.py)
+
+
+def merge_ranges(ranges: list[tuple[_B, _B]]) -> list[tuple[_B, _B]]:
     """Non-empty half-open ranges, overlapping or touching ones merged, sorted."""
-    out: list[list[datetime]] = []
+    out: list[list[_B]] = []
     for a, b in sorted(r for r in ranges if r[0] < r[1]):
         if out and a <= out[-1][1]:
             out[-1][1] = max(out[-1][1], b)
