@@ -93,6 +93,9 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
         cur.execute("BEGIN TRANSACTION")
         try:
             lo, instance = _identity(cur)
+            if lo == 0:  # nothing folded yet, or forgotten (rebuild(), a migration that deletes sli_state)
+                for t in DERIVED_TABLES:
+                    cur.execute(f"DELETE FROM {t}")
             if instance is None:
                 instance = uuid.uuid4().hex
                 cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('instance', ?)", [instance])
@@ -128,12 +131,16 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
     with _lock_for(path):
         if path is not None:
             durations.forget((path, _identity(cur)[1] or ""))
-        for t in ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_hourly_delta",
-                  "sli_daily_delta", "sli_event_facts", "sli_artifacts",
-                  "sli_artifact_latest", "sli_registry",
-                  "sli_schedule_regs", "sli_state", "sli_schedule_watermarks", "sli_slot_watermarks"):
-            cur.execute(f"DELETE FROM {t}")
-    return fold(cur, cfg, now)
+        cur.execute("DELETE FROM sli_state")  # the fold from cursor 0 empties DERIVED_TABLES in its transaction
+        return fold(cur, cfg, now)
+
+
+# What a fold from cursor 0 starts from empty: everything folded from `events`, except the decided slot outcomes
+# and missed slots (they back counters that never go down). A migration that changes these tables deletes
+# sli_state, and the next fold rebuilds them.
+DERIVED_TABLES = ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_hourly_delta",
+                  "sli_daily_delta", "sli_event_facts", "sli_artifacts", "sli_artifact_latest", "sli_registry",
+                  "sli_schedule_regs", "sli_schedule_watermarks", "sli_slot_watermarks")
 
 
 _ELIG = Q.REPRO_ELIGIBLE

@@ -623,6 +623,28 @@ def test_kept_artifact_state_merges_batches_exactly(shared_platform: Platform, c
     assert_matches(got, want, slis=["M7"])
 
 
+def test_a_forgotten_fold_state_is_folded_again_from_the_start(plat: Platform):
+    """A migration that changes the SLI tables deletes sli_state; the next fold starts from cursor 0, empties what
+    it folds and folds the whole history again: the same numbers, nothing counted twice."""
+    T = BASE
+    run = dict(notebook_id="nb-f", team="fz", trigger="manual")
+    plat.post([plat.ev("notebook.run.succeeded", T - timedelta(minutes=m), run_id=f"f{m}", duration_seconds=m,
+                       **run) for m in (5, 15, 25)])
+    plat.post([plat.ev("notebook.run.failed", T - timedelta(minutes=10), run_id="f15", duration_seconds=15, **run),
+               plat.ev("notebook.artifact.published", T - timedelta(minutes=20), notebook_id="nb-f", team="fz",
+                       artifact="s3://f", sla_seconds=3600),
+               plat.ev("platform.probe", T - timedelta(minutes=30), target="hub", ok=False, team="fz")])
+    want = reference(plat.sent, T, timedelta(hours=1))
+    slis = ["M1", "M3", "M6", "M7"]
+    first = plat.api(T, "1h", **ALL_LEVELS)
+    assert_matches(first, want, slis=slis)
+    assert first[("M1", "fz", None, None, "ratio")]["total"] == 3
+    assert first[("M6", "fz", None, None, "ratio")]["total"] == 1
+    with plat.app.state.store.read_cursor() as cur:
+        cur.execute("DELETE FROM sli_state")
+    assert_matches(plat.api(T, "1h", **ALL_LEVELS), want, slis=slis)
+
+
 def test_secret_redacted_at_ingest_counts_as_incident(plat: Platform):
     T = BASE
     leak = plat.ev("notebook.run.failed", T + timedelta(minutes=3), run_id="s1", notebook_id="n", team="sec",

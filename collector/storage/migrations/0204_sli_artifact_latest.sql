@@ -16,14 +16,5 @@ CREATE TABLE sli_artifact_latest (
     PRIMARY KEY (notebook_id, artifact)
 );
 
+-- the next fold starts from cursor 0 and rebuilds every SLI table (slo/sli/fold.py: DERIVED_TABLES)
 DELETE FROM sli_state;
-DELETE FROM sli_run_facts;
-DELETE FROM sli_repro_baselines;
-DELETE FROM sli_hourly;
-DELETE FROM sli_daily;
-DELETE FROM sli_event_facts;
-DELETE FROM sli_artifacts;
-DELETE FROM sli_registry;
-DELETE FROM sli_schedule_regs;
-DELETE FROM sli_schedule_watermarks;
-DELETE FROM sli_slot_watermarks;
