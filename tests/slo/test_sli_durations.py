@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -192,4 +193,60 @@ def test_window_edges_stay_half_open_while_sliding(tmp_path):
             seen.append(got.get(("1h", None, "p50"), (None, 0)))
         assert seen == [(30.0, 1), (60.0, 1), (60.0, 1), (None, 0), (None, 0)]
     finally:
+        app.close()
+
+
+def test_past_the_value_cap_sql_answers_and_nothing_is_kept(tmp_path):
+    app = App(tmp_path)
+    try:
+        app.post(app.run("r0", "a", BASE - timedelta(minutes=30), BASE - timedelta(minutes=20), "succeeded", 600.0)
+                 + app.run("r1", "b", BASE - timedelta(minutes=50), BASE - timedelta(minutes=40), "succeeded", 60.0))
+        q = SliQuery(as_of=BASE, windows=WINDOWS, slis=["M3"], levels=("platform", "team"))
+        with app.app.state.store.read_cursor() as cur:
+            capped = compute(cur, q, SliConfig(m3_state_max_values=3))  # 2 durations x 2 copies x 3 windows > 3
+            with kept_state(cur) as (key, _):
+                assert durations._STATES[key].disabled and not durations._STATES[key].windows
+        got = {(r["window"], r["team"], r["stat"]): (r["value"], r["total"]) for r in capped if r["value"] is not None}
+        assert_same(got, app.m3(BASE, "direct"))
+    finally:
+        app.close()
+
+
+def test_computations_beside_concurrent_ingest_and_folds_stay_exact(tmp_path):
+    """API requests (each folds, then reads the kept state) from threads while batches keep arriving: no error,
+    and once ingest stops the kept answer equals the direct one."""
+    app = App(tmp_path)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                app.m3(BASE, "incremental")
+            except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+                errors.append(e)
+                return
+
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for i in range(12):
+            start = BASE - timedelta(minutes=5 + 3 * i)
+            events = app.run(f"c{i}", "ab"[i % 2], start, start + timedelta(seconds=10 * i + 1), "succeeded",
+                             float(10 * i + 1))
+            if i % 3 == 2:  # a later terminal event of an earlier run changes its duration
+                earlier = BASE - timedelta(minutes=5 + 3 * (i - 2))
+                events += app.run(f"c{i - 2}", "ab"[i % 2], earlier, earlier + timedelta(minutes=4), "succeeded",
+                                  999.0 + i)[1:]
+            app.post(events)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        got = app.m3(BASE, "incremental")
+        assert_same(got, app.m3(BASE, "direct"))
+        assert got[("1h", None, "p99")][1] == 12 and got[("1h", None, "p99")][0] > 999  # the changes arrived
+    finally:
+        stop.set()
         app.close()
