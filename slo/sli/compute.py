@@ -26,7 +26,7 @@ from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
 from collector.storage.sqltext import Params
 from cost import allocation, variance
-from slo.sli import durations
+from slo.sli import durations, sums
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import cursor_batch, fold, kept_state
@@ -160,7 +160,8 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     add: dict[tuple, list[float]] = {}  # (window, sli, team, nb, trig) -> [good, bad, total]
     if need_add:
         if q.notebook_id is None and set(levels) - {"notebook"}:
-            _additive(cur, ctx, mode, add, notebook=False)
+            if mode != "incremental" or not _kept_additive(cur, ctx, add):
+                _additive(cur, ctx, mode, add, notebook=False)
         if "notebook" in levels:
             _additive(cur, ctx, mode, add, notebook=True)
         _missed(cur, ctx, add)
@@ -224,8 +225,7 @@ def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], 
         # ranges on `t` into the scan; one branch per range instead planned 4 x ranges branches, and planning was
         # most of this statement (34 of 38 ms at 10M events, measured)
         cond = " OR ".join(f"(t >= {p(a)} AND t < {p(b)})" for a, b in ranges or [(hi, hi)])
-        parts.append(f"WITH rf AS (SELECT * FROM sli_run_facts WHERE {cond}) " + Q.RUN_CONTRIB.format(f="rf"))
-        parts.append(f"SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts WHERE {cond}")
+        parts.append(Q.KEPT_CONTRIB.format(cond=cond))
     return " UNION ALL ".join(f"SELECT *, 'raw' AS piece FROM ({p})" for p in parts)
 
 
@@ -285,6 +285,33 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
                 acc[0] += g or 0
                 acc[1] += b or 0
                 acc[2] += t or 0
+
+
+def _kept_additive(cur, ctx: _Ctx, add: dict) -> bool:
+    """The platform, team and trigger rows of _additive from the sums kept between refreshes (slo/sli/sums.py);
+    False when SQL must answer (an as_of before the kept one, an in-memory database)."""
+    sets = _grouping(ctx.levels, notebook=False, trigger=True)  # "(), (team), (trigger), (team, trigger)"
+    with kept_state(cur) as (key, cursor):
+        kept = sums.totals(cur, key, cursor, [w.seconds for w in ctx.wins], ctx.as_of)
+    if kept is None:
+        return False
+    for w in ctx.wins:
+        for (sli, team, trig), (g, b, t) in kept[w.seconds].items():
+            if ctx.q.team is not None and team != ctx.q.team:
+                continue
+            trig = trig or None  # '' (every SLI but M1): no trigger
+            scopes = [(None, None, None)] if "()" in sets else []
+            if "(team)" in sets:
+                scopes.append((team, None, None))
+            if sli == "M1" and trig is not None:
+                scopes += [sc for s, sc in (("(trigger)", (None, None, trig)), ("(team, trigger)", (team, None, trig)))
+                           if s in sets]
+            for sc in scopes:
+                acc = add.setdefault((w.name, sli) + sc, [0.0, 0.0, 0.0])
+                acc[0] += g
+                acc[1] += b
+                acc[2] += t
+    return True
 
 
 def _sets(ctx: _Ctx) -> list[str]:

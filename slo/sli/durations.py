@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import duckdb
 import numpy as np
@@ -64,47 +64,54 @@ class _State:
     pending: list[pa.Table] = field(default_factory=list)  # fold changes not applied yet (Q.DURATION_CHANGES)
 
 
-_STATES: "OrderedDict[Key, _State]" = OrderedDict()
-_GUARD = threading.Lock()
+class Registry:
+    """Kept states of one kind, one per database, at most MAX_STATES (the least recently used goes first)."""
+
+    def __init__(self) -> None:
+        self.states: OrderedDict[Key, Any] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def tracking(self, key: Key | None) -> bool:
+        """Whether a fold of this database should hand over its changes (a state is kept for it)."""
+        with self._guard:
+            return key is not None and key in self.states and not getattr(self.states[key], "disabled", False)
+
+    def forget(self, key: Key | None) -> None:
+        with self._guard:
+            if key is not None:
+                self.states.pop(key, None)
+
+    def get(self, key: Key) -> Any:
+        with self._guard:
+            st = self.states.get(key)
+            if st is not None:
+                self.states.move_to_end(key)
+            return st
+
+    def put(self, key: Key, st: Any) -> None:
+        with self._guard:
+            self.states[key] = st
+            self.states.move_to_end(key)
+            while len(self.states) > MAX_STATES:
+                self.states.popitem(last=False)
+
+
+_REGISTRY = Registry()
+_STATES = _REGISTRY.states
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _us(dt: datetime) -> int:
+def us(dt: datetime) -> int:
     return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+def at(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
-def tracking(key: Key | None) -> bool:
-    """Whether a fold of this database should hand over its changes (a state is kept for it)."""
-    with _GUARD:
-        return key is not None and key in _STATES and not _STATES[key].disabled
-
-
-def forget(key: Key | None) -> None:
-    with _GUARD:
-        if key is not None:
-            _STATES.pop(key, None)
-
-
-def _get(key: Key) -> _State | None:
-    with _GUARD:
-        st = _STATES.get(key)
-        if st is not None:
-            _STATES.move_to_end(key)
-        return st
-
-
-def _put(key: Key, st: _State) -> None:
-    with _GUARD:
-        _STATES[key] = st
-        _STATES.move_to_end(key)
-        while len(_STATES) > MAX_STATES:
-            _STATES.popitem(last=False)
+tracking, forget, _get, _put = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.get, _REGISTRY.put
 
 
 # ---- sorted-array edits ---------------------------------------------------------------------------------------
@@ -191,10 +198,14 @@ def _build(rows: _Rows, lo: int, hi: int) -> dict[Scope, np.ndarray]:
     return out
 
 
+def ranges_cond(ranges: Iterable[tuple[int, int]], p: Params) -> str:
+    """`t` in any of the half-open ranges (epoch µs), bounds bound in `p`; `false` for none."""
+    return " OR ".join(f"(t >= {p(at(a))} AND t < {p(at(b))})" for a, b in ranges) or "false"
+
+
 def _ranges_sql(ranges: Iterable[tuple[int, int]]) -> tuple[str, Params]:
     p = Params()
-    cond = " OR ".join(f"(t >= {p(_dt(a))} AND t < {p(_dt(b))})" for a, b in ranges)
-    return Q.KEPT_DURATIONS.format(cond=cond or "false"), p
+    return Q.KEPT_DURATIONS.format(cond=ranges_cond(ranges, p)), p
 
 
 def _read_table(cur: duckdb.DuckDBPyConnection, ranges: Iterable[tuple[int, int]]) -> pa.Table:
@@ -239,7 +250,7 @@ def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, wi
     too many durations). The caller holds the fold lock and read `cursor` under it."""
     if key is None:
         return None
-    a = _us(as_of)
+    a = us(as_of)
     st = _get(key)
     if st is not None and (a < st.as_of or (st.disabled and st.cursor == cursor)):
         return None

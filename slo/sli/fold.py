@@ -27,7 +27,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from slo.sli import durations, missed, slots
+from slo.sli import durations, missed, slots, sums
 from slo.sli import sql as Q
 from slo.sli.config import SliConfig, utc
 
@@ -102,11 +102,13 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             key = None if path is None else (path, instance)
             hi = cur.execute(Q.NEW_BATCHES).fetchone()[0]
             st = FoldStats(lo, hi)
-            changed = None
+            changed = contributed = None
             if hi > lo:
                 _fold_events(cur, lo, hi)  # stages the event contributions in sli_contrib
                 # adds the run contributions; the net change of M3's durations if a state is kept for them
                 st.attempts, changed = _fold_runs(cur, lo, hi, now, durations.tracking(key))
+                if sums.tracking(key):  # the rows the kept additive sums move by
+                    contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
                 _append_rollups(cur)
                 cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
                 slots.reset_for_new_registrations(cur, lo, hi)
@@ -121,6 +123,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             cur.execute("ROLLBACK")
             raise
         durations.folded(key, lo, hi, changed)
+        sums.folded(key, lo, hi, contributed)
     return st
 
 
@@ -131,6 +134,7 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
     with _lock_for(path):
         if path is not None:
             durations.forget((path, _identity(cur)[1] or ""))
+            sums.forget((path, _identity(cur)[1] or ""))
         cur.execute("DELETE FROM sli_state")  # the fold from cursor 0 empties DERIVED_TABLES in its transaction
         return fold(cur, cfg, now)
 

@@ -513,3 +513,18 @@ HAVING sum(sign) <> 0
 STATE_IDENTITY = """
 SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'instance') FROM sli_state
 """
+
+# ---- additive SLIs kept between refreshes (slo/sli/sums.py) -----------------------------------------------------
+
+# Contribution rows (RUN_CONTRIB of the stored facts, and the stored event contributions) with t in {cond} (bound
+# ranges): what the additive SLIs sum. compute.py reads the raw edges of its windows with it too.
+KEPT_CONTRIB = ("WITH rf AS (SELECT * FROM sli_run_facts WHERE {cond}) " + RUN_CONTRIB.format(f="rf")
+                + " UNION ALL SELECT sli, t, team, notebook_id, trigger, good, bad, total FROM sli_event_facts "
+                  "WHERE {cond}")
+# ... as (t in epoch µs, sli, team, trigger, good, bad, total): the rows sums.py slides a window by.
+KEPT_CONTRIB_ROWS = "SELECT epoch_us(t) AS t, sli, team, trigger, good, bad, total FROM ({contrib}) c"
+# Sums per (sli, team, trigger) of the rows of {contrib} in each window ({measures}: FILTERed sums per window).
+KEPT_SUMS = "SELECT sli, team, trigger, {measures} FROM ({contrib}) c GROUP BY sli, team, trigger"
+# What a fold changed: its signed contribution rows (the rows its rollup deltas were made of).
+CONTRIB_CHANGES = ("SELECT epoch_us(t) AS t, sli, team, trigger, good, bad, total, sign AS n FROM sli_contrib "
+                   "WHERE good <> 0 OR bad <> 0 OR total <> 0")

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from collector.app import create_app
 from collector.settings import Settings
-from slo.sli import durations
+from slo.sli import durations, sums
+from slo.sli import sql as Q
 from slo.sli.compute import compute
 from slo.sli.config import SliConfig, SliQuery
 from slo.sli.fold import kept_state
@@ -49,6 +50,7 @@ class App:
             time.sleep(0.02)
         assert refresher.version >= 1
         durations._STATES.clear()
+        sums._STATES.clear()
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
@@ -71,11 +73,24 @@ class App:
         return {(r["window"], r["team"], r["stat"]): (r["value"], r["total"]) for r in rows if r["value"] is not None}
 
 
+    def additive(self, as_of: datetime, mode: str) -> dict[tuple, tuple]:
+        """The additive SLIs (slo/sli/sums.py keeps them) at the platform, team and trigger levels."""
+        q = SliQuery(as_of=as_of, windows=WINDOWS, slis=list(Q.ADDITIVE), levels=("platform", "team", "trigger"))
+        with self.app.state.store.read_cursor() as cur:
+            rows = compute(cur, q, SliConfig(), mode=mode)
+        return {(r["sli"], r["window"], r["team"], r["trigger"], r["stat"]): (r["value"], r["good"], r["bad"], r["total"])
+                for r in rows if r["value"] is not None}
+
+    def probe(self, t: datetime, team: str, ok: bool) -> dict:
+        return {"specversion": "1.0", "source": "test://d", "id": f"e{next(self.n)}", "type": "platform.probe",
+                "time": t.isoformat(), "data": {"target": "hub", "ok": ok, "team": team}}
+
+
 def assert_same(got: dict[tuple, tuple], want: dict[tuple, tuple]) -> None:
     """Same rows, same counts, values equal up to rounding in the last places."""
     assert set(got) == set(want)
-    for k, (v, n) in want.items():
-        assert got[k][1] == n, k
+    for k, (v, *counts) in want.items():
+        assert list(got[k][1:]) == counts, k
         assert got[k][0] == pytest.approx(v, rel=1e-12, abs=1e-12), k
 
 
@@ -89,7 +104,9 @@ def steps(draw):
         late = draw(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(("succeeded", "failed")),
                                        st.integers(1, 300)), max_size=3))  # later terminal events of earlier runs
         move = draw(st.sampled_from((0, 0, 7, 600, 3 * 3600, 2 * 86400, 5 * 86400, -1800)))  # seconds
-        out.append((runs, late, move))
+        probes = draw(st.lists(st.tuples(st.sampled_from(("a", "b")), st.integers(-4 * 1440, 0), st.booleans()),
+                               max_size=4))
+        out.append((runs, late, move, probes))
     return out
 
 
@@ -100,7 +117,7 @@ def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
         app = App(Path(d))
         try:
             as_of, made = BASE, []
-            for runs, late, move in case:
+            for runs, late, move, probes in case:
                 as_of += timedelta(seconds=move)
                 events = []
                 for team, minute, outcome, dur in runs:
@@ -113,14 +130,21 @@ def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
                         run, team, start = made[i % len(made)]
                         end = start + timedelta(seconds=400 + dur)  # later than any first terminal: it wins
                         events += app.run(run, team, start, end, outcome, float(dur))[1:]
+                events += [app.probe(as_of + timedelta(minutes=m), team, ok) for team, m, ok in probes]
                 if events:
                     app.post(events)
                 got = app.m3(as_of, "incremental")
                 with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
                     state = durations._STATES.get(key)
-                    if state is not None and state.cursor == cursor and state.as_of == durations._us(as_of):
+                    if state is not None and state.cursor == cursor and state.as_of == durations.us(as_of):
                         USED.append("kept")
                 assert_same(got, app.m3(as_of, "direct"))
+                kept_sums = app.additive(as_of, "incremental")
+                with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
+                    state = sums._STATES.get(key)
+                    if state is not None and state.cursor == cursor and state.as_of == durations.us(as_of):
+                        USED.append("sums")
+                assert_same(kept_sums, app.additive(as_of, "direct"))
         finally:
             app.close()
 
@@ -129,7 +153,7 @@ def test_kept_percentiles_were_used():
     """Runs after the property test (file order): most steps were answered by the kept state."""
     if not USED:
         pytest.skip("property test not run in this session")
-    assert len(USED) >= 20
+    assert USED.count("kept") >= 20 and USED.count("sums") >= 20
 
 
 def test_stats_equal_duckdb_quantile_cont():
@@ -188,7 +212,7 @@ def test_window_edges_stay_half_open_while_sliding(tmp_path):
                       BASE + timedelta(hours=1, microseconds=1), BASE + timedelta(days=1, seconds=1)):
             got = app.m3(as_of, "incremental")
             with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
-                assert durations._STATES[key].as_of == durations._us(as_of)  # answered by the kept state
+                assert durations._STATES[key].as_of == durations.us(as_of)  # answered by the kept state
             assert_same(got, app.m3(as_of, "direct"))
             seen.append(got.get(("1h", None, "p50"), (None, 0)))
         assert seen == [(30.0, 1), (60.0, 1), (60.0, 1), (None, 0), (None, 0)]

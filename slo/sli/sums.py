@@ -1,0 +1,146 @@
+"""The additive SLIs (M1, M2, M5, M6, M8, M11, M12) kept between refreshes: per window, the sums of good, bad and
+total per (SLI, team, trigger), moved forward by what changed instead of aggregated again.
+
+Why: the additive statement read each window as whole days and hours of the rollups plus its raw edges, and
+aggregated them with one FILTERed sum per window and measure: 30-50 ms of every refresh at 10M events
+(docs/performance.md). The sums are of counts, so they can be kept exactly and slid like M3's durations
+(slo/sli/durations.py, whose registry, keys and time helpers this module shares): a fold queues its signed
+contribution rows (the rows its rollup deltas were made of), and the next computation moves each window from the
+state's as_of to the new one: + the queued rows inside the old window, - the contribution rows of the facts that
+left, + those of the facts that entered (read as stored now). Counts are integers held in float64: exact below
+2^53. Only the platform, team and trigger levels come from here (the notebook level and the missed slots of M8
+stay SQL); an as_of earlier than the state's is answered by SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from collector.storage.sqltext import Params
+from slo.sli import sql as Q
+from slo.sli.durations import MAX_CHANGED, MAX_WINDOWS, Key, Registry, at, ranges_cond, us
+from slo.sli.windows import merge_ranges
+
+SumKey = tuple[str, str, str]  # (sli, team, trigger)
+
+
+@dataclass
+class _State:
+    cursor: int
+    as_of: int  # epoch microseconds
+    windows: dict[int, dict[SumKey, list[float]]] = field(default_factory=dict)  # seconds -> key -> [g, b, t]
+    pending: list[pa.Table] = field(default_factory=list)  # fold contributions not applied yet
+
+
+_REGISTRY = Registry()
+_STATES = _REGISTRY.states
+tracking, forget = _REGISTRY.tracking, _REGISTRY.forget
+
+
+def folded(key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
+    """After a fold from cursor `lo` to `hi` committed: its signed contribution rows (Q.CONTRIB_CHANGES) are
+    queued and the state moves to cursor `hi`; a state at another cursor, or a fold without its rows, is dropped."""
+    if key is None:
+        return
+    st = _REGISTRY.get(key)
+    if st is None or hi == lo:
+        return
+    if st.cursor != lo or changed is None or \
+            changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
+        forget(key)
+        return
+    if changed.num_rows:
+        st.pending.append(changed)
+    st.cursor = hi
+
+
+def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
+           as_of: datetime) -> dict[int, dict[SumKey, list[float]]] | None:
+    """Per window (seconds): [good, bad, total] per (sli, team, trigger) at `cursor` and `as_of`, from the kept
+    state (brought forward, or built); None when SQL should answer. The caller holds the fold lock and read
+    `cursor` under it."""
+    if key is None:
+        return None
+    a = us(as_of)
+    st = _REGISTRY.get(key)
+    if st is not None and a < st.as_of:
+        return None
+    if st is None or st.cursor != cursor:
+        st = _State(cursor, a)
+    _slide(cur, st, a)
+    missing = [s for s in window_seconds if s not in st.windows]
+    if missing:
+        st.windows.update(_build(cur, a, missing))
+        while len(st.windows) > MAX_WINDOWS:
+            st.windows.pop(next(s for s in st.windows if s not in window_seconds))
+    _REGISTRY.put(key, st)
+    return {s: st.windows[s] for s in window_seconds}
+
+
+def _build(cur: duckdb.DuckDBPyConnection, a: int, seconds: list[int]) -> dict[int, dict[SumKey, list[float]]]:
+    p = Params()
+    contrib = Q.KEPT_CONTRIB.format(cond=ranges_cond([(a - max(seconds) * 1_000_000, a)], p))
+    measures = []
+    for i, s in enumerate(seconds):
+        c = f"t >= {p(at(a - s * 1_000_000))}"
+        measures += [f"sum({m}) FILTER (WHERE {c}) AS {m}_{i}" for m in ("good", "bad", "total")]
+    out: dict[int, dict[SumKey, list[float]]] = {s: {} for s in seconds}
+    for row in cur.execute(Q.KEPT_SUMS.format(measures=", ".join(measures), contrib=contrib), p).fetchall():
+        for i, s in enumerate(seconds):
+            g, b, t = (float(v or 0) for v in row[3 + 3 * i: 6 + 3 * i])
+            if g or b or t:
+                out[s][(row[0], row[1], row[2])] = [g, b, t]
+    return out
+
+
+def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
+    """Bring every window from the state's as_of to `a` (>= it) and apply the queued fold rows: + the queued rows
+    inside the old window, - the stored contributions that left, + those that entered."""
+    was, pending = st.as_of, st.pending
+    st.as_of, st.pending = a, []
+    for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
+        del st.windows[secs]  # nothing of the old window is left: built again
+    if not st.windows or (a == was and not pending):
+        return
+    parts = list(pending)
+    if a > was:
+        p = Params()
+        ranges = merge_ranges([r for s in st.windows for r in ((was - s * 1_000_000, a - s * 1_000_000), (was, a))])
+        read = cur.execute(Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))),
+                           p).to_arrow_table()
+        if read.num_rows:
+            parts.append(read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64))))  # 0: read rows
+    if not parts:
+        return
+    rows = pa.concat_tables([t.select(["t", "sli", "team", "trigger", "good", "bad", "total", "n"])
+                             .cast(_ROWS) for t in parts])
+    t = rows.column("t").to_numpy()
+    n = rows.column("n").to_numpy()
+    is_read = n == 0
+    for secs, sums in st.windows.items():
+        span = secs * 1_000_000
+        mult = np.where(is_read,
+                        np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
+                        np.where((t >= was - span) & (t < was), n, 0))
+        if not mult.any():
+            continue
+        w = pa.table({"sli": rows.column("sli"), "team": rows.column("team"), "trigger": rows.column("trigger"),
+                      **{m: pa.array(rows.column(m).to_numpy() * mult) for m in ("good", "bad", "total")}})
+        grouped = w.group_by(["sli", "team", "trigger"]).aggregate([(m, "sum") for m in ("good", "bad", "total")])
+        for r in grouped.to_pylist():
+            k = (r["sli"], r["team"], r["trigger"])
+            acc = sums.setdefault(k, [0.0, 0.0, 0.0])
+            acc[0] += r["good_sum"]
+            acc[1] += r["bad_sum"]
+            acc[2] += r["total_sum"]
+            if not (acc[0] or acc[1] or acc[2]):
+                del sums[k]
+
+
+_ROWS = pa.schema([("t", pa.int64()), ("sli", pa.string()), ("team", pa.string()), ("trigger", pa.string()),
+                   ("good", pa.float64()), ("bad", pa.float64()), ("total", pa.float64()), ("n", pa.int64())])
