@@ -88,6 +88,23 @@ class Registry:
                 self.states.move_to_end(key)
             return st
 
+    def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
+        """After a fold from cursor `lo` to `hi` committed: its changes are queued on the state (the next
+        computation applies them with its slide, in the same pass) and the state moves to cursor `hi`; a state at
+        another cursor, a disabled one, or a fold without its changes drops the state."""
+        if key is None:
+            return
+        st = self.get(key)
+        if st is None or hi == lo:
+            return
+        if st.cursor != lo or getattr(st, "disabled", False) or changed is None or \
+                changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
+            self.forget(key)
+            return
+        if changed.num_rows:
+            st.pending.append(changed)
+        st.cursor = hi
+
     def put(self, key: Key, st: Any) -> None:
         with self._guard:
             self.states[key] = st
@@ -111,7 +128,9 @@ def at(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-tracking, forget, _get, _put = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.get, _REGISTRY.put
+# folded() takes Q.DURATION_CHANGES
+tracking, forget, folded = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.folded
+_get, _put = _REGISTRY.get, _REGISTRY.put
 
 
 # ---- sorted-array edits ---------------------------------------------------------------------------------------
@@ -224,24 +243,6 @@ def _count(cur: duckdb.DuckDBPyConnection, span: tuple[int, int]) -> int:
 
 
 # ---- what fold() and compute() call ------------------------------------------------------------------------------
-
-def folded(key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
-    """After a fold from cursor `lo` to `hi` committed: its net fact changes (Q.DURATION_CHANGES) are queued on the
-    state, which moves to cursor `hi` (the next computation applies them with its slide, in the same pass over the
-    arrays); a state at another cursor, or a fold without its changes, drops the state."""
-    if key is None:
-        return
-    st = _get(key)
-    if st is None or hi == lo:
-        return
-    if st.cursor != lo or st.disabled or changed is None or \
-            changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
-        forget(key)
-        return
-    if changed.num_rows:
-        st.pending.append(changed)
-    st.cursor = hi
-
 
 def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
                 as_of: datetime, max_values: int) -> dict[int, dict[Scope, tuple[int, float, list[float]]]] | None:

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
-from slo.sli.durations import MAX_CHANGED, MAX_WINDOWS, Key, Registry, at, ranges_cond, us
+from slo.sli.durations import MAX_WINDOWS, Key, Registry, at, ranges_cond, us
 from slo.sli.windows import merge_ranges
 
 SumKey = tuple[str, str, str]  # (sli, team, trigger)
@@ -39,24 +39,8 @@ class _State:
 
 _REGISTRY = Registry()
 _STATES = _REGISTRY.states
-tracking, forget = _REGISTRY.tracking, _REGISTRY.forget
-
-
-def folded(key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
-    """After a fold from cursor `lo` to `hi` committed: its signed contribution rows (Q.CONTRIB_CHANGES) are
-    queued and the state moves to cursor `hi`; a state at another cursor, or a fold without its rows, is dropped."""
-    if key is None:
-        return
-    st = _REGISTRY.get(key)
-    if st is None or hi == lo:
-        return
-    if st.cursor != lo or changed is None or \
-            changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
-        forget(key)
-        return
-    if changed.num_rows:
-        st.pending.append(changed)
-    st.cursor = hi
+# folded() takes Q.CONTRIB_CHANGES
+tracking, forget, folded = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.folded
 
 
 def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],

@@ -78,8 +78,8 @@ class App:
         q = SliQuery(as_of=as_of, windows=WINDOWS, slis=list(Q.ADDITIVE), levels=("platform", "team", "trigger"))
         with self.app.state.store.read_cursor() as cur:
             rows = compute(cur, q, SliConfig(), mode=mode)
-        return {(r["sli"], r["window"], r["team"], r["trigger"], r["stat"]): (r["value"], r["good"], r["bad"], r["total"])
-                for r in rows if r["value"] is not None}
+        return {(r["sli"], r["window"], r["team"], r["trigger"], r["stat"]):
+                (r["value"], r["good"], r["bad"], r["total"]) for r in rows if r["value"] is not None}
 
     def probe(self, t: datetime, team: str, ok: bool) -> dict:
         return {"specversion": "1.0", "source": "test://d", "id": f"e{next(self.n)}", "type": "platform.probe",
