@@ -185,3 +185,36 @@ def test_active_kernel_sessions(tmp_path):
         assert active_kernels(con, m(-60 * 29), CFG) == [("ml", 1)]
     finally:
         con.close()
+
+
+def by_day(con) -> dict[str, str | None]:
+    return {s.strftime("%m-%d"): o for s, o in con.execute(
+        "SELECT slot, outcome FROM sli_slot_outcomes ORDER BY slot").fetchall()}
+
+
+def test_a_run_queued_hours_ahead_serves_its_slot_and_its_retry_decides(tmp_path):
+    """Both scans of run_attempts in decide() are bounded to a day before the oldest undecided slot: a run queued
+    20 h ahead naming its slot still serves it, its retry is its final attempt; a stray attempt numbered higher but
+    dated two days before the slot lies outside that bound and is not read (docs/alerts.md)."""
+    early = ev("notebook.schedule.registered", m(-48 * 60), **NB, cron="0 0 * * *", grace_seconds=600,
+               sla_seconds=1800, environment="prod")
+    events = [early,
+              ev("notebook.run.queued", m(-20 * 60), run_id="q", attempt=1, scheduled_for=T.isoformat(), **RUN),
+              ev("notebook.run.failed", m(2), run_id="q", attempt=1, **RUN),
+              ev("notebook.run.started", m(3), run_id="q", attempt=2, **RUN),
+              ev("notebook.run.succeeded", m(8), run_id="q", attempt=2, **RUN)]
+    con = ingest(tmp_path, events)
+    try:
+        rebuild(con, CFG, now=m(11))  # the day before had no run: missed
+        assert by_day(con) == {"11-09": "missed", "11-10": "ok"}
+    finally:
+        con.close()
+    (tmp_path / "failed").mkdir()
+    con = ingest(tmp_path / "failed", events[:-1] + [ev("notebook.run.failed", m(8), run_id="q", attempt=2, **RUN),
+                                                     ev("notebook.run.succeeded", m(-49 * 60), run_id="q", attempt=3,
+                                                        **RUN)])
+    try:
+        rebuild(con, CFG, now=m(60))
+        assert by_day(con) == {"11-09": "missed", "11-10": "failed"}
+    finally:
+        con.close()
