@@ -20,6 +20,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.acero  # noqa: F401  Table.group_by imports it on first use (~14 ms): at import, not in a refresh
 
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
