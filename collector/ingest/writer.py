@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from opentelemetry import trace
 
 from collector.metrics.counters import CounterStore
-from collector.storage.derive import CounterDelta, update_derived
+from collector.storage.derive import CounterDelta, StoredBeforeLookback, update_derived
 from collector.contract.validation import Rejection
 from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
@@ -262,7 +262,47 @@ class Writer:
         for w, statuses in zip(writes, results):
             w.future.set_result(WriteResult(statuses, batch_id))
 
+    def _insert_events(self, staged: pa.Table, now: datetime) -> tuple[int, pl.DataFrame]:
+        """Begin the transaction and insert the group's rows (distinct keys) into `events`, skipping keys already
+        stored; returns (batch id, the keys inserted).
+
+        Why two ways: DuckDB plans `INSERT ... ON CONFLICT` as a MERGE that joins the rows with a full scan of
+        the table (160 ms for 1,000 rows at 10M stored events, growing with history), while a plain INSERT checks
+        the primary key in its index (4 ms). Duplicates of stored events are rare (a client's retry), so the plain
+        INSERT goes first; when it meets a stored key it fails, the transaction is rolled back, and it is begun
+        again with the MERGE, which skips the stored keys and returns the inserted ones."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
+        if not staged.num_rows:
+            return batch_id, pl.DataFrame(schema={"source": pl.String, "id": pl.String})
+        insert = (f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
+                  f"SELECT {STORED_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged")
+        con.register("staged", staged)
+        try:
+            con.execute(insert, [now, batch_id])
+            inserted = pl.from_arrow(staged.select(["source", "id"]))
+        except duckdb.ConstraintException:
+            con.execute("ROLLBACK")
+            con.execute("BEGIN TRANSACTION")
+            # nextval again: whether the sequence kept the rolled-back increment or not, ids only go up
+            batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
+            con.register("staged", staged)
+            inserted = pl.from_arrow(con.sql(f"{insert} ON CONFLICT DO NOTHING RETURNING source, id",
+                                             params=[now, batch_id]).to_arrow_table())
+        con.unregister("staged")  # not after a failed statement: the aborted transaction would refuse it
+        assert isinstance(inserted, pl.DataFrame)
+        return batch_id, inserted
+
     def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
+        try:
+            return self._transaction_once(writes, exhaustive=False)
+        except StoredBeforeLookback:  # an attempt stored long ago: the whole transaction again, exhaustively
+            self._rollback()
+            return self._transaction_once(writes, exhaustive=True)
+
+    def _transaction_once(self, writes: list[_Write], *, exhaustive: bool
+                          ) -> tuple[list[list[str]], int, list[CounterDelta]]:
         t0 = time.perf_counter()
         con = self.con
         now = datetime.now(timezone.utc)
@@ -277,19 +317,8 @@ class Writer:
             first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() if len(keys) else \
                 pl.Series([], dtype=pl.Boolean)
             staged = table if bool(first.all()) else table.filter(first.to_arrow())
-            con.execute("BEGIN TRANSACTION")
-            batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
-            n_inserted = 0
-            inserted_keys = keys.clear()
-            if staged.num_rows:
-                con.register("staged", staged)
-                returned = con.sql(
-                    f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
-                    f"SELECT {STORED_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged "
-                    "ON CONFLICT DO NOTHING RETURNING source, id", params=[now, batch_id]).to_arrow_table()
-                con.unregister("staged")
-                n_inserted = returned.num_rows
-                inserted_keys = pl.from_arrow(returned)  # type: ignore[assignment]
+            batch_id, inserted_keys = self._insert_events(staged, now)
+            n_inserted = len(inserted_keys)
             # A row is accepted when it is its key's first occurrence in the group and its insert happened.
             if n_inserted == staged.num_rows:
                 accepted = first
@@ -299,7 +328,7 @@ class Writer:
             deltas: list[CounterDelta] = []
             if n_inserted:
                 new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
-                deltas = update_derived(con, new, batch_id)
+                deltas = update_derived(con, new, batch_id, exhaustive=exhaustive)
             duplicates = len(keys) - n_inserted
             if duplicates:
                 deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))

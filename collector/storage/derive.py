@@ -10,6 +10,7 @@ lookup and the reproducibility comparison are the SQL of the ingest path, all in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -32,19 +33,38 @@ class CounterDelta:
     value: float
 
 
-# Attempts whose first terminal event arrives in this batch: what notebook_run_attempts_total counts.
-_FIRST_TERMINAL = """
+# Each attempt of the batch beside its stored row (`{stored}`: run_attempts, or its recent rows), if any. The
+# attempts whose first terminal event arrives in this batch (a batch end time, no stored one) are what
+# notebook_run_attempts_total counts.
+_BESIDE_STORED = """
 SELECT
-    b.run_id, b.attempt, b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
+    b.run_id, b.attempt, r.run_id IS NOT NULL AS stored,
+    b.ended_at IS NOT NULL AND r.ended_at IS NULL AS first_terminal,
+    b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
     b.parameters_hash, b.env_hash,
     coalesce(b.notebook_id, r.notebook_id) AS notebook_id,
     coalesce(r.team, b.team) AS team,
     coalesce(r.trigger, b.trigger) AS trigger,
     coalesce(r.environment, b.environment) AS environment
 FROM batch_runs b
-LEFT JOIN run_attempts r ON r.run_id = b.run_id AND r.attempt = b.attempt
-WHERE b.ended_at IS NOT NULL AND r.ended_at IS NULL
+LEFT JOIN {stored} r ON r.run_id = b.run_id AND r.attempt = b.attempt
 """
+_FIRST_TERMINAL_COLS = ("run_id", "attempt", "outcome", "duration_seconds", "ended_at", "output_hash", "input_hash",
+                        "parameters_hash", "env_hash", "notebook_id", "team", "trigger", "environment")
+
+# Where a batch's attempts are looked for first: rows first seen since RUN_LOOKBACK before the batch's earliest
+# attempt. DuckDB plans `INSERT ... ON CONFLICT` (and any join on the key) as a scan of the whole table: at 2.2M
+# stored attempts the upsert took ~100 ms and the first-terminal lookup ~45 ms of every commit, growing with
+# history. Attempts are stored in arrival order, so the bound on first_seen_at skips all but the last row groups.
+# The bound is only a guess: an attempt stored before it is not found, goes to the plain INSERT, which checks the
+# key in its index and fails; the writer then does the transaction again with `exhaustive` (the whole table).
+RUN_LOOKBACK = timedelta(days=2)
+_RECENT_RUNS = "(SELECT * FROM run_attempts WHERE first_seen_at >= $bound)"
+
+
+class StoredBeforeLookback(Exception):
+    """An attempt of the batch was stored before the lookback bound: do the transaction again, exhaustively."""
+
 
 _NEWER_TERM = (
     "(EXCLUDED.ended_at IS NOT NULL AND (run_attempts.ended_at IS NULL OR "
@@ -76,6 +96,12 @@ ON CONFLICT (run_id, attempt) DO UPDATE SET
     first_seen_at = least(run_attempts.first_seen_at, EXCLUDED.first_seen_at),
     last_event_at = greatest(run_attempts.last_event_at, EXCLUDED.last_event_at)
 """
+
+_RUN_SET = _UPSERT_RUNS.split("DO UPDATE SET", 1)[1]
+# The same merge, for batch attempts found stored (`batch_stored`, found among the rows since $bound).
+_UPDATE_RUNS = (f"UPDATE run_attempts SET {_RUN_SET.replace('EXCLUDED.', 'b.')} FROM batch_stored b "
+                "WHERE run_attempts.run_id = b.run_id AND run_attempts.attempt = b.attempt "
+                "AND run_attempts.first_seen_at >= $bound")
 
 _UPSERT_KERNELS = """
 INSERT INTO kernel_sessions BY NAME SELECT * FROM batch_kernels
@@ -238,7 +264,8 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
     ]
 
 
-def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None) -> list[CounterDelta]:
+def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None, *,
+                   exhaustive: bool = True) -> list[CounterDelta]:
     """Fold a batch of newly inserted events (`new`, INGEST_SCHEMA: stored columns plus typed fields) into the
     derived tables; return the counter increments this batch causes.
 
@@ -247,6 +274,10 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     DuckDB statement has a fixed cost of milliseconds, which dominates HTTP-sized batches. For the same reason
     the first-terminal lookup is skipped when no attempt of the batch has a terminal event (it could only
     return nothing: it selects attempts whose batch row has an end time).
+
+    Without `exhaustive`, stored attempts are looked for among the recent ones only (RUN_LOOKBACK); should one
+    be stored earlier, StoredBeforeLookback is raised inside the transaction, which the caller rolls back and does
+    again with `exhaustive` (the writer does; the default is the exhaustive way).
     """
     df = pl.from_arrow(new)
     assert isinstance(df, pl.DataFrame)
@@ -275,16 +306,8 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     if runs is None or runs.height == 0:
         return deltas
 
-    con.register("batch_runs", runs.to_arrow())
-    try:
-        first = None
-        if runs["ended_at"].null_count() < runs.height:
-            first = pl.from_arrow(con.sql(_FIRST_TERMINAL).to_arrow_table())
-            assert isinstance(first, pl.DataFrame)
-        con.execute(_UPSERT_RUNS)
-    finally:
-        con.unregister("batch_runs")
-    if first is None or first.height == 0:
+    first = _upsert_runs(con, runs, exhaustive)
+    if first.height == 0:
         return deltas
     deltas += _run_counters(first)
     repro = first.filter(pl.col("outcome") == "succeeded", *[pl.col(c).is_not_null() for c in _REPRO_KEYS])
@@ -296,6 +319,44 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
         finally:
             con.unregister("repro_new")
     return deltas
+
+
+def _upsert_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, exhaustive: bool) -> pl.DataFrame:
+    """Merge the batch's attempts into run_attempts; returns those whose first terminal event is in the batch.
+    The first-terminal lookup is skipped when no attempt of the batch has an end time (in the exhaustive way)."""
+    con.register("batch_runs", runs.to_arrow())
+    try:
+        if exhaustive:
+            first = pl.DataFrame()
+            if runs["ended_at"].null_count() < runs.height:
+                first = _frame(con.sql(_BESIDE_STORED.format(stored="run_attempts")).to_arrow_table())
+            con.execute(_UPSERT_RUNS)
+            return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
+        bound = runs["first_seen_at"].min() - RUN_LOOKBACK
+        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RECENT_RUNS), {"bound": bound}).to_arrow_table())
+    finally:
+        con.unregister("batch_runs")
+    found = beside.filter(pl.col("stored")).select("run_id", "attempt")
+    for name, how, sql, params in (("batch_stored", "semi", _UPDATE_RUNS, {"bound": bound}),
+                                   ("batch_new", "anti", "INSERT INTO run_attempts BY NAME SELECT * FROM batch_new",
+                                    {})):
+        part = runs.join(found, on=["run_id", "attempt"], how=how)
+        if part.height:
+            con.register(name, part.to_arrow())
+            try:
+                con.execute(sql, params)
+            except duckdb.ConstraintException as exc:  # the transaction is aborted: no unregister (it would fail)
+                if name == "batch_new":  # stored before the bound (or a row no retry can fix: that fails again)
+                    raise StoredBeforeLookback() from exc
+                raise
+            con.unregister(name)
+    return beside.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, sql: str) -> None:

@@ -1,0 +1,81 @@
+"""The writer's insert into `events`: a plain INSERT first (the key checked in its index), and on a stored key the
+transaction begun again with the skipping MERGE (collector/ingest/writer.py: `_insert_events`). Whichever way a
+group goes in, each row is accepted or reported duplicate exactly as by its key, the derived tables and counters
+see only the accepted rows, and batch ids go up."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from collector.contract.vectorized import validate_json_items
+from collector.ingest.writer import Writer
+from collector.metrics.counters import CounterStore
+from collector.storage import db as dbmod
+from tests.support import event
+
+
+def _run(i: str, state: str = "succeeded") -> dict:
+    return event(i, f"notebook.run.{state}", {"run_id": f"r-{i}", "notebook_id": "nb", "team": "t"})
+
+
+@pytest.fixture
+def store(tmp_path):
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    counters = CounterStore()
+    w = Writer(con, counters)
+    w.start()
+    yield con, w, counters
+    w.stop()
+    con.close()
+
+
+def _submit(w: Writer, events: list[dict]):
+    got = validate_json_items(events)
+    assert not got.rejections
+    return w.submit(got.table, []).result(timeout=30)
+
+
+def test_a_group_with_a_stored_key_keeps_its_new_rows_and_reports_the_duplicates(store):
+    con, w, counters = store
+    first = _submit(w, [_run("a"), _run("b")])
+    assert first.statuses == ["accepted", "accepted"]
+    # c and d are new, a is stored (the plain INSERT fails on it), c is repeated within the group
+    second = _submit(w, [_run("c"), _run("a"), _run("d"), _run("c")])
+    assert second.statuses == ["accepted", "duplicate", "accepted", "duplicate"]
+    assert second.batch_id > first.batch_id
+    assert con.execute("SELECT id, batch_id FROM events ORDER BY id").fetchall() == [
+        ("a", first.batch_id), ("b", first.batch_id), ("c", second.batch_id), ("d", second.batch_id)]
+    # the derived table and the counters saw each attempt once, from its accepted row
+    assert con.execute("SELECT run_id, terminal_events FROM run_attempts ORDER BY run_id").fetchall() == [
+        ("r-a", 1), ("r-b", 1), ("r-c", 1), ("r-d", 1)]
+    assert con.execute("SELECT batch_id, events, duplicates FROM ingest_batches ORDER BY batch_id").fetchall() == [
+        (first.batch_id, 2, 0), (second.batch_id, 2, 2)]
+    assert counters.value("observatory_events_duplicate_total") == 2
+    # a later group of new rows only goes the plain way and keeps counting from there
+    third = _submit(w, [_run("e")])
+    assert third.statuses == ["accepted"] and third.batch_id > second.batch_id
+
+
+def test_a_group_of_stored_keys_only_inserts_nothing_and_changes_no_derived_row(store):
+    con, w, counters = store
+    _submit(w, [_run("a", "failed")])
+    before = con.execute("SELECT * FROM run_attempts").fetchall()
+    again = _submit(w, [_run("a", "failed"), _run("a", "failed")])
+    assert again.statuses == ["duplicate", "duplicate"]
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert con.execute("SELECT * FROM run_attempts").fetchall() == before
+    assert counters.value("observatory_events_duplicate_total") == 2
+
+
+def test_a_row_that_breaks_another_constraint_still_fails_its_request(store):
+    """The fallback is for stored keys only: any other constraint error fails the request, as before."""
+    con, w, _ = store
+    got = validate_json_items([_run("x")])
+    col = got.table.schema.get_field_index("type")
+    bad = got.table.set_column(col, "type", pa.nulls(got.table.num_rows, got.table.schema.field(col).type))
+    fut = w.submit(bad, [])
+    with pytest.raises(Exception, match="rolled back"):
+        fut.result(timeout=30)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
