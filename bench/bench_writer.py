@@ -50,8 +50,12 @@ def _stage(sql: str) -> str:
                   "METRIC_COUNTERS", "INGEST_BATCHES", "DEAD_LETTERS"):
         if s.startswith(f"INSERT INTO {table}"):
             return f"sql {table.lower()}"
+        if s.startswith(f"UPDATE {table}"):
+            return f"sql {table.lower()} (update)"
     if "FROM BATCH_RUNS" in full:
         return "sql first_terminal"
+    if "FROM KERNEL_SESSIONS_STORED" in full or "FROM BATCH_KERNELS" in full:
+        return "sql kernel_sessions (lookup)"
     if "REPRO_NEW" in full:
         return "sql repro_compare"
     if s.startswith("BEGIN") or "NEXTVAL" in s:

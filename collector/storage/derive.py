@@ -2,8 +2,9 @@
 
 Everything here reads only the batch the current writer transaction has just inserted (an Arrow table carrying
 the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so nothing here parses the JSON
-`data`) plus index lookups on the derived tables' primary keys, so the cost of a batch grows with the batch, not
-with history. The batch is aggregated per table in polars (storage/batch.py); the upserts, the first-terminal
+`data`) plus the stored rows it merges with. The large derived tables (run attempts, kernel sessions) are looked
+up among their recent rows only, so the cost of a batch grows with the batch, not with history: DuckDB answers
+`ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The batch is aggregated per table in polars (storage/batch.py); the upserts, the first-terminal
 lookup and the reproducibility comparison are the SQL of the ingest path, all in this module.
 """
 
@@ -59,11 +60,12 @@ _FIRST_TERMINAL_COLS = ("run_id", "attempt", "outcome", "duration_seconds", "end
 # The bound is only a guess: an attempt stored before it is not found, goes to the plain INSERT, which checks the
 # key in its index and fails; the writer then does the transaction again with `exhaustive` (the whole table).
 RUN_LOOKBACK = timedelta(days=2)
-_RECENT_RUNS = "(SELECT * FROM run_attempts WHERE first_seen_at >= $bound)"
+# Kernel sessions the same way, by their last event: a kernel idle for days and then shut down goes the slow way.
+KERNEL_LOOKBACK = timedelta(days=7)
 
 
 class StoredBeforeLookback(Exception):
-    """An attempt of the batch was stored before the lookback bound: do the transaction again, exhaustively."""
+    """A row of the batch was stored before its lookback bound: do the transaction again, exhaustively."""
 
 
 _NEWER_TERM = (
@@ -97,12 +99,6 @@ ON CONFLICT (run_id, attempt) DO UPDATE SET
     last_event_at = greatest(run_attempts.last_event_at, EXCLUDED.last_event_at)
 """
 
-_RUN_SET = _UPSERT_RUNS.split("DO UPDATE SET", 1)[1]
-# The same merge, for batch attempts found stored (`batch_stored`, found among the rows since $bound).
-_UPDATE_RUNS = (f"UPDATE run_attempts SET {_RUN_SET.replace('EXCLUDED.', 'b.')} FROM batch_stored b "
-                "WHERE run_attempts.run_id = b.run_id AND run_attempts.attempt = b.attempt "
-                "AND run_attempts.first_seen_at >= $bound")
-
 _UPSERT_KERNELS = """
 INSERT INTO kernel_sessions BY NAME SELECT * FROM batch_kernels
 ON CONFLICT (kernel_id) DO UPDATE SET
@@ -120,6 +116,57 @@ ON CONFLICT (kernel_id) DO UPDATE SET
     last_exit_code = coalesce(EXCLUDED.last_exit_code, kernel_sessions.last_exit_code),
     last_event_at = greatest(kernel_sessions.last_event_at, EXCLUDED.last_event_at)
 """
+
+
+
+@dataclass(frozen=True)
+class _Bounded:
+    """An upsert done the bounded way: its rows found stored among the table's rows with `recent` >= $bound are
+    merged by UPDATE (the upsert's own SET, EXCLUDED read from the batch), the others inserted plainly."""
+
+    table: str
+    key: tuple[str, ...]
+    recent: str  # the stored column the bound applies to (rows are stored in its order, roughly)
+    upsert: str  # the INSERT ... ON CONFLICT DO UPDATE of the exhaustive way
+
+    def update(self, batch: str) -> str:
+        set_clause = self.upsert.split("DO UPDATE SET", 1)[1].replace("EXCLUDED.", "b.")
+        on = " AND ".join(f"{self.table}.{k} = b.{k}" for k in self.key)
+        return f"UPDATE {self.table} SET {set_clause} FROM {batch} b WHERE {on} AND {self.table}.{self.recent} >= $bound"
+
+    @property
+    def recent_rows(self) -> str:
+        return f"(SELECT * FROM {self.table} WHERE {self.recent} >= $bound)"
+
+    def found(self, batch: str) -> str:
+        """The keys of `batch` stored since $bound."""
+        on = " AND ".join(f"r.{k} = b.{k}" for k in self.key)
+        return f"SELECT {', '.join(f'b.{k}' for k in self.key)} FROM {batch} b SEMI JOIN {self.recent_rows} r ON {on}"
+
+
+_RUNS = _Bounded("run_attempts", ("run_id", "attempt"), "first_seen_at", _UPSERT_RUNS)
+_KERNELS = _Bounded("kernel_sessions", ("kernel_id",), "last_event_at", _UPSERT_KERNELS)
+
+
+def _merge_bounded(con: duckdb.DuckDBPyConnection, spec: _Bounded, frame: pl.DataFrame, found: pl.DataFrame,
+                   bound: object) -> None:
+    """UPDATE the rows of `frame` whose keys are in `found`, INSERT the others; StoredBeforeLookback when one of
+    those is stored after all (before the bound: the plain INSERT checks the key in its index)."""
+    for name, how, sql, params in (
+            (f"{spec.table}_stored", "semi", spec.update(f"{spec.table}_stored"), {"bound": bound}),
+            (f"{spec.table}_new", "anti", f"INSERT INTO {spec.table} BY NAME SELECT * FROM {spec.table}_new", {})):
+        part = frame.join(found, on=list(spec.key), how=how)
+        if not part.height:
+            continue
+        con.register(name, part.to_arrow())
+        try:
+            con.execute(sql, params)
+        except duckdb.ConstraintException as exc:  # the transaction is aborted: no unregister (it would fail)
+            if how == "anti":  # stored before the bound (or a row no retry can fix: that fails again)
+                raise StoredBeforeLookback() from exc
+            raise
+        con.unregister(name)
+
 
 # Registry fields: each keeps the value of the newest event (by time, then id) that set it.
 _REGISTRY_FIELDS = ("owner", "team", "notebook_path", "tags", "critical", "has_tests", "created_at")
@@ -298,8 +345,9 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     frames = dict(zip(plans, pl.collect_all(list(plans.values()))))
 
     deltas = _event_counters(frames["counts"])
-    for name, sql in (("batch_kernels", _UPSERT_KERNELS), ("batch_notebooks", _UPSERT_NOTEBOOKS),
-                      ("batch_schedules", _UPSERT_SCHEDULES)):
+    if "batch_kernels" in frames:
+        _upsert_kernels(con, frames["batch_kernels"], exhaustive)
+    for name, sql in (("batch_notebooks", _UPSERT_NOTEBOOKS), ("batch_schedules", _UPSERT_SCHEDULES)):
         if name in frames:
             _upsert(con, name, frames[name], sql)
     runs = frames.get("batch_runs")
@@ -333,24 +381,24 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, exhaustive:
             con.execute(_UPSERT_RUNS)
             return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
         bound = runs["first_seen_at"].min() - RUN_LOOKBACK
-        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RECENT_RUNS), {"bound": bound}).to_arrow_table())
+        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RUNS.recent_rows), {"bound": bound}).to_arrow_table())
     finally:
         con.unregister("batch_runs")
-    found = beside.filter(pl.col("stored")).select("run_id", "attempt")
-    for name, how, sql, params in (("batch_stored", "semi", _UPDATE_RUNS, {"bound": bound}),
-                                   ("batch_new", "anti", "INSERT INTO run_attempts BY NAME SELECT * FROM batch_new",
-                                    {})):
-        part = runs.join(found, on=["run_id", "attempt"], how=how)
-        if part.height:
-            con.register(name, part.to_arrow())
-            try:
-                con.execute(sql, params)
-            except duckdb.ConstraintException as exc:  # the transaction is aborted: no unregister (it would fail)
-                if name == "batch_new":  # stored before the bound (or a row no retry can fix: that fails again)
-                    raise StoredBeforeLookback() from exc
-                raise
-            con.unregister(name)
+    _merge_bounded(con, _RUNS, runs, beside.filter(pl.col("stored")).select(_RUNS.key), bound)
     return beside.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS)
+
+
+def _upsert_kernels(con: duckdb.DuckDBPyConnection, kernels: pl.DataFrame, exhaustive: bool) -> None:
+    if exhaustive or not kernels.height:
+        _upsert(con, "batch_kernels", kernels, _UPSERT_KERNELS)
+        return
+    bound = kernels["last_event_at"].min() - KERNEL_LOOKBACK
+    con.register("batch_kernels", kernels.to_arrow())
+    try:
+        found = _frame(con.execute(_KERNELS.found("batch_kernels"), {"bound": bound}).to_arrow_table())
+    finally:
+        con.unregister("batch_kernels")
+    _merge_bounded(con, _KERNELS, kernels, found, bound)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

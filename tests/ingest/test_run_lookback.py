@@ -1,8 +1,8 @@
-"""The writer looks for a batch's stored attempts among the recent ones first (collector/storage/derive.py:
-RUN_LOOKBACK) and does the transaction again over the whole table when one was stored before that bound. Either
-way the derived tables and counters must be what the exhaustive way gives: checked here on streams of run events
-whose attempts span weeks (late terminal events of old runs, retries, duplicates), cut into random batches, against
-a writer that always goes the exhaustive way."""
+"""The writer looks for a batch's stored attempts and kernel sessions among the recent ones first
+(collector/storage/derive.py: RUN_LOOKBACK, KERNEL_LOOKBACK) and does the transaction again over the whole table
+when one was stored before that bound. Either way the derived tables and counters must be what the exhaustive way
+gives: checked here on streams of run and kernel events spanning weeks (late terminal events of old runs, retries,
+duplicates), cut into random batches, against a writer that always goes the exhaustive way."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from collector.storage import db as dbmod
 from collector.storage import derive
 from tests.support import event
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)  # its last events, 34 days on, are in the past
 TABLES = ("SELECT * EXCLUDE (updated_batch) FROM run_attempts ORDER BY ALL",
+          "SELECT * FROM kernel_sessions ORDER BY ALL",
           "SELECT * FROM repro_baselines ORDER BY ALL",
           "SELECT * FROM metric_counters ORDER BY ALL")
 
@@ -44,6 +45,16 @@ def _stream(seed: int) -> list[dict]:
             out.append(event(f"e{r}.{attempt}", f"notebook.run.{state}",
                              {**a, "duration_seconds": 60, "output_hash": rnd.choice(["o1", "o2"])},
                              time_=end.isoformat()))
+    for k in range(15):  # kernels: restarted within hours, ended hours or days (up to two weeks) later
+        t = T0 + timedelta(hours=rnd.randrange(0, 24 * 20))
+        base = {"kernel_id": f"k{k}", "team": f"t{k % 3}", "notebook_id": f"nb{k % 4}"}
+        out.append(event(f"ks{k}", "notebook.kernel.started", base, time_=t.isoformat()))
+        out.append(event(f"kr{k}", "notebook.kernel.restarted", {**base, "reason": rnd.choice(["crash", "user"])},
+                         time_=(t + timedelta(hours=2)).isoformat()))
+        end = t + timedelta(hours=rnd.choice([3, 30, 24 * 5, 24 * 9, 24 * 14]))
+        ending = rnd.choice([("notebook.kernel.died", {"reason": "oom", "exit_code": 137}),
+                             ("notebook.kernel.shutdown", {"reason": "culled"})])
+        out.append(event(f"kd{k}", ending[0], {**base, **ending[1]}, time_=end.isoformat()))
     rnd.shuffle(out)
     out.sort(key=lambda e: (e["time"] if rnd.random() < 0.8 else ""))  # mostly in time order, some arrive first
     return out + rnd.sample(out, 5)  # and a few duplicates
@@ -96,4 +107,5 @@ def test_the_stream_reaches_behind_the_bound(tmp_path):
         total += _ingest(tmp_path / str(seed), "b", events, cuts, exhaustive=False)[1] if (
             (tmp_path / str(seed)).mkdir() or True) else 0
     assert total > 0
-    assert derive.RUN_LOOKBACK < timedelta(days=10)  # the stream's late ends are behind it
+    assert derive.RUN_LOOKBACK < timedelta(days=10)  # the stream's late ends are behind the bounds
+    assert derive.KERNEL_LOOKBACK < timedelta(days=9)
