@@ -4,8 +4,9 @@ Everything here reads only the batch the current writer transaction has just ins
 the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so nothing here parses the JSON
 `data`) plus the stored rows it merges with. The large derived tables (run attempts, kernel sessions) are looked
 up among their recent rows only, so the cost of a batch grows with the batch, not with history: DuckDB answers
-`ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The batch is aggregated per table in polars (storage/batch.py); the upserts, the first-terminal
-lookup and the reproducibility comparison are the SQL of the ingest path, all in this module.
+`ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The batch is aggregated per
+table in polars (storage/batch.py); the upserts, the first-terminal lookup and the reproducibility comparison are
+the SQL of the ingest path, all in this module.
 """
 
 from __future__ import annotations
@@ -118,7 +119,6 @@ ON CONFLICT (kernel_id) DO UPDATE SET
 """
 
 
-
 @dataclass(frozen=True)
 class _Bounded:
     """An upsert done the bounded way: its rows found stored among the table's rows with `recent` >= $bound are
@@ -132,7 +132,8 @@ class _Bounded:
     def update(self, batch: str) -> str:
         set_clause = self.upsert.split("DO UPDATE SET", 1)[1].replace("EXCLUDED.", "b.")
         on = " AND ".join(f"{self.table}.{k} = b.{k}" for k in self.key)
-        return f"UPDATE {self.table} SET {set_clause} FROM {batch} b WHERE {on} AND {self.table}.{self.recent} >= $bound"
+        return (f"UPDATE {self.table} SET {set_clause} FROM {batch} b "
+                f"WHERE {on} AND {self.table}.{self.recent} >= $bound")
 
     @property
     def recent_rows(self) -> str:
@@ -322,9 +323,10 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     the first-terminal lookup is skipped when no attempt of the batch has a terminal event (it could only
     return nothing: it selects attempts whose batch row has an end time).
 
-    Without `exhaustive`, stored attempts are looked for among the recent ones only (RUN_LOOKBACK); should one
-    be stored earlier, StoredBeforeLookback is raised inside the transaction, which the caller rolls back and does
-    again with `exhaustive` (the writer does; the default is the exhaustive way).
+    Without `exhaustive`, stored attempts and kernel sessions are looked for among the recent ones only
+    (RUN_LOOKBACK, KERNEL_LOOKBACK); should one be stored earlier, StoredBeforeLookback is raised inside the
+    transaction, which the caller rolls back and does again with `exhaustive` (the writer does; the default is the
+    exhaustive way).
     """
     df = pl.from_arrow(new)
     assert isinstance(df, pl.DataFrame)
@@ -381,7 +383,8 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, exhaustive:
             con.execute(_UPSERT_RUNS)
             return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
         bound = runs["first_seen_at"].min() - RUN_LOOKBACK
-        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RUNS.recent_rows), {"bound": bound}).to_arrow_table())
+        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RUNS.recent_rows), {"bound": bound})
+                        .to_arrow_table())
     finally:
         con.unregister("batch_runs")
     _merge_bounded(con, _RUNS, runs, beside.filter(pl.col("stored")).select(_RUNS.key), bound)
