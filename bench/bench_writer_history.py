@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_sli.py --events 10000000 --no-write   # once: var/bench_sli.duckdb, 10M events
     .venv/bin/python bench/bench_writer_history.py                    # this checkout
     .venv/bin/python bench/bench_writer_history.py --before /tmp/before --reps 3   # and another one, alternated
+    .venv/bin/python bench/bench_writer_history.py --http --before /tmp/before     # end to end, over HTTP
 
 bench_writer.py replays batches into a fresh database, so it cannot see a cost that grows with what is stored.
 Here each run copies bench_sli.py's history (10M events: 2.2M run attempts, 1.3M kernel sessions), then commits
@@ -10,7 +11,9 @@ HTTP-shaped groups (4 requests of 1,000 events) of new events that continue it (
 events of a fresh draw, in arrival order, ~1% of terminal events late) through `Writer._transaction`, and reports
 the median commit wall time and the writer's CPU-µs per event. With `--before CHECKOUT` the other checkout's
 writer runs alternately on the same events and a fresh copy of the same history (its code through PYTHONPATH,
-this virtualenv). Each run is its own process. No assertions: it measures.
+this virtualenv). Each run is its own process. With `--http` the same events go end to end instead: posted as NDJSON
+by bench_ingest's HTTP run (4 clients, 1,000-event requests, auth on) to a real collector serving a copy of the
+folded history (its gauge refresher folding and computing the SLIs beside). No assertions: it measures.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
 HISTORY = VAR / "bench_sli.duckdb"
+FOLDED = VAR / "bench_sli.folded.duckdb"  # the same history with its SLI tables folded (what a collector has)
 EVENTS = VAR / "bench_writer_history.parquet"
 
 
@@ -51,6 +55,34 @@ def _events(n: int) -> None:
     keyed = duckdb.sql("SELECT * REPLACE (md5(id) AS id, 'run-' || md5(run_id) AS run_id, "
                        "'k-' || md5(kernel_id) AS kernel_id) FROM new").to_arrow_table()
     pq.write_table(keyed.cast(new.schema), EVENTS)
+
+
+def _lines() -> list[str]:
+    """The events as the NDJSON lines a producer posts (CloudEvents; data holding the same keys)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    new = pq.read_table(EVENTS)  # noqa: F841 (read by the statement below)
+    patch = ("json_merge_patch(CASE WHEN run_id IS NULL THEN '{}'::JSON ELSE json_object('run_id', run_id) END, "
+             "CASE WHEN kernel_id IS NULL THEN '{}'::JSON ELSE json_object('kernel_id', kernel_id) END)")
+    return [r[0] for r in duckdb.sql(
+        "SELECT to_json({'specversion': '1.0', 'id': id, 'source': source, 'type': type, "
+        "'time': strftime(time AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ'), "
+        f"'data': json_merge_patch(data::JSON, {patch})}})::VARCHAR FROM new").fetchall()]
+
+
+def http(code: Path, lines: list[str]) -> dict:
+    """bench_ingest's HTTP run (4 clients, 1,000-event NDJSON requests, auth on) against a collector serving a
+    copy of the folded history."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_ingest import http_run
+
+    with tempfile.TemporaryDirectory(prefix="bench-writer-history-", dir=VAR) as d:
+        shutil.copyfile(FOLDED, Path(d) / "http.duckdb")  # bench_ingest.Server serves <workdir>/http.duckdb
+        r = http_run(lines, Path(d), code=None if code == ROOT else code)
+    return {"code": str(code), **r}
 
 
 def worker(db: Path, group: int, chunk: int) -> dict:
@@ -104,6 +136,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=4, help="requests per commit")
     ap.add_argument("--chunk", type=int, default=1000, help="events per request")
     ap.add_argument("--before", type=Path, default=None, help="another checkout, run alternately")
+    ap.add_argument("--http", action="store_true",
+                    help="post the events to a real collector serving the history instead (bench_ingest's HTTP run)")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -114,6 +148,21 @@ def main() -> None:
     _events(a.events)
     codes = {"this": ROOT} | ({"before": a.before.resolve()} if a.before else {})
     runs: dict[str, list[dict]] = {k: [] for k in codes}
+    if a.http:
+        lines = _lines()
+        for rep in range(a.reps):
+            for label, code in codes.items():
+                r = http(code, lines)
+                runs[label].append(r)
+                print(f"rep {rep + 1} {label:6s} ({r['code']}): {r['eps']:,.0f} events/s, "
+                      f"collector {r['server_cpu_us']:.1f} CPU-us/event, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                      flush=True)
+        print(f"\n{len(lines):,} events posted to a collector holding the 10M-event history, 4 clients x 1,000-event "
+              f"requests, auth on, medians of {a.reps} runs:")
+        for label, rs in runs.items():
+            print(f"  {label:6s} {statistics.median(r['eps'] for r in rs):,.0f} events/s, "
+                  f"{statistics.median(r['server_cpu_us'] for r in rs):.1f} collector CPU-us/event")
+        return
     for rep in range(a.reps):
         for label, code in codes.items():
             r = run(code, a.group, a.chunk)
