@@ -26,6 +26,9 @@ EVENTS_DUPLICATE_TOTAL = "observatory_events_duplicate_total"
 INGEST_QUEUE_DEPTH = "observatory_ingest_queue_depth"
 LAST_EVENT_TIMESTAMP = "observatory_last_event_timestamp_seconds"
 WRITER_LAST_COMMIT_SECONDS = "observatory_writer_last_commit_seconds"
+# counter family name (exposed with _total): writer transactions begun again the slower way, by reason
+WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
+REDONE_REASONS = ("stored_key", "before_lookback")
 SQL_REFRESH_TIMESTAMP = "observatory_sql_refresh_timestamp_seconds"
 START_TIME = "observatory_start_time_seconds"
 NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family name (exposed with _total)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import duckdb
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import conventions as C
 from collector.settings import Settings
@@ -91,7 +91,13 @@ class Store:
             last.add_metric([self.counters.capper("source", source)], ts)
         commit = GaugeMetricFamily(C.WRITER_LAST_COMMIT_SECONDS,
                                    "Duration of the writer's most recent transaction.", value=w.stats.last_commit_seconds)
+        redone = CounterMetricFamily(
+            C.WRITER_TRANSACTIONS_REDONE, "Writer transactions begun again the slower way: the plain insert met a "
+            "stored key (stored_key), a derived row was stored before its lookback bound (before_lookback).",
+            labels=["reason"])
+        for reason in C.REDONE_REASONS:
+            redone.add_metric([reason], w.stats.redone[reason])
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, refresh, up]
+        return [depth, last, commit, redone, refresh, up]

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -83,6 +83,9 @@ class WriterStats:
     last_commit_seconds: float = 0.0
     commit_seconds: deque = field(default_factory=lambda: deque(maxlen=1024))
     group_sizes: deque = field(default_factory=lambda: deque(maxlen=1024))
+    # transactions begun again the slower way (conventions.REDONE_REASONS): a stored key met by the plain insert
+    # into events, a derived row stored before its lookback bound
+    redone: Counter = field(default_factory=Counter)
 
 
 class Writer:
@@ -283,6 +286,7 @@ class Writer:
             con.execute(insert, [now, batch_id])
             inserted = pl.from_arrow(staged.select(["source", "id"]))
         except duckdb.ConstraintException:
+            self.stats.redone["stored_key"] += 1
             con.execute("ROLLBACK")
             con.execute("BEGIN TRANSACTION")
             # nextval again: whether the sequence kept the rolled-back increment or not, ids only go up
@@ -298,6 +302,7 @@ class Writer:
         try:
             return self._transaction_once(writes, exhaustive=False)
         except StoredBeforeLookback:  # an attempt stored long ago: the whole transaction again, exhaustively
+            self.stats.redone["before_lookback"] += 1
             self._rollback()
             return self._transaction_once(writes, exhaustive=True)
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from collector.app import create_app
 from collector.contract.vectorized import validate_json_items
 from collector.ingest.writer import Writer
 from collector.metrics.counters import CounterStore
+from collector.settings import Settings
 from collector.storage import db as dbmod
 from tests.support import event
 
@@ -40,9 +44,11 @@ def test_a_group_with_a_stored_key_keeps_its_new_rows_and_reports_the_duplicates
     con, w, counters = store
     first = _submit(w, [_run("a"), _run("b")])
     assert first.statuses == ["accepted", "accepted"]
+    assert w.stats.redone["stored_key"] == 0  # new keys only: the plain insert
     # c and d are new, a is stored (the plain INSERT fails on it), c is repeated within the group
     second = _submit(w, [_run("c"), _run("a"), _run("d"), _run("c")])
     assert second.statuses == ["accepted", "duplicate", "accepted", "duplicate"]
+    assert w.stats.redone["stored_key"] == 1  # begun again with the skipping insert, once
     assert second.batch_id > first.batch_id
     assert con.execute("SELECT id, batch_id FROM events ORDER BY id").fetchall() == [
         ("a", first.batch_id), ("b", first.batch_id), ("c", second.batch_id), ("d", second.batch_id)]
@@ -55,6 +61,7 @@ def test_a_group_with_a_stored_key_keeps_its_new_rows_and_reports_the_duplicates
     # a later group of new rows only goes the plain way and keeps counting from there
     third = _submit(w, [_run("e")])
     assert third.statuses == ["accepted"] and third.batch_id > second.batch_id
+    assert w.stats.redone == {"stored_key": 1}
 
 
 def test_a_group_of_stored_keys_only_inserts_nothing_and_changes_no_derived_row(store):
@@ -79,3 +86,20 @@ def test_a_row_that_breaks_another_constraint_still_fails_its_request(store):
         fut.result(timeout=30)
     assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
 
+
+
+def test_redone_transactions_are_exposed_by_reason(tmp_path):
+    """`observatory_writer_transactions_redone_total{reason}`: both reasons from the start, stored_key counted
+    when a request repeats stored events."""
+    app = create_app(Settings(db=tmp_path / "m.duckdb", auth=False, gauge_refresh_seconds=3600))
+    with TestClient(app) as client:
+        def redone() -> dict[str, float]:
+            text = client.get("/metrics").text
+            return {s.labels["reason"]: s.value for f in text_string_to_metric_families(text)
+                    if f.name == "observatory_writer_transactions_redone" for s in f.samples
+                    if s.name.endswith("_total")}
+
+        assert redone() == {"stored_key": 0.0, "before_lookback": 0.0}
+        for _ in range(2):
+            assert client.post("/v1/events", json=[_run("m1"), _run("m2")]).status_code == 200
+        assert redone() == {"stored_key": 1.0, "before_lookback": 0.0}
