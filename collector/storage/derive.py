@@ -383,7 +383,7 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, exhaustive:
             con.execute(_UPSERT_RUNS)
             return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
         bound = runs["first_seen_at"].min() - RUN_LOOKBACK
-        beside = _frame(con.execute(_BESIDE_STORED.format(stored=_RUNS.recent_rows), {"bound": bound})
+        beside = _frame(con.sql(_BESIDE_STORED.format(stored=_RUNS.recent_rows), params={"bound": bound})
                         .to_arrow_table())
     finally:
         con.unregister("batch_runs")
@@ -398,7 +398,7 @@ def _upsert_kernels(con: duckdb.DuckDBPyConnection, kernels: pl.DataFrame, exhau
     bound = kernels["last_event_at"].min() - KERNEL_LOOKBACK
     con.register("batch_kernels", kernels.to_arrow())
     try:
-        found = _frame(con.execute(_KERNELS.found("batch_kernels"), {"bound": bound}).to_arrow_table())
+        found = _frame(con.sql(_KERNELS.found("batch_kernels"), params={"bound": bound}).to_arrow_table())
     finally:
         con.unregister("batch_kernels")
     _merge_bounded(con, _KERNELS, kernels, found, bound)
