@@ -143,8 +143,9 @@ def main() -> None:
     if a.worker:
         print(json.dumps(worker(a.worker, a.group, a.chunk)))
         return
-    if not HISTORY.exists():
-        sys.exit(f"{HISTORY} is missing: run bench/bench_sli.py first")
+    for need in (HISTORY, FOLDED) if a.http else (HISTORY,):
+        if not need.exists():
+            sys.exit(f"{need} is missing: run bench/bench_sli.py first")
     _events(a.events)
     codes = {"this": ROOT} | ({"before": a.before.resolve()} if a.before else {})
     runs: dict[str, list[dict]] = {k: [] for k in codes}
