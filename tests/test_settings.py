@@ -201,3 +201,21 @@ def test_a_flag_wins_over_the_environment_in_a_real_process(tmp_path):
             httpx.get(f"http://127.0.0.1:{env_port}/healthz", timeout=1)
     finally:
         _stop(proc)
+
+
+def test_duckdb_threads_reach_the_collectors_database(clean_env, tmp_path, monkeypatch):
+    """OBSERVATORY_DUCKDB_THREADS sets DuckDB's worker threads of the collector's database; unset, DuckDB's default
+    (one per core) stays."""
+    import duckdb
+
+    from collector.ingest.store import Store
+
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    for env, want in ((None, default), ("1", 1)):
+        if env:
+            monkeypatch.setenv("OBSERVATORY_DUCKDB_THREADS", env)
+        store = Store(S.load().model_copy(update={"db": tmp_path / f"t{env}.duckdb", "auth": False}))
+        try:
+            assert store.con.execute("SELECT current_setting('threads')").fetchone()[0] == want
+        finally:
+            store.close()

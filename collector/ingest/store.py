@@ -26,7 +26,7 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.started_at = time.time()
-        self.con = db.connect(Path(settings.db))
+        self.con = db.connect(Path(settings.db), threads=settings.duckdb_threads)
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)

@@ -69,7 +69,7 @@ _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 
 def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None,
-            must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+            must_exist: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """Open the database at `path`, in UTC, migrated to the latest schema.
 
     It is created when missing, unless `must_exist`: commands that only read refuse a path that does not exist
@@ -81,7 +81,9 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
             raise DatabaseUnavailable(f"no database at {path}: check --db or OBSERVATORY_DB (`make run` creates "
                                       "the default one), or ask a running collector with --url")
         path.parent.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": memory_limit} if memory_limit else {}
+    config: dict[str, str | int] = {"memory_limit": memory_limit} if memory_limit else {}
+    if threads:
+        config["threads"] = threads
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as err:
