@@ -278,30 +278,52 @@ def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, wi
     return {s: {scope: _stats(arr) for scope, arr in st.windows[s].items()} for s in window_seconds}
 
 
+def advance(st: Any, a: int) -> tuple[int, list[pa.Table], list[tuple[int, int]]] | None:
+    """Move a kept state (durations' or sums.py's: `as_of`, `windows` by seconds, queued `pending` fold rows) to
+    `a` (>= its as_of), dropping the windows nothing of which is left (built again). Returns (the previous as_of,
+    the queued rows, the time ranges whose stored rows left or entered a window: to read), or None when nothing
+    is to apply."""
+    was, pending = st.as_of, st.pending
+    st.as_of, st.pending = a, []
+    for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
+        del st.windows[secs]
+    if not st.windows or (a == was and not pending):
+        return None
+    ranges = merge_ranges([r for s in st.windows for r in ((was - s * 1_000_000, a - s * 1_000_000), (was, a))])
+    return was, pending, ranges if a > was else []
+
+
+def with_read(parts: list[pa.Table], read: pa.Table | None) -> list[pa.Table]:
+    """The queued rows (signed counts `n`) and the rows read as stored now, marked n = 0."""
+    if read is None or not read.num_rows:
+        return parts
+    return [*parts, read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64)))]
+
+
+def multipliers(t: np.ndarray, n: np.ndarray, was: int, a: int, secs: int) -> np.ndarray:
+    """Per row, how many times it moves a window of `secs` seconds slid from `was` to `a`: a read row (n = 0)
+    -1 when it left the window, +1 when it entered; a queued row its own count when it falls in the old window
+    (one that does not is read as stored now, if it is in the new one)."""
+    span = secs * 1_000_000
+    return np.where(n == 0,
+                    np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
+                    np.where((t >= was - span) & (t < was), n, 0))
+
+
 def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     """Bring every window of the state from its as_of to `a` (>= it) and apply the queued fold changes, in one
     delete and one insert per array: new = old + changes within the old window - facts that left + facts that
     entered (the last two read as stored now)."""
-    was, pending = st.as_of, st.pending
-    st.as_of, st.pending = a, []
-    for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
-        del st.windows[secs]  # nothing of the old window is left: built again
-    if not st.windows or (a == was and not pending):
+    moved = advance(st, a)
+    if moved is None:
         return
-    ranges = [r for secs in st.windows for r in ((was - secs * 1_000_000, a - secs * 1_000_000), (was, a))]
-    read = _read_table(cur, merge_ranges(ranges)) if a > was else None
-    parts = list(pending)
-    if read is not None and read.num_rows:
-        parts.append(read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64))))  # n = 0: read rows
+    was, pending, ranges = moved
+    parts = with_read(list(pending), _read_table(cur, ranges) if ranges else None)
     if not parts:
         return
     rows = _Rows.of(pa.concat_tables(parts))
-    is_read, t = rows.n == 0, rows.t
     for secs, scopes in st.windows.items():
-        span = secs * 1_000_000
-        mult = np.where(is_read,
-                        np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
-                        np.where((t >= was - span) & (t < was), rows.n, 0))
+        mult = multipliers(rows.t, rows.n, was, a, secs)
         keep = mult != 0
         part = rows._take(keep)
         part.n = mult[keep]

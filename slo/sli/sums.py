@@ -24,8 +24,7 @@ import pyarrow.acero  # noqa: F401  Table.group_by imports it on first use (~14 
 
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
-from slo.sli.durations import MAX_WINDOWS, Key, Registry, at, ranges_cond, us
-from slo.sli.windows import merge_ranges
+from slo.sli.durations import MAX_WINDOWS, Key, Registry, advance, at, multipliers, ranges_cond, us, with_read
 
 SumKey = tuple[str, str, str]  # (sli, team, trigger)
 
@@ -86,32 +85,24 @@ def _build(cur: duckdb.DuckDBPyConnection, a: int, seconds: list[int]) -> dict[i
 def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     """Bring every window from the state's as_of to `a` (>= it) and apply the queued fold rows: + the queued rows
     inside the old window, - the stored contributions that left, + those that entered."""
-    was, pending = st.as_of, st.pending
-    st.as_of, st.pending = a, []
-    for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
-        del st.windows[secs]  # nothing of the old window is left: built again
-    if not st.windows or (a == was and not pending):
+    moved = advance(st, a)
+    if moved is None:
         return
-    parts = list(pending)
-    if a > was:
+    was, pending, ranges = moved
+    read = None
+    if ranges:
         p = Params()
-        ranges = merge_ranges([r for s in st.windows for r in ((was - s * 1_000_000, a - s * 1_000_000), (was, a))])
         read = cur.execute(Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))),
                            p).to_arrow_table()
-        if read.num_rows:
-            parts.append(read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64))))  # 0: read rows
+    parts = with_read(list(pending), read)
     if not parts:
         return
     rows = pa.concat_tables([t.select(["t", "sli", "team", "trigger", "good", "bad", "total", "n"])
                              .cast(_ROWS) for t in parts])
     t = rows.column("t").to_numpy()
     n = rows.column("n").to_numpy()
-    is_read = n == 0
     for secs, sums in st.windows.items():
-        span = secs * 1_000_000
-        mult = np.where(is_read,
-                        np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
-                        np.where((t >= was - span) & (t < was), n, 0))
+        mult = multipliers(t, n, was, a, secs)
         if not mult.any():
             continue
         w = pa.table({"sli": rows.column("sli"), "team": rows.column("team"), "trigger": rows.column("trigger"),
