@@ -110,6 +110,14 @@ def steps(draw):
     return out
 
 
+def _note_kept(app, states: dict, as_of: datetime, label: str) -> None:
+    """USED gets `label` when the incremental answer came from a kept state at this cursor and as_of."""
+    with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
+        state = states.get(key)
+        if state is not None and state.cursor == cursor and state.as_of == durations.us(as_of):
+            USED.append(label)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps())
 def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
@@ -134,16 +142,10 @@ def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
                 if events:
                     app.post(events)
                 got = app.m3(as_of, "incremental")
-                with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
-                    state = durations._STATES.get(key)
-                    if state is not None and state.cursor == cursor and state.as_of == durations.us(as_of):
-                        USED.append("kept")
+                _note_kept(app, durations._STATES, as_of, "kept")
                 assert_same(got, app.m3(as_of, "direct"))
                 kept_sums = app.additive(as_of, "incremental")
-                with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
-                    state = sums._STATES.get(key)
-                    if state is not None and state.cursor == cursor and state.as_of == durations.us(as_of):
-                        USED.append("sums")
+                _note_kept(app, sums._STATES, as_of, "sums")
                 assert_same(kept_sums, app.additive(as_of, "direct"))
         finally:
             app.close()
