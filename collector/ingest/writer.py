@@ -286,6 +286,10 @@ class Writer:
             con.execute(insert, [now, batch_id])
             inserted = pl.from_arrow(staged.select(["source", "id"]))
         except duckdb.ConstraintException:
+            # Begun again below, outside this handler: DuckDB's message quotes the stored key, a request value,
+            # and an error of the second attempt would carry it into the log as its context.
+            inserted = None
+        if inserted is None:
             self.stats.redone["stored_key"] += 1
             con.execute("ROLLBACK")
             con.execute("BEGIN TRANSACTION")
@@ -301,10 +305,11 @@ class Writer:
     def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
         try:
             return self._transaction_once(writes, exhaustive=False)
-        except StoredBeforeLookback:  # an attempt stored long ago: the whole transaction again, exhaustively
-            self.stats.redone["before_lookback"] += 1
-            self._rollback()
-            return self._transaction_once(writes, exhaustive=True)
+        except StoredBeforeLookback:  # a row stored long ago: the whole transaction again (below), exhaustively
+            pass
+        self.stats.redone["before_lookback"] += 1
+        self._rollback()
+        return self._transaction_once(writes, exhaustive=True)
 
     def _transaction_once(self, writes: list[_Write], *, exhaustive: bool
                           ) -> tuple[list[list[str]], int, list[CounterDelta]]:

@@ -162,9 +162,9 @@ def _merge_bounded(con: duckdb.DuckDBPyConnection, spec: _Bounded, frame: pl.Dat
         con.register(name, part.to_arrow())
         try:
             con.execute(sql, params)
-        except duckdb.ConstraintException as exc:  # the transaction is aborted: no unregister (it would fail)
-            if how == "anti":  # stored before the bound (or a row no retry can fix: that fails again)
-                raise StoredBeforeLookback() from exc
+        except duckdb.ConstraintException:  # the transaction is aborted: no unregister (it would fail)
+            if how == "anti":  # stored before the bound (or a row no retry can fix: that fails again). Not
+                raise StoredBeforeLookback() from None  # chained: DuckDB's message quotes the key, a request value
             raise
         con.unregister(name)
 

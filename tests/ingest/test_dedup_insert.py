@@ -103,3 +103,25 @@ def test_redone_transactions_are_exposed_by_reason(tmp_path):
         for _ in range(2):
             assert client.post("/v1/events", json=[_run("m1"), _run("m2")]).status_code == 200
         assert redone() == {"stored_key": 1.0, "before_lookback": 0.0}
+
+
+def test_a_failed_group_does_not_carry_a_stored_key_into_its_error(store, caplog):
+    """A group holding a stored key and a row that fails another constraint: the plain INSERT fails on the stored
+    key (DuckDB's message quotes it), the MERGE on the other row. The request fails as before, and neither its
+    error nor the writer's log line carries the first message: keys are request values."""
+    con, w, _ = store
+    _submit(w, [_run("secret-looking-key")])
+    got = validate_json_items([_run("secret-looking-key"), _run("y")])
+    col = got.table.schema.get_field_index("type")
+    types = got.table.column("type").to_pylist()
+    bad = got.table.set_column(col, "type", pa.array([types[0], None], got.table.schema.field(col).type))
+    with pytest.raises(Exception, match="rolled back") as failed:
+        w.submit(bad, []).result(timeout=30)
+    chain, exc = [], failed.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert any("NOT NULL" in c for c in chain), chain  # the second attempt's error is the one reported
+    assert not any("secret-looking-key" in c for c in chain), chain
+    assert "secret-looking-key" not in caplog.text
+    assert w.stats.redone["stored_key"] == 1
