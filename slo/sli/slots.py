@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from slo.sli.cron_slots import from_us
+from slo.sli import state
 from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
 
 OUTCOMES = ("ok", "missed", "late", "failed")
@@ -189,7 +190,7 @@ def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             cur.execute(_APPLY, {"now": now})
         cur.execute("DROP TABLE sli_decided")
     # nothing undecided: only new slots or attempts can change anything ("")
-    cur.execute("INSERT OR REPLACE INTO sli_state VALUES ('slots_wake_at', ?)", [wake.isoformat() if wake else ""])
+    state.put(cur, "slots_wake_at", wake.isoformat() if wake else "")
     return int(n)
 
 
