@@ -15,16 +15,18 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import polars as pl
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
-from collector.storage.sqltext import Params
+from collector.storage.sqltext import Params, lit
 from cost import allocation, variance
 from slo.sli import durations, sums
 from slo.sli import sql as Q
@@ -72,6 +74,9 @@ class _Ctx:
         self.q, self.wins, self.levels, self.as_of, self.prov = q, wins, set(levels), as_of, prov
         self.out: list[dict[str, Any]] = []
         self.reasons: dict[str, str] = {}
+        # the provenance times as text, once per window (a refresh emits ~1,600 rows: 3 ms of isoformat)
+        self.as_of_text = as_of.isoformat()
+        self.start_text = {w.name: w.s.isoformat() for w in wins}
 
     def want(self, team, nb, trig) -> bool:
         q, lv = self.q, self.levels
@@ -109,8 +114,8 @@ class _Ctx:
             "stat": stat, "value": value, "good": good, "bad": bad, "total": total, "unit": unit,
             "provenance": {
                 "definition_version": f"{sli}/{Q.DEFINITION_VERSION}",
-                "event_time_from": None if sli in SNAPSHOT else w.s.isoformat(),
-                "event_time_to": self.as_of.isoformat(),
+                "event_time_from": None if sli in SNAPSHOT else self.start_text[w.name],
+                "event_time_to": self.as_of_text,
                 **self.prov,
             },
         }
@@ -156,6 +161,21 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     prov = {"mode": mode, "folded_through_batch": cursor_batch(cur) if mode == "incremental" else None}
     ctx = _Ctx(q, wins, levels, as_of, prov)
 
+    with _beside(cur, mode, (lambda c: _snapshots(c, ctx, cfg, mode, slis))
+                 if {"M7", "M9", "M14", "M15"} & set(slis) else None):
+        _windowed(cur, ctx, cfg, mode, slis)
+    ctx.fill_absent(slis)
+    order = {s: i for i, s in enumerate(Q.SLIS)}
+    wo = {w.name: i for i, w in enumerate(wins)}
+    stats = {"ratio": 0, "mean": 1, "p50": 2, "p95": 3, "p99": 4}
+    ctx.out.sort(key=lambda r: (wo[r["window"]], order[r["sli"]], r["team"] or "", r["notebook_id"] or "",
+                                r["trigger"] or "", stats.get(r["stat"], 9), r["stat"]))
+    return ctx.out
+
+
+def _windowed(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
+    """The SLIs over windows of events (all but the snapshot ones: M7, M9, M14, M15)."""
+    q, wins, levels = ctx.q, ctx.wins, tuple(ctx.levels)
     need_add = bool(set(slis) & (set(Q.ADDITIVE) | {"M13"}))
     add: dict[tuple, list[float]] = {}  # (window, sli, team, nb, trig) -> [good, bad, total]
     if need_add:
@@ -200,15 +220,45 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
             _cost_per_run(cur, ctx, alloc)
         if "M10" in slis:
             _cost_variance(cur, ctx, alloc)
-    if {"M7", "M9", "M14", "M15"} & set(slis):
-        _snapshots(cur, ctx, cfg, mode, slis)
-    ctx.fill_absent(slis)
-    order = {s: i for i, s in enumerate(Q.SLIS)}
-    wo = {w.name: i for i, w in enumerate(wins)}
-    stats = {"ratio": 0, "mean": 1, "p50": 2, "p95": 3, "p99": 4}
-    ctx.out.sort(key=lambda r: (wo[r["window"]], order[r["sli"]], r["team"] or "", r["notebook_id"] or "",
-                                r["trigger"] or "", stats.get(r["stat"], 9), r["stat"]))
-    return ctx.out
+
+
+@contextmanager
+def _beside(cur: Any, mode: str, work: Callable[[Any], None] | None) -> Iterator[None]:
+    """Run `work` beside the body of the `with`: on a cursor of its own, in a worker thread, when `cur` is a DuckDB
+    connection and the computation incremental. DuckDB runs a statement without the GIL, so the snapshot SLIs'
+    statements (~12 ms at 10M events) overlap the kept states' numpy work (measured: 54 -> 41 ms per refresh).
+
+    The worker reads what is committed, as every statement of `cur` does outside a transaction (compute() is not
+    called inside one: fold() commits first); it gets `cur`'s time zone. Its statements are not interrupted with
+    `cur`'s (GET /v1/sli's timeout): in incremental mode they read the kept tables only, a few ms. Anything else
+    (a lake engine's cursor, the direct mode, whose statements scan the events) runs `work` in line."""
+    if work is None:
+        yield
+        return
+    if mode != "incremental" or not isinstance(cur, duckdb.DuckDBPyConnection):
+        work(cur)
+        yield
+        return
+    own = cur.cursor()
+    zone = cur.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    own.execute(f"SET TimeZone = {lit(zone)}")
+
+    def run() -> None:
+        try:
+            work(own)
+        finally:
+            own.close()
+
+    done = _POOL.submit(run)
+    try:
+        yield
+    except BaseException:
+        done.exception()  # waited for; the first error is the one reported
+        raise
+    done.result()
+
+
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sli-beside")
 
 
 def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> str:
@@ -544,11 +594,17 @@ def _snapshot_slis(cur, ctx: _Ctx, cfg: SliConfig, art: str, slis: list[str]) ->
     q, wins, as_of = ctx.q, ctx.wins, ctx.as_of
     registry_at = f"SELECT * FROM {_REGISTRY_NOW}"
 
+    wanted: dict[tuple, list[tuple]] = {}  # asked once per row of three statements: answered once per scope
+
     def scopes_of(team: str, nb: str | None, per_notebook: bool) -> list[tuple]:
-        sc = [(None, None, None), (team, None, None)]
-        if per_notebook and nb is not None:
-            sc.append((team, nb, None))
-        return [s for s in sc if ctx.want(*s)]
+        key = (team, nb if per_notebook else None)
+        got = wanted.get(key)
+        if got is None:
+            sc = [(None, None, None), (team, None, None)]
+            if key[1] is not None:
+                sc.append((team, nb, None))
+            got = wanted[key] = [s for s in sc if ctx.want(*s)]
+        return got
 
     def emit_ratio(sli: str, agg: dict[tuple, list], details=None) -> None:
         for w in wins:
