@@ -5,6 +5,8 @@
 
 Works on a copy of `var/bench_sli.folded.duckdb` (written by bench/bench_sli.py's fold phase), so the history is
 not changed. CPU is the process's (DuckDB's threads included): on a shared machine it moves less than wall time.
+The timing proxy is not a DuckDB connection, so the work slo/sli/beside.py would run beside (the fold's run
+attempts, the snapshot SLIs) runs in line here: every statement is listed, and the totals are their sum.
 """
 
 from __future__ import annotations

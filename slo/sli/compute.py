@@ -15,20 +15,19 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable
 
 import duckdb
 import polars as pl
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
-from collector.storage.sqltext import Params, lit
+from collector.storage.sqltext import Params
 from cost import allocation, variance
 from slo.sli import durations, sums
+from slo.sli.beside import beside
 from slo.sli import sql as Q
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import cursor_batch, fold, kept_state
@@ -161,8 +160,13 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     prov = {"mode": mode, "folded_through_batch": cursor_batch(cur) if mode == "incremental" else None}
     ctx = _Ctx(q, wins, levels, as_of, prov)
 
-    with _beside(cur, mode, (lambda c: _snapshots(c, ctx, cfg, mode, slis))
-                 if {"M7", "M9", "M14", "M15"} & set(slis) else None):
+    # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
+    # the kept states' numpy work (measured: 54 -> 41 ms per refresh). They read the folded tables, which nothing
+    # here writes; the direct mode's statements scan the events and stay in line (GET /v1/sli's timeout interrupts
+    # the caller's cursor only).
+    snap = {"M7", "M9", "M14", "M15"} & set(slis)
+    with beside(cur, lambda c, _own: _snapshots(c, ctx, cfg, mode, slis) if snap else None,
+                alone=bool(snap) and mode == "incremental"):
         _windowed(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
     order = {s: i for i, s in enumerate(Q.SLIS)}
@@ -220,45 +224,6 @@ def _windowed(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> Non
             _cost_per_run(cur, ctx, alloc)
         if "M10" in slis:
             _cost_variance(cur, ctx, alloc)
-
-
-@contextmanager
-def _beside(cur: Any, mode: str, work: Callable[[Any], None] | None) -> Iterator[None]:
-    """Run `work` beside the body of the `with`: on a cursor of its own, in a worker thread, when `cur` is a DuckDB
-    connection and the computation incremental. DuckDB runs a statement without the GIL, so the snapshot SLIs'
-    statements (~12 ms at 10M events) overlap the kept states' numpy work (measured: 54 -> 41 ms per refresh).
-
-    The worker reads what is committed, as every statement of `cur` does outside a transaction (compute() is not
-    called inside one: fold() commits first); it gets `cur`'s time zone. Its statements are not interrupted with
-    `cur`'s (GET /v1/sli's timeout): in incremental mode they read the kept tables only, a few ms. Anything else
-    (a lake engine's cursor, the direct mode, whose statements scan the events) runs `work` in line."""
-    if work is None:
-        yield
-        return
-    if mode != "incremental" or not isinstance(cur, duckdb.DuckDBPyConnection):
-        work(cur)
-        yield
-        return
-    own = cur.cursor()
-    zone = cur.execute("SELECT current_setting('TimeZone')").fetchone()[0]
-    own.execute(f"SET TimeZone = {lit(zone)}")
-
-    def run() -> None:
-        try:
-            work(own)
-        finally:
-            own.close()
-
-    done = _POOL.submit(run)
-    try:
-        yield
-    except BaseException:
-        done.exception()  # waited for; the first error is the one reported
-        raise
-    done.result()
-
-
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sli-beside")
 
 
 def _raw_sources(p: Params, mode: str, ranges: list[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> str:

@@ -1,7 +1,7 @@
-"""The snapshot SLIs computed beside the others (slo/sli/compute.py: `_beside`): on a cursor of their own in a worker
-thread for an incremental computation on a DuckDB connection, in line otherwise; errors of either side reach the
-caller, and the worker reads with the caller's time zone. That the rows are the same either way is held by
-test_sli_engine.py (incremental against direct against a plain-Python reference)."""
+"""Work run beside the caller's (slo/sli/beside.py): on a cursor of its own in a worker thread, in line when asked
+or for another kind of cursor; errors of either side reach the caller, and the worker reads with the caller's time
+zone. That the SLIs are the same either way is held here through compute() and, for the fold and the snapshot
+SLIs, by test_sli_engine.py (incremental against direct against a plain-Python reference)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from collector.app import create_app
 from collector.settings import Settings
 from slo.sli import compute as C
+from slo.sli.beside import beside
 from slo.sli.config import SliQuery
 
 
 def _record(seen: list) -> object:
-    def work(cur) -> None:
+    def work(cur, _own: bool) -> None:
         seen.append((threading.current_thread().name, cur.execute("SELECT current_setting('TimeZone')").fetchone()[0],
                      cur.execute("SELECT count(*) FROM t").fetchone()[0]))
     return work
@@ -36,7 +37,7 @@ def con(tmp_path):
 
 def test_incremental_runs_beside_with_the_callers_time_zone(con):
     seen: list = []
-    with C._beside(con, "incremental", _record(seen)):
+    with beside(con, _record(seen)):
         main = threading.current_thread().name
     assert len(seen) == 1
     thread, zone, rows = seen[0]
@@ -44,8 +45,8 @@ def test_incremental_runs_beside_with_the_callers_time_zone(con):
     assert zone == "Asia/Tokyo" and rows == 3
 
 
-@pytest.mark.parametrize("mode,wrap", [("direct", False), ("incremental", True)])
-def test_direct_mode_and_other_cursors_run_in_line(con, mode, wrap):
+@pytest.mark.parametrize("alone,wrap", [(False, False), (True, True)])
+def test_in_line_when_asked_and_for_other_cursors(con, alone, wrap):
     class Engine:  # a lake engine's cursor: not a DuckDB connection
         def __init__(self, c):
             self.c = c
@@ -54,30 +55,33 @@ def test_direct_mode_and_other_cursors_run_in_line(con, mode, wrap):
             return self.c.execute(*a)
 
     seen: list = []
-    with C._beside(Engine(con) if wrap else con, mode, _record(seen)):
+    with beside(Engine(con) if wrap else con, _record(seen), alone=alone):
         assert len(seen) == 1  # already done: in line, before the body
     assert seen[0][0] == threading.current_thread().name
 
 
 def test_a_worker_error_reaches_the_caller(con):
-    def fail(cur) -> None:
+    def fail(cur, _own) -> None:
         cur.execute("SELECT * FROM no_such_table")
 
     with pytest.raises(duckdb.CatalogException, match="no_such_table"):
-        with C._beside(con, "incremental", fail):
-            pass
+        with beside(con, fail):
+            pass  # the result not asked for: raised at the end of the block
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+        with beside(con, fail) as result:
+            result()
 
 
 def test_a_body_error_waits_for_the_worker_and_wins(con):
     finished = threading.Event()
 
-    def slow(cur) -> None:
+    def slow(cur, _own) -> None:
         cur.execute("SELECT count(*) FROM range(3000000) a")
         finished.set()
         raise RuntimeError("the worker's error")
 
     with pytest.raises(ValueError, match="the body's error"):
-        with C._beside(con, "incremental", slow):
+        with beside(con, slow):
             raise ValueError("the body's error")
     assert finished.is_set()  # the worker was waited for, not left running on the connection
 
