@@ -431,6 +431,11 @@ FROM events
 WHERE batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'
 GROUP BY run_id, coalesce(attempt, 1)
 """
+# Whether the batches ($lo, $hi] hold a run attempt's event (TOUCHED_ATTEMPTS would find one).
+RUN_EVENTS_IN = """
+SELECT EXISTS (SELECT 1 FROM events
+               WHERE batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%')
+"""
 # Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);
 # stating it lets the scan skip row groups by their min/max statistics.
 TOUCHED_STATE = """
