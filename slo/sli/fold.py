@@ -256,8 +256,9 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
     fold lock, as this one does) and `events()` does not. The writer may have committed batches after `hi`
     meanwhile: an attempt they changed is then staged in its newer state, which the next fold finds unchanged
     (the refold is of attempts' current state, old facts subtracted), as when the writer commits just after a
-    fold. Beside saves ~20 ms of the ~115 ms fold at 10M events (bench/bench_sli.py). The first fold (cursor 0)
-    stages in line: it empties the tables in its own transaction first."""
+    fold. At 10M events, staging beside (with the slot decision in the fold's transaction meanwhile, see fold())
+    took the fold from 128 to 108 ms (six alternated pairs). The first fold (cursor 0) stages in line: it empties
+    the tables in its own transaction first."""
 
     def stage(c: duckdb.DuckDBPyConnection, own: bool) -> _Runs:
         if not own:
@@ -293,20 +294,23 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     """M2 verdicts of the touched attempts; when a group's baseline changes, of every member of the group. Stages
     the groups (sli_groups) and their new baselines (sli_gb_new); False when the attempts are in no group."""
-    cur.execute(f"""
+    groups = cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_groups AS
         SELECT DISTINCT {_GK} FROM sli_new_facts WHERE {_ELIG}
-        UNION SELECT DISTINCT {_GK} FROM sli_old_facts WHERE {_ELIG}""")
-    if not cur.execute("SELECT count(*) FROM sli_groups").fetchone()[0]:
+        UNION SELECT DISTINCT {_GK} FROM sli_old_facts WHERE {_ELIG}""").fetchone()[0]  # (a CTAS answers its count)
+    if not groups:
         return False
     cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_gb_old AS SELECT b.* FROM sli_repro_baselines b "
                 f"JOIN sli_groups a ON {_GK_EQ}")
-    # Groups whose baseline attempt itself changed need their stored members to find the new baseline.
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b "
-                f"WHERE EXISTS (SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)")
-    cur.execute("CREATE OR REPLACE TEMP TABLE sli_members AS SELECT * FROM sli_run_facts WHERE false")
-    if cur.execute("SELECT count(*) FROM sli_g_full").fetchone()[0]:
-        _add_members(cur, "sli_g_full")
+    # Groups whose baseline attempt itself changed need their stored members to find the new baseline. The
+    # members' table exists only when there are any (the common case reads and writes it not at all).
+    full = cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b WHERE EXISTS "
+                       f"(SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)"
+                       ).fetchone()[0]
+    members = False
+    if full:
+        _add_members(cur, "sli_g_full", first=True)
+        members = True
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_gb_new AS
         SELECT {_GK},
@@ -317,19 +321,19 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
             UNION ALL
             SELECT {_GK}, run_id, attempt, ended_at AS t, output_hash FROM sli_gb_old b
             WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
-            UNION ALL
-            SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_members
+            {f"UNION ALL SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_members" if members else ""}
         ) c
         GROUP BY {_GK}""")
     # Groups whose baseline moved: every stored member's verdict is re-evaluated (rare: late earlier success).
-    cur.execute(f"""
+    moved = cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_g_moved AS
         SELECT {_GK} FROM sli_gb_old b
         WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
           AND NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
-                          AND a.attempt = b.attempt AND a.output_hash = b.output_hash)""")
-    if cur.execute("SELECT count(*) FROM sli_g_moved").fetchone()[0]:
-        _add_members(cur, "sli_g_moved")
+                          AND a.attempt = b.attempt AND a.output_hash = b.output_hash)""").fetchone()[0]
+    if moved:
+        _add_members(cur, "sli_g_moved", first=not members)
+        members = True
     join = " AND ".join(f"x.{c} = g.{c}" for c in _GK.split(", "))
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_new_facts2 AS
@@ -337,9 +341,10 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
                CASE WHEN g.run_id IS NULL THEN NULL
                     WHEN x.run_id = g.run_id AND x.attempt = g.attempt THEN NULL
                     WHEN x.output_hash = g.output_hash THEN 'match' ELSE 'mismatch' END AS repro
-        FROM (SELECT * FROM sli_new_facts UNION ALL BY NAME SELECT * FROM sli_members) x
+        FROM (SELECT * FROM sli_new_facts {"UNION ALL BY NAME SELECT * FROM sli_members" if members else ""}) x
         LEFT JOIN sli_gb_new g ON {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
-    cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
+    if members:
+        cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
     cur.execute("DROP TABLE sli_new_facts")
     cur.execute("ALTER TABLE sli_new_facts2 RENAME TO sli_new_facts")
     for t in ("sli_gb_old", "sli_g_full", "sli_members", "sli_g_moved"):
@@ -347,8 +352,11 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def _add_members(cur: duckdb.DuckDBPyConnection, groups: str) -> None:
-    """Stored, untouched, eligible facts of `groups` (a full scan of sli_run_facts: only on the rare paths)."""
+def _add_members(cur: duckdb.DuckDBPyConnection, groups: str, *, first: bool) -> None:
+    """Stored, untouched, eligible facts of `groups` into sli_members (created by the `first` call). A full scan of
+    sli_run_facts: only on the rare paths."""
+    if first:
+        cur.execute("CREATE OR REPLACE TEMP TABLE sli_members AS SELECT * FROM sli_run_facts WHERE false")
     cur.execute(f"""
         INSERT INTO sli_members
         SELECT f.* FROM sli_run_facts f JOIN {groups} g ON {" AND ".join(f"f.{c} = g.{c}" for c in _GK.split(", "))}
