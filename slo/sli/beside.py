@@ -8,12 +8,13 @@ that does not drop a statement.
 
 The worker's cursor reads what is committed, never the caller's open transaction: what it reads must not be
 written by the caller before the worker is done (the callers say why theirs is not). It gets the caller's time
-zone (a cursor does not inherit it). Its statements are not interrupted with the caller's.
+zone (a cursor does not inherit it). When the caller's work fails or is interrupted, the worker's statement is
+interrupted; while the caller only waits for the worker, an interrupt of the caller's cursor does not reach it.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -33,7 +34,7 @@ def beside(cur: Any, work: Callable[[Any, bool], T], *, alone: bool = True) -> I
 
     `own` is True on the worker's cursor. When `alone` is False, or `cur` is not a DuckDB connection (a lake
     engine's cursor), `work(cur, False)` runs in line, before the body. An error of the body waits for the worker
-    (so nothing is left running on the connection) and is the one raised; otherwise the worker's error is raised
+    (interrupted, so nothing is left running on the connection) and is the one raised; otherwise the worker's error is raised
     by the function, or at the end of the block if the result was not asked for."""
     if not alone or not isinstance(cur, duckdb.DuckDBPyConnection):
         result = work(cur, False)
@@ -53,6 +54,14 @@ def beside(cur: Any, work: Callable[[Any, bool], T], *, alone: bool = True) -> I
     try:
         yield done.result
     except BaseException:
-        done.exception()  # waited for; the body's error is the one reported
+        # The body failed (or was interrupted: GET /v1/sli's timeout interrupts the caller's cursor): the worker's
+        # statement is interrupted too, and waited for; the body's error is the one reported.
+        while not done.done():  # again until it ends: an interrupt before its statement starts is lost
+            try:
+                own.interrupt()
+            except duckdb.Error:  # already closed: the worker is ending
+                break
+            wait([done], timeout=0.05)
+        done.exception()
         raise
     done.result()

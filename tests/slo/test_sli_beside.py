@@ -72,18 +72,23 @@ def test_a_worker_error_reaches_the_caller(con):
             result()
 
 
-def test_a_body_error_waits_for_the_worker_and_wins(con):
-    finished = threading.Event()
+def test_a_body_error_interrupts_the_worker_waits_for_it_and_wins(con):
+    started, ended = threading.Event(), []
 
     def slow(cur, _own) -> None:
-        cur.execute("SELECT count(*) FROM range(3000000) a")
-        finished.set()
-        raise RuntimeError("the worker's error")
+        started.set()
+        try:
+            cur.execute("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b").fetchall()
+            ended.append("finished")
+        except duckdb.InterruptException:
+            ended.append("interrupted")
+            raise RuntimeError("the worker's error")
 
     with pytest.raises(ValueError, match="the body's error"):
         with beside(con, slow):
+            started.wait()
             raise ValueError("the body's error")
-    assert finished.is_set()  # the worker was waited for, not left running on the connection
+    assert ended == ["interrupted"]  # stopped and waited for, not left running on the connection
 
 
 def test_compute_gives_the_same_rows_beside_and_in_line(tmp_path):
