@@ -209,34 +209,37 @@ _RUN_STAGED = {
 _REPRO_STAGED = {"sli_groups": "SELECT * FROM sli_groups", "sli_gb_new": "SELECT * FROM sli_gb_new"}
 
 
-def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool) -> _Runs:
+def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool) -> _Runs:
     """Stage the refold of the attempts the batches touched, reading only: their facts now (with M2 verdicts) and
     before, the new baselines of their reproducibility groups, their contribution rows (new - old). Nothing the
-    fold writes before `_write_runs` is read here, so this may run beside the fold (see `_fold_touched`)."""
+    fold writes before `_write_runs` is read here, so this may run beside the fold on a cursor of its `own` (see
+    `_fold_touched`); in line, the contribution rows go straight into the events' in sli_contrib (the first fold's
+    are millions of rows)."""
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
-        return _Runs(changed=_NO_CHANGES if keep_changes else None)
+        return _Runs(changed=_NO_CHANGES if keep_changes else None, beside=own)
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
     min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
     cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
                 + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
     repro = _stage_repro(cur)
-    # contrib(new) - contrib(old), added to the events' in sli_contrib by _write_runs
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_run_contrib AS "
-                f"SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
+    # contrib(new) - contrib(old): beside, staged for _write_runs to add to the events' in sli_contrib
+    into = "CREATE OR REPLACE TEMP TABLE sli_run_contrib AS" if own else "INSERT INTO sli_contrib BY NAME"
+    cur.execute(f"{into} SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     changed = cur.execute(Q.DURATION_CHANGES).to_arrow_table() if keep_changes else None
-    return _Runs(int(n), bound, changed, repro)
+    return _Runs(int(n), bound, changed, repro, beside=own)
 
 
 def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> None:
     """Write what `_stage_runs` staged: the facts, the baselines, the contribution rows, late runs' missed slots."""
     if not runs.attempts:
         return
-    cur.execute("INSERT INTO sli_contrib BY NAME SELECT * FROM sli_run_contrib")
+    if runs.beside:
+        cur.execute("INSERT INTO sli_contrib BY NAME SELECT * FROM sli_run_contrib")
     if runs.bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
@@ -260,13 +263,10 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
     took the fold from 128 to 108 ms (six alternated pairs). The first fold (cursor 0) stages in line: it empties
     the tables in its own transaction first."""
 
-    def stage(c: duckdb.DuckDBPyConnection, own: bool) -> _Runs:
-        if not own:
-            return _stage_runs(c, lo, hi, keep_changes)
+    def stage_beside(c: duckdb.DuckDBPyConnection, _own: bool) -> _Runs:
         c.execute("BEGIN TRANSACTION")  # one snapshot for every read; its temp tables go with the ROLLBACK
         try:
-            runs = _stage_runs(c, lo, hi, keep_changes)
-            runs.beside = True
+            runs = _stage_runs(c, lo, hi, keep_changes, own=True)
             if runs.attempts:
                 staged = {**_RUN_STAGED, **(_REPRO_STAGED if runs.repro else {})}
                 runs.staged = {name: c.execute(sql).to_arrow_table() for name, sql in staged.items()}
@@ -274,9 +274,13 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
             c.execute("ROLLBACK")
         return runs
 
-    with beside(cur, stage, alone=lo > 0) as staged_runs:
+    if lo == 0 or not isinstance(cur, duckdb.DuckDBPyConnection):
         out = events()
-        runs = staged_runs()
+        runs = _stage_runs(cur, lo, hi, keep_changes, own=False)
+    else:
+        with beside(cur, stage_beside) as staged_runs:
+            out = events()
+            runs = staged_runs()
     for name, table in (runs.staged or {}).items():
         cur.register(name, table)
     try:
@@ -285,8 +289,7 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
         for name in runs.staged or {}:
             cur.unregister(name)
     if not runs.beside:
-        for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_run_contrib",
-                  "sli_groups", "sli_gb_new"):
+        for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new"):
             cur.execute(f"DROP TABLE IF EXISTS {t}")
     return runs, out
 
