@@ -34,8 +34,8 @@ def beside(cur: Any, work: Callable[[Any, bool], T], *, alone: bool = True) -> I
 
     `own` is True on the worker's cursor. When `alone` is False, or `cur` is not a DuckDB connection (a lake
     engine's cursor), `work(cur, False)` runs in line, before the body. An error of the body waits for the worker
-    (interrupted, so nothing is left running on the connection) and is the one raised; otherwise the worker's error is raised
-    by the function, or at the end of the block if the result was not asked for."""
+    (interrupted, so nothing is left running on the connection) and is the one raised; otherwise the worker's
+    error is raised by the function, or at the end of the block if the result was not asked for."""
     if not alone or not isinstance(cur, duckdb.DuckDBPyConnection):
         result = work(cur, False)
         yield lambda: result

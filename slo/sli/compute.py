@@ -27,8 +27,8 @@ from collector.storage.alerts import pages_and_flaps_by_team
 from collector.storage.sqltext import Params
 from cost import allocation, variance
 from slo.sli import durations, sums
-from slo.sli.beside import beside
 from slo.sli import sql as Q
+from slo.sli.beside import beside
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import cursor_batch, fold, kept_state
 from slo.sli.windows import Win, merge_ranges, windows

@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 
-from slo.sli.cron_slots import from_us
 from slo.sli import state
+from slo.sli.cron_slots import from_us
 from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
 
 OUTCOMES = ("ok", "missed", "late", "failed")
