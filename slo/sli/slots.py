@@ -67,14 +67,11 @@ ORDER BY r.notebook_id, r.t, r.source, r.id
 _DECIDE = """
 CREATE OR REPLACE TEMP TABLE sli_decided AS
 WITH p AS (SELECT * FROM sli_slot_outcomes WHERE outcome IS NULL),
-recent AS MATERIALIZED (  -- one scan of run_attempts for both joins
-    SELECT run_id, attempt, notebook_id, trigger, first_seen_at, scheduled_for, state, ended_at
-    FROM run_attempts WHERE first_seen_at >= $lo
-),
 serving AS (
     SELECT p.notebook_id, p.slot, arg_min(r.run_id, (r.first_seen_at, r.run_id)) AS run_id
-    FROM p JOIN recent r ON r.notebook_id = p.notebook_id
-    WHERE (r.trigger IS NULL OR r.trigger = 'scheduled')
+    FROM p JOIN run_attempts r ON r.notebook_id = p.notebook_id
+    WHERE r.first_seen_at >= $lo
+      AND (r.trigger IS NULL OR r.trigger = 'scheduled')
       AND r.first_seen_at <= p.slot + to_seconds(p.grace_seconds)
       AND (r.first_seen_at >= p.slot OR r.scheduled_for = p.slot)
     GROUP BY p.notebook_id, p.slot
@@ -82,7 +79,8 @@ serving AS (
 final AS (
     SELECT s.notebook_id, s.slot, s.run_id,
            arg_max(a.state, a.attempt) AS state, arg_max(a.ended_at, a.attempt) AS ended_at
-    FROM serving s JOIN recent a ON a.run_id = s.run_id
+    FROM serving s JOIN run_attempts a ON a.run_id = s.run_id
+    WHERE a.first_seen_at >= $lo
     GROUP BY s.notebook_id, s.slot, s.run_id
 )
 SELECT p.notebook_id, p.slot,
