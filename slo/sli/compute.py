@@ -163,10 +163,10 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
     # the kept states' numpy work (measured: 54 -> 41 ms per refresh). They read the folded tables, which nothing
     # here writes; the direct mode's statements scan the events and stay in line (GET /v1/sli's timeout interrupts
-    # the caller's cursor only).
-    snap = {"M7", "M9", "M14", "M15"} & set(slis)
+    # the caller's cursor only), and so do they when nothing else is asked (a worker would only add its set-up).
+    snap = _FROM_SNAPSHOTS & set(slis)
     with beside(cur, lambda c, _own: _snapshots(c, ctx, cfg, mode, slis) if snap else None,
-                alone=bool(snap) and mode == "incremental"):
+                alone=bool(snap) and bool(set(slis) - _FROM_SNAPSHOTS) and mode == "incremental"):
         _windowed(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
     order = {s: i for i, s in enumerate(Q.SLIS)}
@@ -177,8 +177,11 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     return ctx.out
 
 
+_FROM_SNAPSHOTS = frozenset({"M7", "M9", "M14", "M15"})  # the SLIs _snapshots computes; _windowed the others
+
+
 def _windowed(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> None:
-    """The SLIs over windows of events (all but the snapshot ones: M7, M9, M14, M15)."""
+    """The SLIs over windows of events (all but _FROM_SNAPSHOTS)."""
     q, wins, levels = ctx.q, ctx.wins, tuple(ctx.levels)
     need_add = bool(set(slis) & (set(Q.ADDITIVE) | {"M13"}))
     add: dict[tuple, list[float]] = {}  # (window, sli, team, nb, trig) -> [good, bad, total]

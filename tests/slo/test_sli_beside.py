@@ -5,6 +5,7 @@ SLIs, by test_sli_engine.py (incremental against direct against a plain-Python r
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -91,7 +92,7 @@ def test_a_body_error_interrupts_the_worker_waits_for_it_and_wins(con):
     assert ended == ["interrupted"]  # stopped and waited for, not left running on the connection
 
 
-def test_compute_gives_the_same_rows_beside_and_in_line(tmp_path):
+def test_compute_gives_the_same_rows_beside_and_in_line(tmp_path, monkeypatch):
     """Through compute() on the collector's database: the snapshot SLIs computed in the worker equal those computed
     in line (the same cursor, wrapped so that it is not recognised as a DuckDB connection)."""
     app = create_app(Settings(db=tmp_path / "obs.duckdb", auth=False, gauge_refresh_seconds=3600))
@@ -114,7 +115,9 @@ def test_compute_gives_the_same_rows_beside_and_in_line(tmp_path):
     with TestClient(app) as client:
         r = client.post("/v1/events", json=events)
         assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
-        q = SliQuery(as_of=T, windows=["1d", "7d"], slis=["M7", "M9", "M14", "M15"], levels=("platform", "team"))
+        # with an SLI of the other kind: alone, the snapshot SLIs are computed in line (nothing to overlap)
+        q = SliQuery(as_of=T, windows=["1d", "7d"], slis=["M1", "M7", "M9", "M14", "M15"],
+                     levels=("platform", "team"))
 
         class Wrapped:
             def __init__(self, c):
@@ -123,9 +126,24 @@ def test_compute_gives_the_same_rows_beside_and_in_line(tmp_path):
             def __getattr__(self, k):
                 return getattr(self.c, k)
 
+        threads: dict[str, bool] = {}
+        real = C._snapshots
+
+        def noting(label: str):
+            def snapshots(*a, **k):
+                threads[label] = threading.current_thread() is not threading.main_thread()
+                return real(*a, **k)
+            return snapshots
+
         with app.state.store.read_cursor() as cur:
+            monkeypatch.setattr(C, "_snapshots", noting("beside"))
             beside = C.compute(cur, q)
+            monkeypatch.setattr(C, "_snapshots", noting("in line"))
             in_line = C.compute(Wrapped(cur), q)
+            monkeypatch.setattr(C, "_snapshots", noting("alone"))
+            alone = C.compute(cur, dataclasses.replace(q, slis=["M7", "M9", "M14", "M15"]))
     assert beside == in_line
+    assert alone == [r for r in beside if r["sli"] != "M1"]
+    assert threads == {"beside": True, "in line": False, "alone": False}
     got = {(r["sli"], r["window"], r["team"]) for r in beside if r["value"] is not None}
     assert {("M7", "1d", None), ("M9", "7d", "ml"), ("M14", "1d", "ds"), ("M15", "7d", "ds")} <= got
