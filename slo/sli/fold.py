@@ -133,8 +133,8 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
                     registrations = _fold_events(cur, lo, hi)
                     if not registrations:
                         # The slots' inputs are final (run_attempts, the schedule registrations; no reset to come),
-                        # and nothing written after this reads or writes their tables: decided while the run
-                        # attempts are staged beside (~10 ms of the fold's critical path).
+                        # and nothing written after this touches what the decision reads or writes (sli_state: other
+                        # keys): decided while the run attempts are staged beside (~10 ms off the critical path).
                         decided = decide(cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0])
                     return registrations
 
