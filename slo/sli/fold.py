@@ -196,7 +196,6 @@ class _Runs:
     changed: pa.Table | None = None  # the net change of M3's durations, when a state is kept for them
     repro: bool = False  # reproducibility groups staged (sli_groups, sli_gb_new)
     staged: dict[str, pa.Table] | None = None  # staged beside: the relations the writes read, as Arrow
-    beside: bool = False  # staged on a cursor of its own (its temp tables are gone with its transaction)
 
 
 # What `_write_runs` reads of the staged relations (only these columns: fetched as Arrow when staged beside).
@@ -218,7 +217,7 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
-        return _Runs(changed=_NO_CHANGES if keep_changes else None, beside=own)
+        return _Runs(changed=_NO_CHANGES if keep_changes else None)
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
     min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
@@ -231,14 +230,14 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     changed = cur.execute(Q.DURATION_CHANGES).to_arrow_table() if keep_changes else None
-    return _Runs(int(n), bound, changed, repro, beside=own)
+    return _Runs(int(n), bound, changed, repro)
 
 
 def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> None:
     """Write what `_stage_runs` staged: the facts, the baselines, the contribution rows, late runs' missed slots."""
     if not runs.attempts:
         return
-    if runs.beside:
+    if runs.staged is not None:  # in line, _stage_runs added them already
         cur.execute("INSERT INTO sli_contrib BY NAME SELECT * FROM sli_run_contrib")
     if runs.bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
@@ -274,7 +273,8 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
             c.execute("ROLLBACK")
         return runs
 
-    if lo == 0 or not isinstance(cur, duckdb.DuckDBPyConnection):
+    in_line = lo == 0 or not isinstance(cur, duckdb.DuckDBPyConnection)
+    if in_line:
         out = events()
         runs = _stage_runs(cur, lo, hi, keep_changes, own=False)
     else:
@@ -288,7 +288,7 @@ def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetim
     finally:
         for name in runs.staged or {}:
             cur.unregister(name)
-    if not runs.beside:
+    if in_line:  # beside, the temp tables went with the staging's transaction
         for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new"):
             cur.execute(f"DROP TABLE IF EXISTS {t}")
     return runs, out

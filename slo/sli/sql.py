@@ -424,18 +424,16 @@ GROUP BY GROUPING SETS ({grouping})
 NEW_BATCHES = "SELECT coalesce(max(batch_id), 0) FROM ingest_batches"
 
 # Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each.
-TOUCHED_ATTEMPTS = """
+_RUN_EVENTS = "batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
+TOUCHED_ATTEMPTS = f"""
 CREATE OR REPLACE TEMP TABLE sli_touched AS
 SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t
 FROM events
-WHERE batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'
+WHERE {_RUN_EVENTS}
 GROUP BY run_id, coalesce(attempt, 1)
 """
 # Whether the batches ($lo, $hi] hold a run attempt's event (TOUCHED_ATTEMPTS would find one).
-RUN_EVENTS_IN = """
-SELECT EXISTS (SELECT 1 FROM events
-               WHERE batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%')
-"""
+RUN_EVENTS_IN = f"SELECT EXISTS (SELECT 1 FROM events WHERE {_RUN_EVENTS})"
 # Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);
 # stating it lets the scan skip row groups by their min/max statistics.
 TOUCHED_STATE = """
