@@ -15,6 +15,7 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
@@ -30,7 +31,7 @@ from slo.sli import durations, sums
 from slo.sli import sql as Q
 from slo.sli.beside import beside
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
-from slo.sli.fold import cursor_batch, fold, kept_state
+from slo.sli.fold import fold, kept_state
 from slo.sli.windows import Win, merge_ranges, windows
 
 
@@ -69,8 +70,10 @@ def _skey(x: tuple) -> tuple:
 class _Ctx:
     """What one compute() call is asked, plus the rows it has produced so far."""
 
-    def __init__(self, q: SliQuery, wins: list[Win], levels: tuple[str, ...], as_of: datetime, prov: dict) -> None:
+    def __init__(self, q: SliQuery, wins: list[Win], levels: tuple[str, ...], as_of: datetime, prov: dict,
+                 kept: tuple[durations.Key | None, int | None]) -> None:
         self.q, self.wins, self.levels, self.as_of, self.prov = q, wins, set(levels), as_of, prov
+        self.kept = kept  # (key of the kept states, fold cursor), read under the fold lock (incremental mode)
         self.out: list[dict[str, Any]] = []
         self.reasons: dict[str, str] = {}
         # the provenance times as text, once per window (a refresh emits ~1,600 rows: 3 ms of isoformat)
@@ -157,17 +160,21 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
         levels += ("notebook",)
     if q.trigger is not None and "trigger" not in levels:
         levels += ("trigger",)
-    prov = {"mode": mode, "folded_through_batch": cursor_batch(cur) if mode == "incremental" else None}
-    ctx = _Ctx(q, wins, levels, as_of, prov)
+    # Incremental: under the fold lock for the whole computation, so that the kept states (slo/sli/durations.py,
+    # sums.py) and the provenance are of one fold cursor, read once (each read of sli_state costs ~0.6 ms).
+    with kept_state(cur) if mode == "incremental" else nullcontext((None, None)) as kept:
+        prov = {"mode": mode, "folded_through_batch": kept[1]}
+        ctx = _Ctx(q, wins, levels, as_of, prov, kept)
 
-    # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
-    # the kept states' numpy work (measured: 54 -> 41 ms per refresh). They read the folded tables, which nothing
-    # here writes; the direct mode's statements scan the events and stay in line (GET /v1/sli's timeout interrupts
-    # the caller's cursor only), and so do they when nothing else is asked (a worker would only add its set-up).
-    snap = _FROM_SNAPSHOTS & set(slis)
-    with beside(cur, lambda c, _own: _snapshots(c, ctx, cfg, mode, slis) if snap else None,
-                alone=bool(snap) and bool(set(slis) - _FROM_SNAPSHOTS) and mode == "incremental"):
-        _windowed(cur, ctx, cfg, mode, slis)
+        # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
+        # the kept states' numpy work (measured: 54 -> 41 ms per refresh). They read the folded tables, which
+        # nothing here writes; the direct mode's statements scan the events and stay in line (GET /v1/sli's timeout
+        # interrupts the caller's cursor only), and so do they when nothing else is asked (a worker would only add
+        # its set-up).
+        snap = _FROM_SNAPSHOTS & set(slis)
+        with beside(cur, lambda c, _own: _snapshots(c, ctx, cfg, mode, slis) if snap else None,
+                    alone=bool(snap) and bool(set(slis) - _FROM_SNAPSHOTS) and mode == "incremental"):
+            _windowed(cur, ctx, cfg, mode, slis)
     ctx.fill_absent(slis)
     order = {s: i for i, s in enumerate(Q.SLIS)}
     wo = {w.name: i for i, w in enumerate(wins)}
@@ -309,8 +316,7 @@ def _kept_additive(cur, ctx: _Ctx, add: dict) -> bool:
     """The platform, team and trigger rows of _additive from the sums kept between refreshes (slo/sli/sums.py);
     False when SQL must answer (an as_of before the kept one, an in-memory database)."""
     sets = _grouping(ctx.levels, notebook=False, trigger=True)  # "(), (team), (trigger), (team, trigger)"
-    with kept_state(cur) as (key, cursor):
-        kept = sums.totals(cur, key, cursor, [w.seconds for w in ctx.wins], ctx.as_of)
+    kept = sums.totals(cur, *ctx.kept, [w.seconds for w in ctx.wins], ctx.as_of)
     if kept is None:
         return False
     for w in ctx.wins:
@@ -418,9 +424,7 @@ def _kept_exec_time(cur, ctx: _Ctx, sets: list[str], cfg: SliConfig) -> list[tup
     in the shape of Q.EXEC_TIME's rows; None when SQL must answer (a notebook level, an earlier as_of, ...)."""
     if not set(sets) <= {"()", "(team)"}:
         return None
-    with kept_state(cur) as (key, cursor):
-        kept = durations.percentiles(cur, key, cursor, [w.seconds for w in ctx.wins], ctx.as_of,
-                                     cfg.m3_state_max_values)
+    kept = durations.percentiles(cur, *ctx.kept, [w.seconds for w in ctx.wins], ctx.as_of, cfg.m3_state_max_values)
     if kept is None:
         return None
     rows = []

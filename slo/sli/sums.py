@@ -101,21 +101,30 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
                              .cast(_ROWS) for t in parts])
     t = rows.column("t").to_numpy()
     n = rows.column("n").to_numpy()
-    for secs, sums in st.windows.items():
+    # every window's signed rows in one table, grouped once (a group-by costs ~1 ms however few its rows)
+    signed = []
+    for secs in st.windows:
         mult = multipliers(t, n, was, a, secs)
-        if not mult.any():
-            continue
-        w = pa.table({"sli": rows.column("sli"), "team": rows.column("team"), "trigger": rows.column("trigger"),
-                      **{m: pa.array(rows.column(m).to_numpy() * mult) for m in ("good", "bad", "total")}})
-        grouped = w.group_by(["sli", "team", "trigger"]).aggregate([(m, "sum") for m in ("good", "bad", "total")])
-        for r in grouped.to_pylist():
-            k = (r["sli"], r["team"], r["trigger"])
-            acc = sums.setdefault(k, [0.0, 0.0, 0.0])
-            acc[0] += r["good_sum"]
-            acc[1] += r["bad_sum"]
-            acc[2] += r["total_sum"]
-            if not (acc[0] or acc[1] or acc[2]):
-                del sums[k]
+        keep = np.flatnonzero(mult)
+        if keep.size:
+            part = rows.take(keep)
+            signed.append(pa.table({"w": pa.array(np.full(keep.size, secs, np.int64)), "sli": part.column("sli"),
+                                   "team": part.column("team"), "trigger": part.column("trigger"),
+                                   **{m: pa.array(part.column(m).to_numpy() * mult[keep])
+                                      for m in ("good", "bad", "total")}}))
+    if not signed:
+        return
+    grouped = pa.concat_tables(signed).group_by(["w", "sli", "team", "trigger"]).aggregate(
+        [(m, "sum") for m in ("good", "bad", "total")])
+    for r in grouped.to_pylist():
+        sums = st.windows[r["w"]]
+        k = (r["sli"], r["team"], r["trigger"])
+        acc = sums.setdefault(k, [0.0, 0.0, 0.0])
+        acc[0] += r["good_sum"]
+        acc[1] += r["bad_sum"]
+        acc[2] += r["total_sum"]
+        if not (acc[0] or acc[1] or acc[2]):
+            del sums[k]
 
 
 _ROWS = pa.schema([("t", pa.int64()), ("sli", pa.string()), ("team", pa.string()), ("trigger", pa.string()),

@@ -440,6 +440,7 @@ def test_reproducibility_baseline_and_late_earlier_run(plat: Platform):
     assert got[("M2", "ml", None, None, "ratio")]["good"] == 2  # b match, explicit match; c mismatch
     assert_matches(got, want)
     assert_matches(plat.direct(as_of, "1h"), want)
+    assert_one_baseline_per_group(plat)
 
 
 def test_events_slis_and_snapshots(plat: Platform):
@@ -785,6 +786,15 @@ def _random_stream(p: Platform, evs, cuts, as_of_min, as_of_sec) -> None:
         COMPARED[window] += len(want)
         direct = direct_all.get(window, {})
         assert_matches({k2: v for k2, v in direct.items() if k2[1] in teams}, want, slis=slis)
+    assert_one_baseline_per_group(p)
+
+
+def assert_one_baseline_per_group(p: Platform) -> None:
+    """The fold keeps one reproducibility baseline per group itself (sli_repro_baselines has no key: migration
+    0206)."""
+    with p.app.state.store.read_cursor() as cur:
+        assert cur.execute("SELECT notebook_id, input_hash, parameters_hash, env_hash FROM sli_repro_baselines "
+                           "GROUP BY ALL HAVING count(*) > 1").fetchall() == []
 
 
 def test_random_streams_were_not_vacuous():
