@@ -30,9 +30,9 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import duckdb
 import numpy as np
@@ -64,6 +64,14 @@ class _State:
     pending: list[pa.Table] = field(default_factory=list)  # fold changes not applied yet (Q.DURATION_CHANGES)
 
 
+@dataclass
+class Prepared:
+    """A kept state (`base`) and the copy a fold's changes were applied to (None: they did not fit)."""
+
+    base: Any
+    copy: Any
+
+
 class Registry:
     """Kept states of one kind, one per database, at most MAX_STATES (the least recently used goes first)."""
 
@@ -88,14 +96,45 @@ class Registry:
                 self.states.move_to_end(key)
             return st
 
-    def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None) -> None:
-        """After a fold from cursor `lo` to `hi` committed: its changes are queued on the state (the next
-        computation applies them with its slide, in the same pass) and the state moves to cursor `hi`; a state at
-        another cursor, a disabled one, or a fold without its changes drops the state."""
+    def applied(self, key: Key | None, lo: int, changes: list[pa.Table | None], slide: Callable[[Any, Any, int], None],
+                into: "Prepared | None" = None) -> "Prepared | None":
+        """A fold's `changes` applied to a copy of the kept state at cursor `lo` (or to `into`, such a copy made
+        before), at the state's as_of: what the next computation's slide would do first. fold() calls it while it
+        waits for its other side (slo/sli/fold.py: _fold_sides), and `folded` installs the copy once the fold has
+        committed, so the work leaves the refresh's critical path. The copy shares only arrays and lists the slide
+        replaces, never edits. None: no state at that cursor, or nothing to apply."""
+        parts = [t for t in changes if t is not None and t.num_rows]
+        if into is None:
+            st = self.get(key) if key is not None else None
+            if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
+                return None
+            into = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[]))
+        if into.copy is None or not parts:
+            return into
+        into.copy.pending = [*into.copy.pending, *parts]
+        try:
+            slide(None, into.copy, into.copy.as_of)  # at the same as_of: the queued rows only, nothing read
+        except Drift:
+            into.copy = None  # the state does not fit the facts: dropped (and built again when next asked)
+        return into
+
+    def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None,
+               prepared: "Prepared | None" = None) -> None:
+        """After a fold from cursor `lo` to `hi` committed: the state `applied` made with its changes is installed
+        at cursor `hi`; without one, its changes are queued on the state (the next computation applies them with
+        its slide, in the same pass) and the state moves to cursor `hi`. A state at another cursor, a disabled one,
+        a fold without its changes, or one whose changes did not fit the state drops the state."""
         if key is None:
             return
         st = self.get(key)
         if st is None or hi == lo:
+            return
+        if prepared is not None and prepared.base is st and st.cursor == lo:
+            if prepared.copy is None:
+                self.forget(key)
+            else:
+                prepared.copy.cursor = hi
+                self.put(key, prepared.copy)
             return
         if st.cursor != lo or getattr(st, "disabled", False) or changed is None or \
                 changed.num_rows + sum(t.num_rows for t in st.pending) > MAX_CHANGED:
@@ -328,6 +367,11 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
         part = rows._take(keep)
         part.n = mult[keep]
         part.apply(scopes)
+
+
+def applied(key: Key | None, lo: int, changed: pa.Table | None) -> Prepared | None:
+    """Registry.applied for M3's durations (Q.DURATION_CHANGES)."""
+    return _REGISTRY.applied(key, lo, [changed], _slide)
 
 
 def _stats(arr: np.ndarray) -> tuple[int, float, list[float]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from concurrent.futures import Future
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,20 +66,23 @@ def _lock_for(path: str | None) -> threading.RLock:
         return _LOCKS.setdefault(str(path), threading.RLock())
 
 
-def _identity(cur: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
-    """(fold cursor, instance id) from sli_state."""
-    cursor, instance = cur.execute(Q.STATE_IDENTITY).fetchone()
-    return int(cursor or 0), instance
+def _cursors(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None]:
+    """(events' cursor, run attempts' cursor, instance id) from sli_state. The run attempts' cursor is the events'
+    one until a fold has folded the two sides apart (`fold`); 0 when nothing is folded."""
+    events, runs, instance = cur.execute(Q.STATE_IDENTITY).fetchone()
+    events = int(events or 0)
+    return events, (int(runs) if runs is not None and events else events), instance
 
 
 @contextmanager
 def kept_state(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[durations.Key | None, int]]:
     """Under the database's fold lock (no fold commits meanwhile): the key of its kept M3 state
-    (slo/sli/durations.py; None for an in-memory database or one never folded) and its fold cursor."""
+    (slo/sli/durations.py; None for an in-memory database or one never folded) and its fold cursor (the last
+    batch both sides of the fold have folded)."""
     path = _db_path(cur)
     with _lock_for(path):
-        cursor, instance = _identity(cur)
-        yield (None if path is None or instance is None else (path, instance)), cursor
+        events, runs, instance = _cursors(cur)
+        yield (None if path is None or instance is None else (path, instance)), min(events, runs)
 
 
 # ---- folding -------------------------------------------------------------------------------------------------------
@@ -94,69 +98,156 @@ class FoldStats:
     slots_decided: int = 0
 
 
-def cursor_batch(cur: duckdb.DuckDBPyConnection) -> int:
-    """The last ingest batch folded into the SLI tables (0 before the first fold)."""
-    row = cur.execute("SELECT value FROM sli_state WHERE key = 'cursor'").fetchone()
-    return int(row[0]) if row else 0
-
-
 def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
-    """Bring the SLI tables up to the last committed ingest batch and decide newly due cron slots."""
+    """Bring the SLI tables up to the last committed ingest batch and decide newly due cron slots.
+
+    Two sides, each with its own cursor in sli_state: the events' (event SLIs, registry, artifacts, schedules, cron
+    slots, missed slots: `cursor`) and the run attempts' (run facts, reproducibility baselines, late runs' retracted
+    misses: `runs_cursor`). Each side's writes commit with its cursor, so a side is folded once whatever happens to
+    the other. Normally both run at once, each in a transaction of its own on its own cursor (`_fold_sides`): they
+    write different tables, or different rows of one (sli_state's keys, appended rollup deltas), and the run
+    attempts' side reads nothing the events' side writes. A fold of one transaction (`_fold_joined`) does both
+    in line instead: the first fold, a cursor that is not a DuckDB connection, sides whose cursors differ (a side
+    failed), and batches holding a schedule registration (its resets rewrite missed slots that late runs retract)."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
     path = _db_path(cur)
     with _lock_for(path):
-        cur.execute("BEGIN TRANSACTION")
+        lo, runs_lo, instance = _cursors(cur)
+        hi, registrations = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
+        key = None if path is None or instance is None else (path, instance)
+        if hi > lo == runs_lo > 0 and not registrations and isinstance(cur, duckdb.DuckDBPyConnection):
+            try:
+                return _fold_sides(cur, cfg, now, lo, hi, key)
+            except duckdb.TransactionException:
+                # a write-write conflict between the sides (none expected, see above): whichever side committed
+                # stays folded; the other is folded in line now
+                durations.forget(key)
+                sums.forget(key)
+                lo, runs_lo, _ = _cursors(cur)
+        return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path)
+
+
+def _decide(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, attempts_changed: bool) -> int:
+    return slots.decide(cur, now, default_grace=cfg.missed_grace_seconds, default_sla=cfg.scheduled_sla_seconds,
+                        settle=cfg.slot_settle_seconds, lookback=timedelta(days=cfg.missed_lookback_days),
+                        attempts_changed=attempts_changed)
+
+
+def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime) -> int:
+    return missed.detect(cur, now, default_grace=cfg.missed_grace_seconds,
+                         lookback=timedelta(days=cfg.missed_lookback_days))
+
+
+def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
+                key: durations.Key | None) -> FoldStats:
+    """Both sides from batch `lo` to `hi` at once: the run attempts' on a cursor of its own (slo/sli/beside.py),
+    the events' on `cur`, each in its own transaction. At 10M events this took a refresh's fold from ~98 to ~XX ms:
+    the run attempts' writes and the two COMMITs no longer wait for each other (docs/performance.md).
+
+    The run attempts' side reads the events of the batches, run_attempts and what only it writes. The writer may
+    commit batches after `hi` meanwhile: an attempt they changed is refolded in its newer state, which the next
+    fold finds unchanged (the refold is of attempts' current state, old facts subtracted), as when the writer
+    commits just after a fold. Rollup compaction is the events' side's alone: its DELETE of the deltas it merged
+    leaves the other side's appended rows, which it does not see, in place."""
+    st = FoldStats(lo, hi)
+    keep_changes, keep_sums = durations.tracking(key), sums.tracking(key)
+    changes: Future = Future()  # the run attempts' M3 changes, as soon as staged
+
+    def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None]:
+        c.execute("BEGIN TRANSACTION")
         try:
-            lo, instance = _identity(cur)
-            if lo == 0:  # nothing folded yet, or forgotten (rebuild(), a migration that deletes sli_state)
-                for t in DERIVED_TABLES:
-                    cur.execute(f"DELETE FROM {t}")
-            if instance is None:
-                instance = uuid.uuid4().hex
-                state.put(cur, "instance", instance)
-            key = None if path is None else (path, instance)
-            hi = cur.execute(Q.NEW_BATCHES).fetchone()[0]
-            st = FoldStats(lo, hi)
-            changed = contributed = None
-            lookback = timedelta(days=cfg.missed_lookback_days)
-
-            def decide(attempts_changed: bool) -> int:
-                return slots.decide(cur, now, default_grace=cfg.missed_grace_seconds,
-                                    default_sla=cfg.scheduled_sla_seconds, settle=cfg.slot_settle_seconds,
-                                    lookback=lookback, attempts_changed=attempts_changed)
-
-            decided: int | None = None
-            if hi > lo:
-                def events() -> int:
-                    nonlocal decided
-                    registrations = _fold_events(cur, lo, hi)
-                    if not registrations:
-                        # The slots' inputs are final (run_attempts, the schedule registrations; no reset to come),
-                        # and nothing written after this touches what the decision reads or writes (sli_state: other
-                        # keys): decided while the run attempts are staged beside (~10 ms off the critical path).
-                        decided = decide(cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0])
-                    return registrations
-
-                # the event contributions staged in sli_contrib, the run attempts' added (and the net change of
-                # M3's durations, if a state is kept for them)
-                runs, registrations = _fold_touched(cur, lo, hi, now, durations.tracking(key), events)
-                st.attempts, changed = runs.attempts, runs.changed
-                if sums.tracking(key):  # the rows the kept additive sums move by
-                    contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
-                _append_rollups(cur)
-                if registrations:  # both scan the batches for exactly the schedule registrations extracted
-                    cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
-                    slots.reset_for_new_registrations(cur, lo, hi)
-                state.put(cur, "cursor", str(hi))
-            st.new_missed = missed.detect(cur, now, default_grace=cfg.missed_grace_seconds, lookback=lookback)
-            st.slots_decided = decided if decided is not None else decide(st.attempts > 0)
-            cur.execute("COMMIT")
+            runs = _stage_runs(c, lo, hi, keep_changes, own=True)
+            changes.set_result(runs.changed)
+            contributed = None
+            if runs.attempts:
+                _write_runs(c, runs, now)
+                contributed = c.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
+                _append_rollups(c, compact=False)
+            state.put(c, "runs_cursor", str(hi))
+            c.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            c.execute("ROLLBACK")
             raise
+        finally:
+            if not changes.done():
+                changes.set_result(None)
+        return runs, contributed
+
+    try:
+        with beside(cur, run_side) as run_side_done:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                _fold_events(cur, lo, hi)  # no registration among them (fold() checked)
+                attempts_changed = cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0]
+                st.slots_decided = _decide(cur, cfg, now, attempts_changed)
+                contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
+                _append_rollups(cur)
+                state.put(cur, "cursor", str(hi))
+                st.new_missed = _detect(cur, cfg, now)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            # While the other side writes and commits: the kept states take this fold's changes (on copies,
+            # installed below once both sides committed), instead of the next computation.
+            prepared_sums = sums.applied(key, lo, [contributed])
+            prepared_durations = durations.applied(key, lo, changes.result())
+            runs, run_contributed = run_side_done()
+    except BaseException:
+        durations.forget(key)  # a side may have committed without the other: the kept states are of one cursor
+        sums.forget(key)
+        raise
+    st.attempts = runs.attempts
+    prepared_sums = sums.applied(key, lo, [run_contributed], prepared_sums)
+    durations.folded(key, lo, hi, runs.changed, prepared_durations)
+    parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
+    sums.folded(key, lo, hi, pa.concat_tables(parts) if parts else None, prepared_sums)
+    return st
+
+
+def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
+                 instance: str | None, path: str | None) -> FoldStats:
+    """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo`."""
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        if lo == 0:  # nothing folded yet, or forgotten (rebuild(), a migration that deletes sli_state)
+            runs_lo = 0
+            for t in DERIVED_TABLES:
+                cur.execute(f"DELETE FROM {t}")
+        if instance is None:
+            instance = uuid.uuid4().hex
+            state.put(cur, "instance", instance)
+        key = None if path is None else (path, instance)
+        st = FoldStats(min(lo, runs_lo), hi)
+        changed = contributed = None
+        if hi > min(lo, runs_lo):
+            registrations = _fold_events(cur, min(lo, hi), hi)  # (an empty range when only the runs lag)
+            runs = _stage_runs(cur, min(runs_lo, hi), hi, durations.tracking(key), own=False)
+            _write_runs(cur, runs, now)
+            for t in _STAGED:  # (a side's own cursor takes its temporary tables with it when it is closed)
+                cur.execute(f"DROP TABLE IF EXISTS {t}")
+            st.attempts, changed = runs.attempts, runs.changed
+            if sums.tracking(key):  # the rows the kept additive sums move by
+                contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
+            _append_rollups(cur)
+            if registrations:  # both scan the batches for exactly the schedule registrations extracted
+                cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
+                slots.reset_for_new_registrations(cur, lo, hi)
+            state.put(cur, "cursor", str(hi))
+            state.put(cur, "runs_cursor", str(hi))
+        st.new_missed = _detect(cur, cfg, now)
+        st.slots_decided = _decide(cur, cfg, now, st.attempts > 0)
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    if lo == runs_lo:
         durations.folded(key, lo, hi, changed)
         sums.folded(key, lo, hi, contributed)
+    else:  # the kept states are of one cursor
+        durations.forget(key)
+        sums.forget(key)
     return st
 
 
@@ -166,8 +257,8 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
     path = _db_path(cur)
     with _lock_for(path):
         if path is not None:
-            durations.forget((path, _identity(cur)[1] or ""))
-            sums.forget((path, _identity(cur)[1] or ""))
+            durations.forget((path, _cursors(cur)[2] or ""))
+            sums.forget((path, _cursors(cur)[2] or ""))
         cur.execute("DELETE FROM sli_state")  # the fold from cursor 0 empties DERIVED_TABLES in its transaction
         return fold(cur, cfg, now)
 
@@ -195,25 +286,15 @@ class _Runs:
     bound: datetime | None = None  # the earliest last_event_at of their stored facts (None: none stored)
     changed: pa.Table | None = None  # the net change of M3's durations, when a state is kept for them
     repro: bool = False  # reproducibility groups staged (sli_groups, sli_gb_new)
-    staged: dict[str, pa.Table] | None = None  # staged beside: the relations the writes read, as Arrow
 
 
-# What `_write_runs` reads of the staged relations (only these columns: fetched as Arrow when staged beside).
-_RUN_STAGED = {
-    "sli_run_contrib": "SELECT * FROM sli_run_contrib",
-    "sli_old_facts": "SELECT run_id, attempt FROM sli_old_facts",
-    "sli_new_facts": "SELECT * FROM sli_new_facts",
-    "sli_touched_state": "SELECT notebook_id, trigger, first_seen_at, scheduled_for FROM sli_touched_state",
-}
-_REPRO_STAGED = {"sli_groups": "SELECT * FROM sli_groups", "sli_gb_new": "SELECT * FROM sli_gb_new"}
+_STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new")
 
 
 def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool) -> _Runs:
     """Stage the refold of the attempts the batches touched, reading only: their facts now (with M2 verdicts) and
-    before, the new baselines of their reproducibility groups, their contribution rows (new - old). Nothing the
-    fold writes before `_write_runs` is read here, so this may run beside the fold on a cursor of its `own` (see
-    `_fold_touched`); in line, the contribution rows go straight into the events' in sli_contrib (the first fold's
-    are millions of rows)."""
+    before, the new baselines of their reproducibility groups, their contribution rows (new - old): into a new
+    sli_contrib on a cursor of their `own` (`_fold_sides`), else added to the events' (`_fold_joined`)."""
     cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
@@ -224,8 +305,7 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
     cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
                 + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
     repro = _stage_repro(cur)
-    # contrib(new) - contrib(old): beside, staged for _write_runs to add to the events' in sli_contrib
-    into = "CREATE OR REPLACE TEMP TABLE sli_run_contrib AS" if own else "INSERT INTO sli_contrib BY NAME"
+    into = "CREATE OR REPLACE TEMP TABLE sli_contrib AS" if own else "INSERT INTO sli_contrib BY NAME"
     cur.execute(f"{into} SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
@@ -234,11 +314,10 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
 
 
 def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> None:
-    """Write what `_stage_runs` staged: the facts, the baselines, the contribution rows, late runs' missed slots."""
+    """Write what `_stage_runs` staged: the facts, the baselines, late runs' missed slots (the contribution rows are
+    in sli_contrib already, for the rollups)."""
     if not runs.attempts:
         return
-    if runs.staged is not None:  # in line, _stage_runs added them already
-        cur.execute("INSERT INTO sli_contrib BY NAME SELECT * FROM sli_run_contrib")
     if runs.bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
@@ -246,52 +325,6 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
         cur.execute(f"DELETE FROM sli_repro_baselines b WHERE EXISTS (SELECT 1 FROM sli_groups a WHERE {_GK_EQ})")
         cur.execute("INSERT INTO sli_repro_baselines BY NAME SELECT * FROM sli_gb_new")
     cur.execute(missed.RETRACT_LATE, {"now": now})
-
-
-def _fold_touched(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, now: datetime, keep_changes: bool,
-                  events: Callable[[], T]) -> tuple[_Runs, T]:
-    """The run attempts' refold staged beside `events()` (the event part of the fold, in the fold's transaction),
-    then written; returns (what was staged, what `events()` returned).
-
-    Beside (slo/sli/beside.py), the staging reads committed state in a transaction of its own: the events of the
-    batches (lo, hi], run_attempts, and sli_run_facts / sli_repro_baselines, which only folds write (they hold the
-    fold lock, as this one does) and `events()` does not. The writer may have committed batches after `hi`
-    meanwhile: an attempt they changed is then staged in its newer state, which the next fold finds unchanged
-    (the refold is of attempts' current state, old facts subtracted), as when the writer commits just after a
-    fold. At 10M events, staging beside (with the slot decision in the fold's transaction meanwhile, see fold())
-    took the fold from 128 to 108 ms (six alternated pairs). The first fold (cursor 0) stages in line: it empties
-    the tables in its own transaction first."""
-
-    def stage_beside(c: duckdb.DuckDBPyConnection, _own: bool) -> _Runs:
-        c.execute("BEGIN TRANSACTION")  # one snapshot for every read; its temp tables go with the ROLLBACK
-        try:
-            runs = _stage_runs(c, lo, hi, keep_changes, own=True)
-            if runs.attempts:
-                staged = {**_RUN_STAGED, **(_REPRO_STAGED if runs.repro else {})}
-                runs.staged = {name: c.execute(sql).to_arrow_table() for name, sql in staged.items()}
-        finally:
-            c.execute("ROLLBACK")
-        return runs
-
-    in_line = lo == 0 or not isinstance(cur, duckdb.DuckDBPyConnection)
-    if in_line:
-        out = events()
-        runs = _stage_runs(cur, lo, hi, keep_changes, own=False)
-    else:
-        with beside(cur, stage_beside) as staged_runs:
-            out = events()
-            runs = staged_runs()
-    for name, table in (runs.staged or {}).items():
-        cur.register(name, table)
-    try:
-        _write_runs(cur, runs, now)
-    finally:
-        for name in runs.staged or {}:
-            cur.unregister(name)
-    if in_line:  # beside, the temp tables went with the staging's transaction
-        for t in ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new"):
-            cur.execute(f"DROP TABLE IF EXISTS {t}")
-    return runs, out
 
 
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
@@ -368,15 +401,15 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str, *, first: bool) ->
           AND NOT EXISTS (SELECT 1 FROM sli_members m WHERE m.run_id = f.run_id AND m.attempt = f.attempt)""")
 
 
-def _append_rollups(cur: duckdb.DuckDBPyConnection) -> None:
+def _append_rollups(cur: duckdb.DuckDBPyConnection, *, compact: bool = True) -> None:
     """rollup += the signed contribution rows staged in sli_contrib, by hour and by day, appended to the rollups'
     delta tables; past Q.ROLLUP_DELTA_COMPACT hourly delta rows (the daily ones are fewer) both are merged into
-    their rollups, and rows that sum to zero (subtracted contributions) are pruned."""
+    their rollups (unless not to `compact`), and rows that sum to zero (subtracted contributions) are pruned."""
     for table, unit in Q.ROLLUPS:
         delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
         cur.execute(Q.APPEND_ROLLUP.format(table=table, delta=delta))
     cur.execute("DROP TABLE sli_contrib")
-    if cur.execute("SELECT count(*) FROM sli_hourly_delta").fetchone()[0] > Q.ROLLUP_DELTA_COMPACT:
+    if compact and cur.execute("SELECT count(*) FROM sli_hourly_delta").fetchone()[0] > Q.ROLLUP_DELTA_COMPACT:
         compact_rollups(cur)
 
 

@@ -421,7 +421,12 @@ GROUP BY GROUPING SETS ({grouping})
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 
-NEW_BATCHES = "SELECT coalesce(max(batch_id), 0) FROM ingest_batches"
+# The last committed batch, and whether a schedule registration was committed after batch $lo (the fold then runs
+# as one transaction: the registration's resets write the missed slots that the run attempts' side writes too).
+NEW_BATCHES = """
+SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches),
+       EXISTS (SELECT 1 FROM events WHERE batch_id > $lo AND type = 'notebook.schedule.registered')
+"""
 
 # Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each.
 _RUN_EVENTS = "batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
@@ -513,8 +518,11 @@ GROUP BY ALL
 HAVING sum(sign) <> 0
 """
 # The fold cursor and the database's instance id (slo/sli/durations.py keys its state by file and instance).
+# (events' cursor, run attempts' cursor, instance id): see slo/sli/fold.py
 STATE_IDENTITY = """
-SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'instance') FROM sli_state
+SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'runs_cursor'),
+       max(value) FILTER (WHERE key = 'instance')
+FROM sli_state
 """
 
 # ---- additive SLIs kept between refreshes (slo/sli/sums.py) -----------------------------------------------------

@@ -24,7 +24,8 @@ import pyarrow.acero  # noqa: F401  Table.group_by imports it on first use (~14 
 
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
-from slo.sli.durations import MAX_WINDOWS, Key, Registry, advance, at, multipliers, ranges_cond, us, with_read
+from slo.sli.durations import (MAX_WINDOWS, Key, Prepared, Registry, advance, at, multipliers, ranges_cond, us,
+                                with_read)
 
 SumKey = tuple[str, str, str]  # (sli, team, trigger)
 
@@ -41,6 +42,11 @@ _REGISTRY = Registry()
 _STATES = _REGISTRY.states
 # folded() takes Q.CONTRIB_CHANGES
 tracking, forget, folded = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.folded
+
+
+def applied(key: Key | None, lo: int, changes: list[pa.Table | None], into: Prepared | None = None) -> Prepared | None:
+    """Registry.applied (slo/sli/durations.py) for the kept sums: a fold's contribution rows (Q.CONTRIB_CHANGES)."""
+    return _REGISTRY.applied(key, lo, changes, _slide, into)
 
 
 def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
@@ -116,16 +122,17 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
         return
     grouped = pa.concat_tables(signed).group_by(["w", "sli", "team", "trigger"]).aggregate(
         [(m, "sum") for m in ("good", "bad", "total")])
-    for r in grouped.to_pylist():
+    for r in grouped.to_pylist():  # new lists, never edited ones: a copy shares them (durations.Registry.applied)
         sums = st.windows[r["w"]]
         k = (r["sli"], r["team"], r["trigger"])
-        acc = sums.setdefault(k, [0.0, 0.0, 0.0])
-        acc[0] += r["good_sum"]
-        acc[1] += r["bad_sum"]
-        acc[2] += r["total_sum"]
-        if not (acc[0] or acc[1] or acc[2]):
-            del sums[k]
+        g, b, t = sums.get(k, _ZERO)
+        acc = [g + r["good_sum"], b + r["bad_sum"], t + r["total_sum"]]
+        if acc[0] or acc[1] or acc[2]:
+            sums[k] = acc
+        else:
+            sums.pop(k, None)
 
 
+_ZERO = (0.0, 0.0, 0.0)
 _ROWS = pa.schema([("t", pa.int64()), ("sli", pa.string()), ("team", pa.string()), ("trigger", pa.string()),
                    ("good", pa.float64()), ("bad", pa.float64()), ("total", pa.float64()), ("n", pa.int64())])
