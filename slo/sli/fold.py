@@ -225,7 +225,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
             registrations = _fold_events(cur, min(lo, hi), hi)  # (an empty range when only the runs lag)
             runs = _stage_runs(cur, min(runs_lo, hi), hi, durations.tracking(key), own=False)
             _write_runs(cur, runs, now)
-            for t in _STAGED:  # (a side's own cursor takes its temporary tables with it when it is closed)
+            for t in _STAGED:
                 cur.execute(f"DROP TABLE IF EXISTS {t}")
             st.attempts, changed = runs.attempts, runs.changed
             if sums.tracking(key):  # the rows the kept additive sums move by
@@ -288,7 +288,9 @@ class _Runs:
     repro: bool = False  # reproducibility groups staged (sli_groups, sli_gb_new)
 
 
-_STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new")
+# The staging's temporary tables, dropped after a fold of one transaction (a side's own cursor takes them with it).
+_STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new",
+           "sli_gb_old", "sli_g_full", "sli_members", "sli_g_moved")
 
 
 def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool) -> _Runs:
@@ -383,9 +385,7 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
         cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
     cur.execute("DROP TABLE sli_new_facts")
     cur.execute("ALTER TABLE sli_new_facts2 RENAME TO sli_new_facts")
-    for t in ("sli_gb_old", "sli_g_full", "sli_members", "sli_g_moved"):
-        cur.execute(f"DROP TABLE IF EXISTS {t}")
-    return True
+    return True  # (its other tables are dropped with the rest of the staging: _STAGED)
 
 
 def _add_members(cur: duckdb.DuckDBPyConnection, groups: str, *, first: bool) -> None:

@@ -1,0 +1,202 @@
+"""The fold's two sides (slo/sli/fold.py): the events' and the run attempts', each committed with its own cursor.
+
+Normally they run at once in transactions of their own; a side that fails leaves the other folded, and the next
+fold brings the lagging side forward in one transaction. Either way the incremental SLIs equal the direct ones
+(computed from the events alone), and the kept states never answer for a cursor they were not built at."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.app import create_app
+from collector.settings import Settings
+from slo.sli import compute as C
+from slo.sli import durations, sums
+from slo.sli import fold as F
+from slo.sli.config import SliQuery
+
+T = datetime(2026, 11, 10, 10, 0, tzinfo=timezone.utc)
+Q = SliQuery(as_of=T, windows=["1h", "1d", "7d"], levels=("platform", "team", "trigger"))
+
+
+def _ev(i: str, type_: str, t: datetime, **data) -> dict:
+    return {"specversion": "1.0", "id": i, "source": "test://sides", "type": type_, "time": t.isoformat(),
+            "data": data}
+
+
+def _run(run: str, team: str, start: datetime, minutes: float, outcome: str, output: str = "X") -> list[dict]:
+    common = dict(run_id=run, notebook_id=f"nb-{team}", team=team, trigger="scheduled", input_hash="i",
+                  parameters_hash="p", env_hash="e")
+    end = start + timedelta(minutes=minutes)
+    terminal = dict(common, duration_seconds=minutes * 60, **({"output_hash": output} if outcome == "succeeded"
+                                                                else {}))
+    return [_ev(f"{run}-s-{start.isoformat()}", "notebook.run.started", start, **common),
+            _ev(f"{run}-t-{end.isoformat()}", f"notebook.run.{outcome}", end, **terminal)]
+
+
+def _batches() -> list[list[dict]]:
+    first = [e for k in range(6) for e in _run(f"a{k}", ("ds", "ml")[k % 2], T - timedelta(hours=5 - k), 10,
+                                               ("succeeded", "failed")[k % 3 == 2], ("X", "Y")[k % 4 == 3])]
+    first.append(_ev("art-1", "notebook.artifact.published", T - timedelta(hours=3), notebook_id="nb-ds", team="ds",
+                     artifact="s3://a", sla_seconds=3600))
+    # later batches: new runs, a late earlier success (moves a reproducibility baseline), a late terminal event
+    # that turns a success into a failure, an artifact published again
+    second = [e for k in range(4) for e in _run(f"b{k}", ("ds", "ml")[k % 2], T - timedelta(minutes=50 - 10 * k),
+                                                5, "succeeded", "Y")]
+    second += _run("a0", "ds", T - timedelta(hours=5), 30, "failed")[1:]
+    second += _run("z", "ml", T - timedelta(hours=6), 3, "succeeded", "Y")
+    second.append(_ev("art-2", "notebook.artifact.published", T - timedelta(minutes=20), notebook_id="nb-ds",
+                      team="ds", artifact="s3://a", sla_seconds=1800))
+    third = [e for k in range(3) for e in _run(f"c{k}", "ds", T - timedelta(minutes=30 - 5 * k), 2, "succeeded")]
+    return [first, second, third]
+
+
+def _strip(row: dict) -> dict:
+    """A row without how it was computed (the provenance's mode and fold cursor), its value rounded to 9 significant
+    digits (the kept percentiles interpolate in float64, DuckDB with more precision: slo/sli/durations.py)."""
+    prov = {k: v for k, v in row["provenance"].items() if k not in ("mode", "folded_through_batch")}
+    value = row["value"] if row["value"] is None else float(f"{row['value']:.9g}")
+    return {**row, "value": value, "provenance": prov}
+
+
+class Collector:
+    def __init__(self, tmp_path) -> None:
+        self.app = create_app(Settings(db=tmp_path / "obs.duckdb", auth=False, gauge_refresh_seconds=3600))
+        self.client = TestClient(self.app).__enter__()
+
+    def post(self, events: list[dict]) -> None:
+        r = self.client.post("/v1/events", json=events)
+        assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
+
+    def fold(self) -> F.FoldStats:
+        with self.app.state.store.read_cursor() as cur:
+            return F.fold(cur, now=T)
+
+    def cursors(self) -> tuple[int, int]:
+        with self.app.state.store.read_cursor() as cur:
+            return F._cursors(cur)[:2]
+
+    def assert_incremental_equals_direct(self) -> None:
+        with self.app.state.store.read_cursor() as cur:
+            inc = C.compute(cur, Q, fold_first=False)
+            direct = C.compute(cur, Q, mode="direct")
+        assert [_strip(r) for r in inc] == [_strip(r) for r in direct]  # values up to the last places: below
+        assert any(r["sli"] == "M3" and r["value"] is not None for r in inc)  # not two empty answers
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def col(tmp_path):
+    c = Collector(tmp_path)
+    yield c
+    c.close()
+
+
+def _spy(monkeypatch) -> list[str]:
+    """Which way each of the test's folds went (not the collector's gauge refresher's, in its own thread)."""
+    seen: list[str] = []
+    for name in ("_fold_sides", "_fold_joined"):
+        real = getattr(F, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            if threading.current_thread() is threading.main_thread():
+                seen.append(_name)
+            return _real(*a, **k)
+        monkeypatch.setattr(F, name, spy)
+    return seen
+
+
+def test_sides_fold_at_once_and_equal_the_direct_computation(col, monkeypatch):
+    seen = _spy(monkeypatch)
+    first, second, third = _batches()
+    col.post(first)
+    col.fold()
+    col.assert_incremental_equals_direct()  # the kept states are built here, and followed below
+    for batch in (second, third):
+        col.post(batch)
+        st = col.fold()
+        assert st.attempts > 0
+        lo, runs_lo = col.cursors()
+        assert lo == runs_lo == st.to_batch
+        col.assert_incremental_equals_direct()
+    assert seen == ["_fold_joined", "_fold_sides", "_fold_sides"]  # the first fold is of one transaction
+
+
+def test_a_failed_run_side_leaves_the_events_folded_and_the_next_fold_catches_up(col, monkeypatch):
+    first, second, third = _batches()
+    col.post(first)
+    col.fold()
+    col.assert_incremental_equals_direct()
+    col.post(second)
+    real = F._write_runs
+
+    def failing(cur, runs, now):
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("the run side fails")
+        return real(cur, runs, now)
+
+    monkeypatch.setattr(F, "_write_runs", failing)
+    before = col.cursors()
+    with pytest.raises(RuntimeError, match="the run side fails"):
+        col.fold()
+    lo, runs_lo = col.cursors()
+    assert runs_lo == before[1] < lo  # the events' side committed, the run attempts' did not
+    with col.app.state.store.read_cursor() as cur, F.kept_state(cur) as (key, cursor):
+        assert cursor == runs_lo  # what both sides have folded
+        assert key not in durations._STATES and key not in sums._STATES  # forgotten: they were of one cursor
+    monkeypatch.setattr(F, "_write_runs", real)
+    seen = _spy(monkeypatch)
+    col.post(third)
+    col.fold()
+    assert seen == ["_fold_joined"]  # sides apart: one transaction, each side from its own cursor
+    assert len(set(col.cursors())) == 1
+    col.assert_incremental_equals_direct()
+
+
+def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_up(col, monkeypatch):
+    first, second, _ = _batches()
+    col.post(first)
+    col.fold()
+    col.assert_incremental_equals_direct()
+    col.post(second)
+    lo0, _ = col.cursors()
+    real = F._detect
+
+    def failing(cur, cfg, now):
+        # after the run side has committed, so that the sides end apart
+        for _ in range(200):
+            if col.cursors()[1] > lo0:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("the events side fails")
+
+    monkeypatch.setattr(F, "_detect", failing)
+    with pytest.raises(RuntimeError, match="the events side fails"):
+        col.fold()
+    lo, runs_lo = col.cursors()
+    assert lo == lo0 < runs_lo
+    monkeypatch.setattr(F, "_detect", real)
+    seen = _spy(monkeypatch)
+    col.fold()  # no new batch: the events' side alone is behind
+    assert seen == ["_fold_joined"]
+    assert len(set(col.cursors())) == 1
+    col.assert_incremental_equals_direct()
+
+
+def test_a_schedule_registration_folds_in_one_transaction(col, monkeypatch):
+    first, second, _ = _batches()
+    col.post(first)
+    col.fold()
+    seen = _spy(monkeypatch)
+    col.post(second + [_ev("reg-1", "notebook.schedule.registered", T - timedelta(hours=1), notebook_id="nb-ds",
+                           team="ds", cron="*/15 * * * *")])
+    col.fold()
+    assert seen == ["_fold_joined"]  # its resets write missed slots, which late runs retract on the other side
+    col.assert_incremental_equals_direct()
