@@ -168,17 +168,19 @@ def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
     return {"events": table.num_rows, "build_seconds": time.perf_counter() - t0}
 
 
-def _phase(args: list[str], keep: Path | None = None, code: Path = ROOT) -> dict:
+def _phase(args: list[str], keep: Path | None = None, code: Path = ROOT, threads: int | None = None) -> dict:
     """Run a phase in its own process on a copy of a database, so that no phase (the incremental one writes
     10,000 events and every phase folds) changes what the next phase or the next run starts from; `keep` keeps the
     copy as it is after the phase (the folded history the other phases start from); `code`: the checkout whose
-    bench_sli.py (and so whose code) runs the phase."""
+    bench_sli.py (and so whose code) runs the phase; `threads`: DuckDB's worker threads, as the collector's
+    OBSERVATORY_DUCKDB_THREADS sets them (None: DuckDB's default, one per core)."""
     name, db, now = args
     with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
         copy = Path(tmp) / Path(db).name
         shutil.copyfile(db, copy)
+        env = {**os.environ, **({"OBSERVATORY_DUCKDB_THREADS": str(threads)} if threads else {})}
         out = subprocess.run([sys.executable, str(code / "bench" / "bench_sli.py"), "--phase", name, str(copy), now],
-                             capture_output=True, text=True, check=True, cwd=code)
+                             capture_output=True, text=True, check=True, cwd=code, env=env)
         if keep is not None:
             shutil.move(copy, keep)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -201,7 +203,7 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
 
     now = datetime.fromisoformat(now_iso)
     cfg = SliConfig()
-    con = dbmod.connect(db)
+    con = dbmod.connect(db, threads=int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0)) or None)
     con.execute("SET TimeZone = 'UTC'")
     base_rss = _peak_mib()
     q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
@@ -290,6 +292,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="Runs of the incremental refresh (median reported)")
     ap.add_argument("--before", type=Path, help="Another checkout (e.g. `git worktree add /tmp/before REV`): its "
                                                 "incremental refresh runs alternately with this one's, same history")
+    ap.add_argument("--threads-too", type=int, metavar="N",
+                    help="Also run this checkout's incremental refresh with DuckDB limited to N threads (the "
+                         "collector's OBSERVATORY_DUCKDB_THREADS), alternately, same history")
     ap.add_argument("--phase", nargs=3, metavar=("NAME", "DB", "NOW"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.phase:
@@ -312,14 +317,23 @@ def main() -> None:
     print("full:", full, flush=True)
     # the incremental refresh is a few hundred ms on a shared machine: the median of --reps runs, each in its own
     # process on a fresh copy, alternating with --before's code when given (same history, same run)
-    runs: dict[str, list[dict]] = {"after": [], "before": []}
+    runs: dict[str, list[dict]] = {"after": [], "before": [], "threads": []}
+    series = (("before", a.before, None), ("after", ROOT, None), ("threads", ROOT if a.threads_too else None,
+                                                                    a.threads_too))
     for _ in range(a.reps):
-        for which, code in (("before", a.before), ("after", ROOT)):
+        for which, code, threads in series:
             if code is not None:
-                runs[which].append(_phase(["incremental", str(folded), info["now"]], code=code))
+                runs[which].append(_phase(["incremental", str(folded), info["now"]], code=code, threads=threads))
                 print(f"incremental ({which}):", runs[which][-1], flush=True)
     inc = _median_run(runs["after"])
     before = _median_run(runs["before"]) if runs["before"] else None
+    with_threads = ""
+    if runs["threads"]:
+        t = _median_run(runs["threads"])
+        ms = ", ".join(f"{r['seconds'] * 1000:.0f}" for r in runs["threads"])
+        with_threads = (f" Same run, this code with OBSERVATORY_DUCKDB_THREADS={a.threads_too} (runs {ms} ms): "
+                        f"median **{t['seconds'] * 1000:.0f} ms** (fold {t['fold_seconds'] * 1000:.0f} ms, compute "
+                        f"{t['compute_seconds'] * 1000:.0f} ms).")
     text = f"""## SLIs (bench/bench_sli.py)
 
 Machine: {os.cpu_count()} cores (shared), DuckDB {__import__('duckdb').__version__}. History: {info['events']:,} stored
@@ -333,10 +347,10 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 | incremental refresh after 10,000 new events: fold + compute (what the gauge refresher does) | ≤ 100 ms | {inc['seconds'] * 1000:.0f} ms (fold {inc['fold_seconds'] * 1000:.0f} ms, compute {inc['compute_seconds'] * 1000:.0f} ms) | {inc['peak_rss_mib']:.0f} MiB |
 | initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots) | {fold['peak_rss_mib']:.0f} MiB |
 
-Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms).{_before_line(before, runs['before'], a.before)}
+Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms).{_before_line(before, runs['before'], a.before)}{with_threads}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
-Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{' --before CHECKOUT' if a.before else ''}`.
+Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
 """
     print(text)
     if not a.no_write:
