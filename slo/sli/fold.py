@@ -284,12 +284,12 @@ class _Runs:
     attempts: int = 0
     bound: datetime | None = None  # the earliest last_event_at of their stored facts (None: none stored)
     changed: pa.Table | None = None  # the net change of M3's durations, when a state is kept for them
-    repro: bool = False  # reproducibility groups staged (sli_groups, sli_gb_new)
+    repro: bool = False  # reproducibility groups staged (their baselines: sli_gb_old, sli_gb_new)
 
 
 # The staging's temporary tables, dropped after a fold of one transaction (a side's own cursor takes them with it).
-_STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_groups", "sli_gb_new",
-           "sli_gb_old", "sli_g_full", "sli_members", "sli_g_moved")
+_STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts", "sli_gb_old", "sli_gb_new",
+           "sli_g_full", "sli_members", "sli_g_moved")
 
 
 def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool) -> _Runs:
@@ -323,32 +323,31 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
     if runs.repro:
-        cur.execute(f"DELETE FROM sli_repro_baselines b WHERE EXISTS (SELECT 1 FROM sli_groups a WHERE {_GK_EQ})")
+        cur.execute(f"DELETE FROM sli_repro_baselines b WHERE EXISTS (SELECT 1 FROM sli_gb_old a WHERE {_GK_EQ})")
         cur.execute("INSERT INTO sli_repro_baselines BY NAME SELECT * FROM sli_gb_new")
     cur.execute(missed.RETRACT_LATE, {"now": now})
 
 
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     """M2 verdicts of the touched attempts; when a group's baseline changes, of every member of the group. Stages
-    the groups (sli_groups) and their new baselines (sli_gb_new); False when the attempts are in no group."""
-    groups = cur.execute(f"""
-        CREATE OR REPLACE TEMP TABLE sli_groups AS
-        SELECT DISTINCT {_GK} FROM sli_new_facts WHERE {_ELIG}
-        UNION SELECT DISTINCT {_GK} FROM sli_old_facts WHERE {_ELIG}""").fetchone()[0]  # (a CTAS answers its count)
-    if not groups:
-        return False
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_gb_old AS SELECT b.* FROM sli_repro_baselines b "
-                f"JOIN sli_groups a ON {_GK_EQ}")
+    the stored baselines of their groups (sli_gb_old) and the new ones (sli_gb_new); False when the attempts are in
+    no group."""
+    # the stored baselines of the groups of the touched facts, now and before (a CTAS answers its count)
+    stored = cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE sli_gb_old AS
+        SELECT b.* FROM sli_repro_baselines b SEMI JOIN (
+            SELECT {_GK} FROM sli_new_facts WHERE {_ELIG} UNION SELECT {_GK} FROM sli_old_facts WHERE {_ELIG}
+        ) a ON {_GK_EQ}""").fetchone()[0]
     # Groups whose baseline attempt itself changed need their stored members to find the new baseline. The
     # members' table exists only when there are any (the common case reads and writes it not at all).
-    full = cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b WHERE EXISTS "
-                       f"(SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)"
-                       ).fetchone()[0]
+    full = stored and cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b WHERE EXISTS "
+        f"(SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)").fetchone()[0]
     members = False
     if full:
         _add_members(cur, "sli_g_full", first=True)
         members = True
-    cur.execute(f"""
+    fresh = cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_gb_new AS
         SELECT {_GK},
                arg_min(run_id, (t, run_id, attempt)) AS run_id, arg_min(attempt, (t, run_id, attempt)) AS attempt,
@@ -357,16 +356,18 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
             SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_new_facts WHERE {_ELIG}
             UNION ALL
             SELECT {_GK}, run_id, attempt, ended_at AS t, output_hash FROM sli_gb_old b
-            WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
+            {f"WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})" if full else ""}
             {f"UNION ALL SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_members" if members else ""}
         ) c
-        GROUP BY {_GK}""")
+        GROUP BY {_GK}""").fetchone()[0]
+    if not stored and not fresh:
+        return False  # no touched fact is in a group, now or before
     # Groups whose baseline moved: every stored member's verdict is re-evaluated (rare: late earlier success).
-    moved = cur.execute(f"""
+    moved = stored and cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_g_moved AS
         SELECT {_GK} FROM sli_gb_old b
-        WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})
-          AND NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
+        WHERE {f"NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ}) AND" if full else ""}
+              NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
                           AND a.attempt = b.attempt AND a.output_hash = b.output_hash)""").fetchone()[0]
     if moved:
         _add_members(cur, "sli_g_moved", first=not members)
