@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -151,13 +150,11 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
     leaves the other side's appended rows, which it does not see, in place."""
     st = FoldStats(lo, hi)
     keep_changes, keep_sums = durations.tracking(key), sums.tracking(key)
-    changes: Future = Future()  # the run attempts' M3 changes, as soon as staged
 
-    def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None]:
+    def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None, durations.Prepared | None]:
         c.execute("BEGIN TRANSACTION")
         try:
             runs = _stage_runs(c, lo, hi, keep_changes, own=True)
-            changes.set_result(runs.changed)
             contributed = None
             if runs.attempts:
                 _write_runs(c, runs, now)
@@ -168,10 +165,9 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        finally:
-            if not changes.done():
-                changes.set_result(None)
-        return runs, contributed
+        # While the events' side goes on (this side is the shorter): the kept M3 durations take this fold's changes,
+        # on a copy installed below once both sides committed, instead of in the next computation.
+        return runs, contributed, durations.applied(key, lo, runs.changed)
 
     try:
         with beside(cur, run_side) as run_side_done:
@@ -188,20 +184,17 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            # While the other side writes and commits: the kept states take this fold's changes (on copies,
-            # installed below once both sides committed), instead of the next computation.
-            prepared_sums = sums.applied(key, lo, [contributed])
-            prepared_durations = durations.applied(key, lo, changes.result())
-            runs, run_contributed = run_side_done()
+            runs, run_contributed, prepared_durations = run_side_done()
     except BaseException:
         durations.forget(key)  # a side may have committed without the other: the kept states are of one cursor
         sums.forget(key)
         raise
     st.attempts = runs.attempts
-    prepared_sums = sums.applied(key, lo, [run_contributed], prepared_sums)
     durations.folded(key, lo, hi, runs.changed, prepared_durations)
+    # the kept sums take both sides' contribution rows the same way (a few ms: in line)
     parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
-    sums.folded(key, lo, hi, pa.concat_tables(parts) if parts else None, prepared_sums)
+    changed = pa.concat_tables(parts) if parts else None
+    sums.folded(key, lo, hi, changed, sums.applied(key, lo, [changed]))
     return st
 
 
