@@ -111,18 +111,19 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     path = _db_path(cur)
     with _lock_for(path):
         lo, runs_lo, instance = _cursors(cur)
-        hi, registrations = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
+        hi, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
+        types = set(types)  # (of the batches after the lower cursor: those up to `hi` and maybe a few more)
         key = None if path is None or instance is None else (path, instance)
-        if hi > lo == runs_lo > 0 and not registrations and isinstance(cur, duckdb.DuckDBPyConnection):
+        if hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types and isinstance(cur, duckdb.DuckDBPyConnection):
             try:
-                return _fold_sides(cur, cfg, now, lo, hi, key)
+                return _fold_sides(cur, cfg, now, lo, hi, key, types)
             except duckdb.TransactionException:
                 # a write-write conflict between the sides (none expected, see above): whichever side committed
                 # stays folded; the other is folded in line now
                 durations.forget(key)
                 sums.forget(key)
                 lo, runs_lo, _ = _cursors(cur)
-        return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path)
+        return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types)
 
 
 def _decide(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, attempts_changed: bool) -> int:
@@ -137,7 +138,7 @@ def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime) -> in
 
 
 def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
-                key: durations.Key | None) -> FoldStats:
+                key: durations.Key | None, types: set[str]) -> FoldStats:
     """Both sides from batch `lo` to `hi` at once: the run attempts' on a cursor of its own (slo/sli/beside.py),
     the events' on `cur`, each in its own transaction. The run attempts' writes and the two COMMITs no longer wait
     for each other: at 10M events, with this round's other changes, a refresh (fold + compute) went from 147 to
@@ -173,7 +174,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         with beside(cur, run_side) as run_side_done:
             cur.execute("BEGIN TRANSACTION")
             try:
-                _fold_events(cur, lo, hi)  # no registration among them (fold() checked)
+                _fold_events(cur, lo, hi, types)  # no registration among them (fold() checked)
                 attempts_changed = cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0]
                 st.slots_decided = _decide(cur, cfg, now, attempts_changed)
                 contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
@@ -199,7 +200,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
 
 
 def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
-                 instance: str | None, path: str | None) -> FoldStats:
+                 instance: str | None, path: str | None, types: set[str]) -> FoldStats:
     """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo`."""
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -214,7 +215,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
         if hi > min(lo, runs_lo):
-            registrations = _fold_events(cur, lo, hi)  # (an empty range when only the run attempts lag)
+            registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)
             runs = _stage_runs(cur, runs_lo, hi, durations.tracking(key), own=False)
             _write_runs(cur, runs, now)
             for t in _STAGED:
@@ -414,21 +415,27 @@ def compact_rollups(cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(Q.PRUNE_ROLLUP.format(table=table))
 
 
-def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
+def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, types: set[str]) -> int:
     """Event-only SLIs (M2 checks, M5, M6, M11, M12) and the registry/artifact/schedule extracts of new batches;
     returns the schedule registrations among them. The contribution rows are computed once: staged in sli_contrib
-    (sign 1) for the rollups, copied to the facts."""
+    (sign 1) for the rollups, copied to the facts. An extract is skipped when `types` (the event types of the
+    batches, or more) holds none of its types: each is a statement of ~1-3 ms, the artifacts' merge ~10."""
     where, params = "batch_id > $lo AND batch_id <= $hi", {"lo": lo, "hi": hi}
     contrib = Q.EVENT_CONTRIB.format(src="events", where=where)
     cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_contrib AS SELECT *, 1 AS sign FROM ({contrib}) c", params)
     cur.execute("INSERT INTO sli_event_facts BY NAME SELECT * EXCLUDE (sign) FROM sli_contrib")
-    cur.execute(f"INSERT INTO sli_registry BY NAME {Q.REGISTRY_EXTRACT.format(src='events', where=where)}", params)
-    registrations = cur.execute(f"INSERT INTO sli_schedule_regs BY NAME "
-                                f"{Q.SCHEDULE_EXTRACT.format(src='events', where=where)}", params).fetchone()[0]
-    # artifacts: the new rows staged, appended, and the kept latest state of their artifacts folded again
-    cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_artifacts AS "
-                + Q.ARTIFACT_EXTRACT.format(src="events", where=where), params)
-    cur.execute("INSERT INTO sli_artifacts BY NAME SELECT * FROM sli_new_artifacts")
-    cur.execute(Q.ARTIFACT_LATEST_REFOLD)
-    cur.execute("DROP TABLE sli_new_artifacts")
+    if types & set(Q.REGISTRY_TYPES):
+        cur.execute(f"INSERT INTO sli_registry BY NAME {Q.REGISTRY_EXTRACT.format(src='events', where=where)}",
+                    params)
+    registrations = 0
+    if Q.SCHEDULE_TYPE in types:
+        registrations = cur.execute(f"INSERT INTO sli_schedule_regs BY NAME "
+                                    f"{Q.SCHEDULE_EXTRACT.format(src='events', where=where)}", params).fetchone()[0]
+    if types & set(Q.ARTIFACT_TYPES):
+        # artifacts: the new rows staged, appended, and the kept latest state of their artifacts folded again
+        cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_artifacts AS "
+                    + Q.ARTIFACT_EXTRACT.format(src="events", where=where), params)
+        cur.execute("INSERT INTO sli_artifacts BY NAME SELECT * FROM sli_new_artifacts")
+        cur.execute(Q.ARTIFACT_LATEST_REFOLD)
+        cur.execute("DROP TABLE sli_new_artifacts")
     return int(registrations)

@@ -258,7 +258,7 @@ SELECT source, id, time AS t, replace(type, 'notebook.', '') AS type, notebook_i
        TRY_CAST((data->>'created_at') AS TIMESTAMPTZ) AS created_at
 FROM {src}
 WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
-""", ("notebook.registered", "notebook.updated", "notebook.promoted"))
+""", REGISTRY_TYPES := ("notebook.registered", "notebook.updated", "notebook.promoted"))
 ARTIFACT_EXTRACT = per_type("""
 SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (data->>'artifact') AS artifact,
        TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds,
@@ -266,14 +266,15 @@ SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (d
        TRY_CAST((data->>'critical') AS BOOLEAN) AS critical
 FROM {src}
 WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
-""", ("notebook.artifact.published", "notebook.artifact.retired"))
-SCHEDULE_EXTRACT = """
+""", ARTIFACT_TYPES := ("notebook.artifact.published", "notebook.artifact.retired"))
+SCHEDULE_TYPE = "notebook.schedule.registered"
+SCHEDULE_EXTRACT = per_type("""
 SELECT source, id, time AS t, notebook_id, team, (data->>'cron') AS cron, (data->>'timezone') AS timezone,
        TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds,
        TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds, environment
 FROM {src}
-WHERE ({where}) AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
-"""
+WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
+""", (SCHEDULE_TYPE,))
 
 # The registry as of $as_of: per notebook, the latest non-null value of each field among registered/updated events
 # with t < $as_of (ties broken by source, id), the first registration, the first promotion.
@@ -421,11 +422,12 @@ GROUP BY GROUPING SETS ({grouping})
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 
-# The last committed batch, and whether a schedule registration was committed after batch $lo (the fold then runs
-# as one transaction: the registration's resets write the missed slots that the run attempts' side writes too).
+# The last committed batch, and the event types committed after batch $lo: the fold skips the extracts of types
+# the new batches do not hold, and folds a schedule registration in one transaction (its resets write the missed
+# slots that the run attempts' side writes too).
 NEW_BATCHES = """
 SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches),
-       EXISTS (SELECT 1 FROM events WHERE batch_id > $lo AND type = 'notebook.schedule.registered')
+       (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
 """
 
 # Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each.
