@@ -167,10 +167,10 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
         ctx = _Ctx(q, wins, levels, as_of, prov, kept)
 
         # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
-        # the kept states' numpy work (measured: 54 -> 41 ms per refresh). They read the folded tables, which
-        # nothing here writes; the direct mode's statements scan the events and stay in line (GET /v1/sli's timeout
-        # interrupts the caller's cursor only), and so do they when nothing else is asked (a worker would only add
-        # its set-up).
+        # the others' statements and Python (measured in the seventh round: 54 -> 41 ms per refresh). They read the
+        # folded tables, which nothing here writes; the direct mode's statements scan the events and stay in line
+        # (GET /v1/sli's timeout interrupts the caller's cursor only), and so do they when nothing else is asked (a
+        # worker would only add its set-up).
         snap = _FROM_SNAPSHOTS & set(slis)
         with beside(cur, lambda c, _own: _snapshots(c, ctx, cfg, mode, slis) if snap else None,
                     alone=bool(snap) and bool(set(slis) - _FROM_SNAPSHOTS) and mode == "incremental"):

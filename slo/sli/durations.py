@@ -13,8 +13,9 @@ floating-point rounding in the last place (DuckDB interpolates with more precisi
 The state of one database (its file and the `instance` id in sli_state, so a copied or re-created file never shares
 it) holds, for one fold cursor and one as_of, each window's sorted durations for the platform and for every team:
 
-- fold() hands over the net change of its run facts after its commit (`folded`): applied to every window in the
-  range the window covers at the state's as_of, and the cursor moves to the fold's;
+- fold() applies the net change of its run facts to a copy of the state (`applied`: every window, in the range the
+  window covers at the state's as_of) and installs it at its cursor once committed (`folded`); a fold that hands
+  over its changes without a copy (one of one transaction) queues them for the next computation's slide;
 - a computation at the state's cursor and a later as_of slides each window: the facts of the ranges that left and
   entered it are read (a few seconds of facts), deleted and inserted;
 - otherwise (a cursor the state did not see, a window never asked) the windows are built from the facts, once; an
@@ -96,27 +97,24 @@ class Registry:
                 self.states.move_to_end(key)
             return st
 
-    def applied(self, key: Key | None, lo: int, changes: list[pa.Table | None], slide: Callable[[Any, Any, int], None],
-                into: "Prepared | None" = None) -> "Prepared | None":
-        """A fold's `changes` applied to a copy of the kept state at cursor `lo` (or to `into`, such a copy made
-        before), at the state's as_of: what the next computation's slide would do first. fold() calls it while it
-        waits for its other side (slo/sli/fold.py: _fold_sides), and `folded` installs the copy once the fold has
-        committed, so the work leaves the refresh's critical path. The copy shares only arrays and lists the slide
-        replaces, never edits. None: no state at that cursor, or nothing to apply."""
-        parts = [t for t in changes if t is not None and t.num_rows]
-        if into is None:
-            st = self.get(key) if key is not None else None
-            if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
-                return None
-            into = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[]))
-        if into.copy is None or not parts:
-            return into
-        into.copy.pending = [*into.copy.pending, *parts]
-        try:
-            slide(None, into.copy, into.copy.as_of)  # at the same as_of: the queued rows only, nothing read
-        except Drift:
-            into.copy = None  # the state does not fit the facts: dropped (and built again when next asked)
-        return into
+    def applied(self, key: Key | None, lo: int, changed: pa.Table | None,
+                slide: Callable[[Any, Any, int], None]) -> Prepared | None:
+        """A fold's changes applied to a copy of the kept state at cursor `lo`, at the state's as_of: what the next
+        computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides; the
+        run attempts' side does it while the events' side finishes), and `folded` installs the copy once both sides
+        have committed. The copy shares only arrays and lists that the slide replaces, never edits. None: no state
+        at that cursor."""
+        st = self.get(key) if key is not None else None
+        if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
+            return None
+        copy = replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[])
+        if changed is not None and changed.num_rows:
+            copy.pending = [changed]
+            try:
+                slide(None, copy, copy.as_of)  # at the same as_of: the queued rows only, nothing read
+            except Drift:
+                copy = None  # the state does not fit the facts: dropped (and built again when next asked)
+        return Prepared(st, copy)
 
     def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None,
                prepared: "Prepared | None" = None) -> None:
@@ -371,7 +369,7 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
 
 def applied(key: Key | None, lo: int, changed: pa.Table | None) -> Prepared | None:
     """Registry.applied for M3's durations (Q.DURATION_CHANGES)."""
-    return _REGISTRY.applied(key, lo, [changed], _slide)
+    return _REGISTRY.applied(key, lo, changed, _slide)
 
 
 def _stats(arr: np.ndarray) -> tuple[int, float, list[float]]:

@@ -195,7 +195,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
     # the kept sums take both sides' contribution rows the same way (a few ms: in line)
     parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
     changed = pa.concat_tables(parts) if parts else None
-    sums.folded(key, lo, hi, changed, sums.applied(key, lo, [changed]))
+    sums.folded(key, lo, hi, changed, sums.applied(key, lo, changed))
     return st
 
 

@@ -4,10 +4,11 @@ total per (SLI, team, trigger), moved forward by what changed instead of aggrega
 Why: the additive statement read each window as whole days and hours of the rollups plus its raw edges, and
 aggregated them with one FILTERed sum per window and measure: 30-50 ms of every refresh at 10M events
 (docs/performance.md). The sums are of counts, so they can be kept exactly and slid like M3's durations
-(slo/sli/durations.py, whose registry, keys and time helpers this module shares): a fold queues its signed
-contribution rows (the rows its rollup deltas were made of), and the next computation moves each window from the
-state's as_of to the new one: + the queued rows inside the old window, - the contribution rows of the facts that
-left, + those of the facts that entered (read as stored now). Counts are integers held in float64: exact below
+(slo/sli/durations.py, whose registry, keys and time helpers this module shares): a fold applies its signed
+contribution rows (the rows its rollup deltas were made of) inside each window, to a copy installed once it has
+committed (or queues them for the next computation), and a computation moves each window from the state's as_of
+to the new one: + the queued rows inside the old window, - the contribution rows of the facts that left, + those of
+the facts that entered (read as stored now). Counts are integers held in float64: exact below
 2^53. Only the platform, team and trigger levels come from here (the notebook level and the missed slots of M8
 stay SQL); an as_of earlier than the state's is answered by SQL.
 """
@@ -44,9 +45,9 @@ _STATES = _REGISTRY.states
 tracking, forget, folded = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.folded
 
 
-def applied(key: Key | None, lo: int, changes: list[pa.Table | None], into: Prepared | None = None) -> Prepared | None:
+def applied(key: Key | None, lo: int, changed: pa.Table | None) -> Prepared | None:
     """Registry.applied (slo/sli/durations.py) for the kept sums: a fold's contribution rows (Q.CONTRIB_CHANGES)."""
-    return _REGISTRY.applied(key, lo, changes, _slide, into)
+    return _REGISTRY.applied(key, lo, changed, _slide)
 
 
 def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
@@ -125,8 +126,8 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     for r in grouped.to_pylist():  # new lists, never edited ones: a copy shares them (durations.Registry.applied)
         sums = st.windows[r["w"]]
         k = (r["sli"], r["team"], r["trigger"])
-        g, b, t = sums.get(k, _ZERO)
-        acc = [g + r["good_sum"], b + r["bad_sum"], t + r["total_sum"]]
+        good, bad, total = sums.get(k, _ZERO)
+        acc = [good + r["good_sum"], bad + r["bad_sum"], total + r["total_sum"]]
         if acc[0] or acc[1] or acc[2]:
             sums[k] = acc
         else:
