@@ -35,7 +35,21 @@ def by_target(table: pa.Table) -> dict[tuple, tuple[Decimal, Decimal]]:
         a = acc[tuple(r[k] for k in KEYS)]
         a[0] += Decimal(r["effective_cost"])
         a[1] += Decimal(r["billed_cost"])
-    return {k: (cents(e), cents(b)) for k, (e, b) in acc.items()}
+    return {k: (e, b) for k, (e, b) in acc.items()}
+
+
+# Proportional shares divide: Spark keeps 6 decimal places of a decimal division (its precision-loss rule for
+# DECIMAL(38, s)), DuckDB 18, so a share differs by < 1e-6 (0.065154 against 0.0651543797688). Rounded to cents, a sum
+# near a half cent then rounded apart (seen once: 0.01 against 0.02, with the demo's runs of that hour), so the
+# amounts are compared unrounded, to a hundredth of a cent.
+SAME = Decimal("0.0001")
+
+
+def assert_same_money(got: dict[tuple, tuple[Decimal, Decimal]], want: dict[tuple, tuple[Decimal, Decimal]]) -> None:
+    assert got.keys() == want.keys()
+    apart = {k: (got[k], v) for k, v in want.items()
+             if abs(got[k][0] - v[0]) > SAME or abs(got[k][1] - v[1]) > SAME}
+    assert not apart, list(apart.items())[:5]
 
 
 def focus_rows(table: pa.Table) -> list[tuple]:
@@ -71,7 +85,7 @@ def test_allocation_and_focus_export_equal_to_the_cent(tmp_path: Path, spark_ses
     eng = SparkEngine(str(tmp_path / "lake"))
     try:
         got = by_target(allocation.allocate(eng.cursor(), None, as_of=as_of).to_arrow())
-        assert got == want
+        assert_same_money(got, want)
         for m in months:
             assert focus_rows(writers.focus_arrow(eng.cursor(), m)) == want_focus[m], m
     finally:
