@@ -142,8 +142,8 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 key: durations.Key | None, types: set[str]) -> FoldStats:
     """Both sides from batch `lo` to `hi` at once: the run attempts' on a cursor of its own (slo/sli/beside.py),
     the events' on `cur`, each in its own transaction. The run attempts' writes and the two COMMITs no longer wait
-    for each other: at 10M events, with this round's other changes, a refresh (fold + compute) went from 147 to
-    116 ms (docs/performance.md, eighth round).
+    for each other: at 10M events, with this round's other changes, a refresh (fold + compute) went from 141 to
+    117 ms (docs/performance.md, eighth round).
 
     The run attempts' side reads the events of the batches, run_attempts and what only it writes. The writer may
     commit batches after `hi` meanwhile: an attempt they changed is refolded in its newer state, which the next
