@@ -129,12 +129,18 @@ def test_sides_fold_at_once_and_equal_the_direct_computation(col, monkeypatch):
     assert seen == ["_fold_joined", "_fold_sides", "_fold_sides"]  # the first fold is of one transaction
 
 
-def test_a_failed_run_side_leaves_the_events_folded_and_the_next_fold_catches_up(col, monkeypatch):
+def _second_batch_posted(col: Collector) -> list[dict]:
+    """The first batch folded (and the kept states built by a computation), the second posted: the third batch."""
     first, second, third = _batches()
     col.post(first)
     col.fold()
     col.assert_incremental_equals_direct()
     col.post(second)
+    return third
+
+
+def test_a_failed_run_side_leaves_the_events_folded_and_the_next_fold_catches_up(col, monkeypatch):
+    third = _second_batch_posted(col)
     real = F._write_runs
 
     def failing(cur, runs, now):
@@ -152,20 +158,21 @@ def test_a_failed_run_side_leaves_the_events_folded_and_the_next_fold_catches_up
         assert cursor == runs_lo  # what both sides have folded
         assert key not in durations._STATES and key not in sums._STATES  # forgotten: they were of one cursor
     monkeypatch.setattr(F, "_write_runs", real)
-    seen = _spy(monkeypatch)
     col.post(third)
+    _catches_up(col, monkeypatch)
+
+
+def _catches_up(col: Collector, monkeypatch) -> None:
+    """The next fold, with the sides apart: one transaction, each side from its own cursor, then both together."""
+    seen = _spy(monkeypatch)
     col.fold()
-    assert seen == ["_fold_joined"]  # sides apart: one transaction, each side from its own cursor
+    assert seen == ["_fold_joined"]
     assert len(set(col.cursors())) == 1
     col.assert_incremental_equals_direct()
 
 
 def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_up(col, monkeypatch):
-    first, second, _ = _batches()
-    col.post(first)
-    col.fold()
-    col.assert_incremental_equals_direct()
-    col.post(second)
+    _second_batch_posted(col)
     lo0, _ = col.cursors()
     real = F._detect
 
@@ -183,11 +190,7 @@ def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_u
     lo, runs_lo = col.cursors()
     assert lo == lo0 < runs_lo
     monkeypatch.setattr(F, "_detect", real)
-    seen = _spy(monkeypatch)
-    col.fold()  # no new batch: the events' side alone is behind
-    assert seen == ["_fold_joined"]
-    assert len(set(col.cursors())) == 1
-    col.assert_incremental_equals_direct()
+    _catches_up(col, monkeypatch)  # no new batch: the events' side alone is behind
 
 
 def test_a_schedule_registration_folds_in_one_transaction(col, monkeypatch):
