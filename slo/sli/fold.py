@@ -64,6 +64,11 @@ def _lock_for(path: str | None) -> threading.RLock:
         return _LOCKS.setdefault(str(path), threading.RLock())
 
 
+def _key(path: str | None, instance: str | None) -> durations.Key | None:
+    """The key of a database's kept states (slo/sli/durations.py): None for an in-memory one or one never folded."""
+    return None if path is None or instance is None else (path, instance)
+
+
 def _cursors(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None]:
     """(events' cursor, run attempts' cursor, instance id) from sli_state. The run attempts' cursor is the events'
     one until a fold has folded the two sides apart (`fold`); 0 when nothing is folded."""
@@ -80,7 +85,7 @@ def kept_state(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[durations.Key |
     path = _db_path(cur)
     with _lock_for(path):
         events, runs, instance = _cursors(cur)
-        yield (None if path is None or instance is None else (path, instance)), min(events, runs)
+        yield _key(path, instance), min(events, runs)
 
 
 # ---- folding -------------------------------------------------------------------------------------------------------
@@ -114,7 +119,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
         lo, runs_lo, instance = _cursors(cur)
         hi, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
         types = set(types)  # (of the batches after the lower cursor: those up to `hi` and maybe a few more)
-        key = None if path is None or instance is None else (path, instance)
+        key = _key(path, instance)
         if hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types and isinstance(cur, duckdb.DuckDBPyConnection):
             try:
                 return _fold_sides(cur, cfg, now, lo, hi, key, types)
@@ -232,7 +237,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         if instance is None:
             instance = uuid.uuid4().hex
             state.put(cur, "instance", instance)
-        key = None if path is None else (path, instance)
+        key = _key(path, instance)
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
         if hi > min(lo, runs_lo):

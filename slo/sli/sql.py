@@ -519,8 +519,8 @@ SELECT epoch_us(t) AS t, team, duration_seconds AS d, CAST(sum(sign) AS BIGINT) 
 GROUP BY ALL
 HAVING sum(sign) <> 0
 """
-# The fold cursor and the database's instance id (slo/sli/durations.py keys its state by file and instance).
-# (events' cursor, run attempts' cursor, instance id): see slo/sli/fold.py
+# The fold's two cursors (the events' side and the run attempts' side: slo/sli/fold.py) and the database's instance
+# id (slo/sli/durations.py keys its state by file and instance).
 STATE_IDENTITY = """
 SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'runs_cursor'),
        max(value) FILTER (WHERE key = 'instance')

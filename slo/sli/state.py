@@ -1,4 +1,4 @@
-"""sli_state, the fold's key-value record (cursor, instance, slots_wake_at): one way to write a key."""
+"""sli_state, the fold's key-value record (cursor, runs_cursor, instance, slots_wake_at): one way to write a key."""
 
 from __future__ import annotations
 
