@@ -179,6 +179,8 @@ def test_sorted_edits_are_multiset_operations():
     with pytest.raises(durations.Drift):
         durations._delete(arr, np.array([2.0, 2.0, 2.0, 2.0]))  # one 2.0 too many
     with pytest.raises(durations.Drift):
+        durations._delete(np.array([0.5, 1.0]), np.array([0.5, 0.5, 0.5, 1.0]))  # ties too many before a value held
+    with pytest.raises(durations.Drift):
         durations._delete(arr, np.array([3.0]))
 
 
