@@ -203,7 +203,8 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
 
     now = datetime.fromisoformat(now_iso)
     cfg = SliConfig()
-    con = dbmod.connect(db, threads=int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0)) or None)
+    # as the collector's database (collector/ingest/store.py): OBSERVATORY_DUCKDB_THREADS, else its default
+    con = dbmod.connect(db, threads=dbmod.collector_threads(int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0))))
     con.execute("SET TimeZone = 'UTC'")
     base_rss = _peak_mib()
     q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))

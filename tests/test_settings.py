@@ -204,17 +204,46 @@ def test_a_flag_wins_over_the_environment_in_a_real_process(tmp_path):
 
 
 def test_duckdb_threads_reach_the_collectors_database(clean_env, tmp_path, monkeypatch):
-    """OBSERVATORY_DUCKDB_THREADS sets DuckDB's worker threads of the collector's database; unset, DuckDB's default
-    (one per core) stays."""
-    import duckdb
+    """OBSERVATORY_DUCKDB_THREADS sets DuckDB's worker threads of the collector's database; unset, the cores less
+    the collector's two statement streams, at least one (storage.db.collector_threads)."""
+    import os
 
     from collector.ingest.store import Store
 
-    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
-    for env, want in ((None, default), ("1", 1)):
+    default = max(1, len(os.sched_getaffinity(0)) - 2)
+    for env, want in ((None, default), ("3", 3)):
         if env:
             monkeypatch.setenv("OBSERVATORY_DUCKDB_THREADS", env)
         store = Store(S.load().model_copy(update={"db": tmp_path / f"t{env}.duckdb", "auth": False}))
+        try:
+            assert store.con.execute("SELECT current_setting('threads')").fetchone()[0] == want
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("setting, cores, streams, want", [
+    (None, 2, 2, 1), (None, 1, 2, 1), (None, 8, 2, 6), (None, 8, 0, 8), (None, 2, 0, 2), (3, 2, 2, 3), (3, 8, 0, 3),
+])
+def test_collector_threads_leave_the_busy_cores(monkeypatch, setting, cores, streams, want):
+    """The default: the cores this process may use less the statement streams that keep cores busy, at least one;
+    a setting wins."""
+    from collector.storage import db
+
+    monkeypatch.setattr(db.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert db.collector_threads(setting, streams) == want
+
+
+def test_bulk_ingest_keeps_every_core_unless_set(clean_env, tmp_path, monkeypatch):
+    """`observatory ingest --db` writes 100,000-event chunks from one writer: DuckDB's workers pay there (measured
+    faster with two threads than one on 2 cores), so its store counts no busy stream; the setting still wins."""
+    import os
+
+    from collector.ingest.files import _open_store
+
+    for env, want in ((None, len(os.sched_getaffinity(0))), ("1", 1)):
+        if env:
+            monkeypatch.setenv("OBSERVATORY_DUCKDB_THREADS", env)
+        store = _open_store(tmp_path / f"b{env}.duckdb", 1000)
         try:
             assert store.con.execute("SELECT current_setting('threads')").fetchone()[0] == want
         finally:

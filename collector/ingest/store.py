@@ -23,10 +23,12 @@ from collector.ingest.writer import Writer
 
 
 class Store:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, streams: int = 2) -> None:
+        """`streams`: how many statement streams run at once (storage.db.collector_threads): the collector's writer
+        and refresher by default."""
         self.settings = settings
         self.started_at = time.time()
-        self.con = db.connect(Path(settings.db), threads=settings.duckdb_threads)
+        self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams))
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)

@@ -6,6 +6,7 @@ transaction and recorded in `schema_migrations`, so an old database file is brou
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,6 +22,28 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # (synced on every commit); the price of 128MB is a longer replay after a crash (~3 s, docs/reliability.md) and the
 # changes since the last checkpoint held in memory (or spilled to the temp directory past memory_limit).
 CHECKPOINT_THRESHOLD = "128MB"
+
+
+def collector_threads(setting: int | None = None, streams: int = 2) -> int:
+    """DuckDB's worker threads for the collector's database: `setting` (OBSERVATORY_DUCKDB_THREADS) if given, else
+    the cores this process may run on less the `streams` of statements it keeps busy at once, at least one.
+
+    Why not DuckDB's default (one per core): the collector's statements are small and several of its threads issue
+    them at once (the writer's group commits, the refresher's fold, whose two sides run in two threads, the API's
+    reads), each statement also running on the thread that issued it. Two of those streams keep two cores busy on
+    their own; DuckDB's extra workers then split small statements across cores already taken, which costs more than
+    it gives. Measured on 2 cores (docs/performance.md, ninth round): with one thread the incremental SLI refresh
+    after 10k events at 10M stored took ~100 instead of ~115 ms, and HTTP ingest used 70 instead of 80 collector
+    CPU-us per event, while the full SLI computation took 1.5 instead of 0.85 s (its target is 2 s). A command
+    that runs one large statement at a time (`observatory ingest --db`: 100,000-event chunks) counts no stream and
+    keeps every core (300,000 Parquet events took ~6.7 s with two threads, 7.3-8.4 s with one)."""
+    if setting:
+        return setting
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container's cpuset)
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - streams)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

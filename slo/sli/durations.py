@@ -98,12 +98,20 @@ class Registry:
             return st
 
     def applied(self, key: Key | None, lo: int, changed: pa.Table | None,
-                slide: Callable[[Any, Any, int], None]) -> Prepared | None:
+                slide: Callable[[Any, Any, int], None], onto: Prepared | None = None) -> Prepared | None:
         """A fold's changes applied to a copy of the kept state at cursor `lo`, at the state's as_of: what the next
-        computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides; the
-        run attempts' side does it while the events' side finishes), and `folded` installs the copy once both sides
-        have committed. The copy shares only arrays and lists that the slide replaces, never edits. None: no state
-        at that cursor."""
+        computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides; each
+        side applies its changes as soon as it has committed, the other side's to the same copy: `onto`), and
+        `folded` installs the copy once both sides have committed. The copy shares only arrays and lists that the
+        slide replaces, never edits. None: no state at that cursor."""
+        if onto is not None:
+            if onto.copy is not None and changed is not None and changed.num_rows:
+                onto.copy.pending = [changed]
+                try:
+                    slide(None, onto.copy, onto.copy.as_of)
+                except Drift:
+                    onto.copy = None
+            return onto
         st = self.get(key) if key is not None else None
         if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
             return None

@@ -159,6 +159,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
     keep_changes, keep_sums = durations.tracking(key), sums.tracking(key)
     changes: Future = Future()  # the run attempts' M3 changes, as soon as staged (None: the side failed first)
     apply = _FirstFree(lambda: durations.applied(key, lo, changes.result()))
+    kept_sums = _SumsCopy(key, lo)
 
     def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None]:
         c.execute("BEGIN TRANSACTION")
@@ -179,6 +180,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             if not changes.done():
                 changes.set_result(None)
         apply()
+        kept_sums.add(contributed)
         return runs, contributed
 
     try:
@@ -197,6 +199,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 cur.execute("ROLLBACK")
                 raise
             apply()
+            kept_sums.add(contributed)
             runs, run_contributed = run_side_done()
     except BaseException:
         durations.forget(key)  # a side may have committed without the other: the kept states are of one cursor
@@ -204,10 +207,8 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         raise
     st.attempts = runs.attempts
     durations.folded(key, lo, hi, runs.changed, apply.result)
-    # the kept sums take both sides' contribution rows the same way (a few ms: in line)
     parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
-    changed = pa.concat_tables(parts) if parts else None
-    sums.folded(key, lo, hi, changed, sums.applied(key, lo, changed))
+    sums.folded(key, lo, hi, pa.concat_tables(parts) if parts else None, kept_sums.prepared)
     return st
 
 
@@ -223,6 +224,27 @@ class _FirstFree:
     def __call__(self) -> None:
         if self._claim.acquire(blocking=False):
             self.result = self._work()
+
+
+class _SumsCopy:
+    """The kept sums' copy that both sides of a fold apply their contribution rows to, each as soon as it has
+    committed (sums add up in any order), so that neither waits for the other to begin (~3-6 ms each at 10M
+    events; in line after both sides, they were the fold's last step)."""
+
+    def __init__(self, key: durations.Key | None, lo: int) -> None:
+        self.key, self.lo, self.prepared = key, lo, None
+        self._lock = threading.Lock()
+        self._started = False
+
+    def add(self, contributed: pa.Table | None) -> None:
+        if contributed is None:  # (not tracked, or a side with no attempt)
+            return
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self.prepared = sums.applied(self.key, self.lo, contributed)
+            elif self.prepared is not None:
+                sums.applied(self.key, self.lo, contributed, self.prepared)
 
 
 def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
