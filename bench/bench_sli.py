@@ -319,12 +319,17 @@ def main() -> None:
     # the incremental refresh is a few hundred ms on a shared machine: the median of --reps runs, each in its own
     # process on a fresh copy, alternating with --before's code when given (same history, same run)
     runs: dict[str, list[dict]] = {"after": [], "before": [], "threads": []}
-    series = (("before", a.before, None), ("after", ROOT, None), ("threads", ROOT if a.threads_too else None,
-                                                                    a.threads_too))
+    folded_before = None
+    if a.before:  # its own folded history: the other code's migrations and folded tables may differ
+        folded_before = a.db.with_name(a.db.stem + ".folded-before.duckdb")
+        print("fold (before):", _phase(["fold", str(a.db), info["now"]], keep=folded_before, code=a.before),
+              flush=True)
+    series = (("before", a.before, None, folded_before), ("after", ROOT, None, folded),
+              ("threads", ROOT if a.threads_too else None, a.threads_too, folded))
     for _ in range(a.reps):
-        for which, code, threads in series:
+        for which, code, threads, history in series:
             if code is not None:
-                runs[which].append(_phase(["incremental", str(folded), info["now"]], code=code, threads=threads))
+                runs[which].append(_phase(["incremental", str(history), info["now"]], code=code, threads=threads))
                 print(f"incremental ({which}):", runs[which][-1], flush=True)
     inc = _median_run(runs["after"])
     before = _median_run(runs["before"]) if runs["before"] else None

@@ -2,8 +2,8 @@
 
 `fold()` reads only the new batches (`events.batch_id` > cursor) plus the facts those batches change:
 `sli_run_facts` (one row per terminal attempt), `sli_repro_baselines`, the hourly and daily rollups
-`sli_hourly`/`sli_daily` (appended to their `_delta` tables, merged in past a size), typed extracts of registry,
-artifact and schedule events, and each artifact's latest state (`sli_artifact_latest`). slo/sli/compute.py then
+`sli_hourly`/`sli_daily` (appended by hour to `sli_hourly_delta`, merged into both past a size), typed extracts
+of registry, artifact and schedule events, and each artifact's latest state (`sli_artifact_latest`). slo/sli/compute.py then
 reads a window as whole days and hours of the rollups plus the partial hours at its edges from the facts.
 
 A late or duplicate event that changes a run attempt's outcome, time, team or reproducibility verdict is folded as
@@ -308,7 +308,7 @@ def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: d
 # and missed slots (they back counters that never go down). A migration that changes these tables deletes
 # sli_state, and the next fold rebuilds them.
 DERIVED_TABLES = ("sli_run_facts", "sli_repro_baselines", "sli_hourly", "sli_daily", "sli_hourly_delta",
-                  "sli_daily_delta", "sli_event_facts", "sli_artifacts", "sli_artifact_latest", "sli_registry",
+                  "sli_event_facts", "sli_artifacts", "sli_artifact_latest", "sli_registry",
                   "sli_schedule_regs", "sli_schedule_watermarks", "sli_slot_watermarks")
 
 
@@ -444,22 +444,22 @@ def _add_members(cur: duckdb.DuckDBPyConnection, groups: str, *, first: bool) ->
 
 
 def _append_rollups(cur: duckdb.DuckDBPyConnection, *, compact: bool = True) -> None:
-    """rollup += the signed contribution rows staged in sli_contrib, by hour and by day, appended to the rollups'
-    delta tables; past Q.ROLLUP_DELTA_COMPACT hourly delta rows (the daily ones are fewer) both are merged into
-    their rollups (unless not to `compact`), and rows that sum to zero (subtracted contributions) are pruned."""
-    for table, unit in Q.ROLLUPS:
-        delta = Q.ROLLUP_DELTA.format(unit=unit, contrib="SELECT * FROM sli_contrib")
-        cur.execute(Q.APPEND_ROLLUP.format(table=table, delta=delta))
+    """rollups += the signed contribution rows staged in sli_contrib, by hour, appended to sli_hourly_delta; past
+    Q.ROLLUP_DELTA_COMPACT delta rows they are merged into sli_hourly and sli_daily (unless not to `compact`), and
+    rows that sum to zero (subtracted contributions) are pruned."""
+    delta = Q.ROLLUP_DELTA.format(unit="hour", contrib="SELECT * FROM sli_contrib")
+    cur.execute(Q.APPEND_ROLLUP.format(delta=delta))
     cur.execute("DROP TABLE sli_contrib")
     if compact and cur.execute("SELECT count(*) FROM sli_hourly_delta").fetchone()[0] > Q.ROLLUP_DELTA_COMPACT:
         compact_rollups(cur)
 
 
 def compact_rollups(cur: duckdb.DuckDBPyConnection) -> None:
-    """Merge the appended rollup deltas into sli_hourly / sli_daily (inside the caller's transaction)."""
+    """Merge the appended deltas into sli_hourly and, by day, sli_daily (inside the caller's transaction)."""
+    for table, unit in Q.ROLLUPS:
+        cur.execute(Q.COMPACT_ROLLUP.format(table=table, unit=unit))
+    cur.execute("DELETE FROM sli_hourly_delta")
     for table, _ in Q.ROLLUPS:
-        cur.execute(Q.COMPACT_ROLLUP.format(table=table))
-        cur.execute(f"DELETE FROM {table}_delta")
         cur.execute(Q.PRUNE_ROLLUP.format(table=table))
 
 

@@ -166,7 +166,7 @@ def test_stats_equal_duckdb_quantile_cont():
         x[: n // 3] = x[0]  # ties
         (qs, mean), = con.execute("SELECT quantile_cont(d, [0.5, 0.95, 0.99]), avg(d) FROM "
                                   "(SELECT unnest($x::DOUBLE[]) AS d)", {"x": x.tolist()}).fetchall()
-        got_n, got_mean, got_qs = durations._stats(np.sort(x))
+        got_n, got_mean, got_qs = durations._stats(durations.Sorted(np.sort(x)))
         assert got_n == n
         assert got_mean == pytest.approx(mean, rel=1e-12)
         assert got_qs == pytest.approx(qs, rel=1e-12)
@@ -192,7 +192,7 @@ def test_a_state_that_drifted_is_dropped_and_the_answer_stays_exact(tmp_path):
         assert_same(app.m3(BASE, "incremental"), app.m3(BASE, "direct"))
         with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
             state = durations._STATES[key]
-            state.windows[3600][None] = np.empty(0)  # the kept platform values lose the run's duration
+            state.windows[3600][None] = durations.Sorted(np.empty(0))  # the kept platform values lose the run's duration
         # a late terminal event replaces the attempt's fact: deleting its old duration finds nothing
         app.post(app.run("r0", "a", BASE - timedelta(minutes=30), BASE - timedelta(minutes=10), "succeeded",
                          1200.0)[1:])
@@ -200,7 +200,7 @@ def test_a_state_that_drifted_is_dropped_and_the_answer_stays_exact(tmp_path):
         assert_same(got, app.m3(BASE, "direct"))
         assert got[("1h", None, "p50")] == (1200.0, 1)
         with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, cursor):
-            assert durations._STATES[key].windows[3600][None].tolist() == [1200.0]  # built again
+            assert durations._STATES[key].windows[3600][None].values().tolist() == [1200.0]  # built again
     finally:
         app.close()
 
@@ -278,3 +278,69 @@ def test_computations_beside_concurrent_ingest_and_folds_stay_exact(tmp_path):
     finally:
         stop.set()
         app.close()
+
+
+@st.composite
+def edit_sequences(draw):
+    """A starting multiset and edits that delete values present (sometimes one that is not) and insert others;
+    few distinct values, so that ties, overlays holding a value twice and deletions of inserted values happen."""
+    pool = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0, 7.5, 60.0, np.inf]), min_size=1, max_size=6))
+    start = draw(st.lists(st.sampled_from(pool), max_size=40))
+    edits = [(draw(st.lists(st.integers(0, 60), max_size=8)), draw(st.lists(st.sampled_from(pool), max_size=8)),
+              draw(st.booleans()))
+             for _ in range(draw(st.integers(1, 12)))]
+    return start, edits
+
+
+@settings(max_examples=300, deadline=None)
+@given(edit_sequences(), st.sampled_from([0, 10, 1_000_000]), st.sampled_from([1, 4, 16]))
+def test_sorted_overlay_equals_a_sorted_list(case, overlay_min, share):
+    """durations.Sorted against a plain sorted list through random edits: values, size, sum and every rank;
+    with the overlay always on (0), from a small size on (10), or never (the plain array), compacting at several
+    shares; a deletion of a value not held raises Drift and leaves the previous multiset usable."""
+    start, edits = case
+    old = durations.OVERLAY_MIN, durations.COMPACT_SHARE
+    durations.OVERLAY_MIN, durations.COMPACT_SHARE = overlay_min, share
+    try:
+        ref = sorted(start)
+        cur = durations.Sorted(np.array(ref, dtype=float))
+        overlaid = False
+        for picks, ins, missing in edits:
+            dels = [ref[i % len(ref)] for i in picks] if ref else []
+            if missing:
+                dels.append(1234.5)  # never in the pool
+            counts = {v: ref.count(v) for v in set(dels)}
+            fits = all(dels.count(v) <= counts[v] for v in counts)
+            if not fits:
+                with pytest.raises(durations.Drift):
+                    cur.edited(np.array(dels, dtype=float), np.array(ins, dtype=float))
+                dels = [v for v in dels if v != 1234.5]
+                dels = [v for i, v in enumerate(dels) if dels[:i + 1].count(v) <= counts.get(v, 0)]
+            cur = cur.edited(np.array(dels, dtype=float), np.array(ins, dtype=float))
+            for v in dels:
+                ref.remove(v)
+            ref = sorted(ref + ins)
+            overlaid |= bool(cur.add.size or cur.rem.size)
+            assert cur.size == len(ref)
+            assert cur.values().tolist() == ref
+            if ref:
+                assert cur.at_ranks(np.arange(len(ref))).tolist() == ref
+                finite = [v for v in ref if np.isfinite(v)]
+                if len(finite) == len(ref):
+                    assert cur.total() == pytest.approx(sum(ref), rel=1e-12)
+        if overlay_min == 1_000_000:
+            assert not overlaid  # below OVERLAY_MIN every edit is merged at once
+    finally:
+        durations.OVERLAY_MIN, durations.COMPACT_SHARE = old
+
+
+def test_sorted_overlay_is_used_and_compacted():
+    """Non-vacuity of the property above at the real sizes: an edit of a large multiset keeps the base (shared, not
+    copied), and the overlay is merged once it passes 1/COMPACT_SHARE of the base."""
+    base = np.sort(np.random.default_rng(1).exponential(100, durations.OVERLAY_MIN * 2))
+    s = durations.Sorted(base)
+    e = s.edited(base[:10].copy(), np.array([5.0, 6.0]))
+    assert e.base is base and e.rem.size == 10 and e.add.size == 2
+    assert e.at_ranks(np.array([0, e.size - 1])).tolist() == [e.values()[0], e.values()[-1]]
+    big = e.edited(np.empty(0), np.full(base.size // durations.COMPACT_SHARE, 1.0))
+    assert big.base is not base and not big.add.size and not big.rem.size and big.size == e.size + base.size // 16
