@@ -209,7 +209,7 @@ def _occurrences(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:
 
 
 _NONE = np.empty(0)
-OVERLAY_MIN = 65_536  # multisets below this many values are edited as one array (a copy costs less than a look-up)
+OVERLAY_MIN = 16_384  # multisets below this many values are edited as one array (a copy costs less than a look-up)
 COMPACT_SHARE = 16  # an overlay past 1/16 of its base is merged into it (a copy every ~16 folds' worth of changes)
 
 

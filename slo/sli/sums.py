@@ -124,11 +124,14 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
         return
     grouped = pa.concat_tables(signed).group_by(["w", "sli", "team", "trigger"]).aggregate(
         [(m, "sum") for m in ("good", "bad", "total")])
-    for r in grouped.to_pylist():  # new lists, never edited ones: a copy shares them (durations.Registry.applied)
-        sums = st.windows[r["w"]]
-        k = (r["sli"], r["team"], r["trigger"])
+    # column by column (a list per column, not a dict per row: ~3x less Python); new lists, never edited ones: a
+    # copy shares them (durations.Registry.applied)
+    cols = [grouped.column(c).to_pylist() for c in ("w", "sli", "team", "trigger", "good_sum", "bad_sum", "total_sum")]
+    for w, sli, team, trigger, g, b, t in zip(*cols):
+        sums = st.windows[w]
+        k = (sli, team, trigger)
         good, bad, total = sums.get(k, _ZERO)
-        acc = [good + r["good_sum"], bad + r["bad_sum"], total + r["total_sum"]]
+        acc = [good + g, bad + b, total + t]
         if acc[0] or acc[1] or acc[2]:
             sums[k] = acc
         else:
