@@ -415,16 +415,21 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
         _add_members(cur, "sli_g_moved", first=not members)
         members = True
     join = " AND ".join(f"x.{c} = g.{c}" for c in _GK.split(", "))
+    verdict = """CASE WHEN g.run_id IS NULL THEN NULL
+                      WHEN x.run_id = g.run_id AND x.attempt = g.attempt THEN NULL
+                      WHEN x.output_hash = g.output_hash THEN 'match' ELSE 'mismatch' END"""
+    if not members:  # the common case: the verdicts set in place (a table fewer to create, drop and rename)
+        cur.execute(f"""
+            UPDATE sli_new_facts x SET repro = {verdict} FROM sli_gb_new g
+            WHERE {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
+        return True
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_new_facts2 AS
         SELECT x.* EXCLUDE (repro),
-               CASE WHEN g.run_id IS NULL THEN NULL
-                    WHEN x.run_id = g.run_id AND x.attempt = g.attempt THEN NULL
-                    WHEN x.output_hash = g.output_hash THEN 'match' ELSE 'mismatch' END AS repro
-        FROM (SELECT * FROM sli_new_facts {"UNION ALL BY NAME SELECT * FROM sli_members" if members else ""}) x
+               {verdict} AS repro
+        FROM (SELECT * FROM sli_new_facts UNION ALL BY NAME SELECT * FROM sli_members) x
         LEFT JOIN sli_gb_new g ON {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
-    if members:
-        cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
+    cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
     cur.execute("DROP TABLE sli_new_facts")
     cur.execute("ALTER TABLE sli_new_facts2 RENAME TO sli_new_facts")
     return True  # (its other tables are dropped with the rest of the staging: _STAGED)
