@@ -269,11 +269,13 @@ def _additive(cur, ctx: _Ctx, mode: str, add: dict, *, notebook: bool) -> None:
         hours = merge_ranges([r for w in wins for r in ((w.hs, w.ds), (w.de, w.he))])
         if hours:
             cond = " OR ".join(f"(h >= {p(a)} AND h < {p(b)})" for a, b in hours)
-            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="hour", table="sli_hourly", unit="hour", where=cond)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="hour", table="sli_hourly", unit="hour",
+                                                                  where=cond)
         days = merge_ranges([(w.ds, w.de) for w in wins])
         if days:
             cond = " OR ".join(f"(h >= {p(a)} AND h < {p(b)})" for a, b in days)
-            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="day", table="sli_daily", unit="day", where=cond)
+            contrib += " UNION ALL " + Q.ROLLUP_AS_CONTRIB.format(piece="day", table="sli_daily", unit="day",
+                                                                  where=cond)
     else:
         contrib = _raw_sources(p, mode, [(lo, hi)], lo, hi)
     measures, flag_exprs = [], []

@@ -6,7 +6,8 @@ holds ~1M succeeded attempts, and DuckDB's quantile over them costs ~35 ms per l
 incremental refresh (docs/performance.md). The gauge refresher asks for the same windows every few seconds; between
 two asks the windows slide by seconds and a fold changes a few thousand facts. Kept sorted (numpy), a window is
 brought forward by deleting the durations that left it or changed and inserting the ones that entered or changed
-(one pass over each array), and a percentile is two array reads. The result is exact, with quantile_cont's
+(a large window records them beside its sorted base instead of copying it: `Sorted`), and a percentile is two
+reads at its ranks. The result is exact, with quantile_cont's
 definition: linear interpolation between the two nearest ranks of (n - 1) * q. It equals DuckDB's figure up to
 floating-point rounding in the last place (DuckDB interpolates with more precision).
 

@@ -3,8 +3,9 @@
 `fold()` reads only the new batches (`events.batch_id` > cursor) plus the facts those batches change:
 `sli_run_facts` (one row per terminal attempt), `sli_repro_baselines`, the hourly and daily rollups
 `sli_hourly`/`sli_daily` (appended by hour to `sli_hourly_delta`, merged into both past a size), typed extracts
-of registry, artifact and schedule events, and each artifact's latest state (`sli_artifact_latest`). slo/sli/compute.py then
-reads a window as whole days and hours of the rollups plus the partial hours at its edges from the facts.
+of registry, artifact and schedule events, and each artifact's latest state (`sli_artifact_latest`).
+slo/sli/compute.py then reads a window as whole days and hours of the rollups plus the partial hours at its edges
+from the facts.
 
 A late or duplicate event that changes a run attempt's outcome, time, team or reproducibility verdict is folded as
 (new fact - old fact) into the hour each belongs to, so windows stay exact under out-of-order arrival. Folds of one

@@ -192,7 +192,8 @@ def test_a_state_that_drifted_is_dropped_and_the_answer_stays_exact(tmp_path):
         assert_same(app.m3(BASE, "incremental"), app.m3(BASE, "direct"))
         with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
             state = durations._STATES[key]
-            state.windows[3600][None] = durations.Sorted(np.empty(0))  # the kept platform values lose the run's duration
+            # the kept platform values lose the run's duration
+            state.windows[3600][None] = durations.Sorted(np.empty(0))
         # a late terminal event replaces the attempt's fact: deleting its old duration finds nothing
         app.post(app.run("r0", "a", BASE - timedelta(minutes=30), BASE - timedelta(minutes=10), "succeeded",
                          1200.0)[1:])
