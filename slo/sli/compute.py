@@ -14,7 +14,9 @@ M15) have their own queries. Every value reaches DuckDB as a bound `$name` param
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,6 +24,7 @@ from typing import Any, Iterable
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
@@ -550,7 +553,7 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
     # The registry at as_of is read by M9/M15, M14 and M7: computed once (a scan of the registry events in direct
     # mode) and registered as a relation for the three statements. It stays Arrow on the way (never Python values):
     # a stored time DuckDB holds but Python cannot (infinity, year 10000) goes back unchanged.
-    registry = cur.execute(Q.REGISTRY_AT.format(reg=reg), Params(as_of=ctx.as_of)).to_arrow_table()
+    registry = _registry_at(cur, ctx, reg, kept=mode == "incremental")
     cur.register(_REGISTRY_NOW, registry)
     try:
         _snapshot_slis(cur, ctx, cfg, art, slis)
@@ -559,6 +562,37 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
 
 
 _REGISTRY_NOW = "sli_registry_now"
+# The registry at as_of of the last incremental computations, per database (its kept-state key): (the registry's
+# version, sli_state's `registry_cursor`, which the fold moves when it folds registry events; the as_of; whether
+# every registry event is before it; the table).
+_REGISTRY_KEPT: OrderedDict[tuple[str, str], tuple[str | None, datetime, bool, pa.Table]] = OrderedDict()
+_REGISTRY_KEPT_GUARD = threading.Lock()
+
+
+def _registry_at(cur, ctx: _Ctx, reg: str, *, kept: bool) -> pa.Table:
+    """Q.REGISTRY_AT at ctx.as_of. Why kept: registry events are rare, and the statement is ~4 ms of the snapshot
+    SLIs' chain, the computation's longer one (docs/performance.md, ninth round). The kept table answers while the
+    registry's version is the same and either the as_of is, or every registry event is before both as_of (then
+    both see all of them)."""
+    p = Params(as_of=ctx.as_of)
+    key = ctx.kept[0] if kept else None
+    if key is None:
+        return cur.execute(Q.REGISTRY_AT.format(reg=reg), p).to_arrow_table()
+    rows = cur.execute("SELECT value FROM sli_state WHERE key = 'registry_cursor'").fetchall()  # (all: the
+    version = rows[0][0] if rows else None  # relation registered next needs the connection's results consumed)
+    with _REGISTRY_KEPT_GUARD:
+        hit = _REGISTRY_KEPT.get(key)
+    if hit is not None and hit[0] == version and (hit[1] == ctx.as_of or (hit[2] and ctx.as_of > hit[1])):
+        return hit[3]
+    table = cur.execute(Q.REGISTRY_AT.format(reg=reg), p).to_arrow_table()
+    # compared in DuckDB: a stored time may be one Python cannot hold (infinity, year 10000)
+    before = bool(cur.execute(f"SELECT coalesce(max(t) < $as_of, true) FROM ({reg}) r", p).fetchall()[0][0])
+    with _REGISTRY_KEPT_GUARD:
+        _REGISTRY_KEPT[key] = (version, ctx.as_of, before, table)
+        _REGISTRY_KEPT.move_to_end(key)
+        while len(_REGISTRY_KEPT) > durations.MAX_STATES:
+            _REGISTRY_KEPT.popitem(last=False)
+    return table
 # DuckDB warns that Arrow output of an execute() result costs a copy, and points to con.sql(), which refuses to run
 # while an earlier execute() result is not fully fetched. The registry is one row per notebook: the copy is cheap.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)

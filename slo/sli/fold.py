@@ -481,6 +481,7 @@ def _fold_events(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, types: set[st
     if types & set(Q.REGISTRY_TYPES):
         cur.execute(f"INSERT INTO sli_registry BY NAME {Q.REGISTRY_EXTRACT.format(src='events', where=where)}",
                     params)
+        state.put(cur, "registry_cursor", str(hi))  # the registry's version (compute keeps its snapshot by it)
     registrations = 0
     if Q.SCHEDULE_TYPE in types:
         registrations = cur.execute(f"INSERT INTO sli_schedule_regs BY NAME "

@@ -508,6 +508,32 @@ def test_events_slis_and_snapshots(plat: Platform):
     assert [d["artifact"] for d in det] == ["s3://b"] and det[0]["fresh"] is False
 
 
+def test_kept_registry_snapshot_follows_registry_events(plat: Platform):
+    """The registry at as_of is kept between incremental computations (compute._registry_at) while the fold has
+    folded no registry event: each step below changes the registry before an as_of asked already, at it or at a
+    later one, and M9/M15/M14 must follow (against the reference and the direct mode)."""
+    T = BASE
+    sent = [plat.ev("notebook.registered", T - timedelta(days=5), notebook_id="n1", owner="ann", team="ds",
+                    tags={"description": "x"}, critical=True, has_tests=True)]
+    steps = [
+        [],  # first ask: built
+        [plat.ev("notebook.updated", T - timedelta(days=1), notebook_id="n1", tags={"description": " "})],
+        [plat.ev("notebook.registered", T - timedelta(hours=3), notebook_id="n2", owner="bob", team="ds",
+                 tags={"description": "y"}, critical=True, has_tests=False)],
+        [plat.ev("notebook.promoted", T - timedelta(minutes=5), notebook_id="n2", team="ds")],
+    ]
+    plat.post(sent)
+    for i, evs in enumerate(steps):
+        if evs:
+            plat.post(evs)
+        for as_of in (T, T + timedelta(minutes=i + 1)):  # the same as_of again, then a later one
+            want = reference(plat.sent, as_of, timedelta(hours=1))
+            got = plat.api(as_of, "1h")
+            assert_matches(got, want, slis=["M9", "M14", "M15"])
+            assert_matches(plat.direct(as_of, "1h"), want, slis=["M9", "M14", "M15"])
+    assert got[("M9", "ds", None, None, "ratio")] == {"value": 0.5, "good": 1, "bad": 1, "total": 2}
+
+
 def test_artifact_latest_values_with_tied_times(plat: Platform):
     """M7 takes an artifact's team, SLA and critical flag from its latest publication by (time, source, id): two
     publications at the same instant are ordered by source then id, and an SLA missing from the latest comes from
