@@ -283,20 +283,32 @@ class Sorted:
         base = self.base
         if not (self.add.size or self.rem.size):
             return base[ranks]
+        n = base.size
         b = np.concatenate((self.add, self.rem))  # (equal breakpoints side by side change nothing below)
         b.sort()
-        below = np.searchsorted(base, b, "left")
-        upto = np.searchsorted(base, b, "right")
-        c = upto + np.searchsorted(self.add, b, "right") - np.searchsorted(self.rem, b, "right")
-        i = np.searchsorted(c, ranks, "right")  # the first breakpoint with C > k (b.size: none)
-        prev = np.maximum(i - 1, 0)
-        before = np.where(i > 0, c[prev], 0)  # values <= b_{i-1}
-        start = np.where(i > 0, upto[prev], 0)  # first base index past b_{i-1}
-        cur = np.minimum(i, b.size - 1)
-        between = np.where(i < b.size, below[cur] - start, base.size - start)  # base values strictly between
+        # C is computed only near each rank (a searchsorted of thousands of breakpoints into a 1M base was most of
+        # the cost): a breakpoint below base[k - add - 1] has C <= k - 1, one above base[k + rem + 1] has C >= k + 2,
+        # so rank k's breakpoint and the one before it are within that band, widened by one on each side
+        a, r = ranks - self.add.size - 1, ranks + self.rem.size + 1
+        i0 = np.where(a >= 0, np.searchsorted(b, base[np.clip(a, 0, n - 1)], "left") - 1, 0)
+        i1 = np.where(r <= n - 1, np.searchsorted(b, base[np.clip(r, 0, n - 1)], "right") + 1, b.size)
+        near = np.zeros(b.size, dtype=bool)
+        for lo, hi in zip(np.maximum(i0, 0).tolist(), np.minimum(i1, b.size).tolist()):
+            near[lo:hi] = True
+        idx = np.flatnonzero(near)
+        bb = b[idx]
+        below = np.searchsorted(base, bb, "left")
+        upto = np.searchsorted(base, bb, "right")
+        c = upto + np.searchsorted(self.add, bb, "right") - np.searchsorted(self.rem, bb, "right")
+        j = np.searchsorted(c, ranks, "right")  # rank k's breakpoint among the near ones (idx.size: none)
+        first = (j < idx.size) & (idx[np.minimum(j, idx.size - 1)] == 0)  # the very first breakpoint: none before
+        prev = np.maximum(j - 1, 0)  # (the one before it is near too, and next to it in idx)
+        before = np.where(first, 0, c[prev])  # values <= the breakpoint before
+        start = np.where(first, 0, upto[prev])  # first base index past it
+        cur = np.minimum(j, idx.size - 1)
+        between = np.where(j < idx.size, below[cur] - start, n - start)  # base values strictly between
         off = ranks - before
-        on_base = off < between
-        return np.where(on_base, base[np.minimum(start + off, base.size - 1)], b[cur])
+        return np.where(off < between, base[np.minimum(start + off, n - 1)], bb[cur])
 
 
 class _Rows:

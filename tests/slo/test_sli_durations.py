@@ -345,3 +345,25 @@ def test_sorted_overlay_is_used_and_compacted():
     assert e.at_ranks(np.array([0, e.size - 1])).tolist() == [e.values()[0], e.values()[-1]]
     big = e.edited(np.empty(0), np.full(base.size // durations.COMPACT_SHARE, 1.0))
     assert big.base is not base and not big.add.size and not big.rem.size and big.size == e.size + base.size // 16
+
+
+def test_sorted_overlay_ranks_at_scale():
+    """Every rank of an overlaid multiset of thousands of values (ties and spread values, deletions from the base
+    and from the overlay, insertions below and above the base) equals the merged array's: at_ranks reads only the
+    breakpoints near each rank."""
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        base = np.sort(np.concatenate([rng.choice([1.0, 2.0, 60.0], 3000), rng.exponential(100, 2000)]))
+        s = durations.Sorted(base)
+        old = durations.OVERLAY_MIN, durations.COMPACT_SHARE
+        durations.OVERLAY_MIN, durations.COMPACT_SHARE = 0, 1  # the overlay kept up to the base's size
+        try:
+            for _ in range(3):
+                vals = s.values()
+                dels = rng.choice(vals, int(rng.integers(0, 200)), replace=False)
+                ins = np.concatenate([rng.exponential(100, int(rng.integers(0, 200))), [-1.0, 1e9, 2.0, 2.0]])
+                s = s.edited(dels, ins)
+        finally:
+            durations.OVERLAY_MIN, durations.COMPACT_SHARE = old
+        assert s.add.size or s.rem.size
+        assert s.at_ranks(np.arange(s.size)).tolist() == s.values().tolist()
