@@ -562,6 +562,10 @@ def _snapshots(cur, ctx: _Ctx, cfg: SliConfig, mode: str, slis: list[str]) -> No
 
 
 _REGISTRY_NOW = "sli_registry_now"
+# DuckDB warns that Arrow output of an execute() result costs a copy, and points to con.sql(), which refuses to run
+# while an earlier execute() result is not fully fetched. The registry is one row per notebook: the copy is cheap.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
 # The registry at as_of of the last incremental computations, per database (its kept-state key): (the registry's
 # version, sli_state's `registry_cursor`, which the fold moves when it folds registry events; the as_of; whether
 # every registry event is before it; the table).
@@ -593,9 +597,6 @@ def _registry_at(cur, ctx: _Ctx, reg: str, *, kept: bool) -> pa.Table:
         while len(_REGISTRY_KEPT) > durations.MAX_STATES:
             _REGISTRY_KEPT.popitem(last=False)
     return table
-# DuckDB warns that Arrow output of an execute() result costs a copy, and points to con.sql(), which refuses to run
-# while an earlier execute() result is not fully fetched. The registry is one row per notebook: the copy is cheap.
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
 def _snapshot_slis(cur, ctx: _Ctx, cfg: SliConfig, art: str, slis: list[str]) -> None:

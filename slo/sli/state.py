@@ -1,4 +1,5 @@
-"""sli_state, the fold's key-value record (cursor, runs_cursor, instance, slots_wake_at): one way to write a key."""
+"""sli_state, the fold's key-value record (cursor, runs_cursor, instance, slots_wake_at, registry_cursor): one way
+to write a key."""
 
 from __future__ import annotations
 
