@@ -173,7 +173,7 @@ def _phase(args: list[str], keep: Path | None = None, code: Path = ROOT, threads
     10,000 events and every phase folds) changes what the next phase or the next run starts from; `keep` keeps the
     copy as it is after the phase (the folded history the other phases start from); `code`: the checkout whose
     bench_sli.py (and so whose code) runs the phase; `threads`: DuckDB's worker threads, as the collector's
-    OBSERVATORY_DUCKDB_THREADS sets them (None: DuckDB's default, one per core)."""
+    OBSERVATORY_DUCKDB_THREADS sets them (None: the collector's default, storage.db.collector_threads)."""
     name, db, now = args
     with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
         copy = Path(tmp) / Path(db).name

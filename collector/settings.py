@@ -74,8 +74,9 @@ class Settings(BaseSettings):
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database (none: the cores "
                                          "less two, at least one; DuckDB's own default is one per core). A "
                                          "trade-off, measured on 2 cores: 1 thread took the incremental SLI "
-                                         "refresh from ~115 to ~100 ms and HTTP ingest's CPU per event down 12%, "
-                                         "and a full SLI computation from 0.85 to 1.5 s (docs/performance.md)")
+                                         "refresh from ~112-125 to ~97-105 ms and HTTP ingest from 11.5k to 14.9k "
+                                         "events/s, and a full SLI computation from 0.85 to ~1.7 s "
+                                         "(docs/performance.md)")
     gauge_refresh_seconds: float = Field(15.0, gt=0, description="Period of the SQL-backed gauge refresh")
     gauge_min_gap_seconds: float = Field(
         5.0, ge=0, description="Least time between two gauge refreshes while ingest keeps poking the refresher "

@@ -23,6 +23,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # changes since the last checkpoint held in memory (or spilled to the temp directory past memory_limit).
 CHECKPOINT_THRESHOLD = "128MB"
 
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
 
 def collector_threads(setting: int | None = None, streams: int = 2) -> int:
     """DuckDB's worker threads for the collector's database: `setting` (OBSERVATORY_DUCKDB_THREADS) if given, else
@@ -32,9 +34,10 @@ def collector_threads(setting: int | None = None, streams: int = 2) -> int:
     them at once (the writer's group commits, the refresher's fold, whose two sides run in two threads, the API's
     reads), each statement also running on the thread that issued it. Two of those streams keep two cores busy on
     their own; DuckDB's extra workers then split small statements across cores already taken, which costs more than
-    it gives. Measured on 2 cores (docs/performance.md, ninth round): with one thread the incremental SLI refresh
-    after 10k events at 10M stored took ~100 instead of ~115 ms, and HTTP ingest used 70 instead of 80 collector
-    CPU-us per event, while the full SLI computation took 1.5 instead of 0.85 s (its target is 2 s). A command
+    it gives. Measured on 2 cores (docs/performance.md, ninth round), one thread against two in the same runs: the
+    incremental SLI refresh after 10k events at 10M stored ~97-105 instead of ~112-125 ms, and HTTP ingest's
+    collector CPU per event down by a quarter (74 against 103 us, with this round's lighter refresher), while the
+    full SLI computation takes ~1.6-1.85 instead of ~0.85 s (its target is 2 s). A command
     that runs one large statement at a time (`observatory ingest --db`: 100,000-event chunks) counts no stream and
     keeps every core (300,000 Parquet events took ~6.7 s with two threads, 7.3-8.4 s with one)."""
     if setting:
@@ -44,7 +47,6 @@ def collector_threads(setting: int | None = None, streams: int = 2) -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, cores - streams)
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 def migrations() -> list[tuple[int, str, Path]]:

@@ -105,25 +105,18 @@ class Registry:
         side applies its changes as soon as it has committed, the other side's to the same copy: `onto`), and
         `folded` installs the copy once both sides have committed. The copy shares only arrays and lists that the
         slide replaces, never edits. None: no state at that cursor."""
-        if onto is not None:
-            if onto.copy is not None and changed is not None and changed.num_rows:
-                onto.copy.pending = [changed]
-                try:
-                    slide(None, onto.copy, onto.copy.as_of)
-                except Drift:
-                    onto.copy = None
-            return onto
-        st = self.get(key) if key is not None else None
-        if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
-            return None
-        copy = replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[])
-        if changed is not None and changed.num_rows:
-            copy.pending = [changed]
+        if onto is None:
+            st = self.get(key) if key is not None else None
+            if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
+                return None
+            onto = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[]))
+        if onto.copy is not None and changed is not None and changed.num_rows:
+            onto.copy.pending = [changed]
             try:
-                slide(None, copy, copy.as_of)  # at the same as_of: the queued rows only, nothing read
+                slide(None, onto.copy, onto.copy.as_of)  # at the same as_of: the queued rows only, nothing read
             except Drift:
-                copy = None  # the state does not fit the facts: dropped (and built again when next asked)
-        return Prepared(st, copy)
+                onto.copy = None  # the state does not fit the facts: dropped (and built again when next asked)
+        return onto
 
     def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None,
                prepared: "Prepared | None" = None) -> None:
@@ -264,10 +257,10 @@ class Sorted:
         return edited
 
     def total(self) -> float:
-        if not (self.add.size or self.rem.size):
-            return float(np.add.reduce(self.base))
         if self._base_sum is None:
             self._base_sum = float(np.add.reduce(self.base))  # once per base (a copy shares the base)
+        if not (self.add.size or self.rem.size):
+            return self._base_sum
         total = self._base_sum + float(np.add.reduce(self.add)) - float(np.add.reduce(self.rem))
         # (durations are finite by the contract; an infinite one would make the difference undefined)
         return total if np.isfinite(total) else float(np.add.reduce(self.values()))
@@ -275,7 +268,7 @@ class Sorted:
     def at_ranks(self, ranks: np.ndarray) -> np.ndarray:
         """The values at these 0-based ranks (< size) of the sorted multiset, without merging it.
 
-        The overlay's distinct values b_0 < b_1 < ... cut the line into pieces; between two of them only base
+        The overlay's values b_0 <= b_1 <= ... cut the line into pieces; between two of them only base
         values lie, none deleted. With C(b) the number of values <= b, rank k falls at the first b_i with
         C(b_i) > k: on the base value (k - C(b_{i-1})) places after b_{i-1}, or on b_i itself when the base has
         fewer values than that strictly between b_{i-1} and b_i (or past the last b, on the base). A breakpoint

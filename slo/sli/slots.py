@@ -187,7 +187,7 @@ def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         # slot was decided: one statement in the common case instead of a table created, counted and dropped
         res = cur.execute(_DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)}).to_arrow_table()
         undecided = pc.is_null(res.column("outcome"))
-        n = res.num_rows - pc.sum(undecided).as_py()
+        n = res.num_rows - (pc.sum(undecided).as_py() or 0)
         wake = pc.min(res.column("wakes_at").filter(undecided)).as_py()
         if n:
             cur.register("sli_decided", res.filter(pc.invert(undecided)))
