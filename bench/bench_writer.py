@@ -15,6 +15,12 @@ commit). It reports, as medians over repetitions:
   statement by its kind: the keyed insert, each derived-table statement, the counters, COMMIT, and the rest
   (polars aggregation and Python) as the remainder.
 
+With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
+same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
+checkpoint, and the shares of the keyed insert and of COMMIT. DuckDB writes a transaction's rows to the database
+file as whole row groups (122,880 rows) when it holds enough of them, and through the WAL otherwise, which the
+COMMIT then pays: the writer's cost per event depends on the chunk size (docs/performance.md, tenth round).
+
 No assertions: it measures.
 """
 
@@ -177,6 +183,40 @@ def run_shape(results: list, group: int, db: Path, timed: bool) -> dict:
     return out
 
 
+def bulk_chunks(ndjson: Path, n: int, sizes: list[int], reps: int, data_dir: Path) -> None:
+    """The bulk shape's writer per chunk size, alternated over `reps` repetitions; medians printed."""
+    import pyarrow as pa
+
+    from collector.contract import vectorized as bulk
+
+    v = bulk.BulkValidator()
+    val = v.validate_lines(head_lines(ndjson, n))
+    v.close()
+    work = Path(tempfile.mkdtemp(prefix="bench-writer-chunks-", dir=data_dir))
+    runs: dict[int, list[dict[str, float]]] = defaultdict(list)
+    try:
+        for _ in range(reps):
+            for size in sizes:
+                parts = [val.table.slice(k, size) for k in range(0, val.table.num_rows, size)]
+                results = [bulk.BulkResult(t, pa.array(range(t.num_rows), pa.int64()), [], t.num_rows) for t in parts]
+                t0 = time.perf_counter()
+                r = run_shape(results, 1, work / f"c-{size}.duckdb", True)
+                wall = time.perf_counter() - t0  # the commits and the final checkpoint
+                per = {"wall_us": 1e6 * wall / n, "cpu_us": r["cpu_us_per_event"] + r["close_cpu_us_per_event"],
+                       **{f"{k}_us": 1e3 * r["stage_ms_mean"].get(k, 0.0) * len(parts) / n
+                          for k in ("insert events", "commit")}}
+                runs[size].append(per)
+                print(f"chunk {size:>9,}: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()), flush=True)
+    finally:
+        for p in work.glob("*"):
+            p.unlink()
+        work.rmdir()
+    print(f"\n{n:,} events, {reps} repetitions alternated (medians, µs per event)")
+    for size in sizes:
+        med = {k: statistics.median(r[k] for r in runs[size]) for k in runs[size][0]}
+        print(f"chunk {size:>9,}: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
@@ -184,8 +224,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--bulk-chunks", default=None, metavar="N,N,...",
+                    help="only the bulk shape's writer per chunk size (rows per commit)")
     args = ap.parse_args()
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
+    if args.bulk_chunks:
+        bulk_chunks(ndjson, args.events, [int(x) for x in args.bulk_chunks.split(",")], args.reps, args.data_dir)
+        return
     n, batches = validated(ndjson, args.events)
     work = Path(tempfile.mkdtemp(prefix="bench-writer-", dir=args.data_dir))
     reps: dict[str, list[dict]] = {"http": [], "bulk": [], "http_timed": []}
