@@ -17,9 +17,9 @@ commit). It reports, as medians over repetitions:
 
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
-checkpoint, and the shares of the keyed insert and of COMMIT. DuckDB writes a transaction's rows to the database
-file as whole row groups (122,880 rows) when it holds enough of them, and through the WAL otherwise, which the
-COMMIT then pays: the writer's cost per event depends on the chunk size (docs/performance.md, tenth round).
+checkpoint, and the shares of the keyed insert and of COMMIT. COMMIT's share falls once a commit holds more than a
+row group (122,880 rows), as if DuckDB wrote a large transaction's whole row groups to the database file rather than
+through the WAL: the writer's cost per event depends on the chunk size (docs/performance.md, tenth round).
 
 No assertions: it measures.
 """
