@@ -29,6 +29,8 @@ WRITER_LAST_COMMIT_SECONDS = "observatory_writer_last_commit_seconds"
 # counter family name (exposed with _total): writer transactions begun again the slower way, by reason
 WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
 REDONE_REASONS = ("stored_key", "before_lookback")
+WRITER_DERIVE_LAG_EVENTS = "observatory_writer_derive_lag_events"
+WRITER_DERIVE_FAILURES = "observatory_writer_derive_failures"  # counter family name (exposed with _total)
 SQL_REFRESH_TIMESTAMP = "observatory_sql_refresh_timestamp_seconds"
 START_TIME = "observatory_start_time_seconds"
 NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family name (exposed with _total)

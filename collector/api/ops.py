@@ -9,6 +9,7 @@ import duckdb
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from collector.api.auth import Principal, require_scope
@@ -35,7 +36,7 @@ async def readyz(store: Store = Depends(get_store)) -> JSONResponse:
     thread = store.writer._thread
     checks["writer"] = bool(thread and thread.is_alive())
     try:
-        with store.read_cursor() as cur:
+        with store.read_cursor(settled=False) as cur:  # answers at once, whatever the writer is deriving
             cur.execute("SELECT 1").fetchall()
         checks["database"] = True
     except Exception as exc:  # noqa: BLE001
@@ -51,7 +52,9 @@ async def readyz(store: Store = Depends(get_store)) -> JSONResponse:
 
 @router.get(
     "/metrics", tags=["operations"], summary="Prometheus exposition (OpenMetrics when the Accept header asks)",
-    description="Reads the in-memory snapshot only; never queries the event store. Requires the `read` scope "
+    description="Reads the in-memory snapshot only; never queries the event store. It waits until the counters "
+                "of what was acknowledged before it are in that snapshot (the run counters are written with the "
+                "derived tables, just after the acknowledgement). Requires the `read` scope "
                 "unless `OBSERVATORY_METRICS_PUBLIC=true`. The exposition holds every team's series, so a token "
                 "limited to one team is refused (403): scrapers use a platform token (docs/security.md).",
     response_class=Response,
@@ -63,6 +66,7 @@ async def metrics(request: Request, store: Store = Depends(get_store),
     if principal.team is not None:
         raise Forbidden(f"token {principal.name!r} is limited to team {principal.team!r}; /metrics holds every "
                         "team's series and needs a platform token")
+    await run_in_threadpool(store.writer.wait_derived)
     body, content_type = store.exposition.render(request.headers.get("accept"))
     return Response(body, media_type=content_type)
 

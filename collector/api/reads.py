@@ -70,7 +70,7 @@ async def run_read(request: Request, fn: Callable[[duckdb.DuckDBPyConnection], T
     """
     store = request.app.state.store
     registry = active_queries(request)
-    cur = store.cursor()
+    cur = await run_in_threadpool(store.cursor)  # it may wait for the writer's derive: not on the event loop
     try:
         with registry.track(cur):
             task = asyncio.ensure_future(run_in_threadpool(fn, cur))

@@ -288,7 +288,9 @@ def _open_store(db: Path, chunk_rows: int):
                         max_batch_events=max(chunk_rows, 1),
                         max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
     try:
-        return Store(settings, streams=0)  # large chunks, one writer: every core (storage.db.collector_threads)
+        # large chunks, one writer: every core (storage.db.collector_threads); each chunk's derived rows in its own
+        # transaction, so a chunk that fails is rolled back whole and said so
+        return Store(settings, streams=0, defer_derive=False)
     except DatabaseUnavailable as exc:  # locked by a running collector: one line that names --url
         raise IngestError(str(exc)) from None
     except duckdb.Error as exc:

@@ -23,9 +23,11 @@ from collector.ingest.writer import Writer
 
 
 class Store:
-    def __init__(self, settings: Settings, *, streams: int = 2) -> None:
+    def __init__(self, settings: Settings, *, streams: int = 2, defer_derive: bool = True) -> None:
         """`streams`: how many statement streams run at once (storage.db.collector_threads): the collector's writer
-        and refresher by default."""
+        and refresher by default. `defer_derive`: the writer acknowledges a request once its events are committed
+        and folds them into the derived tables after (ingest/writer.py); every cursor waits for that fold, so no
+        read misses what was acknowledged before it."""
         self.settings = settings
         self.started_at = time.time()
         self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams))
@@ -35,7 +37,7 @@ class Store:
         self.writer = Writer(
             self.con, self.counters,
             max_queue_events=settings.max_queue_events, max_batch_events=settings.max_batch_events,
-            on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds,
+            on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds, defer_derive=defer_derive,
         )
         # Where the last accepted event of each source came from survives a restart.
         for source, ts in self.con.execute(
@@ -59,14 +61,19 @@ class Store:
         finally:
             self.con.close()
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    def cursor(self, settled: bool = True) -> duckdb.DuckDBPyConnection:
+        """A cursor on the database. `settled`: first wait until what was acknowledged is in the derived tables
+        (Writer.wait_derived; blocks for up to one derive, so call it off the event loop); false only for reads
+        of `events` alone that must not wait (readiness)."""
+        if settled:
+            self.writer.wait_derived()
         cur = self.con.cursor()
         cur.execute("SET TimeZone = 'UTC'")
         return cur
 
     @contextlib.contextmanager
-    def read_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self.cursor()
+    def read_cursor(self, settled: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor(settled)
         try:
             yield cur
         finally:
@@ -93,6 +100,11 @@ class Store:
             last.add_metric([self.counters.capper("source", source)], ts)
         commit = GaugeMetricFamily(C.WRITER_LAST_COMMIT_SECONDS,
                                    "Duration of the writer's most recent transaction.", value=w.stats.last_commit_seconds)
+        lag = GaugeMetricFamily(C.WRITER_DERIVE_LAG_EVENTS, "Events committed and acknowledged whose derived rows "
+                                "(run attempts, kernel sessions, ...) the writer has not written yet.",
+                                value=w.derive_lag_events)
+        failed = CounterMetricFamily(C.WRITER_DERIVE_FAILURES, "Batches whose events are stored but whose derived rows "
+                                     "could not be written (logged with the batch id).", value=w.stats.derive_failures)
         redone = CounterMetricFamily(
             C.WRITER_TRANSACTIONS_REDONE, "Writer transactions begun again the slower way: the plain insert met a "
             "stored key (stored_key), a derived row was stored before its lookback bound (before_lookback).",
@@ -102,4 +114,4 @@ class Store:
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, redone, refresh, up]
+        return [depth, last, commit, lag, failed, redone, refresh, up]

@@ -9,6 +9,19 @@ Group commit: a transaction costs tens of milliseconds whatever its size (the de
 the WAL sync), so the writer waits up to `commit_delay` for requests that are still being validated (`arriving`)
 before it commits what is queued, as PostgreSQL's commit_delay does when other transactions are in flight. With
 nothing arriving it commits at once: an idle collector adds no latency.
+
+Derived tables after the acknowledgement (`defer_derive`, the collector's way). A group commit's fixed costs are
+mostly the derived tables' statements (run attempts, kernel sessions, notebooks, schedules, reproducibility
+baselines: tens of milliseconds whatever the batch's size), and a client waits for its commit. So the collector's
+writer commits a group's events, dead letters, counters of events and `ingest_batches` row, answers, and folds the
+committed batches into the derived tables in a later transaction of its own, several batches at once: when no
+request arrives within `commit_delay`, when `max_batch_events` events wait, when the oldest has waited
+`derive_max_delay`, before a job, on stop, and when a reader asks (`wait_derived`: `Store.cursor` does, so whatever
+was acknowledged is in the derived tables of every read after it). That transaction writes the derived rows, the
+counters they cause and `ingest_batches.derived` together; a batch committed and not derived when the process died
+is derived from its stored events on the next start. Readers that keep state by batch read up to the last derived
+batch (storage/queries.py: DERIVED_THROUGH). Without `defer_derive` (the bulk file ingest, tests, benches) each
+transaction does both.
 """
 
 from __future__ import annotations
@@ -31,7 +44,8 @@ import pyarrow.compute as pc
 from opentelemetry import trace
 
 from collector.metrics.counters import CounterStore
-from collector.storage.derive import CounterDelta, StoredBeforeLookback, update_derived
+from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, typed_from_stored, \
+    update_derived
 from collector.contract.validation import Rejection
 from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
@@ -86,6 +100,8 @@ class WriterStats:
     # transactions begun again the slower way (conventions.REDONE_REASONS): a stored key met by the plain insert
     # into events, a derived row stored before its lookback bound
     redone: Counter = field(default_factory=Counter)
+    derives: int = 0  # transactions that folded committed batches into the derived tables (defer_derive)
+    derive_failures: int = 0  # batches whose derived rows could not be written (their events are stored)
 
 
 class Writer:
@@ -98,9 +114,13 @@ class Writer:
         max_batch_events: int = 50_000,
         on_commit: list[Callable[[int, list[CounterDelta]], None]] | None = None,
         commit_delay: float = 0.0,
+        defer_derive: bool = False,
+        derive_max_delay: float = 1.0,
     ) -> None:
         self.con = con
         self.commit_delay = commit_delay
+        self.defer_derive = defer_derive
+        self.derive_max_delay = derive_max_delay
         self.counters = counters
         self.max_queue_events = max_queue_events
         self.max_batch_events = max_batch_events
@@ -110,7 +130,17 @@ class Writer:
         self._queue: deque[_Write | _Job] = deque()
         self._queued_events = 0
         self._arriving = 0  # requests being validated that will submit (see `arriving`)
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the writer waits on it for work
+        self._settled = threading.Condition(lock)  # readers wait on it for the derived tables (`wait_derived`)
+        # Committed batches whose derived rows are not: (batch id, its inserted rows), in commit order.
+        self._pending: list[tuple[int, pa.Table]] = []
+        self._pending_events = 0
+        self._pending_since = 0.0
+        self._quiet_until = 0.0  # no request arriving until then: the writer derives (defer_derive)
+        self._derive_wanted = False
+        self._pended = 0  # batches ever pended, and of those derived: `wait_derived` compares the two
+        self._derived = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -151,6 +181,30 @@ class Writer:
                 self._arriving -= 1
                 self._cond.notify()
 
+    def wait_derived(self, timeout: float = 10.0) -> bool:
+        """Wait until every batch committed so far is in the derived tables (at once without `defer_derive`).
+        Readers call it so that a read after an acknowledgement sees what was acknowledged; the writer derives
+        at once when asked. False when the writer is not running (nothing will derive until it starts, which
+        derives first) or `timeout` passed: the caller reads what is derived."""
+        with self._cond:
+            target = self._pended
+            if self._derived >= target:
+                return True
+            self._derive_wanted = True
+            self._cond.notify()
+            end = time.monotonic() + timeout
+            while self._derived < target:
+                left = end - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._settled.wait(min(left, 0.5))
+            return True
+
+    @property
+    def derive_lag_events(self) -> int:
+        """Events committed and not yet in the derived tables."""
+        return self._pending_events
+
     def execute(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Future:
         """Run `fn(con)` in the writer thread inside its own transaction (for adapters with their own tables)."""
         fut: Future = Future()
@@ -171,6 +225,7 @@ class Writer:
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._recover()  # before any request or read: what a previous process acknowledged is derived first
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
         self._thread.start()
 
@@ -185,9 +240,14 @@ class Writer:
     # ---- consumer side --------------------------------------------------------------------------------------
 
     def _take(self) -> list[_Write | _Job] | None:
+        """The next group of queued items; [] when it is time to derive instead, None on stop."""
         with self._cond:
             while not self._queue and not self._stopping:
-                self._cond.wait()
+                now = time.monotonic()
+                if self._pending and (self._derive_due(now) or (not self._arriving and now >= self._quiet_until)):
+                    return []
+                self._cond.wait(max(0.001, min(self._quiet_until, self._pending_since + self.derive_max_delay)
+                                    - now) if self._pending else None)
             if not self._queue:
                 return None
             deadline = time.monotonic() + self.commit_delay
@@ -208,10 +268,16 @@ class Writer:
         with self._cond:
             self._queued_events -= sum(i.size for i in items)
 
+    def _derive_due(self, now: float) -> bool:
+        """Whether pending batches must be derived now whatever arrives (under the lock)."""
+        return bool(self._pending) and (self._derive_wanted or self._pending_events >= self.max_batch_events
+                                        or now - self._pending_since >= self.derive_max_delay)
+
     def _run(self) -> None:
         while True:
             items = self._take()
             if items is None:
+                self._derive()
                 return
             writes: list[_Write] = []
             for item in items + [None]:
@@ -222,8 +288,13 @@ class Writer:
                     self._commit_group(writes)
                     writes = []
                 if isinstance(item, _Job):
+                    self._derive()  # a job sees the derived tables of everything committed before it
                     self._run_job(item)
             self._release(items)
+            with self._cond:
+                due = self._derive_due(time.monotonic())
+            if due or not items:
+                self._derive()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -244,7 +315,10 @@ class Writer:
 
     def _commit_group(self, writes: list[_Write]) -> None:
         try:
-            results, batch_id, deltas = self._transaction(writes)
+            if self.defer_derive:  # nothing derived here, so no lookback to miss
+                results, batch_id, deltas = self._transaction_once(writes, exhaustive=False, derive=False)
+            else:
+                results, batch_id, deltas = self._transaction(writes)
         except Exception as exc:  # noqa: BLE001
             self._rollback()
             if len(writes) > 1:
@@ -303,16 +377,24 @@ class Writer:
         return batch_id, inserted
 
     def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
+        """The group's events and their derived rows in one transaction."""
+        return self._bounded_then_exhaustive(lambda exhaustive: self._transaction_once(writes, exhaustive=exhaustive))
+
+    def _bounded_then_exhaustive(self, fn: Callable[[bool], Any]) -> Any:
+        """`fn(exhaustive=False)`; should a derived row be stored before its lookback bound, the transaction is
+        rolled back and done again exhaustively (`fn(True)`)."""
         try:
-            return self._transaction_once(writes, exhaustive=False)
+            return fn(False)
         except StoredBeforeLookback:  # a row stored long ago: the whole transaction again (below), exhaustively
             pass
         self.stats.redone["before_lookback"] += 1
         self._rollback()
-        return self._transaction_once(writes, exhaustive=True)
+        return fn(True)
 
-    def _transaction_once(self, writes: list[_Write], *, exhaustive: bool
+    def _transaction_once(self, writes: list[_Write], *, exhaustive: bool, derive: bool = True
                           ) -> tuple[list[list[str]], int, list[CounterDelta]]:
+        """Commit the group's events (and, with `derive`, their derived rows; without, the batch is pended for
+        `_derive`)."""
         t0 = time.perf_counter()
         con = self.con
         now = datetime.now(timezone.utc)
@@ -336,9 +418,10 @@ class Writer:
                 hit = keys.with_row_index("_i").join(inserted_keys, on=["source", "id"], how="semi")["_i"]
                 accepted = first & pl.int_range(len(keys), eager=True, dtype=hit.dtype).is_in(hit)
             deltas: list[CounterDelta] = []
+            new = None
             if n_inserted:
                 new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
-                deltas = update_derived(con, new, batch_id, exhaustive=exhaustive)
+                deltas = update_derived(con, new, batch_id, exhaustive=exhaustive) if derive else event_deltas(new)
             duplicates = len(keys) - n_inserted
             if duplicates:
                 deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))
@@ -347,11 +430,14 @@ class Writer:
                 deltas.append(CounterDelta("observatory_events_rejected_total", (("reason", reason),), float(n)))
             folded = self.counters.fold(deltas)
             self.counters.persist(con, folded)
+            pend = new is not None and not derive
             con.execute(
-                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?)",
-                [batch_id, now, n_inserted, duplicates, sum(rejected.values())],
+                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?)",
+                [batch_id, now, n_inserted, duplicates, sum(rejected.values()), not pend],
             )
             con.execute("COMMIT")
+        if pend:
+            self._pend(batch_id, new)
             span.set_attribute("batch.id", batch_id)
             span.set_attribute("batch.requests", len(writes))
             span.set_attribute("batch.events", n_inserted)
@@ -376,6 +462,94 @@ class Writer:
         self.stats.commit_seconds.append(elapsed)
         self.stats.group_sizes.append(len(writes))
         return results, batch_id, deltas
+
+    # ---- derived tables after the acknowledgement (defer_derive) ---------------------------------------------
+
+    def _pend(self, batch_id: int, new: pa.Table) -> None:
+        with self._cond:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((batch_id, new))
+            self._pending_events += new.num_rows
+            self._pended += 1
+            self._quiet_until = time.monotonic() + self.commit_delay
+
+    def _recover(self) -> None:
+        """Pend the batches a previous process committed and did not derive (it died in between), from their
+        stored events (the typed fields read back from `data`), then derive them before anything else."""
+        ids = [b for (b,) in self.con.execute(
+            "SELECT batch_id FROM ingest_batches WHERE NOT derived ORDER BY batch_id").fetchall()]
+        for b in ids:
+            rows = self.con.sql(typed_from_stored("(SELECT * FROM events WHERE batch_id = $b)"), params={"b": b})
+            self._pend(b, rows.to_arrow_table().cast(INGEST_SCHEMA))
+        if ids:
+            log.warning("deriving %d batches committed before the last stop and not derived", len(ids))
+            self._derive()
+
+    def _derive(self) -> None:
+        """Fold every pending batch into the derived tables in one transaction; wake the readers waiting."""
+        with self._cond:
+            pending, self._pending = self._pending, []
+            self._pending_events = 0
+            self._derive_wanted = False
+        if not pending:
+            return
+        try:
+            self._derive_batches(pending)
+        finally:
+            with self._cond:
+                self._derived += len(pending)
+                self._settled.notify_all()
+
+    def _derive_batches(self, pending: list[tuple[int, pa.Table]]) -> None:
+        try:
+            deltas = self._bounded_then_exhaustive(lambda exhaustive: self._derive_once(pending, exhaustive))
+        except Exception as exc:  # noqa: BLE001
+            self._rollback()
+            if len(pending) > 1:  # one batch that cannot be derived must not hold back the others
+                for p in pending:
+                    self._derive_batches([p])
+                return
+            # Its events are stored and acknowledged; its derived rows cannot be written. Marked derived all
+            # the same, so that readers and the SLI fold move past it; counted and logged (the class only: a
+            # database message may quote an event's values).
+            batch_id = pending[0][0]
+            self.stats.derive_failures += 1
+            log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
+                      batch_id, type(exc).__name__)
+            self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            return
+        for hook in self.on_commit:
+            try:
+                hook(pending[-1][0], deltas)
+            except Exception:  # noqa: BLE001
+                log.exception("on_commit hook failed")
+
+    def _derive_once(self, pending: list[tuple[int, pa.Table]], exhaustive: bool) -> list[CounterDelta]:
+        """The derived rows of `pending`, the counters they cause and the batches marked derived, committed
+        together. Each batch is folded as itself, in commit order, so the derived tables and counters are what
+        deriving in each batch's own transaction gives: the labels of a run's counters come from the attempt as
+        stored before its batch, so folding several batches as one could label (and count reproducibility) an
+        attempt differently when its events disagree. The fold reads only the batch and the derived tables, never
+        `events`, so the batches committed after one do not change its result."""
+        con = self.con
+        first, last = pending[0][0], pending[-1][0]
+        with tracer.start_as_current_span("writer.derive") as span:
+            t0 = time.perf_counter()
+            con.execute("BEGIN TRANSACTION")
+            deltas = [d for b, t in pending for d in update_derived(con, t, b, exhaustive=exhaustive,
+                                                                    event_counts=False)]
+            folded = self.counters.fold(deltas)
+            self.counters.persist(con, folded)
+            # the batches between first and last that are not pending had nothing to derive
+            con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id BETWEEN ? AND ?", [first, last])
+            con.execute("COMMIT")
+            span.set_attribute("derive.batches", len(pending))
+            span.set_attribute("derive.events", sum(t.num_rows for _, t in pending))
+        self.counters.apply(folded)
+        self.stats.derives += 1
+        self.stats.commit_seconds.append(time.perf_counter() - t0)
+        return deltas
 
     def _dead_letter(self, writes: list[_Write], now: datetime) -> dict[str, int]:
         rows = [

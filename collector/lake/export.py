@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from collector.lake import layout
 from collector.lake.stores import LakeStore
+from collector.storage.queries import DERIVED_THROUGH
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def export(con: duckdb.DuckDBPyConnection, store: LakeStore, collector_id: str,
         reports: dict[str, TableReport] = {}
         cur.execute("BEGIN TRANSACTION")
         try:
-            hi = int(cur.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchall()[0][0])
+            hi = int(cur.execute(DERIVED_THROUGH).fetchall()[0][0])  # derived tables hold every batch up to it
             if hi < lo:
                 raise ValueError(f"the lake's manifest of {collector_id!r} is at batch {lo}, the database at {hi}: "
                                  "a different database is exporting under this collector id")

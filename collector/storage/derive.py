@@ -312,10 +312,18 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
     ]
 
 
+def event_deltas(new: pa.Table) -> list[CounterDelta]:
+    """The increments of the counters of events as ingested (`_EVENT_COUNTERS`): what a batch counts whatever is
+    stored, so the writer commits them with the events, before the derived tables (`update_derived(...,
+    event_counts=False)`) are folded."""
+    return _event_counters(_event_counts(_frame(new)).collect())
+
+
 def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None, *,
-                   exhaustive: bool = True) -> list[CounterDelta]:
+                   exhaustive: bool = True, event_counts: bool = True) -> list[CounterDelta]:
     """Fold a batch of newly inserted events (`new`, INGEST_SCHEMA: stored columns plus typed fields) into the
-    derived tables; return the counter increments this batch causes.
+    derived tables; return the counter increments this batch causes (without those of `event_deltas` when
+    `event_counts` is false: the writer committed them with the events).
 
     The batch is aggregated per derived table in polars (collector/storage/batch.py), all tables in one
     `pl.collect_all`, and each table gets one upsert, skipped when the batch holds no event of its types: every
@@ -335,7 +343,7 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     def has(*prefixes: str) -> bool:
         return any(t.startswith(prefixes) for t in types)
 
-    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)}
+    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)} if event_counts else {}
     if has("notebook.kernel."):
         plans["batch_kernels"] = batch.kernels(df)
     if has("notebook.registered", "notebook.updated", "notebook.promoted"):
@@ -344,9 +352,9 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
         plans["batch_schedules"] = batch.schedules(df)
     if has("notebook.run."):
         plans["batch_runs"] = batch.runs(df, batch_id)
-    frames = dict(zip(plans, pl.collect_all(list(plans.values()))))
+    frames = dict(zip(plans, pl.collect_all(list(plans.values())))) if plans else {}
 
-    deltas = _event_counters(frames["counts"])
+    deltas = _event_counters(frames["counts"]) if event_counts else []
     if "batch_kernels" in frames:
         _upsert_kernels(con, frames["batch_kernels"], exhaustive)
     for name, sql in (("batch_notebooks", _UPSERT_NOTEBOOKS), ("batch_schedules", _UPSERT_SCHEDULES)):

@@ -7,6 +7,13 @@ from datetime import datetime
 
 import duckdb
 
+# The last batch up to which every batch's derived rows are committed: the one before the first batch not derived
+# yet, else the last batch. The writer commits a request's events first and folds them into the derived tables in
+# a later transaction (collector/ingest/writer.py); readers that keep state by batch (the SLI fold, the lake export)
+# read events up to it, never past, so what they keep agrees with the derived tables of the same snapshot.
+DERIVED_THROUGH = """SELECT coalesce((SELECT min(batch_id) FROM ingest_batches WHERE NOT derived) - 1,
+                                (SELECT max(batch_id) FROM ingest_batches), 0)"""
+
 
 def openlineage_attempts(cur: duckdb.DuckDBPyConnection, source: str,
                          run_id: str) -> list[tuple[str, int, datetime | None]]:

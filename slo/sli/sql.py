@@ -24,6 +24,8 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
+from collector.storage.queries import DERIVED_THROUGH
+
 DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
 # SLI id -> (name, kind, unit). kind: ratio (good/total), rate1000 (per 1000), count, stats (M3), median (M14),
@@ -421,11 +423,12 @@ GROUP BY GROUPING SETS ({grouping})
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 
-# The last committed batch, and the event types committed after batch $lo: the fold skips the extracts of types
-# the new batches do not hold, and folds a schedule registration in one transaction (its resets write the missed
-# slots that the run attempts' side writes too).
-NEW_BATCHES = """
-SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches),
+# The last derived batch (its events and derived rows committed), and the event types committed after batch $lo
+# (a superset when later batches are not derived yet): the fold skips the extracts of types the new batches do not
+# hold, and folds a schedule registration in one transaction (its resets write the missed slots that the run
+# attempts' side writes too).
+NEW_BATCHES = f"""
+SELECT ({DERIVED_THROUGH}),
        (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
 """
 

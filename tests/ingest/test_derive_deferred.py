@@ -1,0 +1,171 @@
+"""The collector's writer acknowledges a request once its events are committed and folds them into the derived
+tables in a later transaction, several batches at once (collector/ingest/writer.py: `defer_derive`). What must
+hold: the derived tables and counters are what deriving in each batch's own transaction gives; a read after an
+acknowledgement sees it (the barrier in Store.cursor and /metrics); a batch committed and not derived when the
+process died is derived on the next start; a batch that cannot be derived holds back no other; and readers that
+keep state by batch never read past the last derived one."""
+
+from __future__ import annotations
+
+import logging
+import random
+from concurrent.futures import Future
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collector.contract.vectorized import validate_json_items
+from collector.ingest import writer as writer_mod
+from collector.ingest.writer import Writer, _Write
+from collector.metrics.counters import CounterStore
+from collector.storage import db as dbmod
+from collector.storage.queries import DERIVED_THROUGH
+from tests.ingest.test_run_lookback import TABLES, _stream
+from tests.conftest import auth
+from tests.support import event, metric_sum, parse_metrics
+
+
+
+def _batches(seed: int) -> list[list[dict]]:
+    events = _stream(seed)
+    rnd = random.Random(seed)
+    cuts = sorted(rnd.sample(range(1, len(events)), 15))
+    return [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)])]
+
+
+def _tables(con) -> list:
+    return [con.execute(q).fetchall() for q in TABLES]
+
+
+def _sync(tmp_path, batches: list[list[dict]]) -> list:
+    """The reference: each batch derived in its own transaction."""
+    con = dbmod.connect(tmp_path / "sync.duckdb")
+    w = Writer(con, CounterStore())
+    w.start()
+    try:
+        for b in batches:
+            w.submit(validate_json_items(b).table, []).result(timeout=30)
+    finally:
+        w.stop()
+    rows = _tables(con)
+    con.close()
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_deriving_after_the_acknowledgement_gives_what_each_batch_alone_gives(tmp_path, seed):
+    batches = _batches(seed)
+    con = dbmod.connect(tmp_path / "deferred.duckdb")
+    # nothing arrives in between and no reader asks: the writer derives only when asked (or after an hour)
+    w = Writer(con, CounterStore(), defer_derive=True, commit_delay=3600, derive_max_delay=3600)
+    w.start()
+    try:
+        for b in batches:
+            w.submit(validate_json_items(b).table, []).result(timeout=30)
+        # acknowledged, and not derived yet: the events are stored, the attempts are not
+        assert w.derive_lag_events == sum(map(len, batches)) - 5  # the stream repeats 5 events
+        assert con.cursor().execute("SELECT count(*) FROM run_attempts").fetchone()[0] == 0
+        assert con.cursor().execute(DERIVED_THROUGH).fetchone()[0] == 0
+        assert w.wait_derived(timeout=30)
+        assert w.derive_lag_events == 0
+        assert w.stats.derives == 1  # all the batches in one transaction
+        stored = con.cursor().execute("SELECT max(batch_id) FROM ingest_batches").fetchone()[0]
+        assert con.cursor().execute(DERIVED_THROUGH).fetchone()[0] == stored
+    finally:
+        w.stop()
+    got = _tables(con)
+    con.close()
+    assert got == _sync(tmp_path, batches)
+    assert got[0] and got[3]  # not vacuous
+
+
+def test_a_batch_committed_and_not_derived_is_derived_on_the_next_start(tmp_path):
+    batches = _batches(7)
+    path = tmp_path / "crashed.duckdb"
+    con = dbmod.connect(path)
+    w = Writer(con, CounterStore(), defer_derive=True)  # not started: its transactions run here
+    for b in batches[:9]:
+        t = validate_json_items(b).table
+        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    w._derive()  # the first nine derived
+    for b in batches[9:]:
+        t = validate_json_items(b).table
+        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    first_pending = w._pending[0][0]
+    assert con.execute(DERIVED_THROUGH).fetchone()[0] == first_pending - 1
+    con.close()  # the process dies: the pending batches are only in the database's events
+
+    con = dbmod.connect(path)
+    counters = CounterStore()
+    counters.load(con)
+    again = Writer(con, counters, defer_derive=True)
+    again.start()  # derives them before anything else
+    again.stop()
+    assert con.execute("SELECT count(*) FROM ingest_batches WHERE NOT derived").fetchone()[0] == 0
+    got = _tables(con)
+    con.close()
+    assert got == _sync(tmp_path, batches)
+
+
+def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatch, caplog):
+    real = writer_mod.update_derived
+
+    def failing(con, new, batch_id=None, **kw):
+        if "r-poison" in new.column("run_id").to_pylist():
+            raise RuntimeError("derived row refused: r-poison")
+        return real(con, new, batch_id, **kw)
+
+    monkeypatch.setattr(writer_mod, "update_derived", failing)
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True, commit_delay=3600, derive_max_delay=3600)
+    w.start()
+    try:
+        for i in ("a", "poison", "b"):
+            got = validate_json_items([event(i, "notebook.run.succeeded",
+                                             {"run_id": f"r-{i}", "notebook_id": "nb", "team": "t"})])
+            assert w.submit(got.table, []).result(timeout=30).statuses == ["accepted"]
+        with caplog.at_level(logging.ERROR, logger="collector.ingest.writer"):
+            assert w.wait_derived(timeout=30)
+    finally:
+        w.stop()
+    assert w.stats.derive_failures == 1
+    assert con.execute("SELECT run_id FROM run_attempts ORDER BY 1").fetchall() == [("r-a",), ("r-b",)]
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 3  # acknowledged: kept
+    assert con.execute(DERIVED_THROUGH).fetchone()[0] == con.execute("SELECT max(batch_id) FROM ingest_batches"
+                                                                     ).fetchone()[0]
+    assert "failed (RuntimeError)" in caplog.text and "r-poison" not in caplog.text  # no value in the log
+    con.close()
+
+
+@pytest.mark.parametrize(("batches", "through"), [
+    ([], 0),
+    ([(1, True), (2, True)], 2),
+    ([(1, True), (2, False), (3, False)], 1),
+    ([(1, False)], 0),
+    ([(1, True), (2, False), (3, True)], 1),  # 3 had nothing to derive; 2 is pending
+    ([(1, True), (4, True), (6, False)], 5),  # ids a rolled-back transaction took are skipped
+])
+def test_derived_through_is_the_batch_before_the_first_not_derived(tmp_path, batches, through):
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    for b, derived in batches:
+        con.execute("INSERT INTO ingest_batches VALUES (?, now(), 1, 0, 0, ?)", [b, derived])
+    assert con.execute(DERIVED_THROUGH).fetchone()[0] == through
+    con.close()
+
+
+def test_a_read_after_the_acknowledgement_sees_it(make_client):
+    """The writer would derive only after a second without requests (commit_delay 1 s); the read asks for it."""
+    c = make_client(commit_delay_seconds=1.0)
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
+    evs = [event(f"rw-{k}", "notebook.run.succeeded",
+                 {"run_id": f"rw-{k}", "notebook_id": "nb-rw", "team": "rw", "duration_seconds": 3.0},
+                 time_=(t0 + timedelta(seconds=k)).isoformat()) for k in range(3)]
+    for ev in evs[:2]:
+        r = c.post("/v1/events", json=[ev], headers=auth("ingest"))
+        assert r.status_code == 200, r.text
+        got = c.get(f"/v1/runs/{ev['data']['run_id']}", headers=auth("read"))
+        assert got.status_code == 200, got.text
+        assert got.json()["state"] == "succeeded"
+    assert c.post("/v1/events", json=[evs[2]], headers=auth("ingest")).status_code == 200
+    samples = parse_metrics(c.get("/metrics", headers=auth("read")).text)  # its counter is written with the runs
+    assert metric_sum(samples, "notebook_run_attempts_total") == 3
