@@ -14,14 +14,15 @@ Derived tables after the acknowledgement (`defer_derive`, the collector's way). 
 mostly the derived tables' statements (run attempts, kernel sessions, notebooks, schedules, reproducibility
 baselines: tens of milliseconds whatever the batch's size), and a client waits for its commit. So the collector's
 writer commits a group's events, dead letters, counters of events and `ingest_batches` row, answers, and folds the
-committed batches into the derived tables in a later transaction of its own, several batches at once: when no
-request arrives within `commit_delay`, when `max_batch_events` events wait, when the oldest has waited
+committed batches into the derived tables in a later transaction of its own: whenever nothing is queued (after
+`derive_delay`, 0 in the collector), so that the fold runs while the clients send and validate their next requests
+rather than while they wait; and whatever is queued when `max_batch_events` events wait, when the oldest has waited
 `derive_max_delay`, before a job, on stop, and when a reader asks (`wait_derived`: `Store.cursor` does, so whatever
-was acknowledged is in the derived tables of every read after it). That transaction writes the derived rows, the
-counters they cause and `ingest_batches.derived` together; a batch committed and not derived when the process died
-is derived from its stored events on the next start. Readers that keep state by batch read up to the last derived
-batch (storage/queries.py: DERIVED_THROUGH). Without `defer_derive` (the bulk file ingest, tests, benches) each
-transaction does both.
+was acknowledged is in the derived tables of every read after it). That transaction folds each pending batch as
+itself, in order, and writes the derived rows, the counters they cause and `ingest_batches.derived` together; a
+batch committed and not derived when the process died is derived from its stored events on the next start. Readers
+that keep state by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). Without
+`defer_derive` (the bulk file ingest, tests, benches) each transaction does both.
 """
 
 from __future__ import annotations
@@ -115,11 +116,13 @@ class Writer:
         on_commit: list[Callable[[int, list[CounterDelta]], None]] | None = None,
         commit_delay: float = 0.0,
         defer_derive: bool = False,
+        derive_delay: float = 0.0,
         derive_max_delay: float = 1.0,
     ) -> None:
         self.con = con
         self.commit_delay = commit_delay
         self.defer_derive = defer_derive
+        self.derive_delay = derive_delay
         self.derive_max_delay = derive_max_delay
         self.counters = counters
         self.max_queue_events = max_queue_events
@@ -137,7 +140,7 @@ class Writer:
         self._pending: list[tuple[int, pa.Table]] = []
         self._pending_events = 0
         self._pending_since = 0.0
-        self._quiet_until = 0.0  # no request arriving until then: the writer derives (defer_derive)
+        self._quiet_until = 0.0  # with nothing queued, the writer derives from then on (derive_delay)
         self._derive_wanted = False
         self._pended = 0  # batches ever pended, and of those derived: `wait_derived` compares the two
         self._derived = 0
@@ -244,7 +247,7 @@ class Writer:
         with self._cond:
             while not self._queue and not self._stopping:
                 now = time.monotonic()
-                if self._pending and (self._derive_due(now) or (not self._arriving and now >= self._quiet_until)):
+                if self._pending and (self._derive_due(now) or now >= self._quiet_until):
                     return []
                 self._cond.wait(max(0.001, min(self._quiet_until, self._pending_since + self.derive_max_delay)
                                     - now) if self._pending else None)
@@ -472,7 +475,7 @@ class Writer:
             self._pending.append((batch_id, new))
             self._pending_events += new.num_rows
             self._pended += 1
-            self._quiet_until = time.monotonic() + self.commit_delay
+            self._quiet_until = time.monotonic() + self.derive_delay
 
     def _recover(self) -> None:
         """Pend the batches a previous process committed and did not derive (it died in between), from their

@@ -56,8 +56,8 @@ def _sync(tmp_path, batches: list[list[dict]]) -> list:
 def test_deriving_after_the_acknowledgement_gives_what_each_batch_alone_gives(tmp_path, seed):
     batches = _batches(seed)
     con = dbmod.connect(tmp_path / "deferred.duckdb")
-    # nothing arrives in between and no reader asks: the writer derives only when asked (or after an hour)
-    w = Writer(con, CounterStore(), defer_derive=True, commit_delay=3600, derive_max_delay=3600)
+    # the writer derives only when asked (or after an hour)
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, derive_max_delay=3600)
     w.start()
     try:
         for b in batches:
@@ -117,7 +117,7 @@ def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatc
 
     monkeypatch.setattr(writer_mod, "update_derived", failing)
     con = dbmod.connect(tmp_path / "w.duckdb")
-    w = Writer(con, CounterStore(), defer_derive=True, commit_delay=3600, derive_max_delay=3600)
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, derive_max_delay=3600)
     w.start()
     try:
         for i in ("a", "poison", "b"):
@@ -154,8 +154,9 @@ def test_derived_through_is_the_batch_before_the_first_not_derived(tmp_path, bat
 
 
 def test_a_read_after_the_acknowledgement_sees_it(make_client):
-    """The writer would derive only after a second without requests (commit_delay 1 s); the read asks for it."""
-    c = make_client(commit_delay_seconds=1.0)
+    """The writer would derive only after an hour; each read asks for it."""
+    c = make_client()
+    c.app.state.store.writer.derive_delay = c.app.state.store.writer.derive_max_delay = 3600
     t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
     evs = [event(f"rw-{k}", "notebook.run.succeeded",
                  {"run_id": f"rw-{k}", "notebook_id": "nb-rw", "team": "rw", "duration_seconds": 3.0},
