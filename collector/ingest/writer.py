@@ -189,6 +189,8 @@ class Writer:
         Readers call it so that a read after an acknowledgement sees what was acknowledged; the writer derives
         at once when asked. False when the writer is not running (nothing will derive until it starts, which
         derives first) or `timeout` passed: the caller reads what is derived."""
+        if threading.current_thread() is self._thread:  # a job asking: everything before it is derived
+            return True
         with self._cond:
             target = self._pended
             if self._derived >= target:
@@ -439,11 +441,11 @@ class Writer:
                 [batch_id, now, n_inserted, duplicates, sum(rejected.values()), not pend],
             )
             con.execute("COMMIT")
-        if pend:
-            self._pend(batch_id, new)
             span.set_attribute("batch.id", batch_id)
             span.set_attribute("batch.requests", len(writes))
             span.set_attribute("batch.events", n_inserted)
+        if pend:  # before the requests are answered: a read after the answer waits for its derive
+            self._pend(batch_id, new)
         # Committed: publish to the in-memory snapshot and answer the requests.
         self.counters.apply(folded)
         wall = time.time()
@@ -520,7 +522,10 @@ class Writer:
             self.stats.derive_failures += 1
             log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
                       batch_id, type(exc).__name__)
-            self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            try:
+                self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
+                log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
             return
         for hook in self.on_commit:
             try:
