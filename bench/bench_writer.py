@@ -62,6 +62,8 @@ def _stage(sql: str) -> str:
             return f"sql {table.lower()}"
         if s.startswith(f"UPDATE {table}"):
             return f"sql {table.lower()} (update)"
+        if s.startswith(f"MERGE INTO {table}"):
+            return f"sql {table.lower()} (merge)"
     if "FROM BATCH_RUNS" in full:
         return "sql first_terminal"
     if "FROM KERNEL_SESSIONS_STORED" in full or "FROM BATCH_KERNELS" in full:
