@@ -143,7 +143,6 @@ class _Bounded:
         return f"(SELECT * FROM {self.table} WHERE {self.recent} >= $bound)"
 
 
-
 _RUNS = _Bounded("run_attempts", ("run_id", "attempt"), "first_seen_at", _UPSERT_RUNS)
 _KERNELS = _Bounded("kernel_sessions", ("kernel_id",), "last_event_at", _UPSERT_KERNELS)
 
