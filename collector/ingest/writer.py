@@ -504,6 +504,8 @@ class Writer:
         finally:
             with self._cond:
                 self._derived += len(pending)
+                if self._derived >= self._pended:  # a reader that asked during this derive is answered by it
+                    self._derive_wanted = False
                 self._settled.notify_all()
 
     def _derive_batches(self, pending: list[tuple[int, pa.Table]]) -> None:

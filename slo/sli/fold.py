@@ -103,7 +103,7 @@ class FoldStats:
 
 
 def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
-    """Bring the SLI tables up to the last committed ingest batch and decide newly due cron slots.
+    """Bring the SLI tables up to the last derived ingest batch (DERIVED_THROUGH) and decide newly due cron slots.
 
     Two sides, each with its own cursor in sli_state: the events' (event SLIs, registry, artifacts, schedules, cron
     slots, missed slots: `cursor`) and the run attempts' (run facts, reproducibility baselines, late runs' retracted

@@ -170,3 +170,33 @@ def test_a_read_after_the_acknowledgement_sees_it(make_client):
     assert c.post("/v1/events", json=[evs[2]], headers=auth("ingest")).status_code == 200
     samples = parse_metrics(c.get("/metrics", headers=auth("read")).text)  # its counter is written with the runs
     assert metric_sum(samples, "notebook_run_attempts_total") == 3
+
+
+def test_the_sli_fold_reads_no_batch_past_the_last_derived_one(tmp_path):
+    """A fold that runs while a batch is committed and not derived (a cursor that does not wait) must stop before
+    it: its events without their run attempts would be kept wrong. Once derived, the next fold catches up and the
+    kept state equals the direct computation."""
+    from slo.sli import fold as F
+    from tests.slo.test_sli_fold_sides import T, Collector, _batches
+
+    col = Collector(tmp_path)
+    try:
+        store = col.app.state.store
+        first, second, _ = _batches()
+        col.post(first)
+        done = col.fold().to_batch
+        col.assert_incremental_equals_direct()
+        store.refresher.stop()  # its reads would make the writer derive
+        store.writer.derive_delay = store.writer.derive_max_delay = 3600
+        col.post(second)  # acknowledged, not derived
+        assert store.writer.derive_lag_events == len(second)
+        with store.read_cursor(settled=False) as cur:
+            assert cur.execute(DERIVED_THROUGH).fetchone()[0] == done
+            st = F.fold(cur, now=T)
+        assert st.to_batch == done and st.attempts == 0  # nothing past the last derived batch
+        assert store.writer.derive_lag_events == len(second)  # and that cursor did not make the writer derive
+        st = col.fold()  # a settled cursor: the writer derives first
+        assert st.to_batch > done and st.attempts > 0
+        col.assert_incremental_equals_direct()
+    finally:
+        col.close()
