@@ -485,8 +485,11 @@ class Writer:
         ids = [b for (b,) in self.con.execute(
             "SELECT batch_id FROM ingest_batches WHERE NOT derived ORDER BY batch_id").fetchall()]
         for b in ids:
-            rows = self.con.sql(typed_from_stored("(SELECT * FROM events WHERE batch_id = $b)"), params={"b": b})
-            self._pend(b, rows.to_arrow_table().cast(INGEST_SCHEMA))
+            try:  # a stored row must not keep the collector from starting
+                rows = self.con.sql(typed_from_stored("(SELECT * FROM events WHERE batch_id = $b)"), params={"b": b})
+                self._pend(b, rows.to_arrow_table().cast(INGEST_SCHEMA))
+            except Exception as exc:  # noqa: BLE001
+                self._give_up(b, exc)
         if ids:
             log.warning("deriving %d batches committed before the last stop and not derived", len(ids))
             self._derive()
@@ -517,23 +520,25 @@ class Writer:
                 for p in pending:
                     self._derive_batches([p])
                 return
-            # Its events are stored and acknowledged; its derived rows cannot be written. Marked derived all
-            # the same, so that readers and the SLI fold move past it; counted and logged (the class only: a
-            # database message may quote an event's values).
-            batch_id = pending[0][0]
-            self.stats.derive_failures += 1
-            log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
-                      batch_id, type(exc).__name__)
-            try:
-                self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
-            except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
-                log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
+            self._give_up(pending[0][0], exc)
             return
         for hook in self.on_commit:
             try:
                 hook(pending[-1][0], deltas)
             except Exception:  # noqa: BLE001
                 log.exception("on_commit hook failed")
+
+    def _give_up(self, batch_id: int, exc: Exception) -> None:
+        """A batch whose events are stored and acknowledged and whose derived rows cannot be written: marked
+        derived all the same, so that readers and the SLI fold move past it; counted and logged (the class only:
+        a database message may quote an event's values)."""
+        self.stats.derive_failures += 1
+        log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
+                  batch_id, type(exc).__name__)
+        try:
+            self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+        except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
+            log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
 
     def _derive_once(self, pending: list[tuple[int, pa.Table]], exhaustive: bool) -> list[CounterDelta]:
         """The derived rows of `pending`, the counters they cause and the batches marked derived, committed

@@ -107,6 +107,33 @@ def test_a_batch_committed_and_not_derived_is_derived_on_the_next_start(tmp_path
     assert got == _sync(tmp_path, batches)
 
 
+def test_a_batch_left_underived_that_cannot_be_read_back_does_not_stop_the_start(tmp_path, monkeypatch, caplog):
+    batches = _batches(3)
+    path = tmp_path / "crashed.duckdb"
+    con = dbmod.connect(path)
+    w = Writer(con, CounterStore(), defer_derive=True)  # not started: its transactions run here
+    for b in batches[:2]:
+        t = validate_json_items(b).table
+        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    bad, good = w._pending[0][0], w._pending[1][0]
+    con.close()  # the process dies with both batches not derived
+
+    real = writer_mod.typed_from_stored
+    monkeypatch.setattr(writer_mod, "typed_from_stored",  # the first batch's rows cannot be read back
+                        lambda rel: real(rel) + f" WHERE CASE WHEN $b = {bad} THEN error('unreadable') ELSE true END")
+    con = dbmod.connect(path)
+    again = Writer(con, CounterStore(), defer_derive=True)
+    with caplog.at_level(logging.ERROR, logger="collector.ingest.writer"):
+        again.start()  # starts all the same
+    again.stop()
+    assert again.stats.derive_failures == 1
+    assert f"deriving batch {bad} failed" in caplog.text
+    assert con.execute("SELECT count(*) FROM ingest_batches WHERE NOT derived").fetchone()[0] == 0
+    assert con.execute(DERIVED_THROUGH).fetchone()[0] == good
+    assert con.execute("SELECT count(*) FROM run_attempts").fetchone()[0] > 0  # the other batch was derived
+    con.close()
+
+
 def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatch, caplog):
     real = writer_mod.update_derived
 
