@@ -79,18 +79,21 @@ def test_deriving_after_the_acknowledgement_gives_what_each_batch_alone_gives(tm
     assert got[0] and got[3]  # not vacuous
 
 
+def _commit_events(w: Writer, batches: list[list[dict]]) -> None:
+    """Each batch's events committed and the batch pended, as the writer's thread does before it answers."""
+    for b in batches:
+        t = validate_json_items(b).table
+        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+
+
 def test_a_batch_committed_and_not_derived_is_derived_on_the_next_start(tmp_path):
     batches = _batches(7)
     path = tmp_path / "crashed.duckdb"
     con = dbmod.connect(path)
     w = Writer(con, CounterStore(), defer_derive=True)  # not started: its transactions run here
-    for b in batches[:9]:
-        t = validate_json_items(b).table
-        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    _commit_events(w, batches[:9])
     w._derive()  # the first nine derived
-    for b in batches[9:]:
-        t = validate_json_items(b).table
-        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    _commit_events(w, batches[9:])
     first_pending = w._pending[0][0]
     assert con.execute(DERIVED_THROUGH).fetchone()[0] == first_pending - 1
     con.close()  # the process dies: the pending batches are only in the database's events
@@ -112,9 +115,7 @@ def test_a_batch_left_underived_that_cannot_be_read_back_does_not_stop_the_start
     path = tmp_path / "crashed.duckdb"
     con = dbmod.connect(path)
     w = Writer(con, CounterStore(), defer_derive=True)  # not started: its transactions run here
-    for b in batches[:2]:
-        t = validate_json_items(b).table
-        w._transaction_once([_Write(t, [], "http", None, Future(), t.num_rows)], exhaustive=False, derive=False)
+    _commit_events(w, batches[:2])
     bad, good = w._pending[0][0], w._pending[1][0]
     con.close()  # the process dies with both batches not derived
 
