@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from collector import areas
+from collector.ingest import allocators
 from collector import settings as settings_mod
 from collector.settings import Settings, option
 from collector.storage import db as dbmod
@@ -83,6 +84,8 @@ def serve(
         typer.echo(f"error: --no-auth is only allowed when binding to a loopback address, not {host!r}", err=True)
         raise typer.Exit(2)
     setup_logging(settings.log_level)
+    logging.getLogger("collector").info("memory allocators",
+                                        extra={"set": allocators.tune(settings.tune_allocators)})
     _refuse_busy_port(host, port)  # before anything slow or anything written (the demo backfill, the token file)
     demo_token: str | None = None
     try:
@@ -208,6 +211,7 @@ def ingest(
         typer.echo("error: give exactly one of --db or --url", err=True)
         raise typer.Exit(2)
     settings = settings_or_exit(token=token)
+    allocators.tune(settings.tune_allocators)
     try:
         if db is not None:
             summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=max(batch_size, 100_000),
@@ -246,7 +250,9 @@ def demo_cmd(
     if live and url is None:
         typer.echo("error: --live needs --url", err=True)
         raise typer.Exit(2)
-    token = settings_or_exit(token=token).token_value()
+    settings = settings_or_exit(token=token)
+    allocators.tune(settings.tune_allocators)
+    token = settings.token_value()
     end = datetime.now(timezone.utc)
     if out is not None:
         n = demo_mod.write_ndjson(out, days=days, seed=seed, end=end)

@@ -1,0 +1,82 @@
+"""The process's allocators keep freed memory for the next batch (collector/ingest/allocators.py).
+
+The settings are process-wide, so each case runs in a fresh interpreter. What is checked is the behaviour the
+module exists for, counted by the kernel: validating the same batch again faults in far fewer fresh pages when
+the allocators are set than with their defaults. Then that the collector sets them at start and that
+`OBSERVATORY_TUNE_ALLOCATORS=false` leaves every default.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import Collector
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Validates one ~16,000-event batch six times and prints what tune() set and the minor page faults of each pass.
+_PROBE = """
+import json, resource, sys, time
+from collector.ingest import allocators
+applied = allocators.tune(sys.argv[1] == "1")
+import pyarrow as pa
+from tests.contract.test_bulk_equivalence import _gen_events
+from collector.contract.vectorized import BulkValidator
+gen = _gen_events()
+lines = pa.array([s.encode() for s in gen.to_ndjson_lines(gen.generate(16_000, seed=5)).to_list()], pa.binary())
+validator = BulkValidator()
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    result = validator.validate_lines(lines)
+    assert result.total == len(lines) > 15_000 and not result.rejections
+    del result
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    time.sleep(0.05)  # longer than mimalloc's purge delay (10 ms): a pool that gives pages back has done so
+print(json.dumps({"applied": applied, "pool": pa.default_memory_pool().backend_name, "faults": faults}))
+"""
+
+
+def _probe(tuned: bool) -> dict:
+    out = subprocess.run([sys.executable, "-c", _PROBE, "1" if tuned else "0"], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
+def test_a_batch_validated_again_reuses_the_memory_the_last_one_freed():
+    tuned, default = _probe(True), _probe(False)
+    assert tuned["applied"]["glibc"] == "trim_threshold=268435456 mmap_threshold=33554432"
+    assert tuned["pool"] == "system"
+    assert default["applied"] == {} and default["pool"] != "system"
+    # The first pass faults in its working set either way; the later ones show what was given back meanwhile.
+    steady_tuned = sorted(tuned["faults"][2:])[1]
+    steady_default = sorted(default["faults"][2:])[1]
+    assert steady_tuned * 2 < steady_default, (tuned["faults"], default["faults"])
+
+
+def test_tune_sets_once_per_process():
+    code = ("from collector.ingest import allocators; a = allocators.tune(True); b = allocators.tune(False); "
+            "print(a == b and bool(a))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("flag", ["true", "false"])
+def test_the_collector_says_at_start_what_it_set(tmp_path: Path, flag: str):
+    c = Collector(db=tmp_path / "o.duckdb", env={"OBSERVATORY_TUNE_ALLOCATORS": flag}).start()
+    try:
+        lines = [json.loads(x) for x in c.logs().splitlines() if x.startswith("{")]
+    finally:
+        c.stop()
+    [line] = [x for x in lines if x.get("msg") == "memory allocators"]
+    if flag == "false":
+        assert line["set"] == {}
+    else:
+        assert line["set"]["arrow_pool"] == "system"
