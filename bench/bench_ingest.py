@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import gen_events  # noqa: E402
 
+from collector.ingest import allocators  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
 from collector.storage.schema import STORED_COLUMNS  # noqa: E402
 
@@ -609,6 +610,8 @@ def main() -> None:
                     help="only (a), --reps times alternately with the collector of CHECKOUT (e.g. `git worktree add "
                          "/tmp/before REV`) on the same events; medians printed (the docs are left alone)")
     args = ap.parse_args()
+    # The raw inserts and the in-process breakdown run here: with the allocators the collector's processes set.
+    allocators.tune()
     m = machine()
     print(f"machine: {m}", flush=True)
     parquet, ndjson, n = data_files(args.events, args.data_dir, args.seed)

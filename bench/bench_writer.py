@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingest import data_files, head_lines, process_cpu as _cpu  # noqa: E402
+from collector.ingest import allocators  # noqa: E402
 
 
 def _stage(sql: str) -> str:
@@ -244,6 +245,7 @@ def main() -> None:
     ap.add_argument("--bulk-chunks", default=None, metavar="N,N,...",
                     help="only the bulk shape's writer per chunk size (rows per commit)")
     args = ap.parse_args()
+    allocators.tune()  # as the collector's processes do
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
     if args.bulk_chunks:
         bulk_chunks(ndjson, args.events, [int(x) for x in args.bulk_chunks.split(",")], args.reps, args.data_dir)

@@ -99,13 +99,16 @@ class Exposition:
     gauges change (thousands of series cost milliseconds to format), the small live part is encoded per scrape."""
 
     def __init__(self, counters: CounterStore, gauges: GaugeRefresher, live: Callable[[], Iterable[Metric]]) -> None:
-        from prometheus_client import CollectorRegistry
+        from prometheus_client import CollectorRegistry, ProcessCollector
 
         self.counters, self.gauges = counters, gauges
         self.static = CollectorRegistry(auto_describe=False)
         self.static.register(SnapshotCollector(counters, gauges))
         self.live = CollectorRegistry(auto_describe=False)
         self.live.register(LiveCollector(live))
+        # process_resident_memory_bytes, process_cpu_seconds_total, ...: what every Prometheus exporter offers, and
+        # how an operator sees the memory the process keeps for the next batch (collector/ingest/allocators.py).
+        ProcessCollector(registry=self.live)
         self._cache: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._lock = threading.Lock()
 

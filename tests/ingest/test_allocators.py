@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support import Collector
+from tests.support import Collector, metric_sum, parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,11 +71,15 @@ def test_tune_sets_once_per_process():
 
 @pytest.mark.parametrize("flag", ["true", "false"])
 def test_the_collector_says_at_start_what_it_set(tmp_path: Path, flag: str):
-    c = Collector(db=tmp_path / "o.duckdb", env={"OBSERVATORY_TUNE_ALLOCATORS": flag}).start()
+    c = Collector(db=tmp_path / "o.duckdb", env={"OBSERVATORY_TUNE_ALLOCATORS": flag,
+                                                 "OBSERVATORY_METRICS_PUBLIC": "true"}).start()
     try:
         lines = [json.loads(x) for x in c.logs().splitlines() if x.startswith("{")]
+        # what the process keeps is visible where an operator looks (docs/operations.md, troubleshooting)
+        rss = metric_sum(parse_metrics(httpx.get(c.url + "/metrics").text), "process_resident_memory_bytes")
     finally:
         c.stop()
+    assert rss > 50 * 2**20
     [line] = [x for x in lines if x.get("msg") == "memory allocators"]
     if flag == "false":
         assert line["set"] == {}
