@@ -230,19 +230,23 @@ def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: in
     return {"acked": acked[0], "status": dict(status)}
 
 
-def _server(workdir: Path, code: Path | None) -> Server:
-    """A collector of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv)."""
+def _server(workdir: Path, code: Path | None, env: dict[str, str] | None = None) -> Server:
+    """A collector of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv), with `env`
+    added to this process's environment."""
+    full = dict(os.environ, **(env or {}))
     if code is None:
-        return Server(workdir)
+        return Server(workdir, env=full)
     cli = [sys.executable, "-c", "import sys; from collector.cli import app; sys.argv[0] = 'observatory'; app()"]
-    return Server(workdir, python=cli, env=dict(os.environ, PYTHONPATH=str(code)))
+    return Server(workdir, python=cli, env=dict(full, PYTHONPATH=str(code)))
 
 
-def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000, code: Path | None = None) -> dict:
+def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000, code: Path | None = None,
+             env: dict[str, str] | None = None) -> dict:
     """Closed loop: `clients` threads post batches back to back; events/s acknowledged (2xx after commit).
-    `code`: run the collector of that checkout (first on PYTHONPATH, same virtualenv) instead of this one."""
+    `code`: run the collector of that checkout (first on PYTHONPATH, same virtualenv) instead of this one; `env`:
+    variables added to its environment."""
     bodies = _bodies(lines, batch)
-    with _server(workdir, code) as srv:
+    with _server(workdir, code, env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         # Warm-up (connection, first transaction), not counted.
@@ -496,6 +500,31 @@ def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -
               f"p99 {med(rs, 'p99_ms'):.0f} ms")
 
 
+def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, dict[str, str]]) -> None:
+    """(a) for this checkout's collector under each environment, alternated (e.g. the allocator settings one at a
+    time: docs/performance.md, twelfth round)."""
+    with open(ndjson) as fh:
+        lines = [line.rstrip("\n") for _, line in zip(range(n), fh)]
+    runs: dict[str, list[dict]] = {label: [] for label in envs}
+    for rep in range(reps):
+        for k, (label, env) in enumerate(envs.items()):
+            with tempfile.TemporaryDirectory(prefix="bench-http-env-", dir=data_dir) as d:
+                r = http_run([x.replace('"id":"', f'"id":"e{k}-{rep}-', 1) for x in lines], Path(d), env=env)
+            runs[label].append(r)
+            print(f"(a) {label} rep {rep + 1}: {r['eps']:,.0f}/s, collector {r['server_cpu_us']:.1f} CPU-µs per event, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+    for label, rs in runs.items():
+        each = ", ".join(f"{r['eps']:,.0f}" for r in rs)
+        print(f"(a) {label}: median {med(rs):,.0f}/s ({each}), "
+              f"collector CPU-µs per event {med(rs, 'server_cpu_us'):.1f}, peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB")
+
+
+def _env_arg(text: str) -> tuple[str, dict[str, str]]:
+    """`LABEL` or `LABEL:NAME=VALUE,NAME=VALUE` -> (label, environment)."""
+    label, _, rest = text.partition(":")
+    return label, dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+
+
 def med(runs: list[dict], key: str = "eps") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -609,6 +638,10 @@ def main() -> None:
     ap.add_argument("--http-before", type=Path, metavar="CHECKOUT",
                     help="only (a), --reps times alternately with the collector of CHECKOUT (e.g. `git worktree add "
                          "/tmp/before REV`) on the same events; medians printed (the docs are left alone)")
+    ap.add_argument("--http-env", type=_env_arg, action="append", metavar="LABEL[:NAME=VALUE,...]",
+                    help="only (a), --reps times alternately for each environment given (repeat the option), e.g. "
+                         "`--http-env default --http-env untuned:OBSERVATORY_TUNE_ALLOCATORS=false`; medians printed "
+                         "(the docs are left alone)")
     args = ap.parse_args()
     # The raw inserts and the in-process breakdown run here: with the allocators the collector's processes set.
     allocators.tune()
@@ -617,6 +650,9 @@ def main() -> None:
     parquet, ndjson, n = data_files(args.events, args.data_dir, args.seed)
     if args.breakdown_only:
         breakdown_only(ndjson, args.data_dir, min(n, 200_000), args.reps)
+        return
+    if args.http_env:
+        http_envs(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, dict(args.http_env))
         return
     if args.http_before:
         http_before(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, args.http_before)
