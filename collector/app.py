@@ -16,6 +16,7 @@ from collector.api import errors
 from collector.api.auth import TokenStore
 from collector.api.reads import ActiveQueries
 from collector.contract.redaction import redact_text
+from collector.ingest import allocators
 from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.lake.schedule import LakeExporter
@@ -58,7 +59,8 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         app.state.lake_exporter = exporter
         if exporter is not None:
             exporter.start()
-        log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled})
+        log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled,
+                                             "allocators": allocators.applied()})
         try:
             yield
         finally:

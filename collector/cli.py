@@ -84,8 +84,7 @@ def serve(
         typer.echo(f"error: --no-auth is only allowed when binding to a loopback address, not {host!r}", err=True)
         raise typer.Exit(2)
     setup_logging(settings.log_level)
-    logging.getLogger("collector").info("memory allocators",
-                                        extra={"set": allocators.tune(settings.tune_allocators)})
+    allocators.tune(settings.tune_allocators)  # the start-up log line says what was set
     _refuse_busy_port(host, port)  # before anything slow or anything written (the demo backfill, the token file)
     demo_token: str | None = None
     try:

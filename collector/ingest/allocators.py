@@ -12,7 +12,8 @@ per event in `observatory ingest --db`, and a quarter of the collector's CPU on 
 Measured in alternated runs (docs/performance.md, twelfth round), HTTP ingest's collector CPU per event fell by a
 fifth and the bulk command's system time by half with the settings below.
 
-What is set, once per process, before the first batch (`observatory serve`, `ingest`, `demo`):
+What is set, once per process, before the first batch (`observatory serve`, `ingest`, `demo`; the collector's
+`collector started` log line shows it as `allocators`):
 
 * glibc (`mallopt`): a trim threshold of `TRIM_THRESHOLD` and a fixed mmap threshold of `MMAP_THRESHOLD`
   (glibc's largest, half its 64 MiB per-thread heap), so blocks up to 32 MiB are reused from the heaps;
@@ -46,6 +47,11 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     name = ctypes.util.find_library("c")
     return ctypes.CDLL(name) if name else None
+
+
+def applied() -> dict[str, str]:
+    """What `tune` set in this process (empty when it was not called or set nothing)."""
+    return dict(_applied or {})
 
 
 def tune(enabled: bool = True) -> dict[str, str]:

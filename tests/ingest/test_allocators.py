@@ -80,8 +80,8 @@ def test_the_collector_says_at_start_what_it_set(tmp_path: Path, flag: str):
     finally:
         c.stop()
     assert rss > 50 * 2**20
-    [line] = [x for x in lines if x.get("msg") == "memory allocators"]
+    [line] = [x for x in lines if x.get("msg") == "collector started"]
     if flag == "false":
-        assert line["set"] == {}
+        assert line["allocators"] == {}
     else:
-        assert line["set"]["arrow_pool"] == "system"
+        assert line["allocators"]["arrow_pool"] == "system"
