@@ -195,12 +195,15 @@ def _peak_mib() -> float:
 
 
 def phase(name: str, db: Path, now_iso: str) -> dict:
+    from collector.ingest import allocators
+    from collector.settings import Settings
     from collector.storage import db as dbmod
     from slo.sli import sql as Q
     from slo.sli.compute import compute
     from slo.sli.config import SliConfig, SliQuery
     from slo.sli.fold import fold, rebuild
 
+    allocators.tune(Settings().tune_allocators)  # as the collector's process (OBSERVATORY_TUNE_ALLOCATORS)
     now = datetime.fromisoformat(now_iso)
     cfg = SliConfig()
     # as the collector's database (collector/ingest/store.py): OBSERVATORY_DUCKDB_THREADS, else its default
