@@ -581,8 +581,9 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         "rows it cannot vouch for re-checked by pydantic), secret redaction, dedup on (source, id), derived tables "
         "(runs, kernel sessions, notebooks, schedules, reproducibility baselines) from typed columns, persisted "
         "counters, all in the writer's transactions; (a) answers once the events are committed, and the writer "
-        "folds them into the derived tables in its next transaction, which every read waits for "
-        "(docs/reliability.md), while (b) commits each chunk's events and derived rows together; (c) and (d) only "
+        "hands them to the deriver, which folds them into the derived tables in a transaction of its own while "
+        "the writer commits the next ones, and every read waits for that (docs/reliability.md), while (b) "
+        "commits each chunk's events and derived rows together; (c) and (d) only "
         "insert already-valid rows. (d) - (c) is what the key (dedup across the whole history, across restarts, "
         "exactly once under SIGKILL) costs at the storage layer.",
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "

@@ -114,7 +114,7 @@ def check_item_count(n: int, max_events: int, what: str = "events") -> None:
     description=(
         "Validates each event against its type's schema, redacts secrets, and commits the valid ones in the "
         "writer's next group commit; the answer comes **after** the commit. The derived tables (runs, kernel "
-        "sessions, ...) and their counters follow in the writer's next transaction, and every read waits for "
+        "sessions, ...) and their counters follow in a transaction of their own, and every read waits for "
         "them, so a read after the answer sees the events. Events already stored "
         "(same `source` and `id`) are reported as `duplicate` and not stored twice. Invalid events are "
         "reported with the index and field path and written to the dead-letter table; the valid events of "

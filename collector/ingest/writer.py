@@ -13,16 +13,23 @@ nothing arriving it commits at once: an idle collector adds no latency.
 Derived tables after the acknowledgement (`defer_derive`, the collector's way). A group commit's fixed costs are
 mostly the derived tables' statements (run attempts, kernel sessions, notebooks, schedules, reproducibility
 baselines: tens of milliseconds whatever the batch's size), and a client waits for its commit. So the collector's
-writer commits a group's events, dead letters, counters of events and `ingest_batches` row, answers, and folds the
-committed batches into the derived tables in a later transaction of its own: whenever nothing is queued (after
-`derive_delay`, 0 in the collector), so that the fold runs while the clients send and validate their next requests
-rather than while they wait; and whatever is queued when `max_batch_events` events wait, when the oldest has waited
-`derive_max_delay`, before a job, on stop, and when a reader asks (`wait_derived`: `Store.cursor` does, so whatever
-was acknowledged is in the derived tables of every read after it). That transaction folds each pending batch as
-itself, in order, and writes the derived rows, the counters they cause and `ingest_batches.derived` together; a
-batch committed and not derived when the process died is derived from its stored events on the next start. Readers
-that keep state by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). Without
-`defer_derive` (the bulk file ingest, tests, benches) each transaction does both.
+writer commits a group's events, dead letters, counters of events and `ingest_batches` row, answers, and hands the
+committed batch to a second thread, the deriver, which folds it into the derived tables in a transaction of its own,
+on its own connection, while the writer commits the next groups (as soon as a batch is pending, after `derive_delay`,
+0 in the collector; at once when `max_batch_events` events wait, when the oldest has waited `derive_max_delay`, before
+a job, on stop, and when a reader asks: `wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is
+in the derived tables of every read after it). The deriver's transaction folds each pending batch as itself, in
+order, and writes the derived rows, the counters they cause and `ingest_batches.derived` together; a batch committed
+and not derived when the process died is derived from its stored events on the next start. Readers that keep state
+by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). Without `defer_derive` (the bulk
+file ingest, tests, benches) each transaction does both, in the writer's thread.
+
+The two threads' transactions overlap, so they never update the same rows: the writer's insert events, dead
+letters and `ingest_batches` rows, the deriver's update the derived tables and mark older `ingest_batches` rows,
+and each persists its counters in a part of its own (`metric_counter_parts`; `notebook_reproducibility_checks_total`
+is counted by both, and DuckDB refuses to update a row that another transaction updated after this one began). When
+the deriver falls `max_batch_events` behind, the writer waits for it before committing more (the queue then fills
+and clients get 429): what is pending is held in memory.
 """
 
 from __future__ import annotations
@@ -139,13 +146,17 @@ class Writer:
         # Committed batches whose derived rows are not: (batch id, its inserted rows), in commit order.
         self._pending: list[tuple[int, pa.Table]] = []
         self._pending_events = 0
+        self._deriving_events = 0  # the events of the batches the deriver has taken and not committed yet
         self._pending_since = 0.0
         self._quiet_until = 0.0  # with nothing queued, the writer derives from then on (derive_delay)
         self._derive_wanted = False
         self._pended = 0  # batches ever pended, and of those derived: `wait_derived` compares the two
         self._derived = 0
         self._stopping = False
+        self._writer_done = False  # the writer thread has committed everything and left: the deriver drains, then
         self._thread: threading.Thread | None = None
+        self._deriver: threading.Thread | None = None
+        self._dcon: duckdb.DuckDBPyConnection | None = None  # the deriver's connection (defer_derive)
 
     # ---- producer side --------------------------------------------------------------------------------------
 
@@ -167,7 +178,7 @@ class Writer:
             self._queue.append(_Write(table, rejections, channel, request_id, fut, size,
                                       ctx if ctx.is_valid else None))
             self._queued_events += size
-            self._cond.notify()
+            self._cond.notify_all()
         return fut
 
     @contextlib.contextmanager
@@ -182,33 +193,34 @@ class Writer:
         finally:
             with self._cond:
                 self._arriving -= 1
-                self._cond.notify()
+                self._cond.notify_all()
 
     def wait_derived(self, timeout: float = 10.0) -> bool:
         """Wait until every batch committed so far is in the derived tables (at once without `defer_derive`).
         Readers call it so that a read after an acknowledgement sees what was acknowledged; the writer derives
         at once when asked. False when the writer is not running (nothing will derive until it starts, which
         derives first) or `timeout` passed: the caller reads what is derived."""
-        if threading.current_thread() is self._thread:  # a job asking: everything before it is derived
-            return True
+        if threading.current_thread() in (self._thread, self._deriver):  # a job asking: everything before it
+            return True  # is derived (the writer waited for the deriver); the deriver itself never waits
         with self._cond:
             target = self._pended
             if self._derived >= target:
                 return True
             self._derive_wanted = True
-            self._cond.notify()
+            self._cond.notify_all()
             end = time.monotonic() + timeout
             while self._derived < target:
                 left = end - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                deriver = self._deriver if self.defer_derive else self._thread
+                if left <= 0 or deriver is None or not deriver.is_alive():
                     return False
                 self._settled.wait(min(left, 0.5))
             return True
 
     @property
     def derive_lag_events(self) -> int:
-        """Events committed and not yet in the derived tables."""
-        return self._pending_events
+        """Events committed and not yet in the derived tables (the batches being derived included)."""
+        return self._pending_events + self._deriving_events
 
     def execute(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Future:
         """Run `fn(con)` in the writer thread inside its own transaction (for adapters with their own tables)."""
@@ -218,7 +230,7 @@ class Writer:
                 raise WriterStopped("writer is shutting down")
             self._queue.append(_Job(fn, fut))
             self._queued_events += 1
-            self._cond.notify()
+            self._cond.notify_all()
         return fut
 
     def _retry_after(self) -> float:
@@ -230,29 +242,36 @@ class Writer:
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.defer_derive:
+            self._dcon = self.con.cursor()
+            self._dcon.execute("SET TimeZone = 'UTC'")
         self._recover()  # before any request or read: what a previous process acknowledged is derived first
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
         self._thread.start()
+        if self.defer_derive:
+            self._deriver = threading.Thread(target=self._derive_loop, name="duckdb-deriver", daemon=True)
+            self._deriver.start()
 
     def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued and derive what is committed, then stop."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
         if self._thread:
             self._thread.join()
+        if self._deriver:
+            self._deriver.join()
+        if self._dcon is not None:
+            self._dcon.close()
+            self._dcon = None
 
     # ---- consumer side --------------------------------------------------------------------------------------
 
     def _take(self) -> list[_Write | _Job] | None:
-        """The next group of queued items; [] when it is time to derive instead, None on stop."""
+        """The next group of queued items; None on stop."""
         with self._cond:
             while not self._queue and not self._stopping:
-                now = time.monotonic()
-                if self._pending and (self._derive_due(now) or now >= self._quiet_until):
-                    return []
-                self._cond.wait(max(0.001, min(self._quiet_until, self._pending_since + self.derive_max_delay)
-                                    - now) if self._pending else None)
+                self._cond.wait()
             if not self._queue:
                 return None
             deadline = time.monotonic() + self.commit_delay
@@ -279,27 +298,54 @@ class Writer:
                                         or now - self._pending_since >= self.derive_max_delay)
 
     def _run(self) -> None:
-        while True:
-            items = self._take()
-            if items is None:
-                self._derive()
-                return
-            writes: list[_Write] = []
-            for item in items + [None]:
-                if isinstance(item, _Write):
-                    writes.append(item)
-                    continue
-                if writes:
-                    self._commit_group(writes)
-                    writes = []
-                if isinstance(item, _Job):
-                    self._derive()  # a job sees the derived tables of everything committed before it
-                    self._run_job(item)
-            self._release(items)
+        try:
+            while True:
+                items = self._take()
+                if items is None:
+                    return
+                writes: list[_Write] = []
+                for item in items + [None]:
+                    if isinstance(item, _Write):
+                        writes.append(item)
+                        continue
+                    if writes:
+                        self._wait_for_deriver(self.max_batch_events)
+                        self._commit_group(writes)
+                        writes = []
+                    if isinstance(item, _Job):
+                        self._wait_for_deriver(1)  # a job sees the derived tables of everything committed before it
+                        self._run_job(item)
+                self._release(items)
+        finally:
             with self._cond:
-                due = self._derive_due(time.monotonic())
-            if due or not items:
-                self._derive()
+                self._writer_done = True
+                self._cond.notify_all()
+
+    def _wait_for_deriver(self, room: int) -> None:
+        """Until fewer than `room` committed events wait for the deriver (with `room` 1: until all are derived)."""
+        if not self.defer_derive:
+            return
+        with self._cond:
+            if self.derive_lag_events >= room:
+                self._derive_wanted = room == 1 or self._derive_wanted
+                self._cond.notify_all()
+            while self.derive_lag_events >= room and self._deriver is not None and self._deriver.is_alive():
+                self._settled.wait(0.5)
+
+    def _derive_loop(self) -> None:
+        """The deriver: folds committed batches as they come (module docstring); drains and stops after the
+        writer."""
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    if self._pending and (self._writer_done or self._derive_due(now) or now >= self._quiet_until):
+                        break
+                    if self._writer_done:
+                        return
+                    self._cond.wait(max(0.001, min(self._quiet_until, self._pending_since + self.derive_max_delay)
+                                        - now) if self._pending else None)
+            self._derive()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -312,9 +358,9 @@ class Writer:
         else:
             job.future.set_result(result)
 
-    def _rollback(self) -> None:
+    def _rollback(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         try:
-            self.con.execute("ROLLBACK")
+            (con or self.con).execute("ROLLBACK")
         except duckdb.Error:
             pass
 
@@ -385,15 +431,16 @@ class Writer:
         """The group's events and their derived rows in one transaction."""
         return self._bounded_then_exhaustive(lambda exhaustive: self._transaction_once(writes, exhaustive=exhaustive))
 
-    def _bounded_then_exhaustive(self, fn: Callable[[bool], Any]) -> Any:
-        """`fn(exhaustive=False)`; should a derived row be stored before its lookback bound, the transaction is
-        rolled back and done again exhaustively (`fn(True)`)."""
+    def _bounded_then_exhaustive(self, fn: Callable[[bool], Any], con: duckdb.DuckDBPyConnection | None = None
+                                 ) -> Any:
+        """`fn(exhaustive=False)`; should a derived row be stored before its lookback bound, the transaction (on
+        `con`, the writer's by default) is rolled back and done again exhaustively (`fn(True)`)."""
         try:
             return fn(False)
         except StoredBeforeLookback:  # a row stored long ago: the whole transaction again (below), exhaustively
             pass
         self.stats.redone["before_lookback"] += 1
-        self._rollback()
+        self._rollback(con)
         return fn(True)
 
     def _transaction_once(self, writes: list[_Write], *, exhaustive: bool, derive: bool = True
@@ -434,8 +481,8 @@ class Writer:
             for reason, n in rejected.items():
                 deltas.append(CounterDelta("observatory_events_rejected_total", (("reason", reason),), float(n)))
             folded = self.counters.fold(deltas)
-            self.counters.persist(con, folded)
             pend = new is not None and not derive
+            self.counters.persist(con, folded)
             con.execute(
                 "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?)",
                 [batch_id, now, n_inserted, duplicates, sum(rejected.values()), not pend],
@@ -478,6 +525,7 @@ class Writer:
             self._pending_events += new.num_rows
             self._pended += 1
             self._quiet_until = time.monotonic() + self.derive_delay
+            self._cond.notify_all()
 
     def _recover(self) -> None:
         """Pend the batches a previous process committed and did not derive (it died in between), from their
@@ -498,7 +546,7 @@ class Writer:
         """Fold every pending batch into the derived tables in one transaction; wake the readers waiting."""
         with self._cond:
             pending, self._pending = self._pending, []
-            self._pending_events = 0
+            self._deriving_events, self._pending_events = self._pending_events, 0
             self._derive_wanted = False
         if not pending:
             return
@@ -506,16 +554,23 @@ class Writer:
             self._derive_batches(pending)
         finally:
             with self._cond:
+                self._deriving_events = 0
                 self._derived += len(pending)
                 if self._derived >= self._pended:  # a reader that asked during this derive is answered by it
                     self._derive_wanted = False
                 self._settled.notify_all()
 
+    @property
+    def _derive_con(self) -> duckdb.DuckDBPyConnection:
+        """The deriver's connection (the writer's own without `defer_derive`)."""
+        return self._dcon or self.con
+
     def _derive_batches(self, pending: list[tuple[int, pa.Table]]) -> None:
         try:
-            deltas = self._bounded_then_exhaustive(lambda exhaustive: self._derive_once(pending, exhaustive))
+            deltas = self._bounded_then_exhaustive(lambda exhaustive: self._derive_once(pending, exhaustive),
+                                                   self._derive_con)
         except Exception as exc:  # noqa: BLE001
-            self._rollback()
+            self._rollback(self._derive_con)
             if len(pending) > 1:  # one batch that cannot be derived must not hold back the others
                 for p in pending:
                     self._derive_batches([p])
@@ -536,7 +591,7 @@ class Writer:
         log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
                   batch_id, type(exc).__name__)
         try:
-            self.con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            self._derive_con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
         except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
             log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
 
@@ -547,7 +602,7 @@ class Writer:
         stored before its batch, so folding several batches as one could label (and count reproducibility) an
         attempt differently when its events disagree. The fold reads only the batch and the derived tables, never
         `events`, so the batches committed after one do not change its result."""
-        con = self.con
+        con = self._derive_con
         first, last = pending[0][0], pending[-1][0]
         with tracer.start_as_current_span("writer.derive") as span:
             t0 = time.perf_counter()
@@ -555,7 +610,7 @@ class Writer:
             deltas = [d for b, t in pending for d in update_derived(con, t, b, exhaustive=exhaustive,
                                                                     event_counts=False)]
             folded = self.counters.fold(deltas)
-            self.counters.persist(con, folded)
+            self.counters.persist(con, folded, "derived")
             # the batches between first and last that are not pending had nothing to derive
             con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id BETWEEN ? AND ?", [first, last])
             con.execute("COMMIT")

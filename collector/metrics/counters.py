@@ -79,7 +79,7 @@ def _json(labels: Labels) -> str:
 
 
 class CounterStore:
-    """The in-memory counter snapshot plus its persistence; only the writer thread mutates it.
+    """The in-memory counter snapshot plus its persistence; the writer's threads (writer, deriver) mutate it.
 
     In memory the labels are sorted tuples (cheap to group at scrape time); in DuckDB a canonical JSON object.
     """
@@ -87,6 +87,7 @@ class CounterStore:
     def __init__(self, caps: dict[str, int] | None = None) -> None:
         self._values: dict[tuple[str, Labels], float] = {}
         self._lock = threading.Lock()
+        self._fold_lock = threading.Lock()  # the writer and the deriver fold at once; the capper's seen sets grow
         self.version = 0  # bumped on every change: the exposition cache key
         self.capper = LabelCapper(caps or {"team": 500, "source": 500, "target": 200})
 
@@ -112,15 +113,19 @@ class CounterStore:
         """
         out: dict[tuple[str, Labels], float] = defaultdict(float)
         capped: dict[tuple[tuple[str, str], ...], Labels] = {}
-        for d in deltas:
-            labels = capped.get(d.labels)
-            if labels is None:
-                labels = capped[d.labels] = tuple(sorted((k, self.capper(k, v)) for k, v in d.labels))
-            out[(d.name, labels)] += d.value
+        with self._fold_lock:
+            for d in deltas:
+                labels = capped.get(d.labels)
+                if labels is None:
+                    labels = capped[d.labels] = tuple(sorted((k, self.capper(k, v)) for k, v in d.labels))
+                out[(d.name, labels)] += d.value
         return out
 
     @staticmethod
-    def persist(con: duckdb.DuckDBPyConnection, folded: dict[tuple[str, Labels], float]) -> None:
+    def persist(con: duckdb.DuckDBPyConnection, folded: dict[tuple[str, Labels], float], part: str = "events"
+                ) -> None:
+        """Add `folded` to the stored totals, in `part` (`events`: the writer's transactions; `derived`: the
+        deriver's, which run at the same time and so must never update the same rows; migration 0209)."""
         if not folded:
             return
         import pyarrow as pa
@@ -130,8 +135,9 @@ class CounterStore:
         })
         con.register("counter_deltas", tbl)
         con.execute(
-            "INSERT INTO metric_counters SELECT * FROM counter_deltas "
-            "ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + EXCLUDED.value"
+            "INSERT INTO metric_counter_parts SELECT ?, * FROM counter_deltas "
+            "ON CONFLICT (part, name, labels) DO UPDATE SET value = metric_counter_parts.value + EXCLUDED.value",
+            [part],
         )
         con.unregister("counter_deltas")
 

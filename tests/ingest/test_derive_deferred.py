@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 
+import duckdb
 import pytest
 
 from collector.contract.vectorized import validate_json_items
@@ -228,3 +231,106 @@ def test_the_sli_fold_reads_no_batch_past_the_last_derived_one(tmp_path):
         col.assert_incremental_equals_direct()
     finally:
         col.close()
+
+
+def _blocking_deriver(monkeypatch) -> tuple[threading.Event, threading.Event, list[str]]:
+    """`update_derived` made to wait for `release` (after setting `entered`); the threads it ran on."""
+    entered, release, threads = threading.Event(), threading.Event(), []
+    real = writer_mod.update_derived
+
+    def blocking(con, new, batch_id=None, **kw):
+        threads.append(threading.current_thread().name)
+        entered.set()
+        assert release.wait(60)
+        return real(con, new, batch_id, **kw)
+
+    monkeypatch.setattr(writer_mod, "update_derived", blocking)
+    return entered, release, threads
+
+
+def test_the_writer_commits_and_answers_while_the_deriver_works(tmp_path, monkeypatch):
+    """The derived rows are written by a thread of their own, on a connection of its own, so a derive in progress
+    holds back no acknowledgement; the result is still each batch derived as itself, in order."""
+    batches = _batches(5)
+    entered, release, threads = _blocking_deriver(monkeypatch)
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True)
+    w.start()
+    try:
+        w.submit(validate_json_items(batches[0]).table, []).result(timeout=30)
+        assert entered.wait(30)  # the deriver is inside the first batch's derive, and stays there
+        for b in batches[1:]:  # every later batch is committed and answered meanwhile
+            assert w.submit(validate_json_items(b).table, []).result(timeout=30).statuses
+        assert con.cursor().execute(DERIVED_THROUGH).fetchone()[0] == 0
+        assert w.derive_lag_events > 0
+        release.set()
+        assert w.wait_derived(timeout=60)
+    finally:
+        release.set()
+        w.stop()
+    assert set(threads) == {"duckdb-deriver"}
+    got = _tables(con)
+    con.close()
+    assert got == _sync(tmp_path, batches)
+
+
+def test_the_writer_waits_for_a_deriver_that_falls_behind(tmp_path, monkeypatch):
+    """What is committed and not derived is held in memory: once `max_batch_events` such events wait (the batch
+    being derived included), the writer commits nothing more until the deriver catches up (the queue fills, clients
+    get 429), and loses nothing."""
+    entered, release, _ = _blocking_deriver(monkeypatch)
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True, max_batch_events=3, max_queue_events=6)
+    w.start()
+    try:
+        runs = [validate_json_items([event(f"e{i}", "notebook.run.succeeded",
+                                           {"run_id": f"r{i}", "notebook_id": "nb", "team": "t"})]).table
+                for i in range(9)]
+        w.submit(runs[0], []).result(timeout=30)
+        assert entered.wait(30)  # the deriver holds the first batch
+        for t in runs[1:3]:  # 1, then 2 events behind: still committed
+            w.submit(t, []).result(timeout=30)
+        assert w.derive_lag_events == 3
+        held = [w.submit(t, []) for t in runs[3:9]]  # the queue is full of what the writer holds
+        with pytest.raises(writer_mod.QueueFull):
+            w.submit(runs[0], [])
+        time.sleep(0.3)
+        assert not any(f.done() for f in held)
+        assert w.derive_lag_events == 3
+        release.set()
+        for f in held:
+            assert f.result(timeout=60).statuses == ["accepted"]
+        assert w.wait_derived(timeout=60)
+        assert w.derive_lag_events == 0
+    finally:
+        release.set()
+        w.stop()
+    assert con.execute("SELECT count(*) FROM run_attempts").fetchone()[0] == 9
+    con.close()
+
+
+def test_counter_parts_sum_into_metric_counters(tmp_path):
+    """Migration 0209: the counters stored before it are the `events` part; `metric_counters` is the parts' sum."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for version, name, p in dbmod.migrations():
+        if version < 209:
+            con.execute(p.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute("INSERT INTO metric_counters VALUES ('notebook_reproducibility_checks_total', "
+                "'{\"result\":\"match\",\"team\":\"a\"}', 5), ('observatory_events_duplicate_total', '{}', 2)")
+    assert 209 in dbmod.apply_migrations(con)
+    CounterStore.persist(con, {("notebook_reproducibility_checks_total", (("result", "match"), ("team", "a"))): 3.0},
+                         "derived")
+    CounterStore.persist(con, {("notebook_reproducibility_checks_total", (("result", "match"), ("team", "a"))): 1.0})
+    assert con.execute("SELECT part, name, value FROM metric_counter_parts ORDER BY ALL").fetchall() == [
+        ("derived", "notebook_reproducibility_checks_total", 3.0),
+        ("events", "notebook_reproducibility_checks_total", 6.0),
+        ("events", "observatory_events_duplicate_total", 2.0)]
+    counters = CounterStore()
+    counters.load(con)
+    assert counters.value("notebook_reproducibility_checks_total", team="a") == 9.0
+    assert counters.value("observatory_events_duplicate_total") == 2.0
+    con.close()
