@@ -28,8 +28,8 @@ The two threads' transactions overlap, so they never update the same rows: the w
 letters and `ingest_batches` rows, the deriver's update the derived tables and mark older `ingest_batches` rows,
 and each persists its counters in a part of its own (`metric_counter_parts`; `notebook_reproducibility_checks_total`
 is counted by both, and DuckDB refuses to update a row that another transaction updated after this one began). When
-the deriver falls `max_batch_events` behind, the writer waits for it before committing more (the queue then fills
-and clients get 429): what is pending is held in memory.
+the deriver falls `max_lag_events` behind (`max_batch_events`, at most `max_queue_events`), the writer waits for it
+before committing more (the queue then fills and clients get 429): what is pending is held in memory.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Writer:
         self._pending_events = 0
         self._deriving_events = 0  # the events of the batches the deriver has taken and not committed yet
         self._pending_since = 0.0
-        self._quiet_until = 0.0  # with nothing queued, the writer derives from then on (derive_delay)
+        self._quiet_until = 0.0  # the deriver derives from then on (derive_delay after the last batch pended)
         self._derive_wanted = False
         self._pended = 0  # batches ever pended, and of those derived: `wait_derived` compares the two
         self._derived = 0
@@ -216,6 +216,13 @@ class Writer:
                     return False
                 self._settled.wait(min(left, 0.5))
             return True
+
+    @property
+    def max_lag_events(self) -> int:
+        """Committed events the deriver may be behind before the writer waits for it: at most a group commit's and
+        at most a full queue's, so the events held in memory (queued, then committed and not derived) stay within
+        twice the queue's bound."""
+        return max(1, min(self.max_batch_events, self.max_queue_events))
 
     @property
     def derive_lag_events(self) -> int:
@@ -309,7 +316,7 @@ class Writer:
                         writes.append(item)
                         continue
                     if writes:
-                        self._wait_for_deriver(self.max_batch_events)
+                        self._wait_for_deriver(self.max_lag_events)
                         self._commit_group(writes)
                         writes = []
                     if isinstance(item, _Job):
@@ -481,8 +488,8 @@ class Writer:
             for reason, n in rejected.items():
                 deltas.append(CounterDelta("observatory_events_rejected_total", (("reason", reason),), float(n)))
             folded = self.counters.fold(deltas)
-            pend = new is not None and not derive
             self.counters.persist(con, folded)
+            pend = new is not None and not derive
             con.execute(
                 "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?)",
                 [batch_id, now, n_inserted, duplicates, sum(rejected.values()), not pend],
