@@ -468,22 +468,31 @@ def breakdown_only(ndjson: Path, data_dir: Path, n: int, reps: int) -> None:
     print(f"fast share {runs[-1]['bulk']['fast_share']:.4f}, events {runs[-1]['events']:,}")
 
 
-def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
-    """(a) for this checkout and `before`, alternated: a same-run comparison on a noisy machine."""
+def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
+                configs: dict[str, tuple[Path | None, dict[str, str] | None]]) -> tuple[list[str], dict[str, list[dict]]]:
+    """(a) `reps` times for each configuration (label -> (checkout or None for this one, extra environment)),
+    alternated: a same-run comparison on a noisy machine. Returns the lines posted and the runs by label."""
     with open(ndjson) as fh:
         lines = [line.rstrip("\n") for _, line in zip(range(n), fh)]
-    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    runs: dict[str, list[dict]] = {label: [] for label in configs}
     for rep in range(reps):
-        for which, code in (("before", before), ("after", None)):
+        for k, (label, (code, env)) in enumerate(configs.items()):
             with tempfile.TemporaryDirectory(prefix="bench-http-ab-", dir=data_dir) as d:
-                r = http_run([x.replace('"id":"', f'"id":"{which}{rep}-', 1) for x in lines], Path(d), code=code)
-            runs[which].append(r)
-            print(f"(a) {which:6s} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
-                  f"collector {r['server_cpu_us']:.1f} CPU-µs per event", flush=True)
-    for which, rs in runs.items():
+                r = http_run([x.replace('"id":"', f'"id":"c{k}-{rep}-', 1) for x in lines], Path(d), code=code, env=env)
+            runs[label].append(r)
+            print(f"(a) {label} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
+                  f"collector {r['server_cpu_us']:.1f} CPU-µs per event, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                  flush=True)
+    for label, rs in runs.items():
         each = ", ".join(f"{r['eps']:,.0f}" for r in rs)
-        cpu = statistics.median(r["server_cpu_us"] for r in rs)
-        print(f"(a) {which}: median {med(rs):,.0f}/s ({each}), collector CPU-µs per event {cpu:.1f}")
+        print(f"(a) {label}: median {med(rs):,.0f}/s ({each}), collector CPU-µs per event "
+              f"{med(rs, 'server_cpu_us'):.1f}, peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB")
+    return lines, runs
+
+
+def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
+    """(a) for this checkout and `before`, alternated, then the latency of both at one offered rate."""
+    lines, runs = _alternated(ndjson, data_dir, n, reps, {"before": (before, None), "after": (None, None)})
     # Latency at one offered rate for both: half the code before's median throughput.
     eps = med(runs["before"]) / 2
     lat: dict[str, list[dict]] = {"before": [], "after": []}
@@ -503,20 +512,7 @@ def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -
 def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, dict[str, str]]) -> None:
     """(a) for this checkout's collector under each environment, alternated (e.g. the allocator settings one at a
     time: docs/performance.md, twelfth round)."""
-    with open(ndjson) as fh:
-        lines = [line.rstrip("\n") for _, line in zip(range(n), fh)]
-    runs: dict[str, list[dict]] = {label: [] for label in envs}
-    for rep in range(reps):
-        for k, (label, env) in enumerate(envs.items()):
-            with tempfile.TemporaryDirectory(prefix="bench-http-env-", dir=data_dir) as d:
-                r = http_run([x.replace('"id":"', f'"id":"e{k}-{rep}-', 1) for x in lines], Path(d), env=env)
-            runs[label].append(r)
-            print(f"(a) {label} rep {rep + 1}: {r['eps']:,.0f}/s, collector {r['server_cpu_us']:.1f} CPU-µs per event, "
-                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-    for label, rs in runs.items():
-        each = ", ".join(f"{r['eps']:,.0f}" for r in rs)
-        print(f"(a) {label}: median {med(rs):,.0f}/s ({each}), "
-              f"collector CPU-µs per event {med(rs, 'server_cpu_us'):.1f}, peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB")
+    _alternated(ndjson, data_dir, n, reps, {label: (None, env) for label, env in envs.items()})
 
 
 def _env_arg(text: str) -> tuple[str, dict[str, str]]:
