@@ -8,9 +8,9 @@ columns, polars frames, orjson texts), the same sizes again and again. With thei
 * pyarrow's default pool (mimalloc) gives freed pages back to the OS after 10 ms.
 
 So each batch faulted in, zeroed by the kernel, the pages the previous batch had just given back: ~1.7 page faults
-per event in `observatory ingest --db`, and a quarter of the collector's CPU on the HTTP path spent in the kernel.
-Measured in alternated runs (docs/performance.md, twelfth round), HTTP ingest's collector CPU per event fell by a
-fifth and the bulk command's system time by half with the settings below.
+per event in `observatory ingest --db`, whose system time was a quarter of its CPU. Measured in alternated runs
+(docs/performance.md, twelfth round), with the settings below HTTP ingest's collector CPU per event fell by a fifth
+and the bulk command's system time by more than half.
 
 What is set, once per process, before the first batch (`observatory serve`, `ingest`, `demo`; the collector's
 `collector started` log line shows it as `allocators`):
@@ -61,14 +61,14 @@ def tune(enabled: bool = True) -> dict[str, str]:
     global _applied
     if _applied is not None:
         return _applied
-    applied: dict[str, str] = {}
+    done: dict[str, str] = {}
     if enabled:
         libc = _glibc()
         if libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 \
                 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
-            applied["glibc"] = f"trim_threshold={TRIM_THRESHOLD} mmap_threshold={MMAP_THRESHOLD}"
+            done["glibc"] = f"trim_threshold={TRIM_THRESHOLD} mmap_threshold={MMAP_THRESHOLD}"
         if pa.default_memory_pool().backend_name != "system":
             pa.set_memory_pool(pa.system_memory_pool())
-        applied["arrow_pool"] = pa.default_memory_pool().backend_name
-    _applied = applied
-    return applied
+        done["arrow_pool"] = pa.default_memory_pool().backend_name
+    _applied = done
+    return done
