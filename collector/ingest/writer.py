@@ -197,8 +197,8 @@ class Writer:
 
     def wait_derived(self, timeout: float = 10.0) -> bool:
         """Wait until every batch committed so far is in the derived tables (at once without `defer_derive`).
-        Readers call it so that a read after an acknowledgement sees what was acknowledged; the writer derives
-        at once when asked. False when the writer is not running (nothing will derive until it starts, which
+        Readers call it so that a read after an acknowledgement sees what was acknowledged; the deriver derives
+        at once when asked. False when the deriver is not running (nothing will derive until it starts, which
         derives first) or `timeout` passed: the caller reads what is derived."""
         if threading.current_thread() in (self._thread, self._deriver):  # a job asking: everything before it
             return True  # is derived (the writer waited for the deriver); the deriver itself never waits
@@ -211,8 +211,7 @@ class Writer:
             end = time.monotonic() + timeout
             while self._derived < target:
                 left = end - time.monotonic()
-                deriver = self._deriver if self.defer_derive else self._thread
-                if left <= 0 or deriver is None or not deriver.is_alive():
+                if left <= 0 or self._deriver is None or not self._deriver.is_alive():
                     return False
                 self._settled.wait(min(left, 0.5))
             return True
