@@ -52,8 +52,8 @@ import pyarrow.compute as pc
 from opentelemetry import trace
 
 from collector.metrics.counters import CounterStore
-from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, typed_from_stored, \
-    update_derived
+from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, fold_batches, \
+    typed_from_stored, update_derived
 from collector.contract.validation import Rejection
 from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
@@ -479,7 +479,7 @@ class Writer:
             new = None
             if n_inserted:
                 new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
-                deltas = update_derived(con, new, batch_id, exhaustive=exhaustive) if derive else event_deltas(new)
+                deltas = update_derived(con, new, batch_id, exhaustive=exhaustive) if derive else []
             duplicates = len(keys) - n_inserted
             if duplicates:
                 deltas.append(CounterDelta("observatory_events_duplicate_total", (), float(duplicates)))
@@ -581,7 +581,7 @@ class Writer:
                 for p in pending:
                     self._derive_batches([p])
                 return
-            self._give_up(pending[0][0], exc)
+            self._give_up(pending[0][0], exc, pending[0][1])
             return
         for hook in self.on_commit:
             try:
@@ -589,32 +589,44 @@ class Writer:
             except Exception:  # noqa: BLE001
                 log.exception("on_commit hook failed")
 
-    def _give_up(self, batch_id: int, exc: Exception) -> None:
+    def _give_up(self, batch_id: int, exc: Exception, rows: pa.Table | None = None) -> None:
         """A batch whose events are stored and acknowledged and whose derived rows cannot be written: marked
-        derived all the same, so that readers and the SLI fold move past it; counted and logged (the class only:
-        a database message may quote an event's values)."""
+        derived all the same, so that readers and the SLI fold move past it, with the counters of its events as
+        ingested (`rows`, when they could be read: those need nothing stored); counted and logged (the class
+        only: a database message may quote an event's values)."""
         self.stats.derive_failures += 1
         log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
                   batch_id, type(exc).__name__)
+        con = self._derive_con
+        folded: dict = {}
         try:
-            self._derive_con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            con.execute("BEGIN TRANSACTION")
+            if rows is not None:
+                try:
+                    folded = self.counters.fold(event_deltas(rows))
+                except Exception:  # noqa: BLE001 - the rows themselves are at fault: the batch is marked anyway
+                    folded = {}
+                self.counters.persist(con, folded, "derived")
+            con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            con.execute("COMMIT")
         except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
+            self._rollback(con)
             log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
+            return
+        self.counters.apply(folded)
 
     def _derive_once(self, pending: list[tuple[int, pa.Table]], exhaustive: bool) -> list[CounterDelta]:
-        """The derived rows of `pending`, the counters they cause and the batches marked derived, committed
-        together. Each batch is folded as itself, in commit order, so the derived tables and counters are what
-        deriving in each batch's own transaction gives: the labels of a run's counters come from the attempt as
-        stored before its batch, so folding several batches as one could label (and count reproducibility) an
-        attempt differently when its events disagree. The fold reads only the batch and the derived tables, never
-        `events`, so the batches committed after one do not change its result."""
+        """The derived rows of `pending`, the counters they and their events cause and the batches marked derived,
+        committed together. The batches are folded in one pass (`fold_batches`: one statement per table for all
+        of them), whose result is what deriving each batch in its own transaction, in commit order, gives. The fold
+        reads only the batches and the derived tables, never `events`, so the batches committed after them do not
+        change its result."""
         con = self._derive_con
         first, last = pending[0][0], pending[-1][0]
         with tracer.start_as_current_span("writer.derive") as span:
             t0 = time.perf_counter()
             con.execute("BEGIN TRANSACTION")
-            deltas = [d for b, t in pending for d in update_derived(con, t, b, exhaustive=exhaustive,
-                                                                    event_counts=False)]
+            deltas = fold_batches(con, pending, exhaustive=exhaustive)
             folded = self.counters.fold(deltas)
             self.counters.persist(con, folded, "derived")
             # the batches between first and last that are not pending had nothing to derive

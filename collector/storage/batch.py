@@ -11,6 +11,25 @@ commit used to spend milliseconds of Python rebuilding the same expression trees
 
 Order conventions, the same as the SQL they replace: rows are taken in (time, id) order; "first non-null by
 time" is `drop_nulls().first()`, "newest by (time, id), nulls skipped" is `drop_nulls().last()`.
+
+Several batches at once. The deriver folds every batch pending since its last transaction in one pass
+(storage/derive.py: `fold_batches`), and the result must be what folding each batch in its own transaction, in
+commit order, gives. The frame then carries `_seq` (the batch's place in that order) and `_batch` (its id). Each
+function first aggregates per key and batch exactly as for one batch, then combines a key's batch rows in `_seq`
+order into one row, by the rule the table's upsert applies to a stored row and a batch row. Most rules are
+associative (min, max, sums, first or last non-null in batch order, the value with the newest time), so the
+combined row is one batch row of the same shape. Two kinds are not:
+
+* "the value of the earlier batch unless it is null": the upsert keeps a stored value unless the batch row is
+  newer by the rule's time and carries one (a kernel's end reason, a schedule's team) or older by first-seen time
+  (a run's identity fields). What the stored row ends with then depends on its own time, so the combined row
+  carries the candidates and their times (`*_at`, `*_last`, `*_last_fs`, `*_first`), and the upsert picks.
+  Which candidates suffice is derived in the docstrings of `_kernel_combine`, `_schedule_combine` and
+  `_run_combine`.
+* what a run's counters are labelled with: the attempt as stored just before the batch of its first terminal
+  event (`ft_*` and the `pre_*` candidates of the batches before it).
+
+tests/ingest/test_derive_combined.py holds the equality on adversarial streams.
 """
 
 from __future__ import annotations
@@ -58,17 +77,94 @@ _RUN_STATE = (pl.when(pl.col("term_state").is_not_null()).then(pl.col("term_stat
               .when(pl.col("started_at").is_not_null()).then(pl.lit("started")).otherwise(pl.lit("queued")))
 
 
-def runs(new: pl.DataFrame, batch_id: int | None) -> pl.LazyFrame:
-    """Per run attempt (run_id, attempt defaulting to 1) touched by the batch: identity fields from its earliest
-    events, queue/start times, and the newest terminal event's outcome and measurements."""
-    agg = (new.lazy()
-           .filter(_RUN_FILTER)
-           .with_columns(pl.col("attempt").fill_null(1))
-           .sort("time", "id")
-           .group_by("run_id", "attempt", maintain_order=True)
-           .agg(*_RUN_AGG))
-    return agg.with_columns(_RUN_STATE.alias("state"), pl.lit(batch_id, pl.Int64).alias("updated_batch")) \
-        .drop("term_state")
+def _prev_min(col: str, key: list[str]) -> pl.Expr:
+    """Per key, in batch order: the least `col` of the rows before this one (null for the first)."""
+    return pl.col(col).cum_min().forward_fill().shift(1).over(key)
+
+
+def _prev_max(col: str, key: list[str]) -> pl.Expr:
+    """Per key, in batch order: the greatest `col` of the rows before this one (nulls skipped; null for the first)."""
+    return pl.col(col).cum_max().forward_fill().shift(1).over(key)
+
+
+def _per_batch(new: pl.DataFrame, cond: pl.Expr, key: list[str], agg: tuple[pl.Expr, ...]) -> pl.LazyFrame:
+    """One row per key and batch (the single-batch aggregation), keys' rows in batch order."""
+    return (new.lazy()
+            .filter(cond)
+            .sort("_seq", "time", "id")
+            .group_by(*key, "_seq", maintain_order=True)
+            .agg(pl.col("_batch").first(), *agg))
+
+
+RUN_KEY = ["run_id", "attempt"]
+# The identity fields: a batch row's value replaces the stored one only when the batch's first event is older
+# than the stored first_seen_at, and fills it when it is null (derive.py: `_SET_RUNS`).
+RUN_IDENTITY = ("notebook_id", "team", "owner", "trigger", "environment")
+# What a run's counters are labelled with, and the first terminal event's own fields (derive.py: _BESIDE_STORED).
+RUN_LABELS = ("notebook_id", "team", "trigger", "environment")
+FIRST_TERMINAL = ("state", "duration_seconds", "ended_at", "output_hash", "input_hash", "parameters_hash", "env_hash",
+                  "notebook_id", "team", "trigger", "environment", "_seq")
+_RUN_TERM = ("ended_at", "terminal_event_id", "term_state", *_MEASURED)
+# The columns of the combined frames that are candidates for the upsert, not columns of the table.
+RUN_CANDIDATES = frozenset([f"{f}_{k}" for f in RUN_IDENTITY for k in ("last", "last_fs", "first")]
+                           + [f"pre_{f}_{k}" for f in RUN_LABELS for k in ("last", "last_fs", "first")]
+                           + [f"ft_{c.lstrip('_')}" for c in FIRST_TERMINAL])
+KERNEL_CANDIDATES = frozenset(["reason_at"])
+SCHEDULE_CANDIDATES = frozenset(["team_at"])
+
+
+def _run_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """A run attempt's batch rows (in batch order) combined into what they fold a stored row into.
+
+    The identity rule (`f`: the batch's value when its first_seen_at is older than the stored one's, else the
+    stored value, else the batch's) is a left fold whose result depends on the stored row. Its value changes at
+    a batch row i with a value that is either the first non-null value or older (first_seen_at) than every row
+    before it, stored row included. Call the rows older than every earlier batch row "records"; their
+    first_seen_at falls. If L is the last record with a value: L's value when L is older than the stored row,
+    else the stored value when it has one, else the first non-null value (`f_first`). So the combined row
+    carries `f_last` and `f_last_fs` (L's value and first_seen_at) and `f_first`, and `f` itself is what a new
+    row gets: `f_last`, else `f_first`. The same candidates over the batches before the first terminal one
+    (`pre_*`) give the labels as stored just before it. Everything else is associative: the earliest times, the
+    terminal fields of the newest (ended_at, terminal_event_id) (the first of equals), the summed count, the
+    last batch's id."""
+    record = _prev_min("first_seen_at", RUN_KEY)
+    record = record.is_null() | (pl.col("first_seen_at") < record)
+    ended = pl.col("ended_at").is_not_null()
+    before_first_end = ended.cum_sum().over(RUN_KEY) == 0
+    first_end = ended & (ended.cum_sum().over(RUN_KEY) == 1)
+    rows = rows.with_columns(_record=record, _before=before_first_end, _first_end=first_end)
+    newest_end = pl.col("ended_at") == pl.col("ended_at").max()
+    top = newest_end & (pl.col("terminal_event_id") == pl.col("terminal_event_id").filter(newest_end).max())
+    aggs: list[pl.Expr] = []
+    for f in RUN_IDENTITY:
+        cand = pl.col("_record") & pl.col(f).is_not_null()
+        aggs += [pl.col(f).filter(cand).last().alias(f"{f}_last"),
+                 pl.col("first_seen_at").filter(cand).last().alias(f"{f}_last_fs"),
+                 pl.col(f).drop_nulls().first().alias(f"{f}_first")]
+    for f in RUN_LABELS:
+        cand = pl.col("_before") & pl.col("_record") & pl.col(f).is_not_null()
+        aggs += [pl.col(f).filter(cand).last().alias(f"pre_{f}_last"),
+                 pl.col("first_seen_at").filter(cand).last().alias(f"pre_{f}_last_fs"),
+                 pl.col(f).filter(pl.col("_before")).drop_nulls().first().alias(f"pre_{f}_first")]
+    aggs += [pl.col("_state" if c == "state" else c).filter(pl.col("_first_end")).first().alias(f"ft_{c.lstrip('_')}")
+             for c in FIRST_TERMINAL]
+    aggs += [pl.col(c).filter(top).first() for c in _RUN_TERM]
+    combined = (rows.with_columns(_RUN_STATE.alias("_state"))
+                .group_by(*RUN_KEY, maintain_order=True)
+                .agg(*aggs,
+                     pl.col("queued_at").min(), pl.col("started_at").min(), pl.col("scheduled_for").min(),
+                     pl.col("terminal_events").sum().cast(pl.Int32), pl.col("_batch").last().alias("updated_batch"),
+                     pl.col("first_seen_at").min(), pl.col("last_event_at").max()))
+    return combined.with_columns(
+        *[pl.coalesce(f"{f}_last", f"{f}_first").alias(f) for f in RUN_IDENTITY],
+        _RUN_STATE.alias("state")).drop("term_state")
+
+
+def runs(new: pl.DataFrame) -> pl.LazyFrame:
+    """Per run attempt (run_id, attempt defaulting to 1) touched by the batches: identity fields from its earliest
+    events, queue/start times, and the newest terminal event's outcome and measurements (`_run_combine`)."""
+    return _run_combine(_per_batch(new.with_columns(pl.col("attempt").fill_null(1)), _RUN_FILTER, RUN_KEY,
+                                   _RUN_AGG))
 
 
 _ENDED = _T.is_in(["notebook.kernel.died", "notebook.kernel.shutdown"])
@@ -87,13 +183,36 @@ _KERNEL_AGG = (
 )
 
 
+def _weak_records(col: str, key: list[str], value: str) -> pl.Expr:
+    """Rows whose `col` is set and not older than any earlier row's (ties count), and that carry `value`: where
+    the upserts that keep `value` "unless a newer row sets it" change it."""
+    prev = _prev_max(col, key)
+    return pl.col(col).is_not_null() & (prev.is_null() | (pl.col(col) >= prev)) & pl.col(value).is_not_null()
+
+
+def _kernel_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """A kernel's batch rows (in batch order) combined. The end reason is replaced by a row whose ended_at is not
+    older than the stored one's and that has a reason; along a sequence that happens at the weak records of
+    ended_at carrying a reason, so the last of those is the candidate (`end_reason`, `reason_at`), and the
+    upsert keeps the stored reason when the stored ended_at is newer. The rest: the first non-null identity (the
+    stored value wins), sums, the earliest start, the newest end and event, the last exit code set."""
+    key = ["kernel_id"]
+    cand = _weak_records("ended_at", key, "end_reason")
+    return (rows.with_columns(_cand=cand)
+            .group_by(*key, maintain_order=True)
+            .agg(*[pl.col(c).drop_nulls().first() for c in ("team", "owner", "notebook_id", "notebook_path")],
+                 pl.col("started_at").min(),
+                 *[pl.col(c).sum().cast(pl.Int32) for c in ("restarts", "crash_restarts", "deaths")],
+                 pl.col("ended_at").max(),
+                 pl.col("end_reason").filter(pl.col("_cand")).last(),
+                 pl.col("ended_at").filter(pl.col("_cand")).last().alias("reason_at"),
+                 pl.col("last_exit_code").drop_nulls().last(),
+                 pl.col("last_event_at").max()))
+
+
 def kernels(new: pl.DataFrame) -> pl.LazyFrame:
-    """Per kernel session touched by the batch."""
-    return (new.lazy()
-            .filter(_KERNEL_FILTER)
-            .sort("time", "id")
-            .group_by("kernel_id", maintain_order=True)
-            .agg(*_KERNEL_AGG))
+    """Per kernel session touched by the batches."""
+    return _kernel_combine(_per_batch(new, _KERNEL_FILTER, ["kernel_id"], _KERNEL_AGG))
 
 
 @lru_cache(maxsize=8)
@@ -112,23 +231,34 @@ def _notebook_plan(fields: tuple[str, ...], registry_types: tuple[str, ...]) -> 
 
 
 def notebooks(new: pl.DataFrame, fields: tuple[str, ...], registry_types: tuple[str, ...]) -> pl.LazyFrame:
-    """Per notebook touched by registry events: each field's newest value and when it was set."""
+    """Per notebook touched by registry events: each field's newest value and when it was set (across batches,
+    the value set newest, the later batch's of equals: the upsert's rule, which is associative)."""
     cond, agg = _notebook_plan(fields, registry_types)
-    return (new.lazy()
-            .filter(cond)
-            .sort("time", "id")
-            .group_by("notebook_id", maintain_order=True)
-            .agg(*agg))
+    rows = _per_batch(new, cond, ["notebook_id"], agg)
+    newest = [e for f in fields for e in (pl.col(f).filter(pl.col(f"{f}_at") == pl.col(f"{f}_at").max()).last(),
+                                          pl.col(f"{f}_at").max())]
+    return rows.group_by("notebook_id", maintain_order=True).agg(
+        *newest, pl.col("registered_at").min(), pl.col("promoted_at").min(), pl.col("updated_at").max())
 
 
 _SCHEDULE_AGG = (*[_newest(pl.col(c)) for c in ("team", "cron", "timezone", "grace_seconds")],
                  pl.col("time").max().alias("registered_at"))
 
 
+def _schedule_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """A notebook's schedule rows (in batch order) combined: cron, time zone and grace of the newest registration
+    (the later batch's of equals), and the team as the kernel's end reason is (`_kernel_combine`): replaced by a
+    registration not older than the stored one that names a team (`team`, `team_at`)."""
+    key = ["notebook_id"]
+    newest = pl.col("registered_at") == pl.col("registered_at").max()
+    return (rows.with_columns(_cand=_weak_records("registered_at", key, "team"))
+            .group_by(*key, maintain_order=True)
+            .agg(pl.col("team").filter(pl.col("_cand")).last(),
+                 pl.col("registered_at").filter(pl.col("_cand")).last().alias("team_at"),
+                 *[pl.col(c).filter(newest).last() for c in ("cron", "timezone", "grace_seconds")],
+                 pl.col("registered_at").max()))
+
+
 def schedules(new: pl.DataFrame) -> pl.LazyFrame:
-    """Per notebook with a schedule registration in the batch: the newest non-null value of each field."""
-    return (new.lazy()
-            .filter(_T == "notebook.schedule.registered")
-            .sort("time", "id")
-            .group_by("notebook_id", maintain_order=True)
-            .agg(*_SCHEDULE_AGG))
+    """Per notebook with a schedule registration in the batches: the newest non-null value of each field."""
+    return _schedule_combine(_per_batch(new, _T == "notebook.schedule.registered", ["notebook_id"], _SCHEDULE_AGG))

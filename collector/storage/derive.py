@@ -35,24 +35,40 @@ class CounterDelta:
     value: float
 
 
-# Each attempt of the batch beside its stored row (`{stored}`: run_attempts, or its recent rows), if any. The
-# attempts whose first terminal event arrives in this batch (a batch end time, no stored one) are what
-# notebook_run_attempts_total counts.
-_BESIDE_STORED = """
+def _acc(f: str, stored: str, b: str, pre: str = "") -> str:
+    """The identity field `f` of a stored attempt (alias `stored`) after folding in the candidates `b.{pre}f_*`
+    (collector/storage/batch.py: `_run_combine`): the last older record's value, else the stored value, else the
+    first value."""
+    return (f"CASE WHEN {b}.{pre}{f}_last_fs < {stored}.first_seen_at THEN {b}.{pre}{f}_last "
+            f"WHEN {stored}.{f} IS NOT NULL THEN {stored}.{f} ELSE {b}.{pre}{f}_first END")
+
+
+def _before_first_end(f: str) -> str:
+    """`f` of the attempt as stored just before the batch of its first terminal event: the stored row (`r`, null
+    when none) with the batches before that one folded in."""
+    return f"CASE WHEN r.run_id IS NULL THEN coalesce(b.pre_{f}_last, b.pre_{f}_first) ELSE {_acc(f, 'r', 'b', 'pre_')} END"
+
+
+# Each attempt of the batches beside its stored row (`{stored}`: run_attempts, or its recent rows), if any. The
+# attempts whose first terminal event arrives in these batches (one of them has an end time, the stored row has
+# none) are what notebook_run_attempts_total counts, labelled as the attempt was stored just before that batch.
+_BESIDE_STORED = f"""
 SELECT
     b.run_id, b.attempt,
-    b.ended_at IS NOT NULL AND r.ended_at IS NULL AS first_terminal,
-    b.state AS outcome, b.duration_seconds, b.ended_at, b.output_hash, b.input_hash,
-    b.parameters_hash, b.env_hash,
-    coalesce(b.notebook_id, r.notebook_id) AS notebook_id,
-    coalesce(r.team, b.team) AS team,
-    coalesce(r.trigger, b.trigger) AS trigger,
-    coalesce(r.environment, b.environment) AS environment
+    b.ft_ended_at IS NOT NULL AND r.ended_at IS NULL AS first_terminal,
+    b.ft_state AS outcome, b.ft_duration_seconds AS duration_seconds, b.ft_ended_at AS ended_at,
+    b.ft_output_hash AS output_hash, b.ft_input_hash AS input_hash, b.ft_parameters_hash AS parameters_hash,
+    b.ft_env_hash AS env_hash,
+    coalesce(b.ft_notebook_id, {_before_first_end("notebook_id")}) AS notebook_id,
+    coalesce({_before_first_end("team")}, b.ft_team) AS team,
+    coalesce({_before_first_end("trigger")}, b.ft_trigger) AS trigger,
+    coalesce({_before_first_end("environment")}, b.ft_environment) AS environment,
+    b.ft_seq AS seq
 FROM batch_runs b
-LEFT JOIN {stored} r ON r.run_id = b.run_id AND r.attempt = b.attempt
+LEFT JOIN {{stored}} r ON r.run_id = b.run_id AND r.attempt = b.attempt
 """
 _FIRST_TERMINAL_COLS = ("run_id", "attempt", "outcome", "duration_seconds", "ended_at", "output_hash", "input_hash",
-                        "parameters_hash", "env_hash", "notebook_id", "team", "trigger", "environment")
+                        "parameters_hash", "env_hash", "notebook_id", "team", "trigger", "environment", "seq")
 
 # Where a batch's attempts are looked for first: rows first seen since RUN_LOOKBACK before the batch's earliest
 # attempt. DuckDB plans `INSERT ... ON CONFLICT` (and any join on the key) as a scan of the whole table: at 2.2M
@@ -70,90 +86,99 @@ class StoredBeforeLookback(Exception):
 
 
 _NEWER_TERM = (
-    "(EXCLUDED.ended_at IS NOT NULL AND (run_attempts.ended_at IS NULL OR "
-    "(EXCLUDED.ended_at, EXCLUDED.terminal_event_id) > (run_attempts.ended_at, run_attempts.terminal_event_id)))"
+    "(b.ended_at IS NOT NULL AND (run_attempts.ended_at IS NULL OR "
+    "(b.ended_at, b.terminal_event_id) > (run_attempts.ended_at, run_attempts.terminal_event_id)))"
 )
 _TERM_COLS = (
     "ended_at", "duration_seconds", "error_type", "error_message", "output_hash", "input_hash", "parameters_hash",
     "env_hash", "cpu_seconds", "max_memory_bytes", "cells", "terminal_event_id",
 )
-_UPSERT_RUNS = f"""
-INSERT INTO run_attempts BY NAME SELECT * FROM batch_runs
-ON CONFLICT (run_id, attempt) DO UPDATE SET
-    notebook_id = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.notebook_id, run_attempts.notebook_id) ELSE coalesce(run_attempts.notebook_id, EXCLUDED.notebook_id) END,
-    team = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.team, run_attempts.team) ELSE coalesce(run_attempts.team, EXCLUDED.team) END,
-    owner = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.owner, run_attempts.owner) ELSE coalesce(run_attempts.owner, EXCLUDED.owner) END,
-    trigger = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.trigger, run_attempts.trigger) ELSE coalesce(run_attempts.trigger, EXCLUDED.trigger) END,
-    environment = CASE WHEN EXCLUDED.first_seen_at < run_attempts.first_seen_at THEN coalesce(EXCLUDED.environment, run_attempts.environment) ELSE coalesce(run_attempts.environment, EXCLUDED.environment) END,
-    queued_at = least(run_attempts.queued_at, EXCLUDED.queued_at),
-    started_at = least(run_attempts.started_at, EXCLUDED.started_at),
-    scheduled_for = least(run_attempts.scheduled_for, EXCLUDED.scheduled_for),
+_SET_RUNS = f"""
+    {", ".join(f"{f} = {_acc(f, 'run_attempts', 'b')}" for f in batch.RUN_IDENTITY)},
+    queued_at = least(run_attempts.queued_at, b.queued_at),
+    started_at = least(run_attempts.started_at, b.started_at),
+    scheduled_for = least(run_attempts.scheduled_for, b.scheduled_for),
     state = CASE
-        WHEN {_NEWER_TERM} THEN EXCLUDED.state
+        WHEN {_NEWER_TERM} THEN b.state
         WHEN run_attempts.ended_at IS NOT NULL THEN run_attempts.state
-        WHEN least(run_attempts.started_at, EXCLUDED.started_at) IS NOT NULL THEN 'started'
+        WHEN least(run_attempts.started_at, b.started_at) IS NOT NULL THEN 'started'
         ELSE 'queued' END,
-    {", ".join(f"{c} = CASE WHEN {_NEWER_TERM} THEN EXCLUDED.{c} ELSE run_attempts.{c} END" for c in _TERM_COLS)},
-    terminal_events = run_attempts.terminal_events + EXCLUDED.terminal_events,
-    updated_batch = EXCLUDED.updated_batch,
-    first_seen_at = least(run_attempts.first_seen_at, EXCLUDED.first_seen_at),
-    last_event_at = greatest(run_attempts.last_event_at, EXCLUDED.last_event_at)
+    {", ".join(f"{c} = CASE WHEN {_NEWER_TERM} THEN b.{c} ELSE run_attempts.{c} END" for c in _TERM_COLS)},
+    terminal_events = run_attempts.terminal_events + b.terminal_events,
+    updated_batch = b.updated_batch,
+    first_seen_at = least(run_attempts.first_seen_at, b.first_seen_at),
+    last_event_at = greatest(run_attempts.last_event_at, b.last_event_at)
 """
 
-_UPSERT_KERNELS = """
-INSERT INTO kernel_sessions BY NAME SELECT * FROM batch_kernels
-ON CONFLICT (kernel_id) DO UPDATE SET
-    team = coalesce(kernel_sessions.team, EXCLUDED.team),
-    owner = coalesce(kernel_sessions.owner, EXCLUDED.owner),
-    notebook_id = coalesce(kernel_sessions.notebook_id, EXCLUDED.notebook_id),
-    notebook_path = coalesce(kernel_sessions.notebook_path, EXCLUDED.notebook_path),
-    started_at = least(kernel_sessions.started_at, EXCLUDED.started_at),
-    restarts = kernel_sessions.restarts + EXCLUDED.restarts,
-    crash_restarts = kernel_sessions.crash_restarts + EXCLUDED.crash_restarts,
-    deaths = kernel_sessions.deaths + EXCLUDED.deaths,
-    end_reason = CASE WHEN EXCLUDED.ended_at >= coalesce(kernel_sessions.ended_at, EXCLUDED.ended_at)
-                      THEN coalesce(EXCLUDED.end_reason, kernel_sessions.end_reason) ELSE kernel_sessions.end_reason END,
-    ended_at = greatest(kernel_sessions.ended_at, EXCLUDED.ended_at),
-    last_exit_code = coalesce(EXCLUDED.last_exit_code, kernel_sessions.last_exit_code),
-    last_event_at = greatest(kernel_sessions.last_event_at, EXCLUDED.last_event_at)
+_SET_KERNELS = """
+    team = coalesce(kernel_sessions.team, b.team),
+    owner = coalesce(kernel_sessions.owner, b.owner),
+    notebook_id = coalesce(kernel_sessions.notebook_id, b.notebook_id),
+    notebook_path = coalesce(kernel_sessions.notebook_path, b.notebook_path),
+    started_at = least(kernel_sessions.started_at, b.started_at),
+    restarts = kernel_sessions.restarts + b.restarts,
+    crash_restarts = kernel_sessions.crash_restarts + b.crash_restarts,
+    deaths = kernel_sessions.deaths + b.deaths,
+    end_reason = CASE WHEN b.reason_at >= coalesce(kernel_sessions.ended_at, b.reason_at)
+                      THEN b.end_reason ELSE kernel_sessions.end_reason END,
+    ended_at = greatest(kernel_sessions.ended_at, b.ended_at),
+    last_exit_code = coalesce(b.last_exit_code, kernel_sessions.last_exit_code),
+    last_event_at = greatest(kernel_sessions.last_event_at, b.last_event_at)
 """
 
 
 @dataclass(frozen=True)
-class _Bounded:
-    """An upsert done the bounded way, as one MERGE: the batch's rows stored among the table's rows with `recent`
-    >= $bound are updated (the upsert's own SET, EXCLUDED read from the batch), the others inserted plainly."""
+class _Merge:
+    """A derived table's upsert, as one MERGE of a combined batch frame (alias `b`): the stored rows with the
+    frame's keys updated by `set_clause`, the others inserted from the frame's columns of the table (the frame
+    may carry more: the candidates of collector/storage/batch.py).
+
+    Bounded (`recent`): DuckDB scans only the target's rows with `recent` >= $bound (zone maps; rows are stored in
+    its order, roughly), as the lookup, UPDATE and INSERT it replaced did, with one statement and one registered
+    frame instead of three and two (the derive of a 4,000-event batch: 103-109 -> 95-96 ms,
+    `bench/bench_writer.py`, alternated). A row stored before the bound is not matched, so it is inserted, and
+    the insert fails on the key: StoredBeforeLookback, and the caller does it again without the bound."""
 
     table: str
     key: tuple[str, ...]
-    recent: str  # the stored column the bound applies to (rows are stored in its order, roughly)
-    upsert: str  # the INSERT ... ON CONFLICT DO UPDATE of the exhaustive way
+    set_clause: str
+    candidates: frozenset[str]  # the frame's columns that are not the table's
+    recent: str | None = None  # the stored column the lookback bound applies to
 
-    def merge(self, batch: str) -> str:
-        """DuckDB scans only the target's rows the bound keeps (zone maps on `recent`), as it did for the lookup,
-        UPDATE and INSERT this replaces, with one statement and one registered frame instead of three and two
-        (the derive of a 4,000-event batch: 103-109 -> 95-96 ms, `bench/bench_writer.py`, alternated)."""
-        set_clause = self.upsert.split("DO UPDATE SET", 1)[1].replace("EXCLUDED.", "b.")
+    def sql(self, frame: pl.DataFrame, bounded: bool) -> str:
+        cols = [c for c in frame.columns if c not in self.candidates]
         on = " AND ".join(f"{self.table}.{k} = b.{k}" for k in self.key)
-        return (f"MERGE INTO {self.table} USING {batch} b ON {on} AND {self.table}.{self.recent} >= $bound "
-                f"WHEN MATCHED THEN UPDATE SET {set_clause} WHEN NOT MATCHED THEN INSERT BY NAME")
+        if bounded:
+            on += f" AND {self.table}.{self.recent} >= $bound"
+        return (f"MERGE INTO {self.table} USING {self.table}_batch b ON {on} "
+                f"WHEN MATCHED THEN UPDATE SET {self.set_clause} "
+                f"WHEN NOT MATCHED THEN INSERT ({', '.join(map(ident, cols))}) "
+                f"VALUES ({', '.join('b.' + ident(c) for c in cols)})")
 
     @property
     def recent_rows(self) -> str:
         return f"(SELECT * FROM {self.table} WHERE {self.recent} >= $bound)"
 
 
-_RUNS = _Bounded("run_attempts", ("run_id", "attempt"), "first_seen_at", _UPSERT_RUNS)
-_KERNELS = _Bounded("kernel_sessions", ("kernel_id",), "last_event_at", _UPSERT_KERNELS)
+_RUNS = _Merge("run_attempts", ("run_id", "attempt"), _SET_RUNS, batch.RUN_CANDIDATES, "first_seen_at")
+_KERNELS = _Merge("kernel_sessions", ("kernel_id",), _SET_KERNELS, batch.KERNEL_CANDIDATES, "last_event_at")
 
 
-def _merge_bounded(con: duckdb.DuckDBPyConnection, spec: _Bounded, frame: pl.DataFrame, bound: object) -> None:
-    """Merge `frame` into `spec.table` the bounded way; StoredBeforeLookback when a row it inserts is stored after
-    all (before the bound: the insert checks the key in its index and fails)."""
+def _merge(con: duckdb.DuckDBPyConnection, spec: _Merge, frame: pl.DataFrame, bound: object = None) -> None:
+    """Merge `frame` into `spec.table`, the bounded way when `bound` is given; StoredBeforeLookback when a row it
+    inserts is stored after all (before the bound: the insert checks the key in its index and fails)."""
+    if frame.height == 0:
+        return
     name = f"{spec.table}_batch"
     con.register(name, frame.to_arrow())
+    if bound is None:
+        try:
+            con.execute(spec.sql(frame, bounded=False))
+        finally:
+            con.unregister(name)
+        return
     try:
-        con.execute(spec.merge(name), {"bound": bound})
+        con.execute(spec.sql(frame, bounded=True), {"bound": bound})
     except duckdb.ConstraintException:  # the transaction is aborted: no unregister (it would fail). Stored
         # before the bound, or a row no retry can fix (the exhaustive way fails on it again). Not chained:
         # DuckDB's message quotes the key, a request value.
@@ -177,15 +202,13 @@ ON CONFLICT (notebook_id) DO UPDATE SET
     updated_at = greatest(notebooks.updated_at, EXCLUDED.updated_at)
 """
 
-_UPSERT_SCHEDULES = """
-INSERT INTO schedules BY NAME SELECT * FROM batch_schedules
-ON CONFLICT (notebook_id) DO UPDATE SET
-    team = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN coalesce(EXCLUDED.team, schedules.team) ELSE schedules.team END,
-    cron = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.cron ELSE schedules.cron END,
-    timezone = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.timezone ELSE schedules.timezone END,
-    grace_seconds = CASE WHEN EXCLUDED.registered_at >= schedules.registered_at THEN EXCLUDED.grace_seconds ELSE schedules.grace_seconds END,
-    registered_at = greatest(schedules.registered_at, EXCLUDED.registered_at)
-"""
+_SCHEDULES = _Merge("schedules", ("notebook_id",), """
+    team = CASE WHEN b.team_at >= schedules.registered_at THEN b.team ELSE schedules.team END,
+    cron = CASE WHEN b.registered_at >= schedules.registered_at THEN b.cron ELSE schedules.cron END,
+    timezone = CASE WHEN b.registered_at >= schedules.registered_at THEN b.timezone ELSE schedules.timezone END,
+    grace_seconds = CASE WHEN b.registered_at >= schedules.registered_at THEN b.grace_seconds ELSE schedules.grace_seconds END,
+    registered_at = greatest(schedules.registered_at, b.registered_at)
+""", batch.SCHEDULE_CANDIDATES)
 
 # Reproducibility for the counter: a first-terminal succeeded attempt (`repro_new`, the candidates of
 # `first_terminal`) is compared with the earliest known succeeded attempt of the same (notebook, input,
@@ -306,30 +329,45 @@ def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDe
 
 def event_deltas(new: pa.Table) -> list[CounterDelta]:
     """The increments of the counters of events as ingested (`_EVENT_COUNTERS`): what a batch counts whatever is
-    stored, so the writer commits them with the events, before the derived tables (`update_derived(...,
-    event_counts=False)`) are folded."""
+    stored (the deriver commits them with the batch's derived rows; should those fail, with the batch marked
+    derived all the same)."""
     return _event_counters(_event_counts(_frame(new)).collect())
 
 
 def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None, *,
                    exhaustive: bool = True, event_counts: bool = True) -> list[CounterDelta]:
-    """Fold a batch of newly inserted events (`new`, INGEST_SCHEMA: stored columns plus typed fields) into the
-    derived tables; return the counter increments this batch causes (without those of `event_deltas` when
-    `event_counts` is false: the writer committed them with the events).
+    """Fold one batch of newly inserted events into the derived tables (`fold_batches`)."""
+    return fold_batches(con, [(batch_id, new)], exhaustive=exhaustive, event_counts=event_counts)
 
-    The batch is aggregated per derived table in polars (collector/storage/batch.py), all tables in one
-    `pl.collect_all`, and each table gets one upsert, skipped when the batch holds no event of its types: every
-    DuckDB statement has a fixed cost of milliseconds, which dominates HTTP-sized batches. For the same reason
-    the first-terminal lookup is skipped when no attempt of the batch has a terminal event (it could only
-    return nothing: it selects attempts whose batch row has an end time).
+
+def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
+    """The batches' rows as one frame, each with its batch's place in the fold (`_seq`) and id (`_batch`)."""
+    frames = []
+    for seq, (batch_id, table) in enumerate(batches):
+        frames.append(_frame(table).with_columns(pl.lit(seq, pl.Int32).alias("_seq"),
+                                                 pl.lit(batch_id, pl.Int64).alias("_batch")))
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical", rechunk=False)
+
+
+def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None, pa.Table]], *,
+                 exhaustive: bool = True, event_counts: bool = True) -> list[CounterDelta]:
+    """Fold batches of newly inserted events (`(batch id, rows)` in commit order; rows in INGEST_SCHEMA: stored
+    columns plus typed fields) into the derived tables; return the counter increments they cause (without those of
+    `event_deltas` when `event_counts` is false).
+
+    The result is what folding each batch in its own transaction, in order, gives (collector/storage/batch.py
+    combines a key's batch rows by each upsert's rule), for the cost of one: the batches are aggregated per
+    derived table in polars, all tables in one `pl.collect_all`, and each table gets one upsert, skipped when no
+    batch holds an event of its types: every DuckDB statement has a fixed cost of milliseconds, which dominates
+    HTTP-sized batches. For the same reason the first-terminal lookup is skipped when no attempt has a terminal
+    event (it could only return nothing: it selects attempts whose batch row has an end time).
 
     Without `exhaustive`, stored attempts and kernel sessions are looked for among the recent ones only
     (RUN_LOOKBACK, KERNEL_LOOKBACK); should one be stored earlier, StoredBeforeLookback is raised inside the
     transaction, which the caller rolls back and does again with `exhaustive` (the writer does; the default is the
     exhaustive way).
     """
-    df = pl.from_arrow(new)
-    assert isinstance(df, pl.DataFrame)
+    df = _numbered(batches)
     types = set(df["type"].unique().to_list())
 
     def has(*prefixes: str) -> bool:
@@ -343,15 +381,18 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     if has("notebook.schedule.registered"):
         plans["batch_schedules"] = batch.schedules(df)
     if has("notebook.run."):
-        plans["batch_runs"] = batch.runs(df, batch_id)
+        plans["batch_runs"] = batch.runs(df)
     frames = dict(zip(plans, pl.collect_all(list(plans.values())))) if plans else {}
 
     deltas = _event_counters(frames["counts"]) if event_counts else []
     if "batch_kernels" in frames:
-        _upsert_kernels(con, frames["batch_kernels"], exhaustive)
-    for name, sql in (("batch_notebooks", _UPSERT_NOTEBOOKS), ("batch_schedules", _UPSERT_SCHEDULES)):
-        if name in frames:
-            _upsert(con, name, frames[name], sql)
+        kernels = frames["batch_kernels"]
+        _merge(con, _KERNELS, kernels, None if exhaustive or not kernels.height
+               else kernels["last_event_at"].min() - KERNEL_LOOKBACK)
+    if "batch_notebooks" in frames:
+        _upsert(con, "batch_notebooks", frames["batch_notebooks"], _UPSERT_NOTEBOOKS)
+    if "batch_schedules" in frames:
+        _merge(con, _SCHEDULES, frames["batch_schedules"])
     runs = frames.get("batch_runs")
     if runs is None or runs.height == 0:
         return deltas
@@ -361,8 +402,8 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
         return deltas
     deltas += _run_counters(first)
     repro = first.filter(pl.col("outcome") == "succeeded", *[pl.col(c).is_not_null() for c in _REPRO_KEYS])
-    if repro.height:
-        con.register("repro_new", repro.to_arrow())
+    for part in _repro_parts(repro):
+        con.register("repro_new", part.to_arrow())
         try:
             con.execute(_UPSERT_BASELINES)
             deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
@@ -371,31 +412,52 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
     return deltas
 
 
+_BASELINE_KEY = ["notebook_id", "input_hash", "parameters_hash", "env_hash"]
+
+
+def _repro_parts(repro: pl.DataFrame) -> list[pl.DataFrame]:
+    """The first-terminal succeeded attempts in the fewest consecutive parts (by the batch of their first terminal
+    event, `seq`) in which no baseline key comes from two batches: within a batch the attempts are compared with
+    the baseline the batch itself leaves, so two batches sharing a key are compared one after the other, as
+    each batch's own transaction would have."""
+    if repro.height == 0:
+        return []
+    keys = repro.select(*_BASELINE_KEY, "seq").unique()
+    if keys.select(_BASELINE_KEY).is_duplicated().sum() == 0:
+        return [repro]
+    parts: list[pl.DataFrame] = []
+    taken: set[tuple] = set()
+    start = None
+    seqs = sorted(repro["seq"].unique().to_list())
+    for seq in seqs:
+        mine = set(keys.filter(pl.col("seq") == seq).select(_BASELINE_KEY).iter_rows())
+        if start is not None and mine & taken:
+            parts.append(repro.filter(pl.col("seq").is_between(start, seq - 1)))
+            start, taken = None, set()
+        start = seq if start is None else start
+        taken |= mine
+    parts.append(repro.filter(pl.col("seq") >= start))
+    return parts
+
+
 def _upsert_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, exhaustive: bool) -> pl.DataFrame:
-    """Merge the batch's attempts into run_attempts; returns those whose first terminal event is in the batch.
-    The first-terminal lookup is skipped when no attempt of the batch has an end time (in the exhaustive way)."""
+    """Merge the batches' attempts into run_attempts; returns those whose first terminal event is in the batches.
+    The first-terminal lookup is skipped when no attempt has an end time (in the exhaustive way)."""
     con.register("batch_runs", runs.to_arrow())
     try:
         if exhaustive:
             first = pl.DataFrame()
-            if runs["ended_at"].null_count() < runs.height:
+            if runs["ft_ended_at"].null_count() < runs.height:
                 first = _frame(con.sql(_BESIDE_STORED.format(stored="run_attempts")).to_arrow_table())
-            con.execute(_UPSERT_RUNS)
-            return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
-        bound = runs["first_seen_at"].min() - RUN_LOOKBACK
-        beside = _frame(con.sql(_BESIDE_STORED.format(stored=_RUNS.recent_rows), params={"bound": bound})
-                        .to_arrow_table())
+            bound = None
+        else:
+            bound = runs["first_seen_at"].min() - RUN_LOOKBACK
+            first = _frame(con.sql(_BESIDE_STORED.format(stored=_RUNS.recent_rows), params={"bound": bound})
+                           .to_arrow_table())
     finally:
         con.unregister("batch_runs")
-    _merge_bounded(con, _RUNS, runs, bound)
-    return beside.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS)
-
-
-def _upsert_kernels(con: duckdb.DuckDBPyConnection, kernels: pl.DataFrame, exhaustive: bool) -> None:
-    if exhaustive or not kernels.height:
-        _upsert(con, "batch_kernels", kernels, _UPSERT_KERNELS)
-        return
-    _merge_bounded(con, _KERNELS, kernels, kernels["last_event_at"].min() - KERNEL_LOOKBACK)
+    _merge(con, _RUNS, runs, bound)
+    return first.filter(pl.col("first_terminal")).select(_FIRST_TERMINAL_COLS) if first.height else first
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -139,14 +139,14 @@ def test_a_batch_left_underived_that_cannot_be_read_back_does_not_stop_the_start
 
 
 def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatch, caplog):
-    real = writer_mod.update_derived
+    real = writer_mod.fold_batches
 
-    def failing(con, new, batch_id=None, **kw):
-        if "r-poison" in new.column("run_id").to_pylist():
+    def failing(con, batches, **kw):
+        if any("r-poison" in new.column("run_id").to_pylist() for _, new in batches):
             raise RuntimeError("derived row refused: r-poison")
-        return real(con, new, batch_id, **kw)
+        return real(con, batches, **kw)
 
-    monkeypatch.setattr(writer_mod, "update_derived", failing)
+    monkeypatch.setattr(writer_mod, "fold_batches", failing)
     con = dbmod.connect(tmp_path / "w.duckdb")
     w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, derive_max_delay=3600)
     w.start()
@@ -234,23 +234,23 @@ def test_the_sli_fold_reads_no_batch_past_the_last_derived_one(tmp_path):
 
 
 def _blocking_deriver(monkeypatch) -> tuple[threading.Event, threading.Event, list[str]]:
-    """`update_derived` made to wait for `release` (after setting `entered`); the threads it ran on."""
+    """`fold_batches` made to wait for `release` (after setting `entered`); the threads it ran on."""
     entered, release, threads = threading.Event(), threading.Event(), []
-    real = writer_mod.update_derived
+    real = writer_mod.fold_batches
 
-    def blocking(con, new, batch_id=None, **kw):
+    def blocking(con, batches, **kw):
         threads.append(threading.current_thread().name)
         entered.set()
         assert release.wait(60)
-        return real(con, new, batch_id, **kw)
+        return real(con, batches, **kw)
 
-    monkeypatch.setattr(writer_mod, "update_derived", blocking)
+    monkeypatch.setattr(writer_mod, "fold_batches", blocking)
     return entered, release, threads
 
 
 def test_the_writer_commits_and_answers_while_the_deriver_works(tmp_path, monkeypatch):
     """The derived rows are written by a thread of their own, on a connection of its own, so a derive in progress
-    holds back no acknowledgement; the result is still each batch derived as itself, in order."""
+    holds back no acknowledgement; the result is still what deriving each batch as itself, in order, gives."""
     batches = _batches(5)
     entered, release, threads = _blocking_deriver(monkeypatch)
     con = dbmod.connect(tmp_path / "w.duckdb")
