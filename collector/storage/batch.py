@@ -87,6 +87,23 @@ def _prev_max(col: str, key: list[str]) -> pl.Expr:
     return pl.col(col).cum_max().forward_fill().shift(1).over(key)
 
 
+def _only_last(cond: pl.Expr, key: list[str]) -> pl.Expr:
+    """`cond`, true on one row per key at most: the last in batch order where it holds."""
+    return cond & (cond.cum_sum(reverse=True).over(key) == 1)
+
+
+def _only_first(cond: pl.Expr, key: list[str]) -> pl.Expr:
+    """`cond`, true on one row per key at most: the first in batch order where it holds."""
+    return cond & (cond.cum_sum().over(key) == 1)
+
+
+def _where(cond: str, col: str, alias: str | None = None) -> pl.Expr:
+    """`col` on the rows where the boolean column `cond` holds, null elsewhere: combining then takes the first or
+    last non-null of it, which polars aggregates column-wise (a filter inside an aggregation runs group by group:
+    50 ms for 2,000 attempts)."""
+    return pl.when(pl.col(cond)).then(pl.col(col)).alias(alias or f"{cond}:{col}")
+
+
 def _per_batch(new: pl.DataFrame, cond: pl.Expr, key: list[str], agg: tuple[pl.Expr, ...]) -> pl.LazyFrame:
     """One row per key and batch (the single-batch aggregation), keys' rows in batch order."""
     return (new.lazy()
@@ -127,30 +144,39 @@ def _run_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
     (`pre_*`) give the labels as stored just before it. Everything else is associative: the earliest times, the
     terminal fields of the newest (ended_at, terminal_event_id) (the first of equals), the summed count, the
     last batch's id."""
-    record = _prev_min("first_seen_at", RUN_KEY)
-    record = record.is_null() | (pl.col("first_seen_at") < record)
+    key = RUN_KEY
     ended = pl.col("ended_at").is_not_null()
-    before_first_end = ended.cum_sum().over(RUN_KEY) == 0
-    first_end = ended & (ended.cum_sum().over(RUN_KEY) == 1)
-    rows = rows.with_columns(_record=record, _before=before_first_end, _first_end=first_end)
-    newest_end = pl.col("ended_at") == pl.col("ended_at").max()
-    top = newest_end & (pl.col("terminal_event_id") == pl.col("terminal_event_id").filter(newest_end).max())
+    newest_end = pl.col("ended_at") == pl.col("ended_at").max().over(key)
+    top = newest_end & (pl.col("terminal_event_id")
+                        == pl.when(newest_end).then(pl.col("terminal_event_id")).max().over(key))
+    prev = _prev_min("first_seen_at", key)
+    rows = rows.with_columns(_record=prev.is_null() | (pl.col("first_seen_at") < prev),
+                             _before=ended.cum_sum().over(key) == 0, _first_end=_only_first(ended, key),
+                             _top=_only_first(top, key), _state=_RUN_STATE)
+    masked: list[pl.Expr] = []
     aggs: list[pl.Expr] = []
     for f in RUN_IDENTITY:
-        cand = pl.col("_record") & pl.col(f).is_not_null()
-        aggs += [pl.col(f).filter(cand).last().alias(f"{f}_last"),
-                 pl.col("first_seen_at").filter(cand).last().alias(f"{f}_last_fs"),
-                 pl.col(f).drop_nulls().first().alias(f"{f}_first")]
+        masked.append((pl.col("_record") & pl.col(f).is_not_null()).alias(f"_cand_{f}"))
+        aggs += [pl.col(f"_cand_{f}:{f}").last(ignore_nulls=True).alias(f"{f}_last"),
+                 pl.col(f"_cand_{f}:first_seen_at").last(ignore_nulls=True).alias(f"{f}_last_fs"),
+                 pl.col(f).first(ignore_nulls=True).alias(f"{f}_first")]
     for f in RUN_LABELS:
-        cand = pl.col("_before") & pl.col("_record") & pl.col(f).is_not_null()
-        aggs += [pl.col(f).filter(cand).last().alias(f"pre_{f}_last"),
-                 pl.col("first_seen_at").filter(cand).last().alias(f"pre_{f}_last_fs"),
-                 pl.col(f).filter(pl.col("_before")).drop_nulls().first().alias(f"pre_{f}_first")]
-    aggs += [pl.col("_state" if c == "state" else c).filter(pl.col("_first_end")).first().alias(f"ft_{c.lstrip('_')}")
-             for c in FIRST_TERMINAL]
-    aggs += [pl.col(c).filter(top).first() for c in _RUN_TERM]
-    combined = (rows.with_columns(_RUN_STATE.alias("_state"))
-                .group_by(*RUN_KEY, maintain_order=True)
+        masked.append((pl.col("_before") & pl.col(f"_cand_{f}")).alias(f"_pre_{f}"))
+        aggs += [pl.col(f"_pre_{f}:{f}").last(ignore_nulls=True).alias(f"pre_{f}_last"),
+                 pl.col(f"_pre_{f}:first_seen_at").last(ignore_nulls=True).alias(f"pre_{f}_last_fs"),
+                 pl.col(f"_before:{f}").first(ignore_nulls=True).alias(f"pre_{f}_first")]
+    aggs += [pl.col(f"_first_end:{'_state' if c == 'state' else c}").first(ignore_nulls=True)
+             .alias(f"ft_{c.lstrip('_')}") for c in FIRST_TERMINAL]
+    aggs += [pl.col(f"_top:{c}").first(ignore_nulls=True).alias(c) for c in _RUN_TERM]
+    rows = rows.with_columns(*[m for m in masked if not m.meta.output_name().startswith("_pre_")]) \
+        .with_columns(*[m for m in masked if m.meta.output_name().startswith("_pre_")])
+    values = [_where(f"_cand_{f}", c) for f in RUN_IDENTITY for c in (f, "first_seen_at")]
+    values += [_where(f"_pre_{f}", c) for f in RUN_LABELS for c in (f, "first_seen_at")]
+    values += [_where("_before", f) for f in RUN_LABELS]
+    values += [_where("_first_end", "_state" if c == "state" else c) for c in FIRST_TERMINAL]
+    values += [_where("_top", c) for c in _RUN_TERM]
+    combined = (rows.with_columns(*values)
+                .group_by(*key, maintain_order=True)
                 .agg(*aggs,
                      pl.col("queued_at").min(), pl.col("started_at").min(), pl.col("scheduled_for").min(),
                      pl.col("terminal_events").sum().cast(pl.Int32), pl.col("_batch").last().alias("updated_batch"),
@@ -197,16 +223,16 @@ def _kernel_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
     upsert keeps the stored reason when the stored ended_at is newer. The rest: the first non-null identity (the
     stored value wins), sums, the earliest start, the newest end and event, the last exit code set."""
     key = ["kernel_id"]
-    cand = _weak_records("ended_at", key, "end_reason")
-    return (rows.with_columns(_cand=cand)
+    return (rows.with_columns(_cand=_weak_records("ended_at", key, "end_reason"))
+            .with_columns(_where("_cand", "end_reason"), _where("_cand", "ended_at"))
             .group_by(*key, maintain_order=True)
-            .agg(*[pl.col(c).drop_nulls().first() for c in ("team", "owner", "notebook_id", "notebook_path")],
+            .agg(*[pl.col(c).first(ignore_nulls=True) for c in ("team", "owner", "notebook_id", "notebook_path")],
                  pl.col("started_at").min(),
                  *[pl.col(c).sum().cast(pl.Int32) for c in ("restarts", "crash_restarts", "deaths")],
                  pl.col("ended_at").max(),
-                 pl.col("end_reason").filter(pl.col("_cand")).last(),
-                 pl.col("ended_at").filter(pl.col("_cand")).last().alias("reason_at"),
-                 pl.col("last_exit_code").drop_nulls().last(),
+                 pl.col("_cand:end_reason").last(ignore_nulls=True).alias("end_reason"),
+                 pl.col("_cand:ended_at").last(ignore_nulls=True).alias("reason_at"),
+                 pl.col("last_exit_code").last(ignore_nulls=True),
                  pl.col("last_event_at").max()))
 
 
@@ -250,12 +276,15 @@ def _schedule_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
     (the later batch's of equals), and the team as the kernel's end reason is (`_kernel_combine`): replaced by a
     registration not older than the stored one that names a team (`team`, `team_at`)."""
     key = ["notebook_id"]
-    newest = pl.col("registered_at") == pl.col("registered_at").max()
-    return (rows.with_columns(_cand=_weak_records("registered_at", key, "team"))
+    newest = _only_last(pl.col("registered_at") == pl.col("registered_at").max().over(key), key)
+    return (rows.with_columns(_cand=_weak_records("registered_at", key, "team"), _newest=newest)
+            .with_columns(_where("_cand", "team"), _where("_cand", "registered_at"),
+                          *[_where("_newest", c) for c in ("cron", "timezone", "grace_seconds")])
             .group_by(*key, maintain_order=True)
-            .agg(pl.col("team").filter(pl.col("_cand")).last(),
-                 pl.col("registered_at").filter(pl.col("_cand")).last().alias("team_at"),
-                 *[pl.col(c).filter(newest).last() for c in ("cron", "timezone", "grace_seconds")],
+            .agg(pl.col("_cand:team").last(ignore_nulls=True).alias("team"),
+                 pl.col("_cand:registered_at").last(ignore_nulls=True).alias("team_at"),
+                 *[pl.col(f"_newest:{c}").first(ignore_nulls=True).alias(c)
+                   for c in ("cron", "timezone", "grace_seconds")],
                  pl.col("registered_at").max()))
 
 

@@ -342,11 +342,10 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
 
 def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
     """The batches' rows as one frame, each with its batch's place in the fold (`_seq`) and id (`_batch`)."""
-    frames = []
-    for seq, (batch_id, table) in enumerate(batches):
-        frames.append(_frame(table).with_columns(pl.lit(seq, pl.Int32).alias("_seq"),
-                                                 pl.lit(batch_id, pl.Int64).alias("_batch")))
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical", rechunk=False)
+    table = batches[0][1] if len(batches) == 1 else pa.concat_tables([t for _, t in batches])
+    seq = pa.concat_arrays([pa.repeat(pa.scalar(k, pa.int32()), t.num_rows) for k, (_, t) in enumerate(batches)])
+    ids = pa.concat_arrays([pa.repeat(pa.scalar(b, pa.int64()), t.num_rows) for b, t in batches])
+    return _frame(table.append_column("_seq", seq).append_column("_batch", ids))
 
 
 def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None, pa.Table]], *,
