@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -59,6 +60,20 @@ from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("collector.ingest.writer")
+
+def _lower_priority(increment: int) -> None:
+    """Lower this thread's CPU priority by `increment` nice steps (Linux: a thread's own nice value, set with its
+    id). The deriver's work waits for no client, so on a busy machine validation and commits go first; the
+    deriver still runs whenever they wait, and the writer's lag bound stops the writer before it falls behind
+    without limit. Where threads have no nice value of their own, nothing changes."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError as exc:
+        log.warning("could not lower the deriver's priority (%s)", type(exc).__name__)
+
 
 class QueueFull(Exception):
     def __init__(self, retry_after: float) -> None:
@@ -125,12 +140,14 @@ class Writer:
         defer_derive: bool = False,
         derive_delay: float = 0.0,
         derive_max_delay: float = 1.0,
+        deriver_nice: int = 0,
     ) -> None:
         self.con = con
         self.commit_delay = commit_delay
         self.defer_derive = defer_derive
         self.derive_delay = derive_delay
         self.derive_max_delay = derive_max_delay
+        self.deriver_nice = deriver_nice
         self.counters = counters
         self.max_queue_events = max_queue_events
         self.max_batch_events = max_batch_events
@@ -341,6 +358,7 @@ class Writer:
     def _derive_loop(self) -> None:
         """The deriver: folds committed batches as they come (module docstring); drains and stops after the
         writer."""
+        _lower_priority(self.deriver_nice)
         while True:
             with self._cond:
                 while True:

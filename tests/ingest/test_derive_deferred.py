@@ -8,6 +8,7 @@ keep state by batch never read past the last derived one."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -334,3 +335,29 @@ def test_counter_parts_sum_into_metric_counters(tmp_path):
     assert counters.value("notebook_reproducibility_checks_total", team="a") == 9.0
     assert counters.value("observatory_events_duplicate_total") == 2.0
     con.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="threads have no nice value of their own here")
+def test_the_deriver_yields_the_cpu_to_the_acknowledgement_path(tmp_path):
+    """The deriver runs at a lower CPU priority than the writer (its own nice value, raised by `deriver_nice`),
+    and still derives everything."""
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True, deriver_nice=7)
+    w.start()
+    try:
+        for b in _batches(1)[:3]:
+            w.submit(validate_json_items(b).table, []).result(timeout=30)
+        assert w.wait_derived(timeout=30)
+        base = os.getpriority(os.PRIO_PROCESS, w._thread.native_id)
+        assert os.getpriority(os.PRIO_PROCESS, w._deriver.native_id) == min(19, base + 7)
+    finally:
+        w.stop()
+    assert con.execute("SELECT count(*) FROM run_attempts").fetchone()[0] > 0
+    con.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="threads have no nice value of their own here")
+def test_the_collector_lowers_its_derivers_priority_by_default(make_client):
+    w = make_client().app.state.store.writer
+    base = os.getpriority(os.PRIO_PROCESS, w._thread.native_id)
+    assert os.getpriority(os.PRIO_PROCESS, w._deriver.native_id) == min(19, base + 19) > base
