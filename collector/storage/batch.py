@@ -34,6 +34,7 @@ tests/ingest/test_derive_combined.py holds the equality on adversarial streams.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import polars as pl
@@ -104,6 +105,44 @@ def _where(cond: str, col: str, alias: str | None = None) -> pl.Expr:
     return pl.when(pl.col(cond)).then(pl.col(col)).alias(alias or f"{cond}:{col}")
 
 
+@dataclass(frozen=True)
+class _Window:
+    """A per-key expression over a key's rows in batch order (`many`), and what it is when the key has one row
+    (`one`, no window: most keys of a fold, and every key of a one-batch fold, have one row)."""
+
+    many: pl.Expr
+    one: pl.Expr
+
+
+_REDUCE = {"first": lambda e: e.first(ignore_nulls=True), "last": lambda e: e.last(ignore_nulls=True),
+           "min": lambda e: e.min(), "max": lambda e: e.max(), "sum": lambda e: e.sum().cast(pl.Int32),
+           "last_row": lambda e: e.last()}
+
+
+def _fold(rows: pl.LazyFrame, key: list[str], windows: dict[str, _Window], stages: list[list[pl.Expr]],
+          reduce: list[tuple[str, str, str]], one_batch: bool) -> pl.LazyFrame:
+    """Each key's batch rows combined into one row: `windows` (flags per row), then `stages` (columns from them),
+    then `reduce` ((column, how, output name): how in _REDUCE). Keys with one row skip the windows and the
+    aggregation (a row is its own combination); with `one_batch` every key has one row."""
+
+    def prepared(part: pl.LazyFrame, single: bool) -> pl.LazyFrame:
+        part = part.with_columns(*[(w.one if single else w.many).alias(n) for n, w in windows.items()])
+        for stage in stages:
+            part = part.with_columns(*stage)
+        return part
+
+    def one(part: pl.LazyFrame) -> pl.LazyFrame:
+        return prepared(part, True).select(*key, *[pl.col(c).alias(out) for c, _, out in reduce])
+
+    if one_batch:
+        return one(rows)
+    rows = rows.with_columns(_rows=pl.len().over(key))
+    many = (prepared(rows.filter(pl.col("_rows") > 1), False)
+            .group_by(*key, maintain_order=True)
+            .agg(*[_REDUCE[how](pl.col(c)).alias(out) for c, how, out in reduce]))
+    return pl.concat([one(rows.filter(pl.col("_rows") == 1)), many], how="vertical")
+
+
 def _per_batch(new: pl.DataFrame, cond: pl.Expr, key: list[str], agg: tuple[pl.Expr, ...]) -> pl.LazyFrame:
     """One row per key and batch (the single-batch aggregation), keys' rows in batch order."""
     return (new.lazy()
@@ -130,7 +169,7 @@ KERNEL_CANDIDATES = frozenset(["reason_at"])
 SCHEDULE_CANDIDATES = frozenset(["team_at"])
 
 
-def _run_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+def _run_combine(rows: pl.LazyFrame, one_batch: bool) -> pl.LazyFrame:
     """A run attempt's batch rows (in batch order) combined into what they fold a stored row into.
 
     The identity rule (`f`: the batch's value when its first_seen_at is older than the stored one's, else the
@@ -150,47 +189,41 @@ def _run_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
     top = newest_end & (pl.col("terminal_event_id")
                         == pl.when(newest_end).then(pl.col("terminal_event_id")).max().over(key))
     prev = _prev_min("first_seen_at", key)
-    rows = rows.with_columns(_record=prev.is_null() | (pl.col("first_seen_at") < prev),
-                             _before=ended.cum_sum().over(key) == 0, _first_end=_only_first(ended, key),
-                             _top=_only_first(top, key), _state=_RUN_STATE)
-    masked: list[pl.Expr] = []
-    aggs: list[pl.Expr] = []
-    for f in RUN_IDENTITY:
-        masked.append((pl.col("_record") & pl.col(f).is_not_null()).alias(f"_cand_{f}"))
-        aggs += [pl.col(f"_cand_{f}:{f}").last(ignore_nulls=True).alias(f"{f}_last"),
-                 pl.col(f"_cand_{f}:first_seen_at").last(ignore_nulls=True).alias(f"{f}_last_fs"),
-                 pl.col(f).first(ignore_nulls=True).alias(f"{f}_first")]
-    for f in RUN_LABELS:
-        masked.append((pl.col("_before") & pl.col(f"_cand_{f}")).alias(f"_pre_{f}"))
-        aggs += [pl.col(f"_pre_{f}:{f}").last(ignore_nulls=True).alias(f"pre_{f}_last"),
-                 pl.col(f"_pre_{f}:first_seen_at").last(ignore_nulls=True).alias(f"pre_{f}_last_fs"),
-                 pl.col(f"_before:{f}").first(ignore_nulls=True).alias(f"pre_{f}_first")]
-    aggs += [pl.col(f"_first_end:{'_state' if c == 'state' else c}").first(ignore_nulls=True)
-             .alias(f"ft_{c.lstrip('_')}") for c in FIRST_TERMINAL]
-    aggs += [pl.col(f"_top:{c}").first(ignore_nulls=True).alias(c) for c in _RUN_TERM]
-    rows = rows.with_columns(*[m for m in masked if not m.meta.output_name().startswith("_pre_")]) \
-        .with_columns(*[m for m in masked if m.meta.output_name().startswith("_pre_")])
-    values = [_where(f"_cand_{f}", c) for f in RUN_IDENTITY for c in (f, "first_seen_at")]
-    values += [_where(f"_pre_{f}", c) for f in RUN_LABELS for c in (f, "first_seen_at")]
-    values += [_where("_before", f) for f in RUN_LABELS]
-    values += [_where("_first_end", "_state" if c == "state" else c) for c in FIRST_TERMINAL]
-    values += [_where("_top", c) for c in _RUN_TERM]
-    combined = (rows.with_columns(*values)
-                .group_by(*key, maintain_order=True)
-                .agg(*aggs,
-                     pl.col("queued_at").min(), pl.col("started_at").min(), pl.col("scheduled_for").min(),
-                     pl.col("terminal_events").sum().cast(pl.Int32), pl.col("_batch").last().alias("updated_batch"),
-                     pl.col("first_seen_at").min(), pl.col("last_event_at").max()))
-    return combined.with_columns(
+    windows = {"_record": _Window(prev.is_null() | (pl.col("first_seen_at") < prev), pl.lit(True)),
+               "_before": _Window(ended.cum_sum().over(key) == 0, ~ended),
+               "_first_end": _Window(_only_first(ended, key), ended),
+               "_top": _Window(_only_first(top, key), pl.lit(True))}
+    stages = [[_RUN_STATE.alias("_state"),
+               *[(pl.col("_record") & pl.col(f).is_not_null()).alias(f"_cand_{f}") for f in RUN_IDENTITY]],
+              [(pl.col("_before") & pl.col(f"_cand_{f}")).alias(f"_pre_{f}") for f in RUN_LABELS],
+              [*[_where(f"_cand_{f}", c) for f in RUN_IDENTITY for c in (f, "first_seen_at")],
+               *[_where(f"_pre_{f}", c) for f in RUN_LABELS for c in (f, "first_seen_at")],
+               *[_where("_before", f) for f in RUN_LABELS],
+               *[_where("_first_end", "_state" if c == "state" else c) for c in FIRST_TERMINAL],
+               *[_where("_top", c) for c in _RUN_TERM]]]
+    reduce = [r for f in RUN_IDENTITY for r in ((f"_cand_{f}:{f}", "last", f"{f}_last"),
+                                                (f"_cand_{f}:first_seen_at", "last", f"{f}_last_fs"),
+                                                (f, "first", f"{f}_first"))]
+    reduce += [r for f in RUN_LABELS for r in ((f"_pre_{f}:{f}", "last", f"pre_{f}_last"),
+                                               (f"_pre_{f}:first_seen_at", "last", f"pre_{f}_last_fs"),
+                                               (f"_before:{f}", "first", f"pre_{f}_first"))]
+    reduce += [(f"_first_end:{'_state' if c == 'state' else c}", "first", f"ft_{c.lstrip('_')}")
+               for c in FIRST_TERMINAL]
+    reduce += [(f"_top:{c}", "first", c) for c in _RUN_TERM]
+    reduce += [("queued_at", "min", "queued_at"), ("started_at", "min", "started_at"),
+               ("scheduled_for", "min", "scheduled_for"), ("terminal_events", "sum", "terminal_events"),
+               ("_batch", "last_row", "updated_batch"), ("first_seen_at", "min", "first_seen_at"),
+               ("last_event_at", "max", "last_event_at")]
+    return _fold(rows, key, windows, stages, reduce, one_batch).with_columns(
         *[pl.coalesce(f"{f}_last", f"{f}_first").alias(f) for f in RUN_IDENTITY],
         _RUN_STATE.alias("state")).drop("term_state")
 
 
-def runs(new: pl.DataFrame) -> pl.LazyFrame:
+def runs(new: pl.DataFrame, one_batch: bool = False) -> pl.LazyFrame:
     """Per run attempt (run_id, attempt defaulting to 1) touched by the batches: identity fields from its earliest
     events, queue/start times, and the newest terminal event's outcome and measurements (`_run_combine`)."""
     return _run_combine(_per_batch(new.with_columns(pl.col("attempt").fill_null(1)), _RUN_FILTER, RUN_KEY,
-                                   _RUN_AGG))
+                                   _RUN_AGG), one_batch)
 
 
 _ENDED = _T.is_in(["notebook.kernel.died", "notebook.kernel.shutdown"])
@@ -216,29 +249,28 @@ def _weak_records(col: str, key: list[str], value: str) -> pl.Expr:
     return pl.col(col).is_not_null() & (prev.is_null() | (pl.col(col) >= prev)) & pl.col(value).is_not_null()
 
 
-def _kernel_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+def _kernel_combine(rows: pl.LazyFrame, one_batch: bool) -> pl.LazyFrame:
     """A kernel's batch rows (in batch order) combined. The end reason is replaced by a row whose ended_at is not
     older than the stored one's and that has a reason; along a sequence that happens at the weak records of
     ended_at carrying a reason, so the last of those is the candidate (`end_reason`, `reason_at`), and the
     upsert keeps the stored reason when the stored ended_at is newer. The rest: the first non-null identity (the
     stored value wins), sums, the earliest start, the newest end and event, the last exit code set."""
     key = ["kernel_id"]
-    return (rows.with_columns(_cand=_weak_records("ended_at", key, "end_reason"))
-            .with_columns(_where("_cand", "end_reason"), _where("_cand", "ended_at"))
-            .group_by(*key, maintain_order=True)
-            .agg(*[pl.col(c).first(ignore_nulls=True) for c in ("team", "owner", "notebook_id", "notebook_path")],
-                 pl.col("started_at").min(),
-                 *[pl.col(c).sum().cast(pl.Int32) for c in ("restarts", "crash_restarts", "deaths")],
-                 pl.col("ended_at").max(),
-                 pl.col("_cand:end_reason").last(ignore_nulls=True).alias("end_reason"),
-                 pl.col("_cand:ended_at").last(ignore_nulls=True).alias("reason_at"),
-                 pl.col("last_exit_code").last(ignore_nulls=True),
-                 pl.col("last_event_at").max()))
+    windows = {"_cand": _Window(_weak_records("ended_at", key, "end_reason"),
+                                pl.col("ended_at").is_not_null() & pl.col("end_reason").is_not_null())}
+    stages = [[_where("_cand", "end_reason"), _where("_cand", "ended_at")]]
+    reduce = [*[(c, "first", c) for c in ("team", "owner", "notebook_id", "notebook_path")],
+              ("started_at", "min", "started_at"),
+              *[(c, "sum", c) for c in ("restarts", "crash_restarts", "deaths")],
+              ("ended_at", "max", "ended_at"), ("_cand:end_reason", "last", "end_reason"),
+              ("_cand:ended_at", "last", "reason_at"), ("last_exit_code", "last", "last_exit_code"),
+              ("last_event_at", "max", "last_event_at")]
+    return _fold(rows, key, windows, stages, reduce, one_batch)
 
 
-def kernels(new: pl.DataFrame) -> pl.LazyFrame:
+def kernels(new: pl.DataFrame, one_batch: bool = False) -> pl.LazyFrame:
     """Per kernel session touched by the batches."""
-    return _kernel_combine(_per_batch(new, _KERNEL_FILTER, ["kernel_id"], _KERNEL_AGG))
+    return _kernel_combine(_per_batch(new, _KERNEL_FILTER, ["kernel_id"], _KERNEL_AGG), one_batch)
 
 
 @lru_cache(maxsize=8)
@@ -256,38 +288,43 @@ def _notebook_plan(fields: tuple[str, ...], registry_types: tuple[str, ...]) -> 
     return pl.col("notebook_id").is_not_null() & _T.is_in([*registry_types, "notebook.promoted"]), agg
 
 
-def notebooks(new: pl.DataFrame, fields: tuple[str, ...], registry_types: tuple[str, ...]) -> pl.LazyFrame:
+def notebooks(new: pl.DataFrame, fields: tuple[str, ...], registry_types: tuple[str, ...],
+              one_batch: bool = False) -> pl.LazyFrame:
     """Per notebook touched by registry events: each field's newest value and when it was set (across batches,
     the value set newest, the later batch's of equals: the upsert's rule, which is associative)."""
     cond, agg = _notebook_plan(fields, registry_types)
-    rows = _per_batch(new, cond, ["notebook_id"], agg)
-    newest = [e for f in fields for e in (pl.col(f).filter(pl.col(f"{f}_at") == pl.col(f"{f}_at").max()).last(),
-                                          pl.col(f"{f}_at").max())]
-    return rows.group_by("notebook_id", maintain_order=True).agg(
-        *newest, pl.col("registered_at").min(), pl.col("promoted_at").min(), pl.col("updated_at").max())
+    key = ["notebook_id"]
+    windows = {f"_newest_{f}": _Window(pl.col(f"{f}_at") == pl.col(f"{f}_at").max().over(key), pl.lit(True))
+               for f in fields}
+    reduce = [r for f in fields for r in ((f"_newest_{f}:{f}", "last", f), (f"{f}_at", "max", f"{f}_at"))]
+    reduce += [("registered_at", "min", "registered_at"), ("promoted_at", "min", "promoted_at"),
+               ("updated_at", "max", "updated_at")]
+    return _fold(_per_batch(new, cond, key, agg), key, windows, [[_where(f"_newest_{f}", f) for f in fields]],
+                 reduce, one_batch)
 
 
 _SCHEDULE_AGG = (*[_newest(pl.col(c)) for c in ("team", "cron", "timezone", "grace_seconds")],
                  pl.col("time").max().alias("registered_at"))
 
 
-def _schedule_combine(rows: pl.LazyFrame) -> pl.LazyFrame:
+def _schedule_combine(rows: pl.LazyFrame, one_batch: bool) -> pl.LazyFrame:
     """A notebook's schedule rows (in batch order) combined: cron, time zone and grace of the newest registration
     (the later batch's of equals), and the team as the kernel's end reason is (`_kernel_combine`): replaced by a
     registration not older than the stored one that names a team (`team`, `team_at`)."""
     key = ["notebook_id"]
-    newest = _only_last(pl.col("registered_at") == pl.col("registered_at").max().over(key), key)
-    return (rows.with_columns(_cand=_weak_records("registered_at", key, "team"), _newest=newest)
-            .with_columns(_where("_cand", "team"), _where("_cand", "registered_at"),
-                          *[_where("_newest", c) for c in ("cron", "timezone", "grace_seconds")])
-            .group_by(*key, maintain_order=True)
-            .agg(pl.col("_cand:team").last(ignore_nulls=True).alias("team"),
-                 pl.col("_cand:registered_at").last(ignore_nulls=True).alias("team_at"),
-                 *[pl.col(f"_newest:{c}").first(ignore_nulls=True).alias(c)
-                   for c in ("cron", "timezone", "grace_seconds")],
-                 pl.col("registered_at").max()))
+    windows = {"_cand": _Window(_weak_records("registered_at", key, "team"),
+                                pl.col("registered_at").is_not_null() & pl.col("team").is_not_null()),
+               "_newest": _Window(_only_last(pl.col("registered_at") == pl.col("registered_at").max().over(key), key),
+                                  pl.lit(True))}
+    stages = [[_where("_cand", "team"), _where("_cand", "registered_at"),
+               *[_where("_newest", c) for c in ("cron", "timezone", "grace_seconds")]]]
+    reduce = [("_cand:team", "last", "team"), ("_cand:registered_at", "last", "team_at"),
+              *[(f"_newest:{c}", "first", c) for c in ("cron", "timezone", "grace_seconds")],
+              ("registered_at", "max", "registered_at")]
+    return _fold(rows, key, windows, stages, reduce, one_batch)
 
 
-def schedules(new: pl.DataFrame) -> pl.LazyFrame:
+def schedules(new: pl.DataFrame, one_batch: bool = False) -> pl.LazyFrame:
     """Per notebook with a schedule registration in the batches: the newest non-null value of each field."""
-    return _schedule_combine(_per_batch(new, _T == "notebook.schedule.registered", ["notebook_id"], _SCHEDULE_AGG))
+    return _schedule_combine(_per_batch(new, _T == "notebook.schedule.registered", ["notebook_id"], _SCHEDULE_AGG),
+                             one_batch)

@@ -372,15 +372,16 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
     def has(*prefixes: str) -> bool:
         return any(t.startswith(prefixes) for t in types)
 
+    one = len(batches) == 1
     plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)} if event_counts else {}
     if has("notebook.kernel."):
-        plans["batch_kernels"] = batch.kernels(df)
+        plans["batch_kernels"] = batch.kernels(df, one)
     if has("notebook.registered", "notebook.updated", "notebook.promoted"):
-        plans["batch_notebooks"] = batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES)
+        plans["batch_notebooks"] = batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES, one)
     if has("notebook.schedule.registered"):
-        plans["batch_schedules"] = batch.schedules(df)
+        plans["batch_schedules"] = batch.schedules(df, one)
     if has("notebook.run."):
-        plans["batch_runs"] = batch.runs(df)
+        plans["batch_runs"] = batch.runs(df, one)
     frames = dict(zip(plans, pl.collect_all(list(plans.values())))) if plans else {}
 
     deltas = _event_counters(frames["counts"]) if event_counts else []
