@@ -19,6 +19,10 @@ The HTTP shape is also measured the collector's way (`http_deferred`, `defer_der
 committed (what a client waits for), then its derived rows in the writer's next transaction; the wall ms of each
 part per commit are reported apart, and the CPU per event covers both.
 
+With `--fold-groups 1,4,8` it measures instead the deriver alone: the HTTP shape's groups committed without their
+derived rows, then folded K groups per pass (one transaction, `storage/derive.py: fold_batches`), wall and CPU
+µs per event for each K, alternated: what folding all that is pending at once saves.
+
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
 checkpoint, and the shares of the keyed insert and of COMMIT. COMMIT's share falls once a commit holds more than a
@@ -235,6 +239,52 @@ def bulk_chunks(ndjson: Path, n: int, sizes: list[int], reps: int, data_dir: Pat
         print(f"chunk {size:>9,}: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
 
 
+def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path) -> None:
+    """The deriver alone: the HTTP shape's groups (4 x 1,000 events) committed without their derived rows, then
+    folded k groups per pass (`Writer._derive`, one transaction), for each k, alternated. What a pass costs per event
+    as the deriver takes more of what is pending at once (the collector's deriver takes all of it)."""
+    from collector.ingest.files import _open_store
+    from collector.ingest.writer import _Write
+
+    _, batches = validated(ndjson, n)
+    http = batches["http"]
+    runs: dict[int, list[tuple[float, float, int]]] = defaultdict(list)
+    work = Path(tempfile.mkdtemp(prefix="bench-fold-", dir=data_dir))
+    try:
+        for _ in range(reps):
+            for k in ks:
+                db = work / f"f-{k}.duckdb"
+                store = _open_store(db, 4000)
+                w = store.writer
+                wall = cpu = 0.0
+                passes = 0
+                try:
+                    for g in range(0, len(http), 4):
+                        w._transaction_once([_Write(r.table, r.rejections, "file", None, Future(), r.table.num_rows)
+                                             for r in http[g:g + 4]], exhaustive=False, derive=False)
+                        if len(w._pending) >= k or g + 4 >= len(http):
+                            t0, c0 = time.perf_counter(), _cpu()
+                            w._derive()
+                            wall += time.perf_counter() - t0
+                            cpu += _cpu() - c0
+                            passes += 1
+                finally:
+                    store.close()
+                    for p in work.glob(db.name + "*"):
+                        p.unlink()
+                runs[k].append((wall, cpu, passes))
+                print(f"{k:3d} groups per pass: {passes} passes, {1e6 * wall / n:.1f} wall-us and "
+                      f"{1e6 * cpu / n:.1f} CPU-us per event, {1e3 * wall / passes:.1f} ms per pass", flush=True)
+    finally:
+        work.rmdir()
+    print(f"\n{n:,} events, 4 x 1,000-event groups, {reps} repetitions alternated (medians)")
+    for k in ks:
+        wall = statistics.median(r[0] for r in runs[k])
+        cpu = statistics.median(r[1] for r in runs[k])
+        print(f"{k:3d} groups per pass: {1e6 * wall / n:.1f} wall-us, {1e6 * cpu / n:.1f} CPU-us per event, "
+              f"{1e3 * wall / runs[k][0][2]:.1f} ms per pass")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
@@ -244,9 +294,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--bulk-chunks", default=None, metavar="N,N,...",
                     help="only the bulk shape's writer per chunk size (rows per commit)")
+    ap.add_argument("--fold-groups", default=None, metavar="K,K,...",
+                    help="only the deriver: fold K committed 4,000-event groups per pass, for each K")
     args = ap.parse_args()
     allocators.tune()  # as the collector's processes do
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
+    if args.fold_groups:
+        fold_passes(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps, args.data_dir)
+        return
     if args.bulk_chunks:
         bulk_chunks(ndjson, args.events, [int(x) for x in args.bulk_chunks.split(",")], args.reps, args.data_dir)
         return

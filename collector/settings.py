@@ -75,7 +75,7 @@ class Settings(BaseSettings):
                                      "into the derived tables is than the collector's (Linux nice increment; 0: "
                                      "the same). It yields the cores to validation and commits, which clients "
                                      "wait for, and catches up when they idle: measured on 2 cores, HTTP ingest "
-                                     "43k -> 47k events/s (docs/performance.md)")
+                                     "41.7k -> 45.3k events/s (docs/performance.md)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database (none: the cores "
                                          "less two, at least one; DuckDB's own default is one per core). A "

@@ -13,21 +13,23 @@ nothing arriving it commits at once: an idle collector adds no latency.
 Derived tables after the acknowledgement (`defer_derive`, the collector's way). A group commit's fixed costs are
 mostly the derived tables' statements (run attempts, kernel sessions, notebooks, schedules, reproducibility
 baselines: tens of milliseconds whatever the batch's size), and a client waits for its commit. So the collector's
-writer commits a group's events, dead letters, counters of events and `ingest_batches` row, answers, and hands the
-committed batch to a second thread, the deriver, which folds it into the derived tables in a transaction of its own,
-on its own connection, while the writer commits the next groups (as soon as a batch is pending, after `derive_delay`,
+writer commits a group's events, dead letters, duplicate and rejection counters and `ingest_batches` row, answers,
+and hands the committed batch to a second thread, the deriver, which folds it into the derived tables in a
+transaction of its own, on its own connection and at a lower CPU priority (`deriver_nice`), while the writer commits
+the next groups (as soon as a batch is pending, after `derive_delay`,
 0 in the collector; at once when `max_batch_events` events wait, when the oldest has waited `derive_max_delay`, before
 a job, on stop, and when a reader asks: `wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is
-in the derived tables of every read after it). The deriver's transaction folds each pending batch as itself, in
-order, and writes the derived rows, the counters they cause and `ingest_batches.derived` together; a batch committed
+in the derived tables of every read after it). The deriver's transaction folds every pending batch in one pass
+(`fold_batches`), with the result of folding each in its own transaction, in order, and writes the derived rows,
+the counters they and their events cause and `ingest_batches.derived` together; a batch committed
 and not derived when the process died is derived from its stored events on the next start. Readers that keep state
 by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). Without `defer_derive` (the bulk
 file ingest, tests, benches) each transaction does both, in the writer's thread.
 
 The two threads' transactions overlap, so they never update the same rows: the writer's insert events, dead
 letters and `ingest_batches` rows, the deriver's update the derived tables and mark older `ingest_batches` rows,
-and each persists its counters in a part of its own (`metric_counter_parts`; `notebook_reproducibility_checks_total`
-is counted by both, and DuckDB refuses to update a row that another transaction updated after this one began). When
+and each persists its counters in a part of its own (`metric_counter_parts`: DuckDB refuses to update a row that
+another transaction updated after this one began). When
 the deriver falls `max_lag_events` behind (`max_batch_events`, at most `max_queue_events`), the writer waits for it
 before committing more (the queue then fills and clients get 429): what is pending is held in memory.
 """
