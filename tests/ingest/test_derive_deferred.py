@@ -163,6 +163,9 @@ def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatc
     assert w.stats.derive_failures == 1
     assert con.execute("SELECT run_id FROM run_attempts ORDER BY 1").fetchall() == [("r-a",), ("r-b",)]
     assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 3  # acknowledged: kept
+    # its events are counted as ingested all the same (those counters need nothing derived)
+    assert con.execute("SELECT sum(value) FROM metric_counters WHERE name = 'observatory_events_ingested_total'"
+                       ).fetchone()[0] == 3
     assert con.execute(DERIVED_THROUGH).fetchone()[0] == con.execute("SELECT max(batch_id) FROM ingest_batches"
                                                                      ).fetchone()[0]
     assert "failed (RuntimeError)" in caplog.text and "r-poison" not in caplog.text  # no value in the log
