@@ -71,11 +71,13 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1, description="Longest the writer waits for requests still being validated to join its "
                                       "group commit (none waiting: it commits at once)")
     deriver_nice: int = Field(
-        19, ge=0, le=19, description="How much lower the CPU priority of the thread that folds acknowledged events "
-                                     "into the derived tables is than the collector's (Linux nice increment; 0: "
-                                     "the same). It yields the cores to validation and commits, which clients "
-                                     "wait for, and catches up when they idle: measured on 2 cores, HTTP ingest "
-                                     "41.7k -> 45.3k events/s (docs/performance.md)")
+        0, ge=0, le=19, description="How much lower the CPU priority of the thread that folds acknowledged events "
+                                    "into the derived tables is than the collector's (Linux nice increment; 0: "
+                                    "the same). On a host of its own, it yields the cores to validation and "
+                                    "commits, which clients wait for: measured on 2 cores, HTTP ingest 41.7k -> "
+                                    "46.0k events/s with 10. On a shared host it also yields to every other "
+                                    "process, and reads and ingest then wait for it (measured: a read 6 s, "
+                                    "ingest 12k events/s beside a busy neighbour; docs/performance.md)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database (none: the cores "
                                          "less two, at least one; DuckDB's own default is one per core). A "

@@ -15,8 +15,8 @@ mostly the derived tables' statements (run attempts, kernel sessions, notebooks,
 baselines: tens of milliseconds whatever the batch's size), and a client waits for its commit. So the collector's
 writer commits a group's events, dead letters, duplicate and rejection counters and `ingest_batches` row, answers,
 and hands the committed batch to a second thread, the deriver, which folds it into the derived tables in a
-transaction of its own, on its own connection and at a lower CPU priority (`deriver_nice`), while the writer commits
-the next groups (as soon as a batch is pending, after `derive_delay`,
+transaction of its own, on its own connection (at a lower CPU priority with `deriver_nice`), while the writer
+commits the next groups (as soon as a batch is pending, after `derive_delay`,
 0 in the collector; at once when `max_batch_events` events wait, when the oldest has waited `derive_max_delay`, before
 a job, on stop, and when a reader asks: `wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is
 in the derived tables of every read after it). The deriver's transaction folds every pending batch in one pass
@@ -65,9 +65,10 @@ tracer = trace.get_tracer("collector.ingest.writer")
 
 def _lower_priority(increment: int) -> None:
     """Lower this thread's CPU priority by `increment` nice steps (Linux: a thread's own nice value, set with its
-    id). The deriver's work waits for no client, so on a busy machine validation and commits go first; the
-    deriver still runs whenever they wait, and the writer's lag bound stops the writer before it falls behind
-    without limit. Where threads have no nice value of their own, nothing changes."""
+    id). The deriver's work waits for no client, so on a host of its own validation and commits go first and the
+    deriver runs whenever they wait. A nice value ranks the thread against every process of the host, so beside a
+    busy neighbour the deriver starves and the writer's lag bound then holds ingest back: off by default. Where
+    threads have no nice value of their own, nothing changes."""
     if increment <= 0 or not hasattr(os, "setpriority"):
         return
     tid = threading.get_native_id()

@@ -360,7 +360,8 @@ def test_the_deriver_yields_the_cpu_to_the_acknowledgement_path(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="threads have no nice value of their own here")
-def test_the_collector_lowers_its_derivers_priority_by_default(make_client):
-    w = make_client().app.state.store.writer
+def test_the_collector_sets_its_derivers_priority_from_the_settings(make_client):
+    """`OBSERVATORY_DERIVER_NICE` reaches the collector's deriver."""
+    w = make_client(deriver_nice=4).app.state.store.writer
     base = os.getpriority(os.PRIO_PROCESS, w._thread.native_id)
-    assert os.getpriority(os.PRIO_PROCESS, w._deriver.native_id) == min(19, base + 19) > base
+    assert os.getpriority(os.PRIO_PROCESS, w._deriver.native_id) == min(19, base + 4) > base
