@@ -158,7 +158,7 @@ def test_observatory_run_outcomes_hashes_and_cells(collector, tmp_path):
             "WHERE notebook_id IN ('nb-raises', 'nb-kills-kernel', 'nb-sleeps')").fetchall()}
         det = con.execute("SELECT run_id, output_hash, input_hash, parameters_hash, env_hash FROM run_attempts "
                           "WHERE notebook_id = 'nb-deterministic' ORDER BY run_id").fetchall()
-        rnd = con.execute("SELECT output_hash, input_hash, parameters_hash FROM run_attempts "
+        rnd = con.execute("SELECT output_hash, input_hash, parameters_hash, env_hash, team FROM run_attempts "
                           "WHERE notebook_id = 'nb-random'").fetchall()
         artifacts = con.execute("SELECT data->>'artifact', (data->>'size_bytes')::INT, (data->>'sla_seconds')::DOUBLE, "
                                 "run_id FROM events WHERE type = 'notebook.artifact.published'").fetchall()
@@ -173,11 +173,12 @@ def test_observatory_run_outcomes_hashes_and_cells(collector, tmp_path):
     assert by_id[run_ids["det1"]] == by_id[run_ids["det2"]], det  # same output, input, parameters, environment
     assert by_id[run_ids["det1"]][0] == by_id[run_ids["det3"]][0]  # reproducible
     assert len({r[1:] for r in det}) == 2  # same input and env; det3 has one more parameter (artifact_path)
-    assert rnd[0][1:] == rnd[1][1:] and rnd[0][0] != rnd[1][0]  # same inputs, different output
+    assert rnd[0][1:] == rnd[1][1:] and rnd[0][0] != rnd[1][0], rnd  # same inputs, environment, team; other output
     assert artifacts == [(str(artifact), 4, 3600.0, run_ids["det3"])]
     # Hashes first (a package installed into the venv mid-test changes env_hash: the rows say so), then counters.
-    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="match") == 1
-    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="mismatch") == 1
+    checks = {k: v for k, v in m.items() if k[0] == "notebook_reproducibility_checks_total"}
+    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="match") == 1, checks
+    assert metric_sum(m, "notebook_reproducibility_checks_total", team="analytics", result="mismatch") == 1, checks
     assert metric_sum(m, "notebook_run_attempts_total", outcome="succeeded") == 5
     assert metric_sum(m, "notebook_run_attempts_total", outcome="failed") == 2
     assert metric_sum(m, "notebook_run_attempts_total", outcome="timed_out") == 1
