@@ -76,8 +76,9 @@ class Settings(BaseSettings):
                                     "the same). On a host of its own, it yields the cores to validation and "
                                     "commits, which clients wait for: measured on 2 cores, HTTP ingest 41.7k -> "
                                     "46.0k events/s with 10. On a shared host it also yields to every other "
-                                    "process, and reads and ingest then wait for it (measured: a read 6 s, "
-                                    "ingest 12k events/s beside a busy neighbour; docs/performance.md)")
+                                    "process, and reads and ingest then wait for it (measured with 19 beside "
+                                    "two busy processes: ingest 4.5k instead of 21k events/s, reads up to 10 s; "
+                                    "docs/performance.md)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database (none: the cores "
                                          "less two, at least one; DuckDB's own default is one per core). A "
