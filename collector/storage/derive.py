@@ -142,7 +142,7 @@ class _Merge:
     table: str
     key: tuple[str, ...]
     set_clause: str
-    candidates: frozenset[str]  # the frame's columns that are not the table's
+    candidates: frozenset[str] = frozenset()  # the frame's columns that are not the table's
     recent: str | None = None  # the stored column the lookback bound applies to
 
     def sql(self, frame: pl.DataFrame, bounded: bool) -> str:
@@ -189,18 +189,16 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: _Merge, frame: pl.DataFrame, bo
 # Registry fields: each keeps the value of the newest event (by time, then id) that set it.
 _REGISTRY_FIELDS = ("owner", "team", "notebook_path", "tags", "critical", "has_tests", "created_at")
 _REGISTRY_TYPES = ("notebook.registered", "notebook.updated")
-_UPSERT_NOTEBOOKS = f"""
-INSERT INTO notebooks BY NAME SELECT * FROM batch_notebooks
-ON CONFLICT (notebook_id) DO UPDATE SET
+_NOTEBOOKS = _Merge("notebooks", ("notebook_id",), f"""
     {", ".join(
-        f"{f} = CASE WHEN EXCLUDED.{f}_at IS NOT NULL AND (notebooks.{f}_at IS NULL OR EXCLUDED.{f}_at >= notebooks.{f}_at) "
-        f"THEN EXCLUDED.{f} ELSE notebooks.{f} END, "
-        f"{f}_at = greatest(notebooks.{f}_at, EXCLUDED.{f}_at)"
+        f"{f} = CASE WHEN b.{f}_at IS NOT NULL AND (notebooks.{f}_at IS NULL OR b.{f}_at >= notebooks.{f}_at) "
+        f"THEN b.{f} ELSE notebooks.{f} END, "
+        f"{f}_at = greatest(notebooks.{f}_at, b.{f}_at)"
         for f in _REGISTRY_FIELDS)},
-    registered_at = least(notebooks.registered_at, EXCLUDED.registered_at),
-    promoted_at = least(notebooks.promoted_at, EXCLUDED.promoted_at),
-    updated_at = greatest(notebooks.updated_at, EXCLUDED.updated_at)
-"""
+    registered_at = least(notebooks.registered_at, b.registered_at),
+    promoted_at = least(notebooks.promoted_at, b.promoted_at),
+    updated_at = greatest(notebooks.updated_at, b.updated_at)
+""")
 
 _SCHEDULES = _Merge("schedules", ("notebook_id",), """
     team = CASE WHEN b.team_at >= schedules.registered_at THEN b.team ELSE schedules.team END,
@@ -335,9 +333,9 @@ def event_deltas(new: pa.Table) -> list[CounterDelta]:
 
 
 def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int | None = None, *,
-                   exhaustive: bool = True, event_counts: bool = True) -> list[CounterDelta]:
+                   exhaustive: bool = True) -> list[CounterDelta]:
     """Fold one batch of newly inserted events into the derived tables (`fold_batches`)."""
-    return fold_batches(con, [(batch_id, new)], exhaustive=exhaustive, event_counts=event_counts)
+    return fold_batches(con, [(batch_id, new)], exhaustive=exhaustive)
 
 
 def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
@@ -349,10 +347,9 @@ def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
 
 
 def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None, pa.Table]], *,
-                 exhaustive: bool = True, event_counts: bool = True) -> list[CounterDelta]:
+                 exhaustive: bool = True) -> list[CounterDelta]:
     """Fold batches of newly inserted events (`(batch id, rows)` in commit order; rows in INGEST_SCHEMA: stored
-    columns plus typed fields) into the derived tables; return the counter increments they cause (without those of
-    `event_deltas` when `event_counts` is false).
+    columns plus typed fields) into the derived tables; return the counter increments they and their events cause.
 
     The result is what folding each batch in its own transaction, in order, gives (collector/storage/batch.py
     combines a key's batch rows by each upsert's rule), for the cost of one: the batches are aggregated per
@@ -373,7 +370,7 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
         return any(t.startswith(prefixes) for t in types)
 
     one = len(batches) == 1
-    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)} if event_counts else {}
+    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)}
     if has("notebook.kernel."):
         plans["batch_kernels"] = batch.kernels(df, one)
     if has("notebook.registered", "notebook.updated", "notebook.promoted"):
@@ -382,15 +379,15 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
         plans["batch_schedules"] = batch.schedules(df, one)
     if has("notebook.run."):
         plans["batch_runs"] = batch.runs(df, one)
-    frames = dict(zip(plans, pl.collect_all(list(plans.values())))) if plans else {}
+    frames = dict(zip(plans, pl.collect_all(list(plans.values()))))
 
-    deltas = _event_counters(frames["counts"]) if event_counts else []
+    deltas = _event_counters(frames["counts"])
     if "batch_kernels" in frames:
         kernels = frames["batch_kernels"]
         _merge(con, _KERNELS, kernels, None if exhaustive or not kernels.height
                else kernels["last_event_at"].min() - KERNEL_LOOKBACK)
     if "batch_notebooks" in frames:
-        _upsert(con, "batch_notebooks", frames["batch_notebooks"], _UPSERT_NOTEBOOKS)
+        _merge(con, _NOTEBOOKS, frames["batch_notebooks"])
     if "batch_schedules" in frames:
         _merge(con, _SCHEDULES, frames["batch_schedules"])
     runs = frames.get("batch_runs")
@@ -464,16 +461,6 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
-
-
-def _upsert(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, sql: str) -> None:
-    if frame.height == 0:
-        return
-    con.register(name, frame.to_arrow())
-    try:
-        con.execute(sql)
-    finally:
-        con.unregister(name)
 
 
 def typed_from_stored(relation: str) -> str:
