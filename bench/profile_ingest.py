@@ -79,10 +79,14 @@ def summarise(raw: Path, keep: Path | None = None) -> dict[str, float]:
     return dict(out)
 
 
+GIL = False  # --gil: sample only the thread holding the GIL (what serialises a process whose threads share it)
+
+
 def record(cmd: list[str], out: Path, env: dict[str, str]) -> subprocess.Popen:
     log = open(out.with_suffix(".log"), "ab")
     return subprocess.Popen([PY_SPY, "record", "--format", "raw", "--rate", str(RATE), "-o", str(out),
-                             "--", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             *(["--gil"] if GIL else []), "--", *cmd], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def env_for(code: Path) -> dict[str, str]:
@@ -169,7 +173,13 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
     ap.add_argument("--no-write", action="store_true", help="leave docs/performance.md alone")
+    ap.add_argument("--gil", action="store_true",
+                    help="count only samples of the thread holding the GIL: the time one Python thread at a time "
+                         "can spend, which bounds the throughput of a process whose threads share the GIL")
+    ap.add_argument("--keep", type=Path, help="copy py-spy's raw samples here (one file per code and path)")
     args = ap.parse_args()
+    global GIL
+    GIL = args.gil
     _, ndjson, n = data_files(args.bulk_events, args.data_dir, args.seed)
     lines = []
     with open(ndjson) as fh:
@@ -183,6 +193,10 @@ def main() -> None:
         try:
             runs[label] = {"code": str(code), "http": profile_http(code, lines, work),
                            "bulk": profile_bulk(code, ndjson, work)}
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for path in ("http", "bulk"):
+                    shutil.copy(work / f"{path}.txt", args.keep / f"{label}-{path}.txt")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for path in ("http", "bulk"):

@@ -38,7 +38,7 @@ class Store:
             self.con, self.counters,
             max_queue_events=settings.max_queue_events, max_batch_events=settings.max_batch_events,
             on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds, defer_derive=defer_derive,
-            deriver_nice=settings.deriver_nice,
+            derive_delay=settings.derive_delay_seconds, deriver_nice=settings.deriver_nice,
         )
         # Where the last accepted event of each source came from survives a restart.
         for source, ts in self.con.execute(

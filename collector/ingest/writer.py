@@ -16,10 +16,11 @@ baselines: tens of milliseconds whatever the batch's size), and a client waits f
 writer commits a group's events, dead letters, duplicate and rejection counters and `ingest_batches` row, answers,
 and hands the committed batch to a second thread, the deriver, which folds it into the derived tables in a
 transaction of its own, on its own connection (at a lower CPU priority with `deriver_nice`), while the writer
-commits the next groups (as soon as a batch is pending, after `derive_delay`,
-0 in the collector; at once when `max_batch_events` events wait, when the oldest has waited `derive_max_delay`, before
-a job, on stop, and when a reader asks: `wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is
-in the derived tables of every read after it). The deriver's transaction folds every pending batch in one pass
+commits the next groups: once the oldest pending batch has waited `derive_delay` (the collector's
+`derive_delay_seconds`), and at once when half the lag bound waits, before a job, on stop, and when a reader asks:
+`wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is in the derived tables of every read after
+it. A pass costs ~100 ms of CPU whatever it folds plus a few µs per event, so under load the delay lets each pass
+fold more: it trades how far the derived tables run behind between reads, never what a read sees, for CPU. The deriver's transaction folds every pending batch in one pass
 (`fold_batches`), with the result of folding each in its own transaction, in order, and writes the derived rows,
 the counters they and their events cause and `ingest_batches.derived` together; a batch committed
 and not derived when the process died is derived from its stored events on the next start. Readers that keep state
@@ -142,14 +143,12 @@ class Writer:
         commit_delay: float = 0.0,
         defer_derive: bool = False,
         derive_delay: float = 0.0,
-        derive_max_delay: float = 1.0,
         deriver_nice: int = 0,
     ) -> None:
         self.con = con
         self.commit_delay = commit_delay
         self.defer_derive = defer_derive
         self.derive_delay = derive_delay
-        self.derive_max_delay = derive_max_delay
         self.deriver_nice = deriver_nice
         self.counters = counters
         self.max_queue_events = max_queue_events
@@ -167,8 +166,7 @@ class Writer:
         self._pending: list[tuple[int, pa.Table]] = []
         self._pending_events = 0
         self._deriving_events = 0  # the events of the batches the deriver has taken and not committed yet
-        self._pending_since = 0.0
-        self._quiet_until = 0.0  # the deriver derives from then on (derive_delay after the last batch pended)
+        self._pending_since = 0.0  # when the oldest pending batch was pended
         self._derive_wanted = False
         self._pended = 0  # batches ever pended, and of those derived: `wait_derived` compares the two
         self._derived = 0
@@ -319,9 +317,10 @@ class Writer:
             self._queued_events -= sum(i.size for i in items)
 
     def _derive_due(self, now: float) -> bool:
-        """Whether pending batches must be derived now whatever arrives (under the lock)."""
-        return bool(self._pending) and (self._derive_wanted or self._pending_events >= self.max_batch_events
-                                        or now - self._pending_since >= self.derive_max_delay)
+        """Whether the deriver folds what is pending now (under the lock)."""
+        return bool(self._pending) and (self._writer_done or self._derive_wanted
+                                        or 2 * self._pending_events >= self.max_lag_events
+                                        or now - self._pending_since >= self.derive_delay)
 
     def _run(self) -> None:
         try:
@@ -366,12 +365,12 @@ class Writer:
             with self._cond:
                 while True:
                     now = time.monotonic()
-                    if self._pending and (self._writer_done or self._derive_due(now) or now >= self._quiet_until):
+                    if self._derive_due(now):
                         break
                     if self._writer_done:
                         return
-                    self._cond.wait(max(0.001, min(self._quiet_until, self._pending_since + self.derive_max_delay)
-                                        - now) if self._pending else None)
+                    self._cond.wait(max(0.001, self._pending_since + self.derive_delay - now) if self._pending
+                                    else None)
             self._derive()
 
     def _run_job(self, job: _Job) -> None:
@@ -551,7 +550,6 @@ class Writer:
             self._pending.append((batch_id, new))
             self._pending_events += new.num_rows
             self._pended += 1
-            self._quiet_until = time.monotonic() + self.derive_delay
             self._cond.notify_all()
 
     def _recover(self) -> None:

@@ -114,7 +114,7 @@ def _tables(con) -> dict[str, list]:
 
 def _ingest(path, batches: list[list[dict]], deferred: bool, passes: int = 1) -> dict[str, list]:
     con = dbmod.connect(path)
-    w = Writer(con, CounterStore(), defer_derive=deferred, derive_delay=3600, derive_max_delay=3600)
+    w = Writer(con, CounterStore(), defer_derive=deferred, derive_delay=3600)
     w.start()
     try:
         cut = len(batches) // 2

@@ -61,7 +61,7 @@ def test_deriving_after_the_acknowledgement_gives_what_each_batch_alone_gives(tm
     batches = _batches(seed)
     con = dbmod.connect(tmp_path / "deferred.duckdb")
     # the writer derives only when asked (or after an hour)
-    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, derive_max_delay=3600)
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600)
     w.start()
     try:
         for b in batches:
@@ -149,7 +149,7 @@ def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatc
 
     monkeypatch.setattr(writer_mod, "fold_batches", failing)
     con = dbmod.connect(tmp_path / "w.duckdb")
-    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, derive_max_delay=3600)
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600)
     w.start()
     try:
         for i in ("a", "poison", "b"):
@@ -191,7 +191,7 @@ def test_derived_through_is_the_batch_before_the_first_not_derived(tmp_path, bat
 def test_a_read_after_the_acknowledgement_sees_it(make_client):
     """The writer would derive only after an hour; each read asks for it."""
     c = make_client()
-    c.app.state.store.writer.derive_delay = c.app.state.store.writer.derive_max_delay = 3600
+    c.app.state.store.writer.derive_delay = 3600
     t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
     evs = [event(f"rw-{k}", "notebook.run.succeeded",
                  {"run_id": f"rw-{k}", "notebook_id": "nb-rw", "team": "rw", "duration_seconds": 3.0},
@@ -222,7 +222,7 @@ def test_the_sli_fold_reads_no_batch_past_the_last_derived_one(tmp_path):
         done = col.fold().to_batch
         col.assert_incremental_equals_direct()
         store.refresher.stop()  # its reads would make the writer derive
-        store.writer.derive_delay = store.writer.derive_max_delay = 3600
+        store.writer.derive_delay = 3600
         col.post(second)  # acknowledged, not derived
         assert store.writer.derive_lag_events == len(second)
         with store.read_cursor(settled=False) as cur:
@@ -365,3 +365,71 @@ def test_the_collector_sets_its_derivers_priority_from_the_settings(make_client)
     w = make_client(deriver_nice=4).app.state.store.writer
     base = os.getpriority(os.PRIO_PROCESS, w._thread.native_id)
     assert os.getpriority(os.PRIO_PROCESS, w._deriver.native_id) == min(19, base + 4) > base
+
+
+def _run_events(prefix: str, n: int):
+    return validate_json_items([event(f"{prefix}{i}", "notebook.run.succeeded",
+                                      {"run_id": f"{prefix}{i}", "notebook_id": "nb", "team": "t"})
+                                for i in range(n)]).table
+
+
+def _lag_once_settled(w: Writer, timeout: float = 30.0) -> int:
+    """The derive lag once it stops falling (without asking for a fold, as `wait_derived` would)."""
+    end = time.monotonic() + timeout
+    while w.derive_lag_events and time.monotonic() < end:
+        time.sleep(0.02)
+    return w.derive_lag_events
+
+
+def test_the_deriver_folds_once_the_oldest_batch_has_waited_the_delay(tmp_path):
+    """`derive_delay`: acknowledged events wait that long for the deriver (so a pass folds more under load), and
+    are then folded with no read asking."""
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=1.0)
+    w.start()
+    try:
+        acked = time.monotonic()
+        w.submit(_run_events("a", 3), []).result(timeout=30)
+        w.submit(_run_events("b", 2), []).result(timeout=30)
+        lag = w.derive_lag_events
+        assert _lag_once_settled(w) == 0
+        if time.monotonic() - acked < 0.9:  # checked in time: both batches were still waiting
+            assert lag == 5
+        assert time.monotonic() - acked >= 1.0
+        assert w.stats.derives == 1  # both batches in one pass
+    finally:
+        w.stop()
+    assert con.execute("SELECT count(*) FROM run_attempts").fetchone()[0] == 5
+    con.close()
+
+
+def test_half_the_lag_bound_waiting_is_folded_without_waiting_the_delay(tmp_path):
+    """The deriver does not let the writer reach the lag bound (where it stops committing) for the delay's sake:
+    it folds once half the bound waits."""
+    con = dbmod.connect(tmp_path / "w.duckdb")
+    w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600, max_batch_events=10)
+    w.start()
+    try:
+        w.submit(_run_events("a", 4), []).result(timeout=30)
+        time.sleep(0.3)
+        assert w.derive_lag_events == 4  # below half the bound: it waits the delay
+        w.submit(_run_events("b", 1), []).result(timeout=30)
+        assert _lag_once_settled(w) == 0  # 5 of 10
+        assert w.stats.derives == 1
+    finally:
+        w.stop()
+    assert con.execute("SELECT count(*) FROM run_attempts").fetchone()[0] == 5
+    con.close()
+
+
+def test_the_collector_sets_its_derive_delay_from_the_settings(make_client):
+    """`OBSERVATORY_DERIVE_DELAY_SECONDS` reaches the collector's writer, and a read still sees what was
+    acknowledged before it at once (it asks for the fold)."""
+    c = make_client(derive_delay_seconds=10)
+    assert c.app.state.store.writer.derive_delay == 10
+    r = c.post("/v1/events", json=[event("d1", "notebook.run.succeeded",
+                                         {"run_id": "d1", "notebook_id": "nb", "team": "t"})],
+               headers=auth("ingest"))
+    assert r.status_code == 200
+    got = c.get("/v1/runs/d1", headers=auth("read"))
+    assert got.status_code == 200 and got.json()["state"] == "succeeded"
