@@ -339,8 +339,12 @@ def update_derived(con: duckdb.DuckDBPyConnection, new: pa.Table, batch_id: int 
 
 
 def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
-    """The batches' rows as one frame, each with its batch's place in the fold (`_seq`) and id (`_batch`)."""
+    """The batches' rows as one frame, each with its batch's place in the fold (`_seq`) and id (`_batch`). The
+    stored `data` text is left out: the fold reads the typed columns only, and converting the largest column to
+    polars cost a third of this function (4 of 12 ms for 24,000 events)."""
     table = batches[0][1] if len(batches) == 1 else pa.concat_tables([t for _, t in batches])
+    if "data" in table.column_names:
+        table = table.drop_columns(["data"])
     seq = pa.concat_arrays([pa.repeat(pa.scalar(k, pa.int32()), t.num_rows) for k, (_, t) in enumerate(batches)])
     ids = pa.concat_arrays([pa.repeat(pa.scalar(b, pa.int64()), t.num_rows) for b, t in batches])
     return _frame(table.append_column("_seq", seq).append_column("_batch", ids))
