@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import time
-import uuid
 
-from fastapi import FastAPI, Request
-from opentelemetry import trace
+from fastapi import FastAPI
 
 from collector import areas
 from collector.api import errors
 from collector.api.auth import TokenStore
 from collector.api.reads import ActiveQueries
-from collector.contract.redaction import redact_text
+from collector.api.request_context import RequestContext
 from collector.ingest import allocators
 from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.lake.schedule import LakeExporter
-from collector.telemetry import request_id_var, setup_tracing
+from collector.telemetry import setup_tracing
 
 log = logging.getLogger("collector.http")
-# A client's X-Request-ID is kept only when it is a plain token (letters, digits, `._:-`, at most 64); anything
-# else (a secret, a control character, a header injection attempt) is replaced by a fresh id.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
-tracer = trace.get_tracer("collector.http")
 
 DESCRIPTION = """
 Ingests kernel, scheduler and billing events from notebook platforms into DuckDB, computes the platform's SLIs and
@@ -80,35 +72,7 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
     app.state.queries = ActiveQueries()
     setup_tracing()
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or ""
-        if not _REQUEST_ID.fullmatch(rid) or redact_text(rid)[1]:  # echoed into logs, dead letters, responses
-            rid = uuid.uuid4().hex
-        token = request_id_var.set(rid)
-        t0 = time.perf_counter()
-        status = 500
-        path = redact_text(request.url.path[:512])[0]  # a path parameter may carry anything, a secret included
-        span_cm = tracer.start_as_current_span(f"{request.method} {path}", kind=trace.SpanKind.SERVER)
-        span = span_cm.__enter__()
-        span.set_attribute("http.request.method", request.method)
-        span.set_attribute("url.path", path)
-        span.set_attribute("request.id", rid)
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            span.set_attribute("http.response.status_code", status)
-            response.headers["X-Request-ID"] = rid
-            return response
-        finally:
-            log.info("request", extra={
-                "method": request.method, "path": path, "status": status,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
-                "client": request.client.host if request.client else None,
-            })
-            span_cm.__exit__(None, None, None)
-            request_id_var.reset(token)
-
+    app.add_middleware(RequestContext)
     errors.install(app)
     for r in areas.routers():
         app.include_router(r.router)
