@@ -578,13 +578,14 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         "(runs, kernel sessions, notebooks, schedules, reproducibility baselines) from typed columns, persisted "
         "counters, all in the writer's transactions; (a) answers once the events are committed, and the writer "
         "hands them to the deriver, which folds them into the derived tables in a transaction of its own while "
-        "the writer commits the next ones, and every read waits for that (docs/reliability.md), while (b) "
-        "commits each chunk's events and derived rows together; (c) and (d) only "
+        "the writer commits the next ones, and every read waits for that (docs/reliability.md); (b) commits "
+        "each chunk's events and the deriver folds them the same way, up to 6 chunks behind, and the command "
+        "waits for it before it reports; (c) and (d) only "
         "insert already-valid rows. (d) - (c) is what the key (dedup across the whole history, across restarts, "
         "exactly once under SIGKILL) costs at the storage layer.",
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "
         f"batches, group commits of 4) validation {h['validate_us']:.1f} µs and writer {h['write_us']:.1f} µs "
-        "(events and derived rows in one transaction each, as (b) does); "
+        "(events and derived rows in one transaction each); "
         f"at the bulk shape (100,000-event chunks) validation {b['validate_us']:.1f} µs and writer "
         f"{b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast path. "
         "Validation and the writer run at once (two threads; validation holds the GIL, DuckDB releases it).",

@@ -203,7 +203,9 @@ def ingest(
 ) -> None:
     """Load event files with the same validation, redaction, dedup and dead-lettering as the API.
 
-    The target is explicit (exactly one of --db or --url): loading into the wrong place is hard to undo."""
+    The target is explicit (exactly one of --db or --url): loading into the wrong place is hard to undo. Exit
+    status: 0 every event stored or a duplicate, 3 some rejected (dead-lettered, samples in the summary), 1 an
+    error (with --db also: chunks stored whose derived rows could not be written), 2 a usage error."""
     from collector.ingest import files as file_ingest
 
     if (db is None) == (url is None):
@@ -222,6 +224,11 @@ def ingest(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(summary, indent=2))
+    if summary.get("derive_failures"):
+        typer.echo(f"error: the events of {summary['derive_failures']} chunk(s) are stored, their derived rows (run "
+                   "attempts, kernel sessions, notebooks, schedules) are not: the log names their batch ids",
+                   err=True)
+        raise typer.Exit(1)
     if summary.get("rejected"):
         raise typer.Exit(3)
 

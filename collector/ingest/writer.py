@@ -24,8 +24,9 @@ fold more: it trades how far the derived tables run behind between reads, never 
 (`fold_batches`), with the result of folding each in its own transaction, in order, and writes the derived rows,
 the counters they and their events cause and `ingest_batches.derived` together; a batch committed
 and not derived when the process died is derived from its stored events on the next start. Readers that keep state
-by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). Without `defer_derive` (the bulk
-file ingest, tests, benches) each transaction does both, in the writer's thread.
+by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). The bulk file ingest defers too,
+with a lag bound of a few chunks (`max_lag_events`). Without `defer_derive` (tests, benches) each transaction does
+both, in the writer's thread.
 
 The two threads' transactions overlap, so they never update the same rows: the writer's insert events, dead
 letters and `ingest_batches` rows, the deriver's update the derived tables and mark older `ingest_batches` rows,
@@ -144,12 +145,14 @@ class Writer:
         defer_derive: bool = False,
         derive_delay: float = 0.0,
         deriver_nice: int = 0,
+        max_lag_events: int | None = None,
     ) -> None:
         self.con = con
         self.commit_delay = commit_delay
         self.defer_derive = defer_derive
         self.derive_delay = derive_delay
         self.deriver_nice = deriver_nice
+        self._max_lag_events = max_lag_events
         self.counters = counters
         self.max_queue_events = max_queue_events
         self.max_batch_events = max_batch_events
@@ -236,9 +239,11 @@ class Writer:
 
     @property
     def max_lag_events(self) -> int:
-        """Committed events the deriver may be behind before the writer waits for it: at most a group commit's and
-        at most a full queue's, so the events held in memory (queued, then committed and not derived) stay within
-        twice the queue's bound."""
+        """Committed events the deriver may be behind before the writer waits for it: by default at most a group
+        commit's and at most a full queue's, so the events held in memory (queued, then committed and not derived)
+        stay within twice the queue's bound; the bulk file ingest sets a few chunks' worth (ingest/files.py)."""
+        if self._max_lag_events is not None:
+            return max(1, self._max_lag_events)
         return max(1, min(self.max_batch_events, self.max_queue_events))
 
     @property
@@ -547,7 +552,8 @@ class Writer:
         with self._cond:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append((batch_id, new))
+            # The fold reads the typed columns only: the stored text is not held while the batch waits.
+            self._pending.append((batch_id, new.drop_columns(["data"]) if "data" in new.column_names else new))
             self._pending_events += new.num_rows
             self._pended += 1
             self._cond.notify_all()

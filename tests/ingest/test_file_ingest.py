@@ -278,3 +278,51 @@ def test_db_locked_by_a_running_collector_points_to_url(tmp_path: Path, collecto
     path = write_ndjson(tmp_path / "e.ndjson", EVENTS[:1])
     with pytest.raises(IngestError, match="--url"):
         ingest_files_to_db([path], collector.db, progress=False)
+
+
+def test_chunks_whose_derived_rows_fail_are_stored_and_said_so(tmp_path: Path, monkeypatch):
+    """`--db` folds chunks into the derived tables on the deriver, after their events are committed (as the
+    collector does). A chunk whose derived rows cannot be written keeps its events, holds back no other chunk, and
+    the command says so: `derive_failures` in the summary and exit status 1."""
+    from collector.ingest import writer as writer_mod
+
+    real = writer_mod.fold_batches
+
+    def failing(con, batches, **kw):
+        if any("r1" in t.column("run_id").to_pylist() for _, t in batches):
+            raise RuntimeError("derived rows refused")
+        return real(con, batches, **kw)
+
+    monkeypatch.setattr(writer_mod, "fold_batches", failing)
+    path = write_ndjson(tmp_path / "e.ndjson", EVENTS)
+    db = tmp_path / "o.duckdb"
+    summary = ingest_files_to_db([path], db, chunk_rows=2, progress=False)
+    assert summary["accepted"] == len(EVENTS) and summary["derive_failures"] == 1
+    assert db_rows(db, "SELECT count(*) FROM events")[0][0] == len(EVENTS)
+    assert db_rows(db, "SELECT count(*) FROM run_attempts")[0][0] == 0  # the failed chunk's
+    assert db_rows(db, "SELECT count(*) FROM kernel_sessions")[0][0] == 6  # the other chunks'
+    assert db_rows(db, "SELECT count(*) FROM ingest_batches WHERE NOT derived")[0][0] == 0
+
+    res = CliRunner().invoke(app, ["ingest", str(write_ndjson(tmp_path / "f.ndjson", [
+        ev(20, "notebook.run.succeeded", {"run_id": "r1", "notebook_id": "nb", "team": "ml"})])),
+        "--db", str(tmp_path / "p.duckdb"), "--no-progress"])
+    assert res.exit_code == 1 and "derived rows" in res.output
+    assert json.loads(res.stdout[:res.stdout.rindex("}") + 1])["derive_failures"] == 1
+
+
+def test_bulk_ingest_derives_what_the_collector_derives(tmp_path: Path):
+    """The same events through the bulk command (chunks folded by the deriver, several per pass) and through
+    one synchronous transaction per chunk give the same derived tables and counters."""
+    from tests.ingest.test_derive_deferred import _batches, _sync, _tables
+    from collector.storage import db as dbmod
+
+    batches = _batches(3)
+    want = _sync(tmp_path, batches)
+    path = write_ndjson(tmp_path / "s.ndjson", [e for b in batches for e in b])
+    db = tmp_path / "bulk.duckdb"
+    ingest_files_to_db([path], db, chunk_rows=7, progress=False)
+    con = dbmod.connect(db)
+    try:
+        assert _tables(con) == want
+    finally:
+        con.close()
