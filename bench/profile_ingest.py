@@ -142,9 +142,12 @@ def render(runs: dict[str, dict], cmd: str) -> str:
                     key=lambda st: -max(runs[lb][p]["stages"].get(st, 0) / runs[lb][p]["events"] for lb, p in cols))
     head = " | ".join(f"{lb} {p}" for lb, p in cols)
     out = [
-        "Measured by `bench/profile_ingest.py` (py-spy sampling every thread of the collector process at "
-        f"{RATE} Hz; a sample is charged to the innermost frame of a known stage; idle waits left out). Command: "
-        f"`{cmd}`. CPU-µs per acknowledged event; HTTP: 4 clients x 1,000-event NDJSON batches, auth on; bulk: "
+        "Measured by `bench/profile_ingest.py` (py-spy sampling "
+        + ("only the thread of the collector process that holds the GIL" if GIL else
+           "every thread of the collector process") +
+        f" at {RATE} Hz; a sample is charged to the innermost frame of a known stage; idle waits left out). "
+        f"Command: `{cmd}`. " + ("GIL-held µs" if GIL else "CPU-µs") +
+        " per acknowledged event; HTTP: 4 clients x 1,000-event NDJSON batches, auth on; bulk: "
         "`observatory ingest --db` of an NDJSON file. \"before\" is the code at the start of issue 11 (commit "
         "75a88d4, `git worktree add /tmp/before 75a88d4`: per-event pydantic on HTTP, DuckDB+polars vectorised "
         "statement on files, JSON extraction in the writer), run with the same virtualenv. The machine is shared: "
@@ -175,7 +178,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="leave docs/performance.md alone")
     ap.add_argument("--gil", action="store_true",
                     help="count only samples of the thread holding the GIL: the time one Python thread at a time "
-                         "can spend, which bounds the throughput of a process whose threads share the GIL")
+                         "can spend, which bounds the throughput of a process whose threads share the GIL "
+                         "(printed only)")
     ap.add_argument("--keep", type=Path, help="copy py-spy's raw samples here (one file per code and path)")
     args = ap.parse_args()
     global GIL
@@ -206,11 +210,12 @@ def main() -> None:
                 print(f"  {1e6 * cpu / r['events']:8.1f} CPU-us/event  {stage}")
     if args.out:
         args.out.write_text(json.dumps(runs, indent=1))
-    cmd = "python bench/profile_ingest.py" + (" --before CHECKOUT" if args.before else "") + \
+    cmd = "python bench/profile_ingest.py" + (" --gil" if GIL else "") + \
+        (" --before CHECKOUT" if args.before else "") + \
         f" --http-events {args.http_events} --bulk-events {args.bulk_events}"
     section = render(runs, cmd)
     print(section)
-    if not args.no_write:
+    if not args.no_write and not GIL:  # the docs' table is the CPU profile; a GIL profile is printed only
         from report import write_section
 
         write_section("profile", section)

@@ -20,10 +20,11 @@ commits the next groups: once the oldest pending batch has waited `derive_delay`
 `derive_delay_seconds`), and at once when half the lag bound waits, before a job, on stop, and when a reader asks:
 `wait_derived`, which `Store.cursor` calls, so whatever was acknowledged is in the derived tables of every read after
 it. A pass costs ~100 ms of CPU whatever it folds plus a few µs per event, so under load the delay lets each pass
-fold more: it trades how far the derived tables run behind between reads, never what a read sees, for CPU. The deriver's transaction folds every pending batch in one pass
-(`fold_batches`), with the result of folding each in its own transaction, in order, and writes the derived rows,
-the counters they and their events cause and `ingest_batches.derived` together; a batch committed
-and not derived when the process died is derived from its stored events on the next start. Readers that keep state
+fold more: it trades how far the derived tables run behind between reads, never what a read sees, for CPU. The
+deriver's transaction folds every pending batch in one pass (`fold_batches`), with the result of folding each in
+its own transaction, in order, and writes the derived rows, the counters they and their events cause and
+`ingest_batches.derived` together; a batch committed and not derived when the process died is derived from its
+stored events on the next start. Readers that keep state
 by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). The bulk file ingest defers too,
 with a lag bound of a few chunks (`max_lag_events`). Without `defer_derive` (tests, benches) each transaction does
 both, in the writer's thread.
