@@ -153,3 +153,18 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 def metric_sum(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, lab), v in samples.items()
                if n == name and all(dict(lab).get(k) == val for k, val in labels.items()))
+
+
+def refuse_to_derive(monkeypatch: Any, run_id: str) -> None:
+    """The deriver's fold fails for any pass holding the run `run_id` and works for the others: a batch whose
+    derived rows cannot be written (the writer then retries each batch of the pass alone)."""
+    from collector.ingest import writer as writer_mod
+
+    real = writer_mod.fold_batches
+
+    def failing(con: Any, batches: list, **kw: Any) -> Any:
+        if any(run_id in new.column("run_id").to_pylist() for _, new in batches):
+            raise RuntimeError(f"derived row refused: {run_id}")
+        return real(con, batches, **kw)
+
+    monkeypatch.setattr(writer_mod, "fold_batches", failing)

@@ -26,7 +26,7 @@ from collector.storage import db as dbmod
 from collector.storage.queries import DERIVED_THROUGH
 from tests.ingest.test_run_lookback import TABLES, _stream
 from tests.conftest import auth
-from tests.support import event, metric_sum, parse_metrics
+from tests.support import event, metric_sum, parse_metrics, refuse_to_derive
 
 
 
@@ -140,14 +140,7 @@ def test_a_batch_left_underived_that_cannot_be_read_back_does_not_stop_the_start
 
 
 def test_a_batch_that_cannot_be_derived_holds_back_no_other(tmp_path, monkeypatch, caplog):
-    real = writer_mod.fold_batches
-
-    def failing(con, batches, **kw):
-        if any("r-poison" in new.column("run_id").to_pylist() for _, new in batches):
-            raise RuntimeError("derived row refused: r-poison")
-        return real(con, batches, **kw)
-
-    monkeypatch.setattr(writer_mod, "fold_batches", failing)
+    refuse_to_derive(monkeypatch, "r-poison")
     con = dbmod.connect(tmp_path / "w.duckdb")
     w = Writer(con, CounterStore(), defer_derive=True, derive_delay=3600)
     w.start()

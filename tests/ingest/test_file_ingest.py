@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from collector.ingest import files as file_ingest
 from collector.cli import app
 from collector.ingest.files import IngestError, ingest_files_to_db, ingest_files_to_url
-from tests.support import OBSERVATORY, Collector
+from tests.support import OBSERVATORY, Collector, refuse_to_derive
 
 NOW = datetime.now(timezone.utc)
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -284,16 +284,7 @@ def test_chunks_whose_derived_rows_fail_are_stored_and_said_so(tmp_path: Path, m
     """`--db` folds chunks into the derived tables on the deriver, after their events are committed (as the
     collector does). A chunk whose derived rows cannot be written keeps its events, holds back no other chunk, and
     the command says so: `derive_failures` in the summary and exit status 1."""
-    from collector.ingest import writer as writer_mod
-
-    real = writer_mod.fold_batches
-
-    def failing(con, batches, **kw):
-        if any("r1" in t.column("run_id").to_pylist() for _, t in batches):
-            raise RuntimeError("derived rows refused")
-        return real(con, batches, **kw)
-
-    monkeypatch.setattr(writer_mod, "fold_batches", failing)
+    refuse_to_derive(monkeypatch, "r1")
     path = write_ndjson(tmp_path / "e.ndjson", EVENTS)
     db = tmp_path / "o.duckdb"
     summary = ingest_files_to_db([path], db, chunk_rows=2, progress=False)
