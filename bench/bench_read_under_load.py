@@ -6,10 +6,11 @@
         --env half:OBSERVATORY_DERIVE_DELAY_SECONDS=0.5
 
 Why: two settings change when the deriver runs, and reads wait for it. `OBSERVATORY_DERIVE_DELAY_SECONDS` lets
-acknowledged events wait before they are folded (a read folds at once whatever waits). `OBSERVATORY_DERIVER_NICE` lowers the deriver thread's CPU priority. A nice value ranks the thread against
-every process of the host, so what it does depends on what else runs there. Each run starts a real collector with
-the setting (`--nice` values, or `--env` environments), optionally `--neighbours` CPU-bound processes at the default priority (a busy neighbour), then 4
-clients post `--events` events in 1,000-event requests (bench_ingest's closed loop) while a reader GETs `/metrics`
+acknowledged events wait before they are folded (a read folds at once whatever waits). `OBSERVATORY_DERIVER_NICE`
+lowers the deriver thread's CPU priority. A nice value ranks the thread against every process of the host, so what
+it does depends on what else runs there. Each run starts a real collector with the setting (`--nice` values, or
+`--env` environments), optionally `--neighbours` CPU-bound processes at the default priority (a busy neighbour),
+then 4 clients post `--events` events in 1,000-event requests (bench_ingest's closed loop) while a reader GETs `/metrics`
 every 50 ms (it waits until what was acknowledged before it is derived). It prints the events/s acknowledged and
 the read latencies, settings alternated. No assertions: it measures.
 """

@@ -24,10 +24,9 @@ fold more: it trades how far the derived tables run behind between reads, never 
 deriver's transaction folds every pending batch in one pass (`fold_batches`), with the result of folding each in
 its own transaction, in order, and writes the derived rows, the counters they and their events cause and
 `ingest_batches.derived` together; a batch committed and not derived when the process died is derived from its
-stored events on the next start. Readers that keep state
-by batch read up to the last derived batch (storage/queries.py: DERIVED_THROUGH). The bulk file ingest defers too,
-with a lag bound of a few chunks (`max_lag_events`). Without `defer_derive` (tests, benches) each transaction does
-both, in the writer's thread.
+stored events on the next start. Readers that keep state by batch read up to the last derived batch
+(storage/queries.py: DERIVED_THROUGH). The bulk file ingest defers too, with a lag bound of a few chunks
+(`max_lag_events`). Without `defer_derive` (tests, benches) each transaction does both, in the writer's thread.
 
 The two threads' transactions overlap, so they never update the same rows: the writer's insert events, dead
 letters and `ingest_batches` rows, the deriver's update the derived tables and mark older `ingest_batches` rows,
