@@ -10,9 +10,9 @@ acknowledged events wait before they are folded (a read folds at once whatever w
 lowers the deriver thread's CPU priority. A nice value ranks the thread against every process of the host, so what
 it does depends on what else runs there. Each run starts a real collector with the setting (`--nice` values, or
 `--env` environments), optionally `--neighbours` CPU-bound processes at the default priority (a busy neighbour),
-then 4 clients post `--events` events in 1,000-event requests (bench_ingest's closed loop) while a reader GETs `/metrics`
-every 50 ms (it waits until what was acknowledged before it is derived). It prints the events/s acknowledged and
-the read latencies, settings alternated. No assertions: it measures.
+then 4 clients post `--events` events in 1,000-event requests (bench_ingest's closed loop) while a reader GETs
+`/metrics` every 50 ms (it waits until what was acknowledged before it is derived). It prints the events/s
+acknowledged and the read latencies, settings alternated. No assertions: it measures.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def main() -> None:
           f"repetitions alternated (medians)")
     for label, rs in runs.items():
         print(f"{label}: {statistics.median(r['eps'] for r in rs):,.0f} events/s; /metrics p50 "
-              f"{statistics.median(r['p50_ms'] for r in rs):.0f} ms, max {statistics.median(r['max_ms'] for r in rs):.0f} ms "
+              f"{statistics.median(r['p50_ms'] for r in rs):.0f} ms, "
+              f"max {statistics.median(r['max_ms'] for r in rs):.0f} ms "
               f"(runs: {', '.join(format(r['eps'], ',.0f') for r in rs)})")
 
 

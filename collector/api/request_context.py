@@ -1,10 +1,10 @@
 """Every HTTP request's context: its id (X-Request-ID), its server span and its one log line.
 
 A plain ASGI middleware rather than `@app.middleware("http")` (Starlette's BaseHTTPMiddleware): that one runs the
-rest of the app in a task of its own and passes the response body through a memory stream, which cost ~0.7 ms
-of CPU per request holding the GIL (0.76 against 0.09 ms, in process, on a 1,000-event ingest answer:
-bench/bench_request_overhead.py), for nothing this middleware needs. Here the app runs in the request's own task, so the request id and the span
-are in its context as they were.
+rest of the app in a task of its own and passes the response body through a memory stream, which cost ~0.7 ms of CPU
+per request holding the GIL (0.76 against 0.09 ms, in process, on a 1,000-event ingest answer:
+bench/bench_request_overhead.py), for nothing this middleware needs. Here the app runs in the request's own task, so
+the request id and the span are in its context as they were.
 """
 
 from __future__ import annotations

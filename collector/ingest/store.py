@@ -23,13 +23,12 @@ from collector.ingest.writer import Writer
 
 
 class Store:
-    def __init__(self, settings: Settings, *, streams: int = 2, defer_derive: bool = True,
-                 max_lag_events: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, streams: int = 2, max_lag_events: int | None = None) -> None:
         """`streams`: how many statement streams run at once (storage.db.collector_threads): the collector's writer
-        and refresher by default. `defer_derive`: the writer acknowledges a request once its events are committed
-        and folds them into the derived tables after (ingest/writer.py); every cursor waits for that fold, so no
-        read misses what was acknowledged before it. `max_lag_events`: how far the deriver may fall behind
-        (Writer.max_lag_events)."""
+        and refresher by default. The writer acknowledges a request once its events are committed and the deriver
+        folds them into the derived tables after (ingest/writer.py, `defer_derive`); every cursor waits for that
+        fold, so no read misses what was acknowledged before it. `max_lag_events`: how far the deriver may fall
+        behind (Writer.max_lag_events)."""
         self.settings = settings
         self.started_at = time.time()
         self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams))
@@ -39,7 +38,7 @@ class Store:
         self.writer = Writer(
             self.con, self.counters,
             max_queue_events=settings.max_queue_events, max_batch_events=settings.max_batch_events,
-            on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds, defer_derive=defer_derive,
+            on_commit=[self._after_commit], commit_delay=settings.commit_delay_seconds, defer_derive=True,
             derive_delay=settings.derive_delay_seconds, deriver_nice=settings.deriver_nice,
             max_lag_events=max_lag_events,
         )
