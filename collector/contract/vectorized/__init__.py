@@ -4,8 +4,10 @@ The contract is the pydantic models of collector/contract/events.py. `plan.compi
 model's pydantic-core schema (what pydantic itself executes: strictness, literals, length and range constraints,
 the aware-datetime rule, defaults, nested models, field validators) into a plan per type; `codegen` turns the
 plans into one generated Python function per type that decides a parsed item in a single pass, and one that
-takes a stored `data` object to typed columns. `validator` runs a whole batch: orjson parses each line once,
-the generated checks accept what they can vouch for, the redactor's PREFILTER_PATTERN runs column-wise (polars
+takes a stored `data` object to typed columns; `structs` compiles the same plans into msgspec Structs that decode
+and check a JSON line in one C call and give the generated check's tuple. `validator` runs a whole batch: the
+struct stage decides the lines it can vouch for, orjson parses the others once, the generated checks accept what
+they can vouch for, the redactor's PREFILTER_PATTERN runs column-wise (polars
 `str.contains`) over the stored text, and the batch comes out as one Arrow table (storage.schema.INGEST_SCHEMA:
 the columns of `events` plus the typed fields the derived tables need).
 
@@ -28,8 +30,9 @@ JSON text forms (escapes, duplicate keys, number renderings) cannot make them di
 tests/contract/test_bulk_equivalence.py checks the property against `validation.validate_items` on generated
 valid and mutated events.
 
-Modules: `plan` (schemas -> plans), `codegen` (plans -> generated functions, built once per process), `lines`
-(NDJSON bytes and Parquet-shaped tables as JSON lines), `validator` (running a batch).
+Modules: `plan` (schemas -> plans), `codegen` (plans -> generated functions, built once per process), `structs`
+(plans -> msgspec Structs, the first stage of a line), `lines` (NDJSON bytes and Parquet-shaped tables as JSON
+lines), `validator` (running a batch).
 """
 
 from collector.contract.vectorized.codegen import Compiled, compiled

@@ -1,0 +1,186 @@
+"""The struct stage (msgspec) decides a line exactly as orjson + the generated check do, or leaves it to them.
+
+test_bulk_equivalence.py holds the whole line path (struct stage included) equal to pydantic. These tests hold the
+stage to the stronger per-line property: for every line it accepts, its tuple is the generated check's tuple for the
+same line parsed by orjson (the same stored data, envelope and typed columns), so no row can differ between a batch
+the stage decides and one it does not. And `json_texts` (msgspec writing the stored data) is orjson's text.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.contract.events import EVENT_TYPES
+from collector.contract.vectorized import compiled
+from collector.contract.vectorized.structs import struct_stage_of
+from collector.contract.vectorized.validator import BulkValidator, _time_limit, json_texts
+from tests.contract.test_bulk_equivalence import NOW, SETTINGS, _body, _dumps, _gen_events, _nested, events, \
+    free_value, mutated
+
+COMP = compiled()
+STAGE = struct_stage_of(COMP)
+
+
+def _same_as_check(lines: list[bytes]) -> int:
+    """Every line the stage accepts gives the check's tuple; returns how many it accepted."""
+    limit = _time_limit()
+    accepted = 0
+    for line, d in zip(lines, STAGE.decide(lines, limit)):
+        if d is None:
+            continue
+        accepted += 1
+        item = orjson.loads(line)
+        check = COMP.checks[item["type"]]
+        want = check(item, limit)
+        assert want is not None, f"the stage accepted a line the check refuses: {line!r}"
+        assert d.type == item["type"]
+        assert d.row == want, f"{line!r}\nstage {d.row}\ncheck {want}"
+        assert [type(x) for x in d.row[6:]] == [type(x) for x in want[6:]]
+        assert orjson.dumps(d.row[0]) == orjson.dumps(want[0])  # key order too
+    return accepted
+
+
+def _lines(items: list) -> list[bytes]:
+    return [x for x in _body(items).split(b"\n") if x]
+
+
+@SETTINGS
+@given(st.lists(events(), min_size=1, max_size=25))
+def test_valid_events_give_the_checks_tuples(evs):
+    _same_as_check(_lines(evs))
+
+
+@SETTINGS
+@given(st.lists(st.one_of(events(), mutated()), min_size=1, max_size=25))
+def test_mutated_events_give_the_checks_tuples_or_go_on(items):
+    _same_as_check(_lines(items))
+
+
+def test_the_stage_decides_the_bench_traffic():
+    """The equivalence would also hold for a stage that accepts nothing: the bench's events of every type it
+    compiles are decided by it (all but planted secrets' rows, which it decides too: the prefilter moves them)."""
+    gen = _gen_events()
+    df = gen.generate(20_000, seed=11)
+    lines = [x.encode() for x in gen.to_ndjson_lines(df).to_list()]
+    decided = STAGE.decide(lines, _time_limit())
+    by_type: dict[str, list[bool]] = {}
+    for line, d in zip(lines, decided):
+        by_type.setdefault(orjson.loads(line)["type"], []).append(d is not None)
+    assert set(by_type) == set(EVENT_TYPES)
+    left = {t for t in EVENT_TYPES if t not in STAGE.types}
+    assert left == {"notebook.schedule.registered"}, "a type the stage no longer compiles (or a new one it does)"
+    for t in STAGE.types:
+        assert all(by_type[t]), f"{t}: {by_type[t].count(False)} of {len(by_type[t])} bench events left to the check"
+    assert _same_as_check(lines) == sum(d is not None for d in decided)
+
+
+BASE = {"specversion": "1.0", "id": "e", "source": "s", "type": "notebook.kernel.started",
+        "time": (NOW - timedelta(hours=1)).isoformat(), "data": {"kernel_id": "k"}}
+RUN = {**BASE, "type": "notebook.run.succeeded", "data": {"run_id": "r", "notebook_id": "n"}}
+
+
+def _line(ev: dict) -> bytes:
+    return _dumps(ev).encode()
+
+
+# (line, does the stage decide it?) - where the two parsers or the two checkers could part
+EDGES = [
+    (_line(BASE), True),
+    (_line(BASE).replace(b'"type"', b'"typ\\u0065"'), True),  # an escaped key is the same key
+    (_line(BASE)[:-1] + b',"type":"notebook.kernel.died"}', False),  # a repeated `type` that differs: last wins
+    (_line(BASE)[:-1] + b',"type":"notebook.kernel.started"}', True),
+    (_line(BASE).replace(b'"kernel_id":"k"', b'"kernel_id":"a","kernel_id":"k"'), True),  # last value wins
+    (_line({**BASE, "traceparent": "00-x"}), False),  # an extension attribute: the check keeps it out of storage
+    (_line({**BASE, "data": {"kernel_id": "k", "x_extra": 1}}), False),  # extra data keys: the check stores them
+    (_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": 123456789012345678901234}}}), False),  # > 64 bits
+    (_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": 18446744073709551615}}}), True),  # u64: an int to both
+    (_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": 1e16, "b": 1e-7, "c": -0.0}}}), True),
+    (_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": _nested(61)}}}), True),
+    (_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": _nested(62)}}}), False),  # too deep: pydantic decides
+    (_line({**BASE, "data": {"kernel_id": "k", "attempt": 2.0}}), False),  # a float for an int
+    (_line({**BASE, "data": {"kernel_id": "k", "attempt": True}}), False),
+    (_line({**BASE, "data": {"kernel_id": "k", "attempt": 2**31}}), False),  # beyond the contract's bound
+    (_line({**BASE, "data": {"kernel_id": "k", "team": ""}}), False),
+    (_line({**BASE, "data": {"kernel_id": "k", "team": "😀" * 128}}), True),  # lengths in code points
+    (_line({**BASE, "data": {"kernel_id": "k", "team": "😀" * 129}}), False),
+    (_line({**BASE, "data": {"kernel_id": "k", "team": None}}), True),  # an optional null is dropped
+    (_line({**BASE, "data": {"kernel_id": None}}), False),
+    (_line({**BASE, "data": None}), False),
+    (_line({**BASE, "time": "2026-02-30T00:00:00Z"}), False),
+    (_line({**BASE, "time": (NOW - timedelta(hours=1)).isoformat().replace("T", " ")}), False),
+    (_line({**BASE, "time": (NOW + timedelta(hours=25)).isoformat()}), False),
+    (_line({**RUN, "data": {**RUN["data"], "duration_seconds": 5, "cpu_seconds": 0}}), True),  # ints for floats
+    (_line({**RUN, "data": {**RUN["data"], "duration_seconds": 2**53 + 2}}), False),
+    (_line({**RUN, "data": {**RUN["data"], "duration_seconds": "5"}}), False),
+    (_line({**RUN, "data": {**RUN["data"], "scheduled_for": "2026-01-01T00:00:00.5+00:00"}}), True),  # re-rendered
+    (_line({**RUN, "data": {**RUN["data"], "scheduled_for": "2026-01-01 00:00:00Z"}}), False),
+    (_line({**RUN, "data": {**RUN["data"], "cells": [{"index": 0, "duration_seconds": 1, "status": "ok"}]}}), True),
+    (_line({**RUN, "data": {**RUN["data"], "cells": [{"index": 0, "duration_seconds": 1, "status": "ok",
+                                                      "x": 1}]}}), False),
+    (_line({**RUN, "data": {**RUN["data"], "parameters": {"p": [1, {"q": None}]}}}), True),
+    (_line({**RUN, "type": "notebook.run.queued", "data": {**RUN["data"], "attempt": 3}}), True),
+    (_line({**BASE, "type": "notebook.schedule.registered",
+            "data": {"notebook_id": "n", "cron": "0 * * * *", "timezone": "Europe/Paris"}}), False),
+    (b'\xef\xbb\xbf' + _line(BASE), False),
+    (_line(BASE).replace(b'"k"', b'"\\ud800"'), False),
+    (_line(BASE).replace(b'"k"', b'"\\ud83d\\ude00"'), True),
+    (_line(BASE).replace(b'"k"', b'"k\\u0000"'), True),
+    (b"  " + _line(BASE) + b" \r", True),
+]
+
+
+@pytest.mark.parametrize("line,decided", EDGES, ids=[str(i) for i in range(len(EDGES))])
+def test_edge_lines(line, decided):
+    [d] = STAGE.decide([line], _time_limit())
+    assert (d is not None) == decided
+    assert _same_as_check([line]) == int(decided)
+
+
+def test_stage_on_and_off_give_the_same_batches():
+    lines = [line for line, _ in EDGES] + [b"not json", b"[1,2]", b'{"type":"nope"}']
+    on, off = BulkValidator(), BulkValidator(struct_stage=False)
+    a, b = on.validate_lines(lines), off.validate_lines(lines)
+    assert a.table.equals(b.table)
+    assert a.row_index.equals(b.row_index)
+    assert [(r.index, r.errors, r.payload) for r in a.rejections] == [(r.index, r.errors, r.payload)
+                                                                     for r in b.rejections]
+    assert on.structs is not None and off.structs is None
+
+
+# --- json_texts: msgspec's writing is orjson's ---------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.lists(st.dictionaries(st.text(max_size=6), free_value, max_size=4), max_size=30))
+def test_json_texts_are_orjsons(values):
+    try:
+        want = [orjson.dumps(v).decode() for v in values]
+    except TypeError:  # an int beyond 64 bits: never in a parsed, checked value
+        return
+    assert json_texts(values).to_pylist() == want
+
+
+def test_json_texts_every_code_point_and_random_doubles():
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    values: list = ["".join(chars[i:i + 512]) for i in range(0, len(chars), 512)]
+    rnd = random.Random(3)
+    doubles = [struct.unpack("d", struct.pack("Q", rnd.getrandbits(64)))[0] for _ in range(20_000)]
+    values += [[x] for x in doubles if math.isfinite(x)]
+    values += [{"a": 1e16, "b": "1e5", "c": [1e22, 5e-324, 1.7976931348623157e308]}, {"x": "no exponent"}]
+    got = json_texts(values)
+    assert got.type == pa.string()
+    assert got.to_pylist() == [orjson.dumps(v).decode() for v in values]
+    assert json_texts([]).to_pylist() == []
+
+
+def test_time_limit_is_near_the_contract_limit():
+    assert timedelta(hours=23) < _time_limit() - datetime.now(timezone.utc) < timedelta(hours=24)
