@@ -573,8 +573,8 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"- (b) is the wall clock of the whole command (process start, imports and migrations included); the "
         f"command's own timer says {med(bp, 'inner_seconds'):.1f} s (Parquet) and {med(bn, 'inner_seconds'):.1f} s "
         "(NDJSON) at the median.",
-        "- (a) and (b) do everything per event: the contract (collector/contract/vectorized: generated checks, "
-        "rows it cannot vouch for re-checked by pydantic), secret redaction, dedup on (source, id), derived tables "
+        "- (a) and (b) do everything per event: the contract (collector/contract/vectorized: msgspec Structs, then "
+        "generated checks, rows they cannot vouch for re-checked by pydantic), secret redaction, dedup on (source, id), derived tables "
         "(runs, kernel sessions, notebooks, schedules, reproducibility baselines) from typed columns, persisted "
         "counters, all in the writer's transactions; (a) answers once the events are committed, and the writer "
         "hands them to the deriver, which folds them into the derived tables in a transaction of its own while "
