@@ -68,12 +68,33 @@ def safe_text(text: str, limit: int = 1000) -> str:
 
 
 def payload_text(item: Any) -> str:
+    """The rejected item as JSON text for the dead-letter row. An item JSON cannot hold as it is (nesting past
+    orjson's 255 levels: a line may nest up to its parser's ~1,000; an int beyond 64 bits) is written cut to
+    MAX_NESTING levels, deeper containers as "...", such numbers as text: `repr` of such an item overflowed the
+    interpreter's stack and lost the whole request."""
     if isinstance(item, str):
         return item
     try:
         return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (orjson.JSONEncodeError, TypeError):  # nesting or numbers JSON cannot hold: keep a bounded repr
-        return repr(item)[:65_536]
+    except (orjson.JSONEncodeError, TypeError):
+        return orjson.dumps(_cut(item, MAX_NESTING), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _cut(value: Any, levels: int) -> Any:
+    """`value` (at level 1) with containers deeper than `levels` levels replaced by "..." and ints beyond 64 bits by
+    their text."""
+    if isinstance(value, (dict, list, tuple)):
+        if levels <= 0:
+            return "..."
+        if isinstance(value, dict):
+            return {k if isinstance(k, (str, int, float, bool)) or k is None else repr(k)[:256]: _cut(v, levels - 1)
+                    for k, v in value.items()}
+        return [_cut(v, levels - 1) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)[:256]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)[:256]
 
 
 def _reject(index: int, item: Any, errors: list[dict[str, str]]) -> Rejection:

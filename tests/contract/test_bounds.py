@@ -88,3 +88,24 @@ def test_envelope_identifiers(field, value, kind):
 def test_unknown_type_message_is_redacted():
     res = check_item(0, event("e1", f"x.{SECRET}", {}))
     assert res.errors[0]["type"] == "unknown_type" and SECRET not in str(res.errors) + (res.type or "")
+
+
+def test_payload_of_an_item_no_encoder_can_write_is_cut_not_lost():
+    """A parser reads ~1,000 levels, orjson writes 255 and repr overflows the stack: the rejected item's payload is
+    written cut to MAX_NESTING levels (ints beyond 64 bits as text), and the rejection comes out."""
+    import orjson
+
+    from collector.contract.validation import payload_text
+
+    item = {"type": "x", "deep": _nest(1_000), "big": 2**70, "l": [[[1]]]}
+    text = payload_text(item)
+    out = orjson.loads(text)
+    assert out["big"] == str(2**70) and out["l"] == [[[1]]] and out["type"] == "x"
+    level, v = 1, out["deep"]
+    while isinstance(v, dict):
+        level, v = level + 1, v["n"]
+    assert v == "..." and level == MAX_NESTING
+    assert payload_text({"a": 1}) == '{"a":1}'
+    res = validate_items([{"specversion": "1.0", "deep": _nest(1_000)}, event("ok", "platform.probe",
+                                                                           {"target": "t", "ok": True})])
+    assert len(res.rows) == 1 and res.rejections[0].errors[0]["type"] == "too_deep"

@@ -145,8 +145,21 @@ def test_edge_lines(line, decided):
     assert _same_as_check([line]) == int(decided)
 
 
+DEEP = [_line({**BASE, "data": {"kernel_id": "k", "tags": {"a": "@"}}}).replace(b'"@"', b"[" * n + b"]" * n)
+        for n in (1_000, 5_000, 200_000)]
+
+
+def test_nesting_beyond_the_parsers_depth_is_a_rejection_of_that_line_only():
+    """msgspec raises RecursionError past ~1,000 levels: the line is left to orjson and worded as a rejection."""
+    assert STAGE.decide(DEEP, _time_limit()) == [None, None, None]
+    got = BulkValidator().validate_lines([*DEEP, _line(BASE)])
+    assert got.row_index.to_pylist() == [3]
+    assert [r.index for r in got.rejections] == [0, 1, 2]
+    assert {r.errors[0]["type"] for r in got.rejections} <= {"too_deep", "json_invalid"}
+
+
 def test_stage_on_and_off_give_the_same_batches():
-    lines = [line for line, _ in EDGES] + [b"not json", b"[1,2]", b'{"type":"nope"}']
+    lines = [line for line, _ in EDGES] + DEEP + [b"not json", b"[1,2]", b'{"type":"nope"}']
     on, off = BulkValidator(), BulkValidator(struct_stage=False)
     a, b = on.validate_lines(lines), off.validate_lines(lines)
     assert a.table.equals(b.table)

@@ -40,7 +40,10 @@ from collector.contract.vectorized.plan import FieldPlan, Kind, Unsupported, nul
 # What orjson reads as an int (beyond, a float), and the ints a float field stores exactly.
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _FLOAT_RANGE = (-float(2**53), float(2**53))
-_REFUSED = (msgspec.DecodeError, ValueError)  # ValidationError is a DecodeError; bad UTF-8 a UnicodeDecodeError
+# Whatever msgspec raises for a line only means "not vouched for": a DecodeError (ValidationError is one), a
+# UnicodeDecodeError for bad UTF-8, a RecursionError for nesting beyond ~1,000 levels. The line goes on to orjson,
+# whose own errors are worded as rejections.
+_REFUSED = Exception
 
 
 @dataclass(slots=True)
