@@ -197,3 +197,12 @@ def test_json_texts_every_code_point_and_random_doubles():
 
 def test_time_limit_is_near_the_contract_limit():
     assert timedelta(hours=23) < _time_limit() - datetime.now(timezone.utc) < timedelta(hours=24)
+
+
+def test_json_texts_of_a_batch_beyond_one_column_are_written_per_value(monkeypatch):
+    import collector.contract.vectorized.validator as validator
+
+    values = [{"a": i, "b": "x" * i, "c": 1e16} for i in range(50)]
+    monkeypatch.setattr(validator, "_COLUMN_BYTES", 100)
+    got = json_texts(values)
+    assert got.type == pa.string() and got.to_pylist() == [orjson.dumps(v).decode() for v in values]

@@ -172,8 +172,8 @@ class _Builder:
                                  forbid_unknown_fields=True, omit_defaults=True)
         envelope = msgspec.defstruct(f"Event{self._n}", self.fields(env_fields, "envelope") + [("data", data)],
                                      kw_only=True, forbid_unknown_fields=True, tag_field="type", tag=plan.type)
-        body = [f"def {fn}(e, limit):", "    ts = e.time", "    r = _et(ts)", "    if r is None or r > limit: return None",
-                "    out = _tb(e.data)", "    g = out.get"]
+        body = [f"def {fn}(e, limit):", "    ts = e.time", "    r = _et(ts)",
+                "    if r is None or r > limit: return None", "    out = _tb(e.data)", "    g = out.get"]
         for f in plan.data:
             checks = []
             if f.kind.tag == "datetime":

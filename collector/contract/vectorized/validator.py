@@ -1,11 +1,11 @@
 """Validating a batch: the generated fast path for every item, the exact path for the rest, one Arrow table out.
 
 Every channel comes here (HTTP, files, native adapters once mapped, the demo): JSON lines are first offered to
-the struct stage (structs.py: msgspec decodes and checks a line in one C call), the others and parsed items are
-parsed once with orjson, each goes through its type's generated check (codegen.py), the candidate-secret filter runs column-wise
-(polars `str.contains` with the redactor's PREFILTER_PATTERN over the stored text), and the rows the fast path
-does not vouch for go to `validation.check_item` + `validation.to_row` (pydantic and the redactor), so every
-rejection and every redaction comes from the reference code. The result is one Arrow table in
+the struct stage (structs.py: msgspec decodes and checks a line in one C call); the other lines are parsed once
+with orjson, and each item goes through its type's generated check (codegen.py); the candidate-secret filter
+runs column-wise (polars `str.contains` with the redactor's PREFILTER_PATTERN over the stored text), and the rows
+the fast paths do not vouch for go to `validation.check_item` + `validation.to_row` (pydantic and the redactor),
+so every rejection and every redaction comes from the reference code. The result is one Arrow table in
 `storage.schema.INGEST_SCHEMA`: the stored columns plus the typed fields the writer folds into derived tables.
 """
 
@@ -406,6 +406,7 @@ def _fast_table(comp: Any, types: list[str], res: list[tuple]) -> pa.Table | Non
 
 _ENCODER = msgspec.json.Encoder()
 _EXPONENT = r"[0-9]e[0-9]"
+_COLUMN_BYTES = 2**31  # what one Arrow string column (32-bit offsets) holds
 
 
 def json_texts(values: Sequence[Any]) -> pa.Array:
@@ -416,11 +417,16 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
     orjson bytes object per event (docs/performance.md, fifteenth round, measured on the bench's events:
     mostly the allocation and release of each object). The two write every string, int, bool, null, list and
     object alike, and every float alike but for a positive exponent, which orjson writes `1e+16` and msgspec
-    `1e16` (checked on 500,000 random doubles and every code point: tests/contract/test_struct_stage.py). A text
-    with a digit, `e` and a digit anywhere (such a float, or a string holding the sequence) is written by orjson."""
+    `1e16` (checked once on 500,000 random doubles; tests/contract/test_struct_stage.py checks every code point,
+    random doubles and generated values). A text with a digit, `e` and a digit anywhere (such a float, or a string
+    holding the sequence) is written by orjson. A batch whose texts would not fit one Arrow string column (2 GiB)
+    is written per value, as before."""
     if not values:
         return pa.array([], pa.string())
-    parts = pc.split_pattern(pa.array([_ENCODER.encode_lines(values)], pa.binary()), b"\n").flatten()
+    buf = _ENCODER.encode_lines(values)
+    if len(buf) >= _COLUMN_BYTES:
+        return pa.array(list(map(orjson.dumps, values)), pa.binary()).cast(pa.string())
+    parts = pc.split_pattern(pa.array([buf], pa.large_binary()), b"\n").flatten()
     texts = parts.slice(0, len(parts) - 1).cast(pa.string())
     odd = pc.match_substring_regex(texts, _EXPONENT)
     if pc.any(odd).as_py():
