@@ -57,7 +57,9 @@ class Decided:
 
 
 class StructStage:
-    """Decodes lines with one msgspec decoder over a tagged union of every compiled event type."""
+    """Decodes lines with one msgspec decoder over a tagged union of every compiled event type. One instance serves
+    every thread (the validator is shared by the HTTP worker threads): a msgspec call holds the GIL throughout and
+    runs no Python hooks, so calls never interleave."""
 
     def __init__(self, decoder: msgspec.json.Decoder, rows: dict[type, tuple[str, Callable[[Any, datetime], Any]]],
                  source: str) -> None:

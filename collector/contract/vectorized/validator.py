@@ -404,7 +404,7 @@ def _fast_table(comp: Any, types: list[str], res: list[tuple]) -> pa.Table | Non
     return pa.Table.from_arrays(arrays, schema=INGEST_SCHEMA)
 
 
-_ENCODER = msgspec.json.Encoder()
+_ENCODER = msgspec.json.Encoder()  # shared by every thread: an encode holds the GIL throughout and calls no hooks
 _EXPONENT = r"[0-9]e[0-9]"
 _COLUMN_BYTES = 2**31  # what one Arrow string column (32-bit offsets) holds
 
