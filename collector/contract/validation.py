@@ -87,8 +87,7 @@ def _cut(value: Any, levels: int) -> Any:
         if levels <= 0:
             return "..."
         if isinstance(value, dict):
-            return {k if isinstance(k, (str, int, float, bool)) or k is None else repr(k)[:256]: _cut(v, levels - 1)
-                    for k, v in value.items()}
+            return {k if isinstance(k, str) else repr(k)[:256]: _cut(v, levels - 1) for k, v in value.items()}
         return [_cut(v, levels - 1) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return str(value)[:256]

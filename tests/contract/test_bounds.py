@@ -106,6 +106,7 @@ def test_payload_of_an_item_no_encoder_can_write_is_cut_not_lost():
         level, v = level + 1, v["n"]
     assert v == "..." and level == MAX_NESTING
     assert payload_text({"a": 1}) == '{"a":1}'
+    assert orjson.loads(payload_text({2**70: 1, (1, 2): [2**64], "d": _nest(300)}))[str(2**70)] == 1
     res = validate_items([{"specversion": "1.0", "deep": _nest(1_000)}, event("ok", "platform.probe",
                                                                            {"target": "t", "ok": True})])
     assert len(res.rows) == 1 and res.rejections[0].errors[0]["type"] == "too_deep"
