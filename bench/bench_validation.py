@@ -73,9 +73,9 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/performance.md alone")
     args = ap.parse_args()
 
-    from gen_events import write  # bench/gen_events.py: the same events as bench_ingest.py
+    from bench_ingest import data_files  # the same events as bench_ingest.py, generated once and cached
 
-    data = write(100_000, args.data_dir, formats=("ndjson",))["ndjson"]
+    _, data, _ = data_files(100_000, args.data_dir, 7)
     variants = [("stage on", ROOT, True), ("stage off", ROOT, False)]
     if args.before:
         variants.append((f"before ({args.before})", args.before.resolve(), True))
