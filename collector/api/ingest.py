@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -16,7 +16,7 @@ from collector.api.body import read_capped_body
 from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store
-from collector.contract.body import BodyError, decode_body, is_ndjson, split_items
+from collector.contract.body import BodyError, decode_body, is_ndjson, json_elements, split_items
 from collector.contract.vectorized import BulkResult, default_validator, split_lines, validate_json_items
 from collector.ingest.store import Store
 from collector.ingest.submit import committed, enqueue
@@ -84,20 +84,35 @@ REQUEST_BODY = {
 
 
 def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int, max_events: int) -> BulkResult:
-    """NDJSON bodies go to the validator as lines (split column-wise, each parsed right before its checks: the
-    same items, indexes and messages as `split_items`, without a Python loop over the lines first); JSON
-    documents are parsed whole and validated as items."""
+    """Bodies go to the validator as lines: NDJSON split column-wise, a JSON document split into its items'
+    texts (`body.json_elements`), each parsed right before its checks, with the items, indexes and messages of
+    `split_items`. A JSON document msgspec cannot split, or with an item orjson cannot read, is parsed whole and
+    validated as items, or refused as one (400), as before."""
     with tracer.start_as_current_span("ingest.parse"):
         raw = decode_body(body, ctype, cenc, max_inflated)
         if is_ndjson(ctype):
             lines, _ = split_lines(raw)
-            check_item_count(len(lines), max_events)
         else:
-            items = split_items(raw, ctype)
-    if is_ndjson(ctype):
-        return default_validator().validate_lines(lines)  # spans ingest.validate and ingest.redact
+            lines = json_elements(raw, ctype)
+        if lines is not None:
+            check_item_count(len(lines), max_events)
+    if lines is not None:
+        try:  # spans ingest.validate and ingest.redact
+            return default_validator().validate_lines(lines, item_of=None if is_ndjson(ctype) else _unreadable)
+        except _Unreadable:
+            pass
+    with tracer.start_as_current_span("ingest.parse"):
+        items = split_items(raw, ctype)
     check_item_count(len(items), max_events)
     return validate_json_items(items)
+
+
+class _Unreadable(Exception):
+    """An item of a JSON document that orjson cannot read alone: the document is parsed whole instead."""
+
+
+def _unreadable(i: int) -> Any:
+    raise _Unreadable(i)
 
 
 def check_item_count(n: int, max_events: int, what: str = "events") -> None:

@@ -10,6 +10,7 @@ import gzip
 import zlib
 from typing import Any, Iterable, Literal
 
+import msgspec
 import orjson
 
 from collector.contract.redaction import redact_text
@@ -75,6 +76,39 @@ def is_ndjson(content_type: str | None) -> bool:
     return media_type(content_type) in NDJSON_TYPES
 
 
+_JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])  # one C call, no Python hooks: shared by every thread
+
+
+def _check_json_type(content_type: str | None) -> None:
+    if media_type(content_type) not in _JSON_TYPES:
+        raise BodyError(f"unsupported Content-Type {content_type!r}; use application/json or application/x-ndjson",
+                        "unsupported")
+
+
+def json_elements(body: bytes, content_type: str | None) -> list[bytes] | None:
+    """A JSON document's items as texts, without parsing them: an array's elements (msgspec checks the array's
+    syntax and skips over each element), an object as itself. None when msgspec refuses the document or it is
+    neither (the caller parses it whole with `split_items`, which words the error).
+
+    Why: the validator's line path decodes and checks each text in one call (vectorized/structs.py), where a
+    parsed dict takes the generated checks. The texts are the items `split_items` gives, in order: whitespace
+    between them is all the array adds. What msgspec skips without reading (the UTF-8 and escapes of strings) the
+    element's own parse reads; should it refuse an element, the caller parses the document whole, so the body is
+    refused as one, as before. Nesting: msgspec refuses a document past Python's recursion limit (~1,000 levels),
+    before orjson's (1,024), so a deep element still gets the whole document's 400."""
+    _check_json_type(content_type)
+    head = body[:256].lstrip(b" \t\r\n")[:1]  # JSON's whitespace; past 256 bytes of it, split_items
+    if head == b"{":
+        return [body]
+    if head != b"[":
+        return None
+    try:
+        return [bytes(e) for e in _ELEMENTS.decode(body)]
+    except Exception:  # noqa: BLE001 - a DecodeError, or a RecursionError past ~1,000 levels: orjson decides
+        return None
+
+
 def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:
     """Parse JSON (object or array) or NDJSON into items; an unreadable NDJSON line becomes a Rejection alone."""
     ctype = media_type(content_type)
@@ -90,9 +124,7 @@ def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:
                               redact_text(text[:65_536])[0])
                 )
         return items
-    if ctype not in ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json"):
-        raise BodyError(f"unsupported Content-Type {content_type!r}; use application/json or application/x-ndjson",
-                        "unsupported")
+    _check_json_type(content_type)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
