@@ -13,6 +13,7 @@ import random
 import struct
 from datetime import datetime, timedelta, timezone
 
+import msgspec
 import orjson
 import pyarrow as pa
 import pytest
@@ -43,9 +44,12 @@ def _same_as_check(lines: list[bytes]) -> int:
         want = check(item, limit)
         assert want is not None, f"the stage accepted a line the check refuses: {line!r}"
         assert d.type == item["type"]
-        assert d.row == want, f"{line!r}\nstage {d.row}\ncheck {want}"
-        assert [type(x) for x in d.row[6:]] == [type(x) for x in want[6:]]
-        assert orjson.dumps(d.row[0]) == orjson.dumps(want[0])  # key order too
+        # the stored data is the data Struct, written as its plain object: orjson's text of the check's dict
+        assert isinstance(d.row[0], msgspec.Struct)
+        row = (msgspec.to_builtins(d.row[0]), *d.row[1:])
+        assert row == want, f"{line!r}\nstage {row}\ncheck {want}"
+        assert [type(x) for x in row[6:]] == [type(x) for x in want[6:]]
+        assert json_texts([d.row[0]]).to_pylist() == [orjson.dumps(want[0]).decode()]  # key order too
     return accepted
 
 
@@ -202,7 +206,10 @@ def test_time_limit_is_near_the_contract_limit():
 def test_json_texts_of_a_batch_beyond_one_column_are_written_per_value(monkeypatch):
     import collector.contract.vectorized.validator as validator
 
-    values = [{"a": i, "b": "x" * i, "c": 1e16} for i in range(50)]
+    values: list = [{"a": i, "b": "x" * i, "c": 1e16} for i in range(50)]
+    lines = [_line({**BASE, "data": {"kernel_id": f"k{i}", "tags": {"x": 1e16}}}) for i in range(3)]
+    values += [d.row[0] for d in STAGE.decide(lines, _time_limit())]  # data Structs: orjson's text too
     monkeypatch.setattr(validator, "_COLUMN_BYTES", 100)
     got = json_texts(values)
-    assert got.type == pa.string() and got.to_pylist() == [orjson.dumps(v).decode() for v in values]
+    assert got.type == pa.string()
+    assert got.to_pylist() == [orjson.dumps(v, default=msgspec.to_builtins).decode() for v in values]
