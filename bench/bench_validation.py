@@ -6,11 +6,14 @@
 
 Why: bench_ingest.py measures validation inside the whole product, where the writer, the deriver and the HTTP
 server share the 2 cores. This runs `BulkValidator.validate_lines` alone on the bench's events (bench/gen_events.py)
-at the two shapes of issue 11: 1,000-line requests (HTTP) and 100,000-line chunks (`observatory ingest --db`).
-Variants, each in a fresh process (PYTHONPATH), alternated, with the collector's allocator settings:
+at the two shapes of issue 11: 1,000-line requests (HTTP) and 100,000-line chunks (`observatory ingest --db`); and
+the ingest route's whole preparation of 1,000 events posted as one JSON array (`_prepare`: since the sixteenth
+round the array is split by msgspec and its items take the struct stage; before, orjson parsed it whole and the
+generated checks took the dicts). Variants, each in a fresh process (PYTHONPATH), alternated, with the collector's allocator settings:
 
 - `stage on`: this code, the msgspec struct stage first (the collector's way);
-- `stage off`: this code with `BulkValidator(struct_stage=False)`: orjson and the generated checks only;
+- `stage off`: this code with `BulkValidator(struct_stage=False)` (the route: its validator's stage removed):
+  orjson and the generated checks only;
 - `before`: another checkout's validator (`--before`), e.g. the round's start.
 
 Reported: the median over repetitions of each process's median CPU time (user + system) per event. No
@@ -39,28 +42,36 @@ import json, statistics, sys, time
 from collector.ingest import allocators
 allocators.tune(True)
 import pyarrow as pa
-from collector.contract.vectorized.validator import BulkValidator
-path, n, reps, stage = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "on"
+from collector.contract.vectorized.validator import BulkValidator, default_validator
+path, n, reps, stage, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "on", sys.argv[5]
 with open(path, "rb") as f:
     lines = [line for _, line in zip(range(n), f)]
-arr = pa.array(lines, pa.binary())
-try:
-    v = BulkValidator(struct_stage=stage)
-except TypeError:  # a checkout from before the struct stage
-    v = BulkValidator()
-res = v.validate_lines(arr)
+if kind == "route":  # the ingest route's whole preparation of a JSON-array body, parsing included
+    from collector.api.ingest import _prepare
+    body = b"[" + b",".join(line.strip() for line in lines) + b"]"
+    if not stage:
+        default_validator().structs = None
+    run = lambda: _prepare(body, "application/json", None, 1 << 40, 1 << 40)
+else:
+    arr = pa.array(lines, pa.binary())
+    try:
+        v = BulkValidator(struct_stage=stage)
+    except TypeError:  # a checkout from before the struct stage
+        v = BulkValidator()
+    run = lambda: v.validate_lines(arr)
+res = run()
 times = []
 for _ in range(reps):
     t = time.process_time()
-    v.validate_lines(arr)
+    run()
     times.append(time.process_time() - t)
 print(json.dumps({"us": statistics.median(times) / n * 1e6, "fast": res.fast, "exact": res.exact, "total": res.total}))
 """
 
 
-def _run(code: Path, data: Path, n: int, reps: int, stage: bool) -> dict:
+def _run(code: Path, data: Path, n: int, reps: int, stage: bool, kind: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code))
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(data), str(n), str(reps), "on" if stage else "off"],
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(data), str(n), str(reps), "on" if stage else "off", kind],
                          env=env, cwd=code, check=True, capture_output=True, text=True, timeout=1800)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -79,17 +90,18 @@ def main() -> None:
     variants = [("stage on", ROOT, True), ("stage off", ROOT, False)]
     if args.before:
         variants.append((f"before ({args.before})", args.before.resolve(), True))
-    shapes = [("1,000-line requests (HTTP)", 1_000, 40), ("100,000-line chunks (bulk)", 100_000, 3)]
+    shapes = [("1,000-line requests (HTTP)", 1_000, 40, "lines"), ("100,000-line chunks (bulk)", 100_000, 3, "lines"),
+              ("1,000-event JSON arrays (the route, parsing included)", 1_000, 40, "route")]
     results: dict[tuple[str, str], list[float]] = {}
     for rep in range(args.reps):
-        for shape, n, inner in shapes:
+        for shape, n, inner, kind in shapes:
             for name, code, stage in variants:
-                r = _run(code, data, n, inner, stage)
+                r = _run(code, data, n, inner, stage, kind)
                 results.setdefault((shape, name), []).append(r["us"])
                 print(f"rep {rep + 1} {shape:28} {name:30} {r['us']:6.2f} CPU-us/event "
                       f"(fast {r['fast']:,}, exact {r['exact']:,})", flush=True)
     rows = []
-    for shape, _, _ in shapes:
+    for shape, *_ in shapes:
         base = statistics.median(results[(shape, "stage off")])
         for name, _, _ in variants:
             runs = results[(shape, name)]
@@ -101,8 +113,9 @@ def main() -> None:
     section = "\n".join([
         "Measured by `bench/bench_validation.py`.", "",
         f"Machine: {machine()}, shared and noisy. Command: `{cmd}`. `BulkValidator.validate_lines` alone on the "
-        "bench's events, each variant in a fresh process, alternated; CPU (user + system) per event, median of "
-        f"{args.reps} processes (runs listed).", "",
+        "bench's events, and the ingest route's preparation of the same events posted as one JSON array "
+        "(`api/ingest.py: _prepare`: split, parse, checks), each variant in a fresh process, alternated; CPU "
+        f"(user + system) per event, median of {args.reps} processes (runs listed).", "",
         "| shape | variant | CPU-µs per event | runs | ratio to stage off |", "|---|---|---|---|---|", *rows])
     print()
     print(section)
