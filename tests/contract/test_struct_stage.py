@@ -8,6 +8,7 @@ the stage decides and one it does not. And `json_texts` (msgspec writing the sto
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import struct
@@ -197,6 +198,27 @@ def test_json_texts_every_code_point_and_random_doubles():
     assert got.type == pa.string()
     assert got.to_pylist() == [orjson.dumps(v).decode() for v in values]
     assert json_texts([]).to_pylist() == []
+
+
+def test_json_texts_exponents_anywhere_and_hashes_without_the_fallback(monkeypatch):
+    """Every place a number can stand in compact JSON (the whole text, first or later in an array, an object's
+    value, nested), with a positive exponent and without; strings that look like numbers. Hex hashes (the
+    emitters' `sha256:<hex>`) hold digit-e-digit and are written by msgspec, not one by one by orjson."""
+    import collector.contract.vectorized.validator as validator
+
+    big = [1e16, -1.5e16, 1e300, 1.7976931348623157e308, 1.2345678901234568e20, 1e-7, 5e-324, 1e15, 0.5, 3]
+    values: list = list(big) + [[x] for x in big] + [[0, x] for x in big] + [[x, 0] for x in big]
+    values += [{"a": x} for x in big] + [{"a": 0, "b": x, "c": 1} for x in big] + [{"a": {"b": [1, {"c": x}]}} for x in big]
+    values += ["1e16", ":1e16,", {"h": "sha256:7005e0b80dedb773"}, {"k:1e5": "x,1e5]"}, "e5", "1e", "-1.5e+16"]
+    calls = []
+    real = validator._orjson
+    monkeypatch.setattr(validator, "_orjson", lambda v: calls.append(v) or real(v))
+    assert json_texts(values).to_pylist() == [orjson.dumps(v).decode() for v in values]
+    hashes = [{"output_hash": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()} for i in range(300)]
+    assert sum("e" in h["output_hash"] for h in hashes) > 200
+    calls.clear()
+    assert json_texts(hashes).to_pylist() == [orjson.dumps(v).decode() for v in hashes]
+    assert calls == []
 
 
 def test_time_limit_is_near_the_contract_limit():

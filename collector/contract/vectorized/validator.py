@@ -405,7 +405,10 @@ def _fast_table(comp: Any, types: list[str], res: list[tuple]) -> pa.Table | Non
 
 
 _ENCODER = msgspec.json.Encoder()  # shared by every thread: an encode holds the GIL throughout and calls no hooks
-_EXPONENT = r"[0-9]e[0-9]"
+# A number msgspec writes with a positive exponent (`1e16`, `-1.5e300`): a number token, right after the start of the
+# text or a separator, up to its end (compact JSON: no whitespace). A text holding a digit, `e`, a digit in a
+# string (a hex hash: `"sha256:7005e0b8..."`, 13% of the lines with the emitters' hashes) is not one.
+_EXPONENT = r"(?:^|[:,\[])-?[0-9.]+e[0-9]+(?:[,}\]]|$)"
 _COLUMN_BYTES = 2**31  # what one Arrow string column (32-bit offsets) holds
 
 
@@ -425,8 +428,8 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
     mostly the allocation and release of each object). The two write every string, int, bool, null, list and
     object alike, and every float alike but for a positive exponent, which orjson writes `1e+16` and msgspec
     `1e16` (checked once on 500,000 random doubles; tests/contract/test_struct_stage.py checks every code point,
-    random doubles and generated values). A text with a digit, `e` and a digit anywhere (such a float, or a string
-    holding the sequence) is written by orjson. A batch whose texts would not fit one Arrow string column (2 GiB)
+    random doubles and generated values). A text holding such a number (`_EXPONENT`; a string that looks like
+    one too) is written by orjson. A batch whose texts would not fit one Arrow string column (2 GiB)
     is written per value, as before."""
     if not values:
         return pa.array([], pa.string())
