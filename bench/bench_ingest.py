@@ -90,7 +90,7 @@ def machine() -> dict:
 def data_files(n: int, out: Path, seed: int) -> tuple[Path, Path, int]:
     """NDJSON and Parquet files of about n events (cached by size and seed)."""
     out.mkdir(parents=True, exist_ok=True)
-    existing = sorted(out.glob(f"events-{seed}-*.parquet"))
+    existing = sorted(out.glob(f"{gen_events.NAME}-{seed}-*.parquet"))
     for p in existing:
         count = int(p.stem.rsplit("-", 1)[1])
         nd = p.with_suffix(".ndjson")

@@ -37,6 +37,20 @@ ERRORS = [
 SECRET_ERROR = ("OperationalError", "could not connect to postgres://etl:hunter2secret@db.internal/prod (timeout)")
 
 
+# Cached files are named for the generator's output: a change of what it writes changes the name, so a stale file is
+# never read as the new mix (data 2: hashes are 64 hex digits, as the emitters write them, no longer decimal).
+NAME = "events2"
+_HEX = pl.Series(list("0123456789abcdef"))
+
+
+def _hex64(keys: pl.Series, seed: int) -> pl.Series:
+    """64 hex digits per key (four seeded 64-bit hashes), as `sha256:<hex>` digests look: hex text holds digit,
+    `e`, digit sequences that a number-looking scan must not take for numbers."""
+    words = [keys.hash(seed=seed * 4 + w) for w in range(4)]
+    digits = [_HEX.gather(((h // 16 ** (15 - i)) % 16).cast(pl.UInt32)) for h in words for i in range(16)]
+    return pl.select(pl.concat_str(digits)).to_series()
+
+
 class Rng:
     """Vectorised seeded pseudo-random numbers (polars hashes of a counter)."""
 
@@ -115,7 +129,8 @@ def generate(n: int, seed: int = 7, end: datetime | None = None, days: float = 3
     ended = started + (duration * 1_000_000).cast(pl.Int64)
     frames.append(_frame("notebook.run.queued", queued, src, run, ids("q", n_runs)))
     frames.append(_frame("notebook.run.started", started, src, run, ids("s", n_runs)))
-    hx = lambda: "sha256:" + pl.int_range(n_runs, eager=True).hash(seed=seed + rng.k).cast(pl.String)  # noqa: E731
+    hashes = pl.int_range(n_runs, eager=True)
+    hx = lambda: "sha256:" + _hex64(hashes, seed + rng.k)  # noqa: E731
     rng.k += 1
     term = run.with_columns(
         duration_seconds=duration, cpu_seconds=(duration * rng.random(n_runs)).round(2),
@@ -239,10 +254,10 @@ def write(n: int, out_dir: Path, seed: int = 7, formats: tuple[str, ...] = ("ndj
     df = generate(int(n * 1.03) + 100, seed).head(n)
     paths: dict[str, Path] = {}
     if "parquet" in formats:
-        paths["parquet"] = out_dir / f"events-{seed}-{df.height}.parquet"
+        paths["parquet"] = out_dir / f"{NAME}-{seed}-{df.height}.parquet"
         df.write_parquet(paths["parquet"], row_group_size=100_000)
     if "ndjson" in formats:
-        paths["ndjson"] = out_dir / f"events-{seed}-{df.height}.ndjson"
+        paths["ndjson"] = out_dir / f"{NAME}-{seed}-{df.height}.ndjson"
         with open(paths["ndjson"], "wb") as fh:
             for start in range(0, df.height, 500_000):
                 lines = to_ndjson_lines(df.slice(start, 500_000))
