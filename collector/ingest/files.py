@@ -29,6 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collector.contract.body import json_elements
 from collector.contract.validation import Rejection
 from collector.contract.vectorized.lines import PARQUET_COLUMNS
 
@@ -223,19 +224,46 @@ def _cut(body: bytes, chunk_rows: int, offset: int, line_no: int, done: int) -> 
 
 
 def _json_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
+    """A JSON document's items, as texts (body.json_elements) validated as lines, so each takes the struct stage
+    and the file is never held as parsed objects (a few times its size); a document msgspec cannot split, or not
+    valid UTF-8 (what msgspec's split does not read: every item of a valid UTF-8 document it splits is then read
+    alone by orjson), is parsed whole by orjson, as before, and refused whole when orjson cannot read it: nothing
+    of an unreadable file is committed."""
     try:
         with _open(inp) as fh:
             raw = fh.read()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise IngestError(f"{inp.path}: read failed ({exc})") from None
+    texts = json_elements(raw, None) if _utf8(raw) else None
+    if texts is not None:
+        for start in range(0, len(texts), chunk_rows):
+            part = texts[start:start + chunk_rows]
+            yield _Chunk("lines", pa.array(part, pa.binary()), start, done_bytes=_share(inp, start + len(part), len(texts)))
+        return
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise IngestError(f"{inp.path}: not valid JSON ({exc}); for one event per line use .ndjson") from None
     items = doc if isinstance(doc, list) else [doc]
     for start in range(0, len(items), chunk_rows):
-        yield _Chunk("items", items[start:start + chunk_rows], start, done_bytes=inp.size if
-                     start + chunk_rows >= len(items) else int(inp.size * (start + chunk_rows) / len(items)))
+        yield _Chunk("items", items[start:start + chunk_rows], start,
+                     done_bytes=_share(inp, start + chunk_rows, len(items)))
+
+
+def _share(inp: _Input, done: int, total: int) -> int:
+    """The bytes of `inp` a progress bar counts as read once `done` of its `total` items are."""
+    return inp.size if done >= total else int(inp.size * done / total)
+
+
+def _utf8(raw: bytes) -> bool:
+    """Whether `raw` is valid UTF-8, checked by Arrow without a copy or a Python str of the whole file."""
+    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, len(raw)], pa.int64()).buffers()[1],
+                                                      pa.py_buffer(raw)])
+    try:
+        arr.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _parquet_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:

@@ -165,6 +165,50 @@ def test_broken_line_and_invalid_events_are_dead_lettered_and_the_rest_stored(tm
     assert {tuple(x["errors"][0].values())[:1] for x in s["rejected_samples"]}
 
 
+def test_a_json_array_file_is_validated_item_by_item_like_its_ndjson(tmp_path: Path, monkeypatch):
+    """A JSON document's items go to the validator as texts (no whole-file parse, the struct stage decides them):
+    the same summary, stored rows and dead letters as the same events in NDJSON, across chunks."""
+    import collector.ingest.files as files
+
+    items = [orjson.loads(x) for x in _mixed_file(tmp_path / "m.ndjson").read_bytes().split(b"\n")
+             if x.strip() and not x.startswith(b'{"specversion": "1.0", "id": "broken')]
+    nd = write_ndjson(tmp_path / "same.ndjson", items)
+    doc = tmp_path / "same.json"
+    doc.write_bytes(b" [\n" + b",\n ".join(orjson.dumps(x) for x in items) + b"\n] ")
+
+    class NoWholeParse:
+        JSONDecodeError = orjson.JSONDecodeError
+
+        @staticmethod
+        def loads(_raw):
+            raise AssertionError("the file was parsed whole")
+
+    monkeypatch.setattr(files, "orjson", NoWholeParse)
+    got = ingest_files_to_db([doc], tmp_path / "a.duckdb", chunk_rows=2, progress=False)
+    monkeypatch.undo()
+    want = ingest_files_to_db([nd], tmp_path / "b.duckdb", chunk_rows=2, progress=False)
+    assert (got["events"], got["accepted"], got["rejected"]) == (want["events"], want["accepted"], want["rejected"]) \
+        == (6, 3, 3)
+    q_events = "SELECT source, id, type, time, data, redactions FROM events ORDER BY id"
+    q_dead = "SELECT item_index, reason, errors, payload, event_id FROM dead_letters ORDER BY item_index"
+    for q in (q_events, q_dead):
+        assert db_rows(tmp_path / "a.duckdb", q) == db_rows(tmp_path / "b.duckdb", q)
+
+
+@pytest.mark.parametrize("body", [
+    b'[{"specversion": "1.0", "id": "\xff"}]',  # not UTF-8: msgspec's split does not read strings, orjson refuses
+    b'[{"a": 1},]',
+    b"[" + b"[" * 1100 + b"]" * 1100 + b"]",
+])
+def test_an_unreadable_json_file_is_refused_whole_and_nothing_is_stored(tmp_path: Path, body: bytes):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"[" + b",".join(orjson.dumps(e) for e in EVENTS) + b"," + body[1:])
+    db = tmp_path / "o.duckdb"
+    with pytest.raises(IngestError, match="not valid JSON"):
+        ingest_files_to_db([path], db, chunk_rows=2, progress=False)
+    assert db_rows(db, "SELECT count(*) FROM events") == [(0,)]
+
+
 def test_same_file_twice_is_stored_once(tmp_path: Path):
     db = tmp_path / "o.duckdb"
     path = write_ndjson(tmp_path / "e.ndjson", EVENTS + [EVENTS[0]])  # and a duplicate inside the file
