@@ -9,7 +9,8 @@ server share the 2 cores. This runs `BulkValidator.validate_lines` alone on the 
 at the two shapes of issue 11: 1,000-line requests (HTTP) and 100,000-line chunks (`observatory ingest --db`); and
 the ingest route's whole preparation of 1,000 events posted as one JSON array (`_prepare`: since the sixteenth
 round the array is split by msgspec and its items take the struct stage; before, orjson parsed it whole and the
-generated checks took the dicts). Variants, each in a fresh process (PYTHONPATH), alternated, with the collector's allocator settings:
+generated checks took the dicts). Variants, each in a fresh process (PYTHONPATH), alternated, with the collector's
+allocator settings:
 
 - `stage on`: this code, the msgspec struct stage first (the collector's way);
 - `stage off`: this code with `BulkValidator(struct_stage=False)` (the route: its validator's stage removed):

@@ -238,7 +238,8 @@ def _json_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
     if texts is not None:
         for start in range(0, len(texts), chunk_rows):
             part = texts[start:start + chunk_rows]
-            yield _Chunk("lines", pa.array(part, pa.binary()), start, done_bytes=_share(inp, start + len(part), len(texts)))
+            yield _Chunk("lines", pa.array(part, pa.large_binary()), start,  # large: an item may pass 2 GiB
+                         done_bytes=_share(inp, start + len(part), len(texts)))
         return
     try:
         doc = orjson.loads(raw)
