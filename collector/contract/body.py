@@ -86,10 +86,11 @@ def _check_json_type(content_type: str | None) -> None:
                         "unsupported")
 
 
-def json_elements(body: bytes, content_type: str | None) -> list[bytes] | None:
+def json_elements(body: bytes, content_type: str | None, max_items: int | None = None) -> list[bytes] | None:
     """A JSON document's items as texts, without parsing them: an array's elements (msgspec checks the array's
-    syntax and skips over each element), an object as itself. None when msgspec refuses the document or it is
-    neither (the caller parses it whole with `split_items`, which words the error).
+    syntax and skips over each element), an object as itself. None when msgspec refuses the document, it is
+    neither, or it holds more than `max_items` items (the caller parses it whole with `split_items`, which words
+    the error, and counts the items for the 413).
 
     Why: the validator's line path decodes and checks each text in one call (vectorized/structs.py), where a
     parsed dict takes the generated checks. The texts are the items `split_items` gives, in order: whitespace
@@ -104,9 +105,12 @@ def json_elements(body: bytes, content_type: str | None) -> list[bytes] | None:
     if head != b"[":
         return None
     try:
-        return [bytes(e) for e in _ELEMENTS.decode(body)]
+        raws = _ELEMENTS.decode(body)
     except Exception:  # noqa: BLE001 - a DecodeError, or a RecursionError past ~1,000 levels: orjson decides
         return None
+    if max_items is not None and len(raws) > max_items:
+        return None
+    return [bytes(e) for e in raws]
 
 
 def split_items(body: bytes, content_type: str | None) -> list[Any | Rejection]:

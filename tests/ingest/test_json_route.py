@@ -100,3 +100,21 @@ def test_json_route_counts_items_before_validating(monkeypatch):
     with pytest.raises(BodyError) as exc:
         _prepare(b"[" + b",".join([OK] * 4) + b"]", "application/json", None, 1 << 20, 3)
     assert exc.value.kind == "too_large"
+
+
+def test_many_tiny_items_are_counted_without_keeping_their_texts():
+    """An array past the event limit is refused (413) with the count `split_items` gives, and `json_elements`
+    keeps no text of it (a body of tiny items costs more split than parsed: api/ingest.py, SPLIT_MAX_BYTES)."""
+    body = b"[" + b",".join([b"1"] * 120) + b"]"
+    assert json_elements(body, "application/json", 100) is None
+    assert len(json_elements(body, "application/json", 120) or []) == 120
+    with pytest.raises(BodyError) as exc:
+        _prepare(body, "application/json", None, 1 << 20, 100)
+    assert (exc.value.kind, str(exc.value)) == ("too_large", "120 events in one request; the limit is 100")
+
+
+def test_a_document_past_the_split_bound_is_parsed_whole(monkeypatch):
+    monkeypatch.setattr(route, "SPLIT_MAX_BYTES", len(BODIES[0]) - 1)
+    monkeypatch.setattr(route, "json_elements", lambda *_a: pytest.fail("split a document past the bound"))
+    _same(_prepare(BODIES[0], "application/json", None, 1 << 20, 100),
+          validate_json_items(split_items(BODIES[0], "application/json")))
