@@ -96,8 +96,8 @@ def json_elements(body: bytes, content_type: str | None, max_items: int | None =
     parsed dict takes the generated checks. The texts are the items `split_items` gives, in order: whitespace
     between them is all the array adds. What msgspec skips without reading (the UTF-8 of strings; their escapes
     it checks) the element's own parse reads; should it refuse an element, the caller parses the document whole,
-    so the body is refused as one, as before. Nesting: msgspec refuses a document past Python's recursion limit (~1,000 levels),
-    before orjson's (1,024), so a deep element still gets the whole document's 400."""
+    so the body is refused as one, as before. Nesting: msgspec refuses a document past Python's recursion limit
+    (~1,000 levels), before orjson's (1,024), so a deep element still gets the whole document's 400."""
     _check_json_type(content_type)
     head = body[:256].lstrip(b" \t\r\n")[:1]  # JSON's whitespace; past 256 bytes of it, split_items
     if head == b"{":
