@@ -39,7 +39,7 @@ import msgspec
 import orjson
 
 from collector.contract.validation import shape_problem
-from collector.contract.vectorized.codegen import Compiled, _typed, _Verdicts, event_time, parse_datetime
+from collector.contract.vectorized.codegen import Compiled, _typed, _Verdicts, parse_datetime
 from collector.contract.vectorized.plan import FieldPlan, Kind, Unsupported, null_ok
 
 # What orjson reads as an int (beyond, a float), and the ints a float field stores exactly.
@@ -110,7 +110,7 @@ class _Builder:
     """Plans -> Struct classes and, per type, the source of the function that turns a Struct into the tuple."""
 
     def __init__(self) -> None:
-        self.env: dict[str, Any] = {"_et": event_time, "_dt": parse_datetime, "_shape": shape_problem,
+        self.env: dict[str, Any] = {"_dt": parse_datetime, "_shape": shape_problem,
                                     "_tb": msgspec.to_builtins, "_dumps": orjson.dumps}
         self.lines: list[str] = []
         self._n = 0
@@ -179,8 +179,7 @@ class _Builder:
                                  forbid_unknown_fields=True, omit_defaults=True)
         envelope = msgspec.defstruct(f"Event{self._n}", self.fields(env_fields, "envelope") + [("data", data)],
                                      kw_only=True, forbid_unknown_fields=True, tag_field="type", tag=plan.type)
-        body = [f"def {fn}(e, limit):", "    ts = e.time", "    r = _et(ts)",
-                "    if r is None or r > limit: return None", "    d = e.data"]
+        body = [f"def {fn}(e, limit):", "    ts = e.time", "    d = e.data"]  # the time: validator.event_times
         for f in plan.data:
             a = _attr(f.name, where=f"data.{f.name}")
             checks = []
