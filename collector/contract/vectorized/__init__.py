@@ -17,7 +17,9 @@ path (`validation.check_item` + `validation.to_row`) whenever the fast path cann
 * the line is not JSON as orjson reads it, the item is not an object, its `type` is unknown;
 * a value is not in the plain form the generated code accepts (a float given as "5", an int given as 5.0, a
   bool for a number, a date-time that is not RFC 3339 with an offset, an int beyond 2**53 for a float field,
-  a list item with extra keys, ...), or the event time is near the 24 h future limit;
+  a list item with extra keys, ...);
+* the event time is not RFC 3339 with an offset, names no date or is near the 24 h future limit (checked
+  column-wise for the batch: `validator.event_times`);
 * a field validator (`cron`, `timezone`) rejected or transformed the value (verdicts are cached per value);
 * the prefilter flags a candidate secret in the stored text or the subject: redaction then happens in
   `to_row`, exactly as it always has.

@@ -8,9 +8,10 @@ events); a small generated function then makes the same tuple the generated chec
 It only ever says "accepted, and here is the row", like the generated checks. A line it does not vouch for goes on
 to orjson and the generated check, and from there to pydantic: any line msgspec refuses, for whatever reason (a
 type compiled here or not, an extra key: the Structs forbid unknown fields, a constraint, malformed JSON), and any
-value only the Python checks decide (the event time and the date-times of `data` against codegen.DATETIME_RE, free-
-form values against `shape_problem`, field validators through the same cached verdicts). What it accepts, the
-generated check accepts with the same tuple, because:
+value only the Python checks decide (the date-times of `data` against codegen.DATETIME_RE, free-form values against
+`shape_problem`, field validators through the same cached verdicts). The event time is text here, as in the
+generated checks: its form, date and future limit are checked column-wise for the batch (validator.event_times).
+What it accepts, the generated check accepts with the same tuple, because:
 
 * msgspec is strict as the checks are: no float for an int, no bool or string for a number, no coercion of text;
 * every int is bounded within what orjson reads as an int (-2**63 .. 2**64-1: beyond, orjson gives a float, msgspec
