@@ -34,15 +34,14 @@ STAGE = struct_stage_of(COMP)
 
 def _same_as_check(lines: list[bytes]) -> int:
     """Every line the stage accepts gives the check's tuple; returns how many it accepted."""
-    limit = _time_limit()
     accepted = 0
-    for line, d in zip(lines, STAGE.decide(lines, limit)):
+    for line, d in zip(lines, STAGE.decide(lines)):
         if d is None:
             continue
         accepted += 1
         item = orjson.loads(line)
         check = COMP.checks[item["type"]]
-        want = check(item, limit)
+        want = check(item)
         assert want is not None, f"the stage accepted a line the check refuses: {line!r}"
         assert d.type == item["type"]
         # the stored data is the data Struct, written as its plain object: orjson's text of the check's dict
@@ -76,7 +75,7 @@ def test_the_stage_decides_the_bench_traffic():
     gen = _gen_events()
     df = gen.generate(20_000, seed=11)
     lines = [x.encode() for x in gen.to_ndjson_lines(df).to_list()]
-    decided = STAGE.decide(lines, _time_limit())
+    decided = STAGE.decide(lines)
     by_type: dict[str, list[bool]] = {}
     for line, d in zip(lines, decided):
         by_type.setdefault(orjson.loads(line)["type"], []).append(d is not None)
@@ -147,7 +146,7 @@ EDGES = [
 
 @pytest.mark.parametrize("line,decided", EDGES, ids=[str(i) for i in range(len(EDGES))])
 def test_edge_lines(line, decided):
-    [d] = STAGE.decide([line], _time_limit())
+    [d] = STAGE.decide([line])
     assert (d is not None) == decided
     assert _same_as_check([line]) == int(decided)
 
@@ -176,7 +175,7 @@ def test_event_times_in_any_other_form_day_or_beyond_the_limit_take_the_exact_pa
 
 def test_nesting_beyond_the_parsers_depth_is_a_rejection_of_that_line_only():
     """msgspec raises RecursionError past ~1,000 levels: the line is left to orjson and worded as a rejection."""
-    assert STAGE.decide(DEEP, _time_limit()) == [None, None, None]
+    assert STAGE.decide(DEEP) == [None, None, None]
     got = BulkValidator().validate_lines([*DEEP, _line(BASE)])
     assert got.row_index.to_pylist() == [3]
     assert [r.index for r in got.rejections] == [0, 1, 2]
@@ -251,7 +250,7 @@ def test_json_texts_of_a_batch_beyond_one_column_are_written_per_value(monkeypat
 
     values: list = [{"a": i, "b": "x" * i, "c": 1e16} for i in range(50)]
     lines = [_line({**BASE, "data": {"kernel_id": f"k{i}", "tags": {"x": 1e16}}}) for i in range(3)]
-    values += [d.row[0] for d in STAGE.decide(lines, _time_limit())]  # data Structs: orjson's text too
+    values += [d.row[0] for d in STAGE.decide(lines)]  # data Structs: orjson's text too
     monkeypatch.setattr(validator, "_COLUMN_BYTES", 100)
     got = json_texts(values)
     assert got.type == pa.string()

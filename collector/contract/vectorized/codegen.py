@@ -87,13 +87,13 @@ class _Verdicts:
 
 @dataclass
 class Compiled:
-    """Per type: `checks[t](item, limit)` -> (data, time text, source, id, subject, has extra keys, *the typed
+    """Per type: `checks[t](item)` -> (data, time text, source, id, subject, has extra keys, *the typed
     values of `columns`) | None (supported types only; the typed values are those `rows[t]` gives for the stored
     data, None for columns the type does not declare, time-stamps as RFC 3339 text), and `rows[t](data)` -> the
     typed values of `row_columns[t]`, the typed columns the type declares (the exact path's rows); `extra_values`
     gives the others from extra keys. `unsupported` names the types whose items always take the exact path."""
 
-    checks: dict[str, Callable[[dict, datetime], tuple | None]]
+    checks: dict[str, Callable[[dict], tuple | None]]
     rows: dict[str, Callable[[dict], tuple]]
     row_columns: dict[str, tuple[str, ...]]
     columns: tuple[str, ...]
@@ -255,7 +255,7 @@ class _Gen:
         envelope = self.const(frozenset([f.name for f in p.envelope] + ["data"]), "E")
         cols = {f.name: (f"c{j}", _typed(f, types[f.name], "v", timestamps_as_text=True)) for j, f in enumerate(p.data)
                 if f.name in columns}
-        body = [f"def {fn}(e, limit):",
+        body = [f"def {fn}(e):",
                 # keys the envelope does not declare are not stored, but the exact path walks them (shape_problem)
                 f"    if not {envelope}.issuperset(e) and _shape(e) is not None: return None",
                 "    src = e", "    esubj = None"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import keyword
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import msgspec
@@ -67,14 +66,14 @@ class StructStage:
     every thread (the validator is shared by the HTTP worker threads): a msgspec call holds the GIL throughout and
     runs no Python hooks, so calls never interleave."""
 
-    def __init__(self, decoder: msgspec.json.Decoder, rows: dict[type, tuple[str, Callable[[Any, datetime], Any]]],
+    def __init__(self, decoder: msgspec.json.Decoder, rows: dict[type, tuple[str, Callable[[Any], Any]]],
                  source: str) -> None:
         self._decode = decoder.decode
         self._rows = rows
         self.source = source
         self.types = frozenset(t for t, _ in rows.values())
 
-    def decide(self, lines: list[Any], limit: datetime) -> list[Decided | None]:
+    def decide(self, lines: list[Any]) -> list[Decided | None]:
         """Per line: a Decided, or None (the line goes on to orjson and the generated check)."""
         decode, rows = self._decode, self._rows
         out: list[Decided | None] = []
@@ -86,7 +85,7 @@ class StructStage:
                 append(None)
                 continue
             etype, fn = rows[e.__class__]
-            r = fn(e, limit)
+            r = fn(e)
             append(None if r is None else Decided(etype, r, line))
         return out
 
@@ -180,7 +179,7 @@ class _Builder:
                                  forbid_unknown_fields=True, omit_defaults=True)
         envelope = msgspec.defstruct(f"Event{self._n}", self.fields(env_fields, "envelope") + [("data", data)],
                                      kw_only=True, forbid_unknown_fields=True, tag_field="type", tag=plan.type)
-        body = [f"def {fn}(e, limit):", "    ts = e.time", "    d = e.data"]  # the time: validator.event_times
+        body = [f"def {fn}(e):", "    ts = e.time", "    d = e.data"]  # the time: validator.event_times
         for f in plan.data:
             a = _attr(f.name, where=f"data.{f.name}")
             checks = []

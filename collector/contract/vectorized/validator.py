@@ -29,7 +29,7 @@ from opentelemetry import trace
 from collector.contract.events import IDENTIFIER_KEYS, MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
 from collector.contract.validation import Rejection, check_item, to_row
-from collector.contract.vectorized.codegen import DATETIME_RE, INT32, compiled
+from collector.contract.vectorized.codegen import DATETIME_RE, INT32, compiled, parse_datetime
 from collector.contract.vectorized.lines import parquet_lines, split_lines
 from collector.contract.vectorized.plan import FUTURE_MARGIN
 from collector.contract.vectorized.structs import Decided, struct_stage_of
@@ -146,7 +146,7 @@ class BulkValidator:
         raw = lines.slice(a, b - a).to_pylist() if isinstance(lines, (pa.Array, pa.ChunkedArray)) else lines[a:b]
         loads = orjson.loads
         plain = not slow_rows or not any(a <= i < b for i in slow_rows)
-        pre = self.structs.decide(raw, _time_limit()) if self.structs is not None and plain else None
+        pre = self.structs.decide(raw) if self.structs is not None and plain else None
         if plain:
             try:  # the common case: every line reads as it is (orjson skips the JSON whitespace around it)
                 if pre is None:
@@ -213,7 +213,7 @@ class BulkValidator:
                 t = it.get("type")
                 fn = checks.get(t) if t.__class__ is str else None
                 if fn is not None:
-                    r = fn(it, limit)  # free-form values and extra keys get the shape walk in there
+                    r = fn(it)  # free-form values and extra keys get the shape walk in there
                     if r is not None:
                         f_idx.append(i)
                         f_type.append(t)
@@ -467,15 +467,9 @@ def event_times(texts: Sequence[str]) -> pa.Array:
         arr = pc.if_else(form, arr, pa.scalar(None, pa.string()))
     try:
         return arr.cast(_TS)
-    except pa.ArrowInvalid:  # a text of the form that names no date
-        return pa.array([None if v is None else _date_or_none(v) for v in arr.to_pylist()], _TS)
-
-
-def _date_or_none(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
+    except pa.ArrowInvalid:  # a text of the form that names no date (parse_datetime: None)
+        parsed = [None if v is None else parse_datetime(v) for v in arr.to_pylist()]
+        return pa.array([p[1] if p else None for p in parsed], _TS)
 
 
 def _timestamps(texts: Any) -> pa.Array:
