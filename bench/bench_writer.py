@@ -21,7 +21,8 @@ part per commit are reported apart, and the CPU per event covers both.
 
 With `--fold-groups 1,4,8` it measures instead the deriver alone: the HTTP shape's groups committed without their
 derived rows, then folded K groups per pass (one transaction, `storage/derive.py: fold_batches`), wall and CPU
-µs per event for each K, alternated: what folding all that is pending at once saves.
+µs per event for each K, alternated: what folding all that is pending at once saves. `--baselines 1000000` stores
+that many reproducibility baselines first: what a pass costs on top of a long history.
 
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
@@ -239,10 +240,36 @@ def bulk_chunks(ndjson: Path, n: int, sizes: list[int], reps: int, data_dir: Pat
         print(f"chunk {size:>9,}: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
 
 
-def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path) -> None:
+def fill_baselines(con: Any, n: int) -> None:
+    """`n` reproducibility baselines of the bench's notebooks (`nb-00000` to `nb-00050`, so that no range of the
+    key skips a row group) with other input hashes than its events', stored and checkpointed before the timed
+    passes: the history of a collector that has seen ~8n events of the bench's mix (~12,800 baselines per 100,000
+    events). Written through either schema: with the key's digest column since migration 0210, without it before
+    (another checkout's)."""
+    if not n:
+        return
+    cols = {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() "
+                                      "WHERE table_name = 'repro_baselines'").fetchall()}
+    digest = ""
+    if "key_hash" in cols:
+        from collector.storage import derive
+
+        digest = f"{derive._KEY_HASH} AS key_hash, "
+    con.execute(f"""
+        INSERT INTO repro_baselines BY NAME SELECT {digest}* FROM (
+            SELECT 'nb-' || lpad((i % 51)::VARCHAR, 5, '0') AS notebook_id, 'sha256:' || hash('i', i) AS input_hash,
+                   'sha256:' || hash('p', i % 97) AS parameters_hash, 'sha256:' || hash('e', i % 11) AS env_hash,
+                   'hist-run-' || i AS run_id, 1 AS attempt, 'sha256:' || hash('o', i) AS output_hash,
+                   TIMESTAMPTZ '2026-01-01' + to_seconds(i) AS ended_at
+            FROM range($n) t(i))""", {"n": n})
+    con.execute("CHECKPOINT")
+
+
+def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, baselines: int = 0) -> None:
     """The deriver alone: the HTTP shape's groups (4 x 1,000 events) committed without their derived rows, then
     folded k groups per pass (`Writer._derive`, one transaction), for each k, alternated. What a pass costs per event
-    as the deriver takes more of what is pending at once (the collector's deriver takes all of it)."""
+    as the deriver takes more of what is pending at once (the collector's deriver takes all of it). With
+    `baselines`, on top of that many stored reproducibility baselines (`fill_baselines`)."""
     from collector.ingest.files import _open_store
     from collector.ingest.writer import _Write
 
@@ -256,6 +283,7 @@ def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path) 
                 db = work / f"f-{k}.duckdb"
                 store = _open_store(db, 4000)
                 w = store.writer
+                fill_baselines(w.con, baselines)
                 wall = cpu = 0.0
                 passes = 0
                 try:
@@ -277,7 +305,8 @@ def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path) 
                       f"{1e6 * cpu / n:.1f} CPU-us per event, {1e3 * wall / passes:.1f} ms per pass", flush=True)
     finally:
         work.rmdir()
-    print(f"\n{n:,} events, 4 x 1,000-event groups, {reps} repetitions alternated (medians)")
+    print(f"\n{n:,} events, 4 x 1,000-event groups, {baselines:,} stored baselines, {reps} repetitions "
+          "alternated (medians)")
     for k in ks:
         wall = statistics.median(r[0] for r in runs[k])
         cpu = statistics.median(r[1] for r in runs[k])
@@ -296,11 +325,14 @@ def main() -> None:
                     help="only the bulk shape's writer per chunk size (rows per commit)")
     ap.add_argument("--fold-groups", default=None, metavar="K,K,...",
                     help="only the deriver: fold K committed 4,000-event groups per pass, for each K")
+    ap.add_argument("--baselines", type=int, default=0, metavar="N",
+                    help="with --fold-groups: N reproducibility baselines stored before the passes (a long history)")
     args = ap.parse_args()
     allocators.tune()  # as the collector's processes do
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
     if args.fold_groups:
-        fold_passes(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps, args.data_dir)
+        fold_passes(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps, args.data_dir,
+                    args.baselines)
         return
     if args.bulk_chunks:
         bulk_chunks(ndjson, args.events, [int(x) for x in args.bulk_chunks.split(",")], args.reps, args.data_dir)

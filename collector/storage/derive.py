@@ -4,7 +4,9 @@ Everything here reads only the batch the current writer transaction has just ins
 the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so nothing here parses the JSON
 `data`) plus the stored rows it merges with. The large derived tables (run attempts, kernel sessions) are looked
 up among their recent rows only, so the cost of a batch grows with the batch, not with history: DuckDB answers
-`ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The batch is aggregated per
+`ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The reproducibility
+baselines, which no time bounds, are looked up by a 64-bit digest of their key (see _KEY_HASH): a scan still, of
+one 8-byte column rather than four texts. The batch is aggregated per
 table in polars (storage/batch.py); the upserts, the first-terminal lookup and the reproducibility comparison are
 the SQL of the ingest path, all in this module.
 """
@@ -213,29 +215,31 @@ _SCHEDULES = _Merge("schedules", ("notebook_id",), """
 # parameters, environment). The SLI (M2) recomputes this on event time from run_attempts; the counter records what
 # ingest saw.
 _REPRO_KEYS = ("notebook_id", "output_hash", "input_hash", "parameters_hash", "env_hash")
-_REPRO_COMPARE = """
-SELECT coalesce(n.team, 'unknown') AS team,
-       CASE WHEN n.output_hash = b.output_hash THEN 'match' ELSE 'mismatch' END AS result,
-       count(*) AS n
-FROM repro_new n
-JOIN repro_baselines b USING (notebook_id, input_hash, parameters_hash, env_hash)
-WHERE NOT (n.run_id = b.run_id AND n.attempt = b.attempt)
-GROUP BY ALL
+_BASELINE_KEY = ["notebook_id", "input_hash", "parameters_hash", "env_hash"]
+_BASELINE_VALUES = ["run_id", "attempt", "output_hash", "ended_at"]
+# repro_baselines is looked up by a 64-bit digest of its key (`key_hash`; migration 0210 computes it the same way
+# for the rows stored before). A join on the four key texts reads all of them for every stored baseline: at
+# 1,000,000 baselines the upsert and the comparison cost 82 + 60 ms per derive pass, growing with history. The digest
+# is one 8-byte column, which DuckDB filters with the candidates' digests (a Bloom filter) before it reads the rest
+# of a row: 11-14 ms at 1,000,000 (docs/performance.md, eighteenth round). The digest only narrows the rows: the
+# full key is compared in polars, so a collision costs a row read, never a wrong baseline.
+_KEY_HASH = "md5_number_lower(concat_ws(chr(31), notebook_id, input_hash, parameters_hash, env_hash))"
+# The row ids first, then the rows by row id: in one join, DuckDB read every row's texts of the baselines the
+# collector itself appended (not those a restart loaded from the file), 40 against 15 ms at 1,000,000.
+_STORED_BASELINES = f"""
+SELECT rowid AS row_id, * EXCLUDE (key_hash) FROM repro_baselines WHERE rowid IN (
+    SELECT b.rowid FROM repro_baselines b SEMI JOIN (SELECT {_KEY_HASH} AS key_hash FROM repro_new) n USING (key_hash))
 """
-_UPSERT_BASELINES = """
+# `repro_rows`: the baselines to store, with the row id of the stored one they replace (null: a new key)
+_INSERT_BASELINES = f"""
 INSERT INTO repro_baselines BY NAME
-SELECT notebook_id, input_hash, parameters_hash, env_hash,
-       arg_min(run_id, (ended_at, run_id, attempt)) AS run_id,
-       arg_min(attempt, (ended_at, run_id, attempt)) AS attempt,
-       arg_min(output_hash, (ended_at, run_id, attempt)) AS output_hash,
-       min(ended_at) AS ended_at
-FROM repro_new GROUP BY ALL
-ON CONFLICT (notebook_id, input_hash, parameters_hash, env_hash) DO UPDATE SET
-    run_id = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.run_id ELSE repro_baselines.run_id END,
-    attempt = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.attempt ELSE repro_baselines.attempt END,
-    output_hash = CASE WHEN EXCLUDED.ended_at < repro_baselines.ended_at THEN EXCLUDED.output_hash ELSE repro_baselines.output_hash END,
-    ended_at = least(repro_baselines.ended_at, EXCLUDED.ended_at)
+SELECT {_KEY_HASH} AS key_hash, * EXCLUDE (row_id) FROM repro_rows WHERE row_id IS NULL
 """
+_UPDATE_BASELINES = f"""
+UPDATE repro_baselines SET {", ".join(f"{c} = u.{c}" for c in _BASELINE_VALUES)}
+FROM repro_rows u WHERE repro_baselines.rowid = u.row_id
+"""
+_EARLIEST = ["ended_at", "run_id", "attempt"]
 
 # polars' engine for the fold's plans. Its default ("auto") runs them on the streaming engine, which costs twice the
 # in-memory engine's time on frames of this size: the plans of a 16,000-event fold 53 -> 24 ms, of a
@@ -322,15 +326,6 @@ def _run_counters(first: pl.DataFrame) -> list[CounterDelta]:
     return deltas
 
 
-def _rows_to_deltas(name: str, cur: duckdb.DuckDBPyConnection) -> list[CounterDelta]:
-    cols = [d[0] for d in cur.description][:-1]
-    return [
-        CounterDelta(name, tuple(zip(cols, (str(v) for v in row[:-1]))), float(row[-1]))
-        for row in cur.fetchall()
-        if row[-1]
-    ]
-
-
 def event_deltas(new: pa.Table) -> list[CounterDelta]:
     """The increments of the counters of events as ingested (`_EVENT_COUNTERS`): what a batch counts whatever is
     stored (the deriver commits them with the batch's derived rows; should those fail, with the batch marked
@@ -410,16 +405,48 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
     deltas += _run_counters(first)
     repro = first.filter(pl.col("outcome") == "succeeded", *[pl.col(c).is_not_null() for c in _REPRO_KEYS])
     for part in _repro_parts(repro):
-        con.register("repro_new", part.to_arrow())
-        try:
-            con.execute(_UPSERT_BASELINES)
-            deltas += _rows_to_deltas("notebook_reproducibility_checks_total", con.execute(_REPRO_COMPARE))
-        finally:
-            con.unregister("repro_new")
+        deltas += _fold_baselines(con, part)
     return deltas
 
 
-_BASELINE_KEY = ["notebook_id", "input_hash", "parameters_hash", "env_hash"]
+def _fold_baselines(con: duckdb.DuckDBPyConnection, part: pl.DataFrame) -> list[CounterDelta]:
+    """Compare the attempts of `part` with their baselines and store the baselines they change: a key's baseline
+    is its earliest succeeded attempt (by end time, then run id and attempt, within the part), and a stored one
+    stays unless an attempt of the part ended before it. One read of the stored baselines of the part's keys, then
+    at most an insert and an update (by row id); the comparison itself is polars."""
+    con.register("repro_new", part.select(_BASELINE_KEY).to_arrow())
+    try:
+        found = _frame(con.sql(_STORED_BASELINES).to_arrow_table())
+    finally:
+        con.unregister("repro_new")
+    # one row per key: the earliest, should a key ever be stored twice (the join below on the full key drops the
+    # rows of another key with the same digest)
+    stored = found.sort(_EARLIEST).unique(_BASELINE_KEY, keep="first", maintain_order=True)
+    earliest = (part.sort(_EARLIEST).unique(_BASELINE_KEY, keep="first", maintain_order=True)
+                .select(*_BASELINE_KEY, *_BASELINE_VALUES))
+    both = earliest.join(stored, on=_BASELINE_KEY, how="left", suffix="_stored")
+    fresh = pl.col("row_id").is_null()
+    earlier = pl.col("ended_at") < pl.col("ended_at_stored")
+    baselines = both.select(*_BASELINE_KEY, *[
+        pl.when(fresh | earlier).then(pl.col(c)).otherwise(pl.col(f"{c}_stored")).alias(f"b_{c}")
+        for c in ("run_id", "attempt", "output_hash")])
+    writes = both.filter(fresh | earlier)
+    if writes.height:
+        con.register("repro_rows", writes.select("row_id", *_BASELINE_KEY, *_BASELINE_VALUES).to_arrow())
+        try:
+            if writes["row_id"].null_count():
+                con.execute(_INSERT_BASELINES)
+            if writes["row_id"].null_count() < writes.height:
+                con.execute(_UPDATE_BASELINES)
+        finally:
+            con.unregister("repro_rows")
+    checks = (part.join(baselines, on=_BASELINE_KEY)
+              .filter(~((pl.col("run_id") == pl.col("b_run_id")) & (pl.col("attempt") == pl.col("b_attempt"))))
+              .group_by(_label("team"), pl.when(pl.col("output_hash") == pl.col("b_output_hash"))
+                        .then(pl.lit("match")).otherwise(pl.lit("mismatch")).alias("result"))
+              .len())
+    return [CounterDelta("notebook_reproducibility_checks_total", (("team", team), ("result", result)), float(n))
+            for team, result, n in checks.iter_rows()]
 
 
 def _repro_parts(repro: pl.DataFrame) -> list[pl.DataFrame]:
