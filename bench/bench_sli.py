@@ -261,6 +261,30 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
     return res
 
 
+# fill_baselines' keys in the forms of this bench's history: its notebooks, one parameters and environment hash,
+# input hashes `i...` (its own are `i0` to `i4`)
+FILL_KEY = ("'nb-' || (i % 1000) AS notebook_id, 'i' || hash('i', i) AS input_hash, 'p' AS parameters_hash, "
+            "'e' AS env_hash")
+
+
+def _fill_baselines(db: Path, n: int) -> None:
+    """`n` more baselines in both baseline tables of the folded history `db` (bench_writer.fill_baselines, with this
+    bench's notebooks); stored in the file, so a phase reads them as a restarted collector does."""
+    if not n:
+        return
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_writer import fill_baselines
+
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    try:
+        for table in ("sli_repro_baselines", "repro_baselines"):
+            fill_baselines(con, n, table, key=FILL_KEY)
+    finally:
+        con.close()
+
+
 def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
@@ -299,6 +323,10 @@ def main() -> None:
     ap.add_argument("--threads-too", type=int, metavar="N",
                     help="Also run this checkout's incremental refresh with DuckDB limited to N threads (the "
                          "collector's OBSERVATORY_DUCKDB_THREADS), alternately, same history")
+    ap.add_argument("--baselines", type=int, default=0, metavar="N",
+                    help="Store N more reproducibility baselines of other inputs (sli_repro_baselines and the "
+                         "deriver's repro_baselines) in the folded history before the other phases: producers that "
+                         "hash each run's fresh input data make one per succeeded run")
     ap.add_argument("--phase", nargs=3, metavar=("NAME", "DB", "NOW"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.phase:
@@ -317,6 +345,7 @@ def main() -> None:
     folded = a.db.with_name(a.db.stem + ".folded.duckdb")
     fold = _phase(["fold", str(a.db), info["now"]], keep=folded)
     print("fold:", fold, flush=True)
+    _fill_baselines(folded, a.baselines)
     full = _phase(["full", str(folded), info["now"]])
     print("full:", full, flush=True)
     # the incremental refresh is a few hundred ms on a shared machine: the median of --reps runs, each in its own
@@ -327,6 +356,7 @@ def main() -> None:
         folded_before = a.db.with_name(a.db.stem + ".folded-before.duckdb")
         print("fold (before):", _phase(["fold", str(a.db), info["now"]], keep=folded_before, code=a.before),
               flush=True)
+        _fill_baselines(folded_before, a.baselines)
     series = (("before", a.before, None, folded_before), ("after", ROOT, None, folded),
               ("threads", ROOT if a.threads_too else None, a.threads_too, folded))
     for _ in range(a.reps):
@@ -347,7 +377,7 @@ def main() -> None:
 
 Machine: {os.cpu_count()} cores (shared), DuckDB {__import__('duckdb').__version__}. History: {info['events']:,} stored
 events over 60 days (20 teams, 1,000 notebooks, 200 hourly schedules), committed through the real writer in
-{info['build_seconds']:.0f} s. Windows {', '.join(json.loads(os.environ.get('OBSERVATORY_SLI_WINDOWS', '["1h","1d","7d","30d"]')))},
+{info['build_seconds']:.0f} s{f', then {a.baselines:,} reproducibility baselines of other inputs stored in each baseline table' if a.baselines else ''}. Windows {', '.join(json.loads(os.environ.get('OBSERVATORY_SLI_WINDOWS', '["1h","1d","7d","30d"]')))},
 levels platform + team (+ trigger for M1). Each phase runs in its own process; peak RSS is that process's.
 
 | measurement | target | result | peak RSS |
@@ -359,7 +389,7 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms).{_before_line(before, runs['before'], a.before)}{with_threads}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
-Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
+Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{f' --baselines {a.baselines}' if a.baselines else ''}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
 """
     print(text)
     if not a.no_write:

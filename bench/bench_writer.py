@@ -240,26 +240,31 @@ def bulk_chunks(ndjson: Path, n: int, sizes: list[int], reps: int, data_dir: Pat
         print(f"chunk {size:>9,}: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
 
 
-def fill_baselines(con: Any, n: int) -> None:
-    """`n` reproducibility baselines of the bench's notebooks (`nb-00000` to `nb-00050`, so that no range of the
-    key skips a row group) with other input hashes than its events', stored and checkpointed before the timed
-    passes: the history of a collector that has seen ~8n events of the bench's mix (~12,800 baselines per 100,000
-    events). Written through either schema: with the key's digest column since migration 0210, without it before
+# The key of fill_baselines' row `i`: this bench's notebooks (`nb-00000` to `nb-00050`) and hashes of its form
+FILL_KEY = ("'nb-' || lpad((i % 51)::VARCHAR, 5, '0') AS notebook_id, 'sha256:' || hash('i', i) AS input_hash, "
+            "'sha256:' || hash('p', i % 97) AS parameters_hash, 'sha256:' || hash('e', i % 11) AS env_hash")
+
+
+def fill_baselines(con: Any, n: int, table: str = "repro_baselines", key: str = FILL_KEY) -> None:
+    """`n` reproducibility baselines in `table` (repro_baselines, or the SLI fold's sli_repro_baselines), stored and
+    checkpointed: a long history. Their keys (`key`, SQL of the row number `i`) take the forms of the bench's own
+    events, with other input hashes: a key column whose range the events' do not overlap would let DuckDB skip
+    every row group of the fill by its min/max, which a real history does not allow. This bench's mix stores
+    ~12,800 baselines per 100,000 events, so 1,000,000 is the history of a collector that has seen ~8M events.
+    Written through either schema: with the key's digest column since migrations 0210/0211, without it before
     (another checkout's)."""
     if not n:
         return
-    cols = {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() "
-                                      "WHERE table_name = 'repro_baselines'").fetchall()}
+    cols = {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = $t",
+                                      {"t": table}).fetchall()}
     digest = ""
     if "key_hash" in cols:
-        from collector.storage import derive
+        from collector.storage.schema import BASELINE_KEY_HASH
 
-        digest = f"{derive._KEY_HASH} AS key_hash, "
+        digest = f"{BASELINE_KEY_HASH} AS key_hash, "
     con.execute(f"""
-        INSERT INTO repro_baselines BY NAME SELECT {digest}* FROM (
-            SELECT 'nb-' || lpad((i % 51)::VARCHAR, 5, '0') AS notebook_id, 'sha256:' || hash('i', i) AS input_hash,
-                   'sha256:' || hash('p', i % 97) AS parameters_hash, 'sha256:' || hash('e', i % 11) AS env_hash,
-                   'hist-run-' || i AS run_id, 1 AS attempt, 'sha256:' || hash('o', i) AS output_hash,
+        INSERT INTO {table} BY NAME SELECT {digest}* FROM (
+            SELECT {key}, 'hist-run-' || i AS run_id, 1 AS attempt, 'sha256:' || hash('o', i) AS output_hash,
                    TIMESTAMPTZ '2026-01-01' + to_seconds(i) AS ended_at
             FROM range($n) t(i))""", {"n": n})
     con.execute("CHECKPOINT")

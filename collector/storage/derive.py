@@ -5,8 +5,8 @@ the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so 
 `data`) plus the stored rows it merges with. The large derived tables (run attempts, kernel sessions) are looked
 up among their recent rows only, so the cost of a batch grows with the batch, not with history: DuckDB answers
 `ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The reproducibility
-baselines, which no time bounds, are looked up by a 64-bit digest of their key (see _KEY_HASH): a scan still, but of
-one 8-byte column rather than four texts. The batch is aggregated per table in polars (storage/batch.py); the
+baselines, which no time bounds, are looked up by a 64-bit digest of their key (schema.BASELINE_KEY_HASH): a scan
+still, but of one 8-byte column rather than four texts. The batch is aggregated per table in polars (storage/batch.py); the
 upserts, the first-terminal lookup and the baselines' reads and writes are the SQL of the ingest path, all in this
 module.
 """
@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from collector.storage import batch
-from collector.storage.schema import DERIVE_FIELDS, EVENT_COLUMNS, field_from_data
+from collector.storage.schema import BASELINE_KEY_HASH, DERIVE_FIELDS, EVENT_COLUMNS, field_from_data
 from collector.storage.sqltext import ident
 
 # Upper bounds of notebook_run_duration_seconds; notebook runs last seconds to hours.
@@ -217,23 +217,20 @@ _SCHEDULES = _Merge("schedules", ("notebook_id",), """
 _REPRO_KEYS = ("notebook_id", "output_hash", "input_hash", "parameters_hash", "env_hash")
 _BASELINE_KEY = ["notebook_id", "input_hash", "parameters_hash", "env_hash"]
 _BASELINE_VALUES = ["run_id", "attempt", "output_hash", "ended_at"]
-# repro_baselines is looked up by a 64-bit digest of its key (`key_hash`; migration 0210 computes it the same way
-# for the rows stored before). A join on the four key texts reads all of them for every stored baseline: at
-# 1,000,000 baselines the upsert and the comparison cost 82 + 60 ms per derive pass, growing with history. The digest
-# is one 8-byte column, which DuckDB filters with the candidates' digests (a Bloom filter) before it reads the rest
-# of a row: 11-14 ms at 1,000,000 (docs/performance.md, eighteenth round). The digest only narrows the rows: the
-# full key is compared in polars, so a collision costs a row read, never a wrong baseline.
-_KEY_HASH = "md5_number_lower(concat_ws(chr(31), notebook_id, input_hash, parameters_hash, env_hash))"
-# The row ids first, then the rows by row id: in one join, DuckDB read every row's texts of the baselines the
-# collector itself appended (not those a restart loaded from the file), 40 against 15 ms at 1,000,000.
+# repro_baselines is looked up by the digest of its key (schema.BASELINE_KEY_HASH): at 1,000,000 baselines the
+# primary key's upsert and the comparison, joins on the four key texts, cost 82 + 60 ms per derive pass, growing
+# with history (docs/performance.md, eighteenth round); the full key is compared in polars. The row ids first, then
+# the rows by row id: in one join, DuckDB read the texts of every baseline the collector itself appended (not of
+# those a restart loaded from the file), 40 against 15 ms at 1,000,000.
 _STORED_BASELINES = f"""
 SELECT rowid AS row_id, * EXCLUDE (key_hash) FROM repro_baselines WHERE rowid IN (
-    SELECT b.rowid FROM repro_baselines b SEMI JOIN (SELECT {_KEY_HASH} AS key_hash FROM repro_new) n USING (key_hash))
+    SELECT b.rowid FROM repro_baselines b
+    SEMI JOIN (SELECT {BASELINE_KEY_HASH} AS key_hash FROM repro_new) n USING (key_hash))
 """
 # `repro_rows`: the baselines to store, with the row id of the stored one they replace (null: a new key)
 _INSERT_BASELINES = f"""
 INSERT INTO repro_baselines BY NAME
-SELECT {_KEY_HASH} AS key_hash, * EXCLUDE (row_id) FROM repro_rows WHERE row_id IS NULL
+SELECT {BASELINE_KEY_HASH} AS key_hash, * EXCLUDE (row_id) FROM repro_rows WHERE row_id IS NULL
 """
 _UPDATE_BASELINES = f"""
 UPDATE repro_baselines SET {", ".join(f"{c} = u.{c}" for c in _BASELINE_VALUES)}

@@ -64,3 +64,12 @@ STORED_FIELDS_FROM_DATA = ", ".join(f"{field_from_data(DERIVE_FIELDS.field(n))} 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Stored rows (dicts) as Arrow, without the typed fields (tests compare stored columns with it)."""
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+
+# The 64-bit digest of a reproducibility group's key (notebook, input, parameters, environment) that both baseline
+# tables store beside it (`key_hash`: repro_baselines, the deriver's, migration 0210; sli_repro_baselines, the SLI
+# fold's, migration 0211, which compute it the same way for the rows stored before them). A join on the four key
+# texts reads all of them for every stored baseline, a cost that grows with history; a join on the digest reads one
+# 8-byte column, which DuckDB filters with the wanted digests before it reads the rest of a row. Readers compare the
+# full key after: a collision costs a row read, never a wrong baseline. MD5 because its value cannot change with the
+# DuckDB version (`hash()` may); the separator only spares near misses a collision.
+BASELINE_KEY_HASH = "md5_number_lower(concat_ws(chr(31), notebook_id, input_hash, parameters_hash, env_hash))"

@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
+from collector.storage.schema import BASELINE_KEY_HASH
 from slo.sli import durations, missed, slots, state, sums
 from slo.sli import sql as Q
 from slo.sli.beside import beside
@@ -366,8 +367,8 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
     if runs.repro:
-        cur.execute(f"DELETE FROM sli_repro_baselines b WHERE EXISTS (SELECT 1 FROM sli_gb_old a WHERE {_GK_EQ})")
-        cur.execute("INSERT INTO sli_repro_baselines BY NAME SELECT * FROM sli_gb_new")
+        cur.execute("DELETE FROM sli_repro_baselines WHERE rowid IN (SELECT row_id FROM sli_gb_old)")
+        cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
     cur.execute(missed.RETRACT_LATE, {"now": now})
 
 
@@ -375,12 +376,16 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     """M2 verdicts of the touched attempts; when a group's baseline changes, of every member of the group. Stages
     the stored baselines of their groups (sli_gb_old) and the new ones (sli_gb_new); False when the attempts are in
     no group."""
-    # the stored baselines of the groups of the touched facts, now and before (a CTAS answers its count)
+    # the stored baselines of the groups of the touched facts, now and before (a CTAS answers its count), with their
+    # row ids (for _write_runs' delete): the rows whose key's digest is wanted, by row id, then the full key compared
+    # (schema.BASELINE_KEY_HASH; as collector/storage/derive.py reads repro_baselines)
     stored = cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_gb_old AS
-        SELECT b.* FROM sli_repro_baselines b SEMI JOIN (
-            SELECT {_GK} FROM sli_new_facts WHERE {_ELIG} UNION SELECT {_GK} FROM sli_old_facts WHERE {_ELIG}
-        ) a ON {_GK_EQ}""").fetchone()[0]
+        WITH a AS (SELECT {_GK} FROM sli_new_facts WHERE {_ELIG} UNION SELECT {_GK} FROM sli_old_facts WHERE {_ELIG})
+        SELECT b.rowid AS row_id, b.* EXCLUDE (key_hash) FROM sli_repro_baselines b
+        WHERE b.rowid IN (SELECT rowid FROM sli_repro_baselines
+                          SEMI JOIN (SELECT {BASELINE_KEY_HASH} AS key_hash FROM a) USING (key_hash))
+          AND EXISTS (SELECT 1 FROM a WHERE {_GK_EQ})""").fetchone()[0]
     # Groups whose baseline attempt itself changed need their stored members to find the new baseline. The
     # members' table exists only when there are any (the common case reads and writes it not at all).
     full = stored and cur.execute(

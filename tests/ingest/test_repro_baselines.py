@@ -23,7 +23,7 @@ from collector.contract.vectorized import validate_json_items
 from collector.ingest.writer import Writer
 from collector.metrics.counters import CounterStore
 from collector.storage import db as dbmod
-from collector.storage import derive
+from collector.storage.schema import BASELINE_KEY_HASH
 from tests.support import event
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -115,7 +115,7 @@ def test_baselines_and_checks_equal_an_independent_fold(tmp_path, seed, deferred
 
 def _digest(con: duckdb.DuckDBPyConnection, key: tuple) -> int:
     names = ", ".join(f"$k{i} AS {c}" for i, c in enumerate(KEY))
-    return con.execute(f"SELECT {derive._KEY_HASH} FROM (SELECT {names})",
+    return con.execute(f"SELECT {BASELINE_KEY_HASH} FROM (SELECT {names})",
                        {f"k{i}": v for i, v in enumerate(key)}).fetchall()[0][0]
 
 

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from collector.app import create_app
 from collector.settings import Settings
+from collector.storage import db as dbmod
+from collector.storage.schema import BASELINE_KEY_HASH
 from slo.sli import sql as Q
 from slo.sli.compute import compute
 from slo.sli.config import SliQuery, parse_window
@@ -441,6 +443,67 @@ def test_reproducibility_baseline_and_late_earlier_run(plat: Platform):
     assert_matches(got, want)
     assert_matches(plat.direct(as_of, "1h"), want)
     assert_one_baseline_per_group(plat)
+
+
+REPRO = dict(notebook_id="nb-r", team="ml", trigger="scheduled", input_hash="i", parameters_hash="p", env_hash="e")
+
+
+def _repro_runs(plat: Platform) -> datetime:
+    """Runs a (X), b (X), c (Y) of one group, folded: M2 1 of 2 (a the baseline). Returns the as_of."""
+    T = BASE
+    plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=m), run_id=r, output_hash=o, **REPRO)
+               for m, r, o in ((10, "a", "X"), (20, "b", "X"), (30, "c", "Y"))])
+    as_of = T + timedelta(hours=1)
+    assert plat.api(as_of, "1h")[("M2", "ml", None, None, "ratio")] == {"value": 1 / 2, "good": 1, "bad": 1,
+                                                                         "total": 2}
+    return as_of
+
+
+def _late_earlier_run(plat: Platform, as_of: datetime) -> None:
+    """z (Y), earlier than a, arrives: the baseline; a and b mismatch, c matches (the stored baseline must be found
+    and replaced, else z and a would both be baselines of the group)."""
+    plat.post([plat.ev("notebook.run.succeeded", BASE + timedelta(minutes=5), run_id="z", output_hash="Y", **REPRO)])
+    got = plat.api(as_of, "1h", **ALL_LEVELS)
+    assert got[("M2", "ml", None, None, "ratio")] == {"value": 1 / 3, "good": 1, "bad": 2, "total": 3}
+    assert_matches(got, reference(plat.sent, as_of, timedelta(hours=1)))
+    assert_one_baseline_per_group(plat)
+
+
+def _digest(cur, notebook_id: str = "nb-r") -> int:
+    return cur.execute(f"SELECT {BASELINE_KEY_HASH} FROM (SELECT $nb AS notebook_id, 'i' AS input_hash, "
+                       "'p' AS parameters_hash, 'e' AS env_hash)", {"nb": notebook_id}).fetchall()[0][0]
+
+
+def test_a_stored_baseline_of_another_group_with_the_same_digest_is_neither_taken_nor_deleted(plat: Platform):
+    """The fold reads sli_repro_baselines by the digest of the group key (schema.BASELINE_KEY_HASH), then compares
+    the full key: a row of another group whose digest collides (made here: earlier, output Y) changes nothing."""
+    plat.post([plat.ev("platform.probe", BASE, target="hub", ok=True, team="ml")])
+    plat.api(BASE + timedelta(hours=1), "1h")  # the first fold (from cursor 0, it empties the SLI tables)
+    decoy = "SELECT rowid, notebook_id, run_id FROM sli_repro_baselines WHERE run_id = 'decoy'"
+    with plat.app.state.store.read_cursor() as cur:
+        cur.execute("INSERT INTO sli_repro_baselines VALUES (?, 'nb-decoy', 'i', 'p', 'e', 'decoy', 1, ?, 'Y')",
+                    [_digest(cur), BASE - timedelta(days=1)])
+        stored = cur.execute(decoy).fetchall()
+    as_of = _repro_runs(plat)
+    _late_earlier_run(plat, as_of)
+    with plat.app.state.store.read_cursor() as cur:
+        assert cur.execute(decoy).fetchall() == stored  # the same row: not deleted and written again
+        assert cur.execute("SELECT notebook_id, run_id FROM sli_repro_baselines ORDER BY ALL").fetchall() == [
+            ("nb-decoy", "decoy"), ("nb-r", "z")]
+
+
+def test_migration_0211_digests_the_stored_baselines_as_the_fold_does(plat: Platform):
+    """A file folded before migration 0211 (sli_repro_baselines without key_hash): the migration computes each
+    row's digest as the fold does, so the next fold finds and replaces the stored baseline."""
+    as_of = _repro_runs(plat)
+    with plat.app.state.store.read_cursor() as cur:
+        cur.execute("CREATE TABLE sli_rb_old AS SELECT * EXCLUDE (key_hash) FROM sli_repro_baselines")
+        cur.execute("DROP TABLE sli_repro_baselines")
+        cur.execute("ALTER TABLE sli_rb_old RENAME TO sli_repro_baselines")
+        cur.execute("DELETE FROM schema_migrations WHERE version = 211")
+        assert dbmod.apply_migrations(cur) == [211]
+        assert cur.execute("SELECT key_hash, run_id FROM sli_repro_baselines").fetchall() == [(_digest(cur), "a")]
+    _late_earlier_run(plat, as_of)
 
 
 def test_events_slis_and_snapshots(plat: Platform):

@@ -1,10 +1,10 @@
--- repro_baselines looked up by a 64-bit digest of its key, and without its primary key. Only the deriver writes
--- it, and it keeps one row per key itself: it reads the stored baselines of a pass's keys by their digest, inserts
--- the new keys and updates by row id the baselines an earlier attempt replaces (collector/storage/derive.py:
--- _fold_baselines; tests/ingest/test_repro_baselines.py holds the key unique). A join on the four key texts, which
--- the primary key's upsert was, reads every stored baseline's texts: 82 + 60 ms per derive pass at 1,000,000
--- baselines, growing with history; through the digest 11-14 ms (docs/performance.md, eighteenth round). The digest
--- is computed as derive.py's _KEY_HASH computes it.
+-- repro_baselines looked up by a 64-bit digest of its key (key_hash, computed here as collector/storage/schema.py:
+-- BASELINE_KEY_HASH computes it), and without its primary key. Only the deriver writes it, and it keeps one row per
+-- key itself: it reads the stored baselines of a pass's keys by their digest, inserts the new keys and updates by
+-- row id the baselines an earlier attempt replaces (collector/storage/derive.py: _fold_baselines;
+-- tests/ingest/test_repro_baselines.py). The primary key's upsert and the comparison were joins on the four key
+-- texts, which read every stored baseline's texts: at 1,000,000 baselines they cost 82 + 60 ms per derive pass,
+-- growing with history (docs/performance.md, eighteenth round).
 CREATE TABLE repro_baselines_hashed (
     key_hash         UBIGINT NOT NULL,
     notebook_id      VARCHAR NOT NULL,
