@@ -51,13 +51,16 @@ def main() -> None:
     ap.add_argument("mode", choices=["direct", "incremental"])
     ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.folded.duckdb")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--meta", type=Path, default=None, help="bench_sli.py's JSON of the history (default: beside --db)")
     a = ap.parse_args()
     from collector.storage import db as dbmod
     from slo.sli.compute import compute
     from slo.sli.config import SliConfig, SliQuery
     from slo.sli.fold import fold
 
-    now = datetime.fromisoformat(json.loads((ROOT / "var" / "bench_sli.json").read_text())["now"])
+    # the history's `now`, from bench_sli.py's file beside it (X.folded.duckdb -> X.json; a copy: --meta)
+    meta = a.meta or a.db.with_name(a.db.name.removesuffix(".folded.duckdb") + ".json")
+    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
     cfg = SliConfig()
     q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
     with tempfile.TemporaryDirectory(dir=a.db.parent) as tmp:
