@@ -168,3 +168,21 @@ def refuse_to_derive(monkeypatch: Any, run_id: str) -> None:
         return real(con, batches, **kw)
 
     monkeypatch.setattr(writer_mod, "fold_batches", failing)
+
+
+def database_before(path: Path, version: int) -> Any:
+    """A DuckDB file (a connection to it, in UTC) as a collector before migration `version` left it: the migrations
+    below it applied and recorded, so that `apply_migrations` applies that one and those after it."""
+    import duckdb
+
+    from collector.storage import db as dbmod
+
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for v, name, p in dbmod.migrations():
+        if v < version:
+            con.execute(p.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [v, name])
+    return con

@@ -9,7 +9,7 @@ import pytest
 
 from collector.storage import db as dbmod
 from tests.conftest import auth
-from tests.support import event
+from tests.support import database_before, event
 
 
 def q(client, sql):
@@ -175,14 +175,7 @@ def test_verdict_columns_of_an_older_file_come_from_its_data(client, tmp_path):
                                         (True, None, None)]
     with client.app.state.store.read_cursor() as cur:
         stored = cur.sql("SELECT * EXCLUDE (ok, result, reason) FROM events").to_arrow_table()
-    con = duckdb.connect(str(tmp_path / "old.duckdb"))
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    for version, name, path in dbmod.migrations():
-        if version < 3:  # the file as a collector before 0003 left it
-            con.execute(path.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con = database_before(tmp_path / "old.duckdb", 3)
     con.register("stored", stored)
     con.execute("INSERT INTO events BY NAME SELECT * FROM stored")
     assert 3 in dbmod.apply_migrations(con)

@@ -24,7 +24,7 @@ from collector.ingest.writer import Writer
 from collector.metrics.counters import CounterStore
 from collector.storage import db as dbmod
 from collector.storage.schema import BASELINE_KEY_HASH
-from tests.support import event
+from tests.support import database_before, event
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 KEY = ("notebook_id", "input_hash", "parameters_hash", "env_hash")
@@ -152,15 +152,7 @@ def test_a_key_stored_twice_reads_as_its_earliest_row(tmp_path):
 
 
 def test_migration_0210_digests_the_stored_baselines_as_the_deriver_does(tmp_path):
-    path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    for version, name, p in dbmod.migrations():
-        if version < 210:  # the file as a collector before 0210 left it
-            con.execute(p.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con = database_before(tmp_path / "old.duckdb", 210)
     keys = [(f"nb{n}", f"input-{n}" * n, "p", "e\u00e9") for n in range(1, 6)]
     for n, key in enumerate(keys):
         con.execute("INSERT INTO repro_baselines VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
