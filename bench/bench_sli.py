@@ -373,11 +373,13 @@ def main() -> None:
         with_threads = (f" Same run, this code with OBSERVATORY_DUCKDB_THREADS={a.threads_too} (runs {ms} ms): "
                         f"median **{t['seconds'] * 1000:.0f} ms** (fold {t['fold_seconds'] * 1000:.0f} ms, compute "
                         f"{t['compute_seconds'] * 1000:.0f} ms).")
+    added = f", then {a.baselines:,} reproducibility baselines of other inputs stored in each baseline table" \
+        if a.baselines else ""
     text = f"""## SLIs (bench/bench_sli.py)
 
 Machine: {os.cpu_count()} cores (shared), DuckDB {__import__('duckdb').__version__}. History: {info['events']:,} stored
 events over 60 days (20 teams, 1,000 notebooks, 200 hourly schedules), committed through the real writer in
-{info['build_seconds']:.0f} s{f', then {a.baselines:,} reproducibility baselines of other inputs stored in each baseline table' if a.baselines else ''}. Windows {', '.join(json.loads(os.environ.get('OBSERVATORY_SLI_WINDOWS', '["1h","1d","7d","30d"]')))},
+{info['build_seconds']:.0f} s{added}. Windows {', '.join(json.loads(os.environ.get('OBSERVATORY_SLI_WINDOWS', '["1h","1d","7d","30d"]')))},
 levels platform + team (+ trigger for M1). Each phase runs in its own process; peak RSS is that process's.
 
 | measurement | target | result | peak RSS |

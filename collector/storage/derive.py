@@ -6,9 +6,9 @@ the typed fields of storage.schema.DERIVE_FIELDS, filled at validation time, so 
 up among their recent rows only, so the cost of a batch grows with the batch, not with history: DuckDB answers
 `ON CONFLICT` and any join on a key with a scan of the whole table (see RUN_LOOKBACK). The reproducibility
 baselines, which no time bounds, are looked up by a 64-bit digest of their key (schema.BASELINE_KEY_HASH): a scan
-still, but of one 8-byte column rather than four texts. The batch is aggregated per table in polars (storage/batch.py); the
-upserts, the first-terminal lookup and the baselines' reads and writes are the SQL of the ingest path, all in this
-module.
+still, but of one 8-byte column rather than four texts. The batch is aggregated per table in polars
+(storage/batch.py); the upserts, the first-terminal lookup and the baselines' reads and writes are the SQL of the
+ingest path, all in this module.
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Stored rows (dicts) as Arrow, without the typed fields (tests compare stored columns with it)."""
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
 
+
 # The 64-bit digest of a reproducibility group's key (notebook, input, parameters, environment) that both baseline
 # tables store beside it (`key_hash`: repro_baselines, the deriver's, migration 0210; sli_repro_baselines, the SLI
 # fold's, migration 0211, which compute it the same way for the rows stored before them). A join on the four key

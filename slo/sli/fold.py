@@ -368,7 +368,8 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
     if runs.repro:
         cur.execute("DELETE FROM sli_repro_baselines WHERE rowid IN (SELECT row_id FROM sli_gb_old)")
-        cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
+        cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
+                    f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
     cur.execute(missed.RETRACT_LATE, {"now": now})
 
 
