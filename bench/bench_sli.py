@@ -268,8 +268,8 @@ FILL_KEY = ("'nb-' || (i % 1000) AS notebook_id, 'i' || hash('i', i) AS input_ha
 
 
 def _fill_baselines(db: Path, n: int) -> None:
-    """`n` more baselines in both baseline tables of the folded history `db` (bench_writer.fill_baselines, with this
-    bench's notebooks); stored in the file, so a phase reads them as a restarted collector does."""
+    """`n` more baselines in both baseline tables of the folded history `db` (bench_writer.fill_baselines, in this
+    bench's key forms: FILL_KEY); stored in the file, so a phase reads them as a restarted collector does."""
     if not n:
         return
     sys.path.insert(0, str(ROOT / "bench"))
