@@ -72,5 +72,6 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 # texts reads all of them for every stored baseline, a cost that grows with history; a join on the digest reads one
 # 8-byte column, which DuckDB filters with the wanted digests before it reads the rest of a row. Readers compare the
 # full key after: a collision costs a row read, never a wrong baseline. MD5 because its value cannot change with the
-# DuckDB version (`hash()` may); the separator only spares near misses a collision.
+# DuckDB version (`hash()` may); identifiers hold no control character (the contract refuses them), so the unit
+# separator makes the joined text one key's only.
 BASELINE_KEY_HASH = "md5_number_lower(concat_ws(chr(31), notebook_id, input_hash, parameters_hash, env_hash))"
