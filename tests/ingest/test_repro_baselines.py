@@ -5,7 +5,8 @@ digest of their key and keeps one row per key itself (collector/storage/derive.p
 - the baselines and notebook_reproducibility_checks_total equal an independent fold of the same batches, in plain
   Python, with earlier attempts arriving late, ties on the end time and keys shared by many batches; one row per key;
 - a stored baseline whose digest equals a candidate's but whose key differs is neither taken nor changed;
-- a key stored twice (a file written by something else) reads as its earliest row, and the read does not fail;
+- a key stored more than once (a file written by something else) reads as its earliest row, and the read does
+  not fail;
 - migration 0210 digests the rows stored before it as the deriver digests a candidate.
 """
 
