@@ -7,11 +7,13 @@ digest of their key and keeps one row per key itself (collector/storage/derive.p
 - a stored baseline whose digest equals a candidate's but whose key differs is neither taken nor changed;
 - a key stored more than once (a file written by something else) reads as its earliest row, and the read does
   not fail;
-- migration 0210 digests the rows stored before it as the deriver digests a candidate.
+- migration 0210 digests the rows stored before it as the deriver digests a candidate, and the digest is MD5's,
+  which no DuckDB version changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
@@ -118,6 +120,17 @@ def _digest(con: duckdb.DuckDBPyConnection, key: tuple) -> int:
     names = ", ".join(f"$k{i} AS {c}" for i, c in enumerate(KEY))
     return con.execute(f"SELECT {BASELINE_KEY_HASH} FROM (SELECT {names})",
                        {f"k{i}": v for i, v in enumerate(key)}).fetchall()[0][0]
+
+
+def test_the_digest_is_md5_of_the_key_whatever_the_duckdb_version():
+    """The digest is stored (migrations 0210 and 0211), so it must not change with the DuckDB the collector runs on:
+    held to MD5 of the key's UTF-8 texts joined by U+001F, computed by hashlib (the digest's last 8 bytes, read
+    little-endian, are what md5_number_lower returns; the same in DuckDB 1.4.1 and 2.0.1)."""
+    con = duckdb.connect()
+    for key in [("nb1", "i1", "p", "e"), ("nötebook-ß", "sha256:" + "ab" * 32, "{}", "e" * 300), ("", "", "", "")]:
+        want = int.from_bytes(hashlib.md5("\x1f".join(key).encode()).digest()[8:], "little")
+        assert _digest(con, key) == want
+    con.close()
 
 
 def _store(con: duckdb.DuckDBPyConnection, key_hash: int, key: tuple, run_id: str, end: datetime, out: str) -> None:
