@@ -15,7 +15,6 @@ import time
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 
-import duckdb
 import pytest
 
 from collector.contract.vectorized import validate_json_items
@@ -26,7 +25,7 @@ from collector.storage import db as dbmod
 from collector.storage.queries import DERIVED_THROUGH
 from tests.ingest.test_run_lookback import TABLES, _stream
 from tests.conftest import auth
-from tests.support import event, metric_sum, parse_metrics, refuse_to_derive
+from tests.support import database_before, event, metric_sum, parse_metrics, refuse_to_derive
 
 
 
@@ -308,14 +307,7 @@ def test_the_writer_waits_for_a_deriver_that_falls_behind(tmp_path, monkeypatch)
 
 def test_counter_parts_sum_into_metric_counters(tmp_path):
     """Migration 0209: the counters stored before it are the `events` part; `metric_counters` is the parts' sum."""
-    path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    for version, name, p in dbmod.migrations():
-        if version < 209:
-            con.execute(p.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con = database_before(tmp_path / "old.duckdb", 209)
     con.execute("INSERT INTO metric_counters VALUES ('notebook_reproducibility_checks_total', "
                 "'{\"result\":\"match\",\"team\":\"a\"}', 5), ('observatory_events_duplicate_total', '{}', 2)")
     assert 209 in dbmod.apply_migrations(con)

@@ -14,18 +14,10 @@ import duckdb
 
 from collector.storage import db as dbmod
 from slo.sli import sql as Q
+from tests.support import database_before
 
 H0 = datetime(2026, 11, 20, 22, 0, tzinfo=timezone.utc)
 COLS = "sli, h, team, trigger, good, bad, total"
-
-
-def _at(con: duckdb.DuckDBPyConnection, before: int) -> None:
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    for version, name, path in dbmod.migrations():
-        if version < before:
-            con.execute(path.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
 
 
 def _by_day(rows: list[tuple]) -> list[tuple]:
@@ -51,9 +43,7 @@ def _old_view(con: duckdb.DuckDBPyConnection, table: str) -> dict[tuple, tuple]:
 
 
 def test_merging_the_old_deltas_keeps_what_readers_see(tmp_path):
-    con = duckdb.connect(str(tmp_path / "old.duckdb"))
-    con.execute("SET TimeZone = 'UTC'")
-    _at(con, 207)
+    con = database_before(tmp_path / "old.duckdb", 207)
     hour = [("M1", H0, "ml", "scheduled", 3.0, 1.0, 4.0), ("M2", H0 + timedelta(hours=1), "ml", "", 2.0, 0.0, 2.0),
             ("M1", H0 - timedelta(days=2), "ds", "manual", 1.0, 0.0, 1.0)]
     delta = [("M1", H0, "ml", "scheduled", 1.0, 0.0, 1.0),  # onto a stored bucket
