@@ -43,6 +43,10 @@ MAX_IN_FLIGHT = 2  # chunks handed to the writer and not yet committed
 # the writer waited for every fold; measured on 1M NDJSON events (docs/performance.md), 19.0 s with the derived
 # rows in each chunk's transaction, 16.4 s with 3 chunks, 15.5 s with 6, peak RSS 1.20 -> 1.30 GB.
 LAG_CHUNKS = 6
+# DuckDB statement streams running at once (storage.db.collector_threads): the writer and the deriver. With every
+# core given to DuckDB (the ninth round's choice, when the writer was the command's only stream), 1M Parquet events
+# took 7% longer and 9% more CPU on 2 cores (docs/performance.md, nineteenth round).
+STREAMS = 2
 READ_BYTES = 256 * 1024 * 1024  # most NDJSON read per block; blocks aim at `chunk_rows` lines
 SAMPLES = 5  # rejections echoed in the summary
 
@@ -325,10 +329,12 @@ def _open_store(db: Path, chunk_rows: int):
                         max_batch_events=max(chunk_rows, 1),
                         max_queue_events=max(chunk_rows, 1) * (MAX_IN_FLIGHT + 2))
     try:
-        # large chunks, one writer: every core (storage.db.collector_threads). A chunk's events are committed in
-        # one transaction (a chunk that fails is rolled back whole and said so), its derived rows by the deriver
-        # after, as the collector does; closing the store waits for them.
-        return Store(settings, streams=0, max_lag_events=max(chunk_rows, 1) * LAG_CHUNKS)
+        # Two statement streams, as in the collector: the writer commits chunks while the deriver folds earlier
+        # ones (and this thread validates the next, holding a core of its own). DuckDB's extra workers would split
+        # their statements across cores already taken (storage.db.collector_threads). A chunk's events are
+        # committed in one transaction (a chunk that fails is rolled back whole and said so), its derived rows by
+        # the deriver after, as the collector does; closing the store waits for them.
+        return Store(settings, streams=STREAMS, max_lag_events=max(chunk_rows, 1) * LAG_CHUNKS)
     except DatabaseUnavailable as exc:  # locked by a running collector: one line that names --url
         raise IngestError(str(exc)) from None
     except duckdb.Error as exc:

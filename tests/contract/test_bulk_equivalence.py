@@ -529,6 +529,16 @@ def test_json_array_items_equivalent():
     assert [(r.index, r.errors) for r in got.rejections] == [(r.index, r.errors) for r in ref.rejections]
 
 
+def test_parquet_rendering_runs_on_one_duckdb_thread():
+    """The validator renders Parquet rows on its own thread with one DuckDB worker: the bulk command's writer and
+    deriver keep the other cores busy (docs/performance.md, nineteenth round)."""
+    v = bulk.BulkValidator()
+    try:
+        assert v.con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
+    finally:
+        v.close()
+
+
 def test_parquet_shaped_table_equivalent():
     t0 = NOW - timedelta(hours=2)
     table = pa.table({

@@ -108,7 +108,10 @@ class BulkValidator:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = duckdb.connect(":memory:")
+            # One thread: the rendering runs on the validating thread while the writer's and the deriver's
+            # statements take the other cores; alone, 100,000 rows render in 95 ms of CPU on one thread against
+            # 107 on two (docs/performance.md, nineteenth round).
+            self._con = duckdb.connect(":memory:", config={"threads": 1})
             self._con.execute("SET TimeZone = 'UTC'")
         return self._con
 
