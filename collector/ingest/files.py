@@ -45,7 +45,7 @@ MAX_IN_FLIGHT = 2  # chunks handed to the writer and not yet committed
 LAG_CHUNKS = 6
 # DuckDB statement streams running at once (storage.db.collector_threads): the writer and the deriver. With every
 # core given to DuckDB (the ninth round's choice, when the writer was the command's only stream), 1M Parquet events
-# took 7% longer and 9% more CPU on 2 cores (docs/performance.md, nineteenth round).
+# took 8% longer and 9% more CPU on 2 cores (docs/performance.md, nineteenth round).
 STREAMS = 2
 READ_BYTES = 256 * 1024 * 1024  # most NDJSON read per block; blocks aim at `chunk_rows` lines
 SAMPLES = 5  # rejections echoed in the summary

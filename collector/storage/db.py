@@ -40,7 +40,7 @@ def collector_threads(setting: int | None = None, streams: int = 2) -> int:
     full SLI computation takes ~1.6-1.85 instead of ~0.85 s (its target is 2 s). The bulk command
     (`observatory ingest --db`) counts its writer and deriver as two streams too: when its writer was its only stream
     it kept every core (ninth round), but since the deriver folds chunks beside it (and validation holds a core),
-    two threads cost 1M Parquet events 7% more wall and 9% more CPU than one (nineteenth round)."""
+    two threads cost 1M Parquet events 8% more wall and 9% more CPU than one (nineteenth round)."""
     if setting:
         return setting
     try:
