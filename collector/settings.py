@@ -88,12 +88,13 @@ class Settings(BaseSettings):
                                     "two busy processes: ingest 4.5k instead of 21k events/s, reads up to 10 s; "
                                     "docs/performance.md)")
     duckdb_threads: Optional[int] = Field(
-        None, ge=1, le=256, description="DuckDB worker threads of the collector's database (none: the cores "
-                                         "less two, at least one; DuckDB's own default is one per core). A "
-                                         "trade-off, measured on 2 cores: 1 thread took the incremental SLI "
-                                         "refresh from ~112-125 to ~97-105 ms and HTTP ingest from 11.5k to 14.9k "
-                                         "events/s, and a full SLI computation from 0.85 to ~1.7 s "
-                                         "(docs/performance.md)")
+        None, ge=1, le=256, description="DuckDB worker threads of the collector's database, and of "
+                                         "`observatory ingest --db` (none: the cores less two, at least one; "
+                                         "DuckDB's own default is one per core). A trade-off, measured on 2 "
+                                         "cores: 1 thread took the incremental SLI refresh from ~112-125 to "
+                                         "~97-105 ms, HTTP ingest from 11.5k to 14.9k events/s and 1M Parquet "
+                                         "events through `ingest --db` from 16.7 to 15.5 s, and a full SLI "
+                                         "computation from 0.85 to ~1.7 s (docs/performance.md)")
     tune_allocators: bool = Field(
         True, description="Keep freed memory for the next batch instead of giving it back to the OS at once "
                           "(glibc's trim and mmap thresholds, pyarrow's system pool; collector/ingest/allocators.py): "
