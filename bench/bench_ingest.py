@@ -266,14 +266,15 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
 def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, batch: int = 1000,
                 code: Path | None = None) -> dict:
     """Open loop at `eps` events/s: request k is due at t0 + k / rate whatever the answers before it, and its
-    latency runs from when it was due to its 2xx (so queueing behind a slow request counts)."""
+    latency runs from when it was due to its 2xx (so queueing behind a slow request counts). `timeline`: each
+    request's (k, when it was due in perf_counter seconds, latency)."""
     bodies = _bodies(lines, batch)
     interval = batch / eps
     with _server(workdir, code) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         httpx.post(url, content=lines[0].encode(), headers=headers, timeout=60).raise_for_status()
-        lat: list[float] = []
+        timeline: list[tuple[int, float, float]] = []
         lock = threading.Lock()
         t0 = time.perf_counter() + 0.5
 
@@ -289,7 +290,7 @@ def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, b
                     if r.status_code != 200:
                         raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
                     with lock:
-                        lat.append(done - due)
+                        timeline.append((k, due, done - due))
 
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for t in threads:
@@ -297,9 +298,10 @@ def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, b
         for t in threads:
             t.join()
         seconds = time.perf_counter() - t0
-    lat.sort()
+    lat = sorted(x[2] for x in timeline)
     return {"offered_eps": eps, "achieved_eps": len(lines) / seconds, "requests": len(lat),
-            "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
+            "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            "max_ms": 1000 * lat[-1], "timeline": sorted(timeline)}
 
 
 def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: int = 1000,
@@ -699,6 +701,7 @@ def main() -> None:
         lw.mkdir()
         lat = latency_run([x.replace('"id":"', '"id":"lat-', 1) for x in lines[:max(20_000, int(half * 30))]],
                           lw, half)
+        lat.pop("timeline")  # bench/latency_timeline.py prints it
         print(f"latency at {half:,.0f}/s: {lat}", flush=True)
         sw = work / "saturation"
         sw.mkdir()

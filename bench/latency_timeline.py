@@ -4,9 +4,10 @@
     .venv/bin/python bench/latency_timeline.py --eps 15000 --events 300000
 
 The open loop of bench_ingest.latency_run (4 clients, 1,000-event NDJSON requests, request k due at t0 + k / rate,
-its latency from when it was due to its 2xx, auth on, a real `observatory serve`), plus a thread that reads the
-size of the collector's DuckDB WAL every 20 ms: the WAL shrinks when a checkpoint ends. It prints p50, p99 and the
-maximum, every checkpoint (when its WAL shrank, from what size) and every request slower than `--slow` ms, by when
+its latency from when it was due to its 2xx, auth on, a real `observatory serve`), with a thread beside it that reads
+the size of the collector's DuckDB WAL every 20 ms: the WAL shrinks when a checkpoint ends. It prints p50, p99 and the
+maximum, every checkpoint (when its WAL shrank, from what size; one after the last request is the collector's own
+at stop) and every request slower than `--slow` ms, by when
 it was due. On a line of slow requests one after another, the first is the one that met the stall; the rest queued
 behind it (docs/performance.md, nineteenth round). Measures; asserts nothing.
 """
@@ -24,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import httpx  # noqa: E402
-
-from bench_ingest import _bodies, _server, data_files  # noqa: E402
+from bench_ingest import data_files, latency_run  # noqa: E402
 
 
 def _wal_bytes(root: Path) -> int:
@@ -39,47 +38,28 @@ def _wal_bytes(root: Path) -> int:
     return total
 
 
-def run(lines: list[str], eps: float, clients: int = 4, batch: int = 1000) -> dict:
-    """The open loop at `eps` events/s; returns every request's (index, due, latency) and the WAL's samples."""
-    bodies = _bodies(lines, batch)
-    interval = batch / eps
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as d, _server(Path(d), None) as srv:
-        url = f"http://127.0.0.1:{srv.port}/v1/events"
-        headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
-        httpx.post(url, content=lines[0].encode(), headers=headers, timeout=60).raise_for_status()
-        requests: list[tuple[int, float, float]] = []
-        wal: list[tuple[float, int]] = []
-        lock, done = threading.Lock(), threading.Event()
-        t0 = time.perf_counter() + 0.5
-
+def run(lines: list[str], eps: float) -> dict:
+    """bench_ingest.latency_run at `eps` events/s, with the WAL's size read every 20 ms beside it; returns its
+    result, each request as (index, due, latency) and the WAL's samples, times in seconds from the first due."""
+    wal: list[tuple[float, int]] = []
+    done = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as d:
         def poll() -> None:
             while not done.is_set():
-                wal.append((time.perf_counter() - t0, _wal_bytes(Path(d))))
+                wal.append((time.perf_counter(), _wal_bytes(Path(d))))
                 time.sleep(0.02)
-
-        def client(k0: int) -> None:
-            with httpx.Client(timeout=120) as c:
-                for k in range(k0, len(bodies), clients):
-                    due = t0 + k * interval
-                    wait = due - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
-                    r = c.post(url, content=bodies[k], headers=headers)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-                    with lock:
-                        requests.append((k, due - t0, time.perf_counter() - due))
 
         poller = threading.Thread(target=poll)
         poller.start()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        poller.join()
-    return {"requests": sorted(requests), "wal": wal}
+        try:
+            res = latency_run(lines, Path(d), eps)
+        finally:
+            done.set()
+            poller.join()
+    t0 = res["timeline"][0][1]
+    res["requests"] = [(k, due - t0, seconds) for k, due, seconds in res.pop("timeline")]
+    res["wal"] = [(t - t0, size) for t, size in wal]
+    return res
 
 
 def main() -> None:
@@ -95,11 +75,10 @@ def main() -> None:
     with open(ndjson, encoding="utf-8") as fh:
         lines = [line.rstrip("\n") for _, line in zip(range(args.events), fh)]
     res = run(lines, args.eps)
-    lat = sorted(r[2] for r in res["requests"])
-    print(f"{len(lat)} requests at {args.eps:,.0f} events/s offered: p50 {1000 * lat[len(lat) // 2]:.0f} ms, "
-          f"p99 {1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.0f} ms, max {1000 * lat[-1]:.0f} ms")
+    print(f"{len(res['requests'])} requests at {args.eps:,.0f} events/s offered: p50 {res['p50_ms']:.0f} ms, "
+          f"p99 {res['p99_ms']:.0f} ms, max {res['max_ms']:.0f} ms")
     for (_, before), (t, after) in zip(res["wal"], res["wal"][1:]):
-        if after < before:
+        if before - after >= 2**20:  # a checkpoint (the WAL also shrinks by a few KiB as the collector starts)
             print(f"checkpoint ended by {t:6.2f} s: WAL {before / 2**20:.0f} -> {after / 2**20:.0f} MiB")
     for k, due, seconds in res["requests"]:
         if seconds * 1000 > args.slow:
