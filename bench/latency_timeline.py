@@ -7,9 +7,9 @@ The open loop of bench_ingest.latency_run (4 clients, 1,000-event NDJSON request
 its latency from when it was due to its 2xx, auth on, a real `observatory serve`), with a thread beside it that reads
 the size of the collector's DuckDB WAL every 20 ms: the WAL shrinks when a checkpoint ends. It prints p50, p99 and the
 maximum, every checkpoint (when its WAL shrank, from what size; one after the last request is the collector's own
-at stop) and every request slower than `--slow` ms, by when
-it was due. On a line of slow requests one after another, the first is the one that met the stall; the rest queued
-behind it (docs/performance.md, nineteenth round). Measures; asserts nothing.
+at stop) and every request slower than `--slow` ms, by when it was due. On a line of slow requests one after
+another, the first is the one that met the stall; the rest queued behind it (docs/performance.md, nineteenth round).
+Measures; asserts nothing.
 """
 
 from __future__ import annotations
