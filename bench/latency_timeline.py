@@ -40,7 +40,8 @@ def _wal_bytes(root: Path) -> int:
 
 def run(lines: list[str], eps: float) -> dict:
     """bench_ingest.latency_run at `eps` events/s, with the WAL's size read every 20 ms beside it; returns its
-    result, each request as (index, due, latency) and the WAL's samples, times in seconds from the first due."""
+    result, with its `timeline` (each request's index, due time and latency) and the WAL's samples (`wal`) timed in
+    seconds from the first request's due time."""
     wal: list[tuple[float, int]] = []
     done = threading.Event()
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as d:
@@ -57,7 +58,7 @@ def run(lines: list[str], eps: float) -> dict:
             done.set()
             poller.join()
     t0 = res["timeline"][0][1]
-    res["requests"] = [(k, due - t0, seconds) for k, due, seconds in res.pop("timeline")]
+    res["timeline"] = [(k, due - t0, seconds) for k, due, seconds in res["timeline"]]
     res["wal"] = [(t - t0, size) for t, size in wal]
     return res
 
@@ -75,12 +76,12 @@ def main() -> None:
     with open(ndjson, encoding="utf-8") as fh:
         lines = [line.rstrip("\n") for _, line in zip(range(args.events), fh)]
     res = run(lines, args.eps)
-    print(f"{len(res['requests'])} requests at {args.eps:,.0f} events/s offered: p50 {res['p50_ms']:.0f} ms, "
+    print(f"{res['requests']} requests at {args.eps:,.0f} events/s offered: p50 {res['p50_ms']:.0f} ms, "
           f"p99 {res['p99_ms']:.0f} ms, max {res['max_ms']:.0f} ms")
     for (_, before), (t, after) in zip(res["wal"], res["wal"][1:]):
         if before - after >= 2**20:  # a checkpoint (the WAL also shrinks by a few KiB as the collector starts)
             print(f"checkpoint ended by {t:6.2f} s: WAL {before / 2**20:.0f} -> {after / 2**20:.0f} MiB")
-    for k, due, seconds in res["requests"]:
+    for k, due, seconds in res["timeline"]:
         if seconds * 1000 > args.slow:
             print(f"  request {k:4d} due at {due:6.2f} s: {1000 * seconds:5.0f} ms")
 
