@@ -447,6 +447,8 @@ def _ndjson_batches(inp: _Input, batch_size: int) -> Iterator[tuple[list[bytes],
     for ch in _chunks(inp, batch_size):
         if ch.kind == "items":
             lines = [orjson.dumps(x) for x in ch.data]
+        elif ch.kind == "lines":  # a JSON document's items, as their texts (`_json_chunks`)
+            lines = ch.data.to_pylist()
         else:
             from collector.contract.vectorized import parquet_lines
 

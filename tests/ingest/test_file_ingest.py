@@ -305,6 +305,19 @@ def test_url_ingest_against_a_running_collector(tmp_path: Path, collector: Colle
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 3, 4)
 
 
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_each_format_is_posted_to_a_running_collector(tmp_path: Path, collector: Collector, name: str):
+    """`--url` reads every format `--db` reads (a JSON document's items once crashed it: they come as texts)."""
+    path = FORMATS[name](tmp_path / name)
+    expected = {"one.json": 1, "struct.parquet": 6}.get(name, len(EVENTS))
+    s = ingest_files_to_url([path], collector.url, None, batch_size=3, progress=False)
+    # The module's collector keeps what earlier tests posted: the same events come back as duplicates.
+    assert (s["files"], s["events"], s["rejected"]) == (1, expected, 0)
+    assert s["accepted"] + s["duplicates"] == expected
+    again = ingest_files_to_url([path], collector.url, None, progress=False)
+    assert (again["events"], again["accepted"], again["duplicates"]) == (expected, 0, expected)  # all stored
+
+
 def test_url_ingest_reports_refusal_and_unreachable(tmp_path: Path, collector: Collector):
     path = write_ndjson(tmp_path / "e.ndjson", EVENTS[:1])
     with pytest.raises(IngestError, match="http:// or https://"):
