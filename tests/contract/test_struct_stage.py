@@ -32,10 +32,21 @@ COMP = compiled()
 STAGE = struct_stage_of(COMP)
 
 
+def _decided(lines: list[bytes]) -> list[tuple[str, tuple] | None]:
+    """Per line: (type, row) as the stage decided it, or None; and the stage's lists hold every line once."""
+    d = STAGE.decide(lines)
+    assert sorted(d.idx + d.rest) == list(range(len(lines))) and d.idx == sorted(d.idx) and d.rest == sorted(d.rest)
+    assert len(d.idx) == len(d.types) == len(d.rows)
+    out: list[tuple[str, tuple] | None] = [None] * len(lines)
+    for i, t, row in zip(d.idx, d.types, d.rows):
+        out[i] = (t, row)
+    return out
+
+
 def _same_as_check(lines: list[bytes]) -> int:
     """Every line the stage accepts gives the check's tuple; returns how many it accepted."""
     accepted = 0
-    for line, d in zip(lines, STAGE.decide(lines)):
+    for line, d in zip(lines, _decided(lines)):
         if d is None:
             continue
         accepted += 1
@@ -43,13 +54,14 @@ def _same_as_check(lines: list[bytes]) -> int:
         check = COMP.checks[item["type"]]
         want = check(item)
         assert want is not None, f"the stage accepted a line the check refuses: {line!r}"
-        assert d.type == item["type"]
+        etype, got = d
+        assert etype == item["type"]
         # the stored data is the data Struct, written as its plain object: orjson's text of the check's dict
-        assert isinstance(d.row[0], msgspec.Struct)
-        row = (msgspec.to_builtins(d.row[0]), *d.row[1:])
+        assert isinstance(got[0], msgspec.Struct)
+        row = (msgspec.to_builtins(got[0]), *got[1:])
         assert row == want, f"{line!r}\nstage {row}\ncheck {want}"
         assert [type(x) for x in row[6:]] == [type(x) for x in want[6:]]
-        assert json_texts([d.row[0]]).to_pylist() == [orjson.dumps(want[0]).decode()]  # key order too
+        assert json_texts([got[0]]).to_pylist() == [orjson.dumps(want[0]).decode()]  # key order too
     return accepted
 
 
@@ -75,7 +87,7 @@ def test_the_stage_decides_the_bench_traffic():
     gen = _gen_events()
     df = gen.generate(20_000, seed=11)
     lines = [x.encode() for x in gen.to_ndjson_lines(df).to_list()]
-    decided = STAGE.decide(lines)
+    decided = _decided(lines)
     by_type: dict[str, list[bool]] = {}
     for line, d in zip(lines, decided):
         by_type.setdefault(orjson.loads(line)["type"], []).append(d is not None)
@@ -146,7 +158,7 @@ EDGES = [
 
 @pytest.mark.parametrize("line,decided", EDGES, ids=[str(i) for i in range(len(EDGES))])
 def test_edge_lines(line, decided):
-    [d] = STAGE.decide([line])
+    [d] = _decided([line])
     assert (d is not None) == decided
     assert _same_as_check([line]) == int(decided)
 
@@ -173,9 +185,26 @@ def test_event_times_in_any_other_form_day_or_beyond_the_limit_take_the_exact_pa
     assert got.table.column("time").null_count == 0
 
 
+def test_rows_of_both_stages_come_out_in_input_order():
+    """Lines the stage decides and lines only the generated check accepts (an extra key in `data`: the Structs
+    refuse unknown fields) interleaved, one key twice across the two: the rows come out in input order, so the
+    first occurrence of a key still wins downstream."""
+    plain = [_line({**BASE, "id": f"p{i}"}) for i in range(6)]
+    extra = [_line({**BASE, "id": f"x{i}", "data": {"kernel_id": "k", "zone": "eu"}}) for i in range(3)]
+    again = _line({**BASE, "id": "p0", "data": {"kernel_id": "k2", "zone": "eu"}})  # p0's key, checked
+    lines = [plain[0], extra[0], plain[1], plain[2], extra[1], again, plain[3], extra[2], plain[4], plain[5]]
+    d = STAGE.decide(lines)
+    assert d.rest == [1, 4, 5, 7]  # the check's lines, so both stages' rows are merged
+    got = BulkValidator().validate_lines(lines)
+    assert got.fast == len(lines) and got.row_index.to_pylist() == list(range(len(lines)))
+    assert got.table.column("id").to_pylist() == [orjson.loads(x)["id"] for x in lines]
+    assert got.table.column("kernel_id").to_pylist()[5] == "k2"
+    assert_equivalent(b"\n".join(lines) + b"\n")
+
+
 def test_nesting_beyond_the_parsers_depth_is_a_rejection_of_that_line_only():
     """msgspec raises RecursionError past ~1,000 levels: the line is left to orjson and worded as a rejection."""
-    assert STAGE.decide(DEEP) == [None, None, None]
+    assert _decided(DEEP) == [None, None, None]
     got = BulkValidator().validate_lines([*DEEP, _line(BASE)])
     assert got.row_index.to_pylist() == [3]
     assert [r.index for r in got.rejections] == [0, 1, 2]
@@ -250,7 +279,7 @@ def test_json_texts_of_a_batch_beyond_one_column_are_written_per_value(monkeypat
 
     values: list = [{"a": i, "b": "x" * i, "c": 1e16} for i in range(50)]
     lines = [_line({**BASE, "data": {"kernel_id": f"k{i}", "tags": {"x": 1e16}}}) for i in range(3)]
-    values += [d.row[0] for d in STAGE.decide(lines)]  # data Structs: orjson's text too
+    values += [row[0] for row in STAGE.decide(lines).rows]  # data Structs: orjson's text too
     monkeypatch.setattr(validator, "_COLUMN_BYTES", 100)
     got = json_texts(values)
     assert got.type == pa.string()

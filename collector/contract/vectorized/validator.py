@@ -15,6 +15,7 @@ import gc
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
@@ -32,7 +33,7 @@ from collector.contract.validation import Rejection, check_item, to_row
 from collector.contract.vectorized.codegen import DATETIME_RE, INT32, compiled, parse_datetime
 from collector.contract.vectorized.lines import parquet_lines, split_lines
 from collector.contract.vectorized.plan import FUTURE_MARGIN
-from collector.contract.vectorized.structs import Decided, struct_stage_of
+from collector.contract.vectorized.structs import Decisions, struct_stage_of
 from collector.storage.schema import EVENT_SCHEMA, INGEST_SCHEMA
 
 _ENVELOPE = ("source", "id", "type", "time", "subject")
@@ -138,14 +139,15 @@ class BulkValidator:
         # per event, measured 5 CPU-us per event); a slice's memory is reused by the next.
         bounds = [(0, n)] if n <= 2 * self.SLICE else [(k, min(n, k + self.SLICE)) for k in range(0, n, self.SLICE)]
         with _paused_gc:
-            parts = [self._validate_slice(self._parse(lines, a, b, offset, numbers, slow_rows, item_of), offset + a,
-                                          True) for a, b in bounds]
+            parts = [self._validate_slice(*self._parse(lines, a, b, offset, numbers, slow_rows, item_of),
+                                          offset=offset + a, _own_rejections=True) for a, b in bounds]
         return _combine(parts, n)
 
     def _parse(self, lines: pa.Array | list[bytes], a: int, b: int, offset: int, numbers: list[int] | None,
-               slow_rows: set[int], item_of: Callable[[int], Any] | None) -> list[Any]:
-        """Lines a..b-1 decided by the struct stage (a `Decided`) or parsed (a Rejection for a line orjson cannot
-        read, or what `item_of` says)."""
+               slow_rows: set[int], item_of: Callable[[int], Any] | None) -> tuple[list[Any], Decisions | None]:
+        """Lines a..b-1 as items, and what the struct stage decided of them. A decided line stays the line (parsed
+        only should the secret prefilter send it to the exact path); every other line is parsed (a Rejection for a
+        line orjson cannot read, or what `item_of` says)."""
         raw = lines.slice(a, b - a).to_pylist() if isinstance(lines, (pa.Array, pa.ChunkedArray)) else lines[a:b]
         loads = orjson.loads
         plain = not slow_rows or not any(a <= i < b for i in slow_rows)
@@ -153,14 +155,18 @@ class BulkValidator:
         if plain:
             try:  # the common case: every line reads as it is (orjson skips the JSON whitespace around it)
                 if pre is None:
-                    return list(map(loads, raw))
-                return [d if d is not None else loads(line) for d, line in zip(pre, raw)]
+                    return list(map(loads, raw)), None
+                items = list(raw)
+                for j in pre.rest:
+                    items[j] = loads(raw[j])
+                return items, pre
             except orjson.JSONDecodeError:
                 pass
+        decided = set(pre.idx) if pre is not None else ()
         items: list[Any] = []
         for i, line in enumerate(raw, a):
-            if pre is not None and pre[i - a] is not None:
-                items.append(pre[i - a])
+            if i - a in decided:
+                items.append(line)
                 continue
             if i in slow_rows and item_of is not None:
                 items.append(item_of(i))
@@ -178,7 +184,7 @@ class BulkValidator:
                 items.append(Rejection(offset + i, [{"path": "", "type": "json_invalid",
                                                      "message": f"line {k}: {exc}"}],
                                        redact_text(line.decode("utf-8", "replace")[:65_536])[0]))
-        return items
+        return items, pre
 
     def validate_items(self, items: list[Any], offset: int = 0, *, _own_rejections: bool = False) -> BulkResult:
         """Validate parsed items (dicts as orjson or json gives them; a `Rejection` item stays a rejection)."""
@@ -189,15 +195,17 @@ class BulkValidator:
 
     def _validate(self, items: list[Any], offset: int, own: bool) -> BulkResult:
         if len(items) <= 2 * self.SLICE:
-            return self._validate_slice(items, offset, own)
+            return self._validate_slice(items, offset=offset, _own_rejections=own)
         if not own:
             for it in items:
                 if isinstance(it, Rejection):
                     it.index += offset
-        return _combine([self._validate_slice(items[k:k + self.SLICE], offset + k, True)
+        return _combine([self._validate_slice(items[k:k + self.SLICE], offset=offset + k, _own_rejections=True)
                          for k in range(0, len(items), self.SLICE)], len(items))
 
-    def _validate_slice(self, items: list[Any], offset: int, _own_rejections: bool) -> BulkResult:
+    def _validate_slice(self, items: list[Any], decided: Decisions | None = None, *, offset: int,
+                        _own_rejections: bool) -> BulkResult:
+        """`items` (the lines `decided` names stay lines) -> accepted rows, in input order, and rejections."""
         t0 = time.perf_counter()
         comp = self.comp
         checks = comp.checks
@@ -206,12 +214,8 @@ class BulkValidator:
         f_type: list[str] = []
         f_res: list[tuple] = []
         x_idx: list[int] = []
-        for i, it in enumerate(items):
-            if it.__class__ is Decided:
-                f_idx.append(i)
-                f_type.append(it.type)
-                f_res.append(it.row)
-                continue
+        for i in (decided.rest if decided is not None else range(len(items))):
+            it = items[i]
             if it.__class__ is dict:
                 t = it.get("type")
                 fn = checks.get(t) if t.__class__ is str else None
@@ -223,6 +227,14 @@ class BulkValidator:
                         f_res.append(r)
                         continue
             x_idx.append(i)
+        if decided is not None and decided.idx:
+            if f_idx:  # both stages accepted rows: merged into input order (two sorted runs: one pass)
+                both = decided.idx + f_idx
+                pick = itemgetter(*sorted(range(len(both)), key=both.__getitem__))
+                f_idx, f_type = sorted(both), list(pick(decided.types + f_type))
+                f_res = list(pick(decided.rows + f_res))
+            else:
+                f_idx, f_type, f_res = decided.idx, decided.types, decided.rows
         fast = _fast_table(comp, f_type, f_res)
         # Candidate secrets (what the redactor would scan is inside the stored text), identifiers the exact path
         # may refuse (a credential or a control character in source, id or a data identifier), and event times
@@ -241,9 +253,10 @@ class BulkValidator:
             if flagged.any():
                 keep = ~flagged
                 moved = [f_idx[j] for j in flagged.arg_true().to_list()]
-                for i in moved:  # the exact path reads the parsed item
-                    if items[i].__class__ is Decided:
-                        items[i] = orjson.loads(items[i].line)
+                lines_kept = set(decided.idx) if decided is not None else ()
+                for i in moved:  # the exact path reads the parsed item, not the line the struct stage decided
+                    if i in lines_kept:
+                        items[i] = orjson.loads(items[i])
                 x_idx = sorted(x_idx + moved)
                 fast = fast.filter(keep.to_arrow())
                 f_idx = [i for i, k in zip(f_idx, keep.to_list()) if k]
