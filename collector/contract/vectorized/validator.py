@@ -15,8 +15,8 @@ import gc
 import threading
 import time
 from dataclasses import dataclass, field
-from operator import itemgetter
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 import duckdb
