@@ -54,6 +54,7 @@ import gen_events  # noqa: E402
 
 from collector.ingest import allocators  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
+from collector.storage.db import ROW_GROUP_ROWS  # noqa: E402
 from collector.storage.schema import STORED_COLUMNS  # noqa: E402
 
 OBSERVATORY = str(Path(sys.executable).parent / "observatory")
@@ -344,13 +345,14 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cli_run(path: Path, workdir: Path, chunk_rows: int) -> dict:
+def cli_run(path: Path, workdir: Path, chunk_rows: int | None) -> dict:
     db = workdir / f"bulk-{path.suffix[1:]}.duckdb"
     for p in workdir.glob(db.name + "*"):
         p.unlink()
     t0 = time.perf_counter()
-    proc = subprocess.run([OBSERVATORY, "ingest", str(path), "--db", str(db), "--no-progress",
-                           "--batch-size", str(chunk_rows)], capture_output=True, text=True)
+    size = ["--batch-size", str(chunk_rows)] if chunk_rows else []
+    proc = subprocess.run([OBSERVATORY, "ingest", str(path), "--db", str(db), "--no-progress", *size],
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -428,7 +430,7 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
     cpu = process_cpu
     lines = head_lines(ndjson, n)
     out: dict = {"events": len(lines)}
-    for label, chunk, group in (("http", 1000, 4), ("bulk", 100_000, 1)):
+    for label, chunk, group in (("http", 1000, 4), ("bulk", ROW_GROUP_ROWS, 1)):
         v = bulk.BulkValidator()
         v.validate_lines(lines.slice(0, 1000))  # compile once
         c0 = cpu()
@@ -588,7 +590,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "
         f"batches, group commits of 4) validation {h['validate_us']:.1f} µs and writer {h['write_us']:.1f} µs "
         "(events and derived rows in one transaction each); "
-        f"at the bulk shape (100,000-event chunks) validation {b['validate_us']:.1f} µs and writer "
+        f"at the bulk shape ({ROW_GROUP_ROWS:,}-event chunks, the command's) validation {b['validate_us']:.1f} µs and writer "
         f"{b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast path. "
         "Validation and the writer run at once (two threads; validation holds the GIL, DuckDB releases it).",
         f"- 429 retries in (a): {sum(r['retries_429'] for r in res['http'])} over all runs.",
@@ -628,7 +630,8 @@ def main() -> None:
     ap.add_argument("--saturation-events", type=int, default=300_000,
                     help="events posted in the saturation run (default 300000, at most --events): long enough to "
                          "see the RSS level off after the database's first checkpoint")
-    ap.add_argument("--chunk-rows", type=int, default=100_000)
+    ap.add_argument("--chunk-rows", type=int, default=None,
+                    help="(b) with `--batch-size N` (default: the command's own, whole DuckDB row groups)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/performance.md alone")

@@ -6,7 +6,7 @@
 Why a separate bench: bench_ingest.py measures the whole product (HTTP server, validation, writer) end to end,
 which on a shared 2-core machine mixes the writer's cost with everything else. This validates the events once,
 then replays the same validated batches through `Writer._transaction` on a fresh database per repetition, at the
-two shapes of the issue: HTTP (1,000-event requests, group commits of 4) and bulk (100,000-event chunks, one per
+two shapes of the issue: HTTP (1,000-event requests, group commits of 4) and bulk (122,880-event chunks, one per
 commit). It reports, as medians over repetitions:
 
 - writer CPU-µs per event (process CPU: the writer thread plus DuckDB's worker threads), the figure of
@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingest import data_files, head_lines, process_cpu as _cpu  # noqa: E402
 from collector.ingest import allocators  # noqa: E402
+from collector.storage.db import ROW_GROUP_ROWS  # noqa: E402
 
 
 def _stage(sql: str) -> str:
@@ -139,12 +140,12 @@ class TimedConnection:
 
 
 def validated(ndjson: Path, n: int) -> Any:
-    """The first n lines of the file, validated in 1,000-event and in 100,000-event chunks."""
+    """The first n lines of the file, validated in 1,000-event chunks and in the bulk command's (whole row groups)."""
     from collector.contract import vectorized as bulk
 
     lines = head_lines(ndjson, n)
     out = {}
-    for label, chunk in (("http", 1000), ("bulk", 100_000)):
+    for label, chunk in (("http", 1000), ("bulk", ROW_GROUP_ROWS)):
         v = bulk.BulkValidator()
         out[label] = [v.validate_lines(lines.slice(k, chunk), offset=k) for k in range(0, len(lines), chunk)]
         v.close()
@@ -370,7 +371,7 @@ def main() -> None:
     derive = statistics.median(r["derive_ms_median"] for r in reps["http_deferred"])
     print(f"writer CPU-us per event: HTTP shape {med['http']:.1f} (deferred: {med['http_deferred']:.1f}), "
           f"bulk shape {med['bulk']:.1f}")
-    print(f"commit wall ms (median): HTTP 4x1,000 {commit['http']:.1f}, bulk 100,000 {commit['bulk']:.1f}")
+    print(f"commit wall ms (median): HTTP 4x1,000 {commit['http']:.1f}, bulk {ROW_GROUP_ROWS:,} {commit['bulk']:.1f}")
     print(f"HTTP 4x1,000 deferred (the collector's way), wall ms (median): events committed (what a client waits "
           f"for) {commit['http_deferred']:.1f}, then derived {derive:.1f}")
     print("per 4,000-event commit, mean ms per stage (median over repetitions):")

@@ -198,7 +198,9 @@ def ingest(
     db: Optional[Path] = typer.Option(None, help="Write directly into this DuckDB file (collector not running)"),
     url: Optional[str] = typer.Option(None, help="Post to a running collector, e.g. http://127.0.0.1:8080"),
     token: Optional[str] = option("token", "--token"),
-    batch_size: int = typer.Option(5000, help="Events per request (--url) or per chunk (--db)"),
+    batch_size: int = typer.Option(5000, help="Events per request (--url). With --db, events per commit: whole "
+                                              "DuckDB row groups of 122,880 events, at least one (a larger value "
+                                              "rounds down to a multiple)"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Load event files with the same validation, redaction, dedup and dead-lettering as the API.
@@ -215,7 +217,7 @@ def ingest(
     allocators.tune(settings.tune_allocators)
     try:
         if db is not None:
-            summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=max(batch_size, 100_000),
+            summary = file_ingest.ingest_files_to_db(files, db, chunk_rows=dbmod.whole_row_groups(batch_size),
                                                      progress=progress)
         else:
             summary = file_ingest.ingest_files_to_url(files, url, settings.token_value(), batch_size=batch_size,

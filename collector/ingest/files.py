@@ -10,7 +10,8 @@ Two destinations:
 * `--db FILE`: the collector is not running. Opens the DuckDB file through `collector.ingest.store.Store` (migrations
   included), validates chunks with the set-based path (`collector.contract.vectorized`) and hands each chunk's Arrow table and
   rejections to the same single writer the API uses (one transaction per chunk: dedup, derived tables, counters,
-  dead letters with channel `file`), with a bounded number of chunks in flight.
+  dead letters with channel `file`), with a bounded number of chunks in flight. Each commit but a file's last
+  holds whole DuckDB row groups of events (`_WholeChunks`, storage.db.ROW_GROUP_ROWS).
 * `--url URL`: the collector is running. Posts gzip NDJSON batches to `/v1/events`, retrying 429 after
   `Retry-After` and 503 / connection errors with backoff, a bounded number of times.
 """
@@ -32,6 +33,8 @@ import pyarrow.parquet as pq
 from collector.contract.body import json_elements
 from collector.contract.validation import Rejection
 from collector.contract.vectorized.lines import PARQUET_COLUMNS
+from collector.storage.db import ROW_GROUP_ROWS
+from collector.storage.schema import INGEST_SCHEMA
 
 NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".jsonlines"}
 JSON_SUFFIXES = {".json"}
@@ -341,8 +344,48 @@ def _open_store(db: Path, chunk_rows: int):
         raise IngestError(f"{db}: cannot open the database ({exc})") from None
 
 
-def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, progress: bool = True) -> dict:
-    """Validate `files` set-based and commit them into the DuckDB file `db` through the single writer."""
+class _WholeChunks:
+    """Validated rows held back until they make a whole chunk, so that every commit of a file but its last holds
+    exactly `rows` rows, whatever the validator refused or a chunk read held (an NDJSON block is cut by size): with
+    `rows` whole DuckDB row groups (storage.db.ROW_GROUP_ROWS), a commit writes its rows to the database file once,
+    instead of through the WAL and again at the next checkpoint. Rejections ride with the next commit; should
+    `rows` of them wait (a file of mostly bad lines), everything held goes, so that memory stays bounded."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.tables: list[pa.Table] = []
+        self.rejections: list[Rejection] = []
+        self.held = 0
+
+    def add(self, table: pa.Table, rejections: list[Rejection]) -> tuple[pa.Table, list[Rejection]] | None:
+        """What to commit now, if anything, once `table` and `rejections` are held."""
+        if table.num_rows:
+            self.tables.append(table)
+            self.held += table.num_rows
+        self.rejections += rejections
+        if self.held >= self.rows:
+            return self._take(self.held - self.held % self.rows)
+        if len(self.rejections) >= self.rows:
+            return self._take(self.held)
+        return None
+
+    def rest(self) -> tuple[pa.Table, list[Rejection]] | None:
+        """Whatever is held (at the end of a file)."""
+        return self._take(self.held) if self.held or self.rejections else None
+
+    def _take(self, n: int) -> tuple[pa.Table, list[Rejection]]:
+        rows = (self.tables[0] if len(self.tables) == 1 else pa.concat_tables(self.tables)) if self.tables \
+            else INGEST_SCHEMA.empty_table()
+        out, rejections = rows.slice(0, n), self.rejections
+        self.held -= n
+        self.tables = [rows.slice(n)] if self.held else []
+        self.rejections = []
+        return out, rejections
+
+
+def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_ROWS, progress: bool = True) -> dict:
+    """Validate `files` set-based and commit them into the DuckDB file `db` through the single writer, in commits of
+    `chunk_rows` rows (`_WholeChunks`; the CLI gives whole row groups)."""
     from collector.contract.vectorized import BulkValidator, validate_parquet_table
     from collector.ingest.writer import QueueFull
 
@@ -365,6 +408,24 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, p
         tally.accepted += acc
         tally.duplicates += len(res.statuses) - acc
 
+    held = _WholeChunks(chunk_rows)
+
+    def commit(part: tuple[pa.Table, list[Rejection]] | None, request_id: str) -> None:
+        if part is None:
+            return
+        table, rejections = part
+        while True:
+            while len(pending) >= MAX_IN_FLIGHT:
+                settle(*pending.popleft())
+            try:
+                fut = store.writer.submit(table, rejections, channel="file", request_id=request_id)
+                break
+            except QueueFull:
+                if not pending:
+                    raise
+                settle(*pending.popleft())
+        pending.append((fut, table.num_rows))
+
     bar = _progress(progress, sum(i.size for i in inputs), "ingest")
     try:
         if bar:
@@ -384,19 +445,10 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = 100_000, p
                 tally.fast += res.fast
                 file_events += res.total
                 tally.reject(inp.path, res.rejections)
-                while True:
-                    while len(pending) >= MAX_IN_FLIGHT:
-                        settle(*pending.popleft())
-                    try:
-                        fut = store.writer.submit(res.table, res.rejections, channel="file", request_id=request_id)
-                        break
-                    except QueueFull:
-                        if not pending:
-                            raise
-                        settle(*pending.popleft())
-                pending.append((fut, res.table.num_rows))
+                commit(held.add(res.table, res.rejections), request_id)
                 if bar and task is not None:
                     bar.update(task, completed=ch.done_bytes, events=file_events)
+            commit(held.rest(), request_id)
             if bar and task is not None:
                 bar.update(task, completed=max(1, inp.size), events=file_events)
             tally.files += 1

@@ -374,3 +374,55 @@ def test_bulk_ingest_derives_what_the_collector_derives(tmp_path: Path):
         assert _tables(con) == want
     finally:
         con.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Commits of whole chunks (storage.db.ROW_GROUP_ROWS says why)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _rows(n: int, start: int = 0) -> pa.Table:
+    from collector.storage.schema import INGEST_SCHEMA
+
+    ids = pa.array([f"e{i}" for i in range(start, start + n)], pa.string())
+    return pa.Table.from_arrays([ids if f.name == "id" else pa.nulls(n, f.type) for f in INGEST_SCHEMA],
+                                schema=INGEST_SCHEMA)
+
+
+@pytest.mark.parametrize(("chunks", "commits"), [
+    # (rows, rejections) per validated chunk -> (rows, rejections) per commit, the file's rest last
+    ([(4, 0), (4, 0)], [(4, 0), (4, 0)]),
+    ([(3, 1), (4, 0), (2, 2)], [(4, 1), (4, 2), (1, 0)]),
+    ([(2, 0), (1, 0)], [(3, 0)]),
+    ([(9, 0)], [(8, 0), (1, 0)]),
+    ([(0, 4), (1, 0)], [(0, 4), (1, 0)]),       # rejections alone never wait for more than a chunk of them
+    ([(1, 3), (0, 1)], [(1, 4)]),
+    ([(0, 0)], []),
+])
+def test_validated_rows_are_committed_in_whole_chunks_in_order(chunks, commits):
+    held, out, start = file_ingest._WholeChunks(4), [], 0
+    for rows, rejected in chunks:
+        part = held.add(_rows(rows, start), [f"r{start + k}" for k in range(rejected)])
+        start += rows + rejected
+        out += [part] if part else []
+    out += [p for p in [held.rest()] if p]
+    assert [(t.num_rows, len(r)) for t, r in out] == commits
+    ids = [i for t, _ in out for i in t.column("id").to_pylist()]
+    assert ids == sorted(ids, key=lambda s: int(s[1:])) and len(ids) == len(set(ids))
+    assert held.rest() is None
+
+
+def test_bulk_ingest_commits_whole_chunks_whatever_the_validator_refused(tmp_path: Path):
+    """Chunks of 4 lines with lines refused in them: the events go in commits of 4 but for the file's last, and
+    every rejection is dead-lettered once."""
+    db = tmp_path / "o.duckdb"
+    good = [orjson.dumps(ev(i)) for i in range(10)]
+    bad = [b"{not json", orjson.dumps(ev(90, "no.such.type")), orjson.dumps(ev(91, data={"team": "ml"}))]
+    lines = good[:2] + bad[:1] + good[2:5] + bad[1:] + good[5:]
+    path = tmp_path / "e.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    s = ingest_files_to_db([path], db, chunk_rows=4, progress=False)
+    assert (s["events"], s["accepted"], s["rejected"]) == (13, 10, 3)
+    sizes = db_rows(db, "SELECT count(*) FROM events GROUP BY batch_id ORDER BY batch_id")
+    assert [n for (n,) in sizes] == [4, 4, 2]
+    assert sorted(i for (i,) in db_rows(db, "SELECT item_index FROM dead_letters")) == [2, 6, 7]
