@@ -179,6 +179,7 @@ class _Chunk:
     first_line: int = 1
     numbers: Any = None  # physical line numbers (NDJSON)
     done_bytes: int = 0  # file bytes consumed once this chunk is read
+    rendered: Any = None  # a Parquet table's rows as JSON lines and their flags (`parquet_lines`), once rendered
 
 
 def _chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
@@ -188,6 +189,45 @@ def _chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
         yield from _json_chunks(inp, chunk_rows)
     else:
         yield from _parquet_chunks(inp, chunk_rows)
+
+
+def _rendered(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """`chunks`, each Parquet table's rows rendered as JSON lines (on a connection of their own)."""
+    import duckdb
+
+    from collector.contract.vectorized import parquet_lines
+
+    con = None
+    try:
+        for ch in chunks:
+            if ch.kind == "table":
+                con = con or duckdb.connect(":memory:", config={"threads": 1})
+                ch.rendered = parquet_lines(ch.data, con)
+            yield ch
+    finally:
+        if con is not None:
+            con.close()
+
+
+def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """`chunks`, the next one read (and rendered) on a thread of its own while the caller validates this one:
+    Arrow's Parquet decoding and DuckDB's rendering run without the GIL, which validation holds, on a core the
+    writer and the deriver leave idle part of the time (docs/performance.md, twenty-first round). An
+    error of the reader (an `IngestError` naming the file) is raised where its chunk would have come, so the
+    chunks before it are committed as before; however the caller stops, `chunks` is closed (its file, its
+    connection)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(chunks)
+    with ThreadPoolExecutor(1, thread_name_prefix="ingest-read-ahead") as pool:
+        upcoming = pool.submit(next, it, None)
+        try:
+            while (ch := upcoming.result()) is not None:
+                upcoming = pool.submit(next, it, None)
+                yield ch
+        finally:
+            upcoming.cancel() or upcoming.exception()  # not running two `next` at once: wait for it to end
+            pool.submit(getattr(it, "close", lambda: None)).result()
 
 
 def _ndjson_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
@@ -434,13 +474,16 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
             task = bar.add_task(inp.path.name, total=max(1, inp.size), events=0) if bar else None
             request_id = f"file:{inp.path}"[:512]
             file_events = 0
-            for ch in _chunks(inp, chunk_rows):
+            chunks = _chunks(inp, chunk_rows)
+            if inp.fmt == "parquet":  # reading NDJSON or JSON holds the GIL (line splitting): measured, no gain
+                chunks = _read_ahead(_rendered(chunks))
+            for ch in chunks:
                 if ch.kind == "lines":
                     res = validator.validate_lines(ch.data, offset=ch.offset, line_numbers=ch.numbers)
                 elif ch.kind == "items":
                     res = validator.validate_items(ch.data, offset=ch.offset)
                 else:
-                    res = validate_parquet_table(validator, ch.data, offset=ch.offset)
+                    res = validate_parquet_table(validator, ch.data, offset=ch.offset, rendered=ch.rendered)
                 tally.events += res.total
                 tally.fast += res.fast
                 file_events += res.total

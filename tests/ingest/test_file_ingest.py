@@ -426,3 +426,70 @@ def test_bulk_ingest_commits_whole_chunks_whatever_the_validator_refused(tmp_pat
     sizes = db_rows(db, "SELECT count(*) FROM events GROUP BY batch_id ORDER BY batch_id")
     assert [n for (n,) in sizes] == [4, 4, 2]
     assert sorted(i for (i,) in db_rows(db, "SELECT item_index FROM dead_letters")) == [2, 6, 7]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parquet chunks read ahead of validation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_read_ahead_hands_over_every_chunk_in_order_and_fails_where_the_reader_failed():
+    import threading
+
+    readers: set[str] = set()
+
+    def chunks():
+        for k in range(3):
+            readers.add(threading.current_thread().name)
+            yield k
+        raise IngestError("f.parquet: Parquet read failed (page header)")
+
+    got = []
+    with pytest.raises(IngestError, match="Parquet read failed"):
+        for ch in file_ingest._read_ahead(chunks()):
+            got.append(ch)
+    assert got == [0, 1, 2]
+    assert readers and threading.current_thread().name not in readers
+
+
+def test_read_ahead_closes_the_reader_when_the_caller_stops():
+    state = {"read": 0, "closed": False}
+
+    def chunks():
+        try:
+            for k in range(100):
+                state["read"] += 1
+                yield k
+        finally:
+            state["closed"] = True
+
+    ahead = file_ingest._read_ahead(chunks())
+    assert next(ahead) == 0
+    ahead.close()
+    assert state["closed"] and state["read"] <= 2
+
+
+def _corrupt_second_row_group(path: Path, n: int) -> Path:
+    """A Parquet file of two row groups whose second one's `id` pages are overwritten: its footer still reads, the
+    first row group too, the second fails."""
+    events = [ev(i) for i in range(n)]
+    pq.write_table(pa.table({
+        "specversion": ["1.0"] * n, "id": [e["id"] for e in events], "source": [e["source"] for e in events],
+        "type": [e["type"] for e in events], "time": [e["time"] for e in events],
+        "data": [orjson.dumps(e["data"]).decode() for e in events],
+    }), path, row_group_size=n // 2, compression="zstd")
+    col = pq.ParquetFile(path).metadata.row_group(1).column(1)
+    start = col.dictionary_page_offset or col.data_page_offset
+    raw = bytearray(path.read_bytes())
+    for k in range(start + 12, start + col.total_compressed_size - 4):
+        raw[k] ^= 0x5A
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_a_parquet_file_unreadable_half_way_keeps_the_chunks_before_and_says_where(tmp_path: Path):
+    db = tmp_path / "o.duckdb"
+    path = _corrupt_second_row_group(tmp_path / "half.parquet", 40)
+    with pytest.raises(IngestError, match=r"half\.parquet: Parquet read failed"):
+        ingest_files_to_db([path], db, chunk_rows=20, progress=False)
+    assert sorted(int(i[1:]) for (i,) in db_rows(db, "SELECT id FROM events")) == list(range(20))

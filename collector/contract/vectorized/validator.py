@@ -537,9 +537,11 @@ def validate_json_items(items: list[Any], offset: int = 0) -> BulkResult:
     return default_validator().validate_items(items, offset)
 
 
-def validate_parquet_table(validator: BulkValidator, table: pa.Table, offset: int = 0) -> BulkResult:
-    """Validate a Parquet-shaped table (see `parquet_lines`)."""
-    lines, bad = parquet_lines(table, validator.con)
+def validate_parquet_table(validator: BulkValidator, table: pa.Table, offset: int = 0, *,
+                           rendered: tuple[pa.Array, pa.Array] | None = None) -> BulkResult:
+    """Validate a Parquet-shaped table (see `parquet_lines`; `rendered`: what it gave for `table`, when the caller
+    rendered the rows ahead, on another thread)."""
+    lines, bad = rendered if rendered is not None else parquet_lines(table, validator.con)
     bad_list = bad.to_pylist() if pc.any(bad).as_py() else None
 
     def item_of(i: int) -> Any:
