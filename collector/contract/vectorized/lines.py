@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import duckdb
 import orjson
 import pyarrow as pa
@@ -13,15 +11,17 @@ from collector.storage.sqltext import lit
 
 
 def split_lines(buf: bytes, first_line: int = 1) -> tuple[pa.Array, pa.Array]:
-    """The non-blank lines of an NDJSON buffer (binary, zero-copy slices of `buf`, possibly keeping surrounding
-    whitespace) and their 1-based physical line numbers. Blank = empty after bytes.strip(), as in split_items."""
-    lengths = list(map(len, buf.split(b"\n")))
-    offsets = list(itertools.accumulate(lengths, lambda a, b: a + b + 1, initial=0))
-    offsets[-1] = len(buf)  # the last line has no newline after it
-    arr = pa.Array.from_buffers(pa.large_binary(), len(lengths),
-                                [None, pa.array(offsets, pa.int64()).buffers()[1], pa.py_buffer(buf)])
-    numbers = pa.array(range(first_line, first_line + len(lengths)), pa.int64())
-    blank = pc.match_substring_regex(arr, r"^[ \t\n\r\x0b\x0c]*$")  # each slice keeps its newline
+    """The non-blank lines of an NDJSON buffer (binary, without their newline, possibly keeping other surrounding
+    whitespace) and their 1-based physical line numbers. Blank = empty after bytes.strip(), as in split_items.
+
+    Split by Arrow in one call (one copy of the buffer): a Python bytes object per line, to find the offsets, cost
+    0.48 µs per line at 1,000-line requests and 0.83 at 122,880-line chunks, against 0.28 and 0.34 now
+    (docs/performance.md, twenty-first round)."""
+    arr = pc.split_pattern(pa.array([buf], pa.large_binary()), b"\n").flatten()
+    if buf.endswith(b"\n"):  # what follows the last newline is no line
+        arr = arr.slice(0, len(arr) - 1)
+    numbers = pa.array(range(first_line, first_line + len(arr)), pa.int64())
+    blank = pc.match_substring_regex(arr, r"^[ \t\n\r\x0b\x0c]*$")
     if pc.any(blank).as_py():
         keep = pc.invert(blank)
         arr, numbers = arr.filter(keep), numbers.filter(keep)
