@@ -475,7 +475,9 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
             request_id = f"file:{inp.path}"[:512]
             file_events = 0
             chunks = _chunks(inp, chunk_rows)
-            if inp.fmt == "parquet":  # reading NDJSON or JSON holds the GIL (line splitting): measured, no gain
+            # NDJSON: reading a block is a copy and one Arrow split, too little to gain from reading ahead
+            # (measured, docs/performance.md); a JSON document is read whole before its first chunk
+            if inp.fmt == "parquet":
                 chunks = _read_ahead(_rendered(chunks))
             for ch in chunks:
                 if ch.kind == "lines":
