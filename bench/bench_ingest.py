@@ -590,8 +590,9 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "
         f"batches, group commits of 4) validation {h['validate_us']:.1f} µs and writer {h['write_us']:.1f} µs "
         "(events and derived rows in one transaction each); "
-        f"at the bulk shape ({ROW_GROUP_ROWS:,}-event chunks, the command's) validation {b['validate_us']:.1f} µs and writer "
-        f"{b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast path. "
+        f"at the bulk shape ({ROW_GROUP_ROWS:,}-event chunks, the command's) validation {b['validate_us']:.1f} µs "
+        f"and writer {b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast "
+        "path. "
         "Validation and the writer run at once (two threads; validation holds the GIL, DuckDB releases it).",
         f"- 429 retries in (a): {sum(r['retries_429'] for r in res['http'])} over all runs.",
     ]

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import orjson
 import pytest
 
-from tests.support import Collector, event, metric_sum, parse_metrics
+from collector.storage.db import ROW_GROUP_ROWS
+from tests.support import OBSERVATORY, Collector, event, metric_sum, parse_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -102,11 +104,6 @@ def test_sigkill_of_the_bulk_command_keeps_whole_commits_and_a_rerun_completes_t
     rather than through the WAL (storage.db.ROW_GROUP_ROWS). Killed mid-file, the database still opens and holds
     whole commits only, each event once, counted once; the same command again stores the rest, skips what is
     stored, and derives everything."""
-    import orjson
-
-    from collector.storage.db import ROW_GROUP_ROWS
-    from tests.support import OBSERVATORY
-
     n = -(-3 * ROW_GROUP_ROWS // 1000) * 1000 + 1000  # whole batches of run_batch, a part of a fourth row group
     path = tmp_path / "big.ndjson"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for k in range(0, n, 1000) for e in run_batch("b", k, 1000)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from collector.ingest import files as file_ingest
 from collector.cli import app
 from collector.ingest.files import IngestError, ingest_files_to_db, ingest_files_to_url
+from collector.storage.schema import INGEST_SCHEMA
 from tests.support import OBSERVATORY, Collector, refuse_to_derive
 
 NOW = datetime.now(timezone.utc)
@@ -382,8 +384,6 @@ def test_bulk_ingest_derives_what_the_collector_derives(tmp_path: Path):
 
 
 def _rows(n: int, start: int = 0) -> pa.Table:
-    from collector.storage.schema import INGEST_SCHEMA
-
     ids = pa.array([f"e{i}" for i in range(start, start + n)], pa.string())
     return pa.Table.from_arrays([ids if f.name == "id" else pa.nulls(n, f.type) for f in INGEST_SCHEMA],
                                 schema=INGEST_SCHEMA)
@@ -434,8 +434,6 @@ def test_bulk_ingest_commits_whole_chunks_whatever_the_validator_refused(tmp_pat
 
 
 def test_read_ahead_hands_over_every_chunk_in_order_and_fails_where_the_reader_failed():
-    import threading
-
     readers: set[str] = set()
 
     def chunks():

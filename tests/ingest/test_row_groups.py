@@ -20,8 +20,8 @@ def test_row_group_rows_is_the_size_of_duckdbs_row_groups(tmp_path: Path):
         con.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY, v VARCHAR)")
         con.execute(f"INSERT INTO t SELECT 'k' || i, 'v' FROM range({2 * ROW_GROUP_ROWS + 5}) r(i)")
         con.execute("CHECKPOINT")
-        groups = con.execute("SELECT row_group_id, sum(count) FROM pragma_storage_info('t') "
-                             "WHERE column_name = 'k' AND segment_type <> 'VALIDITY' GROUP BY ALL ORDER BY 1").fetchall()
+        groups = con.execute("SELECT row_group_id, sum(count) FROM pragma_storage_info('t') WHERE column_name = 'k' "
+                             "AND segment_type <> 'VALIDITY' GROUP BY ALL ORDER BY 1").fetchall()
     finally:
         con.close()
     assert [n for _, n in groups] == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5]
