@@ -199,8 +199,8 @@ def ingest(
     url: Optional[str] = typer.Option(None, help="Post to a running collector, e.g. http://127.0.0.1:8080"),
     token: Optional[str] = option("token", "--token"),
     batch_size: int = typer.Option(5000, help="Events per request (--url). With --db, events per commit: whole "
-                                              "DuckDB row groups of 122,880 events, at least one (a larger value "
-                                              "rounds down to a multiple)"),
+                                              f"DuckDB row groups of {dbmod.ROW_GROUP_ROWS:,} events, at least one "
+                                              "(a larger value rounds down to a multiple)"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Load event files with the same validation, redaction, dedup and dead-lettering as the API.
