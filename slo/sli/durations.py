@@ -109,9 +109,12 @@ class Registry:
             st = self.get(key) if key is not None else None
             if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
                 return None
-            onto = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()}, pending=[]))
+            # the copy keeps what earlier folds queued on the state and no computation has applied yet (one that
+            # asked for an earlier as_of was answered by SQL and left them queued)
+            onto = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()},
+                                        pending=list(st.pending)))
         if onto.copy is not None and changed is not None and changed.num_rows:
-            onto.copy.pending = [changed]
+            onto.copy.pending = [*onto.copy.pending, changed]
             try:
                 slide(None, onto.copy, onto.copy.as_of)  # at the same as_of: the queued rows only, nothing read
             except Drift:
