@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from collector.contract.body import json_elements
 from collector.contract.validation import Rejection
-from collector.contract.vectorized.lines import PARQUET_COLUMNS
+from collector.contract.vectorized.lines import PARQUET_COLUMNS, one_value
 from collector.storage.db import ROW_GROUP_ROWS
 from collector.storage.schema import INGEST_SCHEMA
 
@@ -305,10 +305,8 @@ def _share(inp: _Input, done: int, total: int) -> int:
 
 def _utf8(raw: bytes) -> bool:
     """Whether `raw` is valid UTF-8, checked by Arrow without a copy or a Python str of the whole file."""
-    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, len(raw)], pa.int64()).buffers()[1],
-                                                      pa.py_buffer(raw)])
     try:
-        arr.cast(pa.large_string())
+        one_value(raw).cast(pa.large_string())
     except pa.ArrowInvalid:
         return False
     return True

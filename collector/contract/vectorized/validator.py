@@ -31,7 +31,7 @@ from collector.contract.events import IDENTIFIER_KEYS, MAX_FUTURE_SKEW
 from collector.contract.redaction import PREFILTER_PATTERN, has_candidate, redact_text
 from collector.contract.validation import Rejection, check_item, to_row
 from collector.contract.vectorized.codegen import DATETIME_RE, INT32, compiled, parse_datetime
-from collector.contract.vectorized.lines import parquet_lines, split_lines
+from collector.contract.vectorized.lines import one_value, parquet_lines, split_lines
 from collector.contract.vectorized.plan import FUTURE_MARGIN
 from collector.contract.vectorized.structs import Decisions, struct_stage_of
 from collector.storage.schema import EVENT_SCHEMA, INGEST_SCHEMA
@@ -457,7 +457,7 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
     buf = _ENCODER.encode_lines(values)
     if len(buf) >= _COLUMN_BYTES:
         return pa.array(list(map(_orjson, values)), pa.binary()).cast(pa.string())
-    parts = pc.split_pattern(pa.array([buf], pa.large_binary()), b"\n").flatten()
+    parts = pc.split_pattern(one_value(buf), b"\n").flatten()
     texts = parts.slice(0, len(parts) - 1).cast(pa.string())
     odd = pc.match_substring_regex(texts, _EXPONENT)
     if pc.any(odd).as_py():
