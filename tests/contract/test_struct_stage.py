@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -268,6 +269,50 @@ def test_json_texts_exponents_anywhere_and_hashes_without_the_fallback(monkeypat
     calls.clear()
     assert json_texts(hashes).to_pylist() == [orjson.dumps(v).decode() for v in hashes]
     assert calls == []
+
+
+def test_free_keys_are_the_free_form_fields():
+    """Every data field whose values the contract does not bound (dicts, any) is a free key, and nothing else."""
+    free = {f.name for p in COMP.plans.values() for f in p.data if f.kind.tag in ("dict", "any")}
+    assert free and set(COMP.free_keys) == free
+
+
+FREE_CASES = [  # (data, extra keys?, searched?): the search runs where a number can be unbounded, only there
+    ({"kernel_id": "k", "tags": {"x": 1e16}}, False, True),
+    ({"kernel_id": "k", "tags": {"x": [0, {"y": -2.5e300}]}}, False, True),
+    ({"kernel_id": "k", "tags": {"sha": "sha256:7005e0b8"}}, False, True),  # searched, nothing found
+    ({"kernel_id": "k", "exit_code": 1e17}, True, True),  # an extra key: free-form
+    ({"run_id": "r", "parameters": {"n": 1.5e20}}, False, True),
+    ({"kernel_id": "k", "note": "tags: 1e16"}, False, False),  # not the key `"tags":`
+    ({"kernel_id": "k"}, False, False),
+]
+
+
+@pytest.mark.parametrize("data,extra,searched", FREE_CASES)
+def test_json_texts_search_free_keys_and_extra_keys_only(monkeypatch, data, extra, searched):
+    import collector.contract.vectorized.validator as validator
+
+    seen = []
+    real = pc.match_substring_regex
+    monkeypatch.setattr(validator.pc, "match_substring_regex",
+                        lambda texts, pattern: seen.extend(texts.to_pylist()) or real(texts, pattern))
+    got = json_texts([data], free=COMP.free_keys, extras=[extra]).to_pylist()
+    assert got == [orjson.dumps(data).decode()]
+    assert seen == ([orjson.dumps(data).decode().replace("e+", "e")] if searched else [])
+
+
+def test_json_texts_of_decided_rows_with_big_numbers_in_free_form_fields():
+    """Through the struct stage: data Structs with unbounded numbers under `tags` and `parameters`, beside rows
+    without, are written as orjson writes them."""
+    lines = [_line({**BASE, "id": f"k{i}", "data": {"kernel_id": f"k{i}", "tags": {"x": 10.0 ** (14 + i)}}})
+             for i in range(4)]
+    lines += [_line({**RUN, "id": f"r{i}", "data": {**RUN["data"], "parameters": {"p": [-(10.0 ** (14 + i))]}}})
+              for i in range(4)]
+    d = STAGE.decide(lines)
+    assert len(d.idx) == len(lines)
+    got = json_texts([r[0] for r in d.rows], free=COMP.free_keys, extras=[r[5] for r in d.rows])
+    assert got.to_pylist() == [orjson.dumps(r[0], default=msgspec.to_builtins).decode() for r in d.rows]
+    assert sum("e+" in t for t in got.to_pylist()) == 4
 
 
 def test_time_limit_is_near_the_contract_limit():

@@ -101,6 +101,10 @@ class Compiled:
     unsupported: dict[str, str]
     source: str = ""
     plans: dict[str, TypePlan] = field(default_factory=dict)
+    # The data keys whose values may hold a number the contract does not bound (free-form values: dicts, any).
+    # Every other number of a fast path's row is a declared field's, a float within +-2**53 or an int, which
+    # msgspec and orjson write alike (validator.json_texts).
+    free_keys: tuple[str, ...] = ()
 
     def extra_values(self, etype: str, data: dict) -> dict[str, Any]:
         """Typed columns fed by extra keys of `data` (a key the type does not declare, e.g. `exit_code` on a
@@ -357,8 +361,18 @@ def compile_fast_path() -> Compiled:
     ns = dict(gen.env)
     exec(compile(source, "<collector.contract.vectorized.codegen>", "exec"), ns)  # noqa: S102 - our own code
     rows = {t: ns[f"row_{i}"] for i, t in enumerate(plans)}
+    free = sorted({f.name for p in plans.values() for f in p.data if _unbounded(f.kind)})
     return Compiled({t: ns[c] for t, c in checks.items()}, rows, row_columns, columns, types, unsupported, source,
-                    plans)
+                    plans, tuple(free))
+
+
+def _unbounded(kind: Kind) -> bool:
+    """Whether a value of `kind` may hold a number the fast paths do not bound (they hold floats to +-2**53)."""
+    if kind.tag in ("dict", "any"):
+        return True
+    if kind.tag == "list":
+        return kind.item is None or _unbounded(kind.item)
+    return kind.tag == "model" and any(_unbounded(f.kind) for f in kind.fields)
 
 
 _compiled: Compiled | None = None

@@ -397,7 +397,7 @@ def _fast_table(comp: Any, types: list[str], res: list[tuple]) -> pa.Table | Non
     n = len(res)
     cols = list(zip(*res))
     datas, extras = cols[0], cols[5]
-    data = json_texts(datas)
+    data = json_texts(datas, free=comp.free_keys, extras=extras)
     typed: dict[str, Any] = dict(zip(comp.columns, cols[6:]))
     present = {c for t in set(types) for c in comp.row_columns[t]}
     if any(extras):
@@ -439,7 +439,8 @@ def _orjson(value: Any) -> bytes:
     return orjson.dumps(value, default=msgspec.to_builtins)
 
 
-def json_texts(values: Sequence[Any]) -> pa.Array:
+def json_texts(values: Sequence[Any], *, free: Sequence[str] | None = None,
+               extras: Sequence[bool] | None = None) -> pa.Array:
     """The compact JSON text of each value (plain JSON values: what a parser gave, or a check made of it; or the
     struct stage's data Structs), exactly as `orjson.dumps` writes it (of the Struct's plain object), as an Arrow
     string array.
@@ -447,11 +448,16 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
     msgspec writes the whole batch into one buffer, split column-wise: 0.5 CPU-us per event against 1.7 for one
     orjson bytes object per event (docs/performance.md, fifteenth round, measured on the bench's events:
     mostly the allocation and release of each object). The two write every string, int, bool, null, list and
-    object alike, and every float alike but for a positive exponent, which orjson writes `1e+16` and msgspec
-    `1e16` (checked once on 500,000 random doubles; tests/contract/test_struct_stage.py checks every code point,
-    random doubles and generated values). A text holding such a number (`_EXPONENT`; a string that looks like
-    one too) is written by orjson. A batch whose texts would not fit one Arrow string column (2 GiB)
-    is written per value, as before."""
+    object alike, and every float alike but for a positive exponent (a magnitude of 1e16 or more), which orjson
+    writes `1e+16` and msgspec `1e16` (checked once on 500,000 random doubles; tests/contract/test_struct_stage.py
+    checks every code point, random doubles and generated values). A text holding such a number (`_EXPONENT`; a
+    string that looks like one too) is written by orjson. A batch whose texts would not fit one Arrow string column
+    (2 GiB) is written per value, as before.
+
+    `free` and `extras`, for the fast paths' data: only a text that holds one of the `free` keys (the contract's
+    free-form fields) or is marked in `extras` (extra keys are free-form too) can hold such a number, since every
+    declared float is within +-2**53; only those texts are searched (the search cost 0.39 CPU-us per event on
+    every text, docs/performance.md, twenty-second round). None: every text is searched."""
     if not values:
         return pa.array([], pa.string())
     buf = _ENCODER.encode_lines(values)
@@ -459,12 +465,30 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
         return pa.array(list(map(_orjson, values)), pa.binary()).cast(pa.string())
     parts = pc.split_pattern(one_value(buf), b"\n").flatten()
     texts = parts.slice(0, len(parts) - 1).cast(pa.string())
-    odd = pc.match_substring_regex(texts, _EXPONENT)
-    if pc.any(odd).as_py():
+    odd = _exponents(texts, free, extras)
+    if odd is not None:
         texts = pc.if_else(odd, pa.array([_orjson(v) if o else None
                                           for v, o in zip(values, odd.to_pylist())], pa.binary()).cast(pa.string()),
                            texts)
     return texts
+
+
+def _exponents(texts: pa.Array, free: Sequence[str] | None, extras: Sequence[bool] | None) -> pa.Array | None:
+    """Which texts hold a number with a positive exponent (None: none does), searched where one can be."""
+    if free is None:
+        odd = pc.match_substring_regex(texts, _EXPONENT)
+        return odd if pc.any(odd).as_py() else None
+    s = pl.Series(texts)
+    look = pl.Series(extras, dtype=pl.Boolean) if extras is not None else pl.repeat(False, len(s), eager=True)
+    for key in free:  # a literal search: ~0.05 CPU-us per event each
+        look = look | s.str.contains(orjson.dumps(key).decode() + ":", literal=True)
+    rows = look.arg_true()
+    if rows.is_empty():
+        return None
+    hit = pl.Series(pc.match_substring_regex(texts.take(rows.to_arrow()), _EXPONENT))
+    if not hit.any():
+        return None
+    return pl.repeat(False, len(s), eager=True).scatter(rows.filter(hit), True).to_arrow()
 
 
 # The fast path's event-time form as an RE2 pattern matching the whole text (RE2's `$` holds only at the end of the
