@@ -227,10 +227,32 @@ def test_duckdb_threads_reach_the_collectors_database(clean_env, tmp_path, monke
 def test_collector_threads_leave_the_busy_cores(monkeypatch, setting, cores, streams, want):
     """The default: the cores this process may use less the statement streams that keep cores busy, at least one;
     a setting wins."""
+    from collector import cores as cores_mod
     from collector.storage import db
 
-    monkeypatch.setattr(db.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(cores_mod.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert db.collector_threads(setting, streams) == want
+
+
+@pytest.mark.parametrize("env, want", [(None, "spare"), ("3", 3), ("1", 1)])
+def test_polars_pool_is_sized_like_duckdbs_unless_set(env, want):
+    """A process that imports the collector gets polars' pool sized as DuckDB's workers (the cores less the
+    collector's two busy threads, at least one), unless POLARS_MAX_THREADS is already set. polars reads it once,
+    at its import, so this runs in a fresh interpreter, and `collector` is imported before polars, as in every
+    command of the collector."""
+    import os
+    import subprocess
+    import sys
+
+    from collector.cores import spare_cores
+
+    environ = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    if env is not None:
+        environ["POLARS_MAX_THREADS"] = env
+    code = "import collector.cli, polars; print(polars.thread_pool_size())"
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == (max(1, len(os.sched_getaffinity(0)) - 2) if want == "spare" else want)
+    assert spare_cores() == max(1, len(os.sched_getaffinity(0)) - 2)
 
 
 def test_bulk_ingest_counts_its_writer_and_deriver_unless_set(clean_env, tmp_path, monkeypatch):

@@ -6,11 +6,12 @@ transaction and recorded in `schema_migrations`, so an old database file is brou
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import duckdb
+
+from collector.cores import spare_cores
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -55,13 +56,7 @@ def collector_threads(setting: int | None = None, streams: int = 2) -> int:
     (`observatory ingest --db`) counts its writer and deriver as two streams too: when its writer was its only stream
     it kept every core (ninth round), but since the deriver folds chunks beside it (and validation holds a core),
     two threads cost 1M Parquet events 8% more wall and 9% more CPU than one (nineteenth round)."""
-    if setting:
-        return setting
-    try:
-        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container's cpuset)
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - streams)
+    return setting or spare_cores(streams)
 
 
 def migrations() -> list[tuple[int, str, Path]]:
