@@ -25,7 +25,7 @@ What it accepts, the generated check accepts with the same tuple, because:
 
 The row keeps the data Struct itself as the stored data (its date-times re-rendered in place) and reads the typed
 columns from its attributes: `msgspec.to_builtins` of it cost ~1 µs per event, and msgspec writes a Struct's text
-(validator.json_texts) faster than a dict's. A list of item Structs (cells) is made plain for its column's text.
+(validator.json_texts) faster than a dict's. A list of item Structs (cells) is written by msgspec for its column's text.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.env: dict[str, Any] = {"_dt": parse_datetime, "_shape": shape_problem,
-                                    "_tb": msgspec.to_builtins, "_dumps": orjson.dumps}
+                                    "_enc": msgspec.json.encode, "_dumps": orjson.dumps}
         self.lines: list[str] = []
         self._n = 0
 
@@ -210,8 +210,11 @@ class _Builder:
                 cols.append("None")
                 continue
             v = f"d.{_attr(c, where=f'data.{c}')}"
-            # a list of item Structs: its column is orjson's text of them as plain objects
-            typed = _typed(f, comp.types[c], f"_tb({v})" if f.kind.tag == "list" else v, timestamps_as_text=True)
+            typed = _typed(f, comp.types[c], v, timestamps_as_text=True)
+            if f.kind.tag == "list" and typed != v:
+                # a list of item Structs, its column orjson's text of them as plain objects: msgspec writes the
+                # same text (declared order, floats within +-2**53) without the plain objects, ~0.6 us less a row
+                typed = f"_enc({v}).decode()"
             if c == "attempt" and run:
                 cols.append(f"({v} or 1)")  # a run event without an attempt is attempt 1, as in the check
             else:
