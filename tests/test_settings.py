@@ -227,10 +227,10 @@ def test_duckdb_threads_reach_the_collectors_database(clean_env, tmp_path, monke
 def test_collector_threads_leave_the_busy_cores(monkeypatch, setting, cores, streams, want):
     """The default: the cores this process may use less the statement streams that keep cores busy, at least one;
     a setting wins."""
-    from collector import cores as cores_mod
+    import collector
     from collector.storage import db
 
-    monkeypatch.setattr(cores_mod.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(collector.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert db.collector_threads(setting, streams) == want
 
 
@@ -244,7 +244,7 @@ def test_polars_pool_is_sized_like_duckdbs_unless_set(env, want):
     import subprocess
     import sys
 
-    from collector.cores import spare_cores
+    from collector import spare_cores
 
     environ = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
     if env is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from collector.cores import spare_cores
+from collector import spare_cores
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
