@@ -54,7 +54,6 @@ import gen_events  # noqa: E402
 
 from collector.ingest import allocators  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
-from collector.storage.db import ROW_GROUP_ROWS  # noqa: E402
 from collector.storage.schema import STORED_COLUMNS  # noqa: E402
 
 OBSERVATORY = str(Path(sys.executable).parent / "observatory")
@@ -430,7 +429,7 @@ def breakdown(ndjson: Path, workdir: Path, n: int = 200_000) -> dict:
     cpu = process_cpu
     lines = head_lines(ndjson, n)
     out: dict = {"events": len(lines)}
-    for label, chunk, group in (("http", 1000, 4), ("bulk", ROW_GROUP_ROWS, 1)):
+    for label, chunk, group in (("http", 1000, 4), ("bulk", dbmod.ROW_GROUP_ROWS, 1)):
         v = bulk.BulkValidator()
         v.validate_lines(lines.slice(0, 1000))  # compile once
         c0 = cpu()
@@ -590,8 +589,8 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "
         f"batches, group commits of 4) validation {h['validate_us']:.1f} µs and writer {h['write_us']:.1f} µs "
         "(events and derived rows in one transaction each); "
-        f"at the bulk shape ({ROW_GROUP_ROWS:,}-event chunks, the command's) validation {b['validate_us']:.1f} µs "
-        f"and writer {b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast "
+        f"at the bulk shape ({dbmod.ROW_GROUP_ROWS:,}-event chunks, the command's) validation "
+        f"{b['validate_us']:.1f} µs and writer {b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast "
         "path. "
         "Validation and the writer run at once (two threads; validation holds the GIL, DuckDB releases it).",
         f"- 429 retries in (a): {sum(r['retries_429'] for r in res['http'])} over all runs.",

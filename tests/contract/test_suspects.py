@@ -8,11 +8,13 @@ against the exact path (pydantic and the redactor) on the same line, and for whe
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import orjson
 import pytest
 
+from collector.contract.redaction import PREFILTER_PATTERN
 from collector.contract.vectorized.validator import BulkValidator, _fast_table, _suspects
 from tests.contract.test_bulk_equivalence import NOW, assert_equivalent
 
@@ -70,3 +72,15 @@ def test_suspects_of_a_batch_are_its_suspect_rows_only():
         else:  # left to the generated check: a suspect by construction of the stage (tab, DEL, ...)
             assert suspect, case
     assert_equivalent(b"\n".join(lines) + b"\n")
+
+
+def test_the_pattern_matches_a_value_inside_its_json_text():
+    """What `_suspects` relies on to search data identifiers inside `data`: JSON escaping turns a quote, a backslash
+    or a control character into a backslash followed by letters or hex digits, so a match of a value is a match of
+    its text when no literal of the pattern holds a quote or a backslash and every negated class admits a backslash,
+    letters and digits. A detector that breaks this fails here, not silently."""
+    assert '"' not in PREFILTER_PATTERN and "\\\\" not in PREFILTER_PATTERN
+    negated = re.findall(r"\[\^[^\]]*\]", PREFILTER_PATTERN)
+    assert negated
+    for cls in negated:
+        assert all(re.fullmatch(cls, ch) for ch in "\\u0123456789abcdefnrtbx"), cls
