@@ -8,6 +8,8 @@ back to back, so the ratios compare like with like on a shared, noisy machine):
 
 (a) HTTP: events/s acknowledged (2xx received, i.e. committed) for NDJSON batches of 1,000 events posted by 4
     concurrent clients to a real `observatory serve` subprocess with auth on (a bearer token). Target 0.25 x (c).
+    Measured twice per repetition, in alternating order: with the default answer (a result per event), and with
+    the clients sending `Prefer: return=minimal` (only the events not accepted listed), as the shipped clients do.
 (b) bulk: `observatory ingest --db` (a real subprocess, wall clock including start-up) of a Parquet file and of
     an NDJSON file holding the same events. Target 0.5 x (c).
 (c) the limit: the same events, already validated and as one Arrow table in the storage schema, inserted by
@@ -241,14 +243,16 @@ def _server(workdir: Path, code: Path | None, env: dict[str, str] | None = None)
 
 
 def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000, code: Path | None = None,
-             env: dict[str, str] | None = None) -> dict:
+             env: dict[str, str] | None = None, prefer: str | None = None) -> dict:
     """Closed loop: `clients` threads post batches back to back; events/s acknowledged (2xx after commit).
     `code`: run the collector of that checkout (first on PYTHONPATH, same virtualenv) instead of this one; `env`:
-    variables added to its environment."""
+    variables added to its environment; `prefer`: the clients' `Prefer` header (`return=minimal`: answers that
+    list only the events not accepted, as the shipped clients ask)."""
     bodies = _bodies(lines, batch)
     with _server(workdir, code, env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
-        headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
+        headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson",
+                   **({"Prefer": prefer} if prefer else {})}
         # Warm-up (connection, first transaction), not counted.
         warm = httpx.post(url, content=b"\n".join(x.encode() for x in lines[:10]), headers=headers, timeout=60)
         warm.raise_for_status()
@@ -533,6 +537,8 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
     rows = [
         ("(a) HTTP `POST /v1/events`, NDJSON batches of 1,000, 4 concurrent clients, auth on", "≥ 0.25", res["http"],
          n_http),
+        ("(a′) the same, the clients sending `Prefer: return=minimal` (answers list only the events not accepted, "
+         "as the shipped clients ask)", "–", res["http_minimal"], n_http),
         ("(b) `observatory ingest --db` of a Parquet file", "≥ 0.5", res["parquet"], n),
         ("(b) `observatory ingest --db` of an NDJSON file", "≥ 0.5", res["ndjson"], n),
         ("(c) limit: raw insert of the same events as one Arrow table into `events` (primary key)", "1.00",
@@ -593,7 +599,10 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"{b['validate_us']:.1f} µs and writer {b['write_us']:.1f} µs; {100 * b['fast_share']:.2f}% of events decided by the generated fast "
         "path. "
         "Validation and the writer run at once (two threads; validation holds the GIL, DuckDB releases it).",
-        f"- 429 retries in (a): {sum(r['retries_429'] for r in res['http'])} over all runs.",
+        f"- 429 retries in (a) and (a′): {sum(r['retries_429'] for r in res['http'] + res['http_minimal'])} over "
+        "all runs. The collector's CPU per event (all its threads, from /proc): (a) "
+        f"{med(res['http'], 'server_cpu_us'):.1f} µs, (a′) {med(res['http_minimal'], 'server_cpu_us'):.1f} µs; (a) "
+        "and (a′) of a repetition run back to back, in alternating order.",
     ]
     return "\n".join(out) + "\n"
 
@@ -661,7 +670,8 @@ def main() -> None:
         http_before(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, args.http_before)
         return
     n_http = min(n, args.http_events or 200_000)
-    res: dict[str, list[dict]] = {"http": [], "parquet": [], "ndjson": [], "raw": [], "raw_nokey": []}
+    res: dict[str, list[dict]] = {"http": [], "http_minimal": [], "parquet": [], "ndjson": [], "raw": [],
+                                  "raw_nokey": []}
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.data_dir))
     n_sat = min(n, args.saturation_events)
     sat_lines = []
@@ -690,14 +700,18 @@ def main() -> None:
                 print(f"({'c' if keyed else 'd'}) {key:9s} rep {rep + 1}: {r['events']:,} rows in {r['seconds']:.2f} s"
                       f" = {r['eps']:,.0f}/s", flush=True)
             # HTTP events: the first n_http lines of the NDJSON file, with fresh ids per repetition.
-            rep_lines = [x.replace('"id":"', f'"id":"h{rep}-', 1) for x in lines]
-            hw = work / f"http{rep}"
-            hw.mkdir()
-            r = http_run(rep_lines, hw)
-            res["http"].append(r)
-            print(f"(a) http    rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s "
-                  f"(429 retries {r['retries_429']}, peak RSS {r['peak_rss_mib']:.0f} MiB)", flush=True)
-            shutil.rmtree(hw, ignore_errors=True)
+            # Both answers, in alternating order (the machine drifts within a repetition too).
+            answers = [("http", None), ("http_minimal", "return=minimal")]
+            for key, prefer in answers if rep % 2 == 0 else answers[::-1]:
+                rep_lines = [x.replace('"id":"', f'"id":"h{rep}{key[-1]}-', 1) for x in lines]
+                hw = work / f"{key}{rep}"
+                hw.mkdir()
+                r = http_run(rep_lines, hw, prefer=prefer)
+                res[key].append(r)
+                print(f"(a) {key:12s} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = "
+                      f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+                      f"collector {r['server_cpu_us']:.1f} CPU-µs per event)", flush=True)
+                shutil.rmtree(hw, ignore_errors=True)
         del table
         half = med(res["http"]) / 2
         lw = work / "latency"

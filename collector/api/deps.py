@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterable, Iterator
 
 import duckdb
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from collector.api.auth import Principal
 from collector.api.errors import BadRequest, Forbidden
@@ -19,6 +19,40 @@ from collector.settings import Settings
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# One preference of a `Prefer` header (RFC 7240): a token, an optional `=` and a token or quoted string, optional
+# `;` parameters (ignored here). Elements are cut at commas outside quoted strings.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_ELEMENTS = re.compile(rf'(?:[^,"]|{_QUOTED[:-1]}"?)+')
+_PREFERENCE = re.compile(rf"\s*({_TOKEN})\s*(?:=\s*({_TOKEN}|{_QUOTED}))?\s*(?:;.*)?", re.DOTALL)
+PREFER_MAX_CHARS = 8192  # of each Prefer header read; a longer one is not a real client's
+
+
+def preferences(values: Iterable[str]) -> dict[str, str]:
+    """The preferences of `Prefer` header values (RFC 7240): name (lower case) -> value (unquoted; empty when none).
+    The first of a name counts (the RFC: later ones are ignored); parameters and malformed elements are ignored."""
+    out: dict[str, str] = {}
+    for value in values:
+        for element in _ELEMENTS.findall(value[:PREFER_MAX_CHARS]):
+            m = _PREFERENCE.fullmatch(element)
+            if m is None:
+                continue
+            name, word = m.group(1).lower(), m.group(2) or ""
+            if word.startswith('"'):
+                word = re.sub(r"\\(.)", r"\1", word[1:-1])
+            out.setdefault(name, word)
+    return out
+
+
+def return_minimal(prefer: Annotated[list[str] | None, Header(
+        description="RFC 7240 preferences. `return=minimal`: the answer lists only the events not accepted "
+                    "(duplicates and rejections), with the same counts, and says so in `Preference-Applied`; "
+                    "the default (`return=representation`) lists every event.",
+        examples=["return=minimal"])] = None) -> bool:
+    """Whether the client asked for the minimal answer (`Prefer: return=minimal`)."""
+    return preferences(prefer or []).get("return", "").lower() == "minimal"
 
 
 def get_store(request: Request) -> Store:

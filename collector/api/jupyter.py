@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import get_settings
+from collector.api.deps import get_settings, return_minimal
 from collector.api.ingest import check_item_count
 from collector.api.native import json_response, read_native_body, submit_native
 from collector.contract.body import split_items
@@ -24,7 +24,8 @@ router = APIRouter(tags=["ingest"])
         "`notebook.kernel.*` events; other schemas are counted and ignored. `__timestamp__` may carry the "
         "`+00:00Z` quirk of jupyter_events. The producer is `jupyter://<server>` (query parameter `server`, or "
         "`observatory.server` in the record). Same validation, redaction, dedup and dead-lettering as "
-        "`POST /v1/events`; the response has the same shape plus `ignored`."
+        "`POST /v1/events`; the response has the same shape plus `ignored`, and `Prefer: return=minimal` "
+        "lists only the events not accepted."
     ),
 )
 async def post_jupyter_events(
@@ -32,10 +33,11 @@ async def post_jupyter_events(
     server: str | None = Query(None, max_length=200, description="Name of the Jupyter server or hub (the source)"),
     principal: Principal = Depends(require_scope("ingest")),
     settings: Settings = Depends(get_settings),
+    minimal: bool = Depends(return_minimal),
 ) -> Response:
     raw = await read_native_body(request)
     items = split_items(raw, request.headers.get("content-type"))
     check_item_count(len(items), settings.max_events_per_request, "records")
     batch = map_records(items, server or "default")
-    outcome = await submit_native(request, batch, "jupyter")
+    outcome = await submit_native(request, batch, "jupyter", minimal=minimal)
     return json_response(outcome, ignored=sum(batch.ignored.values()), ignored_reasons=dict(batch.ignored))

@@ -48,18 +48,19 @@ def count_ignored(request: Request, channel: str, reasons: Counter) -> None:
         counter.labels(channel, reason[:64]).inc(n)
 
 
-async def submit_native(request: Request, batch: NativeBatch, channel: str) -> Outcome:
-    """Validate a mapped batch and commit it through the one ingest path (collector/ingest/submit.py).
+async def submit_native(request: Request, batch: NativeBatch, channel: str, *, minimal: bool = False) -> Outcome:
+    """Validate a mapped batch and commit it through the one ingest path (collector/ingest/submit.py); `minimal`:
+    the outcome lists only the events not accepted (a route that reads only the rejections asks for it too).
 
     When every record was ignored nothing goes to the writer and the outcome has zero counts."""
     count_ignored(request, channel, batch.ignored)
     rid = request_id_var.get()
     if not batch.events:
-        return empty_outcome(rid)
+        return empty_outcome(rid, minimal=minimal)
     validated = await run_in_threadpool(batch.validate)
     principal = getattr(request.state, "principal", None) or ANONYMOUS
     validated = await enforce_team(request.app.state.store, principal, validated)
-    return await submit(request.app.state.store, validated, channel=channel, request_id=rid)
+    return await submit(request.app.state.store, validated, channel=channel, request_id=rid, minimal=minimal)
 
 
 async def read_native_body(request: Request) -> bytes:
@@ -71,6 +72,8 @@ async def read_native_body(request: Request) -> bytes:
 
 
 def json_response(outcome: Outcome, **extra: Any) -> Response:
-    """The outcome's body (plus route-specific fields) with its status."""
-    return Response(orjson.dumps({**outcome.body, **extra}), status_code=outcome.status,
-                    media_type="application/json")
+    """The outcome's body (plus route-specific fields) with its status; `Preference-Applied` when it is the minimal
+    answer a client asked for (RFC 7240)."""
+    return Response(orjson.dumps({**outcome.body, **extra} if extra else outcome.body), status_code=outcome.status,
+                    media_type="application/json",
+                    headers={"Preference-Applied": "return=minimal"} if outcome.minimal else None)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
-from collector.api.deps import get_settings
+from collector.api.deps import get_settings, return_minimal
 from collector.api.native import json_response, read_native_body, submit_native
 from collector.contract.body import BodyError
 from collector.settings import Settings
@@ -50,14 +50,16 @@ def _registry(request: Request) -> AttemptRegistry:
     summary="OpenLineage: one RunEvent (spec 2-0-2)",
     description="OpenLineage HTTP transport endpoint. RunEvents map onto the run lifecycle (see docs/sources.md); "
                 "DatasetEvents, JobEvents and OTHER are accepted and ignored. 200 when stored (or duplicate or "
-                "ignored), 422 when the event cannot be mapped or breaks the contract (dead-lettered).",
+                "ignored), 422 when the event cannot be mapped or breaks the contract (dead-lettered). The answer "
+                "has the shape of `POST /v1/events`'s (`Prefer: return=minimal` honoured).",
 )
-async def post_lineage(request: Request, principal: Principal = Depends(require_scope("ingest"))) -> Response:
+async def post_lineage(request: Request, principal: Principal = Depends(require_scope("ingest")),
+                       minimal: bool = Depends(return_minimal)) -> Response:
     doc = await _read_events(request)
     if isinstance(doc, list):
         raise BodyError("this endpoint takes one event; send arrays to /api/v1/lineage/batch")
     batch = await map_events(_registry(request), [doc])
-    outcome = await submit_native(request, batch, "openlineage")
+    outcome = await submit_native(request, batch, "openlineage", minimal=minimal)
     return json_response(outcome, ignored=sum(batch.ignored.values()))
 
 
@@ -78,7 +80,7 @@ async def post_lineage_batch(request: Request, principal: Principal = Depends(re
         raise BodyError(f"{len(doc)} events in one request; the limit is {settings.max_events_per_request}",
                         "too_large")
     batch = await map_events(_registry(request), doc)
-    body = (await submit_native(request, batch, "openlineage")).body
+    body = (await submit_native(request, batch, "openlineage", minimal=True)).body  # only rejections are read
     failed: dict[int, list[str]] = {}
     for r in body.get("results", []):
         if r.get("status") == "rejected":

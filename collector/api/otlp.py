@@ -70,7 +70,7 @@ async def post_logs(request: Request, principal: Principal = Depends(require_sco
         if batch.records > settings.max_events_per_request:
             raise BodyError(f"{batch.records} log records in one request; the limit is "
                             f"{settings.max_events_per_request}", "too_large")
-        body = (await submit_native(request, batch, "otlp")).body
+        body = (await submit_native(request, batch, "otlp", minimal=True)).body  # only rejections are read
     except Exception as exc:  # noqa: BLE001 - the domain errors become a google.rpc.Status, others propagate
         err = http_error(exc)
         if err is None:

@@ -1198,7 +1198,8 @@ def _post(client: Any, url: str, body: bytes, *, attempts: int = 10) -> dict[str
     for i in range(attempts):
         try:
             resp = client.post(url, content=body, headers={"Content-Type": "application/x-ndjson",
-                                                           "Content-Encoding": "gzip"})
+                                                           "Content-Encoding": "gzip",
+                                                           "Prefer": "return=minimal"})  # counts only
         except httpx.TransportError as exc:
             if i == attempts - 1:
                 raise DemoHTTPError(f"collector unreachable at {url}: {type(exc).__name__}") from None

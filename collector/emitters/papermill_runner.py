@@ -171,7 +171,9 @@ class Emitter:
             return True
         import httpx
 
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = {"Prefer": "return=minimal"}  # only the rejections are read: the answer lists just those
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         delay, error = self.backoff, ""
         for attempt in range(self.attempts):
             try:

@@ -561,7 +561,8 @@ def ingest_files_to_url(files: list[Path], url: str, token: str | None, batch_si
     endpoint = url.rstrip("/") + "/v1/events"
     if not endpoint.startswith(("http://", "https://")):
         raise IngestError(f"--url must start with http:// or https://, not {url!r}")
-    headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+    # only the rejections are read: the minimal answer lists just the events not accepted (RFC 7240)
+    headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip", "Prefer": "return=minimal"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     t0 = time.perf_counter()

@@ -184,3 +184,54 @@ def test_example_of_each_type_round_trips_into_storage_columns(client):
                        ev["data"]["run_id"], 1, "scheduled", "prod")
     assert row[9] == datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc).timestamp()
     assert json.loads(row[10])["cells"][1]["duration_seconds"] == 180.3
+
+
+MINIMAL = {"Prefer": "return=minimal"}
+
+
+def test_minimal_answer_lists_only_the_events_not_accepted(client):
+    client.post("/v1/events", json=[probe(90)], headers=auth("ingest"))  # stored before: a duplicate below
+    bad = event("bad-m", "notebook.run.failed", {"notebook_id": "nb"})  # no run_id
+
+    def batch(k: int) -> list[dict]:
+        return [probe(k), probe(k), probe(k + 1), bad, probe(90)]
+
+    full = client.post("/v1/events", json=batch(10), headers=auth("ingest"))
+    short = client.post("/v1/events", json=batch(20), headers={**auth("ingest"), **MINIMAL})
+    assert full.status_code == short.status_code == 200
+    assert "preference-applied" not in full.headers
+    assert short.headers["preference-applied"] == "return=minimal"
+    f, s = full.json(), short.json()
+    assert [f[k] for k in ("accepted", "duplicates", "rejected")] == [s[k] for k in ("accepted", "duplicates",
+                                                                                      "rejected")] == [2, 2, 1]
+    # the twin batches differ only in their ids: the full answer, less its accepted events, is the minimal one
+    assert [(r["index"], r["status"]) for r in f["results"] if r["status"] != "accepted"] == \
+        [(r["index"], r["status"]) for r in s["results"]] == [(1, "duplicate"), (3, "rejected"), (4, "duplicate")]
+    assert [(r["source"], r["id"], r["code"]) for r in s["results"]] == [
+        ("test://suite", "p-20", 200), ("test://suite", "bad-m", 422), ("test://suite", "p-90", 200)]
+    assert s["results"][1]["errors"][0]["path"] == "data.run_id"
+    assert stored(client) == 5
+
+
+def test_minimal_answer_when_every_event_is_accepted(client):
+    r = client.post("/v1/events", content=b"\n".join(orjson.dumps(probe(i)) for i in range(5)),
+                    headers={**auth("ingest"), "Content-Type": "application/x-ndjson", "Prefer": "RETURN=Minimal"})
+    assert (r.status_code, r.headers["preference-applied"]) == (200, "return=minimal")
+    assert r.json() == {"request_id": r.headers["x-request-id"], "accepted": 5, "duplicates": 0, "rejected": 0,
+                        "batch_id": r.json()["batch_id"], "results": []}
+    assert stored(client) == 5
+
+
+def test_minimal_answer_when_every_event_is_rejected(client):
+    r = client.post("/v1/events", json=[{"type": "x"}, {"type": "y"}], headers={**auth("ingest"), **MINIMAL})
+    assert (r.status_code, r.headers["preference-applied"]) == (422, "return=minimal")
+    assert [x["status"] for x in r.json()["results"]] == ["rejected", "rejected"]
+
+
+@pytest.mark.parametrize("prefer", [None, "return=representation", "respond-async", 'foo="x, return=minimal"',
+                                    "return=representation, return=minimal", "return=minimalist"])
+def test_other_preferences_keep_a_result_per_event(client, prefer):
+    headers = {**auth("ingest"), **({"Prefer": prefer} if prefer else {})}
+    r = client.post("/v1/events", json=[probe(1), probe(2)], headers=headers)
+    assert "preference-applied" not in r.headers
+    assert [x["status"] for x in r.json()["results"]] == ["accepted", "accepted"]

@@ -106,6 +106,19 @@ def test_kernel_actions_map_onto_kernel_events(client):
     assert metric_sum(metrics, "observatory_native_records_ignored_total", channel="jupyter") == 8
 
 
+def test_minimal_answer_lists_only_the_records_not_accepted(client):
+    records = [rec("start", kernel_id="m1"), rec("start", kernel_id=None), rec("start", kernel_id="m2")]
+    headers = {**auth("ingest"), "Prefer": "return=minimal"}
+    r = client.post("/v1/jupyter/events?server=hub-m", json=records, headers=headers)
+    body = r.json()
+    assert (r.status_code, r.headers["preference-applied"]) == (200, "return=minimal")
+    assert (body["accepted"], body["rejected"], body["ignored"]) == (2, 1, 0)
+    assert [(x["index"], x["status"]) for x in body["results"]] == [(1, "rejected")]
+    again = client.post("/v1/jupyter/events?server=hub-m", json=records, headers=headers).json()
+    assert (again["duplicates"], [x["status"] for x in again["results"]]) == (2, ["duplicate", "rejected",
+                                                                                   "duplicate"])
+
+
 def test_event_log_file_as_ndjson_and_auth(client):
     lines = [json.dumps(rec("start", kernel_id=f"k{i}", ts=f"2026-11-20T10:00:0{i}+00:00Z")) for i in range(3)]
     body = ("\n".join(lines[:2]) + "\n{not json\n" + lines[2] + "\n").encode()

@@ -191,7 +191,9 @@ class BufferedSender:
 
     def _http_post(self, batch: list[dict[str, Any]]) -> int:
         body = json.dumps(batch, separators=(",", ":"), default=str).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "notebook-observatory-jupyter"}
+        # the answer is read only for its status: the minimal one lists just the events not accepted (RFC 7240)
+        headers = {"Content-Type": "application/json", "User-Agent": "notebook-observatory-jupyter",
+                   "Prefer": "return=minimal"}
         if len(body) >= self.gzip_min_bytes:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
