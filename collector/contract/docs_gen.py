@@ -69,7 +69,7 @@ A client that acts only on duplicates and rejections sends `Prefer: return=minim
 `POST /v1/jupyter/events` and `POST /api/v1/lineage`): the answer has the same counts and status, lists only the
 events not accepted, and carries `Preference-Applied: return=minimal`. A 1,000-event answer shrinks from ~90 KB
 to ~200 bytes, which the collector no longer builds and the client no longer parses (with the HTTP bench's 4
-clients, 2-5% more events/s: docs/performance.md, twenty-third round). The shipped clients (`observatory ingest --url`,
+clients, 2-7% more events/s: docs/performance.md, twenty-third round). The shipped clients (`observatory ingest --url`,
 the papermill runner, the Jupyter extension, the demo) send it. Other preferences, and `return=representation`,
 keep a result per event.
 
