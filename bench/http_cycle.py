@@ -138,7 +138,7 @@ def run(events: int, prefer: str | None, log: Path, data_dir: Path, seed: int) -
 
     lines = bi.head_lines(bi.data_files(events, data_dir, seed)[1], events).to_pylist()
     lines = [x if isinstance(x, str) else x.decode() for x in lines]
-    clock = threading.Lock()
+    lock = threading.Lock()
     original = httpx.Client.post
 
     def post(self, *a, **k):  # the clients' side of each request
@@ -147,7 +147,7 @@ def run(events: int, prefer: str | None, log: Path, data_dir: Path, seed: int) -
         t1 = time.perf_counter()
         doc = r.json()
         t2 = time.perf_counter()
-        with clock, open(log, "a") as fh:
+        with lock, open(log, "a") as fh:
             fh.write(f"client {t0:.6f} {t1:.6f} {t2:.6f}\n")
         r.json = lambda: doc
         return r

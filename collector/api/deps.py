@@ -24,8 +24,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # One preference of a `Prefer` header (RFC 7240): a token, an optional `=` and a token or quoted string, optional
 # `;` parameters (ignored here). Elements are cut at commas outside quoted strings.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_ELEMENTS = re.compile(rf'(?:[^,"]|{_QUOTED[:-1]}"?)+')
+_OPEN_QUOTED = r'"(?:[^"\\]|\\.)*'  # a quoted string up to its closing quote (a cut one runs to the end)
+_QUOTED = _OPEN_QUOTED + '"'
+_ELEMENTS = re.compile(rf'(?:[^,"]|{_OPEN_QUOTED}"?)+')
 _PREFERENCE = re.compile(rf"\s*({_TOKEN})\s*(?:=\s*({_TOKEN}|{_QUOTED}))?\s*(?:;.*)?", re.DOTALL)
 PREFER_MAX_CHARS = 8192  # of each Prefer header read; a longer one is not a real client's
 

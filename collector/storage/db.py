@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from collector import spare_cores
+from collector import STREAMS, spare_cores
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -41,7 +41,7 @@ def whole_row_groups(rows: int) -> int:
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-def collector_threads(setting: int | None = None, streams: int = 2) -> int:
+def collector_threads(setting: int | None = None, streams: int = STREAMS) -> int:
     """DuckDB's worker threads for the collector's database: `setting` (OBSERVATORY_DUCKDB_THREADS) if given, else
     the cores this process may run on less the `streams` of statements it keeps busy at once, at least one.
 
