@@ -421,9 +421,11 @@ class Writer:
         for w, statuses in zip(writes, results):
             w.future.set_result(WriteResult(statuses, batch_id))
 
-    def _insert_events(self, staged: pa.Table, now: datetime) -> tuple[int, pl.DataFrame]:
+    def _insert_events(self, staged: pa.Table, now: datetime) -> tuple[int, pl.DataFrame | None]:
         """Begin the transaction and insert the group's rows (distinct keys) into `events`, skipping keys already
-        stored; returns (batch id, the keys inserted).
+        stored; returns (batch id, the keys inserted), None for the keys when every row was inserted (the common
+        case, which then costs no copy of the keys: ~0.35 ms of a 4,000-event group commit, on the path every
+        client waits on).
 
         Why two ways: DuckDB plans `INSERT ... ON CONFLICT` as a MERGE that joins the rows with a full scan of
         the table (160 ms for 1,000 rows at 10M stored events, growing with history), while a plain INSERT checks
@@ -440,12 +442,13 @@ class Writer:
         con.register("staged", staged)
         try:
             con.execute(insert, [now, batch_id])
-            inserted = pl.from_arrow(staged.select(["source", "id"]))
+            conflict = False
         except duckdb.ConstraintException:
             # Begun again below, outside this handler: DuckDB's message quotes the stored key, a request value,
             # and an error of the second attempt would carry it into the log as its context.
-            inserted = None
-        if inserted is None:
+            conflict = True
+        inserted = None
+        if conflict:
             self.stats.redone["stored_key"] += 1
             con.execute("ROLLBACK")
             con.execute("BEGIN TRANSACTION")
@@ -455,7 +458,7 @@ class Writer:
             inserted = pl.from_arrow(con.sql(f"{insert} ON CONFLICT DO NOTHING RETURNING source, id",
                                              params=[now, batch_id]).to_arrow_table())
         con.unregister("staged")  # not after a failed statement: the aborted transaction would refuse it
-        assert isinstance(inserted, pl.DataFrame)
+        assert inserted is None or isinstance(inserted, pl.DataFrame)
         return batch_id, inserted
 
     def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
@@ -486,24 +489,28 @@ class Writer:
             tables = [w.table for w in writes if w.table.num_rows]
             table = pa.concat_tables(tables) if tables else INGEST_SCHEMA.empty_table()
             # First occurrence of a (source, id) within the group wins; later ones are duplicates.
-            # Set-based (polars), so a 100k-row file chunk costs no Python loop over its keys.
+            # Set-based (polars), so a 100k-row file chunk costs no Python loop over its keys. Most groups hold
+            # no key twice: `is_duplicated` says so (0.35 ms for 4,000 keys, against 0.85 for the mask of first
+            # occurrences), and the mask is made only when a key is repeated (None: every row is a first).
             keys = pl.from_arrow(table.select(["source", "id"]))
             assert isinstance(keys, pl.DataFrame)
-            first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() if len(keys) else \
-                pl.Series([], dtype=pl.Boolean)
-            staged = table if bool(first.all()) else table.filter(first.to_arrow())
+            first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() \
+                if len(keys) and keys.is_duplicated().any() else None
+            staged = table if first is None else table.filter(first.to_arrow())
             batch_id, inserted_keys = self._insert_events(staged, now)
-            n_inserted = len(inserted_keys)
-            # A row is accepted when it is its key's first occurrence in the group and its insert happened.
-            if n_inserted == staged.num_rows:
-                accepted = first
-            else:
+            n_inserted = staged.num_rows if inserted_keys is None else len(inserted_keys)
+            # A row is accepted when it is its key's first occurrence in the group and its insert happened
+            # (None: every row).
+            accepted: pl.Series | None = first
+            if n_inserted < staged.num_rows:
+                assert inserted_keys is not None
                 hit = keys.with_row_index("_i").join(inserted_keys, on=["source", "id"], how="semi")["_i"]
-                accepted = first & pl.int_range(len(keys), eager=True, dtype=hit.dtype).is_in(hit)
+                done = pl.int_range(len(keys), eager=True, dtype=hit.dtype).is_in(hit)
+                accepted = done if first is None else first & done
             deltas: list[CounterDelta] = []
             new = None
             if n_inserted:
-                new = staged if n_inserted == staged.num_rows else table.filter(accepted.to_arrow())
+                new = staged if accepted is first else table.filter(accepted.to_arrow())
                 deltas = update_derived(con, new, batch_id, exhaustive=exhaustive) if derive else []
             duplicates = len(keys) - n_inserted
             if duplicates:
@@ -528,16 +535,21 @@ class Writer:
         self.counters.apply(folded)
         wall = time.time()
         if n_inserted:
-            for s in inserted_keys["source"].unique().to_list():
+            # every key's first occurrence was inserted, or those of `inserted_keys`
+            sources = pc.unique(table.column("source")).to_pylist() if inserted_keys is None \
+                else inserted_keys["source"].unique().to_list()
+            for s in sources:
                 self.last_ingest_by_source[s] = wall
-        status = pl.select(pl.when(accepted).then(pl.lit("accepted")).otherwise(pl.lit("duplicate"))).to_series() \
-            if len(keys) else pl.Series([], dtype=pl.String)
         results: list[list[str]] = []
-        pos = 0
-        for w in writes:
-            n = w.table.num_rows
-            results.append(status.slice(pos, n).to_list())
-            pos += n
+        if accepted is None:  # all accepted, the common case: no per-row strings made by polars
+            results = [["accepted"] * w.table.num_rows for w in writes]
+        else:
+            status = pl.select(pl.when(accepted).then(pl.lit("accepted")).otherwise(pl.lit("duplicate"))).to_series()
+            pos = 0
+            for w in writes:
+                n = w.table.num_rows
+                results.append(status.slice(pos, n).to_list())
+                pos += n
         elapsed = time.perf_counter() - t0
         self.stats.batches += 1
         self.stats.events += n_inserted

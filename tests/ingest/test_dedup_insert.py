@@ -64,6 +64,35 @@ def test_a_group_with_a_stored_key_keeps_its_new_rows_and_reports_the_duplicates
     assert w.stats.redone == {"stored_key": 1}
 
 
+def _at(i: str, source: str) -> dict:
+    return event(i, "notebook.run.succeeded", {"run_id": f"r-{source}-{i}", "notebook_id": "nb", "team": "t"},
+                 source=source)
+
+
+@pytest.mark.parametrize("group, statuses, redone", [
+    # no key twice, none stored: the plain insert, every row accepted
+    ([("c", "s3"), ("d", "s4")], ["accepted", "accepted"], 0),
+    # a key twice in the group, none stored: the first occurrence only, the plain insert
+    ([("c", "s3"), ("d", "s4"), ("c", "s3")], ["accepted", "accepted", "duplicate"], 0),
+    # no key twice, one stored: begun again with the skipping insert
+    ([("c", "s3"), ("a", "s1"), ("d", "s4")], ["accepted", "duplicate", "accepted"], 1),
+    # both
+    ([("a", "s1"), ("c", "s3"), ("c", "s3"), ("d", "s4")], ["duplicate", "accepted", "duplicate", "accepted"], 1),
+], ids=["distinct", "repeated", "stored", "repeated-and-stored"])
+def test_each_way_a_group_goes_in_answers_by_key_and_marks_the_sources_it_stored(store, group, statuses, redone):
+    """The statuses, the stored rows and the sources marked as ingested (`last_ingest_by_source`, the freshness
+    gauge's input) whichever of the insert's ways a group takes."""
+    con, w, _ = store
+    _submit(w, [_at("a", "s1"), _at("b", "s2")])
+    w.last_ingest_by_source.clear()
+    got = _submit(w, [_at(i, src) for i, src in group])
+    assert got.statuses == statuses
+    assert w.stats.redone["stored_key"] == redone
+    stored = {(i, src) for (i, src), st in zip(group, statuses) if st == "accepted"}
+    assert set(con.execute("SELECT id, source FROM events WHERE batch_id = ?", [got.batch_id]).fetchall()) == stored
+    assert set(w.last_ingest_by_source) == {src for _, src in stored}
+
+
 def test_a_group_of_stored_keys_only_inserts_nothing_and_changes_no_derived_row(store):
     con, w, counters = store
     _submit(w, [_run("a", "failed")])
