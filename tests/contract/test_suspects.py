@@ -12,10 +12,11 @@ import re
 from datetime import timedelta
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from collector.contract.redaction import PREFILTER_PATTERN
-from collector.contract.vectorized.validator import BulkValidator, _fast_table, _suspects
+from collector.contract.vectorized.validator import BulkValidator, _fast_table, _rows_with_backslash, _suspects
 from tests.contract.test_bulk_equivalence import NOW, assert_equivalent
 
 BASE = {"specversion": "1.0", "id": "e", "source": "s", "type": "notebook.kernel.started",
@@ -64,7 +65,7 @@ def test_suspects_of_a_batch_are_its_suspect_rows_only():
     validator = BulkValidator()
     decided = validator.structs.decide(lines)
     fast = _fast_table(validator.comp, decided.types, decided.rows)
-    flagged = dict(zip(decided.idx, _suspects(fast).to_list()))
+    flagged = dict(zip(decided.idx, _suspects(fast).tolist()))
     for i, (case, _, suspect) in enumerate(CASES):
         assert flagged.get(2 * i) is False, f"the clean row before {case!r}"
         if 2 * i + 1 in flagged:  # decided by the struct stage: flagged as the case says
@@ -84,3 +85,23 @@ def test_the_pattern_matches_a_value_inside_its_json_text():
     assert negated
     for cls in negated:
         assert all(re.fullmatch(cls, ch) for ch in "\\u0123456789abcdefnrtbx"), cls
+
+
+_TEXTS = ["\\", "", "a\\", "\\b", "plain", "x\\y\\z", "", "{\"k\":\"\\n\"}", "no", "\\\\", "é\\"]
+
+
+@pytest.mark.parametrize("chunks", [
+    [_TEXTS],                                   # one chunk
+    [_TEXTS[:4], _TEXTS[4:], []],               # several, one empty
+    [["plain", "none"], ["", ""]],              # no backslash at all, empty texts only
+], ids=["one", "several", "none"])
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced"])
+def test_rows_with_a_backslash_are_those_python_finds(chunks, sliced):
+    """The numpy search over the Arrow buffers against `"\\" in text`, on chunked and sliced arrays (a slice keeps
+    its parent's buffers and starts at an offset)."""
+    arrays = [pa.array(c, pa.string()) for c in chunks]
+    if sliced:
+        arrays = [pa.array(["pad\\", "pad"] + c + ["\\pad"], pa.string()).slice(2, len(c)) for c in chunks]
+    texts = pa.chunked_array(arrays, pa.string())
+    want = [i for i, t in enumerate(texts.to_pylist()) if "\\" in t]
+    assert _rows_with_backslash(texts).tolist() == want

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import duckdb
 import msgspec
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -78,9 +79,28 @@ assert set(_IDENT_COLUMNS) <= set(INGEST_SCHEMA.names), "an identifier key witho
 _DATA_IDENTS = _IDENT_COLUMNS[2:]  # the identifiers inside `data` (the envelope's source and id are not)
 
 
-def _suspects(fast: pa.Table) -> pl.Series:
+def _rows_with_backslash(texts: pa.ChunkedArray) -> np.ndarray:
+    """The indexes of the texts (`string`, none null) that hold a backslash, read from the Arrow buffers with numpy:
+    a byte comparison over the batch's text and a search of the offsets, ~0.05 ms for 1,000 bench events, where
+    Arrow's `match_substring` took 0.4 and polars' literal search 0.22 (most of it a polars call's fixed cost)."""
+    found: list[np.ndarray] = []
+    base = 0
+    for chunk in texts.chunks:
+        _, offsets_buf, data_buf = chunk.buffers()
+        if data_buf is not None and len(chunk):
+            offsets = np.frombuffer(offsets_buf, np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+            raw = np.frombuffer(data_buf, np.uint8)[offsets[0]:offsets[-1]]
+            at = np.flatnonzero(raw == ord("\\"))
+            if len(at):
+                found.append(np.unique(np.searchsorted(offsets, at + offsets[0], side="right") - 1) + base)
+        base += len(chunk)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
+
+
+def _suspects(fast: pa.Table) -> np.ndarray:
     """The rows whose stored text may hold a candidate secret (what the redactor would scan is inside it) or whose
-    identifiers may hold a control character or a credential: they take the exact path, which decides.
+    identifiers may hold a control character or a credential (a boolean per row): they take the exact path, which
+    decides.
 
     One regex call over several columns appended as chunks of one Series, so the pattern is compiled once (a call
     costs ~0.1 ms whatever its size; one per column cost 6 CPU-us per event at 1,000-event requests). Searched:
@@ -92,20 +112,26 @@ def _suspects(fast: pa.Table) -> pl.Series:
     - the data identifiers, joined by a space (joining only adds matches), of the rows whose data text holds a
       backslash: an identifier with a control character is written with an escape, so the other rows have none.
     Searching the data identifiers of every row, joined with the rest, cost 0.26 CPU-us per event more at 8,192-row
-    slices (docs/performance.md, twenty-second round)."""
-    frame = pl.from_arrow(fast.select(["data", *_IDENT_COLUMNS]))
-    assert isinstance(frame, pl.DataFrame)
-    data, n = frame["data"], frame.height
-    parts = [data, frame["source"], frame["id"]]
-    escaped = data.str.contains("\\", literal=True).arg_true()
+    slices (docs/performance.md, twenty-second round).
+
+    Everything but the regex is Arrow and numpy: each polars operation costs ~0.05 ms whatever its size, and
+    converting the identifier columns to polars ~0.2 ms, which at 1,000-event requests came to 0.6 of this
+    function's 1.7 ms (docs/performance.md, twenty-fourth round). The few escaped rows (0.2% of the bench's) have
+    their identifiers joined in Python, as `concat_str` joined them: non-null values, in column order."""
+    n = fast.num_rows
+    data = fast.column("data")
+    escaped = _rows_with_backslash(data)
+    chunks = [*data.chunks, *fast.column("source").chunks, *fast.column("id").chunks]
     if len(escaped):
-        parts.append(frame[escaped].select(pl.concat_str(pl.col(_DATA_IDENTS), separator=" ", ignore_nulls=True))
-                     .to_series())
-    hit = pl.concat(parts, rechunk=False).str.contains(_IDENT_SUSPECT)
-    flagged = hit.slice(0, n) | hit.slice(n, n) | hit.slice(2 * n, n)
+        rows = fast.select(_DATA_IDENTS).take(pa.array(escaped)).to_pylist()
+        chunks.append(pa.array([" ".join(str(v) for v in r.values() if v is not None) for r in rows], pa.string()))
+    hit = pl.from_arrow(pa.chunked_array(chunks, pa.string())).str.contains(_IDENT_SUSPECT)
+    assert isinstance(hit, pl.Series)
+    hit = (hit.fill_null(False) if hit.null_count() else hit).to_numpy()
+    flagged = hit[:n] | hit[n:2 * n] | hit[2 * n:3 * n]
     if len(escaped):
-        flagged = flagged.scatter(escaped.filter(hit.slice(3 * n, len(escaped))), True)
-    return flagged.fill_null(False)
+        flagged[escaped[hit[3 * n:]]] = True
+    return flagged
 
 
 @dataclass
@@ -268,20 +294,20 @@ class BulkValidator:
         if fast is not None:
             flagged = _suspects(fast)
             if any(r[4] is not None for r in f_res):
-                flagged = flagged | pl.Series([r[4] is not None and has_candidate(r[4]) for r in f_res])
+                flagged |= np.fromiter((r[4] is not None and has_candidate(r[4]) for r in f_res), bool, len(f_res))
             late = pc.fill_null(pc.greater(fast.column("time"), pa.scalar(limit, _TS)), True)
             if pc.any(late).as_py():
-                flagged = flagged | pl.from_arrow(late)
+                flagged |= late.to_numpy()
             if flagged.any():
                 keep = ~flagged
-                moved = [f_idx[j] for j in flagged.arg_true().to_list()]
+                moved = [f_idx[j] for j in np.flatnonzero(flagged).tolist()]
                 lines_kept = set(decided.idx) if decided is not None else ()
                 for i in moved:  # the exact path reads the parsed item, not the line the struct stage decided
                     if i in lines_kept:
                         items[i] = orjson.loads(items[i])
                 x_idx = sorted(x_idx + moved)
-                fast = fast.filter(keep.to_arrow())
-                f_idx = [i for i, k in zip(f_idx, keep.to_list()) if k]
+                fast = fast.filter(pa.array(keep))
+                f_idx = [i for i, k in zip(f_idx, keep.tolist()) if k]
         t1 = time.perf_counter()
         exact, x_acc, rejections, redacted = self._exact(items, x_idx, offset, _own_rejections)
         parts = [p for p in (fast, exact) if p is not None and p.num_rows]
@@ -500,17 +526,22 @@ def _exponents(texts: pa.Array, free: Sequence[str] | None, extras: Sequence[boo
     if free is None:
         odd = pc.match_substring_regex(texts, _EXPONENT)
         return odd if pc.any(odd).as_py() else None
+    # The literal searches in polars (SIMD), the rest in numpy and Arrow: each polars operation costs ~0.05 ms
+    # whatever its size, and the nine this took cost 0.8 ms of a 1,000-event request (docs/performance.md,
+    # twenty-fourth round).
     s = pl.Series(texts)
-    look = pl.Series(extras, dtype=pl.Boolean) if extras is not None else pl.repeat(False, len(s), eager=True)
+    look = np.fromiter(extras, bool, len(texts)) if extras is not None else np.zeros(len(texts), bool)
     for key in free:  # a literal search: ~0.05 CPU-us per event each
-        look = look | s.str.contains(orjson.dumps(key).decode() + ":", literal=True)
-    rows = look.arg_true()
-    if rows.is_empty():
+        look |= s.str.contains(orjson.dumps(key).decode() + ":", literal=True).to_numpy()
+    rows = np.flatnonzero(look)
+    if not len(rows):
         return None
-    hit = pl.Series(pc.match_substring_regex(texts.take(rows.to_arrow()), _EXPONENT))
+    hit = pc.match_substring_regex(texts.take(pa.array(rows)), _EXPONENT).to_numpy(zero_copy_only=False)
     if not hit.any():
         return None
-    return pl.repeat(False, len(s), eager=True).scatter(rows.filter(hit), True).to_arrow()
+    odd = np.zeros(len(texts), bool)
+    odd[rows[hit]] = True
+    return pa.array(odd)
 
 
 # The fast path's event-time form as an RE2 pattern matching the whole text (RE2's `$` holds only at the end of the
