@@ -96,12 +96,13 @@ _TEXTS = ["\\", "", "a\\", "\\b", "plain", "x\\y\\z", "", "{\"k\":\"\\n\"}", "no
     [["plain", "none"], ["", ""]],              # no backslash at all, empty texts only
 ], ids=["one", "several", "none"])
 @pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced"])
-def test_rows_with_a_backslash_are_those_python_finds(chunks, sliced):
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()], ids=["string", "large_string"])
+def test_rows_with_a_backslash_are_those_python_finds(chunks, sliced, kind):
     """The numpy search over the Arrow buffers against `"\\" in text`, on chunked and sliced arrays (a slice keeps
-    its parent's buffers and starts at an offset)."""
-    arrays = [pa.array(c, pa.string()) for c in chunks]
+    its parent's buffers and starts at an offset), with 32- and 64-bit offsets."""
+    arrays = [pa.array(c, kind) for c in chunks]
     if sliced:
-        arrays = [pa.array(["pad\\", "pad"] + c + ["\\pad"], pa.string()).slice(2, len(c)) for c in chunks]
-    texts = pa.chunked_array(arrays, pa.string())
+        arrays = [pa.array(["pad\\", "pad"] + c + ["\\pad"], kind).slice(2, len(c)) for c in chunks]
+    texts = pa.chunked_array(arrays, kind)
     want = [i for i, t in enumerate(texts.to_pylist()) if "\\" in t]
     assert _rows_with_backslash(texts).tolist() == want
