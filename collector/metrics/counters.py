@@ -104,6 +104,8 @@ class CounterStore:
         with self._lock:
             self._values = values
             self.version += 1
+        with self._fold_lock:  # the seen sets grew: what `fold` remembered may no longer be what capping gives
+            self._capped.clear()
 
     def fold(self, deltas: Iterable[CounterDelta]) -> dict[tuple[str, Labels], float]:
         """Cap label values and sum deltas that now share a key.

@@ -72,3 +72,19 @@ def test_the_memory_is_bounded(monkeypatch):
         store.fold([_delta(f"team-{i}")])
     assert len(store._capped) <= 100
     assert {dict(k[1])["team"] for k in store.fold([_delta("team-999"), _delta("team-0")])} == {OTHER, "team-0"}
+
+
+def test_loading_stored_counters_forgets_what_fold_remembered(tmp_path):
+    """`load` adds the stored label values to the seen sets: a value folded into `__other__` before may now be let
+    through, so the remembered label sets are dropped (here: "c" stored by an earlier process)."""
+    from collector.storage import db as dbmod
+
+    store = CounterStore({"team": 2})
+    assert {dict(k[1])["team"] for k in store.fold([_delta("a"), _delta("b"), _delta("c")])} == {"a", "b", OTHER}
+    con = dbmod.connect(tmp_path / "c.duckdb")
+    try:
+        CounterStore.persist(con, {("observatory_events_ingested_total", (("source", "s"), ("team", "c"))): 1.0})
+        store.load(con)
+    finally:
+        con.close()
+    assert {dict(k[1])["team"] for k in store.fold([_delta("c")])} == {"c"}
