@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from opentelemetry import trace
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
 from collector.api.body import read_capped_body
 from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
-from collector.api.deps import get_settings, get_store, return_minimal
+from collector.api.deps import get_settings, get_store, return_minimal, validated_in_thread
 from collector.api.native import json_response
 from collector.contract.body import BodyError, decode_body, is_ndjson, json_elements, split_items
 from collector.contract.vectorized import BulkResult, default_validator, split_lines, validate_json_items
@@ -181,10 +181,10 @@ async def post_events(request: Request, principal: Principal = Depends(require_s
                       minimal: bool = Depends(return_minimal)) -> Response:
     body = await read_capped_body(request, settings.max_body_bytes)
     with store.writer.arriving():  # the writer's group commit may wait for this request
-        validated = await run_in_threadpool(
+        validated = await validated_in_thread(request, partial(
             _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
             settings.max_inflated_bytes, settings.max_events_per_request,
-        )
+        ))
         validated = await enforce_team(store, principal, validated)
         fut = enqueue(store, validated, channel="http", request_id=request_id_var.get())
     return json_response(await committed(fut, validated, request_id_var.get(), minimal=minimal))

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from collector import conventions as C
 from collector.api.auth import ANONYMOUS
 from collector.api.body import read_capped_body
+from collector.api.deps import validated_in_thread
 from collector.api.teams import enforce_team
 from collector.contract.body import decode_body
 from collector.ingest.submit import Outcome, empty_outcome, submit
@@ -57,7 +57,7 @@ async def submit_native(request: Request, batch: NativeBatch, channel: str, *, m
     rid = request_id_var.get()
     if not batch.events:
         return empty_outcome(rid, minimal=minimal)
-    validated = await run_in_threadpool(batch.validate)
+    validated = await validated_in_thread(request, batch.validate)
     principal = getattr(request.state, "principal", None) or ANONYMOUS
     validated = await enforce_team(request.app.state.store, principal, validated)
     return await submit(request.app.state.store, validated, channel=channel, request_id=rid, minimal=minimal)
