@@ -94,6 +94,29 @@ def test_an_invalid_variable_is_one_line_from_the_cli(clean_env, tmp_path):
     assert not (tmp_path / "o.duckdb").exists()
 
 
+@pytest.mark.parametrize("args, variable", [
+    (["serve"], "OBSERVATORY_PORT"),
+    (["lake", "export", "--to", "LAKE"], "OBSERVATORY_DUCKDB_THREADS"),
+    (["ingest", "FILE", "--db", "DB"], "OBSERVATORY_VALIDATION_THREADS"),
+], ids=["serve", "lake-export", "ingest"])
+def test_an_invalid_variable_is_one_line_from_a_real_process(tmp_path, args, variable):
+    """In a process of its own, where the CLI is imported with the variable already set: no command may read the
+    settings at import (the lake command's defaults once did, so every `observatory` command ended in a traceback)."""
+    import os
+
+    (tmp_path / "e.ndjson").write_text("")
+    args = [str(tmp_path / "lake") if a == "LAKE" else str(tmp_path / "e.ndjson") if a == "FILE"
+            else str(tmp_path / "o.duckdb") if a == "DB" else a for a in args]
+    env = {**os.environ, "OBSERVATORY_DB": str(tmp_path / "o.duckdb"), variable: "0" if "THREADS" in variable
+           else "eighty"}
+    r = subprocess.run([OBSERVATORY, *args], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().startswith(f"error: invalid setting: {variable}"), r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    help_ = subprocess.run([OBSERVATORY, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert help_.returncode == 0 and "Traceback" not in help_.stderr
+
+
 def test_the_secrets_are_not_shown(clean_env):
     clean_env.setenv("OBSERVATORY_TOKEN", "obs_secret_value_123")
     clean_env.setenv("OBSERVATORY_TOKENS", '[{"name": "a", "token": "obs_other_secret_456", "scopes": ["read"]}]')

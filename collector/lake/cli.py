@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from collector.settings import Settings
+from collector.settings import option
 
 lake_app = typer.Typer(help="Export events, run attempts, alerts and FOCUS cost lines as Hive-partitioned Parquet "
                             "(docs/scale.md).", no_args_is_help=True, add_completion=False)
@@ -17,19 +17,23 @@ lake_app = typer.Typer(help="Export events, run attempts, alerts and FOCUS cost 
 @lake_app.command("export")
 def export_cmd(
     to: str = typer.Option(..., "--to", help="Lake location: DIR, s3://bucket/prefix or gs://bucket/prefix"),
-    db: Path = typer.Option(Settings().db, help="DuckDB file of the collector (when it is not running)"),
-    collector_id: Optional[str] = typer.Option(
-        Settings().lake_collector_id, "--collector-id",
-        help="Names this collector's files in the lake (env OBSERVATORY_LAKE_COLLECTOR_ID); default "
-             "<host>-<hash of the database path>"),
+    db: Optional[Path] = option("db", "--db", help="DuckDB file of the collector (when it is not running)"),
+    collector_id: Optional[str] = option(
+        "lake_collector_id", "--collector-id",
+        help="Names this collector's files in the lake; none: <host>-<hash of the database path>"),
     s3_endpoint_url: Optional[str] = typer.Option(None, "--s3-endpoint-url", envvar="AWS_ENDPOINT_URL",
                                                   help="S3-compatible endpoint (MinIO, moto)"),
 ) -> None:
     """Write what changed since this collector's last export; print the report as JSON."""
+    from collector.cli import settings_or_exit  # here: collector.cli imports this module to mount it
     from collector.lake import export as lake_export
     from collector.lake.stores import open_store
     from collector.storage import db as dbmod
 
+    # The settings are read when the command runs, not when the CLI is imported: an invalid OBSERVATORY_* value is
+    # then one line and exit 2 (settings_or_exit), not a traceback from every `observatory` command.
+    settings = settings_or_exit(db=db, lake_collector_id=collector_id)
+    db, collector_id = settings.db, settings.lake_collector_id
     try:
         store = open_store(to, s3_endpoint_url=s3_endpoint_url)
         cid = collector_id or lake_export.default_collector_id(db)
