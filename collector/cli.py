@@ -17,8 +17,7 @@ import typer
 
 from collector import areas
 from collector.ingest import allocators
-from collector import settings as settings_mod
-from collector.settings import Settings, option
+from collector.settings import Settings, option, settings_or_exit
 from collector.storage import db as dbmod
 from collector.storage.db import DatabaseUnavailable
 
@@ -30,15 +29,6 @@ app = typer.Typer(
 )
 tokens_app = typer.Typer(help="Manage API tokens (stored as SHA-256 digests).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
-
-def settings_or_exit(**flags: object) -> Settings:
-    """The effective settings (defaults < OBSERVATORY_* < the flags given); an invalid value is one line, exit 2."""
-    try:
-        return settings_mod.load(**flags)
-    except settings_mod.SettingsError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":

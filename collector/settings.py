@@ -164,6 +164,16 @@ def load(**flags: Any) -> Settings:
         raise SettingsError(f"invalid setting: {err}") from None
 
 
+def settings_or_exit(**flags: Any) -> Settings:
+    """`load` for a command: an invalid value is one line on stderr and exit 2, not a traceback. Commands call it when
+    they run, never at import (the CLI imports every command group to mount it)."""
+    try:
+        return load(**flags)
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _human(err: ValidationError, given: dict[str, Any]) -> str:
     prefix = next((p for s, p in SECTIONS.items()
                    if err.title == Settings.model_fields[s].annotation.__name__), "OBSERVATORY_")  # type: ignore

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from collector.settings import option
+from collector.settings import option, settings_or_exit
 
 lake_app = typer.Typer(help="Export events, run attempts, alerts and FOCUS cost lines as Hive-partitioned Parquet "
                             "(docs/scale.md).", no_args_is_help=True, add_completion=False)
@@ -25,7 +25,6 @@ def export_cmd(
                                                   help="S3-compatible endpoint (MinIO, moto)"),
 ) -> None:
     """Write what changed since this collector's last export; print the report as JSON."""
-    from collector.cli import settings_or_exit  # here: collector.cli imports this module to mount it
     from collector.lake import export as lake_export
     from collector.lake.stores import open_store
     from collector.storage import db as dbmod
