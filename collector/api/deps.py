@@ -75,9 +75,9 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
 
     Why a limit: validation holds the GIL for most of its work, so requests validated side by side take turns on
     one core and contend for it (thread switches, caches), while those of a group commit are answered together
-    anyway. On 2 cores, the HTTP bench's four clients: 26.8 CPU-µs per event with every request at once (the
-    thread pool's 40), 24.7 with two at a time, and 46.5k against 48.8k events/s (8 alternated pairs; one at a
-    time saved more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the
+    anyway. On 2 cores, the HTTP bench's four clients: 49.3k events/s and 24.4 CPU-µs per event with every request
+    at once (the thread pool's 40), 53.9k and 22.6 with two at a time (8 alternated pairs; one at a time saved
+    more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the
     usable cores: more threads than cores never run at once. A large request holds one slot for its whole
     validation; the other slots go on serving."""
     state = request.app.state

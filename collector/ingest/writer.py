@@ -510,7 +510,11 @@ class Writer:
             deltas: list[CounterDelta] = []
             new = None
             if n_inserted:
-                new = staged if accepted is first else table.filter(accepted.to_arrow())
+                if n_inserted == staged.num_rows:  # every staged row went in
+                    new = staged
+                else:  # the insert skipped stored keys: `accepted` marks the rows that went in
+                    assert accepted is not None
+                    new = table.filter(accepted.to_arrow())
                 deltas = update_derived(con, new, batch_id, exhaustive=exhaustive) if derive else []
             duplicates = len(keys) - n_inserted
             if duplicates:
