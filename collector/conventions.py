@@ -34,6 +34,8 @@ WRITER_DERIVE_FAILURES = "observatory_writer_derive_failures"  # counter family 
 SQL_REFRESH_TIMESTAMP = "observatory_sql_refresh_timestamp_seconds"
 START_TIME = "observatory_start_time_seconds"
 NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family name (exposed with _total)
+DUCKDB_MEMORY_BYTES = "observatory_duckdb_memory_bytes"  # by `tag`: what DuckDB holds it for (duckdb_memory())
+DUCKDB_TEMPORARY_BYTES = "observatory_duckdb_temporary_bytes"  # spilled to the temp directory, by `tag`
 
 # ---- SQL-backed gauges of the SLO area (slo/sli/gauges.py) ----------------------------------------------------
 SLI_RATIO = "notebook_sli_ratio"
@@ -75,6 +77,7 @@ CRITICAL = "critical"  # "true" | "false"
 BILLING_PERIOD = "billing_period"
 ALLOCATION = "allocation"  # direct | proportional | unallocated
 LE = "le"  # histogram bucket bound
+TAG = "tag"  # what DuckDB holds memory for (duckdb_memory(), lower case)
 JOB = "job"
 JOB_NAME = "observatory"  # the scrape job of the collector (deploy/prometheus.yml, alert rules, dashboards)
 ALL_TEAMS = "__all__"  # the platform row of the SLI gauges

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -102,6 +103,16 @@ class Settings(BaseSettings):
                                          "~97-105 ms, HTTP ingest from 11.5k to 14.9k events/s and 1M Parquet "
                                          "events through `ingest --db` from 16.7 to 15.5 s, and a full SLI "
                                          "computation from 0.85 to ~1.7 s (docs/performance.md)")
+    duckdb_memory_limit: Optional[str] = Field(
+        None, description="Most memory DuckDB may hold for the collector's database and for `observatory ingest "
+                          "--db`, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's memory, `25%` (none: "
+                          "DuckDB's own default, 80% of the memory). DuckDB caches the blocks it read or wrote up to "
+                          "the limit, so without one the collector's RSS follows the stored history (at saturation, "
+                          "1M events: peak 0.93-1.56 GiB without, 0.80-0.87 GiB with `512MB`; docs/performance.md). "
+                          "Leave room for what DuckDB cannot evict: the events' key index (~128 bytes per stored "
+                          "event) and a working set of ~256 MiB; below that commits fail for memory and DuckDB "
+                          "refuses everything until a restart (the collector warns at start below twice the "
+                          "index plus 256 MiB; docs/operations.md)")
     tune_allocators: bool = Field(
         True, description="Keep freed memory for the next batch instead of giving it back to the OS at once "
                           "(glibc's trim and mmap thresholds, pyarrow's system pool; collector/ingest/allocators.py): "
@@ -133,6 +144,11 @@ class Settings(BaseSettings):
     sli: SliConfig = Field(default_factory=SliConfig, description="SLI section (`OBSERVATORY_SLI_*`)")
     cost: CostSettings = Field(default_factory=CostSettings, description="Cost section (`OBSERVATORY_COST_*`)")
 
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else memory_limit(v)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
@@ -144,6 +160,26 @@ class Settings(BaseSettings):
 
     def tokens_value(self) -> str | None:
         return self.tokens.get_secret_value() if self.tokens else None
+
+
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|%)", re.IGNORECASE)
+_MEMORY_UNITS = {f"{p}{i}b": (1024 if i else 1000) ** (n + 1) for n, p in enumerate("kmgt") for i in ("", "i")}
+MIN_MEMORY_BYTES = 256 * 1024**2  # below this DuckDB cannot hold the collector's working set (one row group alone)
+
+
+def memory_limit(text: str) -> str:
+    """A DuckDB memory limit, checked before DuckDB sees it: DuckDB takes `-1GB` as "no limit" and `0MB` as a limit
+    that fails every allocation, both far from what was meant. Returned as DuckDB reads it (`512MB`, `25%`)."""
+    m = _MEMORY.fullmatch(text.strip())
+    if not m:
+        raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    if unit == "%":
+        if not 1 <= number <= 100:
+            raise ValueError("a share of the memory is between 1% and 100%")
+    elif number * _MEMORY_UNITS[unit] < MIN_MEMORY_BYTES:
+        raise ValueError(f"at least {MIN_MEMORY_BYTES // 1024**2}MiB")
+    return f"{m.group(1)}{m.group(2)}"
 
 
 SECTIONS: dict[str, str] = {"sli": "OBSERVATORY_SLI_", "cost": "OBSERVATORY_COST_"}

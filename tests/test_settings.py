@@ -294,3 +294,113 @@ def test_bulk_ingest_counts_its_writer_and_deriver_unless_set(clean_env, tmp_pat
             assert store.con.execute("SELECT current_setting('threads')").fetchone()[0] == want
         finally:
             store.close()
+
+
+def _duckdb_reads(limit: str | None) -> str:
+    """How a plain DuckDB connection reports a memory limit given in its config (none: its own default): the
+    collector's database must say the same."""
+    import duckdb
+
+    con = duckdb.connect(":memory:", config={"memory_limit": limit} if limit else {})
+    try:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("env", [None, "300MB", "1GiB", "25%", " 1.5 gb "])
+def test_duckdb_memory_limit_reaches_the_collectors_and_the_bulk_commands_database(clean_env, tmp_path, env):
+    """OBSERVATORY_DUCKDB_MEMORY_LIMIT bounds DuckDB's memory for the collector's database and for `observatory
+    ingest --db`; unset, DuckDB's own default applies."""
+    from collector.ingest.files import _open_store
+    from collector.ingest.store import Store
+
+    if env:
+        clean_env.setenv("OBSERVATORY_DUCKDB_MEMORY_LIMIT", env)
+    want = _duckdb_reads(env.replace(" ", "") if env else None)
+    for i, open_ in enumerate((lambda p: Store(S.load().model_copy(update={"db": p, "auth": False})),
+                               lambda p: _open_store(p, 1000))):
+        store = open_(tmp_path / f"m{i}.duckdb")
+        try:
+            assert store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == want
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("lots", "expected a size such as 512MB"),
+    ("-1GB", "expected a size"),  # DuckDB would read it as "no limit"
+    ("1000000", "expected a size"),  # DuckDB wants a unit
+    ("512 MBs", "expected a size"),
+    ("0MB", "at least 256MiB"),  # DuckDB would fail every allocation
+    ("255MiB", "at least 256MiB"),
+    ("268MB", "at least 256MiB"),  # 268,000,000 bytes: below 256 MiB (268,435,456)
+    ("269MB", None),
+    ("256MiB", None),
+    ("100%", None),
+    ("0%", "between 1% and 100%"),
+    ("101%", "between 1% and 100%"),
+])
+def test_duckdb_memory_limit_is_checked_before_duckdb_sees_it(clean_env, value, needle):
+    clean_env.setenv("OBSERVATORY_DUCKDB_MEMORY_LIMIT", value)
+    if needle is None:
+        assert S.load().duckdb_memory_limit == value
+        return
+    with pytest.raises(S.SettingsError) as err:
+        S.load()
+    text = str(err.value)
+    assert text.startswith("invalid setting: OBSERVATORY_DUCKDB_MEMORY_LIMIT") and needle in text, text
+
+
+@pytest.mark.parametrize("limit, warned", [("256MiB", True), ("1GiB", False)])
+def test_a_memory_limit_too_low_for_the_key_index_is_said_at_start(clean_env, tmp_path, caplog, limit, warned):
+    """Below what DuckDB cannot evict (the events' key index, twice the history, plus the working set) commits fail
+    for memory and DuckDB invalidates the database: the collector says so when it opens the database."""
+    import logging
+
+    from collector.ingest.store import Store
+    from collector.storage import db
+
+    path = tmp_path / "w.duckdb"
+    con = db.connect(path)
+    con.execute("INSERT INTO events (source, id, type, time, data, ingested_at, batch_id) SELECT 't', 'e' || i, "
+                "'platform.probe', now(), '{}', now(), 1 FROM range(1000) r(i)")
+    con.close()
+    clean_env.setenv("OBSERVATORY_DUCKDB_MEMORY_LIMIT", limit)
+    with caplog.at_level(logging.WARNING, logger="collector.ingest.store"):
+        store = Store(S.load().model_copy(update={"db": path, "auth": False}))
+        store.close()
+    said = [r for r in caplog.records if "OBSERVATORY_DUCKDB_MEMORY_LIMIT is too low" in r.getMessage()]
+    assert bool(said) is warned
+    if warned:
+        assert said[0].stored_events == 1000
+        assert said[0].advised_bytes == 2 * 1000 * db.KEY_INDEX_BYTES_PER_EVENT + db.WORKING_SET_BYTES
+        assert said[0].memory_limit_bytes == 256 * 1024**2
+
+
+@pytest.mark.parametrize("text, want", [("256.0 MiB", 256 * 1024**2), ("1.0 GiB", 1024**3), ("512 bytes", 512),
+                                        ("2.5 KiB", 2560)])
+def test_duckdbs_memory_limit_is_read_back_in_bytes(text, want, monkeypatch):
+    from collector.storage import db
+
+    class Con:
+        def execute(self, sql):
+            assert "memory_limit" in sql
+            return self
+
+        def fetchone(self):
+            return (text,)
+
+    assert db.memory_limit_bytes(Con()) == want
+
+
+def test_a_share_of_the_memory_is_read_back_as_duckdb_resolved_it(tmp_path):
+    import duckdb
+
+    from collector.storage import db
+
+    con = duckdb.connect(":memory:", config={"memory_limit": "10%"})
+    plain = duckdb.connect(":memory:", config={"memory_limit": "10%"})
+    got = db.memory_limit_bytes(con)
+    number, unit = plain.execute("SELECT current_setting('memory_limit')").fetchone()[0].split()
+    assert got == int(float(number) * 1024 ** ["bytes", "KiB", "MiB", "GiB", "TiB"].index(unit)) and got > 0

@@ -5,6 +5,7 @@ the SQL-backed gauge refresher. The API, the CLI's direct-to-file ingest and the
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,12 +15,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from collector import conventions as C
 from collector.settings import Settings
+from collector.metrics import duckdb_memory
 from collector.metrics.counters import CounterStore
 from collector.metrics.exposition import Exposition
 from collector.metrics.refresher import GaugeRefresher
 from collector.storage import db
 from collector.storage.derive import CounterDelta
 from collector.ingest.writer import Writer
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -31,7 +35,10 @@ class Store:
         behind (Writer.max_lag_events)."""
         self.settings = settings
         self.started_at = time.time()
-        self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams))
+        self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams),
+                              memory_limit=settings.duckdb_memory_limit)
+        if settings.duckdb_memory_limit:
+            self._check_memory_limit()
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)
@@ -49,8 +56,21 @@ class Store:
             self.writer.last_ingest_by_source[source] = ts
         self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds,
                                         min_gap=settings.gauge_min_gap_seconds)
+        self.refresher.register(duckdb_memory.SOURCE)
         self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
         self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []
+
+    def _check_memory_limit(self) -> None:
+        """Say at start when OBSERVATORY_DUCKDB_MEMORY_LIMIT leaves too little room for the events' key index: the
+        commits that outgrow it fail, and DuckDB then refuses everything until the process restarts."""
+        limit = db.memory_limit_bytes(self.con)
+        stored = self.con.execute("SELECT count(*) FROM events").fetchone()[0]
+        floor = db.memory_floor(stored)
+        if limit < floor:
+            log.warning("OBSERVATORY_DUCKDB_MEMORY_LIMIT is too low for this database: commits fail for memory once "
+                        "the events' key index outgrows it, and DuckDB then refuses every statement until a "
+                        "restart; raise it (docs/operations.md)",
+                        extra={"memory_limit_bytes": limit, "stored_events": stored, "advised_bytes": floor})
 
     def start(self) -> None:
         self.writer.start()

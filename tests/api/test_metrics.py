@@ -217,3 +217,24 @@ def test_scrape_reads_the_snapshot_not_the_database(client, monkeypatch):
     monkeypatch.setattr(store, "cursor", boom)
     monkeypatch.setattr(store, "read_cursor", boom)
     assert client.get("/metrics", headers=auth("read")).status_code == 200
+
+
+def test_duckdbs_memory_is_exposed_by_what_for(client):
+    """observatory_duckdb_memory_bytes and _temporary_bytes: one sample per tag of DuckDB's duckdb_memory(), computed
+    with the SQL-backed gauges (a scrape still opens no cursor); the events' key index is among them once events
+    are stored."""
+    import duckdb
+
+    for b in corpus(5):
+        client.post("/v1/events", json=b, headers=auth("ingest"))
+    store = client.app.state.store
+    store.refresher.refresh_now()
+    samples = parse_metrics(client.get("/metrics", headers=auth("read")).text)
+    with store.read_cursor() as cur:
+        tags = {t.lower() for (t,) in cur.execute("SELECT tag FROM duckdb_memory()").fetchall()}
+    plain = duckdb.connect(":memory:")
+    assert tags == {t.lower() for (t,) in plain.execute("SELECT tag FROM duckdb_memory()").fetchall()}
+    for name in ("observatory_duckdb_memory_bytes", "observatory_duckdb_temporary_bytes"):
+        got = {dict(labels)["tag"]: v for (n, labels), v in samples.items() if n == name}
+        assert set(got) == tags and all(v >= 0 for v in got.values()), (name, got)
+    assert samples[("observatory_duckdb_memory_bytes", (("tag", "art_index"),))] > 0
