@@ -98,7 +98,8 @@ def test_an_invalid_variable_is_one_line_from_the_cli(clean_env, tmp_path):
     (["serve"], "OBSERVATORY_PORT"),
     (["lake", "export", "--to", "LAKE"], "OBSERVATORY_DUCKDB_THREADS"),
     (["ingest", "FILE", "--db", "DB"], "OBSERVATORY_VALIDATION_THREADS"),
-], ids=["serve", "lake-export", "ingest"])
+    (["ingest", "FILE", "--db", "DB"], "OBSERVATORY_DUCKDB_MEMORY_LIMIT"),
+], ids=["serve", "lake-export", "ingest", "ingest-memory"])
 def test_an_invalid_variable_is_one_line_from_a_real_process(tmp_path, args, variable):
     """In a process of its own, where the CLI is imported with the variable already set: no command may read the
     settings at import (the lake command's defaults once did, so every `observatory` command ended in a traceback)."""
