@@ -162,24 +162,36 @@ class Settings(BaseSettings):
         return self.tokens.get_secret_value() if self.tokens else None
 
 
-_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|%)", re.IGNORECASE)
-_MEMORY_UNITS = {f"{p}{i}b": (1024 if i else 1000) ** (n + 1) for n, p in enumerate("kmgt") for i in ("", "i")}
-MIN_MEMORY_BYTES = 256 * 1024**2  # below this DuckDB cannot hold the collector's working set (one row group alone)
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(bytes|B|[KMGTP]i?B)", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "bytes": 1, **{f"{p}{i}b": (1024 if i else 1000) ** (n + 1)
+                                      for n, p in enumerate("kmgtp") for i in ("", "i")}}
+MIN_MEMORY_BYTES = 256 * 1024**2  # DuckDB's working set for the collector: a chunk committed, the WAL's rows, queries
+
+
+def size_bytes(text: str) -> int | None:
+    """A size as DuckDB writes and reads them (`512MB`, `2 GiB`, `488.2 MiB`, `100 bytes`; KB = 1000, KiB = 1024) in
+    bytes; None for anything else."""
+    m = _SIZE.fullmatch(text.strip())
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]) if m else None
 
 
 def memory_limit(text: str) -> str:
     """A DuckDB memory limit, checked before DuckDB sees it: DuckDB takes `-1GB` as "no limit" and `0MB` as a limit
     that fails every allocation, both far from what was meant. Returned as DuckDB reads it (`512MB`, `25%`)."""
-    m = _MEMORY.fullmatch(text.strip())
-    if not m:
-        raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
-    number, unit = float(m.group(1)), m.group(2).lower()
-    if unit == "%":
-        if not 1 <= number <= 100:
+    text = text.strip()
+    if text.endswith("%"):
+        share = text[:-1].strip()
+        if not re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", share):
+            raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
+        if not 1 <= float(share) <= 100:
             raise ValueError("a share of the memory is between 1% and 100%")
-    elif number * _MEMORY_UNITS[unit] < MIN_MEMORY_BYTES:
+        return f"{share}%"
+    size = size_bytes(text)
+    if size is None:
+        raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
+    if size < MIN_MEMORY_BYTES:
         raise ValueError(f"at least {MIN_MEMORY_BYTES // 1024**2}MiB")
-    return f"{m.group(1)}{m.group(2)}"
+    return "".join(text.split())
 
 
 SECTIONS: dict[str, str] = {"sli": "OBSERVATORY_SLI_", "cost": "OBSERVATORY_COST_"}

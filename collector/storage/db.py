@@ -33,32 +33,6 @@ CHECKPOINT_THRESHOLD = "128MB"
 ROW_GROUP_ROWS = 122_880
 
 
-# What DuckDB must hold in memory whatever its memory limit: the events' key (source, id) in its ART index, for the
-# whole history (dedup across it), 93-123 bytes per stored event with the bench's ids (docs/performance.md,
-# twenty-fifth round), plus a working set: a chunk being committed, the rows the WAL holds until the next checkpoint
-# (CHECKPOINT_THRESHOLD), the statements running. Below that a commit fails for memory and DuckDB invalidates the
-# database until the process restarts (measured: 4M keys under a 100 MiB limit).
-KEY_INDEX_BYTES_PER_EVENT = 128
-WORKING_SET_BYTES = 256 * 1024**2
-_DUCKDB_SIZE = re.compile(r"([0-9.]+) (bytes|KiB|MiB|GiB|TiB|PiB)")
-
-
-def memory_floor(stored_events: int) -> int:
-    """The least memory limit under which the collector can keep committing `stored_events` and twice as many:
-    the key index of twice the history, plus the working set (the index only grows)."""
-    return 2 * stored_events * KEY_INDEX_BYTES_PER_EVENT + WORKING_SET_BYTES
-
-
-def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    """DuckDB's memory limit in bytes, read back as DuckDB resolved it (a share of the memory included)."""
-    text = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    m = _DUCKDB_SIZE.fullmatch(text)
-    if not m:
-        raise ValueError(f"DuckDB's memory_limit reads {text!r}")
-    unit = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB").index(m.group(2))
-    return int(float(m.group(1)) * 1024**unit)
-
-
 def whole_row_groups(rows: int) -> int:
     """`rows` rounded down to whole row groups, at least one: the bulk command's commit size."""
     return ROW_GROUP_ROWS * max(1, rows // ROW_GROUP_ROWS)
