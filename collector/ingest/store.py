@@ -84,9 +84,10 @@ class Store:
         stored = self.con.execute("SELECT count(*) FROM events").fetchone()[0]
         floor = memory_floor(stored)
         if limit < floor:
-            log.warning("OBSERVATORY_DUCKDB_MEMORY_LIMIT is too low for this database: commits fail for memory once "
-                        "the events' key index outgrows it, and DuckDB then refuses every statement until a "
-                        "restart; raise it (docs/operations.md)",
+            log.warning("OBSERVATORY_DUCKDB_MEMORY_LIMIT is too low for this database (%d MiB for %d stored events; "
+                        "at least %d MiB advised): commits fail for memory once the events' key index outgrows it, "
+                        "and DuckDB then refuses every statement until a restart; raise it (docs/operations.md)",
+                        limit // 2**20, stored, -(-floor // 2**20),
                         extra={"memory_limit_bytes": limit, "stored_events": stored, "advised_bytes": floor})
 
     def start(self) -> None:
