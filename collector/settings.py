@@ -109,10 +109,10 @@ class Settings(BaseSettings):
                           "DuckDB's own default, 80% of the memory). DuckDB caches the blocks it read or wrote up to "
                           "the limit, so without one the collector's RSS follows the stored history (at saturation, "
                           "1M events: peak 0.93-1.56 GiB without, 0.80-0.87 GiB with `512MB`; docs/performance.md). "
-                          "Leave room for what DuckDB cannot evict: the events' key index (~128 bytes per stored "
-                          "event) and a working set of ~256 MiB; below that commits fail for memory and DuckDB "
-                          "refuses everything until a restart (the collector warns at start below twice the "
-                          "index plus 256 MiB; docs/operations.md)")
+                          "At least 256 MiB, DuckDB's working set for the collector (a chunk being committed, the "
+                          "rows the WAL holds until a checkpoint, the statements running): a commit that finds too "
+                          "little fails for memory, and DuckDB may then refuse every statement until a restart "
+                          "(docs/operations.md)")
     tune_allocators: bool = Field(
         True, description="Keep freed memory for the next batch instead of giving it back to the OS at once "
                           "(glibc's trim and mmap thresholds, pyarrow's system pool; collector/ingest/allocators.py): "
@@ -169,8 +169,8 @@ MIN_MEMORY_BYTES = 256 * 1024**2  # DuckDB's working set for the collector: a ch
 
 
 def size_bytes(text: str) -> int | None:
-    """A size as DuckDB writes and reads them (`512MB`, `2 GiB`, `488.2 MiB`, `100 bytes`; KB = 1000, KiB = 1024) in
-    bytes; None for anything else."""
+    """A size as DuckDB reads them (`512MB`, `2 GiB`, `100 bytes`; KB = 1000, KiB = 1024) in bytes; None for anything
+    else."""
     m = _SIZE.fullmatch(text.strip())
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]) if m else None
 

@@ -5,7 +5,6 @@ the SQL-backed gauge refresher. The API, the CLI's direct-to-file ingest and the
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,7 +13,7 @@ import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import conventions as C
-from collector.settings import MIN_MEMORY_BYTES, Settings, size_bytes
+from collector.settings import Settings
 from collector.metrics import duckdb_memory
 from collector.metrics.counters import CounterStore
 from collector.metrics.exposition import Exposition
@@ -22,21 +21,6 @@ from collector.metrics.refresher import GaugeRefresher
 from collector.storage import db
 from collector.storage.derive import CounterDelta
 from collector.ingest.writer import Writer
-
-log = logging.getLogger(__name__)
-
-# What DuckDB must hold in memory whatever its memory limit: the events' key (source, id) in its ART index, for the
-# whole history (dedup across it), 93-123 bytes per stored event with the bench's ids (docs/performance.md,
-# twenty-fifth round), plus a working set (MIN_MEMORY_BYTES, the least limit the settings take): a chunk being
-# committed, the rows the WAL holds until the next checkpoint, the statements running. Below that a commit fails for
-# memory and DuckDB invalidates the database until the process restarts (measured: 4M keys under a 100 MiB limit).
-KEY_INDEX_BYTES_PER_EVENT = 128
-
-
-def memory_floor(stored_events: int) -> int:
-    """The least memory limit under which the collector can keep committing `stored_events` and as many again: the
-    key index of twice the history, plus the working set (the index only grows)."""
-    return 2 * stored_events * KEY_INDEX_BYTES_PER_EVENT + MIN_MEMORY_BYTES
 
 
 class Store:
@@ -50,8 +34,6 @@ class Store:
         self.started_at = time.time()
         self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams),
                               memory_limit=settings.duckdb_memory_limit)
-        if settings.duckdb_memory_limit:
-            self._check_memory_limit()
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)
@@ -72,23 +54,6 @@ class Store:
         self.refresher.register(duckdb_memory.SOURCE)
         self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
         self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []
-
-    def _check_memory_limit(self) -> None:
-        """Say at start when OBSERVATORY_DUCKDB_MEMORY_LIMIT leaves too little room for the events' key index: the
-        commits that outgrow it fail, and DuckDB then refuses everything until the process restarts."""
-        shown = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        limit = size_bytes(shown)  # as DuckDB resolved it, a share of the memory included
-        if limit is None:  # a DuckDB that writes it otherwise: the limit applies, only the check is skipped
-            log.warning("DuckDB's memory limit reads %r; not checked against the key index", shown)
-            return
-        stored = self.con.execute("SELECT count(*) FROM events").fetchone()[0]
-        floor = memory_floor(stored)
-        if limit < floor:
-            log.warning("OBSERVATORY_DUCKDB_MEMORY_LIMIT is too low for this database (%d MiB for %d stored events; "
-                        "at least %d MiB advised): commits fail for memory once the events' key index outgrows it, "
-                        "and DuckDB then refuses every statement until a restart; raise it (docs/operations.md)",
-                        limit // 2**20, stored, -(-floor // 2**20),
-                        extra={"memory_limit_bytes": limit, "stored_events": stored, "advised_bytes": floor})
 
     def start(self) -> None:
         self.writer.start()
