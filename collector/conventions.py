@@ -36,6 +36,7 @@ START_TIME = "observatory_start_time_seconds"
 NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family name (exposed with _total)
 DUCKDB_MEMORY_BYTES = "observatory_duckdb_memory_bytes"  # by `tag`: what DuckDB holds it for (duckdb_memory())
 DUCKDB_TEMPORARY_BYTES = "observatory_duckdb_temporary_bytes"  # spilled to the temp directory, by `tag`
+DUCKDB_MEMORY_LIMIT_BYTES = "observatory_duckdb_memory_limit_bytes"
 
 # ---- SQL-backed gauges of the SLO area (slo/sli/gauges.py) ----------------------------------------------------
 SLI_RATIO = "notebook_sli_ratio"

@@ -1,4 +1,4 @@
-"""DuckDB's own memory as gauges: how close the collector runs to OBSERVATORY_DUCKDB_MEMORY_LIMIT, and what fills it.
+"""DuckDB's own memory as gauges: what fills it, and how close it runs to its limit (OBSERVATORY_DUCKDB_MEMORY_LIMIT).
 
 DuckDB keeps the blocks it read or wrote cached until its memory limit (80% of the host's memory unless set), so
 the collector's RSS follows the stored history; `duckdb_memory()` says how much of it is DuckDB's and what for
@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from collector import conventions as C
 from collector.metrics.refresher import GaugeSource
+from collector.settings import size_bytes
 
 SQL = "SELECT lower(tag), memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY 1"
 
@@ -27,7 +28,13 @@ def duckdb_memory_metrics(cur: duckdb.DuckDBPyConnection) -> Iterable[Metric]:
     for tag, memory, temporary in cur.execute(SQL).fetchall():
         held.add_metric([tag], memory)
         spilled.add_metric([tag], temporary)
-    return [held, spilled]
+    out: list[Metric] = [held, spilled]
+    limit = size_bytes(cur.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    if limit is not None:  # as DuckDB shows it (`488.2 MiB`): to a tenth of its unit
+        out.append(GaugeMetricFamily(C.DUCKDB_MEMORY_LIMIT_BYTES, "DuckDB's memory limit for the collector's "
+                                     "database (OBSERVATORY_DUCKDB_MEMORY_LIMIT, else DuckDB's default).", value=limit))
+    return out
 
 
-SOURCE = GaugeSource("duckdb", (C.DUCKDB_MEMORY_BYTES, C.DUCKDB_TEMPORARY_BYTES), duckdb_memory_metrics)
+SOURCE = GaugeSource("duckdb", (C.DUCKDB_MEMORY_BYTES, C.DUCKDB_TEMPORARY_BYTES, C.DUCKDB_MEMORY_LIMIT_BYTES),
+                     duckdb_memory_metrics)

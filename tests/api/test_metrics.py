@@ -222,7 +222,7 @@ def test_scrape_reads_the_snapshot_not_the_database(client, monkeypatch):
 def test_duckdbs_memory_is_exposed_by_what_for(client):
     """observatory_duckdb_memory_bytes and _temporary_bytes: one sample per tag of DuckDB's duckdb_memory(), computed
     with the SQL-backed gauges (a scrape still opens no cursor); the events' key index is among them once events
-    are stored."""
+    are stored; observatory_duckdb_memory_limit_bytes is the limit DuckDB applies (here its default)."""
     import duckdb
 
     for b in corpus(5):
@@ -238,3 +238,7 @@ def test_duckdbs_memory_is_exposed_by_what_for(client):
         got = {dict(labels)["tag"]: v for (n, labels), v in samples.items() if n == name}
         assert set(got) == tags and all(v >= 0 for v in got.values()), (name, got)
     assert samples[("observatory_duckdb_memory_bytes", (("tag", "art_index"),))] > 0
+    limit = plain.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # the same default, unset
+    number, unit = limit.split()
+    want = float(number) * 1024 ** ["bytes", "KiB", "MiB", "GiB", "TiB"].index(unit)
+    assert samples[("observatory_duckdb_memory_limit_bytes", ())] == pytest.approx(want)
