@@ -162,36 +162,35 @@ class Settings(BaseSettings):
         return self.tokens.get_secret_value() if self.tokens else None
 
 
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(bytes|B|[KMGTP]i?B)", re.IGNORECASE)
+# A size as DuckDB reads them (KB = 1000 bytes, KiB = 1024), or a share of the host's memory.
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(bytes|B|[KMGTP]i?B|%)", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "bytes": 1, **{f"{p}{i}b": (1024 if i else 1000) ** (n + 1)
                                       for n, p in enumerate("kmgtp") for i in ("", "i")}}
 MIN_MEMORY_BYTES = 256 * 1024**2  # DuckDB's working set for the collector: a chunk committed, the WAL's rows, queries
 
 
 def size_bytes(text: str) -> int | None:
-    """A size as DuckDB reads them (`512MB`, `2 GiB`, `100 bytes`; KB = 1000, KiB = 1024) in bytes; None for anything
-    else."""
+    """A size as DuckDB reads and shows them (`512MB`, `2 GiB`, `488.2 MiB`, `100 bytes`) in bytes; None for
+    anything else (a share of the memory included)."""
     m = _SIZE.fullmatch(text.strip())
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]) if m else None
+    if not m or m.group(2) == "%":
+        return None
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
 def memory_limit(text: str) -> str:
     """A DuckDB memory limit, checked before DuckDB sees it: DuckDB takes `-1GB` as "no limit" and `0MB` as a limit
     that fails every allocation, both far from what was meant. Returned as DuckDB reads it (`512MB`, `25%`)."""
-    text = text.strip()
-    if text.endswith("%"):
-        share = text[:-1].strip()
-        if not re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", share):
-            raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
-        if not 1 <= float(share) <= 100:
-            raise ValueError("a share of the memory is between 1% and 100%")
-        return f"{share}%"
-    size = size_bytes(text)
-    if size is None:
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
         raise ValueError("expected a size such as 512MB, 2GiB or 25% (of the host's memory)")
-    if size < MIN_MEMORY_BYTES:
+    number, unit = m.groups()
+    if unit == "%":
+        if not 1 <= float(number) <= 100:
+            raise ValueError("a share of the memory is between 1% and 100%")
+    elif float(number) * _SIZE_UNITS[unit.lower()] < MIN_MEMORY_BYTES:
         raise ValueError(f"at least {MIN_MEMORY_BYTES // 1024**2}MiB")
-    return "".join(text.split())
+    return number + unit
 
 
 SECTIONS: dict[str, str] = {"sli": "OBSERVATORY_SLI_", "cost": "OBSERVATORY_COST_"}
