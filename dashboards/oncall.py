@@ -169,6 +169,16 @@ def build() -> dash.Dashboard:
         [prom(f"max({m(C.INGEST_QUEUE_DEPTH)})", "queued events", "A"),
          prom(f"sum(rate({m(C.EVENTS_REJECTED_TOTAL)}[$__rate_interval])) or on () vector(0)", "dead letters/s", "B")],
         min_=0), 12, 7)
+    L.add(timeseries_panel(
+        307, "Age of the SQL-backed gauges",
+        f"Seconds since each source of SQL-backed gauges was last computed without error "
+        f"(`{C.SQL_REFRESH_LAST_SUCCESS}`: slo.sli for the SLIs, artifacts and missed runs, cost, duckdb), and how "
+        f"long its last computation took (`{C.SQL_REFRESH_LAST_DURATION}`). Over 5 minutes opens the "
+        "ObservatoryGaugesStale ticket: the SLI panels above then show old values.", "s",
+        [prom(f"time() - max {by(C.GAUGE_SOURCE)} ({m(C.SQL_REFRESH_LAST_SUCCESS)})", legend(C.GAUGE_SOURCE), "A"),
+         prom(f"max {by(C.GAUGE_SOURCE)} ({m(C.SQL_REFRESH_LAST_DURATION)})",
+              legend(C.GAUGE_SOURCE) + " (last computation)", "B")],
+        min_=0), 24, 7)
 
     # ---- kernels --------------------------------------------------------------------------------------------------
     L.row(400, "Kernels")

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import duckdb
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from collector import conventions as C
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,11 @@ class GaugeRefresher:
         self.last_refresh: float = 0.0
         self.version = 0
         self.last_duration: float = 0.0
+        # per source, as Prometheus reports its rule groups: a source that fails keeps exposing its last values, so
+        # its own success time (not the pass's) says how old they are
+        self.last_success: dict[str, float] = {}
+        self.source_seconds: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
 
     def register(self, source: GaugeSource, *, reserved: Iterable[str] = ()) -> None:
         """Add a source; a metric name already claimed (by another source or in `reserved`) is an error."""
@@ -80,11 +87,16 @@ class GaugeRefresher:
         cur = self._cursor_factory()
         try:
             for name, source in list(self._sources.items()):
+                started = time.perf_counter()
                 try:
                     families = list(source.fn(cur))
                 except Exception:  # a broken gauge source must not stop the others
                     log.exception("gauge source failed", extra={"gauge_source": name})
+                    self.failures[name] = self.failures.get(name, 0) + 1
                     continue
+                finally:
+                    self.source_seconds[name] = time.perf_counter() - started
+                self.last_success[name] = time.time()
                 undeclared = [f.name for f in families if f.name not in source.metrics]
                 if undeclared:
                     log.error("gauge source emitted undeclared metrics; dropped",
@@ -119,3 +131,18 @@ class GaugeRefresher:
         for ms in list(self._cache.values()):
             out.extend(ms)
         return out
+
+    def health_metrics(self) -> list[Metric]:
+        """The refresher's own state per source, for the ObservatoryGaugesStale ticket and the debug dashboard: a
+        source never computed has a success time of 0 (its gauges are absent, which is as old as it gets)."""
+        success = GaugeMetricFamily(C.SQL_REFRESH_LAST_SUCCESS, "When this source's SQL-backed gauges were last "
+                                    "computed without error (0: never).", labels=[C.GAUGE_SOURCE])
+        seconds = GaugeMetricFamily(C.SQL_REFRESH_LAST_DURATION, "How long this source took in the refresher's last "
+                                    "pass.", labels=[C.GAUGE_SOURCE])
+        failed = CounterMetricFamily(C.SQL_REFRESH_FAILURES, "Passes in which this source raised (its gauges keep "
+                                     "the values of its last success; the error is logged).", labels=[C.GAUGE_SOURCE])
+        for name in sorted(self._sources):
+            success.add_metric([name], self.last_success.get(name, 0.0))
+            seconds.add_metric([name], self.source_seconds.get(name, 0.0))
+            failed.add_metric([name], self.failures.get(name, 0))
+        return [success, seconds, failed]

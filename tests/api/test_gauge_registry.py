@@ -91,3 +91,51 @@ def test_constant_pokes_get_at_most_a_tenth_of_the_time() -> None:
     r.stop()
     assert mod.MAX_DUTY == 0.1
     assert 1 <= len(calls) <= 2, calls
+
+
+def test_each_source_reports_its_own_success_duration_and_failures() -> None:
+    """A failing source keeps exposing its last values, so the pass's timestamp cannot say how old they are: each
+    source has its own success time, duration and failure count (as Prometheus reports its rule groups)."""
+    import time
+
+    from collector import conventions as C
+
+    state = {"fail": False}
+
+    def flaky(cur):
+        if state["fail"]:
+            raise RuntimeError("boom")
+        cur.execute("SELECT 1").fetchall()
+        return [GaugeMetricFamily("flaky_gauge", "t", value=7.0)]
+
+    r = _refresher()
+    r.register(GaugeSource("steady", ("steady_gauge",), _fam("steady_gauge")))
+    r.register(GaugeSource("flaky", ("flaky_gauge",), flaky))
+
+    def health() -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for fam in r.health_metrics():
+            for s in fam.samples:
+                out.setdefault(s.name, {})[s.labels[C.GAUGE_SOURCE]] = s.value
+        return out
+
+    never = health()
+    assert never[C.SQL_REFRESH_LAST_SUCCESS] == {"flaky": 0.0, "steady": 0.0}
+    assert never[C.SQL_REFRESH_FAILURES + "_total"] == {"flaky": 0.0, "steady": 0.0}
+
+    before = time.time()
+    r.refresh_now()
+    first = health()
+    assert all(before <= t <= time.time() for t in first[C.SQL_REFRESH_LAST_SUCCESS].values())
+    assert all(d > 0 for d in first[C.SQL_REFRESH_LAST_DURATION].values())
+
+    state["fail"] = True
+    time.sleep(0.01)
+    r.refresh_now()
+    r.refresh_now()
+    second = health()
+    assert second[C.SQL_REFRESH_FAILURES + "_total"] == {"flaky": 2.0, "steady": 0.0}
+    assert second[C.SQL_REFRESH_LAST_SUCCESS]["flaky"] == first[C.SQL_REFRESH_LAST_SUCCESS]["flaky"]
+    assert second[C.SQL_REFRESH_LAST_SUCCESS]["steady"] > first[C.SQL_REFRESH_LAST_SUCCESS]["steady"]
+    # the failed source's gauges are its last success's
+    assert {m.name: m.samples[0].value for m in r.metrics()} == {"steady_gauge": 1.0, "flaky_gauge": 7.0}
