@@ -140,9 +140,23 @@ def _decide(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, attem
                         attempts_changed=attempts_changed)
 
 
-def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime) -> int:
+def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime,
+            moved: set[str] | frozenset[str] = frozenset()) -> int:
     return missed.detect(cur, now, default_grace=cfg.missed_grace_seconds,
-                         lookback=timedelta(days=cfg.missed_lookback_days))
+                         lookback=timedelta(days=cfg.missed_lookback_days), moved=moved)
+
+
+def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int) -> set[str]:
+    """Both slot trackers (missed runs, slot outcomes) decide the slots after each new registration in (lo, hi]
+    again; returns the notebooks whose missed-run watermark moved back (`_detect`'s `moved`)."""
+    floor = now - timedelta(days=cfg.missed_lookback_days)
+    cur.execute(missed.NEW_REGISTRATIONS, {"lo": lo, "hi": hi})
+    try:
+        moved = missed.reset_for_new_registrations(cur, floor)
+        slots.reset_for_new_registrations(cur, floor)
+    finally:
+        cur.execute("DROP TABLE IF EXISTS sli_new_regs")
+    return moved
 
 
 def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
@@ -264,6 +278,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         key = _key(path, instance)
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
+        moved: set[str] = set()
         if hi > min(lo, runs_lo):
             registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)
             runs = _stage_runs(cur, runs_lo, hi, durations.tracking(key), own=False)
@@ -274,12 +289,11 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
             if sums.tracking(key):  # the rows the kept additive sums move by
                 contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
             _append_rollups(cur)
-            if registrations:  # both scan the batches for exactly the schedule registrations extracted
-                cur.execute(missed.RESET_FOR_NEW_REGS, {"lo": lo, "hi": hi})
-                slots.reset_for_new_registrations(cur, lo, hi)
+            if registrations:
+                moved = _reset_schedules(cur, cfg, now, lo, hi)
             state.put(cur, "cursor", str(hi))
             state.put(cur, "runs_cursor", str(hi))
-        st.new_missed = _detect(cur, cfg, now)
+        st.new_missed = _detect(cur, cfg, now, moved)
         st.slots_decided = _decide(cur, cfg, now, st.attempts > 0)
         cur.execute("COMMIT")
     except BaseException:

@@ -13,9 +13,10 @@ the grace period (by event time) *retracts* the miss (`retracted_at`): M8, on ev
 counter, which counts what was detected, does not go down.
 
 Detection is incremental: a watermark per schedule (`sli_schedule_watermarks.checked_until`, `next_due`) means a
-pass only enumerates the slots that became decidable since the last one. A new registration for a notebook resets
-its watermark and its slots are decided again over the lookback (re-detected misses are un-retracted, misses no
-longer in the schedule are retracted). Slots older than `now - lookback` are never enumerated.
+pass only enumerates the slots that became decidable since the last one. A new registration for a notebook moves
+its watermark back to the registration's time, and its slots after it are decided again (re-detected misses are
+un-retracted, misses no longer in the schedule are retracted); the slots before it belong to versions it did not
+change. Slots older than `now - lookback` are never enumerated.
 """
 
 from __future__ import annotations
@@ -56,12 +57,41 @@ WHERE m.retracted_at IS NULL AND m.notebook_id = r.notebook_id
   AND (r.first_seen_at >= m.slot OR r.scheduled_for = m.slot)
 """
 
-RESET_FOR_NEW_REGS = """
-INSERT INTO sli_schedule_watermarks (notebook_id, checked_until, next_due)
-SELECT DISTINCT notebook_id, CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS TIMESTAMPTZ) FROM events
+# The notebooks whose schedule was (re)registered in batches (lo, hi], each with the time after which its slots are
+# decided again: just before its earliest new registration. A registration ends the version in force at its time, so
+# the slots before it stay as they were; the slot at that very time ended the old version and belongs to neither now.
+# Staged as `sli_new_regs` for this module's reset and the slot outcomes' (slo/sli/slots.py).
+NEW_REGISTRATIONS = """
+CREATE OR REPLACE TEMP TABLE sli_new_regs AS
+SELECT notebook_id, min(time) - INTERVAL 1 MICROSECOND AS frm FROM events
 WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
-ON CONFLICT (notebook_id) DO UPDATE SET checked_until = NULL, next_due = NULL
+GROUP BY notebook_id
 """
+
+# Each watermark moved back to the registration (never before the lookback), the notebook due at once; the ones
+# moved are returned (their misses after it are decided again: `detect`'s `moved`).
+_MOVED_BACK = """
+SELECT w.notebook_id FROM sli_new_regs r JOIN sli_schedule_watermarks w USING (notebook_id)
+WHERE w.checked_until > greatest(r.frm, $floor)
+"""
+_RESET = """
+UPDATE sli_schedule_watermarks w SET next_due = NULL,
+    checked_until = CASE WHEN w.checked_until > greatest(r.frm, $floor) THEN greatest(r.frm, $floor)
+                         ELSE w.checked_until END
+FROM sli_new_regs r WHERE w.notebook_id = r.notebook_id
+"""
+
+
+def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, floor: datetime) -> set[str]:
+    """Make the notebooks of `sli_new_regs` due, their watermarks moved back to their new registration (a notebook
+    without one is enumerated from its first registration anyway); returns the notebooks moved back. From the
+    registration, not from the first one in the lookback: a scheduler re-announcing its schedules at start-up
+    would otherwise have every slot of the lookback decided again (docs/performance.md, SLIs, twenty-sixth
+    round)."""
+    moved = {nb for (nb,) in cur.execute(_MOVED_BACK, {"floor": floor}).fetchall()}
+    cur.execute(_RESET, {"floor": floor})
+    return moved
+
 
 _RESET_SCHEMA = pa.schema([("notebook_id", pa.string()), ("frm", pa.timestamp("us", tz="UTC"))])
 # A re-enumerated notebook's missed slots after `frm` that the new enumeration does not find missed are retracted,
@@ -124,8 +154,11 @@ def due_slots_us(version: Version, after: datetime, before: datetime | None, now
     return CRON_SLOTS.due_us(version.cron, version.tz, version.grace, after, before, now, limit)
 
 
-def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta) -> int:
-    """Decide the slots that became decidable; returns the number of newly inserted misses."""
+def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta,
+           moved: set[str] | frozenset[str] = frozenset()) -> int:
+    """Decide the slots that became decidable; returns the number of newly inserted misses. `moved`: notebooks whose
+    watermark a new registration moved back (`reset_for_new_registrations`), whose misses after it are decided
+    again, as those of a notebook never checked."""
     due = cur.execute(
         """
         SELECT n.notebook_id, w.checked_until
@@ -171,7 +204,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         if not vs:
             continue
         start = checked[nb]
-        reset = start is None
+        reset = start is None or nb in moved
         if start is None:
             start = max(vs[0].t, floor)
         last_decided = checked[nb]
@@ -196,7 +229,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 next_due = due_at
                 break
         if reset:
-            resets.append((nb, max(vs[0].t, floor)))
+            resets.append((nb, start))
         marks.append((nb, last_decided or start, next_due))
     inserted = 0
     slots = pa.table(slot_rows, schema=_SLOT_SCHEMA)

@@ -34,15 +34,18 @@ from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_mar
 OUTCOMES = ("ok", "missed", "late", "failed")
 _US = timedelta(microseconds=1)
 
-_RESET_FOR_NEW_REGS = """
-DELETE FROM sli_slot_outcomes o
-WHERE o.outcome IS NULL AND o.notebook_id IN (
-    SELECT notebook_id FROM events
-    WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL);
-UPDATE sli_slot_watermarks SET enumerated_until = NULL, next_due = NULL
-WHERE notebook_id IN (
-    SELECT notebook_id FROM events
-    WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL);
+# The notebooks of `sli_new_regs` (slo/sli/missed.py: NEW_REGISTRATIONS): their undecided slots after the new
+# registration forgotten, their watermark moved back to it (never before the lookback), due at once. Slots before
+# it belong to versions the registration did not change; decided outcomes are never forgotten.
+_FORGET_UNDECIDED = """
+DELETE FROM sli_slot_outcomes o USING sli_new_regs r
+WHERE o.outcome IS NULL AND o.notebook_id = r.notebook_id AND o.slot > r.frm
+"""
+_MOVE_BACK = """
+UPDATE sli_slot_watermarks w SET next_due = NULL,
+    enumerated_until = CASE WHEN w.enumerated_until > greatest(r.frm, $floor) THEN greatest(r.frm, $floor)
+                            ELSE w.enumerated_until END
+FROM sli_new_regs r WHERE w.notebook_id = r.notebook_id
 """
 
 _DUE = """
@@ -112,11 +115,10 @@ GROUP BY ALL ORDER BY ALL
 """
 
 
-def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
-    """Forget the undecided slots of notebooks whose schedule was (re)registered in batches (lo, hi]."""
-    for stmt in _RESET_FOR_NEW_REGS.strip().split(";\n"):
-        if stmt.strip():
-            cur.execute(stmt, {"lo": lo, "hi": hi})
+def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, floor: datetime) -> None:
+    """Re-enumerate the slots after the new registrations of `sli_new_regs` (`floor`: now - lookback)."""
+    cur.execute(_FORGET_UNDECIDED)
+    cur.execute(_MOVE_BACK, {"floor": floor})
 
 
 def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, default_sla: float,
