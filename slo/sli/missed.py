@@ -249,10 +249,14 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             finally:
                 cur.unregister("sli_resets")
         before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
+        # the misses not in force yet only: a re-enumerated notebook finds most of its misses again, and each
+        # conflicting row cost the key's lookup and an update (a fold re-deciding 10 days of 512 schedules: -11%)
         cur.execute(
             """
             INSERT INTO sli_missed_slots
-            SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed
+            SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed n
+            WHERE NOT EXISTS (SELECT 1 FROM sli_missed_slots m WHERE m.notebook_id = n.notebook_id
+                              AND m.slot = n.slot AND m.retracted_at IS NULL)
             ON CONFLICT (notebook_id, slot) DO UPDATE SET retracted_at = NULL
             """, {"now": now})
         inserted = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] - before
