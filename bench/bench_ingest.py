@@ -312,9 +312,11 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                    queue_events: int = 8000, memory_limit: str | None = None) -> dict:
     """More clients than the collector can serve, a write queue of `queue_events`: it must answer 429 and hold
     its memory flat. Clients retry a 429 after min(Retry-After, 0.2 s) to keep the pressure on; the collector's
-    RSS is sampled every 0.25 s. `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT (none: DuckDB's default)."""
+    RSS is sampled every 0.25 s, and its SQL-backed gauges' age (`observatory_sql_refresh_timestamp_seconds`, the
+    last refresh pass: /metrics made public for it) every second. `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT
+    (none: DuckDB's default)."""
     bodies = _bodies(lines, batch)
-    env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events))
+    env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events), OBSERVATORY_METRICS_PUBLIC="true")
     env.pop("OBSERVATORY_DUCKDB_MEMORY_LIMIT", None)
     if memory_limit:
         env["OBSERVATORY_DUCKDB_MEMORY_LIMIT"] = memory_limit
@@ -322,6 +324,7 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         samples: list[tuple[float, int]] = []
+        ages: list[float] = []
         done = threading.Event()
 
         def sampler() -> None:
@@ -329,20 +332,31 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                 samples.append((time.perf_counter(), rss_kib(srv.pid)))
                 time.sleep(0.25)
 
-        mon = threading.Thread(target=sampler)
-        mon.start()
+        def gauge_age() -> None:
+            with httpx.Client(timeout=30) as client:
+                while not done.is_set():
+                    text = client.get(f"http://127.0.0.1:{srv.port}/metrics").text
+                    refreshed = [float(line.split()[-1]) for line in text.splitlines()
+                                 if line.startswith("observatory_sql_refresh_timestamp_seconds ")]
+                    ages.append(time.time() - refreshed[0])
+                    done.wait(1.0)
+
+        mons = [threading.Thread(target=sampler), threading.Thread(target=gauge_age)]
+        for mon in mons:
+            mon.start()
         t0 = time.perf_counter()
         res = post_all(url, headers, bodies, clients, max_wait=0.2)
         seconds = time.perf_counter() - t0
         done.set()
-        mon.join()
+        for mon in mons:
+            mon.join()
         peak = rss_kib(srv.pid, "VmHWM")
     counts = res["status"]
     rss = [kib for _, kib in samples]
     q = len(rss) // 4 or 1
     return {"events": len(lines), "clients": clients, "queue_events": queue_events, "memory_limit": memory_limit,
             "seconds": seconds, "eps": len(lines) / seconds,
-            "status": dict(counts), "peak_rss_mib": peak / 1024,
+            "status": dict(counts), "peak_rss_mib": peak / 1024, "max_gauge_age_s": max(ages, default=None),
             "rss_mib_by_quarter": [round(max(rss[i * q:(i + 1) * q] or [0]) / 1024, 1) for i in range(4)]}
 
 
@@ -631,7 +645,7 @@ def _saturation(r: dict) -> str:
              else "DuckDB's default memory limit")
     return (f"with {limit}: answers {r['status']}, {r['eps']:,.0f} events/s committed, collector **peak RSS "
             f"{r['peak_rss_mib']:.0f} MiB**, highest RSS per quarter of the run {r['rss_mib_by_quarter']} MiB "
-            f"({_growth(r['rss_mib_by_quarter'])})")
+            f"({_growth(r['rss_mib_by_quarter'])}), SQL-backed gauges at most {r['max_gauge_age_s']:.0f} s old")
 
 
 def _growth(quarters: list[float]) -> str:

@@ -50,7 +50,8 @@ class Store:
         ).fetchall():
             self.writer.last_ingest_by_source[source] = ts
         self.refresher = GaugeRefresher(self.cursor, interval=settings.gauge_refresh_seconds,
-                                        min_gap=settings.gauge_min_gap_seconds)
+                                        min_gap=settings.gauge_min_gap_seconds,
+                                        max_age=settings.gauge_max_age_seconds)
         self.refresher.register(duckdb_memory.SOURCE)
         self.exposition = Exposition(self.counters, self.refresher, self._live_metrics)
         self.commit_hooks: list[Callable[[int, list[CounterDelta]], None]] = []

@@ -39,6 +39,12 @@ class DuplicateMetric(ValueError):
 # (measured: two thirds of the collector's CPU during bench_ingest's HTTP run; at a fifth of the time, still the
 # largest stage of bench/profile_ingest.py's HTTP profile, since a refresh runs DuckDB on both cores). Scrapes come
 # every 15 s or so: gauges a few seconds old lose nothing.
+#
+# Unless they get old: a refresh folds everything ingested since the previous one, so under sustained heavy ingest
+# each takes longer than the last, each rest too, and the gauges fall further behind at every pass (a 1M-event
+# flood: refreshed at 9 s, then not before 46 s, after a fold of 6 s). `max_age` bounds the rest instead, so that a
+# pass starts at most `max_age` after the previous one started; the duty then grows with the ingest rate (it
+# converges while a fold takes less time than the ingest of what it folds).
 MAX_DUTY = 0.1
 
 
@@ -47,13 +53,14 @@ class GaugeRefresher:
     more than MAX_DUTY of the time)."""
 
     def __init__(self, cursor_factory: Callable[[], duckdb.DuckDBPyConnection], interval: float = 15.0,
-                 min_gap: float = 1.0) -> None:
+                 min_gap: float = 1.0, max_age: float = 60.0) -> None:
         self._sources: dict[str, GaugeSource] = {}
         self._owners: dict[str, str] = {}  # metric family name -> source name
         self._cache: dict[str, list[Metric]] = {}
         self._cursor_factory = cursor_factory
         self._interval = interval
         self._min_gap = min_gap
+        self._max_age = max_age
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,12 +125,19 @@ class GaugeRefresher:
         if self._thread:
             self._thread.join(timeout=10)
 
+    def rest_after(self, waited: float) -> float:
+        """The rest before the next pass, once `waited` seconds went by after the last one waiting for a poke:
+        MAX_DUTY's, but never so long that the next pass starts more than `max_age` after the last one did."""
+        duty = self.last_duration * (1 / MAX_DUTY - 1)
+        return max(self._min_gap, min(duty, self._max_age - self.last_duration - waited))
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.refresh_now()
+            t0 = time.monotonic()
             self._wake.wait(self._interval)
             self._wake.clear()
-            if self._stop.wait(max(self._min_gap, self.last_duration * (1 / MAX_DUTY - 1))):
+            if self._stop.wait(max(0.0, self.rest_after(time.monotonic() - t0))):
                 return
 
     def metrics(self) -> list[Metric]:

@@ -139,3 +139,54 @@ def test_each_source_reports_its_own_success_duration_and_failures() -> None:
     assert second[C.SQL_REFRESH_LAST_SUCCESS]["steady"] > first[C.SQL_REFRESH_LAST_SUCCESS]["steady"]
     # the failed source's gauges are its last success's
     assert {m.name: m.samples[0].value for m in r.metrics()} == {"steady_gauge": 1.0, "flaky_gauge": 7.0}
+
+
+@pytest.mark.parametrize("duration, waited, rest", [
+    (0.1, 0.0, 0.9),    # MAX_DUTY: 9 times the refresh
+    (0.001, 0.0, 0.5),  # never less than min_gap
+    (5.0, 0.0, 25.0),   # 45 s of duty rest, but the next pass must start by 30 s after this one
+    (5.0, 10.0, 15.0),  # ... of which 10 s went by waiting for a poke
+    (40.0, 0.0, 0.5),   # a refresh longer than max_age: the next one after min_gap
+    (0.1, 15.0, 0.9),   # idle (no poke for the whole interval): the duty rest, as before
+])
+def test_the_rest_after_a_refresh(duration: float, waited: float, rest: float) -> None:
+    """Under sustained ingest each refresh folds more than the last; the duty bound alone would let the gauges age
+    without limit (its rest grows with each refresh), so the rest is cut to keep each pass within max_age of the
+    previous one's start."""
+    r = GaugeRefresher(duckdb.connect().cursor, interval=15.0, min_gap=0.5, max_age=30.0)
+    r.last_duration = duration
+    assert r.rest_after(waited) == pytest.approx(rest)
+
+
+def test_sustained_pokes_with_slow_refreshes_keep_the_gauges_within_max_age() -> None:
+    """Refreshes of 0.2 s under constant pokes: the duty bound alone would rest 1.8 s after each (as
+    test_constant_pokes_get_at_most_a_tenth_of_the_time); with max_age 0.6 s the passes start 0.6 s apart."""
+    import threading
+    import time
+
+    starts: list[float] = []
+
+    def slow(cur):
+        starts.append(time.monotonic())
+        time.sleep(0.2)
+        return [GaugeMetricFamily("slow_gauge", "test", value=1.0)]
+
+    r = GaugeRefresher(duckdb.connect().cursor, interval=60.0, min_gap=0.01, max_age=0.6)
+    r.register(GaugeSource("slow", ("slow_gauge",), slow))
+    r.start()
+    stop = threading.Event()
+
+    def poke() -> None:
+        while not stop.is_set():
+            r.poke()
+            time.sleep(0.01)
+
+    poker = threading.Thread(target=poke)
+    poker.start()
+    time.sleep(3.0)
+    stop.set()
+    poker.join()
+    r.stop()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) >= 4, starts  # the duty bound alone: 2 in 3 s
+    assert max(gaps) < 0.6 + 0.3, gaps  # a pass's own 0.2 s slower than asked, and thread scheduling
