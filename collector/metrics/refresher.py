@@ -49,8 +49,8 @@ MAX_DUTY = 0.1
 
 
 class GaugeRefresher:
-    """Computes SQL-backed gauges off the scrape path: on a timer, and soon after a committed batch (but never
-    more than MAX_DUTY of the time)."""
+    """Computes SQL-backed gauges off the scrape path: on a timer, and soon after a committed batch (at most
+    MAX_DUTY of the time, unless the gauges would get older than `max_age`)."""
 
     def __init__(self, cursor_factory: Callable[[], duckdb.DuckDBPyConnection], interval: float = 15.0,
                  min_gap: float = 1.0, max_age: float = 60.0) -> None:
@@ -147,7 +147,7 @@ class GaugeRefresher:
         return out
 
     def health_metrics(self) -> list[Metric]:
-        """The refresher's own state per source, for the ObservatoryGaugesStale ticket and the debug dashboard: a
+        """The refresher's own state per source, for the ObservatoryGaugesStale ticket and the on-call dashboard: a
         source never computed has a success time of 0 (its gauges are absent, which is as old as it gets)."""
         success = GaugeMetricFamily(C.SQL_REFRESH_LAST_SUCCESS, "When this source's SQL-backed gauges were last "
                                     "computed without error (0: never).", labels=[C.GAUGE_SOURCE])
