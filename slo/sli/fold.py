@@ -384,7 +384,7 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
         cur.execute("DELETE FROM sli_repro_baselines WHERE rowid IN (SELECT row_id FROM sli_gb_old)")
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
                     f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
-    cur.execute(missed.RETRACT_LATE, {"now": now})
+    missed.retract_late(cur, now)
 
 
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
+from slo.sli import state
 from slo.sli.cron_slots import CRON_SLOTS, from_us
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,43 @@ WHERE NOT EXISTS (
 """
 
 # A late attempt that serves a missed slot retracts it (sli_touched_state: attempts changed by the folded batches).
+# Only slots the touched attempts can serve: from their earliest sighting less the longest grace of a stored miss,
+# to their latest sighting or named slot. DuckDB then skips the row groups of older misses by their min/max: the
+# table grows with every slot a stopped scheduler misses, and each fold with run attempts read all of it (25 ms at
+# 760,000 misses, the saturation run's history).
 RETRACT_LATE = """
 UPDATE sli_missed_slots AS m SET retracted_at = $now
 FROM sli_touched_state r
-WHERE m.retracted_at IS NULL AND m.notebook_id = r.notebook_id
+WHERE m.retracted_at IS NULL AND m.notebook_id = r.notebook_id AND m.slot >= $lo AND m.slot <= $hi
   AND (r.trigger IS NULL OR r.trigger = 'scheduled')
   AND r.first_seen_at <= m.slot + to_seconds(m.grace_seconds)
   AND (r.first_seen_at >= m.slot OR r.scheduled_for = m.slot)
 """
+_SERVABLE = """
+SELECT min(first_seen_at), max(greatest(first_seen_at, coalesce(scheduled_for, first_seen_at)))
+FROM sli_touched_state WHERE trigger IS NULL OR trigger = 'scheduled'
+"""
+_MAX_GRACE = "missed_max_grace"  # sli_state: the longest grace of a stored miss, in seconds
+
+
+def retract_late(cur: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Retract the misses that the attempts of sli_touched_state served (RETRACT_LATE)."""
+    lo, hi = cur.execute(_SERVABLE).fetchone()
+    if lo is None:
+        return
+    grace = timedelta(seconds=_max_grace(cur))
+    cur.execute(RETRACT_LATE, {"now": now, "lo": lo - grace, "hi": hi})
+
+
+def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
+    """The longest grace of a stored miss: kept in sli_state by `detect`, read from the misses when it is not there
+    (a database folded before it was kept, sli_state emptied by a migration or a rebuild). Never written here: the
+    run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py)."""
+    got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
+    if got is not None:
+        return float(got[0])
+    return float(cur.execute("SELECT coalesce(max(grace_seconds), 0) FROM sli_missed_slots").fetchone()[0])
+
 
 # The notebooks whose schedule was (re)registered in batches (lo, hi], each with the time after which its slots are
 # decided again: just before its earliest new registration. A registration ends the version in force at its time, so
@@ -264,6 +294,11 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 cur.unregister("sli_resets")
         before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
         cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if resets else ""), {"now": now})
+        # the longest grace of a stored miss, for retract_late's bound (kept from the first pass on)
+        top = cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0] if slots.num_rows else None
+        kept = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
+        if kept is None or (top is not None and top > float(kept[0])):
+            state.put(cur, _MAX_GRACE, repr(max(_max_grace(cur), float(top or 0))))
         inserted = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] - before
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:

@@ -191,3 +191,26 @@ def test_a_registration_on_a_decided_slot_takes_that_slot_from_the_old_schedule(
     assert on_slot not in got
     assert got == [NOW.replace(minute=0) - timedelta(hours=h) for h in (4, 3)] + \
         [NOW.replace(minute=30) - timedelta(hours=h) for h in (2, 1)]
+
+
+def test_a_late_run_retracts_a_miss_of_the_longest_grace_with_or_without_the_kept_bound(tmp_path):
+    """Late runs retract misses among the slots they can serve only (missed.retract_late: from their first sighting
+    less the longest grace of a stored miss, kept in sli_state): a run first seen 50 minutes after its slot serves
+    it under a grace of an hour, whether the bound was kept or must be read from the misses again (sli_state
+    emptied by a migration)."""
+    con = dbmod.connect(tmp_path / "obs.duckdb")
+    _write(con, [ev("notebook.schedule.registered", -6 * 60 - 7, notebook_id=nb, team="t", cron="0 * * * *",
+                    grace_seconds=grace) for nb, grace in (("long", 3600), ("short", 300))])
+    fold(con, CFG, now=NOW)
+    assert con.execute("SELECT value FROM sli_state WHERE key = 'missed_max_grace'").fetchone() == ("3600.0",)
+    slot = NOW.replace(minute=0) - timedelta(hours=3)
+    assert ("long", slot, "t", 3600.0) in _state(con)[0]
+    for n, forget in enumerate((False, True)):
+        if forget:
+            con.execute("DELETE FROM sli_state WHERE key = 'missed_max_grace'")
+        served = slot - timedelta(hours=n)
+        run = dict(notebook_id="long", team="t", run_id=f"late-{n}", trigger="scheduled")
+        minutes = int((served - NOW).total_seconds() // 60) + 50
+        _write(con, [ev("notebook.run.started", minutes, **run)])
+        fold(con, CFG, now=NOW)
+        assert ("long", served, "t", 3600.0) not in _state(con)[0], forget
