@@ -87,6 +87,16 @@ def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
     return float(cur.execute("SELECT coalesce(max(grace_seconds), 0) FROM sli_missed_slots").fetchone()[0])
 
 
+def _keep_max_grace(cur: duckdb.DuckDBPyConnection, new: float | None) -> None:
+    """Keep the longest grace of a stored miss once `detect` stored misses of grace up to `new` (from the misses
+    themselves the first time, the new ones included)."""
+    got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
+    if got is None:
+        state.put(cur, _MAX_GRACE, repr(_max_grace(cur)))
+    elif new is not None and new > float(got[0]):
+        state.put(cur, _MAX_GRACE, repr(float(new)))
+
+
 # The notebooks whose schedule was (re)registered in batches (lo, hi], each with the time after which its slots are
 # decided again: just before its earliest new registration. A registration ends the version in force at its time, so
 # the slots before it stay as they were; the slot at that very time ended the old version and belongs to neither now.
@@ -294,11 +304,8 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 cur.unregister("sli_resets")
         before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
         cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if resets else ""), {"now": now})
-        # the longest grace of a stored miss, for retract_late's bound (kept from the first pass on)
-        top = cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0] if slots.num_rows else None
-        kept = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
-        if kept is None or (top is not None and top > float(kept[0])):
-            state.put(cur, _MAX_GRACE, repr(max(_max_grace(cur), float(top or 0))))
+        _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0]
+                        if slots.num_rows else None)
         inserted = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] - before
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 from unittest import mock
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector.contract.vectorized import validate_json_items
@@ -95,8 +95,21 @@ def _state(con) -> tuple[set, set, set]:
 COMPARED = {"misses": 0, "undecided": 0, "decided": 0, "moved": 0}
 
 
+def _every_kind() -> tuple[list[dict], list[int], bool]:
+    """A history that exercises every comparison, whatever the random examples draw: notebook a hourly from 20 h
+    before `now`, a run serving its 10:00 slot, then (in a later batch) a schedule every 20 minutes from 07:07 that
+    moves the decided watermark back; its 12:00 slot is not decided by 12:07 (grace and settle)."""
+    reg = dict(notebook_id="a", team="t-a", grace_seconds=300, sla_seconds=1800, environment="prod")
+    run = dict(notebook_id="a", team="t-a", run_id="a-r0", trigger="scheduled", environment="prod")
+    runs = [ev("notebook.run.started", -125, **run), ev("notebook.run.succeeded", -120, **run)]
+    regs = [ev("notebook.schedule.registered", -20 * 60, **reg, cron="0 * * * *"),
+            ev("notebook.schedule.registered", -5 * 60, **reg, cron="*/20 * * * *")]
+    return runs + regs, [len(runs) + 1], True
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
+@example(_every_kind())
 def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
     events, cuts, runs_first = case
     with tempfile.TemporaryDirectory() as d, counting_moved() as moved:
