@@ -33,10 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_KERNEL = 0, 1, 2, 138
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -76,6 +77,7 @@ class RunOptions:
     events_file: Path | None = None
     source: str | None = None
     log_output: bool = False
+    kernel_transport: str = "ipc"
     scheduled_for: str | None = None
     delivery_attempts: int = 5
 
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", type=Path, help="working directory of the kernel")
     p.add_argument("--execution-timeout", type=float, help="seconds per cell before the run is timed_out")
     p.add_argument("--start-timeout", type=float, default=60.0, help="seconds to wait for the kernel to start")
+    p.add_argument("--kernel-transport", choices=["ipc", "tcp"], default="ipc",
+                   help="how papermill talks to the kernel: ipc, Unix sockets in a directory of this run's own (no "
+                        "port for concurrent runs to take between its choice and the kernel's bind, nothing on the "
+                        "network); tcp, localhost ports (for kernel provisioners that start kernels elsewhere)")
     p.add_argument("--artifact", action="append", type=Path, default=[], dest="artifacts",
                    help="a file the notebook writes; reported as notebook.artifact.published (repeatable)")
     p.add_argument("--artifact-sla", type=float, help="freshness SLA of the artifacts, seconds")
@@ -144,6 +150,7 @@ def parse_args(argv: list[str]) -> RunOptions:
         cwd=ns.cwd, execution_timeout=ns.execution_timeout, start_timeout=ns.start_timeout,
         artifacts=list(ns.artifacts), artifact_sla=ns.artifact_sla, events_file=ns.events_file, source=ns.source,
         log_output=ns.log_output, scheduled_for=ns.scheduled_for, delivery_attempts=max(1, ns.delivery_attempts),
+        kernel_transport=ns.kernel_transport,
     )
 
 
@@ -281,6 +288,31 @@ def _identity(opts: RunOptions, nb: Any) -> dict[str, Any]:
     return {k: v for k, v in ident.items() if v}
 
 
+# A Unix socket's path is at most 107 bytes (sun_path); the kernel appends "-<n>" to its prefix.
+_MAX_SOCKET_PREFIX = 96
+
+
+@contextmanager
+def _kernel_sockets(transport: str) -> Iterator[Any]:
+    """The kernel manager's configuration for `transport`. ipc: sockets under a private temporary directory, removed
+    after the run. Over tcp, jupyter_client picks free ports by binding and releasing them, and the kernel binds them
+    a moment later: another run, or any connection's ephemeral port, can take one meanwhile, and the kernel then dies
+    at start (`Address already in use`; seen with three runs at once in the suite). Falls back to tcp when the
+    temporary directory's path is too long for a socket."""
+    from traitlets.config import Config
+
+    if transport != "ipc":
+        yield Config()
+        return
+    with tempfile.TemporaryDirectory(prefix="obs-kernel-") as d:
+        prefix = os.path.join(d, "k")
+        if len(prefix.encode()) > _MAX_SOCKET_PREFIX:
+            print(f"observatory: {d} is too long a path for the kernel's sockets; using tcp", file=sys.stderr)
+            yield Config()
+        else:
+            yield Config({"KernelManager": {"transport": "ipc", "ip": prefix}})
+
+
 def execute(opts: RunOptions) -> int:
     import nbformat
 
@@ -346,11 +378,12 @@ def execute(opts: RunOptions) -> int:
             kwargs: dict[str, Any] = {}
             if opts.execution_timeout:
                 kwargs["execution_timeout"] = opts.execution_timeout
-            pm.execute_notebook(
-                str(opts.notebook), str(output), parameters=params, kernel_name=kernel_name,
-                progress_bar=False, log_output=opts.log_output, start_timeout=opts.start_timeout,
-                cwd=str(opts.cwd) if opts.cwd else None, **kwargs,
-            )
+            with _kernel_sockets(opts.kernel_transport) as config:
+                pm.execute_notebook(
+                    str(opts.notebook), str(output), parameters=params, kernel_name=kernel_name,
+                    progress_bar=False, log_output=opts.log_output, start_timeout=opts.start_timeout,
+                    cwd=str(opts.cwd) if opts.cwd else None, config=config, **kwargs,
+                )
         except PapermillExecutionError as exc:
             outcome, exit_code = "failed", EXIT_FAILED
             error = {"error_type": exc.ename, "error_message": _clean(exc.evalue),

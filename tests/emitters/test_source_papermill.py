@@ -230,3 +230,28 @@ def test_usage_errors_exit_2(tmp_path):
                           ).returncode == 2
     r = subprocess.run([OBSERVATORY, "run", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "-p KEY VALUE" in r.stdout and "--artifact" in r.stdout
+
+
+@pytest.mark.parametrize("args, long_tmp, transport", [
+    ((), False, "ipc"),                             # the default: no ports to race for
+    (("--kernel-transport", "tcp"), False, "tcp"),  # for provisioners that start kernels elsewhere
+    ((), True, "tcp"),                              # a temporary directory too long for a socket's path
+])
+def test_the_kernel_is_reached_over_unix_sockets_unless_told_otherwise(tmp_path, args, long_tmp, transport):
+    """Over tcp, jupyter_client picks free ports and the kernel binds them a moment later; with runs at once (the
+    suite's three concurrent runs above), one lost a port in between and its kernel died at start (`Address already
+    in use`). The kernel says which transport it was started with."""
+    import os
+
+    env = dict(os.environ)
+    if long_tmp:
+        env["TMPDIR"] = str(tmp_path / ("t" * 100))
+        Path(env["TMPDIR"]).mkdir()
+    out = tmp_path / "out.ipynb"
+    r = subprocess.run([OBSERVATORY, "run", str(NOTEBOOKS / "kernel_transport.ipynb"), "--output", str(out),
+                        "--events-file", str(tmp_path / "events.ndjson"), *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr
+    printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
+    assert printed == transport
+    assert ("too long a path for the kernel's sockets" in r.stderr) == long_tmp
