@@ -338,7 +338,8 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                     text = client.get(f"http://127.0.0.1:{srv.port}/metrics").text
                     refreshed = [float(line.split()[-1]) for line in text.splitlines()
                                  if line.startswith("observatory_sql_refresh_timestamp_seconds ")]
-                    ages.append(time.time() - refreshed[0])
+                    if refreshed:
+                        ages.append(time.time() - refreshed[0])
                     done.wait(1.0)
 
         mons = [threading.Thread(target=sampler), threading.Thread(target=gauge_age)]
@@ -645,7 +646,8 @@ def _saturation(r: dict) -> str:
              else "DuckDB's default memory limit")
     return (f"with {limit}: answers {r['status']}, {r['eps']:,.0f} events/s committed, collector **peak RSS "
             f"{r['peak_rss_mib']:.0f} MiB**, highest RSS per quarter of the run {r['rss_mib_by_quarter']} MiB "
-            f"({_growth(r['rss_mib_by_quarter'])}), SQL-backed gauges at most {r['max_gauge_age_s']:.0f} s old")
+            f"({_growth(r['rss_mib_by_quarter'])}), SQL-backed gauges at most "
+            + (f"{r['max_gauge_age_s']:.0f} s old" if r["max_gauge_age_s"] is not None else "(age not read)"))
 
 
 def _growth(quarters: list[float]) -> str:

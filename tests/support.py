@@ -155,6 +155,23 @@ def metric_sum(samples: dict, name: str, **labels: str) -> float:
                if n == name and all(dict(lab).get(k) == val for k, val in labels.items()))
 
 
+def write_events(con: Any, events: list[dict]) -> None:
+    """Events straight through the real writer into `con` (validated, committed, derived), without the app: its
+    refresher would fold the SLI tables at the wall clock, where tests fold at chosen moments."""
+    from collector.contract.vectorized import validate_json_items
+    from collector.ingest.writer import Writer
+    from collector.metrics.counters import CounterStore
+
+    w = Writer(con, CounterStore())
+    w.start()
+    try:
+        got = validate_json_items(events)
+        assert not got.rejections, got.rejections
+        w.submit(got.table, []).result()
+    finally:
+        w.stop()
+
+
 def refuse_to_derive(monkeypatch: Any, run_id: str) -> None:
     """The deriver's fold fails for any pass holding the run `run_id` and works for the others: a batch whose
     derived rows cannot be written (the writer then retries each batch of the pass alone)."""

@@ -137,7 +137,7 @@ class GaugeRefresher:
             t0 = time.monotonic()
             self._wake.wait(self._interval)
             self._wake.clear()
-            if self._stop.wait(max(0.0, self.rest_after(time.monotonic() - t0))):
+            if self._stop.wait(self.rest_after(time.monotonic() - t0)):
                 return
 
     def metrics(self) -> list[Metric]:

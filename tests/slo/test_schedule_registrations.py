@@ -21,13 +21,11 @@ from unittest import mock
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from collector.contract.vectorized import validate_json_items
-from collector.ingest.writer import Writer
-from collector.metrics.counters import CounterStore
 from collector.storage import db as dbmod
 from slo.sli import missed, slots
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold
+from tests.support import write_events
 
 NOW = datetime(2026, 11, 20, 12, 7, tzinfo=timezone.utc)
 CFG = SliConfig(slot_settle_seconds=300)
@@ -82,17 +80,6 @@ def histories(draw):
     return order, cuts, runs_first
 
 
-def _write(con, events: list[dict]) -> None:
-    w = Writer(con, CounterStore())
-    w.start()
-    try:
-        got = validate_json_items(events)
-        assert not got.rejections, got.rejections
-        w.submit(got.table, []).result()
-    finally:
-        w.stop()
-
-
 def _state(con) -> tuple[set, set, set]:
     """(misses in force, undecided slot outcomes, decided slot outcomes)."""
     misses = set(con.execute("SELECT notebook_id, slot, team, grace_seconds FROM sli_missed_slots "
@@ -126,7 +113,7 @@ def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
     events, cuts, runs_first = case
     with tempfile.TemporaryDirectory() as d, counting_moved() as moved:
         whole = dbmod.connect(Path(d) / "whole.duckdb")
-        _write(whole, events)
+        write_events(whole, events)
         fold(whole, CFG, now=NOW)
         want = _state(whole)
         whole.close()
@@ -134,7 +121,7 @@ def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
         cut = dbmod.connect(Path(d) / "cut.duckdb")
         for a, b in zip([0, *cuts], [*cuts, len(events)]):
             if b > a:
-                _write(cut, events[a:b])
+                write_events(cut, events[a:b])
                 fold(cut, CFG, now=NOW)
         got = _state(cut)
         cut.close()
@@ -180,11 +167,11 @@ def test_a_scheduler_restart_re_announcing_its_schedules_decides_nothing_again(t
     registration decided the slots after it only) and the misses and outcomes stay as they were."""
     con = dbmod.connect(tmp_path / "obs.duckdb")
     regs = [dict(notebook_id=f"n{i}", team="t", cron="*/20 * * * *", grace_seconds=300) for i in range(20)]
-    _write(con, [ev("notebook.schedule.registered", -3 * 24 * 60, **r) for r in regs])
+    write_events(con, [ev("notebook.schedule.registered", -3 * 24 * 60, **r) for r in regs])
     fold(con, CFG, now=NOW)
     before = _state(con)
     assert len(before[0]) == 20 * 3 * 24 * 3  # three days of slots every 20 minutes, none served
-    _write(con, [ev("notebook.schedule.registered", -1, **r) for r in regs])
+    write_events(con, [ev("notebook.schedule.registered", -1, **r) for r in regs])
     enumerated: list[int] = []
     due_slots_us = missed.due_slots_us
 
@@ -206,11 +193,11 @@ def test_a_registration_on_a_decided_slot_takes_that_slot_from_the_old_schedule(
     schedule, the registration arriving later retracts it, as one fold of both would never have found it."""
     con = dbmod.connect(tmp_path / "obs.duckdb")
     hourly = dict(notebook_id="n", team="t", cron="0 * * * *", grace_seconds=300)
-    _write(con, [ev("notebook.schedule.registered", -5 * 60 - 7, **hourly)])  # 07:00
+    write_events(con, [ev("notebook.schedule.registered", -5 * 60 - 7, **hourly)])  # 07:00
     fold(con, CFG, now=NOW)
     on_slot = NOW.replace(minute=0) - timedelta(hours=2)  # 10:00, decided missed under the hourly schedule
     assert (("n", on_slot, "t", 300.0)) in _state(con)[0]
-    _write(con, [ev("notebook.schedule.registered", -2 * 60 - 7, **{**hourly, "cron": "30 * * * *"})])  # 10:00
+    write_events(con, [ev("notebook.schedule.registered", -2 * 60 - 7, **{**hourly, "cron": "30 * * * *"})])  # 10:00
     fold(con, CFG, now=NOW)
     got = sorted(slot for _, slot, _, _ in _state(con)[0])
     assert on_slot not in got
@@ -224,7 +211,7 @@ def test_a_late_run_retracts_a_miss_of_the_longest_grace_with_or_without_the_kep
     it under a grace of an hour, whether the bound was kept or must be read from the misses again (sli_state
     emptied by a migration)."""
     con = dbmod.connect(tmp_path / "obs.duckdb")
-    _write(con, [ev("notebook.schedule.registered", -6 * 60 - 7, notebook_id=nb, team="t", cron="0 * * * *",
+    write_events(con, [ev("notebook.schedule.registered", -6 * 60 - 7, notebook_id=nb, team="t", cron="0 * * * *",
                     grace_seconds=grace) for nb, grace in (("long", 3600), ("short", 300))])
     fold(con, CFG, now=NOW)
     assert con.execute("SELECT value FROM sli_state WHERE key = 'missed_max_grace'").fetchone() == ("3600.0",)
@@ -236,6 +223,6 @@ def test_a_late_run_retracts_a_miss_of_the_longest_grace_with_or_without_the_kep
         served = slot - timedelta(hours=n)
         run = dict(notebook_id="long", team="t", run_id=f"late-{n}", trigger="scheduled")
         minutes = int((served - NOW).total_seconds() // 60) + 50
-        _write(con, [ev("notebook.run.started", minutes, **run)])
+        write_events(con, [ev("notebook.run.started", minutes, **run)])
         fold(con, CFG, now=NOW)
         assert ("long", served, "t", 3600.0) not in _state(con)[0], forget

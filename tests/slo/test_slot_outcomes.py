@@ -13,15 +13,13 @@ from datetime import datetime, timedelta, timezone
 from fastapi.testclient import TestClient
 
 from collector.app import create_app
-from collector.contract.vectorized import validate_json_items
-from collector.ingest.writer import Writer
-from collector.metrics.counters import CounterStore
 from collector.settings import Settings
 from collector.storage import db as dbmod
 from slo.sli import slots
 from slo.sli.compute import active_kernels, artifact_states
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold, rebuild
+from tests.support import write_events
 
 T = datetime(2026, 11, 10, 0, 0, tzinfo=timezone.utc)
 _ids = itertools.count()
@@ -103,18 +101,6 @@ def test_slot_outcomes_by_final_attempt_and_deadline(tmp_path):
         con.close()
 
 
-def _write(con, events: list[dict]) -> None:
-    """Events straight through the writer (no app: its refresher would fold at the wall clock)."""
-    w = Writer(con, CounterStore())
-    w.start()
-    try:
-        got = validate_json_items(events)
-        assert not got.rejections
-        w.submit(got.table, []).result()
-    finally:
-        w.stop()
-
-
 def test_a_fold_decides_by_enumeration_alone_new_attempts_alone_and_time_alone(tmp_path):
     """decide() may skip its join only when nothing can have changed: each of the three causes, alone, decides."""
     con = ingest(tmp_path, timeline()[:3] + timeline()[7:9])  # schedule; 00:00 ok at 00:10; 03:00 both fail
@@ -125,7 +111,7 @@ def test_a_fold_decides_by_enumeration_alone_new_attempts_alone_and_time_alone(t
         assert outcomes(con) == {"00:00": "ok"}
         fold(con, CFG, now=m(71))  # 01:00 due, no run yet
         assert outcomes(con) == {"00:00": "ok", "01:00": None}
-        _write(con, [ev("notebook.run.started", m(61), run_id="late-fold", **RUN),
+        write_events(con, [ev("notebook.run.started", m(61), run_id="late-fold", **RUN),
                      ev("notebook.run.succeeded", m(70), run_id="late-fold", **RUN)])
         fold(con, CFG, now=m(72))  # new attempts alone, before 01:15 (grace + settle)
         assert outcomes(con) == {"00:00": "ok", "01:00": "ok"}
