@@ -57,7 +57,7 @@ SELECT
     term.parameters_hash AS parameters_hash, term.env_hash AS env_hash,
     term.cpu_seconds AS cpu_seconds, term.max_memory_bytes AS max_memory_bytes, term.cells AS cells,
     terminal_events, term.event_id AS terminal_event_id, first_seen_at, last_event_at,
-    CAST(NULL AS BIGINT) AS updated_batch
+    CAST(NULL AS BIGINT) AS updated_batch, CAST(NULL AS BIGINT) AS first_batch
 FROM agg
 """
 

@@ -182,7 +182,7 @@ def _run_combine(rows: pl.LazyFrame, one_batch: bool) -> pl.LazyFrame:
     row gets: `f_last`, else `f_first`. The same candidates over the batches before the first terminal one
     (`pre_*`) give the labels as stored just before it. Everything else is associative: the earliest times, the
     terminal fields of the newest (ended_at, terminal_event_id) (the first of equals), the summed count, the
-    last batch's id."""
+    first and the last batch's id (the upsert keeps a stored row's first)."""
     key = RUN_KEY
     ended = pl.col("ended_at").is_not_null()
     newest_end = pl.col("ended_at") == pl.col("ended_at").max().over(key)
@@ -212,7 +212,8 @@ def _run_combine(rows: pl.LazyFrame, one_batch: bool) -> pl.LazyFrame:
     reduce += [(f"_top:{c}", "first", c) for c in _RUN_TERM]
     reduce += [("queued_at", "min", "queued_at"), ("started_at", "min", "started_at"),
                ("scheduled_for", "min", "scheduled_for"), ("terminal_events", "sum", "terminal_events"),
-               ("_batch", "last_row", "updated_batch"), ("first_seen_at", "min", "first_seen_at"),
+               ("_batch", "last_row", "updated_batch"), ("_batch", "first", "first_batch"),
+               ("first_seen_at", "min", "first_seen_at"),
                ("last_event_at", "max", "last_event_at")]
     return _fold(rows, key, windows, stages, reduce, one_batch).with_columns(
         *[pl.coalesce(f"{f}_last", f"{f}_first").alias(f) for f in RUN_IDENTITY],

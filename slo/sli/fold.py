@@ -184,7 +184,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             changes.set_result(runs.changed)
             contributed = None
             if runs.attempts:
-                _write_runs(c, runs, now)
+                _write_runs(c, runs, cfg, now)
                 contributed = c.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
                 _append_rollups(c, compact=False)
             state.put(c, "runs_cursor", str(hi))
@@ -222,6 +222,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         sums.forget(key)
         raise
     st.attempts = runs.attempts
+    st.new_missed += runs.reopened
     durations.folded(key, lo, hi, runs.changed, apply.result)
     parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
     sums.folded(key, lo, hi, pa.concat_tables(parts) if parts else None, kept_sums.prepared)
@@ -279,13 +280,14 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
         moved: set[str] = set()
+        reopened = 0
         if hi > min(lo, runs_lo):
             registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)
             runs = _stage_runs(cur, runs_lo, hi, durations.tracking(key), own=False)
-            _write_runs(cur, runs, now)
+            _write_runs(cur, runs, cfg, now)
             for t in _STAGED:
                 cur.execute(f"DROP TABLE IF EXISTS {t}")
-            st.attempts, changed = runs.attempts, runs.changed
+            st.attempts, changed, reopened = runs.attempts, runs.changed, runs.reopened
             if sums.tracking(key):  # the rows the kept additive sums move by
                 contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
             _append_rollups(cur)
@@ -293,7 +295,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
                 moved = _reset_schedules(cur, cfg, now, lo, hi)
             state.put(cur, "cursor", str(hi))
             state.put(cur, "runs_cursor", str(hi))
-        st.new_missed = _detect(cur, cfg, now, moved)
+        st.new_missed = _detect(cur, cfg, now, moved) + reopened
         st.slots_decided = _decide(cur, cfg, now, st.attempts > 0)
         cur.execute("COMMIT")
     except BaseException:
@@ -343,6 +345,8 @@ class _Runs:
     bound: datetime | None = None  # the earliest last_event_at of their stored facts (None: none stored)
     changed: pa.Table | None = None  # the net change of M3's durations, when a state is kept for them
     repro: bool = False  # reproducibility groups staged (their baselines: sli_gb_old, sli_gb_new)
+    seen_earlier: bool = False  # an attempt is first seen earlier than it was (TOUCHED_STATE)
+    reopened: int = 0  # decided slots found missed again (`_write_runs`)
 
 
 # The staging's temporary tables, dropped after a fold of one transaction (a side's own cursor takes them with it).
@@ -359,7 +363,9 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
     if not n:
         return _Runs(changed=_NO_CHANGES if keep_changes else None)
     cur.execute(Q.TOUCHED_STATE, {"min_t": min_t})
-    min_fs = cur.execute("SELECT min(first_seen_at) FROM sli_touched_state").fetchone()[0] or min_t
+    min_fs, seen_earlier = cur.execute("SELECT min(first_seen_at), bool_or(seen_earlier) "
+                                       "FROM sli_touched_state").fetchone()
+    min_fs = min_fs or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
     cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
                 + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
@@ -369,12 +375,14 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     changed = cur.execute(Q.DURATION_CHANGES).to_arrow_table() if keep_changes else None
-    return _Runs(int(n), bound, changed, repro)
+    return _Runs(int(n), bound, changed, repro, bool(seen_earlier))
 
 
-def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> None:
-    """Write what `_stage_runs` staged: the facts, the baselines, late runs' missed slots (the contribution rows are
-    in sli_contrib already, for the rollups)."""
+def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now: datetime) -> None:
+    """Write what `_stage_runs` staged: the facts, the baselines, the missed slots that late runs served and that
+    runs first seen earlier no longer serve (the contribution rows are in sli_contrib already, for the rollups).
+    Those slots are decided ones, before the watermarks as this side's snapshot has them: the events' side decides
+    the slots after them meanwhile, from the attempts as they are now."""
     if not runs.attempts:
         return
     if runs.bound is not None:
@@ -385,6 +393,9 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, now: datetime) -> N
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
                     f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
     missed.retract_late(cur, now)
+    if runs.seen_earlier:
+        runs.reopened = missed.reopen_unserved(cur, now, default_grace=cfg.missed_grace_seconds,
+                                               lookback=timedelta(days=cfg.missed_lookback_days))
 
 
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:

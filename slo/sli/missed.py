@@ -10,7 +10,8 @@ trigger is `scheduled` (or unknown) was first seen (its earliest event: queued, 
 **missed** and inserted once into `sli_missed_slots` (primary key notebook, slot), which is what the Prometheus
 counter `notebook_scheduled_runs_missed_total` counts. A run that arrives later (by ingest time) but started within
 the grace period (by event time) *retracts* the miss (`retracted_at`): M8, on event time, stops counting it; the
-counter, which counts what was detected, does not go down.
+counter, which counts what was detected, does not go down. A run first seen earlier than it was (its start arriving
+after its end) may no longer serve a slot it served: those slots are decided again (`reopen_unserved`).
 
 Detection is incremental: a watermark per schedule (`sli_schedule_watermarks.checked_until`, `next_due`) means a
 pass only enumerates the slots that became decidable since the last one. A new registration for a notebook moves
@@ -28,12 +29,14 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from slo.sli import state
 from slo.sli.cron_slots import CRON_SLOTS, from_us
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
+_US = timedelta(microseconds=1)
 
 _SERVED = """
 SELECT s.notebook_id, s.slot, s.team, s.cron, s.timezone, s.grace_seconds
@@ -77,10 +80,24 @@ def retract_late(cur: duckdb.DuckDBPyConnection, now: datetime) -> None:
     cur.execute(RETRACT_LATE, {"now": now, "lo": lo - grace, "hi": hi})
 
 
+# The touched attempts first seen earlier than they were (sli_touched_state's `seen_earlier`): they may have served
+# cron slots that they no longer serve (first seen before the slot now, or with another trigger). Per notebook with
+# decided slots: from the earliest such sighting to the latest event (a first sighting is never later) or the last
+# decided slot, whichever is earlier.
+_FIRST_SEEN_MOVED = """
+SELECT r.notebook_id, min(r.first_seen_at), max(least(r.last_event_at, w.checked_until))
+FROM sli_touched_state r JOIN sli_schedule_watermarks w ON w.notebook_id = r.notebook_id
+WHERE r.seen_earlier AND w.checked_until IS NOT NULL
+GROUP BY r.notebook_id
+"""
+
+
 def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
     """The longest grace of a stored miss: kept in sli_state by `detect`, read from the misses when it is not there
     (a database folded before it was kept, sli_state emptied by a migration or a rebuild). Never written here: the
-    run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py)."""
+    run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py); that side
+    writes it only when `reopen_unserved` stores a miss of a longer grace than any before, and should both sides
+    write it in one fold, the later commit fails and fold() folds that side again in line."""
     got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
     if got is not None:
         return float(got[0])
@@ -208,6 +225,29 @@ def due_slots_us(version: Version, after: datetime, before: datetime | None, now
     return CRON_SLOTS.due_us(version.cron, version.tz, version.grace, after, before, now, limit)
 
 
+_VERSIONS = """
+SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown')
+FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
+WHERE r.notebook_id IN (SELECT unnest($ids))
+ORDER BY r.notebook_id, r.t, r.source, r.id
+"""
+
+
+def _versions(cur: duckdb.DuckDBPyConnection, ids: list[str], default_grace: float
+              ) -> tuple[dict[str, list[Version]], list[str]]:
+    """The usable schedule versions of the notebooks `ids`, each notebook's in time order, and the notebooks of the
+    registrations that are not usable (`usable`)."""
+    versions: dict[str, list[Version]] = {}
+    unusable: list[str] = []
+    for nb, t, cron, tz, grace, team in cur.execute(_VERSIONS, {"ids": ids}).fetchall():
+        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team)
+        if usable(v):
+            versions.setdefault(nb, []).append(v)
+        else:
+            unusable.append(nb)
+    return versions, unusable
+
+
 def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta,
            moved: set[str] | frozenset[str] = frozenset()) -> int:
     """Decide the slots that became decidable; returns the number of newly inserted misses. `moved`: notebooks whose
@@ -224,21 +264,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         return 0
     ids = [r[0] for r in due]
     checked = {r[0]: r[1] for r in due}
-    regs = cur.execute(
-        """
-        SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown')
-        FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
-        WHERE r.notebook_id IN (SELECT unnest($ids))
-        ORDER BY r.notebook_id, r.t, r.source, r.id
-        """, {"ids": ids}).fetchall()
-    versions: dict[str, list[Version]] = {}
-    unusable: list[str] = []
-    for nb, t, cron, tz, grace, team in regs:
-        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team)
-        if usable(v):
-            versions.setdefault(nb, []).append(v)
-        else:
-            unusable.append(nb)
+    versions, unusable = _versions(cur, ids, default_grace)
     if unusable:
         # A registration stored before the contract bounded cron and grace (a cron that never fires, a grace of
         # 1e308 s): isolated here so that it never fails the pass, and so every other schedule's SLI, counted
@@ -312,6 +338,57 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         cur.unregister("sli_slots")
     upsert_marks(cur, "sli_schedule_watermarks", "checked_until", marks)
     return inserted
+
+
+def first_seen_moved(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime, datetime]]:
+    """(notebook, earliest first sighting, end) of `_FIRST_SEEN_MOVED`."""
+    return cur.execute(_FIRST_SEEN_MOVED).fetchall()
+
+
+def reopen_unserved(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float,
+                    lookback: timedelta) -> int:
+    """Decide again the decided slots that touched attempts may have stopped serving (`_FIRST_SEEN_MOVED`), and store
+    those no run serves now as missed (a retracted miss is in force again); returns how many. Without it a run whose
+    end arrived before its start, first seen at its end within a slot's grace, served that slot for good although
+    its start came before the slot, and M8 counted one miss fewer than one fold of both events (found by
+    tests/slo/test_schedule_registrations.py's property test)."""
+    moved = first_seen_moved(cur)
+    if not moved:
+        return 0
+    versions, _ = _versions(cur, [nb for nb, _, _ in moved], default_grace)  # (detect logs the unusable ones)
+    floor = now - lookback
+    rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
+    for nb, first_seen, until in moved:
+        vs = versions.get(nb, [])
+        for i, v in enumerate(vs):
+            before = vs[i + 1].t if i + 1 < len(vs) else None
+            end = until + _US if before is None else min(before, until + _US)
+            # a run first seen up to the grace after a slot served it (and with another trigger no longer does)
+            after = max(v.t, floor - _US, first_seen - timedelta(seconds=v.grace) - _US)
+            if after >= end:
+                continue
+            got, _ = due_slots_us(v, after, end, now, MAX_SLOTS_PER_PASS)
+            rows["slot"].extend(got)
+            for k, val in (("notebook_id", nb), ("team", v.team), ("cron", v.cron), ("timezone", v.tz),
+                           ("grace_seconds", v.grace)):
+                rows[k].extend([val] * len(got))
+    slots = pa.table(rows, schema=_SLOT_SCHEMA)
+    if not slots.num_rows:
+        return 0
+    lo = pc.min(slots.column("slot")).as_py()
+    hi = pc.max(slots.column("slot")).as_py() + timedelta(seconds=pc.max(slots.column("grace_seconds")).as_py())
+    cur.register("sli_slots", slots)
+    try:
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}", {"lo": lo - timedelta(days=1),
+                                                                                   "hi": hi})
+        n = cur.execute(f"SELECT count(*) FROM sli_new_missed n {_NOT_IN_FORCE}").fetchone()[0]
+        if n:
+            cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE), {"now": now})
+            _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0])
+        cur.execute("DROP TABLE IF EXISTS sli_new_missed")
+    finally:
+        cur.unregister("sli_slots")
+    return int(n)
 
 
 _MARK_SCHEMA = pa.schema([("notebook_id", pa.string()), ("until", pa.timestamp("us", tz="UTC")),

@@ -432,11 +432,12 @@ SELECT ({DERIVED_THROUGH}),
        (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
 """
 
-# Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each.
+# Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each and the batch that
+# brought it (TOUCHED_STATE's `seen_earlier`).
 _RUN_EVENTS = "batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
 TOUCHED_ATTEMPTS = f"""
 CREATE OR REPLACE TEMP TABLE sli_touched AS
-SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t
+SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t, arg_min(batch_id, time) AS min_t_batch
 FROM events
 WHERE {_RUN_EVENTS}
 GROUP BY run_id, coalesce(attempt, 1)
@@ -445,9 +446,13 @@ GROUP BY run_id, coalesce(attempt, 1)
 RUN_EVENTS_IN = f"SELECT EXISTS (SELECT 1 FROM events WHERE {_RUN_EVENTS})"
 # Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);
 # stating it lets the scan skip row groups by their min/max statistics.
+# `seen_earlier`: the batches brought the attempt's earliest event, and it was stored before them (its first batch is
+# older than that event's); a cron slot it served may no longer be served (slo/sli/missed.py: reopen_unserved).
+# Attempts stored before run_attempts.first_batch was kept count as stored before.
 TOUCHED_STATE = """
 CREATE OR REPLACE TEMP TABLE sli_touched_state AS
-SELECT r.* FROM run_attempts r JOIN sli_touched k USING (run_id, attempt)
+SELECT r.*, k.min_t <= r.first_seen_at AND coalesce(k.min_t_batch > r.first_batch, true) AS seen_earlier
+FROM run_attempts r JOIN sli_touched k USING (run_id, attempt)
 WHERE r.last_event_at >= $min_t
 """
 # The facts stored for them before. A stored fact's last_event_at >= its attempt's first_seen_at >= the current

@@ -19,7 +19,7 @@ from tests.conftest import auth, token_store
 from tests.support import event
 
 TABLES = {
-    "run_attempts": "SELECT * EXCLUDE (updated_batch) FROM run_attempts ORDER BY ALL",
+    "run_attempts": "SELECT * EXCLUDE (updated_batch, first_batch) FROM run_attempts ORDER BY ALL",
     "kernel_sessions": "SELECT * FROM kernel_sessions ORDER BY ALL",
     "notebooks": "SELECT * FROM notebooks ORDER BY ALL",
     "schedules": "SELECT * FROM schedules ORDER BY ALL",

@@ -19,7 +19,7 @@ from collector.storage import derive
 from tests.support import event
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)  # its last events, 34 days on, are in the past
-TABLES = ("SELECT * EXCLUDE (updated_batch) FROM run_attempts ORDER BY ALL",
+TABLES = ("SELECT * EXCLUDE (updated_batch, first_batch) FROM run_attempts ORDER BY ALL",
           "SELECT * FROM kernel_sessions ORDER BY ALL",
           "SELECT * FROM repro_baselines ORDER BY ALL",
           "SELECT * FROM metric_counters ORDER BY ALL")

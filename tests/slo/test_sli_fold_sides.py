@@ -143,10 +143,10 @@ def test_a_failed_run_side_leaves_the_events_folded_and_the_next_fold_catches_up
     third = _second_batch_posted(col)
     real = F._write_runs
 
-    def failing(cur, runs, now):
+    def failing(cur, runs, cfg, now):
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the run side fails")
-        return real(cur, runs, now)
+        return real(cur, runs, cfg, now)
 
     monkeypatch.setattr(F, "_write_runs", failing)
     before = col.cursors()
