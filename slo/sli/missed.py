@@ -95,9 +95,10 @@ GROUP BY r.notebook_id
 def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
     """The longest grace of a stored miss: kept in sli_state by `detect`, read from the misses when it is not there
     (a database folded before it was kept, sli_state emptied by a migration or a rebuild). Never written here: the
-    run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py); that side
-    writes it only when `reopen_unserved` stores a miss of a longer grace than any before, and should both sides
-    write it in one fold, the later commit fails and fold() folds that side again in line."""
+    run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py). The run
+    attempts' side writes it too, but only when `reopen_unserved` stores a miss of a longer grace than the key says
+    (or the key is absent); should both sides write it in one fold, one side's write fails and fold() folds that
+    side again in line (tests/slo/test_schedule_registrations.py)."""
     got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
     if got is not None:
         return float(got[0])

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector.storage import db as dbmod
+from slo.sli import fold as fold_mod
 from slo.sli import missed, slots
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold
@@ -306,3 +307,40 @@ def test_runs_whose_events_arrive_in_order_decide_no_slot_again(tmp_path):
     assert ("n", late_slot, "t", 300.0) in _state(con)[0]
     assert [r for (r,) in con.execute("SELECT run_id FROM run_attempts WHERE first_batch < updated_batch "
                                       "ORDER BY run_id").fetchall()] == ["apart", "late"]
+
+
+def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(tmp_path):
+    """The run attempts' side keeps the longest grace of a stored miss when it stores one (`reopen_unserved`), as
+    the events' side does when it stores misses: with the key absent (a migration emptied sli_state) both write it
+    in one fold, which DuckDB refuses to one of them; fold() folds that side again in line, and the misses equal
+    those of one fold of all the events."""
+    slot = NOW.replace(minute=0) - timedelta(hours=2)  # 10:00
+    at = int((slot - NOW).total_seconds() // 60)
+    reg = ev("notebook.schedule.registered", -6 * 60, notebook_id="n", team="t", cron="0 * * * *", grace_seconds=300)
+    run = dict(notebook_id="n", team="t", trigger="scheduled", run_id="r")
+    con = dbmod.connect(tmp_path / "apart.duckdb")
+    write_events(con, [reg])
+    fold(con, CFG, now=NOW)
+    write_events(con, [ev("notebook.run.succeeded", at + 3, **run)])
+    fold(con, CFG, now=NOW)
+    con.execute("DELETE FROM sli_state WHERE key = 'missed_max_grace'")
+    write_events(con, [ev("notebook.run.started", at - 2, **run)])
+    later = NOW + timedelta(hours=1)  # the next slot is due: the events' side stores misses too
+    conflicts = []
+    real = fold_mod._fold_joined
+
+    def joined(cur, cfg, now, lo, runs_lo, *rest):
+        conflicts.append(lo != runs_lo)  # a side folded, the other not: folded again in line
+        return real(cur, cfg, now, lo, runs_lo, *rest)
+
+    with mock.patch.object(fold_mod, "_fold_joined", joined):
+        fold(con, CFG, now=later)
+    got = _state(con)[0]
+    assert con.execute("SELECT value FROM sli_state WHERE key = 'missed_max_grace'").fetchone() == ("300.0",)
+    con.close()
+    whole = dbmod.connect(tmp_path / "whole.duckdb")
+    write_events(whole, [reg, ev("notebook.run.succeeded", at + 3, **run), ev("notebook.run.started", at - 2, **run)])
+    fold(whole, CFG, now=later)
+    assert ("n", slot, "t", 300.0) in got
+    assert got == _state(whole)[0]
+    assert conflicts == [True]
