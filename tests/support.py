@@ -172,6 +172,17 @@ def write_events(con: Any, events: list[dict]) -> None:
         w.stop()
 
 
+def assert_slot_counts_kept(con: Any) -> None:
+    """The counts the fold keeps for the slot counters (migration 0213) are those of the rows they count: every
+    decided slot outcome, every miss ever detected."""
+    assert con.execute("SELECT team, environment, outcome, n FROM sli_slot_counts WHERE n > 0 "
+                       "ORDER BY ALL").fetchall() == con.execute(
+        "SELECT team, environment, outcome, count(*) FROM sli_slot_outcomes WHERE outcome IS NOT NULL "
+        "GROUP BY ALL ORDER BY ALL").fetchall()
+    assert con.execute("SELECT team, n FROM sli_missed_counts WHERE n > 0 ORDER BY ALL").fetchall() == con.execute(
+        "SELECT team, count(*) FROM sli_missed_slots GROUP BY ALL ORDER BY ALL").fetchall()
+
+
 def refuse_to_derive(monkeypatch: Any, run_id: str) -> None:
     """The deriver's fold fails for any pass holding the run `run_id` and works for the others: a batch whose
     derived rows cannot be written (the writer then retries each batch of the pass alone)."""

@@ -20,7 +20,7 @@ import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import conventions as C
-from slo.sli import slots
+from slo.sli import missed, slots
 from slo.sli.compute import active_kernels, artifact_states, compute, consecutive_failures
 from slo.sli.config import SliConfig, SliQuery
 
@@ -80,12 +80,11 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         age[team] = max(age.get(team, 0.0), oldest)
     for team in sorted(age):
         age_f.add_metric([team], age[team])
-    missed = CounterMetricFamily(
+    missed_f = CounterMetricFamily(
         C.SCHEDULED_RUNS_MISSED, "Cron slots detected as missed (no run started within the grace "
         "period); counted once per slot, never decreased by late runs.", labels=["team"])
-    for team, n in cur.execute(
-            "SELECT team, count(*) FROM sli_missed_slots GROUP BY team ORDER BY team").fetchall()[:MAX_TEAMS]:
-        missed.add_metric([team], float(n))
+    for team, n in cur.execute(missed.COUNTS).fetchall()[:MAX_TEAMS]:
+        missed_f.add_metric([team], float(n))
     slot_f = CounterMetricFamily(
         C.SCHEDULED_SLOTS, "Due cron slots by outcome (ok, missed, late, failed by the final attempt; "
         "slo/sli/slots.py), counted once when decided.", labels=[C.TEAM, C.ENVIRONMENT, C.OUTCOME])
@@ -101,7 +100,7 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         "attempt (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=[C.TEAM, C.NOTEBOOK, C.OWNER])
     for team, nb, owner, n in consecutive_failures(cur, cfg.critical_notebooks_cap, cfg.production_environments):
         consec.add_metric([team, nb, owner], float(n))
-    return [ratio, value, ts, age_f, stale_f, tracked_f, missed, slot_f, active, consec]
+    return [ratio, value, ts, age_f, stale_f, tracked_f, missed_f, slot_f, active, consec]
 
 
 def sli_metrics(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> list[Metric]:

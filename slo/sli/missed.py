@@ -22,6 +22,7 @@ change. Slots older than `now - lookback` are never enumerated.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,8 +98,8 @@ def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
     (a database folded before it was kept, sli_state emptied by a migration or a rebuild). Never written here: the
     run attempts' side of a fold calls this while the events' side may write the key (slo/sli/fold.py). The run
     attempts' side writes it too, but only when `reopen_unserved` stores a miss of a longer grace than the key says
-    (or the key is absent); should both sides write it in one fold, one side's write fails and fold() folds that
-    side again in line (tests/slo/test_schedule_registrations.py)."""
+    (or the key is absent); should both sides write it in one fold, DuckDB refuses the conflict and fold() folds
+    again in line what did not commit (tests/slo/test_schedule_registrations.py)."""
     got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
     if got is not None:
         return float(got[0])
@@ -162,19 +163,55 @@ WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.fr
   AND NOT EXISTS (SELECT 1 FROM sli_new_missed n WHERE n.notebook_id = m.notebook_id AND n.slot = m.slot)
 """
 
+# The new misses are inserted (their teams returned, for the kept counts); a slot stored already is skipped, and put
+# in force again when it was retracted (`_UNRETRACT`).
 _INSERT_MISSES = """
 INSERT INTO sli_missed_slots
 SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed n {only_new}
-ON CONFLICT (notebook_id, slot) DO UPDATE SET retracted_at = NULL
+ON CONFLICT (notebook_id, slot) DO NOTHING RETURNING team
+"""
+_UNRETRACT = """
+UPDATE sli_missed_slots m SET retracted_at = NULL
+FROM sli_new_missed n
+WHERE m.notebook_id = n.notebook_id AND m.slot = n.slot AND m.retracted_at IS NOT NULL
 """
 # After a re-enumeration, the misses not in force yet only: the notebook finds most of its misses again, and each
-# conflicting row costs the key's lookup and an update (a fold re-deciding 10 days of 512 schedules: -11%). Not
-# otherwise: a pass's misses are then after its watermarks, new, and the anti-join would scan every stored miss
-# (8 against 2 ms for 20 misses among 775,000).
+# conflicting row costs the key's lookup (a fold re-deciding 10 days of 512 schedules: -11%). Not otherwise: a
+# pass's misses are then after its watermarks, new, and the anti-join would scan every stored miss (8 against 2 ms
+# for 20 misses among 775,000).
 _NOT_IN_FORCE = """
 WHERE NOT EXISTS (SELECT 1 FROM sli_missed_slots m WHERE m.notebook_id = n.notebook_id AND m.slot = n.slot
                                                    AND m.retracted_at IS NULL)
 """
+# `notebook_scheduled_runs_missed_total{team}`: the misses ever detected, kept as counts (migration 0213)
+_ADD_COUNTS = """
+INSERT INTO sli_missed_counts SELECT team, n FROM sli_missed_added
+ON CONFLICT (team) DO UPDATE SET n = sli_missed_counts.n + EXCLUDED.n
+"""
+COUNTS = "SELECT team, n FROM sli_missed_counts ORDER BY team"
+
+
+def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> tuple[int, int]:
+    """Store the slots of sli_new_missed as missed (with `only_new`, those not in force: `_NOT_IN_FORCE`): the new
+    ones inserted and counted, the retracted ones put in force again. Returns (inserted, put in force again)."""
+    added = collections.Counter(
+        t for (t,) in cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if only_new else ""),
+                                  {"now": now}).fetchall())
+    inserted = sum(added.values())
+    again = 0
+    if only_new or inserted < cur.execute("SELECT count(*) FROM sli_new_missed").fetchall()[0][0]:
+        again = cur.execute(_UNRETRACT).fetchall()[0][0]
+    if added:
+        cur.register("sli_missed_added", pa.table({"team": list(added), "n": list(added.values())},
+                                                  schema=_ADDED_SCHEMA))
+        try:
+            cur.execute(_ADD_COUNTS)
+        finally:
+            cur.unregister("sli_missed_added")
+    return inserted, int(again)
+
+
+_ADDED_SCHEMA = pa.schema([("team", pa.string()), ("n", pa.int64())])
 
 _SLOT_SCHEMA = pa.schema([
     ("notebook_id", pa.string()), ("slot", pa.timestamp("us", tz="UTC")), ("team", pa.string()),
@@ -329,11 +366,9 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 cur.execute(_RETRACT_RESET, {"now": now})
             finally:
                 cur.unregister("sli_resets")
-        before = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0]
-        cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if resets else ""), {"now": now})
+        inserted, _ = _store(cur, now, only_new=bool(resets))
         _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0]
                         if slots.num_rows else None)
-        inserted = cur.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] - before
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:
         cur.unregister("sli_slots")
@@ -382,14 +417,13 @@ def reopen_unserved(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_gr
     try:
         cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}", {"lo": lo - timedelta(days=1),
                                                                                    "hi": hi})
-        n = cur.execute(f"SELECT count(*) FROM sli_new_missed n {_NOT_IN_FORCE}").fetchone()[0]
-        if n:
-            cur.execute(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE), {"now": now})
+        inserted, again = _store(cur, now, only_new=True)
+        if inserted:
             _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0])
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:
         cur.unregister("sli_slots")
-    return int(n)
+    return inserted + again
 
 
 _MARK_SCHEMA = pa.schema([("notebook_id", pa.string()), ("until", pa.timestamp("us", tz="UTC")),

@@ -86,7 +86,7 @@ final AS (
     WHERE a.first_seen_at >= $lo
     GROUP BY s.notebook_id, s.slot, s.run_id
 )
-SELECT p.notebook_id, p.slot,
+SELECT p.notebook_id, p.slot, p.team, p.environment,
        CASE WHEN f.run_id IS NULL THEN
                 CASE WHEN $now >= p.slot + to_seconds(p.grace_seconds + $settle) THEN 'missed' END
             WHEN f.state = 'succeeded' AND f.ended_at <= p.deadline THEN 'ok'
@@ -109,9 +109,12 @@ _SCHEMA = pa.schema([
     ("environment", pa.string()), ("grace_seconds", pa.float64()), ("deadline", pa.timestamp("us", tz="UTC")),
 ])
 
-COUNTS = """
-SELECT team, environment, outcome, count(*) FROM sli_slot_outcomes WHERE outcome IS NOT NULL
-GROUP BY ALL ORDER BY ALL
+# The counter reads the counts kept as slots are decided (migration 0213): sli_slot_outcomes keeps every decided
+# slot for good, and counting it at every refresh grew with the history (13 ms at 770,000 slots).
+COUNTS = "SELECT team, environment, outcome, n FROM sli_slot_counts ORDER BY ALL"
+_ADD_COUNTS = """
+INSERT INTO sli_slot_counts SELECT team, environment, outcome, count(*) FROM sli_decided GROUP BY ALL
+ON CONFLICT (team, environment, outcome) DO UPDATE SET n = sli_slot_counts.n + EXCLUDED.n
 """
 
 
@@ -195,6 +198,7 @@ def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
             cur.register("sli_decided", res.filter(pc.invert(undecided)))
             try:
                 cur.execute(_APPLY, {"now": now})
+                cur.execute(_ADD_COUNTS)  # each of them was undecided: counted once
             finally:
                 cur.unregister("sli_decided")
     # nothing undecided: only new slots or attempts can change anything ("")

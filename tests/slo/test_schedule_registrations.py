@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from slo.sli import fold as fold_mod
 from slo.sli import missed, slots
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold
-from tests.support import write_events
+from tests.support import assert_slot_counts_kept, write_events
 
 NOW = datetime(2026, 11, 20, 12, 7, tzinfo=timezone.utc)
 CFG = SliConfig(slot_settle_seconds=300)
@@ -122,6 +123,7 @@ def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
         write_events(whole, events)
         fold(whole, CFG, now=NOW)
         want = _state(whole)
+        assert_slot_counts_kept(whole)
         whole.close()
 
         cut = dbmod.connect(Path(d) / "cut.duckdb")
@@ -129,6 +131,7 @@ def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
             if b > a:
                 write_events(cut, events[a:b])
                 fold(cut, CFG, now=NOW)
+                assert_slot_counts_kept(cut)
         got = _state(cut)
         cut.close()
     assert got[0] == want[0]
@@ -312,28 +315,38 @@ def test_runs_whose_events_arrive_in_order_decide_no_slot_again(tmp_path):
 def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(tmp_path):
     """The run attempts' side keeps the longest grace of a stored miss when it stores one (`reopen_unserved`), as
     the events' side does when it stores misses: with the key absent (a migration emptied sli_state) both write it
-    in one fold, which DuckDB refuses to one of them; fold() folds that side again in line, and the misses equal
-    those of one fold of all the events."""
+    while both transactions are open, which DuckDB refuses; fold() folds again in line what did not commit, and the
+    misses equal those of one fold of all the events."""
     slot = NOW.replace(minute=0) - timedelta(hours=2)  # 10:00
     at = int((slot - NOW).total_seconds() // 60)
     reg = ev("notebook.schedule.registered", -6 * 60, notebook_id="n", team="t", cron="0 * * * *", grace_seconds=300)
     run = dict(notebook_id="n", team="t", trigger="scheduled", run_id="r")
     con = dbmod.connect(tmp_path / "apart.duckdb")
-    write_events(con, [reg])
-    fold(con, CFG, now=NOW)
-    write_events(con, [ev("notebook.run.succeeded", at + 3, **run)])
+    write_events(con, [reg, ev("notebook.run.succeeded", at + 3, **run)])  # 10:00 decided served, never stored
     fold(con, CFG, now=NOW)
     con.execute("DELETE FROM sli_state WHERE key = 'missed_max_grace'")
     write_events(con, [ev("notebook.run.started", at - 2, **run)])
     later = NOW + timedelta(hours=1)  # the next slot is due: the events' side stores misses too
     conflicts = []
-    real = fold_mod._fold_joined
+    real_joined, real_events, real_keep = fold_mod._fold_joined, fold_mod._fold_events, missed._keep_max_grace
+    began = threading.Event()
 
     def joined(cur, cfg, now, lo, runs_lo, *rest):
         conflicts.append(lo != runs_lo)  # a side folded, the other not: folded again in line
-        return real(cur, cfg, now, lo, runs_lo, *rest)
+        return real_joined(cur, cfg, now, lo, runs_lo, *rest)
 
-    with mock.patch.object(fold_mod, "_fold_joined", joined):
+    def events_side(*args):
+        began.set()  # its transaction is open
+        return real_events(*args)
+
+    def keep(cur, new):
+        if threading.current_thread() is not threading.main_thread():
+            began.wait(10)  # the run attempts' side writes while the events' side's transaction is open
+        return real_keep(cur, new)
+
+    with mock.patch.object(fold_mod, "_fold_joined", joined), mock.patch.object(fold_mod, "_fold_events",
+                                                                                 events_side), \
+            mock.patch.object(missed, "_keep_max_grace", keep):
         fold(con, CFG, now=later)
     got = _state(con)[0]
     assert con.execute("SELECT value FROM sli_state WHERE key = 'missed_max_grace'").fetchone() == ("300.0",)
@@ -343,4 +356,4 @@ def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(
     fold(whole, CFG, now=later)
     assert ("n", slot, "t", 300.0) in got
     assert got == _state(whole)[0]
-    assert conflicts == [True]
+    assert len(conflicts) == 1  # refused, then folded again in line (one side, or both, had not committed)

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from collector.app import create_app
 from collector.settings import Settings
 from collector.storage import db as dbmod
-from slo.sli import slots
+from slo.sli import missed, slots
 from slo.sli.compute import active_kernels, artifact_states
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold, rebuild
-from tests.support import write_events
+from tests.support import assert_slot_counts_kept, database_before, write_events
 
 T = datetime(2026, 11, 10, 0, 0, tzinfo=timezone.utc)
 _ids = itertools.count()
@@ -42,6 +42,7 @@ def ingest(tmp_path, events: list[dict]):
         assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
     con = dbmod.connect(db)
     con.execute("DELETE FROM sli_slot_outcomes")  # the app's refresher folded at the wall clock: start over
+    con.execute("DELETE FROM sli_slot_counts")  # (and kept what it decided as counts)
     return con
 
 
@@ -97,6 +98,7 @@ def test_slot_outcomes_by_final_attempt_and_deadline(tmp_path):
         fold(con, CFG, now=m(341))
         assert [c for c in slots.counts(con) if c[2] != "missed"] == [
             ("fin", "prod", "failed", 1), ("fin", "prod", "late", 2), ("fin", "prod", "ok", 2)]
+        assert_slot_counts_kept(con)
     finally:
         con.close()
 
@@ -123,6 +125,7 @@ def test_a_fold_decides_by_enumeration_alone_new_attempts_alone_and_time_alone(t
         assert outcomes(con)["04:00"] is None
         fold(con, CFG, now=m(256))  # time alone, without a run: missed at grace + settle, not at the deadline
         assert outcomes(con)["04:00"] == "missed"
+        assert_slot_counts_kept(con)
     finally:
         con.close()
 
@@ -204,3 +207,22 @@ def test_a_run_queued_hours_ahead_serves_its_slot_and_its_retry_decides(tmp_path
         assert by_day(con) == {"11-09": "missed", "11-10": "failed"}
     finally:
         con.close()
+
+
+def test_migration_0213_counts_the_slots_stored_before_it(tmp_path):
+    """The counters read kept counts (migration 0213): a database whose slot outcomes and misses were stored before
+    starts from their counts, then the fold adds what it decides."""
+    con = database_before(tmp_path / "old.duckdb", 213)
+    rows = [("a", m(0), "fin", "prod", "ok"), ("a", m(60), "fin", "prod", "missed"), ("b", m(0), "ops", "dev", "ok"),
+            ("b", m(60), "ops", "dev", None), ("c", m(0), "fin", "prod", "ok")]
+    for nb, slot, team, env, outcome in rows:
+        con.execute("INSERT INTO sli_slot_outcomes VALUES (?, ?, ?, ?, 300, ?, ?, ?)",
+                    [nb, slot, team, env, slot + timedelta(hours=1), outcome, slot if outcome else None])
+    for nb, slot, team in (("a", m(60), "fin"), ("b", m(120), "ops"), ("b", m(180), "ops")):
+        con.execute("INSERT INTO sli_missed_slots VALUES (?, ?, ?, '0 * * * *', NULL, 300, ?, NULL)",
+                    [nb, slot, team, slot])
+    con.close()
+    con = dbmod.connect(tmp_path / "old.duckdb")
+    assert slots.counts(con) == [("fin", "prod", "missed", 1), ("fin", "prod", "ok", 2), ("ops", "dev", "ok", 1)]
+    assert con.execute(missed.COUNTS).fetchall() == [("fin", 1), ("ops", 2)]
+    assert_slot_counts_kept(con)
