@@ -20,7 +20,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import machine, write_section  # noqa: E402
+from report import machine, run_in_checkout, write_section  # noqa: E402
 
 FOLD = """
 import json, sys, time
@@ -117,11 +116,8 @@ def main() -> None:
                 for label, code in codes.items():
                     run = work / "run.duckdb"
                     shutil.copy(db, run)
-                    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
-                    out = subprocess.run([sys.executable, "-c", FOLD, str(run), now, str(code)], check=True, text=True,
-                                         capture_output=True, cwd=work,
-                                         env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"})
-                    runs.setdefault((kind, label), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    runs.setdefault((kind, label), []).append(
+                        run_in_checkout(FOLD, [str(run), now, str(code)], code, work))
     rows = []
     for kind in cases:
         for label in codes:

@@ -1,10 +1,14 @@
-"""Shared by the benchmarks: machine description and writing one marked section of docs/performance.md."""
+"""Shared by the benchmarks: machine description, writing one marked section of docs/performance.md, running a
+measurement with another checkout's code."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -30,3 +34,13 @@ def write_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
     DOC.write_text(text)
+
+
+def run_in_checkout(script: str, args: list[str], code: Path, cwd: Path) -> dict:
+    """Run `script` (Python source, which prints one JSON object last) in a fresh process with the checkout `code`
+    first on its path, and return that object: benches that alternate this checkout with another (`--before`)."""
+    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", script, *args], check=True, text=True, capture_output=True, cwd=cwd,
+                         env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
