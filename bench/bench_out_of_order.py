@@ -36,8 +36,6 @@ from report import machine, run_in_checkout, write_section  # noqa: E402
 
 RUN = """
 import json, sys, time
-import slo
-assert slo.__file__.startswith(sys.argv[4]), (slo.__file__, sys.argv[4])
 from datetime import datetime
 import pyarrow.parquet as pq
 from collector.ingest.writer import Writer
@@ -101,7 +99,7 @@ def main() -> None:
                     run = work / "run.duckdb"
                     shutil.copy(folded, run)
                     runs.setdefault((case, label), []).append(
-                        run_in_checkout(RUN, [str(run), json.dumps(parts), now, str(code)], code, work))
+                        run_in_checkout(RUN, [str(run), json.dumps(parts), now], code, work))
                     print(case, label, runs[(case, label)][-1], flush=True)
     rows = []
     for case in cases:

@@ -35,8 +35,6 @@ from report import machine, run_in_checkout, write_section  # noqa: E402
 
 FOLD = """
 import json, sys, time
-import slo
-assert slo.__file__.startswith(sys.argv[3]), (slo.__file__, sys.argv[3])
 from datetime import datetime, timedelta
 from collector.storage import db
 from slo.sli.config import SliConfig
@@ -117,7 +115,7 @@ def main() -> None:
                     run = work / "run.duckdb"
                     shutil.copy(db, run)
                     runs.setdefault((kind, label), []).append(
-                        run_in_checkout(FOLD, [str(run), now, str(code)], code, work))
+                        run_in_checkout(FOLD, [str(run), now], code, work))
     rows = []
     for kind in cases:
         for label in codes:

@@ -36,11 +36,20 @@ def write_section(name: str, markdown: str) -> None:
     DOC.write_text(text)
 
 
+_IN_CHECKOUT = """
+import sys
+import collector, slo
+_code = sys.argv.pop()
+assert all(m.__file__.startswith(_code) for m in (collector, slo)), (_code, collector.__file__, slo.__file__)
+"""
+
+
 def run_in_checkout(script: str, args: list[str], code: Path, cwd: Path) -> dict:
     """Run `script` (Python source, which prints one JSON object last) in a fresh process with the checkout `code`
-    first on its path, and return that object: benches that alternate this checkout with another (`--before`)."""
+    first on its path (checked before it runs), and return that object: benches that alternate this checkout with
+    another (`--before`)."""
     # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
-    out = subprocess.run([sys.executable, "-c", script, *args], check=True, text=True, capture_output=True, cwd=cwd,
-                         env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run([sys.executable, "-c", _IN_CHECKOUT + script, *args, str(code)], check=True, text=True,
+                         capture_output=True, cwd=cwd, env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
