@@ -357,3 +357,27 @@ def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(
     assert ("n", slot, "t", 300.0) in got
     assert got == _state(whole)[0]
     assert len(conflicts) == 1  # refused, then folded again in line (one side, or both, had not committed)
+
+
+def test_a_miss_retracted_by_one_registration_is_in_force_again_when_a_later_one_brings_its_slot_back(tmp_path):
+    """Hourly from 06:07, every half past from 08:07 (arriving later: the hourly misses after it are retracted),
+    hourly again from 10:07 (arriving last): the 11:00 and 12:00 misses are in force again, the same rows, counted
+    once (the counter counts detections), as one fold of the three registrations finds them."""
+    def reg(minutes: int, cron: str) -> dict:
+        return ev("notebook.schedule.registered", minutes, notebook_id="n", team="t", cron=cron, grace_seconds=300)
+
+    regs = [reg(-6 * 60, "0 * * * *"), reg(-4 * 60, "30 * * * *"), reg(-2 * 60, "0 * * * *")]
+    con = dbmod.connect(tmp_path / "apart.duckdb")
+    for r in regs:
+        write_events(con, [r])
+        fold(con, CFG, now=NOW)
+    got = _state(con)[0]
+    at = lambda h, m=0: NOW.replace(hour=h, minute=m)  # noqa: E731
+    assert sorted(slot for _, slot, _, _ in got) == [at(7), at(8), at(8, 30), at(9, 30), at(11), at(12)]
+    assert con.execute("SELECT count(*) FROM sli_missed_slots").fetchone()[0] == 10  # 6 hourly, 4 half past
+    assert_slot_counts_kept(con)
+    con.close()
+    whole = dbmod.connect(tmp_path / "whole.duckdb")
+    write_events(whole, regs)
+    fold(whole, CFG, now=NOW)
+    assert got == _state(whole)[0]
