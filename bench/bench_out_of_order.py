@@ -1,11 +1,11 @@
 """What runs whose events arrive out of order cost the SLI fold (slo/sli/missed.py: reopen_unserved), and whether
 the missed slots then equal those of the same events in order, on bench_sli.py's folded history.
 
-    .venv/bin/python bench/bench_sli.py                                   # builds var/bench_sli.folded.duckdb once
     .venv/bin/python bench/bench_out_of_order.py                          # this checkout, 5 runs per case
     .venv/bin/python bench/bench_out_of_order.py --before /tmp/base       # alternated with another checkout
 
-The 10,000 new events of bench_sli.py's incremental phase (the same mix, ~the last two days) are cut in two batches,
+The history is bench_sli.py's, folded once (var/bench_sli.folded.duckdb, built and folded here when missing). The
+10,000 new events of bench_sli.py's incremental phase (the same mix, ~the last two days) are cut in two batches,
 each committed through the checkout's own writer and deriver and folded: `ordered` first the queued and started
 events, then the terminal ones; `reversed` first the terminal events (each run first seen at its end), then the
 others (first seen earlier: a slot served by an end may no longer be). Timed: the second fold. Reported beside it:
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_sli  # noqa: E402
 from report import machine, run_in_checkout, write_section  # noqa: E402
 
 RUN = """
@@ -63,8 +64,6 @@ con.close()
 
 def batches(work: Path, now: datetime) -> dict[str, list[str]]:
     """Both cases' two batches, as Parquet files of INGEST_SCHEMA rows."""
-    import bench_sli
-
     new = bench_sli.generate(300_000, now, seed=11, prefix="new-", registry=False)
     new = new.slice(new.num_rows - 10_000, 10_000)  # bench_sli.py's incremental batch
     terminal = pc.match_substring_regex(new.column("type"), r"\.(succeeded|failed|timed_out|cancelled)$")
@@ -78,16 +77,15 @@ def batches(work: Path, now: datetime) -> dict[str, list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.duckdb",
-                    help="bench_sli.py's history (its .folded.duckdb and .json beside it are read)")
+                    help="bench_sli.py's history (its .folded.duckdb and .json beside it are read; built and folded "
+                         "first when missing, as bench_sli.py does)")
+    ap.add_argument("--events", type=int, default=10_000_000, help="the history's events, when it is built")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--before", type=Path, help="a checkout whose fold runs alternately with this one's")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    folded = args.db.with_name(args.db.stem + ".folded.duckdb")
-    meta = args.db.with_suffix(".json")
-    if not folded.exists() or not meta.exists():
-        sys.exit(f"{folded} or {meta} is missing: run bench/bench_sli.py first")
-    now = json.loads(meta.read_text())["now"]
+    folded, info = bench_sli.folded_history(args.db, args.events)
+    now = info["now"]
     codes = {"this": ROOT} | ({"before": args.before.resolve()} if args.before else {})
     runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(dir=folded.parent) as d:

@@ -311,6 +311,29 @@ def write_section(text: str, path: Path) -> None:
     path.write_text(doc)
 
 
+def ensure_history(db: Path, events: int, rebuild: bool = False) -> dict:
+    """The history in `db` (built once, described in `db` with suffix .json: events, build time, its `now`)."""
+    meta = db.with_suffix(".json")
+    if rebuild or not db.exists() or not meta.exists():
+        for p in (db, meta, Path(str(db) + ".wal")):
+            p.unlink(missing_ok=True)
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        info = build(db, events, now)
+        info["now"] = now.isoformat()
+        meta.write_text(json.dumps(info))
+    return json.loads(meta.read_text())
+
+
+def folded_history(db: Path, events: int) -> tuple[Path, dict]:
+    """The history folded once (db's .folded.duckdb beside it), made when missing: for the benches that start from
+    it (bench/bench_out_of_order.py)."""
+    info = ensure_history(db, events)
+    folded = db.with_name(db.stem + ".folded.duckdb")
+    if not folded.exists():
+        _phase(["fold", str(db), info["now"]], keep=folded)
+    return folded, info
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -332,15 +355,7 @@ def main() -> None:
     if a.phase:
         phase(a.phase[0], Path(a.phase[1]), a.phase[2])
         return
-    meta = a.db.with_suffix(".json")
-    if a.rebuild or not a.db.exists() or not meta.exists():
-        for p in (a.db, meta, Path(str(a.db) + ".wal")):
-            p.unlink(missing_ok=True)
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        info = build(a.db, a.events, now)
-        info["now"] = now.isoformat()
-        meta.write_text(json.dumps(info))
-    info = json.loads(meta.read_text())
+    info = ensure_history(a.db, a.events, a.rebuild)
     print("built:", info, flush=True)
     folded = a.db.with_name(a.db.stem + ".folded.duckdb")
     fold = _phase(["fold", str(a.db), info["now"]], keep=folded)
