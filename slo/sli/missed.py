@@ -193,12 +193,15 @@ COUNTS = "SELECT team, n FROM sli_missed_counts ORDER BY team"
 def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> tuple[int, int]:
     """Store the slots of sli_new_missed as missed (with `only_new`, those not in force: `_NOT_IN_FORCE`): the new
     ones inserted and counted, the retracted ones put in force again. Returns (inserted, put in force again)."""
+    candidates = cur.execute("SELECT count(*) FROM sli_new_missed").fetchall()[0][0]
+    if not candidates:  # (nothing to insert, nothing to put in force again: no scan of the stored misses)
+        return 0, 0
     # as Arrow: an initial fold inserts half a million misses, whose teams as Python objects cost 0.2 s more
     teams = cur.sql(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if only_new else ""),
                     params={"now": now}).to_arrow_table().column("team")
     inserted = len(teams)
     again = 0
-    if only_new or inserted < cur.execute("SELECT count(*) FROM sli_new_missed").fetchall()[0][0]:
+    if only_new or inserted < candidates:  # some were stored already: those retracted are in force again
         again = cur.execute(_UNRETRACT).fetchall()[0][0]
     if inserted:
         counts = pc.value_counts(teams)
