@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_sli  # noqa: E402
-from report import machine, run_in_checkout, write_section  # noqa: E402
+from report import alternated, machine, write_section  # noqa: E402
 
 RUN = """
 import json, sys, time
@@ -87,18 +86,11 @@ def main() -> None:
     folded, info = bench_sli.folded_history(args.db, args.events)
     now = info["now"]
     codes = {"this": ROOT} | ({"before": args.before.resolve()} if args.before else {})
-    runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(dir=folded.parent) as d:
         work = Path(d)
         cases = batches(work, datetime.fromisoformat(now))
-        for _ in range(args.reps):
-            for case, parts in cases.items():
-                for label, code in codes.items():
-                    run = work / "run.duckdb"
-                    shutil.copy(folded, run)
-                    runs.setdefault((case, label), []).append(
-                        run_in_checkout(RUN, [str(run), json.dumps(parts), now], code, work))
-                    print(case, label, runs[(case, label)][-1], flush=True)
+        runs = alternated(RUN, {case: (folded, [json.dumps(parts), now]) for case, parts in cases.items()}, codes,
+                          args.reps, work)
     rows = []
     for case in cases:
         for label in codes:

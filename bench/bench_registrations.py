@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import machine, run_in_checkout, write_section  # noqa: E402
+from report import alternated, machine, write_section  # noqa: E402
 
 FOLD = """
 import json, sys, time
@@ -108,14 +108,7 @@ def main() -> None:
             ingest_files_to_db([work / f"{kind}.ndjson"], db, progress=False)
             cases[kind] = db
         codes = {"this": ROOT} | ({"before": args.before.resolve()} if args.before else {})
-        runs: dict[tuple[str, str], list[dict]] = {}
-        for _ in range(args.reps):
-            for kind, db in cases.items():
-                for label, code in codes.items():
-                    run = work / "run.duckdb"
-                    shutil.copy(db, run)
-                    runs.setdefault((kind, label), []).append(
-                        run_in_checkout(FOLD, [str(run), now], code, work))
+        runs = alternated(FOLD, {kind: (db, [now]) for kind, db in cases.items()}, codes, args.reps, work)
     rows = []
     for kind in cases:
         for label in codes:

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,4 +53,20 @@ def run_in_checkout(script: str, args: list[str], code: Path, cwd: Path) -> dict
     out = subprocess.run([sys.executable, "-c", _IN_CHECKOUT + script, *args, str(code)], check=True, text=True,
                          capture_output=True, cwd=cwd, env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"})
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def alternated(script: str, cases: dict[str, tuple[Path, list[str]]], codes: dict[str, Path], reps: int,
+               work: Path) -> dict[tuple[str, str], list[dict]]:
+    """`reps` rounds of every case (a database, copied afresh for each run, and the script's other arguments) with
+    every checkout of `codes` (`run_in_checkout`), alternated so that the machine's drift falls on all alike; the
+    runs' objects by (case, checkout label)."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(reps):
+        for case, (db, args) in cases.items():
+            for label, code in codes.items():
+                run = work / "run.duckdb"
+                shutil.copy(db, run)
+                runs.setdefault((case, label), []).append(run_in_checkout(script, [str(run), *args], code, work))
+                print(case, label, runs[(case, label)][-1], flush=True)
+    return runs
 
