@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from datetime import datetime
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_sli  # noqa: E402
-from report import alternated, machine, write_section  # noqa: E402
+from report import alternated, alternated_rows, machine, write_section  # noqa: E402
 
 RUN = """
 import json, sys, time
@@ -91,14 +90,7 @@ def main() -> None:
         cases = batches(work, datetime.fromisoformat(now))
         runs = alternated(RUN, {case: (folded, [json.dumps(parts), now]) for case, parts in cases.items()}, codes,
                           args.reps, work)
-    rows = []
-    for case in cases:
-        for label in codes:
-            rs = runs[(case, label)]
-            med = statistics.median(r["ms"] for r in rs)
-            each = ", ".join(f"{r['ms']:,.0f}" for r in rs)
-            rows.append(f"| {case} | {label} | **{med:,.0f}** | {each} | {rs[-1]['attempts']:,} | "
-                        f"{rs[-1]['new_missed']:,} | {rs[-1]['in_force']:,} |")
+    rows = alternated_rows(runs, ("attempts", "new_missed", "in_force"))
     text = (
         f"Measured by `bench/bench_out_of_order.py` on {machine()}: bench_sli.py's 10,000 incremental events on its "
         f"folded history ({folded.name}), cut in two batches, each committed and folded; `ordered`: queued and "

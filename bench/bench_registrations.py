@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import alternated, machine, write_section  # noqa: E402
+from report import alternated, alternated_rows, machine, write_section  # noqa: E402
 
 FOLD = """
 import json, sys, time
@@ -109,15 +108,8 @@ def main() -> None:
             cases[kind] = db
         codes = {"this": ROOT} | ({"before": args.before.resolve()} if args.before else {})
         runs = alternated(FOLD, {kind: (db, [now]) for kind, db in cases.items()}, codes, args.reps, work)
-    rows = []
-    for kind in cases:
-        for label in codes:
-            rs = runs[(kind, label)]
-            med = statistics.median(r["ms"] for r in rs)
-            each = ", ".join(f"{r['ms']:,.0f}" for r in rs)
-            line = f"| {kind} | {label} | **{med:,.0f}** | {each} | {rs[-1]['new_missed']:,} | {rs[-1]['decided']:,} |"
-            rows.append(line)
-            print(line, flush=True)
+    rows = alternated_rows(runs, ("new_missed", "decided"))
+    print("\n".join(rows), flush=True)
     text = (
         f"Measured by `bench/bench_registrations.py` on {machine()}: the SLI fold after each of the "
         f"{len(regs)} scheduled notebooks of the first {args.events:,} events of the ingest bench's history "

@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -69,4 +70,15 @@ def alternated(script: str, cases: dict[str, tuple[Path, list[str]]], codes: dic
                 runs.setdefault((case, label), []).append(run_in_checkout(script, [str(run), *args], code, work))
                 print(case, label, runs[(case, label)][-1], flush=True)
     return runs
+
+
+def alternated_rows(runs: dict[tuple[str, str], list[dict]], counts: tuple[str, ...]) -> list[str]:
+    """Markdown rows of `alternated`'s runs: case, checkout, median `ms` and every run's, then the `counts` of the
+    last run (what the fold found, the same in every run)."""
+    rows = []
+    for (case, label), rs in runs.items():
+        each = ", ".join(f"{r['ms']:,.0f}" for r in rs)
+        found = " | ".join(f"{rs[-1][c]:,}" for c in counts)
+        rows.append(f"| {case} | {label} | **{statistics.median(r['ms'] for r in rs):,.0f}** | {each} | {found} |")
+    return rows
 
