@@ -150,7 +150,7 @@ def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: dateti
     """Both slot trackers (missed runs, slot outcomes) decide the slots after each new registration in (lo, hi]
     again; returns the notebooks whose missed-run watermark moved back (`_detect`'s `moved`)."""
     floor = now - timedelta(days=cfg.missed_lookback_days)
-    cur.execute(missed.NEW_REGISTRATIONS, {"lo": lo, "hi": hi})
+    missed.stage_new_registrations(cur, lo, hi)
     try:
         moved = missed.reset_for_new_registrations(cur, floor)
         slots.reset_for_new_registrations(cur, floor)

@@ -116,15 +116,41 @@ def _keep_max_grace(cur: duckdb.DuckDBPyConnection, new: float | None) -> None:
 
 
 # The notebooks whose schedule was (re)registered in batches (lo, hi], each with the time after which its slots are
-# decided again: just before its earliest new registration. A registration ends the version in force at its time, so
-# the slots before it stay as they were; the slot at that very time ended the old version and belongs to neither now.
+# decided again: just before its earliest new registration that changes something. A registration ends the version
+# in force at its time, so the slots before it stay as they were; the slot at that very time ended the old version
+# and belongs to neither now. A registration equal to the version in force at its time (the registration just
+# before it, ties broken as `_VERSIONS` breaks them: every field a slot tracker reads) changes no slot, unless its
+# time could be a slot of that version: slots are whole minutes in UTC (5-field crons, and every UTC offset in use
+# since 1972 is whole minutes), so one at a whole minute is taken as changing, and the slot at its time leaves both.
+# A scheduler re-announcing its schedules at start-up then moves no watermark (docs/performance.md, SLIs,
+# twenty-eighth round). The predecessor must be enumerable for the two to be alike (`usable`: its time not before
+# TIME_MIN; every other bound is on a field they share).
 # Staged as `sli_new_regs` for this module's reset and the slot outcomes' (slo/sli/slots.py).
 NEW_REGISTRATIONS = """
 CREATE OR REPLACE TEMP TABLE sli_new_regs AS
-SELECT notebook_id, min(time) - INTERVAL 1 MICROSECOND AS frm FROM events
-WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
+WITH new AS (
+    SELECT source, id, notebook_id FROM events
+    WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
+), seq AS (
+    SELECT source, id, notebook_id, t, lag(t) OVER w >= $time_min
+           AND cron IS NOT DISTINCT FROM lag(cron) OVER w AND timezone IS NOT DISTINCT FROM lag(timezone) OVER w
+           AND grace_seconds IS NOT DISTINCT FROM lag(grace_seconds) OVER w AND team IS NOT DISTINCT FROM lag(team) OVER w
+           AND environment IS NOT DISTINCT FROM lag(environment) OVER w
+           AND sla_seconds IS NOT DISTINCT FROM lag(sla_seconds) OVER w AS same
+    FROM sli_schedule_regs WHERE notebook_id IN (SELECT notebook_id FROM new)
+    WINDOW w AS (PARTITION BY notebook_id ORDER BY t, source, id)
+)
+SELECT notebook_id, min(t) - INTERVAL 1 MICROSECOND AS frm FROM seq SEMI JOIN new USING (source, id)
+WHERE NOT coalesce(same AND epoch_us(t) % 60000000 <> 0, false)
 GROUP BY notebook_id
 """
+
+def stage_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+    """`NEW_REGISTRATIONS` of batches (lo, hi] as the temp table `sli_new_regs`."""
+    from collector.contract.events import TIME_MIN
+
+    cur.execute(NEW_REGISTRATIONS, {"lo": lo, "hi": hi, "time_min": TIME_MIN})
+
 
 # Each watermark moved back to the registration (never before the lookback), the notebook due at once; the ones
 # moved are returned (their misses after it are decided again: `detect`'s `moved`).
@@ -162,17 +188,21 @@ WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.fr
   AND NOT EXISTS (SELECT 1 FROM sli_new_missed n WHERE n.notebook_id = m.notebook_id AND n.slot = m.slot)
 """
 
-# The new misses are inserted (their teams returned, for the kept counts); a slot stored already is skipped, and put
-# in force again when it was retracted (`_UNRETRACT`).
+# The new misses are inserted (their teams returned, for the kept counts); a slot stored already is skipped, and
+# `_RESTORE` puts it in force again when it was retracted, with what the schedule in force says of it now (a
+# registration arriving late may have changed its team or grace: M8 then reads the miss as one fold would).
 _INSERT_MISSES = """
 INSERT INTO sli_missed_slots
 SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed n {only_new}
 ON CONFLICT (notebook_id, slot) DO NOTHING RETURNING team
 """
-_UNRETRACT = """
-UPDATE sli_missed_slots m SET retracted_at = NULL
+_RESTORE = """
+UPDATE sli_missed_slots m
+SET retracted_at = NULL, team = n.team, cron = n.cron, timezone = n.timezone, grace_seconds = n.grace_seconds
 FROM sli_new_missed n
-WHERE m.notebook_id = n.notebook_id AND m.slot = n.slot AND m.retracted_at IS NOT NULL
+WHERE m.notebook_id = n.notebook_id AND m.slot = n.slot
+  AND (m.retracted_at IS NOT NULL OR m.team IS DISTINCT FROM n.team OR m.cron IS DISTINCT FROM n.cron
+       OR m.timezone IS DISTINCT FROM n.timezone OR m.grace_seconds IS DISTINCT FROM n.grace_seconds)
 """
 # After a re-enumeration, the misses not in force yet only: the notebook finds most of its misses again, and each
 # conflicting row costs the key's lookup (a fold re-deciding 10 days of 512 schedules: -11%). Not otherwise: a
@@ -192,7 +222,9 @@ COUNTS = "SELECT team, n FROM sli_missed_counts ORDER BY team"
 
 def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> tuple[int, int]:
     """Store the slots of sli_new_missed as missed (with `only_new`, those not in force: `_NOT_IN_FORCE`): the new
-    ones inserted and counted, the retracted ones put in force again. Returns (inserted, put in force again)."""
+    ones inserted and counted, the stored ones put in force again as the schedule has them now (`_RESTORE`; the
+    counter, which counts detections, keeps them under the team they were detected for). Returns (inserted, stored
+    ones changed)."""
     candidates = cur.execute("SELECT count(*) FROM sli_new_missed").fetchall()[0][0]
     if not candidates:  # (nothing to insert, nothing to put in force again: no scan of the stored misses)
         return 0, 0
@@ -200,9 +232,9 @@ def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> 
     teams = cur.sql(_INSERT_MISSES.format(only_new=_NOT_IN_FORCE if only_new else ""),
                     params={"now": now}).to_arrow_table().column("team")
     inserted = len(teams)
-    again = 0
-    if only_new or inserted < candidates:  # some were stored already: those retracted are in force again
-        again = cur.execute(_UNRETRACT).fetchall()[0][0]
+    restored = 0
+    if only_new or inserted < candidates:  # some were stored already
+        restored = cur.execute(_RESTORE).fetchall()[0][0]
     if inserted:
         counts = pc.value_counts(teams)
         cur.register("sli_missed_added", pa.table({"team": counts.field("values"), "n": counts.field("counts")}))
@@ -210,7 +242,7 @@ def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> 
             cur.execute(_ADD_COUNTS)
         finally:
             cur.unregister("sli_missed_added")
-    return inserted, int(again)
+    return inserted, int(restored)
 
 _SLOT_SCHEMA = pa.schema([
     ("notebook_id", pa.string()), ("slot", pa.timestamp("us", tz="UTC")), ("team", pa.string()),
@@ -417,7 +449,7 @@ def reopen_unserved(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_gr
         cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_missed AS {_SERVED}", {"lo": lo - timedelta(days=1),
                                                                                    "hi": hi})
         inserted, again = _store(cur, now, only_new=True)
-        if inserted:
+        if inserted or again:
             _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0])
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
     finally:

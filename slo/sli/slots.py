@@ -34,9 +34,10 @@ from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_mar
 OUTCOMES = ("ok", "missed", "late", "failed")
 _US = timedelta(microseconds=1)
 
-# The notebooks of `sli_new_regs` (slo/sli/missed.py: NEW_REGISTRATIONS): their undecided slots after the new
-# registration forgotten, their watermark moved back to it (never before the lookback), due at once. Slots before
-# it belong to versions the registration did not change; decided outcomes are never forgotten.
+# The notebooks of `sli_new_regs` (slo/sli/missed.py: NEW_REGISTRATIONS, the registrations that change a slot):
+# their undecided slots after the new registration forgotten, their watermark moved back to it (never before the
+# lookback), due at once. Slots before it belong to versions the registration did not change; decided outcomes are
+# never forgotten.
 _FORGET_UNDECIDED = """
 DELETE FROM sli_slot_outcomes o USING sli_new_regs r
 WHERE o.outcome IS NULL AND o.notebook_id = r.notebook_id AND o.slot > r.frm
