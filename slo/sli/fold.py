@@ -25,7 +25,8 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping
 
 import duckdb
 import pyarrow as pa
@@ -141,14 +142,15 @@ def _decide(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, attem
 
 
 def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime,
-            moved: set[str] | frozenset[str] = frozenset()) -> int:
+            moved: Mapping[str, bool] = MappingProxyType({})) -> int:
     return missed.detect(cur, now, default_grace=cfg.missed_grace_seconds,
                          lookback=timedelta(days=cfg.missed_lookback_days), moved=moved)
 
 
-def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int) -> set[str]:
+def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int
+                      ) -> dict[str, bool]:
     """Both slot trackers (missed runs, slot outcomes) decide the slots after each new registration in (lo, hi]
-    again; returns the notebooks whose missed-run watermark moved back (`_detect`'s `moved`)."""
+    again; returns the notebooks whose missed-run watermark moved back (`_detect`'s `moved`: `missed.detect`)."""
     floor = now - timedelta(days=cfg.missed_lookback_days)
     missed.stage_new_registrations(cur, lo, hi)
     try:
@@ -279,7 +281,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         key = _key(path, instance)
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
-        moved: set[str] = set()
+        moved: dict[str, bool] = {}
         reopened = 0
         if hi > min(lo, runs_lo):
             registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)

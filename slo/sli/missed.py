@@ -16,15 +16,18 @@ after its end) may no longer serve a slot it served: those slots are decided aga
 Detection is incremental: a watermark per schedule (`sli_schedule_watermarks.checked_until`, `next_due`) means a
 pass only enumerates the slots that became decidable since the last one. A new registration for a notebook moves
 its watermark back to the registration's time, and its slots after it are decided again (re-detected misses are
-un-retracted, misses no longer in the schedule are retracted); the slots before it belong to versions it did not
-change. Slots older than `now - lookback` are never enumerated.
+un-retracted and take the schedule's team and grace, misses no longer in the schedule are retracted); the slots
+before it belong to versions it did not change. A registration equal to the version in force moves nothing
+(`NEW_REGISTRATIONS`). Slots older than `now - lookback` are never enumerated.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -124,7 +127,8 @@ def _keep_max_grace(cur: duckdb.DuckDBPyConnection, new: float | None) -> None:
 # since 1972 is whole minutes), so one at a whole minute is taken as changing, and the slot at its time leaves both.
 # A scheduler re-announcing its schedules at start-up then moves no watermark (docs/performance.md, SLIs,
 # twenty-eighth round). The predecessor must be enumerable for the two to be alike (`usable`: its time not before
-# TIME_MIN; every other bound is on a field they share).
+# TIME_MIN; every other bound is on a field they share). `reattributes`: a staged registration differs from the one
+# before it in what a stored miss keeps of its schedule (team, cron, time zone, grace; `_RESTORE`).
 # Staged as `sli_new_regs` for this module's reset and the slot outcomes' (slo/sli/slots.py).
 NEW_REGISTRATIONS = """
 CREATE OR REPLACE TEMP TABLE sli_new_regs AS
@@ -132,18 +136,22 @@ WITH new AS (
     SELECT source, id, notebook_id FROM events
     WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
 ), seq AS (
-    SELECT source, id, notebook_id, t, lag(t) OVER w >= $time_min
-           AND cron IS NOT DISTINCT FROM lag(cron) OVER w AND timezone IS NOT DISTINCT FROM lag(timezone) OVER w
-           AND grace_seconds IS NOT DISTINCT FROM lag(grace_seconds) OVER w AND team IS NOT DISTINCT FROM lag(team) OVER w
-           AND environment IS NOT DISTINCT FROM lag(environment) OVER w
-           AND sla_seconds IS NOT DISTINCT FROM lag(sla_seconds) OVER w AS same
+    SELECT source, id, notebook_id, t,
+           coalesce(lag(t) OVER w >= $time_min AND cron IS NOT DISTINCT FROM lag(cron) OVER w
+                    AND timezone IS NOT DISTINCT FROM lag(timezone) OVER w
+                    AND grace_seconds IS NOT DISTINCT FROM lag(grace_seconds) OVER w
+                    AND team IS NOT DISTINCT FROM lag(team) OVER w, false) AS same_miss,
+           same_miss AND environment IS NOT DISTINCT FROM lag(environment) OVER w
+                     AND sla_seconds IS NOT DISTINCT FROM lag(sla_seconds) OVER w AS same
     FROM sli_schedule_regs WHERE notebook_id IN (SELECT notebook_id FROM new)
     WINDOW w AS (PARTITION BY notebook_id ORDER BY t, source, id)
 )
-SELECT notebook_id, min(t) - INTERVAL 1 MICROSECOND AS frm FROM seq SEMI JOIN new USING (source, id)
-WHERE NOT coalesce(same AND epoch_us(t) % 60000000 <> 0, false)
+SELECT notebook_id, min(t) - INTERVAL 1 MICROSECOND AS frm, bool_or(NOT same_miss) AS reattributes
+FROM seq SEMI JOIN new USING (source, id)
+WHERE NOT (same AND epoch_us(t) % 60000000 <> 0)
 GROUP BY notebook_id
 """
+
 
 def stage_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
     """`NEW_REGISTRATIONS` of batches (lo, hi] as the temp table `sli_new_regs`."""
@@ -155,7 +163,7 @@ def stage_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) ->
 # Each watermark moved back to the registration (never before the lookback), the notebook due at once; the ones
 # moved are returned (their misses after it are decided again: `detect`'s `moved`).
 _MOVED_BACK = """
-SELECT w.notebook_id FROM sli_new_regs r JOIN sli_schedule_watermarks w USING (notebook_id)
+SELECT w.notebook_id, r.reattributes FROM sli_new_regs r JOIN sli_schedule_watermarks w USING (notebook_id)
 WHERE w.checked_until > greatest(r.frm, $floor)
 """
 _RESET = """
@@ -166,13 +174,14 @@ FROM sli_new_regs r WHERE w.notebook_id = r.notebook_id
 """
 
 
-def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, floor: datetime) -> set[str]:
+def reset_for_new_registrations(cur: duckdb.DuckDBPyConnection, floor: datetime) -> dict[str, bool]:
     """Make the notebooks of `sli_new_regs` due, their watermarks moved back to their new registration (a notebook
-    without one is enumerated from its first registration anyway); returns the notebooks moved back. From the
+    without one is enumerated from its first registration anyway); returns the notebooks moved back, each with
+    whether its misses may be stored under another team, cron, time zone or grace now (`reattributes`). From the
     registration, not from the first one in the lookback: a scheduler re-announcing its schedules at start-up
     would otherwise have every slot of the lookback decided again (docs/performance.md, SLIs, twenty-sixth
     round)."""
-    moved = {nb for (nb,) in cur.execute(_MOVED_BACK, {"floor": floor}).fetchall()}
+    moved = dict(cur.execute(_MOVED_BACK, {"floor": floor}).fetchall())
     cur.execute(_RESET, {"floor": floor})
     return moved
 
@@ -188,13 +197,20 @@ WHERE m.notebook_id = r.notebook_id AND m.retracted_at IS NULL AND m.slot > r.fr
   AND NOT EXISTS (SELECT 1 FROM sli_new_missed n WHERE n.notebook_id = m.notebook_id AND n.slot = m.slot)
 """
 
-# The new misses are inserted (their teams returned, for the kept counts); a slot stored already is skipped, and
-# `_RESTORE` puts it in force again when it was retracted, with what the schedule in force says of it now (a
-# registration arriving late may have changed its team or grace: M8 then reads the miss as one fold would).
+# The new misses are inserted (their teams returned, for the kept counts); a slot stored already is skipped, and put
+# in force again when it was retracted (`_UNRETRACT`); after a registration that changed a stored miss's team,
+# cron, time zone or grace (one arriving late), `_RESTORE` also rewrites those of the misses found again, so that
+# M8 reads them as one fold of everything would. Only then: it reads those columns of every stored miss (the late
+# registrations of bench/bench_registrations.py: ~50 against ~10 ms for `_UNRETRACT`, which reads the retracted).
 _INSERT_MISSES = """
 INSERT INTO sli_missed_slots
 SELECT notebook_id, slot, team, cron, timezone, grace_seconds, $now, NULL FROM sli_new_missed n {only_new}
 ON CONFLICT (notebook_id, slot) DO NOTHING RETURNING team
+"""
+_UNRETRACT = """
+UPDATE sli_missed_slots m SET retracted_at = NULL
+FROM sli_new_missed n
+WHERE m.notebook_id = n.notebook_id AND m.slot = n.slot AND m.retracted_at IS NOT NULL
 """
 _RESTORE = """
 UPDATE sli_missed_slots m
@@ -220,11 +236,12 @@ ON CONFLICT (team) DO UPDATE SET n = sli_missed_counts.n + EXCLUDED.n
 COUNTS = "SELECT team, n FROM sli_missed_counts ORDER BY team"
 
 
-def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> tuple[int, int]:
+def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool,
+           reattribute: bool = False) -> tuple[int, int]:
     """Store the slots of sli_new_missed as missed (with `only_new`, those not in force: `_NOT_IN_FORCE`): the new
-    ones inserted and counted, the stored ones put in force again as the schedule has them now (`_RESTORE`; the
-    counter, which counts detections, keeps them under the team they were detected for). Returns (inserted, stored
-    ones changed)."""
+    ones inserted and counted, the retracted ones put in force again, with `reattribute` every stored one as the
+    schedule has it now (`_RESTORE`; the counter, which counts detections, keeps a miss under the team it was
+    detected for). Returns (inserted, stored ones changed)."""
     candidates = cur.execute("SELECT count(*) FROM sli_new_missed").fetchall()[0][0]
     if not candidates:  # (nothing to insert, nothing to put in force again: no scan of the stored misses)
         return 0, 0
@@ -234,7 +251,7 @@ def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool) -> 
     inserted = len(teams)
     restored = 0
     if only_new or inserted < candidates:  # some were stored already
-        restored = cur.execute(_RESTORE).fetchall()[0][0]
+        restored = cur.execute(_RESTORE if reattribute else _UNRETRACT).fetchall()[0][0]
     if inserted:
         counts = pc.value_counts(teams)
         cur.register("sli_missed_added", pa.table({"team": counts.field("values"), "n": counts.field("counts")}))
@@ -318,10 +335,11 @@ def _versions(cur: duckdb.DuckDBPyConnection, ids: list[str], default_grace: flo
 
 
 def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta,
-           moved: set[str] | frozenset[str] = frozenset()) -> int:
+           moved: Mapping[str, bool] = MappingProxyType({})) -> int:
     """Decide the slots that became decidable; returns the number of newly inserted misses. `moved`: notebooks whose
     watermark a new registration moved back (`reset_for_new_registrations`), whose misses after it are decided
-    again, as those of a notebook never checked."""
+    again, as those of a notebook never checked, and whether their misses may have another team, cron, time zone or
+    grace now."""
     due = cur.execute(
         """
         SELECT n.notebook_id, w.checked_until
@@ -397,7 +415,7 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
                 cur.execute(_RETRACT_RESET, {"now": now})
             finally:
                 cur.unregister("sli_resets")
-        inserted, _ = _store(cur, now, only_new=bool(resets))
+        inserted, _ = _store(cur, now, only_new=bool(resets), reattribute=any(moved.get(nb) for nb, _ in resets))
         _keep_max_grace(cur, cur.execute("SELECT max(grace_seconds) FROM sli_new_missed").fetchone()[0]
                         if slots.num_rows else None)
         cur.execute("DROP TABLE IF EXISTS sli_new_missed")
