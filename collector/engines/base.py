@@ -74,6 +74,9 @@ class RowsCursor:
     def to_arrow_table(self) -> pa.Table:
         return self._arrow_of(self._handle)
 
+    def complete(self) -> None:
+        """DuckDB's `complete()` (run an unread result to its end): a statement here is whole once run."""
+
     def register(self, name: str, table: pa.Table) -> "RowsCursor":
         """DuckDB's `con.register`: code that joins a small computed table (run costs, due slots) runs as is; the
         engine keeps the relation until it is replaced or the engine closes."""

@@ -1,4 +1,4 @@
-"""Opening the DuckDB file and applying numbered migrations.
+"""Opening the DuckDB file and applying numbered migrations; reading a result as Arrow (`arrow`).
 
 Migrations are plain SQL files `NNNN_name.sql` beside this module, applied in numeric order, each in its own
 transaction and recorded in `schema_migrations`, so an old database file is brought forward on start.
@@ -7,11 +7,16 @@ transaction and recorded in `schema_migrations`, so an old database file is brou
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from collector import STREAMS, spare_cores
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -137,3 +142,12 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
         con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         apply_migrations(con)
     return con
+
+
+def arrow(cur: Any, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pa.Table:
+    """The rows of `query` as an Arrow table, read once: DuckDB 2.0 copies them again for `execute(...)
+    .to_arrow_table()` (and warns), while `sql(...)` refuses to start while a result of `execute()` is unread
+    (`fetchone()` of one row leaves it so), hence `complete()` first. `cur`: a DuckDB connection or cursor, or an
+    engine's cursor (collector/engines/base.py), which have both."""
+    cur.complete()
+    return cur.sql(query, params=params).to_arrow_table()

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from collector.engines.base import table_exists
 from collector.storage.alerts import pages_and_flaps_by_team
+from collector.storage.db import arrow
 from collector.storage.sqltext import Params
 from cost import allocation, variance
 from slo.sli import durations, sums
@@ -581,14 +582,14 @@ def _registry_at(cur, ctx: _Ctx, reg: str, *, kept: bool) -> pa.Table:
     p = Params(as_of=ctx.as_of)
     key = ctx.kept[0] if kept else None
     if key is None:
-        return cur.execute(Q.REGISTRY_AT.format(reg=reg), p).to_arrow_table()
+        return arrow(cur, Q.REGISTRY_AT.format(reg=reg), p)
     rows = cur.execute("SELECT value FROM sli_state WHERE key = 'registry_cursor'").fetchall()  # (all: the
     version = rows[0][0] if rows else None  # relation registered next needs the connection's results consumed)
     with _REGISTRY_KEPT_GUARD:
         hit = _REGISTRY_KEPT.get(key)
     if hit is not None and hit[0] == version and (hit[1] == ctx.as_of or (hit[2] and ctx.as_of > hit[1])):
         return hit[3]
-    table = cur.execute(Q.REGISTRY_AT.format(reg=reg), p).to_arrow_table()
+    table = arrow(cur, Q.REGISTRY_AT.format(reg=reg), p)
     # compared in DuckDB: a stored time may be one Python cannot hold (infinity, year 10000)
     before = bool(cur.execute(f"SELECT coalesce(max(t) < $as_of, true) FROM ({reg}) r", p).fetchall()[0][0])
     with _REGISTRY_KEPT_GUARD:

@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector.storage.db import arrow
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.windows import merge_ranges
@@ -381,7 +382,7 @@ def _ranges_sql(ranges: Iterable[tuple[int, int]]) -> tuple[str, Params]:
 def _read_table(cur: duckdb.DuckDBPyConnection, ranges: Iterable[tuple[int, int]]) -> pa.Table:
     """Durations of the succeeded facts in the time ranges (epoch µs), as they are stored now."""
     sql, p = _ranges_sql(ranges)
-    return cur.execute(sql, p).to_arrow_table()
+    return arrow(cur, sql, p)
 
 
 def _read(cur: duckdb.DuckDBPyConnection, ranges: Iterable[tuple[int, int]]) -> _Rows:

@@ -31,6 +31,7 @@ from typing import Callable, Iterator, Mapping
 import duckdb
 import pyarrow as pa
 
+from collector.storage.db import arrow
 from collector.storage.schema import BASELINE_KEY_HASH
 from slo.sli import durations, missed, slots, state, sums
 from slo.sli import sql as Q
@@ -187,7 +188,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             contributed = None
             if runs.attempts:
                 _write_runs(c, runs, cfg, now)
-                contributed = c.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
+                contributed = arrow(c, Q.CONTRIB_CHANGES) if keep_sums else None
                 _append_rollups(c, compact=False)
             state.put(c, "runs_cursor", str(hi))
             c.execute("COMMIT")
@@ -208,7 +209,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 _fold_events(cur, lo, hi, types)  # no registration among them (fold() checked)
                 attempts_changed = cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0]
                 st.slots_decided = _decide(cur, cfg, now, attempts_changed)
-                contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table() if keep_sums else None
+                contributed = arrow(cur, Q.CONTRIB_CHANGES) if keep_sums else None
                 _append_rollups(cur)
                 state.put(cur, "cursor", str(hi))
                 st.new_missed = _detect(cur, cfg, now)
@@ -291,7 +292,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
                 cur.execute(f"DROP TABLE IF EXISTS {t}")
             st.attempts, changed, reopened = runs.attempts, runs.changed, runs.reopened
             if sums.tracking(key):  # the rows the kept additive sums move by
-                contributed = cur.execute(Q.CONTRIB_CHANGES).to_arrow_table()
+                contributed = arrow(cur, Q.CONTRIB_CHANGES)
             _append_rollups(cur)
             if registrations:
                 moved = _reset_schedules(cur, cfg, now, lo, hi)
@@ -376,7 +377,7 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
     cur.execute(f"{into} SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
-    changed = cur.execute(Q.DURATION_CHANGES).to_arrow_table() if keep_changes else None
+    changed = arrow(cur, Q.DURATION_CHANGES) if keep_changes else None
     return _Runs(int(n), bound, changed, repro, bool(seen_earlier))
 
 

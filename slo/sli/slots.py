@@ -27,6 +27,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector.storage.db import arrow
+
 from slo.sli import state
 from slo.sli.cron_slots import from_us
 from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
@@ -191,7 +193,7 @@ def decide(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
     if oldest is not None:
         # as Arrow (a re-registration can leave a month of undecided slots per notebook), applied only when some
         # slot was decided: one statement in the common case instead of a table created, counted and dropped
-        res = cur.execute(_DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)}).to_arrow_table()
+        res = arrow(cur, _DECIDE, {"now": now, "settle": settle, "lo": oldest - timedelta(days=1)})
         undecided = pc.is_null(res.column("outcome"))
         n = res.num_rows - (pc.sum(undecided).as_py() or 0)
         wake = pc.min(res.column("wakes_at").filter(undecided)).as_py()

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.acero  # noqa: F401  Table.group_by imports it on first use (~14 ms): at import, not in a refresh
 
+from collector.storage.db import arrow
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.durations import (MAX_WINDOWS, Key, Prepared, Registry, advance, at, multipliers, ranges_cond, us,
@@ -100,8 +101,8 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     read = None
     if ranges:
         p = Params()
-        read = cur.execute(Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))),
-                           p).to_arrow_table()
+        read = arrow(cur, Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))),
+                     p)
     parts = with_read(list(pending), read)
     if not parts:
         return

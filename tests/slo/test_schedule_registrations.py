@@ -71,9 +71,12 @@ def histories(draw):
             start = draw(st.integers(-30 * 60, 0))
             run = dict(notebook_id=nb, team=f"t-{nb}", run_id=f"{nb}-r{r}", trigger="scheduled", environment="prod")
             runs.append([ev("notebook.run.started", start, **run)])
-            if draw(st.booleans()):  # queued before, maybe naming another trigger (the earliest event's wins)
-                runs[-1].append(ev("notebook.run.queued", start - draw(st.integers(0, 10)),
-                                   **{**run, "trigger": draw(st.sampled_from(("scheduled", "manual")))}))
+            if draw(st.booleans()):  # queued before, maybe naming another trigger (the earliest event's wins; at
+                # the start's very time the same one: which of two events at one instant is the run's earliest
+                # depends on the batching, docs/sli.md's edge cases)
+                lead = draw(st.integers(0, 10))
+                trigger = draw(st.sampled_from(("scheduled", "manual"))) if lead else "scheduled"
+                runs[-1].append(ev("notebook.run.queued", start - lead, **{**run, "trigger": trigger}))
             if draw(st.booleans()):
                 outcome = draw(st.sampled_from(("succeeded", "failed")))
                 runs[-1].append(ev(f"notebook.run.{outcome}", start + draw(st.integers(1, 60)), **run))
