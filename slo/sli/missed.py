@@ -261,6 +261,7 @@ def _store(cur: duckdb.DuckDBPyConnection, now: datetime, *, only_new: bool,
             cur.unregister("sli_missed_added")
     return inserted, int(restored)
 
+
 _SLOT_SCHEMA = pa.schema([
     ("notebook_id", pa.string()), ("slot", pa.timestamp("us", tz="UTC")), ("team", pa.string()),
     ("cron", pa.string()), ("timezone", pa.string()), ("grace_seconds", pa.float64()),

@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.storage.db import arrow
-
 from slo.sli import state
 from slo.sli.cron_slots import from_us
 from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
