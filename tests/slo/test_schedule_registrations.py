@@ -47,11 +47,12 @@ def histories(draw):
     """Registrations of two notebooks (one SLA per example; one grace, or one per registration: a slot outcome is
     decided once, under the grace in force then, so the outcomes are compared only with one grace, the misses
     always) and scheduled runs, cut into random batches: in a random order, or the runs first and the
-    registrations after in a random order (`runs_first`, returned false with graces per registration). A run's own events arrive in any order too: a run first
-    seen by its end, in the grace of a slot, serves that slot until its start arrives, before the slot (found by
-    this test, when missed-run detection did not take that back: slo/sli/missed.py, `reopen_unserved`). A
-    registration may repeat an earlier one of its notebook (a registration equal to the version in force at its
-    time changes nothing, unless it is at a whole minute: `NEW_REGISTRATIONS`), at a whole minute or not."""
+    registrations after in a random order (`runs_first`, returned false with graces per registration). A run's own
+    events arrive in any order too: a run first seen by its end, in the grace of a slot, serves that slot until its
+    start arrives, before the slot (found by this test, when missed-run detection did not take that back:
+    slo/sli/missed.py, `reopen_unserved`). A registration may repeat an earlier one of its notebook (a registration
+    equal to the version in force at its time changes nothing, unless it is at a whole minute: `NEW_REGISTRATIONS`),
+    at a whole minute or not."""
     grace = draw(st.sampled_from((300, 900)))
     graces = draw(st.booleans())  # each new registration its own grace (misses only: see the test)
     regs, runs = [], []
