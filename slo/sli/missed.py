@@ -135,6 +135,11 @@ CREATE OR REPLACE TEMP TABLE sli_new_regs AS
 WITH new AS (
     SELECT source, id, notebook_id FROM events
     WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
+), since AS (  -- per notebook, from the registration before its earliest new one (no sort of older ones)
+    SELECT f.notebook_id, coalesce(max(r.t) FILTER (WHERE r.t < f.t), f.t) AS t
+    FROM (SELECT notebook_id, min(t) AS t FROM sli_schedule_regs SEMI JOIN new USING (source, id) GROUP BY ALL) f
+    JOIN sli_schedule_regs r USING (notebook_id)
+    GROUP BY f.notebook_id, f.t
 ), seq AS (
     SELECT source, id, notebook_id, t,
            coalesce(lag(t) OVER w >= $time_min AND cron IS NOT DISTINCT FROM lag(cron) OVER w
@@ -143,7 +148,7 @@ WITH new AS (
                     AND team IS NOT DISTINCT FROM lag(team) OVER w, false) AS same_miss,
            same_miss AND environment IS NOT DISTINCT FROM lag(environment) OVER w
                      AND sla_seconds IS NOT DISTINCT FROM lag(sla_seconds) OVER w AS same
-    FROM sli_schedule_regs WHERE notebook_id IN (SELECT notebook_id FROM new)
+    FROM sli_schedule_regs r SEMI JOIN since s ON r.notebook_id = s.notebook_id AND r.t >= s.t
     WINDOW w AS (PARTITION BY notebook_id ORDER BY t, source, id)
 )
 SELECT notebook_id, min(t) - INTERVAL 1 MICROSECOND AS frm, bool_or(NOT same_miss) AS reattributes
