@@ -317,27 +317,49 @@ def due_slots_us(version: Version, after: datetime, before: datetime | None, now
     return CRON_SLOTS.due_us(version.cron, version.tz, version.grace, after, before, now, limit)
 
 
+# The registrations of each notebook that can matter from `start` on (its tracker's watermark, the lookback's start
+# for a notebook never checked; NULL: every one): the one in force at `start` (the latest at or before it, ties
+# included) and every later one; the earlier ones end by it. `at_lo`: the registration is of that latest time.
+# Read for both slot trackers (slo/sli/slots.py), ordered as NEW_REGISTRATIONS orders them.
 _VERSIONS = """
-SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown')
-FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
-WHERE r.notebook_id IN (SELECT unnest($ids))
+WITH due AS (SELECT unnest($ids::VARCHAR[]) AS notebook_id, unnest($starts::TIMESTAMPTZ[]) AS start),
+lo AS (
+    SELECT d.notebook_id, max(r.t) FILTER (WHERE r.t <= d.start) AS t
+    FROM due d JOIN sli_schedule_regs r USING (notebook_id)
+    GROUP BY d.notebook_id
+)
+SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown'),
+       coalesce(r.environment, 'unknown'), r.sla_seconds, r.t = lo.t
+FROM sli_schedule_regs r JOIN lo USING (notebook_id) LEFT JOIN notebooks nb USING (notebook_id)
+WHERE lo.t IS NULL OR r.t >= lo.t
 ORDER BY r.notebook_id, r.t, r.source, r.id
 """
 
 
-def _versions(cur: duckdb.DuckDBPyConnection, ids: list[str], default_grace: float
-              ) -> tuple[dict[str, list[Version]], list[str]]:
-    """The usable schedule versions of the notebooks `ids`, each notebook's in time order, and the notebooks of the
-    registrations that are not usable (`usable`)."""
-    versions: dict[str, list[Version]] = {}
+def versions(cur: duckdb.DuckDBPyConnection, starts: Mapping[str, datetime | None], default_grace: float
+             ) -> tuple[dict[str, list[Version]], list[str]]:
+    """The usable schedule versions of the notebooks of `starts` that can matter from each one's start on (`_VERSIONS`:
+    a notebook with years of registrations is not read whole), each notebook's in time order, and the notebooks of
+    the registrations read that are not usable (`usable`). When every registration in force at a notebook's start
+    is unusable, the usable one before it is in force: that notebook is read whole."""
+    out: dict[str, list[Version]] = {}
     unusable: list[str] = []
-    for nb, t, cron, tz, grace, team in cur.execute(_VERSIONS, {"ids": ids}).fetchall():
-        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team)
-        if usable(v):
-            versions.setdefault(nb, []).append(v)
+    in_force: dict[str, bool] = {}  # per notebook read from a start: a usable registration in force at it
+    rows = cur.execute(_VERSIONS, {"ids": list(starts), "starts": list(starts.values())}).fetchall()
+    for nb, t, cron, tz, grace, team, env, sla, at_lo in rows:
+        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team, env, sla)
+        ok = usable(v)
+        if ok:
+            out.setdefault(nb, []).append(v)
         else:
             unusable.append(nb)
-    return versions, unusable
+        if at_lo:
+            in_force[nb] = in_force.get(nb, False) or ok
+    whole = [nb for nb, ok in in_force.items() if not ok]
+    if whole:
+        again, _ = versions(cur, dict.fromkeys(whole), default_grace)
+        out.update(again)
+    return out, unusable
 
 
 def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: float, lookback: timedelta,
@@ -357,7 +379,8 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         return 0
     ids = [r[0] for r in due]
     checked = {r[0]: r[1] for r in due}
-    versions, unusable = _versions(cur, ids, default_grace)
+    floor = now - lookback
+    versions_of, unusable = versions(cur, {nb: checked[nb] or floor for nb in ids}, default_grace)
     if unusable:
         # A registration stored before the contract bounded cron and grace (a cron that never fires, a grace of
         # 1e308 s): isolated here so that it never fails the pass, and so every other schedule's SLI, counted
@@ -366,14 +389,13 @@ def detect(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: floa
         UNUSABLE_REGISTRATIONS += len(unusable)
         log.warning("missed-run detection skipped %d schedule registration(s) it cannot enumerate (notebooks %s)",
                     len(unusable), ", ".join(sorted(set(unusable))[:5]))
-    floor = now - lookback
     slot_rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     marks: list[tuple[str, datetime | None, datetime | None]] = []
     resets: list[tuple[str, datetime]] = []
     lo_slot: datetime | None = None  # earliest slot, latest slot + grace
     hi_due: datetime | None = None
     for nb in ids:
-        vs = versions.get(nb, [])
+        vs = versions_of.get(nb, [])
         if not vs:
             continue
         start = checked[nb]
@@ -446,11 +468,13 @@ def reopen_unserved(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_gr
     moved = first_seen_moved(cur)
     if not moved:
         return 0
-    versions, _ = _versions(cur, [nb for nb, _, _ in moved], default_grace)  # (detect logs the unusable ones)
+    # every registration of each notebook (a run's first sighting may be long before the watermarks); detect logs
+    # the unusable ones
+    versions_of, _ = versions(cur, dict.fromkeys(nb for nb, _, _ in moved), default_grace)
     floor = now - lookback
     rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     for nb, first_seen, until in moved:
-        vs = versions.get(nb, [])
+        vs = versions_of.get(nb, [])
         for i, v in enumerate(vs):
             before = vs[i + 1].t if i + 1 < len(vs) else None
             end = until + _US if before is None else min(before, until + _US)

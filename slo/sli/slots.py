@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from collector.storage.db import arrow
 from slo.sli import state
 from slo.sli.cron_slots import from_us
-from slo.sli.missed import MAX_SLOTS_PER_PASS, Version, due_slots_us, upsert_marks, usable
+from slo.sli.missed import MAX_SLOTS_PER_PASS, due_slots_us, upsert_marks, versions
 
 OUTCOMES = ("ok", "missed", "late", "failed")
 _US = timedelta(microseconds=1)
@@ -55,14 +55,6 @@ SELECT n.notebook_id, w.enumerated_until
 FROM (SELECT DISTINCT notebook_id FROM sli_schedule_regs) n
 LEFT JOIN sli_slot_watermarks w USING (notebook_id)
 WHERE w.notebook_id IS NULL OR w.enumerated_until IS NULL OR w.next_due IS NULL OR w.next_due <= $now
-"""
-
-_VERSIONS = """
-SELECT r.notebook_id, r.t, r.cron, r.timezone, r.grace_seconds, coalesce(r.team, nb.team, 'unknown'),
-       coalesce(r.environment, 'unknown'), r.sla_seconds
-FROM sli_schedule_regs r LEFT JOIN notebooks nb USING (notebook_id)
-WHERE r.notebook_id IN (SELECT unnest($ids))
-ORDER BY r.notebook_id, r.t, r.source, r.id
 """
 
 # Undecided slots with the run that serves each (the earliest first seen), that run's final attempt so far, and the
@@ -132,14 +124,11 @@ def _enumerate(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_grace: 
     if not due:
         return 0
     since = {nb: until for nb, until in due}
-    versions: dict[str, list[Version]] = {}
-    for nb, t, cron, tz, grace, team, env, sla in cur.execute(_VERSIONS, {"ids": list(since)}).fetchall():
-        v = Version(t, cron, tz, default_grace if grace is None else float(grace), team, env, sla)
-        if usable(v):  # a registration stored before the contract's bounds is skipped (missed.py logs it)
-            versions.setdefault(nb, []).append(v)
+    # a registration stored before the contract's bounds is skipped (missed.py logs it)
+    versions_of, _ = versions(cur, {nb: until or now - lookback for nb, until in since.items()}, default_grace)
     rows: dict[str, list] = {k: [] for k in _SCHEMA.names}
     marks: list[tuple[str, datetime, datetime | None]] = []
-    for nb, vs in versions.items():
+    for nb, vs in versions_of.items():
         start = since[nb] or max(vs[0].t, now - lookback)
         last, next_due = since[nb], None
         for i, v in enumerate(vs):

@@ -495,3 +495,41 @@ def test_a_miss_retracted_by_one_registration_is_in_force_again_when_a_later_one
     write_events(whole, regs)
     fold(whole, CFG, now=NOW)
     assert got == _state(whole)[0]
+
+
+def _regs_table(con, rows: list[tuple[str, int, str, float]]) -> None:
+    """sli_schedule_regs rows (id, minutes from NOW, cron, grace) of notebook n, as stored (no contract check: a
+    row stored before the contract's bounds can be unusable)."""
+    for rid, minutes, cron, grace in rows:
+        con.execute("INSERT INTO sli_schedule_regs (source, id, t, notebook_id, team, cron, grace_seconds) "
+                    "VALUES ('s', ?, ?, 'n', 't', ?, ?)", [rid, NOW + timedelta(minutes=minutes), cron, grace])
+
+
+@pytest.mark.parametrize("start, want", [
+    (None, ["a", "b", "c", "d", "e"]),  # every registration
+    (-500, ["a", "b", "c", "d", "e"]),  # before the first: every one
+    (-300, ["b", "c", "d", "e"]),  # at b's time: b is in force
+    (-250, ["b", "c", "d", "e"]),
+    (-150, ["c", "d", "e"]),  # c and d share a time: both read, c first (the trackers skip it: d follows at once)
+    (0, ["e"]),
+])
+def test_the_versions_read_start_at_the_one_in_force(tmp_path, start, want):
+    """A tracker reads a notebook's registrations from the one in force at its watermark on (missed.versions), not
+    the notebook's whole history; ties at that time are all read, in the trackers' order."""
+    con = dbmod.connect(tmp_path / "obs.duckdb")
+    _regs_table(con, [("a", -400, "0 * * * *", 300), ("b", -300, "*/20 * * * *", 300),
+                      ("c", -200, "30 * * * *", 300), ("d", -200, "15 */2 * * *", 300), ("e", -100, "0 * * * *", 600)])
+    crons = {"a": "0 * * * *", "b": "*/20 * * * *", "c": "30 * * * *", "d": "15 */2 * * *", "e": "0 * * * *"}
+    got, unusable = missed.versions(con, {"n": None if start is None else NOW + timedelta(minutes=start)}, 300.0)
+    assert [v.cron for v in got["n"]] == [crons[k] for k in want] and unusable == []
+
+
+def test_an_unusable_registration_in_force_at_the_start_reads_the_notebook_whole(tmp_path):
+    """A registration stored before the contract's bounds (a grace of 1e308 s) is skipped, so the usable one before
+    it stays in force: when it is the one in force at the start, the notebook is read whole, as before the bound."""
+    con = dbmod.connect(tmp_path / "obs.duckdb")
+    _regs_table(con, [("a", -400, "0 * * * *", 300), ("b", -300, "*/20 * * * *", 1e308), ("c", -100, "30 * * * *", 300)])
+    got, unusable = missed.versions(con, {"n": NOW - timedelta(minutes=200)}, 300.0)
+    assert [v.cron for v in got["n"]] == ["0 * * * *", "30 * * * *"] and unusable == ["n"]
+    whole, _ = missed.versions(con, {"n": None}, 300.0)
+    assert got == whole
