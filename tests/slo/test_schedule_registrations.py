@@ -528,7 +528,8 @@ def test_an_unusable_registration_in_force_at_the_start_reads_the_notebook_whole
     """A registration stored before the contract's bounds (a grace of 1e308 s) is skipped, so the usable one before
     it stays in force: when it is the one in force at the start, the notebook is read whole, as before the bound."""
     con = dbmod.connect(tmp_path / "obs.duckdb")
-    _regs_table(con, [("a", -400, "0 * * * *", 300), ("b", -300, "*/20 * * * *", 1e308), ("c", -100, "30 * * * *", 300)])
+    _regs_table(con, [("a", -400, "0 * * * *", 300), ("b", -300, "*/20 * * * *", 1e308),
+                      ("c", -100, "30 * * * *", 300)])
     got, unusable = missed.versions(con, {"n": NOW - timedelta(minutes=200)}, 300.0)
     assert [v.cron for v in got["n"]] == ["0 * * * *", "30 * * * *"] and unusable == ["n"]
     whole, _ = missed.versions(con, {"n": None}, 300.0)
