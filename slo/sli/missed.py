@@ -468,10 +468,9 @@ def reopen_unserved(cur: duckdb.DuckDBPyConnection, now: datetime, *, default_gr
     moved = first_seen_moved(cur)
     if not moved:
         return 0
-    # every registration of each notebook (a run's first sighting may be long before the watermarks); detect logs
-    # the unusable ones
-    versions_of, _ = versions(cur, dict.fromkeys(nb for nb, _, _ in moved), default_grace)
     floor = now - lookback
+    # from the one in force at the lookback's start (no slot before it is decided again); detect logs the unusable
+    versions_of, _ = versions(cur, {nb: floor for nb, _, _ in moved}, default_grace)
     rows: dict[str, list] = {k: [] for k in _SLOT_SCHEMA.names}
     for nb, first_seen, until in moved:
         vs = versions_of.get(nb, [])
