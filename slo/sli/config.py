@@ -49,6 +49,11 @@ class SliConfig(BaseSettings):
                                       "percentiles (8 bytes each; a duration is kept for the platform and for its "
                                       "team, per window; slo/sli/durations.py). Past it SQL computes them at every "
                                       "refresh. 0: never kept")
+    fold_max_events: int = Field(
+        400_000, ge=1, description="Most events one transaction of the SLI fold takes: a larger backlog (a first fold "
+                                   "after a bulk import, a refresher behind a flood) is folded in slices of whole "
+                                   "ingest batches, each committed, the cron slots decided once after the last, so "
+                                   "that the fold's memory does not grow with the backlog (docs/performance.md)")
     kernel_session_max_hours: float = Field(
         24.0, description="A kernel session with no event for this long stops counting as active")
 

@@ -18,6 +18,7 @@ bound values into the scan's filters, so the time bounds still skip row groups b
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 import weakref
@@ -73,12 +74,18 @@ def _key(path: str | None, instance: str | None) -> durations.Key | None:
     return None if path is None or instance is None else (path, instance)
 
 
-def _cursors(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None]:
-    """(events' cursor, run attempts' cursor, instance id) from sli_state. The run attempts' cursor is the events'
-    one until a fold has folded the two sides apart (`fold`); 0 when nothing is folded."""
-    events, runs, instance = cur.execute(Q.STATE_IDENTITY).fetchone()
+def _fold_state(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None, str | None]:
+    """(events' cursor, run attempts' cursor, instance id, the decisions earlier slices left: `_DEFERRED`) from
+    sli_state, in one statement. The run attempts' cursor is the events' one until a fold has folded the two sides
+    apart (`fold`); 0 when nothing is folded."""
+    events, runs, instance, deferred = cur.execute(Q.STATE_IDENTITY).fetchone()
     events = int(events or 0)
-    return events, (int(runs) if runs is not None and events else events), instance
+    return events, (int(runs) if runs is not None and events else events), instance, deferred
+
+
+def _cursors(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None]:
+    """The first three of `_fold_state`."""
+    return _fold_state(cur)[:3]
 
 
 @contextmanager
@@ -103,6 +110,14 @@ class FoldStats:
     attempts: int = 0
     new_missed: int = 0
     slots_decided: int = 0
+    slices: int = 0
+
+    def add(self, part: FoldStats) -> None:
+        """Count a slice of this fold (`fold`) in."""
+        self.attempts += part.attempts
+        self.new_missed += part.new_missed
+        self.slots_decided += part.slots_decided
+        self.slices += 1
 
 
 def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
@@ -115,25 +130,74 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     write different tables, or different rows of one (sli_state's keys, appended rollup deltas), and the run
     attempts' side reads nothing the events' side writes. A fold of one transaction (`_fold_joined`) does both
     in line instead: the first fold, a cursor that is not a DuckDB connection, sides whose cursors differ (a side
-    failed), and batches holding a schedule registration (its resets rewrite missed slots that late runs retract)."""
+    failed), and batches holding a schedule registration (its resets write missed slots that late runs retract).
+
+    A backlog of more than `cfg.fold_max_events` events is folded in slices of whole batches, each committed with
+    its cursors: what a fold holds at once (~1 KiB per event: a first fold of 1M events peaked at 1.1 GiB) no longer
+    grows with the backlog (docs/performance.md, SLIs, twenty-ninth round). Only the last slice decides cron slots
+    (`_Deferred`): the runs that serve a slot may be in a later slice than the slot's registration, and a slot
+    decided missed before them would count a miss that one fold of everything does not."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
     path = _db_path(cur)
     with _lock_for(path):
-        lo, runs_lo, instance = _cursors(cur)
-        hi, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
+        lo, runs_lo, instance, deferred = _fold_state(cur)
+        hi, pending, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
         types = set(types)  # (of the batches after the lower cursor: those up to `hi` and maybe a few more)
-        key = _key(path, instance)
-        if hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types and isinstance(cur, duckdb.DuckDBPyConnection):
-            try:
-                return _fold_sides(cur, cfg, now, lo, hi, key, types)
-            except duckdb.TransactionException:
-                # a write-write conflict between the sides (none expected, see above): whichever side committed
-                # stays folded; the other is folded in line now
-                durations.forget(key)
-                sums.forget(key)
-                lo, runs_lo, _ = _cursors(cur)
-        return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types)
+        done = FoldStats(min(lo, runs_lo), hi)
+        while True:
+            end = hi
+            if lo == runs_lo and pending > cfg.fold_max_events:  # (sides apart: in one fold, as they catch up)
+                end = cur.execute(Q.SLICE_END, {"lo": lo, "hi": hi, "most": cfg.fold_max_events}).fetchone()[0]
+                end = hi if end is None else end
+            done.add(_fold_slice(cur, cfg, now, lo, runs_lo, end, instance, path, types, deferred, last=end >= hi))
+            if end >= hi:
+                return done
+            lo, runs_lo, instance, deferred = _fold_state(cur)
+
+
+def _fold_slice(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
+                instance: str | None, path: str | None, types: set[str], deferred: str | None, *,
+                last: bool) -> FoldStats:
+    """The batches up to `hi` (`fold`), both sides at once when they can be (see there); `deferred`: sli_state's
+    `_DEFERRED`; `last`: the fold's last slice, which decides the cron slots."""
+    key = _key(path, instance)
+    if hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types and isinstance(cur, duckdb.DuckDBPyConnection):
+        try:
+            return _fold_sides(cur, cfg, now, lo, hi, key, types, _Deferred(deferred), last)
+        except duckdb.TransactionException:
+            # a write-write conflict between the sides (none expected, see above): whichever side committed
+            # stays folded; the other is folded in line now
+            durations.forget(key)
+            sums.forget(key)
+            lo, runs_lo, _, deferred = _fold_state(cur)
+    return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types, _Deferred(deferred), last)
+
+
+# sli_state: set while the slices of a fold have not decided the cron slots (only the last one does, `fold`), as
+# JSON: the notebooks whose missed-run watermark their registrations moved back, each with whether its misses may
+# be stored under another team, cron, time zone or grace now (`missed.detect`'s `moved`). Kept in the database, not
+# in the process: the slices commit one by one, and the fold after a failed or killed one must still decide them.
+_DEFERRED = "deferred_decisions"
+
+
+class _Deferred:
+    """The slot decisions left by earlier slices (`_DEFERRED`'s value, None when none are), and this slice's."""
+
+    def __init__(self, kept: str | None) -> None:
+        self.pending = kept is not None
+        self.moved: dict[str, bool] = json.loads(kept) if kept else {}
+
+    def add(self, moved: Mapping[str, bool]) -> None:
+        for nb, again in moved.items():
+            self.moved[nb] = self.moved.get(nb, False) or again
+
+    def close(self, cur: duckdb.DuckDBPyConnection, *, last: bool) -> None:
+        """In the slice's transaction: unset once decided (`last`), else keep for the next slice."""
+        if not last:
+            state.put(cur, _DEFERRED, json.dumps(self.moved, sort_keys=True))
+        elif self.pending:
+            state.delete(cur, _DEFERRED)
 
 
 def _decide(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, attempts_changed: bool) -> int:
@@ -148,22 +212,26 @@ def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime,
                          lookback=timedelta(days=cfg.missed_lookback_days), moved=moved)
 
 
-def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int
-                      ) -> dict[str, bool]:
+def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
+                     deferred: _Deferred) -> None:
     """Both slot trackers (missed runs, slot outcomes) decide the slots after each new registration in (lo, hi]
-    again; returns the notebooks whose missed-run watermark moved back (`_detect`'s `moved`: `missed.detect`)."""
+    again; the notebooks whose missed-run watermark moved back go to `deferred` (`_detect`'s `moved`:
+    `missed.detect`). So does a notebook an earlier slice moved back, with what its new registrations change: its
+    watermark is before them already, so the reset does not return it."""
     floor = now - timedelta(days=cfg.missed_lookback_days)
     missed.stage_new_registrations(cur, lo, hi)
     try:
-        moved = missed.reset_for_new_registrations(cur, floor)
+        deferred.add(missed.reset_for_new_registrations(cur, floor))
         slots.reset_for_new_registrations(cur, floor)
+        if deferred.moved:
+            staged = cur.execute("SELECT notebook_id, reattributes FROM sli_new_regs").fetchall()
+            deferred.add({nb: again for nb, again in staged if nb in deferred.moved})
     finally:
         cur.execute("DROP TABLE IF EXISTS sli_new_regs")
-    return moved
 
 
 def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
-                key: durations.Key | None, types: set[str]) -> FoldStats:
+                key: durations.Key | None, types: set[str], deferred: _Deferred, last: bool) -> FoldStats:
     """Both sides from batch `lo` to `hi` at once: the run attempts' on a cursor of its own (slo/sli/beside.py),
     the events' on `cur`, each in its own transaction. The run attempts' writes and the two COMMITs no longer wait
     for each other: at 10M events, with this round's other changes, a refresh (fold + compute) went from 141 to
@@ -207,12 +275,16 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             cur.execute("BEGIN TRANSACTION")
             try:
                 _fold_events(cur, lo, hi, types)  # no registration among them (fold() checked)
-                attempts_changed = cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}).fetchone()[0]
-                st.slots_decided = _decide(cur, cfg, now, attempts_changed)
+                if last:  # (earlier slices may have folded attempts)
+                    attempts_changed = deferred.pending or cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}
+                                                                       ).fetchone()[0]
+                    st.slots_decided = _decide(cur, cfg, now, attempts_changed)
                 contributed = arrow(cur, Q.CONTRIB_CHANGES) if keep_sums else None
                 _append_rollups(cur)
                 state.put(cur, "cursor", str(hi))
-                st.new_missed = _detect(cur, cfg, now)
+                if last:
+                    st.new_missed = _detect(cur, cfg, now, deferred.moved)
+                deferred.close(cur, last=last)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -268,21 +340,25 @@ class _SumsCopy:
 
 
 def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
-                 instance: str | None, path: str | None, types: set[str]) -> FoldStats:
+                 instance: str | None, path: str | None, types: set[str], deferred: _Deferred | None = None,
+                 last: bool = True) -> FoldStats:
     """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo`."""
+    deferred = deferred or _Deferred(None)
     cur.execute("BEGIN TRANSACTION")
     try:
         if lo == 0:  # nothing folded yet, or forgotten (rebuild(), a migration that deletes sli_state)
             runs_lo = 0
             for t in DERIVED_TABLES:
                 cur.execute(f"DELETE FROM {t}")
+            if deferred.pending:  # (the watermarks it names are gone)
+                state.delete(cur, _DEFERRED)
+                deferred = _Deferred(None)
         if instance is None:
             instance = uuid.uuid4().hex
             state.put(cur, "instance", instance)
         key = _key(path, instance)
         st = FoldStats(min(lo, runs_lo), hi)
         changed = contributed = None
-        moved: dict[str, bool] = {}
         reopened = 0
         if hi > min(lo, runs_lo):
             registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)
@@ -295,11 +371,14 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
                 contributed = arrow(cur, Q.CONTRIB_CHANGES)
             _append_rollups(cur)
             if registrations:
-                moved = _reset_schedules(cur, cfg, now, lo, hi)
+                _reset_schedules(cur, cfg, now, lo, hi, deferred)
             state.put(cur, "cursor", str(hi))
             state.put(cur, "runs_cursor", str(hi))
-        st.new_missed = _detect(cur, cfg, now, moved) + reopened
-        st.slots_decided = _decide(cur, cfg, now, st.attempts > 0)
+        st.new_missed = reopened
+        if last:
+            st.new_missed += _detect(cur, cfg, now, deferred.moved)
+            st.slots_decided = _decide(cur, cfg, now, st.attempts > 0 or deferred.pending)
+        deferred.close(cur, last=last)
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")

@@ -102,19 +102,19 @@ def _max_grace(cur: duckdb.DuckDBPyConnection) -> float:
     attempts' side writes it too, but only when `reopen_unserved` stores a miss of a longer grace than the key says
     (or the key is absent); should both sides write it in one fold, DuckDB refuses the conflict and fold() folds
     again in line what did not commit (tests/slo/test_schedule_registrations.py)."""
-    got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
+    got = state.get(cur, _MAX_GRACE)
     if got is not None:
-        return float(got[0])
+        return float(got)
     return float(cur.execute("SELECT coalesce(max(grace_seconds), 0) FROM sli_missed_slots").fetchone()[0])
 
 
 def _keep_max_grace(cur: duckdb.DuckDBPyConnection, new: float | None) -> None:
     """Keep the longest grace of a stored miss once `detect` stored misses of grace up to `new` (from the misses
     themselves the first time, the new ones included)."""
-    got = cur.execute("SELECT value FROM sli_state WHERE key = $k", {"k": _MAX_GRACE}).fetchone()
+    got = state.get(cur, _MAX_GRACE)
     if got is None:
         state.put(cur, _MAX_GRACE, repr(_max_grace(cur)))
-    elif new is not None and new > float(got[0]):
+    elif new is not None and new > float(got):
         state.put(cur, _MAX_GRACE, repr(float(new)))
 
 

@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-from collector.storage.queries import DERIVED_THROUGH
+from collector.storage.queries import DERIVED_THROUGH_OF
 
 DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
@@ -423,13 +423,20 @@ GROUP BY GROUPING SETS ({grouping})
 
 # ---- incremental folding (slo/sli/fold.py) ----------------------------------------------------------------------
 
-# The last derived batch (its events and derived rows committed), and the event types committed after batch $lo
-# (a superset when later batches are not derived yet): the fold skips the extracts of types the new batches do not
-# hold, and folds a schedule registration in one transaction (its resets write the missed slots that the run
-# attempts' side writes too).
+# The last derived batch (its events and derived rows committed), the events committed after batch $lo and the
+# event types among them (both of later batches too, when those are not derived yet): the fold skips the extracts of
+# types the new batches do not hold, folds a schedule registration in one transaction (its resets write the missed
+# slots that the run attempts' side writes too), and cuts a backlog into slices (SLICE_END) only when the count says
+# it may need to. One scan of ingest_batches, as DERIVED_THROUGH.
 NEW_BATCHES = f"""
-SELECT ({DERIVED_THROUGH}),
-       (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
+SELECT b.*, (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
+FROM (SELECT {DERIVED_THROUGH_OF}, coalesce(sum(events) FILTER (WHERE batch_id > $lo), 0) FROM ingest_batches) b
+"""
+# The last batch of a fold's slice: of the batches ($lo, $hi], as many as hold at most $most events, one at least.
+SLICE_END = """
+SELECT coalesce(max(batch_id) FILTER (WHERE n <= $most), min(batch_id))
+FROM (SELECT batch_id, sum(events) OVER (ORDER BY batch_id) AS n FROM ingest_batches
+      WHERE batch_id > $lo AND batch_id <= $hi)
 """
 
 # Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each and the batch that
@@ -530,7 +537,7 @@ HAVING sum(sign) <> 0
 # id (slo/sli/durations.py keys its state by file and instance).
 STATE_IDENTITY = """
 SELECT max(value) FILTER (WHERE key = 'cursor'), max(value) FILTER (WHERE key = 'runs_cursor'),
-       max(value) FILTER (WHERE key = 'instance')
+       max(value) FILTER (WHERE key = 'instance'), max(value) FILTER (WHERE key = 'deferred_decisions')
 FROM sli_state
 """
 

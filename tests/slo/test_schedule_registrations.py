@@ -105,6 +105,7 @@ def _state(con) -> tuple[set, set, set]:
 
 
 COMPARED = {"misses": 0, "undecided": 0, "decided": 0, "moved": 0, "unchanged": 0}
+SLICES: list[int] = []  # slices of each example's backlog fold
 
 
 def _every_kind() -> tuple[list[dict], list[int], bool]:
@@ -165,6 +166,17 @@ def test_batches_in_any_order_decide_the_slots_one_fold_decides(case):
                 assert_slot_counts_kept(cut)
         got = _state(cut)
         cut.close()
+
+        # the same batches left to one fold, in slices of one batch: only the last slice decides, so everything is
+        # decided as one fold decides it (slo/sli/fold.py: `fold`)
+        backlog = dbmod.connect(Path(d) / "backlog.duckdb")
+        for a, b in zip([0, *cuts], [*cuts, len(events)]):
+            if b > a:
+                write_events(backlog, events[a:b])
+        SLICES.append(fold(backlog, CFG.model_copy(update={"fold_max_events": 1}), now=NOW).slices)
+        assert _state(backlog) == want
+        assert_slot_counts_kept(backlog)
+        backlog.close()
     assert got[0] == want[0]
     COMPARED["misses"] += len(want[0])
     COMPARED["moved"] += len(moved)
@@ -211,10 +223,12 @@ def counting_unchanged() -> Iterator[list[str]]:
 
 def test_the_examples_were_not_vacuous():
     """Runs after the property test (file order): misses and undecided slots were compared, registrations
-    arriving after their notebook's slots were decided moved watermarks back, and some changed nothing."""
+    arriving after their notebook's slots were decided moved watermarks back, some changed nothing, and some
+    backlog was folded in slices."""
     if not any(COMPARED.values()):
         pytest.skip("property test not run in this session")
     assert all(COMPARED.values()), COMPARED
+    assert max(SLICES) > 1, SLICES  # some backlog was folded in more than one slice
 
 
 @pytest.mark.parametrize("seconds, due", [(30.5, False), (0, True)], ids=["within-a-minute", "on-a-whole-minute"])

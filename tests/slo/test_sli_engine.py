@@ -25,6 +25,7 @@ from collector.storage.schema import BASELINE_KEY_HASH
 from slo.sli import sql as Q
 from slo.sli.compute import compute
 from slo.sli.config import SliQuery, parse_window
+from slo.sli.fold import fold
 
 BASE = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
 OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled")
@@ -806,7 +807,8 @@ def streams(draw):
         as_of_min = draw(st.integers(-120, 700))
     as_of_sec = draw(st.integers(0, 59))
     compact = draw(st.booleans())  # merge the rollup deltas into the rollups at every fold, or never
-    return [evs[i] for i in order], cuts, as_of_min, as_of_sec, compact
+    backlog = draw(st.booleans())  # a fold per batch, or one at the end, in slices of one batch (`fold_max_events`)
+    return [evs[i] for i in order], cuts, as_of_min, as_of_sec, compact, backlog
 
 
 _counter = itertools.count()
@@ -825,21 +827,24 @@ def shared_platform():
                                                                   HealthCheck.too_slow])
 @given(streams())
 def test_random_streams_sql_equals_reference(shared_platform: Platform, case):
-    evs, cuts, as_of_min, as_of_sec, compact = case
+    evs, cuts, as_of_min, as_of_sec, compact, backlog = case
     p = shared_platform
     threshold = Q.ROLLUP_DELTA_COMPACT
     Q.ROLLUP_DELTA_COMPACT = -1 if compact else 10**12  # read by the fold at run time (in this process)
     try:
-        _random_stream(p, evs, cuts, as_of_min, as_of_sec)
+        _random_stream(p, evs, cuts, as_of_min, as_of_sec, backlog)
     finally:
         Q.ROLLUP_DELTA_COMPACT = threshold
+        p.app.state.sli_config = None
     COMPACTED[compact] += 1
+    SLICED[backlog] += backlog and p.folded_slices > 1
 
 
 COMPACTED: dict[bool, int] = defaultdict(int)
+SLICED: dict[bool, int] = defaultdict(int)  # examples folded once at the end, in more than one slice
 
 
-def _random_stream(p: Platform, evs, cuts, as_of_min, as_of_sec) -> None:
+def _random_stream(p: Platform, evs, cuts, as_of_min, as_of_sec, backlog: bool = False) -> None:
     k = next(_counter)
     # each example lives in its own teams, notebooks, runs and kernels (the database is shared)
     ns = lambda v: f"x{k}-{v}"  # noqa: E731
@@ -860,8 +865,12 @@ def _random_stream(p: Platform, evs, cuts, as_of_min, as_of_sec) -> None:
         if b > a:
             p.post(built[a:b])
             mine += built[a:b]
-            if b < len(built):
+            if b < len(built) and not backlog:
                 p.api(as_of, "1h", sli="M1")  # a fold per batch: later batches change what earlier folds stored
+    if backlog:  # the batches left to one fold, in slices of one batch each (the app's SliConfig otherwise)
+        p.app.state.sli_config = p.app.state.settings.sli.model_copy(update={"fold_max_events": 1})
+        with p.app.state.store.read_cursor() as cur:
+            p.folded_slices = fold(cur, p.app.state.sli_config).slices
     teams = {ns(t) for t in TEAMS} | {ns("unknown")}
     windows = ["1h", "3d"]  # 3d: whole days from sli_daily, edge hours from sli_hourly, edges raw
     got_all = p.api(as_of, windows, level="team,notebook,trigger")  # both windows in one computation
@@ -892,6 +901,7 @@ def test_random_streams_were_not_vacuous():
         pytest.skip("property test not run in this session")
     assert COMPARED["1h"] > 0 and COMPARED["3d"] > 0
     assert COMPACTED[True] > 0 and COMPACTED[False] > 0  # with the rollup deltas merged at every fold, and never
+    assert SLICED[True] > 0  # a backlog folded in more than one slice
 
 
 # ---- request values are bound, never formatted into SQL ------------------------------------------------------------

@@ -176,7 +176,7 @@ def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_u
     lo0, _ = col.cursors()
     real = F._detect
 
-    def failing(cur, cfg, now):
+    def failing(cur, cfg, now, moved):
         # after the run side has committed, so that the sides end apart
         for _ in range(200):
             if col.cursors()[1] > lo0:
