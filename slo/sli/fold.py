@@ -103,7 +103,8 @@ def kept_state(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[durations.Key |
 
 @dataclass
 class FoldStats:
-    """What one fold did: the batch range it read, attempts refolded, cron slots newly found missed."""
+    """What one fold did: the batch range it read, attempts refolded (once per slice that touched them), cron slots
+    newly found missed and decided, the slices it took (`fold`)."""
 
     from_batch: int = 0
     to_batch: int = 0
