@@ -134,10 +134,11 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     failed), and batches holding a schedule registration (its resets write missed slots that late runs retract).
 
     A backlog of more than `cfg.fold_max_events` events is folded in slices of whole batches, each committed with
-    its cursors: what a fold holds at once (~1 KiB per event: a first fold of 1M events peaked at 1.1 GiB) no longer
-    grows with the backlog (docs/performance.md, SLIs, twenty-ninth round). Only the last slice decides cron slots
-    (`_Deferred`): the runs that serve a slot may be in a later slice than the slot's registration, and a slot
-    decided missed before them would count a miss that one fold of everything does not."""
+    its cursors, so that what one transaction holds no longer grows with the backlog (the first fold of 10M events:
+    2.4 GiB above its start in one transaction, 0.9 GiB in slices; docs/performance.md, SLIs, twenty-ninth round).
+    Only the last slice decides cron slots (`_Deferred`): the run attempts are all stored already, but a slice does
+    not know the registrations of the slices after it, and a slot decided under a version that one of them replaces
+    would stay counted (a miss, a slot outcome) where one fold of everything counts nothing."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
     path = _db_path(cur)
