@@ -74,6 +74,8 @@ def show(
     bq_project: Optional[str] = select.BQ_PROJECT_OPT,
     bq_dataset: Optional[str] = select.BQ_DATASET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="BigQuery: print the bytes each statement would scan"),
+    progress: bool = typer.Option(True, help="With --db: a progress bar while a backlog is folded in slices (the "
+                                             "first computation after `observatory ingest --db` of a large history)"),
 ) -> None:
     """Print the SLIs (absent ones show — and the reason)."""
     if ctx.invoked_subcommand is not None:
@@ -128,6 +130,7 @@ def show(
             except dbmod.DatabaseUnavailable as err:
                 _fail(str(err), 2)
             try:
+                fold_pending(con, cfg, progress)
                 rows = compute(con, q, cfg)
             finally:
                 con.close()
@@ -146,6 +149,34 @@ def show(
         typer.echo(json.dumps(doc, indent=2))
         return
     print_table(doc)
+
+
+def fold_pending(con, cfg, progress: bool) -> None:
+    """Fold what the database holds beyond the SLI tables (compute would, first), with a bar on stderr once the fold
+    takes more than one slice: a first fold of millions of events takes a while (docs/sli.md)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from slo.sli.fold import fold
+
+    bar: Progress | None = None
+
+    def step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            if not progress or done >= total:  # (one slice: nothing to show)
+                return
+            bar = Progress(TextColumn("[bold]fold"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                           TimeElapsedColumn(), console=Console(stderr=True))
+            bar.start()
+            bar.add_task("fold", total=total)
+        bar.update(bar.task_ids[0], completed=done)
+
+    try:
+        fold(con, cfg, progress=step)
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def print_table(doc: dict) -> None:

@@ -19,7 +19,9 @@ bound values into the scan's filters, so the time bounds still skip row groups b
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 import uuid
 import weakref
 from concurrent.futures import Future
@@ -38,6 +40,8 @@ from slo.sli import durations, missed, slots, state, sums
 from slo.sli import sql as Q
 from slo.sli.beside import beside
 from slo.sli.config import SliConfig, utc
+
+log = logging.getLogger(__name__)
 
 # ---- per-database lock (folds are serialised; reads are not) -----------------------------------------------------
 
@@ -121,7 +125,8 @@ class FoldStats:
         self.slices += 1
 
 
-def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
+def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None,
+         progress: Callable[[int, int], None] | None = None) -> FoldStats:
     """Bring the SLI tables up to the last derived ingest batch (DERIVED_THROUGH) and decide newly due cron slots.
 
     Two sides, each with its own cursor in sli_state: the events' (event SLIs, registry, artifacts, schedules, cron
@@ -138,7 +143,8 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     2.4 GiB above its start in one transaction, 0.9 GiB in slices; docs/performance.md, SLIs, twenty-ninth round).
     Only the last slice decides cron slots (`_Deferred`): the run attempts are all stored already, but a slice does
     not know the registrations of the slices after it, and a slot decided under a version that one of them replaces
-    would stay counted (a miss, a slot outcome) where one fold of everything counts nothing."""
+    would stay counted (a miss, a slot outcome) where one fold of everything counts nothing. `progress` is called
+    after each slice with the events folded so far and the backlog's (`observatory sli --db` draws a bar)."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
     path = _db_path(cur)
@@ -146,15 +152,23 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
         lo, runs_lo, instance, deferred = _fold_state(cur)
         hi, pending, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
         types = set(types)  # (of the batches after the lower cursor: those up to `hi` and maybe a few more)
-        done = FoldStats(min(lo, runs_lo), hi)
+        done, total, t0 = FoldStats(min(lo, runs_lo), hi), pending, time.perf_counter()
         while True:
-            end = hi
+            end, events = hi, pending  # (`pending` may count batches after `hi`, not derived yet)
             if lo == runs_lo and pending > cfg.fold_max_events:  # (sides apart: in one fold, as they catch up)
-                end = cur.execute(Q.SLICE_END, {"lo": lo, "hi": hi, "most": cfg.fold_max_events}).fetchone()[0]
-                end = hi if end is None else end
+                end, events = cur.execute(Q.SLICE_END, {"lo": lo, "hi": hi, "most": cfg.fold_max_events}).fetchone()
+                end, events = (hi, pending) if end is None else (end, events)
             done.add(_fold_slice(cur, cfg, now, lo, runs_lo, end, instance, path, types, deferred, last=end >= hi))
+            pending -= events
             if end >= hi:
+                if progress is not None:
+                    progress(total, total)
+                if done.slices > 1:
+                    log.info("SLI fold: a backlog of %d events in %d slices (OBSERVATORY_SLI_FOLD_MAX_EVENTS %d), "
+                             "%.1f s", total - pending, done.slices, cfg.fold_max_events, time.perf_counter() - t0)
                 return done
+            if progress is not None:
+                progress(total - pending, total)
             lo, runs_lo, instance, deferred = _fold_state(cur)
 
 

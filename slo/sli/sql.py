@@ -432,9 +432,11 @@ NEW_BATCHES = f"""
 SELECT b.*, (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
 FROM (SELECT {DERIVED_THROUGH_OF}, coalesce(sum(events) FILTER (WHERE batch_id > $lo), 0) FROM ingest_batches) b
 """
-# The last batch of a fold's slice: of the batches ($lo, $hi], as many as hold at most $most events, one at least.
+# The last batch of a fold's slice, and the events up to it: of the batches ($lo, $hi], as many as hold at most $most
+# events, one at least.
 SLICE_END = """
-SELECT coalesce(max(batch_id) FILTER (WHERE n <= $most), min(batch_id))
+SELECT coalesce(max(batch_id) FILTER (WHERE n <= $most), min(batch_id)),
+       coalesce(max(n) FILTER (WHERE n <= $most), min(n))
 FROM (SELECT batch_id, sum(events) OVER (ORDER BY batch_id) AS n FROM ingest_batches
       WHERE batch_id > $lo AND batch_id <= $hi)
 """

@@ -94,3 +94,29 @@ def test_failure_rate_slis_and_units_are_consistent(client):
     assert by[("M7", "ratio")]["unit"] == "ratio"
     age = by[("M7", "max_age_seconds")]
     assert age["unit"] == "seconds" and age["value"] == 30 * 60  # published 30 minutes before as_of
+
+
+def test_a_backlog_is_folded_in_slices_behind_a_progress_bar(tmp_path):
+    """`observatory ingest --db` twice (two ingest batches), then `observatory sli --db`: with one event per slice
+    the fold takes two slices behind a bar on stderr, and prints what one fold prints."""
+    evs = _events()
+    db = tmp_path / "o.duckdb"
+    for k, part in enumerate((evs[:6], evs[6:])):
+        f = tmp_path / f"part{k}.json"
+        f.write_text(json.dumps(part))
+        r = subprocess.run([OBSERVATORY, "ingest", str(f), "--db", str(db), "--no-progress"], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(db.read_bytes())
+    args = ("--sli", "M1,M3", "--window", "1h", "--level", "team", "--json")
+    sliced = _run("--db", str(db), *args, env={"OBSERVATORY_SLI_FOLD_MAX_EVENTS": "1"})
+    assert sliced.returncode == 0, sliced.stderr
+    assert "fold" in sliced.stderr and "12/12 events" in sliced.stderr  # (drawn only for more than one slice)
+    whole = _run("--db", str(copy), *args, "--no-progress")
+    assert whole.returncode == 0 and whole.stderr == "", whole.stderr
+    rows = lambda r: sorted(json.dumps({k: v for k, v in x.items() if k != "provenance"})  # noqa: E731
+                            for x in json.loads(r.stdout)["slis"])
+    assert rows(sliced) == rows(whole) and json.loads(whole.stdout)["slis"]
+    assert {(x["sli"], x["team"], x["total"]) for x in json.loads(whole.stdout)["slis"] if x["sli"] == "M1"} == {
+        ("M1", "a", 6), ("M1", "b", 6)}

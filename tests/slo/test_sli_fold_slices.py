@@ -87,7 +87,11 @@ def _folded(src: Path, name: str, cfg: SliConfig, *, counts_kept: bool = True) -
     shutil.copy(src, path)
     con = dbmod.connect(path)
     try:
-        st = fold(con, cfg, now=NOW)
+        steps: list[tuple[int, int]] = []
+        st = fold(con, cfg, now=NOW, progress=lambda done, total: steps.append((done, total)))
+        # one step per slice, the events folded growing to the backlog's
+        assert len(steps) == st.slices and steps[-1][0] == steps[-1][1] > 0
+        assert [d for d, _ in steps] == sorted({d for d, _ in steps}) and len({t for _, t in steps}) == 1
         assert state.get(con, fold_mod._DEFERRED) is None
         if counts_kept:  # (not after a miss changed team: the counter keeps it under the team it was detected for)
             assert_slot_counts_kept(con)
