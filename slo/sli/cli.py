@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from collector.engines import select
 from collector import settings as S
 from collector.settings import option
+
+if TYPE_CHECKING:  # (the CLI imports DuckDB and the SLI engine only for the commands that use them)
+    import duckdb
+
+    from slo.sli.config import SliConfig
 
 sli_app = typer.Typer(help="Platform SLIs (M1-M15) computed in DuckDB, as GET /v1/sli serves them.",
                       invoke_without_command=True, add_completion=False)
@@ -151,7 +156,7 @@ def show(
     print_table(doc)
 
 
-def fold_pending(con, cfg, progress: bool) -> None:
+def fold_pending(con: duckdb.DuckDBPyConnection, cfg: SliConfig, progress: bool) -> None:
     """Fold what the database holds beyond the SLI tables (compute would, first), with a bar on stderr once the fold
     takes more than one slice: a first fold of millions of events takes a while (docs/sli.md)."""
     from rich.console import Console
