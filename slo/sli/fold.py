@@ -236,12 +236,13 @@ def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: dateti
     watermark is before them already, so the reset does not return it."""
     floor = now - timedelta(days=cfg.missed_lookback_days)
     missed.stage_new_registrations(cur, lo, hi)
+    earlier = set(deferred.moved)  # (the reset returns the others with what they change)
     try:
         deferred.add(missed.reset_for_new_registrations(cur, floor))
         slots.reset_for_new_registrations(cur, floor)
-        if deferred.moved:
+        if earlier:  # (only in a fold of more than one slice)
             staged = cur.execute("SELECT notebook_id, reattributes FROM sli_new_regs").fetchall()
-            deferred.add({nb: again for nb, again in staged if nb in deferred.moved})
+            deferred.add({nb: again for nb, again in staged if nb in earlier})
     finally:
         cur.execute("DROP TABLE IF EXISTS sli_new_regs")
 
