@@ -1,4 +1,4 @@
-"""How fast a bulk ingest could go if DuckDB itself validated the events: a ceiling for issue 11's bulk ratio.
+"""How fast ingest could go if DuckDB itself validated the events: a ceiling for issue 11's ratios.
 
     .venv/bin/python bench/bench_contract_ceiling.py            # the ingest bench's 1M events, 3 alternated reps
 
@@ -20,9 +20,16 @@ It does less than the product: no per-type required fields or enums beyond the c
 (cells, tags, depth), no redaction, no dead letters, no canonical `data` text (the product stores it in the
 contract's key order; this stores it as received), no derived tables, no counters, no batch bookkeeping. So its rate
 is an upper bound for any path that validates in DuckDB, before the derived tables. Measured beside the product's
-bulk command and the raw keyed insert of the product's own stored rows, alternated, each on a fresh database; the
-rows the ceiling vouches for are checked equal to the product's (every stored column but `data`, whose key order
-differs), and the rows it leaves out are checked to be the ones the product redacted. Figures go to
+bulk command and the raw keyed insert of the product's own stored rows, alternated, each on a fresh database.
+
+HTTP the same way, with the ingest bench's clients (4, 1,000-event NDJSON requests, auth on) against
+bench/ceiling_server.py, a bare ASGI app on the collector's server stack: storing nothing (what the transport
+allows), and running the same statement over the lines of up to 4 waiting requests (the collector's group commit);
+beside the product's `observatory serve`. That is one design of a native HTTP path, not a bound: a statement this
+size has a fixed cost per execution that a request's 1,000 events do not pay back.
+
+For files the rows the ceiling vouches for are checked equal to the product's (every stored column but `data`,
+whose key order differs), and the rows it leaves out are checked to be the ones the product redacted. Figures go to
 docs/performance.md between the contract-ceiling markers.
 """
 
@@ -30,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -39,6 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import httpx
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +89,22 @@ def _in(column: str, values: typing.Iterable[str]) -> str:
     return f"{column} IN ({', '.join(lit(v) for v in values)})"
 
 
-def ceiling_sql(parquet: Path, now: datetime) -> str:
-    """The one statement: read, check, insert the rows it vouches for (`?` = ingested_at)."""
+def parquet_source(parquet: Path) -> str:
+    return f"read_parquet({lit(str(parquet))})"
+
+
+# Requests' lines (a registered Arrow table `lines(line, req)`) as the Parquet file's columns: the envelope parsed
+# once, `data` kept as its JSON text, `req` (which request of a group commit a line came in) carried along.
+LINES_SOURCE = ("(SELECT e.specversion, e.id, e.source, e.type, e.time, e.subject, e.data::VARCHAR AS data, req FROM "
+                "(SELECT json_transform(line, '{\"specversion\": \"VARCHAR\", \"id\": \"VARCHAR\", "
+                "\"source\": \"VARCHAR\", \"type\": \"VARCHAR\", \"time\": \"VARCHAR\", "
+                "\"subject\": \"VARCHAR\", \"data\": \"JSON\"}') AS e, req FROM lines))")
+
+
+def ceiling_sql(source: str, now: datetime, batch: str = "1") -> str:
+    """The one statement: read `source` (a relation with the Parquet file's columns), check, insert the rows it
+    vouches for (`?` = ingested_at, `batch` the SQL of their batch_id); a row already stored is skipped, as the
+    product's dedup does."""
     d = "d"
     checks = [
         "specversion = '1.0'", "length(id) BETWEEN 1 AND 256", "length(source) BETWEEN 1 AND 512",
@@ -104,9 +128,9 @@ def ceiling_sql(parquet: Path, now: datetime) -> str:
          *[f"{d}.{ident(c)}" + ("::INTEGER" if c == "attempt" else "") for c in stored
            if c not in ("source", "id", "type", "subject")],
          "data", "0 AS redactions", *[f"{d}.{ident(f)}" for f in STORED_FIELDS]])
-    return (f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
+    return (f"INSERT OR IGNORE INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
             f"WITH parsed AS MATERIALIZED (SELECT *, json_transform(data, {lit(_structure())}) AS {d} "
-            f"FROM read_parquet({lit(str(parquet))})) SELECT {select}, ?, 1 FROM parsed WHERE {' AND '.join(checks)}")
+            f"FROM {source}) SELECT {select}, ?, {batch} FROM parsed WHERE {' AND '.join(checks)}")
 
 
 def _cpu(who: int = resource.RUSAGE_SELF) -> float:
@@ -124,7 +148,7 @@ def ceiling_run(parquet: Path, workdir: Path, threads: int) -> dict:
         now = datetime.now(timezone.utc)
         c0, t0 = _cpu(), time.perf_counter()
         con.execute("BEGIN TRANSACTION")
-        con.execute(ceiling_sql(parquet, now), [now])
+        con.execute(ceiling_sql(parquet_source(parquet), now), [now])
         con.execute("COMMIT")
         seconds, cpu = time.perf_counter() - t0, _cpu() - c0
         rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -160,14 +184,48 @@ def check_rows(product_db: Path, ceiling_db: Path) -> dict:
     return {"left_out": left[0]}
 
 
+def http_ceiling_run(lines: list[str], workdir: Path, mode: str, threads: int = 1) -> dict:
+    """The ingest bench's closed loop (4 clients, 1,000-event NDJSON requests, auth on) against ceiling_server.py
+    in `mode` with `threads` DuckDB threads; events/s acknowledged and the server's CPU."""
+    workdir.mkdir()
+    port, token = bench_ingest._free_port(), "ceiling-token"
+    cmd = [sys.executable, str(ROOT / "bench" / "ceiling_server.py"), "--port", str(port), "--db",
+           str(workdir / "http.duckdb"), "--token", token, "--mode", mode, "--threads", str(threads)]
+    with open(workdir / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((workdir / "server.log").read_text()[-2000:])
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+            cpu0, t0 = bench_ingest.cpu_seconds(proc.pid), time.perf_counter()
+            res = bench_ingest.post_all(f"{url}/v1/events", headers, bench_ingest._bodies(lines, 1000), clients=4)
+            seconds, cpu = time.perf_counter() - t0, bench_ingest.cpu_seconds(proc.pid) - cpu0
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return {"events": res["acked"], "seconds": seconds, "cpu": cpu}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--http-events", type=int, default=200_000, help="events per HTTP run (the ingest bench's)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md as it is")
     args = ap.parse_args()
-    parquet, _, n = bench_ingest.data_files(args.events, ROOT / "var" / "bench", seed=7)
-    runs: dict[str, list[dict]] = {k: [] for k in ("bulk", "raw", "ceiling1", "ceiling2")}
+    parquet, ndjson, n = bench_ingest.data_files(args.events, ROOT / "var" / "bench", seed=7)
+    with open(ndjson) as fh:
+        lines = [line.rstrip("\n") for _, line in zip(range(args.http_events), fh)]
+    runs: dict[str, list[dict]] = {k: [] for k in ("bulk", "raw", "ceiling1", "ceiling2", "http", "transport",
+                                                   "native1", "native2")}
     with tempfile.TemporaryDirectory(dir=ROOT / "var") as tmp:
         work = Path(tmp)
         first = bench_ingest.cli_run(parquet, work, None)
@@ -176,9 +234,19 @@ def main() -> None:
         table = bench_ingest.stored_table(product_db)
         left = None
         for rep in range(args.reps):
-            order = ["bulk", "raw", "ceiling1", "ceiling2"]
+            order = list(runs)
             for key in order if rep % 2 == 0 else order[::-1]:
-                if key == "bulk":
+                if key == "http":
+                    hw = work / f"http{rep}"
+                    hw.mkdir()
+                    r = bench_ingest.http_run(lines, hw)
+                    r["cpu"] = r["server_cpu_us"] * r["events"] / 1e6
+                    shutil.rmtree(hw)
+                elif key == "transport" or key.startswith("native"):
+                    r = http_ceiling_run(lines, work / f"{key}{rep}", key.rstrip("12"), int(key[-1]) if
+                                         key[-1].isdigit() else 1)
+                    shutil.rmtree(work / f"{key}{rep}")
+                elif key == "bulk":
                     c0 = _cpu(resource.RUSAGE_CHILDREN)
                     r = bench_ingest.cli_run(parquet, work, None)
                     r["cpu"] = _cpu(resource.RUSAGE_CHILDREN) - c0
@@ -193,13 +261,13 @@ def main() -> None:
                 print(f"{key:9s} rep {rep + 1}: {r['events']:,} rows in {r['seconds']:.2f} s = "
                       f"{r['events'] / r['seconds']:,.0f}/s, CPU {r['cpu']:.2f} s", flush=True)
     assert left is not None
-    text = render(runs, n, args.reps, left)
+    text = render(runs, n, len(lines), args.reps, left)
     print(text)
     if not args.no_write:
         write_section("contract-ceiling", text)
 
 
-def render(runs: dict[str, list[dict]], n: int, reps: int, left: dict) -> str:
+def render(runs: dict[str, list[dict]], n: int, http: int, reps: int, left: dict) -> str:
     eps = {k: statistics.median(r["events"] / r["seconds"] for r in rs) for k, rs in runs.items()}
     raw = eps["raw"]
 
@@ -207,10 +275,16 @@ def render(runs: dict[str, list[dict]], n: int, reps: int, left: dict) -> str:
         return f"{statistics.median(r['cpu'] for r in runs[k]) * 1e6 / runs[k][0]['events']:.1f}"
 
     names = {
-        "bulk": "the product: `observatory ingest --db` of the Parquet file (whole command)",
         "raw": "raw keyed insert of the product's stored rows (Arrow, one statement)",
-        "ceiling1": "the ceiling: DuckDB reads, checks and inserts in one statement, 1 DuckDB thread",
-        "ceiling2": "the same, 2 DuckDB threads",
+        "bulk": "files: the product, `observatory ingest --db` of the Parquet file (whole command)",
+        "ceiling1": "files: the ceiling, DuckDB reads, checks and inserts in one statement, 1 DuckDB thread",
+        "ceiling2": "files: the same, 2 DuckDB threads",
+        "http": "HTTP: the product, `observatory serve` (the ingest bench's (a))",
+        "transport": "HTTP: the transport alone, a bare ASGI app on uvicorn that checks the token, reads the body "
+                     "and answers, storing nothing",
+        "native1": "HTTP: the same app running the ceiling's statement over the lines of up to 4 waiting requests "
+                   "at once (the collector's group commit), one writer thread, 1 DuckDB thread",
+        "native2": "HTTP: the same, 2 DuckDB threads",
     }
     def each(k: str) -> str:
         return ", ".join(f"{r['events'] / r['seconds']:,.0f}" for r in runs[k])
@@ -220,18 +294,21 @@ def render(runs: dict[str, list[dict]], n: int, reps: int, left: dict) -> str:
         "Measured by `bench/bench_contract_ceiling.py`.",
         "",
         f"Machine: {machine()}; DuckDB {duckdb.__version__}. Command: `python bench/bench_contract_ceiling.py "
-        f"--reps {reps}`: {n:,} events (bench/gen_events.py's Parquet file), medians of {reps} alternated "
-        "repetitions, each on a fresh database.",
+        f"--reps {reps}`: {n:,} events (bench/gen_events.py's Parquet file; HTTP: its first {http:,} lines as "
+        f"1,000-event NDJSON requests from 4 concurrent clients, auth on, the ingest bench's closed loop), medians "
+        f"of {reps} alternated repetitions, each on a fresh database. CPU: the bench's own process for the raw "
+        "insert and the file ceiling, the command or the server for the others (the HTTP clients' CPU is not in "
+        "it).",
         "",
-        "| path | events/s (median) | runs | CPU-µs per event (every thread) | ratio to the raw insert |",
+        "| path | events/s (median) | runs | CPU-µs per event | ratio to the raw insert |",
         "|---|---|---|---|---|",
         *rows,
         "",
-        f"The ceiling's rows equal the product's in every stored column but `data` (stored as received, not in the "
-        f"contract's key order); the {left['left_out']:,} rows it leaves out are those the product redacted (the "
+        f"The file ceiling's rows equal the product's in every stored column but `data` (stored as received, not in "
+        f"the contract's key order); the {left['left_out']:,} rows it leaves out are those the product redacted (the "
         "secret prefilter matched them). The ceiling does no redaction, dead letters, per-type or nested checks, "
-        "canonical `data` text, derived tables, counters or batch bookkeeping: a bound from above for any path "
-        "that validates in DuckDB.",
+        "canonical `data` text, derived tables, counters or batch bookkeeping: for files, a bound from above for "
+        "any path that validates in DuckDB. The HTTP rows running its statement are one such design, not a bound.",
     ])
 
 
