@@ -38,8 +38,8 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,6 +184,10 @@ def check_rows(product_db: Path, ceiling_db: Path) -> dict:
     return {"left_out": left[0]}
 
 
+# The HTTP ceilings measured: ceiling_server.py's mode and DuckDB threads
+HTTP_CEILINGS = {"transport": ("transport", 1), "native1": ("native", 1), "native2": ("native", 2)}
+
+
 def http_ceiling_run(lines: list[str], workdir: Path, mode: str, threads: int = 1) -> dict:
     """The ingest bench's closed loop (4 clients, 1,000-event NDJSON requests, auth on) against ceiling_server.py
     in `mode` with `threads` DuckDB threads; events/s acknowledged and the server's CPU."""
@@ -224,10 +228,11 @@ def main() -> None:
     parquet, ndjson, n = bench_ingest.data_files(args.events, ROOT / "var" / "bench", seed=7)
     with open(ndjson) as fh:
         lines = [line.rstrip("\n") for _, line in zip(range(args.http_events), fh)]
-    runs: dict[str, list[dict]] = {k: [] for k in ("bulk", "raw", "ceiling1", "ceiling2", "http", "transport",
-                                                   "native1", "native2")}
+    runs: dict[str, list[dict]] = {k: [] for k in ("bulk", "raw", "ceiling1", "ceiling2", "http",
+                                                   *HTTP_CEILINGS)}
     with tempfile.TemporaryDirectory(dir=ROOT / "var") as tmp:
         work = Path(tmp)
+        # The product's rows, once: what the raw insert inserts and what the ceiling's rows are checked against
         first = bench_ingest.cli_run(parquet, work, None)
         product_db = work / "product.duckdb"
         first["db"].rename(product_db)
@@ -242,9 +247,8 @@ def main() -> None:
                     r = bench_ingest.http_run(lines, hw)
                     r["cpu"] = r["server_cpu_us"] * r["events"] / 1e6
                     shutil.rmtree(hw)
-                elif key == "transport" or key.startswith("native"):
-                    r = http_ceiling_run(lines, work / f"{key}{rep}", key.rstrip("12"), int(key[-1]) if
-                                         key[-1].isdigit() else 1)
+                elif key in HTTP_CEILINGS:
+                    r = http_ceiling_run(lines, work / f"{key}{rep}", *HTTP_CEILINGS[key])
                     shutil.rmtree(work / f"{key}{rep}")
                 elif key == "bulk":
                     c0 = _cpu(resource.RUSAGE_CHILDREN)
@@ -261,13 +265,14 @@ def main() -> None:
                 print(f"{key:9s} rep {rep + 1}: {r['events']:,} rows in {r['seconds']:.2f} s = "
                       f"{r['events'] / r['seconds']:,.0f}/s, CPU {r['cpu']:.2f} s", flush=True)
     assert left is not None
-    text = render(runs, n, len(lines), args.reps, left)
+    text = render(runs, n, len(lines), args.reps, left,
+                  " ".join(["python bench/bench_contract_ceiling.py", *sys.argv[1:]]))
     print(text)
     if not args.no_write:
         write_section("contract-ceiling", text)
 
 
-def render(runs: dict[str, list[dict]], n: int, http: int, reps: int, left: dict) -> str:
+def render(runs: dict[str, list[dict]], n: int, http: int, reps: int, left: dict, cmd: str) -> str:
     eps = {k: statistics.median(r["events"] / r["seconds"] for r in rs) for k, rs in runs.items()}
     raw = eps["raw"]
 
@@ -286,6 +291,7 @@ def render(runs: dict[str, list[dict]], n: int, http: int, reps: int, left: dict
                    "at once (the collector's group commit), one writer thread, 1 DuckDB thread",
         "native2": "HTTP: the same, 2 DuckDB threads",
     }
+
     def each(k: str) -> str:
         return ", ".join(f"{r['events'] / r['seconds']:,.0f}" for r in runs[k])
 
@@ -293,12 +299,11 @@ def render(runs: dict[str, list[dict]], n: int, http: int, reps: int, left: dict
     return "\n".join([
         "Measured by `bench/bench_contract_ceiling.py`.",
         "",
-        f"Machine: {machine()}; DuckDB {duckdb.__version__}. Command: `python bench/bench_contract_ceiling.py "
-        f"--reps {reps}`: {n:,} events (bench/gen_events.py's Parquet file; HTTP: its first {http:,} lines as "
-        f"1,000-event NDJSON requests from 4 concurrent clients, auth on, the ingest bench's closed loop), medians "
-        f"of {reps} alternated repetitions, each on a fresh database. CPU: the bench's own process for the raw "
-        "insert and the file ceiling, the command or the server for the others (the HTTP clients' CPU is not in "
-        "it).",
+        f"Machine: {machine()}; DuckDB {duckdb.__version__}. Command: `{cmd}`: {n:,} events (bench/gen_events.py's "
+        f"Parquet file; HTTP: its first {http:,} lines as 1,000-event NDJSON requests from 4 concurrent clients, auth "
+        f"on, the ingest bench's closed loop), medians of {reps} alternated repetitions, each on a fresh database. "
+        "CPU: the bench's own process for the raw insert and the file ceiling, the command or the server for the "
+        "others (the HTTP clients' CPU is not in it).",
         "",
         "| path | events/s (median) | runs | CPU-µs per event | ratio to the raw insert |",
         "|---|---|---|---|---|",
