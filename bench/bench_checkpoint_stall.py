@@ -65,7 +65,8 @@ def stall(workdir: Path, keyed: bool, other: bool, fill_batches: int = 300) -> d
 
         def writer() -> None:
             i = 10**6
-            while not stop.is_set():
+            deadline = time.monotonic() + 30  # a checkpoint that can never get in must not hang the bench
+            while not stop.is_set() and time.monotonic() < deadline:
                 t = _rows(i)  # noqa: F841 - read by the statement
                 i += 1
                 t0 = time.perf_counter()
