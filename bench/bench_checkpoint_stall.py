@@ -123,8 +123,8 @@ def main() -> None:
         f"--reps {args.reps}`. A writer commits 1,000-row inserts (300-byte payloads) every 10 ms on one connection "
         "while another runs `CHECKPOINT` of the WAL shown; medians of the repetitions. A writer that may commit "
         "during a checkpoint keeps its usual commit time (longest / checkpoint near 0); one that waits has its "
-        "longest commit as long as the checkpoint (near 1). The last column counts the runs in which the writer went on "
-        "(its longest commit under half the checkpoint).",
+        "longest commit as long as the checkpoint (near 1). The last column counts the runs in which the writer went "
+        "on (its longest commit under half the checkpoint).",
         "",
         "| the writer's table, the WAL checkpointed | WAL MiB | checkpoint ms | the writer's longest commit, ms (runs) "
         "| its median commit before, ms | longest / checkpoint | runs the writer went on |",
