@@ -48,7 +48,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import httpx
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,15 +198,7 @@ def http_ceiling_run(lines: list[str], workdir: Path, mode: str, threads: int = 
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((workdir / "server.log").read_text()[-2000:])
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            bench_ingest.wait_ready(proc, port, workdir / "server.log")
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
             cpu0, t0 = bench_ingest.cpu_seconds(proc.pid), time.perf_counter()
             res = bench_ingest.post_all(f"{url}/v1/events", headers, bench_ingest._bodies(lines, 1000), clients=4)

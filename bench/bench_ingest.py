@@ -116,6 +116,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, port: int, log: Path, seconds: float = 60) -> None:
+    """Until the server on `port` answers 200 on /readyz; its log's tail in the error when it exits first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-2000:])
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server on port {port} did not become ready in {seconds:.0f} s")
+
+
 class Server:
     """A real `observatory serve` with auth on (a bearer token with the ingest scope) on a free port."""
 
@@ -152,17 +167,8 @@ class Server:
         self.proc = self._popen([*self.cli, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db",
                                  str(self.db), "--tokens-file", str(self.tokens), "--log-level", "WARNING",
                                  *self.args])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.workdir / "server.log").read_text()[-2000:])
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("collector did not become ready")
+        wait_ready(self.proc, self.port, self.workdir / "server.log")
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
