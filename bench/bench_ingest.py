@@ -537,8 +537,7 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
                   f"collector {r['server_cpu_us']:.1f} CPU-µs per event, peak RSS {r['peak_rss_mib']:.0f} MiB; "
                   f"{_settled_text(r)}", flush=True)
     for label, rs in runs.items():
-        each = ", ".join(f"{r['eps']:,.0f}" for r in rs)
-        print(f"(a) {label}: median {med(rs):,.0f}/s ({each}), collector CPU-µs per event "
+        print(f"(a) {label}: median {med(rs):,.0f}/s ({_each(rs, 'eps')}), collector CPU-µs per event "
               f"{med(rs, 'server_cpu_us'):.1f}, peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB; derived tables caught "
               f"up: {med(rs, 'eps_settled'):,.0f}/s ({_each(rs, 'eps_settled')}), "
               f"{med(rs, 'server_cpu_us_settled'):.1f} CPU-µs per event")

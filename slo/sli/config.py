@@ -55,7 +55,7 @@ class SliConfig(BaseSettings):
                                    "ingest batches, each committed, the cron slots decided once after the last, so "
                                    "that the fold's memory does not grow with the backlog. At saturation, the "
                                    "collector peaked at 0.95-1.05 GiB with 100,000 and at up to 1.43 GiB with "
-                                   "400,000; a backlog's fold takes 14-23% longer (docs/performance.md)")
+                                   "400,000, whose folds of a backlog took 12-19% less time (docs/performance.md)")
     kernel_session_max_hours: float = Field(
         24.0, description="A kernel session with no event for this long stops counting as active")
 
