@@ -132,7 +132,8 @@ def wait_ready(proc: subprocess.Popen, port: int, log: Path, seconds: float = 60
 
 
 class Server:
-    """A real `observatory serve` with auth on (a bearer token with the ingest scope) on a free port."""
+    """A real `observatory serve` with auth on (a bearer token with the ingest and read scopes: reads time the
+    deriver's catch-up, `settled`) on a free port."""
 
     def __init__(self, workdir: Path, python: list[str] | None = None, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:
@@ -609,8 +610,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
     ]
     for label, target, runs, count in rows:
         eps = med(runs)
-        spread = ", ".join(f"{r['eps']:,.0f}" for r in runs)
-        out.append(f"| {label} | {count:,} | {target} | **{eps:,.0f}** | {spread} | {eps / c:.2f} |")
+        out.append(f"| {label} | {count:,} | {target} | **{eps:,.0f}** | {_each(runs, 'eps')} | {eps / c:.2f} |")
     bp, bn = res["parquet"], res["ndjson"]
     h, b = bd["http"], bd["bulk"]
     out += [
