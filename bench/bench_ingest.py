@@ -297,13 +297,13 @@ def settled(srv: Server, t0: float, cpu0: float) -> tuple[float, float]:
 
 
 def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, batch: int = 1000,
-                code: Path | None = None) -> dict:
+                code: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Open loop at `eps` events/s: request k is due at t0 + k / rate whatever the answers before it, and its
     latency runs from when it was due to its 2xx (so queueing behind a slow request counts). `timeline`: each
     request's (k, when it was due in perf_counter seconds, latency)."""
     bodies = _bodies(lines, batch)
     interval = batch / eps
-    with _server(workdir, code) as srv:
+    with _server(workdir, code, env) as srv:
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         httpx.post(url, content=lines[0].encode(), headers=headers, timeout=60).raise_for_status()
@@ -545,29 +545,39 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
     return lines, runs
 
 
-def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
-    """(a) for this checkout and `before`, alternated, then the latency of both at one offered rate."""
-    lines, runs = _alternated(ndjson, data_dir, n, reps, {"before": (before, None), "after": (None, None)})
-    # Latency at one offered rate for both: half the code before's median throughput.
-    eps = med(runs["before"]) / 2
-    lat: dict[str, list[dict]] = {"before": [], "after": []}
+def _latencies(lines: list[str], data_dir: Path, reps: int,
+               configs: dict[str, tuple[Path | None, dict[str, str] | None]], eps: float) -> None:
+    """The latency of each configuration (as `_alternated`'s) at one offered rate, `reps` times, alternated."""
+    lat: dict[str, list[dict]] = {label: [] for label in configs}
     for rep in range(reps):
-        for which, code in (("before", before), ("after", None)):
+        for k, (label, (code, env)) in enumerate(configs.items()):
             with tempfile.TemporaryDirectory(prefix="bench-http-lat-", dir=data_dir) as d:
-                r = latency_run([x.replace('"id":"', f'"id":"l{which}{rep}-', 1) for x in lines[:200_000]],
-                                Path(d), eps, code=code)
-            lat[which].append(r)
-            print(f"latency {which:6s} rep {rep + 1} at {eps:,.0f} events/s offered: p50 {r['p50_ms']:.0f} ms, "
+                r = latency_run([x.replace('"id":"', f'"id":"l{k}-{rep}-', 1) for x in lines[:200_000]],
+                                Path(d), eps, code=code, env=env)
+            lat[label].append(r)
+            print(f"latency {label} rep {rep + 1} at {eps:,.0f} events/s offered: p50 {r['p50_ms']:.0f} ms, "
                   f"p99 {r['p99_ms']:.0f} ms", flush=True)
-    for which, rs in lat.items():
-        print(f"latency {which} at {eps:,.0f} events/s offered (medians): p50 {med(rs, 'p50_ms'):.0f} ms, "
-              f"p99 {med(rs, 'p99_ms'):.0f} ms")
+    for label, rs in lat.items():
+        print(f"latency {label} at {eps:,.0f} events/s offered (medians): p50 {med(rs, 'p50_ms'):.0f} ms "
+              f"({_each(rs, 'p50_ms')}), p99 {med(rs, 'p99_ms'):.0f} ms ({_each(rs, 'p99_ms')})")
+
+
+def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
+    """(a) for this checkout and `before`, alternated, then the latency of both at one offered rate: half the code
+    before's median throughput."""
+    configs = {"before": (before, None), "after": (None, None)}
+    lines, runs = _alternated(ndjson, data_dir, n, reps, configs)
+    _latencies(lines, data_dir, reps, configs, med(runs["before"]) / 2)
 
 
 def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, dict[str, str]]) -> None:
     """(a) for this checkout's collector under each environment, alternated (e.g. the allocator settings one at a
-    time: docs/performance.md, twelfth round)."""
-    _alternated(ndjson, data_dir, n, reps, {label: (None, env) for label, env in envs.items()})
+    time: docs/performance.md, twelfth round), then the latency of each at one offered rate: half the first
+    environment's median throughput (a trade-off of throughput against tail latency, such as
+    OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD, is then read at one load)."""
+    configs = {label: (None, env) for label, env in envs.items()}
+    lines, runs = _alternated(ndjson, data_dir, n, reps, configs)
+    _latencies(lines, data_dir, reps, configs, med(next(iter(runs.values()))) / 2)
 
 
 def _env_arg(text: str) -> tuple[str, dict[str, str]]:

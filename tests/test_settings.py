@@ -353,6 +353,60 @@ def test_duckdb_memory_limit_is_checked_before_duckdb_sees_it(clean_env, value, 
     assert text.startswith("invalid setting: OBSERVATORY_DUCKDB_MEMORY_LIMIT") and needle in text, text
 
 
+def _duckdb_threshold(text: str) -> str:
+    """How a plain DuckDB connection reports a checkpoint threshold set to `text`: the collector's database must
+    say the same."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET checkpoint_threshold = '{text}'")
+        return con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("env, want", [(None, "128MB"), ("32MB", "32MB"), (" 1 GiB ", "1GiB"), ("1MB", "1MB")])
+def test_duckdb_checkpoint_threshold_reaches_the_collectors_and_the_bulk_commands_database(clean_env, tmp_path, env,
+                                                                                          want):
+    """OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD sets the WAL size past which a commit checkpoints, for the collector's
+    database and for `observatory ingest --db`; unset, the collector's 128MB (storage.db.CHECKPOINT_THRESHOLD),
+    not DuckDB's 16MB."""
+    from collector.ingest.files import _open_store
+    from collector.ingest.store import Store
+    from collector.storage.db import CHECKPOINT_THRESHOLD
+
+    if env:
+        clean_env.setenv("OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD", env)
+    assert S.load().duckdb_checkpoint_threshold == (want if env else None)
+    shown = _duckdb_threshold(want)
+    assert shown != _duckdb_threshold("16MB") or want == "16MB"
+    assert env or want == CHECKPOINT_THRESHOLD
+    for i, open_ in enumerate((lambda p: Store(S.load().model_copy(update={"db": p, "auth": False})),
+                               lambda p: _open_store(p, 1000))):
+        store = open_(tmp_path / f"c{i}.duckdb")
+        try:
+            assert store.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == shown
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("lots", "expected a size such as 32MB"),
+    ("25%", "expected a size"),  # a share of the memory means nothing for a WAL
+    ("-1GB", "expected a size"),
+    ("1000000", "expected a size"),  # DuckDB wants a unit
+    ("0MB", "at least 1MB"),  # DuckDB would checkpoint at every commit
+    ("999KB", "at least 1MB"),
+])
+def test_duckdb_checkpoint_threshold_is_checked_before_duckdb_sees_it(clean_env, value, needle):
+    clean_env.setenv("OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD", value)
+    with pytest.raises(S.SettingsError) as err:
+        S.load()
+    text = str(err.value)
+    assert text.startswith("invalid setting: OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD") and needle in text, text
+
+
 @pytest.mark.parametrize("text, want", [
     ("512MB", 512 * 10**6), (" 2 gib ", 2 * 1024**3), ("1.5TB", 1_500_000_000_000), ("100B", 100),
     ("256.0 MiB", 256 * 1024**2), ("512 bytes", 512), ("2.5 KiB", 2560),

@@ -33,7 +33,8 @@ class Store:
         self.settings = settings
         self.started_at = time.time()
         self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams),
-                              memory_limit=settings.duckdb_memory_limit)
+                              memory_limit=settings.duckdb_memory_limit,
+                              checkpoint_threshold=settings.duckdb_checkpoint_threshold)
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)

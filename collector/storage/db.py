@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from collector import STREAMS, spare_cores
+from collector.storage.sqltext import lit
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -109,11 +110,14 @@ _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 
 def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None,
-            must_exist: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+            must_exist: bool = False, threads: int | None = None,
+            checkpoint_threshold: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the database at `path`, in UTC, migrated to the latest schema.
 
     It is created when missing, unless `must_exist`: commands that only read refuse a path that does not exist
     rather than answer from a new empty database (a `--db` typo would otherwise report zeros and exit 0).
+    `checkpoint_threshold`: the WAL size past which a commit checkpoints (None: CHECKPOINT_THRESHOLD), as the
+    collector's settings give it (OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD).
     """
     path = Path(path)
     if str(path) != ":memory:":
@@ -139,7 +143,7 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
             "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first") from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
-        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        con.execute(f"SET checkpoint_threshold = {lit(checkpoint_threshold or CHECKPOINT_THRESHOLD)}")
         apply_migrations(con)
     return con
 
