@@ -297,35 +297,45 @@ def test_bulk_ingest_counts_its_writer_and_deriver_unless_set(clean_env, tmp_pat
             store.close()
 
 
-def _duckdb_reads(limit: str | None) -> str:
-    """How a plain DuckDB connection reports a memory limit given in its config (none: its own default): the
+def _duckdb_shows(name: str, value: str | None) -> str:
+    """How a plain DuckDB connection reports its setting `name` set to `value` (none: its own default): the
     collector's database must say the same."""
     import duckdb
 
-    con = duckdb.connect(":memory:", config={"memory_limit": limit} if limit else {})
+    con = duckdb.connect(":memory:")
     try:
-        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        if value:
+            con.execute(f"SET {name} = '{value}'")
+        return con.execute(f"SELECT current_setting('{name}')").fetchone()[0]
     finally:
         con.close()
+
+
+def _collector_shows(tmp_path, name: str) -> list[str]:
+    """DuckDB's setting `name` on the collector's database and on `observatory ingest --db`'s, as the settings
+    loaded from the environment open them."""
+    from collector.ingest.files import _open_store
+    from collector.ingest.store import Store
+
+    shown = []
+    for i, open_ in enumerate((lambda p: Store(S.load().model_copy(update={"db": p, "auth": False})),
+                               lambda p: _open_store(p, 1000))):
+        store = open_(tmp_path / f"{name}{i}.duckdb")
+        try:
+            shown.append(store.con.execute(f"SELECT current_setting('{name}')").fetchone()[0])
+        finally:
+            store.close()
+    return shown
 
 
 @pytest.mark.parametrize("env", [None, "300MB", "1GiB", "25%", " 1.5 gb "])
 def test_duckdb_memory_limit_reaches_the_collectors_and_the_bulk_commands_database(clean_env, tmp_path, env):
     """OBSERVATORY_DUCKDB_MEMORY_LIMIT bounds DuckDB's memory for the collector's database and for `observatory
     ingest --db`; unset, DuckDB's own default applies."""
-    from collector.ingest.files import _open_store
-    from collector.ingest.store import Store
-
     if env:
         clean_env.setenv("OBSERVATORY_DUCKDB_MEMORY_LIMIT", env)
-    want = _duckdb_reads(env.replace(" ", "") if env else None)
-    for i, open_ in enumerate((lambda p: Store(S.load().model_copy(update={"db": p, "auth": False})),
-                               lambda p: _open_store(p, 1000))):
-        store = open_(tmp_path / f"m{i}.duckdb")
-        try:
-            assert store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == want
-        finally:
-            store.close()
+    want = _duckdb_shows("memory_limit", env.replace(" ", "") if env else None)
+    assert _collector_shows(tmp_path, "memory_limit") == [want, want]
 
 
 @pytest.mark.parametrize("value, needle", [
@@ -353,42 +363,21 @@ def test_duckdb_memory_limit_is_checked_before_duckdb_sees_it(clean_env, value, 
     assert text.startswith("invalid setting: OBSERVATORY_DUCKDB_MEMORY_LIMIT") and needle in text, text
 
 
-def _duckdb_threshold(text: str) -> str:
-    """How a plain DuckDB connection reports a checkpoint threshold set to `text`: the collector's database must
-    say the same."""
-    import duckdb
-
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"SET checkpoint_threshold = '{text}'")
-        return con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
-    finally:
-        con.close()
-
-
 @pytest.mark.parametrize("env, want", [(None, "128MB"), ("32MB", "32MB"), (" 1 GiB ", "1GiB"), ("1MB", "1MB")])
 def test_duckdb_checkpoint_threshold_reaches_the_collectors_and_the_bulk_commands_database(clean_env, tmp_path, env,
                                                                                           want):
     """OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD sets the WAL size past which a commit checkpoints, for the collector's
     database and for `observatory ingest --db`; unset, the collector's 128MB (storage.db.CHECKPOINT_THRESHOLD),
     not DuckDB's 16MB."""
-    from collector.ingest.files import _open_store
-    from collector.ingest.store import Store
     from collector.storage.db import CHECKPOINT_THRESHOLD
 
     if env:
         clean_env.setenv("OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD", env)
     assert S.load().duckdb_checkpoint_threshold == (want if env else None)
-    shown = _duckdb_threshold(want)
-    assert shown != _duckdb_threshold("16MB") or want == "16MB"
     assert env or want == CHECKPOINT_THRESHOLD
-    for i, open_ in enumerate((lambda p: Store(S.load().model_copy(update={"db": p, "auth": False})),
-                               lambda p: _open_store(p, 1000))):
-        store = open_(tmp_path / f"c{i}.duckdb")
-        try:
-            assert store.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == shown
-        finally:
-            store.close()
+    shown = _duckdb_shows("checkpoint_threshold", want)
+    assert shown != _duckdb_shows("checkpoint_threshold", None)  # not DuckDB's default
+    assert _collector_shows(tmp_path, "checkpoint_threshold") == [shown, shown]
 
 
 @pytest.mark.parametrize("value, needle", [
