@@ -131,9 +131,12 @@ class Settings(BaseSettings):
                                "only take CPU from ingest)")
     gauge_max_age_seconds: float = Field(
         60.0, gt=0, description="Under sustained ingest the refresher rests 9 times its last refresh's duration (a "
-                                "tenth of the time at most), and each refresh folds more than the last; past this "
-                                "age of the gauges it refreshes anyway, taking more of the CPU, so that the SLIs, "
-                                "slot counters and costs Prometheus reads are never older (docs/operations.md)")
+                                "tenth of the time at most), and each refresh folds more than the last; it starts "
+                                "the next refresh early enough to end this long after the last one ended, were it "
+                                "to take as long, taking more of the CPU, so that the SLIs, slot counters and costs "
+                                "Prometheus reads are about this old at most: a refresh that folds more than the one "
+                                "before ends that much later (at most 64-68 s old under a 3M-event flood at 60; "
+                                "docs/operations.md)")
     sli_max_windows: int = Field(8, ge=1, description="Most windows one `GET /v1/sli` may ask for (400 above)")
     sli_max_window_days: float = Field(400.0, gt=0, description="Longest window `GET /v1/sli` computes (400 above)")
     read_timeout_seconds: float = Field(60.0, gt=0, description="An SLI computation running longer is interrupted "
