@@ -547,20 +547,25 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
 
 
 def _latencies(lines: list[str], data_dir: Path, reps: int,
-               configs: dict[str, tuple[Path | None, dict[str, str] | None]], eps: float) -> None:
-    """The latency of each configuration (as `_alternated`'s) at one offered rate, `reps` times, alternated."""
+               configs: dict[str, tuple[Path | None, dict[str, str] | None]], eps: float) -> dict[str, list[dict]]:
+    """The latency of each configuration (as `_alternated`'s) at one offered rate, `reps` times, alternated, each
+    run on a fresh database with fresh ids (a run holds a checkpoint or two, so its p99 is one checkpoint's stall:
+    a single run read 607-1,086 ms at one load). Returns the runs by label, their timelines left out
+    (bench/latency_timeline.py prints one)."""
     lat: dict[str, list[dict]] = {label: [] for label in configs}
     for rep in range(reps):
         for k, (label, (code, env)) in enumerate(configs.items()):
             with tempfile.TemporaryDirectory(prefix="bench-http-lat-", dir=data_dir) as d:
-                r = latency_run([x.replace('"id":"', f'"id":"l{k}-{rep}-', 1) for x in lines[:200_000]],
+                r = latency_run([x.replace('"id":"', f'"id":"l{k}-{rep}-', 1) for x in lines],
                                 Path(d), eps, code=code, env=env)
+            r.pop("timeline")
             lat[label].append(r)
             print(f"latency {label} rep {rep + 1} at {eps:,.0f} events/s offered: p50 {r['p50_ms']:.0f} ms, "
                   f"p99 {r['p99_ms']:.0f} ms", flush=True)
     for label, rs in lat.items():
         print(f"latency {label} at {eps:,.0f} events/s offered (medians): p50 {med(rs, 'p50_ms'):.0f} ms "
               f"({_each(rs, 'p50_ms')}), p99 {med(rs, 'p99_ms'):.0f} ms ({_each(rs, 'p99_ms')})")
+    return lat
 
 
 def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -> None:
@@ -568,7 +573,7 @@ def http_before(ndjson: Path, data_dir: Path, n: int, reps: int, before: Path) -
     before's median throughput."""
     configs = {"before": (before, None), "after": (None, None)}
     lines, runs = _alternated(ndjson, data_dir, n, reps, configs)
-    _latencies(lines, data_dir, reps, configs, med(runs["before"]) / 2)
+    _latencies(lines[:200_000], data_dir, reps, configs, med(runs["before"]) / 2)
 
 
 def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, dict[str, str]]) -> None:
@@ -578,7 +583,7 @@ def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, d
     OBSERVATORY_DUCKDB_CHECKPOINT_THRESHOLD, is then read at one load)."""
     configs = {label: (None, env) for label, env in envs.items()}
     lines, runs = _alternated(ndjson, data_dir, n, reps, configs)
-    _latencies(lines, data_dir, reps, configs, med(next(iter(runs.values()))) / 2)
+    _latencies(lines[:200_000], data_dir, reps, configs, med(next(iter(runs.values()))) / 2)
 
 
 def _env_arg(text: str) -> tuple[str, dict[str, str]]:
@@ -803,15 +808,7 @@ def main() -> None:
                 shutil.rmtree(hw, ignore_errors=True)
         del table
         half = med(res["http"]) / 2
-        lat = []  # one run per repetition, each on a fresh database: a run holds a checkpoint or two, so its p99
-        for rep in range(args.reps):  # is one checkpoint's stall, and a single run read 607-1,086 ms at one load
-            lw = work / f"latency-{rep}"
-            lw.mkdir()
-            r = latency_run([x.replace('"id":"', f'"id":"lat{rep}-', 1) for x in lines[:max(20_000, int(half * 30))]],
-                            lw, half)
-            r.pop("timeline")  # bench/latency_timeline.py prints it
-            lat.append(r)
-            print(f"latency rep {rep + 1} at {half:,.0f}/s: {r}", flush=True)
+        lat = _latencies(lines[:max(20_000, int(half * 30))], work, args.reps, {"(a)": (None, None)}, half)["(a)"]
         sw = work / "saturation"
         sw.mkdir()
         sat = []
