@@ -209,25 +209,47 @@ def _rendered(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
             con.close()
 
 
-def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+class _ReadAhead:
     """`chunks`, the next one read (and rendered) on a thread of its own while the caller validates this one:
     Arrow's Parquet decoding and DuckDB's rendering run without the GIL, which validation holds, on a core the
-    writer and the deriver leave idle part of the time (docs/performance.md, twenty-first round). An
-    error of the reader (an `IngestError` naming the file) is raised where its chunk would have come, so the
-    chunks before it are committed as before; however the caller stops, `chunks` is closed (its file, its
-    connection)."""
-    from concurrent.futures import ThreadPoolExecutor
+    writer and the deriver leave idle part of the time (docs/performance.md, twenty-first round). The first chunk is
+    read from the moment this is made, so that it also overlaps what the caller does before it asks for it (the
+    bulk command opens the store and compiles the validator meanwhile: docs/performance.md, thirty-third round).
+    An error of the reader (an `IngestError` naming the file) is raised where its chunk would have come, so the
+    chunks before it are committed as before. `close` (also at the end, or on the reader's error) stops the reader
+    and closes `chunks` (its file, its connection); a caller that stops early must call it."""
 
-    it = iter(chunks)
-    with ThreadPoolExecutor(1, thread_name_prefix="ingest-read-ahead") as pool:
-        upcoming = pool.submit(next, it, None)
+    def __init__(self, chunks: Iterator[_Chunk]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._it = iter(chunks)
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="ingest-read-ahead")
+        self._upcoming = self._pool.submit(next, self._it, None)
+
+    def __iter__(self) -> "_ReadAhead":
+        return self
+
+    def __next__(self) -> _Chunk:
+        if self._pool is None:
+            raise StopIteration
         try:
-            while (ch := upcoming.result()) is not None:
-                upcoming = pool.submit(next, it, None)
-                yield ch
-        finally:
-            upcoming.cancel() or upcoming.exception()  # not running two `next` at once: wait for it to end
-            pool.submit(getattr(it, "close", lambda: None)).result()
+            ch = self._upcoming.result()
+        except BaseException:
+            self.close()
+            raise
+        if ch is None:
+            self.close()
+            raise StopIteration
+        self._upcoming = self._pool.submit(next, self._it, None)
+        return ch
+
+    def close(self) -> None:
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        self._upcoming.cancel() or self._upcoming.exception()  # not running two `next` at once: wait for it to end
+        pool.submit(getattr(self._it, "close", lambda: None)).result()
+        pool.shutdown()
 
 
 def _ndjson_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
@@ -431,8 +453,16 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
     chunk_rows = max(1, int(chunk_rows))
     t0 = time.perf_counter()
     tally = _Tally()
-    store = _open_store(db, chunk_rows)
-    validator = BulkValidator()
+    # Parquet is read ahead of validation (`_ReadAhead`); the first file's first chunk from now on, while the store
+    # opens and the validator compiles. Every reader made is closed at the end, however the command ends.
+    readers = [_ReadAhead(_rendered(_chunks(inputs[0], chunk_rows)))] if inputs[0].fmt == "parquet" else []
+    try:
+        store = _open_store(db, chunk_rows)
+        validator = BulkValidator()
+    except BaseException:
+        for r in readers:
+            r.close()
+        raise
     store.writer.start()  # the gauge refresher stays off: nothing scrapes this process
     pending: deque[tuple[Future, int]] = deque()
 
@@ -472,11 +502,13 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
             task = bar.add_task(inp.path.name, total=max(1, inp.size), events=0) if bar else None
             request_id = f"file:{inp.path}"[:512]
             file_events = 0
-            chunks = _chunks(inp, chunk_rows)
             # NDJSON: reading a block is a copy and one Arrow split, too little to gain from reading ahead
             # (measured, docs/performance.md); a JSON document is read whole before its first chunk
+            chunks: Iterator[_Chunk] = _chunks(inp, chunk_rows)
             if inp.fmt == "parquet":
-                chunks = _read_ahead(_rendered(chunks))
+                if not (readers and inp is inputs[0]):
+                    readers.append(_ReadAhead(_rendered(chunks)))
+                chunks = readers[-1]
             for ch in chunks:
                 if ch.kind == "lines":
                     res = validator.validate_lines(ch.data, offset=ch.offset, line_numbers=ch.numbers)
@@ -498,6 +530,8 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
         while pending:
             settle(*pending.popleft())
     finally:
+        for r in readers:
+            r.close()
         if bar:
             bar.stop()
         validator.close()

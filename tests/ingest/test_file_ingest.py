@@ -444,7 +444,7 @@ def test_read_ahead_hands_over_every_chunk_in_order_and_fails_where_the_reader_f
 
     got = []
     with pytest.raises(IngestError, match="Parquet read failed"):
-        for ch in file_ingest._read_ahead(chunks()):
+        for ch in file_ingest._ReadAhead(chunks()):
             got.append(ch)
     assert got == [0, 1, 2]
     assert readers and threading.current_thread().name not in readers
@@ -461,10 +461,46 @@ def test_read_ahead_closes_the_reader_when_the_caller_stops():
         finally:
             state["closed"] = True
 
-    ahead = file_ingest._read_ahead(chunks())
+    ahead = file_ingest._ReadAhead(chunks())
     assert next(ahead) == 0
     ahead.close()
     assert state["closed"] and state["read"] <= 2
+
+
+def test_read_ahead_reads_the_first_chunk_before_it_is_asked_for():
+    first = threading.Event()
+
+    def chunks():
+        first.set()
+        yield 0
+        yield 1
+
+    ahead = file_ingest._ReadAhead(chunks())
+    assert first.wait(10), "the first chunk waited for the caller's first `next`"
+    assert list(ahead) == [0, 1]
+    assert list(ahead) == []  # ended: closed, nothing more
+
+
+def test_the_first_files_reader_is_closed_when_the_store_cannot_open(tmp_path, monkeypatch):
+    path = _parquet_string(tmp_path / "e.parquet")
+    state = {"read": 0, "closed": False}
+
+    def chunks(inp, rows):
+        try:
+            state["read"] += 1
+            yield from file_ingest._parquet_chunks(inp, rows)
+        finally:
+            state["closed"] = True
+
+    def locked(db, rows):
+        raise IngestError(f"{db}: locked")
+
+    monkeypatch.setattr(file_ingest, "_chunks", chunks)
+    monkeypatch.setattr(file_ingest, "_open_store", locked)
+    with pytest.raises(IngestError, match="locked"):
+        ingest_files_to_db([path], tmp_path / "x.duckdb", progress=False)
+    assert state == {"read": 1, "closed": True}
+    assert not [t for t in threading.enumerate() if t.name.startswith("ingest-read-ahead")]
 
 
 def _corrupt_second_row_group(path: Path, n: int) -> Path:
