@@ -9,8 +9,8 @@ cores are not both busy. The command runs three streams at once in its steady st
 the writer's commits of whole row groups, the deriver's passes over the committed chunks), but not at its two ends:
 before the first chunk is validated the writer has nothing to commit, and after the last one the validating thread
 is idle while the writer and the deriver finish. This runs the real command (through this file, which wraps a few of
-its functions to log when each validation, commit, derive pass and the store's close begin and end, as
-`bench/http_cycle.py` does for HTTP), samples the process's CPU from /proc every 50 ms and the size of its WAL (a
+its functions to log when each validation, commit, derive pass and the store's close begin and end: bench/stages.py,
+as `bench/http_cycle.py` does for HTTP), samples the process's CPU from /proc every 50 ms and the size of its WAL (a
 drop is a checkpoint), and reports each phase of the run:
 
 - start-up: from the process's launch to the ingest function's first line (the interpreter, imports, settings);
@@ -38,9 +38,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from stages import MARKER, StageLog, read, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = "BULK_TIMELINE_LOG"  # the command's stage log, when it runs through this file
@@ -55,41 +56,18 @@ def _install(path: str) -> None:
     from collector.ingest.store import Store
     from collector.ingest.writer import Writer
 
-    lock = threading.Lock()
-    out = open(path, "a", buffering=1)  # noqa: SIM115 - for the life of the process
-
-    def timed(kind: str, fn):
-        def wrapper(*a, **k):
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                with lock:
-                    out.write(f"{kind} {t0:.6f} {time.perf_counter():.6f} {time.thread_time() - c0:.6f}\n")
-        return wrapper
-
+    log = StageLog(path)
     ingest = files.ingest_files_to_db
 
     def begin(*a, **k):
-        with lock:
-            out.write(f"begin {time.perf_counter():.6f}\n")
+        log.write("begin", f"{time.perf_counter():.6f}")
         return ingest(*a, **k)
 
     files.ingest_files_to_db = begin
-    BulkValidator.validate_lines = timed("validate", BulkValidator.validate_lines)
-    Writer._commit_group = timed("commit", Writer._commit_group)
-    Writer._derive = timed("derive", Writer._derive)
-    Store.close = timed("close", Store.close)
-
-
-def _command() -> None:
-    """Run the collector's CLI (argv after `--collector`), wrapped when BULK_TIMELINE_LOG names a file."""
-    if os.environ.get(LOG):
-        _install(os.environ[LOG])
-    from collector.cli import app
-
-    sys.argv = [sys.argv[0], *sys.argv[sys.argv.index("--collector") + 1:]]
-    app()
+    BulkValidator.validate_lines = log.timed("validate", BulkValidator.validate_lines)
+    Writer._commit_group = log.timed("commit", Writer._commit_group)
+    Writer._derive = log.timed("derive", Writer._derive)
+    Store.close = log.timed("close", Store.close)
 
 
 def _cpu(pid: int) -> float | None:
@@ -108,7 +86,7 @@ def run_once(path: Path, work: Path) -> dict:
     wal = Path(f"{db}.wal")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--collector", "ingest", str(path),
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), MARKER, "ingest", str(path),
                              "--db", str(db), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, **{LOG: str(log)}), cwd=work)
     samples: list[tuple[float, float]] = [(launched, 0.0)]
@@ -131,10 +109,7 @@ def run_once(path: Path, work: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     total_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     samples.append((ended, total_cpu))
-    rows: dict[str, list[tuple[float, ...]]] = {}
-    for line in log.read_text().splitlines():
-        kind, *values = line.split()
-        rows.setdefault(kind, []).append(tuple(float(v) for v in values))
+    rows = read(log)
     summary = json.loads(out)
     return {"launched": launched, "ended": ended, "rows": rows, "samples": samples, "checkpoints": checkpoints,
             "events": summary["events"], "inner_seconds": summary["seconds"], "cpu": total_cpu}
@@ -151,7 +126,7 @@ def _cpu_at(samples: list[tuple[float, float]], t: float) -> float:
 def analyse(r: dict) -> dict:
     """The run's phases (seconds, cores busy), stage CPU and checkpoints."""
     rows = r["rows"]
-    validate, commit = sorted(rows["validate"]), sorted(rows["commit"])
+    validate, commit = rows["validate"], rows["commit"]  # (sorted by start)
     close = rows["close"][0]
     bounds = [r["launched"], rows["begin"][0][0], validate[0][0], commit[0][0], max(v[1] for v in validate),
               close[0], close[1], r["ended"]]
@@ -181,7 +156,8 @@ def render(runs: list[dict], path: Path, cmd: str) -> str:
     mid = sorted(runs, key=lambda x: x["wall"])[len(runs) // 2]
     out = [
         f"Measured by `bench/bulk_timeline.py` (command: `{cmd}`). Machine: {machine()}. `observatory ingest --db` of "
-        f"{mid['events']:,} events ({path.name}), {len(runs)} runs, each on a fresh database; medians over the runs. "
+        f"{mid['events']:,} events ({path.name}), {len(runs)} run{'s' if len(runs) != 1 else ''}, each on a fresh "
+        "database; medians over the runs. "
         f"Whole command **{med(walls):.2f} s** (runs {', '.join(f'{w:.2f}' for w in walls)}), "
         f"{med(x['eps'] for x in runs):,.0f} events/s, {med(x['cpu'] for x in runs):.1f} CPU-s "
         f"({med(x['cpu'] / x['events'] * 1e6 for x in runs):.1f} CPU-µs per event, "
@@ -206,8 +182,10 @@ def render(runs: list[dict], path: Path, cmd: str) -> str:
 
 
 def main() -> None:
-    if "--collector" in sys.argv:
-        _command()
+    if MARKER in sys.argv:  # the command's process, wrapped when BULK_TIMELINE_LOG names a file
+        if os.environ.get(LOG):
+            _install(os.environ[LOG])
+        run_cli()
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)

@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from stages import MARKER, StageLog, read, run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 LOG = "HTTP_CYCLE_LOG"  # the collector's stage log, when it runs through this file
 
@@ -43,46 +45,11 @@ def _install(path: str) -> None:
     import collector.api.ingest as api
     from collector.ingest.writer import Writer
 
-    lock = threading.Lock()
-    out = open(path, "a", buffering=1)  # noqa: SIM115 - for the life of the process
-
-    def log(*fields: object) -> None:
-        with lock:
-            out.write(" ".join(str(f) for f in fields) + "\n")
-
-    def timed(kind: str, fn):
-        def wrapper(*a, **k):
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                log(kind, f"{t0:.6f}", f"{time.perf_counter():.6f}", f"{time.thread_time() - c0:.6f}")
-        return wrapper
-
-    api._prepare = timed("validate", api._prepare)
-    Writer._commit_group = timed("commit", Writer._commit_group)
-    Writer._insert_events = timed("insert", Writer._insert_events)
-    Writer._derive = timed("derive", Writer._derive)
-
-
-def _serve() -> None:
-    """Run the collector's CLI (argv after `--collector`), wrapped when HTTP_CYCLE_LOG names a file."""
-    if os.environ.get(LOG):
-        _install(os.environ[LOG])
-    from collector.cli import app
-
-    sys.argv = [sys.argv[0], *sys.argv[sys.argv.index("--collector") + 1:]]
-    app()
-
-
-def _read(path: Path) -> dict[str, list[tuple[float, ...]]]:
-    rows: dict[str, list[tuple[float, ...]]] = {}
-    for line in path.read_text().splitlines():
-        kind, *values = line.split()
-        rows.setdefault(kind, []).append(tuple(float(v) for v in values))
-    for v in rows.values():
-        v.sort()
-    return rows
+    log = StageLog(path)
+    api._prepare = log.timed("validate", api._prepare)
+    Writer._commit_group = log.timed("commit", Writer._commit_group)
+    Writer._insert_events = log.timed("insert", Writer._insert_events)
+    Writer._derive = log.timed("derive", Writer._derive)
 
 
 def _ms(xs: list[float]) -> str:
@@ -153,7 +120,7 @@ def run(events: int, prefer: str | None, log: Path, data_dir: Path, seed: int) -
         return r
 
     httpx.Client.post = post
-    launcher = [sys.executable, str(Path(__file__).resolve()), "--collector"]
+    launcher = [sys.executable, str(Path(__file__).resolve()), MARKER]
     original_server = bi._server
     bi._server = lambda workdir, code, env=None: bi.Server(workdir, python=launcher,
                                                             env=dict(os.environ, **(env or {}), **{LOG: str(log)}))
@@ -189,8 +156,10 @@ def render(result: dict, stages: list[dict], events: int, prefer: str | None, cm
 
 
 def main() -> None:
-    if "--collector" in sys.argv:
-        _serve()
+    if MARKER in sys.argv:  # the collector's process, wrapped when HTTP_CYCLE_LOG names a file
+        if os.environ.get(LOG):
+            _install(os.environ[LOG])
+        run_cli()
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
@@ -203,7 +172,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         log = Path(d) / "stages.log"
         result = run(args.events, args.prefer, log, args.data_dir, args.seed)
-        stages = analyse(_read(log), max(1, args.parts))
+        stages = analyse(read(log), max(1, args.parts))
     cmd = "python bench/http_cycle.py" + ("" if args.events == 200_000 else f" --events {args.events}") + \
         ("" if args.parts == 1 else f" --parts {args.parts}") + (f" --prefer {args.prefer}" if args.prefer else "")
     section = render(result, stages, args.events, args.prefer, cmd)
