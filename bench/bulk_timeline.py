@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages import MARKER, StageLog, read, run_cli
+from stages import MARKER, StageLog, collector_process, read
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = "BULK_TIMELINE_LOG"  # the command's stage log, when it runs through this file
@@ -182,10 +182,7 @@ def render(runs: list[dict], path: Path, cmd: str) -> str:
 
 
 def main() -> None:
-    if MARKER in sys.argv:  # the command's process, wrapped when BULK_TIMELINE_LOG names a file
-        if os.environ.get(LOG):
-            _install(os.environ[LOG])
-        run_cli()
+    if collector_process(LOG, _install):
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)

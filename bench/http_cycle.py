@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from stages import MARKER, StageLog, read, run_cli
+from stages import MARKER, StageLog, collector_process, read
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = "HTTP_CYCLE_LOG"  # the collector's stage log, when it runs through this file
@@ -156,10 +156,7 @@ def render(result: dict, stages: list[dict], events: int, prefer: str | None, cm
 
 
 def main() -> None:
-    if MARKER in sys.argv:  # the collector's process, wrapped when HTTP_CYCLE_LOG names a file
-        if os.environ.get(LOG):
-            _install(os.environ[LOG])
-        run_cli()
+    if collector_process(LOG, _install):
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)

@@ -1,14 +1,16 @@
 """The collector's own functions timed from inside its process, for the benches that run it through themselves.
 
 `bench/http_cycle.py` (HTTP) and `bench/bulk_timeline.py` (the bulk command) start the real CLI through their own
-file with `--collector` before its arguments: in that process `StageLog` wraps the functions a bench names, each
-call appending one line to a file when it ends (its kind, when it began and ended on `time.perf_counter`, which is
-one clock for every process on the machine, and the CPU time of its thread), and `run_cli` runs the CLI. The bench
+file with `--collector` before its arguments: in that process (`collector_process`) `StageLog` wraps the functions a
+bench names, each call appending one line to a file when it ends (its kind, when it began and ended on
+`time.perf_counter`, which is one clock for every process on the machine, and the CPU time of its thread), and then
+the CLI runs. The bench
 reads the file back with `read`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -40,12 +42,19 @@ class StageLog:
         return wrapper
 
 
-def run_cli() -> None:
-    """Run the collector's CLI with the arguments after MARKER."""
+def collector_process(log_env: str, install: Callable[[str], None]) -> bool:
+    """In the process a bench started through its own file (MARKER in argv): `install` the bench's wrappers when the
+    environment variable `log_env` names a log file, run the collector's CLI with the arguments after MARKER, and
+    return True. Elsewhere (the bench itself) return False."""
+    if MARKER not in sys.argv:
+        return False
+    if os.environ.get(log_env):
+        install(os.environ[log_env])
     from collector.cli import app
 
     sys.argv = [sys.argv[0], *sys.argv[sys.argv.index(MARKER) + 1:]]
     app()
+    return True
 
 
 def read(path: Path) -> dict[str, list[tuple[float, ...]]]:
