@@ -504,10 +504,11 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
             file_events = 0
             # NDJSON: reading a block is a copy and one Arrow split, too little to gain from reading ahead
             # (measured, docs/performance.md); a JSON document is read whole before its first chunk
-            chunks: Iterator[_Chunk] = _chunks(inp, chunk_rows)
-            if inp.fmt == "parquet":
-                if not (readers and inp is inputs[0]):
-                    readers.append(_ReadAhead(_rendered(chunks)))
+            if inp.fmt != "parquet":
+                chunks: Iterator[_Chunk] = _chunks(inp, chunk_rows)
+            else:
+                if not (readers and inp is inputs[0]):  # (the first file's reader is made above)
+                    readers.append(_ReadAhead(_rendered(_chunks(inp, chunk_rows))))
                 chunks = readers[-1]
             for ch in chunks:
                 if ch.kind == "lines":
