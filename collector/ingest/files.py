@@ -21,7 +21,7 @@ from __future__ import annotations
 import gzip
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -220,8 +220,6 @@ class _ReadAhead:
     and closes `chunks` (its file, its connection); a caller that stops early must call it."""
 
     def __init__(self, chunks: Iterator[_Chunk]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self._it = iter(chunks)
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="ingest-read-ahead")
         self._upcoming = self._pool.submit(next, self._it, None)
