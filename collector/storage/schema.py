@@ -29,14 +29,18 @@ DERIVE_FIELDS = pa.schema([
     ("notebook_path", pa.string()), ("reason", pa.string()), ("exit_code", pa.int64()), pa.field("tags", pa.string(), metadata={"json": "1"}),
     ("critical", pa.bool_()), ("has_tests", pa.bool_()), ("created_at", pa.timestamp("us", tz="UTC")),
     ("cron", pa.string()), ("timezone", pa.string()), ("grace_seconds", pa.float64()), ("result", pa.string()),
-    ("target", pa.string()), ("ok", pa.bool_()),
+    ("target", pa.string()), ("ok", pa.bool_()), ("artifact", pa.string()), ("sla_seconds", pa.float64()),
     # identifiers no derived table reads: typed so that the validator checks every identifier column-wise
     ("session_id", pa.string()), ("baseline_run_id", pa.string()),
 ])
-# Typed fields that are also stored as columns of `events` (migration 0003): the verdicts the SLIs count (a probe's
-# `ok`, a check's `result`, a kernel's `reason`). Reading them back out of `data` cost about 1 us per event, most of
-# a full SLI computation (docs/performance.md); the lake derives them from `data` again (collector/lake/views.py).
-STORED_FIELDS = ("ok", "result", "reason")
+# Typed fields that are also stored as columns of `events`: the verdicts the SLIs count (a probe's `ok`, a check's
+# `result`, a kernel's `reason`: migration 0003) and what artifact freshness (M7) reads of a publication (its
+# `artifact`, `sla_seconds` and `critical`: migration 0214). Reading a field back out of `data` means reading `data`
+# itself, which DuckDB decompresses for every stored event near one that is wanted: ~1 us per event at 10M stored,
+# most of a full SLI computation each time (docs/performance.md, the third and thirty-fourth rounds). Nulls cost
+# the insert little; each column still costs ~0.07 CPU-us per stored event, so only fields an SLI reads from whole
+# history belong here. The lake derives them from `data` again (collector/lake/views.py).
+STORED_FIELDS = ("ok", "result", "reason", "artifact", "sla_seconds", "critical")
 # Every column of `events` a batch fills (ingested_at and batch_id come from the commit)
 STORED_COLUMNS = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))
 # What the validator hands the writer: the stored columns, then the typed fields.

@@ -255,29 +255,29 @@ GROUP BY GROUPING SETS ({grouping})
 """
 
 # ---- extracts of registry, artifacts and schedules (append-only, typed) ----------------------------------------
+# A field stored as a typed column of `events` (storage.schema.STORED_FIELDS: an artifact's `artifact`, every
+# `sla_seconds` and `critical`) is read from it: what reads `data` reads it for the whole history nearby.
 
 REGISTRY_EXTRACT = per_type("""
 SELECT source, id, time AS t, replace(type, 'notebook.', '') AS type, notebook_id, owner, team,
        CAST((data->'tags') AS VARCHAR) AS tags,
-       TRY_CAST((data->>'critical') AS BOOLEAN) AS critical,
+       critical,
        TRY_CAST((data->>'has_tests') AS BOOLEAN) AS has_tests,
        TRY_CAST((data->>'created_at') AS TIMESTAMPTZ) AS created_at
 FROM {src}
 WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
 """, REGISTRY_TYPES := ("notebook.registered", "notebook.updated", "notebook.promoted"))
 ARTIFACT_EXTRACT = per_type("""
-SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, (data->>'artifact') AS artifact,
-       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds,
+SELECT source, id, time AS t, coalesce(team, 'unknown') AS team, notebook_id, artifact, sla_seconds,
        replace(type, 'notebook.artifact.', '') AS kind,  -- published | retired
-       TRY_CAST((data->>'critical') AS BOOLEAN) AS critical
+       critical
 FROM {src}
 WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
 """, ARTIFACT_TYPES := ("notebook.artifact.published", "notebook.artifact.retired"))
 SCHEDULE_TYPE = "notebook.schedule.registered"
 SCHEDULE_EXTRACT = per_type("""
 SELECT source, id, time AS t, notebook_id, team, (data->>'cron') AS cron, (data->>'timezone') AS timezone,
-       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds,
-       TRY_CAST((data->>'sla_seconds') AS DOUBLE) AS sla_seconds, environment
+       TRY_CAST((data->>'grace_seconds') AS DOUBLE) AS grace_seconds, sla_seconds, environment
 FROM {src}
 WHERE ({where}) AND type = %TYPE% AND notebook_id IS NOT NULL
 """, (SCHEDULE_TYPE,))

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from collector.storage import db as dbmod
+from collector.storage.schema import STORED_FIELDS
 from tests.conftest import auth
 from tests.support import database_before, event
 
@@ -161,23 +162,37 @@ VERDICTS = [event("p1", "platform.probe", {"target": "ui", "ok": True, "team": "
             event("c2", "notebook.reproducibility.checked", {"notebook_id": "nb", "result": "mismatch"}),
             event("k1", "notebook.kernel.restarted", {"kernel_id": "k", "reason": "oom"}),
             event("k2", "notebook.kernel.died", {"kernel_id": "k", "reason": "crash", "exit_code": -9}),
-            event("r1", "notebook.run.succeeded", {**RUN, "duration_seconds": 1})]
+            event("r1", "notebook.run.succeeded", {**RUN, "duration_seconds": 1}),
+            event("a1", "notebook.artifact.published", {"notebook_id": "nb", "artifact": "s3://b/x",
+                                                        "sla_seconds": 3600.5, "critical": True}),
+            event("a2", "notebook.artifact.published", {"notebook_id": "nb", "artifact": "s3://b/y"}),
+            event("a3", "notebook.artifact.retired", {"notebook_id": "nb", "artifact": "s3://b/x"}),
+            event("n1", "notebook.registered", {"notebook_id": "nb", "critical": False}),
+            event("s1", "notebook.schedule.registered", {"notebook_id": "nb", "cron": "0 * * * *",
+                                                         "sla_seconds": 600})]
 
 
-def test_verdict_columns_of_an_older_file_come_from_its_data(client, tmp_path):
-    """Migration 0003 fills `ok`, `result` and `reason` of rows stored before it with what the writer stores for
-    the same events now (the SLIs read the columns, not the JSON)."""
+def test_stored_typed_columns_of_an_older_file_come_from_its_data(client, tmp_path):
+    """Migrations 0003 (`ok`, `result`, `reason`) and 0214 (`artifact`, `sla_seconds`, `critical`) fill the typed
+    columns of rows stored before them with what the writer stores for the same events now (the SLIs read the
+    columns, not the JSON)."""
     post(client, VERDICTS)
-    cols = "SELECT type, ok, result, reason FROM events ORDER BY type, ok"
+    cols = f"SELECT id, {', '.join(STORED_FIELDS)} FROM events ORDER BY id"
     written = q(client, cols)
-    assert [r[1:] for r in written] == [(None, None, "crash"), (None, None, "oom"), (None, "pass", None),
-                                        (None, "mismatch", None), (None, None, None), (False, None, None),
-                                        (True, None, None)]
+    assert [r for r in written if any(v is not None for v in r[1:])] == [
+        # id, ok, result, reason, artifact, sla_seconds, critical
+        ("a1", None, None, None, "s3://b/x", 3600.5, True), ("a2", None, None, None, "s3://b/y", None, None),
+        ("a3", None, None, None, "s3://b/x", None, None), ("c1", None, "pass", None, None, None, None),
+        ("c2", None, "mismatch", None, None, None, None), ("k1", None, None, "oom", None, None, None),
+        ("k2", None, None, "crash", None, None, None), ("n1", None, None, None, None, None, False),
+        ("p1", True, None, None, None, None, None), ("p2", False, None, None, None, None, None),
+        ("s1", None, None, None, None, 600.0, None)]
     with client.app.state.store.read_cursor() as cur:
-        stored = cur.sql("SELECT * EXCLUDE (ok, result, reason) FROM events").to_arrow_table()
+        stored = cur.sql(f"SELECT * EXCLUDE ({', '.join(STORED_FIELDS)}) FROM events").to_arrow_table()
     con = database_before(tmp_path / "old.duckdb", 3)
     con.register("stored", stored)
     con.execute("INSERT INTO events BY NAME SELECT * FROM stored")
-    assert 3 in dbmod.apply_migrations(con)
+    applied = dbmod.apply_migrations(con)
+    assert 3 in applied and 214 in applied
     assert con.execute(cols).fetchall() == written
     con.close()
