@@ -11,7 +11,7 @@ parameters as `:name` / `@name`, aggregate FILTER as Spark FILTER or BigQuery IF
 | quantile_cont(x, [q1, q2])               | PERCENTILE(x, ARRAY(q1, q2)) (exact)    | [APPROX_QUANTILES(x, 1000)[OFFSET(q1*1000)], ...] (approximate: docs/scale.md) |
 | epoch(a - b), epoch(ts)                  | (UNIX_MICROS(a) - UNIX_MICROS(b)) / 1e6 | same (UNIX_MICROS exists in both)                |
 | ts + to_seconds(x)                       | TIMESTAMP_MICROS(UNIX_MICROS(ts) + CAST(ROUND(x * 1e6) AS BIGINT)) | same                 |
-| WITH x AS MATERIALIZED (...)             | WITH x AS (...)                         | WITH x AS (...)                                  |
+| WITH x AS [NOT] MATERIALIZED (...)       | WITH x AS (...)                         | WITH x AS (...)                                  |
 | INSERT ... ON CONFLICT (k) DO UPDATE SET | MERGE INTO t USING (...) ON k ...       | MERGE (same)                                     |
 | json_extract_string(j, $path) ($."k")   | GET_JSON_OBJECT(j, path as $['k'])      | JSON_EXTRACT_SCALAR (reads $."k")                |
 | json_extract_string(j, '$.*') (values)  | MAP_VALUES(FROM_JSON(j, 'MAP<STRING, STRING>')) | ARRAY(SELECT JSON_VALUE(PARSE_JSON(j)[k]) FROM UNNEST(JSON_KEYS(PARSE_JSON(j), 1)) AS k) |

@@ -75,9 +75,12 @@ REPRO_ELIGIBLE = (
 # baseline; every later one is a comparison, a match when its output_hash equals the baseline's. The baseline is a
 # hash aggregate joined back, not a window function: a window sorts every attempt of the history by four text keys
 # (measured 6-14 s at 2M attempts, against well under a second for the aggregate), and the join lets a time filter
-# on the result reach the scan of the facts.
+# on the result reach the scan of the facts. `f` is read twice; DuckDB would keep it as a temporary result, copying
+# every attempt's texts (475 of ~1,100 ms at 2.2M attempts), where reading the table twice costs ~130 ms more: it is
+# read again (NOT MATERIALIZED; the dialect drops the hint for Spark and BigQuery; docs/performance.md, thirty-fourth
+# round).
 RUN_FACTS_WITH_REPRO = f"""
-WITH f AS ({{facts}}),
+WITH f AS NOT MATERIALIZED ({{facts}}),
 e AS (SELECT {GROUP_KEY}, run_id, attempt, t, output_hash FROM f WHERE {REPRO_ELIGIBLE}),
 first_t AS (SELECT {GROUP_KEY}, min(t) AS t FROM e GROUP BY {GROUP_KEY}),
 base AS (  -- ties on t (rare) broken by (run_id, attempt) among the few attempts at the group's first t

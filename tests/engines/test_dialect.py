@@ -30,6 +30,9 @@ CASES = [
     ("WITH a AS MATERIALIZED (SELECT 1 AS k) SELECT count(*) FILTER (WHERE k > 0), data->>'r' FROM a",
      "WITH a AS (SELECT 1 AS k) SELECT COUNT(*) FILTER(WHERE k > 0), GET_JSON_OBJECT(data, '$.r') FROM a",
      "WITH a AS (SELECT 1 AS k) SELECT COUNTIF(k > 0), JSON_EXTRACT_SCALAR(data, '$.r') FROM a"),
+    ("WITH a AS NOT MATERIALIZED (SELECT 1 AS k) SELECT k FROM a",
+     "WITH a AS (SELECT 1 AS k) SELECT k FROM a",
+     "WITH a AS (SELECT 1 AS k) SELECT k FROM a"),
     ("SELECT array_length(json_extract_string(tags, '$.*')) FROM x",
      "SELECT SIZE(MAP_VALUES(FROM_JSON(tags, 'MAP<STRING, STRING>'))) FROM x",
      "SELECT ARRAY_LENGTH(ARRAY(SELECT JSON_VALUE(PARSE_JSON(tags)[k], '$') FROM UNNEST(JSON_KEYS(PARSE_JSON(tags), 1)) "
