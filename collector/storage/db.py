@@ -58,7 +58,8 @@ def collector_threads(setting: int | None = None, streams: int = STREAMS) -> int
     it gives. Measured on 2 cores (docs/performance.md, ninth round), one thread against two in the same runs: the
     incremental SLI refresh after 10k events at 10M stored ~97-105 instead of ~112-125 ms, and HTTP ingest's
     collector CPU per event down by a quarter (74 against 103 us, with this round's lighter refresher), while the
-    full SLI computation takes ~1.6-1.85 instead of ~0.85 s (its target is 2 s). The bulk command
+    full SLI computation takes ~1.6-1.85 instead of ~0.85 s (its target is 2 s; ~1.0 instead of ~0.7 s since the
+    thirty-fourth round). The bulk command
     (`observatory ingest --db`) counts its writer and deriver as two streams too: when its writer was its only stream
     it kept every core (ninth round), but since the deriver folds chunks beside it (and validation holds a core),
     two threads cost 1M Parquet events 8% more wall and 9% more CPU than one (nineteenth round)."""
