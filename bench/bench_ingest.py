@@ -343,7 +343,8 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
     """More clients than the collector can serve, a write queue of `queue_events`: it must answer 429 and hold
     its memory flat. Clients retry a 429 after min(Retry-After, 0.2 s) to keep the pressure on; the collector's
     RSS is sampled every 0.25 s, and its SQL-backed gauges' age (`observatory_sql_refresh_timestamp_seconds`, the
-    last refresh pass: /metrics made public for it) every second. `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT
+    last refresh pass: /metrics made public for it) every second; before the first pass the collector exposes 0
+    (never), and the age is then the time since sampling began. `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT
     (none: DuckDB's default)."""
     bodies = _bodies(lines, batch)
     env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events), OBSERVATORY_METRICS_PUBLIC="true")
@@ -363,13 +364,14 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                 time.sleep(0.25)
 
         def gauge_age() -> None:
+            began = time.time()
             with httpx.Client(timeout=30) as client:
                 while not done.is_set():
                     text = client.get(f"http://127.0.0.1:{srv.port}/metrics").text
                     refreshed = [float(line.split()[-1]) for line in text.splitlines()
                                  if line.startswith("observatory_sql_refresh_timestamp_seconds ")]
                     if refreshed:
-                        ages.append(time.time() - refreshed[0])
+                        ages.append(time.time() - (refreshed[0] or began))
                     done.wait(1.0)
 
         mons = [threading.Thread(target=sampler), threading.Thread(target=gauge_age)]
