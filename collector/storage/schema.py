@@ -36,10 +36,11 @@ DERIVE_FIELDS = pa.schema([
 # Typed fields that are also stored as columns of `events`: the verdicts the SLIs count (a probe's `ok`, a check's
 # `result`, a kernel's `reason`: migration 0003) and what artifact freshness (M7) reads of a publication (its
 # `artifact`, `sla_seconds` and `critical`: migration 0214). Reading a field back out of `data` means reading `data`
-# itself, which DuckDB decompresses for every stored event near one that is wanted: ~1 us per event at 10M stored,
-# most of a full SLI computation each time (docs/performance.md, the third and thirty-fourth rounds). Nulls cost
-# the insert little; each column still costs ~0.07 CPU-us per stored event, so only fields an SLI reads from whole
-# history belong here. The lake derives them from `data` again (collector/lake/views.py).
+# itself, which DuckDB decompresses for every stored event near one that is wanted (1.3 us per publication read at
+# 10M stored events, 2% of them publications): most of a full SLI computation each time (docs/performance.md, the
+# third and thirty-fourth rounds). Nulls cost the insert little; each column still costs ~0.07 CPU-us per stored
+# event, so only fields an SLI reads from whole history belong here. The lake derives them from `data` again
+# (collector/lake/views.py).
 STORED_FIELDS = ("ok", "result", "reason", "artifact", "sla_seconds", "critical")
 # Every column of `events` a batch fills (ingested_at and batch_id come from the commit)
 STORED_COLUMNS = ", ".join((EVENT_COLUMNS, *STORED_FIELDS))
