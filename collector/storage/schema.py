@@ -18,9 +18,10 @@ EVENT_SCHEMA = pa.schema([
 EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
 
 # The data fields the derived tables and ingest counters need (collector/storage/derive.py), typed at validation
-# time: the validator (collector/contract/vectorized) fills them for every accepted row, so the writer folds a
-# batch set-wise from Arrow columns without parsing JSON. They travel with the batch and are not stored in
-# `events` (its `data` keeps the whole payload). dict and list fields are their compact JSON text.
+# time: the validator (collector/contract/vectorized) fills them for every accepted row, from its data as redacted,
+# so the writer folds a batch set-wise from Arrow columns without parsing JSON. They travel with the batch and,
+# but for STORED_FIELDS below, are not stored in `events` (its `data` keeps the whole payload). dict and list
+# fields are their compact JSON text.
 DERIVE_FIELDS = pa.schema([
     ("scheduled_for", pa.timestamp("us", tz="UTC")), ("duration_seconds", pa.float64()),
     ("error_type", pa.string()), ("error_message", pa.string()), ("output_hash", pa.string()),

@@ -36,6 +36,9 @@ def planted() -> list[dict]:
         event("s3", "notebook.quality.checked", {"notebook_id": "nb", "team": "ml", "check": "c", "result": "fail",
                                                  "message": f"slack said {s['slack']}"},
               subject=f"run with {s['aws']}"),
+        # a secret in a field stored as a typed column of `events` too (storage.schema.STORED_FIELDS)
+        event("s5", "notebook.artifact.published", {"notebook_id": "nb-etl", "team": "data",
+                                                    "artifact": f"s3://wh/out.parquet?X-Amz-Credential={s['aws']}"}),
         # an invalid event carrying a secret: dead-lettered, redacted there too
         event("s4", "notebook.run.failed", {"notebook_id": "nb", "error_message": f"key {s['aws']}"}),
     ]
@@ -73,7 +76,7 @@ def test_planted_secrets_reach_no_storage_log_or_metrics(tmp_path):
         r = httpx.post(col.url + "/v1/events", json=planted(), headers=col.headers)
         assert r.status_code == 200
         body = r.json()
-        assert (body["accepted"], body["rejected"]) == (3, 1)
+        assert (body["accepted"], body["rejected"]) == (4, 1)
         # and once more as gzip NDJSON from another source
         nd = b"\n".join(orjson.dumps({**e, "source": "test://nd"}) for e in planted())
         r = httpx.post(col.url + "/v1/events", content=gzip.compress(nd), headers={
@@ -97,9 +100,9 @@ def test_planted_secrets_reach_no_storage_log_or_metrics(tmp_path):
         assert secret not in metrics_text and secret not in dead
     assert '"path": "/v1/events"' in logs or '"path":"/v1/events"' in logs  # requests are logged, payloads not
     samples = parse_metrics(metrics_text)
-    # three stored events carried secrets, twice (two sources)
-    assert metric_sum(samples, "notebook_secret_exposures_total") == 6
-    assert metric_sum(samples, "notebook_secret_exposures_total", team="data") == 2
+    # four stored events carried secrets, twice (two sources)
+    assert metric_sum(samples, "notebook_secret_exposures_total") == 8
+    assert metric_sum(samples, "notebook_secret_exposures_total", team="data") == 4
 
 
 def test_redacted_values_are_what_is_stored(client):
