@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gen_events  # noqa: E402
+from checkpoints import WalWatch  # noqa: E402
 
 from collector.ingest import allocators  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
@@ -266,14 +267,16 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         warm.raise_for_status()
         cpu0 = cpu_seconds(srv.pid)
         t0 = time.perf_counter()
-        res = post_all(url, headers, bodies, clients)
+        with WalWatch(srv.db) as wal:
+            res = post_all(url, headers, bodies, clients)
         seconds = time.perf_counter() - t0
         cpu = cpu_seconds(srv.pid) - cpu0
         settled_seconds, settled_cpu = settled(srv, t0, cpu0)
         peak = rss_kib(srv.pid, "VmHWM")
     acked, retries = res["acked"], res["status"].get(429, 0)
     return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
-            "peak_rss_mib": peak / 1024, "server_cpu_us": 1e6 * cpu / max(1, acked),
+            "checkpoints": len(wal.checkpoints), "peak_rss_mib": peak / 1024,
+            "server_cpu_us": 1e6 * cpu / max(1, acked),
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
 
 
@@ -327,13 +330,15 @@ def latency_run(lines: list[str], workdir: Path, eps: float, clients: int = 4, b
                         timeline.append((k, due, done - due))
 
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with WalWatch(srv.db) as wal:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         seconds = time.perf_counter() - t0
     lat = sorted(x[2] for x in timeline)
     return {"offered_eps": eps, "achieved_eps": len(lines) / seconds, "requests": len(lat),
+            "checkpoints": len(wal.checkpoints),
             "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
             "max_ms": 1000 * lat[-1], "timeline": sorted(timeline)}
 
@@ -538,7 +543,8 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
                 r = http_run([x.replace('"id":"', f'"id":"c{k}-{rep}-', 1) for x in lines], Path(d), code=code, env=env)
             runs[label].append(r)
             print(f"(a) {label} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
-                  f"collector {r['server_cpu_us']:.1f} CPU-µs per event, peak RSS {r['peak_rss_mib']:.0f} MiB; "
+                  f"checkpoints {r['checkpoints']}, collector {r['server_cpu_us']:.1f} CPU-µs per event, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB; "
                   f"{_settled_text(r)}", flush=True)
     for label, rs in runs.items():
         print(f"(a) {label}: median {med(rs):,.0f}/s ({_each(rs, 'eps')}), collector CPU-µs per event "
@@ -563,7 +569,7 @@ def _latencies(lines: list[str], data_dir: Path, reps: int,
             r.pop("timeline")
             lat[label].append(r)
             print(f"latency {label} rep {rep + 1} at {eps:,.0f} events/s offered: p50 {r['p50_ms']:.0f} ms, "
-                  f"p99 {r['p99_ms']:.0f} ms", flush=True)
+                  f"p99 {r['p99_ms']:.0f} ms, checkpoints {r['checkpoints']}", flush=True)
     for label, rs in lat.items():
         print(f"latency {label} at {eps:,.0f} events/s offered (medians): p50 {med(rs, 'p50_ms'):.0f} ms "
               f"({_each(rs, 'p50_ms')}), p99 {med(rs, 'p99_ms'):.0f} ms ({_each(rs, 'p99_ms')})")
@@ -637,7 +643,9 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"offered as 1,000-event requests from 4 clients, {lat[0]['requests']} requests per run, latency from when a "
         f"request was due to its 2xx; medians of {len(lat)} runs, each on a fresh database): **p50 "
         f"{med(lat, 'p50_ms'):.0f} ms, p99 {med(lat, 'p99_ms'):.0f} ms** (runs: p50 {_each(lat, 'p50_ms')}; p99 "
-        f"{_each(lat, 'p99_ms')}; achieved {med(lat, 'achieved_eps'):,.0f} events/s).",
+        f"{_each(lat, 'p99_ms')}; achieved {med(lat, 'achieved_eps'):,.0f} events/s; checkpoints per run "
+        f"{_each(lat, 'checkpoints')}: the p99 is a checkpoint's stall, docs/performance.md, nineteenth and thirtieth "
+        "rounds).",
         "",
         f"Saturation ({sat[0]['events']:,} events, {sat[0]['clients']} clients posting 1,000-event requests back to "
         f"back, write queue {sat[0]['queue_events']:,} events, a 429 retried after at most 0.2 s), "
@@ -677,12 +685,32 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"{med(res['http_minimal'], 'eps_settled'):,.0f} "
         f"({med(res['http_minimal'], 'eps_settled') / med(res['raw']):.2f}), "
         f"{med(res['http_minimal'], 'server_cpu_us_settled'):.1f} CPU-µs per event.",
+        _checkpoints_note(res["http"], res["http_minimal"]),
         f"- 429 retries in (a) and (a′): {sum(r['retries_429'] for r in res['http'] + res['http_minimal'])} over "
         "all runs. The collector's CPU per event (all its threads, from /proc): (a) "
         f"{med(res['http'], 'server_cpu_us'):.1f} µs, (a′) {med(res['http_minimal'], 'server_cpu_us'):.1f} µs; (a) "
         "and (a′) of a repetition run back to back, in alternating order.",
     ]
     return "\n".join(out) + "\n"
+
+
+def _checkpoints_note(http: list[dict], minimal: list[dict]) -> str:
+    """Which HTTP runs held a checkpoint (bench/checkpoints.py), and what the runs with and without one made."""
+    both = http + minimal
+    text = (f"- Checkpoints during the timed HTTP runs (the collector's WAL emptied, sampled every 50 ms): (a) "
+            f"{_each(http, 'checkpoints')}; (a′) {_each(minimal, 'checkpoints')}. A run ends near the WAL's "
+            "threshold (~220,000 events at 128 MiB), so some runs hold one and others none; the writer waits for it.")
+    with_ = [r for r in both if r["checkpoints"]]
+    without = [r for r in both if not r["checkpoints"]]
+    if with_ and without:
+        text += (f" Runs of (a) and (a′) with one: {med(with_):,.0f} events/s and {med(with_, 'server_cpu_us'):.1f} "
+                 f"collector CPU-µs per event at the median ({_runs(len(with_))}); without: {med(without):,.0f} and "
+                 f"{med(without, 'server_cpu_us'):.1f} ({_runs(len(without))}).")
+    return text
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
 
 
 def write_doc(section: str) -> None:
@@ -805,7 +833,8 @@ def main() -> None:
                 r = http_run(rep_lines, hw, prefer=prefer)
                 res[key].append(r)
                 print(f"(a) {key:12s} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = "
-                      f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+                      f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, checkpoints {r['checkpoints']}, "
+                      f"peak RSS {r['peak_rss_mib']:.0f} MiB, "
                       f"collector {r['server_cpu_us']:.1f} CPU-µs per event; {_settled_text(r)})", flush=True)
                 shutil.rmtree(hw, ignore_errors=True)
         del table

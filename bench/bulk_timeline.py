@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from checkpoints import WalWatch
 from stages import MARKER, StageLog, collector_process, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,24 +84,19 @@ def run_once(path: Path, work: Path) -> dict:
     db, log = work / "timeline.duckdb", work / "stages.log"
     for p in (db, Path(f"{db}.wal"), log):
         p.unlink(missing_ok=True)
-    wal = Path(f"{db}.wal")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), MARKER, "ingest", str(path),
                              "--db", str(db), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, **{LOG: str(log)}), cwd=work)
     samples: list[tuple[float, float]] = [(launched, 0.0)]
-    checkpoints: list[tuple[float, int]] = []
-    last_wal = 0
+    wal = WalWatch(db)
     while proc.poll() is None:
         cpu = _cpu(proc.pid)
         now = time.perf_counter()
         if cpu is not None:
             samples.append((now, cpu))
-        size = wal.stat().st_size if wal.exists() else 0
-        if size < last_wal:
-            checkpoints.append((now, last_wal))
-        last_wal = size
+        wal.sample(now)
         time.sleep(0.05)
     ended = time.perf_counter()
     out, err = proc.communicate()
@@ -111,7 +107,7 @@ def run_once(path: Path, work: Path) -> dict:
     samples.append((ended, total_cpu))
     rows = read(log)
     summary = json.loads(out)
-    return {"launched": launched, "ended": ended, "rows": rows, "samples": samples, "checkpoints": checkpoints,
+    return {"launched": launched, "ended": ended, "rows": rows, "samples": samples, "checkpoints": wal.checkpoints,
             "events": summary["events"], "inner_seconds": summary["seconds"], "cpu": total_cpu}
 
 
