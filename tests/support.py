@@ -212,5 +212,6 @@ def database_before(path: Path, version: int) -> Any:
     for v, name, p in dbmod.migrations():
         if v < version:
             con.execute(p.read_text())
+            dbmod.backfill(con, p)
             con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [v, name])
     return con

@@ -1,7 +1,13 @@
 """Opening the DuckDB file and applying numbered migrations; reading a result as Arrow (`arrow`).
 
 Migrations are plain SQL files `NNNN_name.sql` beside this module, applied in numeric order, each in its own
-transaction and recorded in `schema_migrations`, so an old database file is brought forward on start.
+transaction and recorded in `schema_migrations`, so an old database file is brought forward on start. A migration
+that fills a new column for every stored row has that UPDATE in a companion `NNNN_name.backfill.sql` instead, run
+over the table a few row groups at a time, each part committed (`BACKFILL_ROWS`): DuckDB holds what one transaction
+updates in memory until it commits, which for a 10M-event history came to the whole of a 512MB memory limit
+(docs/reliability.md, Restarts). Such a migration is recorded once its backfill has ended, so after a crash it
+runs again whole: its schema statements must be re-runnable (`ADD COLUMN IF NOT EXISTS`), and its
+UPDATE is (it sets what the stored data says).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from collector import STREAMS, spare_cores
-from collector.storage.sqltext import lit
+from collector.storage.sqltext import ident, lit
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,6 +51,12 @@ def whole_row_groups(rows: int) -> int:
 
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+BACKFILL = ".backfill.sql"
+# An UPDATE's rows per transaction (whole row groups, so that each part rewrites its own): at 10M stored events,
+# migration 0214's three columns peaked at 253 MiB of DuckDB's memory in parts of a million rows, against 483 MiB
+# (of a 512MB limit) in one transaction, in the same 4-5 s.
+BACKFILL_ROWS = 4 * ROW_GROUP_ROWS
+_BACKFILL_TABLE = re.compile(r"^\s*UPDATE\s+([a-z_][a-z0-9_]*)\s", re.IGNORECASE)
 
 
 def collector_threads(setting: int | None = None, streams: int = STREAMS) -> int:
@@ -69,6 +81,10 @@ def collector_threads(setting: int | None = None, streams: int = STREAMS) -> int
 def migrations() -> list[tuple[int, str, Path]]:
     found = []
     for p in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if p.name.endswith(BACKFILL):
+            if not p.with_name(p.name.removesuffix(BACKFILL) + ".sql").is_file():
+                raise RuntimeError(f"backfill {p.name!r} has no migration of its name")
+            continue
         m = _NAME.match(p.name)
         if not m:
             raise RuntimeError(f"migration file name {p.name!r} does not match NNNN_name.sql")
@@ -90,16 +106,54 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
     for version, name, path in migrations():
         if version in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(path.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        record = "INSERT INTO schema_migrations (version, name) VALUES ($v, $n)"
+        if not _backfill_of(path).is_file():  # the schema change and its record in one transaction
+            _transaction(con, path.read_text(), (record, {"v": version, "n": name}))
+        else:  # recorded once the backfill has ended (the module's docstring)
+            _transaction(con, path.read_text())
+            backfill(con, path)
+            _transaction(con, record, params={"v": version, "n": name})
         applied.append(version)
     return applied
+
+
+def backfill(con: duckdb.DuckDBPyConnection, migration: Path, rows: int | None = None) -> int:
+    """Run `migration`'s backfill (NNNN_name.backfill.sql, if any: one UPDATE of one table, its rows bounded by
+    `rowid BETWEEN $lo AND $hi`) over the whole table, `rows` (BACKFILL_ROWS) at a time, each part committed;
+    returns the parts run."""
+    path = _backfill_of(migration)
+    if not path.is_file():
+        return 0
+    sql = path.read_text()
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    m = _BACKFILL_TABLE.match(body)
+    if not m or "$lo" not in sql or "$hi" not in sql:
+        raise RuntimeError(f"{path.name}: a backfill is one UPDATE bounded by rowid BETWEEN $lo AND $hi")
+    last = con.execute(f"SELECT max(rowid) FROM {ident(m.group(1))}").fetchone()[0]
+    if last is None:  # an empty table
+        return 0
+    step = rows or BACKFILL_ROWS
+    for lo in range(0, last + 1, step):
+        _transaction(con, sql, params={"lo": lo, "hi": lo + step - 1})
+    return last // step + 1
+
+
+def _backfill_of(migration: Path) -> Path:
+    return migration.with_name(migration.name.removesuffix(".sql") + BACKFILL)
+
+
+def _transaction(con: duckdb.DuckDBPyConnection, sql: str, then: tuple[str, Mapping[str, Any]] | None = None, *,
+                 params: Mapping[str, Any] | None = None) -> None:
+    """`sql` (with `params`), then the statement `then` if given, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql, params) if params else con.execute(sql)
+        if then is not None:
+            con.execute(*then)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 class DatabaseUnavailable(RuntimeError):

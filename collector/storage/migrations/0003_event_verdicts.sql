@@ -1,12 +1,7 @@
 -- The verdict fields the SLIs count, stored as typed columns beside `data` (the writer fills them from the
 -- validator's typed fields, storage.schema.STORED_FIELDS): a full SLI computation spent most of its time reading
--- them back out of the JSON. Existing rows get them from their data; a stored value of the wrong shape becomes NULL
--- (TRY_CAST), as the validator would never have typed it.
-ALTER TABLE events ADD COLUMN ok BOOLEAN;
-ALTER TABLE events ADD COLUMN result VARCHAR;
-ALTER TABLE events ADD COLUMN reason VARCHAR;
-UPDATE events SET ok = TRY_CAST(json_extract_string(data, '$.ok') AS BOOLEAN),
-                  result = json_extract_string(data, '$.result'),
-                  reason = json_extract_string(data, '$.reason')
-WHERE json_extract_string(data, '$.ok') IS NOT NULL OR json_extract_string(data, '$.result') IS NOT NULL
-      OR json_extract_string(data, '$.reason') IS NOT NULL;
+-- them back out of the JSON. Existing rows get them from their data in 0003_event_verdicts.backfill.sql, a few row
+-- groups per transaction (storage/db.py), so these statements may run again after a crash.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS ok BOOLEAN;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS result VARCHAR;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS reason VARCHAR;
