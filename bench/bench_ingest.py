@@ -241,6 +241,64 @@ def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: in
     return {"acked": acked[0], "status": dict(status)}
 
 
+class RefreshWatch:
+    """The collector's gauge refresher while a run goes on, read from its /metrics every `every` seconds (a thread):
+    the passes that ended (`observatory_sql_refresh_timestamp_seconds` moves when one does; 0 until the first) with
+    their duration (the sources' `observatory_sql_refresh_last_duration_seconds` summed), and the gauges' age at
+    each read (from the run's start while no pass has ended). Why: a pass folds what was ingested since the last one
+    into the SLI tables on the collector's cores, so an HTTP run that holds one does more than one that does not.
+    `during(end)`: the passes that began before `end` (a wall-clock time) of those that ended since the start, for
+    a watch kept open past the run so that a pass the run began is seen when it ends."""
+
+    def __init__(self, srv: Server, every: float = 0.5) -> None:
+        self.url = f"http://127.0.0.1:{srv.port}/metrics"
+        self.headers = {"Authorization": f"Bearer {srv.token}"}
+        self.every = every
+        self.passes: list[tuple[float, float]] = []
+        self.ages: list[float] = []
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self, client: httpx.Client, began: float, last: list[float]) -> None:
+        ended, seconds = None, 0.0
+        for line in client.get(self.url, headers=self.headers).text.splitlines():
+            if line.startswith("observatory_sql_refresh_timestamp_seconds "):
+                ended = float(line.split()[-1])
+            elif line.startswith("observatory_sql_refresh_last_duration_seconds{"):
+                seconds += float(line.split()[-1])
+        if ended is None:
+            return
+        self.ages.append(time.time() - (ended or began))
+        if ended and ended != last[0]:
+            if ended > began:
+                self.passes.append((ended, seconds))
+            last[0] = ended
+
+    def __enter__(self) -> "RefreshWatch":
+        began = time.time()
+
+        def loop() -> None:
+            last = [0.0]
+            with httpx.Client(timeout=30) as client:
+                while True:
+                    self._read(client, began, last)
+                    if self._done.wait(self.every):
+                        self._read(client, began, last)
+                        return
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def during(self, end: float) -> list[tuple[float, float]]:
+        return [(ended, seconds) for ended, seconds in self.passes if ended - seconds < end]
+
+
 def _server(workdir: Path, code: Path | None, env: dict[str, str] | None = None) -> Server:
     """A collector of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv), with `env`
     added to this process's environment."""
@@ -267,15 +325,20 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         warm.raise_for_status()
         cpu0 = cpu_seconds(srv.pid)
         t0 = time.perf_counter()
-        with WalWatch(srv.db) as wal:
-            res = post_all(url, headers, bodies, clients)
-        seconds = time.perf_counter() - t0
-        cpu = cpu_seconds(srv.pid) - cpu0
-        settled_seconds, settled_cpu = settled(srv, t0, cpu0)
+        with RefreshWatch(srv) as refresher:
+            with WalWatch(srv.db) as wal:
+                res = post_all(url, headers, bodies, clients)
+            seconds = time.perf_counter() - t0
+            ended = time.time()
+            cpu = cpu_seconds(srv.pid) - cpu0
+            settled_seconds, settled_cpu = settled(srv, t0, cpu0)
+            time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes take ~0.5-1.5 s)
+        passes = refresher.during(ended)
         peak = rss_kib(srv.pid, "VmHWM")
     acked, retries = res["acked"], res["status"].get(429, 0)
     return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
-            "checkpoints": len(wal.checkpoints), "peak_rss_mib": peak / 1024,
+            "checkpoints": len(wal.checkpoints), "refreshes": len(passes),
+            "refresh_seconds": sum(d for _, d in passes), "peak_rss_mib": peak / 1024,
             "server_cpu_us": 1e6 * cpu / max(1, acked),
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
 
@@ -347,12 +410,11 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                    queue_events: int = 8000, memory_limit: str | None = None) -> dict:
     """More clients than the collector can serve, a write queue of `queue_events`: it must answer 429 and hold
     its memory flat. Clients retry a 429 after min(Retry-After, 0.2 s) to keep the pressure on; the collector's
-    RSS is sampled every 0.25 s, and its SQL-backed gauges' age (`observatory_sql_refresh_timestamp_seconds`, the
-    last refresh pass: /metrics made public for it) every second; before the first pass the collector exposes 0
-    (never), and the age is then the time since sampling began. `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT
-    (none: DuckDB's default)."""
+    RSS is sampled every 0.25 s, and its SQL-backed gauges' age every second (`RefreshWatch`: before the first
+    pass the collector exposes 0, never, and the age is then the time since sampling began).
+    `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT (none: DuckDB's default)."""
     bodies = _bodies(lines, batch)
-    env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events), OBSERVATORY_METRICS_PUBLIC="true")
+    env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events))
     env.pop("OBSERVATORY_DUCKDB_MEMORY_LIMIT", None)
     if memory_limit:
         env["OBSERVATORY_DUCKDB_MEMORY_LIMIT"] = memory_limit
@@ -360,7 +422,6 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
         url = f"http://127.0.0.1:{srv.port}/v1/events"
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/x-ndjson"}
         samples: list[tuple[float, int]] = []
-        ages: list[float] = []
         done = threading.Event()
 
         def sampler() -> None:
@@ -368,33 +429,21 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                 samples.append((time.perf_counter(), rss_kib(srv.pid)))
                 time.sleep(0.25)
 
-        def gauge_age() -> None:
-            began = time.time()
-            with httpx.Client(timeout=30) as client:
-                while not done.is_set():
-                    text = client.get(f"http://127.0.0.1:{srv.port}/metrics").text
-                    refreshed = [float(line.split()[-1]) for line in text.splitlines()
-                                 if line.startswith("observatory_sql_refresh_timestamp_seconds ")]
-                    if refreshed:
-                        ages.append(time.time() - (refreshed[0] or began))
-                    done.wait(1.0)
-
-        mons = [threading.Thread(target=sampler), threading.Thread(target=gauge_age)]
-        for mon in mons:
-            mon.start()
+        mon = threading.Thread(target=sampler)
+        mon.start()
         t0 = time.perf_counter()
-        res = post_all(url, headers, bodies, clients, max_wait=0.2)
+        with RefreshWatch(srv, every=1.0) as refresher:
+            res = post_all(url, headers, bodies, clients, max_wait=0.2)
         seconds = time.perf_counter() - t0
         done.set()
-        for mon in mons:
-            mon.join()
+        mon.join()
         peak = rss_kib(srv.pid, "VmHWM")
     counts = res["status"]
     rss = [kib for _, kib in samples]
     q = len(rss) // 4 or 1
     return {"events": len(lines), "clients": clients, "queue_events": queue_events, "memory_limit": memory_limit,
             "seconds": seconds, "eps": len(lines) / seconds,
-            "status": dict(counts), "peak_rss_mib": peak / 1024, "max_gauge_age_s": max(ages, default=None),
+            "status": dict(counts), "peak_rss_mib": peak / 1024, "max_gauge_age_s": max(refresher.ages, default=None),
             "rss_mib_by_quarter": [round(max(rss[i * q:(i + 1) * q] or [0]) / 1024, 1) for i in range(4)]}
 
 
@@ -543,7 +592,8 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
                 r = http_run([x.replace('"id":"', f'"id":"c{k}-{rep}-', 1) for x in lines], Path(d), code=code, env=env)
             runs[label].append(r)
             print(f"(a) {label} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
-                  f"checkpoints {r['checkpoints']}, collector {r['server_cpu_us']:.1f} CPU-µs per event, "
+                  f"checkpoints {r['checkpoints']}, refresher passes {r['refreshes']} ({r['refresh_seconds']:.1f} s), "
+                  f"collector {r['server_cpu_us']:.1f} CPU-µs per event, "
                   f"peak RSS {r['peak_rss_mib']:.0f} MiB; "
                   f"{_settled_text(r)}", flush=True)
     for label, rs in runs.items():
@@ -685,7 +735,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"{med(res['http_minimal'], 'eps_settled'):,.0f} "
         f"({med(res['http_minimal'], 'eps_settled') / med(res['raw']):.2f}), "
         f"{med(res['http_minimal'], 'server_cpu_us_settled'):.1f} CPU-µs per event.",
-        _checkpoints_note(res["http"], res["http_minimal"]),
+        _during_note(res["http"], res["http_minimal"]),
         f"- 429 retries in (a) and (a′): {sum(r['retries_429'] for r in res['http'] + res['http_minimal'])} over "
         "all runs. The collector's CPU per event (all its threads, from /proc): (a) "
         f"{med(res['http'], 'server_cpu_us'):.1f} µs, (a′) {med(res['http_minimal'], 'server_cpu_us'):.1f} µs; (a) "
@@ -694,18 +744,24 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
     return "\n".join(out) + "\n"
 
 
-def _checkpoints_note(http: list[dict], minimal: list[dict]) -> str:
-    """Which HTTP runs held a checkpoint (bench/checkpoints.py), and what the runs with and without one made."""
+def _during_note(http: list[dict], minimal: list[dict]) -> str:
+    """What else the collector did during the timed HTTP runs: checkpoints (bench/checkpoints.py) and the gauge
+    refresher's passes (`RefreshWatch`), and what the runs with and without either made."""
     both = http + minimal
-    text = (f"- Checkpoints during the timed HTTP runs (the collector's WAL emptied, sampled every 50 ms): (a) "
-            f"{_each(http, 'checkpoints')}; (a′) {_each(minimal, 'checkpoints')}. A run ends near the WAL's "
-            "threshold (~220,000 events at 128 MiB), so some runs hold one and others none; the writer waits for it.")
-    with_ = [r for r in both if r["checkpoints"]]
-    without = [r for r in both if not r["checkpoints"]]
-    if with_ and without:
-        text += (f" Runs of (a) and (a′) with one: {med(with_):,.0f} events/s and {med(with_, 'server_cpu_us'):.1f} "
-                 f"collector CPU-µs per event at the median ({_runs(len(with_))}); without: {med(without):,.0f} and "
-                 f"{med(without, 'server_cpu_us'):.1f} ({_runs(len(without))}).")
+    text = (f"- During the timed HTTP runs: checkpoints (the collector's WAL emptied, sampled every 50 ms) (a) "
+            f"{_each(http, 'checkpoints')}, (a′) {_each(minimal, 'checkpoints')}; gauge refresher passes begun "
+            f"(/metrics read every 0.5 s until 2 s after the run; each folds what was ingested since the last into "
+            f"the SLI tables) (a) "
+            f"{_each(http, 'refreshes')}, (a′) {_each(minimal, 'refreshes')}, "
+            f"{sum(r['refresh_seconds'] for r in both):.1f} s of passes in all. A run ends near the WAL's threshold "
+            "(~220,000 events at 128 MiB) and lasts about the refresher's least gap (5 s), so some runs hold one "
+            "or the other and some neither.")
+    busy = [r for r in both if r["checkpoints"] or r["refreshes"]]
+    idle = [r for r in both if not (r["checkpoints"] or r["refreshes"])]
+    if busy and idle:
+        text += (f" Runs of (a) and (a′) with either: {med(busy):,.0f} events/s and {med(busy, 'server_cpu_us'):.1f} "
+                 f"collector CPU-µs per event at the median ({_runs(len(busy))}); with neither: {med(idle):,.0f} and "
+                 f"{med(idle, 'server_cpu_us'):.1f} ({_runs(len(idle))}).")
     return text
 
 
@@ -834,6 +890,7 @@ def main() -> None:
                 res[key].append(r)
                 print(f"(a) {key:12s} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = "
                       f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, checkpoints {r['checkpoints']}, "
+                      f"refresher passes {r['refreshes']} ({r['refresh_seconds']:.1f} s), "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB, "
                       f"collector {r['server_cpu_us']:.1f} CPU-µs per event; {_settled_text(r)})", flush=True)
                 shutil.rmtree(hw, ignore_errors=True)
