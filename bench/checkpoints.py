@@ -1,11 +1,11 @@
 """A database's checkpoints counted from outside its process: a drop of its write-ahead log's size.
 
 Why: an HTTP run of the ingest bench (200,000 events) ends near the point where the collector's WAL reaches its
-checkpoint threshold (~220,000 events at 128 MiB), so some runs hold a checkpoint (~1 s during which the writer
-waits, docs/performance.md, thirtieth round) and others none, and their rates differ by a quarter. Counting them
-says which is which. DuckDB empties the WAL when a checkpoint has written it into the database file, so a sample
-smaller than the one before marks a checkpoint; one that starts and ends between two samples of an empty WAL is
-not seen (none does: a checkpoint writes a WAL of some size, and takes longer than a sampling period).
+checkpoint threshold (~220,000 events at 128 MiB), so a run may hold a checkpoint (~1 s during which the writer
+waits, docs/performance.md, thirtieth round) or none; counting them says whether a slow run held one. DuckDB
+empties the WAL when a checkpoint has written it into the database file, so a sample smaller than the one before
+marks a checkpoint; one that starts and ends between two samples of an empty WAL is not seen (none does: a
+checkpoint writes a WAL of some size, and takes longer than a sampling period).
 """
 
 from __future__ import annotations
