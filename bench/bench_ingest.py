@@ -332,9 +332,9 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
             ended = time.time()
             cpu = cpu_seconds(srv.pid) - cpu0
             settled_seconds, settled_cpu = settled(srv, t0, cpu0)
-            time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes take ~0.5-1.5 s)
+            peak = rss_kib(srv.pid, "VmHWM")
+            time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes took 0.2-3.5 s)
         passes = refresher.during(ended)
-        peak = rss_kib(srv.pid, "VmHWM")
     acked, retries = res["acked"], res["status"].get(429, 0)
     return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
             "checkpoints": len(wal.checkpoints), "refreshes": len(passes),
