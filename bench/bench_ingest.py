@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gen_events  # noqa: E402
-from checkpoints import WalWatch  # noqa: E402
+from watch import RefreshWatch, WalWatch  # noqa: E402
 
 from collector.ingest import allocators  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
@@ -241,64 +241,6 @@ def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: in
     return {"acked": acked[0], "status": dict(status)}
 
 
-class RefreshWatch:
-    """The collector's gauge refresher while a run goes on, read from its /metrics every `every` seconds (a thread):
-    the passes that ended (`observatory_sql_refresh_timestamp_seconds` moves when one does; 0 until the first) with
-    their duration (the sources' `observatory_sql_refresh_last_duration_seconds` summed), and the gauges' age at
-    each read (from the run's start while no pass has ended). Why: a pass folds what was ingested since the last one
-    into the SLI tables on the collector's cores, so an HTTP run that holds one does more than one that does not.
-    `during(end)`: the passes that began before `end` (a wall-clock time) of those that ended since the start, for
-    a watch kept open past the run so that a pass the run began is seen when it ends."""
-
-    def __init__(self, srv: Server, every: float = 0.5) -> None:
-        self.url = f"http://127.0.0.1:{srv.port}/metrics"
-        self.headers = {"Authorization": f"Bearer {srv.token}"}
-        self.every = every
-        self.passes: list[tuple[float, float]] = []
-        self.ages: list[float] = []
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _read(self, client: httpx.Client, began: float, last: list[float]) -> None:
-        ended, seconds = None, 0.0
-        for line in client.get(self.url, headers=self.headers).text.splitlines():
-            if line.startswith("observatory_sql_refresh_timestamp_seconds "):
-                ended = float(line.split()[-1])
-            elif line.startswith("observatory_sql_refresh_last_duration_seconds{"):
-                seconds += float(line.split()[-1])
-        if ended is None:
-            return
-        self.ages.append(time.time() - (ended or began))
-        if ended and ended != last[0]:
-            if ended > began:
-                self.passes.append((ended, seconds))
-            last[0] = ended
-
-    def __enter__(self) -> "RefreshWatch":
-        began = time.time()
-
-        def loop() -> None:
-            last = [0.0]
-            with httpx.Client(timeout=30) as client:
-                while True:
-                    self._read(client, began, last)
-                    if self._done.wait(self.every):
-                        self._read(client, began, last)
-                        return
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def during(self, end: float) -> list[tuple[float, float]]:
-        return [(ended, seconds) for ended, seconds in self.passes if ended - seconds < end]
-
-
 def _server(workdir: Path, code: Path | None, env: dict[str, str] | None = None) -> Server:
     """A collector of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv), with `env`
     added to this process's environment."""
@@ -325,7 +267,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         warm.raise_for_status()
         cpu0 = cpu_seconds(srv.pid)
         t0 = time.perf_counter()
-        with RefreshWatch(srv) as refresher:
+        with RefreshWatch(srv.port, srv.token) as refresher:
             with WalWatch(srv.db) as wal:
                 res = post_all(url, headers, bodies, clients)
             seconds = time.perf_counter() - t0
@@ -410,8 +352,8 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
                    queue_events: int = 8000, memory_limit: str | None = None) -> dict:
     """More clients than the collector can serve, a write queue of `queue_events`: it must answer 429 and hold
     its memory flat. Clients retry a 429 after min(Retry-After, 0.2 s) to keep the pressure on; the collector's
-    RSS is sampled every 0.25 s, and its SQL-backed gauges' age every second (`RefreshWatch`: before the first
-    pass the collector exposes 0, never, and the age is then the time since sampling began).
+    RSS is sampled every 0.25 s, and its SQL-backed gauges' age every second (bench/watch.py: `RefreshWatch`;
+    before the first pass the collector exposes 0, never, and the age is then the time since sampling began).
     `memory_limit`: OBSERVATORY_DUCKDB_MEMORY_LIMIT (none: DuckDB's default)."""
     bodies = _bodies(lines, batch)
     env = dict(os.environ, OBSERVATORY_MAX_QUEUE_EVENTS=str(queue_events))
@@ -432,7 +374,7 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
         mon = threading.Thread(target=sampler)
         mon.start()
         t0 = time.perf_counter()
-        with RefreshWatch(srv, every=1.0) as refresher:
+        with RefreshWatch(srv.port, srv.token, every=1.0) as refresher:
             res = post_all(url, headers, bodies, clients, max_wait=0.2)
         seconds = time.perf_counter() - t0
         done.set()
@@ -745,8 +687,8 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
 
 
 def _during_note(http: list[dict], minimal: list[dict]) -> str:
-    """What else the collector did during the timed HTTP runs: checkpoints (bench/checkpoints.py) and the gauge
-    refresher's passes (`RefreshWatch`), and what the runs with and without either made."""
+    """What else the collector did during the timed HTTP runs: checkpoints and the gauge
+    refresher's passes (bench/watch.py), and what the runs with and without either made."""
     both = http + minimal
     text = (f"- During the timed HTTP runs: checkpoints (the collector's WAL emptied, sampled every 50 ms) (a) "
             f"{_each(http, 'checkpoints')}, (a′) {_each(minimal, 'checkpoints')}; gauge refresher passes begun "
@@ -758,7 +700,9 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
             "or the other and some neither.")
     busy = [r for r in both if r["checkpoints"] or r["refreshes"]]
     idle = [r for r in both if not (r["checkpoints"] or r["refreshes"])]
-    if busy and idle:
+    if not busy:
+        text += " None of these runs held either."
+    elif idle:
         text += (f" Runs of (a) and (a′) with either: {med(busy):,.0f} events/s and {med(busy, 'server_cpu_us'):.1f} "
                  f"collector CPU-µs per event at the median ({_runs(len(busy))}); with neither: {med(idle):,.0f} and "
                  f"{med(idle, 'server_cpu_us'):.1f} ({_runs(len(idle))}).")

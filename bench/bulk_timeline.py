@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from checkpoints import WalWatch
+from watch import WalWatch
 from stages import MARKER, StageLog, collector_process, read
 
 ROOT = Path(__file__).resolve().parents[1]

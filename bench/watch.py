@@ -1,0 +1,116 @@
+"""What else a collector did during a bench's run, watched from outside its process: its checkpoints (`WalWatch`)
+and its gauge refresher's passes (`RefreshWatch`), each sampled on a thread of its own (`Periodic`).
+
+Why: an HTTP run of the ingest bench (200,000 events) ends near the point where the collector's WAL reaches its
+checkpoint threshold (~220,000 events at 128 MiB) and lasts about the refresher's least gap between passes (5 s), so
+a run may hold a checkpoint (~1 s during which the writer waits, docs/performance.md, thirtieth round), a refresher
+pass (which folds what was ingested since the last one into the SLI tables on the same cores), both or neither.
+Counting them says whether a slow run held either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class Periodic:
+    """`sample()` every `every` seconds on a thread while the `with` block runs, once at its start and once at its
+    end; or called from the caller's own loop."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self.sample()
+
+        def loop() -> None:
+            while not self._done.wait(self.every):
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+
+class WalWatch(Periodic):
+    """The checkpoints of the database at `db`: DuckDB empties the WAL when a checkpoint has written it into the
+    database file, so a sample smaller than the one before marks one (one that starts and ends between two samples of
+    an empty WAL is not seen; none does: a checkpoint writes a WAL of some size and takes longer than a sampling
+    period). `checkpoints`: (perf_counter time seen, WAL bytes before) each."""
+
+    def __init__(self, db: Path, every: float = 0.05) -> None:
+        super().__init__(every)
+        self.wal = Path(f"{db}.wal")
+        self.checkpoints: list[tuple[float, int]] = []
+        self._last = 0
+
+    def sample(self, now: float | None = None) -> None:
+        try:
+            size = self.wal.stat().st_size
+        except OSError:  # not created yet, or removed by the checkpoint
+            size = 0
+        if size < self._last:
+            self.checkpoints.append((time.perf_counter() if now is None else now, self._last))
+        self._last = size
+
+
+class RefreshWatch(Periodic):
+    """The gauge refresher of the collector on `port`, read from its /metrics (with `token`, read scope): the passes
+    that ended (`observatory_sql_refresh_timestamp_seconds` moves when one does; 0 until the first) with their
+    duration (the sources' `observatory_sql_refresh_last_duration_seconds` summed), and the gauges' age at each read
+    (from the watch's start while no pass has ended). `during(end)`: the passes that began before `end` (a wall-clock
+    time), for a watch kept open past a run so that a pass the run began is seen when it ends."""
+
+    def __init__(self, port: int, token: str, every: float = 0.5) -> None:
+        super().__init__(every)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.passes: list[tuple[float, float]] = []
+        self.ages: list[float] = []
+        self._began = time.time()
+        self._last = 0.0
+        self._client = httpx.Client(timeout=30)
+
+    def sample(self) -> None:
+        ended, seconds = None, 0.0
+        for line in self._client.get(self.url, headers=self.headers).text.splitlines():
+            if line.startswith("observatory_sql_refresh_timestamp_seconds "):
+                ended = float(line.split()[-1])
+            elif line.startswith("observatory_sql_refresh_last_duration_seconds{"):
+                seconds += float(line.split()[-1])
+        if ended is None:
+            return
+        self.ages.append(time.time() - (ended or self._began))
+        if ended and ended != self._last:
+            if ended > self._began:
+                self.passes.append((ended, seconds))
+            self._last = ended
+
+    def __enter__(self) -> "RefreshWatch":
+        self._began = time.time()
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._client.close()
+
+    def during(self, end: float) -> list[tuple[float, float]]:
+        return [(ended, seconds) for ended, seconds in self.passes if ended - seconds < end]
