@@ -636,8 +636,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"request was due to its 2xx; medians of {len(lat)} runs, each on a fresh database): **p50 "
         f"{med(lat, 'p50_ms'):.0f} ms, p99 {med(lat, 'p99_ms'):.0f} ms** (runs: p50 {_each(lat, 'p50_ms')}; p99 "
         f"{_each(lat, 'p99_ms')}; achieved {med(lat, 'achieved_eps'):,.0f} events/s; checkpoints per run "
-        f"{_each(lat, 'checkpoints')}: the p99 is a checkpoint's stall, docs/performance.md, nineteenth and thirtieth "
-        "rounds).",
+        f"{_each(lat, 'checkpoints')}: the p99 is a checkpoint's stall, nineteenth and thirtieth rounds below).",
         "",
         f"Saturation ({sat[0]['events']:,} events, {sat[0]['clients']} clients posting 1,000-event requests back to "
         f"back, write queue {sat[0]['queue_events']:,} events, a 429 retried after at most 0.2 s), "
