@@ -106,50 +106,43 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
     for version, name, path in migrations():
         if version in done:
             continue
-        record = "INSERT INTO schema_migrations (version, name) VALUES ($v, $n)"
+        record = ("INSERT INTO schema_migrations (version, name) VALUES ($v, $n)", {"v": version, "n": name})
         if not _backfill_of(path).is_file():  # the schema change and its record in one transaction
-            _transaction(con, path.read_text(), (record, {"v": version, "n": name}))
+            _transaction(con, path.read_text(), record)
         else:  # recorded once the backfill has ended (the module's docstring)
             _transaction(con, path.read_text())
             backfill(con, path)
-            _transaction(con, record, params={"v": version, "n": name})
+            _transaction(con, record)
         applied.append(version)
     return applied
 
 
-def backfill(con: duckdb.DuckDBPyConnection, migration: Path, rows: int | None = None) -> int:
+def backfill(con: duckdb.DuckDBPyConnection, migration: Path) -> None:
     """Run `migration`'s backfill (NNNN_name.backfill.sql, if any: one UPDATE of one table, its rows bounded by
-    `rowid BETWEEN $lo AND $hi`) over the whole table, `rows` (BACKFILL_ROWS) at a time, each part committed;
-    returns the parts run."""
+    `rowid BETWEEN $lo AND $hi`) over the whole table, BACKFILL_ROWS at a time, each part committed."""
     path = _backfill_of(migration)
     if not path.is_file():
-        return 0
+        return
     sql = path.read_text()
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     m = _BACKFILL_TABLE.match(body)
-    if not m or "$lo" not in sql or "$hi" not in sql:
+    if not m or "$lo" not in body or "$hi" not in body:
         raise RuntimeError(f"{path.name}: a backfill is one UPDATE bounded by rowid BETWEEN $lo AND $hi")
     last = con.execute(f"SELECT max(rowid) FROM {ident(m.group(1))}").fetchone()[0]
-    if last is None:  # an empty table
-        return 0
-    step = rows or BACKFILL_ROWS
-    for lo in range(0, last + 1, step):
-        _transaction(con, sql, params={"lo": lo, "hi": lo + step - 1})
-    return last // step + 1
+    for lo in range(0, -1 if last is None else last + 1, BACKFILL_ROWS):  # (none for an empty table)
+        _transaction(con, (sql, {"lo": lo, "hi": lo + BACKFILL_ROWS - 1}))
 
 
 def _backfill_of(migration: Path) -> Path:
     return migration.with_name(migration.name.removesuffix(".sql") + BACKFILL)
 
 
-def _transaction(con: duckdb.DuckDBPyConnection, sql: str, then: tuple[str, Mapping[str, Any]] | None = None, *,
-                 params: Mapping[str, Any] | None = None) -> None:
-    """`sql` (with `params`), then the statement `then` if given, in one transaction."""
+def _transaction(con: duckdb.DuckDBPyConnection, *statements: str | tuple[str, Mapping[str, Any]]) -> None:
+    """The statements (SQL text, or SQL and its parameters) in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(sql, params) if params else con.execute(sql)
-        if then is not None:
-            con.execute(*then)
+        for statement in statements:
+            con.execute(*statement) if isinstance(statement, tuple) else con.execute(statement)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
