@@ -100,6 +100,8 @@ def serve(
                 timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
     # The store is closed (everything acknowledged is committed). A worker thread still inside a computation
     # that no interrupt reaches must not keep the process alive: exit at the latest after the shutdown timeout.
+    # Reached after a SIGINT (uvicorn raises it again as a KeyboardInterrupt, which `uvicorn.run` swallows); a
+    # SIGTERM, raised again with its default action, ends the process before this line, waiting for no thread.
     watchdog = threading.Timer(settings.shutdown_timeout_seconds, os._exit, args=(0,))
     watchdog.daemon = True
     watchdog.start()

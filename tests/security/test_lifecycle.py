@@ -132,3 +132,49 @@ def test_serve_on_a_locked_or_corrupted_database_is_one_clear_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 1 and len(lines) == 1 and "is in use by" in lines[0]
     assert "Traceback" not in r.stderr + r.stdout
+
+
+# `observatory serve` in a process that also holds a thread no shutdown reaches (as a computation stuck in a worker
+# thread would): Python waits for such a thread before it exits.
+_STUCK_SERVE = """
+import signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job inherits it ignored)
+threading.Thread(target=threading.Event().wait, name="stuck", daemon=False).start()
+from collector.cli import app
+app(sys.argv[1:], prog_name="observatory")
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_server_exits_with_a_thread_stuck(tmp_path, sig):
+    """uvicorn raises the signal it caught again once its graceful shutdown has ended. SIGTERM then ends the process
+    at once (its default action). SIGINT becomes a KeyboardInterrupt, which `uvicorn.run` swallows: the process would
+    then wait for the stuck thread for ever, unless the exit watchdog armed after `uvicorn.run` ends it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--db", str(tmp_path / "stuck.duckdb"), "--no-auth"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+        env={**__import__("os").environ, "OBSERVATORY_SHUTDOWN_TIMEOUT_SECONDS": "2"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(60)  # a bound, not a timing assertion: the watchdog fires after 2 s
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the collector still runs 60 s after {sig.name}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = proc.stdout.read().decode()
+    assert "collector stopped" in out  # the store was closed before the process ended
+    # SIGTERM: the signal's own status; SIGINT: the watchdog's exit, a clean one.
+    assert rc == (-signal.SIGTERM if sig == signal.SIGTERM else 0), out[-3000:]
