@@ -79,14 +79,15 @@ def serve(
     demo_token: str | None = None
     try:
         if demo:
-            _backfill_demo(db, demo_days)
+            _backfill_demo(settings, demo_days)
             if settings.auth:
                 from collector.api.auth import write_token
 
                 demo_token = write_token(settings.tokens_file, "demo", ["ingest", "read", "admin"])
             quiet_request_log()
         else:
-            dbmod.connect(db).close()  # a file locked by another collector: one line now, not a trace at startup
+            # A file locked by another collector, or a migration that fails: one line now, not a trace at startup.
+            dbmod.connect_configured(settings).close()
         application = create_app(settings)
     except DatabaseUnavailable as err:
         typer.echo(f"error: {err}", err=True)
@@ -161,10 +162,11 @@ def banner(settings: Settings, demo_token: str | None, demo: bool) -> str:
     return "\n".join(lines)
 
 
-def _backfill_demo(db: Path, days: int) -> None:
+def _backfill_demo(settings: Settings, days: int) -> None:
     from collector.demo import platform as demo_mod
 
-    con = dbmod.connect(db)
+    db = settings.db
+    con = dbmod.connect_configured(settings)
     try:
         n = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     finally:

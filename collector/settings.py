@@ -104,8 +104,9 @@ class Settings(BaseSettings):
                                          "events through `ingest --db` from 16.7 to 15.5 s, and a full SLI "
                                          "computation from 0.85 to ~1.7 s (docs/performance.md)")
     duckdb_memory_limit: Optional[str] = Field(
-        None, description="Most memory DuckDB may hold for the collector's database and for `observatory ingest "
-                          "--db`, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's memory, `25%` (none: "
+        None, description="Most memory DuckDB may hold for the collector's database, in every command that opens "
+                          "it for writing (`serve`, `ingest --db`, `sli --db`, the cost commands, `lake export`) and "
+                          "the migrations it runs, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's memory, `25%` (none: "
                           "DuckDB's own default, 80% of the memory). DuckDB caches the blocks it read or wrote up to "
                           "the limit, so without one the collector's RSS follows the stored history (at saturation, "
                           "1M events: peak 0.93-1.56 GiB without, 0.80-0.87 GiB with `512MB`; docs/performance.md). "

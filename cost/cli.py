@@ -42,7 +42,7 @@ def _open(db: Optional[Path], *, must_exist: bool = True):
     from collector.storage.db import DatabaseUnavailable
     from cost import db as cost_db
     try:
-        return cost_db.connect(_settings(db=db).db, must_exist=must_exist)
+        return cost_db.connect(_settings(db=db), must_exist=must_exist)
     except DatabaseUnavailable as err:
         console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import duckdb
 
 from collector.settings import Settings
-from collector.storage.db import connect as storage_connect
+from collector.storage.db import connect_configured
 
 
-def db_path(path: str | os.PathLike | None = None) -> str:
-    """The file to open: the given path, else the settings' (OBSERVATORY_DB, else the default)."""
-    return str(path or Settings().db)
-
-
-def connect(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the store; `must_exist` for commands that only read (a missing file is an error, not an empty report).
-    Raises collector.storage.db.DatabaseUnavailable when the file is missing or locked."""
-    target = db_path(path)
-    con = storage_connect(target, must_exist=must_exist)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+def connect(where: str | os.PathLike | Settings | None = None, *,
+            must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store: `where` is a file, or a command's settings (their file and their DuckDB limits); none, the
+    environment's (OBSERVATORY_DB, else the default). `must_exist` for commands that only read (a missing file is an
+    error, not an empty report). Raises collector.storage.db.DatabaseUnavailable when the file is missing or locked,
+    or a migration fails."""
+    settings = where if isinstance(where, Settings) else Settings(**({"db": Path(where)} if where else {}))
+    return connect_configured(settings, must_exist=must_exist)

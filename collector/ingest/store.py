@@ -32,9 +32,7 @@ class Store:
         behind (Writer.max_lag_events)."""
         self.settings = settings
         self.started_at = time.time()
-        self.con = db.connect(Path(settings.db), threads=db.collector_threads(settings.duckdb_threads, streams),
-                              memory_limit=settings.duckdb_memory_limit,
-                              checkpoint_threshold=settings.duckdb_checkpoint_threshold)
+        self.con = db.connect_configured(settings, threads=db.collector_threads(settings.duckdb_threads, streams))
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)

@@ -36,7 +36,7 @@ def export_cmd(
     try:
         store = open_store(to, s3_endpoint_url=s3_endpoint_url)
         cid = collector_id or lake_export.default_collector_id(db)
-        con = dbmod.connect(db)
+        con = dbmod.connect_configured(settings)
         try:
             rep = lake_export.export(con, store, cid)
         finally:
@@ -44,4 +44,7 @@ def export_cmd(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except dbmod.DatabaseUnavailable as exc:  # locked by the running collector, or a migration that failed
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(rep.as_dict(), indent=1))

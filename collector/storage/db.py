@@ -12,6 +12,7 @@ UPDATE is (it sets what the stored data says).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from collector.storage.sqltext import ident, lit
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from collector.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -107,14 +110,34 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
         if version in done:
             continue
         record = ("INSERT INTO schema_migrations (version, name) VALUES ($v, $n)", {"v": version, "n": name})
-        if not _backfill_of(path).is_file():  # the schema change and its record in one transaction
-            _transaction(con, path.read_text(), record)
-        else:  # recorded once the backfill has ended (the module's docstring)
-            _transaction(con, path.read_text())
-            backfill(con, path)
-            _transaction(con, record)
+        try:
+            if not _backfill_of(path).is_file():  # the schema change and its record in one transaction
+                _transaction(con, path.read_text(), record)
+            else:  # recorded once the backfill has ended (the module's docstring)
+                _transaction(con, path.read_text())
+                backfill(con, path)
+                _transaction(con, record)
+        except duckdb.Error as err:
+            raise MigrationFailed(_migration_failure(con, path, err)) from None
         applied.append(version)
     return applied
+
+
+def _migration_failure(con: duckdb.DuckDBPyConnection, path: Path, err: duckdb.Error) -> str:
+    """One line for an operator: which migration, what is kept, DuckDB's reason, and for a lack of memory the
+    limit in force and the setting that raises it (an upgrade's fill is the largest work a start can find)."""
+    kept = ("it runs again whole at the next start; the parts of its fill already committed stay"
+            if _backfill_of(path).is_file() else "nothing of it is kept")
+    reason = " ".join(str(err).split("Possible solutions:")[0].split())[:300]
+    line = f"migration {path.name} failed ({kept}; the database is otherwise as before): {reason}"
+    if isinstance(err, duckdb.OutOfMemoryException):
+        try:
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        except duckdb.Error:
+            limit = "unknown"
+        line += (f". DuckDB's memory limit is {limit}: raise OBSERVATORY_DUCKDB_MEMORY_LIMIT for this start, then "
+                 "start again (docs/operations.md)")
+    return line
 
 
 def backfill(con: duckdb.DuckDBPyConnection, migration: Path) -> None:
@@ -145,13 +168,21 @@ def _transaction(con: duckdb.DuckDBPyConnection, *statements: str | tuple[str, M
             con.execute(*statement) if isinstance(statement, tuple) else con.execute(statement)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        # After some failures (a lack of memory) DuckDB refuses the ROLLBACK too: the statement's own error is the
+        # one to report, and the transaction is void either way.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         raise
 
 
 class DatabaseUnavailable(RuntimeError):
     """The file cannot be opened for a reason a person can act on (missing, or locked by the running collector);
     the message is one line that says what to do, for the CLIs to print as is."""
+
+
+class MigrationFailed(DatabaseUnavailable):
+    """A migration this database has not seen could not be applied: the database stays at its previous schema, and
+    every command that opens it for writing says so in one line rather than a traceback."""
 
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
@@ -189,11 +220,23 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
         raise DatabaseUnavailable(
             f"{path} is in use by {holder}, probably the running collector (DuckDB allows one process): ask it "
             "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first") from None
-    con.execute("SET TimeZone = 'UTC'")
-    if not read_only:
-        con.execute(f"SET checkpoint_threshold = {lit(checkpoint_threshold or CHECKPOINT_THRESHOLD)}")
-        apply_migrations(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            con.execute(f"SET checkpoint_threshold = {lit(checkpoint_threshold or CHECKPOINT_THRESHOLD)}")
+            apply_migrations(con)
+    except BaseException:
+        con.close()  # the file is not left open (and locked) behind an error
+        raise
     return con
+
+
+def connect_configured(settings: Settings, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+    """`connect` to the settings' database with the settings' memory limit and checkpoint threshold
+    (OBSERVATORY_DUCKDB_*). Every command that opens the collector's database for writing goes through here: the
+    first to open a file after an upgrade applies its migrations, and an operator's limit must hold for them too."""
+    return connect(settings.db, memory_limit=settings.duckdb_memory_limit,
+                   checkpoint_threshold=settings.duckdb_checkpoint_threshold, **kwargs)
 
 
 def arrow(cur: Any, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pa.Table:

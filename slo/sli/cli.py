@@ -131,7 +131,7 @@ def show(
             _fail(str(exc), 2)
         if eng is None:
             try:
-                con = dbmod.connect(settings.db, must_exist=True)
+                con = dbmod.connect_configured(settings, must_exist=True)
             except dbmod.DatabaseUnavailable as err:
                 _fail(str(err), 2)
             try:
