@@ -280,6 +280,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
     acked, retries = res["acked"], res["status"].get(429, 0)
     return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
             "checkpoints": len(wal.checkpoints), "refreshes": len(passes),
+            "deriver_wait": refresher.deriver_wait(), "lag_max": max(refresher.lags, default=None),
             "refresh_seconds": sum(d for _, d in passes), "peak_rss_mib": peak / 1024,
             "server_cpu_us": 1e6 * cpu / max(1, acked),
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
@@ -697,6 +698,10 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
             f"{sum(r['refresh_seconds'] for r in both):.1f} s of passes in all. A run ends near the WAL's threshold "
             "(~220,000 events at 128 MiB) and lasts about the refresher's least gap (5 s), so some runs hold one "
             "or the other and some neither.")
+    if all(r.get("deriver_wait") is not None for r in both):
+        text += (f" The writer waited for its deriver (a group commit's worth of events behind, ingest/writer.py) "
+                 f"(a) {_each_s(http, 'deriver_wait')}, (a′) {_each_s(minimal, 'deriver_wait')}; the deriver's "
+                 f"highest lag seen, in events: (a) {_each(http, 'lag_max')}, (a′) {_each(minimal, 'lag_max')}.")
     busy = [r for r in both if r["checkpoints"] or r["refreshes"]]
     idle = [r for r in both if not (r["checkpoints"] or r["refreshes"])]
     if not busy:
@@ -706,6 +711,10 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
                  f"collector CPU-µs per event at the median ({_runs(len(busy))}); with neither: {med(idle):,.0f} and "
                  f"{med(idle, 'server_cpu_us'):.1f} ({_runs(len(idle))}).")
     return text
+
+
+def _each_s(runs: list[dict], key: str) -> str:
+    return ", ".join(f"{r[key]:.2f} s" for r in runs)
 
 
 def _runs(n: int) -> str:

@@ -1,11 +1,14 @@
-"""What else a collector did during a bench's run, watched from outside its process: its checkpoints (`WalWatch`)
-and its gauge refresher's passes (`RefreshWatch`), each sampled on a thread of its own (`Periodic`).
+"""What else a collector did during a bench's run, watched from outside its process: its checkpoints (`WalWatch`),
+its gauge refresher's passes and its writer's waits for the deriver (`RefreshWatch`), each sampled on a thread of its
+own (`Periodic`).
 
 Why: an HTTP run of the ingest bench (200,000 events) ends near the point where the collector's WAL reaches its
 checkpoint threshold (~220,000 events at 128 MiB) and lasts about the refresher's least gap between passes (5 s), so
 a run may hold a checkpoint (~1 s during which the writer waits, docs/performance.md, thirtieth round), a refresher
 pass (which folds what was ingested since the last one into the SLI tables on the same cores), both or neither.
-Counting them says whether a slow run held either.
+Counting them says whether a slow run held either. The writer also stops committing while its deriver is a group
+commit's worth of events behind (ingest/writer.py): the time it waited says whether a slow run was held by the derived
+tables rather than by the insert.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class RefreshWatch(Periodic):
         self.headers = {"Authorization": f"Bearer {token}"}
         self.passes: list[tuple[float, float]] = []
         self.ages: list[float] = []
+        # The writer's waits for its deriver (the counter, at each read; a collector before the thirty-sixth round
+        # has none) and the deriver's lag behind the writer at each read, in events.
+        self.deriver_waits: list[float] = []
+        self.lags: list[float] = []
         self._began = time.time()
         self._last = 0.0
         self._client = httpx.Client(timeout=30)
@@ -94,6 +101,10 @@ class RefreshWatch(Periodic):
                 ended = float(line.split()[-1])
             elif line.startswith("observatory_sql_refresh_last_duration_seconds{"):
                 seconds += float(line.split()[-1])
+            elif line.startswith("observatory_writer_deriver_wait_seconds_total "):
+                self.deriver_waits.append(float(line.split()[-1]))
+            elif line.startswith("observatory_writer_derive_lag_events "):
+                self.lags.append(float(line.split()[-1]))
         if ended is None:
             return
         self.ages.append(time.time() - (ended or self._began))
@@ -111,6 +122,10 @@ class RefreshWatch(Periodic):
             super().__exit__(*exc)
         finally:
             self._client.close()
+
+    def deriver_wait(self) -> float | None:
+        """Seconds the writer waited for its deriver while the watch ran (None: the collector does not say)."""
+        return self.deriver_waits[-1] - self.deriver_waits[0] if self.deriver_waits else None
 
     def during(self, end: float) -> list[tuple[float, float]]:
         return [(ended, seconds) for ended, seconds in self.passes if ended - seconds < end]

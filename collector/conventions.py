@@ -31,6 +31,7 @@ WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
 REDONE_REASONS = ("stored_key", "before_lookback")
 WRITER_DERIVE_LAG_EVENTS = "observatory_writer_derive_lag_events"
 WRITER_DERIVE_FAILURES = "observatory_writer_derive_failures"  # counter family name (exposed with _total)
+WRITER_DERIVER_WAIT_SECONDS = "observatory_writer_deriver_wait_seconds"  # counter family name (exposed with _total)
 SQL_REFRESH_TIMESTAMP = "observatory_sql_refresh_timestamp_seconds"
 # by `gauge_source` (collector/metrics/refresher.py): as Prometheus reports its rule groups
 SQL_REFRESH_LAST_SUCCESS = "observatory_sql_refresh_last_success_timestamp_seconds"

@@ -111,6 +111,9 @@ class Store:
                                 value=w.derive_lag_events)
         failed = CounterMetricFamily(C.WRITER_DERIVE_FAILURES, "Batches whose events are stored but whose derived rows "
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
+        waited = CounterMetricFamily(
+            C.WRITER_DERIVER_WAIT_SECONDS, "Seconds the writer held its next commit for the deriver (its lag bound "
+            "reached, or a job that reads the derived tables): ingest waited on the derived tables.", value=w.stats.deriver_wait_seconds)
         redone = CounterMetricFamily(
             C.WRITER_TRANSACTIONS_REDONE, "Writer transactions begun again the slower way: the plain insert met a "
             "stored key (stored_key), a derived row was stored before its lookback bound (before_lookback).",
@@ -120,4 +123,4 @@ class Store:
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, lag, failed, redone, refresh, *self.refresher.health_metrics(), up]
+        return [depth, last, commit, lag, failed, waited, redone, refresh, *self.refresher.health_metrics(), up]

@@ -130,6 +130,9 @@ class WriterStats:
     redone: Counter = field(default_factory=Counter)
     derives: int = 0  # transactions that folded committed batches into the derived tables (defer_derive)
     derive_failures: int = 0  # batches whose derived rows could not be written (their events are stored)
+    # seconds the writer held its next commit or job for the deriver (its lag bound reached, or a job that reads
+    # the derived tables): the derived tables, not the insert, were what ingest waited on
+    deriver_wait_seconds: float = 0.0
 
 
 class Writer:
@@ -356,11 +359,14 @@ class Writer:
         if not self.defer_derive:
             return
         with self._cond:
-            if self.derive_lag_events >= room:
-                self._derive_wanted = room == 1 or self._derive_wanted
-                self._cond.notify_all()
+            if self.derive_lag_events < room:
+                return
+            self._derive_wanted = room == 1 or self._derive_wanted
+            self._cond.notify_all()
+            began = time.perf_counter()
             while self.derive_lag_events >= room and self._deriver is not None and self._deriver.is_alive():
                 self._settled.wait(0.5)
+            self.stats.deriver_wait_seconds += time.perf_counter() - began
 
     def _derive_loop(self) -> None:
         """The deriver: folds committed batches as they come (module docstring); drains and stops after the

@@ -201,10 +201,16 @@ def test_promtool_check_metrics_is_silent(client):
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", r.stdout + r.stderr
     # OpenMetrics when asked (promtool only lints the text format; the strict OpenMetrics parser checks this one)
+    w = client.app.state.store.writer
+    assert w.wait_derived(timeout=60)  # (so that the writer's figures below stay as the scrape read them)
     r = client.get("/metrics", headers={**auth("read"), "Accept": "application/openmetrics-text; version=1.0.0"})
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     fams = {f.name for f in openmetrics_families(r.text)}
     assert {"notebook_run_attempts", "notebook_run_duration_seconds"} <= fams
+    # the writer's own families, each as the writer counts it
+    live = {f.name: f.samples[0].value for f in openmetrics_families(r.text) if f.name.startswith("observatory_writer")}
+    assert live["observatory_writer_derive_lag_events"] == w.derive_lag_events
+    assert live["observatory_writer_deriver_wait_seconds"] == w.stats.deriver_wait_seconds
 
 
 def test_scrape_reads_the_snapshot_not_the_database(client, monkeypatch):

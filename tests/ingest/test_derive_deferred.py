@@ -287,6 +287,8 @@ def test_the_writer_waits_for_a_deriver_that_falls_behind(tmp_path, monkeypatch)
         for t in runs[1:3]:  # 1, then 2 events behind: still committed
             w.submit(t, []).result(timeout=30)
         assert w.derive_lag_events == 3
+        assert w.stats.deriver_wait_seconds == 0  # nothing held yet
+        held_from = time.perf_counter()
         held = [w.submit(t, []) for t in runs[3:9]]  # the queue is full of what the writer holds
         with pytest.raises(writer_mod.QueueFull):
             w.submit(runs[0], [])
@@ -296,6 +298,10 @@ def test_the_writer_waits_for_a_deriver_that_falls_behind(tmp_path, monkeypatch)
         release.set()
         for f in held:
             assert f.result(timeout=60).statuses == ["accepted"]
+        held_for = time.perf_counter() - held_from
+        # The writer counts the time it held commits (observatory_writer_deriver_wait_seconds_total): at least the
+        # 0.3 s above, at most the time since it began to hold.
+        assert 0.3 <= w.stats.deriver_wait_seconds <= held_for
         assert w.wait_derived(timeout=60)
         assert w.derive_lag_events == 0
     finally:
