@@ -699,7 +699,8 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
             "(~220,000 events at 128 MiB) and lasts about the refresher's least gap (5 s), so some runs hold one "
             "or the other and some neither.")
     if all(r.get("deriver_wait") is not None for r in both):
-        text += (f" The writer waited for its deriver (a group commit's worth of events behind, ingest/writer.py) "
+        text += (" The writer waited for its deriver (as it does once the deriver is its lag bound behind, the "
+                 "largest group commit: 50,000 events by default; ingest/writer.py) "
                  f"(a) {_each_s(http, 'deriver_wait')}, (a′) {_each_s(minimal, 'deriver_wait')}; the deriver's "
                  f"highest lag seen, in events: (a) {_each(http, 'lag_max')}, (a′) {_each(minimal, 'lag_max')}.")
     busy = [r for r in both if r["checkpoints"] or r["refreshes"]]

@@ -126,10 +126,10 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
 def _migration_failure(con: duckdb.DuckDBPyConnection, path: Path, err: duckdb.Error) -> str:
     """One line for an operator: which migration, what is kept, DuckDB's reason, and for a lack of memory the
     limit in force and the setting that raises it (an upgrade's fill is the largest work a start can find)."""
-    kept = ("it runs again whole at the next start; the parts of its fill already committed stay"
-            if _backfill_of(path).is_file() else "nothing of it is kept")
+    kept = ("its schema change and the parts of its fill already committed stay; it runs again whole at the next "
+            "start" if _backfill_of(path).is_file() else "nothing of it is kept")
     reason = " ".join(str(err).split("Possible solutions:")[0].split())[:300]
-    line = f"migration {path.name} failed ({kept}; the database is otherwise as before): {reason}"
+    line = f"migration {path.name} failed ({kept}): {reason}"
     if isinstance(err, duckdb.OutOfMemoryException):
         try:
             limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
@@ -181,8 +181,8 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class MigrationFailed(DatabaseUnavailable):
-    """A migration this database has not seen could not be applied: the database stays at its previous schema, and
-    every command that opens it for writing says so in one line rather than a traceback."""
+    """A migration this database has not seen could not be applied: it is not recorded, so the next start runs it
+    again, and every command that opens the database for writing says so in one line rather than a traceback."""
 
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")

@@ -65,8 +65,9 @@ def _stored(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 def test_a_backfill_commits_part_by_part_and_an_interrupted_one_runs_again(tmp_path, monkeypatch):
     monkeypatch.setattr(dbmod, "BACKFILL_ROWS", 1_000)
     con, want = _old_file(tmp_path / "old.duckdb")
-    with pytest.raises(dbmod.MigrationFailed, match=r"^migration 0214_event_artifact_fields\.sql failed \(it runs "
-                       r"again whole at the next start; the parts of its fill already committed stay;.*the test's"):
+    with pytest.raises(dbmod.MigrationFailed, match=r"^migration 0214_event_artifact_fields\.sql failed \(its schema "
+                       r"change and the parts of its fill already committed stay; it runs again whole at the next "
+                       r"start\): .*the test's"):
         dbmod.apply_migrations(_FailingPart(con, fail_at=3))
     # the first two parts (rowids 0-1,999) committed; the third rolled back; 0214 not recorded
     assert con.execute("SELECT count(*) FROM schema_migrations WHERE version >= 214").fetchone()[0] == 0

@@ -61,7 +61,7 @@ def test_a_failing_migration_is_named_and_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(dbmod.MigrationFailed) as err:
         dbmod.connect(db)
     msg = str(err.value)
-    assert msg.startswith("migration 9990_bad_cast.sql failed (nothing of it is kept;"), msg
+    assert msg.startswith("migration 9990_bad_cast.sql failed (nothing of it is kept): "), msg
     assert "Conversion Error" in msg and "not a number" in msg and "\n" not in msg
     assert "OBSERVATORY_DUCKDB_MEMORY_LIMIT" not in msg  # not a matter of memory
     assert isinstance(err.value, dbmod.DatabaseUnavailable)  # what the CLIs print as one line
@@ -78,8 +78,8 @@ def test_a_failing_backfill_says_what_stays(tmp_path, monkeypatch):
     with pytest.raises(dbmod.MigrationFailed) as err:
         dbmod.connect(db)
     msg = str(err.value)
-    assert msg.startswith("migration 9990_fill.sql failed (it runs again whole at the next start; the parts of "
-                          "its fill already committed stay;"), msg
+    assert msg.startswith("migration 9990_fill.sql failed (its schema change and the parts of its fill already "
+                          "committed stay; it runs again whole at the next start): "), msg
     assert "not a number" in msg and "\n" not in msg
     assert _recorded(db) == before and "fill_me" in _tables(db)  # its schema part committed, as the message says
 
@@ -90,7 +90,7 @@ def test_a_migration_out_of_memory_names_the_limit_and_the_setting(tmp_path, mon
     with pytest.raises(dbmod.MigrationFailed) as err:
         dbmod.connect(db, memory_limit=LIMIT)
     msg = str(err.value)
-    assert msg.startswith("migration 9991_too_big.sql failed (nothing of it is kept;"), msg
+    assert msg.startswith("migration 9991_too_big.sql failed (nothing of it is kept): "), msg
     assert "Out of Memory" in msg and "\n" not in msg
     assert "Possible solutions" not in msg  # DuckDB's advice names SQL settings the operator cannot reach
     assert "DuckDB's memory limit is 256.0 MiB: raise OBSERVATORY_DUCKDB_MEMORY_LIMIT" in msg
