@@ -281,6 +281,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
     return {"events": acked, "seconds": seconds, "eps": acked / seconds, "retries_429": retries,
             "checkpoints": len(wal.checkpoints), "refreshes": len(passes),
             "deriver_wait": refresher.deriver_wait(), "lag_max": max(refresher.lags, default=None),
+            "commits": refresher.writer_transactions("commit"), "derives": refresher.writer_transactions("derive"),
             "refresh_seconds": sum(d for _, d in passes), "peak_rss_mib": peak / 1024,
             "server_cpu_us": 1e6 * cpu / max(1, acked),
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
@@ -703,6 +704,11 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
                  "largest group commit: 50,000 events by default; ingest/writer.py) "
                  f"(a) {_each_s(http, 'deriver_wait')}, (a′) {_each_s(minimal, 'deriver_wait')}; the deriver's "
                  f"highest lag seen, in events: (a) {_each(http, 'lag_max')}, (a′) {_each(minimal, 'lag_max')}.")
+    if all(r.get("commits") is not None and r.get("derives") is not None for r in both):
+        text += (" The writer's transactions (observatory_writer_transaction_duration_seconds, until 2 s after the "
+                 f"run), count (mean): group commits (a) {_each_tx(http, 'commits')}, (a′) "
+                 f"{_each_tx(minimal, 'commits')}; the deriver's passes (a) {_each_tx(http, 'derives')}, (a′) "
+                 f"{_each_tx(minimal, 'derives')}.")
     busy = [r for r in both if r["checkpoints"] or r["refreshes"]]
     idle = [r for r in both if not (r["checkpoints"] or r["refreshes"])]
     if not busy:
@@ -712,6 +718,18 @@ def _during_note(http: list[dict], minimal: list[dict]) -> str:
                  f"collector CPU-µs per event at the median ({_runs(len(busy))}); with neither: {med(idle):,.0f} and "
                  f"{med(idle, 'server_cpu_us'):.1f} ({_runs(len(idle))}).")
     return text
+
+
+def _writer_text(r: dict) -> str:
+    """The writer's side of one HTTP run, when the collector says it (bench/watch.py: RefreshWatch)."""
+    if r.get("commits") is None or r.get("derives") is None or r.get("deriver_wait") is None:
+        return ""
+    return (f"; group commits {_each_tx([r], 'commits')}, derive passes {_each_tx([r], 'derives')}, the writer "
+            f"waited {r['deriver_wait']:.2f} s for the deriver")
+
+
+def _each_tx(runs: list[dict], key: str) -> str:
+    return ", ".join(f"{r[key][0]} ({1000 * r[key][1] / max(1, r[key][0]):.0f} ms)" for r in runs)
 
 
 def _each_s(runs: list[dict], key: str) -> str:
@@ -845,7 +863,8 @@ def main() -> None:
                       f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, checkpoints {r['checkpoints']}, "
                       f"refresher passes {r['refreshes']} ({r['refresh_seconds']:.1f} s), "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB, "
-                      f"collector {r['server_cpu_us']:.1f} CPU-µs per event; {_settled_text(r)})", flush=True)
+                      f"collector {r['server_cpu_us']:.1f} CPU-µs per event; {_settled_text(r)}{_writer_text(r)})",
+                      flush=True)
                 shutil.rmtree(hw, ignore_errors=True)
         del table
         half = med(res["http"]) / 2

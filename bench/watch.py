@@ -13,12 +13,18 @@ tables rather than by the insert.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+
+# prometheus_client writes a histogram's _count before its _sum, each per label set
+_TRANSACTIONS = re.compile(
+    r'^observatory_writer_transaction_duration_seconds_(?P<part>count|sum)\{stage="(?P<stage>\w+)"\} (?P<value>\S+)$')
 
 
 class Periodic:
@@ -90,6 +96,8 @@ class RefreshWatch(Periodic):
         # has none) and the deriver's lag behind the writer at each read, in events.
         self.deriver_waits: list[float] = []
         self.lags: list[float] = []
+        # the writer's transactions by stage (commit, derive): (count, seconds) at the first and the last read
+        self.transactions: dict[str, list[tuple[float, float]]] = {}
         self._began = time.time()
         self._last = 0.0
         self._client = httpx.Client(timeout=30)
@@ -105,6 +113,14 @@ class RefreshWatch(Periodic):
                 self.deriver_waits.append(float(line.split()[-1]))
             elif line.startswith("observatory_writer_derive_lag_events "):
                 self.lags.append(float(line.split()[-1]))
+            elif line.startswith("observatory_writer_transaction_duration_seconds_"):
+                m = _TRANSACTIONS.match(line)
+                if m:
+                    reads = self.transactions.setdefault(m["stage"], [])
+                    if m["part"] == "count":
+                        reads.append((float(m["value"]), 0.0))
+                    elif reads:
+                        reads[-1] = (reads[-1][0], float(m["value"]))
         if ended is None:
             return
         self.ages.append(time.time() - (ended or self._began))
@@ -126,6 +142,14 @@ class RefreshWatch(Periodic):
     def deriver_wait(self) -> float | None:
         """Seconds the writer waited for its deriver while the watch ran (None: the collector does not say)."""
         return self.deriver_waits[-1] - self.deriver_waits[0] if self.deriver_waits else None
+
+    def writer_transactions(self, stage: str) -> tuple[int, float] | None:
+        """How many transactions of `stage` (commit, derive) ended while the watch ran, and their seconds (None: the
+        collector does not say)."""
+        reads = self.transactions.get(stage)
+        if not reads:
+            return None
+        return int(reads[-1][0] - reads[0][0]), reads[-1][1] - reads[0][1]
 
     def during(self, end: float) -> list[tuple[float, float]]:
         return [(ended, seconds) for ended, seconds in self.passes if ended - seconds < end]

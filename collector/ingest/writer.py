@@ -55,6 +55,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry import trace
+from prometheus_client import Histogram
+
+from collector import conventions as C
 
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, fold_batches, \
@@ -133,6 +136,21 @@ class WriterStats:
     # seconds the writer held its next commit or job for the deriver (its lag bound reached, or a job that reads
     # the derived tables): the derived tables, not the insert, were what ingest waited on
     deriver_wait_seconds: float = 0.0
+    # Every transaction's duration by stage: the writer's group commits (`commit`) and the deriver's passes
+    # (`derive`). The last commit's gauge misses what happens between two scrapes (a checkpoint's ~1 s stall); the
+    # histogram's count and sum also say how many commits and passes a stretch of ingest took, and their mean.
+    transactions: Histogram = field(default_factory=lambda: _transactions_histogram())
+
+
+def _transactions_histogram() -> Histogram:
+    """This writer's own (a process may hold several writers: tests, the bulk command), both stages exposed from
+    the start so that a rate over them begins at zero."""
+    h = Histogram(C.WRITER_TRANSACTION_SECONDS, "Duration of the writer's transactions: group commits (stage=commit) "
+                  "and the deriver's passes (stage=derive).", ["stage"], buckets=C.WRITER_TRANSACTION_BUCKETS,
+                  registry=None)
+    for stage in ("commit", "derive"):
+        h.labels(stage)
+    return h
 
 
 class Writer:
@@ -566,6 +584,7 @@ class Writer:
         self.stats.last_commit_seconds = elapsed
         self.stats.commit_seconds.append(elapsed)
         self.stats.group_sizes.append(len(writes))
+        self.stats.transactions.labels("commit").observe(elapsed)
         return results, batch_id, deltas
 
     # ---- derived tables after the acknowledgement (defer_derive) ---------------------------------------------
@@ -683,7 +702,9 @@ class Writer:
             span.set_attribute("derive.events", sum(t.num_rows for _, t in pending))
         self.counters.apply(folded)
         self.stats.derives += 1
-        self.stats.commit_seconds.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        self.stats.commit_seconds.append(elapsed)
+        self.stats.transactions.labels("derive").observe(elapsed)
         return deltas
 
     def _dead_letter(self, writes: list[_Write], now: datetime) -> dict[str, int]:

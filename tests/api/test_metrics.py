@@ -211,6 +211,10 @@ def test_promtool_check_metrics_is_silent(client):
     live = {f.name: f.samples[0].value for f in openmetrics_families(r.text) if f.name.startswith("observatory_writer")}
     assert live["observatory_writer_derive_lag_events"] == w.derive_lag_events
     assert live["observatory_writer_deriver_wait_seconds"] == w.stats.deriver_wait_seconds
+    counts = {s.labels["stage"]: s.value for f in openmetrics_families(r.text)
+              if f.name == "observatory_writer_transaction_duration_seconds"
+              for s in f.samples if s.name.endswith("_count")}
+    assert counts == {"commit": w.stats.batches, "derive": w.stats.derives} and w.stats.batches > 0
 
 
 def test_scrape_reads_the_snapshot_not_the_database(client, monkeypatch):
