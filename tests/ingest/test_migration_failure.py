@@ -38,20 +38,21 @@ def _migrations_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
     return db
 
 
-def _recorded(db: Path) -> set[int]:
+def _column(db: Path, sql: str) -> set:
+    """The one column of `sql` over the file, as a set (opened apart from the code under test)."""
     con = duckdb.connect(str(db))
     try:
-        return {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        return {v for (v,) in con.execute(sql).fetchall()}
     finally:
         con.close()
+
+
+def _recorded(db: Path) -> set[int]:
+    return _column(db, "SELECT version FROM schema_migrations")
 
 
 def _tables(db: Path) -> set[str]:
-    con = duckdb.connect(str(db))
-    try:
-        return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    finally:
-        con.close()
+    return _column(db, "SELECT table_name FROM duckdb_tables()")
 
 
 def test_a_failing_migration_is_named_and_leaves_nothing(tmp_path, monkeypatch):
