@@ -86,6 +86,7 @@ CRITICAL = "critical"  # "true" | "false"
 BILLING_PERIOD = "billing_period"
 ALLOCATION = "allocation"  # direct | proportional | unallocated
 LE = "le"  # histogram bucket bound
+STAGE = "stage"  # a writer transaction's stage: commit, derive (WRITER_TRANSACTION_SECONDS)
 TAG = "tag"  # what DuckDB holds memory for (duckdb_memory(), lower case)
 GAUGE_SOURCE = "gauge_source"  # a SQL-backed gauge source of the refresher: slo.sli, cost, duckdb
 JOB = "job"

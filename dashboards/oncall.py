@@ -24,6 +24,7 @@ from dashboards.common import (
     table_panel,
     team_variable,
     timeseries_panel,
+    axis_right,
     unit_override,
     width_override,
 )
@@ -249,4 +250,18 @@ def build() -> dash.Dashboard:
         "drops to zero has stopped sending.", "short",
         [prom(f"sum {by(C.SOURCE)} (rate({m(C.EVENTS_INGESTED_TOTAL)}[$__rate_interval]))", legend(C.SOURCE))],
         min_=0), 12, 7)
+    L.add(timeseries_panel(
+        603, "Collector writer: transaction p99 and time held for the deriver",
+        f"The 99th percentile of the writer's transactions (`{C.WRITER_TRANSACTION_SECONDS}`): `commit`, a group "
+        "commit of acknowledged requests (a checkpoint's ~1 s stall lands here), and `derive`, a pass folding them "
+        "into the derived tables. Right axis: the share of time the writer held commits for the deriver "
+        f"(`{C.WRITER_DERIVER_WAIT_SECONDS}_total`); above zero, ingest waits on the derived tables and clients "
+        "soon get 429 (docs/operations.md).", "s",
+        [prom(f"histogram_quantile(0.99, sum {by(C.LE, C.STAGE)} "
+              f"(rate({m(C.WRITER_TRANSACTION_SECONDS + '_bucket')}[$__rate_interval])))", "p99 " + legend(C.STAGE)),
+         prom(f"sum(rate({m(C.WRITER_DERIVER_WAIT_SECONDS + '_total')}[$__rate_interval]))",
+              "held for the deriver", "B")],
+        overrides=[("held for the deriver", [*unit_override("held for the deriver", "percentunit")[1],
+                                             *axis_right()])],
+        min_=0), 24, 7)
     return L.apply(d)
