@@ -6,9 +6,10 @@ Why: an HTTP run of the ingest bench (200,000 events) ends near the point where 
 checkpoint threshold (~220,000 events at 128 MiB) and lasts about the refresher's least gap between passes (5 s), so
 a run may hold a checkpoint (~1 s during which the writer waits, docs/performance.md, thirtieth round), a refresher
 pass (which folds what was ingested since the last one into the SLI tables on the same cores), both or neither.
-Counting them says whether a slow run held either. The writer also stops committing while its deriver is its lag bound
-behind (the largest group commit, 50,000 events by default; ingest/writer.py): the time it waited says whether a slow run was held by the derived
-tables rather than by the insert.
+Counting them says whether a slow run held either. The writer also stops committing while its deriver is its lag
+bound behind (the largest group commit, 50,000 events by default; ingest/writer.py): the time it waited says whether
+a slow run was held by the derived tables rather than by the insert. The writer's transactions by stage (commits,
+derive passes; their count and seconds) are read from /metrics too.
 """
 
 from __future__ import annotations

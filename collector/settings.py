@@ -106,9 +106,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: Optional[str] = Field(
         None, description="Most memory DuckDB may hold for the collector's database, in every command that opens "
                           "it for writing (`serve`, `ingest --db`, `sli --db`, the cost commands, `lake export`) and "
-                          "the migrations it runs, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's memory, `25%` (none: "
-                          "DuckDB's own default, 80% of the memory). DuckDB caches the blocks it read or wrote up to "
-                          "the limit, so without one the collector's RSS follows the stored history (at saturation, "
+                          "the migrations it runs, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's "
+                          "memory, `25%` (none: DuckDB's own default, 80% of the memory). DuckDB caches the blocks "
+                          "it read or wrote up to the limit, so without one the collector's RSS follows the stored history (at saturation, "
                           "1M events: peak 0.93-1.56 GiB without, 0.80-0.87 GiB with `512MB`; docs/performance.md). "
                           "At least 256 MiB, DuckDB's working set for the collector (a chunk being committed, the "
                           "rows the WAL holds until a checkpoint, the statements running): a commit that finds too "

@@ -113,7 +113,8 @@ class Store:
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
         waited = CounterMetricFamily(
             C.WRITER_DERIVER_WAIT_SECONDS, "Seconds the writer held its next commit for the deriver (its lag bound "
-            "reached, or a job that reads the derived tables): ingest waited on the derived tables.", value=w.stats.deriver_wait_seconds)
+            "reached, or a job that reads the derived tables): ingest waited on the derived tables.",
+            value=w.stats.deriver_wait_seconds)
         redone = CounterMetricFamily(
             C.WRITER_TRANSACTIONS_REDONE, "Writer transactions begun again the slower way: the plain insert met a "
             "stored key (stored_key), a derived row was stored before its lookback bound (before_lookback).",
@@ -123,4 +124,5 @@ class Store:
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, *w.stats.transactions.collect(), lag, failed, waited, redone, refresh, *self.refresher.health_metrics(), up]
+        return [depth, last, commit, *w.stats.transactions.collect(), lag, failed, waited, redone, refresh,
+                *self.refresher.health_metrics(), up]

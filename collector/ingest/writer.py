@@ -58,7 +58,6 @@ from opentelemetry import trace
 from prometheus_client import Histogram
 
 from collector import conventions as C
-
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, fold_batches, \
     typed_from_stored, update_derived
@@ -121,6 +120,17 @@ class _Job:
     size: int = 1
 
 
+def _transactions_histogram() -> Histogram:
+    """A writer's own (a process may hold several writers: tests, the bulk command), both stages exposed from the
+    start so that a rate over them begins at zero."""
+    h = Histogram(C.WRITER_TRANSACTION_SECONDS, "Duration of the writer's transactions: group commits (stage=commit) "
+                  "and the deriver's passes (stage=derive).", [C.STAGE], buckets=C.WRITER_TRANSACTION_BUCKETS,
+                  registry=None)
+    for stage in ("commit", "derive"):
+        h.labels(stage)
+    return h
+
+
 @dataclass
 class WriterStats:
     batches: int = 0
@@ -139,18 +149,7 @@ class WriterStats:
     # Every transaction's duration by stage: the writer's group commits (`commit`) and the deriver's passes
     # (`derive`). The last commit's gauge misses what happens between two scrapes (a checkpoint's ~1 s stall); the
     # histogram's count and sum also say how many commits and passes a stretch of ingest took, and their mean.
-    transactions: Histogram = field(default_factory=lambda: _transactions_histogram())
-
-
-def _transactions_histogram() -> Histogram:
-    """This writer's own (a process may hold several writers: tests, the bulk command), both stages exposed from
-    the start so that a rate over them begins at zero."""
-    h = Histogram(C.WRITER_TRANSACTION_SECONDS, "Duration of the writer's transactions: group commits (stage=commit) "
-                  "and the deriver's passes (stage=derive).", ["stage"], buckets=C.WRITER_TRANSACTION_BUCKETS,
-                  registry=None)
-    for stage in ("commit", "derive"):
-        h.labels(stage)
-    return h
+    transactions: Histogram = field(default_factory=_transactions_histogram)
 
 
 class Writer:
