@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -64,6 +65,8 @@ class GaugeRefresher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running: duckdb.DuckDBPyConnection | None = None  # the pass's cursor, for `stop` to interrupt
+        self._lock = threading.Lock()
         self.last_refresh: float = 0.0
         self.version = 0
         self.last_duration: float = 0.0
@@ -92,12 +95,18 @@ class GaugeRefresher:
     def refresh_now(self) -> None:
         t0 = time.perf_counter()
         cur = self._cursor_factory()
+        with self._lock:
+            self._running = cur
         try:
             for name, source in list(self._sources.items()):
+                if self._stop.is_set():  # stopping: what is not computed is not needed
+                    return
                 started = time.perf_counter()
                 try:
                     families = list(source.fn(cur))
                 except Exception:  # a broken gauge source must not stop the others
+                    if self._stop.is_set():  # interrupted by `stop`: not the source's failure
+                        return
                     log.exception("gauge source failed", extra={"gauge_source": name})
                     self.failures[name] = self.failures.get(name, 0) + 1
                     continue
@@ -110,6 +119,8 @@ class GaugeRefresher:
                               extra={"gauge_source": name, "metrics": undeclared})
                 self._cache[name] = [f for f in families if f.name in source.metrics]
         finally:
+            with self._lock:
+                self._running = None
             cur.close()
         self.last_duration = time.perf_counter() - t0
         self.last_refresh = time.time()
@@ -119,11 +130,24 @@ class GaugeRefresher:
         self._thread = threading.Thread(target=self._run, name="gauge-refresher", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the refresher, interrupting a pass in progress. A pass may take long (the first fold of a large
+        history into the SLI tables: ~30 s at 10M events), and while its transaction is open the store can neither
+        checkpoint nor close its connection; the fold commits slice by slice, so an interrupted one goes on from its
+        last slice at the next start. DuckDB's interrupt stops the running statement only, so it is repeated until
+        the pass returns."""
         self._stop.set()
         self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        if not self._thread:
+            return
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:
+                cur = self._running
+            if cur is not None:
+                with contextlib.suppress(duckdb.Error):
+                    cur.interrupt()
+            self._thread.join(timeout=0.05)
 
     def rest_after(self, waited: float) -> float:
         """The rest before the next pass, once `waited` seconds went by after the last one waiting for a poke:
