@@ -197,6 +197,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def idle_seconds() -> float:
+    """Seconds the machine's cores have been idle so far, all cores together (/proc/stat: idle + iowait): over a
+    run, what its processes left unused."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def _bodies(lines: list[str], batch: int) -> list[bytes]:
     return ["\n".join(lines[i:i + batch]).encode() for i in range(0, len(lines), batch)]
 
@@ -265,14 +272,14 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         # Warm-up (connection, first transaction), not counted.
         warm = httpx.post(url, content=b"\n".join(x.encode() for x in lines[:10]), headers=headers, timeout=60)
         warm.raise_for_status()
-        cpu0 = cpu_seconds(srv.pid)
+        cpu0, idle0 = cpu_seconds(srv.pid), idle_seconds()
         t0 = time.perf_counter()
         with RefreshWatch(srv.port, srv.token) as refresher:
             with WalWatch(srv.db) as wal:
                 res = post_all(url, headers, bodies, clients)
             seconds = time.perf_counter() - t0
             ended = time.time()
-            cpu = cpu_seconds(srv.pid) - cpu0
+            cpu, idle = cpu_seconds(srv.pid) - cpu0, idle_seconds() - idle0
             settled_seconds, settled_cpu = settled(srv, t0, cpu0)
             peak = rss_kib(srv.pid, "VmHWM")
             time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes took 0.2-3.5 s)
@@ -283,7 +290,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
             "deriver_wait": refresher.deriver_wait(), "lag_max": max(refresher.lags, default=None),
             "commits": refresher.writer_transactions("commit"), "derives": refresher.writer_transactions("derive"),
             "refresh_seconds": sum(d for _, d in passes), "peak_rss_mib": peak / 1024,
-            "server_cpu_us": 1e6 * cpu / max(1, acked),
+            "server_cpu_us": 1e6 * cpu / max(1, acked), "server_cores": cpu / seconds, "idle_cores": idle / seconds,
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
 
 
@@ -682,7 +689,12 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"- 429 retries in (a) and (a′): {sum(r['retries_429'] for r in res['http'] + res['http_minimal'])} over "
         "all runs. The collector's CPU per event (all its threads, from /proc): (a) "
         f"{med(res['http'], 'server_cpu_us'):.1f} µs, (a′) {med(res['http_minimal'], 'server_cpu_us'):.1f} µs; (a) "
-        "and (a′) of a repetition run back to back, in alternating order.",
+        "and (a′) of a repetition run back to back, in alternating order. The cores the collector kept busy (its CPU "
+        f"over the run's wall clock): (a) {_each_f(res['http'], 'server_cores')}, (a′) "
+        f"{_each_f(res['http_minimal'], 'server_cores')}; the machine's cores left idle meanwhile (/proc/stat): (a) "
+        f"{_each_f(res['http'], 'idle_cores')}, (a′) {_each_f(res['http_minimal'], 'idle_cores')}, of "
+        f"{os.cpu_count()}. A core left idle while the clients wait is the requests' lock-step (validated, committed "
+        "as one group, answered), not a lack of CPU (twenty-third and thirty-sixth rounds).",
     ]
     return "\n".join(out) + "\n"
 
@@ -730,6 +742,10 @@ def _writer_text(r: dict) -> str:
 
 def _each_tx(runs: list[dict], key: str) -> str:
     return ", ".join(f"{r[key][0]} ({1000 * r[key][1] / max(1, r[key][0]):.0f} ms)" for r in runs)
+
+
+def _each_f(runs: list[dict], key: str) -> str:
+    return ", ".join(f"{r[key]:.2f}" for r in runs)
 
 
 def _each_s(runs: list[dict], key: str) -> str:
@@ -863,7 +879,8 @@ def main() -> None:
                       f"{r['eps']:,.0f}/s (429 retries {r['retries_429']}, checkpoints {r['checkpoints']}, "
                       f"refresher passes {r['refreshes']} ({r['refresh_seconds']:.1f} s), "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB, "
-                      f"collector {r['server_cpu_us']:.1f} CPU-µs per event; {_settled_text(r)}{_writer_text(r)})",
+                      f"collector {r['server_cpu_us']:.1f} CPU-µs per event, {r['server_cores']:.2f} cores busy, "
+                      f"{r['idle_cores']:.2f} idle on the machine; {_settled_text(r)}{_writer_text(r)})",
                       flush=True)
                 shutil.rmtree(hw, ignore_errors=True)
         del table
