@@ -693,7 +693,7 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         f"over the run's wall clock): (a) {_each_f(res['http'], 'server_cores')}, (a′) "
         f"{_each_f(res['http_minimal'], 'server_cores')}; the machine's cores left idle meanwhile (/proc/stat): (a) "
         f"{_each_f(res['http'], 'idle_cores')}, (a′) {_each_f(res['http_minimal'], 'idle_cores')}, of "
-        f"{os.cpu_count()}. A core left idle while the clients wait is the requests' lock-step (validated, committed "
+        f"{m['nproc']}. A core left idle while the clients wait is the requests' lock-step (validated, committed "
         "as one group, answered), not a lack of CPU (twenty-third and thirty-sixth rounds).",
     ]
     return "\n".join(out) + "\n"

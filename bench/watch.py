@@ -97,7 +97,7 @@ class RefreshWatch(Periodic):
         # has none) and the deriver's lag behind the writer at each read, in events.
         self.deriver_waits: list[float] = []
         self.lags: list[float] = []
-        # the writer's transactions by stage (commit, derive): (count, seconds) at the first and the last read
+        # the writer's transactions by stage (commit, derive): (count, seconds) at each read
         self.transactions: dict[str, list[tuple[float, float]]] = {}
         self._began = time.time()
         self._last = 0.0
