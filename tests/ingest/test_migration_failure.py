@@ -1,4 +1,4 @@
-"""A migration that fails leaves the database at its previous schema and is reported in one line that names it
+"""A migration that fails is not recorded and is reported in one line that names it and says what of it stayed
 (collector/storage/db.py: MigrationFailed); one that runs out of memory also names the limit in force and the
 setting that raises it. Every command that opens the collector's database for writing applies the operator's
 OBSERVATORY_DUCKDB_MEMORY_LIMIT to the migrations it runs (an upgrade's migrations run in whichever command opens
