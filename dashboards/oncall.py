@@ -14,6 +14,7 @@ from dashboards.common import (
     Column,
     InfinityQuery,
     Layout,
+    axis_right,
     base_dashboard,
     datasource_variables,
     debug_url,
@@ -24,7 +25,6 @@ from dashboards.common import (
     table_panel,
     team_variable,
     timeseries_panel,
-    axis_right,
     unit_override,
     width_override,
 )
