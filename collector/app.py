@@ -31,7 +31,8 @@ Authentication: `Authorization: Bearer <token>`; each endpoint names the scope i
 TAGS = [
     {"name": "ingest", "description": "Send events (CloudEvents 1.0 structured mode, JSON or NDJSON, gzip)."},
     {"name": "contract", "description": "The event contract: JSON Schemas of every type."},
-    {"name": "operations", "description": "Health, readiness, Prometheus metrics, dead letters."},
+    {"name": "operations", "description": "Health, readiness, Prometheus metrics, dead letters, batches whose derived rows are "
+                                                    "missing."},
 ]
 
 

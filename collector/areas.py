@@ -28,11 +28,12 @@ class Router:
 def routers() -> tuple[Router, ...]:
     """The routers the app mounts, imported when the app is built: the CLI imports this module to mount its command
     groups, and importing every router (fastapi, the Alertmanager and OTLP models) cost every command ~0.8 s."""
-    from collector.api import alertmanager, cost, docs, ingest, jupyter, openlineage, ops, otlp, runs, sli
+    from collector.api import alertmanager, cost, derive, docs, ingest, jupyter, openlineage, ops, otlp, runs, sli
 
     return (
         Router(ingest.router),
         Router(ops.router),
+        Router(derive.router),
         Router(jupyter.router),
         Router(openlineage.router),
         Router(otlp.router),
@@ -58,13 +59,14 @@ def gauge_sources(settings: Settings | None = None) -> list[GaugeSource]:
 def cli_groups() -> list[tuple[str, typer.Typer]]:
     """(name, typer app) of the command groups of the other areas."""
     from cost.cli import billing_app, report_app
+    from collector.ingest.derive_cli import derive_app
     from collector.lake.cli import lake_app
     from dashboards.cli import dashboards_app
     from slo.cli import slo_app
     from slo.sli.cli import sli_app
 
     return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
-            ("sli", sli_app), ("lake", lake_app)]
+            ("sli", sli_app), ("lake", lake_app), ("derive", derive_app)]
 
 
 def openapi_tags() -> list[dict[str, Any]]:

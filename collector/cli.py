@@ -222,7 +222,8 @@ def ingest(
     typer.echo(json.dumps(summary, indent=2))
     if summary.get("derive_failures"):
         typer.echo(f"error: the events of {summary['derive_failures']} chunk(s) are stored, their derived rows (run "
-                   "attempts, kernel sessions, notebooks, schedules) are not: the log names their batch ids",
+                   "attempts, kernel sessions, notebooks, schedules) are not: `observatory derive failures --db` "
+                   "lists them, `observatory derive retry --db` derives them again once the cause is fixed",
                    err=True)
         raise typer.Exit(1)
     if summary.get("rejected"):

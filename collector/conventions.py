@@ -31,6 +31,8 @@ WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
 REDONE_REASONS = ("stored_key", "before_lookback")
 WRITER_DERIVE_LAG_EVENTS = "observatory_writer_derive_lag_events"
 WRITER_DERIVE_FAILURES = "observatory_writer_derive_failures"  # counter family name (exposed with _total)
+# gauge: batches given up on (their derived rows missing) and not derived again since (collector/ingest/rederive.py)
+WRITER_UNDERIVED_BATCHES = "observatory_writer_underived_batches"
 WRITER_DERIVER_WAIT_SECONDS = "observatory_writer_deriver_wait_seconds"  # counter family name (exposed with _total)
 WRITER_TRANSACTION_SECONDS = "observatory_writer_transaction_duration_seconds"  # histogram, label stage
 # from a 1,000-event commit (~5 ms) to a checkpoint's stall (~1 s) and a large derive pass (a few seconds)

@@ -1,8 +1,8 @@
-"""The CLI's way to ask a running collector (`--url`): one GET with the bearer token, and errors a newcomer can act
+"""The CLI's way to ask a running collector (`--url`): one request with the bearer token, and errors a newcomer can act
 on in one line (no token: say `--token` / `OBSERVATORY_TOKEN`; nothing listening: say so) instead of a traceback.
 
-Used by `observatory sli --url` and `observatory report cost --url`; the collector's answer is the same document
-the local path computes, because both call the same functions.
+Used by `observatory sli --url`, `observatory report cost --url` and `observatory derive ... --url`; the collector's
+answer is the same document the local path computes, because both call the same functions.
 """
 
 from __future__ import annotations
@@ -18,10 +18,19 @@ class ClientError(RuntimeError):
 
 def get(url: str, path: str, params: list[tuple[str, Any]] | dict[str, Any], token: str | None,
         timeout: float = 120.0) -> httpx.Response:
+    return _request("GET", url, path, token, timeout, params=params)
+
+
+def post(url: str, path: str, body: Any, token: str | None, timeout: float = 600.0) -> httpx.Response:
+    """POST `body` as JSON (`observatory derive retry --url`)."""
+    return _request("POST", url, path, token, timeout, json=body)
+
+
+def _request(method: str, url: str, path: str, token: str | None, timeout: float, **kwargs: Any) -> httpx.Response:
     base = url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        r = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
+        r = httpx.request(method, base + path, headers=headers, timeout=timeout, **kwargs)
     except httpx.HTTPError as err:
         raise ClientError(f"cannot reach the collector at {base} ({type(err).__name__}: {err}); is it running? "
                           "(`make run` starts one)") from None

@@ -14,6 +14,7 @@ TOKENS = {
     "read": "read-token-0123456789abcdef",
     "admin": "admin-token-0123456789abcdef",
     "team_read": "team-read-token-0123456789ab",
+    "team_admin": "team-admin-token-0123456789a",
 }
 
 
@@ -23,6 +24,7 @@ def token_store() -> TokenStore:
         TokenEntry(name="reader", token=TOKENS["read"], scopes=["read"]),
         TokenEntry(name="admin", token=TOKENS["admin"], scopes=["admin"]),
         TokenEntry(name="finance-reader", token=TOKENS["team_read"], scopes=["read"], team="finance"),
+        TokenEntry(name="finance-admin", token=TOKENS["team_admin"], scopes=["admin"], team="finance"),
     ])
 
 

@@ -103,10 +103,12 @@ def write_token(file: Path, name: str, scopes: list[str], team: str | None = Non
 _bearer = HTTPBearer(auto_error=False, description="Bearer token with the scope the endpoint names")
 
 
-def require_scope(scope: str, unless_setting: str | None = None):
+def require_scope(scope: str, unless_setting: str | None = None, *, platform: bool = False):
     """FastAPI dependency: the caller's Principal, or 401 (no/unknown token) / 403 (token lacks `scope`).
 
     `unless_setting` names a boolean setting that, when true, makes the endpoint public (e.g. /metrics).
+    `platform`: the endpoint concerns every team (dead letters, the deriver's failures), so a token limited to one
+    team is refused (403) whatever its scopes.
     """
     if scope not in SCOPES:
         raise ValueError(scope)
@@ -125,6 +127,9 @@ def require_scope(scope: str, unless_setting: str | None = None):
         if not principal.has(scope):
             raise HTTPException(403, f"token {principal.name!r} lacks the {scope!r} scope",
                                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+        if platform and principal.team is not None:
+            raise HTTPException(403, f"token {principal.name!r} is limited to team {principal.team!r}; this endpoint "
+                                     "concerns every team and needs a platform token")
         request.state.principal = principal
         return principal
 

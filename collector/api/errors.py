@@ -10,6 +10,8 @@ exception handlers). Routes raise; they never build an error response by hand.
 | `WriterStopped` | 503 | `Retry-After: 5` |
 | `WriteFailed` | 503 | `Retry-After: 1` |
 | `CostNotFound` (an unknown team) | 404 | |
+| `rederive.NotOutstanding` (a batch not waiting to be derived again) | 404 | |
+| `rederive.RetryFailed` (deriving batches again failed; nothing changed) | 500 | |
 | `CostInputError` | 422 | |
 | `duckdb.InterruptException` (a read interrupted at shutdown) | 503 | `Retry-After: 5` |
 | `NotFound` | 404 | |
@@ -37,6 +39,7 @@ from fastapi.responses import JSONResponse
 
 from collector.contract.body import BodyError
 from collector.contract.redaction import redact_text
+from collector.ingest.rederive import NotOutstanding, RetryFailed
 from collector.ingest.writer import QueueFull, WriteFailed, WriterStopped
 from cost.errors import CostInputError, CostNotFound
 
@@ -112,8 +115,10 @@ def http_error(exc: Exception) -> HttpError | None:
         return HttpError(503, str(exc), {"Retry-After": "1"})
     if isinstance(exc, ApiError):
         return HttpError(exc.status, str(exc))
-    if isinstance(exc, CostNotFound):
+    if isinstance(exc, (CostNotFound, NotOutstanding)):
         return HttpError(404, str(exc))
+    if isinstance(exc, RetryFailed):
+        return HttpError(500, str(exc))
     if isinstance(exc, CostInputError):
         return HttpError(422, str(exc))
     if isinstance(exc, duckdb.InterruptException):
@@ -136,7 +141,7 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the handler for every domain exception the routes may raise."""
-    for exc_type in (BodyError, QueueFull, WriterStopped, WriteFailed, ApiError, CostInputError,
-                     duckdb.InterruptException):
+    for exc_type in (BodyError, QueueFull, WriterStopped, WriteFailed, ApiError, CostInputError, NotOutstanding,
+                     RetryFailed, duckdb.InterruptException):
         app.add_exception_handler(exc_type, _handle)
     app.add_exception_handler(RequestValidationError, _request_validation)

@@ -104,7 +104,7 @@ class DeadLetterPage(BaseModel):
 @router.get("/v1/dead-letters", tags=["operations"], summary="Rejected events with the reason (admin)",
             response_model=DeadLetterPage)
 def dead_letters(
-    principal: Principal = Depends(require_scope("admin")),
+    principal: Principal = Depends(require_scope("admin", platform=True)),
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
     after: int = Query(0, ge=0, le=2**63 - 1, description="return entries with dl_id greater than this"),
     limit: int = Query(100, ge=1, le=1000),

@@ -122,6 +122,10 @@ class Store:
                                 value=w.derive_lag_events)
         failed = CounterMetricFamily(C.WRITER_DERIVE_FAILURES, "Batches whose events are stored but whose derived rows "
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
+        underived = GaugeMetricFamily(
+            C.WRITER_UNDERIVED_BATCHES, "Batches the deriver gave up on whose derived rows are still missing (run "
+            "counters and SLIs over run attempts undercount them) until `observatory derive retry` folds them in.",
+            value=w.stats.underived_batches)
         waited = CounterMetricFamily(
             C.WRITER_DERIVER_WAIT_SECONDS, "Seconds the writer held its next commit for the deriver (its lag bound "
             "reached, or a job that reads the derived tables): ingest waited on the derived tables.",
@@ -135,5 +139,5 @@ class Store:
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, *w.stats.transactions.collect(), lag, failed, waited, redone, refresh,
+        return [depth, last, commit, *w.stats.transactions.collect(), lag, failed, underived, waited, redone, refresh,
                 *self.refresher.health_metrics(), up]

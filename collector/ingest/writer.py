@@ -62,6 +62,7 @@ from collector.metrics.counters import CounterStore
 from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_deltas, fold_batches, \
     typed_from_stored, update_derived
 from collector.contract.validation import Rejection
+from collector.ingest import rederive
 from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class WriterStats:
     redone: Counter = field(default_factory=Counter)
     derives: int = 0  # transactions that folded committed batches into the derived tables (defer_derive)
     derive_failures: int = 0  # batches whose derived rows could not be written (their events are stored)
+    underived_batches: int = 0  # of those, stored ones not derived again since (`Writer.retry_derive`)
     # seconds the writer held its next commit or job for the deriver (its lag bound reached, or a job that reads
     # the derived tables): the derived tables, not the insert, were what ingest waited on
     deriver_wait_seconds: float = 0.0
@@ -281,6 +283,34 @@ class Writer:
             self._queued_events += 1
             self._cond.notify_all()
         return fut
+
+    def retry_derive(self, batch_ids: list[int] | None = None) -> Future:
+        """Fold the batches the deriver gave up on (all, or `batch_ids`) into the derived tables again, once the cause
+        is fixed (ingest/rederive.py). A writer job: it runs once everything committed before it is derived, and
+        nothing else writes the derived tables meanwhile. Resolves to `rederive.Retried` once committed, with its
+        counters applied; raises `rederive.NotOutstanding` or `rederive.RetryFailed` (nothing changed)."""
+        done: Future = Future()
+
+        def settle(job: Future) -> None:  # in the writer thread, after the job's COMMIT (or its ROLLBACK)
+            exc = job.exception()
+            if exc is not None:
+                done.set_exception(exc)
+                return
+            result: rederive.Retried = job.result()
+            self.counters.apply(result.folded)
+            self.stats.underived_batches = max(0, self.stats.underived_batches - len(result.batches))
+            if result.batch_id is not None:
+                for hook in self.on_commit:
+                    try:
+                        hook(result.batch_id, [])
+                    except Exception:  # noqa: BLE001
+                        log.exception("on_commit hook failed")
+                log.warning("derived batch %s again as batch %d (%d events)",
+                            ", ".join(map(str, result.batches)), result.batch_id, result.events)
+            done.set_result(result)
+
+        self.execute(lambda con: rederive.retry(con, self.counters, batch_ids)).add_done_callback(settle)
+        return done
 
     def _retry_after(self) -> float:
         recent = list(self.stats.commit_seconds)[-32:]
@@ -600,7 +630,9 @@ class Writer:
 
     def _recover(self) -> None:
         """Pend the batches a previous process committed and did not derive (it died in between), from their
-        stored events (the typed fields read back from `data`), then derive them before anything else."""
+        stored events (the typed fields read back from `data`), then derive them before anything else. Count the
+        batches given up on and not derived again since (`WriterStats.underived_batches`)."""
+        self.stats.underived_batches = rederive.outstanding(self.con)
         ids = [b for (b,) in self.con.execute(
             "SELECT batch_id FROM ingest_batches WHERE NOT derived ORDER BY batch_id").fetchall()]
         for b in ids:
@@ -657,8 +689,9 @@ class Writer:
     def _give_up(self, batch_id: int, exc: Exception, rows: pa.Table | None = None) -> None:
         """A batch whose events are stored and acknowledged and whose derived rows cannot be written: marked
         derived all the same, so that readers and the SLI fold move past it, with the counters of its events as
-        ingested (`rows`, when they could be read: those need nothing stored); counted and logged (the class
-        only: a database message may quote an event's values)."""
+        ingested (`rows`, when they could be read: those need nothing stored); recorded in `derive_failures` until
+        `retry_derive` folds it in (ingest/rederive.py); counted and logged (the class only: a database message may
+        quote an event's values)."""
         self.stats.derive_failures += 1
         log.error("deriving batch %d failed (%s): its events are stored, its derived rows are not",
                   batch_id, type(exc).__name__)
@@ -673,12 +706,14 @@ class Writer:
                     folded = {}
                 self.counters.persist(con, folded, "derived")
             con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
+            rederive.record(con, batch_id, exc)
             con.execute("COMMIT")
         except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
             self._rollback(con)
             log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
             return
         self.counters.apply(folded)
+        self.stats.underived_batches += 1
 
     def _derive_once(self, pending: list[tuple[int, pa.Table]], exhaustive: bool) -> list[CounterDelta]:
         """The derived rows of `pending`, the counters they and their events cause and the batches marked derived,

@@ -351,7 +351,7 @@ def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
 
 
 def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None, pa.Table]], *,
-                 exhaustive: bool = True) -> list[CounterDelta]:
+                 exhaustive: bool = True, count_events: bool = True) -> list[CounterDelta]:
     """Fold batches of newly inserted events (`(batch id, rows)` in commit order; rows in INGEST_SCHEMA: stored
     columns plus typed fields) into the derived tables; return the counter increments they and their events cause.
 
@@ -366,6 +366,9 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
     (RUN_LOOKBACK, KERNEL_LOOKBACK); should one be stored earlier, StoredBeforeLookback is raised inside the
     transaction, which the caller rolls back and does again with `exhaustive` (the writer does; the default is the
     exhaustive way).
+
+    Without `count_events`, the counters of events as ingested are left out of the result: a batch the deriver gave
+    up on has counted them already (`collector/ingest/rederive.py` folds it again).
     """
     df = _numbered(batches)
     types = set(df["type"].unique().to_list())
@@ -385,7 +388,7 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
         plans["batch_runs"] = batch.runs(df, one)
     frames = dict(zip(plans, pl.collect_all(list(plans.values()), engine=ENGINE)))
 
-    deltas = _event_counters(frames["counts"])
+    deltas = _event_counters(frames["counts"]) if count_events else []
     if "batch_kernels" in frames:
         kernels = frames["batch_kernels"]
         _merge(con, _KERNELS, kernels, None if exhaustive or not kernels.height

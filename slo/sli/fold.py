@@ -150,7 +150,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     path = _db_path(cur)
     with _lock_for(path):
         lo, runs_lo, instance, deferred = _fold_state(cur)
-        hi, pending, types = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
+        hi, pending, types, rederived = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
         types = set(types)  # (of the batches after the lower cursor: those up to `hi` and maybe a few more)
         done, total, t0 = FoldStats(min(lo, runs_lo), hi), pending, time.perf_counter()
         while True:
@@ -158,7 +158,9 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
             if lo == runs_lo and pending > cfg.fold_max_events:  # (sides apart: in one fold, as they catch up)
                 end, events = cur.execute(Q.SLICE_END, {"lo": lo, "hi": hi, "most": cfg.fold_max_events}).fetchone()
                 end, events = (hi, pending) if end is None else (end, events)
-            done.add(_fold_slice(cur, cfg, now, lo, runs_lo, end, instance, path, types, deferred, last=end >= hi))
+            extra = [b for b, under in rederived if runs_lo < under <= end]  # (_stage_runs)
+            done.add(_fold_slice(cur, cfg, now, lo, runs_lo, end, instance, path, types, deferred, last=end >= hi,
+                                 extra=extra))
             pending -= events
             if end >= hi:
                 if progress is not None:
@@ -174,11 +176,13 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
 
 def _fold_slice(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
                 instance: str | None, path: str | None, types: set[str], deferred: str | None, *,
-                last: bool) -> FoldStats:
+                last: bool, extra: list[int]) -> FoldStats:
     """The batches up to `hi` (`fold`), both sides at once when they can be (see there); `deferred`: sli_state's
-    `_DEFERRED`; `last`: the fold's last slice, which decides the cron slots."""
+    `_DEFERRED`; `last`: the fold's last slice, which decides the cron slots; `extra`: batches derived again under a
+    batch of the run attempts' range, whose attempts that side refolds too (`_stage_runs`; in line: it is rare)."""
     key = _key(path, instance)
-    if hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types and isinstance(cur, duckdb.DuckDBPyConnection):
+    if not extra and hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types \
+            and isinstance(cur, duckdb.DuckDBPyConnection):
         try:
             return _fold_sides(cur, cfg, now, lo, hi, key, types, _Deferred(deferred), last)
         except duckdb.TransactionException:
@@ -187,7 +191,7 @@ def _fold_slice(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             durations.forget(key)
             sums.forget(key)
             lo, runs_lo, _, deferred = _fold_state(cur)
-    return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types, _Deferred(deferred), last)
+    return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types, _Deferred(deferred), last, extra)
 
 
 # sli_state: set while the slices of a fold have not decided the cron slots (only the last one does, `fold`), as
@@ -358,8 +362,9 @@ class _SumsCopy:
 
 def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
                  instance: str | None, path: str | None, types: set[str], deferred: _Deferred | None = None,
-                 last: bool = True) -> FoldStats:
-    """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo`."""
+                 last: bool = True, extra: list[int] | None = None) -> FoldStats:
+    """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo` (and of
+    the batches `extra`: `_stage_runs`)."""
     deferred = deferred or _Deferred(None)
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -379,7 +384,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
         reopened = 0
         if hi > min(lo, runs_lo):
             registrations = _fold_events(cur, lo, hi, types)  # (an empty range when only the run attempts lag)
-            runs = _stage_runs(cur, runs_lo, hi, durations.tracking(key), own=False)
+            runs = _stage_runs(cur, runs_lo, hi, durations.tracking(key), own=False, extra=extra)
             _write_runs(cur, runs, cfg, now)
             for t in _STAGED:
                 cur.execute(f"DROP TABLE IF EXISTS {t}")
@@ -453,11 +458,20 @@ _STAGED = ("sli_touched", "sli_touched_state", "sli_old_facts", "sli_new_facts",
            "sli_g_full", "sli_members", "sli_g_moved")
 
 
-def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool) -> _Runs:
+def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: bool, *, own: bool,
+                extra: list[int] | None = None) -> _Runs:
     """Stage the refold of the attempts the batches touched, reading only: their facts now (with M2 verdicts) and
     before, the new baselines of their reproducibility groups, their contribution rows (new - old): into a new
-    sli_contrib on a cursor of their `own` (`_fold_sides`), else added to the events' (`_fold_joined`)."""
-    cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
+    sli_contrib on a cursor of their `own` (`_fold_sides`), else added to the events' (`_fold_joined`).
+
+    `extra`: batches folded already whose attempts are refolded too: the deriver gave up on them, and they were
+    derived again under a batch of this range (collector/ingest/rederive.py). Their attempts were folded without
+    their stored rows, so without facts; a refold is of an attempt's current state less its stored fact, so it is
+    right whenever it runs."""
+    if extra:
+        cur.execute(Q.TOUCHED_ATTEMPTS_AND_REDERIVED, {"lo": lo, "hi": hi, "extra": extra})
+    else:
+        cur.execute(Q.TOUCHED_ATTEMPTS, {"lo": lo, "hi": hi})
     n, min_t = cur.execute("SELECT count(*), min(min_t) FROM sli_touched").fetchone()
     if not n:
         return _Runs(changed=_NO_CHANGES if keep_changes else None)

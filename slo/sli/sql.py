@@ -431,8 +431,12 @@ GROUP BY GROUPING SETS ({grouping})
 # types the new batches do not hold, folds a schedule registration in one transaction (its resets write the missed
 # slots that the run attempts' side writes too), and cuts a backlog into slices (SLICE_END) only when the count says
 # it may need to. One scan of ingest_batches, as DERIVED_THROUGH.
+# Last, the batches derived again after the deriver gave up on them (collector/ingest/rederive.py) under a batch
+# after $lo: (the batch, the one it was derived again under); the run attempts' side refolds their attempts when its
+# range holds the latter.
 NEW_BATCHES = f"""
-SELECT b.*, (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo)
+SELECT b.*, (SELECT coalesce(list(DISTINCT type), []) FROM events WHERE batch_id > $lo),
+       (SELECT coalesce(list((batch_id, rederived_batch)), []) FROM derive_failures WHERE rederived_batch > $lo)
 FROM (SELECT {DERIVED_THROUGH_OF}, coalesce(sum(events) FILTER (WHERE batch_id > $lo), 0) FROM ingest_batches) b
 """
 # The last batch of a fold's slice, and the events up to it: of the batches ($lo, $hi], as many as hold at most $most
@@ -445,15 +449,21 @@ FROM (SELECT batch_id, sum(events) OVER (ORDER BY batch_id) AS n FROM ingest_bat
 """
 
 # Attempts touched by the batches in ($lo, $hi], with the earliest event time seen for each and the batch that
-# brought it (TOUCHED_STATE's `seen_earlier`).
+# brought it (TOUCHED_STATE's `seen_earlier`). TOUCHED_ATTEMPTS_AND_REDERIVED adds those of the batches $extra
+# (derived again under a batch in the range: NEW_BATCHES), in a statement of its own, so that the common one keeps a
+# plain range on batch_id, which skips row groups by their statistics.
 _RUN_EVENTS = "batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
-TOUCHED_ATTEMPTS = f"""
+_TOUCHED = """
 CREATE OR REPLACE TEMP TABLE sli_touched AS
 SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t, arg_min(batch_id, time) AS min_t_batch
 FROM events
-WHERE {_RUN_EVENTS}
+WHERE {where}
 GROUP BY run_id, coalesce(attempt, 1)
 """
+TOUCHED_ATTEMPTS = _TOUCHED.format(where=_RUN_EVENTS)
+TOUCHED_ATTEMPTS_AND_REDERIVED = _TOUCHED.format(
+    where="(batch_id > $lo AND batch_id <= $hi OR list_contains($extra, batch_id)) AND run_id IS NOT NULL "
+          "AND type LIKE 'notebook.run.%'")
 # Whether the batches ($lo, $hi] hold a run attempt's event (TOUCHED_ATTEMPTS would find one).
 RUN_EVENTS_IN = f"SELECT EXISTS (SELECT 1 FROM events WHERE {_RUN_EVENTS})"
 # Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);

@@ -67,6 +67,7 @@ def server(tmp_path_factory) -> Server:
         "a_read": create_token(tokens_file, "team-a-read", "read", team="team-a"),
         "b_ingest": create_token(tokens_file, "team-b-ingest", "ingest", team="team-b"),
         "b_read": create_token(tokens_file, "team-b-read", "read", team="team-b"),
+        "a_admin": create_token(tokens_file, "team-a-admin", "admin", team="team-a"),
     }
     # Small byte caps so the memory attacks are quick; the defaults are 16 MiB / 64 MiB (docs/security.md).
     col = Collector(tmp / "security.duckdb", tokens_file=tokens_file, env={

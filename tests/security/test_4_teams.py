@@ -109,3 +109,17 @@ def test_team_token_on_sli_details_and_metrics(server, teams):
     assert r.status_code == 403 and "platform token" in r.json()["detail"]
     assert server.request("GET", "/metrics", "read").status_code == 200
     assert server.request("GET", "/v1/dead-letters", "a_read").status_code == 403
+
+
+def test_a_team_admin_token_is_refused_what_concerns_every_team(server, teams):
+    """Dead letters hold every team's rejected payloads, and the deriver's failures every team's batches: an admin
+    token limited to one team gets neither (before, it read team B's dead letters)."""
+    bad = event("b-bad", "notebook.run.succeeded", {"run_id": "run-b2", "team": "team-b", "duration_seconds": -1,
+                                                    "notebook_id": "nb-b-private"}, source="papermill://b", time_=NOW)
+    assert server.request("POST", "/v1/events", "platform", json=[bad]).json()["rejected"] == 1
+    assert "nb-b-private" in server.request("GET", "/v1/dead-letters", "platform").text  # (not vacuous)
+    for method, path in (("GET", "/v1/dead-letters"), ("GET", "/v1/derive/failures"), ("POST", "/v1/derive/retry")):
+        r = server.request(method, path, "a_admin")
+        assert r.status_code == 403 and "platform token" in r.json()["detail"], (path, r.text)
+        assert "nb-b-private" not in r.text
+    assert server.request("GET", "/v1/runs", "a_admin").status_code == 200  # its team's reads stay open

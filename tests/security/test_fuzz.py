@@ -68,7 +68,7 @@ def test_openapi_lists_the_endpoints_fuzzed(app_client):
     "/v1/runs", "/v1/runs/{run_id}", "/v1/kernels/crashes", "/v1/notebooks", "/v1/artifacts", "/v1/quality",
     "/v1/security/events", "/v1/sli", "/v1/alertmanager/pages", "/v1/cost/summary", "/v1/cost/runs",
     "/v1/cost/variance", "/v1/cost/budgets", "/v1/cost/report", "/v1/cost/sync", "/v1/dead-letters",
-    "/v1/schema", "/metrics"])
+    "/v1/derive/failures", "/v1/schema", "/metrics"])
 def test_every_query_parameter(app_client, path):
     spec = {p: (q, pp) for p, q, pp in _gets(app_client.app)}
     query, path_params = spec[path]
@@ -91,7 +91,7 @@ def test_every_query_parameter(app_client, path):
 # ---- POST bodies --------------------------------------------------------------------------------------------------
 
 POSTS = ["/v1/events", "/v1/jupyter/events", "/api/v1/lineage", "/api/v1/lineage/batch", "/v1/logs",
-         "/v1/alertmanager"]
+         "/v1/alertmanager", "/v1/derive/retry"]
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
               st.sampled_from(EDGE), st.text(max_size=20)),
@@ -127,6 +127,8 @@ def _native(path: str) -> Any:
                                                                      {"key": "run_id", "value": {"stringValue": "r"}},
                                                                      {"key": "notebook_id",
                                                                       "value": {"stringValue": "n"}}]}]}]}]}
+    if path == "/v1/derive/retry":
+        return {"batch_ids": [1, 2]}
     if path == "/v1/alertmanager":
         return {"version": "4", "status": "firing", "receiver": "r", "alerts": [
             {"status": "firing", "labels": {"alertname": "A"}, "startsAt": "2026-11-20T10:00:00Z"}]}

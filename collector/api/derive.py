@@ -1,0 +1,96 @@
+"""The batches the deriver gave up on, and deriving them again (collector/ingest/rederive.py): what
+`observatory derive failures` and `observatory derive retry --url` ask a running collector."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+import duckdb
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.api.auth import Principal, require_scope
+from collector.api.deps import get_store, read_cursor
+from collector.ingest import rederive
+from collector.ingest.store import Store
+
+router = APIRouter()
+
+
+class DeriveFailure(BaseModel):
+    batch_id: int = Field(description="The batch whose derived rows are missing (its events are stored)")
+    failed_at: datetime
+    events: int = Field(description="Events the batch stored")
+    error: str = Field(description="The class of the error the deriver met (never its message: it may quote an "
+                                   "event's values)")
+    rederived_at: datetime | None = Field(None, description="When it was derived again; null while it waits")
+    rederived_batch: int | None = Field(None, description="The batch it was derived again under")
+
+
+class DeriveFailures(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "outstanding": 1,
+        "items": [{"batch_id": 4182, "failed_at": "2026-12-06T09:14:02.511000Z", "events": 3912,
+                   "error": "ConstraintException", "rederived_at": None, "rederived_batch": None}],
+    }]})
+
+    outstanding: int = Field(description="Batches waiting to be derived again (the "
+                                         "`observatory_writer_underived_batches` gauge)")
+    items: list[DeriveFailure]
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
+        None, max_length=10_000, description="Only these batches; all that wait when absent")
+
+
+class Retried(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"batches": [4182], "events": 3912, "batch_id": 4391}]})
+
+    batches: list[int] = Field(description="The batches derived again (empty: none waited)")
+    events: int = Field(description="Their stored events, folded into the derived tables")
+    batch_id: int | None = Field(description="The new, empty batch they were derived under: the SLI fold refolds "
+                                             "their run attempts once it reaches it")
+
+
+@router.get(
+    "/v1/derive/failures", tags=["operations"], response_model=DeriveFailures,
+    summary="Batches whose derived rows are missing (admin)",
+    description="Batches whose events are stored and acknowledged but whose derived rows (run attempts, kernel "
+                "sessions, notebooks, schedules, reproducibility baselines) the deriver could not write: run "
+                "counters and the SLIs over run attempts undercount them until `POST /v1/derive/retry`. Oldest "
+                "first. `all=true` lists those derived again too (`observatory derive failures --url`).",
+)
+def derive_failures(
+    principal: Principal = Depends(require_scope("admin", platform=True)),
+    db: duckdb.DuckDBPyConnection = Depends(read_cursor),
+    all: bool = Query(False, description="also the batches derived again since"),
+    limit: int = Query(1000, ge=1, le=10_000),
+) -> dict:
+    return rederive.document(db, include_retried=all, limit=limit)
+
+
+@router.post(
+    "/v1/derive/retry", tags=["operations"], response_model=Retried,
+    summary="Derive the batches the deriver gave up on again (admin)",
+    description="Folds the stored events of the waiting batches (all, or `batch_ids`) into the derived tables, once "
+                "what made the deriver fail is fixed: the result is what those events arriving now would give. One "
+                "transaction: a retry that fails again changes nothing (500, naming the error's class) and the "
+                "batches stay listed. 404 for a batch that does not wait. Run counters count the batches' "
+                "attempts now; the SLIs once the next refresh folds them (`observatory derive retry --url`).",
+    responses={404: {"description": "a batch asked for does not wait to be derived again"},
+               500: {"description": "deriving the batches failed again; nothing changed"}},
+)
+async def derive_retry(
+    body: RetryRequest | None = Body(None, examples=[{}, {"batch_ids": [4182]}]),
+    principal: Principal = Depends(require_scope("admin", platform=True)),
+    store: Store = Depends(get_store),
+) -> dict:
+    ids = body.batch_ids if body is not None else None
+    result = await asyncio.wrap_future(store.writer.retry_derive(ids))
+    return result.as_dict()

@@ -1,0 +1,136 @@
+"""Batches the deriver gave up on, and folding them into the derived tables again once the cause is fixed.
+
+Why this exists: when the deriver cannot write a batch's derived rows (collector/ingest/writer.py: `_give_up`), the
+batch's events are stored and acknowledged, but its run attempts, kernel sessions, notebooks, schedules and
+reproducibility baselines are not, nor the run counters they cause; so run counters and every SLI over run attempts
+undercount it. The batch is marked derived all the same, so that readers (the SLI fold, the lake export) move past
+it, and it is recorded in `derive_failures` (migration 0215) until `retry` folds it in.
+
+`retry` reads the batches' stored events back with their typed fields (as a start does for batches committed and not
+derived) and folds them with the ingest path's own fold (`storage.derive.fold_batches`), as one batch, under a new,
+empty batch of their own. The result is what those events arriving now, in one request, would give: every derived
+table's merge is decided by the events' times, not by the order batches arrive in (late events are normal), except
+the batch ids the rows carry, which are the new batch's, and the counters of reproducibility checks, counted against
+the baseline an attempt met when it was derived (counters never go down). That new id is what the readers that keep
+state by batch see:
+
+* the SLI fold, once its cursor passes the new batch, refolds the run attempts of the batches it names
+  (slo/sli/fold.py): their facts enter the SLIs as any late-folded attempt does, as (new fact - old fact);
+* the lake export re-exports the partitions of the attempts whose `updated_batch` grew.
+
+The counters of events as ingested are not counted again: the writer counted them when it gave up. All of it commits
+in one transaction, so a retry that fails again changes nothing and the batches stay listed. The caller runs it
+where nothing else writes the derived tables (`Writer.retry_derive`: a writer job, which runs once the deriver has
+folded everything committed before it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from collector.metrics.counters import CounterStore
+from collector.storage.derive import fold_batches, typed_from_stored
+from collector.storage.schema import INGEST_SCHEMA
+
+# Written in the deriver's transaction that marks the batch derived (its events counted from ingest_batches).
+RECORD = """
+INSERT INTO derive_failures (batch_id, failed_at, events, error)
+SELECT batch_id, $now, events, $error FROM ingest_batches WHERE batch_id = $batch
+ON CONFLICT DO NOTHING
+"""
+OUTSTANDING = "SELECT count(*) FROM derive_failures WHERE rederived_at IS NULL"
+_LIST = """
+SELECT batch_id, failed_at, events, error, rederived_at, rederived_batch FROM derive_failures
+WHERE $all OR rederived_at IS NULL ORDER BY batch_id LIMIT $limit
+"""
+_FIELDS = ("batch_id", "failed_at", "events", "error", "rederived_at", "rederived_batch")
+
+
+class NotOutstanding(LookupError):
+    """Batch ids asked for that are not waiting to be derived again (never given up on, or derived again already)."""
+
+    def __init__(self, batch_ids: list[int]) -> None:
+        super().__init__(f"not waiting to be derived again: batch {', '.join(map(str, batch_ids))} "
+                         "(`observatory derive failures` lists those that are)")
+        self.batch_ids = batch_ids
+
+
+class RetryFailed(RuntimeError):
+    """Deriving the batches again failed; nothing changed. The message names the exception's class only (a
+    database message may quote an event's values)."""
+
+
+@dataclass
+class Retried:
+    """What one retry did: the batches folded in, their events, the new batch they were folded under (None when there
+    was nothing to do), and the counter increments it caused (the run counters of their first terminal events)."""
+
+    batches: list[int] = field(default_factory=list)
+    events: int = 0
+    batch_id: int | None = None
+    folded: dict[Any, float] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "events": self.events, "batch_id": self.batch_id}
+
+
+def record(con: duckdb.DuckDBPyConnection, batch_id: int, exc: BaseException, now: datetime | None = None) -> None:
+    """Record that the deriver gave up on `batch_id` (inside the caller's transaction)."""
+    con.execute(RECORD, {"batch": batch_id, "now": now or datetime.now(timezone.utc), "error": type(exc).__name__})
+
+
+def outstanding(cur: duckdb.DuckDBPyConnection) -> int:
+    """How many batches wait to be derived again."""
+    return int(cur.execute(OUTSTANDING).fetchall()[0][0])
+
+
+def listing(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000
+            ) -> list[dict[str, Any]]:
+    """The batches given up on, oldest first: those waiting (and with `include_retried` those derived again)."""
+    rows = cur.execute(_LIST, {"all": include_retried, "limit": limit}).fetchall()
+    return [dict(zip(_FIELDS, r)) for r in rows]
+
+
+def document(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000) -> dict[str, Any]:
+    """What GET /v1/derive/failures and `observatory derive failures` print: how many wait, and the list."""
+    return {"outstanding": outstanding(cur), "items": listing(cur, include_retried=include_retried, limit=limit)}
+
+
+def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: list[int] | None = None,
+          now: datetime | None = None) -> Retried:
+    """Fold the stored events of the batches waiting (all of them, or `batch_ids`) into the derived tables, inside
+    the caller's transaction (module docstring). The counters are folded and persisted, not applied: the caller
+    applies `Retried.folded` once the transaction has committed. Raises NotOutstanding for an id not waiting (before
+    writing anything) and RetryFailed when the fold fails (the caller rolls back)."""
+    now = now or datetime.now(timezone.utc)
+    waiting = [b for (b,) in con.execute(
+        "SELECT batch_id FROM derive_failures WHERE rederived_at IS NULL ORDER BY batch_id").fetchall()]
+    if batch_ids is not None:
+        missing = sorted(set(batch_ids) - set(waiting))
+        if missing:
+            raise NotOutstanding(missing)
+        waiting = [b for b in waiting if b in set(batch_ids)]
+    if not waiting:
+        return Retried()
+    new_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
+    try:  # the batches' events as one batch, in their batches' order
+        rows = con.sql(typed_from_stored("(SELECT * FROM events WHERE list_contains($ids, batch_id) "
+                                         "ORDER BY batch_id)"), params={"ids": waiting})
+        table = rows.to_arrow_table().cast(INGEST_SCHEMA)
+        deltas = fold_batches(con, [(new_id, table)], count_events=False) if table.num_rows else []
+    except Exception as exc:  # noqa: BLE001 - reported by class: the caller rolls back
+        raise RetryFailed(f"deriving batch {', '.join(map(str, waiting))} again failed ({type(exc).__name__}); "
+                          "nothing changed, the batches stay listed") from None
+    folded = counters.fold(deltas)
+    counters.persist(con, folded, "derived")
+    con.execute("INSERT INTO ingest_batches (batch_id, committed_at, events, duplicates, rejected, derived) "
+                "VALUES ($b, $now, 0, 0, 0, true)", {"b": new_id, "now": now})
+    con.execute("UPDATE derive_failures SET rederived_at = $now, rederived_batch = $b "
+                "WHERE rederived_at IS NULL AND list_contains($ids, batch_id)",
+                {"now": now, "b": new_id, "ids": waiting})
+    return Retried(waiting, table.num_rows, new_id, folded)
