@@ -273,3 +273,38 @@ def test_the_cli_retries_on_the_file_of_a_stopped_collector(tmp_path, monkeypatc
     con.close()
     missing = _cli("failures", "--db", str(tmp_path / "nope.duckdb"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+def test_the_lake_export_carries_the_attempts_a_retry_derives(tmp_path, monkeypatch):
+    """The lake export re-exports a partition of run attempts when its count or its highest `updated_batch` changes:
+    a retry inserts the attempts of the batches given up on, and updates others under its own, newer batch id."""
+    import duckdb
+
+    from collector.lake.export import export
+    from collector.lake.stores import LocalStore
+
+    t0 = datetime.now(timezone.utc) - timedelta(hours=1)
+    run = lambda i, type_, rid, k: event(i, type_, {"run_id": rid, "notebook_id": "nb", "team": "t"},  # noqa: E731
+                                         time_=(t0 + timedelta(minutes=k)).isoformat())
+    refuse_to_derive(monkeypatch, "r-poison")
+    w, con = _ingest(tmp_path / "w.duckdb", [
+        [run("q", "notebook.run.queued", "r-x", 0)],
+        # given up on: a new attempt (first seen days before, in a partition of its own), and the end of one stored
+        # before
+        [run("p", "notebook.run.succeeded", "r-poison", -3 * 24 * 60), run("x", "notebook.run.succeeded", "r-x", 2)],
+        # after it, in r-x's partition: its highest updated_batch is this batch's, above the one given up on
+        [run("y", "notebook.run.queued", "r-y", 3)],
+    ])
+    monkeypatch.undo()
+    lake = tmp_path / "lake"
+
+    def lake_runs() -> list[tuple]:
+        export(con.cursor(), LocalStore(lake), "c1")
+        return duckdb.sql(f"SELECT run_id, state FROM read_parquet('{lake}/run_attempts/*/*.parquet', "
+                          "hive_partitioning = true) ORDER BY ALL").fetchall()
+
+    assert lake_runs() == [("r-x", "queued"), ("r-y", "queued")]
+    w.retry_derive().result(timeout=60)
+    assert lake_runs() == [("r-poison", "succeeded"), ("r-x", "succeeded"), ("r-y", "queued")]
+    w.stop()
+    con.close()
