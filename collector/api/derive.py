@@ -8,11 +8,15 @@ from datetime import datetime
 from typing import Annotated
 
 import duckdb
-from fastapi import APIRouter, Body, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.api.auth import Principal, require_scope
+from collector.api.body import read_capped_body
 from collector.api.deps import get_store, read_cursor
+from collector.api.errors import ValidationFailed
+from collector.contract.body import BodyError
 from collector.ingest import rederive
 from collector.ingest.store import Store
 
@@ -75,6 +79,10 @@ def derive_failures(
     return rederive.document(db, include_retried=all, limit=limit)
 
 
+# A retry's body is a list of batch ids: a few KiB at most, whatever the byte cap of event bodies.
+MAX_RETRY_BODY_BYTES = 256 * 1024
+
+
 @router.post(
     "/v1/derive/retry", tags=["operations"], response_model=Retried,
     summary="Derive the batches the deriver gave up on again (admin)",
@@ -82,15 +90,24 @@ def derive_failures(
                 "what made the deriver fail is fixed: the result is what those events arriving now would give. One "
                 "transaction: a retry that fails again changes nothing (500, naming the error's class) and the "
                 "batches stay listed. 404 for a batch that does not wait. Run counters count the batches' "
-                "attempts now; the SLIs once the next refresh folds them (`observatory derive retry --url`).",
+                "attempts now; the SLIs once the next refresh folds them (`observatory derive retry --url`). The "
+                "body is optional (none, `{}` or `null`: every batch waiting).",
     responses={404: {"description": "a batch asked for does not wait to be derived again"},
                500: {"description": "deriving the batches failed again; nothing changed"}},
+    openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+        "schema": RetryRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
+        "examples": {"all": {"value": {}}, "one": {"value": {"batch_ids": [4182]}}}}}}},
 )
-async def derive_retry(
-    body: RetryRequest | None = Body(None, examples=[{}, {"batch_ids": [4182]}]),
-    principal: Principal = Depends(require_scope("admin", platform=True)),
-    store: Store = Depends(get_store),
-) -> dict:
-    ids = body.batch_ids if body is not None else None
-    result = await asyncio.wrap_future(store.writer.retry_derive(ids))
+async def derive_retry(request: Request, principal: Principal = Depends(require_scope("admin", platform=True)),
+                       store: Store = Depends(get_store)) -> dict:
+    # No body parameter: FastAPI would read and parse the whole body before the token check (collector/api/body.py).
+    raw = await read_capped_body(request, MAX_RETRY_BODY_BYTES)
+    try:
+        doc = orjson.loads(raw) if raw.strip() else None
+        body = RetryRequest.model_validate(doc if doc is not None else {})
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(f"body is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        raise ValidationFailed(exc.errors(include_url=False, include_input=False), prefix=("body",)) from None
+    result = await asyncio.wrap_future(store.writer.retry_derive(body.batch_ids))
     return result.as_dict()

@@ -219,6 +219,12 @@ def test_the_api_lists_and_retries_for_admins_only(make_client, db_path, monkeyp
     r = c.post("/v1/derive/retry", json={"batch_ids": [123456]}, headers=auth("admin"))
     assert r.status_code == 404 and "123456" in r.json()["detail"]
     assert c.post("/v1/derive/retry", json={"batch_ids": "x"}, headers=auth("admin")).status_code == 422
+    assert c.post("/v1/derive/retry", json={"batch_ids": [2**63]}, headers=auth("admin")).status_code == 422
+    assert c.post("/v1/derive/retry", content=b"{", headers=auth("admin")).status_code == 400
+    # the body is read under its cap after the token check, never before (collector/api/body.py)
+    huge = b"[" + b"1," * (300 * 1024) + b"1]"
+    assert c.post("/v1/derive/retry", content=huge).status_code == 401
+    assert c.post("/v1/derive/retry", content=huge, headers=auth("admin")).status_code == 413
     r = c.post("/v1/derive/retry", headers=auth("admin"))
     assert r.status_code == 200, r.text
     assert r.json()["batches"] == [doc["items"][0]["batch_id"]] and r.json()["events"] == 1
