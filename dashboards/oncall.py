@@ -256,7 +256,8 @@ def build() -> dash.Dashboard:
         "commit of acknowledged requests (a checkpoint's ~1 s stall lands here), and `derive`, a pass folding them "
         "into the derived tables. Right axis: the share of time the writer held commits for the deriver "
         f"(`{C.WRITER_DERIVER_WAIT_SECONDS}_total`); above zero, ingest waits on the derived tables and clients "
-        "soon get 429 (docs/operations.md).", "s",
+        "soon get 429 (docs/operations.md); above a tenth for 30 minutes, the ObservatoryIngestWaitsForDeriver "
+        "ticket.", "s",
         [prom(f"histogram_quantile(0.99, sum {by(C.LE, C.STAGE)} "
               f"(rate({m(C.WRITER_TRANSACTION_SECONDS + '_bucket')}[$__rate_interval])))", "p99 " + legend(C.STAGE)),
          prom(f"sum(rate({m(C.WRITER_DERIVER_WAIT_SECONDS + '_total')}[$__rate_interval]))",
