@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import fold_batches, typed_from_stored
