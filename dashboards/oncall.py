@@ -264,5 +264,13 @@ def build() -> dash.Dashboard:
               "held for the deriver", "B")],
         overrides=[("held for the deriver", [*unit_override("held for the deriver", "percentunit")[1],
                                              *axis_right()])],
-        min_=0), 24, 7)
+        min_=0), 18, 7)
+    L.add(stat_panel(
+        604, "Batches waiting to be derived again",
+        f"Batches the deriver gave up on whose derived rows are still missing (`{C.WRITER_UNDERIVED_BATCHES}`, "
+        "summed over the collectors): their events are stored, but run counters and the SLIs over run attempts "
+        "undercount them until `observatory derive retry` folds them in (the ObservatoryDeriveFailures ticket and "
+        "its runbook). 0 is the normal state.", "short",
+        [prom(f"sum({m(C.WRITER_UNDERIVED_BATCHES)})", "batches", instant=True)],
+        thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 7)
     return L.apply(d)
