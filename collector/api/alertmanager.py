@@ -11,15 +11,14 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import duckdb
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from collector.api.auth import Principal, require_scope
-from collector.api.body import read_capped_body
+from collector.api.body import parse_json, read_capped_body, validated
 from collector.api.deps import bounded_time, get_settings, get_store, read_cursor, scoped_team
-from collector.api.errors import BadRequest, Forbidden, ValidationFailed
-from collector.contract.body import BodyError, decode_body
+from collector.api.errors import BadRequest, Forbidden
+from collector.contract.body import decode_body
 from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.sources.alertmanager import AMWebhook, alert_rows
@@ -60,12 +59,7 @@ async def receive(request: Request, principal: Principal = Depends(require_scope
                         "webhook needs a platform token")
     raw = decode_body(await read_capped_body(request, settings.max_body_bytes), None,
                       request.headers.get("content-encoding"), settings.max_inflated_bytes)
-    try:
-        payload = AMWebhook.model_validate(orjson.loads(raw))
-    except orjson.JSONDecodeError as exc:
-        raise BodyError(f"body is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        raise ValidationFailed(exc.errors(include_url=False, include_input=False), prefix=("body",)) from None
+    payload = validated(AMWebhook, parse_json(raw))
     table = alert_rows(payload, datetime.now(timezone.utc))
     new, new_pages = await asyncio.wrap_future(store.writer.execute(lambda con: upsert_alerts(con, table)))
     return WebhookResult(received=len(payload.alerts), new=new, new_pages=new_pages)

@@ -8,15 +8,12 @@ from datetime import datetime
 from typing import Annotated
 
 import duckdb
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from collector.api.auth import Principal, require_scope
-from collector.api.body import read_capped_body
+from collector.api.body import parse_json, read_capped_body, validated
 from collector.api.deps import get_store, read_cursor
-from collector.api.errors import ValidationFailed
-from collector.contract.body import BodyError
 from collector.ingest import rederive
 from collector.ingest.store import Store
 
@@ -102,12 +99,7 @@ async def derive_retry(request: Request, principal: Principal = Depends(require_
                        store: Store = Depends(get_store)) -> dict:
     # No body parameter: FastAPI would read and parse the whole body before the token check (collector/api/body.py).
     raw = await read_capped_body(request, MAX_RETRY_BODY_BYTES)
-    try:
-        doc = orjson.loads(raw) if raw.strip() else None
-        body = RetryRequest.model_validate(doc if doc is not None else {})
-    except orjson.JSONDecodeError as exc:
-        raise BodyError(f"body is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        raise ValidationFailed(exc.errors(include_url=False, include_input=False), prefix=("body",)) from None
+    doc = parse_json(raw) if raw.strip() else None
+    body = validated(RetryRequest, {} if doc is None else doc)
     result = await asyncio.wrap_future(store.writer.retry_derive(body.batch_ids))
     return result.as_dict()

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Principal, require_scope
+from collector.api.body import parse_json
 from collector.api.deps import get_settings, return_minimal
 from collector.api.native import json_response, read_native_body, submit_native
 from collector.contract.body import BodyError
@@ -22,11 +23,7 @@ router = APIRouter(tags=["ingest"])
 
 
 async def _read_events(request: Request) -> Any:
-    raw = await read_native_body(request)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BodyError(f"body is not valid JSON: {exc}") from None
+    return parse_json(await read_native_body(request))
 
 
 def _registry(request: Request) -> AttemptRegistry:
