@@ -269,8 +269,8 @@ def build() -> dash.Dashboard:
         604, "Batches waiting to be derived again",
         f"Batches the deriver gave up on whose derived rows are still missing (`{C.WRITER_UNDERIVED_BATCHES}`, "
         "summed over the collectors): their events are stored, but run counters and the SLIs over run attempts "
-        "undercount them until `observatory derive retry` folds them in (the ObservatoryDeriveFailures ticket and "
-        "its runbook). 0 is the normal state.", "short",
+        "undercount them until `observatory derive retry` folds them in, or `dismiss` records that they will not be "
+        "(the ObservatoryDeriveFailures ticket and its runbook). 0 is the normal state.", "short",
         [prom(f"sum({m(C.WRITER_UNDERIVED_BATCHES)})", "batches", instant=True)],
         thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 7)
     return L.apply(d)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import duckdb
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from collector.api.auth import Principal, require_scope
 from collector.api.body import parse_json, read_capped_body, validated
@@ -28,16 +28,20 @@ class DeriveFailure(BaseModel):
                                    "event's values)")
     rederived_at: datetime | None = Field(None, description="When it was derived again; null while it waits")
     rederived_batch: int | None = Field(None, description="The batch it was derived again under")
+    dismissed_at: datetime | None = Field(None, description="When an operator decided it will not be derived again "
+                                                            "(`POST /v1/derive/dismiss`); null otherwise")
+    dismissed_reason: str | None = Field(None, description="The operator's reason, secrets redacted")
 
 
 class DeriveFailures(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "outstanding": 1,
         "items": [{"batch_id": 4182, "failed_at": "2026-12-06T09:14:02.511000Z", "events": 3912,
-                   "error": "ConstraintException", "rederived_at": None, "rederived_batch": None}],
+                   "error": "ConstraintException", "rederived_at": None, "rederived_batch": None,
+                   "dismissed_at": None, "dismissed_reason": None}],
     }]})
 
-    outstanding: int = Field(description="Batches waiting to be derived again (the "
+    outstanding: int = Field(description="Batches waiting to be derived again, not dismissed (the "
                                          "`observatory_writer_underived_batches` gauge)")
     items: list[DeriveFailure]
 
@@ -47,6 +51,22 @@ class RetryRequest(BaseModel):
 
     batch_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
         None, max_length=10_000, description="Only these batches; all that wait when absent")
+
+
+class DismissRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
+        min_length=1, max_length=10_000, description="The batches that will not be derived again (never implied)")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=rederive.MAX_REASON_CHARS)] = Field(
+        description="Why: stored, listed and answered, with any secret redacted first")
+
+
+class Dismissed(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"dismissed": [4182]}]})
+
+    dismissed: list[int] = Field(description="The batches dismissed: they no longer count as waiting")
 
 
 class Retried(BaseModel):
@@ -76,15 +96,17 @@ def derive_failures(
     return rederive.document(db, include_retried=all, limit=limit)
 
 
-# A retry's body is a list of batch ids: a few KiB at most, whatever the byte cap of event bodies.
+# A retry's or a dismissal's body is a list of batch ids (and a reason): a few KiB at most, whatever the byte cap of
+# event bodies.
 MAX_RETRY_BODY_BYTES = 256 * 1024
 
 
 @router.post(
     "/v1/derive/retry", tags=["operations"], response_model=Retried,
     summary="Derive the batches the deriver gave up on again (admin)",
-    description="Folds the stored events of the waiting batches (all, or `batch_ids`) into the derived tables, once "
-                "what made the deriver fail is fixed: the result is what those events arriving now would give. One "
+    description="Folds the stored events of the waiting batches (all, or `batch_ids`, which may name dismissed ones) "
+                "into the derived tables, once what made the deriver fail is fixed: the result is what those events "
+                "arriving now would give. One "
                 "transaction: a retry that fails again changes nothing (500, naming the error's class) and the "
                 "batches stay listed. 404 for a batch that does not wait. Run counters count the batches' "
                 "attempts now; the SLIs once the next refresh folds them (`observatory derive retry --url`). The "
@@ -103,3 +125,23 @@ async def derive_retry(request: Request, principal: Principal = Depends(require_
     body = validated(RetryRequest, {} if doc is None else doc)
     result = await asyncio.wrap_future(store.writer.retry_derive(body.batch_ids))
     return result.as_dict()
+
+
+@router.post(
+    "/v1/derive/dismiss", tags=["operations"], response_model=Dismissed,
+    summary="Record that batches will not be derived again (admin)",
+    description="For batches whose cause cannot be fixed: their derived rows stay missing, knowingly (run counters "
+                "and the SLIs over run attempts keep undercounting them), and they no longer count as waiting "
+                "(`observatory_writer_underived_batches`, the ObservatoryDeriveFailures ticket). The reason is "
+                "stored with secrets redacted. Naming a dismissed batch in `POST /v1/derive/retry` still derives it. "
+                "404 for a batch that does not wait (`observatory derive dismiss --url`).",
+    responses={404: {"description": "a batch named does not wait to be derived again"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": DismissRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
+        "example": {"batch_ids": [4182], "reason": "rows from the 2026-11 importer bug; runs re-sent as batch 4391"}}}}},
+)
+async def derive_dismiss(request: Request, principal: Principal = Depends(require_scope("admin", platform=True)),
+                         store: Store = Depends(get_store)) -> dict:
+    body = validated(DismissRequest, parse_json(await read_capped_body(request, MAX_RETRY_BODY_BYTES)))
+    dismissed = await asyncio.wrap_future(store.writer.dismiss_derive(body.batch_ids, body.reason))
+    return {"dismissed": dismissed}

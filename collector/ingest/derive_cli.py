@@ -5,9 +5,10 @@ POST /v1/derive/retry) or on its database file when it is stopped (`--db`); both
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -78,18 +79,18 @@ def retry_cmd(
     """Fold the stored events of the waiting batches into the derived tables again, once what made the deriver fail
     is fixed; print what was done as JSON. One transaction: a retry that fails again changes nothing. Exit status 0
     done (or nothing waited), 1 an error (nothing changed)."""
-    settings, target = _target(db, url, token)
-    ids = batch or None
-    if target:
-        from collector.remote import ClientError, post
-
-        try:
-            doc = post(target, "/v1/derive/retry", {"batch_ids": ids}, settings.token_value()).json()
-        except ClientError as err:
-            _fail(str(err))
-        _print(doc)
-        return
     from collector.ingest import rederive
+
+    ids = batch or None
+    _change(db, url, token, "/v1/derive/retry", {"batch_ids": ids},
+            lambda store: store.writer.retry_derive(ids).result().as_dict(),
+            (rederive.NotOutstanding, rederive.RetryFailed))
+
+
+@contextlib.contextmanager
+def _stopped_store(settings: Settings) -> Iterator[Any]:
+    """The database file of a stopped collector with its writer running (which first derives what that collector
+    committed and did not derive), closed after."""
     from collector.ingest.store import Store
     from collector.storage import db as dbmod
 
@@ -100,10 +101,45 @@ def retry_cmd(
     except dbmod.DatabaseUnavailable as err:  # locked by the running collector (use --url), or a migration failed
         _fail(str(err))
     try:
-        store.writer.start()  # derives first what a stopped collector committed and did not derive
-        result = store.writer.retry_derive(ids).result()
-    except (rederive.NotOutstanding, rederive.RetryFailed) as err:
-        _fail(str(err))
+        store.writer.start()
+        yield store
     finally:
         store.close()
-    _print(result.as_dict())
+
+
+@derive_app.command("dismiss")
+def dismiss_cmd(
+    batch: list[int] = typer.Option(..., "--batch", help="A batch that will not be derived again (repeat; never "
+                                                         "implied)"),
+    reason: str = typer.Option(..., "--reason", help="Why: stored and listed, with any secret redacted"),
+    db: Optional[Path] = _DB, url: Optional[str] = _URL, token: Optional[str] = _TOKEN,
+) -> None:
+    """Record that batches whose cause cannot be fixed will not be derived again: their derived rows stay missing,
+    knowingly, and they no longer count as waiting (the gauge, the ticket). `retry --batch N` still derives one.
+    Exit status 0 done, 1 an error (nothing changed)."""
+    from collector.ingest import rederive
+
+    _change(db, url, token, "/v1/derive/dismiss", {"batch_ids": batch, "reason": reason},
+            lambda store: {"dismissed": store.writer.dismiss_derive(batch, reason).result()},
+            (rederive.NotOutstanding, ValueError))
+
+
+def _change(db: Optional[Path], url: Optional[str], token: Optional[str], path: str, body: dict[str, Any],
+            local: Callable[[Any], dict[str, Any]], refused: tuple[type[Exception], ...]) -> None:
+    """POST `body` to `path` of a running collector, or do `local(store)` on a stopped one's file (the same
+    function the route calls); print the document. `refused`: the errors `local` reports in one line."""
+    settings, target = _target(db, url, token)
+    if target:
+        from collector.remote import ClientError, post
+
+        try:
+            doc = post(target, path, body, settings.token_value()).json()
+        except ClientError as err:
+            _fail(str(err))
+    else:
+        with _stopped_store(settings) as store:
+            try:
+                doc = local(store)
+            except refused as err:
+                _fail(str(err))
+    _print(doc)

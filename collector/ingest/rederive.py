@@ -19,9 +19,13 @@ state by batch see:
 * the lake export re-exports the partitions of the attempts whose `updated_batch` grew.
 
 The counters of events as ingested are not counted again: the writer counted them when it gave up. All of it commits
-in one transaction, so a retry that fails again changes nothing and the batches stay listed. The caller runs it
-where nothing else writes the derived tables (`Writer.retry_derive`: a writer job, which runs once the deriver has
-folded everything committed before it).
+in one transaction, so a retry that fails again changes nothing and the batches stay listed.
+
+When a batch cannot be derived again (the cause cannot be fixed), an operator may `dismiss` it with a reason: its
+derived rows stay missing, knowingly, and it no longer counts as waiting (the gauge, the ticket). Naming it in a
+retry later still derives it. The caller runs both
+where nothing else writes the derived tables (`Writer.retry_derive`, `Writer.dismiss_derive`: writer jobs, which
+run once the deriver has folded everything committed before them).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import duckdb
 
+from collector.contract.redaction import redact_text
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import fold_batches, typed_from_stored
 from collector.storage.schema import INGEST_SCHEMA
@@ -42,20 +47,26 @@ INSERT INTO derive_failures (batch_id, failed_at, events, error)
 SELECT batch_id, $now, events, $error FROM ingest_batches WHERE batch_id = $batch
 ON CONFLICT DO NOTHING
 """
-OUTSTANDING = "SELECT count(*) FROM derive_failures WHERE rederived_at IS NULL"
-_LIST = """
-SELECT batch_id, failed_at, events, error, rederived_at, rederived_batch FROM derive_failures
-WHERE $all OR rederived_at IS NULL ORDER BY batch_id LIMIT $limit
+# Waiting: neither derived again nor dismissed (migration 0216).
+_WAITING = "rederived_at IS NULL AND dismissed_at IS NULL"
+OUTSTANDING = f"SELECT count(*) FROM derive_failures WHERE {_WAITING}"
+_FIELDS = ("batch_id", "failed_at", "events", "error", "rederived_at", "rederived_batch", "dismissed_at",
+           "dismissed_reason")
+_LIST = f"""
+SELECT {", ".join(_FIELDS)} FROM derive_failures
+WHERE $all OR {_WAITING} ORDER BY batch_id LIMIT $limit
 """
-_FIELDS = ("batch_id", "failed_at", "events", "error", "rederived_at", "rederived_batch")
+# An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).
+MAX_REASON_CHARS = 500
 
 
 class NotOutstanding(LookupError):
-    """Batch ids asked for that are not waiting to be derived again (never given up on, or derived again already)."""
+    """Batch ids asked for that are not waiting to be derived again (never given up on, derived again already, or,
+    for a dismissal, dismissed already)."""
 
     def __init__(self, batch_ids: list[int]) -> None:
         super().__init__(f"not waiting to be derived again: batch {', '.join(map(str, batch_ids))} "
-                         "(`observatory derive failures` lists those that are)")
+                         "(`observatory derive failures --all` lists every batch given up on)")
         self.batch_ids = batch_ids
 
 
@@ -73,6 +84,7 @@ class Retried:
     events: int = 0
     batch_id: int | None = None
     folded: dict[Any, float] = field(default_factory=dict, repr=False)
+    outstanding: int = 0  # the batches still waiting once it commits (the writer's gauge)
 
     def as_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "events": self.events, "batch_id": self.batch_id}
@@ -100,22 +112,46 @@ def document(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, l
     return {"outstanding": outstanding(cur), "items": listing(cur, include_retried=include_retried, limit=limit)}
 
 
+def _chosen(con: duckdb.DuckDBPyConnection, batch_ids: list[int] | None, where: str) -> list[int]:
+    """The batches of derive_failures that satisfy `where` (all of them, or `batch_ids`, each of which must)."""
+    found = [b for (b,) in con.execute(f"SELECT batch_id FROM derive_failures WHERE {where} ORDER BY batch_id"
+                                       ).fetchall()]
+    if batch_ids is None:
+        return found
+    missing = sorted(set(batch_ids) - set(found))
+    if missing:
+        raise NotOutstanding(missing)
+    asked = set(batch_ids)
+    return [b for b in found if b in asked]
+
+
+def dismiss(con: duckdb.DuckDBPyConnection, batch_ids: list[int], reason: str,
+            now: datetime | None = None) -> tuple[list[int], int]:
+    """Record that the waiting batches `batch_ids` will not be derived again, with the operator's `reason` (at most
+    MAX_REASON_CHARS, secrets redacted before it is stored), inside the caller's transaction; returns them and how
+    many still wait. Raises NotOutstanding (nothing written) for an id not waiting, ValueError for an empty or too
+    long reason."""
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"give a reason of 1 to {MAX_REASON_CHARS} characters")
+    chosen = _chosen(con, batch_ids, _WAITING)
+    con.execute("UPDATE derive_failures SET dismissed_at = $now, dismissed_reason = $reason "
+                f"WHERE {_WAITING} AND list_contains($ids, batch_id)",
+                {"now": now or datetime.now(timezone.utc), "reason": redact_text(reason)[0], "ids": chosen})
+    return chosen, outstanding(con)
+
+
 def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: list[int] | None = None,
           now: datetime | None = None) -> Retried:
-    """Fold the stored events of the batches waiting (all of them, or `batch_ids`) into the derived tables, inside
-    the caller's transaction (module docstring). The counters are folded and persisted, not applied: the caller
+    """Fold the stored events of the batches waiting (all of them, or `batch_ids`, dismissed ones included) into the
+    derived tables, inside the caller's transaction (module docstring). The counters are folded and persisted, not applied: the caller
     applies `Retried.folded` once the transaction has committed. Raises NotOutstanding for an id not waiting (before
     writing anything) and RetryFailed when the fold fails (the caller rolls back)."""
     now = now or datetime.now(timezone.utc)
-    waiting = [b for (b,) in con.execute(
-        "SELECT batch_id FROM derive_failures WHERE rederived_at IS NULL ORDER BY batch_id").fetchall()]
-    if batch_ids is not None:
-        missing = sorted(set(batch_ids) - set(waiting))
-        if missing:
-            raise NotOutstanding(missing)
-        waiting = [b for b in waiting if b in set(batch_ids)]
+    # all: those waiting; named: those not derived again yet, dismissed ones included (a fix came after all)
+    waiting = _chosen(con, batch_ids, _WAITING if batch_ids is None else "rederived_at IS NULL")
     if not waiting:
-        return Retried()
+        return Retried(outstanding=outstanding(con))
     new_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
     try:  # the batches' events as one batch, in their batches' order
         rows = con.sql(typed_from_stored("(SELECT * FROM events WHERE list_contains($ids, batch_id) "
@@ -132,4 +168,4 @@ def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: lis
     con.execute("UPDATE derive_failures SET rederived_at = $now, rederived_batch = $b "
                 "WHERE rederived_at IS NULL AND list_contains($ids, batch_id)",
                 {"now": now, "b": new_id, "ids": waiting})
-    return Retried(waiting, table.num_rows, new_id, folded)
+    return Retried(waiting, table.num_rows, new_id, folded, outstanding(con))

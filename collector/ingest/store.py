@@ -124,7 +124,8 @@ class Store:
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
         underived = GaugeMetricFamily(
             C.WRITER_UNDERIVED_BATCHES, "Batches the deriver gave up on whose derived rows are still missing (run "
-            "counters and SLIs over run attempts undercount them) until `observatory derive retry` folds them in.",
+            "counters and SLIs over run attempts undercount them) until `observatory derive retry` folds them in (or "
+            "`dismiss` records that they will not be).",
             value=w.stats.underived_batches)
         waited = CounterMetricFamily(
             C.WRITER_DERIVER_WAIT_SECONDS, "Seconds the writer held its next commit for the deriver (its lag bound "

@@ -285,20 +285,14 @@ class Writer:
         return fut
 
     def retry_derive(self, batch_ids: list[int] | None = None) -> Future:
-        """Fold the batches the deriver gave up on (all, or `batch_ids`) into the derived tables again, once the cause
-        is fixed (ingest/rederive.py). A writer job: it runs once everything committed before it is derived, and
-        nothing else writes the derived tables meanwhile. Resolves to `rederive.Retried` once committed, with its
-        counters applied; raises `rederive.NotOutstanding` or `rederive.RetryFailed` (nothing changed)."""
-        done: Future = Future()
+        """Fold the batches the deriver gave up on (all waiting, or `batch_ids`) into the derived tables again, once
+        the cause is fixed (ingest/rederive.py). A writer job: it runs once everything committed before it is
+        derived, and nothing else writes the derived tables meanwhile. Resolves to `rederive.Retried` once committed,
+        with its counters applied; raises `rederive.NotOutstanding` or `rederive.RetryFailed` (nothing changed)."""
 
-        def settle(job: Future) -> None:  # in the writer thread, after the job's COMMIT (or its ROLLBACK)
-            exc = job.exception()
-            if exc is not None:
-                done.set_exception(exc)
-                return
-            result: rederive.Retried = job.result()
+        def committed(result: rederive.Retried) -> rederive.Retried:
             self.counters.apply(result.folded)
-            self.stats.underived_batches = max(0, self.stats.underived_batches - len(result.batches))
+            self.stats.underived_batches = result.outstanding
             if result.batch_id is not None:
                 for hook in self.on_commit:
                     try:
@@ -307,9 +301,38 @@ class Writer:
                         log.exception("on_commit hook failed")
                 log.warning("derived batch %s again as batch %d (%d events)",
                             ", ".join(map(str, result.batches)), result.batch_id, result.events)
-            done.set_result(result)
+            return result
 
-        self.execute(lambda con: rederive.retry(con, self.counters, batch_ids)).add_done_callback(settle)
+        return self._job(lambda con: rederive.retry(con, self.counters, batch_ids), committed)
+
+    def dismiss_derive(self, batch_ids: list[int], reason: str) -> Future:
+        """Record that the waiting batches `batch_ids` will not be derived again (ingest/rederive.py: `dismiss`), as a
+        writer job. Resolves to the batches dismissed once committed; raises `rederive.NotOutstanding` or ValueError
+        (nothing changed)."""
+
+        def committed(result: tuple[list[int], int]) -> list[int]:
+            dismissed, self.stats.underived_batches = result
+            log.warning("dismissed batch %s: its derived rows stay missing", ", ".join(map(str, dismissed)))
+            return dismissed
+
+        return self._job(lambda con: rederive.dismiss(con, batch_ids, reason), committed)
+
+    def _job(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], committed: Callable[[Any], Any]) -> Future:
+        """`execute(fn)`, its result passed through `committed` in the writer thread once the job's transaction has
+        committed (the in-memory state that must follow the database: counters, gauges)."""
+        done: Future = Future()
+
+        def settle(job: Future) -> None:
+            exc = job.exception()
+            if exc is None:
+                try:
+                    done.set_result(committed(job.result()))
+                    return
+                except Exception as after:  # noqa: BLE001 - the caller must not wait forever
+                    exc = after
+            done.set_exception(exc)
+
+        self.execute(fn).add_done_callback(settle)
         return done
 
     def _retry_after(self) -> float:

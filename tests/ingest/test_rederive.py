@@ -189,6 +189,38 @@ def test_the_gauge_counts_the_batches_waiting_across_a_restart(tmp_path, monkeyp
     con.close()
 
 
+SECRET = "ghp_" + "Zq8Lw3Rt6Yu1Io4Pa7Sd0Fg2Hj5Kl9Zx3Cv6"
+
+
+def test_a_dismissed_batch_no_longer_waits_and_a_retry_naming_it_still_derives_it(tmp_path, monkeypatch):
+    refuse_to_derive(monkeypatch, "r-poison")
+    refuse_to_derive(monkeypatch, "r-poison2")
+    w, con = _ingest(tmp_path / "w.duckdb", [[event(i, "notebook.run.succeeded", {
+        "run_id": f"r-{i}", "notebook_id": "nb", "team": "t"})] for i in ("poison", "ok", "poison2")])
+    monkeypatch.undo()
+    [a, b] = [r["batch_id"] for r in rederive.listing(con.cursor())]
+    assert w.stats.underived_batches == 2
+    with pytest.raises(ValueError):
+        w.dismiss_derive([a], "   ").result(timeout=30)
+    with pytest.raises(rederive.NotOutstanding):
+        w.dismiss_derive([a, 999], "lost").result(timeout=30)
+    assert w.dismiss_derive([a], f"importer bug, key {SECRET} leaked in the ticket").result(timeout=30) == [a]
+    assert w.stats.underived_batches == 1 == rederive.outstanding(con.cursor())
+    [row] = [r for r in rederive.listing(con.cursor(), include_retried=True) if r["batch_id"] == a]
+    assert row["dismissed_at"] is not None and SECRET not in row["dismissed_reason"]
+    assert "importer bug" in row["dismissed_reason"] and "REDACTED" in row["dismissed_reason"]
+    with pytest.raises(rederive.NotOutstanding):  # dismissed already
+        w.dismiss_derive([a], "again").result(timeout=30)
+    # a retry of every batch waiting leaves the dismissed one alone; naming it derives it
+    assert w.retry_derive().result(timeout=60).batches == [b]
+    assert con.cursor().execute("SELECT count(*) FROM run_attempts WHERE run_id = 'r-poison'").fetchone()[0] == 0
+    got = w.retry_derive([a]).result(timeout=60)
+    assert got.batches == [a] and got.outstanding == 0 == w.stats.underived_batches
+    assert con.cursor().execute("SELECT count(*) FROM run_attempts").fetchone()[0] == 3
+    w.stop()
+    con.close()
+
+
 def _given_up_database(path: Path, monkeypatch, now: datetime) -> None:
     """A database a collector left with one batch given up on (two runs stored: one derived, one not)."""
     refuse_to_derive(monkeypatch, "r-poison")
@@ -234,6 +266,16 @@ def test_the_api_lists_and_retries_for_admins_only(make_client, db_path, monkeyp
     assert c.get("/v1/runs/r-poison", headers=auth("read")).json()["state"] == "succeeded"
     assert c.get("/v1/derive/failures", headers=auth("admin")).json() == {"outstanding": 0, "items": []}
     assert len(c.get("/v1/derive/failures?all=true", headers=auth("admin")).json()["items"]) == 1
+    # a dismissal names its batches and a reason, and is refused for a batch that does not wait
+    for body in ({"batch_ids": [], "reason": "x"}, {"batch_ids": [1]}, {"batch_ids": [1], "reason": " "},
+                 {"batch_ids": [1], "reason": "x" * 501}, {"batch_ids": [1], "reason": "x", "more": 1}):
+        assert c.post("/v1/derive/dismiss", json=body, headers=auth("admin")).status_code == 422, body
+    r = c.post("/v1/derive/dismiss", json={"batch_ids": [doc["items"][0]["batch_id"]], "reason": "x"},
+               headers=auth("admin"))
+    assert r.status_code == 404 and "not waiting" in r.json()["detail"]
+    assert c.post("/v1/derive/dismiss", json={"batch_ids": [1], "reason": "x"}).status_code == 401
+    assert c.post("/v1/derive/dismiss", json={"batch_ids": [1], "reason": "x"},
+                  headers=auth("team_admin")).status_code == 403
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -263,6 +305,29 @@ def test_the_cli_on_a_running_collector_and_on_its_file(tmp_path, monkeypatch):
     # on the file, with the collector stopped: the same documents
     assert json.loads(_cli("failures", "--db", str(db), "--all").stdout)["items"][0]["rederived_batch"]
     assert json.loads(_cli("retry", "--db", str(db)).stdout) == {"batches": [], "events": 0, "batch_id": None}
+
+
+def test_the_cli_dismisses_on_a_running_collector_and_on_its_file(tmp_path, monkeypatch):
+    db = tmp_path / "o.duckdb"
+    _given_up_database(db, monkeypatch, datetime.now(timezone.utc) - timedelta(minutes=5))
+    batch = str(json.loads(_cli("failures", "--db", str(db)).stdout)["items"][0]["batch_id"])
+    assert _cli("dismiss", "--db", str(db), "--batch", batch, "--reason", " ").returncode == 1
+    col = Collector(db=db).start()
+    try:
+        done = _cli("dismiss", "--url", col.url, "--batch", batch, "--reason", f"lost for good {SECRET}")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"dismissed": [int(batch)]}
+        assert metric_sum(parse_metrics(httpx.get(col.url + "/metrics").text),
+                          "observatory_writer_underived_batches") == 0
+        again = _cli("dismiss", "--url", col.url, "--batch", batch, "--reason", "again")
+        assert again.returncode == 1 and "not waiting" in again.stderr
+    finally:
+        col.stop()
+    listed = json.loads(_cli("failures", "--db", str(db), "--all").stdout)["items"][0]
+    assert listed["dismissed_reason"].startswith("lost for good") and SECRET not in listed["dismissed_reason"]
+    assert SECRET not in col.logs()
+    done = _cli("retry", "--db", str(db), "--batch", batch)  # the cause fixed after all
+    assert done.returncode == 0 and json.loads(done.stdout)["batches"] == [int(batch)]
 
 
 def test_the_cli_retries_on_the_file_of_a_stopped_collector(tmp_path, monkeypatch):

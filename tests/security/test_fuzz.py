@@ -91,7 +91,7 @@ def test_every_query_parameter(app_client, path):
 # ---- POST bodies --------------------------------------------------------------------------------------------------
 
 POSTS = ["/v1/events", "/v1/jupyter/events", "/api/v1/lineage", "/api/v1/lineage/batch", "/v1/logs",
-         "/v1/alertmanager", "/v1/derive/retry"]
+         "/v1/alertmanager", "/v1/derive/retry", "/v1/derive/dismiss"]
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
               st.sampled_from(EDGE), st.text(max_size=20)),
@@ -129,6 +129,8 @@ def _native(path: str) -> Any:
                                                                       "value": {"stringValue": "n"}}]}]}]}]}
     if path == "/v1/derive/retry":
         return {"batch_ids": [1, 2]}
+    if path == "/v1/derive/dismiss":
+        return {"batch_ids": [1, 2], "reason": "lost"}
     if path == "/v1/alertmanager":
         return {"version": "4", "status": "firing", "receiver": "r", "alerts": [
             {"status": "firing", "labels": {"alertname": "A"}, "startsAt": "2026-11-20T10:00:00Z"}]}
