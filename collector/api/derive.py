@@ -138,7 +138,8 @@ async def derive_retry(request: Request, principal: Principal = Depends(require_
     responses={404: {"description": "a batch named does not wait to be derived again"}},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": DismissRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
-        "example": {"batch_ids": [4182], "reason": "rows from the 2026-11 importer bug; runs re-sent as batch 4391"}}}}},
+        "example": {"batch_ids": [4182],
+                    "reason": "rows from the 2026-11 importer bug; runs re-sent as batch 4391"}}}}},
 )
 async def derive_dismiss(request: Request, principal: Principal = Depends(require_scope("admin", platform=True)),
                          store: Store = Depends(get_store)) -> dict:

@@ -102,7 +102,8 @@ def outstanding(cur: duckdb.DuckDBPyConnection) -> int:
 
 def listing(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000
             ) -> list[dict[str, Any]]:
-    """The batches given up on, oldest first: those waiting (and with `include_retried` those derived again)."""
+    """The batches given up on, oldest first: those waiting (with `include_retried`, also those derived again or
+    dismissed)."""
     rows = cur.execute(_LIST, {"all": include_retried, "limit": limit}).fetchall()
     return [dict(zip(_FIELDS, r)) for r in rows]
 
@@ -144,9 +145,9 @@ def dismiss(con: duckdb.DuckDBPyConnection, batch_ids: list[int], reason: str,
 def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: list[int] | None = None,
           now: datetime | None = None) -> Retried:
     """Fold the stored events of the batches waiting (all of them, or `batch_ids`, dismissed ones included) into the
-    derived tables, inside the caller's transaction (module docstring). The counters are folded and persisted, not applied: the caller
-    applies `Retried.folded` once the transaction has committed. Raises NotOutstanding for an id not waiting (before
-    writing anything) and RetryFailed when the fold fails (the caller rolls back)."""
+    derived tables, inside the caller's transaction (module docstring). The counters are folded and persisted, not
+    applied: the caller applies `Retried.folded` once the transaction has committed. Raises NotOutstanding for an id
+    not waiting (before writing anything) and RetryFailed when the fold fails (the caller rolls back)."""
     now = now or datetime.now(timezone.utc)
     # all: those waiting; named: those not derived again yet, dismissed ones included (a fix came after all)
     waiting = _chosen(con, batch_ids, _WAITING if batch_ids is None else "rederived_at IS NULL")
