@@ -1,7 +1,9 @@
-"""`observatory derive`: the batches the deriver gave up on, and deriving them again (collector/ingest/rederive.py).
+"""`observatory derive`: the batches the deriver gave up on, deriving them again, or recording that they will not be
+(collector/ingest/rederive.py).
 
-Each command works on a running collector (`--url`, the same documents as GET /v1/derive/failures and
-POST /v1/derive/retry) or on its database file when it is stopped (`--db`); both call the same functions."""
+Each command works on a running collector (`--url`, the same documents as GET /v1/derive/failures,
+POST /v1/derive/retry and POST /v1/derive/dismiss) or on its database file when it is stopped (`--db`); both call
+the same functions."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _print(doc: Any) -> None:
 
 @derive_app.command("failures")
 def failures_cmd(
-    all_: bool = typer.Option(False, "--all", help="Also the batches derived again since"),
+    all_: bool = typer.Option(False, "--all", help="Also the batches derived again or dismissed since"),
     db: Optional[Path] = _DB, url: Optional[str] = _URL, token: Optional[str] = _TOKEN,
 ) -> None:
     """List the batches waiting to be derived again, oldest first, as JSON. Exit status 0 when none waits, 3 when
