@@ -108,8 +108,9 @@ class Settings(BaseSettings):
                           "it for writing (`serve`, `ingest --db`, `sli --db`, the cost commands, `lake export`) and "
                           "the migrations it runs, in DuckDB's syntax: `2GiB`, `1500MB`, or a share of the host's "
                           "memory, `25%` (none: DuckDB's own default, 80% of the memory). DuckDB caches the blocks "
-                          "it read or wrote up to the limit, so without one the collector's RSS follows the stored history (at saturation, "
-                          "1M events: peak 0.93-1.56 GiB without, 0.80-0.87 GiB with `512MB`; docs/performance.md). "
+                          "it read or wrote up to the limit, so without one the collector's RSS follows the stored "
+                          "history (at saturation, 1M events: peak 0.93-1.56 GiB without, 0.80-0.93 GiB with "
+                          "`512MB`; docs/performance.md). "
                           "At least 256 MiB, DuckDB's working set for the collector (a chunk being committed, the "
                           "rows the WAL holds until a checkpoint, the statements running): a commit that finds too "
                           "little fails for memory, and DuckDB may then refuse every statement until a restart "
@@ -174,6 +175,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
+
+    def collector_to_ask(self, db: Path | None, url: str | None) -> str | None:
+        """The running collector a CLI command asks: `--url`, else OBSERVATORY_URL unless `--db` names a file; None:
+        the command opens the database itself."""
+        return url or (self.url if db is None else None)
 
     def token_value(self) -> str | None:
         """The client token as text (it is a SecretStr so that printing the settings never shows it)."""

@@ -239,11 +239,12 @@ def report_cost(
     except CostInputError as err:
         _fail(err)
     settings = _settings(db=db, url=url, token=token)
-    if url is not None or (db is None and settings.url):
+    target = settings.collector_to_ask(db, url)
+    if target:
         from collector.remote import ClientError, get
         params = {"month": month, "by": by, "format": fmt} | ({"team": team} if team else {})
         try:
-            r = get(url or settings.url, "/v1/cost/report", params, settings.token_value())
+            r = get(target, "/v1/cost/report", params, settings.token_value())
         except ClientError as err:
             _fail(err)
         out_path.parent.mkdir(parents=True, exist_ok=True)

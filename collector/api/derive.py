@@ -1,5 +1,5 @@
-"""The batches the deriver gave up on, and deriving them again (collector/ingest/rederive.py): what
-`observatory derive failures` and `observatory derive retry --url` ask a running collector."""
+"""The batches the deriver gave up on, deriving them again, or recording that they will not be
+(collector/ingest/rederive.py): what `observatory derive failures|retry|dismiss --url` ask a running collector."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from collector.ingest import rederive
 from collector.ingest.store import Store
 
 router = APIRouter()
+
+# A stored batch id (BIGINT): anything else is refused (422) before it reaches SQL.
+BatchId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class DeriveFailure(BaseModel):
@@ -49,14 +52,14 @@ class DeriveFailures(BaseModel):
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
+    batch_ids: list[BatchId] | None = Field(
         None, max_length=10_000, description="Only these batches; all that wait when absent")
 
 
 class DismissRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
+    batch_ids: list[BatchId] = Field(
         min_length=1, max_length=10_000, description="The batches that will not be derived again (never implied)")
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                              max_length=rederive.MAX_REASON_CHARS)] = Field(
@@ -69,7 +72,7 @@ class Dismissed(BaseModel):
     dismissed: list[int] = Field(description="The batches dismissed: they no longer count as waiting")
 
 
-class Retried(BaseModel):
+class RetryResult(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"batches": [4182], "events": 3912, "batch_id": 4391}]})
 
@@ -85,12 +88,13 @@ class Retried(BaseModel):
     description="Batches whose events are stored and acknowledged but whose derived rows (run attempts, kernel "
                 "sessions, notebooks, schedules, reproducibility baselines) the deriver could not write: run "
                 "counters and the SLIs over run attempts undercount them until `POST /v1/derive/retry`. Oldest "
-                "first. `all=true` lists those derived again too (`observatory derive failures --url`).",
+                "first. `all=true` lists those derived again or dismissed too (`observatory derive failures "
+                "--url`).",
 )
 def derive_failures(
     principal: Principal = Depends(require_scope("admin", platform=True)),
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
-    all: bool = Query(False, description="also the batches derived again since"),
+    all: bool = Query(False, description="also the batches derived again or dismissed since"),
     limit: int = Query(1000, ge=1, le=10_000),
 ) -> dict:
     return rederive.document(db, include_retried=all, limit=limit)
@@ -102,15 +106,14 @@ MAX_RETRY_BODY_BYTES = 256 * 1024
 
 
 @router.post(
-    "/v1/derive/retry", tags=["operations"], response_model=Retried,
+    "/v1/derive/retry", tags=["operations"], response_model=RetryResult,
     summary="Derive the batches the deriver gave up on again (admin)",
     description="Folds the stored events of the waiting batches (all, or `batch_ids`, which may name dismissed ones) "
                 "into the derived tables, once what made the deriver fail is fixed: the result is what those events "
-                "arriving now would give. One "
-                "transaction: a retry that fails again changes nothing (500, naming the error's class) and the "
-                "batches stay listed. 404 for a batch that does not wait. Run counters count the batches' "
-                "attempts now; the SLIs once the next refresh folds them (`observatory derive retry --url`). The "
-                "body is optional (none, `{}` or `null`: every batch waiting).",
+                "arriving now would give. One transaction: a retry that fails again changes nothing (500, naming "
+                "the error's class) and the batches stay listed. 404 for a batch that does not wait. Run counters "
+                "count the batches' attempts now; the SLIs once the next refresh folds them (`observatory derive "
+                "retry --url`). The body is optional (none, `{}` or `null`: every batch waiting).",
     responses={404: {"description": "a batch asked for does not wait to be derived again"},
                500: {"description": "deriving the batches failed again; nothing changed"}},
     openapi_extra={"requestBody": {"required": False, "content": {"application/json": {

@@ -34,7 +34,7 @@ def _fail(message: str, code: int = 1) -> None:
 def _target(db: Optional[Path], url: Optional[str], token: Optional[str]) -> tuple[Settings, str | None]:
     """The settings and the collector to ask (None: the database file), as `observatory sli` decides."""
     settings = settings_or_exit(db=db, url=url, token=token)
-    return settings, url or (settings.url if db is None else None)
+    return settings, settings.collector_to_ask(db, url)
 
 
 def _print(doc: Any) -> None:

@@ -730,13 +730,14 @@ class Writer:
                 self.counters.persist(con, folded, "derived")
             con.execute("UPDATE ingest_batches SET derived = true WHERE batch_id = ?", [batch_id])
             rederive.record(con, batch_id, exc)
+            underived = rederive.outstanding(con)
             con.execute("COMMIT")
         except duckdb.Error as mark_exc:  # the database itself fails: the next start derives it again
             self._rollback(con)
             log.error("marking batch %d derived failed (%s)", batch_id, type(mark_exc).__name__)
             return
         self.counters.apply(folded)
-        self.stats.underived_batches += 1
+        self.stats.underived_batches = underived
 
     def _derive_once(self, pending: list[tuple[int, pa.Table]], exhaustive: bool) -> list[CounterDelta]:
         """The derived rows of `pending`, the counters they and their events cause and the batches marked derived,

@@ -92,7 +92,7 @@ def show(
     split = lambda xs: [p.strip() for x in xs for p in x.split(",") if p.strip()]  # noqa: E731
     levels = split(level) or (["notebook"] if notebook_id else ["trigger"] if trigger else
                               ["team"] if team else ["platform"])
-    target = url or (settings.url if db is None else None)
+    target = settings.collector_to_ask(db, url)
     if target:
         from collector.remote import ClientError, get
 
