@@ -52,6 +52,7 @@ DUCKDB_MEMORY_LIMIT_BYTES = "observatory_duckdb_memory_limit_bytes"
 SLI_RATIO = "notebook_sli_ratio"
 SLI_VALUE = "notebook_sli_value"
 SLI_SNAPSHOT_TIMESTAMP = "notebook_sli_snapshot_timestamp_seconds"
+SLI_UNDERIVED_RUN_ATTEMPTS = "notebook_sli_underived_run_attempts"  # what M1-M4 and M8 miss (slo/sli/underived.py)
 ARTIFACT_AGE_SECONDS = "notebook_artifact_age_seconds"
 ARTIFACTS_STALE = "notebook_artifacts_stale"
 ARTIFACTS = "notebook_artifacts"

@@ -26,6 +26,11 @@ class Provenance(BaseModel):
     event_time_to: str = Field(description="End of the event-time range (exclusive) = as_of")
     mode: Literal["incremental", "direct"]
     folded_through_batch: int | None = Field(description="Last ingest batch reflected (incremental mode)")
+    underived_run_attempts: int | None = Field(
+        None, description="SLIs over run attempts (M1-M4, M8): run attempts of this scope with an event in this "
+                          "window in a batch the deriver gave up on and that was not derived again (waiting or "
+                          "dismissed: `GET /v1/derive/failures`). 0 normally; more means the row misses at most "
+                          "that many attempts. null for the other SLIs, and on a lake engine (not known there)")
 
 
 class SliRow(BaseModel):
@@ -61,18 +66,18 @@ EXAMPLE = {
          "trigger": None, "stat": "ratio", "value": 0.95, "good": 38, "bad": 2, "total": 40, "unit": "ratio",
          "provenance": {"definition_version": "M1/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
-                        "folded_through_batch": 812}},
+                        "folded_through_batch": 812, "underived_run_attempts": 0}},
         {"sli": "M3", "name": "execution_time", "window": "1d", "team": "finance", "notebook_id": None,
          "trigger": None, "stat": "p95", "value": 412.7, "good": None, "bad": None, "total": 38, "unit": "seconds",
          "provenance": {"definition_version": "M3/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
-                        "folded_through_batch": 812}},
+                        "folded_through_batch": 812, "underived_run_attempts": 0}},
         {"sli": "M4", "name": "cost_per_run", "window": "1d", "team": None, "notebook_id": None, "trigger": None,
          "stat": "per_run", "value": None, "good": None, "bad": None, "total": None, "unit": "USD",
          "absent_reason": "no billing data allocated to runs",
          "provenance": {"definition_version": "M4/2026-12-02.1", "event_time_from": "2026-11-20T09:00:00+00:00",
                         "event_time_to": "2026-11-21T09:00:00+00:00", "mode": "incremental",
-                        "folded_through_batch": 812}},
+                        "folded_through_batch": 812, "underived_run_attempts": 0}},
     ],
 }
 
@@ -101,7 +106,9 @@ def _split(values: list[str] | None, name: str, most: int) -> list[str]:
         "`good`, `bad` and `total`; M3 gives four rows (`stat` mean, p50, p95, p99, seconds). An SLI with no "
         "events in its window is **absent**: no row for an unfiltered team, and a row with `value: null` and an "
         "`absent_reason` for the platform and for the scope the filters name. A team-scoped token sees only its "
-        "team.\n\nExamples: `/v1/sli?sli=M1&window=7d&level=trigger`, "
+        "team.\n\nRows of the SLIs over run attempts (M1-M4, M8) say in `provenance.underived_run_attempts` how "
+        "many of their scope's run attempts sit in batches the deriver gave up on (docs/reliability.md): 0 "
+        "normally.\n\nExamples: `/v1/sli?sli=M1&window=7d&level=trigger`, "
         "`/v1/sli?sli=execution_time&team=finance&as_of=2026-11-01T00:00:00Z`, "
         "`/v1/sli?notebook_id=nb-revenue&window=1d,30d`."
     ),

@@ -78,4 +78,4 @@ def compute(engine: Engine, q: SliQuery, cfg: SliConfig | None = None) -> list[d
 
         q = replace(q, slis=[s for s in (q.slis or list(Q.SLIS)) if s.upper() not in ("M4", "M10")])
     decide_missed(engine, utc(q.as_of), cfg)
-    return compute_direct(engine.cursor(), q, cfg, mode="direct", fold_first=False)
+    return compute_direct(engine.cursor(), q, cfg, mode="direct", fold_first=False, underived=False)

@@ -202,3 +202,9 @@ def print_table(doc: dict) -> None:
                                                           if c in wide),
                       r["stat"], value_text(r), _fmt(r["good"]), _fmt(r.get("bad")), _fmt(r["total"]))
     Console(width=200).print(table)
+    missing = [r for r in rows if (r["provenance"].get("underived_run_attempts") or 0) > 0]
+    if missing:
+        worst = max(missing, key=lambda r: r["provenance"]["underived_run_attempts"])
+        typer.echo(f"{len(missing)} of these rows miss run attempts of batches the deriver gave up on (at most "
+                   f"{worst['provenance']['underived_run_attempts']}, {worst['sli']} over {worst['window']}): "
+                   "`observatory derive failures --all` lists the batches (docs/reliability.md)", err=True)

@@ -36,6 +36,7 @@ from slo.sli import sql as Q
 from slo.sli.beside import beside
 from slo.sli.config import LEVELS, PER_NOTEBOOK, SliConfig, SliQuery, resolve_sli, utc
 from slo.sli.fold import fold, kept_state
+from slo.sli.underived import FROM_RUN_ATTEMPTS, Scope, missing_attempts
 from slo.sli.windows import Win, merge_ranges, windows
 
 
@@ -80,6 +81,8 @@ class _Ctx:
         self.kept = kept  # (key of the kept states, fold cursor), read under the fold lock (incremental mode)
         self.out: list[dict[str, Any]] = []
         self.reasons: dict[str, str] = {}
+        # run attempts not derived per scope (slo/sli/underived.py); None: not known (computed on a lake engine)
+        self.missing: dict[Scope, int] | None = None
         # the provenance times as text, once per window (a refresh emits ~1,600 rows: 3 ms of isoformat)
         self.as_of_text = as_of.isoformat()
         self.start_text = {w.name: w.s.isoformat() for w in wins}
@@ -123,6 +126,8 @@ class _Ctx:
                 "event_time_from": None if sli in SNAPSHOT else self.start_text[w.name],
                 "event_time_to": self.as_of_text,
                 **self.prov,
+                "underived_run_attempts": None if self.missing is None or sli not in FROM_RUN_ATTEMPTS
+                else self.missing.get((w.name, team, nb, trig), 0),
             },
         }
         if value is None:
@@ -149,8 +154,10 @@ class _Ctx:
 
 
 def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None = None, *,
-            mode: str = "incremental", fold_first: bool = True) -> list[dict[str, Any]]:
-    """Every requested SLI for every requested window and level at q.as_of; rows as served by GET /v1/sli."""
+            mode: str = "incremental", fold_first: bool = True, underived: bool = True) -> list[dict[str, Any]]:
+    """Every requested SLI for every requested window and level at q.as_of; rows as served by GET /v1/sli.
+    `underived`: mark the rows of SLIs over run attempts with the attempts the deriver gave up on (the collector's
+    database; a lake engine has no record of them)."""
     cfg = cfg or SliConfig()
     as_of = utc(q.as_of)
     if mode not in ("incremental", "direct"):
@@ -169,6 +176,11 @@ def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None =
     with kept_state(cur) if mode == "incremental" else nullcontext((None, None)) as kept:
         prov = {"mode": mode, "folded_through_batch": kept[1]}
         ctx = _Ctx(q, wins, levels, as_of, prov, kept)
+        if underived and FROM_RUN_ATTEMPTS & set(slis):
+            sets = [_grouping(levels, notebook=False, trigger=True)]
+            if "notebook" in levels:
+                sets.append(_grouping(levels, notebook=True, trigger=True))
+            ctx.missing = missing_attempts(cur, wins, as_of, [s for s in sets if s])
 
         # The snapshot SLIs beside the others (slo/sli/beside.py): their statements (~12 ms at 10M events) overlap
         # the others' statements and Python (measured in the seventh round: 54 -> 41 ms per refresh). They read the

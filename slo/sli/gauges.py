@@ -23,11 +23,12 @@ from collector import conventions as C
 from slo.sli import missed, slots
 from slo.sli.compute import active_kernels, artifact_states, compute, consecutive_failures
 from slo.sli.config import SliConfig, SliQuery
+from slo.sli.underived import FROM_RUN_ATTEMPTS
 
 ALL_TEAMS = C.ALL_TEAMS
-SLI_GAUGES = (C.SLI_RATIO, C.SLI_VALUE, C.SLI_SNAPSHOT_TIMESTAMP, C.ARTIFACT_AGE_SECONDS, C.ARTIFACTS_STALE,
-              C.ARTIFACTS, C.SCHEDULED_RUNS_MISSED, C.SCHEDULED_SLOTS, C.KERNEL_SESSIONS_ACTIVE,
-              C.CONSECUTIVE_FAILURES)
+SLI_GAUGES = (C.SLI_RATIO, C.SLI_VALUE, C.SLI_SNAPSHOT_TIMESTAMP, C.SLI_UNDERIVED_RUN_ATTEMPTS,
+              C.ARTIFACT_AGE_SECONDS, C.ARTIFACTS_STALE, C.ARTIFACTS, C.SCHEDULED_RUNS_MISSED, C.SCHEDULED_SLOTS,
+              C.KERNEL_SESSIONS_ACTIVE, C.CONSECUTIVE_FAILURES)
 MAX_TEAMS = 500  # label values per family; the rest are dropped (the platform row still covers them)
 
 
@@ -50,8 +51,15 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         "counts, M10 month-over-month change, M11 crashes per 1000 sessions, M14 days, M7 max artifact age).",
         labels=["sli", "window", "team", "stat"])
     teams_seen: set[str] = set()
+    missing: dict[tuple[str, str], int] = {}  # (window, team) -> run attempts the deriver gave up on
     for r in rows:
-        if r["value"] is None or r["notebook_id"] is not None or r["trigger"] is not None:
+        if r["notebook_id"] is not None or r["trigger"] is not None:
+            continue
+        n = r["provenance"]["underived_run_attempts"]
+        if r["sli"] in FROM_RUN_ATTEMPTS and n is not None:
+            key = (r["window"], r["team"] or ALL_TEAMS)
+            missing[key] = max(missing.get(key, 0), n)
+        if r["value"] is None:
             continue
         team = r["team"] or ALL_TEAMS
         if team not in teams_seen:
@@ -62,6 +70,13 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
             ratio.add_metric([r["sli"], r["window"], team], float(r["value"]))
         else:
             value.add_metric([r["sli"], r["window"], team, r["stat"]], float(r["value"]))
+    under = GaugeMetricFamily(
+        C.SLI_UNDERIVED_RUN_ATTEMPTS, "Run attempts with an event in the window in a batch the deriver gave up on "
+        "and that was not derived again: what the SLIs over run attempts (M1-M4, M8) miss; 0 normally "
+        "(docs/reliability.md).", labels=["window", "team"])
+    for (window, team), n in missing.items():
+        if team == ALL_TEAMS or team in teams_seen:
+            under.add_metric([window, team], float(n))
     ts = GaugeMetricFamily(C.SLI_SNAPSHOT_TIMESTAMP,
                            "as_of of the SLI gauges (ask GET /v1/sli?as_of= for the same numbers).",
                            value=as_of.timestamp())
@@ -100,7 +115,7 @@ def families(as_of: datetime, rows: list[dict], cur: duckdb.DuckDBPyConnection,
         "attempt (capped by OBSERVATORY_SLI_CRITICAL_NOTEBOOKS_CAP).", labels=[C.TEAM, C.NOTEBOOK, C.OWNER])
     for team, nb, owner, n in consecutive_failures(cur, cfg.critical_notebooks_cap, cfg.production_environments):
         consec.add_metric([team, nb, owner], float(n))
-    return [ratio, value, ts, age_f, stale_f, tracked_f, missed_f, slot_f, active, consec]
+    return [ratio, value, under, ts, age_f, stale_f, tracked_f, missed_f, slot_f, active, consec]
 
 
 def sli_metrics(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None) -> list[Metric]:
