@@ -189,9 +189,13 @@ def _cost(L: Layout) -> None:
 
 
 def _sli(metric: str, sli: str, window: str, stat: str | None = None) -> str:
-    """One DuckDB-computed SLI gauge as `$team` asks: the platform row when every team is selected (All), else one
-    series per selected team."""
-    matchers = [eq(C.SLI, sli)] + ([eq(C.STAT, stat)] if stat else []) + [eq(C.WINDOW, window)]
+    """One DuckDB-computed SLI gauge as `$team` asks (`_teams`)."""
+    return _teams(metric, eq(C.SLI, sli), *([eq(C.STAT, stat)] if stat else []), eq(C.WINDOW, window))
+
+
+def _teams(metric: str, *matchers: str) -> str:
+    """A gauge with a `team` label and the platform as team="__all__", as `$team` asks: the platform row when every
+    team is selected (All), else one series per selected team."""
     every = (f"(count({m(metric, *matchers, TEAM_ANY, ne(C.TEAM, C.ALL_TEAMS))})"
              f" == count({m(metric, *matchers, ne(C.TEAM, C.ALL_TEAMS))}))")
     platform = f'label_replace({m(metric, *matchers, PLATFORM)}, "{C.TEAM}", "all teams", "", "")'
@@ -272,3 +276,12 @@ def _reliability(L: Layout) -> None:
         "Secrets reported by scanners plus secrets redacted at ingest, the platform (or each selected team), last 30 days (SLI M5).",
         "short",
         [prom(_sli(C.SLI_VALUE, "M5", "30d", "count"), legend(C.TEAM), instant=True)], thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 5)
+    L.add(stat_panel(
+        209, "Run attempts missing from the SLIs (30d)",
+        "Run attempts of the last 30 days, the platform (or each selected team), that the collector stored but "
+        "could not derive: the SLIs over run attempts (run success, reproducibility, execution time, cost per run, "
+        "autorun failures) do not count them until the platform team derives them again (the "
+        "ObservatoryDeriveFailures ticket), or for good once it has dismissed them with a reason (`observatory "
+        f"derive failures --all`; `{C.SLI_UNDERIVED_RUN_ATTEMPTS}`, docs/reliability.md). 0 is the normal state.",
+        "short", [prom(_teams(C.SLI_UNDERIVED_RUN_ATTEMPTS, eq(C.WINDOW, "30d")), legend(C.TEAM), instant=True)],
+        thresholds=steps((None, "green"), (1, "orange")), decimals=0), 6, 5)
