@@ -29,6 +29,7 @@ from collector.api.auth import Principal, require_scope
 from collector.api.deps import multi, parse_time, query, read_cursor, scoped_teams
 from collector.api.errors import BadRequest, NotFound
 from collector.api.where import Page, Where, decode_cursor, encode_cursor, page
+from collector.ingest import rederive
 
 router = APIRouter(tags=["runs"])
 
@@ -348,7 +349,8 @@ def list_runs(
                 "notebook's most recently finished attempt (what the debug dashboard's cell timeline shows by "
                 "default; an attempt still running has no cells yet). "
                 "`cells` carries each cell's duration and its offset on the run's timeline.",
-    responses={404: {"description": "no such run (or attempt) visible to this token"}},
+    responses={404: {"description": "no such run (or attempt) visible to this token; when its events are stored in "
+                                    "a batch the collector could not derive, the message names the batch"}},
 )
 def get_run(
     db: duckdb.DuckDBPyConnection = Depends(read_cursor),
@@ -378,7 +380,10 @@ def get_run(
            " LIMIT 1")
     rows = query(db, sql, w.params)
     if not rows:
-        raise NotFound(f"run {run_id[:256]!r}" + (f" attempt {attempt}" if attempt else "") + " not found")
+        held = [] if run_id == "latest" else rederive.holding(db, run_id, principal.team)
+        raise NotFound(f"run {run_id[:256]!r}" + (f" attempt {attempt}" if attempt else "") + " not found" + (
+            f"; its events are stored in batch {', '.join(map(str, held))}, which the collector could not derive "
+            "(the platform team's `observatory derive failures`; docs/reliability.md)" if held else ""))
     row = _run_item(rows[0])
     cells_raw = _json(row.pop("cells_json")) or []
     cells, offset = [], 0.0

@@ -56,6 +56,14 @@ _LIST = f"""
 SELECT {", ".join(_FIELDS)} FROM derive_failures
 WHERE $all OR {_WAITING} ORDER BY batch_id LIMIT $limit
 """
+# The batches not derived (waiting or dismissed) holding events of run $run (of team $team when not null): why a run
+# whose events were stored is not in `run_attempts`. Scanned only between the first and last such batch.
+_HOLDING = """
+SELECT list(DISTINCT batch_id ORDER BY batch_id) FROM events
+WHERE batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id) AND run_id = $run
+  AND ($team IS NULL OR team = $team)
+"""
+_NOT_DERIVED = "SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE rederived_at IS NULL"
 # An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).
 MAX_REASON_CHARS = 500
 
@@ -111,6 +119,22 @@ def listing(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, li
 def document(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000) -> dict[str, Any]:
     """What GET /v1/derive/failures and `observatory derive failures` print: how many wait, and the list."""
     return {"outstanding": outstanding(cur), "items": listing(cur, include_retried=include_retried, limit=limit)}
+
+
+def not_derived(cur: duckdb.DuckDBPyConnection) -> list[int]:
+    """The batches given up on and not derived again, waiting or dismissed (their run attempts are missing), in
+    order; normally none."""
+    return cur.execute(_NOT_DERIVED).fetchall()[0][0] or []
+
+
+def holding(cur: duckdb.DuckDBPyConnection, run_id: str, team: str | None = None) -> list[int]:
+    """The batches not derived again (waiting or dismissed) that hold events of `run_id` (of `team`'s only, when
+    given): what a read that finds no such run names, so that "not found" does not hide stored events."""
+    batches = not_derived(cur)
+    if not batches:
+        return []
+    return cur.execute(_HOLDING, {"lo": batches[0], "hi": batches[-1], "batches": batches, "run": run_id,
+                                  "team": team}).fetchall()[0][0] or []
 
 
 def _chosen(con: duckdb.DuckDBPyConnection, batch_ids: list[int] | None, where: str) -> list[int]:

@@ -573,13 +573,12 @@ CONTRIB_CHANGES = ("SELECT epoch_us(t) AS t, sli, team, trigger, good, bad, tota
 
 # ---- what the SLIs over run attempts miss (slo/sli/underived.py) ------------------------------------------------
 
-# The batches the deriver gave up on and that were not derived again: waiting, or dismissed
-# (collector/ingest/rederive.py). Normally none, so the one statement a computation pays is this one.
-UNDERIVED_BATCHES = "SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE rederived_at IS NULL"
-# The run attempts with an event in those batches ($batches, between $lo and $hi so that the scan prunes by batch)
-# before $as_of, counted in each window ({windows}: rows of (name, s)) that holds such an event, per scope
-# ({grouping}: grouping sets over team, notebook_id, trigger). An attempt's scope is its latest such event's, with
-# 'unknown' for a missing team or trigger as everywhere else.
+# The run attempts with an event before $as_of in the batches not derived ($batches, from collector/ingest/rederive.py:
+# `not_derived`; between $lo and $hi so that the scan prunes by batch), counted in each window ({windows}: rows of
+# (name, s)) that holds such an event, per scope ({grouping}: grouping sets over team, notebook_id, trigger). An
+# attempt's scope is its latest such event's, with 'unknown' for a missing team or trigger as everywhere else. Events
+# before the earliest window ($since) can be neither, so they are left out before grouping (a dismissed batch of last
+# year costs its scan only).
 UNDERIVED_ATTEMPTS = """
 WITH a AS (
     SELECT run_id, attempt, max(time) AS last,
@@ -587,7 +586,7 @@ WITH a AS (
            arg_max(coalesce(trigger, 'unknown'), time) AS trigger
     FROM events
     WHERE batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id)
-      AND run_id IS NOT NULL AND time < $as_of
+      AND run_id IS NOT NULL AND time >= $since AND time < $as_of
     GROUP BY run_id, attempt
 )
 SELECT w.name, team, notebook_id, trigger, GROUPING(team), GROUPING(notebook_id), GROUPING(trigger), count(*)

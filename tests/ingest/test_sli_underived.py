@@ -3,7 +3,7 @@ row of an SLI over run attempts (M1-M4, M8) carries, in `provenance.underived_ru
 attempts of its scope with an event in its window in a batch the deriver gave up on and that was not derived again
 (counted here in plain Python from the posted events); a dismissed batch still counts (its attempts stay missing); a
 retry brings every count to 0; the other SLIs carry null; a team sees only its own attempts; `observatory sli`
-says so under its table."""
+says so under its table; `GET /v1/runs/{id}` of such a run names the batch instead of a bare "not found"."""
 
 from __future__ import annotations
 
@@ -117,7 +117,16 @@ def test_the_api_marks_the_rows_and_a_team_sees_its_own(make_client, db_path, mo
     doc = c.get("/v1/sli", params={"sli": "M1", "window": "1d"}, headers=auth("team_read")).json()
     assert {r["team"] for r in doc["slis"]} == {"finance"}
     assert [r["provenance"]["underived_run_attempts"] for r in doc["slis"]] == [0]
+    # the run itself: not found, and the answer names the batch holding its events, for the tokens that see them
+    [batch] = [r["batch_id"] for r in c.get("/v1/derive/failures", headers=auth("admin")).json()["items"]]
+    r = c.get("/v1/runs/r-poison", headers=auth("read"))
+    assert r.status_code == 404 and f"stored in batch {batch}, which the collector could not derive" in r.text
+    r = c.get("/v1/runs/r-poison", headers=auth("team_read"))  # another team's run: nothing of it
+    assert r.status_code == 404 and "batch" not in r.text
+    r = c.get("/v1/runs/r-nothing", headers=auth("read"))
+    assert r.status_code == 404 and "batch" not in r.text
     assert c.post("/v1/derive/retry", headers=auth("admin")).status_code == 200
+    assert c.get("/v1/runs/r-poison", headers=auth("read")).status_code == 200
     doc = c.get("/v1/sli", params={"sli": "M1", "window": "1d", "level": "platform"}, headers=auth("read")).json()
     [row] = doc["slis"]
     assert row["total"] == 2 and row["provenance"]["underived_run_attempts"] == 0
