@@ -34,6 +34,13 @@ class DeriveFailure(BaseModel):
     dismissed_at: datetime | None = Field(None, description="When an operator decided it will not be derived again "
                                                             "(`POST /v1/derive/dismiss`); null otherwise")
     dismissed_reason: str | None = Field(None, description="The operator's reason, secrets redacted")
+    run_attempts: int = Field(0, description="Run attempts with events in the batch: missing from `run_attempts`, "
+                                             "the run counters and the SLIs over run attempts while it is not "
+                                             "derived (an attempt whose other events were derived is incomplete)")
+    teams: list[str] = Field(default_factory=list, description="Those attempts' teams (at most 100)")
+    event_time_from: datetime | None = Field(None, description="The batch's earliest event time: with "
+                                                               "`event_time_to`, the SLI windows it falls in")
+    event_time_to: datetime | None = Field(None, description="The batch's latest event time")
 
 
 class DeriveFailures(BaseModel):
@@ -41,7 +48,9 @@ class DeriveFailures(BaseModel):
         "outstanding": 1,
         "items": [{"batch_id": 4182, "failed_at": "2026-12-06T09:14:02.511000Z", "events": 3912,
                    "error": "ConstraintException", "rederived_at": None, "rederived_batch": None,
-                   "dismissed_at": None, "dismissed_reason": None}],
+                   "dismissed_at": None, "dismissed_reason": None, "run_attempts": 1240,
+                   "teams": ["data-eng", "finance"], "event_time_from": "2026-12-06T09:12:40.100000Z",
+                   "event_time_to": "2026-12-06T09:13:58.870000Z"}],
     }]})
 
     outstanding: int = Field(description="Batches waiting to be derived again, not dismissed (the "

@@ -56,6 +56,19 @@ _LIST = f"""
 SELECT {", ".join(_FIELDS)} FROM derive_failures
 WHERE $all OR {_WAITING} ORDER BY batch_id LIMIT $limit
 """
+# What the listed batches ($ids, between $lo and $hi so that the scan prunes by batch) hold: their run attempts and
+# those attempts' teams (whose run counters and SLIs miss them; at most 100 named), and the time range of their events
+# (the SLI windows they fall in).
+_CONTENTS = """
+SELECT batch_id,
+       count(DISTINCT (run_id, attempt)) FILTER (WHERE run_id IS NOT NULL) AS run_attempts,
+       list_slice(list(DISTINCT coalesce(team, 'unknown') ORDER BY coalesce(team, 'unknown'))
+                  FILTER (WHERE run_id IS NOT NULL), 1, 100) AS teams,
+       min(time) AS event_time_from, max(time) AS event_time_to
+FROM events WHERE batch_id BETWEEN $lo AND $hi AND list_contains($ids, batch_id)
+GROUP BY batch_id
+"""
+CONTENT_FIELDS = ("run_attempts", "teams", "event_time_from", "event_time_to")
 # The batches not derived (waiting or dismissed) holding events of run $run (of team $team when not null): why a run
 # whose events were stored is not in `run_attempts`. Scanned only between the first and last such batch.
 _HOLDING = """
@@ -111,9 +124,15 @@ def outstanding(cur: duckdb.DuckDBPyConnection) -> int:
 def listing(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000
             ) -> list[dict[str, Any]]:
     """The batches given up on, oldest first: those waiting (with `include_retried`, also those derived again or
-    dismissed)."""
-    rows = cur.execute(_LIST, {"all": include_retried, "limit": limit}).fetchall()
-    return [dict(zip(_FIELDS, r)) for r in rows]
+    dismissed), each with what it holds (`CONTENT_FIELDS`): what an operator weighs before a retry or a dismissal."""
+    items = [dict(zip(_FIELDS, r)) for r in cur.execute(_LIST, {"all": include_retried, "limit": limit}).fetchall()]
+    if not items:
+        return items
+    ids = [i["batch_id"] for i in items]
+    held = {r[0]: r[1:] for r in cur.execute(_CONTENTS, {"ids": ids, "lo": ids[0], "hi": ids[-1]}).fetchall()}
+    for i in items:
+        i.update(zip(CONTENT_FIELDS, held.get(i["batch_id"], (0, [], None, None))))
+    return items
 
 
 def document(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, limit: int = 1000) -> dict[str, Any]:

@@ -234,7 +234,8 @@ def _given_up_database(path: Path, monkeypatch, now: datetime) -> None:
 
 
 def test_the_api_lists_and_retries_for_admins_only(make_client, db_path, monkeypatch):
-    _given_up_database(db_path, monkeypatch, datetime.now(timezone.utc) - timedelta(minutes=5))
+    when = datetime.now(timezone.utc) - timedelta(minutes=5)
+    _given_up_database(db_path, monkeypatch, when)
     c = make_client()
     assert c.get("/v1/derive/failures").status_code == 401
     assert c.get("/v1/derive/failures", headers=auth("read")).status_code == 403
@@ -245,6 +246,11 @@ def test_the_api_lists_and_retries_for_admins_only(make_client, db_path, monkeyp
     assert c.post("/v1/derive/retry", headers=auth("team_admin")).status_code == 403
     doc = c.get("/v1/derive/failures", headers=auth("admin")).json()
     assert doc["outstanding"] == 1 and doc["items"][0]["error"] == "RuntimeError"
+    # what the batch holds: the run attempt it keeps out of the derived tables, its team, its events' time
+    item = doc["items"][0]
+    assert (item["run_attempts"], item["teams"]) == (1, ["t"])
+    assert item["event_time_from"] == item["event_time_to"] and item["event_time_from"].startswith(
+        when.strftime("%Y-%m-%dT%H:%M:%S"))
     samples = parse_metrics(c.get("/metrics", headers=auth("read")).text)
     assert metric_sum(samples, "observatory_writer_underived_batches") == 1
     assert metric_sum(samples, "notebook_run_attempts_total") == 1

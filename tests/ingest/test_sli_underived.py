@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from collector.ingest import rederive
 from slo.sli.compute import compute
 from slo.sli.config import SliConfig, SliQuery
 from slo.sli.fold import fold
@@ -75,6 +76,16 @@ def test_the_rows_count_the_attempts_of_batches_not_derived(tmp_path, monkeypatc
     ids = {i for (i,) in con.cursor().execute("SELECT id FROM events WHERE list_contains(?, batch_id)",
                                               [given_up]).fetchall()}
     latest = _expected(events, ids, AS_OF)
+    # the listing says what each batch holds: its run attempts and their teams, its events' time range
+    by_id = {e["id"]: e for e in events}
+    for item in rederive.listing(con.cursor()):
+        mine = [by_id[i] for (i,) in con.cursor().execute("SELECT id FROM events WHERE batch_id = ?",
+                                                            [item["batch_id"]]).fetchall()]
+        runs = {(e["data"]["run_id"], e["data"].get("attempt")) for e in mine if "run_id" in e["data"]}
+        teams = sorted({e["data"].get("team") or "unknown" for e in mine if "run_id" in e["data"]})
+        times = sorted(datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in mine)
+        assert (item["run_attempts"], item["teams"]) == (len(runs), teams)
+        assert (item["event_time_from"], item["event_time_to"]) == (times[0], times[-1])
     for levels in LEVELS:
         for mode in ("incremental", "direct"):
             assert _check(_rows(con, levels, mode), latest, AS_OF) > 0  # not vacuous
