@@ -364,7 +364,8 @@ def main() -> None:
     full = _phase(["full", str(folded), info["now"]])
     print("full:", full, flush=True)
     # the incremental refresh is a few hundred ms on a shared machine: the median of --reps runs, each in its own
-    # process on a fresh copy, alternating with --before's code when given (same history, same run)
+    # process on a fresh copy, alternating with --before's code when given (same history, same run; which of the two
+    # runs first alternates too)
     runs: dict[str, list[dict]] = {"after": [], "before": [], "threads": []}
     folded_before = None
     if a.before:  # its own folded history: the other code's migrations and folded tables may differ
@@ -374,8 +375,10 @@ def main() -> None:
         _fill_baselines(folded_before, a.baselines)
     series = (("before", a.before, None, folded_before), ("after", ROOT, None, folded),
               ("threads", ROOT if a.threads_too else None, a.threads_too, folded))
-    for _ in range(a.reps):
-        for which, code, threads, history in series:
+    for rep in range(a.reps):
+        # each code runs first in every other repetition, so that neither gains by its place (a second process on
+        # the same history may find the machine's caches warmer)
+        for which, code, threads, history in (series if rep % 2 == 0 else series[1::-1] + series[2:]):
             if code is not None:
                 runs[which].append(_phase(["incremental", str(history), info["now"]], code=code, threads=threads))
                 print(f"incremental ({which}):", runs[which][-1], flush=True)
