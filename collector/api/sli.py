@@ -30,7 +30,8 @@ class Provenance(BaseModel):
         None, description="SLIs over run attempts (M1-M4, M8): run attempts of this scope with an event in this "
                           "window in a batch the deriver gave up on and that was not derived again (waiting or "
                           "dismissed: `GET /v1/derive/failures`). 0 normally; more means the row misses at most "
-                          "that many attempts. null for the other SLIs, and on a lake engine (not known there)")
+                          "that many attempts. Always 0 on a lake engine, which rebuilds the run attempts from the "
+                          "stored events. null for the other SLIs")
 
 
 class SliRow(BaseModel):

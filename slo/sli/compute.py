@@ -81,8 +81,8 @@ class _Ctx:
         self.kept = kept  # (key of the kept states, fold cursor), read under the fold lock (incremental mode)
         self.out: list[dict[str, Any]] = []
         self.reasons: dict[str, str] = {}
-        # run attempts not derived per scope (slo/sli/underived.py); None: not known (computed on a lake engine)
-        self.missing: dict[Scope, int] | None = None
+        # run attempts not derived per scope (slo/sli/underived.py); scopes missing none are left out
+        self.missing: dict[Scope, int] = {}
         # the provenance times as text, once per window (a refresh emits ~1,600 rows: 3 ms of isoformat)
         self.as_of_text = as_of.isoformat()
         self.start_text = {w.name: w.s.isoformat() for w in wins}
@@ -126,8 +126,8 @@ class _Ctx:
                 "event_time_from": None if sli in SNAPSHOT else self.start_text[w.name],
                 "event_time_to": self.as_of_text,
                 **self.prov,
-                "underived_run_attempts": None if self.missing is None or sli not in FROM_RUN_ATTEMPTS
-                else self.missing.get((w.name, team, nb, trig), 0),
+                "underived_run_attempts": self.missing.get((w.name, team, nb, trig), 0)
+                if sli in FROM_RUN_ATTEMPTS else None,
             },
         }
         if value is None:
@@ -156,8 +156,9 @@ class _Ctx:
 def compute(cur: duckdb.DuckDBPyConnection, q: SliQuery, cfg: SliConfig | None = None, *,
             mode: str = "incremental", fold_first: bool = True, underived: bool = True) -> list[dict[str, Any]]:
     """Every requested SLI for every requested window and level at q.as_of; rows as served by GET /v1/sli.
-    `underived`: mark the rows of SLIs over run attempts with the attempts the deriver gave up on (the collector's
-    database; a lake engine has no record of them)."""
+    `underived`: count, on the rows of the SLIs over run attempts, the attempts of batches the deriver gave up on
+    (slo/sli/underived.py); False on a lake engine, whose run attempts are rebuilt from every stored event
+    (collector/lake/rebuild.py), so that its rows miss none."""
     cfg = cfg or SliConfig()
     as_of = utc(q.as_of)
     if mode not in ("incremental", "direct"):

@@ -66,8 +66,9 @@ def test_api_sli_and_cost_on_the_lake_engine(tmp_path: Path, monkeypatch):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "provenance"} for r in rows]  # noqa: E731
     assert strip(lake) == strip(local)
     assert {r["provenance"]["mode"] for r in lake} == {"direct"}
-    # the lake has no record of batches the deriver gave up on: not known there, 0 in the collector's database
-    assert {r["provenance"]["underived_run_attempts"] for r in lake} == {None}
-    assert {r["provenance"]["underived_run_attempts"] for r in local if r["sli"] == "M1"} == {0}
+    # nothing given up on: the SLIs over run attempts miss nothing on either (tests/lake/test_lake_underived.py)
+    for rows in (lake, local):
+        assert {r["provenance"]["underived_run_attempts"] for r in rows if r["sli"] == "M1"} == {0}
+        assert {r["provenance"]["underived_run_attempts"] for r in rows if r["sli"] == "M6"} <= {None}
     assert any(r["sli"] == "M1" and r["value"] is not None for r in lake)
     assert cost["summary"]["total_cost"] == "0"
