@@ -29,7 +29,7 @@ WINDOWS = ["1d", "7d", "30d"]
 LEVELS = [("platform", "team", "trigger"), ("notebook",)]
 
 
-def _expected(events: list[dict], ids: set[str], as_of: datetime) -> dict[tuple, datetime]:
+def _expected(events: list[dict], ids: set[str], as_of: datetime) -> dict[tuple, tuple]:
     """(run_id, attempt) -> (time of its latest event before `as_of` among `ids`, its scope then)."""
     latest: dict[tuple, tuple] = {}
     for e in events:
