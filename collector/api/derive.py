@@ -97,7 +97,8 @@ class RetryResult(BaseModel):
     description="Batches whose events are stored and acknowledged but whose derived rows (run attempts, kernel "
                 "sessions, notebooks, schedules, reproducibility baselines) the deriver could not write: run "
                 "counters and the SLIs over run attempts undercount them until `POST /v1/derive/retry`. Oldest "
-                "first. `all=true` lists those derived again or dismissed too (`observatory derive failures "
+                "first, each with what it keeps out of the derived tables: its run attempts, their teams, its "
+                "events' time range. `all=true` lists those derived again or dismissed too (`observatory derive failures "
                 "--url`).",
 )
 def derive_failures(
