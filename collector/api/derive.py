@@ -98,8 +98,8 @@ class RetryResult(BaseModel):
                 "sessions, notebooks, schedules, reproducibility baselines) the deriver could not write: run "
                 "counters and the SLIs over run attempts undercount them until `POST /v1/derive/retry`. Oldest "
                 "first, each with what it keeps out of the derived tables: its run attempts, their teams, its "
-                "events' time range. `all=true` lists those derived again or dismissed too (`observatory derive failures "
-                "--url`).",
+                "events' time range. `all=true` lists those derived again or dismissed too (`observatory derive "
+                "failures --url`).",
 )
 def derive_failures(
     principal: Principal = Depends(require_scope("admin", platform=True)),
