@@ -39,6 +39,7 @@ import duckdb
 from collector.contract.redaction import redact_text
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import fold_batches, typed_from_stored
+from collector.storage.queries import ATTEMPT, IN_BATCHES, RUN_EVENT, batch_params
 from collector.storage.schema import INGEST_SCHEMA
 
 # Written in the deriver's transaction that marks the batch derived (its events counted from ingest_batches).
@@ -47,8 +48,9 @@ INSERT INTO derive_failures (batch_id, failed_at, events, error)
 SELECT batch_id, $now, events, $error FROM ingest_batches WHERE batch_id = $batch
 ON CONFLICT DO NOTHING
 """
-# Waiting: neither derived again nor dismissed (migration 0216).
-_WAITING = "rederived_at IS NULL AND dismissed_at IS NULL"
+# Not derived again (its run attempts are still missing); waiting: not dismissed either (migration 0216).
+_UNDERIVED = "rederived_at IS NULL"
+_WAITING = f"{_UNDERIVED} AND dismissed_at IS NULL"
 OUTSTANDING = f"SELECT count(*) FROM derive_failures WHERE {_WAITING}"
 _FIELDS = ("batch_id", "failed_at", "events", "error", "rederived_at", "rederived_batch", "dismissed_at",
            "dismissed_reason")
@@ -56,27 +58,25 @@ _LIST = f"""
 SELECT {", ".join(_FIELDS)} FROM derive_failures
 WHERE $all OR {_WAITING} ORDER BY batch_id LIMIT $limit
 """
-# What the listed batches ($ids, between $lo and $hi so that the scan prunes by batch) hold: their run attempts and
-# those attempts' teams (whose run counters and SLIs miss them; at most 100 named), and the time range of their events
-# (the SLI windows they fall in).
-_CONTENTS = """
+# What the listed batches hold: their run attempts (as the deriver makes them) and those attempts' teams (whose run
+# counters and SLIs miss them; at most 100 named), and the time range of their events (the SLI windows they fall in).
+_CONTENTS = f"""
 SELECT batch_id,
-       count(DISTINCT (run_id, attempt)) FILTER (WHERE run_id IS NOT NULL) AS run_attempts,
+       count(DISTINCT (run_id, {ATTEMPT})) FILTER (WHERE {RUN_EVENT}) AS run_attempts,
        list_slice(list(DISTINCT coalesce(team, 'unknown') ORDER BY coalesce(team, 'unknown'))
-                  FILTER (WHERE run_id IS NOT NULL), 1, 100) AS teams,
+                  FILTER (WHERE {RUN_EVENT}), 1, 100) AS teams,
        min(time) AS event_time_from, max(time) AS event_time_to
-FROM events WHERE batch_id BETWEEN $lo AND $hi AND list_contains($ids, batch_id)
+FROM events WHERE {IN_BATCHES}
 GROUP BY batch_id
 """
 CONTENT_FIELDS = ("run_attempts", "teams", "event_time_from", "event_time_to")
 # The batches not derived (waiting or dismissed) holding events of run $run (of team $team when not null): why a run
-# whose events were stored is not in `run_attempts`. Scanned only between the first and last such batch.
-_HOLDING = """
+# whose events were stored is not in `run_attempts`.
+_HOLDING = f"""
 SELECT list(DISTINCT batch_id ORDER BY batch_id) FROM events
-WHERE batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id) AND run_id = $run
-  AND ($team IS NULL OR team = $team)
+WHERE {IN_BATCHES} AND run_id = $run AND ($team IS NULL OR team = $team)
 """
-_NOT_DERIVED = "SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE rederived_at IS NULL"
+_NOT_DERIVED = f"SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE {_UNDERIVED}"
 # An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).
 MAX_REASON_CHARS = 500
 
@@ -128,8 +128,7 @@ def listing(cur: duckdb.DuckDBPyConnection, *, include_retried: bool = False, li
     items = [dict(zip(_FIELDS, r)) for r in cur.execute(_LIST, {"all": include_retried, "limit": limit}).fetchall()]
     if not items:
         return items
-    ids = [i["batch_id"] for i in items]
-    held = {r[0]: r[1:] for r in cur.execute(_CONTENTS, {"ids": ids, "lo": ids[0], "hi": ids[-1]}).fetchall()}
+    held = {r[0]: r[1:] for r in cur.execute(_CONTENTS, batch_params([i["batch_id"] for i in items])).fetchall()}
     for i in items:
         i.update(zip(CONTENT_FIELDS, held.get(i["batch_id"], (0, [], None, None))))
     return items
@@ -152,8 +151,7 @@ def holding(cur: duckdb.DuckDBPyConnection, run_id: str, team: str | None = None
     batches = not_derived(cur)
     if not batches:
         return []
-    return cur.execute(_HOLDING, {"lo": batches[0], "hi": batches[-1], "batches": batches, "run": run_id,
-                                  "team": team}).fetchall()[0][0] or []
+    return cur.execute(_HOLDING, {**batch_params(batches), "run": run_id, "team": team}).fetchall()[0][0] or []
 
 
 def _chosen(con: duckdb.DuckDBPyConnection, batch_ids: list[int] | None, where: str) -> list[int]:
@@ -193,7 +191,7 @@ def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: lis
     not waiting (before writing anything) and RetryFailed when the fold fails (the caller rolls back)."""
     now = now or datetime.now(timezone.utc)
     # all: those waiting; named: those not derived again yet, dismissed ones included (a fix came after all)
-    waiting = _chosen(con, batch_ids, _WAITING if batch_ids is None else "rederived_at IS NULL")
+    waiting = _chosen(con, batch_ids, _WAITING if batch_ids is None else _UNDERIVED)
     if not waiting:
         return Retried(outstanding=outstanding(con))
     new_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
@@ -210,6 +208,6 @@ def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: lis
     con.execute("INSERT INTO ingest_batches (batch_id, committed_at, events, duplicates, rejected, derived) "
                 "VALUES ($b, $now, 0, 0, 0, true)", {"b": new_id, "now": now})
     con.execute("UPDATE derive_failures SET rederived_at = $now, rederived_batch = $b "
-                "WHERE rederived_at IS NULL AND list_contains($ids, batch_id)",
+                f"WHERE {_UNDERIVED} AND list_contains($ids, batch_id)",
                 {"now": now, "b": new_id, "ids": waiting})
     return Retried(waiting, table.num_rows, new_id, folded, outstanding(con))

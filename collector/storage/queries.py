@@ -15,6 +15,19 @@ import duckdb
 DERIVED_THROUGH_OF = "coalesce(min(batch_id) FILTER (WHERE NOT derived) - 1, max(batch_id), 0)"  # (an aggregate)
 DERIVED_THROUGH = f"SELECT {DERIVED_THROUGH_OF} FROM ingest_batches"
 
+# The events that make run attempts, and an event's attempt, as the deriver decides them (collector/storage/batch.py:
+# `_RUN_FILTER`, the attempt defaulting to 1): what SQL that counts run attempts from stored events must agree with.
+RUN_EVENT = "run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
+ATTEMPT = "coalesce(attempt, 1)"
+# The events of the batches $batches (sorted; `batch_params`): the range between the first and the last lets the
+# scan skip row groups by their statistics, the list keeps the batches between them out.
+IN_BATCHES = "batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id)"
+
+
+def batch_params(batches: list[int]) -> dict[str, object]:
+    """IN_BATCHES' parameters for a non-empty sorted list of batch ids."""
+    return {"batches": batches, "lo": batches[0], "hi": batches[-1]}
+
 
 def openlineage_attempts(cur: duckdb.DuckDBPyConnection, source: str,
                          run_id: str) -> list[tuple[str, int, datetime | None]]:

@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-from collector.storage.queries import DERIVED_THROUGH_OF
+from collector.storage.queries import ATTEMPT, DERIVED_THROUGH_OF, IN_BATCHES, RUN_EVENT
 
 DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
@@ -452,18 +452,17 @@ FROM (SELECT batch_id, sum(events) OVER (ORDER BY batch_id) AS n FROM ingest_bat
 # brought it (TOUCHED_STATE's `seen_earlier`). TOUCHED_ATTEMPTS_AND_REDERIVED adds those of the batches $extra
 # (derived again under a batch in the range: NEW_BATCHES), in a statement of its own, so that the common one keeps a
 # plain range on batch_id, which skips row groups by their statistics.
-_RUN_EVENTS = "batch_id > $lo AND batch_id <= $hi AND run_id IS NOT NULL AND type LIKE 'notebook.run.%'"
-_TOUCHED = """
+_RUN_EVENTS = f"batch_id > $lo AND batch_id <= $hi AND {RUN_EVENT}"
+_TOUCHED = f"""
 CREATE OR REPLACE TEMP TABLE sli_touched AS
-SELECT run_id, coalesce(attempt, 1) AS attempt, min(time) AS min_t, arg_min(batch_id, time) AS min_t_batch
+SELECT run_id, {ATTEMPT} AS attempt, min(time) AS min_t, arg_min(batch_id, time) AS min_t_batch
 FROM events
-WHERE {where}
-GROUP BY run_id, coalesce(attempt, 1)
+WHERE {{where}}
+GROUP BY run_id, {ATTEMPT}
 """
 TOUCHED_ATTEMPTS = _TOUCHED.format(where=_RUN_EVENTS)
 TOUCHED_ATTEMPTS_AND_REDERIVED = _TOUCHED.format(
-    where="(batch_id > $lo AND batch_id <= $hi OR list_contains($extra, batch_id)) AND run_id IS NOT NULL "
-          "AND type LIKE 'notebook.run.%'")
+    where=f"(batch_id > $lo AND batch_id <= $hi OR list_contains($extra, batch_id)) AND {RUN_EVENT}")
 # Whether the batches ($lo, $hi] hold a run attempt's event (TOUCHED_ATTEMPTS would find one).
 RUN_EVENTS_IN = f"SELECT EXISTS (SELECT 1 FROM events WHERE {_RUN_EVENTS})"
 # Their current state. `last_event_at >= min_t` is implied (last_event_at is the max event time of the attempt);
@@ -573,23 +572,22 @@ CONTRIB_CHANGES = ("SELECT epoch_us(t) AS t, sli, team, trigger, good, bad, tota
 
 # ---- what the SLIs over run attempts miss (slo/sli/underived.py) ------------------------------------------------
 
-# The run attempts with an event before $as_of in the batches not derived ($batches, from collector/ingest/rederive.py:
-# `not_derived`; between $lo and $hi so that the scan prunes by batch), counted in each window ({windows}: rows of
+# The run attempts (as the deriver makes them: RUN_EVENT, ATTEMPT) with an event before $as_of in the batches not
+# derived (IN_BATCHES of collector/ingest/rederive.py's `not_derived`), counted in each window ({windows}: rows of
 # (name, s)) that holds such an event, per scope ({grouping}: grouping sets over team, notebook_id, trigger). An
 # attempt's scope is its latest such event's, with 'unknown' for a missing team or trigger as everywhere else. Events
 # before the earliest window ($since) can be neither, so they are left out before grouping (a dismissed batch of last
 # year costs its scan only).
-UNDERIVED_ATTEMPTS = """
+UNDERIVED_ATTEMPTS = f"""
 WITH a AS (
-    SELECT run_id, attempt, max(time) AS last,
+    SELECT run_id, {ATTEMPT} AS attempt, max(time) AS last,
            arg_max(coalesce(team, 'unknown'), time) AS team, arg_max(notebook_id, time) AS notebook_id,
            arg_max(coalesce(trigger, 'unknown'), time) AS trigger
     FROM events
-    WHERE batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id)
-      AND run_id IS NOT NULL AND time >= $since AND time < $as_of
-    GROUP BY run_id, attempt
+    WHERE {IN_BATCHES} AND {RUN_EVENT} AND time >= $since AND time < $as_of
+    GROUP BY run_id, {ATTEMPT}
 )
 SELECT w.name, team, notebook_id, trigger, GROUPING(team), GROUPING(notebook_id), GROUPING(trigger), count(*)
-FROM a JOIN ({windows}) w ON a.last >= w.s
-GROUP BY w.name, GROUPING SETS ({grouping})
+FROM a JOIN ({{windows}}) w ON a.last >= w.s
+GROUP BY w.name, GROUPING SETS ({{grouping}})
 """

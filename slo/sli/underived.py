@@ -21,6 +21,7 @@ from typing import Iterable
 import duckdb
 
 from collector.ingest import rederive
+from collector.storage.queries import batch_params
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
 from slo.sli.windows import Win
@@ -41,7 +42,7 @@ def missing_attempts(cur: duckdb.DuckDBPyConnection, wins: list[Win], as_of: dat
     # GROUPING() needs every column grouped by some set: the full one's rows are notebook-and-trigger scopes, which
     # only a computation asking for both looks up
     sets = ", ".join([*grouping, "(team, notebook_id, trigger)"])
-    p = Params(batches=batches, lo=batches[0], hi=batches[-1], as_of=as_of, since=min(w.s for w in wins))
+    p = Params(**batch_params(batches), as_of=as_of, since=min(w.s for w in wins))
     windows = " UNION ALL ".join(f"SELECT {p(w.name)} AS name, {p(w.s)} AS s" for w in wins)
     out: dict[Scope, int] = {}
     for name, team, nb, trig, team_g, nb_g, trig_g, n in cur.execute(

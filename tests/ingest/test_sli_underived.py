@@ -23,10 +23,15 @@ from slo.sli.windows import windows
 from tests.conftest import auth
 from tests.ingest.test_rederive import AS_OF, _batches, _ingest, _given_up_database
 from tests.ingest.test_run_lookback import _stream
-from tests.support import OBSERVATORY, refuse_to_derive
+from tests.support import OBSERVATORY, event, refuse_to_derive
 
 WINDOWS = ["1d", "7d", "30d"]
 LEVELS = [("platform", "team", "trigger"), ("notebook",)]
+
+
+def _run_event(e: dict) -> bool:
+    """An event that makes a run attempt (the deriver's definition: a run id and a `notebook.run.*` type)."""
+    return "run_id" in e["data"] and e["type"].startswith("notebook.run.")
 
 
 def _expected(events: list[dict], ids: set[str], as_of: datetime) -> dict[tuple, tuple]:
@@ -34,9 +39,9 @@ def _expected(events: list[dict], ids: set[str], as_of: datetime) -> dict[tuple,
     latest: dict[tuple, tuple] = {}
     for e in events:
         d, t = e["data"], datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
-        if e["id"] not in ids or "run_id" not in d or t >= as_of:
+        if e["id"] not in ids or not _run_event(e) or t >= as_of:
             continue
-        key = (d["run_id"], d.get("attempt"))
+        key = (d["run_id"], d.get("attempt") or 1)
         if key not in latest or t > latest[key][0]:
             latest[key] = (t, d.get("team") or "unknown", d.get("notebook_id"), d.get("trigger") or "unknown")
     return latest
@@ -81,8 +86,8 @@ def test_the_rows_count_the_attempts_of_batches_not_derived(tmp_path, monkeypatc
     for item in rederive.listing(con.cursor()):
         mine = [by_id[i] for (i,) in con.cursor().execute("SELECT id FROM events WHERE batch_id = ?",
                                                             [item["batch_id"]]).fetchall()]
-        runs = {(e["data"]["run_id"], e["data"].get("attempt")) for e in mine if "run_id" in e["data"]}
-        teams = sorted({e["data"].get("team") or "unknown" for e in mine if "run_id" in e["data"]})
+        runs = {(e["data"]["run_id"], e["data"].get("attempt") or 1) for e in mine if _run_event(e)}
+        teams = sorted({e["data"].get("team") or "unknown" for e in mine if _run_event(e)})
         times = sorted(datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in mine)
         assert (item["run_attempts"], item["teams"]) == (len(runs), teams)
         assert (item["event_time_from"], item["event_time_to"]) == (times[0], times[-1])
@@ -157,3 +162,26 @@ def test_the_cli_says_what_the_table_misses(tmp_path, monkeypatch):
     got = subprocess.run([OBSERVATORY, "sli", "--db", str(db), "--sli", "M1", "--window", "1d"],
                          capture_output=True, text=True, timeout=120)
     assert got.returncode == 0 and "gave up on" not in got.stderr
+
+
+def test_only_run_events_make_the_attempts_counted(tmp_path, monkeypatch):
+    """A batch given up on may hold events that name a run without being the run's own (a quality check of run
+    r-q, whose attempt was derived from an earlier batch): they make no run attempt, as for the deriver."""
+    when = (AS_OF - timedelta(hours=2)).isoformat()
+    run = {"notebook_id": "nb", "team": "t", "duration_seconds": 5.0}
+    refuse_to_derive(monkeypatch, "r-x")
+    w, con = _ingest(tmp_path / "w.duckdb", [
+        [event("q-ok", "notebook.run.succeeded", {**run, "run_id": "r-q"}, time_=when)],
+        [event("x-ok", "notebook.run.succeeded", {**run, "run_id": "r-x"}, time_=when),
+         event("q-check", "notebook.quality.checked", {"run_id": "r-q", "check": "rows", "result": "fail",
+                                                       "team": "u", "notebook_id": "nb"}, time_=when)]])
+    monkeypatch.undo()
+    [item] = rederive.listing(con.cursor())
+    assert (item["events"], item["run_attempts"], item["teams"]) == (2, 1, ["t"])
+    rows = _rows(con, ("platform", "team"), "incremental")
+    m1 = {(r["window"], r["team"]): r for r in rows if r["sli"] == "M1"}
+    assert m1[("1d", None)]["total"] == 1 and m1[("1d", None)]["provenance"]["underived_run_attempts"] == 1
+    assert all(r["provenance"]["underived_run_attempts"] == 0 for r in rows
+               if r["team"] == "u" and r["sli"] in FROM_RUN_ATTEMPTS)
+    w.stop()
+    con.close()
