@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.ingest import rederive  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
+from collector.storage.queries import RUN_EVENT  # noqa: E402
 from slo.sli.compute import compute  # noqa: E402
 from slo.sli.config import SliConfig, SliQuery  # noqa: E402
 from slo.sli.underived import missing_attempts  # noqa: E402
@@ -69,8 +70,8 @@ def main() -> None:
                             "SELECT ?, now(), 0, 'Bench' WHERE NOT EXISTS "
                             "(SELECT 1 FROM derive_failures WHERE batch_id = ?)", [b, b])
             got = missing_attempts(cur, wins, now, ["(), (team)"])
-            held = sum(cur.execute("SELECT count(*) FROM events WHERE list_contains(?, batch_id) AND run_id IS NOT "
-                                   "NULL", [given_up]).fetchone()) if given_up else 0
+            held = cur.execute(f"SELECT count(*) FROM events WHERE list_contains(?, batch_id) AND {RUN_EVENT}",
+                               [given_up]).fetchone()[0] if given_up else 0
             m, runs = _ms(lambda: missing_attempts(cur, wins, now, ["(), (team)"]), a.reps)
             c, _ = _ms(lambda: compute(cur, q, cfg, fold_first=False), a.reps)
             r, _ = _ms(lambda: rederive.holding(cur, some_run), a.reps)

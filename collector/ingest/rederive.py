@@ -196,8 +196,8 @@ def retry(con: duckdb.DuckDBPyConnection, counters: CounterStore, batch_ids: lis
         return Retried(outstanding=outstanding(con))
     new_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
     try:  # the batches' events as one batch, in their batches' order
-        rows = con.sql(typed_from_stored("(SELECT * FROM events WHERE list_contains($ids, batch_id) "
-                                         "ORDER BY batch_id)"), params={"ids": waiting})
+        rows = con.sql(typed_from_stored(f"(SELECT * FROM events WHERE {IN_BATCHES} ORDER BY batch_id)"),
+                       params=batch_params(waiting))
         table = rows.to_arrow_table().cast(INGEST_SCHEMA)
         deltas = fold_batches(con, [(new_id, table)], count_events=False) if table.num_rows else []
     except Exception as exc:  # noqa: BLE001 - reported by class: the caller rolls back
