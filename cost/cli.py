@@ -258,8 +258,9 @@ def report_cost(
     except ValueError as err:
         _fail(err)
     con = _open(settings.db) if eng is None else eng.cursor()
+    notes: list[str] = []
     try:
-        paths = export.write_report(con, month, by, fmt, out_path, team=team, settings=settings.cost)
+        paths = export.write_report(con, month, by, fmt, out_path, team=team, settings=settings.cost, notes=notes)
     except (CostInputError, UnsupportedConstruct) as err:
         _fail(err)
     finally:
@@ -267,6 +268,8 @@ def report_cost(
             eng.close()
     for p in paths:
         out.print(str(p))
+    for note in notes:  # (the HTML and XLSX files hold them too; CSV and Parquet do not)
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 def _settings(**flags):

@@ -76,16 +76,31 @@ def summary(request: Request, month: str | None = MONTH, by: str = BY, a: Ask = 
     return data.to_jsonable(_report(request, _month(month, a), by, a))
 
 
-@router.get("/runs")
+RUNS_EXAMPLE = {
+    "month": "2026-11", "runs": 2, "cost_per_run": "5", "underived_run_attempts": 0,
+    "items": [{"run_id": "r-2", "team": "ml", "notebook_id": "nb-m", "direct": "0", "proportional": "6", "cost": "6"},
+              {"run_id": "r-1", "team": "finance", "notebook_id": "nb-f", "direct": "4", "proportional": "0",
+               "cost": "4"}],
+    "notes": ["No billing data for 2026-10, so there is no month-over-month change."],
+}
+
+
+@router.get("/runs", responses={200: {"content": {"application/json": {"example": RUNS_EXAMPLE}}}})
 def runs(request: Request, month: str | None = MONTH, limit: int = Query(100, ge=1, le=10000),
          a: Ask = Depends(ask)) -> dict:
     """Cost per run for the billing month, most expensive first: a run's whole allocated cost (direct lines plus
     its proportional share of notebook- and team-tagged lines); SLI M4 is the mean of these over the runs that
-    ended in its window."""
+    ended in its window.
+
+    `underived_run_attempts` counts the month's run attempts (of the token's team, for a team token) held in
+    ingest batches the collector stored but could not derive (`GET /v1/derive/failures`): normally 0. While it is
+    not, those runs get no share of the notebook- and team-tagged lines, which the other runs get instead, and
+    `notes` says so, as every report of the month does."""
     r = _report(request, _month(month, a), "team", a)
     out = data.to_jsonable(r)
     return {"month": r.month, "runs": r.summary["runs"], "cost_per_run": out["summary"]["cost_per_run"],
-            "items": out["cost_per_run"][:limit]}
+            "underived_run_attempts": r.summary["underived_run_attempts"], "items": out["cost_per_run"][:limit],
+            "notes": r.notes}
 
 
 @router.get("/variance")

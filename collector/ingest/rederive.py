@@ -77,6 +77,16 @@ SELECT list(DISTINCT batch_id ORDER BY batch_id) FROM events
 WHERE {IN_BATCHES} AND run_id = $run AND ($team IS NULL OR team = $team)
 """
 _NOT_DERIVED = f"SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE {_UNDERIVED}"
+# The run attempts of the batches $batches whose events there span part of [$start, $end), per team of their latest
+# event ('unknown' for none): the runs a cost report's allocation to runs misses.
+_ATTEMPTS_BETWEEN = f"""
+SELECT team, count(*) FROM (
+    SELECT arg_max(coalesce(team, 'unknown'), time) AS team
+    FROM events WHERE {IN_BATCHES} AND {RUN_EVENT}
+    GROUP BY run_id, {ATTEMPT}
+    HAVING min(time) < $end AND max(time) >= $start
+) GROUP BY team
+"""
 # An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).
 MAX_REASON_CHARS = 500
 
@@ -152,6 +162,16 @@ def holding(cur: duckdb.DuckDBPyConnection, run_id: str, team: str | None = None
     if not batches:
         return []
     return cur.execute(_HOLDING, {**batch_params(batches), "run": run_id, "team": team}).fetchall()[0][0] or []
+
+
+def attempts_between(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
+    """Per team, the run attempts of the batches not derived again (waiting or dismissed) whose events there fall
+    partly in [start, end): the attempts `run_attempts` lacks for that period, which cost allocation reads
+    (cost/reports/data.py says so in a report). Empty, after one statement, when nothing was given up on."""
+    batches = not_derived(cur)
+    if not batches:
+        return {}
+    return dict(cur.execute(_ATTEMPTS_BETWEEN, {**batch_params(batches), "start": start, "end": end}).fetchall())
 
 
 def _chosen(con: duckdb.DuckDBPyConnection, batch_ids: list[int] | None, where: str) -> list[int]:

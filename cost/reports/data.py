@@ -17,11 +17,19 @@ from decimal import Decimal
 import duckdb
 import polars as pl
 
+from collector.engines.base import table_exists
+from collector.ingest import rederive
 from cost import allocation, budget, variance
 from cost.config import CostSettings, load_settings
 from cost.errors import CostInputError, CostNotFound
 from cost.schema import UNALLOCATED
 
+# Why cost per run is off while the deriver has given up on batches (`underived_attempts`): a run missing from
+# `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over, so the others get its share.
+UNDERIVED_NOTE = ("{n} run attempt{s} of {period} are in ingest batches the collector stored but could not derive: "
+                  "they are not in cost per run, and the notebook- and team-tagged cost they would share went to "
+                  "the other runs of their notebook or team (or stayed with the notebook). `observatory derive "
+                  "failures` lists the batches; `observatory derive retry` folds them in.")
 DIMENSIONS = {"team": "team", "notebook": "notebook_id", "service": "service_name"}
 DEC = pl.Decimal(38, 18)
 ZERO = Decimal(0)
@@ -156,6 +164,7 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
     # cost per run: its whole allocated cost, direct and proportional (the figure SLI M4 averages)
     per_run = allocation.run_costs(cur)
     n_runs = per_run.height
+    underived = underived_attempts(con, period, teams)
     run_cost = _sum(per_run, "cost")
     # invoice reconciliation: BilledCost per invoice, straight from the lines (not allocated)
     if team is None:
@@ -179,7 +188,7 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
         "total_cost": total, "previous_total_cost": prev_total, "change": total - prev_total,
         "change_ratio": float((total - prev_total) / prev_total) if prev_total else None,
         "unallocated_cost": unalloc, "unallocated_share": float(unalloc / total) if total else None,
-        "runs": n_runs, "cost_per_run": (run_cost / n_runs).quantize(budget.Q) if n_runs else None,
+        "runs": n_runs, "underived_run_attempts": underived, "cost_per_run": (run_cost / n_runs).quantize(budget.Q) if n_runs else None,
         "run_cost": run_cost, "billed_total": billed_total,
         "budget_total": sum((Decimal(b) for b in budgets.values()), ZERO) if budgets else None,
         "forecast_total": _sum(budgets_df, "forecast") if budgets_df.height else ZERO,
@@ -189,13 +198,25 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
                    .sort("charge_date"))
     return CostReport(month, prev_month, by, settings.currency, as_of, team, summary, by_key, by_team, drivers,
                       per_run, budgets_df, invoices, daily_total, mix,
-                      notes(con, settings, team, period, prev_period, unknown), period, prev_period)
+                      notes(con, settings, team, period, prev_period, unknown, underived), period, prev_period)
+
+
+def underived_attempts(con: duckdb.DuckDBPyConnection, period: variance.Period, teams: Sequence[str] = ()) -> int:
+    """The run attempts of `period` (of `teams`, when given) that batches the deriver gave up on keep out of
+    `run_attempts` (collector/ingest/rederive.py), and so out of the allocation to runs. A lake engine rebuilds the
+    attempts from every exported event and has no `derive_failures`: none are missing there."""
+    if not table_exists(con, "derive_failures"):
+        return 0
+    per_team = rederive.attempts_between(con, period.start, period.cut)
+    return sum(n for t, n in per_team.items() if not teams or t in teams)
 
 
 def notes(con: duckdb.DuckDBPyConnection, settings: CostSettings, team: str | None, period: variance.Period,
-          prev_period: variance.Period, unknown: Sequence[str] = ()) -> list[str]:
+          prev_period: variance.Period, unknown: Sequence[str] = (), underived: int = 0) -> list[str]:
     """What a reader must know to read the figures right; never a silent zero."""
     out = [f"Unknown team(s) left out: {', '.join(unknown)}."] if unknown else []
+    if underived:
+        out.append(UNDERIVED_NOTE.format(n=underived, s="" if underived == 1 else "s", period=period.label))
     if not period.complete:
         out.append(f"{period.month} is not over: month to date ({period.days_covered} of {period.days_in_month} "
                    f"days) is compared with the same days of {prev_period.month}.")

@@ -15,13 +15,18 @@ from tests.support import refuse_to_derive
 PARAMS = {"sli": "M1,M3,M6", "window": "1d,30d", "level": "platform,team"}
 
 
-def _rows(col: Collector, lake: Path | None, monkeypatch) -> dict[tuple, dict]:
+def _engine(lake: Path | None, monkeypatch) -> None:
+    """The collector's reads on its own database (None), or on the DuckDB lake engine over `lake`."""
     if lake is None:
         monkeypatch.delenv("OBSERVATORY_ENGINE", raising=False)
         monkeypatch.delenv("OBSERVATORY_LAKE", raising=False)
     else:
         monkeypatch.setenv("OBSERVATORY_ENGINE", "duckdb")
         monkeypatch.setenv("OBSERVATORY_LAKE", str(lake))
+
+
+def _rows(col: Collector, lake: Path | None, monkeypatch) -> dict[tuple, dict]:
+    _engine(lake, monkeypatch)
     r = col.client.get("/v1/sli", params=PARAMS)
     assert r.status_code == 200, r.text
     return {(x["sli"], x["window"], x["team"], x["stat"]): x for x in r.json()["slis"]}
@@ -55,6 +60,12 @@ def test_the_lake_counts_what_the_collector_marks_as_missing(tmp_path: Path, mon
         assert on_lake[("M3", "30d", None, "mean")]["total"] - local[("M3", "30d", None, "mean")]["total"] \
             == sum(1 for i in (6, 7, 8) if i % 3)  # the succeeded among them
         assert {r["provenance"]["underived_run_attempts"] for r in on_lake.values() if r["sli"] == "M6"} == {None}
+        # the cost reports likewise: the collector's count, the lake's 0 (cost/reports/data.py)
+        for where, want in ((None, 3), (lake, 0)):
+            _engine(where, monkeypatch)
+            r = col.client.get("/v1/cost/runs")
+            assert r.status_code == 200, r.text
+            assert r.json()["underived_run_attempts"] == want, where
         # derived again: the collector's SLIs are the lake's, and nothing is missing
         assert col.client.post("/v1/derive/retry").status_code == 200
         local = _rows(col, None, monkeypatch)
