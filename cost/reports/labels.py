@@ -110,6 +110,7 @@ def summary_items(report: CostReport) -> list[tuple[str, Any, str | None]]:
         ("Change", s["change"], "money"), ("Change %", s["change_ratio"], "percent"),
         ("Unallocated cost", s["unallocated_cost"], "money"), ("Unallocated share", s["unallocated_share"], "percent"),
         ("Runs with cost", s["runs"], None), ("Cost per run", s["cost_per_run"], "money"),
+        ("Run attempts not derived (not in cost per run)", s["underived_run_attempts"], None),
         ("Billed total (invoices)", s["billed_total"], "money"),
         ("Budget total", s["budget_total"] if s["budget_total"] is not None else NO_BUDGET, "money"),
         ("Forecast total", s["forecast_total"], "money"), ("As of", s["as_of"], None),

@@ -8,6 +8,7 @@ of them, with the count back at 0 and the note gone."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -110,6 +111,9 @@ def test_cost_reports_count_the_runs_they_miss(make_client, db_path, tmp_path, m
                           "--out", str(tmp_path / "c.csv")], capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr
     assert f"{missing} run attempts of {MONTH}, whole month" in got.stderr and "derive retry" in got.stderr
+    with open(tmp_path / "c.summary.csv", newline="") as f:  # (writers.sibling)
+        items = {row["Item"]: row["Value"] for row in csv.DictReader(f)}
+    assert items["Run attempts not derived (not in cost per run)"] == str(missing)
 
     c = make_client()
     doc = _runs(c)
