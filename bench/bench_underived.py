@@ -5,7 +5,8 @@ that one statement is all it pays. When there are some, it groups their run even
 `missing_attempts` and the whole incremental `compute` (the refresher's, platform and team levels, the configured
 windows) with none given up on, with the newest batch given up on, and with the oldest and the newest, on a copy of
 bench/bench_sli.py's folded history (`var/bench_sli.folded.duckdb`; run bench_sli.py first). Also the answer of
-`GET /v1/runs/{id}` for a run not found (`rederive.holding`). Prints medians; writes nothing.
+`GET /v1/runs/{id}` for a run not found (`rederive.holding`), and the count a cost report of the running month adds
+(cost/reports/data.py: `underived_attempts`). Prints medians; writes nothing.
 
     python bench/bench_underived.py [--db var/bench_sli.folded.duckdb] [--reps 9]
 """
@@ -27,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from collector.ingest import rederive  # noqa: E402
 from collector.storage import db as dbmod  # noqa: E402
 from collector.storage.queries import RUN_EVENT  # noqa: E402
+from cost import budget, variance  # noqa: E402
+from cost.reports.data import underived_attempts  # noqa: E402
 from slo.sli.compute import compute  # noqa: E402
 from slo.sli.config import SliConfig, SliQuery  # noqa: E402
 from slo.sli.underived import missing_attempts  # noqa: E402
@@ -59,6 +62,7 @@ def main() -> None:
         cfg = SliConfig()
         q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team"))
         wins = windows(q.windows, now)
+        period, _ = variance.periods(budget.current_month(now), now)  # the running month, to date
         compute(cur, q, cfg)  # folded up to date, caches warm
         some_run = cur.execute("SELECT run_id FROM events WHERE batch_id = ? AND run_id IS NOT NULL LIMIT 1",
                                [lo]).fetchone()[0]
@@ -75,10 +79,13 @@ def main() -> None:
             m, runs = _ms(lambda: missing_attempts(cur, wins, now, ["(), (team)"]), a.reps)
             c, _ = _ms(lambda: compute(cur, q, cfg, fold_first=False), a.reps)
             r, _ = _ms(lambda: rederive.holding(cur, some_run), a.reps)
+            k, _ = _ms(lambda: underived_attempts(cur, period), a.reps)
             platform = {k[0]: v for k, v in got.items() if k[1] is None}
             print(f"- {label}: {held:,} run events in them; missing_attempts **{m:.1f} ms** (runs "
                   f"{', '.join(f'{x:.1f}' for x in runs)}), the whole computation {c:.1f} ms, a run's 404 "
-                  f"(`rederive.holding`) {r:.1f} ms; attempts marked at the platform level per window {platform}")
+                  f"(`rederive.holding`) {r:.1f} ms, a cost report's count {k:.1f} ms "
+                  f"({underived_attempts(cur, period)} attempts of {period.label}); attempts marked at the platform "
+                  f"level per window {platform}")
         con.close()
 
 
