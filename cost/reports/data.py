@@ -25,7 +25,7 @@ from cost.errors import CostInputError, CostNotFound
 from cost.schema import UNALLOCATED
 
 # Why cost per run is off while the deriver has given up on batches (`underived_attempts`): a run missing from
-# `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over, so the others get its share.
+# `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over; the others get its share.
 UNDERIVED_NOTE = ("{n} run attempt{s} of {period} are in ingest batches the collector stored but could not derive: "
                   "they are not in cost per run, and the notebook- and team-tagged cost they would share went to "
                   "the other runs of their notebook or team (or stayed with the notebook). `observatory derive "
@@ -188,7 +188,8 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
         "total_cost": total, "previous_total_cost": prev_total, "change": total - prev_total,
         "change_ratio": float((total - prev_total) / prev_total) if prev_total else None,
         "unallocated_cost": unalloc, "unallocated_share": float(unalloc / total) if total else None,
-        "runs": n_runs, "underived_run_attempts": underived, "cost_per_run": (run_cost / n_runs).quantize(budget.Q) if n_runs else None,
+        "runs": n_runs, "underived_run_attempts": underived,
+        "cost_per_run": (run_cost / n_runs).quantize(budget.Q) if n_runs else None,
         "run_cost": run_cost, "billed_total": billed_total,
         "budget_total": sum((Decimal(b) for b in budgets.values()), ZERO) if budgets else None,
         "forecast_total": _sum(budgets_df, "forecast") if budgets_df.height else ZERO,
