@@ -115,9 +115,14 @@ def _cost(L: Layout) -> None:
     L.add(stat_panel(
         105, "Cost per run",
         "Mean whole allocated cost (direct + proportional) of this month's runs, selected teams (SLI M4; per "
-        "team in the bar chart below). Source: GET /v1/cost/summary.", "currencyUSD",
+        "team in the bar chart below). Runs the collector stored but could not derive are not among them, and "
+        "their share of notebook- and team-tagged cost goes to the others: the summary's `underived_run_attempts` "
+        "counts them (0 normally; panel \"Run attempts missing from the SLIs\"). Source: GET /v1/cost/summary.",
+        "currencyUSD",
         [InfinityQuery(f"/v1/cost/summary?{COST_ARGS}", [Column("cost_per_run", "Cost per run", "number"),
-                                                           Column("runs", "Runs", "number")], root="summary")],
+                                                           Column("runs", "Runs", "number"),
+                                                           Column("underived_run_attempts", "Runs not derived",
+                                                                  "number")], root="summary")],
         ds=API, fields="/^Cost per run$/", decimals=3), 4, 5)
     L.add(stat_panel(
         106, "Month over month",
