@@ -26,10 +26,11 @@ from cost.schema import UNALLOCATED
 
 # Why cost per run is off while the deriver has given up on batches (`underived_attempts`): a run missing from
 # `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over; the others get its share.
-UNDERIVED_NOTE = ("{n} run attempt{s} of {period} are in ingest batches the collector stored but could not derive: "
-                  "they are not in cost per run, and the notebook- and team-tagged cost they would share went to "
-                  "the other runs of their notebook or team (or stayed with the notebook). `observatory derive "
-                  "failures` lists the batches; `observatory derive retry` folds them in.")
+UNDERIVED_NOTE = ("{n} run attempt{s} of {period} have events in ingest batches the collector stored but could not "
+                  "derive: cost per run leaves them out (or holds them incomplete), and the notebook- and team-tagged "
+                  "cost they would share went to the other runs of their notebook or team (or stayed with the "
+                  "notebook). `observatory derive failures` lists the batches; `observatory derive retry` folds them "
+                  "in.")
 DIMENSIONS = {"team": "team", "notebook": "notebook_id", "service": "service_name"}
 DEC = pl.Decimal(38, 18)
 ZERO = Decimal(0)
@@ -204,8 +205,9 @@ def build(con: duckdb.DuckDBPyConnection, month: str, by: str = "team", *, setti
 
 def underived_attempts(con: duckdb.DuckDBPyConnection, period: variance.Period, teams: Sequence[str] = ()) -> int:
     """The run attempts of `period` (of `teams`, when given) that batches the deriver gave up on keep out of
-    `run_attempts` (collector/ingest/rederive.py), and so out of the allocation to runs. A lake engine rebuilds the
-    attempts from every exported event and has no `derive_failures`: none are missing there."""
+    `run_attempts` (collector/ingest/rederive.py), or incomplete there (an attempt whose other events were derived),
+    and so out of the allocation to runs. A lake engine rebuilds the attempts from every exported event and has no
+    `derive_failures`: none are missing there."""
     if not table_exists(con, "derive_failures"):
         return 0
     per_team = rederive.attempts_between(con, period.start, period.cut)
