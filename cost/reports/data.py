@@ -26,11 +26,11 @@ from cost.schema import UNALLOCATED
 
 # Why cost per run is off while the deriver has given up on batches (`underived_attempts`): a run missing from
 # `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over; the others get its share.
-UNDERIVED_NOTE = ("{n} run attempt{s} of {period} have events in ingest batches the collector stored but could not "
-                  "derive: cost per run leaves them out (or holds them incomplete), and the notebook- and team-tagged "
-                  "cost they would share went to the other runs of their notebook or team (or stayed with the "
-                  "notebook). `observatory derive failures` lists the batches; `observatory derive retry` folds them "
-                  "in.")
+UNDERIVED_NOTE = ("{n} run attempt{s} of {period} {have} events in ingest batches the collector stored but could not "
+                  "derive: cost per run leaves such attempts out (or holds them incomplete), and the notebook- and "
+                  "team-tagged cost they would share went to the other runs of their notebook or team (or stayed "
+                  "with the notebook). `observatory derive failures` lists the batches; `observatory derive retry` "
+                  "folds them in.")
 DIMENSIONS = {"team": "team", "notebook": "notebook_id", "service": "service_name"}
 DEC = pl.Decimal(38, 18)
 ZERO = Decimal(0)
@@ -219,7 +219,8 @@ def notes(con: duckdb.DuckDBPyConnection, settings: CostSettings, team: str | No
     """What a reader must know to read the figures right; never a silent zero."""
     out = [f"Unknown team(s) left out: {', '.join(unknown)}."] if unknown else []
     if underived:
-        out.append(UNDERIVED_NOTE.format(n=underived, s="" if underived == 1 else "s", period=period.label))
+        out.append(UNDERIVED_NOTE.format(n=underived, s="" if underived == 1 else "s",
+                                         have="has" if underived == 1 else "have", period=period.label))
     if not period.complete:
         out.append(f"{period.month} is not over: month to date ({period.days_covered} of {period.days_in_month} "
                    f"days) is compared with the same days of {prev_period.month}.")

@@ -129,6 +129,8 @@ def test_cost_reports_count_the_runs_they_miss(make_client, db_path, tmp_path, m
     # a team token: its team's attempts only
     team_doc = _runs(c, "team_read")
     assert team_doc["underived_run_attempts"] == _missing(events, "finance")
+    assert any(n.startswith(f"1 run attempt of {MONTH}, whole month") and " has events " in n
+               for n in team_doc["notes"])
     # derived again: nothing missing, the shares spread over every run
     assert c.post("/v1/derive/retry", headers=auth("admin")).status_code == 200
     doc = _runs(c)
