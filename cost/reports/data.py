@@ -24,13 +24,15 @@ from cost.config import CostSettings, load_settings
 from cost.errors import CostInputError, CostNotFound
 from cost.schema import UNALLOCATED
 
-# Why cost per run is off while the deriver has given up on batches (`underived_attempts`): a run missing from
-# `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over; the others get its share.
+# Why the figures are off while the deriver has given up on batches (`underived_attempts`): a run missing from
+# `run_attempts` is not among the runs that notebook- and team-tagged lines are spread over (the others get its
+# share), and a line tagged with it has no run to take its team from (cost/allocation.py: `direct`).
 UNDERIVED_NOTE = ("{n} run attempt{s} of {period} {have} events in ingest batches the collector stored but could not "
-                  "derive: cost per run leaves such attempts out (or holds them incomplete), and the notebook- and "
+                  "derive: cost per run leaves such attempts out (or holds them incomplete), the notebook- and "
                   "team-tagged cost they would share went to the other runs of their notebook or team (or stayed "
-                  "with the notebook). `observatory derive failures` lists the batches; `observatory derive retry` "
-                  "folds them in.")
+                  "with the notebook), and a line tagged with one of their runs takes its team from its own tags "
+                  "(else it is unallocated). `observatory derive failures` lists the batches; `observatory derive "
+                  "retry` folds them in.")
 DIMENSIONS = {"team": "team", "notebook": "notebook_id", "service": "service_name"}
 DEC = pl.Decimal(38, 18)
 ZERO = Decimal(0)

@@ -86,6 +86,13 @@ def _allocated(runs: set[str]) -> dict[str, Decimal]:
     return dict(out)
 
 
+def _unallocated(runs: set[str]) -> Decimal:
+    """The unallocated cost: run-tagged lines whose run is not in `runs` and whose tags name no team (the lines
+    here name no notebook of another team)."""
+    return sum((Decimal(c) for c, _, _, tags in LINES if "run_id" in tags and tags["run_id"] not in runs
+                and "team" not in tags), Decimal(0))
+
+
 def _runs(c, kind: str = "read") -> dict:
     r = c.get("/v1/cost/runs", params={"month": MONTH, "limit": 100}, headers=auth(kind))
     assert r.status_code == 200, r.text
@@ -125,6 +132,8 @@ def test_cost_reports_count_the_runs_they_miss(make_client, db_path, tmp_path, m
     assert {i["run_id"]: Decimal(i["cost"]) for i in doc["items"]} == want and want["r-f2"] == Decimal("3.00")
     summary = c.get("/v1/cost/summary", params={"month": MONTH}, headers=auth("read")).json()
     assert summary["summary"]["underived_run_attempts"] == missing
+    # a line tagged with a run not derived has no run to take its team from: unallocated, as the note says
+    assert Decimal(summary["summary"]["unallocated_cost"]) == _unallocated(derived) > 0
     assert any("could not derive" in n for n in summary["notes"])
     # a team token: its team's attempts only
     team_doc = _runs(c, "team_read")
@@ -136,3 +145,5 @@ def test_cost_reports_count_the_runs_they_miss(make_client, db_path, tmp_path, m
     doc = _runs(c)
     assert doc["underived_run_attempts"] == 0 and not any("could not derive" in n for n in doc["notes"])
     assert {i["run_id"]: Decimal(i["cost"]) for i in doc["items"]} == _allocated(set(RUNS))
+    summary = c.get("/v1/cost/summary", params={"month": MONTH}, headers=auth("read")).json()
+    assert Decimal(summary["summary"]["unallocated_cost"]) == _unallocated(set(RUNS)) == 0
