@@ -77,15 +77,19 @@ SELECT list(DISTINCT batch_id ORDER BY batch_id) FROM events
 WHERE {IN_BATCHES} AND run_id = $run AND ($team IS NULL OR team = $team)
 """
 _NOT_DERIVED = f"SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE {_UNDERIVED}"
-# The run attempts of the batches $batches whose events there span part of [$start, $end), per team of their latest
-# event ('unknown' for none): the runs a cost report's allocation to runs misses.
-_ATTEMPTS_BETWEEN = f"""
+# The run attempts of the batches $batches, per team of their latest event there ('unknown' for none): those whose
+# events there span part of [$start, $end) (either bound may be null) and whose latest notebook is one of
+# $notebooks (null: any). What the reads of `run_attempts` miss: a cost report's allocation, a listing of runs.
+_ATTEMPTS_HELD = f"""
 SELECT team, count(*) FROM (
-    SELECT arg_max(coalesce(team, 'unknown'), time) AS team
+    SELECT arg_max(coalesce(team, 'unknown'), time) AS team, arg_max(notebook_id, time) AS notebook_id
     FROM events WHERE {IN_BATCHES} AND {RUN_EVENT}
     GROUP BY run_id, {ATTEMPT}
-    HAVING min(time) < $end AND max(time) >= $start
-) GROUP BY team
+    HAVING (CAST($end AS TIMESTAMPTZ) IS NULL OR min(time) < CAST($end AS TIMESTAMPTZ))
+       AND (CAST($start AS TIMESTAMPTZ) IS NULL OR max(time) >= CAST($start AS TIMESTAMPTZ))
+)
+WHERE CAST($notebooks AS VARCHAR[]) IS NULL OR list_contains(CAST($notebooks AS VARCHAR[]), notebook_id)
+GROUP BY team
 """
 # An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).
 MAX_REASON_CHARS = 500
@@ -164,14 +168,17 @@ def holding(cur: duckdb.DuckDBPyConnection, run_id: str, team: str | None = None
     return cur.execute(_HOLDING, {**batch_params(batches), "run": run_id, "team": team}).fetchall()[0][0] or []
 
 
-def attempts_between(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
+def attempts_held(cur: duckdb.DuckDBPyConnection, start: datetime | None = None, end: datetime | None = None,
+                  notebooks: list[str] | None = None) -> dict[str, int]:
     """Per team, the run attempts of the batches not derived again (waiting or dismissed) whose events there fall
-    partly in [start, end): the attempts `run_attempts` lacks for that period, which cost allocation reads
-    (cost/reports/data.py says so in a report). Empty, after one statement, when nothing was given up on."""
+    partly in [start, end) (unbounded where None), of `notebooks` when given: the attempts `run_attempts` lacks, or
+    holds incomplete, which the cost reports and the listing of runs say they miss. Empty, after one statement, when
+    nothing was given up on."""
     batches = not_derived(cur)
     if not batches:
         return {}
-    return dict(cur.execute(_ATTEMPTS_BETWEEN, {**batch_params(batches), "start": start, "end": end}).fetchall())
+    return dict(cur.execute(_ATTEMPTS_HELD, {**batch_params(batches), "start": start, "end": end,
+                                             "notebooks": notebooks}).fetchall())
 
 
 def _chosen(con: duckdb.DuckDBPyConnection, batch_ids: list[int] | None, where: str) -> list[int]:

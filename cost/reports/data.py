@@ -212,7 +212,7 @@ def underived_attempts(con: duckdb.DuckDBPyConnection, period: variance.Period, 
     `derive_failures`: none are missing there."""
     if not table_exists(con, "derive_failures"):
         return 0
-    per_team = rederive.attempts_between(con, period.start, period.cut)
+    per_team = rederive.attempts_held(con, period.start, period.cut)
     return sum(n for t, n in per_team.items() if not teams or t in teams)
 
 

@@ -141,8 +141,21 @@ def test_the_api_marks_the_rows_and_a_team_sees_its_own(make_client, db_path, mo
     assert r.status_code == 404 and "batch" not in r.text
     r = c.get("/v1/runs/r-nothing", headers=auth("read"))
     assert r.status_code == 404 and "batch" not in r.text
+    # the listing: the run is not in it, and the page says how many such attempts its team, notebook and time
+    # filters may miss (its other filters cannot be applied to events not derived)
+    def listed(kind: str = "read", **params) -> tuple[set[str], int]:
+        r = c.get("/v1/runs", params=params, headers=auth(kind))
+        assert r.status_code == 200, r.text
+        return {i["run_id"] for i in r.json()["items"]}, r.json()["underived_run_attempts"]
+
+    soon = (now + timedelta(hours=1)).isoformat()
+    assert listed() == ({"r-ok"}, 1) and listed(notebook_id="nb") == ({"r-ok"}, 1)
+    assert listed(state="failed") == (set(), 1)  # an upper bound: the state is what deriving decides
+    assert listed(notebook_id="other")[1] == listed(since=soon)[1] == listed(team="u")[1] == 0
+    assert listed("team_read") == (set(), 0)  # the finance token: team t's attempt is not its to count
     assert c.post("/v1/derive/retry", headers=auth("admin")).status_code == 200
     assert c.get("/v1/runs/r-poison", headers=auth("read")).status_code == 200
+    assert listed() == ({"r-ok", "r-poison"}, 0)
     doc = c.get("/v1/sli", params={"sli": "M1", "window": "1d", "level": "platform"}, headers=auth("read")).json()
     [row] = doc["slis"]
     assert row["total"] == 2 and row["provenance"]["underived_run_attempts"] == 0
