@@ -76,7 +76,9 @@ def build() -> dash.Dashboard:
     L.add(table_panel(
         103, "Attempts of $notebook",
         "Every attempt in the time range, newest first: trigger, state, duration, error (redacted at ingest), CPU "
-        "and peak memory. Click a run id to show its cells below. Source: GET /v1/runs.", "none",
+        "and peak memory. Click a run id to show its cells below. Attempts the collector stored but could not "
+        "derive are missing until they are derived again (the answer's `underived_run_attempts`). "
+        "Source: GET /v1/runs.", "none",
         [InfinityQuery(
             f"/v1/runs?{NB}&{WINDOW}&limit=500",
             [Column("time", "Time", "timestamp"), Column("run_id", "Run"), Column("attempt", "Attempt", "number"),

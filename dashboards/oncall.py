@@ -117,7 +117,9 @@ def build() -> dash.Dashboard:
         301, "Failing scheduled runs",
         "Scheduled runs whose latest attempt failed or timed out in the time range (a run that succeeded on retry "
         "is not listed), newest first, with owner and error (redacted at ingest). Click a run to open it in the "
-        "debug dashboard. Source: GET /v1/runs.", "none",
+        "debug dashboard. Runs the collector stored but could not derive are missing until they are derived again "
+        "(the ObservatoryDeriveFailures ticket; the answer's `underived_run_attempts`). Source: GET /v1/runs.",
+        "none",
         [InfinityQuery(
             "/v1/runs?trigger=scheduled&state=failed,timed_out&latest_attempt=true&team=${team:csv}&"
             + WINDOW + "&limit=200",
