@@ -5,8 +5,9 @@ that one statement is all it pays. When there are some, it groups their run even
 `missing_attempts` and the whole incremental `compute` (the refresher's, platform and team levels, the configured
 windows) with none given up on, with the newest batch given up on, and with the oldest and the newest, on a copy of
 bench/bench_sli.py's folded history (`var/bench_sli.folded.duckdb`; run bench_sli.py first). Also the answer of
-`GET /v1/runs/{id}` for a run not found (`rederive.holding`), and the count a cost report of the running month adds
-(cost/reports/data.py: `underived_attempts`). Prints medians; writes nothing.
+`GET /v1/runs/{id}` for a run not found (`rederive.holding`), the count a cost report of the running month adds
+(cost/reports/data.py: `underived_attempts`) and the one every page of `GET /v1/runs` adds, unfiltered
+(`rederive.attempts_held`). Prints medians; writes nothing.
 
     python bench/bench_underived.py [--db var/bench_sli.folded.duckdb] [--reps 9]
 """
@@ -80,12 +81,14 @@ def main() -> None:
             c, _ = _ms(lambda: compute(cur, q, cfg, fold_first=False), a.reps)
             r, _ = _ms(lambda: rederive.holding(cur, some_run), a.reps)
             k, _ = _ms(lambda: underived_attempts(cur, period), a.reps)
+            li, _ = _ms(lambda: rederive.attempts_held(cur), a.reps)
             platform = {k[0]: v for k, v in got.items() if k[1] is None}
             print(f"- {label}: {held:,} run events in them; missing_attempts **{m:.1f} ms** (runs "
                   f"{', '.join(f'{x:.1f}' for x in runs)}), the whole computation {c:.1f} ms, a run's 404 "
                   f"(`rederive.holding`) {r:.1f} ms, a cost report's count {k:.1f} ms "
-                  f"({underived_attempts(cur, period)} attempts of {period.label}); attempts marked at the platform "
-                  f"level per window {platform}")
+                  f"({underived_attempts(cur, period)} attempts of {period.label}), a listing's count {li:.1f} ms "
+                  f"({sum(rederive.attempts_held(cur).values())} attempts); attempts marked at the platform level per "
+                  f"window {platform}")
         con.close()
 
 
