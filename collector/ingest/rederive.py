@@ -39,7 +39,7 @@ import duckdb
 from collector.contract.redaction import redact_text
 from collector.metrics.counters import CounterStore
 from collector.storage.derive import fold_batches, typed_from_stored
-from collector.storage.queries import ATTEMPT, IN_BATCHES, RUN_EVENT, batch_params
+from collector.storage.queries import ATTEMPT, HELD_ATTEMPTS, IN_BATCHES, RUN_EVENT, batch_params
 from collector.storage.schema import INGEST_SCHEMA
 
 # Written in the deriver's transaction that marks the batch derived (its events counted from ingest_batches).
@@ -77,18 +77,14 @@ SELECT list(DISTINCT batch_id ORDER BY batch_id) FROM events
 WHERE {IN_BATCHES} AND run_id = $run AND ($team IS NULL OR team = $team)
 """
 _NOT_DERIVED = f"SELECT list(batch_id ORDER BY batch_id) FROM derive_failures WHERE {_UNDERIVED}"
-# The run attempts of the batches $batches, per team of their latest event there ('unknown' for none): those whose
-# events there span part of [$start, $end) (either bound may be null) and whose latest notebook is one of
-# $notebooks (null: any). What the reads of `run_attempts` miss: a cost report's allocation, a listing of runs.
+# The run attempts of the batches $batches (HELD_ATTEMPTS), per team: those whose events there span part of
+# [$start, $end) (either bound may be null) and whose latest notebook is one of $notebooks (null: any). What the reads
+# of `run_attempts` miss: a cost report's allocation, a listing of runs.
 _ATTEMPTS_HELD = f"""
-SELECT team, count(*) FROM (
-    SELECT arg_max(coalesce(team, 'unknown'), time) AS team, arg_max(notebook_id, time) AS notebook_id
-    FROM events WHERE {IN_BATCHES} AND {RUN_EVENT}
-    GROUP BY run_id, {ATTEMPT}
-    HAVING (CAST($end AS TIMESTAMPTZ) IS NULL OR min(time) < CAST($end AS TIMESTAMPTZ))
-       AND (CAST($start AS TIMESTAMPTZ) IS NULL OR max(time) >= CAST($start AS TIMESTAMPTZ))
-)
-WHERE CAST($notebooks AS VARCHAR[]) IS NULL OR list_contains(CAST($notebooks AS VARCHAR[]), notebook_id)
+SELECT team, count(*) FROM ({HELD_ATTEMPTS.format(where="")})
+WHERE (CAST($end AS TIMESTAMPTZ) IS NULL OR first_t < CAST($end AS TIMESTAMPTZ))
+  AND (CAST($start AS TIMESTAMPTZ) IS NULL OR last_t >= CAST($start AS TIMESTAMPTZ))
+  AND (CAST($notebooks AS VARCHAR[]) IS NULL OR list_contains(CAST($notebooks AS VARCHAR[]), notebook_id))
 GROUP BY team
 """
 # An operator's reason for a dismissal: a sentence or two (it is stored, listed and answered).

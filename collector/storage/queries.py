@@ -24,6 +24,20 @@ ATTEMPT = "coalesce(attempt, 1)"
 IN_BATCHES = "batch_id BETWEEN $lo AND $hi AND list_contains($batches, batch_id)"
 
 
+# The run attempts of the batches $batches (IN_BATCHES), as the deriver would make them, each with its events' first
+# and last time there and the team, notebook and trigger of its latest event ('unknown' for a missing team or
+# trigger, as in every SLI). What the reads that say what they miss count, one definition for all of them
+# (slo/sli/underived.py: the SLIs; collector/ingest/rederive.py: the cost reports, the listing of runs). `{where}`:
+# more conditions on the events (` AND ...`).
+HELD_ATTEMPTS = f"""
+SELECT run_id, {ATTEMPT} AS attempt, min(time) AS first_t, max(time) AS last_t,
+       arg_max(coalesce(team, 'unknown'), time) AS team, arg_max(notebook_id, time) AS notebook_id,
+       arg_max(coalesce(trigger, 'unknown'), time) AS trigger
+FROM events WHERE {IN_BATCHES} AND {RUN_EVENT}{{where}}
+GROUP BY run_id, {ATTEMPT}
+"""
+
+
 def batch_params(batches: list[int]) -> dict[str, object]:
     """IN_BATCHES' parameters for a non-empty sorted list of batch ids."""
     return {"batches": batches, "lo": batches[0], "hi": batches[-1]}

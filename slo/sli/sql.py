@@ -24,7 +24,7 @@ fragments the code owns (relation names, generated FILTER lists, grouping sets).
 
 from __future__ import annotations
 
-from collector.storage.queries import ATTEMPT, DERIVED_THROUGH_OF, IN_BATCHES, RUN_EVENT
+from collector.storage.queries import ATTEMPT, DERIVED_THROUGH_OF, HELD_ATTEMPTS, RUN_EVENT
 
 DEFINITION_VERSION = "2026-12-02.1"  # M4 whole allocated cost, M9 default requirement, M10 allocated teams
 
@@ -572,22 +572,14 @@ CONTRIB_CHANGES = ("SELECT epoch_us(t) AS t, sli, team, trigger, good, bad, tota
 
 # ---- what the SLIs over run attempts miss (slo/sli/underived.py) ------------------------------------------------
 
-# The run attempts (as the deriver makes them: RUN_EVENT, ATTEMPT) with an event before $as_of in the batches not
-# derived (IN_BATCHES of collector/ingest/rederive.py's `not_derived`), counted in each window ({windows}: rows of
-# (name, s)) that holds such an event, per scope ({grouping}: grouping sets over team, notebook_id, trigger). An
-# attempt's scope is its latest such event's, with 'unknown' for a missing team or trigger as everywhere else. Events
-# before the earliest window ($since) can be neither, so they are left out before grouping (a dismissed batch of last
-# year costs its scan only).
+# The run attempts (HELD_ATTEMPTS) with an event before $as_of in the batches not derived (collector/ingest/
+# rederive.py's `not_derived`), counted in each window ({windows}: rows of (name, s)) that holds such an event, per
+# scope ({grouping}: grouping sets over team, notebook_id, trigger). An attempt's scope is its latest such event's.
+# Events before the earliest window ($since) can be neither, so they are left out before grouping (a dismissed batch
+# of last year costs its scan only).
 UNDERIVED_ATTEMPTS = f"""
-WITH a AS (
-    SELECT run_id, {ATTEMPT} AS attempt, max(time) AS last,
-           arg_max(coalesce(team, 'unknown'), time) AS team, arg_max(notebook_id, time) AS notebook_id,
-           arg_max(coalesce(trigger, 'unknown'), time) AS trigger
-    FROM events
-    WHERE {IN_BATCHES} AND {RUN_EVENT} AND time >= $since AND time < $as_of
-    GROUP BY run_id, {ATTEMPT}
-)
+WITH a AS ({HELD_ATTEMPTS.format(where=" AND time >= $since AND time < $as_of")})
 SELECT w.name, team, notebook_id, trigger, GROUPING(team), GROUPING(notebook_id), GROUPING(trigger), count(*)
-FROM a JOIN ({{windows}}) w ON a.last >= w.s
+FROM a JOIN ({{windows}}) w ON a.last_t >= w.s
 GROUP BY w.name, GROUPING SETS ({{grouping}})
 """
