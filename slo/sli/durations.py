@@ -191,14 +191,23 @@ def _delete(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(arr, vals, "left") + occurrence
     if idx.max() >= arr.size or not _same(arr[idx], vals):  # (not idx[-1]: a missing tie breaks the order)
         raise Drift("a duration to delete is not in the window")
-    return np.delete(arr, idx)
+    keep = np.ones(arr.size, dtype=bool)  # (np.delete and np.insert do the same after ~15 us of argument checks:
+    keep[idx] = False                     # a fold edits ~80 scopes, twice each, on its last, serial step)
+    return arr[keep]
 
 
 def _insert(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """The sorted `arr` with the values `vals` in their places."""
     if not vals.size:
         return arr
     vals = np.sort(vals)
-    return np.insert(arr, np.searchsorted(arr, vals), vals)
+    at = np.searchsorted(arr, vals) + np.arange(vals.size)  # each new value's index in the result
+    out = np.empty(arr.size + vals.size, dtype=np.result_type(arr, vals))
+    old = np.ones(out.size, dtype=bool)
+    old[at] = False
+    out[at] = vals
+    out[old] = arr
+    return out
 
 
 def _occurrences(arr: np.ndarray, vals: np.ndarray) -> np.ndarray:

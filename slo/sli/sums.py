@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.acero  # noqa: F401  Table.group_by imports it on first use (~14 ms): at import, not in a refresh
+import pyarrow.compute as pc
 
 from collector.storage.db import arrow
 from collector.storage.sqltext import Params
@@ -110,33 +111,51 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
                              .cast(_ROWS) for t in parts])
     t = rows.column("t").to_numpy()
     n = rows.column("n").to_numpy()
-    # every window's signed rows in one table, grouped once (a group-by costs ~1 ms however few its rows)
-    signed = []
-    for secs in st.windows:
+    # every window's signed rows summed per (window, sli, team, trigger) in numpy, the key as one integer code: a
+    # pyarrow group-by cost ~1 ms however few its rows, twice per fold on its last, serial step (each side's rows)
+    code, names = _key_codes(rows)
+    measures = np.column_stack([rows.column(m).to_numpy() for m in ("good", "bad", "total")])
+    keys, signed = [], []
+    for w, secs in enumerate(st.windows):
         mult = multipliers(t, n, was, a, secs)
         keep = np.flatnonzero(mult)
         if keep.size:
-            part = rows.take(keep)
-            signed.append(pa.table({"w": pa.array(np.full(keep.size, secs, np.int64)), "sli": part.column("sli"),
-                                   "team": part.column("team"), "trigger": part.column("trigger"),
-                                   **{m: pa.array(part.column(m).to_numpy() * mult[keep])
-                                      for m in ("good", "bad", "total")}}))
-    if not signed:
+            keys.append(code[keep] * len(st.windows) + w)
+            signed.append(measures[keep] * mult[keep, None])
+    if not keys:
         return
-    grouped = pa.concat_tables(signed).group_by(["w", "sli", "team", "trigger"]).aggregate(
-        [(m, "sum") for m in ("good", "bad", "total")])
-    # column by column (a list per column, not a dict per row: ~3x less Python); new lists, never edited ones: a
-    # copy shares them (durations.Registry.applied)
-    cols = [grouped.column(c).to_pylist() for c in ("w", "sli", "team", "trigger", "good_sum", "bad_sum", "total_sum")]
-    for w, sli, team, trigger, g, b, t in zip(*cols):
-        sums = st.windows[w]
-        k = (sli, team, trigger)
+    groups, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    vals = np.concatenate(signed)
+    g, b, tt = (np.bincount(inverse, weights=vals[:, i], minlength=groups.size).tolist() for i in range(3))
+    windows = list(st.windows.values())
+    # new lists, never edited ones: a copy shares them (durations.Registry.applied)
+    for key, dg, db, dt in zip(groups.tolist(), g, b, tt):
+        key, w = divmod(key, len(windows))
+        sums = windows[w]
+        k = names(key)
         good, bad, total = sums.get(k, _ZERO)
-        acc = [good + g, bad + b, total + t]
+        acc = [good + dg, bad + db, total + dt]
         if acc[0] or acc[1] or acc[2]:
             sums[k] = acc
         else:
             sums.pop(k, None)
+
+
+def _key_codes(rows: pa.Table) -> tuple[np.ndarray, Callable[[int], SumKey]]:
+    """Each row's (sli, team, trigger) as one integer (null a value of its own), and the key of a code."""
+    dicts, code = [], np.zeros(rows.num_rows, np.int64)
+    for c in ("sli", "team", "trigger"):
+        enc = pc.dictionary_encode(rows.column(c), null_encoding="encode").combine_chunks()
+        d = enc.dictionary.to_pylist()
+        code = code * len(d) + enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        dicts.append(d)
+    (slis, teams, triggers), nt, ng = dicts, len(dicts[1]), len(dicts[2])
+
+    def names(k: int) -> SumKey:
+        k, tr = divmod(k, ng)
+        s, te = divmod(k, nt)
+        return slis[s], teams[te], triggers[tr]
+    return code, names
 
 
 _ZERO = (0.0, 0.0, 0.0)
