@@ -100,27 +100,26 @@ class Registry:
             return st
 
     def applied(self, key: Key | None, lo: int, changed: pa.Table | None,
-                slide: Callable[[Any, Any, int], None], onto: Prepared | None = None) -> Prepared | None:
+                slide: Callable[[Any, Any, int], None]) -> Prepared | None:
         """A fold's changes applied to a copy of the kept state at cursor `lo`, at the state's as_of: what the next
-        computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides; each
-        side applies its changes as soon as it has committed, the other side's to the same copy: `onto`), and
-        `folded` installs the copy once both sides have committed. The copy shares only arrays and lists that the
-        slide replaces, never edits. None: no state at that cursor."""
-        if onto is None:
-            st = self.get(key) if key is not None else None
-            if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
-                return None
-            # the copy keeps what earlier folds queued on the state and no computation has applied yet (one that
-            # asked for an earlier as_of was answered by SQL and left them queued)
-            onto = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()},
+        computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides, as
+        soon as the sides that made the changes have committed), and `folded` installs the copy once both sides
+        have committed. The copy shares only arrays and lists that the slide replaces, never edits. None: no state
+        at that cursor."""
+        st = self.get(key) if key is not None else None
+        if st is None or st.cursor != lo or getattr(st, "disabled", False) or not st.windows:
+            return None
+        # the copy keeps what earlier folds queued on the state and no computation has applied yet (one that asked
+        # for an earlier as_of was answered by SQL and left them queued)
+        prepared = Prepared(st, replace(st, windows={s: dict(w) for s, w in st.windows.items()},
                                         pending=list(st.pending)))
-        if onto.copy is not None and changed is not None and changed.num_rows:
-            onto.copy.pending = [*onto.copy.pending, changed]
+        if changed is not None and changed.num_rows:
+            prepared.copy.pending = [*prepared.copy.pending, changed]
             try:
-                slide(None, onto.copy, onto.copy.as_of)  # at the same as_of: the queued rows only, nothing read
+                slide(None, prepared.copy, prepared.copy.as_of)  # at the same as_of: the queued rows only
             except Drift:
-                onto.copy = None  # the state does not fit the facts: dropped (and built again when next asked)
-        return onto
+                prepared.copy = None  # the state does not fit the facts: dropped (and built again when next asked)
+        return prepared
 
     def folded(self, key: Key | None, lo: int, hi: int, changed: pa.Table | None,
                prepared: "Prepared | None" = None) -> None:

@@ -47,10 +47,10 @@ _STATES = _REGISTRY.states
 tracking, forget, folded = _REGISTRY.tracking, _REGISTRY.forget, _REGISTRY.folded
 
 
-def applied(key: Key | None, lo: int, changed: pa.Table | None, onto: Prepared | None = None) -> Prepared | None:
-    """Registry.applied (slo/sli/durations.py) for the kept sums: a fold's contribution rows (Q.CONTRIB_CHANGES),
-    to a new copy or `onto` one (sums add up in any order: each side of a fold applies its own rows)."""
-    return _REGISTRY.applied(key, lo, changed, _slide, onto)
+def applied(key: Key | None, lo: int, changed: pa.Table | None) -> Prepared | None:
+    """Registry.applied (slo/sli/durations.py) for the kept sums: a fold's contribution rows (Q.CONTRIB_CHANGES,
+    both sides' together: sums add up in any order)."""
+    return _REGISTRY.applied(key, lo, changed, _slide)
 
 
 def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_seconds: list[int],
