@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,16 +172,17 @@ def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
 def _phase(args: list[str], keep: Path | None = None, code: Path = ROOT, threads: int | None = None) -> dict:
     """Run a phase in its own process on a copy of a database, so that no phase (the incremental one writes
     10,000 events and every phase folds) changes what the next phase or the next run starts from; `keep` keeps the
-    copy as it is after the phase (the folded history the other phases start from); `code`: the checkout whose
-    bench_sli.py (and so whose code) runs the phase; `threads`: DuckDB's worker threads, as the collector's
+    copy as it is after the phase (the folded history the other phases start from); `code`: the checkout whose code
+    the phase imports (this bench's phase runs it); `threads`: DuckDB's worker threads, as the collector's
     OBSERVATORY_DUCKDB_THREADS sets them (None: the collector's default, storage.db.collector_threads)."""
     name, db, now = args
     with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
         copy = Path(tmp) / Path(db).name
         shutil.copyfile(db, copy)
         env = {**os.environ, **({"OBSERVATORY_DUCKDB_THREADS": str(threads)} if threads else {})}
-        out = subprocess.run([sys.executable, str(code / "bench" / "bench_sli.py"), "--phase", name, str(copy), now],
-                             capture_output=True, text=True, check=True, cwd=code, env=env)
+        # this bench's phase, importing the product from `code`: both series are measured the same way
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_sli.py"), "--phase", name, str(copy), now,
+                              "--code", str(code)], capture_output=True, text=True, check=True, cwd=code, env=env)
         if keep is not None:
             shutil.move(copy, keep)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,13 +242,15 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         w.start()
         w.submit(new, []).result()
         w.stop()
-        t0 = time.perf_counter()
+        # wall, and the process's CPU (every thread's: both sides of the fold, DuckDB's): CPU moves less than
+        # wall on a shared machine, so a difference between two checkouts shows in fewer runs
+        t0, c0 = time.perf_counter(), time.process_time()
         st = fold(con, cfg, now=now)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         rows = compute(con, q, cfg, fold_first=False)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         res.update(fold_seconds=t1 - t0, compute_seconds=t2 - t1, seconds=t2 - t0, attempts=st.attempts,
-                   rows=len(rows))
+                   rows=len(rows), fold_cpu_seconds=c1 - c0, compute_cpu_seconds=c2 - c1)
         timings = {}
         for sli in Q.SLIS:
             t3 = time.perf_counter()
@@ -289,13 +293,20 @@ def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
+def _cpu(runs: list[dict]) -> str:
+    """The runs' median CPU (the process's, all threads) per refresh, fold and compute."""
+    med = lambda k: statistics.median(r[k] for r in runs) * 1000  # noqa: E731
+    return (f"CPU {statistics.median(r['fold_cpu_seconds'] + r['compute_cpu_seconds'] for r in runs) * 1000:.0f} ms "
+            f"(fold {med('fold_cpu_seconds'):.0f}, compute {med('compute_cpu_seconds'):.0f})")
+
+
 def _before_line(before: dict | None, runs: list[dict], code: Path | None) -> str:
     if before is None:
         return ""
     ms = ", ".join(f"{r['seconds'] * 1000:.0f}" for r in runs)
     return (f" Same run, the code of {code} (runs {ms} ms): median **{before['seconds'] * 1000:.0f} ms** (fold "
-            f"{before['fold_seconds'] * 1000:.0f} ms, compute {before['compute_seconds'] * 1000:.0f} ms), peak RSS "
-            f"{before['peak_rss_mib']:.0f} MiB.")
+            f"{before['fold_seconds'] * 1000:.0f} ms, compute {before['compute_seconds'] * 1000:.0f} ms), "
+            f"{_cpu(runs)}, peak RSS {before['peak_rss_mib']:.0f} MiB.")
 
 
 def write_section(text: str, path: Path) -> None:
@@ -351,8 +362,12 @@ def main() -> None:
                          "deriver's repro_baselines) in the folded history before the other phases: producers that "
                          "hash each run's fresh input data make one per succeeded run")
     ap.add_argument("--phase", nargs=3, metavar=("NAME", "DB", "NOW"), help=argparse.SUPPRESS)
+    ap.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # a phase's checkout (_phase)
     a = ap.parse_args()
     if a.phase:
+        if a.code is not None and a.code.resolve() != ROOT:
+            sys.path.remove(str(ROOT))
+            sys.path.insert(0, str(a.code.resolve()))
         phase(a.phase[0], Path(a.phase[1]), a.phase[2])
         return
     info = ensure_history(a.db, a.events, a.rebuild)
@@ -406,7 +421,7 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 | incremental refresh after 10,000 new events: fold + compute (what the gauge refresher does) | ≤ 100 ms | {inc['seconds'] * 1000:.0f} ms (fold {inc['fold_seconds'] * 1000:.0f} ms, compute {inc['compute_seconds'] * 1000:.0f} ms) | {inc['peak_rss_mib']:.0f} MiB |
 | initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots) | {fold['peak_rss_mib']:.0f} MiB |
 
-Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms).{_before_line(before, runs['before'], a.before)}{with_threads}
+Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms), {_cpu(runs['after'])}.{_before_line(before, runs['before'], a.before)}{with_threads}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
 Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{f' --baselines {a.baselines}' if a.baselines else ''}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.

@@ -112,7 +112,7 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     t = rows.column("t").to_numpy()
     n = rows.column("n").to_numpy()
     # every window's signed rows summed per (window, sli, team, trigger) in numpy, the key as one integer code: a
-    # pyarrow group-by cost ~1 ms however few its rows, twice per fold on its last, serial step (each side's rows)
+    # pyarrow group-by cost ~1 ms however few its rows, on the fold's last, serial step
     code, names = _key_codes(rows)
     measures = np.column_stack([rows.column(m).to_numpy() for m in ("good", "bad", "total")])
     keys, signed = [], []
