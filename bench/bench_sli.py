@@ -368,6 +368,10 @@ def main() -> None:
         if a.code is not None and a.code.resolve() != ROOT:
             sys.path.remove(str(ROOT))
             sys.path.insert(0, str(a.code.resolve()))
+            import collector
+            import slo
+            # (as bench/report.py's run_in_checkout checks): the product measured is the checkout's
+            assert all(m.__file__.startswith(str(a.code.resolve())) for m in (collector, slo)), a.code
         phase(a.phase[0], Path(a.phase[1]), a.phase[2])
         return
     info = ensure_history(a.db, a.events, a.rebuild)
