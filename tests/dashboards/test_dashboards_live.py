@@ -196,8 +196,27 @@ def _rows(body, root: str) -> list:
 # ---- tests -------------------------------------------------------------------------------------------------------
 
 
+# An SLI the target reads: notebook_sli_ratio or notebook_sli_value with its `sli` and `window` matchers
+_SLI_SELECTOR = re.compile(r'notebook_sli_(?:ratio|value)\{[^}]*?sli="(M\d+)"[^}]*?window="(\w+)"')
+
+
+def _sli_has_no_data(col: Collector, expr: str) -> bool:
+    """Whether every SLI the expression reads has no value at all in the collector's own answer (its platform row's
+    value is null): the demo's 2-day history can hold no event of an SLI in a window (M2's reproducibility checks
+    come from CI runs on working days), and then an empty panel is right. False when it reads no SLI."""
+    found = set(_SLI_SELECTOR.findall(expr))
+    if not found:
+        return False
+    for sli, window in found:
+        rows = httpx.get(f"{col.url}/v1/sli", params={"sli": sli, "window": window}, headers=col.headers,
+                         timeout=30).json()["slis"]
+        if any(r["value"] is not None for r in rows if r["team"] is None and r["notebook_id"] is None):
+            return False
+    return True
+
+
 def test_every_prometheus_target_returns_data(stack):
-    prom, failures, checked = stack["prom"], [], 0
+    prom, failures, checked, empty_slis = stack["prom"], [], 0, []
     for key, d in _dashboards().items():
         vars_ = _resolve(d, prom)
         for p, i, t in lint.prom_targets(d):
@@ -209,9 +228,14 @@ def test_every_prometheus_target_returns_data(stack):
             if r.status_code != 200 or body.get("status") != "success":
                 failures.append(f"{where}: error {body.get('error')} in {expr}")
             elif not body["data"]["result"] and p["id"] not in PROBLEM_PANELS[key] | PERIOD_PANELS[key]:
-                failures.append(f"{where}: no data for {expr}")
+                if _sli_has_no_data(stack["collector"], expr):
+                    empty_slis.append(where)
+                else:
+                    failures.append(f"{where}: no data for {expr}")
     assert not failures, "\n".join(failures)
     assert checked >= 30
+    # an SLI with no data in a window empties a panel or two (one SLI, its trend and its stat), not the dashboards
+    assert len(empty_slis) <= 3, empty_slis
 
 
 def test_every_metric_of_the_dashboards_exists(stack):
