@@ -203,7 +203,8 @@ _SLI_SELECTOR = re.compile(r'notebook_sli_(?:ratio|value)\{[^}]*?sli="(M\d+)"[^}
 def _sli_has_no_data(col: Collector, expr: str) -> bool:
     """Whether every SLI the expression reads has no value at all in the collector's own answer (its platform row's
     value is null): the demo's 2-day history can hold no event of an SLI in a window (M2's reproducibility checks
-    come from CI runs on working days), and then an empty panel is right. False when it reads no SLI."""
+    come mostly from CI runs, and the demo's weekends are quiet), and then an empty panel is right. False when it
+    reads no SLI."""
     found = set(_SLI_SELECTOR.findall(expr))
     if not found:
         return False
