@@ -483,9 +483,7 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
                                        "FROM sli_touched_state").fetchone()
     min_fs = min_fs or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
-    cur.execute("CREATE OR REPLACE TEMP TABLE sli_new_facts AS SELECT *, CAST(NULL AS VARCHAR) AS repro FROM ("
-                + Q.RUN_FACTS.format(src="sli_touched_state") + ")")
-    repro = _stage_repro(cur)
+    repro = _stage_repro(cur)  # (and sli_new_facts, with their verdicts)
     into = "CREATE OR REPLACE TEMP TABLE sli_contrib AS" if own else "INSERT INTO sli_contrib BY NAME"
     cur.execute(f"{into} SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
@@ -514,16 +512,23 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
                                                lookback=timedelta(days=cfg.missed_lookback_days))
 
 
+# The touched attempts' facts now (those that ended), without their verdicts: what sli_new_facts holds with them.
+# The baselines are staged from it, and sli_new_facts made last, verdicts and all: setting them in a table made
+# before cost an UPDATE (~5 ms, on the run attempts' side, the fold's longer one: docs/performance.md, SLIs,
+# forty-first round).
+_NEW_FACTS = f"({Q.RUN_FACTS.format(src='sli_touched_state')})"
+
+
 def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
-    """M2 verdicts of the touched attempts; when a group's baseline changes, of every member of the group. Stages
-    the stored baselines of their groups (sli_gb_old) and the new ones (sli_gb_new); False when the attempts are in
-    no group."""
+    """The touched attempts' facts with their M2 verdicts (sli_new_facts); when a group's baseline changes, every
+    stored member of the group with its verdict again too. Stages the stored baselines of their groups (sli_gb_old)
+    and the new ones (sli_gb_new); False when the attempts are in no group."""
     # the stored baselines of the groups of the touched facts, now and before (a CTAS answers its count), with their
     # row ids (for _write_runs' delete): the rows whose key's digest is wanted, by row id, then the full key compared
     # (schema.BASELINE_KEY_HASH; as collector/storage/derive.py reads repro_baselines)
     stored = cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_gb_old AS
-        WITH a AS (SELECT {_GK} FROM sli_new_facts WHERE {_ELIG} UNION SELECT {_GK} FROM sli_old_facts WHERE {_ELIG})
+        WITH a AS (SELECT {_GK} FROM {_NEW_FACTS} n WHERE {_ELIG} UNION SELECT {_GK} FROM sli_old_facts WHERE {_ELIG})
         SELECT b.rowid AS row_id, b.* EXCLUDE (key_hash) FROM sli_repro_baselines b
         WHERE b.rowid IN (SELECT rowid FROM sli_repro_baselines
                           SEMI JOIN (SELECT {BASELINE_KEY_HASH} AS key_hash FROM a) USING (key_hash))
@@ -548,8 +553,10 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
         _add_members(cur, "sli_g_full", first=True)
         members = True
         fresh = _stage_new_baselines(cur, full=True, members=True)
-    if not stored and not fresh:
-        return False  # no touched fact is in a group, now or before
+    if not stored and not fresh:  # no touched fact is in a group, now or before
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_facts AS "
+                    f"SELECT *, CAST(NULL AS VARCHAR) AS repro FROM {_NEW_FACTS} n")
+        return False
     # Groups whose baseline moved: every stored member's verdict is re-evaluated (rare: late earlier success).
     moved = (full or moved) and cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_g_moved AS
@@ -564,20 +571,16 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     verdict = """CASE WHEN g.run_id IS NULL THEN NULL
                       WHEN x.run_id = g.run_id AND x.attempt = g.attempt THEN NULL
                       WHEN x.output_hash = g.output_hash THEN 'match' ELSE 'mismatch' END"""
-    if not members:  # the common case: the verdicts set in place (a table fewer to create, drop and rename)
-        cur.execute(f"""
-            UPDATE sli_new_facts x SET repro = {verdict} FROM sli_gb_new g
-            WHERE {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
-        return True
+    # the common case: the touched facts; else with the stored members of the groups whose baseline changed
+    facts = f"(SELECT *, CAST(NULL AS VARCHAR) AS repro FROM {_NEW_FACTS} n UNION ALL BY NAME " \
+            f"SELECT * FROM sli_members)" if members else _NEW_FACTS
     cur.execute(f"""
-        CREATE OR REPLACE TEMP TABLE sli_new_facts2 AS
-        SELECT x.* EXCLUDE (repro),
-               {verdict} AS repro
-        FROM (SELECT * FROM sli_new_facts UNION ALL BY NAME SELECT * FROM sli_members) x
+        CREATE OR REPLACE TEMP TABLE sli_new_facts AS
+        SELECT x.*{" EXCLUDE (repro)" if members else ""}, {verdict} AS repro
+        FROM {facts} x
         LEFT JOIN sli_gb_new g ON {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
-    cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
-    cur.execute("DROP TABLE sli_new_facts")
-    cur.execute("ALTER TABLE sli_new_facts2 RENAME TO sli_new_facts")
+    if members:
+        cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
     return True  # (its other tables are dropped with the rest of the staging: _STAGED)
 
 
@@ -590,7 +593,7 @@ def _stage_new_baselines(cur: duckdb.DuckDBPyConnection, *, full: bool, members:
                arg_min(run_id, (t, run_id, attempt)) AS run_id, arg_min(attempt, (t, run_id, attempt)) AS attempt,
                min(t) AS ended_at, arg_min(output_hash, (t, run_id, attempt)) AS output_hash
         FROM (
-            SELECT {_GK}, run_id, attempt, t, output_hash FROM sli_new_facts WHERE {_ELIG}
+            SELECT {_GK}, run_id, attempt, t, output_hash FROM {_NEW_FACTS} n WHERE {_ELIG}
             UNION ALL
             SELECT {_GK}, run_id, attempt, ended_at AS t, output_hash FROM sli_gb_old b
             {f"WHERE NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ})" if full else ""}
