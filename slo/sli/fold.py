@@ -452,6 +452,8 @@ class _Runs:
     bound: datetime | None = None  # the earliest last_event_at of their stored facts (None: none stored)
     changed: pa.Table | None = None  # the net change of M3's durations, when a state is kept for them
     repro: bool = False  # reproducibility groups staged (their baselines: sli_gb_old, sli_gb_new)
+    rebased: bool = False  # a stored baseline of theirs changes (else every stored one stays as it is)
+    new_groups: int = 0  # groups among them with no stored baseline (when none is `rebased`)
     seen_earlier: bool = False  # an attempt is first seen earlier than it was (TOUCHED_STATE)
     reopened: int = 0  # decided slots found missed again (`_write_runs`)
 
@@ -483,13 +485,13 @@ def _stage_runs(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, keep_changes: 
                                        "FROM sli_touched_state").fetchone()
     min_fs = min_fs or min_t
     cur.execute(Q.TOUCHED_OLD_FACTS, {"min_first_seen": min_fs})
-    repro = _stage_repro(cur)  # (and sli_new_facts, with their verdicts)
+    repro, rebased, new_groups = _stage_repro(cur)  # (and sli_new_facts, with their verdicts)
     into = "CREATE OR REPLACE TEMP TABLE sli_contrib AS" if own else "INSERT INTO sli_contrib BY NAME"
     cur.execute(f"{into} SELECT *, 1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_new_facts')}) "
                 f"UNION ALL SELECT *, -1 AS sign FROM ({Q.RUN_CONTRIB.format(f='sli_old_facts')})")
     bound = cur.execute("SELECT min(last_event_at) FROM sli_old_facts").fetchone()[0]
     changed = arrow(cur, Q.DURATION_CHANGES) if keep_changes else None
-    return _Runs(int(n), bound, changed, repro, bool(seen_earlier))
+    return _Runs(int(n), bound, changed, repro, rebased, new_groups, bool(seen_earlier))
 
 
 def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now: datetime) -> None:
@@ -502,10 +504,15 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
     if runs.bound is not None:
         cur.execute(Q.DELETE_OLD_FACTS, {"min_first_seen": runs.bound})
     cur.execute("INSERT INTO sli_run_facts BY NAME SELECT * FROM sli_new_facts")
-    if runs.repro:
+    if runs.rebased:  # the stored baselines of the groups replaced
         cur.execute("DELETE FROM sli_repro_baselines WHERE rowid IN (SELECT row_id FROM sli_gb_old)")
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
                     f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
+    elif runs.new_groups:  # the common case: each stored one stays, and the groups that had none get theirs
+        # (deleting and storing the stored ones again, unchanged, cost ~2 ms per fold and left deleted copies behind;
+        # most folds find no new group, and write nothing here)
+        cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash "
+                    f"FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ})")
     missed.retract_late(cur, now)
     if runs.seen_earlier:
         runs.reopened = missed.reopen_unserved(cur, now, default_grace=cfg.missed_grace_seconds,
@@ -519,10 +526,11 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
 _NEW_FACTS = f"({Q.RUN_FACTS.format(src='sli_touched_state')})"
 
 
-def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
+def _stage_repro(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool, int]:
     """The touched attempts' facts with their M2 verdicts (sli_new_facts); when a group's baseline changes, every
     stored member of the group with its verdict again too. Stages the stored baselines of their groups (sli_gb_old)
-    and the new ones (sli_gb_new); False when the attempts are in no group."""
+    and the new ones (sli_gb_new). Returns whether the attempts are in a group, whether a stored baseline of those
+    groups changes, and how many of the groups have none stored."""
     # the stored baselines of the groups of the touched facts, now and before (a CTAS answers its count), with their
     # row ids (for _write_runs' delete): the rows whose key's digest is wanted, by row id, then the full key compared
     # (schema.BASELINE_KEY_HASH; as collector/storage/derive.py reads repro_baselines)
@@ -538,12 +546,14 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     # made (a statement each, ~1.5-2.5 ms, in every fold before) and the new baselines staged again.
     fresh = _stage_new_baselines(cur, full=False, members=False)
     full = moved = 0
+    new_groups = fresh
     if stored:
-        full, moved = cur.execute(f"""
+        full, moved, new_groups = cur.execute(f"""
             SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM sli_touched k
                                                   WHERE k.run_id = b.run_id AND k.attempt = b.attempt)),
                    count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
-                                                      AND a.attempt = b.attempt AND a.output_hash = b.output_hash))
+                                                      AND a.attempt = b.attempt AND a.output_hash = b.output_hash)),
+                   (SELECT count(*) FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ}))
             FROM sli_gb_old b""").fetchone()
     members = False
     if full:
@@ -556,7 +566,8 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
     if not stored and not fresh:  # no touched fact is in a group, now or before
         cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_new_facts AS "
                     f"SELECT *, CAST(NULL AS VARCHAR) AS repro FROM {_NEW_FACTS} n")
-        return False
+        return False, False, 0
+    rebased = bool(full or moved)
     # Groups whose baseline moved: every stored member's verdict is re-evaluated (rare: late earlier success).
     moved = (full or moved) and cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_g_moved AS
@@ -581,7 +592,7 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> bool:
         LEFT JOIN sli_gb_new g ON {join} AND x.state = 'succeeded' AND x.output_hash IS NOT NULL""")
     if members:
         cur.execute("INSERT INTO sli_old_facts BY NAME SELECT * FROM sli_members")
-    return True  # (its other tables are dropped with the rest of the staging: _STAGED)
+    return True, rebased, int(new_groups)  # (its other tables are dropped with the rest of the staging: _STAGED)
 
 
 def _stage_new_baselines(cur: duckdb.DuckDBPyConnection, *, full: bool, members: bool) -> int:

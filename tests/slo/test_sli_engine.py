@@ -446,6 +446,36 @@ def test_reproducibility_baseline_and_late_earlier_run(plat: Platform):
     assert_one_baseline_per_group(plat)
 
 
+def test_a_new_group_beside_stored_baselines_gets_its_own(plat: Platform):
+    """A fold whose touched attempts are of a group with a stored baseline and of a group with none keeps the
+    stored one as it is and stores the new group's (fold._write_runs: only the new groups are written when no
+    stored baseline changes). The new group's next run is then compared with it."""
+    T = BASE
+    g1 = dict(notebook_id="nb-g1", team="ml", trigger="scheduled", input_hash="i", parameters_hash="p", env_hash="e")
+    g2 = {**g1, "notebook_id": "nb-g2"}
+    as_of = T + timedelta(hours=1)
+    plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=10), run_id="a", output_hash="X", **g1)])
+    plat.api(as_of, "1h")
+    with plat.app.state.store.read_cursor() as cur:
+        stored = cur.execute("SELECT rowid, run_id FROM sli_repro_baselines").fetchall()
+    assert [r for _, r in stored] == ["a"]
+    plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=20), run_id="b", output_hash="X", **g1),
+               plat.ev("notebook.run.succeeded", T + timedelta(minutes=21), run_id="c", output_hash="X", **g2)])
+    plat.api(as_of, "1h")
+    with plat.app.state.store.read_cursor() as cur:
+        rows = cur.execute("SELECT rowid, notebook_id, run_id FROM sli_repro_baselines ORDER BY notebook_id").fetchall()
+    assert [(nb, r) for _, nb, r in rows] == [("nb-g1", "a"), ("nb-g2", "c")]
+    assert rows[0][0] == stored[0][0]  # the stored baseline was left in place, not deleted and stored again
+    plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=30), run_id="d", output_hash="Y", **g2)])
+    got = plat.api(as_of, "1h", **ALL_LEVELS)
+    # b matches a; d mismatches c (c the baseline of its group, stored by the fold before)
+    assert got[("M2", "ml", None, None, "ratio")] == {"value": 1 / 2, "good": 1, "bad": 1, "total": 2}
+    want = reference(plat.sent, as_of, timedelta(hours=1))
+    assert_matches(got, want)
+    assert_matches(plat.direct(as_of, "1h"), want)
+    assert_one_baseline_per_group(plat)
+
+
 REPRO = dict(notebook_id="nb-r", team="ml", trigger="scheduled", input_hash="i", parameters_hash="p", env_hash="e")
 
 
