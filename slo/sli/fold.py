@@ -82,7 +82,8 @@ def _fold_state(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, str | None, s
     """(events' cursor, run attempts' cursor, instance id, the decisions earlier slices left: `_DEFERRED`) from
     sli_state, in one statement. The run attempts' cursor is the events' one until a fold has folded the two sides
     apart (`fold`); 0 when nothing is folded."""
-    events, runs, instance, deferred = cur.execute(Q.STATE_IDENTITY).fetchone()
+    kv = dict(cur.execute(Q.STATE_ALL).fetchall())
+    events, runs, instance, deferred = (kv.get(k) for k in ("cursor", "runs_cursor", "instance", _DEFERRED))
     events = int(events or 0)
     return events, (int(runs) if runs is not None and events else events), instance, deferred
 
