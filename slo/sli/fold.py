@@ -510,7 +510,7 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
                     f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
     elif runs.new_groups:  # the common case: each stored one stays, and the groups that had none get theirs
-        # (deleting and storing the stored ones again, unchanged, cost ~2 ms per fold and left deleted copies behind;
+        # (deleting and storing the stored ones again, unchanged, cost ~4 ms per fold and left deleted copies behind;
         # most folds find no new group, and write nothing here)
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash "
                     f"FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ})")
@@ -522,7 +522,7 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
 
 # The touched attempts' facts now (those that ended), without their verdicts: what sli_new_facts holds with them.
 # The baselines are staged from it, and sli_new_facts made last, verdicts and all: setting them in a table made
-# before cost an UPDATE (~5 ms, on the run attempts' side, the fold's longer one: docs/performance.md, SLIs,
+# before cost an UPDATE (~4-5 ms, on the run attempts' side, the fold's longer one: docs/performance.md, SLIs,
 # forty-first round).
 _NEW_FACTS = f"({Q.RUN_FACTS.format(src='sli_touched_state')})"
 
@@ -543,8 +543,9 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool, int]:
                           SEMI JOIN (SELECT {BASELINE_KEY_HASH} AS key_hash FROM a) USING (key_hash))
           AND EXISTS (SELECT 1 FROM a WHERE {_GK_EQ})""").fetchone()[0]
     # The common case first: no group's stored baseline attempt is itself touched, and no baseline moves. The new
-    # baselines are staged as if so, and one statement counts both; only when one is not so are the groups' tables
-    # made (a statement each, ~1.5-2.5 ms, in every fold before) and the new baselines staged again.
+    # baselines are staged as if so, and one statement counts both, with the groups that have no stored baseline
+    # (the only ones `_write_runs` then stores); only when one is not so are the groups' tables made (a statement
+    # each, ~1.5-2.5 ms, in every fold before) and the new baselines staged again.
     fresh = _stage_new_baselines(cur, full=False, members=False)
     full = moved = 0
     new_groups = fresh
