@@ -103,7 +103,7 @@ class Registry:
                 slide: Callable[[Any, Any, int], None]) -> Prepared | None:
         """A fold's changes applied to a copy of the kept state at cursor `lo`, at the state's as_of: what the next
         computation's slide would do first. fold() calls it before it returns (slo/sli/fold.py: _fold_sides, as
-        soon as the sides that made the changes have committed), and `folded` installs the copy once both sides
+        soon as the sides that made the changes have staged them), and `folded` installs the copy once both sides
         have committed. The copy shares only arrays and lists that the slide replaces, never edits. None: no state
         at that cursor."""
         st = self.get(key) if key is not None else None

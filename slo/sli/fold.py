@@ -275,10 +275,10 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         try:
             runs = _stage_runs(c, lo, hi, keep_changes, own=True)
             changes.set_result(runs.changed)
-            contributed = None
+            contributed = arrow(c, Q.CONTRIB_CHANGES) if keep_sums and runs.attempts else None
+            kept_sums.add(contributed)  # (staged: the pass over them need not wait for this side's writes)
             if runs.attempts:
                 _write_runs(c, runs, cfg, now)
-                contributed = arrow(c, Q.CONTRIB_CHANGES) if keep_sums else None
                 _append_rollups(c, compact=False)
             state.put(c, "runs_cursor", str(hi))
             c.execute("COMMIT")
@@ -289,7 +289,6 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             if not changes.done():
                 changes.set_result(None)
         apply()
-        kept_sums.add(contributed)
         return runs, contributed
 
     try:
@@ -341,10 +340,13 @@ class _FirstFree:
 
 
 class _SumsCopy:
-    """The kept sums' copy with both sides' contribution rows, applied in one pass by whichever side commits last
-    (sums add up in any order), while the first does the durations' copy (`_FirstFree`). Each side applied its own
-    rows before (twice the pass's fixed cost, ~1.5 ms, and the second waited for the first's, on the fold's last
-    step); in line after both sides, they were the fold's last step too."""
+    """The kept sums' copy with both sides' contribution rows, applied in one pass by whichever side hands its rows
+    last (sums add up in any order). The events' side hands them once it has committed; the run attempts' side, the
+    longer one, as soon as they are staged, before its writes and its COMMIT: so the pass (~1.5 ms) is mostly the
+    events' side's, done while the other side writes, off the fold's critical path. The copy is installed only once
+    both sides have committed (`sums.folded`); a fold that fails forgets it. Each side applied its own rows before
+    (twice the pass's fixed cost, and the second waited for the first's, on the fold's last step); in line after
+    both sides, they were the fold's last step too."""
 
     def __init__(self, key: durations.Key | None, lo: int) -> None:
         self.key, self.lo, self.prepared = key, lo, None
@@ -353,7 +355,7 @@ class _SumsCopy:
         self._arrived = 0
 
     def add(self, contributed: pa.Table | None) -> None:
-        """A side's rows (None: not tracked, or a side with no attempt), once it has committed."""
+        """A side's rows (None: not tracked, or a side with no attempt), once per side."""
         with self._lock:
             if contributed is not None:
                 self._parts.append(contributed)
