@@ -512,8 +512,8 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME "
                     f"SELECT *, {BASELINE_KEY_HASH} AS key_hash FROM sli_gb_new")
     elif runs.new_groups:  # the common case: each stored one stays, and the groups that had none get theirs
-        # (deleting and storing the stored ones again, unchanged, cost ~4 ms per fold and left deleted copies behind;
-        # most folds find no new group, and write nothing here)
+        # (deleting and storing the stored ones again, unchanged, cost ~4 ms per fold; most folds find no new group,
+        # and write nothing here)
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash "
                     f"FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ})")
     missed.retract_late(cur, now)
