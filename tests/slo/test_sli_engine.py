@@ -431,11 +431,7 @@ def test_reproducibility_baseline_and_late_earlier_run(plat: Platform):
     assert got[("M2", "ml", None, None, "ratio")] == {"value": 2 / 3, "good": 2, "bad": 1, "total": 3}
     # a late, earlier success with output Y becomes the baseline: a and b now mismatch, c matches
     plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=5), run_id="z", output_hash="Y", **h)])
-    got = plat.api(as_of, "1h", **ALL_LEVELS)
-    assert got[("M2", "ml", None, None, "ratio")] == {"value": 2 / 4, "good": 2, "bad": 2, "total": 4}
-    want = reference(plat.sent, as_of, timedelta(hours=1))
-    assert_matches(got, want)
-    assert_matches(plat.direct(as_of, "1h"), want)
+    _assert_m2(plat, as_of, {"value": 2 / 4, "good": 2, "bad": 2, "total": 4})
     # the baseline itself turns into a failure: the next earliest (a, output X) is the baseline again
     plat.post([plat.ev("notebook.run.failed", T + timedelta(minutes=6), run_id="z", **h)])
     got = plat.api(as_of, "1h", **ALL_LEVELS)
@@ -467,13 +463,19 @@ def test_a_new_group_beside_stored_baselines_gets_its_own(plat: Platform):
     assert [(nb, r) for _, nb, r in rows] == [("nb-g1", "a"), ("nb-g2", "c")]
     assert rows[0][0] == stored[0][0]  # the stored baseline was left in place, not deleted and stored again
     plat.post([plat.ev("notebook.run.succeeded", T + timedelta(minutes=30), run_id="d", output_hash="Y", **g2)])
-    got = plat.api(as_of, "1h", **ALL_LEVELS)
     # b matches a; d mismatches c (c the baseline of its group, stored by the fold before)
-    assert got[("M2", "ml", None, None, "ratio")] == {"value": 1 / 2, "good": 1, "bad": 1, "total": 2}
+    _assert_m2(plat, as_of, {"value": 1 / 2, "good": 1, "bad": 1, "total": 2})
+    assert_one_baseline_per_group(plat)
+
+
+def _assert_m2(plat: Platform, as_of: datetime, expected: dict) -> None:
+    """Team ml's M2 over the hour before `as_of` is `expected`, and every SLI of the API and of the direct mode
+    equals the reference's."""
+    got = plat.api(as_of, "1h", **ALL_LEVELS)
+    assert got[("M2", "ml", None, None, "ratio")] == expected
     want = reference(plat.sent, as_of, timedelta(hours=1))
     assert_matches(got, want)
     assert_matches(plat.direct(as_of, "1h"), want)
-    assert_one_baseline_per_group(plat)
 
 
 REPRO = dict(notebook_id="nb-r", team="ml", trigger="scheduled", input_hash="i", parameters_hash="p", env_hash="e")
