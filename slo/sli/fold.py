@@ -344,10 +344,9 @@ class _SumsCopy:
     last (sums add up in any order). The events' side hands them once it has committed; the run attempts' side, the
     longer one, as soon as they are staged, before its writes and its COMMIT: so the pass (~1.5 ms alone, ~5 beside
     the other side's statements) is mostly the events' side's, done while the other side writes, off the fold's
-    critical path. The copy is installed only once
-    both sides have committed (`sums.folded`); a fold that fails forgets it. Each side applied its own rows before
-    (twice the pass's fixed cost, and the second waited for the first's, on the fold's last step); in line after
-    both sides, they were the fold's last step too."""
+    critical path. The copy is installed only once both sides have committed (`sums.folded`); a fold that fails
+    forgets it. Each side applied its own rows before (twice the pass's fixed cost, and the second waited for the
+    first's, on the fold's last step); in line after both sides, they were the fold's last step too."""
 
     def __init__(self, key: durations.Key | None, lo: int) -> None:
         self.key, self.lo, self.prepared = key, lo, None
