@@ -22,6 +22,7 @@ from collector.metrics.refresher import GaugeRefresher
 from collector.storage import db
 from collector.storage.derive import CounterDelta
 from collector.ingest.writer import Writer
+from slo.sli.fold import database_path, remember_path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Store:
         self.settings = settings
         self.started_at = time.time()
         self.con = db.connect_configured(settings, threads=db.collector_threads(settings.duckdb_threads, streams))
+        self.path = database_path(self.con)  # (None: an in-memory database)
         self.counters = CounterStore({"team": settings.label_cap_team, "source": settings.label_cap_source,
                                       "target": 200})
         self.counters.load(self.con)
@@ -86,6 +88,7 @@ class Store:
             self.writer.wait_derived()
         cur = self.con.cursor()
         cur.execute("SET TimeZone = 'UTC'")
+        remember_path(cur, self.path)  # (the SLI fold's key for it, known: no catalogue query per cursor)
         return cur
 
     @contextlib.contextmanager

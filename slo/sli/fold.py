@@ -52,19 +52,26 @@ _LOCKS_GUARD = threading.Lock()
 _PATHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _db_path(cur: duckdb.DuckDBPyConnection) -> str | None:
-    """The file `cur` is connected to (None: an in-memory database). Remembered per connection: a refresh asks
-    three times, and each query of the catalogue costs ~0.6 ms."""
+def database_path(cur: duckdb.DuckDBPyConnection) -> str | None:
+    """The file `cur` is connected to (None: an in-memory database): the key of its fold lock and kept states.
+    Remembered per connection: a refresh asks three times, and each query of the catalogue costs ~0.6 ms."""
     try:
         return _PATHS[cur]
     except (KeyError, TypeError):
         pass
     path = cur.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    remember_path(cur, path)
+    return path
+
+
+def remember_path(cur: duckdb.DuckDBPyConnection, path: str | None) -> None:
+    """Tell the fold that `cur` is a cursor of the database at `path` (`database_path` of a connection to it), so that
+    its first fold or computation does not query the catalogue. For cursors made per request or per refresher pass
+    (collector/ingest/store.py)."""
     try:
         _PATHS[cur] = path
     except TypeError:  # an object that cannot be weakly referenced: asked again next time
         pass
-    return path
 
 
 def _lock_for(path: str | None) -> threading.RLock:
@@ -98,7 +105,7 @@ def kept_state(cur: duckdb.DuckDBPyConnection) -> Iterator[tuple[durations.Key |
     """Under the database's fold lock (no fold commits meanwhile): the key of its kept M3 state
     (slo/sli/durations.py; None for an in-memory database or one never folded) and its fold cursor (the last
     batch both sides of the fold have folded)."""
-    path = _db_path(cur)
+    path = database_path(cur)
     with _lock_for(path):
         events, runs, instance = _cursors(cur)
         yield _key(path, instance), min(events, runs)
@@ -148,7 +155,7 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     after each slice with the events folded so far and the backlog's (`observatory sli --db` draws a bar)."""
     cfg = cfg or SliConfig()
     now = utc(now or datetime.now(timezone.utc))
-    path = _db_path(cur)
+    path = database_path(cur)
     with _lock_for(path):
         lo, runs_lo, instance, deferred = _fold_state(cur)
         hi, pending, types, rederived = cur.execute(Q.NEW_BATCHES, {"lo": min(lo, runs_lo)}).fetchone()
@@ -423,7 +430,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
 def rebuild(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: datetime | None = None) -> FoldStats:
     """Forget the SLI tables and fold the whole history again (decided slot outcomes and missed slots are kept:
     they back counters that never go down)."""
-    path = _db_path(cur)
+    path = database_path(cur)
     with _lock_for(path):
         if path is not None:
             durations.forget((path, _cursors(cur)[2] or ""))

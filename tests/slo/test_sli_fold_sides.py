@@ -203,3 +203,20 @@ def test_a_schedule_registration_folds_in_one_transaction(col, monkeypatch):
     col.fold()
     assert seen == ["_fold_joined"]  # its resets write missed slots, which late runs retract on the other side
     col.assert_incremental_equals_direct()
+
+
+def test_the_stores_cursors_carry_the_fold_key_a_query_would_give(col):
+    """A cursor from the collector's store is told its database's path (fold.remember_path), so a refresh on it
+    runs no catalogue query; the path must be the very one a query gives, or two cursors of one database would
+    fold under two locks and key two kept states."""
+    store = col.app.state.store
+    with store.read_cursor() as cur:
+        told = F._PATHS[cur]
+    fresh = store.con.cursor()
+    try:
+        asked = fresh.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                              ).fetchone()[0]
+    finally:
+        fresh.close()
+    assert told == asked == F.database_path(store.con)
+    assert told.endswith("obs.duckdb")

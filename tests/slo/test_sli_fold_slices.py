@@ -162,7 +162,7 @@ def test_the_slices_before_the_last_decide_no_slot(tmp_path):
     shutil.copy(src, apart)
     con = dbmod.connect(apart)
     try:
-        fold_mod._fold_joined(con, WHOLE, NOW, 0, 0, 1, None, fold_mod._db_path(con), {reg["type"]})
+        fold_mod._fold_joined(con, WHOLE, NOW, 0, 0, 1, None, fold_mod.database_path(con), {reg["type"]})
         fold(con, WHOLE, now=NOW)
         assert con.execute("SELECT sum(n) FROM sli_missed_counts").fetchone()[0] == 6
         assert con.execute("SELECT count(*) FROM sli_missed_slots WHERE retracted_at IS NULL").fetchone()[0] == 0
