@@ -452,6 +452,13 @@ _NO_CHANGES = pa.table({"t": pa.array([], pa.int64()), "team": pa.array([], pa.s
                         "d": pa.array([], pa.float64()), "n": pa.array([], pa.int64())})
 _GK = Q.GROUP_KEY
 _GK_EQ = " AND ".join(f"a.{c} = b.{c}" for c in _GK.split(", "))
+# Of a stored baseline `b` (sli_gb_old): its attempt is touched by the fold; it is still its group's baseline (the
+# same attempt and output in sli_gb_new). Of a new baseline `a` (sli_gb_new): its group has no stored one. Each read
+# by the rare branches' count and again by the statement of the branch it selects (`_stage_repro`, `_write_runs`).
+_BASE_TOUCHED = "EXISTS (SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)"
+_BASE_KEPT = (f"EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id AND a.attempt = b.attempt "
+              "AND a.output_hash = b.output_hash)")
+_NONE_STORED = f"NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ})"
 
 
 @dataclass
@@ -522,7 +529,7 @@ def _write_runs(cur: duckdb.DuckDBPyConnection, runs: _Runs, cfg: SliConfig, now
         # (deleting and storing the stored ones again, unchanged, cost ~4 ms per fold; most folds find no new group,
         # and write nothing here)
         cur.execute(f"INSERT INTO sli_repro_baselines BY NAME SELECT *, {BASELINE_KEY_HASH} AS key_hash "
-                    f"FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ})")
+                    f"FROM sli_gb_new a WHERE {_NONE_STORED}")
     missed.retract_late(cur, now)
     if runs.seen_earlier:
         runs.reopened = missed.reopen_unserved(cur, now, default_grace=cfg.missed_grace_seconds,
@@ -560,17 +567,13 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool, int]:
     new_groups = fresh
     if stored:
         full, moved, new_groups = cur.execute(f"""
-            SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM sli_touched k
-                                                  WHERE k.run_id = b.run_id AND k.attempt = b.attempt)),
-                   count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
-                                                      AND a.attempt = b.attempt AND a.output_hash = b.output_hash)),
-                   (SELECT count(*) FROM sli_gb_new a WHERE NOT EXISTS (SELECT 1 FROM sli_gb_old b WHERE {_GK_EQ}))
+            SELECT count(*) FILTER (WHERE {_BASE_TOUCHED}), count(*) FILTER (WHERE NOT {_BASE_KEPT}),
+                   (SELECT count(*) FROM sli_gb_new a WHERE {_NONE_STORED})
             FROM sli_gb_old b""").fetchone()
     members = False
     if full:
         # Groups whose baseline attempt itself changed need their stored members to find the new baseline.
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b WHERE EXISTS "
-                    f"(SELECT 1 FROM sli_touched k WHERE k.run_id = b.run_id AND k.attempt = b.attempt)")
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE sli_g_full AS SELECT {_GK} FROM sli_gb_old b WHERE {_BASE_TOUCHED}")
         _add_members(cur, "sli_g_full", first=True)
         members = True
         fresh = _stage_new_baselines(cur, full=True, members=True)
@@ -583,9 +586,8 @@ def _stage_repro(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool, int]:
     moved = (full or moved) and cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE sli_g_moved AS
         SELECT {_GK} FROM sli_gb_old b
-        WHERE {f"NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ}) AND" if full else ""}
-              NOT EXISTS (SELECT 1 FROM sli_gb_new a WHERE {_GK_EQ} AND a.run_id = b.run_id
-                          AND a.attempt = b.attempt AND a.output_hash = b.output_hash)""").fetchone()[0]
+        WHERE {f"NOT EXISTS (SELECT 1 FROM sli_g_full a WHERE {_GK_EQ}) AND" if full else ""} NOT {_BASE_KEPT}
+        """).fetchone()[0]
     if moved:
         _add_members(cur, "sli_g_moved", first=not members)
         members = True
