@@ -1,4 +1,6 @@
-"""SLI benchmark: full computation over N stored events, initial fold, incremental refresh after 10,000 new events.
+"""SLI benchmark: full computation over N stored events, initial fold, incremental refresh after 10,000 new events
+(at the history's `now`; 15 s later, as the gauge refresher's next pass runs; an hour later, when the hourly
+schedules' next slots have come due too).
 
     .venv/bin/python bench/bench_sli.py                 # 10M events (builds var/bench_sli.duckdb once, ~minutes)
     .venv/bin/python bench/bench_sli.py --events 1000000 --no-write
@@ -33,6 +35,12 @@ START, END = "<!-- bench:sli:start -->", "<!-- bench:sli:end -->"
 TEAMS = [f"team-{i:02d}" for i in range(20)]
 N_NB = 1000
 N_SCHED = 200
+# How long after the history's `now` (the last fold's) each incremental phase's refresh runs. The gauge refresher's
+# passes come 5-60 s apart, so its windows end later each time and the kept sums and durations slide by what left
+# and entered them ("later"); at the top of an hour every hourly schedule's next slot has come due too, and the pass
+# decides them and detects the misses ("boundary"). "incremental" keeps the history's `now`: the fold and the
+# computation alone, as the table has reported it since the fourth round.
+LATER = {"incremental": timedelta(0), "later": timedelta(seconds=15), "boundary": timedelta(hours=1)}
 
 
 GEN_SQL = """
@@ -227,7 +235,7 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         st = rebuild(con, cfg, now=now)
         res.update(seconds=time.perf_counter() - t0, attempts=st.attempts, missed=st.new_missed)
         con.execute("CHECKPOINT")  # the other phases start from this folded history
-    elif name == "incremental":
+    elif name in LATER:
         from collector.metrics.counters import CounterStore
         from collector.ingest.writer import Writer
 
@@ -242,6 +250,9 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         w.start()
         w.submit(new, []).result()
         w.stop()
+        if LATER[name]:  # the refresh at a later time (LATER)
+            now = now + LATER[name]
+            q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
         # wall, and the process's CPU (every thread's: both sides of the fold, DuckDB's): CPU moves less than
         # wall on a shared machine, so a difference between two checkouts shows in fewer runs
         t0, c0 = time.perf_counter(), time.process_time()
@@ -250,7 +261,8 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         rows = compute(con, q, cfg, fold_first=False)
         t2, c2 = time.perf_counter(), time.process_time()
         res.update(fold_seconds=t1 - t0, compute_seconds=t2 - t1, seconds=t2 - t0, attempts=st.attempts,
-                   rows=len(rows), fold_cpu_seconds=c1 - c0, compute_cpu_seconds=c2 - c1)
+                   rows=len(rows), fold_cpu_seconds=c1 - c0, compute_cpu_seconds=c2 - c1,
+                   slots_decided=st.slots_decided, missed=st.new_missed)
         timings = {}
         for sli in Q.SLIS:
             t3 = time.perf_counter()
@@ -298,6 +310,14 @@ def _cpu(runs: list[dict]) -> str:
     med = lambda k: statistics.median(r[k] for r in runs) * 1000  # noqa: E731
     return (f"CPU {statistics.median(r['fold_cpu_seconds'] + r['compute_cpu_seconds'] for r in runs) * 1000:.0f} ms "
             f"(fold {med('fold_cpu_seconds'):.0f}, compute {med('compute_cpu_seconds'):.0f})")
+
+
+def _later_line(title: str, runs: dict[str, list[dict]], code: Path | None) -> str:
+    """The runs of a refresh at a later time (LATER), and of the other checkout's, as lines of the report."""
+    ms = ", ".join(f"{r['seconds'] * 1000:.0f}" for r in runs["after"])
+    before = _median_run(runs["before"]) if runs["before"] else None
+    return (f"\n{title}: median of {len(runs['after'])} runs ({ms} ms), {_cpu(runs['after'])}."
+            f"{_before_line(before, runs['before'], code)}")
 
 
 def _before_line(before: dict | None, runs: list[dict], code: Path | None) -> str:
@@ -386,6 +406,8 @@ def main() -> None:
     # process on a fresh copy, alternating with --before's code when given (same history, same run; which of the two
     # runs first alternates too)
     runs: dict[str, list[dict]] = {"after": [], "before": [], "threads": []}
+    # the refresh at later times (LATER), per phase and series
+    later: dict[str, dict[str, list[dict]]] = {ph: {"after": [], "before": []} for ph in LATER if LATER[ph]}
     folded_before = None
     if a.before:  # its own folded history: the other code's migrations and folded tables may differ
         folded_before = a.db.with_name(a.db.stem + ".folded-before.duckdb")
@@ -401,8 +423,15 @@ def main() -> None:
             if code is not None:
                 runs[which].append(_phase(["incremental", str(history), info["now"]], code=code, threads=threads))
                 print(f"incremental ({which}):", runs[which][-1], flush=True)
+            for ph, series_runs in later.items():
+                if code is not None and which in series_runs:
+                    series_runs[which].append(_phase([ph, str(history), info["now"]], code=code))
+                    print(f"{ph} ({which}):", series_runs[which][-1], flush=True)
     inc = _median_run(runs["after"])
     before = _median_run(runs["before"]) if runs["before"] else None
+    moved, edge = _median_run(later["later"]["after"]), _median_run(later["boundary"]["after"])
+    later_lines = "".join(_later_line(title, later[ph], a.before)
+                          for title, ph in (("15 s later", "later"), ("An hour later", "boundary")))
     with_threads = ""
     if runs["threads"]:
         t = _median_run(runs["threads"])
@@ -423,9 +452,12 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 |---|---|---|---|
 | full computation of all SLIs, all windows and teams, from the core tables (`mode=direct`, best of 3) | ≤ 2 s | {full['seconds']:.2f} s | {full['peak_rss_mib']:.0f} MiB |
 | incremental refresh after 10,000 new events: fold + compute (what the gauge refresher does) | ≤ 100 ms | {inc['seconds'] * 1000:.0f} ms (fold {inc['fold_seconds'] * 1000:.0f} ms, compute {inc['compute_seconds'] * 1000:.0f} ms) | {inc['peak_rss_mib']:.0f} MiB |
+| the same refresh 15 s later: the windows end later, the kept sums and durations slide (a gauge refresher's pass) | – | {moved['seconds'] * 1000:.0f} ms (fold {moved['fold_seconds'] * 1000:.0f} ms, compute {moved['compute_seconds'] * 1000:.0f} ms) | {moved['peak_rss_mib']:.0f} MiB |
+| the same refresh an hour later: the schedules' slots come due, decided, misses detected (a pass at the top of an hour) | – | {edge['seconds'] * 1000:.0f} ms (fold {edge['fold_seconds'] * 1000:.0f} ms, compute {edge['compute_seconds'] * 1000:.0f} ms; {edge['slots_decided']} slots decided, {edge['missed']} misses) | {edge['peak_rss_mib']:.0f} MiB |
 | initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots) | {fold['peak_rss_mib']:.0f} MiB |
 
 Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms), {_cpu(runs['after'])}.{_before_line(before, runs['before'], a.before)}{with_threads}
+{later_lines}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
 Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{f' --baselines {a.baselines}' if a.baselines else ''}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
