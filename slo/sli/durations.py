@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from collector.storage.db import arrow
 from collector.storage.sqltext import Params
+from slo.sli import edges
 from slo.sli import sql as Q
 from slo.sli.windows import merge_ranges
 
@@ -65,6 +66,7 @@ class _State:
     windows: dict[int, dict[Scope, Sorted]] = field(default_factory=dict)  # seconds -> scope -> durations
     disabled: bool = False  # too many durations to keep: SQL answers until the cursor moves
     pending: list[pa.Table] = field(default_factory=list)  # fold changes not applied yet (Q.DURATION_CHANGES)
+    ahead: edges.Spans = field(default_factory=dict)  # the stored rows at the windows' edges, read ahead
 
 
 @dataclass
@@ -447,26 +449,44 @@ def advance(st: Any, a: int) -> tuple[int, list[pa.Table], list[tuple[int, int]]
     st.as_of, st.pending = a, []
     for secs in [s for s in st.windows if a - was >= s * 1_000_000]:
         del st.windows[secs]
-    if not st.windows or (a == was and not pending):
+    if not st.windows:
+        st.ahead = {}  # (the changes dropped with the windows never reach the spans read ahead)
+        return None
+    if a == was and not pending:
         return None
     ranges = merge_ranges([r for s in st.windows for r in ((was - s * 1_000_000, a - s * 1_000_000), (was, a))])
     return was, pending, ranges if a > was else []
 
 
+def read_edges(st: Any, cur: duckdb.DuckDBPyConnection | None, moved: tuple[int, list[pa.Table], list],
+               a: int, reader: Callable[[duckdb.DuckDBPyConnection, list[tuple[int, int]]], pa.Table]
+               ) -> pa.Table | None:
+    """The stored rows that left or entered a kept state's windows in the slide `moved` (`advance`'s) to `a`, each
+    with its weight `w`, from the spans read ahead (slo/sli/edges.py), which the state keeps (durations' and
+    sums.py's: `ahead`); `reader(cur, ranges)` reads the rows stored now in the ranges."""
+    was, pending, ranges = moved
+    read = None if cur is None else (lambda rs: reader(cur, rs))
+    rows, st.ahead = edges.edge_rows(st.ahead, list(st.windows), was, a, pending, ranges, read)
+    return rows
+
+
 def with_read(parts: list[pa.Table], read: pa.Table | None) -> list[pa.Table]:
-    """The queued rows (signed counts `n`) and the rows read as stored now, marked n = 0."""
+    """The queued rows (signed counts `n`, weight 1) and the rows read as stored now (`read_edges`: each with its
+    weight `w`), marked n = 0."""
+    parts = [p.append_column("w", pa.array(np.ones(p.num_rows, np.int64))) for p in parts]
     if read is None or not read.num_rows:
         return parts
     return [*parts, read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64)))]
 
 
-def multipliers(t: np.ndarray, n: np.ndarray, was: int, a: int, secs: int) -> np.ndarray:
+def multipliers(t: np.ndarray, n: np.ndarray, w: np.ndarray, was: int, a: int, secs: int) -> np.ndarray:
     """Per row, how many times it moves a window of `secs` seconds slid from `was` to `a`: a read row (n = 0)
-    -1 when it left the window, +1 when it entered; a queued row its own count when it falls in the old window
-    (one that does not is read as stored now, if it is in the new one)."""
+    -w when it left the window, +w when it entered (w: its weight, 1 for a row as stored when read, a fold's
+    signed count for a change added to a span read ahead); a queued row its own count when it falls in the old
+    window (one that does not is read as stored now, if it is in the new one)."""
     span = secs * 1_000_000
     return np.where(n == 0,
-                    np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
+                    w * np.where((t >= was - span) & (t < a - span), -1, np.where((t >= was) & (t < a), 1, 0)),
                     np.where((t >= was - span) & (t < was), n, 0))
 
 
@@ -477,13 +497,14 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     moved = advance(st, a)
     if moved is None:
         return
-    was, pending, ranges = moved
-    parts = with_read(list(pending), _read_table(cur, ranges) if ranges else None)
+    was, pending, _ = moved
+    parts = with_read(list(pending), read_edges(st, cur, moved, a, _read_table))
     if not parts:
         return
-    rows = _Rows.of(pa.concat_tables(parts))
+    table = pa.concat_tables(parts)
+    rows, w = _Rows.of(table), table.column("w").to_numpy()
     for secs, scopes in st.windows.items():
-        mult = multipliers(rows.t, rows.n, was, a, secs)
+        mult = multipliers(rows.t, rows.n, w, was, a, secs)
         keep = mult != 0
         part = rows._take(keep)
         part.n = mult[keep]

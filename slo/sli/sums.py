@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 from collector.storage.db import arrow
 from collector.storage.sqltext import Params
 from slo.sli import sql as Q
-from slo.sli.durations import (MAX_WINDOWS, Key, Prepared, Registry, advance, at, multipliers, ranges_cond, us,
-                                with_read)
+from slo.sli import edges
+from slo.sli.durations import (MAX_WINDOWS, Key, Prepared, Registry, advance, at, multipliers, ranges_cond,
+                               read_edges, us, with_read)
 
 SumKey = tuple[str, str, str]  # (sli, team, trigger)
 
@@ -39,6 +40,7 @@ class _State:
     as_of: int  # epoch microseconds
     windows: dict[int, dict[SumKey, list[float]]] = field(default_factory=dict)  # seconds -> key -> [g, b, t]
     pending: list[pa.Table] = field(default_factory=list)  # fold contributions not applied yet
+    ahead: edges.Spans = field(default_factory=dict)  # the stored rows at the windows' edges, read ahead
 
 
 _REGISTRY = Registry()
@@ -98,26 +100,22 @@ def _slide(cur: duckdb.DuckDBPyConnection, st: _State, a: int) -> None:
     moved = advance(st, a)
     if moved is None:
         return
-    was, pending, ranges = moved
-    read = None
-    if ranges:
-        p = Params()
-        read = arrow(cur, Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))),
-                     p)
-    parts = with_read(list(pending), read)
+    was, pending, _ = moved
+    parts = with_read(list(pending), read_edges(st, cur, moved, a, _read))
     if not parts:
         return
-    rows = pa.concat_tables([t.select(["t", "sli", "team", "trigger", "good", "bad", "total", "n"])
+    rows = pa.concat_tables([t.select(["t", "sli", "team", "trigger", "good", "bad", "total", "n", "w"])
                              .cast(_ROWS) for t in parts])
     t = rows.column("t").to_numpy()
     n = rows.column("n").to_numpy()
+    weight = rows.column("w").to_numpy()
     # every window's signed rows summed per (window, sli, team, trigger) in numpy, the key as one integer code: a
     # pyarrow group-by cost ~1 ms however few its rows, on the fold's last, serial step
     code, names = _key_codes(rows)
     measures = np.column_stack([rows.column(m).to_numpy() for m in ("good", "bad", "total")])
     keys, signed = [], []
     for w, secs in enumerate(st.windows):
-        mult = multipliers(t, n, was, a, secs)
+        mult = multipliers(t, n, weight, was, a, secs)
         keep = np.flatnonzero(mult)
         if keep.size:
             keys.append(code[keep] * len(st.windows) + w)
@@ -160,4 +158,11 @@ def _key_codes(rows: pa.Table) -> tuple[np.ndarray, Callable[[int], SumKey]]:
 
 _ZERO = (0.0, 0.0, 0.0)
 _ROWS = pa.schema([("t", pa.int64()), ("sli", pa.string()), ("team", pa.string()), ("trigger", pa.string()),
-                   ("good", pa.float64()), ("bad", pa.float64()), ("total", pa.float64()), ("n", pa.int64())])
+                   ("good", pa.float64()), ("bad", pa.float64()), ("total", pa.float64()), ("n", pa.int64()),
+                   ("w", pa.int64())])
+
+
+def _read(cur: duckdb.DuckDBPyConnection, ranges: list[tuple[int, int]]) -> pa.Table:
+    """The contribution rows stored now with t in the ranges (epoch µs)."""
+    p = Params()
+    return arrow(cur, Q.KEPT_CONTRIB_ROWS.format(contrib=Q.KEPT_CONTRIB.format(cond=ranges_cond(ranges, p))), p)

@@ -230,6 +230,56 @@ def test_window_edges_stay_half_open_while_sliding(tmp_path):
         app.close()
 
 
+def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeypatch):
+    """Refreshes 20 s apart, as the gauge refresher's: the stored rows at each window edge are read ahead
+    (slo/sli/edges.py), and what each fold changes inside those spans reaches them. Every step posts rows into the
+    spans already read (at each edge, and ahead of the as_of), and every third step a late terminal event turns one
+    of those runs into a failure, so a span holds changes of both signs; both kept states equal the direct
+    computation at every step, and few slides read anything."""
+    reads: list[str] = []
+    for mod, name in ((sums, "_read"), (durations, "_read_table")):
+        real = getattr(mod, name)
+
+        def spy(cur, ranges, _real=real, _name=name):
+            reads.append(_name)
+            return _real(cur, ranges)
+        monkeypatch.setattr(mod, name, spy)
+    app = App(tmp_path)
+    try:
+        for team, hours in (("a", 1), ("b", 24), ("a", 72), ("b", 0)):  # a run at each edge
+            end = BASE - timedelta(hours=hours) + timedelta(minutes=2)
+            app.post(app.run(f"h{hours}", team, end - timedelta(seconds=40), end, "succeeded", 40.0))
+        as_of = BASE
+        assert_same(app.m3(as_of, "incremental"), app.m3(as_of, "direct"))
+        assert_same(app.additive(as_of, "incremental"), app.additive(as_of, "direct"))
+        reads.clear()
+        made: list[tuple[str, str, datetime, datetime]] = []
+        steps = 15
+        for k in range(1, steps + 1):
+            as_of += timedelta(seconds=20)
+            events = []
+            for edge in (timedelta(0), timedelta(hours=1), timedelta(days=1), timedelta(days=3)):
+                end = as_of - edge + timedelta(seconds=30 + 7 * k)  # ahead of this edge: inside its span
+                run, team = f"s{k}-{edge.total_seconds():.0f}", ("a", "b")[k % 2]
+                made.append((run, team, end - timedelta(seconds=10 + k), end))
+                events += app.run(run, team, end - timedelta(seconds=10 + k), end, "succeeded", 10.0 + k)
+                events.append(app.probe(end, team, k % 3 != 0))
+            if k % 3 == 0:  # a stored success in a span read ahead becomes a failure, ending a little later
+                run, team, start, end = made[k]
+                events += app.run(run, team, start, end + timedelta(seconds=5), "failed", 1.0)[1:]
+            app.post(events)
+            assert_same(app.m3(as_of, "incremental"), app.m3(as_of, "direct"))
+            assert_same(app.additive(as_of, "incremental"), app.additive(as_of, "direct"))
+            with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
+                for states in (durations._STATES, sums._STATES):
+                    assert states[key].as_of == durations.us(as_of)  # answered by the kept state
+                    assert sorted(states[key].ahead) == [0, 3600 * 10**6, 86400 * 10**6, 3 * 86400 * 10**6]
+        # each kind read its edges once, at the first slide: the rest came from the spans read ahead
+        assert sorted(reads) == ["_read", "_read_table"]
+    finally:
+        app.close()
+
+
 def test_past_the_value_cap_sql_answers_and_nothing_is_kept(tmp_path):
     app = App(tmp_path)
     try:
