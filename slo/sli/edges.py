@@ -26,18 +26,31 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 READ_AHEAD_US = 600 * 1_000_000  # 10 minutes: 40 refresher passes 15 s apart per read
 
 # edge (µs before as_of: 0, or a window's length) -> (lo, hi, the stored rows with lo <= t < hi, weight `w`)
-Spans = dict[int, tuple[int, int, pa.Table]]
+Spans = dict[int, tuple[int, int, pa.Table]]  # (each span's rows sorted by t)
 Reader = Callable[[list[tuple[int, int]]], pa.Table]  # the rows stored now with t in any of the ranges
 
 
 def _within(table: pa.Table, lo: int, hi: int) -> pa.Table:
-    t = table.column("t")
-    return table.filter(pc.and_(pc.greater_equal(t, lo), pc.less(t, hi)))
+    """The rows with lo <= t < hi of a span's rows, kept sorted by t: a slice found by bisection (a slide cuts each
+    edge's span twice, for both kinds of state; a filter costs ~30-40 us, a slice ~6)."""
+    t = table.column("t").to_numpy()
+    i, j = np.searchsorted(t, [lo, hi]).tolist()
+    return table.slice(i, j - i)
+
+
+def _among(table: pa.Table, lo: int, hi: int) -> pa.Table:
+    """The rows with lo <= t < hi of a table in any order (a fold's changes)."""
+    t = table.column("t").to_numpy()
+    keep = (t >= lo) & (t < hi)
+    return table.filter(pa.array(keep)) if keep.any() else table.slice(0, 0)
+
+
+def _by_time(table: pa.Table) -> pa.Table:
+    return table.sort_by("t").combine_chunks() if table.num_rows > 1 else table.combine_chunks()
 
 
 def _weighted(table: pa.Table, w: pa.Array | int) -> pa.Table:
@@ -49,11 +62,11 @@ def _with_changes(lo: int, hi: int, rows: pa.Table, pending: list[pa.Table]) -> 
     cols = [c for c in rows.column_names if c != "w"]
     parts = [rows]
     for p in pending:
-        inside = _within(p, lo, hi)
+        inside = _among(p, lo, hi)
         if inside.num_rows:
             parts.append(_weighted(inside.select(cols).cast(rows.schema.remove(rows.schema.get_field_index("w"))),
                                    inside.column("n").cast(pa.int64()).combine_chunks()))
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    return parts[0] if len(parts) == 1 else _by_time(pa.concat_tables(parts))
 
 
 def edge_rows(spans: Spans, windows: list[int], was: int, a: int, pending: list[pa.Table],
@@ -70,7 +83,7 @@ def edge_rows(spans: Spans, windows: list[int], was: int, a: int, pending: list[
         return _weighted(read(ranges), 1), {}
     need = [e for e in edges if not (e in kept and kept[e][0] <= was - e and a - e <= kept[e][1])]
     if need:
-        fresh = _weighted(read([(was - e, was - e + READ_AHEAD_US) for e in need]), 1)  # as stored now
+        fresh = _by_time(_weighted(read([(was - e, was - e + READ_AHEAD_US) for e in need]), 1))  # stored now
         for e in need:
             kept[e] = (was - e, was - e + READ_AHEAD_US, _within(fresh, was - e, was - e + READ_AHEAD_US))
     out = pa.concat_tables([_within(rows, was - e, a - e) for e, (_, _, rows) in kept.items()])
