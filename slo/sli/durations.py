@@ -423,6 +423,11 @@ def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, wi
         _slide(cur, st, a)
     except Drift:  # never expected: the state is rebuilt from the facts
         st = _State(cursor, a)
+    except BaseException:
+        # a slide that stopped halfway (a read interrupted, a bug) has moved the state's as_of and taken its queued
+        # changes: kept, it would answer every later computation wrongly and silently
+        _REGISTRY.forget(key)
+        raise
     missing = [s for s in window_seconds if s not in st.windows]
     if missing:
         span = (a - max(missing) * 1_000_000, a)
@@ -476,7 +481,9 @@ def with_read(parts: list[pa.Table], read: pa.Table | None) -> list[pa.Table]:
     parts = [p.append_column("w", pa.array(np.ones(p.num_rows, np.int64))) for p in parts]
     if read is None or not read.num_rows:
         return parts
-    return [*parts, read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64)))]
+    read = read.append_column("n", pa.array(np.zeros(read.num_rows, np.int64)))
+    # in the queued rows' column order: the caller concatenates both (the read rows came with `w` before `n`)
+    return [*parts, read.select(parts[0].column_names) if parts else read]
 
 
 def multipliers(t: np.ndarray, n: np.ndarray, w: np.ndarray, was: int, a: int, secs: int) -> np.ndarray:

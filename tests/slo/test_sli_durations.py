@@ -230,12 +230,16 @@ def test_window_edges_stay_half_open_while_sliding(tmp_path):
         app.close()
 
 
-def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeypatch):
+@pytest.mark.parametrize("registrations", [False, True], ids=["folds-beside", "folds-in-line"])
+def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeypatch, registrations):
     """Refreshes 20 s apart, as the gauge refresher's: the stored rows at each window edge are read ahead
     (slo/sli/edges.py), and what each fold changes inside those spans reaches them. Every step posts rows into the
     spans already read (at each edge, and ahead of the as_of), and every third step a late terminal event turns one
     of those runs into a failure, so a span holds changes of both signs; both kept states equal the direct
-    computation at every step, and few slides read anything."""
+    computation at every step, and few slides read anything. `registrations`: every step also registers a schedule,
+    so each fold runs in line (slo/sli/fold.py `_fold_joined`) and queues its changes on the kept states, which the
+    next computation applies in the same slide as the rows read ahead (a slide that raised ArrowInvalid on the two
+    tables' column orders until the forty-third round)."""
     reads: list[str] = []
     for mod, name in ((sums, "_read"), (durations, "_read_table")):
         real = getattr(mod, name)
@@ -267,6 +271,10 @@ def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeyp
             if k % 3 == 0:  # a stored success in a span read ahead becomes a failure, ending a little later
                 run, team, start, end = made[k]
                 events += app.run(run, team, start, end + timedelta(seconds=5), "failed", 1.0)[1:]
+            if registrations:  # a new cron each time (one equal to the version in force would move nothing)
+                events.append({"specversion": "1.0", "source": "test://d", "id": f"e{next(app.n)}",
+                               "type": "notebook.schedule.registered", "time": (as_of - timedelta(hours=2)).isoformat(),
+                               "data": {"notebook_id": "nb-a", "team": "a", "cron": f"{k} * * * *"}})
             app.post(events)
             assert_same(app.m3(as_of, "incremental"), app.m3(as_of, "direct"))
             assert_same(app.additive(as_of, "incremental"), app.additive(as_of, "direct"))
@@ -276,6 +284,37 @@ def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeyp
                     assert sorted(states[key].ahead) == [0, 3600 * 10**6, 86400 * 10**6, 3 * 86400 * 10**6]
         # each kind read its edges once, at the first slide: the rest came from the spans read ahead
         assert sorted(reads) == ["_read", "_read_table"]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("mod, reader", [(durations, "_read_table"), (sums, "_read")])
+def test_a_slide_that_fails_halfway_keeps_no_state(tmp_path, monkeypatch, mod, reader):
+    """A slide moves the kept state's as_of and takes its queued fold changes before it reads the rows at the
+    window edges: a read that fails there (interrupted, out of memory) must not leave that half-moved state to answer
+    the next computation, which would then miss the changes it took, silently."""
+    app = App(tmp_path)
+    try:
+        app.post(app.run("r0", "a", BASE - timedelta(minutes=50), BASE - timedelta(minutes=40), "succeeded", 600.0))
+        assert_same(app.m3(BASE, "incremental"), app.m3(BASE, "direct"))
+        assert_same(app.additive(BASE, "incremental"), app.additive(BASE, "direct"))
+        # changes queued on both states (an in-line fold: a schedule registration), then a later computation
+        app.post(app.run("r1", "b", BASE - timedelta(minutes=30), BASE - timedelta(minutes=20), "failed", 60.0)
+                 + [{"specversion": "1.0", "source": "test://d", "id": "reg", "type": "notebook.schedule.registered",
+                     "time": (BASE - timedelta(hours=2)).isoformat(),
+                     "data": {"notebook_id": "nb-a", "team": "a", "cron": "0 * * * *"}}])
+
+        def broken(cur, ranges):
+            raise duckdb.InterruptException("interrupted")
+        monkeypatch.setattr(mod, reader, broken)
+        later = BASE + timedelta(hours=2)  # past READ_AHEAD_US: the slide reads the edges
+        with pytest.raises(duckdb.InterruptException):
+            app.m3(later, "incremental") if mod is durations else app.additive(later, "incremental")
+        with app.app.state.store.read_cursor() as cur, kept_state(cur) as (key, _):
+            assert key not in mod._STATES
+        monkeypatch.undo()
+        assert_same(app.m3(later, "incremental"), app.m3(later, "direct"))
+        assert_same(app.additive(later, "incremental"), app.additive(later, "direct"))
     finally:
         app.close()
 
