@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_sli.py direct        # the full computation (mode=direct), 3 times
     .venv/bin/python bench/profile_sli.py incremental   # 10,000 new events, then the fold and the computation
+    .venv/bin/python bench/profile_sli.py incremental --at boundary   # the same, as bench_sli.py's LATER phases
 
 Works on a copy of `var/bench_sli.folded.duckdb` (written by bench/bench_sli.py's fold phase), so the history is
 not changed. CPU is the process's (DuckDB's threads included): on a shared machine it moves less than wall time.
@@ -70,6 +71,9 @@ def main() -> None:
     ap.add_argument("mode", choices=["direct", "incremental"])
     ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.folded.duckdb")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--at", choices=["incremental", "later", "boundary"], default="incremental",
+                    help="incremental mode: when the refresh runs (bench_sli.py's LATER: at the history's now, a "
+                         "refresher's pass 30 s on, or the first pass after the hourly slots come due)")
     ap.add_argument("--meta", type=Path, default=None, help="bench_sli.py's JSON of the history (default: beside --db)")
     a = ap.parse_args()
     from collector.storage import db as dbmod
@@ -91,6 +95,12 @@ def main() -> None:
         if a.mode == "incremental":
             compute(con, q, cfg, fold_first=False)  # as the refresher's last pass did (M3's kept durations)
             import bench_sli
+
+            previous, later = bench_sli.LATER[a.at](now, cfg.missed_grace_seconds)
+            if previous is not None:  # the refresher's pass before the one profiled
+                fold(con, cfg, now=now + previous)
+                compute(con, SliQuery(as_of=now + previous, windows=list(cfg.windows),
+                                      levels=q.levels), cfg, fold_first=False)
             from collector.ingest.writer import Writer
             from collector.metrics.counters import CounterStore
 
@@ -99,6 +109,8 @@ def main() -> None:
             w.start()
             w.submit(new.slice(new.num_rows - 10_000, 10_000), []).result()
             w.stop()
+            now = now + later
+            q = SliQuery(as_of=now, windows=list(cfg.windows), levels=q.levels)
             timed = Timed(con)
             t0, c0 = time.perf_counter(), time.process_time()
             fold(timed, cfg, now=now)
