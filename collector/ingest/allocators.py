@@ -21,8 +21,10 @@ What is set, once per process, before the first batch (`observatory serve`, `ing
   pages once it is loaded (its options are read from the environment when pyarrow is imported).
 
 DuckDB and polars bring their own allocators and are left as they are. The price is memory the process keeps
-after a burst (at most `TRIM_THRESHOLD` per heap top) instead of giving it back; the collector's peak RSS at
-saturation is in docs/performance.md. `OBSERVATORY_TUNE_ALLOCATORS=false` keeps every default.
+after a burst (at most `TRIM_THRESHOLD` per heap top) instead of giving it back. At saturation that price does not
+show: under a 512MB DuckDB limit the collector peaked at 847-931 MiB with these settings and at 1,065-1,080 MiB with
+the defaults, mimalloc holding more than glibc keeps (docs/performance.md, Ingest, forty-third round).
+`OBSERVATORY_TUNE_ALLOCATORS=false` keeps every default.
 """
 
 from __future__ import annotations
