@@ -185,6 +185,16 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
     return tbl.cast(INGEST_SCHEMA)
 
 
+def new_events(mix: pa.Table, now: datetime, phase_name: str) -> pa.Table:
+    """A phase's 10,000 new events: the newest of `mix` (generate's), and for a REGISTERING phase the scheduler's
+    200 registrations again, unchanged, as it restarts (in place of as many of those events)."""
+    if phase_name not in REGISTERING:
+        return mix.slice(mix.num_rows - 10_000, 10_000)
+    regs = generate(0, now, prefix="restart-", schedules_at=now)
+    regs = regs.filter(pc.equal(regs.column("type"), "notebook.schedule.registered"))
+    return pa.concat_tables([mix.slice(mix.num_rows - 10_000, 10_000 - regs.num_rows), regs])
+
+
 def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
     from collector.metrics.counters import CounterStore
     from collector.storage import db as dbmod
@@ -277,14 +287,9 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
                                   levels=("platform", "team", "trigger")), cfg, fold_first=False)
         # 10,000 new events (the same mix, in the last minutes) through the real writer, then one refresh
         new = generate(300_000, now, seed=11, prefix="new-", registry=False)  # the same mix; its newest 10k (~the last 2 days)
-        new = new.slice(new.num_rows - 10_000, 10_000)
-        if name in REGISTERING:  # the scheduler's 200 registrations again, unchanged, as it restarts
-            regs = generate(0, now, prefix="restart-", schedules_at=now)
-            regs = regs.filter(pc.equal(regs.column("type"), "notebook.schedule.registered"))
-            new = pa.concat_tables([new.slice(0, new.num_rows - regs.num_rows), regs])
         w = Writer(con, CounterStore())
         w.start()
-        w.submit(new, []).result()
+        w.submit(new_events(new, now, name), []).result()
         w.stop()
         if later:  # the refresh at a later time (LATER)
             now = now + later

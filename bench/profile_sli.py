@@ -71,9 +71,10 @@ def main() -> None:
     ap.add_argument("mode", choices=["direct", "incremental"])
     ap.add_argument("--db", type=Path, default=ROOT / "var" / "bench_sli.folded.duckdb")
     ap.add_argument("--top", type=int, default=12)
-    ap.add_argument("--at", choices=["incremental", "later", "boundary"], default="incremental",
+    ap.add_argument("--at", choices=["incremental", "later", "boundary", "restart"], default="incremental",
                     help="incremental mode: when the refresh runs (bench_sli.py's LATER: at the history's now, a "
-                         "refresher's pass 30 s on, or the first pass after the hourly slots come due)")
+                         "refresher's pass 30 s on, the first pass after the hourly slots come due, or a pass 30 s on "
+                         "after the scheduler registered its schedules again)")
     ap.add_argument("--meta", type=Path, default=None, help="bench_sli.py's JSON of the history (default: beside --db)")
     a = ap.parse_args()
     from collector.storage import db as dbmod
@@ -107,7 +108,7 @@ def main() -> None:
             new = bench_sli.generate(300_000, now, seed=11, prefix="new-", registry=False)
             w = Writer(con, CounterStore())
             w.start()
-            w.submit(new.slice(new.num_rows - 10_000, 10_000), []).result()
+            w.submit(bench_sli.new_events(new, now, a.at), []).result()
             w.stop()
             now = now + later
             q = SliQuery(as_of=now, windows=list(cfg.windows), levels=q.levels)

@@ -81,6 +81,13 @@ class App:
         return {(r["sli"], r["window"], r["team"], r["trigger"], r["stat"]):
                 (r["value"], r["good"], r["bad"], r["total"]) for r in rows if r["value"] is not None}
 
+    def schedule(self, t: datetime, cron: str) -> dict:
+        """A schedule registration of team a's notebook: a batch holding one is folded in one transaction
+        (slo/sli/fold.py `_fold_joined`), which queues its changes on the kept states."""
+        return {"specversion": "1.0", "source": "test://d", "id": f"e{next(self.n)}",
+                "type": "notebook.schedule.registered", "time": t.isoformat(),
+                "data": {"notebook_id": "nb-a", "team": "a", "cron": cron}}
+
     def probe(self, t: datetime, team: str, ok: bool) -> dict:
         return {"specversion": "1.0", "source": "test://d", "id": f"e{next(self.n)}", "type": "platform.probe",
                 "time": t.isoformat(), "data": {"target": "hub", "ok": ok, "team": team}}
@@ -151,9 +158,7 @@ def test_kept_percentiles_equal_sql_through_folds_and_slides(case):
                         events += app.run(run, team, start, end, outcome, float(dur))[1:]
                 events += [app.probe(as_of + timedelta(minutes=m), team, ok) for team, m, ok in probes]
                 if register:  # a new cron each time: one equal to the version in force moves nothing
-                    events.append({"specversion": "1.0", "source": "test://d", "id": f"e{next(app.n)}",
-                                   "type": "notebook.schedule.registered", "time": as_of.isoformat(),
-                                   "data": {"notebook_id": "nb-a", "team": "a", "cron": f"{len(made) % 60} * * * *"}})
+                    events.append(app.schedule(as_of, f"{len(made) % 60} * * * *"))
                 if events:
                     app.post(events)
                 got = app.m3(as_of, "incremental")
@@ -282,9 +287,7 @@ def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeyp
                 run, team, start, end = made[k]
                 events += app.run(run, team, start, end + timedelta(seconds=5), "failed", 1.0)[1:]
             if registrations:  # a new cron each time (one equal to the version in force would move nothing)
-                events.append({"specversion": "1.0", "source": "test://d", "id": f"e{next(app.n)}",
-                               "type": "notebook.schedule.registered", "time": (as_of - timedelta(hours=2)).isoformat(),
-                               "data": {"notebook_id": "nb-a", "team": "a", "cron": f"{k} * * * *"}})
+                events.append(app.schedule(as_of - timedelta(hours=2), f"{k} * * * *"))
             app.post(events)
             assert_same(app.m3(as_of, "incremental"), app.m3(as_of, "direct"))
             assert_same(app.additive(as_of, "incremental"), app.additive(as_of, "direct"))
@@ -310,9 +313,7 @@ def test_a_slide_that_fails_halfway_keeps_no_state(tmp_path, monkeypatch, mod, r
         assert_same(app.additive(BASE, "incremental"), app.additive(BASE, "direct"))
         # changes queued on both states (an in-line fold: a schedule registration), then a later computation
         app.post(app.run("r1", "b", BASE - timedelta(minutes=30), BASE - timedelta(minutes=20), "failed", 60.0)
-                 + [{"specversion": "1.0", "source": "test://d", "id": "reg", "type": "notebook.schedule.registered",
-                     "time": (BASE - timedelta(hours=2)).isoformat(),
-                     "data": {"notebook_id": "nb-a", "team": "a", "cron": "0 * * * *"}}])
+                 + [app.schedule(BASE - timedelta(hours=2), "0 * * * *")])
 
         def broken(cur, ranges):
             raise duckdb.InterruptException("interrupted")
