@@ -9,6 +9,7 @@ back, and late terminal events change the duration or the outcome of attempts al
 from __future__ import annotations
 
 import itertools
+import random
 import tempfile
 import threading
 import time
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from collector.app import create_app
 from collector.settings import Settings
-from slo.sli import durations, sums
+from slo.sli import durations, edges, sums
 from slo.sli import sql as Q
 from slo.sli.compute import compute
 from slo.sli.config import SliConfig, SliQuery
@@ -66,16 +67,16 @@ class App:
                 for ty, t, d in (("notebook.run.started", start, data),
                                  (f"notebook.run.{outcome}", end, dict(data, duration_seconds=duration)))]
 
-    def m3(self, as_of: datetime, mode: str) -> dict[tuple, float]:
-        q = SliQuery(as_of=as_of, windows=WINDOWS, slis=["M3"], levels=("platform", "team"))
+    def m3(self, as_of: datetime, mode: str, windows: list[str] = WINDOWS) -> dict[tuple, float]:
+        q = SliQuery(as_of=as_of, windows=windows, slis=["M3"], levels=("platform", "team"))
         with self.app.state.store.read_cursor() as cur:
             rows = compute(cur, q, SliConfig(), mode=mode)
         return {(r["window"], r["team"], r["stat"]): (r["value"], r["total"]) for r in rows if r["value"] is not None}
 
 
-    def additive(self, as_of: datetime, mode: str) -> dict[tuple, tuple]:
+    def additive(self, as_of: datetime, mode: str, windows: list[str] = WINDOWS) -> dict[tuple, tuple]:
         """The additive SLIs (slo/sli/sums.py keeps them) at the platform, team and trigger levels."""
-        q = SliQuery(as_of=as_of, windows=WINDOWS, slis=list(Q.ADDITIVE), levels=("platform", "team", "trigger"))
+        q = SliQuery(as_of=as_of, windows=windows, slis=list(Q.ADDITIVE), levels=("platform", "team", "trigger"))
         with self.app.state.store.read_cursor() as cur:
             rows = compute(cur, q, SliConfig(), mode=mode)
         return {(r["sli"], r["window"], r["team"], r["trigger"], r["stat"]):
@@ -297,6 +298,45 @@ def test_rows_read_ahead_at_the_window_edges_follow_every_fold(tmp_path, monkeyp
                     assert sorted(states[key].ahead) == [0, 3600 * 10**6, 86400 * 10**6, 3 * 86400 * 10**6]
         # each kind read its edges once, at the first slide: the rest came from the spans read ahead
         assert sorted(reads) == ["_read", "_read_table"]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kept_states_follow_changing_window_sets(tmp_path, monkeypatch, seed):
+    """The refresher asks for its windows, API clients for others (`?window=6h`), between the same folds: each
+    computation adds the windows it lacks to the kept states and the edges to read ahead change with them. Runs land
+    near every edge of every window set, some batches register a schedule (folds in one transaction), the as_of
+    moves by 0 s to 12 min; both kept states equal the direct computation at every step, and spans read ahead
+    answered some slides."""
+    sets = [["1h", "1d", "3d"], ["1h"], ["6h", "1d"], ["30m", "1h", "2h"], ["1h", "1d", "3d", "7d"], ["5m"]]
+    used = []
+    real = edges.edge_rows
+
+    def spy(spans, *args):
+        used.append(bool(spans))
+        return real(spans, *args)
+    monkeypatch.setattr(edges, "edge_rows", spy)
+    rnd = random.Random(seed)
+    app = App(tmp_path)
+    try:
+        as_of = BASE
+        for step in range(20):
+            as_of += timedelta(seconds=rnd.choice([0, 5, 15, 20, 45, 120, 700]))
+            events = []
+            for i in range(rnd.randint(0, 6)):
+                edge = timedelta(minutes=rnd.choice([0, 5, 30, 60, 120, 360, 1440, 4320, 10080]))
+                end, dur = as_of - edge + timedelta(seconds=rnd.randint(-60, 600)), rnd.randint(1, 300)
+                events += app.run(f"w{step}-{i}", rnd.choice("ab"), end - timedelta(seconds=dur), end,
+                                  rnd.choice(["succeeded", "succeeded", "failed"]), float(dur))
+            if rnd.random() < 0.2:
+                events.append(app.schedule(as_of - timedelta(hours=3), f"{step} * * * *"))
+            if events:
+                app.post(events)
+            windows = rnd.choice(sets)
+            assert_same(app.m3(as_of, "incremental", windows), app.m3(as_of, "direct", windows))
+            assert_same(app.additive(as_of, "incremental", windows), app.additive(as_of, "direct", windows))
+        assert any(used)
     finally:
         app.close()
 
