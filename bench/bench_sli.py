@@ -1,6 +1,6 @@
 """SLI benchmark: full computation over N stored events, initial fold, incremental refresh after 10,000 new events
 (at the history's `now`; 30 s later, 15 s after a pass, as the gauge refresher's passes follow each other; at the
-first pass after the hourly schedules' next slots come due).
+first pass after the hourly schedules' next slots come due; 30 s later after a scheduler restart).
 
     .venv/bin/python bench/bench_sli.py                 # 10M events (builds var/bench_sli.duckdb once, ~minutes)
     .venv/bin/python bench/bench_sli.py --events 1000000 --no-write
@@ -185,14 +185,41 @@ def generate(n_events: int, now: datetime, seed: int = 7, prefix: str = "", regi
     return tbl.cast(INGEST_SCHEMA)
 
 
-def new_events(mix: pa.Table, now: datetime, phase_name: str) -> pa.Table:
-    """A phase's 10,000 new events: the newest of `mix` (generate's), and for a REGISTERING phase the scheduler's
-    200 registrations again, unchanged, as it restarts (in place of as many of those events)."""
+def new_events(now: datetime, phase_name: str) -> pa.Table:
+    """A phase's 10,000 new events: the newest of the same mix (~the last 2 days), and for a REGISTERING phase the
+    scheduler's 200 registrations again, unchanged, as it restarts (in place of as many of those events)."""
+    mix = generate(300_000, now, seed=11, prefix="new-", registry=False)
     if phase_name not in REGISTERING:
         return mix.slice(mix.num_rows - 10_000, 10_000)
     regs = generate(0, now, prefix="restart-", schedules_at=now)
     regs = regs.filter(pc.equal(regs.column("type"), "notebook.schedule.registered"))
     return pa.concat_tables([mix.slice(mix.num_rows - 10_000, 10_000 - regs.num_rows), regs])
+
+
+def before_the_pass(con, cfg, now: datetime, phase_name: str) -> tuple[datetime, float]:
+    """What comes before a LATER phase's measured pass, on a folded history at `now` (this bench's phases and
+    bench/profile_sli.py): the computation at `now`, as the refresher's last pass did (it builds M3's kept durations
+    and the kept sums), the refresher's pass before the one measured (if the phase has one), and the phase's new
+    events through the real writer. Returns the measured pass's as_of and the first computation's seconds."""
+    from collector.ingest.writer import Writer
+    from collector.metrics.counters import CounterStore
+    from slo.sli.compute import compute
+    from slo.sli.config import SliQuery
+    from slo.sli.fold import fold
+
+    levels = ("platform", "team", "trigger")
+    t0 = time.perf_counter()
+    compute(con, SliQuery(as_of=now, windows=list(cfg.windows), levels=levels), cfg, fold_first=False)
+    first = time.perf_counter() - t0
+    previous, later = LATER[phase_name](now, cfg.missed_grace_seconds)
+    if previous is not None:
+        fold(con, cfg, now=now + previous)
+        compute(con, SliQuery(as_of=now + previous, windows=list(cfg.windows), levels=levels), cfg, fold_first=False)
+    w = Writer(con, CounterStore())
+    w.start()
+    w.submit(new_events(now, phase_name), []).result()
+    w.stop()
+    return now + later, first
 
 
 def build(db: Path, n_events: int, now: datetime, batch: int = 200_000) -> dict:
@@ -273,27 +300,9 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
         res.update(seconds=time.perf_counter() - t0, attempts=st.attempts, missed=st.new_missed)
         con.execute("CHECKPOINT")  # the other phases start from this folded history
     elif name in LATER:
-        from collector.metrics.counters import CounterStore
-        from collector.ingest.writer import Writer
-
         fold(con, cfg, now=now)
-        t0 = time.perf_counter()
-        compute(con, q, cfg, fold_first=False)
-        res["compute_before_seconds"] = time.perf_counter() - t0
-        previous, later = LATER[name](now, cfg.missed_grace_seconds)
-        if previous is not None:  # the refresher's pass before the one measured
-            fold(con, cfg, now=now + previous)
-            compute(con, SliQuery(as_of=now + previous, windows=list(cfg.windows),
-                                  levels=("platform", "team", "trigger")), cfg, fold_first=False)
-        # 10,000 new events (the same mix, in the last minutes) through the real writer, then one refresh
-        new = generate(300_000, now, seed=11, prefix="new-", registry=False)  # the same mix; its newest 10k (~the last 2 days)
-        w = Writer(con, CounterStore())
-        w.start()
-        w.submit(new_events(new, now, name), []).result()
-        w.stop()
-        if later:  # the refresh at a later time (LATER)
-            now = now + later
-            q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
+        now, res["compute_before_seconds"] = before_the_pass(con, cfg, now, name)
+        q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
         # wall, and the process's CPU (every thread's: both sides of the fold, DuckDB's): CPU moves less than
         # wall on a shared machine, so a difference between two checkouts shows in fewer runs
         t0, c0 = time.perf_counter(), time.process_time()

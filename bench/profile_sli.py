@@ -94,23 +94,9 @@ def main() -> None:
         con.execute("SET enable_progress_bar = false")
         fold(con, cfg, now=now)
         if a.mode == "incremental":
-            compute(con, q, cfg, fold_first=False)  # as the refresher's last pass did (M3's kept durations)
             import bench_sli
 
-            previous, later = bench_sli.LATER[a.at](now, cfg.missed_grace_seconds)
-            if previous is not None:  # the refresher's pass before the one profiled
-                fold(con, cfg, now=now + previous)
-                compute(con, SliQuery(as_of=now + previous, windows=list(cfg.windows),
-                                      levels=q.levels), cfg, fold_first=False)
-            from collector.ingest.writer import Writer
-            from collector.metrics.counters import CounterStore
-
-            new = bench_sli.generate(300_000, now, seed=11, prefix="new-", registry=False)
-            w = Writer(con, CounterStore())
-            w.start()
-            w.submit(bench_sli.new_events(new, now, a.at), []).result()
-            w.stop()
-            now = now + later
+            now, _ = bench_sli.before_the_pass(con, cfg, now, a.at)
             q = SliQuery(as_of=now, windows=list(cfg.windows), levels=q.levels)
             timed = Timed(con)
             t0, c0 = time.perf_counter(), time.process_time()

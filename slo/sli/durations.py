@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -148,6 +149,18 @@ class Registry:
         if changed.num_rows:
             st.pending.append(changed)
         st.cursor = hi
+
+    @contextmanager
+    def dropped_on_failure(self, key: Key) -> Iterator[None]:
+        """Around a slide of the state kept for `key`: a slide moves the state's as_of and takes its queued changes
+        before it reads the rows at the window edges, so one that stops halfway (a read interrupted, out of memory, a
+        bug) leaves a state that would answer every later computation wrongly, and silently. It is dropped instead;
+        the next computation builds it again from the facts."""
+        try:
+            yield
+        except BaseException:
+            self.forget(key)
+            raise
 
     def put(self, key: Key, st: Any) -> None:
         with self._guard:
@@ -420,14 +433,10 @@ def percentiles(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, wi
     if st is None or st.cursor != cursor or st.disabled:
         st = _State(cursor, a)
     try:
-        _slide(cur, st, a)
+        with _REGISTRY.dropped_on_failure(key):
+            _slide(cur, st, a)
     except Drift:  # never expected: the state is rebuilt from the facts
         st = _State(cursor, a)
-    except BaseException:
-        # a slide that stopped halfway (a read interrupted, a bug) has moved the state's as_of and taken its queued
-        # changes: kept, it would answer every later computation wrongly and silently
-        _REGISTRY.forget(key)
-        raise
     missing = [s for s in window_seconds if s not in st.windows]
     if missing:
         span = (a - max(missing) * 1_000_000, a)

@@ -68,11 +68,8 @@ def totals(cur: duckdb.DuckDBPyConnection, key: Key | None, cursor: int, window_
         return None
     if st is None or st.cursor != cursor:
         st = _State(cursor, a)
-    try:
+    with _REGISTRY.dropped_on_failure(key):
         _slide(cur, st, a)
-    except BaseException:  # stopped halfway: kept, it would answer later computations wrongly (durations.py)
-        _REGISTRY.forget(key)
-        raise
     missing = [s for s in window_seconds if s not in st.windows]
     if missing:
         st.windows.update(_build(cur, a, missing))
