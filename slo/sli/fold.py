@@ -144,7 +144,9 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     write different tables, or different rows of one (sli_state's keys, appended rollup deltas), and the run
     attempts' side reads nothing the events' side writes. A fold of one transaction (`_fold_joined`) does both
     in line instead: the first fold, a cursor that is not a DuckDB connection, sides whose cursors differ (a side
-    failed), and batches holding a schedule registration (its resets write missed slots that late runs retract).
+    failed), and batches holding a schedule registration that changes a slot (its resets write missed slots that
+    late runs retract). A registration equal to the version in force changes none (`missed.NEW_REGISTRATIONS`):
+    a scheduler re-announcing its schedules at start-up folds apart (`_fold_slice`).
 
     A backlog of more than `cfg.fold_max_events` events is folded in slices of whole batches, each committed with
     its cursors, so that what one transaction holds no longer grows with the backlog (the first fold of 10M events:
@@ -187,10 +189,16 @@ def _fold_slice(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 last: bool, extra: list[int]) -> FoldStats:
     """The batches up to `hi` (`fold`), both sides at once when they can be (see there); `deferred`: sli_state's
     `_DEFERRED`; `last`: the fold's last slice, which decides the cron slots; `extra`: batches derived again under a
-    batch of the run attempts' range, whose attempts that side refolds too (`_stage_runs`; in line: it is rare)."""
+    batch of the run attempts' range, whose attempts that side refolds too (`_stage_runs`; in line: it is rare).
+
+    The batches' schedule registrations are staged before either side begins. When none changes a slot, the sides
+    fold apart: the run attempts' side reads the registrations as they were, which answer every slot as they do with
+    the new ones. Otherwise both fold in line, and the reset takes what was staged. Folded in line, a scheduler's
+    restart cost a refresh ~40 ms more than other batches (docs/performance.md, SLIs, forty-fourth round)."""
     key = _key(path, instance)
-    if not extra and hi > lo == runs_lo > 0 and Q.SCHEDULE_TYPE not in types \
-            and isinstance(cur, duckdb.DuckDBPyConnection):
+    apart = not extra and hi > lo == runs_lo > 0 and isinstance(cur, duckdb.DuckDBPyConnection)
+    staged = apart and Q.SCHEDULE_TYPE in types and missed.stage_new_registrations(cur, lo, hi, stored=False) > 0
+    if apart and not staged:
         try:
             return _fold_sides(cur, cfg, now, lo, hi, key, types, _Deferred(deferred), last)
         except duckdb.TransactionException:
@@ -199,7 +207,8 @@ def _fold_slice(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             durations.forget(key)
             sums.forget(key)
             lo, runs_lo, _, deferred = _fold_state(cur)
-    return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types, _Deferred(deferred), last, extra)
+    return _fold_joined(cur, cfg, now, lo, runs_lo, hi, instance, path, types, _Deferred(deferred), last, extra,
+                        staged=staged)
 
 
 # sli_state: set while the slices of a fold have not decided the cron slots (only the last one does, `fold`), as
@@ -241,13 +250,15 @@ def _detect(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime,
 
 
 def _reset_schedules(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, hi: int,
-                     deferred: _Deferred) -> None:
+                     deferred: _Deferred, staged: bool) -> None:
     """Both slot trackers (missed runs, slot outcomes) decide the slots after each new registration in (lo, hi]
     again; the notebooks whose missed-run watermark moved back go to `deferred` (`_detect`'s `moved`:
     `missed.detect`). So does a notebook an earlier slice moved back, with what its new registrations change: its
-    watermark is before them already, so the reset does not return it."""
+    watermark is before them already, so the reset does not return it. `staged`: the new registrations are staged
+    already (`_fold_slice`)."""
     floor = now - timedelta(days=cfg.missed_lookback_days)
-    missed.stage_new_registrations(cur, lo, hi)
+    if not staged:
+        missed.stage_new_registrations(cur, lo, hi)
     earlier = set(deferred.moved)  # (the reset returns the others with what they change)
     try:
         deferred.add(missed.reset_for_new_registrations(cur, floor))
@@ -302,7 +313,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
         with beside(cur, run_side) as run_side_done:
             cur.execute("BEGIN TRANSACTION")
             try:
-                _fold_events(cur, lo, hi, types)  # no registration among them (fold() checked)
+                _fold_events(cur, lo, hi, types)  # no registration that changes a slot (_fold_slice checked)
                 if last:  # (earlier slices may have folded attempts)
                     attempts_changed = deferred.pending or cur.execute(Q.RUN_EVENTS_IN, {"lo": lo, "hi": hi}
                                                                        ).fetchone()[0]
@@ -375,9 +386,9 @@ class _SumsCopy:
 
 def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, lo: int, runs_lo: int, hi: int,
                  instance: str | None, path: str | None, types: set[str], deferred: _Deferred | None = None,
-                 last: bool = True, extra: list[int] | None = None) -> FoldStats:
+                 last: bool = True, extra: list[int] | None = None, *, staged: bool = False) -> FoldStats:
     """Both sides in one transaction, in line: the events from batch `lo`, the run attempts from `runs_lo` (and of
-    the batches `extra`: `_stage_runs`)."""
+    the batches `extra`: `_stage_runs`); `staged`: the registrations that change a slot are staged already."""
     deferred = deferred or _Deferred(None)
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -406,7 +417,7 @@ def _fold_joined(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, 
                 contributed = arrow(cur, Q.CONTRIB_CHANGES)
             _append_rollups(cur)
             if registrations:
-                _reset_schedules(cur, cfg, now, lo, hi, deferred)
+                _reset_schedules(cur, cfg, now, lo, hi, deferred, staged)
             state.put(cur, "cursor", str(hi))
             state.put(cur, "runs_cursor", str(hi))
         st.new_missed = reopened

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from slo.sli import state
 from slo.sli.cron_slots import CRON_SLOTS, from_us
+from slo.sli.sql import SCHEDULE_EXTRACT
 
 log = logging.getLogger(__name__)
 MAX_SLOTS_PER_PASS = 100_000  # per schedule and pass; the rest is picked up by the next pass
@@ -129,7 +130,8 @@ def _keep_max_grace(cur: duckdb.DuckDBPyConnection, new: float | None) -> None:
 # twenty-eighth round). The predecessor must be enumerable for the two to be alike (`usable`: its time not before
 # TIME_MIN; every other bound is on a field they share). `reattributes`: a staged registration differs from the one
 # before it in what a stored miss keeps of its schedule (team, cron, time zone, grace; `_RESTORE`).
-# Staged as `sli_new_regs` for this module's reset and the slot outcomes' (slo/sli/slots.py).
+# Staged as `sli_new_regs` for this module's reset and the slot outcomes' (slo/sli/slots.py). `{regs}`: every
+# registration, the batches' own included (`stage_new_registrations`).
 NEW_REGISTRATIONS = """
 CREATE OR REPLACE TEMP TABLE sli_new_regs AS
 WITH new AS (
@@ -137,8 +139,8 @@ WITH new AS (
     WHERE batch_id > $lo AND batch_id <= $hi AND type = 'notebook.schedule.registered' AND notebook_id IS NOT NULL
 ), since AS (  -- per notebook, from the registration before its earliest new one (no sort of older ones)
     SELECT f.notebook_id, coalesce(max(r.t) FILTER (WHERE r.t < f.t), f.t) AS t
-    FROM (SELECT notebook_id, min(t) AS t FROM sli_schedule_regs SEMI JOIN new USING (source, id) GROUP BY ALL) f
-    JOIN sli_schedule_regs r USING (notebook_id)
+    FROM (SELECT notebook_id, min(t) AS t FROM {regs} SEMI JOIN new USING (source, id) GROUP BY ALL) f
+    JOIN {regs} r USING (notebook_id)
     GROUP BY f.notebook_id, f.t
 ), seq AS (
     SELECT source, id, notebook_id, t,
@@ -148,7 +150,7 @@ WITH new AS (
                     AND team IS NOT DISTINCT FROM lag(team) OVER w, false) AS same_miss,
            same_miss AND environment IS NOT DISTINCT FROM lag(environment) OVER w
                      AND sla_seconds IS NOT DISTINCT FROM lag(sla_seconds) OVER w AS same
-    FROM sli_schedule_regs r SEMI JOIN since s ON r.notebook_id = s.notebook_id AND r.t >= s.t
+    FROM {regs} r SEMI JOIN since s ON r.notebook_id = s.notebook_id AND r.t >= s.t
     WINDOW w AS (PARTITION BY notebook_id ORDER BY t, source, id)
 )
 SELECT notebook_id, min(t) - INTERVAL 1 MICROSECOND AS frm, bool_or(NOT same_miss) AS reattributes
@@ -158,11 +160,21 @@ GROUP BY notebook_id
 """
 
 
-def stage_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
-    """`NEW_REGISTRATIONS` of batches (lo, hi] as the temp table `sli_new_regs`."""
+def stage_new_registrations(cur: duckdb.DuckDBPyConnection, lo: int, hi: int, *, stored: bool = True) -> int:
+    """`NEW_REGISTRATIONS` of batches (lo, hi] as the temp table `sli_new_regs`; returns how many notebooks it holds
+    (none: every registration of the batches changes nothing). `stored`: the batches' registrations are in
+    sli_schedule_regs already (in the fold's transaction), else they are read from their events with the stored
+    ones: the fold asks that before it begins, so that batches whose registrations change nothing (a scheduler
+    re-announcing its schedules at start-up) fold their two sides apart as other batches do (slo/sli/fold.py,
+    `_fold_slice`)."""
     from collector.contract.events import TIME_MIN
 
-    cur.execute(NEW_REGISTRATIONS, {"lo": lo, "hi": hi, "time_min": TIME_MIN})
+    regs = "sli_schedule_regs"
+    if not stored:
+        extract = SCHEDULE_EXTRACT.format(src="events", where="batch_id > $lo AND batch_id <= $hi")
+        regs = f"(SELECT * FROM sli_schedule_regs UNION ALL BY NAME ({extract}))"
+    return cur.execute(NEW_REGISTRATIONS.format(regs=regs), {"lo": lo, "hi": hi, "time_min": TIME_MIN}
+                       ).fetchone()[0]
 
 
 # Each watermark moved back to the registration (never before the lookback), the notebook due at once; the ones

@@ -210,12 +210,13 @@ def counting_unchanged() -> Iterator[list[str]]:
     unchanged: list[str] = []
     stage = missed.stage_new_registrations
 
-    def counting(cur, lo, hi):
-        stage(cur, lo, hi)
+    def counting(cur, lo, hi, **kw):
+        staged = stage(cur, lo, hi, **kw)
         unchanged.extend(nb for (nb,) in cur.execute(
             "SELECT DISTINCT notebook_id FROM events WHERE batch_id > $lo AND batch_id <= $hi "
             "AND type = 'notebook.schedule.registered' AND notebook_id NOT IN (SELECT notebook_id FROM sli_new_regs)",
             {"lo": lo, "hi": hi}).fetchall())
+        return staged
 
     with mock.patch.object(missed, "stage_new_registrations", counting):
         yield unchanged
@@ -459,9 +460,9 @@ def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(
     real_joined, real_events, real_keep = fold_mod._fold_joined, fold_mod._fold_events, missed._keep_max_grace
     began = threading.Event()
 
-    def joined(cur, cfg, now, lo, runs_lo, *rest):
+    def joined(cur, cfg, now, lo, runs_lo, *rest, **kw):
         conflicts.append(lo != runs_lo)  # a side folded, the other not: folded again in line
-        return real_joined(cur, cfg, now, lo, runs_lo, *rest)
+        return real_joined(cur, cfg, now, lo, runs_lo, *rest, **kw)
 
     def events_side(*args):
         began.set()  # its transaction is open

@@ -193,16 +193,68 @@ def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_u
     _catches_up(col, monkeypatch)  # no new batch: the events' side alone is behind
 
 
-def test_a_schedule_registration_folds_in_one_transaction(col, monkeypatch):
-    first, second, _ = _batches()
+SCHEDULE = dict(notebook_id="nb-ds", team="ds", cron="*/15 * * * *", grace_seconds=300)
+
+
+class _InLine:
+    """A cursor that is not a DuckDB connection: the fold takes it in line, always (`_fold_joined`)."""
+
+    def __init__(self, cur) -> None:
+        self._cur = cur
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def _slots(col: Collector) -> tuple[set, set]:
+    """The misses in force and the slot outcomes."""
+    with col.app.state.store.read_cursor() as cur:
+        return (set(cur.execute("SELECT notebook_id, slot, team, cron, grace_seconds FROM sli_missed_slots "
+                                "WHERE retracted_at IS NULL").fetchall()),
+                set(cur.execute("SELECT notebook_id, slot, team, grace_seconds, outcome FROM sli_slot_outcomes"
+                                ).fetchall()))
+
+
+@pytest.mark.parametrize("again, at, way", [
+    (dict(SCHEDULE, notebook_id="nb-ml", team="ml"), timedelta(seconds=30.5), "_fold_joined"),  # a new schedule
+    (SCHEDULE, timedelta(seconds=30.5), "_fold_sides"),  # the same again within a minute (a scheduler restart)
+    (SCHEDULE, timedelta(0), "_fold_joined"),  # the same again on a whole minute: a slot of its own could be there
+    (dict(SCHEDULE, cron="*/20 * * * *"), timedelta(seconds=30.5), "_fold_joined"),  # another cron
+    (dict(SCHEDULE, grace_seconds=600), timedelta(seconds=30.5), "_fold_joined"),  # another grace
+], ids=["new", "same", "same-on-a-minute", "cron", "grace"])
+def test_a_schedule_registration_that_changes_a_slot_folds_in_one_transaction(col, monkeypatch, tmp_path, again,
+                                                                               at, way):
+    """Its resets write missed slots, which late runs retract on the other side: both sides fold in line. One equal
+    to the version in force, within a minute, changes no slot (slo/sli/missed.py, NEW_REGISTRATIONS) and the sides
+    fold apart, the run attempts' side reading the registrations as they were. Either way the misses equal one fold
+    of all the events, the slot outcomes (each decided once, so late runs leave them: docs/sli.md) those of the
+    same folds in line, and the SLIs the direct computation."""
+    first, second, _ = _batches()  # (second: late runs of slots the first fold decides)
+    first.append(_ev("reg-0", "notebook.schedule.registered", T - timedelta(hours=6), **SCHEDULE))
+    reg = _ev("reg-1", "notebook.schedule.registered", T - timedelta(hours=1) + at, **again)
     col.post(first)
     col.fold()
-    seen = _spy(monkeypatch)
-    col.post(second + [_ev("reg-1", "notebook.schedule.registered", T - timedelta(hours=1), notebook_id="nb-ds",
-                           team="ds", cron="*/15 * * * *")])
-    col.fold()
-    assert seen == ["_fold_joined"]  # its resets write missed slots, which late runs retract on the other side
     col.assert_incremental_equals_direct()
+    seen = _spy(monkeypatch)
+    col.post(second + [reg])
+    col.fold()
+    assert seen == [way]
+    col.assert_incremental_equals_direct()
+    got = _slots(col)
+    assert got[0] and got[1]
+    for name, batches in (("whole", [first + second + [reg]]), ("in-line", [first, second + [reg]])):
+        other = Collector(tmp_path / name)
+        try:
+            for batch in batches:
+                other.post(batch)
+                with other.app.state.store.read_cursor() as cur:
+                    F.fold(_InLine(cur), now=T)
+            want = _slots(other)
+        finally:
+            other.close()
+        assert got[0] == want[0], name
+        if name == "in-line":
+            assert got[1] == want[1]
 
 
 def test_the_stores_cursors_carry_the_fold_key_a_query_would_give(col):
