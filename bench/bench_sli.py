@@ -43,9 +43,10 @@ N_SCHED = 200
 # that itself came 15 s after `now`, as a refresher's passes follow each other). Once an hour the 200 hourly
 # schedules' next slots come due (slot + grace), and that pass also enumerates and decides them and looks for misses
 # ("boundary": the first pass after they come due, 15 s after the one before). "restart": a pass as "later", after
-# a scheduler restarted and registered its 200 schedules again, unchanged, among the 10,000 events: a batch holding a
-# registration folds both sides in one transaction (slo/sli/fold.py `_fold_joined`), whose changes the kept states
-# take in the computation's slide (a path that raised until the forty-third round, and no phase ran). "incremental"
+# a scheduler restarted and registered its 200 schedules again, unchanged, among the 10,000 events: the fold stages
+# the registrations first, and as none changes a slot its sides fold apart (slo/sli/fold.py `_fold_slice`; until the
+# forty-fourth round a batch holding a registration folded both in one transaction, `_fold_joined`, whose changes the
+# kept states take in the computation's slide: a path that raised until the forty-third round). "incremental"
 # keeps the history's `now`: the fold and the computation alone, as the table has reported it since the fourth round.
 STEP = timedelta(seconds=15)
 
@@ -277,11 +278,14 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
     from slo.sli.config import SliConfig, SliQuery
     from slo.sli.fold import fold, rebuild
 
-    allocators.tune(Settings().tune_allocators)  # as the collector's process (OBSERVATORY_TUNE_ALLOCATORS)
+    settings = Settings()
+    allocators.tune(settings.tune_allocators)  # as the collector's process (OBSERVATORY_TUNE_ALLOCATORS)
     now = datetime.fromisoformat(now_iso)
     cfg = SliConfig()
-    # as the collector's database (collector/ingest/store.py): OBSERVATORY_DUCKDB_THREADS, else its default
-    con = dbmod.connect(db, threads=dbmod.collector_threads(int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0))))
+    # as the collector's database (collector/ingest/store.py): OBSERVATORY_DUCKDB_THREADS, else its default, and
+    # OBSERVATORY_DUCKDB_MEMORY_LIMIT
+    con = dbmod.connect(db, memory_limit=settings.duckdb_memory_limit,
+                        threads=dbmod.collector_threads(int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0))))
     con.execute("SET TimeZone = 'UTC'")
     base_rss = _peak_mib()
     q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
@@ -368,6 +372,12 @@ def _later_line(title: str, runs: dict[str, list[dict]], code: Path | None) -> s
     before = _median_run(runs["before"]) if runs["before"] else None
     return (f"\n{title}: median of {len(runs['after'])} runs ({ms} ms), {_cpu(runs['after'])}."
             f"{_before_line(before, runs['before'], code)}")
+
+
+def _fold_before(fold: dict | None, code: Path | None) -> str:
+    if fold is None:
+        return ""
+    return f"; the code of {code}, same run: {fold['seconds']:.1f} s, peak RSS {fold['peak_rss_mib']:.0f} MiB"
 
 
 def _before_line(before: dict | None, runs: list[dict], code: Path | None) -> str:
@@ -458,11 +468,11 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"after": [], "before": [], "threads": []}
     # the refresh at later times (LATER), per phase and series
     later: dict[str, dict[str, list[dict]]] = {ph: {"after": [], "before": []} for ph in LATER if ph != "incremental"}
-    folded_before = None
+    folded_before = fold_before = None
     if a.before:  # its own folded history: the other code's migrations and folded tables may differ
         folded_before = a.db.with_name(a.db.stem + ".folded-before.duckdb")
-        print("fold (before):", _phase(["fold", str(a.db), info["now"]], keep=folded_before, code=a.before),
-              flush=True)
+        fold_before = _phase(["fold", str(a.db), info["now"]], keep=folded_before, code=a.before)
+        print("fold (before):", fold_before, flush=True)
         _fill_baselines(folded_before, a.baselines)
     series = (("before", a.before, None, folded_before), ("after", ROOT, None, folded),
               ("threads", ROOT if a.threads_too else None, a.threads_too, folded))
@@ -493,12 +503,16 @@ def main() -> None:
                         f"{t['compute_seconds'] * 1000:.0f} ms).")
     added = f", then {a.baselines:,} reproducibility baselines of other inputs stored in each baseline table" \
         if a.baselines else ""
+    from collector.settings import Settings
+
+    limit = Settings().duckdb_memory_limit  # (the phases' too: `phase`)
     text = f"""## SLIs (bench/bench_sli.py)
 
 Machine: {os.cpu_count()} cores (shared), DuckDB {__import__('duckdb').__version__}. History: {info['events']:,} stored
 events over 60 days (20 teams, 1,000 notebooks, 200 hourly schedules), committed through the real writer in
 {info['build_seconds']:.0f} s{added}. Windows {', '.join(json.loads(os.environ.get('OBSERVATORY_SLI_WINDOWS', '["1h","1d","7d","30d"]')))},
-levels platform + team (+ trigger for M1). Each phase runs in its own process; peak RSS is that process's.
+levels platform + team (+ trigger for M1). Each phase runs in its own process; peak RSS is that process's. DuckDB's
+memory limit: {limit or "its default, 80% of the host's memory (OBSERVATORY_DUCKDB_MEMORY_LIMIT)"}.
 
 | measurement | target | result | peak RSS |
 |---|---|---|---|
@@ -506,14 +520,14 @@ levels platform + team (+ trigger for M1). Each phase runs in its own process; p
 | incremental refresh after 10,000 new events: fold + compute (what the gauge refresher does) | ≤ 100 ms | {inc['seconds'] * 1000:.0f} ms (fold {inc['fold_seconds'] * 1000:.0f} ms, compute {inc['compute_seconds'] * 1000:.0f} ms) | {inc['peak_rss_mib']:.0f} MiB |
 | the same refresh 30 s later, 15 s after a pass: the windows end later, the kept sums and durations slide (a gauge refresher's pass) | – | {moved['seconds'] * 1000:.0f} ms (fold {moved['fold_seconds'] * 1000:.0f} ms, compute {moved['compute_seconds'] * 1000:.0f} ms) | {moved['peak_rss_mib']:.0f} MiB |
 | the same refresh when the 200 hourly schedules' next slots come due, 15 s after a pass: they are enumerated and decided, misses looked for (once an hour) | – | {edge['seconds'] * 1000:.0f} ms (fold {edge['fold_seconds'] * 1000:.0f} ms, compute {edge['compute_seconds'] * 1000:.0f} ms; {edge['slots_decided']} slots decided, {edge['missed']} misses) | {edge['peak_rss_mib']:.0f} MiB |
-| the refresh 30 s later after a scheduler restart: the 200 schedules registered again, unchanged, among the 10,000 events (such a batch folds both sides in one transaction) | – | {restart['seconds'] * 1000:.0f} ms (fold {restart['fold_seconds'] * 1000:.0f} ms, compute {restart['compute_seconds'] * 1000:.0f} ms) | {restart['peak_rss_mib']:.0f} MiB |
-| initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots) | {fold['peak_rss_mib']:.0f} MiB |
+| the refresh 30 s later after a scheduler restart: the 200 schedules registered again, unchanged, among the 10,000 events (staged first; as none changes a slot, the sides fold apart) | – | {restart['seconds'] * 1000:.0f} ms (fold {restart['fold_seconds'] * 1000:.0f} ms, compute {restart['compute_seconds'] * 1000:.0f} ms) | {restart['peak_rss_mib']:.0f} MiB |
+| initial fold of the whole history into the SLI tables (one-off, then incremental) | – | {fold['seconds']:.1f} s ({fold['attempts']:,} attempts, {fold['missed']:,} missed slots){_fold_before(fold_before, a.before)} | {fold['peak_rss_mib']:.0f} MiB |
 
 Incremental refresh: median of {len(runs['after'])} runs ({', '.join(f"{r['seconds'] * 1000:.0f}" for r in runs['after'])} ms), {_cpu(runs['after'])}.{_before_line(before, runs['before'], a.before)}{with_threads}
 {later_lines}
 Per SLI (incremental compute, all windows, platform + team), ms: {', '.join(f"{k} {v}" for k, v in inc['per_sli_ms'].items())}.
 
-Command: `.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{f' --baselines {a.baselines}' if a.baselines else ''}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
+Command: `{f'OBSERVATORY_DUCKDB_MEMORY_LIMIT={limit} ' if limit else ''}.venv/bin/python bench/bench_sli.py --events {info['events']} --reps {a.reps}{f' --baselines {a.baselines}' if a.baselines else ''}{' --before CHECKOUT' if a.before else ''}{f' --threads-too {a.threads_too}' if a.threads_too else ''}`.
 """
     print(text)
     if not a.no_write:
