@@ -142,11 +142,12 @@ def fold(cur: duckdb.DuckDBPyConnection, cfg: SliConfig | None = None, now: date
     misses: `runs_cursor`). Each side's writes commit with its cursor, so a side is folded once whatever happens to
     the other. Normally both run at once, each in a transaction of its own on its own cursor (`_fold_sides`): they
     write different tables, or different rows of one (sli_state's keys, appended rollup deltas), and the run
-    attempts' side reads nothing the events' side writes. A fold of one transaction (`_fold_joined`) does both
-    in line instead: the first fold, a cursor that is not a DuckDB connection, sides whose cursors differ (a side
-    failed), and batches holding a schedule registration that changes a slot (its resets write missed slots that
-    late runs retract). A registration equal to the version in force changes none (`missed.NEW_REGISTRATIONS`):
-    a scheduler re-announcing its schedules at start-up folds apart (`_fold_slice`).
+    attempts' side reads nothing the events' side writes but the schedule registrations, and then only new ones that
+    change no slot. A fold of one transaction (`_fold_joined`) does both in line instead: the first fold, a cursor
+    that is not a DuckDB connection, sides whose cursors differ (a side failed), and batches holding a schedule
+    registration that changes a slot (its resets write missed slots that late runs retract). A registration equal
+    to the version in force changes none (`missed.NEW_REGISTRATIONS`): a scheduler re-announcing its schedules at
+    start-up folds apart (`_fold_slice`).
 
     A backlog of more than `cfg.fold_max_events` events is folded in slices of whole batches, each committed with
     its cursors, so that what one transaction holds no longer grows with the backlog (the first fold of 10M events:
