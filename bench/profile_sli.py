@@ -77,6 +77,7 @@ def main() -> None:
                          "after the scheduler registered its schedules again)")
     ap.add_argument("--meta", type=Path, default=None, help="bench_sli.py's JSON of the history (default: beside --db)")
     a = ap.parse_args()
+    from collector.settings import Settings
     from collector.storage import db as dbmod
     from slo.sli.compute import compute
     from slo.sli.config import SliConfig, SliQuery
@@ -90,7 +91,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=a.db.parent) as tmp:
         copy = Path(tmp) / a.db.name
         shutil.copyfile(a.db, copy)
-        con = dbmod.connect(copy)
+        # as the collector's database (collector/ingest/store.py): its DuckDB threads (one on two cores, not DuckDB's
+        # default of one per core) and memory limit, OBSERVATORY_DUCKDB_THREADS / _MEMORY_LIMIT
+        settings = Settings()
+        con = dbmod.connect(copy, memory_limit=settings.duckdb_memory_limit,
+                            threads=dbmod.collector_threads(settings.duckdb_threads))
         con.execute("SET enable_progress_bar = false")
         fold(con, cfg, now=now)
         if a.mode == "incremental":

@@ -282,14 +282,22 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
     commit batches after `hi` meanwhile: an attempt they changed is refolded in its newer state, which the next
     fold finds unchanged (the refold is of attempts' current state, old facts subtracted), as when the writer
     commits just after a fold. Rollup compaction is the events' side's alone: its DELETE of the deltas it merged
-    leaves the other side's appended rows, which it does not see, in place."""
+    leaves the other side's appended rows, which it does not see, in place. Missed-run detection is done by the
+    side ready first (`_FirstReady`): the run attempts' side when the events' side decides the hour's slots."""
     st = FoldStats(lo, hi)
     keep_changes, keep_sums = durations.tracking(key), sums.tracking(key)
     changes: Future = Future()  # the run attempts' M3 changes, as soon as staged (None: the side failed first)
     apply = _FirstFree(lambda: durations.applied(key, lo, changes.result()))
     kept_sums = _SumsCopy(key, lo)
+    detection = _FirstReady() if last else None  # (only the last slice detects; an earlier one keeps `deferred`)
 
-    def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None]:
+    def detect(c: duckdb.DuckDBPyConnection) -> int:
+        """Missed-run detection, in the transaction of the side that takes it (`_FirstReady`)."""
+        found = _detect(c, cfg, now, deferred.moved)
+        deferred.close(c, last=True)
+        return found
+
+    def run_side(c: duckdb.DuckDBPyConnection, _own: bool) -> tuple[_Runs, pa.Table | None, int]:
         c.execute("BEGIN TRANSACTION")
         try:
             runs = _stage_runs(c, lo, hi, keep_changes, own=True)
@@ -300,6 +308,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 _write_runs(c, runs, cfg, now)
                 _append_rollups(c, compact=False)
             state.put(c, "runs_cursor", str(hi))
+            found = detect(c) if detection is not None and detection.take() else 0
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -308,7 +317,7 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
             if not changes.done():
                 changes.set_result(None)
         apply()
-        return runs, contributed
+        return runs, contributed, found
 
     try:
         with beside(cur, run_side) as run_side_done:
@@ -322,22 +331,23 @@ def _fold_sides(cur: duckdb.DuckDBPyConnection, cfg: SliConfig, now: datetime, l
                 contributed = arrow(cur, Q.CONTRIB_CHANGES) if keep_sums else None
                 _append_rollups(cur)
                 state.put(cur, "cursor", str(hi))
-                if last:
-                    st.new_missed = _detect(cur, cfg, now, deferred.moved)
-                deferred.close(cur, last=last)
+                if detection is None:
+                    deferred.close(cur, last=False)
+                elif detection.take():
+                    st.new_missed = detect(cur)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             apply()
             kept_sums.add(contributed)
-            runs, run_contributed = run_side_done()
+            runs, run_contributed, found = run_side_done()
     except BaseException:
         durations.forget(key)  # a side may have committed without the other: the kept states are of one cursor
         sums.forget(key)
         raise
     st.attempts = runs.attempts
-    st.new_missed += runs.reopened
+    st.new_missed += runs.reopened + found
     durations.folded(key, lo, hi, runs.changed, apply.result)
     parts = [t for t in (contributed, run_contributed) if t is not None]  # (none from a side with no attempt)
     sums.folded(key, lo, hi, pa.concat_tables(parts) if parts else None, kept_sums.prepared)
@@ -356,6 +366,25 @@ class _FirstFree:
     def __call__(self) -> None:
         if self._claim.acquire(blocking=False):
             self.result = self._work()
+
+
+class _FirstReady:
+    """Work that either of the fold's two sides may do in its own transaction, given to the first that asks, just
+    before its COMMIT: missed-run detection (with the deferred decisions it consumes). It runs on the events' side
+    in most passes, as it always did: that side ends first, and detection then finds nothing due (~1.5 ms). When the
+    hour's slots come due, the events' side decides them first (~55 ms at 10M events) and is the longer side; the
+    run attempts' side, done with its own writes, takes the detection (~30 ms) instead of idling (docs/performance.md,
+    SLIs, forty-fifth round). Either side may: detection reads the registrations, the watermarks it alone writes,
+    run_attempts and the stored misses. In a fold apart no registration changes a slot (`_fold_slice`), so the run
+    attempts' side, which reads them as they were, finds the same slots; the misses it stores are after the
+    watermarks, those its own writes retract or reopen before them, as in a fold in line (`_fold_joined`)."""
+
+    def __init__(self) -> None:
+        self._claim = threading.Lock()
+
+    def take(self) -> bool:
+        """True for the first caller only."""
+        return self._claim.acquire(blocking=False)
 
 
 class _SumsCopy:

@@ -174,22 +174,22 @@ def _catches_up(col: Collector, monkeypatch) -> None:
 def test_a_failed_events_side_leaves_the_runs_folded_and_the_next_fold_catches_up(col, monkeypatch):
     _second_batch_posted(col)
     lo0, _ = col.cursors()
-    real = F._detect
+    real = F._decide
 
-    def failing(cur, cfg, now, moved):
-        # after the run side has committed, so that the sides end apart
+    def failing(cur, cfg, now, attempts_changed):
+        # (the slot decisions: the events' side's own) after the run side has committed, so that the sides end apart
         for _ in range(200):
             if col.cursors()[1] > lo0:
                 break
             time.sleep(0.05)
         raise RuntimeError("the events side fails")
 
-    monkeypatch.setattr(F, "_detect", failing)
+    monkeypatch.setattr(F, "_decide", failing)
     with pytest.raises(RuntimeError, match="the events side fails"):
         col.fold()
     lo, runs_lo = col.cursors()
     assert lo == lo0 < runs_lo
-    monkeypatch.setattr(F, "_detect", real)
+    monkeypatch.setattr(F, "_decide", real)
     _catches_up(col, monkeypatch)  # no new batch: the events' side alone is behind
 
 
@@ -255,6 +255,117 @@ def test_a_schedule_registration_that_changes_a_slot_folds_in_one_transaction(co
         assert got[0] == want[0], name
         if name == "in-line":
             assert got[1] == want[1]
+
+
+def _detection_on(side: str, monkeypatch, fail: bool = False) -> list[bool]:
+    """Make missed-run detection go to `side` ("events" or "runs", `_FirstReady`): the other side waits, before it
+    asks, until detection ran (the events' side in its slot decisions, the run attempts' side in its writes).
+    Returns, per detection, whether it ran on the events' side. `fail`: the detection raises once it has run."""
+    ran: list[bool] = []
+    real_detect, real_decide, real_write = F._detect, F._decide, F._write_runs
+
+    def detect(cur, *a, **k):
+        found = real_detect(cur, *a, **k)
+        ran.append(threading.current_thread() is threading.main_thread())
+        if fail:
+            raise RuntimeError("detection fails")
+        return found
+
+    def wait_for_detection() -> None:
+        for _ in range(200):
+            if ran:
+                return
+            time.sleep(0.05)
+
+    def decide(*a, **k):
+        if side == "runs" and threading.current_thread() is threading.main_thread():
+            wait_for_detection()
+        return real_decide(*a, **k)
+
+    def write_runs(*a, **k):
+        if side == "events" and threading.current_thread() is not threading.main_thread():
+            wait_for_detection()
+        return real_write(*a, **k)
+
+    monkeypatch.setattr(F, "_detect", detect)
+    monkeypatch.setattr(F, "_decide", decide)
+    monkeypatch.setattr(F, "_write_runs", write_runs)
+    return ran
+
+
+def _slot_batches(restart: bool = False) -> tuple[list[dict], list[dict], datetime]:
+    """A schedule and the first batch of runs, folded at `first_now`; the second batch (runs late for slots that
+    fold decided, new runs), folded at T, after which more slots are due: detection finds misses in both folds.
+    `restart`: the second batch registers the schedule again, unchanged (a scheduler's restart: the sides still
+    fold apart, the run attempts' side reading the registrations as they were)."""
+    first, second, _ = _batches()
+    first.append(_ev("reg-0", "notebook.schedule.registered", T - timedelta(hours=6), **SCHEDULE))
+    if restart:
+        second.append(_ev("reg-1", "notebook.schedule.registered", T - timedelta(hours=1, seconds=-30.5), **SCHEDULE))
+    return first, second, T - timedelta(hours=3)
+
+
+def _in_line_slots(tmp_path, name: str, restart: bool = False) -> tuple[set, set]:
+    """The misses and slot outcomes of the same two folds, each in one transaction."""
+    first, second, first_now = _slot_batches(restart)
+    other = Collector(tmp_path / name)
+    try:
+        for batch, now in ((first, first_now), (second, T)):
+            other.post(batch)
+            with other.app.state.store.read_cursor() as cur:
+                F.fold(_InLine(cur), now=now)
+        return _slots(other)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["runs", "restart"])
+@pytest.mark.parametrize("side", ["events", "runs"])
+def test_missed_run_detection_on_either_side_stores_what_a_fold_in_line_stores(col, monkeypatch, tmp_path, side,
+                                                                               restart):
+    """Detection goes to the side that is ready first (`_FirstReady`): either gives the misses and slot outcomes of
+    the same folds in one transaction, and the SLIs of the direct computation."""
+    first, second, first_now = _slot_batches(restart)
+    col.post(first)
+    with col.app.state.store.read_cursor() as cur:
+        F.fold(cur, now=first_now)
+    col.assert_incremental_equals_direct()
+    seen = _spy(monkeypatch)
+    ran = _detection_on(side, monkeypatch)
+    col.post(second)
+    with col.app.state.store.read_cursor() as cur:
+        st = F.fold(cur, now=T)
+    assert seen == ["_fold_sides"] and ran == [side == "events"]
+    assert st.new_missed > 0  # (detection had slots to decide)
+    assert _slots(col) == _in_line_slots(tmp_path, "in-line", restart)
+    col.assert_incremental_equals_direct()
+
+
+def test_detection_that_fails_on_the_run_side_rolls_back_with_it_and_the_next_fold_detects(col, monkeypatch,
+                                                                                           tmp_path):
+    """The run attempts' side took detection and failed: its transaction, detection included, rolled back, the
+    events' side committed; the next fold (in line, the sides apart) detects, and stores what a fold in line
+    stores."""
+    first, second, first_now = _slot_batches()
+    col.post(first)
+    with col.app.state.store.read_cursor() as cur:
+        F.fold(cur, now=first_now)
+    before = _slots(col)
+    ran = _detection_on("runs", monkeypatch, fail=True)
+    col.post(second)
+    with pytest.raises(RuntimeError, match="detection fails"), col.app.state.store.read_cursor() as cur:
+        F.fold(cur, now=T)
+    assert ran == [False]
+    lo, runs_lo = col.cursors()
+    assert runs_lo < lo
+    assert _slots(col)[0] == before[0]  # no miss of the failed detection stored
+    monkeypatch.undo()
+    seen = _spy(monkeypatch)
+    with col.app.state.store.read_cursor() as cur:
+        assert F.fold(cur, now=T).new_missed > 0
+    assert seen == ["_fold_joined"]
+    assert _slots(col) == _in_line_slots(tmp_path, "in-line")
+    col.assert_incremental_equals_direct()
 
 
 def test_the_stores_cursors_carry_the_fold_key_a_query_would_give(col):
