@@ -454,6 +454,20 @@ def _kept_exec_time(cur, ctx: _Ctx, sets: list[str], cfg: SliConfig) -> list[tup
     return rows
 
 
+# The databases (the key of their kept states: path and fold instance) whose billing tables were found: migrations
+# create them and nothing drops them, so a refresher asks the catalogue once, not at every pass (~1.5 ms each).
+_BILLING_TABLES: set[durations.Key] = set()
+
+
+def _has_billing_tables(cur, key: durations.Key | None) -> bool:
+    if key in _BILLING_TABLES:
+        return True
+    found = table_exists(cur, "cost_line_items")
+    if found and key is not None:
+        _BILLING_TABLES.add(key)
+    return found
+
+
 class _Allocation:
     """The billing allocation (cost.allocation.allocate) of the months M4 and M10 need, computed on first use: from
     the month before the longest window (a run that ended in it has its lines from then on) to as_of's month."""
@@ -466,7 +480,7 @@ class _Allocation:
         """Why there is nothing to allocate ("no billing tables", "no billing data"), or None; checked once for
         M4 and M10."""
         if self._missing is False:
-            if not table_exists(self._cur, "cost_line_items"):
+            if not _has_billing_tables(self._cur, self._ctx.kept[0]):
                 self._missing = "no billing tables"
             elif not self._cur.execute(Q.COST_HAS_DATA).fetchone()[0]:
                 self._missing = "no billing data"

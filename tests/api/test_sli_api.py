@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from collector.app import create_app
 from collector.settings import Settings
+from slo.sli import compute as compute_mod
 from slo.sli.fold import fold
 
 _ids = itertools.count()
@@ -228,8 +229,11 @@ def _cost_rows(con, rows):
                     f'VALUES (?, ?, ?, ?, ?)', rows)
 
 
-def test_cost_slis_absent_then_computed(app_db):
+def test_cost_slis_absent_then_computed(app_db, monkeypatch):
     app, client, _ = app_db
+    asked: list[str] = []  # the catalogue asked for the billing tables: once per database, not at every computation
+    real_exists = compute_mod.table_exists
+    monkeypatch.setattr(compute_mod, "table_exists", lambda cur, name: asked.append(name) or real_exists(cur, name))
     now = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
     post(client, [ev("notebook.run.succeeded", now - timedelta(hours=3), run_id="c1", notebook_id="n", team="a"),
                   ev("notebook.run.failed", now - timedelta(hours=2), run_id="c2", notebook_id="n", team="a"),
@@ -237,6 +241,8 @@ def test_cost_slis_absent_then_computed(app_db):
     q = {"sli": "M4,M10", "window": "1d", "as_of": now.isoformat()}
     rows = client.get("/v1/sli", params=q).json()["slis"]
     assert [(x["sli"], x["value"]) for x in rows] == [("M4", None), ("M10", None)]  # no billing data: absent, not 0
+    assert asked and set(asked) == {"cost_line_items"}
+    first_asks = len(asked)
     store = app.state.store
     store.writer.execute(lambda con: _cost_rows(con, [
         ("c1", "a", "2026-11", now - timedelta(hours=3), 1.50), ("c1", "a", "2026-11", now - timedelta(hours=3), 0.50),
@@ -250,6 +256,7 @@ def test_cost_slis_absent_then_computed(app_db):
     assert rows[("M4", "a")]["value"] == pytest.approx(3.0) and rows[("M4", "a")]["total"] == 2
     # month to date: Nov (2 + 4 + 10 = 16) vs Oct up to the 20th 12:00 (8): +100 %
     assert rows[("M10", "a")]["value"] == pytest.approx(16 / 8 - 1)
+    assert len(asked) == first_asks
 
 
 def test_pages_m13(app_db):
