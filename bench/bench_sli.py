@@ -14,6 +14,7 @@ parsing and pydantic validation. Each measured phase runs in a fresh subprocess 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -269,6 +270,25 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _freeze_start_up() -> None:
+    """What the collector's process does once started (collector/ingest/gc_freeze.py): what start-up built, out of
+    full garbage collections. A checkout from before it (--before) is frozen the same way, so that both series run
+    with the same collections and a difference between them is their code's. Without it a full collection (~40-60
+    ms) landed in some phases' timings and not in others', by where each process's allocations put it: in M13's
+    per-SLI timing of --before's processes, which compile the product from source (PYTHONDONTWRITEBYTECODE) and so
+    allocate more before they measure (docs/performance.md, SLIs, forty-fifth round)."""
+    try:
+        from collector.ingest import gc_freeze
+    except ImportError:
+        if os.environ.get("OBSERVATORY_GC_FREEZE", "true").strip().lower() not in ("false", "0", "no", "off"):
+            gc.collect()
+            gc.freeze()
+        return
+    from collector.settings import Settings
+
+    gc_freeze.freeze(Settings().gc_freeze)
+
+
 def phase(name: str, db: Path, now_iso: str) -> dict:
     from collector.ingest import allocators
     from collector.settings import Settings
@@ -287,6 +307,7 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
     con = dbmod.connect(db, memory_limit=settings.duckdb_memory_limit,
                         threads=dbmod.collector_threads(int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0))))
     con.execute("SET TimeZone = 'UTC'")
+    _freeze_start_up()  # as the collector's process, once started (OBSERVATORY_GC_FREEZE)
     base_rss = _peak_mib()
     q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
     res: dict = {"phase": name}

@@ -12,7 +12,7 @@ from collector.api import errors
 from collector.api.auth import TokenStore
 from collector.api.reads import ActiveQueries
 from collector.api.request_context import RequestContext
-from collector.ingest import allocators
+from collector.ingest import allocators, gc_freeze
 from collector.settings import Settings
 from collector.ingest.store import Store
 from collector.lake.schedule import LakeExporter
@@ -52,8 +52,9 @@ def create_app(settings: Settings | None = None, *, tokens: TokenStore | None = 
         app.state.lake_exporter = exporter
         if exporter is not None:
             exporter.start()
+        frozen = gc_freeze.freeze(settings.gc_freeze)  # last: what start-up built, out of full collections
         log.info("collector started", extra={"db": str(settings.db), "auth": app.state.tokens.enabled,
-                                             "allocators": allocators.applied()})
+                                             "allocators": allocators.applied(), "gc_frozen_objects": frozen})
         try:
             yield
         finally:

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         True, description="Keep freed memory for the next batch instead of giving it back to the OS at once "
                           "(glibc's trim and mmap thresholds, pyarrow's system pool; collector/ingest/allocators.py): "
                           "measured, a fifth less CPU per event on HTTP ingest (docs/performance.md)")
+    gc_freeze: bool = Field(
+        True, description="Keep the objects built at start-up out of Python's full garbage collections, which "
+                          "otherwise walk them all and stop every thread for tens of ms each under load "
+                          "(collector/ingest/gc_freeze.py; docs/performance.md)")
     gauge_refresh_seconds: float = Field(15.0, gt=0, description="Period of the SQL-backed gauge refresh")
     gauge_min_gap_seconds: float = Field(
         5.0, ge=0, description="Least time between two gauge refreshes while ingest keeps poking the refresher "
