@@ -305,7 +305,7 @@ def phase(name: str, db: Path, now_iso: str) -> dict:
     # as the collector's database (collector/ingest/store.py): OBSERVATORY_DUCKDB_THREADS, else its default, and
     # OBSERVATORY_DUCKDB_MEMORY_LIMIT
     con = dbmod.connect(db, memory_limit=settings.duckdb_memory_limit,
-                        threads=dbmod.collector_threads(int(os.environ.get("OBSERVATORY_DUCKDB_THREADS", 0))))
+                        threads=dbmod.collector_threads(settings.duckdb_threads))
     con.execute("SET TimeZone = 'UTC'")
     _freeze_start_up()  # as the collector's process, once started (OBSERVATORY_GC_FREEZE)
     base_rss = _peak_mib()
