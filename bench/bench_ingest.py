@@ -392,10 +392,39 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
     counts = res["status"]
     rss = [kib for _, kib in samples]
     q = len(rss) // 4 or 1
+    half = len(refresher.memory) // 2
     return {"events": len(lines), "clients": clients, "queue_events": queue_events, "memory_limit": memory_limit,
             "seconds": seconds, "eps": len(lines) / seconds,
             "status": dict(counts), "peak_rss_mib": peak / 1024, "max_gauge_age_s": max(refresher.ages, default=None),
-            "rss_mib_by_quarter": [round(max(rss[i * q:(i + 1) * q] or [0]) / 1024, 1) for i in range(4)]}
+            "rss_mib_by_quarter": [round(max(rss[i * q:(i + 1) * q] or [0]) / 1024, 1) for i in range(4)],
+            "memory_by_half": [memory_split(refresher.memory[:half]), memory_split(refresher.memory[half:])]}
+
+
+def memory_split(reads: list[dict[str, float]]) -> dict[str, float] | None:
+    """The collector's memory at the highest of `reads` (bench/watch.py: RefreshWatch.memory), in MiB: its RSS; the
+    resident pages by kind; of the anonymous ones, DuckDB's allocator (in use, and resident but free) and glibc's
+    heap in use (Arrow's pool among it), and the rest: glibc's free chunks as far as they are resident (`malloc_free`
+    bounds them from above; the kernel cannot say which are), Python's object arenas, polars' allocator and the
+    threads' stacks. DuckDB's buffer manager as the gauge refresher last read it. None: nothing read (a collector
+    without these gauges)."""
+    reads = [r for r in reads if "rss" in r and "anonymous" in r and "malloc_in_use" in r]
+    if not reads:
+        return None
+    top = max(reads, key=lambda r: r["rss"])
+    heaps = ("duckdb_in_use", "duckdb_free", "malloc_in_use")
+    out = {k: top.get(k, 0.0) for k in ("rss", "file", "anonymous", *heaps, "malloc_free", "arrow", "duckdb_managed")}
+    out["rest"] = top["anonymous"] - sum(out[k] for k in heaps)
+    return {k: round(v / 2 ** 20) for k, v in out.items()}
+
+
+def _memory_text(m: dict | None) -> str:
+    """A memory split as the report words it."""
+    if m is None:
+        return "(not exposed)"
+    return (f"RSS {m['rss']} MiB = file {m['file']} + anonymous {m['anonymous']}: DuckDB's allocator "
+            f"{m['duckdb_in_use']} in use (its buffer manager {m['duckdb_managed']} at the refresher's last reading) "
+            f"+ {m['duckdb_free']} free, glibc's heap {m['malloc_in_use']} in use (Arrow {m['arrow']}), the rest "
+            f"{m['rest']} (glibc's free chunks, at most {m['malloc_free']}, Python's arenas, polars, stacks)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -776,7 +805,9 @@ def _saturation(r: dict) -> str:
     return (f"with {limit}: answers {r['status']}, {r['eps']:,.0f} events/s committed, collector **peak RSS "
             f"{r['peak_rss_mib']:.0f} MiB**, highest RSS per quarter of the run {r['rss_mib_by_quarter']} MiB "
             f"({_growth(r['rss_mib_by_quarter'])}), SQL-backed gauges at most "
-            + (f"{r['max_gauge_age_s']:.0f} s old" if r["max_gauge_age_s"] is not None else "(age not read)"))
+            + (f"{r['max_gauge_age_s']:.0f} s old" if r["max_gauge_age_s"] is not None else "(age not read)")
+            + (f"; read from /metrics at its highest in each half: {_memory_text(r['memory_by_half'][0])}, then "
+               f"{_memory_text(r['memory_by_half'][1])}" if r.get("memory_by_half") else ""))
 
 
 def _growth(quarters: list[float]) -> str:

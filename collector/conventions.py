@@ -47,6 +47,11 @@ NATIVE_RECORDS_IGNORED = "observatory_native_records_ignored"  # counter family 
 DUCKDB_MEMORY_BYTES = "observatory_duckdb_memory_bytes"  # by `tag`: what DuckDB holds it for (duckdb_memory())
 DUCKDB_TEMPORARY_BYTES = "observatory_duckdb_temporary_bytes"  # spilled to the temp directory, by `tag`
 DUCKDB_MEMORY_LIMIT_BYTES = "observatory_duckdb_memory_limit_bytes"
+# the rest of the process's memory, read per scrape (collector/metrics/process_memory.py)
+RESIDENT_MEMORY_BYTES = "observatory_resident_memory_bytes"  # by `kind`: anonymous, file, shared
+MALLOC_BYTES = "observatory_malloc_bytes"  # glibc's heap by `state`: in_use, free
+DUCKDB_ALLOCATOR_BYTES = "observatory_duckdb_allocator_bytes"  # DuckDB's jemalloc by `state`: in_use, free
+ARROW_ALLOCATED_BYTES = "observatory_arrow_allocated_bytes"
 
 # ---- SQL-backed gauges of the SLO area (slo/sli/gauges.py) ----------------------------------------------------
 SLI_RATIO = "notebook_sli_ratio"
@@ -91,6 +96,8 @@ ALLOCATION = "allocation"  # direct | proportional | unallocated
 LE = "le"  # histogram bucket bound
 STAGE = "stage"  # a writer transaction's stage: commit, derive (WRITER_TRANSACTION_SECONDS)
 TAG = "tag"  # what DuckDB holds memory for (duckdb_memory(), lower case)
+MEMORY_KIND = "kind"  # resident pages: anonymous, file, shared
+MEMORY_STATE = "state"  # an allocator's bytes (glibc's, DuckDB's): in_use, free
 GAUGE_SOURCE = "gauge_source"  # a SQL-backed gauge source of the refresher: slo.sli, cost, duckdb
 JOB = "job"
 JOB_NAME = "observatory"  # the scrape job of the collector (deploy/prometheus.yml, alert rules, dashboards)

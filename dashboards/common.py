@@ -196,6 +196,13 @@ def axis_right() -> list[DynamicConfigValue]:
     return [DynamicConfigValue(id_val="custom.axisPlacement", value="right")]
 
 
+def unstacked() -> list[DynamicConfigValue]:
+    """One series drawn over a stacked panel's stack instead of on it (a limit line)."""
+    return [DynamicConfigValue(id_val="custom.stacking", value={"mode": "none", "group": "A"}),
+            DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})]
+
+
 def width_override(name: str, width: int) -> tuple[str, list[DynamicConfigValue]]:
     return name, [DynamicConfigValue(id_val="custom.width", value=width)]
 

@@ -26,6 +26,7 @@ from dashboards.common import (
     team_variable,
     timeseries_panel,
     unit_override,
+    unstacked,
     width_override,
 )
 from dashboards.promql import PRODUCTION, TEAM_ANY, by, eq, legend, m, match, ne, sel
@@ -275,4 +276,22 @@ def build() -> dash.Dashboard:
         "(the ObservatoryDeriveFailures ticket and its runbook). 0 is the normal state.", "short",
         [prom(f"sum({m(C.WRITER_UNDERIVED_BATCHES)})", "batches", instant=True)],
         thresholds=steps((None, "green"), (1, "red")), decimals=0), 6, 7)
+    anonymous = m(C.RESIDENT_MEMORY_BYTES, eq(C.MEMORY_KIND, "anonymous"))
+    glibc_in_use = m(C.MALLOC_BYTES, eq(C.MEMORY_STATE, "in_use"))
+    L.add(timeseries_panel(
+        605, "Collector memory: where the RSS is",
+        "The collectors' resident memory, stacked by where it is (collector/metrics/process_memory.py, docs/"
+        f"operations.md, Where the memory is): the libraries' mapped code (`{C.RESIDENT_MEMORY_BYTES}`, file), "
+        f"DuckDB's own allocator in use and kept free (`{C.DUCKDB_ALLOCATOR_BYTES}`), glibc's heap in use (request "
+        "bodies, Arrow's columns) and the rest (glibc's free chunks still resident, Python's object arenas, "
+        "polars, stacks). The dashed line is DuckDB's memory limit, which bounds its blocks but none of the rest: "
+        "under a limit the RSS settles at about the limit plus 300-350 MiB. A growing part other than DuckDB's "
+        "is batches in flight (OBSERVATORY_MAX_QUEUE_EVENTS).", "bytes",
+        [prom(f"sum({m(C.RESIDENT_MEMORY_BYTES, eq(C.MEMORY_KIND, 'file'))})", "library code", "A"),
+         prom(f"sum({m(C.DUCKDB_ALLOCATOR_BYTES, eq(C.MEMORY_STATE, 'in_use'))})", "DuckDB in use", "B"),
+         prom(f"sum({m(C.DUCKDB_ALLOCATOR_BYTES, eq(C.MEMORY_STATE, 'free'))})", "DuckDB free, kept", "C"),
+         prom(f"sum({glibc_in_use})", "glibc heap in use", "D"),
+         prom(f"sum({anonymous}) - sum({m(C.DUCKDB_ALLOCATOR_BYTES)}) - sum({glibc_in_use})", "the rest", "E"),
+         prom(f"sum({m(C.DUCKDB_MEMORY_LIMIT_BYTES)})", "DuckDB's limit", "F")],
+        stack=True, min_=0, overrides=[("DuckDB's limit", unstacked())]), 24, 8)
     return L.apply(d)

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from collector.conventions import safe_label_value
 from collector.metrics.counters import COUNTERS, HISTOGRAM, HISTOGRAM_HELP, CounterStore
+from collector.metrics.process_memory import process_memory_metrics
 from collector.metrics.refresher import GaugeRefresher
 from collector.storage.derive import DURATION_BUCKETS
 
@@ -109,6 +110,8 @@ class Exposition:
         # process_resident_memory_bytes, process_cpu_seconds_total, ...: what every Prometheus exporter offers, and
         # how an operator sees the memory the process keeps for the next batch (collector/ingest/allocators.py).
         ProcessCollector(registry=self.live)
+        # ... and where that memory is, beside DuckDB's own gauges (collector/metrics/process_memory.py)
+        self.live.register(LiveCollector(process_memory_metrics))
         self._cache: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._lock = threading.Lock()
 
