@@ -397,7 +397,16 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
             "seconds": seconds, "eps": len(lines) / seconds,
             "status": dict(counts), "peak_rss_mib": peak / 1024, "max_gauge_age_s": max(refresher.ages, default=None),
             "rss_mib_by_quarter": [round(max(rss[i * q:(i + 1) * q] or [0]) / 1024, 1) for i in range(4)],
-            "memory_by_half": [memory_split(refresher.memory[:half]), memory_split(refresher.memory[half:])]}
+            "memory_by_half": [memory_split(refresher.memory[:half]), memory_split(refresher.memory[half:])],
+            "outside_duckdb_mib_by_half": [outside_duckdb(refresher.memory[:half]),
+                                           outside_duckdb(refresher.memory[half:])]}
+
+
+def outside_duckdb(reads: list[dict[str, float]]) -> float | None:
+    """The highest RSS outside DuckDB's allocator among `reads`, in MiB: what the collector itself holds (DuckDB's
+    part grows with what it caches until its memory limit, by design). None: not exposed."""
+    got = [r["rss"] - r["duckdb_in_use"] - r["duckdb_free"] for r in reads if "duckdb_in_use" in r and "rss" in r]
+    return round(max(got) / 2 ** 20) if got else None
 
 
 def memory_split(reads: list[dict[str, float]]) -> dict[str, float] | None:
@@ -802,12 +811,19 @@ def _saturation(r: dict) -> str:
     """One saturation run as the report words it."""
     limit = (f"OBSERVATORY_DUCKDB_MEMORY_LIMIT={r['memory_limit']}" if r["memory_limit"]
              else "DuckDB's default memory limit")
-    return (f"with {limit}: answers {r['status']}, {r['eps']:,.0f} events/s committed, collector **peak RSS "
+    text = (f"with {limit}: answers {r['status']}, {r['eps']:,.0f} events/s committed, collector **peak RSS "
             f"{r['peak_rss_mib']:.0f} MiB**, highest RSS per quarter of the run {r['rss_mib_by_quarter']} MiB "
             f"({_growth(r['rss_mib_by_quarter'])}), SQL-backed gauges at most "
-            + (f"{r['max_gauge_age_s']:.0f} s old" if r["max_gauge_age_s"] is not None else "(age not read)")
-            + (f"; read from /metrics at its highest in each half: {_memory_text(r['memory_by_half'][0])}, then "
-               f"{_memory_text(r['memory_by_half'][1])}" if r.get("memory_by_half") else ""))
+            + (f"{r['max_gauge_age_s']:.0f} s old" if r["max_gauge_age_s"] is not None else "(age not read)"))
+    halves = r.get("memory_by_half") or [None, None]
+    if None not in halves:
+        text += (f"; read from /metrics at its highest in each half: {_memory_text(halves[0])}, then "
+                 f"{_memory_text(halves[1])}")
+    first, second = r.get("outside_duckdb_mib_by_half") or [None, None]
+    if first and second:
+        text += (f"; the RSS outside DuckDB's allocator at its highest in each half {first} then {second} MiB "
+                 f"({second / first - 1:+.0%})")
+    return text
 
 
 def _growth(quarters: list[float]) -> str:
