@@ -414,14 +414,16 @@ def memory_split(reads: list[dict[str, float]]) -> dict[str, float] | None:
     resident pages by kind; of the anonymous ones, DuckDB's allocator (in use, and resident but free) and glibc's
     heap in use (Arrow's pool among it), and the rest: glibc's free chunks as far as they are resident (`malloc_free`
     bounds them from above; the kernel cannot say which are), Python's object arenas, polars' allocator and the
-    threads' stacks. DuckDB's buffer manager as the gauge refresher last read it. None: nothing read (a collector
+    threads' stacks. DuckDB's allocator in use is its buffer manager's memory (`duckdb_memory()`, within 3% when
+    read at the same moment: docs/performance.md, forty-sixth round), which the collector's own gauge
+    (`observatory_duckdb_memory_bytes`) has only as of the refresher's last pass. None: nothing read (a collector
     without these gauges)."""
     reads = [r for r in reads if "rss" in r and "anonymous" in r and "malloc_in_use" in r]
     if not reads:
         return None
     top = max(reads, key=lambda r: r["rss"])
     heaps = ("duckdb_in_use", "duckdb_free", "malloc_in_use")
-    out = {k: top.get(k, 0.0) for k in ("rss", "file", "anonymous", *heaps, "malloc_free", "arrow", "duckdb_managed")}
+    out = {k: top.get(k, 0.0) for k in ("rss", "file", "anonymous", *heaps, "malloc_free", "arrow")}
     out["rest"] = top["anonymous"] - sum(out[k] for k in heaps)
     return {k: round(v / 2 ** 20) for k, v in out.items()}
 
@@ -431,8 +433,8 @@ def _memory_text(m: dict | None) -> str:
     if m is None:
         return "(not exposed)"
     return (f"RSS {m['rss']} MiB = file {m['file']} + anonymous {m['anonymous']}: DuckDB's allocator "
-            f"{m['duckdb_in_use']} in use (its buffer manager {m['duckdb_managed']} at the refresher's last reading) "
-            f"+ {m['duckdb_free']} free, glibc's heap {m['malloc_in_use']} in use (Arrow {m['arrow']}), the rest "
+            f"{m['duckdb_in_use']} in use + {m['duckdb_free']} free, glibc's heap {m['malloc_in_use']} in use (Arrow "
+            f"{m['arrow']}), the rest "
             f"{m['rest']} (glibc's free chunks, at most {m['malloc_free']}, Python's arenas, polars, stacks)")
 
 

@@ -10,7 +10,7 @@ Counting them says whether a slow run held either. The writer also stops committ
 bound behind (the largest group commit, 50,000 events by default; ingest/writer.py): the time it waited says whether
 a slow run was held by the derived tables rather than by the insert. The writer's transactions by stage (commits,
 derive passes; their count and seconds) are read from /metrics too, and where the collector's memory is (its resident
-pages by kind, glibc's heap, Arrow's pool, DuckDB's own), so that a run's peak RSS can be split.
+pages by kind, DuckDB's allocator, glibc's heap, Arrow's pool), so that a run's peak RSS can be split.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ import httpx
 # prometheus_client writes a histogram's _count before its _sum, each per label set
 _TRANSACTIONS = re.compile(
     r'^observatory_writer_transaction_duration_seconds_(?P<part>count|sum)\{stage="(?P<stage>\w+)"\} (?P<value>\S+)$')
-# where the collector's memory is (collector/metrics/process_memory.py, and DuckDB's own as the refresher last read it)
+# where the collector's memory is (collector/metrics/process_memory.py)
 _MEMORY = re.compile(
     r'^(?P<name>process_resident_memory_bytes|'
-    r'observatory_(?:resident_memory|malloc|duckdb_allocator|arrow_allocated|duckdb_memory)_bytes)'
+    r'observatory_(?:resident_memory|malloc|duckdb_allocator|arrow_allocated)_bytes)'
     r'(?:\{\w+="(?P<label>\w+)"\})? (?P<value>\S+)$')
 
 
 _MEMORY_KEYS = {"process_resident_memory_bytes": "rss", "observatory_resident_memory_bytes": "",
                 "observatory_malloc_bytes": "malloc_", "observatory_duckdb_allocator_bytes": "duckdb_",
-                "observatory_arrow_allocated_bytes": "arrow", "observatory_duckdb_memory_bytes": "duckdb_managed"}
+                "observatory_arrow_allocated_bytes": "arrow"}
 
 
 class Periodic:
@@ -111,8 +111,7 @@ class RefreshWatch(Periodic):
         # the writer's transactions by stage (commit, derive): (count, seconds) at each read
         self.transactions: dict[str, list[tuple[float, float]]] = {}
         # the memory gauges at each read, in bytes, keyed as _MEMORY_KEYS names them and by their label (those the
-        # collector exposes: "rss", "anonymous", "malloc_in_use", "duckdb_free", "arrow", "duckdb_managed", ...;
-        # DuckDB's buffer manager's summed over its tags, as the gauge refresher last read them)
+        # collector exposes: "rss", "anonymous", "malloc_in_use", "duckdb_free", "arrow", ...)
         self.memory: list[dict[str, float]] = []
         self._began = time.time()
         self._last = 0.0
@@ -123,10 +122,7 @@ class RefreshWatch(Periodic):
         memory: dict[str, float] = {}
         for line in self._client.get(self.url, headers=self.headers).text.splitlines():
             if m := _MEMORY.match(line):
-                key = _MEMORY_KEYS[m["name"]]
-                if key.endswith("_") or not key:  # one key per label value, else one summed over them
-                    key += m["label"]
-                memory[key] = memory.get(key, 0.0) + float(m["value"])
+                memory[_MEMORY_KEYS[m["name"]] + (m["label"] or "")] = float(m["value"])
                 continue
             if line.startswith("observatory_sql_refresh_timestamp_seconds "):
                 ended = float(line.split()[-1])
