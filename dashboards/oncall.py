@@ -285,8 +285,8 @@ def build() -> dash.Dashboard:
         f"DuckDB's own allocator in use and kept free (`{C.DUCKDB_ALLOCATOR_BYTES}`), glibc's heap in use (request "
         "bodies, Arrow's columns) and the rest (glibc's free chunks still resident, Python's object arenas, "
         "polars, stacks). The dashed line is DuckDB's memory limit, which bounds its blocks but none of the rest: "
-        "under a limit the RSS settles at about the limit plus 300-350 MiB. A growing part other than DuckDB's "
-        "is batches in flight (OBSERVATORY_MAX_QUEUE_EVENTS).", "bytes",
+        "under a limit the RSS levels off at about the limit plus 400-450 MiB. A growing part other than "
+        "DuckDB's is batches in flight (OBSERVATORY_MAX_QUEUE_EVENTS).", "bytes",
         [prom(f"sum({m(C.RESIDENT_MEMORY_BYTES, eq(C.MEMORY_KIND, 'file'))})", "library code", "A"),
          prom(f"sum({m(C.DUCKDB_ALLOCATOR_BYTES, eq(C.MEMORY_STATE, 'in_use'))})", "DuckDB in use", "B"),
          prom(f"sum({m(C.DUCKDB_ALLOCATOR_BYTES, eq(C.MEMORY_STATE, 'free'))})", "DuckDB free, kept", "C"),

@@ -1,8 +1,9 @@
 """Where the collector's resident memory is, beside what DuckDB says it holds (collector/metrics/duckdb_memory.py).
 
-Why: under `OBSERVATORY_DUCKDB_MEMORY_LIMIT=512MB` the collector's RSS runs 300-400 MiB above the limit at
-saturation, and `process_resident_memory_bytes` alone cannot say what the rest is. These gauges split it by what
-the kernel and the allocators can tell, on every scrape (~0.1 ms, read in process; no query):
+Why: under `OBSERVATORY_DUCKDB_MEMORY_LIMIT=512MB` the collector's RSS runs 300-450 MiB above the limit at
+saturation, and `process_resident_memory_bytes` alone cannot say what the rest is (with these gauges: DuckDB within
+its limit; above it the libraries' code, glibc's heap and Python's objects, docs/performance.md, forty-sixth round).
+They split it by what the kernel and the allocators can tell, on every scrape (~0.5 ms, in process; no query):
 
 * the resident pages by kind (Linux's `/proc/self/status`): anonymous (the heaps), file (the mapped code of Python,
   DuckDB, polars and pyarrow, which no memory limit covers) and shared;
