@@ -43,8 +43,9 @@ MMAP_THRESHOLD = 32 << 20  # glibc refuses more (DEFAULT_MMAP_THRESHOLD_MAX on 6
 _applied: dict[str, str] | None = None
 
 
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (mallopt's parameters above are glibc's), else None."""
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (mallopt's parameters above are glibc's; collector/metrics/process_memory.py
+    reads its heap through it), else None."""
     if platform.libc_ver()[0] != "glibc":
         return None
     name = ctypes.util.find_library("c")
@@ -65,7 +66,7 @@ def tune(enabled: bool = True) -> dict[str, str]:
         return _applied
     done: dict[str, str] = {}
     if enabled:
-        libc = _glibc()
+        libc = glibc()
         if libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 \
                 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
             done["glibc"] = f"trim_threshold={TRIM_THRESHOLD} mmap_threshold={MMAP_THRESHOLD}"

@@ -3,8 +3,8 @@
 Why: under `OBSERVATORY_DUCKDB_MEMORY_LIMIT=512MB` the collector's RSS runs 300-450 MiB above the limit at
 saturation, and `process_resident_memory_bytes` alone cannot say what the rest is (with these gauges: DuckDB within
 its limit; above it the libraries' code, glibc's heap and Python's objects, docs/performance.md, forty-sixth round).
-They split it by what the kernel and the allocators can tell, on every scrape, in process and with no query: ~0.5 ms
-idle; at saturation 3.5 ms at the median and 18 ms at most (glibc's `mallinfo2` counts the free chunks of each arena
+They split it by what the kernel and the allocators can tell, on every scrape, in process and with no query: ~0.07
+ms idle; at saturation 3.5 ms at the median and 18 ms at most (glibc's `mallinfo2` counts the free chunks of each arena
 under that arena's lock, so a thread allocating there waits meanwhile; once per scrape, it costs nothing measurable):
 
 * the resident pages by kind (Linux's `/proc/self/status`): anonymous (the heaps), file (the mapped code of Python,
@@ -17,18 +17,16 @@ under that arena's lock, so a thread allocating there waits meanwhile; once per 
   (`stats.resident` beyond it: pages kept for reuse, its metadata);
 * Arrow's pool: what pyarrow holds right now (part of glibc's heap in use).
 
-What none of them covers is the difference: `anonymous` minus both heaps is Python's own object arenas, polars'
-allocator (another jemalloc, which exports nothing), thread stacks and mmaps of other libraries. glibc's free
-chunks may be partly out of memory, so the difference is a lower bound. docs/operations.md shows how to read them
-together. A platform without `/proc`, glibc or DuckDB's jemalloc (macOS) exposes only what it has.
+What none of them covers is the rest: `anonymous` minus DuckDB's allocator and glibc's `in_use` is glibc's free chunks
+as far as they are resident (its `free` bounds them; the kernel cannot say which are), Python's own object arenas,
+polars' allocator (another jemalloc, which exports nothing) and the threads' stacks. docs/operations.md shows how to
+read them together. A platform without `/proc`, glibc or DuckDB's jemalloc (macOS) exposes only what it has.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
-import platform
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +34,7 @@ import pyarrow as pa
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from collector import conventions as C
+from collector.ingest.allocators import glibc
 
 STATUS = Path("/proc/self/status")
 # /proc/self/status's fields, by the `kind` label they are exposed under
@@ -51,10 +50,8 @@ class _MallInfo2(ctypes.Structure):
 @functools.cache
 def _mallinfo2() -> ctypes._CFuncPtr | None:
     """glibc's `mallinfo2`, or None where the C library is not a glibc that has it (musl, macOS, glibc < 2.33)."""
-    if platform.libc_ver()[0] != "glibc":
-        return None
-    name = ctypes.util.find_library("c")
-    fn = getattr(ctypes.CDLL(name), "mallinfo2", None) if name else None
+    libc = glibc()
+    fn = getattr(libc, "mallinfo2", None) if libc is not None else None
     if fn is not None:
         fn.restype, fn.argtypes = _MallInfo2, []
     return fn
@@ -114,6 +111,13 @@ def malloc_bytes() -> dict[str, int] | None:
     return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 
+def _family(name: str, help_: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, help_, labels=[label])
+    for value_label, value in values.items():
+        fam.add_metric([value_label], value)
+    return fam
+
+
 def process_memory_metrics() -> Iterable[Metric]:
     """The gauge families above, each only where the platform gives its source."""
     try:
@@ -121,26 +125,17 @@ def process_memory_metrics() -> Iterable[Metric]:
     except OSError:
         resident = {}
     if resident:
-        fam = GaugeMetricFamily(C.RESIDENT_MEMORY_BYTES, "The collector's resident memory by kind (Linux's "
-                                "RssAnon, RssFile, RssShmem): file is mapped library code, which no memory limit "
-                                "covers.", labels=[C.MEMORY_KIND])
-        for kind, value in resident.items():
-            fam.add_metric([kind], value)
-        yield fam
+        yield _family(C.RESIDENT_MEMORY_BYTES, "The collector's resident memory by kind (Linux's RssAnon, RssFile, "
+                      "RssShmem): file is mapped library code, which no memory limit covers.", C.MEMORY_KIND, resident)
     heap = malloc_bytes()
     if heap is not None:
-        fam = GaugeMetricFamily(C.MALLOC_BYTES, "glibc's heap over its arenas: in use (DuckDB's blocks and Arrow's "
-                                "buffers among them) and free but kept for the next batch.", labels=[C.MEMORY_STATE])
-        for state, value in heap.items():
-            fam.add_metric([state], value)
-        yield fam
+        yield _family(C.MALLOC_BYTES, "glibc's heap over its arenas: in use (request bodies, Arrow's buffers, "
+                      "Python's larger objects; not DuckDB's blocks) and free but kept for the next batch.",
+                      C.MEMORY_STATE, heap)
     duck = duckdb_allocator_bytes()
     if duck is not None:
-        fam = GaugeMetricFamily(C.DUCKDB_ALLOCATOR_BYTES, "DuckDB's own allocator (the jemalloc its wheel embeds): "
-                                "in use (its blocks, within OBSERVATORY_DUCKDB_MEMORY_LIMIT, and its working memory) "
-                                "and resident but free (pages kept for reuse).", labels=[C.MEMORY_STATE])
-        for state, value in duck.items():
-            fam.add_metric([state], value)
-        yield fam
+        yield _family(C.DUCKDB_ALLOCATOR_BYTES, "DuckDB's own allocator (the jemalloc its wheel embeds): in use (its "
+                      "blocks, within OBSERVATORY_DUCKDB_MEMORY_LIMIT, and its working memory) and resident but free "
+                      "(pages kept for reuse).", C.MEMORY_STATE, duck)
     yield GaugeMetricFamily(C.ARROW_ALLOCATED_BYTES, "Bytes Arrow's default memory pool holds (request and batch "
                             "columns in flight).", value=pa.default_memory_pool().bytes_allocated())
