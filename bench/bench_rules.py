@@ -49,7 +49,7 @@ from collector import conventions as C  # noqa: E402
 from slo.model import ResolvedSLO, gofloat, resolve  # noqa: E402
 from slo.rules.expr import fill, sorted_labels  # noqa: E402
 from slo.rules.files import dump_groups  # noqa: E402
-from slo.rules.slo_alerts import _expr as alert_expr  # noqa: E402
+from slo.rules.slo_alerts import burns  # noqa: E402
 from slo.spec import load_spec  # noqa: E402
 
 SPEC = ROOT / "slo" / "slos.yaml"
@@ -108,7 +108,7 @@ def sloth_groups(s: ResolvedSLO) -> list[dict]:
     for sev in ("page", "ticket"):
         tiers = s.enabled_tiers(sev)
         if tiers:
-            alerts.append({"alert": (s.slo.alerting.name or s.name) + "Sloth", "expr": alert_expr(s, tiers),
+            alerts.append({"alert": (s.slo.alerting.name or s.name) + "Sloth", "expr": burns(s, tiers) + "\n",
                            "labels": sorted_labels({"sloth_severity": sev}),
                            "annotations": {"summary": "{{$labels.sloth_service}} {{$labels.sloth_slo}} SLO error "
                                                       "budget burn rate is over expected."}})

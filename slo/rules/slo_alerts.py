@@ -31,6 +31,12 @@ def _burn(s: ResolvedSLO, t: Tier) -> str:
     )
 
 
+def burns(s: ResolvedSLO, tiers: list[Tier]) -> str:
+    """The tiers' multiwindow burn conditions, or-ed: Sloth's alert as it is, without the evidence our pages add
+    (bench/bench_rules.py measures Sloth's shape beside ours with it)."""
+    return "\nor\n".join(_burn(s, t) for t in tiers)
+
+
 def _evidence(s: ResolvedSLO, t: Tier) -> str:
     """At least `min_bad_events` bad events in the tier's long window: rate x seconds, with half an event of slack
     for rate()'s extrapolation at the window's edges."""
@@ -53,13 +59,11 @@ def expr(s: ResolvedSLO, severity: str) -> str:
     """The alert expression of one severity."""
     if severity == "page":
         return "\nor\n".join(_page_tier(s, t) for t in s.enabled_tiers("page")) + "\n"
-    tickets = [_burn(s, t) for t in s.enabled_tiers("ticket")]
-    pages = s.enabled_tiers("page")
+    tickets, pages = s.enabled_tiers("ticket"), s.enabled_tiers("page")
     if not s.min_bad_events or not pages:
-        return "\nor\n".join(tickets) + "\n"
+        return burns(s, tickets) + "\n"
     # a page burn without its evidence is a ticket: (ticket burns or page burns) unless the page fires
-    burns = "\nor\n".join(tickets + [_burn(s, t) for t in pages])
-    return f"(\n{_indent(burns)}\n)\nunless\n(\n{_indent(expr(s, 'page').rstrip())}\n)\n"
+    return f"(\n{_indent(burns(s, tickets + pages))}\n)\nunless\n(\n{_indent(expr(s, 'page').rstrip())}\n)\n"
 
 
 def _human_duration(hours: float) -> str:
