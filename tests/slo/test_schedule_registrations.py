@@ -445,7 +445,21 @@ def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(
     """The run attempts' side keeps the longest grace of a stored miss when it stores one (`reopen_unserved`), as
     the events' side does when it stores misses: with the key absent (a migration emptied sli_state) both write it
     while both transactions are open, which DuckDB refuses; fold() folds again in line what did not commit, and the
-    misses equal those of one fold of all the events."""
+    misses equal those of one fold of all the events.
+
+    Whether the two sides' writes overlap is a race the test steers but cannot decide: on a loaded machine (a
+    clean-clone CI run beside a benchmark) one fold had no conflict. So the fold is tried on fresh databases up to
+    five times, every try is checked against one fold of all the events, and the test needs one try with the
+    conflict (almost always the first)."""
+    for attempt in range(5):
+        if _longest_grace_fold_conflicted(tmp_path / str(attempt)):
+            return
+    pytest.fail("no try of five had the two sides conflict: the folding again in line was never exercised")
+
+
+def _longest_grace_fold_conflicted(tmp_path: Path) -> bool:
+    """One try of the test above, its results checked; whether the sides conflicted (and were folded again)."""
+    tmp_path.mkdir()
     slot = NOW.replace(minute=0) - timedelta(hours=2)  # 10:00
     at = int((slot - NOW).total_seconds() // 60)
     reg = ev("notebook.schedule.registered", -6 * 60, notebook_id="n", team="t", cron="0 * * * *", grace_seconds=300)
@@ -485,7 +499,9 @@ def test_both_sides_keeping_the_longest_grace_in_one_fold_still_fold_everything(
     fold(whole, CFG, now=later)
     assert ("n", slot, "t", 300.0) in got
     assert got == _state(whole)[0]
-    assert len(conflicts) == 1  # refused, then folded again in line (one side, or both, had not committed)
+    whole.close()
+    assert len(conflicts) <= 1  # at most: refused once, then folded again in line
+    return len(conflicts) == 1
 
 
 def test_a_miss_retracted_by_one_registration_is_in_force_again_when_a_later_one_brings_its_slot_back(tmp_path):
