@@ -2,10 +2,10 @@
 
 Why: a full (generation 2) collection walks every container object the process holds, and the collector holds
 ~113,000 of them once started (its modules, FastAPI's and pydantic's models, polars, pyarrow, DuckDB's client),
-nearly all alive until it exits. Ingest's allocations trigger such a collection every few seconds under load, and
-each one stopped every Python thread for 19-83 ms (measured in `observatory serve` under the ingest bench's HTTP
-clients: two to three per 200,000 events; docs/performance.md, Ingest, forty-fifth round): a request being
-validated, the writer between two DuckDB calls, a refresher pass waited for it.
+nearly all alive until it exits. Ingest's allocations trigger such a collection about once per 200,000 events
+under load, and each one stopped every Python thread for 66-91 ms (measured in `observatory serve` under the ingest
+bench's HTTP clients; 2.5-4 ms frozen; docs/performance.md, Ingest, forty-fifth round): a request being validated,
+the writer between two DuckDB calls, a refresher pass waited for it.
 
 `freeze()` runs one full collection, then moves every object left into CPython's permanent generation
 (`gc.freeze`), which later collections skip: they walk only what was made after start-up. A frozen object is still
