@@ -22,7 +22,9 @@ part per commit are reported apart, and the CPU per event covers both.
 With `--fold-groups 1,4,8` it measures instead the deriver alone: the HTTP shape's groups committed without their
 derived rows, then folded K groups per pass (one transaction, `storage/derive.py: fold_batches`), wall and CPU
 µs per event for each K, alternated: what folding all that is pending at once saves. `--baselines 1000000` stores
-that many reproducibility baselines first: what a pass costs on top of a long history.
+that many reproducibility baselines first: what a pass costs on top of a long history. `--stages` adds each
+pass's time by stage, its statements by kind and the rest (polars, Python) as the remainder: where a pass's fixed
+cost goes.
 
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
@@ -271,17 +273,21 @@ def fill_baselines(con: Any, n: int, table: str = "repro_baselines", key: str = 
     con.execute("CHECKPOINT")
 
 
-def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, baselines: int = 0) -> None:
+def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, baselines: int = 0,
+                stages: bool = False) -> None:
     """The deriver alone: the HTTP shape's groups (4 x 1,000 events) committed without their derived rows, then
     folded k groups per pass (`Writer._derive`, one transaction), for each k, alternated. What a pass costs per event
     as the deriver takes more of what is pending at once (the collector's deriver takes all of it). With
-    `baselines`, on top of that many stored reproducibility baselines (`fill_baselines`)."""
+    `baselines`, on top of that many stored reproducibility baselines (`fill_baselines`). With `stages`, each pass's
+    statements timed by stage (`TimedConnection`), and the rest of the pass (polars, Python) as the remainder: where
+    a pass's fixed cost goes."""
     from collector.ingest.files import _open_store
     from collector.ingest.writer import _Write
 
     _, batches = validated(ndjson, n)
     http = batches["http"]
     runs: dict[int, list[tuple[float, float, int]]] = defaultdict(list)
+    sinks: dict[int, list[dict[str, float]]] = defaultdict(list)
     work = Path(tempfile.mkdtemp(prefix="bench-fold-", dir=data_dir))
     try:
         for _ in range(reps):
@@ -297,10 +303,16 @@ def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, 
                         w._transaction_once([_Write(r.table, r.rejections, "file", None, Future(), r.table.num_rows)
                                              for r in http[g:g + 4]], exhaustive=False, derive=False)
                         if len(w._pending) >= k or g + 4 >= len(http):
+                            raw, sink = w.con, defaultdict(float)
+                            if stages:  # the deriver's statements run on the writer's connection here
+                                w.con = TimedConnection(raw, sink)  # type: ignore[assignment]
                             t0, c0 = time.perf_counter(), _cpu()
                             w._derive()
-                            wall += time.perf_counter() - t0
+                            sink["total"] = time.perf_counter() - t0
+                            wall += sink["total"]
                             cpu += _cpu() - c0
+                            w.con = raw
+                            sinks[k].append(sink)
                             passes += 1
                 finally:
                     store.close()
@@ -318,6 +330,11 @@ def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, 
         cpu = statistics.median(r[1] for r in runs[k])
         print(f"{k:3d} groups per pass: {1e6 * wall / n:.1f} wall-us, {1e6 * cpu / n:.1f} CPU-us per event, "
               f"{1e3 * wall / runs[k][0][2]:.1f} ms per pass")
+        if stages:
+            med = {s: 1e3 * statistics.median(p.get(s, 0.0) for p in sinks[k]) for s in {s for p in sinks[k] for s in p}}
+            med["python + polars (rest)"] = 2 * med["total"] - sum(med.values())
+            print("      ms per pass by stage (medians over passes): " + ", ".join(
+                f"{s} {v:.1f}" for s, v in sorted(med.items(), key=lambda kv: -kv[1])))
 
 
 def main() -> None:
@@ -331,6 +348,8 @@ def main() -> None:
                     help="only the bulk shape's writer per chunk size (rows per commit)")
     ap.add_argument("--fold-groups", default=None, metavar="K,K,...",
                     help="only the deriver: fold K committed 4,000-event groups per pass, for each K")
+    ap.add_argument("--stages", action="store_true",
+                    help="with --fold-groups: each pass's statements timed by stage (where its fixed cost goes)")
     ap.add_argument("--baselines", type=int, default=0, metavar="N",
                     help="with --fold-groups: N reproducibility baselines stored before the passes (a long history)")
     args = ap.parse_args()
@@ -338,7 +357,7 @@ def main() -> None:
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
     if args.fold_groups:
         fold_passes(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps, args.data_dir,
-                    args.baselines)
+                    args.baselines, args.stages)
         return
     if args.bulk_chunks:
         bulk_chunks(ndjson, args.events, [int(x) for x in args.bulk_chunks.split(",")], args.reps, args.data_dir)
