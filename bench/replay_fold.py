@@ -7,7 +7,7 @@ each once (PREPARE) would save.
     .venv/bin/python bench/replay_fold.py --write            # the figures into docs/performance.md
 
 Why: bench/profile_sli.py times one fold, statement by statement, and a single run on a shared machine moves by tens
-of percent; DuckDB's own profiler, on, adds a third to every statement and charges ~40% of their time to planning.
+of percent, and DuckDB's own profiler, on, made the same fold ~45% slower (forty-seventh round).
 This runs the fold once to learn its statements (and their parameters), then runs exactly those statements again,
 in order, inside a transaction it rolls back, so every replay starts from the same state; the medians per statement
 are what each costs. The fold itself (its Python and its statements) is timed the same way beside the replays: the
@@ -16,8 +16,8 @@ difference is what the fold's Python costs.
 With `--prepared`, every statement DuckDB can prepare is prepared once and the replay runs `EXECUTE` instead, its
 parameters rendered as literals (DuckDB does not take parameters for EXECUTE); the fold's temporary tables (CREATE
 ... AS, which DuckDB cannot prepare) become tables of the same columns, emptied and filled by a prepared INSERT.
-Alternated with the plain replay: what planning once would save, as an upper bound (the emptying is left out of
-neither).
+Alternated with the plain replay: what preparing saves on this DuckDB (whose `EXECUTE` binds and optimizes
+again: docs/performance.md, fortieth round), the emptying of the staging tables included.
 
 On a copy of `var/bench_sli.folded.duckdb` (bench/bench_sli.py's fold phase), as bench/profile_sli.py. The runs
 run in line, on one connection: the work slo/sli/beside.py runs on a second cursor is among the statements here.
