@@ -24,7 +24,8 @@ derived rows, then folded K groups per pass (one transaction, `storage/derive.py
 µs per event for each K, alternated: what folding all that is pending at once saves. `--baselines 1000000` stores
 that many reproducibility baselines first: what a pass costs on top of a long history. `--stages` adds each
 pass's time by stage, its statements by kind and the rest (polars, Python) as the remainder: where a pass's fixed
-cost goes.
+cost goes. `--plans` times instead the polars plans of such passes alone, with no database
+(`storage/derive.py: fold_plans`).
 
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
@@ -337,6 +338,32 @@ def fold_passes(ndjson: Path, n: int, ks: list[int], reps: int, data_dir: Path, 
                 f"{s} {v:.1f}" for s, v in sorted(med.items(), key=lambda kv: -kv[1])))
 
 
+def fold_plans_alone(ndjson: Path, n: int, ks: list[int], reps: int) -> None:
+    """The deriver's polars part alone: for each k, `pl.collect_all` of what a pass folding k of the HTTP shape's
+    groups (4 x 1,000 events, one batch each) aggregates (`storage/derive.py: fold_plans`), no database; medians of
+    `reps` x 7 timings, the ks alternated. What a change to collector/storage/batch.py saves, without the SQL
+    statements' noise around it."""
+    import polars as pl
+    import pyarrow as pa
+
+    from collector.storage.derive import ENGINE, fold_plans
+
+    _, batches = validated(ndjson, n)
+    http = batches["http"]
+    groups = [pa.concat_tables([r.table for r in http[g:g + 4]]) for g in range(0, len(http), 4)]
+    times: dict[int, list[float]] = defaultdict(list)
+    for _ in range(reps * 7):
+        for k in ks:
+            pending = [(i, t) for i, t in enumerate(groups[:k])]
+            t0 = time.perf_counter()
+            pl.collect_all(list(fold_plans(pending).values()), engine=ENGINE)
+            times[k].append(time.perf_counter() - t0)
+    print(f"the deriver's polars plans alone ({pl.thread_pool_size()} polars threads), median of {reps * 7}:")
+    for k in ks:
+        print(f"{k:3d} groups ({sum(t.num_rows for t in groups[:k]):,} events): "
+              f"{1e3 * statistics.median(times[k]):.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
@@ -348,6 +375,8 @@ def main() -> None:
                     help="only the bulk shape's writer per chunk size (rows per commit)")
     ap.add_argument("--fold-groups", default=None, metavar="K,K,...",
                     help="only the deriver: fold K committed 4,000-event groups per pass, for each K")
+    ap.add_argument("--plans", action="store_true",
+                    help="with --fold-groups: only the deriver's polars plans, no database (fold_plans_alone)")
     ap.add_argument("--stages", action="store_true",
                     help="with --fold-groups: each pass's statements timed by stage (where its fixed cost goes)")
     ap.add_argument("--baselines", type=int, default=0, metavar="N",
@@ -355,6 +384,9 @@ def main() -> None:
     args = ap.parse_args()
     allocators.tune()  # as the collector's processes do
     _, ndjson, _ = data_files(max(args.events, 200_000), args.data_dir, args.seed)
+    if args.fold_groups and args.plans:
+        fold_plans_alone(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps)
+        return
     if args.fold_groups:
         fold_passes(ndjson, args.events, [int(x) for x in args.fold_groups.split(",")], args.reps, args.data_dir,
                     args.baselines, args.stages)

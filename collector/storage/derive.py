@@ -350,6 +350,29 @@ def _numbered(batches: list[tuple[int | None, pa.Table]]) -> pl.DataFrame:
     return _frame(table.append_column("_seq", seq).append_column("_batch", ids).combine_chunks())
 
 
+def fold_plans(batches: list[tuple[int | None, pa.Table]]) -> dict[str, pl.LazyFrame]:
+    """What `fold_batches` aggregates in polars, as plans to collect together: the counts behind the counters of
+    events as ingested, and each derived table's combined rows (collector/storage/batch.py), a table's only when
+    the batches hold an event of its types."""
+    df = _numbered(batches)
+    types = set(df["type"].unique().to_list())
+
+    def has(*prefixes: str) -> bool:
+        return any(t.startswith(prefixes) for t in types)
+
+    one = len(batches) == 1
+    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)}
+    if has("notebook.kernel."):
+        plans["batch_kernels"] = batch.kernels(df, one)
+    if has("notebook.registered", "notebook.updated", "notebook.promoted"):
+        plans["batch_notebooks"] = batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES, one)
+    if has("notebook.schedule.registered"):
+        plans["batch_schedules"] = batch.schedules(df, one)
+    if has("notebook.run."):
+        plans["batch_runs"] = batch.runs(df, one)
+    return plans
+
+
 def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None, pa.Table]], *,
                  exhaustive: bool = True, count_events: bool = True) -> list[CounterDelta]:
     """Fold batches of newly inserted events (`(batch id, rows)` in commit order; rows in INGEST_SCHEMA: stored
@@ -370,22 +393,7 @@ def fold_batches(con: duckdb.DuckDBPyConnection, batches: list[tuple[int | None,
     Without `count_events`, the counters of events as ingested are left out of the result: a batch the deriver gave
     up on has counted them already (`collector/ingest/rederive.py` folds it again).
     """
-    df = _numbered(batches)
-    types = set(df["type"].unique().to_list())
-
-    def has(*prefixes: str) -> bool:
-        return any(t.startswith(prefixes) for t in types)
-
-    one = len(batches) == 1
-    plans: dict[str, pl.LazyFrame] = {"counts": _event_counts(df)}
-    if has("notebook.kernel."):
-        plans["batch_kernels"] = batch.kernels(df, one)
-    if has("notebook.registered", "notebook.updated", "notebook.promoted"):
-        plans["batch_notebooks"] = batch.notebooks(df, _REGISTRY_FIELDS, _REGISTRY_TYPES, one)
-    if has("notebook.schedule.registered"):
-        plans["batch_schedules"] = batch.schedules(df, one)
-    if has("notebook.run."):
-        plans["batch_runs"] = batch.runs(df, one)
+    plans = fold_plans(batches)
     frames = dict(zip(plans, pl.collect_all(list(plans.values()), engine=ENGINE)))
 
     deltas = _event_counters(frames["counts"]) if count_events else []
