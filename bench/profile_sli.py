@@ -18,8 +18,10 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,13 +46,13 @@ class Timed:
         rel = self._con.sql(sql, params=params)
         table = rel.to_arrow_table() if rel is not None else None
         self.log.append((time.perf_counter() - t0, time.process_time() - c0, " ".join(sql.split())))
-        return _Read(table)
+        return Read(table)
 
     def __getattr__(self, k):
         return getattr(self._con, k)
 
 
-class _Read:
+class Read:
     """A `sql()` result already read (Timed.sql)."""
 
     def __init__(self, table) -> None:
@@ -66,6 +68,35 @@ def report(title: str, timed: Timed, wall: float, cpu: float, top: int) -> None:
         print(f"  {w * 1000:7.1f} ms  CPU {c * 1000:7.1f} ms  {sql[:110]}")
 
 
+@contextmanager
+def folded_copy(db: Path, meta: Path | None = None) -> Iterator[tuple[Any, Any, datetime]]:
+    """A copy of bench_sli.py's folded history (`db`), opened as the collector opens its database and folded at the
+    history's `now`: (connection, SLI config, now). The copy goes on exit, so the history is never changed."""
+    from collector.settings import Settings
+    from collector.storage import db as dbmod
+    from slo.sli.config import SliConfig
+    from slo.sli.fold import fold
+
+    # the history's `now`, from bench_sli.py's file beside it (X.folded.duckdb -> X.json; a copy: `meta`)
+    meta = meta or db.with_name(db.name.removesuffix(".folded.duckdb") + ".json")
+    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
+    cfg = SliConfig()
+    with tempfile.TemporaryDirectory(dir=db.parent) as tmp:
+        copy = Path(tmp) / db.name
+        shutil.copyfile(db, copy)
+        # as the collector's database (collector/ingest/store.py): its DuckDB threads (one on two cores, not DuckDB's
+        # default of one per core) and memory limit, OBSERVATORY_DUCKDB_THREADS / _MEMORY_LIMIT
+        settings = Settings()
+        con = dbmod.connect(copy, memory_limit=settings.duckdb_memory_limit,
+                            threads=dbmod.collector_threads(settings.duckdb_threads))
+        try:
+            con.execute("SET enable_progress_bar = false")
+            fold(con, cfg, now=now)
+            yield con, cfg, now
+        finally:
+            con.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["direct", "incremental"])
@@ -77,27 +108,12 @@ def main() -> None:
                          "after the scheduler registered its schedules again)")
     ap.add_argument("--meta", type=Path, default=None, help="bench_sli.py's JSON of the history (default: beside --db)")
     a = ap.parse_args()
-    from collector.settings import Settings
-    from collector.storage import db as dbmod
     from slo.sli.compute import compute
-    from slo.sli.config import SliConfig, SliQuery
+    from slo.sli.config import SliQuery
     from slo.sli.fold import fold
 
-    # the history's `now`, from bench_sli.py's file beside it (X.folded.duckdb -> X.json; a copy: --meta)
-    meta = a.meta or a.db.with_name(a.db.name.removesuffix(".folded.duckdb") + ".json")
-    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
-    cfg = SliConfig()
-    q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
-    with tempfile.TemporaryDirectory(dir=a.db.parent) as tmp:
-        copy = Path(tmp) / a.db.name
-        shutil.copyfile(a.db, copy)
-        # as the collector's database (collector/ingest/store.py): its DuckDB threads (one on two cores, not DuckDB's
-        # default of one per core) and memory limit, OBSERVATORY_DUCKDB_THREADS / _MEMORY_LIMIT
-        settings = Settings()
-        con = dbmod.connect(copy, memory_limit=settings.duckdb_memory_limit,
-                            threads=dbmod.collector_threads(settings.duckdb_threads))
-        con.execute("SET enable_progress_bar = false")
-        fold(con, cfg, now=now)
+    with folded_copy(a.db, a.meta) as (con, cfg, now):
+        q = SliQuery(as_of=now, windows=list(cfg.windows), levels=("platform", "team", "trigger"))
         if a.mode == "incremental":
             import bench_sli
 
@@ -113,7 +129,6 @@ def main() -> None:
             compute(timed, q, cfg, mode="direct" if a.mode == "direct" else "incremental", fold_first=False)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         report("compute", timed, wall, cpu, a.top)
-        con.close()
 
 
 if __name__ == "__main__":

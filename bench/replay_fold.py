@@ -27,14 +27,10 @@ No assertions: it measures.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from profile_sli import Read, folded_copy  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
 _TRANSACTION = ("BEGIN TRANSACTION", "BEGIN", "COMMIT", "ROLLBACK")
@@ -59,14 +56,6 @@ class _Rows:
 
     def fetchall(self) -> list[tuple]:
         return self._rows
-
-
-class _Read:
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def to_arrow_table(self) -> Any:
-        return self._table
 
 
 class Recorder:
@@ -92,10 +81,10 @@ class Recorder:
             return _Rows(rows)
         return result
 
-    def sql(self, sql: str, params: Any = None) -> _Read:
+    def sql(self, sql: str, params: Any = None) -> Read:
         self.log.append((sql, params))
         rel = self._con.sql(sql, params=params)
-        return _Read(rel.to_arrow_table() if rel is not None else None)
+        return Read(rel.to_arrow_table() if rel is not None else None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
@@ -158,22 +147,9 @@ def main() -> None:
     import duckdb
 
     import bench_sli
-    from collector.settings import Settings
-    from collector.storage import db as dbmod
-    from slo.sli.config import SliConfig
     from slo.sli.fold import fold
 
-    meta = a.db.with_name(a.db.name.removesuffix(".folded.duckdb") + ".json")
-    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
-    cfg = SliConfig()
-    with tempfile.TemporaryDirectory(dir=a.db.parent) as tmp:
-        copy = Path(tmp) / a.db.name
-        shutil.copyfile(a.db, copy)
-        settings = Settings()
-        con = dbmod.connect(copy, memory_limit=settings.duckdb_memory_limit,
-                            threads=dbmod.collector_threads(settings.duckdb_threads))
-        con.execute("SET enable_progress_bar = false")
-        fold(con, cfg, now=now)
+    with folded_copy(a.db) as (con, cfg, now):
         now, _ = bench_sli.before_the_pass(con, cfg, now, a.at)
         rec = Recorder(con)
         con.execute("BEGIN TRANSACTION")
@@ -195,7 +171,6 @@ def main() -> None:
                     con.execute("ROLLBACK")
                 else:
                     runs[kind].append(_replay(con, plain if kind == "plain" else prepared))
-        con.close()
 
     def total(kind: str) -> float:
         return 1e3 * statistics.median(sum(r) for r in runs[kind])
