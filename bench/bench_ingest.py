@@ -46,12 +46,17 @@ from pathlib import Path
 
 import duckdb
 import httpx
-import polars as pl
-import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+# before polars loads: collector/__init__.py sizes polars' thread pool as the collector's processes have it (one
+# thread on two cores), so that what a bench runs in process (bench_writer.py's deriver, the validation breakdown)
+# runs as in the collector; polars loaded first took a thread per core (forty-seventh round)
+import collector  # noqa: E402,F401
+import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 import gen_events  # noqa: E402
 from watch import RefreshWatch, WalWatch  # noqa: E402
