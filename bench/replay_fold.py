@@ -32,6 +32,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,18 @@ class _Rows:
         return self._rows
 
 
+@dataclass(frozen=True)
+class _Register:
+    """A step that registers an Arrow table under `name` (the fold's slots and decisions, computed in Python), or
+    unregisters it (`table` None)."""
+
+    name: str
+    table: Any
+
+    def __str__(self) -> str:
+        return f"{'register' if self.table is not None else 'unregister'} {self.name}"
+
+
 class Recorder:
     """A connection that records every statement with its parameters, and the columns of every temporary table a
     CREATE ... AS makes; it leaves out the fold's transaction statements, so that the caller's transaction holds
@@ -81,6 +95,14 @@ class Recorder:
             return _Rows(rows)
         return result
 
+    def register(self, name: str, table: Any) -> Any:
+        self.log.append((_Register(name, table), None))
+        return self._con.register(name, table)
+
+    def unregister(self, name: str) -> Any:
+        self.log.append((_Register(name, None), None))
+        return self._con.unregister(name)
+
     def sql(self, sql: str, params: Any = None) -> Read:
         self.log.append((sql, params))
         rel = self._con.sql(sql, params=params)
@@ -90,9 +112,9 @@ class Recorder:
         return getattr(self._con, name)
 
 
-def _replay(con: Any, steps: list[tuple[str | None, str, Any]]) -> list[float]:
-    """Each step (a statement to run first or None, the statement, its parameters) timed, in a transaction rolled
-    back."""
+def _replay(con: Any, steps: list[tuple[str | None, Any, Any]]) -> list[float]:
+    """Each step (a statement to run first or None, the statement or registration, its parameters) timed, in a
+    transaction rolled back."""
     times = []
     con.execute("BEGIN TRANSACTION")
     try:
@@ -100,23 +122,40 @@ def _replay(con: Any, steps: list[tuple[str | None, str, Any]]) -> list[float]:
             t0 = time.perf_counter()
             if first:
                 con.execute(first)
-            con.execute(sql, params) if params is not None else con.execute(sql)
+            if isinstance(sql, _Register):
+                con.complete()  # (DuckDB 2.0 registers nothing while a result is unread)
+                con.register(sql.name, sql.table) if sql.table is not None else con.unregister(sql.name)
+            else:
+                con.execute(sql, params) if params is not None else con.execute(sql)
             times.append(time.perf_counter() - t0)
     finally:
         con.execute("ROLLBACK")
     return times
 
 
-def _prepared(con: Any, rec: Recorder) -> tuple[list[tuple[str | None, str, Any]], list[str]]:
+def _prepared(con: Any, rec: Recorder) -> tuple[list[tuple[str | None, Any, Any]], list[str]]:
     """The recorded statements as prepared ones where DuckDB can prepare them (a CREATE ... AS as DELETE and a
     prepared INSERT into a table of its columns); the others as they were, listed."""
-    from collector.storage.sqltext import lit
+    from collector.storage.sqltext import lit, ts_lit
+
+    def literal(v: Any) -> str:
+        """A parameter's value as SQL text (the fold's own values: texts, numbers, timestamps, lists of them)."""
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(literal(x) for x in v) + "]"
+        if isinstance(v, datetime):
+            return ts_lit(v)
+        if isinstance(v, bool) or v is None:
+            return {True: "true", False: "false", None: "NULL"}[v]
+        return repr(v) if isinstance(v, (int, float)) else lit(v)
 
     for table, cols in rec.shapes.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
     steps: list[tuple[str | None, str, Any]] = []
     left: list[str] = []
     for i, (sql, params) in enumerate(rec.log):
+        if isinstance(sql, _Register):
+            steps.append((None, sql, None))
+            continue
         m = _CTAS.match(sql)
         body = f"INSERT INTO {m.group(1)} {m.group(2)}" if m else sql
         try:
@@ -126,9 +165,9 @@ def _prepared(con: Any, rec: Recorder) -> tuple[list[tuple[str | None, str, Any]
             steps.append((None, sql, params))
             continue
         if isinstance(params, dict):
-            args = ", ".join(f"{k} := {lit(v)}" for k, v in params.items())
+            args = ", ".join(f"{k} := {literal(v)}" for k, v in params.items())
         else:
-            args = ", ".join(lit(v) for v in params or ())
+            args = ", ".join(literal(v) for v in params or ())
         steps.append((f"DELETE FROM {m.group(1)}" if m else None, f"EXECUTE replay_{i}({args})" if args
                       else f"EXECUTE replay_{i}", None))
     return steps, left
@@ -180,12 +219,12 @@ def main() -> None:
           + (f", prepared {total('prepared'):.1f} ms" if prepared else "") + " (medians)")
     top = sorted(range(len(plain)), key=lambda i: -per[i])[:a.top]
     for i in top:
-        print(f"  {per[i]:6.2f} ms  {' '.join(plain[i][1].split())[:110]}")
+        print(f"  {per[i]:6.2f} ms  {' '.join(str(plain[i][1]).split())[:110]}")
     for what in left:
         print("  not prepared:", what)
     if not a.write:
         return
-    rows = "\n".join(f"| {per[i]:.2f} | `{' '.join(plain[i][1].split())[:90]}...` |" for i in top)
+    rows = "\n".join(f"| {per[i]:.2f} | `{' '.join(str(plain[i][1]).split())[:90]}...` |" for i in top)
     prep = (f" Prepared once (`--prepared`; {len(plain) - len(left)} of {len(plain)} statements, the others as "
             f"they were): **{total('prepared'):.1f} ms** (runs {', '.join(f'{1e3 * sum(r):.0f}' for r in runs['prepared'])})."
             if prepared else "")
