@@ -79,7 +79,7 @@ class Recorder:
 
     def __init__(self, con: Any) -> None:
         self._con = con
-        self.log: list[tuple[str, Any]] = []
+        self.log: list[tuple[str | _Register, Any]] = []
         self.shapes: dict[str, list[tuple[str, str]]] = {}
 
     def execute(self, sql: str, params: Any = None) -> Any:
@@ -150,7 +150,7 @@ def _prepared(con: Any, rec: Recorder) -> tuple[list[tuple[str | None, Any, Any]
 
     for table, cols in rec.shapes.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
-    steps: list[tuple[str | None, str, Any]] = []
+    steps: list[tuple[str | None, Any, Any]] = []
     left: list[str] = []
     for i, (sql, params) in enumerate(rec.log):
         if isinstance(sql, _Register):
@@ -215,7 +215,11 @@ def main() -> None:
         return 1e3 * statistics.median(sum(r) for r in runs[kind])
 
     per = [1e3 * statistics.median(r[i] for r in runs["plain"]) for i in range(len(plain))]
-    print(f"{len(plain)} statements; the fold {total('fold'):.1f} ms, its statements replayed {total('plain'):.1f} ms"
+    registrations = sum(isinstance(step[1], _Register) for step in plain)
+    statements = f"{len(plain) - registrations} statements" + (f" and {registrations} registrations of Arrow tables"
+                                                               if registrations else "")
+    executes = sum(str(step[1]).startswith("EXECUTE ") for step in prepared)
+    print(f"{statements}; the fold {total('fold'):.1f} ms, its statements replayed {total('plain'):.1f} ms"
           + (f", prepared {total('prepared'):.1f} ms" if prepared else "") + " (medians)")
     top = sorted(range(len(plain)), key=lambda i: -per[i])[:a.top]
     for i in top:
@@ -225,13 +229,13 @@ def main() -> None:
     if not a.write:
         return
     rows = "\n".join(f"| {per[i]:.2f} | `{' '.join(str(plain[i][1]).split())[:90]}...` |" for i in top)
-    prep = (f" Prepared once (`--prepared`; {len(plain) - len(left)} of {len(plain)} statements, the others as "
+    prep = (f" Prepared once (`--prepared`; {executes} of {len(plain) - registrations} statements, the others as "
             f"they were): **{total('prepared'):.1f} ms** (runs {', '.join(f'{1e3 * sum(r):.0f}' for r in runs['prepared'])})."
             if prepared else "")
     write_section("replay-fold", f"""
 Measured by `bench/replay_fold.py` (module docstring: what and why).
 
-Machine: {machine()}; DuckDB {duckdb.__version__}. Command: `python bench/replay_fold.py --at {a.at} --reps {a.reps}{' --prepared' if prepared else ''} --write`. The fold of bench_sli.py's `{a.at}` pass on its 10M-event history, then its {len(plain)} statements replayed {a.reps} times in order, each replay in a transaction rolled back; medians.
+Machine: {machine()}; DuckDB {duckdb.__version__}. Command: `python bench/replay_fold.py --at {a.at} --reps {a.reps}{' --prepared' if prepared else ''} --write`. The fold of bench_sli.py's `{a.at}` pass on its 10M-event history, then its {statements} replayed {a.reps} times in order, each replay in a transaction rolled back; medians.
 
 The fold (its Python and its statements): **{total('fold'):.1f} ms** (runs {', '.join(f'{1e3 * r[0]:.0f}' for r in runs['fold'])}). Its statements alone: **{total('plain'):.1f} ms** (runs {', '.join(f'{1e3 * sum(r):.0f}' for r in runs['plain'])}).{prep}
 
