@@ -5,8 +5,9 @@
 The bulk ratio's target (0.5 of the raw keyed insert) asks for about twice the product's rate. The product
 validates in Python (msgspec, generated checks, polars), and the twenty-seventh round found its CPU alone past what
 the target allows on two cores. This bench asks the other question: with no Python per event at all, what rate does
-the cheapest part of the contract reach when DuckDB runs it in C++ inside the keyed insert? One statement reads the
-Parquet file, checks each event and inserts the rows it vouches for into `events` (primary key), committed:
+the cheapest part of the contract reach when DuckDB runs it in C++ inside the insert? One statement reads the
+Parquet file, checks each event and inserts the rows it vouches for into `events` (the product's table: keyed on
+(source, id) until migration 0217, unkeyed since, its dedup the writer's index), committed:
 
 - the envelope: `specversion`, the lengths of `id`, `source` and `subject`, no control character in `id` or
   `source`, a known `type`, an RFC 3339 `time` between 1970 and now + 24 h;

@@ -12,7 +12,7 @@ commit). It reports, as medians over repetitions:
 - writer CPU-µs per event (process CPU: the writer thread plus DuckDB's worker threads), the figure of
   bench_ingest.breakdown();
 - per 4,000-event commit (HTTP shape), the wall ms of each stage, measured by a connection proxy that times every
-  statement by its kind: the keyed insert, each derived-table statement, the counters, COMMIT, and the rest
+  statement by its kind: the insert into `events`, each derived-table statement, the counters, COMMIT, and the rest
   (polars aggregation and Python) as the remainder.
 
 The HTTP shape is also measured the collector's way (`http_deferred`, `defer_derive`): each group's events are
@@ -29,7 +29,7 @@ cost goes. `--plans` times instead the polars plans of such passes alone, with n
 
 With `--bulk-chunks 50000,100000,150000,300000` it measures instead the bulk shape's writer at each chunk size (the
 same validated events cut into chunks of that many rows, one per commit): wall µs per event including the final
-checkpoint, and the shares of the keyed insert and of COMMIT. COMMIT's share falls once a commit holds more than a
+checkpoint, and the shares of the insert and of COMMIT. COMMIT's share falls once a commit holds more than a
 row group (122,880 rows), as if DuckDB wrote a large transaction's whole row groups to the database file rather than
 through the WAL: the writer's cost per event depends on the chunk size (docs/performance.md, tenth round).
 

@@ -10,7 +10,7 @@ of each request and each transaction begins and ends (perf_counter, one clock fo
 and the CPU time of the thread doing it:
 
 - a request's validation (`collector.api.ingest._prepare`, on a worker thread);
-- the writer's group commits (`Writer._commit_group`: the keyed insert of the group's events, `_insert_events`,
+- the writer's group commits (`Writer._commit_group`: the insert of the group's events, `_insert_events`,
   then dead letters, counters, `ingest_batches`, COMMIT, the answers), and the deriver's passes (`Writer._derive`);
 - in the bench's clients, each request's send and answer and the parse of the answer.
 
@@ -133,7 +133,7 @@ def run(events: int, prefer: str | None, log: Path, data_dir: Path, seed: int) -
 
 def render(result: dict, stages: list[dict], events: int, prefer: str | None, cmd: str) -> str:
     head = ["part", "groups", "cycle", "turnaround", "validation of the group", "one request's validation (CPU)",
-            "group commit (keyed insert)", "longest commit", "client's parse of an answer", "derive passes (CPU)",
+            "group commit (insert)", "longest commit", "client's parse of an answer", "derive passes (CPU)",
             "deriver busy"]
     out = [
         f"Measured by `bench/http_cycle.py` (command: `{cmd}`): {events:,} events, 4 clients posting 1,000-event "

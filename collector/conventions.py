@@ -30,6 +30,9 @@ WRITER_LAST_COMMIT_SECONDS = "observatory_writer_last_commit_seconds"
 WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
 REDONE_REASONS = ("stored_key", "before_lookback")
 WRITER_DERIVE_LAG_EVENTS = "observatory_writer_derive_lag_events"
+# gauges: the writer's index of the stored events' keys, its dedup since migration 0217 (collector/ingest/keys.py)
+WRITER_KEY_INDEX_KEYS = "observatory_writer_key_index_keys"
+WRITER_KEY_INDEX_BYTES = "observatory_writer_key_index_bytes"
 WRITER_DERIVE_FAILURES = "observatory_writer_derive_failures"  # counter family name (exposed with _total)
 # gauge: batches given up on (their derived rows missing) and not derived again since (collector/ingest/rederive.py)
 WRITER_UNDERIVED_BATCHES = "observatory_writer_underived_batches"

@@ -123,6 +123,10 @@ class Store:
         lag = GaugeMetricFamily(C.WRITER_DERIVE_LAG_EVENTS, "Events committed and acknowledged whose derived rows "
                                 "(run attempts, kernel sessions, ...) the writer has not written yet.",
                                 value=w.derive_lag_events)
+        keys = GaugeMetricFamily(C.WRITER_KEY_INDEX_KEYS, "Stored events' keys in the writer's dedup index (built from "
+                                 "the database at start).", value=w.keys.count)
+        key_bytes = GaugeMetricFamily(C.WRITER_KEY_INDEX_BYTES, "Memory the writer's dedup index holds: ~17 bytes per "
+                                      "stored event, outside DuckDB's memory limit.", value=w.keys.nbytes)
         failed = CounterMetricFamily(C.WRITER_DERIVE_FAILURES, "Batches whose events are stored but whose derived rows "
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
         underived = GaugeMetricFamily(
@@ -135,13 +139,14 @@ class Store:
             "reached, or a job that reads the derived tables): ingest waited on the derived tables.",
             value=w.stats.deriver_wait_seconds)
         redone = CounterMetricFamily(
-            C.WRITER_TRANSACTIONS_REDONE, "Writer transactions begun again the slower way: the plain insert met a "
-            "stored key (stored_key), a derived row was stored before its lookback bound (before_lookback).",
+            C.WRITER_TRANSACTIONS_REDONE, "Writer transactions that took the slower way: a group held a key whose "
+            "hash the dedup index holds, read back from the stored rows (stored_key), a derived row was stored before "
+            "its lookback bound (before_lookback).",
             labels=["reason"])
         for reason in C.REDONE_REASONS:
             redone.add_metric([reason], w.stats.redone[reason])
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, *w.stats.transactions.collect(), lag, failed, underived, waited, redone, refresh,
+        return [depth, last, commit, *w.stats.transactions.collect(), lag, keys, key_bytes, failed, underived, waited, redone, refresh,
                 *self.refresher.health_metrics(), up]

@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import duckdb
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -63,10 +64,12 @@ from collector.storage.derive import CounterDelta, StoredBeforeLookback, event_d
     typed_from_stored, update_derived
 from collector.contract.validation import Rejection
 from collector.ingest import rederive
+from collector.ingest.keys import StoredKeys
 from collector.storage.schema import INGEST_SCHEMA, STORED_COLUMNS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("collector.ingest.writer")
+_NO_HASHES = np.empty(0, np.uint64)
 
 def _lower_priority(increment: int) -> None:
     """Lower this thread's CPU priority by `increment` nice steps (Linux: a thread's own nice value, set with its
@@ -170,6 +173,7 @@ class Writer:
         max_lag_events: int | None = None,
     ) -> None:
         self.con = con
+        self.keys = StoredKeys.load(con)  # dedup on (source, id): the stored keys, read once (ingest/keys.py)
         self.commit_delay = commit_delay
         self.defer_derive = defer_derive
         self.derive_delay = derive_delay
@@ -497,45 +501,35 @@ class Writer:
         for w, statuses in zip(writes, results):
             w.future.set_result(WriteResult(statuses, batch_id))
 
-    def _insert_events(self, staged: pa.Table, now: datetime) -> tuple[int, pl.DataFrame | None]:
-        """Begin the transaction and insert the group's rows (distinct keys) into `events`, skipping keys already
-        stored; returns (batch id, the keys inserted), None for the keys when every row was inserted (the common
-        case, which then costs no copy of the keys: ~0.35 ms of a 4,000-event group commit, on the path every
-        client waits on).
+    def _insert_events(self, staged: pa.Table, keys: pl.DataFrame, now: datetime
+                       ) -> tuple[int, pl.DataFrame | None, np.ndarray]:
+        """Begin the transaction and insert the group's rows (`staged`, distinct keys `keys`) into `events`, but for
+        keys stored already; returns (batch id, the keys inserted, their hashes for `StoredKeys.add` once committed).
+        The keys are None when every row was inserted (the common case, which then costs no copy of them: ~0.35 ms
+        of a 4,000-event group commit, on the path every client waits on).
 
-        Why two ways: DuckDB plans `INSERT ... ON CONFLICT` as a MERGE that joins the rows with a full scan of
-        the table (160 ms for 1,000 rows at 10M stored events, growing with history), while a plain INSERT checks
-        the primary key in its index (4 ms). Duplicates of stored events are rare (a client's retry), so the plain
-        INSERT goes first; when it meets a stored key it fails, the transaction is rolled back, and it is begun
-        again with the MERGE, which skips the stored keys and returns the inserted ones."""
+        The stored keys are the index's to find (ingest/keys.py: a group with a key whose hash is held reads that
+        key back from the batches that hold it; `redone["stored_key"]` counts such groups): `events` has no primary
+        key since migration 0217, whose index cost more than half of a commit's CPU."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
         if not staged.num_rows:
-            return batch_id, pl.DataFrame(schema={"source": pl.String, "id": pl.String})
-        insert = (f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
-                  f"SELECT {STORED_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged")
-        con.register("staged", staged)
-        try:
-            con.execute(insert, [now, batch_id])
-            conflict = False
-        except duckdb.ConstraintException:
-            # Begun again below, outside this handler: DuckDB's message quotes the stored key, a request value,
-            # and an error of the second attempt would carry it into the log as its context.
-            conflict = True
+            return batch_id, pl.DataFrame(schema={"source": pl.String, "id": pl.String}), _NO_HASHES
+        hashes = self.keys.hashes(keys)
+        stored = self.keys.stored(con, keys, hashes)
         inserted = None
-        if conflict:
+        if stored is not None:
             self.stats.redone["stored_key"] += 1
-            con.execute("ROLLBACK")
-            con.execute("BEGIN TRANSACTION")
-            # nextval again: whether the sequence kept the rolled-back increment or not, ids only go up
-            batch_id = con.execute("SELECT nextval('batch_seq')").fetchall()[0][0]
-            con.register("staged", staged)
-            inserted = pl.from_arrow(con.sql(f"{insert} ON CONFLICT DO NOTHING RETURNING source, id",
-                                             params=[now, batch_id]).to_arrow_table())
+            keep = ~stored
+            staged, hashes, inserted = staged.filter(pa.array(keep)), hashes[keep], keys.filter(pl.Series(keep))
+            if not staged.num_rows:
+                return batch_id, inserted, hashes
+        con.register("staged", staged)
+        con.execute(f"INSERT INTO events ({STORED_COLUMNS}, ingested_at, batch_id) "
+                    f"SELECT {STORED_COLUMNS}, ?::TIMESTAMPTZ, ? FROM staged", [now, batch_id])
         con.unregister("staged")  # not after a failed statement: the aborted transaction would refuse it
-        assert inserted is None or isinstance(inserted, pl.DataFrame)
-        return batch_id, inserted
+        return batch_id, inserted, hashes
 
     def _transaction(self, writes: list[_Write]) -> tuple[list[list[str]], int, list[CounterDelta]]:
         """The group's events and their derived rows in one transaction."""
@@ -573,7 +567,8 @@ class Writer:
             first = keys.select(pl.struct("source", "id").is_first_distinct()).to_series() \
                 if len(keys) and keys.is_duplicated().any() else None
             staged = table if first is None else table.filter(first.to_arrow())
-            batch_id, inserted_keys = self._insert_events(staged, now)
+            batch_id, inserted_keys, hashes = self._insert_events(staged, keys if first is None else keys.filter(first),
+                                                                  now)
             n_inserted = staged.num_rows if inserted_keys is None else len(inserted_keys)
             # A row is accepted when it is its key's first occurrence in the group and its insert happened
             # (None: every row).
@@ -606,6 +601,7 @@ class Writer:
                 [batch_id, now, n_inserted, duplicates, sum(rejected.values()), not pend],
             )
             con.execute("COMMIT")
+            self.keys.add(hashes, batch_id)  # committed: its keys are stored (ingest/keys.py)
             span.set_attribute("batch.id", batch_id)
             span.set_attribute("batch.requests", len(writes))
             span.set_attribute("batch.events", n_inserted)
