@@ -715,8 +715,10 @@ def render(m: dict, n: int, n_http: int, res: dict, reps: int, cmd: str, bd: dic
         "the writer commits the next ones, and every read waits for that (docs/reliability.md); (b) commits "
         "each chunk's events and the deriver folds them the same way, up to 6 chunks behind, and the command "
         "waits for it before it reports; (c) and (d) only "
-        "insert already-valid rows. (d) - (c) is what the key (dedup across the whole history, across restarts, "
-        "exactly once under SIGKILL) costs at the storage layer.",
+        "insert already-valid rows. (d) - (c) is what DuckDB's key on (source, id) costs at the storage layer; "
+        "since migration 0217 `events` has none, and (a) and (b) pay instead the writer's index of the stored "
+        "keys (dedup across the whole history, across restarts, exactly once under SIGKILL: "
+        "collector/ingest/keys.py, bench/bench_key_index.py).",
         f"- CPU per event measured alone in process ({bd['events']:,} events): at the HTTP shape (1,000-event "
         f"batches, group commits of 4) validation {h['validate_us']:.1f} µs and writer {h['write_us']:.1f} µs "
         "(events and derived rows in one transaction each); "
