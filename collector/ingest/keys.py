@@ -98,8 +98,9 @@ class StoredKeys:
         return h & np.uint64(len(self._words) - 1), mask
 
     def _fill(self, h: np.ndarray) -> None:
-        idx, mask = self._slots(h)
-        np.bitwise_or.at(self._words, idx, mask)
+        for a in range(0, len(h), _LOAD_ROWS):  # a slice at a time: a start's 10M keys would need ~0.5 GB at once
+            idx, mask = self._slots(h[a:a + _LOAD_ROWS])
+            np.bitwise_or.at(self._words, idx, mask)
 
     def _refill(self) -> None:
         """A filter of 20 bits per key held (10 or more until it is refilled again), filled from every level."""
@@ -127,8 +128,8 @@ class StoredKeys:
             b[at:at + frame.height] = frame["batch_id"].to_numpy()
             at += frame.height
         if at:
-            keys._base = _Level(h[:at], b[:at])
             keys.count = at
+            keys._base = _Level(h[:at], b[:at])
             keys._refill()
         return keys
 
@@ -189,9 +190,7 @@ def _read_back(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame, batches: list
     """The positions in `keys` of the keys stored in `batches` (batch ids, which follow the row order: the filter
     on them reads only those batches' row groups)."""
     con.register("dedup_keys", keys.select("source", "id").with_row_index("_i").to_arrow())
-    try:
-        got = con.execute(_STORED_AMONG.format(batches=", ".join(str(int(b)) for b in batches))).fetchall()
-    finally:
-        con.unregister("dedup_keys")
+    got = con.execute(_STORED_AMONG.format(batches=", ".join(str(int(b)) for b in batches))).fetchall()
+    con.unregister("dedup_keys")  # not after a failed statement: the aborted transaction would refuse it
     return [i for (i,) in got]
 

@@ -148,5 +148,5 @@ class Store:
         refresh = GaugeMetricFamily(C.SQL_REFRESH_TIMESTAMP,
                                     "When the SQL-backed gauges were last computed.", value=self.refresher.last_refresh)
         up = GaugeMetricFamily(C.START_TIME, "Process start time.", value=self.started_at)
-        return [depth, last, commit, *w.stats.transactions.collect(), lag, keys, key_bytes, failed, underived, waited, redone, refresh,
-                *self.refresher.health_metrics(), up]
+        return [depth, last, commit, *w.stats.transactions.collect(), lag, keys, key_bytes, failed, underived, waited,
+                redone, refresh, *self.refresher.health_metrics(), up]
