@@ -117,7 +117,7 @@ class StoredKeys:
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection) -> StoredKeys:
         """Every key stored in `con`'s `events`, read and hashed a slice at a time into arrays made once (the keys'
-        texts are never all in memory; at 10M stored events: 3.8 s, docs/performance.md, forty-eighth round)."""
+        texts are never all in memory; at 10M stored events: 3.2-3.8 s, docs/performance.md, forty-eighth round)."""
         keys = cls()
         n = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         h, b, at = np.empty(n, np.uint64), np.empty(n, np.int64), 0
