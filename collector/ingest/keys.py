@@ -3,8 +3,8 @@
 Why not DuckDB's primary key. `events` had one on (source, id), and every commit paid for it in DuckDB's index (an
 ART): the insert checks each key in the transaction's own index, COMMIT appends it to the table's. At the HTTP path's
 4,000-row commits that was 4.28 of 7.95 CPU-µs per row, against 0.47-0.57 for this index (bench/bench_key_index.py),
-and the collector without the key took 21.3 instead of 24.6 CPU-µs per event over HTTP (docs/performance.md,
-forty-eighth round). Migration 0217 dropped the key; dedup is this module's.
+and the collector over HTTP took 22.6 CPU-µs per event with this index against 24.9 with the key, alternated
+(docs/performance.md, forty-eighth round). Migration 0217 dropped the key; dedup is this module's.
 
 How it stays exact. Every stored key is held as a 64-bit hash (polars, seeded with a value drawn per process, so no
 client can aim a key at another's hash) beside the batch that stored it. A group's key whose hash is not held is new:
@@ -19,10 +19,10 @@ writer (DuckDB's lock). A process that dies between the COMMIT and the add loses
 index from what was committed. So dedup across restarts and across the whole history are what the table holds, as
 with the key.
 
-Memory: 16 bytes per stored event (hash and batch id) and ~1.25 for the filter, in the collector's own heap (the
-`observatory_writer_key_index_bytes` gauge); the primary key's index it replaces was DuckDB's. The keys are kept in
-sorted levels: a 4,000-key group becomes a chunk, 32 chunks merge into a recent level, a recent level of 1M keys
-merges into the base (np.insert: one pass over it).
+Memory: 16 bytes per stored event (hash and batch id) and 1.25-3.4 for the filter (its size a power of two), in the
+collector's own heap (the `observatory_writer_key_index_bytes` gauge); the primary key's index it replaces was
+DuckDB's. The keys are kept in sorted levels: a 4,000-key group becomes a chunk, 32 chunks merge into a recent
+level, a recent level of 1M keys merges into the base (np.insert: one pass over it).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from collections.abc import Iterator
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 CHUNKS = 32  # chunks held before they merge into the recent level
 RECENT = 1_000_000  # keys in the recent level before it merges into the base

@@ -125,8 +125,8 @@ class Store:
                                 value=w.derive_lag_events)
         keys = GaugeMetricFamily(C.WRITER_KEY_INDEX_KEYS, "Stored events' keys in the writer's dedup index (built from "
                                  "the database at start).", value=w.keys.count)
-        key_bytes = GaugeMetricFamily(C.WRITER_KEY_INDEX_BYTES, "Memory the writer's dedup index holds: ~17 bytes per "
-                                      "stored event, outside DuckDB's memory limit.", value=w.keys.nbytes)
+        key_bytes = GaugeMetricFamily(C.WRITER_KEY_INDEX_BYTES, "Memory the writer's dedup index holds: 17-20 bytes "
+                                      "per stored event, outside DuckDB's memory limit.", value=w.keys.nbytes)
         failed = CounterMetricFamily(C.WRITER_DERIVE_FAILURES, "Batches whose events are stored but whose derived rows "
                                      "could not be written (logged with the batch id).", value=w.stats.derive_failures)
         underived = GaugeMetricFamily(
