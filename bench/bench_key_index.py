@@ -1,36 +1,29 @@
-"""What dedup on (source, id) costs with DuckDB's primary key, and what a candidate index outside DuckDB would cost.
+"""What dedup on (source, id) costs with DuckDB's primary key, and what the writer's index of the stored keys costs.
 
     .venv/bin/python bench/bench_key_index.py                  # 1M keys, 5 alternated reps, history from bench_sli
     .venv/bin/python bench/bench_key_index.py --history none   # without the history's keys
 
-Why: `events` has a primary key on (source, id), and every commit pays for it in DuckDB's index (an ART): the insert
-checks each key in the transaction's own index, and COMMIT appends it to the table's. The issue allows a cheaper
-dedup design as long as exactly-once under SIGKILL, dedup across restarts and dedup across the whole history stay
-tested. This measures the two sides of that trade before anything is built (docs/performance.md, forty-eighth
-round):
+Why: `events` had a primary key on (source, id) until migration 0217, and every commit paid for it in DuckDB's index
+(an ART): the insert checks each key in the transaction's own index, and COMMIT appends it to the table's. The issue
+allows a cheaper dedup design as long as exactly-once under SIGKILL, dedup across restarts and dedup across the whole
+history stay tested; the writer's index (collector/ingest/keys.py) is that design (docs/performance.md,
+forty-eighth round). This measures both sides of the trade:
 
 1. *the key in DuckDB*: the bench's 1M events (bench/gen_events.py's Parquet file, its seven columns) committed in
    4,000-row groups (the HTTP path's group commits), each `BEGIN; INSERT; COMMIT` on one DuckDB thread, into a
    table with the key and into the same table without it, alternated, each on a fresh database file; CPU-µs per row;
-2. *a candidate index outside DuckDB* (`CandidateIndex` below: a sketch, not the product): each key hashed to 128
-   bits by polars with two random 64-bit seeds drawn per process (so a client cannot aim a key at another's hash),
-   a blocked Bloom filter in front (one 64-bit word per key, 6 bits) so that a new key is known new without a
-   search, and the keys kept as sorted arrays (a base and 4,000-key chunks, merged into the base every 1M keys) to
-   decide the Bloom filter's positives exactly (by hash). The same 4,000-key groups: hash, look up, add; CPU-µs per
-   key, empty and on top of a history's keys (`--history`, default bench/bench_sli.py's 10M-event database when it
-   exists), and what building it from that history takes (read, hash, sort, fill) and holds.
+2. *the writer's index* (`StoredKeys`: hash, look up, add, as `Writer._insert_events` does per group): the same
+   4,000-key groups, CPU-µs per key, empty at the start and on top of a history's keys (`--history`, default
+   bench/bench_sli.py's 10M-event database when it exists), and what building it from that history (`load`, as a
+   start does) takes and holds. Every key is new, so no key is read back (what a resent key costs: a read of the
+   batches that stored it, ~0.5 ms at 10M stored events, docs/reliability.md).
 
-What it leaves out, and a design would have to settle: a hash is not the key (two keys with one 128-bit hash are a
-chance of ~n²/2^129, and the per-process seeds keep it a chance); the index lives in the collector's memory
-(16 bytes per stored event plus ~1.25 for the filter) and is built at every start from `events`; `events` without
-its key is a migration that rewrites the table; and any other writer of `events` must go through the same index.
-No assertions but the index's own sanity (no new key found; every added key found): it measures.
+No assertions but the index's own sanity (no new key found; every key counted): it measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -50,89 +43,14 @@ import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from collector.ingest.keys import StoredKeys  # noqa: E402
+
 from report import machine, write_section  # noqa: E402
 
 GROUP = 4_000
-MERGE_EVERY = 1_000_000
-BLOOM_BITS = 6
 _COLUMNS = ("specversion", "id", "source", "type", "time", "subject", "data")
 _DDL = ("CREATE TABLE events (specversion VARCHAR, id VARCHAR NOT NULL, source VARCHAR NOT NULL, type VARCHAR, "
         "time VARCHAR, subject VARCHAR, data VARCHAR{key})")
-
-
-def _seeds() -> tuple[int, int]:
-    return tuple(int.from_bytes(os.urandom(8), "little") >> 1 for _ in range(2))  # type: ignore[return-value]
-
-
-def hashes(source: pa.ChunkedArray | pa.Array, ident: pa.ChunkedArray | pa.Array, seeds: tuple[int, int]
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Each (source, id) as two 64-bit hashes (one 128-bit hash), seeded."""
-    key = pl.struct(pl.col("s"), pl.col("i"))
-    h = pl.DataFrame({"s": source, "i": ident}).select(key.hash(seeds[0]).alias("a"), key.hash(seeds[1]).alias("b"))
-    return h["a"].to_numpy(), h["b"].to_numpy()
-
-
-class CandidateIndex:
-    """The keys' 128-bit hashes: a blocked Bloom filter, then sorted arrays (a base and recent chunks)."""
-
-    def __init__(self, hi: np.ndarray, lo: np.ndarray, capacity: int) -> None:
-        self.words = np.zeros(1 << max(16, int(np.ceil(np.log2(max(capacity, 1) * 10 / 64)))), np.uint64)
-        order = np.argsort(hi)
-        self.hi, self.lo = hi[order], lo[order]
-        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
-        self.pending = 0
-        self._fill(hi, lo)
-
-    def _slots(self, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mask = np.zeros(len(lo), np.uint64)
-        for j in range(BLOOM_BITS):
-            mask |= np.uint64(1) << ((lo >> np.uint64(6 * j)) & np.uint64(63))
-        return hi & np.uint64(len(self.words) - 1), mask
-
-    def _fill(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        idx, mask = self._slots(hi, lo)
-        np.bitwise_or.at(self.words, idx, mask)
-
-    def maybe(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        idx, mask = self._slots(hi, lo)
-        return (self.words[idx] & mask) == mask
-
-    @staticmethod
-    def _among(keys_hi: np.ndarray, keys_lo: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(hi), bool)
-        if len(keys_hi):
-            left, right = np.searchsorted(keys_hi, hi, "left"), np.searchsorted(keys_hi, hi, "right")
-            for k in np.nonzero(right > left)[0]:
-                found[k] = bool((keys_lo[left[k]:right[k]] == lo[k]).any())
-        return found
-
-    def contains(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(hi), bool)
-        maybe = np.nonzero(self.maybe(hi, lo))[0]
-        if len(maybe):
-            h, lw = hi[maybe], lo[maybe]
-            hit = self._among(self.hi, self.lo, h, lw)
-            for ch, cl in self.chunks:
-                hit |= self._among(ch, cl, h, lw)
-            found[maybe] = hit
-        return found
-
-    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        self._fill(hi, lo)
-        order = np.argsort(hi)
-        self.chunks.append((hi[order], lo[order]))
-        self.pending += len(hi)
-        if self.pending >= MERGE_EVERY:
-            new_hi = np.concatenate([c[0] for c in self.chunks])
-            new_lo = np.concatenate([c[1] for c in self.chunks])
-            order = np.argsort(new_hi)
-            at = np.searchsorted(self.hi, new_hi[order])
-            self.hi, self.lo = np.insert(self.hi, at, new_hi[order]), np.insert(self.lo, at, new_lo[order])
-            self.chunks, self.pending = [], 0
-
-    @property
-    def nbytes(self) -> int:
-        return self.words.nbytes + self.hi.nbytes + self.lo.nbytes + sum(c[0].nbytes * 2 for c in self.chunks)
 
 
 def duckdb_groups(table: pa.Table, keyed: bool, work: Path) -> float:
@@ -155,34 +73,35 @@ def duckdb_groups(table: pa.Table, keyed: bool, work: Path) -> float:
     return 1e6 * spent / table.num_rows
 
 
-def index_groups(keys: pa.Table, index: CandidateIndex, seeds: tuple[int, int]) -> float:
-    """CPU-µs per key of looking up and adding `keys` in GROUP-key groups (merges included)."""
+def index_groups(keys: pa.Table, index: StoredKeys, con: duckdb.DuckDBPyConnection) -> float:
+    """CPU-µs per key of looking up and adding `keys` in GROUP-key groups, each its own batch (merges included);
+    `con` holds the events a held hash would be read back from."""
+    start = index.count
     cpu = time.process_time()
-    for a in range(0, keys.num_rows, GROUP):
-        part = keys.slice(a, GROUP)
-        hi, lo = hashes(part["source"], part["id"], seeds)
-        found = index.contains(hi, lo)
-        index.add(hi[~found], lo[~found])
-        assert not found.any(), "a new key found"
+    for batch, a in enumerate(range(0, keys.num_rows, GROUP), start=1):
+        part = pl.from_arrow(keys.slice(a, GROUP))
+        assert isinstance(part, pl.DataFrame)
+        h = index.hashes(part)
+        assert index.stored(con, part, h) is None, "a new key found"
+        index.add(h, batch)
     spent = time.process_time() - cpu
-    hi, lo = hashes(keys["source"].slice(0, GROUP), keys["id"].slice(0, GROUP), seeds)
-    assert index.contains(hi, lo).all(), "an added key not found"
+    assert index.count == start + keys.num_rows
     return 1e6 * spent / keys.num_rows
 
 
-def build(history: Path, seeds: tuple[int, int]) -> tuple[CandidateIndex, dict]:
-    """The index of every key stored in `history`'s events, and what building it took."""
-    t0 = time.perf_counter()
+def _empty() -> duckdb.DuckDBPyConnection:
+    """A database whose `events` holds nothing to read back."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events (source VARCHAR, id VARCHAR, batch_id BIGINT)")
+    return con
+
+
+def build(history: Path) -> tuple[StoredKeys, duckdb.DuckDBPyConnection, dict]:
+    """The index of every key stored in `history`'s events (as a start builds it), and what that took."""
     con = duckdb.connect(str(history), read_only=True)
-    keys = con.sql("SELECT source, id FROM events").to_arrow_table()
-    con.close()
-    t1 = time.perf_counter()
-    hi, lo = hashes(keys["source"], keys["id"], seeds)
-    t2 = time.perf_counter()
-    index = CandidateIndex(hi, lo, keys.num_rows + 10 * MERGE_EVERY)
-    t3 = time.perf_counter()
-    return index, {"keys": keys.num_rows, "read_s": t1 - t0, "hash_s": t2 - t1, "fill_s": t3 - t2,
-                   "mib": index.nbytes / 2**20}
+    t0 = time.perf_counter()
+    index = StoredKeys.load(con)
+    return index, con, {"keys": index.count, "seconds": time.perf_counter() - t0, "mib": index.nbytes / 2**20}
 
 
 def main() -> None:
@@ -201,9 +120,7 @@ def main() -> None:
         for rep in range(args.reps):
             for case in (("keyed", "keyless", "index") if rep % 2 == 0 else ("index", "keyless", "keyed")):
                 if case == "index":
-                    seeds = _seeds()
-                    empty = np.array([], np.uint64)
-                    runs[case].append(index_groups(keys, CandidateIndex(empty, empty, keys.num_rows), seeds))
+                    runs[case].append(index_groups(keys, StoredKeys(), _empty()))
                 else:
                     runs[case].append(duckdb_groups(table, case == "keyed", Path(tmp)))
                 print(f"rep {rep + 1} {case}: {runs[case][-1]:.2f} CPU-µs per row", flush=True)
@@ -211,11 +128,10 @@ def main() -> None:
     history = None if args.history == "none" or not Path(args.history).exists() else Path(args.history)
     built = on_history = None
     if history is not None:
-        seeds = _seeds()
-        index, built = build(history, seeds)
-        on_history = index_groups(keys, index, seeds)
+        index, con, built = build(history)
         built["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        del index
+        on_history = index_groups(keys, index, con)
+        con.close()
 
     def fmt(v: list[float]) -> str:
         return ", ".join(f"{x:.2f}" for x in v)
@@ -226,7 +142,7 @@ def main() -> None:
         f"Machine: {machine()}; DuckDB {duckdb.__version__}, polars {pl.__version__}, numpy {np.__version__}. "
         f"Command: `python bench/bench_key_index.py --reps {args.reps}`. The bench's {keys.num_rows:,} events in "
         f"{GROUP:,}-row groups, each committed on its own (one DuckDB thread, a fresh database file each), or "
-        f"{GROUP:,}-key groups looked up and added in the candidate index; CPU-µs per row, medians of {args.reps} "
+        f"{GROUP:,}-key groups looked up and added in the writer's index (collector/ingest/keys.py); CPU-µs per row, medians of {args.reps} "
         "alternated runs.",
         "",
         "| what | CPU-µs per row (median) | runs |",
@@ -235,16 +151,15 @@ def main() -> None:
         f"{fmt(runs['keyed'])} |",
         f"| the same without the key | **{med['keyless']:.2f}** | {fmt(runs['keyless'])} |",
         f"| the key's share (the difference) | **{med['keyed'] - med['keyless']:.2f}** | |",
-        f"| the candidate index, empty at the start: hash, look up, add | **{med['index']:.2f}** | "
+        f"| the writer's index, empty at the start: hash, look up, add | **{med['index']:.2f}** | "
         f"{fmt(runs['index'])} |",
     ]
     if built is not None:
-        lines.append(f"| the candidate index on top of {built['keys']:,} stored keys (one run) | **{on_history:.2f}** "
+        lines.append(f"| the writer's index on top of {built['keys']:,} stored keys (one run) | **{on_history:.2f}** "
                      "| |")
-        lines += ["", f"Building the index from those {built['keys']:,} keys (one run): read {built['read_s']:.2f} s, "
-                  f"hash {built['hash_s']:.2f} s, sort and fill {built['fill_s']:.2f} s; it holds "
-                  f"{built['mib']:.0f} MiB (the bench's peak RSS {built['rss_mib']:.0f} MiB, the keys read "
-                  "included)."]
+        lines += ["", f"Building the index from those {built['keys']:,} keys as a start does (`StoredKeys.load`, one "
+                  f"run): {built['seconds']:.2f} s; it holds {built['mib']:.0f} MiB (the bench's peak RSS until then "
+                  f"{built['rss_mib']:.0f} MiB, the 1M events' table read included)."]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -26,7 +26,8 @@ EVENTS_DUPLICATE_TOTAL = "observatory_events_duplicate_total"
 INGEST_QUEUE_DEPTH = "observatory_ingest_queue_depth"
 LAST_EVENT_TIMESTAMP = "observatory_last_event_timestamp_seconds"
 WRITER_LAST_COMMIT_SECONDS = "observatory_writer_last_commit_seconds"
-# counter family name (exposed with _total): writer transactions begun again the slower way, by reason
+# counter family name (exposed with _total): writer transactions that took the slower way, by reason (stored_key: a
+# group read back for a key whose hash the dedup index holds; before_lookback: a derive done again exhaustively)
 WRITER_TRANSACTIONS_REDONE = "observatory_writer_transactions_redone"
 REDONE_REASONS = ("stored_key", "before_lookback")
 WRITER_DERIVE_LAG_EVENTS = "observatory_writer_derive_lag_events"

@@ -2,7 +2,7 @@
 
 Why not DuckDB's primary key. `events` had one on (source, id), and every commit paid for it in DuckDB's index (an
 ART): the insert checks each key in the transaction's own index, COMMIT appends it to the table's. At the HTTP path's
-4,000-row commits that was 4.28 of 7.95 CPU-µs per row, against 0.47-0.57 for this index (bench/bench_key_index.py),
+4,000-row commits that was 4.11 of 7.76 CPU-µs per row, against 0.33-0.41 for this index (bench/bench_key_index.py),
 and the collector over HTTP took 22.6 CPU-µs per event with this index against 24.9 with the key, alternated
 (docs/performance.md, forty-eighth round). Migration 0217 dropped the key; dedup is this module's.
 

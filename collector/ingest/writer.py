@@ -142,8 +142,8 @@ class WriterStats:
     last_commit_seconds: float = 0.0
     commit_seconds: deque = field(default_factory=lambda: deque(maxlen=1024))
     group_sizes: deque = field(default_factory=lambda: deque(maxlen=1024))
-    # transactions begun again the slower way (conventions.REDONE_REASONS): a stored key met by the plain insert
-    # into events, a derived row stored before its lookback bound
+    # transactions that took the slower way (conventions.REDONE_REASONS): a group with a key whose hash the dedup
+    # index holds, read back from the stored rows (ingest/keys.py); a derived row stored before its lookback bound
     redone: Counter = field(default_factory=Counter)
     derives: int = 0  # transactions that folded committed batches into the derived tables (defer_derive)
     derive_failures: int = 0  # batches whose derived rows could not be written (their events are stored)

@@ -1,5 +1,6 @@
-"""The writer's insert into `events`: a plain INSERT first (the key checked in its index), and on a stored key the
-transaction begun again with the skipping MERGE (collector/ingest/writer.py: `_insert_events`). Whichever way a
+"""The writer's insert into `events`: the group's keys looked up in the writer's index of the stored keys, those it
+holds read back from the stored rows, and the stored ones left out of the INSERT (collector/ingest/writer.py:
+`_insert_events`, collector/ingest/keys.py; `redone["stored_key"]` counts the groups read back). Whichever way a
 group goes in, each row is accepted or reported duplicate exactly as by its key, the derived tables and counters
 see only the accepted rows, and batch ids go up."""
 
@@ -44,11 +45,11 @@ def test_a_group_with_a_stored_key_keeps_its_new_rows_and_reports_the_duplicates
     con, w, counters = store
     first = _submit(w, [_run("a"), _run("b")])
     assert first.statuses == ["accepted", "accepted"]
-    assert w.stats.redone["stored_key"] == 0  # new keys only: the plain insert
-    # c and d are new, a is stored (the plain INSERT fails on it), c is repeated within the group
+    assert w.stats.redone["stored_key"] == 0  # new keys only: nothing read back
+    # c and d are new, a is stored (the index holds it: read back), c is repeated within the group
     second = _submit(w, [_run("c"), _run("a"), _run("d"), _run("c")])
     assert second.statuses == ["accepted", "duplicate", "accepted", "duplicate"]
-    assert w.stats.redone["stored_key"] == 1  # begun again with the skipping insert, once
+    assert w.stats.redone["stored_key"] == 1  # read back, once
     assert second.batch_id > first.batch_id
     assert con.execute("SELECT id, batch_id FROM events ORDER BY id").fetchall() == [
         ("a", first.batch_id), ("b", first.batch_id), ("c", second.batch_id), ("d", second.batch_id)]
@@ -70,11 +71,11 @@ def _at(i: str, source: str) -> dict:
 
 
 @pytest.mark.parametrize("group, statuses, redone", [
-    # no key twice, none stored: the plain insert, every row accepted
+    # no key twice, none stored: nothing read back, every row accepted
     ([("c", "s3"), ("d", "s4")], ["accepted", "accepted"], 0),
-    # a key twice in the group, none stored: the first occurrence only, the plain insert
+    # a key twice in the group, none stored: the first occurrence only, nothing read back
     ([("c", "s3"), ("d", "s4"), ("c", "s3")], ["accepted", "accepted", "duplicate"], 0),
-    # no key twice, one stored: begun again with the skipping insert
+    # no key twice, one stored: read back and left out
     ([("c", "s3"), ("a", "s1"), ("d", "s4")], ["accepted", "duplicate", "accepted"], 1),
     # both
     ([("a", "s1"), ("c", "s3"), ("c", "s3"), ("d", "s4")], ["duplicate", "accepted", "duplicate", "accepted"], 1),
@@ -105,7 +106,7 @@ def test_a_group_of_stored_keys_only_inserts_nothing_and_changes_no_derived_row(
 
 
 def test_a_row_that_breaks_another_constraint_still_fails_its_request(store):
-    """The fallback is for stored keys only: any other constraint error fails the request, as before."""
+    """Only stored keys are left out: any other constraint error fails the request, as before."""
     con, w, _ = store
     got = validate_json_items([_run("x")])
     col = got.table.schema.get_field_index("type")
@@ -135,9 +136,9 @@ def test_redone_transactions_are_exposed_by_reason(tmp_path):
 
 
 def test_a_failed_group_does_not_carry_a_stored_key_into_its_error(store, caplog):
-    """A group holding a stored key and a row that fails another constraint: the plain INSERT fails on the stored
-    key (DuckDB's message quotes it), the MERGE on the other row. The request fails as before, and neither its
-    error nor the writer's log line carries the first message: keys are request values."""
+    """A group holding a stored key and a row that fails another constraint: the stored key is read back and left
+    out, the INSERT fails on the other row. The request fails as before, and neither its error nor the writer's log
+    line carries the stored key: keys are request values."""
     con, w, _ = store
     _submit(w, [_run("secret-looking-key")])
     got = validate_json_items([_run("secret-looking-key"), _run("y")])

@@ -171,3 +171,30 @@ def test_migration_0217_keeps_every_row_in_order_and_drops_only_the_key(tmp_path
     finally:
         w.stop()
     con.close()
+
+
+def test_the_key_index_gauges_count_the_stored_events(tmp_path):
+    """`observatory_writer_key_index_keys` is the number of rows in `events`, after new and repeated requests and
+    after a restart (the index built from the table); `..._bytes` is what its arrays hold: 16 bytes per key (hash
+    and batch id) and the filter's least size, 8 bytes a word, at this size."""
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from collector.app import create_app
+    from collector.settings import Settings
+
+    def gauges(client) -> dict[str, float]:
+        return {f.name: f.samples[0].value for f in text_string_to_metric_families(client.get("/metrics").text)
+                if f.name.startswith("observatory_writer_key_index_")}
+
+    settings = Settings(db=tmp_path / "g.duckdb", auth=False, gauge_refresh_seconds=3600)
+    for restart in range(2):
+        with TestClient(create_app(settings)) as client:
+            for batch in range(3):
+                events = [_ev(f"{restart}-{batch}-{j}") for j in range(7)] + [_ev("0-0-0")]
+                assert client.post("/v1/events", json=events).status_code == 200
+            with client.app.state.store.read_cursor() as cur:
+                stored = cur.execute("SELECT count(*) FROM events").fetchall()[0][0]
+            assert gauges(client) == {"observatory_writer_key_index_keys": stored,
+                                      "observatory_writer_key_index_bytes": 16 * stored + 8 * keys_mod.MIN_WORDS}
+    assert stored == 2 * 3 * 7
