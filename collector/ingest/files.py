@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from collector.contract.body import json_elements
 from collector.contract.validation import Rejection
-from collector.contract.vectorized.lines import PARQUET_COLUMNS, one_value
+from collector.contract.vectorized.lines import PARQUET_COLUMNS, one_value, split_block
 from collector.storage.db import ROW_GROUP_ROWS
 from collector.storage.schema import INGEST_SCHEMA
 
@@ -50,7 +50,12 @@ LAG_CHUNKS = 6
 # core given to DuckDB (the ninth round's choice, when the writer was the command's only stream), 1M Parquet events
 # took 8% longer and 9% more CPU on 2 cores (docs/performance.md, nineteenth round).
 STREAMS = 2
-READ_BYTES = 256 * 1024 * 1024  # most NDJSON read per block; blocks aim at `chunk_rows` lines
+# An NDJSON read: a block and the Arrow arrays over it stay well under glibc's mmap threshold
+# (ingest/allocators.py), so each block reuses the memory the last one freed. Blocks sized to a whole chunk
+# (~57 MiB) were mapped afresh and faulted in page by page, 0.43 page faults per event (docs/performance.md,
+# forty-ninth round).
+READ_BYTES = 8 * 1024 * 1024
+PARQUET_READS = 8  # a Parquet chunk's reads: 15,360 rows each at the default chunk, as RENDER_ROWS
 SAMPLES = 5  # rejections echoed in the summary
 
 
@@ -251,43 +256,45 @@ class _ReadAhead:
 
 
 def _ndjson_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
-    """Read blocks sized to hold about `chunk_rows` lines (from the average line length seen so far)."""
+    """Blocks of `READ_BYTES` split into lines that are views of the block (`split_block`: no copy), gathered into
+    chunks of `chunk_rows` lines (the last may hold fewer). A line longer than a block is read whole: the next read
+    is as long as what is carried, so such a line costs reads that double, not a copy per block."""
     offset, line_no, carry = 0, 1, b""
-    seen_bytes, seen_lines = 0, 0
+    lines: list[pa.Array] = []
+    numbers: list[pa.Array] = []
+    held = 0
     try:
         with _open(inp) as fh:
             while True:
-                avg = seen_bytes / seen_lines if seen_lines else 400
-                want = max(1 << 20, min(READ_BYTES, int(chunk_rows * avg * 1.02)) - len(carry))
-                block = fh.read(want)
+                block = fh.read(max(READ_BYTES, len(carry)))
                 buf = carry + block if carry else block
+                if block:
+                    cut = buf.rfind(b"\n") + 1
+                    if not cut:
+                        carry = buf
+                        continue
+                    body, carry = memoryview(buf)[:cut], buf[cut:]
+                else:
+                    body, carry = memoryview(buf), b""
+                part, nums, physical = split_block(body, first_line=line_no)
+                line_no += physical
+                if len(part):
+                    lines.append(part)
+                    numbers.append(nums)
+                    held += len(part)
+                done = _raw_position(fh) if block else inp.size
+                while held >= chunk_rows or (held and not block):
+                    all_lines, all_numbers = pa.chunked_array(lines), pa.chunked_array(numbers)
+                    n = min(held, chunk_rows)
+                    yield _Chunk("lines", all_lines.slice(0, n), offset, numbers=all_numbers.slice(0, n),
+                                 done_bytes=done)
+                    offset, held = offset + n, held - n
+                    lines = all_lines.slice(n).chunks if held else []
+                    numbers = all_numbers.slice(n).chunks if held else []
                 if not block:
-                    if buf:
-                        yield from _cut(buf, chunk_rows, offset, line_no, inp.size)
                     return
-                cut = buf.rfind(b"\n")
-                if cut < 0:
-                    carry = buf
-                    continue
-                carry, body = buf[cut + 1:], buf[:cut + 1]
-                newlines = body.count(b"\n")
-                seen_bytes, seen_lines = seen_bytes + len(body), seen_lines + newlines
-                for ch in _cut(body, chunk_rows, offset, line_no, _raw_position(fh)):
-                    offset = ch.offset + len(ch.data)
-                    yield ch
-                line_no += newlines
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise IngestError(f"{inp.path}: read failed ({exc})") from None
-
-
-def _cut(body: bytes, chunk_rows: int, offset: int, line_no: int, done: int) -> Iterator[_Chunk]:
-    """Split a block of whole lines into chunks of at most `chunk_rows` events."""
-    from collector.contract.vectorized import split_lines
-
-    lines, numbers = split_lines(body, first_line=line_no)
-    for start in range(0, len(lines), chunk_rows):
-        part = lines.slice(start, chunk_rows)
-        yield _Chunk("lines", part, offset + start, numbers=numbers.slice(start, chunk_rows), done_bytes=done)
 
 
 def _json_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
@@ -346,10 +353,23 @@ def _parquet_chunks(inp: _Input, chunk_rows: int) -> Iterator[_Chunk]:
     total = max(1, pf.metadata.num_rows)
     offset = 0
     try:
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=cols):
-            table = pa.Table.from_batches([batch])
-            yield _Chunk("table", table, offset, done_bytes=int(inp.size * min(1.0, (offset + len(table)) / total)))
-            offset += len(table)
+        # A chunk read in up to PARQUET_READS batches, each's buffers under glibc's mmap threshold (as RENDER_ROWS).
+        # They divide the chunk, so that no read crosses into the next chunk: a chunk is yielded (and committed)
+        # before a read of the next one can fail.
+        reads = next(k for k in range(PARQUET_READS, 0, -1) if chunk_rows % k == 0)
+        held: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in pf.iter_batches(batch_size=chunk_rows // reads, columns=cols):
+            held.append(batch)
+            rows += batch.num_rows
+            while rows >= chunk_rows:
+                table = pa.Table.from_batches(held)
+                yield _Chunk("table", table.slice(0, chunk_rows), offset,
+                             done_bytes=int(inp.size * min(1.0, (offset + chunk_rows) / total)))
+                offset, rows = offset + chunk_rows, rows - chunk_rows
+                held = table.slice(chunk_rows).to_batches()
+        if rows:
+            yield _Chunk("table", pa.Table.from_batches(held), offset, done_bytes=inp.size)
     except (pa.ArrowInvalid, OSError) as exc:
         raise IngestError(f"{inp.path}: Parquet read failed ({exc})") from None
 

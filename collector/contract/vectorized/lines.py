@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,22 +18,35 @@ def one_value(buf: bytes) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(buf)])
 
 
-def split_lines(buf: bytes, first_line: int = 1) -> tuple[pa.Array, pa.Array]:
-    """The non-blank lines of an NDJSON buffer (binary, without their newline, possibly keeping other surrounding
-    whitespace) and their 1-based physical line numbers. Blank = empty after bytes.strip(), as in split_items.
+def split_lines(buf: bytes | memoryview, first_line: int = 1) -> tuple[pa.Array, pa.Array]:
+    """The non-blank lines of an NDJSON buffer (binary) and their 1-based physical line numbers. Blank = empty after
+    bytes.strip(), as in split_items. See `split_block`."""
+    lines, numbers, _ = split_block(buf, first_line)
+    return lines, numbers
 
-    Split by Arrow in one call: a Python bytes object per line, to find the offsets, cost 0.48 µs per line at
-    1,000-line requests and 0.83 at 122,880-line chunks, against 0.28 and 0.34 now (docs/performance.md,
-    twenty-first round)."""
-    arr = pc.split_pattern(one_value(buf), b"\n").flatten()
-    if buf.endswith(b"\n"):  # what follows the last newline is no line
-        arr = arr.slice(0, len(arr) - 1)
-    numbers = pa.array(range(first_line, first_line + len(arr)), pa.int64())
+
+def split_block(buf: bytes | memoryview, first_line: int = 1) -> tuple[pa.Array, pa.Array, int]:
+    """`split_lines`, plus how many physical lines `buf` holds (its newlines, and a last line without one).
+
+    The lines are views of `buf`, not copies: Arrow offsets at each newline (found by numpy) over `buf`'s own
+    memory, which the array keeps alive. So each line keeps the newline that ends it, and any other whitespace around
+    it: JSON whitespace, which msgspec and orjson skip, and which the exact path strips as `split_items` does.
+    Arrow's split copied the text into a buffer of its own: at the bulk command's blocks, memory the kernel had to
+    fault in and zero for every block (0.43 page faults per event; reading and splitting 1M bench events cost 1.5
+    CPU-s on the command's validating thread, 0.4 as views: docs/performance.md, forty-ninth round)."""
+    raw = np.frombuffer(buf, np.uint8)
+    ends = np.flatnonzero(raw == 0x0A) + 1
+    physical = len(ends) + (1 if len(raw) and (not len(ends) or ends[-1] != len(raw)) else 0)
+    offsets = np.zeros(physical + 1, np.int64)
+    offsets[1:len(ends) + 1] = ends
+    offsets[-1] = len(raw)
+    arr = pa.Array.from_buffers(pa.large_binary(), physical, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+    numbers = pa.array(np.arange(first_line, first_line + physical, dtype=np.int64))
     blank = pc.match_substring_regex(arr, r"^[ \t\n\r\x0b\x0c]*$")
     if pc.any(blank).as_py():
         keep = pc.invert(blank)
         arr, numbers = arr.filter(keep), numbers.filter(keep)
-    return arr, numbers
+    return arr, numbers, physical
 
 
 PARQUET_COLUMNS = ("specversion", "id", "source", "type", "time", "subject", "data")
@@ -42,10 +56,19 @@ def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t)
 
 
-def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Array, pa.Array]:
+# Rows per Arrow batch of rendered lines. DuckDB grows a batch's text buffer by reallocation; a whole chunk's
+# (~57 MiB at 122,880 rows) was mapped afresh each time and faulted in page by page, and joining the batches into one
+# array copied it again. At this size the buffers stay under glibc's mmap threshold (ingest/allocators.py) and are
+# reused, and the lines stay in their batches: 1M bench events read and rendered in 1.34 CPU-s against 1.93
+# (docs/performance.md, forty-ninth round).
+RENDER_ROWS = 15_360
+
+
+def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None
+                  ) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Each row as the JSON event it stands for (null columns left out; `data` a JSON string embedded as is or
     a struct rendered as JSON; a timestamp `time` in RFC 3339), plus a flag for rows whose `data` string is not
-    one valid JSON value (those are rejected with a `data` error, never fast)."""
+    one valid JSON value (those are rejected with a `data` error, never fast). Both in batches of `RENDER_ROWS`."""
     own = con is None
     con = con or duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
@@ -68,9 +91,9 @@ def parquet_lines(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None)
     sql = f"SELECT '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS line, {bad} AS bad FROM bulk_pq"
     con.register("bulk_pq", table)
     try:
-        res = con.sql(sql).to_arrow_table()
+        res = con.sql(sql).to_arrow_table(RENDER_ROWS)
     finally:
         con.unregister("bulk_pq")
         if own:
             con.close()
-    return res.column("line").combine_chunks(), res.column("bad").combine_chunks()
+    return res.column("line"), res.column("bad")

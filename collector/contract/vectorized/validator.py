@@ -176,8 +176,10 @@ class BulkValidator:
 
     # -- inputs ---------------------------------------------------------------------------------------------
 
-    def validate_lines(self, lines: pa.Array | list[bytes], *, offset: int = 0, line_numbers: pa.Array | None = None,
-                       slow: pa.Array | None = None, item_of: Callable[[int], Any] | None = None) -> BulkResult:
+    def validate_lines(self, lines: pa.Array | pa.ChunkedArray | list[bytes], *, offset: int = 0,
+                       line_numbers: pa.Array | pa.ChunkedArray | None = None,
+                       slow: pa.Array | pa.ChunkedArray | None = None,
+                       item_of: Callable[[int], Any] | None = None) -> BulkResult:
         """Validate JSON lines (blank lines already removed); row i gets the index `offset + i`.
 
         A line that orjson cannot read becomes a `json_invalid` rejection worded like `body.split_items` words
@@ -196,8 +198,8 @@ class BulkValidator:
                                           offset=offset + a, _own_rejections=True) for a, b in bounds]
         return _combine(parts, n)
 
-    def _parse(self, lines: pa.Array | list[bytes], a: int, b: int, offset: int, numbers: list[int] | None,
-               slow_rows: set[int], item_of: Callable[[int], Any] | None) -> tuple[list[Any], Decisions | None]:
+    def _parse(self, lines: pa.Array | pa.ChunkedArray | list[bytes], a: int, b: int, offset: int,
+               numbers: list[int] | None, slow_rows: set[int], item_of: Callable[[int], Any] | None) -> tuple[list[Any], Decisions | None]:
         """Lines a..b-1 as items, and what the struct stage decided of them. A decided line stays the line (parsed
         only should the secret prefilter send it to the exact path); every other line is parsed (a Rejection for a
         line orjson cannot read, or what `item_of` says)."""
