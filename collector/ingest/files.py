@@ -520,8 +520,9 @@ def ingest_files_to_db(files: list[Path], db: Path, chunk_rows: int = ROW_GROUP_
             task = bar.add_task(inp.path.name, total=max(1, inp.size), events=0) if bar else None
             request_id = f"file:{inp.path}"[:512]
             file_events = 0
-            # NDJSON: reading a block is a copy and one Arrow split, too little to gain from reading ahead
-            # (measured, docs/performance.md); a JSON document is read whole before its first chunk
+            # NDJSON: a block read and split into views costs too little to gain from reading it ahead (10.90 ->
+            # 10.74 s for 1M events, faster in 3 of 5 pairs: docs/performance.md, forty-ninth round); a JSON
+            # document is read whole before its first chunk
             if inp.fmt != "parquet":
                 chunks: Iterator[_Chunk] = _chunks(inp, chunk_rows)
             else:
