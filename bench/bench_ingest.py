@@ -256,13 +256,10 @@ def post_all(url: str, headers: dict[str, str], bodies: list[bytes], clients: in
 
 
 def _server(workdir: Path, code: Path | None, env: dict[str, str] | None = None) -> Server:
-    """A collector of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv), with `env`
-    added to this process's environment."""
-    full = dict(os.environ, **(env or {}))
-    if code is None:
-        return Server(workdir, env=full)
-    cli = [sys.executable, "-c", "import sys; from collector.cli import app; sys.argv[0] = 'observatory'; app()"]
-    return Server(workdir, python=cli, env=dict(full, PYTHONPATH=str(code)))
+    """A collector of this checkout, or of the checkout `code` (`_cli`), with `env` added to this process's
+    environment."""
+    cmd, extra = _cli(code)
+    return Server(workdir, python=cmd, env=dict(os.environ, **(env or {}), **extra))
 
 
 def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 1000, code: Path | None = None,
@@ -450,20 +447,37 @@ def _memory_text(m: dict | None) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cli_run(path: Path, workdir: Path, chunk_rows: int | None) -> dict:
+def _cli(code: Path | None) -> tuple[list[str], dict[str, str]]:
+    """The `observatory` command of this checkout, or of the checkout `code` (first on PYTHONPATH, same virtualenv),
+    and what it adds to the environment."""
+    if code is None:
+        return [OBSERVATORY], {}
+    return ([sys.executable, "-c", "import sys; from collector.cli import app; sys.argv[0] = 'observatory'; app()"],
+            {"PYTHONPATH": str(code)})
+
+
+def cli_run(path: Path, workdir: Path, chunk_rows: int | None, code: Path | None = None) -> dict:
+    """`observatory ingest --db` of `path` on a fresh database: its wall clock (process start to exit), its own
+    timer, and its CPU and minor page faults (the child's rusage; the bench runs one command at a time)."""
     db = workdir / f"bulk-{path.suffix[1:]}.duckdb"
     for p in workdir.glob(db.name + "*"):
         p.unlink()
+    cmd, extra = _cli(code)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     size = ["--batch-size", str(chunk_rows)] if chunk_rows else []
-    proc = subprocess.run([OBSERVATORY, "ingest", str(path), "--db", str(db), "--no-progress", *size],
-                          capture_output=True, text=True)
+    proc = subprocess.run([*cmd, "ingest", str(path), "--db", str(db), "--no-progress", *size],
+                          capture_output=True, text=True, env=dict(os.environ, **extra))
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return {"events": summary["events"], "accepted": summary["accepted"], "seconds": seconds,
-            "eps": summary["events"] / seconds, "inner_seconds": summary["seconds"], "db": db}
+            "eps": summary["events"] / seconds, "inner_seconds": summary["seconds"], "db": db,
+            "cpu_s": cpu, "sys_s": after.ru_stime - before.ru_stime,
+            "faults": after.ru_minflt - before.ru_minflt}
 
 
 def stored_table(db: Path) -> pa.Table:
@@ -641,6 +655,27 @@ def http_envs(ndjson: Path, data_dir: Path, n: int, reps: int, envs: dict[str, d
     configs = {label: (None, env) for label, env in envs.items()}
     lines, runs = _alternated(ndjson, data_dir, n, reps, configs)
     _latencies(lines[:200_000], data_dir, reps, configs, med(next(iter(runs.values()))) / 2)
+
+
+def bulk_before(files: list[Path], data_dir: Path, reps: int, before: Path) -> None:
+    """(b) for this checkout and `before`, alternated per file, `reps` times each, on fresh databases: wall clock,
+    CPU and minor page faults of the command; medians, and in how many pairs this checkout was faster."""
+    for path in files:
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        with tempfile.TemporaryDirectory(prefix="bench-bulk-ab-", dir=data_dir) as d:
+            for rep in range(reps):
+                for label, code in (("before", before), ("after", None)):
+                    r = cli_run(path, Path(d), None, code)
+                    runs[label].append(r)
+                    print(f"(b) {path.name} {label} rep {rep + 1}: {r['seconds']:.2f} s ({r['eps']:,.0f} events/s), "
+                          f"CPU {r['cpu_s']:.2f} s (system {r['sys_s']:.2f}), {r['faults']:,} page faults",
+                          flush=True)
+        faster = sum(a["seconds"] < b["seconds"] for a, b in zip(runs["after"], runs["before"]))
+        for label, rs in runs.items():
+            print(f"(b) {path.name} {label}: median {med(rs, 'seconds'):.2f} s ({_each_f(rs, 'seconds')}), "
+                  f"{med(rs):,.0f} events/s, CPU {med(rs, 'cpu_s'):.2f} s ({_each_f(rs, 'cpu_s')}), system "
+                  f"{med(rs, 'sys_s'):.2f} s, page faults {med(rs, 'faults'):,.0f}")
+        print(f"(b) {path.name}: after faster in {faster} of {reps} pairs")
 
 
 def _env_arg(text: str) -> tuple[str, dict[str, str]]:
@@ -877,6 +912,9 @@ def main() -> None:
     ap.add_argument("--http-before", type=Path, metavar="CHECKOUT",
                     help="only (a), --reps times alternately with the collector of CHECKOUT (e.g. `git worktree add "
                          "/tmp/before REV`) on the same events; medians printed (the docs are left alone)")
+    ap.add_argument("--bulk-before", type=Path, metavar="CHECKOUT",
+                    help="only (b), --reps times alternately with the command of CHECKOUT, for the Parquet and the "
+                         "NDJSON file; medians printed (the docs are left alone)")
     ap.add_argument("--http-env", type=_env_arg, action="append", metavar="LABEL[:NAME=VALUE,...]",
                     help="only (a), --reps times alternately for each environment given (repeat the option), e.g. "
                          "`--http-env default --http-env untuned:OBSERVATORY_TUNE_ALLOCATORS=false`; medians printed "
@@ -892,6 +930,9 @@ def main() -> None:
         return
     if args.http_env:
         http_envs(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, dict(args.http_env))
+        return
+    if args.bulk_before:
+        bulk_before([parquet, ndjson], args.data_dir, args.reps, args.bulk_before)
         return
     if args.http_before:
         http_before(ndjson, args.data_dir, min(n, args.http_events or 200_000), args.reps, args.http_before)
