@@ -467,7 +467,7 @@ def cli_run(path: Path, workdir: Path, chunk_rows: int | None, code: Path | None
     t0 = time.perf_counter()
     size = ["--batch-size", str(chunk_rows)] if chunk_rows else []
     proc = subprocess.run([*cmd, "ingest", str(path), "--db", str(db), "--no-progress", *size],
-                          capture_output=True, text=True, env=dict(os.environ, **extra))
+                          capture_output=True, text=True, env=dict(os.environ, **extra), cwd=workdir)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 3):

@@ -52,8 +52,8 @@ LAG_CHUNKS = 6
 STREAMS = 2
 # An NDJSON read: a block and the Arrow arrays over it stay well under glibc's mmap threshold
 # (ingest/allocators.py), so each block reuses the memory the last one freed. Blocks sized to a whole chunk
-# (~57 MiB) were mapped afresh and faulted in page by page, 0.43 page faults per event (docs/performance.md,
-# forty-ninth round).
+# (~57 MiB) were mapped afresh and faulted in page by page, 0.42 page faults per event (`bench/bench_file_read.py`;
+# docs/performance.md, forty-ninth round).
 READ_BYTES = 8 * 1024 * 1024
 PARQUET_READS = 8  # a Parquet chunk's reads: 15,360 rows each at the default chunk, as RENDER_ROWS
 SAMPLES = 5  # rejections echoed in the summary

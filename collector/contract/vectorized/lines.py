@@ -31,9 +31,10 @@ def split_block(buf: bytes | memoryview, first_line: int = 1) -> tuple[pa.Array,
     The lines are views of `buf`, not copies: Arrow offsets at each newline (found by numpy) over `buf`'s own
     memory, which the array keeps alive. So each line keeps the newline that ends it, and any other whitespace around
     it: JSON whitespace, which msgspec and orjson skip, and which the exact path strips as `split_items` does.
-    Arrow's split copied the text into a buffer of its own: at the bulk command's blocks, memory the kernel had to
-    fault in and zero for every block (0.43 page faults per event; reading and splitting 1M bench events cost 1.5
-    CPU-s on the command's validating thread, 0.4 as views: docs/performance.md, forty-ninth round)."""
+    Arrow's split copied the text into a buffer of its own, which at the bulk command's blocks of a whole chunk the
+    kernel faulted in and zeroed for every block: reading and splitting 1M bench events took 1.50 CPU-s on the
+    command's validating thread and 425,000 page faults, 0.41 CPU-s and 21,000 as views of 8 MiB blocks
+    (`bench/bench_file_read.py`; docs/performance.md, forty-ninth round)."""
     raw = np.frombuffer(buf, np.uint8)
     ends = np.flatnonzero(raw == 0x0A) + 1
     physical = len(ends) + (1 if len(raw) and (not len(ends) or ends[-1] != len(raw)) else 0)
@@ -59,8 +60,9 @@ def _is_text(t: pa.DataType) -> bool:
 # Rows per Arrow batch of rendered lines. DuckDB grows a batch's text buffer by reallocation; a whole chunk's
 # (~57 MiB at 122,880 rows) was mapped afresh each time and faulted in page by page, and joining the batches into one
 # array copied it again. At this size the buffers stay under glibc's mmap threshold (ingest/allocators.py) and are
-# reused, and the lines stay in their batches: 1M bench events read and rendered in 1.34 CPU-s against 1.93
-# (docs/performance.md, forty-ninth round).
+# reused, and the lines stay in their batches: with the file read in batches of this size too, 1M bench events read
+# and rendered in 1.33 CPU-s against 1.85, 92,000 page faults against 336,000 (`bench/bench_file_read.py`;
+# docs/performance.md, forty-ninth round).
 RENDER_ROWS = 15_360
 
 
