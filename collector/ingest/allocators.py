@@ -20,10 +20,11 @@ What is set, once per process, before the first batch (`observatory serve`, `ing
 * pyarrow: the system pool (glibc, with the settings above) instead of mimalloc, which cannot be told to keep its
   pages once it is loaded (its options are read from the environment when pyarrow is imported).
 
-The bulk command's readers keep each buffer under the mmap threshold too (`files.READ_BYTES`,
-`lines.RENDER_ROWS`): a buffer above it is mapped afresh and faulted in page by page every time (1M NDJSON events read
-and split in 1.50 CPU-s with 425,000 page faults, 0.41 with 21,000 in 8 MiB blocks: docs/performance.md,
-forty-ninth round). DuckDB and polars bring their own allocators and are left as they are. The price is memory the process keeps
+The bulk command's readers keep each buffer under the mmap threshold too (`files.READ_BYTES`, `lines.RENDER_ROWS`):
+a buffer above it is mapped afresh and faulted in page by page every time (1M NDJSON events read and split in 1.50
+CPU-s with 425,000 page faults, 0.41 with 21,000 in 8 MiB blocks: docs/performance.md, forty-ninth round).
+
+DuckDB and polars bring their own allocators and are left as they are. The price is memory the process keeps
 after a burst (at most `TRIM_THRESHOLD` per heap top) instead of giving it back. At saturation that price does not
 show: under a 512MB DuckDB limit the collector peaked at 847-931 MiB with these settings and at 1,065-1,080 MiB with
 the defaults, mimalloc holding more than glibc keeps (docs/performance.md, Ingest, forty-third round).

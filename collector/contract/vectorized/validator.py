@@ -199,7 +199,8 @@ class BulkValidator:
         return _combine(parts, n)
 
     def _parse(self, lines: pa.Array | pa.ChunkedArray | list[bytes], a: int, b: int, offset: int,
-               numbers: list[int] | None, slow_rows: set[int], item_of: Callable[[int], Any] | None) -> tuple[list[Any], Decisions | None]:
+               numbers: list[int] | None, slow_rows: set[int],
+               item_of: Callable[[int], Any] | None) -> tuple[list[Any], Decisions | None]:
         """Lines a..b-1 as items, and what the struct stage decided of them. A decided line stays the line (parsed
         only should the secret prefilter send it to the exact path); every other line is parsed (a Rejection for a
         line orjson cannot read, or what `item_of` says)."""
