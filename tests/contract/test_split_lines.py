@@ -4,9 +4,8 @@ quote), whatever the line endings and blank lines around them."""
 
 from __future__ import annotations
 
-import pytest
-
 import pyarrow as pa
+import pytest
 
 from collector.contract.vectorized.lines import split_block, split_lines
 

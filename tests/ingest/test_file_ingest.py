@@ -167,6 +167,28 @@ def test_broken_line_and_invalid_events_are_dead_lettered_and_the_rest_stored(tm
     assert {tuple(x["errors"][0].values())[:1] for x in s["rejected_samples"]}
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("block", [5, 64, 1 << 20])
+def test_ndjson_read_in_blocks_of_any_size_gives_the_same_events_and_line_numbers(tmp_path: Path, monkeypatch,
+                                                                                   block: int, gz: bool):
+    """The reader splits blocks of READ_BYTES into lines that are views of the block: lines longer than a block,
+    chunks that span blocks, CRLF endings, a blank line and a last line without a newline come out as from one
+    block, each event with its file-wide index and each rejection with its physical line number."""
+    lines = [orjson.dumps(ev(i)) for i in range(10)]
+    body = (lines[0] + b"\r\n\n" + b"\n".join(lines[1:5]) + b"\n" + b'{"specversion": "1.0", "id": "broken\n'
+            + b"\r\n".join(lines[5:]))
+    path = tmp_path / ("blocks.ndjson.gz" if gz else "blocks.ndjson")
+    path.write_bytes(gzip.compress(body) if gz else body)
+    monkeypatch.setattr(file_ingest, "READ_BYTES", block)
+    db = tmp_path / "o.duckdb"
+    s = ingest_files_to_db([path], db, chunk_rows=3, progress=False)
+    assert (s["events"], s["accepted"], s["rejected"]) == (11, 10, 1)
+    assert sorted(int(i[1:]) for (i,) in db_rows(db, "SELECT id FROM events")) == list(range(10))
+    (index, reason, errors), = db_rows(db, "SELECT item_index, reason, errors FROM dead_letters")
+    assert (index, reason) == (5, "json_invalid")
+    assert json.loads(errors)[0]["message"].startswith("line 7:")  # after e0, a blank line and e1-e4
+
+
 def test_a_json_array_file_is_validated_item_by_item_like_its_ndjson(tmp_path: Path, monkeypatch):
     """A JSON document's items go to the validator as texts (no whole-file parse, the struct stage decides them):
     the same summary, stored rows and dead letters as the same events in NDJSON, across chunks."""
