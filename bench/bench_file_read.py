@@ -9,15 +9,14 @@ Parquet read-ahead), so its CPU is the command's. Until the forty-ninth round ea
 at 122,880 events) were larger than glibc's mmap threshold (collector/ingest/allocators.py): every chunk was mapped
 afresh and faulted in page by page. Each run is a fresh process (`collector/ingest/files.py` of the checkout given,
 first on PYTHONPATH, same virtualenv, the allocators set as the command sets them) that reads the whole file and
-reports its CPU (user + system) and minor page faults; medians of `--reps` alternated runs. Written to
+reports its CPU (user + system) and minor page faults (`report.run_in_checkout`, which checks the checkout's code is
+the one imported); medians of `--reps` alternated runs. Written to
 docs/performance.md ("Reading a file") unless `--no-write`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import collector  # noqa: E402,F401 - sizes polars' pool as the collector's processes do
 
 from bench_ingest import data_files  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import machine, run_in_checkout, write_section  # noqa: E402
 
 # Runs in the child: the checkout's own reader, as ingest_files_to_db drives it (`_rendered` renders Parquet).
 CHILD = r"""
@@ -52,9 +51,7 @@ print(json.dumps({"cpu_s": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
 
 
 def read_once(path: Path, code: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=str(code)), cwd=code)
-    return json.loads(out.stdout)
+    return run_in_checkout(CHILD, [str(path)], code, cwd=code)
 
 
 def _rev(code: Path) -> str:
