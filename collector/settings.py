@@ -90,11 +90,12 @@ class Settings(BaseSettings):
                                     "docs/performance.md)")
     validation_threads: Optional[int] = Field(
         None, ge=1, le=256, description="Ingest requests validated at once, in worker threads, the others waiting "
-                                         "their turn in arrival order (none: the usable cores). Validation holds "
-                                         "Python's GIL for most of its work, so more at once only take turns and "
-                                         "contend for it: on 2 cores, HTTP ingest with 4 clients went from 49.3k "
-                                         "to 53.9k events/s and from 24.4 to 22.6 CPU-µs per event with two at a "
-                                         "time instead of no limit (docs/performance.md)")
+                                         "their turn in arrival order (none: the cores left beside the writer's "
+                                         "and the deriver's, at least one, as for `duckdb_threads`). Validation "
+                                         "holds Python's GIL for most of its work, so more at once only take turns "
+                                         "and contend for it: on 2 cores, HTTP ingest with 4 clients took 22.2 and "
+                                         "21.5 CPU-µs per event with two at a time, 20.6 and 20.4 with one, at "
+                                         "the same or a higher rate (docs/performance.md, fiftieth round)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database, and of "
                                          "`observatory ingest --db` (none: the cores less two, at least one; "

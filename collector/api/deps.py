@@ -11,7 +11,7 @@ import anyio
 import duckdb
 from fastapi import Depends, Header, Request
 
-from collector import usable_cores
+from collector import spare_cores
 from collector.api.auth import Principal
 from collector.api.errors import BadRequest, Forbidden
 from collector.contract.events import TIME_MAX, TIME_MIN
@@ -77,14 +77,15 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
     one core and contend for it (thread switches, caches), while those of a group commit are answered together
     anyway. On 2 cores, the HTTP bench's four clients: 49.3k events/s and 24.4 CPU-µs per event with every request
     at once (the thread pool's 40), 53.9k and 22.6 with two at a time (8 alternated pairs; one at a time saved
-    more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the
-    usable cores: more threads than cores never run at once. A large request holds one slot for its whole
-    validation; the other slots go on serving."""
+    more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the cores
+    left beside the writer's and the deriver's (`spare_cores`, at least one): on 2 cores one at a time took 5-7%
+    less CPU per event than two, at the same or a higher rate (fiftieth round). A large request holds one slot
+    for its whole validation; the other slots go on serving."""
     state = request.app.state
     limiter = getattr(state, "validation_limiter", None)
     if limiter is None:  # made on the event loop, on first use (no await between the look and the set)
         limiter = state.validation_limiter = anyio.CapacityLimiter(
-            state.settings.validation_threads or usable_cores())
+            state.settings.validation_threads or spare_cores())
     return await anyio.to_thread.run_sync(validate, limiter=limiter)
 
 

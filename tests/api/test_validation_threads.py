@@ -4,13 +4,13 @@ all answered."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from collector import usable_cores
 from collector.api import ingest as ingest_route
 from collector.sources.common import NativeBatch
 from collector.sources.jupyter import KERNEL_ACTIONS
@@ -68,12 +68,15 @@ def test_post_events_validates_at_most_the_setting_at_once(make_client, monkeypa
     assert gauge.most == threads  # reached, and never passed
 
 
-def test_the_default_is_the_usable_cores(make_client, monkeypatch):
+@pytest.mark.parametrize("cores", [1, 2, 3, 6])
+def test_the_default_is_the_cores_left_beside_the_writer_and_the_deriver(make_client, monkeypatch, cores):
+    """One request at a time on 1 or 2 cores, the cores less two above (collector.spare_cores)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     gauge = Gauge(ingest_route._prepare)
     monkeypatch.setattr(ingest_route, "_prepare", gauge)
     client = make_client()
     assert [r.status_code for r in _at_once(client, _post_events)] == [200] * REQUESTS
-    assert gauge.most == min(REQUESTS, usable_cores())
+    assert gauge.most == {1: 1, 2: 1, 3: 1, 6: 4}[cores]
 
 
 def test_the_native_routes_share_the_limit(make_client, monkeypatch):
