@@ -93,9 +93,9 @@ class Settings(BaseSettings):
                                          "their turn in arrival order (none: the cores left beside the writer's "
                                          "and the deriver's, at least one, as for `duckdb_threads`). Validation "
                                          "holds Python's GIL for most of its work, so more at once only take turns "
-                                         "and contend for it: on 2 cores, HTTP ingest with 4 clients took 22.2 and "
-                                         "21.5 CPU-µs per event with two at a time, 20.6 and 20.4 with one, at "
-                                         "the same or a higher rate (docs/performance.md, fiftieth round)")
+                                         "and contend for it: on 2 cores, HTTP ingest with 4 clients took 3-7% "
+                                         "less CPU per event with one at a time than with two, at the same rate "
+                                         "(four alternated runs; docs/performance.md, fiftieth round)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database, and of "
                                          "`observatory ingest --db` (none: the cores less two, at least one; "

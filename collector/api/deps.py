@@ -78,8 +78,8 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
     anyway. On 2 cores, the HTTP bench's four clients: 49.3k events/s and 24.4 CPU-µs per event with every request
     at once (the thread pool's 40), 53.9k and 22.6 with two at a time (8 alternated pairs; one at a time saved
     more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the cores
-    left beside the writer's and the deriver's (`spare_cores`, at least one): on 2 cores one at a time took 5-7%
-    less CPU per event than two, at the same or a higher rate (fiftieth round). A large request holds its slot for
+    left beside the writer's and the deriver's (`spare_cores`, at least one): on 2 cores one at a time took 3-7%
+    less CPU per event than two, at the same rate (four alternated runs, fiftieth round). A large request holds its slot for
     its whole validation, on 2 cores the only one (a 50,000-event request, the most one may hold, ~0.4 s at ~8
     CPU-µs per event): `validation_threads` 2 keeps a slot for the others, for that CPU."""
     state = request.app.state
