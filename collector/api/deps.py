@@ -79,9 +79,9 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
     at once (the thread pool's 40), 53.9k and 22.6 with two at a time (8 alternated pairs; one at a time saved
     more CPU but not throughput every time; docs/performance.md, twenty-fourth round). By default the cores
     left beside the writer's and the deriver's (`spare_cores`, at least one): on 2 cores one at a time took 3-7%
-    less CPU per event than two, at the same rate (four alternated runs, fiftieth round). A large request holds its slot for
-    its whole validation, on 2 cores the only one (a 50,000-event request, the most one may hold, ~0.4 s at ~8
-    CPU-µs per event): `validation_threads` 2 keeps a slot for the others, for that CPU."""
+    less CPU per event than two, at the same rate (four alternated runs, fiftieth round). A large request holds
+    its slot for its whole validation, on 2 cores the only one (a 50,000-event request, the most one may hold,
+    ~0.4 s at ~8 CPU-µs per event): `validation_threads` 2 keeps a slot for the others, for that CPU."""
     state = request.app.state
     limiter = getattr(state, "validation_limiter", None)
     if limiter is None:  # made on the event loop, on first use (no await between the look and the set)
