@@ -204,6 +204,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of a process so far (/proc/PID/stat), all threads: memory touched for the first time, or
+    again after it was given back to the OS."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def idle_seconds() -> float:
     """Seconds the machine's cores have been idle so far, all cores together (/proc/stat: idle + iowait): over a
     run, what its processes left unused."""
@@ -276,7 +282,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
         # Warm-up (connection, first transaction), not counted.
         warm = httpx.post(url, content=b"\n".join(x.encode() for x in lines[:10]), headers=headers, timeout=60)
         warm.raise_for_status()
-        cpu0, idle0 = cpu_seconds(srv.pid), idle_seconds()
+        cpu0, idle0, faults0 = cpu_seconds(srv.pid), idle_seconds(), minor_faults(srv.pid)
         t0 = time.perf_counter()
         with RefreshWatch(srv.port, srv.token) as refresher:
             with WalWatch(srv.db) as wal:
@@ -284,6 +290,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
             seconds = time.perf_counter() - t0
             ended = time.time()
             cpu, idle = cpu_seconds(srv.pid) - cpu0, idle_seconds() - idle0
+            faults, threads = minor_faults(srv.pid) - faults0, rss_kib(srv.pid, "Threads")
             settled_seconds, settled_cpu = settled(srv, t0, cpu0)
             peak = rss_kib(srv.pid, "VmHWM")
             time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes took 0.2-3.5 s)
@@ -295,6 +302,7 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
             "commits": refresher.writer_transactions("commit"), "derives": refresher.writer_transactions("derive"),
             "refresh_seconds": sum(d for _, d in passes), "peak_rss_mib": peak / 1024,
             "server_cpu_us": 1e6 * cpu / max(1, acked), "server_cores": cpu / seconds, "idle_cores": idle / seconds,
+            "faults_per_event": faults / max(1, acked), "threads": threads,
             "eps_settled": acked / settled_seconds, "server_cpu_us_settled": 1e6 * settled_cpu / max(1, acked)}
 
 
@@ -599,19 +607,22 @@ def _alternated(ndjson: Path, data_dir: Path, n: int, reps: int,
     with open(ndjson) as fh:
         lines = [line.rstrip("\n") for _, line in zip(range(n), fh)]
     runs: dict[str, list[dict]] = {label: [] for label in configs}
-    for rep in range(reps):
-        for k, (label, (code, env)) in enumerate(configs.items()):
+    order = list(enumerate(configs.items()))
+    for rep in range(reps):  # ABBA: each configuration goes first in every other repetition
+        for k, (label, (code, env)) in (order if rep % 2 == 0 else order[::-1]):
             with tempfile.TemporaryDirectory(prefix="bench-http-ab-", dir=data_dir) as d:
                 r = http_run([x.replace('"id":"', f'"id":"c{k}-{rep}-', 1) for x in lines], Path(d), code=code, env=env)
             runs[label].append(r)
             print(f"(a) {label} rep {rep + 1}: {r['events']:,} events in {r['seconds']:.1f} s = {r['eps']:,.0f}/s, "
                   f"checkpoints {r['checkpoints']}, refresher passes {r['refreshes']} ({r['refresh_seconds']:.1f} s), "
                   f"collector {r['server_cpu_us']:.1f} CPU-µs per event, "
+                  f"{r['faults_per_event']:.2f} page faults per event, {r['threads']} threads, "
                   f"peak RSS {r['peak_rss_mib']:.0f} MiB; "
                   f"{_settled_text(r)}", flush=True)
     for label, rs in runs.items():
         print(f"(a) {label}: median {med(rs):,.0f}/s ({_each(rs, 'eps')}), collector CPU-µs per event "
-              f"{med(rs, 'server_cpu_us'):.1f}, peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB; derived tables caught "
+              f"{med(rs, 'server_cpu_us'):.1f}, page faults per event {med(rs, 'faults_per_event'):.2f}, "
+              f"peak RSS {med(rs, 'peak_rss_mib'):.0f} MiB; derived tables caught "
               f"up: {med(rs, 'eps_settled'):,.0f}/s ({_each(rs, 'eps_settled')}), "
               f"{med(rs, 'server_cpu_us_settled'):.1f} CPU-µs per event")
     return lines, runs
@@ -624,8 +635,9 @@ def _latencies(lines: list[str], data_dir: Path, reps: int,
     a single run read 607-1,086 ms at one load). Returns the runs by label, their timelines left out
     (bench/latency_timeline.py prints one)."""
     lat: dict[str, list[dict]] = {label: [] for label in configs}
-    for rep in range(reps):
-        for k, (label, (code, env)) in enumerate(configs.items()):
+    order = list(enumerate(configs.items()))
+    for rep in range(reps):  # ABBA, as `_alternated`
+        for k, (label, (code, env)) in (order if rep % 2 == 0 else order[::-1]):
             with tempfile.TemporaryDirectory(prefix="bench-http-lat-", dir=data_dir) as d:
                 r = latency_run([x.replace('"id":"', f'"id":"l{k}-{rep}-', 1) for x in lines],
                                 Path(d), eps, code=code, env=env)

@@ -46,7 +46,10 @@ def _install(path: str) -> None:
     from collector.ingest.writer import Writer
 
     log = StageLog(path)
-    api._prepare = log.timed("validate", api._prepare)
+    if hasattr(api, "_prepare_many"):  # requests waiting for validation are validated in one call
+        api._prepare_many = log.timed("validate", api._prepare_many)
+    else:
+        api._prepare = log.timed("validate", api._prepare)
     Writer._commit_group = log.timed("commit", Writer._commit_group)
     Writer._insert_events = log.timed("insert", Writer._insert_events)
     Writer._derive = log.timed("derive", Writer._derive)

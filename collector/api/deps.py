@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request
 
 from collector import spare_cores
 from collector.api.auth import Principal
+from collector.api.coalesce import Coalescer
 from collector.api.errors import BadRequest, Forbidden
 from collector.contract.events import TIME_MAX, TIME_MIN
 from collector.contract.redaction import redact_text
@@ -67,6 +68,7 @@ def get_settings(request: Request) -> Settings:
 
 
 T = TypeVar("T")
+J = TypeVar("J")
 
 
 async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
@@ -82,12 +84,31 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
     less CPU per event than two, at the same rate (four alternated runs, fiftieth round). A large request holds
     its slot for its whole validation, on 2 cores the only one (a 50,000-event request, the most one may hold,
     ~0.4 s at ~8 CPU-µs per event): `validation_threads` 2 keeps a slot for the others, for that CPU."""
+    return await anyio.to_thread.run_sync(validate, limiter=_validation_limiter(request))
+
+
+async def validated_together(request: Request, job: J, run: Callable[[list[J]], list[T | Exception]]) -> T:
+    """`job`'s outcome from `run(jobs)`, run in a worker thread with the jobs of the other requests waiting for
+    validation then (api/coalesce.py: one call's fixed cost for all of them), within the limiter of
+    `validated_in_thread`. Its result is returned, the error its request caused raised."""
+    state = request.app.state
+    coalescers = getattr(state, "coalescers", None)
+    if coalescers is None:  # made on the event loop, on first use (no await between the look and the set)
+        coalescers = state.coalescers = {}
+    coalescer = coalescers.get(run)
+    if coalescer is None:
+        coalescer = coalescers[run] = Coalescer(_validation_limiter(request), run)
+    return await coalescer.submit(job)
+
+
+def _validation_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The app's bound on validations at once, made on the event loop on first use (no await between the look and
+    the set)."""
     state = request.app.state
     limiter = getattr(state, "validation_limiter", None)
-    if limiter is None:  # made on the event loop, on first use (no await between the look and the set)
-        limiter = state.validation_limiter = anyio.CapacityLimiter(
-            state.settings.validation_threads or spare_cores())
-    return await anyio.to_thread.run_sync(validate, limiter=limiter)
+    if limiter is None:
+        limiter = state.validation_limiter = anyio.CapacityLimiter(state.settings.validation_threads or spare_cores())
+    return limiter
 
 
 def read_cursor(request: Request, store: Store = Depends(get_store)) -> Iterator[duckdb.DuckDBPyConnection]:

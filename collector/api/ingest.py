@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Literal
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import numpy as np
+import pyarrow as pa
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -14,7 +18,7 @@ from collector.api.auth import Principal, require_scope
 from collector.api.body import read_capped_body
 from collector.api.teams import enforce_team
 from collector.telemetry import request_id_var
-from collector.api.deps import get_settings, get_store, return_minimal, validated_in_thread
+from collector.api.deps import get_settings, get_store, return_minimal, validated_together
 from collector.api.native import json_response
 from collector.contract.body import BodyError, decode_body, is_ndjson, json_elements, split_items
 from collector.contract.vectorized import BulkResult, default_validator, split_lines, validate_json_items
@@ -24,6 +28,7 @@ from collector.settings import Settings
 
 router = APIRouter(tags=["ingest"])
 tracer = trace.get_tracer("collector.api")
+log = logging.getLogger(__name__)
 
 
 class FieldError(BaseModel):
@@ -116,6 +121,77 @@ def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int
     return validate_json_items(items)
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A request's body and what `_prepare` reads it with."""
+
+    raw: bytes
+    ctype: str | None
+    cenc: str | None
+    max_inflated: int
+    max_events: int
+
+
+def _prepare_many(bodies: list[Body]) -> list[BulkResult | Exception]:
+    """Each body's `_prepare` outcome (its result, or the error it raised), the NDJSON bodies validated together in
+    as few calls as the limits allow (api/coalesce.py): a call holds at most what one request may, `max_inflated`
+    bytes of body and `max_events` lines. Their lines are numbered per body, so a rejection reads as it would alone,
+    and a call that fails validates its bodies one by one, so no body's failure is another's. JSON documents take
+    `_prepare` alone (an item orjson cannot read sends its whole document to the slower path)."""
+    outcomes: list[BulkResult | Exception | None] = [None] * len(bodies)
+    group: list[tuple[int, pa.Array]] = []
+    held_bytes = held_lines = 0
+    for k, body in enumerate(bodies):
+        if not is_ndjson(body.ctype):
+            outcomes[k] = _outcome(lambda b=body: _prepare(b.raw, b.ctype, b.cenc, b.max_inflated, b.max_events))
+            continue
+        try:
+            with tracer.start_as_current_span("ingest.parse"):
+                raw = decode_body(body.raw, body.ctype, body.cenc, body.max_inflated)
+                lines, _ = split_lines(raw)
+                check_item_count(len(lines), body.max_events)
+        except Exception as exc:  # noqa: BLE001 - this body's error (400, 413, 415), raised in its request
+            outcomes[k] = exc
+            continue
+        if group and (held_bytes + len(raw) > body.max_inflated or held_lines + len(lines) > body.max_events):
+            _validate_together(group, outcomes)
+            group, held_bytes, held_lines = [], 0, 0
+        group.append((k, lines))
+        held_bytes, held_lines = held_bytes + len(raw), held_lines + len(lines)
+    if group:
+        _validate_together(group, outcomes)
+    return outcomes  # type: ignore[return-value]  # every position is set
+
+
+def _validate_together(group: list[tuple[int, pa.Array]], outcomes: list[BulkResult | Exception | None]) -> None:
+    """The NDJSON lines of several bodies (position, lines) validated in one call, the result split per body."""
+    validator = default_validator()
+    if len(group) > 1:
+        sizes = [len(lines) for _, lines in group]
+        try:
+            parts = validator.validate_lines(
+                pa.chunked_array([lines for _, lines in group]),
+                line_numbers=pa.chunked_array([pa.array(np.arange(1, n + 1, dtype=np.int64)) for n in sizes]),
+            ).split(sizes)
+        except Exception as exc:  # noqa: BLE001 - each body alone below: its own result or error
+            # the type only: an exception's text may quote the input (a secret must never reach the log)
+            log.warning("validating %d request bodies together failed (%s); validating them one by one",
+                        len(group), type(exc).__name__)
+        else:
+            for (k, _), part in zip(group, parts):
+                outcomes[k] = part
+            return
+    for k, lines in group:
+        outcomes[k] = _outcome(lambda lines=lines: validator.validate_lines(lines))
+
+
+def _outcome(fn: Callable[[], BulkResult]) -> BulkResult | Exception:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - raised in the body's own request
+        return exc
+
+
 class _Unreadable(Exception):
     """An item of a JSON document that orjson cannot read alone: the document is parsed whole instead."""
 
@@ -179,12 +255,10 @@ def check_item_count(n: int, max_events: int, what: str = "events") -> None:
 async def post_events(request: Request, principal: Principal = Depends(require_scope("ingest")),
                       store: Store = Depends(get_store), settings: Settings = Depends(get_settings),
                       minimal: bool = Depends(return_minimal)) -> Response:
-    body = await read_capped_body(request, settings.max_body_bytes)
+    body = Body(await read_capped_body(request, settings.max_body_bytes), request.headers.get("content-type"),
+                request.headers.get("content-encoding"), settings.max_inflated_bytes, settings.max_events_per_request)
     with store.writer.arriving():  # the writer's group commit may wait for this request
-        validated = await validated_in_thread(request, partial(
-            _prepare, body, request.headers.get("content-type"), request.headers.get("content-encoding"),
-            settings.max_inflated_bytes, settings.max_events_per_request,
-        ))
+        validated = await validated_together(request, body, _prepare_many)
         validated = await enforce_team(store, principal, validated)
         fut = enqueue(store, validated, channel="http", request_id=request_id_var.get())
     return json_response(await committed(fut, validated, request_id_var.get(), minimal=minimal))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any, Callable, Sequence
@@ -147,7 +147,33 @@ class BulkResult:
     fast: int = 0  # rows accepted by the generated fast path
     exact: int = 0  # rows that went through pydantic
     redacted: int = 0  # accepted rows with at least one secret redacted
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)  # the timings of the call that validated the rows
+    # input indexes of the rows that went through pydantic (ascending): what `split` counts each part's `exact` by
+    exact_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def split(self, sizes: Sequence[int]) -> list[BulkResult]:
+        """The results of consecutive runs of `sizes` input rows (together `total`), each indexed from 0 as if it
+        had been validated alone: several requests' lines validated in one call and answered apart
+        (collector/api/coalesce.py). Every row is decided alone, so only the indexes differ."""
+        bounds = np.cumsum([0, *sizes])
+        if bounds[-1] != self.total:
+            raise ValueError(f"the parts hold {bounds[-1]} rows, the result {self.total}")
+        rows = np.searchsorted(self.row_index.to_numpy(), bounds)  # both ascending: input order
+        exact = np.searchsorted(self.exact_rows, bounds)
+        rejected = np.searchsorted(np.fromiter((r.index for r in self.rejections), np.int64,
+                                               len(self.rejections)), bounds)
+        parts = []
+        for j, n in enumerate(sizes):
+            lo, a, b = int(bounds[j]), int(rows[j]), int(rows[j + 1])
+            table = self.table.slice(a, b - a)
+            rejections = [replace(r, index=r.index - lo) for r in self.rejections[rejected[j]:rejected[j + 1]]]
+            n_exact = int(exact[j + 1] - exact[j])
+            redacted = int(np.count_nonzero(table.column("redactions").to_numpy())) if b > a else 0
+            parts.append(BulkResult(
+                table, pc.subtract(self.row_index.slice(a, b - a), pa.scalar(lo, pa.int64())), rejections, n,
+                fast=n - n_exact, exact=n_exact, redacted=redacted, stats=self.stats,
+                exact_rows=self.exact_rows[exact[j]:exact[j + 1]] - lo))
+        return parts
 
 
 class BulkValidator:
@@ -328,7 +354,8 @@ class BulkValidator:
             table, index = table.take(order), pc.add(idx.take(order), offset)
         rejections.sort(key=lambda r: r.index)
         return BulkResult(table, index, rejections, len(items), fast=len(f_idx), exact=len(x_idx),
-                          redacted=redacted, stats={"fast_seconds": t1 - t0, "exact_seconds": time.perf_counter() - t1})
+                          redacted=redacted, stats={"fast_seconds": t1 - t0, "exact_seconds": time.perf_counter() - t1},
+                          exact_rows=np.asarray(x_idx, np.int64) + offset)
 
     # -- the exact path -------------------------------------------------------------------------------------
 
@@ -386,7 +413,8 @@ def _combine(parts: list[BulkResult], total: int) -> BulkResult:
     return BulkResult(pa.concat_tables([p.table for p in parts]), pa.concat_arrays([p.row_index for p in parts]),
                       [r for p in parts for r in p.rejections], total, fast=sum(p.fast for p in parts),
                       exact=sum(p.exact for p in parts), redacted=sum(p.redacted for p in parts),
-                      stats={k: sum(p.stats.get(k, 0.0) for p in parts) for k in parts[0].stats})
+                      stats={k: sum(p.stats.get(k, 0.0) for p in parts) for k in parts[0].stats},
+                      exact_rows=np.concatenate([p.exact_rows for p in parts]))
 
 
 def _assemble(comp: Any, types: list[str], datas: list[dict], extras: list[bool], envelope: dict[str, Any],
