@@ -191,7 +191,8 @@ class Server:
         self.log.close()
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
+def status_number(pid: int, field: str = "VmRSS") -> int:
+    """A number of /proc/PID/status: VmRSS and VmHWM in KiB, Threads."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -290,9 +291,9 @@ def http_run(lines: list[str], workdir: Path, clients: int = 4, batch: int = 100
             seconds = time.perf_counter() - t0
             ended = time.time()
             cpu, idle = cpu_seconds(srv.pid) - cpu0, idle_seconds() - idle0
-            faults, threads = minor_faults(srv.pid) - faults0, rss_kib(srv.pid, "Threads")
+            faults, threads = minor_faults(srv.pid) - faults0, status_number(srv.pid, "Threads")
             settled_seconds, settled_cpu = settled(srv, t0, cpu0)
-            peak = rss_kib(srv.pid, "VmHWM")
+            peak = status_number(srv.pid, "VmHWM")
             time.sleep(2.0)  # a pass the run began ends (at 200,000 events, passes took 0.2-3.5 s)
         passes = refresher.during(ended)
     acked, retries = res["acked"], res["status"].get(429, 0)
@@ -389,7 +390,7 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
 
         def sampler() -> None:
             while not done.is_set():
-                samples.append((time.perf_counter(), rss_kib(srv.pid)))
+                samples.append((time.perf_counter(), status_number(srv.pid)))
                 time.sleep(0.25)
 
         mon = threading.Thread(target=sampler)
@@ -400,7 +401,7 @@ def saturation_run(lines: list[str], workdir: Path, clients: int = 16, batch: in
         seconds = time.perf_counter() - t0
         done.set()
         mon.join()
-        peak = rss_kib(srv.pid, "VmHWM")
+        peak = status_number(srv.pid, "VmHWM")
     counts = res["status"]
     rss = [kib for _, kib in samples]
     q = len(rss) // 4 or 1

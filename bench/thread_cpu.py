@@ -46,7 +46,7 @@ def main() -> None:
     cmd = sys.argv[1:]
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
-    if not cmd:
+    if not cmd or cmd[0] in ("-h", "--help"):
         sys.exit(__doc__)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0, names, last, series, due = time.perf_counter(), {}, {}, [], 0.5

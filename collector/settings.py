@@ -89,13 +89,14 @@ class Settings(BaseSettings):
                                     "two busy processes: ingest 4.5k instead of 21k events/s, reads up to 10 s; "
                                     "docs/performance.md)")
     validation_threads: Optional[int] = Field(
-        None, ge=1, le=256, description="Ingest requests validated at once, in worker threads, the others waiting "
-                                         "their turn in arrival order (none: the cores left beside the writer's "
-                                         "and the deriver's, at least one, as for `duckdb_threads`). Validation "
-                                         "holds Python's GIL for most of its work, so more at once only take turns "
-                                         "and contend for it: on 2 cores, HTTP ingest with 4 clients took 3-7% "
-                                         "less CPU per event with one at a time than with two, at the same rate "
-                                         "(four alternated runs; docs/performance.md, fiftieth round)")
+        None, ge=1, le=256, description="Validation calls of ingest requests at once, in worker threads (none: "
+                                         "the cores left beside the writer's and the deriver's, at least one, as "
+                                         "for `duckdb_threads`); the requests that wait meanwhile are validated "
+                                         "together in the next call, in arrival order, and answered apart. "
+                                         "Validation holds Python's GIL for most of its work, so more at once only "
+                                         "take turns and contend for it: on 2 cores, HTTP ingest with 4 clients "
+                                         "took 3-7% less CPU per event with one at a time than with two, at the "
+                                         "same rate (four alternated runs; docs/performance.md, fiftieth round)")
     duckdb_threads: Optional[int] = Field(
         None, ge=1, le=256, description="DuckDB worker threads of the collector's database, and of "
                                          "`observatory ingest --db` (none: the cores less two, at least one; "

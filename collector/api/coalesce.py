@@ -5,9 +5,10 @@ on top of its work per event, so the HTTP bench's 1,000-event requests, validate
 per event than the same events in calls of 1,000 and 3,000 (7 of 7 alternated repetitions; docs/performance.md,
 fifty-first round). Requests validate at most `validation_threads` at a time (api/deps.py), one on 2 cores, and a
 group commit's requests arrive within milliseconds of each other, so those that arrive while one is validated wait
-anyway. Each call takes the jobs waiting when it starts, in arrival order (at most `most`; all of them with one
-token, else its share of them among the drivers not in a call), and each job gets its own outcome: its result, or the error its request alone caused. A job alone is run alone, as soon as a call can
-start: nothing is held back to wait for others.
+anyway. Each call takes the jobs waiting when it starts, in arrival order, within a budget (the route's: about one
+validator slice of body; all of them with one token, else its share among the drivers not in a call), and each
+job gets its own outcome: its result, or the error its request alone caused. A job alone is run alone, as soon as
+a call can start: nothing is held back to wait for others.
 
 The calls are made by driver tasks on the event loop, at most as many as the limiter has tokens, each taking a
 token around its call (so other routes' validation shares the bound); a driver ends when nothing waits. A request
@@ -31,10 +32,11 @@ class Coalescer(Generic[J, R]):
     exception to raise for it), the jobs waiting when a call starts in that call."""
 
     def __init__(self, limiter: anyio.CapacityLimiter, run: Callable[[list[J]], list[R | Exception]],
-                 most: int = 64) -> None:
+                 weight: Callable[[J], int] = lambda job: 1, budget: int = 64) -> None:
         self._limiter = limiter
         self._run = run
-        self._most = most
+        self._weight = weight
+        self._budget = budget
         self._waiting: deque[tuple[J, asyncio.Future[R]]] = deque()
         self._drivers: set[asyncio.Task[None]] = set()
         self._calling = 0  # drivers in a call
@@ -60,13 +62,26 @@ class Coalescer(Generic[J, R]):
         finally:  # in the step that found nothing waiting, so a job submitted after it starts another driver
             self._drivers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
+    def _take(self, share: int) -> list[tuple[J, asyncio.Future[R]]]:
+        """Up to `share` waiting jobs, in arrival order, within the budget (the first whatever its weight): a call's
+        jobs are answered when it ends, so it holds about what one call should."""
+        taken: list[tuple[J, asyncio.Future[R]]] = []
+        used = 0
+        while self._waiting and len(taken) < share:
+            w = self._weight(self._waiting[0][0])
+            if taken and used + w > self._budget:
+                break
+            taken.append(self._waiting.popleft())
+            used += w
+        return taken
+
     async def _calls(self) -> None:
         while self._waiting:
             async with self._limiter:
                 # Its share of what waits: all of it with one token, else split among the drivers not in a call
                 # (this one included), so that several threads validate a burst side by side.
                 share = -(-len(self._waiting) // max(1, len(self._drivers) - self._calling))
-                taken = [self._waiting.popleft() for _ in range(min(self._most, share))]
+                taken = self._take(share)
                 if not taken:  # another driver took them while this one waited for a token
                     return
                 self._calling += 1

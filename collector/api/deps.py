@@ -87,17 +87,18 @@ async def validated_in_thread(request: Request, validate: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(validate, limiter=_validation_limiter(request))
 
 
-async def validated_together(request: Request, job: J, run: Callable[[list[J]], list[T | Exception]]) -> T:
+async def validated_together(request: Request, job: J, run: Callable[[list[J]], list[T | Exception]],
+                             weight: Callable[[J], int], budget: int) -> T:
     """`job`'s outcome from `run(jobs)`, run in a worker thread with the jobs of the other requests waiting for
-    validation then (api/coalesce.py: one call's fixed cost for all of them), within the limiter of
-    `validated_in_thread`. Its result is returned, the error its request caused raised."""
+    validation then, up to `budget` of their `weight` (api/coalesce.py: one call's fixed cost for all of them),
+    within the limiter of `validated_in_thread`. Its result is returned, the error its request caused raised."""
     state = request.app.state
     coalescers = getattr(state, "coalescers", None)
     if coalescers is None:  # made on the event loop, on first use (no await between the look and the set)
         coalescers = state.coalescers = {}
     coalescer = coalescers.get(run)
     if coalescer is None:
-        coalescer = coalescers[run] = Coalescer(_validation_limiter(request), run)
+        coalescer = coalescers[run] = Coalescer(_validation_limiter(request), run, weight, budget)
     return await coalescer.submit(job)
 
 

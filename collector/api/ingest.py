@@ -21,7 +21,8 @@ from collector.telemetry import request_id_var
 from collector.api.deps import get_settings, get_store, return_minimal, validated_together
 from collector.api.native import json_response
 from collector.contract.body import BodyError, decode_body, is_ndjson, json_elements, split_items
-from collector.contract.vectorized import BulkResult, default_validator, split_lines, validate_json_items
+from collector.contract.vectorized import BulkResult, BulkValidator, default_validator, split_lines, \
+    validate_json_items
 from collector.ingest.store import Store
 from collector.ingest.submit import committed, enqueue
 from collector.settings import Settings
@@ -132,12 +133,26 @@ class Body:
     max_events: int
 
 
+# The most lines of several bodies validated in one call: the validator's slice, past which a call's fixed cost is
+# paid down and its working set only grows (calls of up to 16 requests at saturation held ~100 MiB more at the
+# collector's peak; docs/performance.md, fifty-first round). A larger body is validated alone, as before.
+COALESCED_LINES = BulkValidator.SLICE
+# The most body bytes one thread call takes from the requests waiting (at least one request): about a slice of lines
+# (8,192 bench events are ~3 MB), so that a request is answered about when its own call would have ended.
+COALESCED_BYTES = 4 << 20
+
+
+def _body_bytes(body: Body) -> int:
+    return len(body.raw)
+
+
 def _prepare_many(bodies: list[Body]) -> list[BulkResult | Exception]:
     """Each body's `_prepare` outcome (its result, or the error it raised), the NDJSON bodies validated together in
     as few calls as the limits allow (api/coalesce.py): a call holds at most what one request may, `max_inflated`
-    bytes of body and `max_events` lines. Their lines are numbered per body, so a rejection reads as it would alone,
-    and a call that fails validates its bodies one by one, so no body's failure is another's. JSON documents take
-    `_prepare` alone (an item orjson cannot read sends its whole document to the slower path)."""
+    bytes of body, and `COALESCED_LINES` lines unless one body holds more. Their lines are numbered per body, so a
+    rejection reads as it would alone, and a call that fails validates its bodies one by one, so no body's failure
+    is another's. JSON documents take `_prepare` alone (an item orjson cannot read sends its whole document to the
+    slower path)."""
     outcomes: list[BulkResult | Exception | None] = [None] * len(bodies)
     group: list[tuple[int, pa.Array]] = []
     held_bytes = held_lines = 0
@@ -153,7 +168,8 @@ def _prepare_many(bodies: list[Body]) -> list[BulkResult | Exception]:
         except Exception as exc:  # noqa: BLE001 - this body's error (400, 413, 415), raised in its request
             outcomes[k] = exc
             continue
-        if group and (held_bytes + len(raw) > body.max_inflated or held_lines + len(lines) > body.max_events):
+        if group and (held_bytes + len(raw) > body.max_inflated
+                      or held_lines + len(lines) > min(body.max_events, COALESCED_LINES)):
             _validate_together(group, outcomes)
             group, held_bytes, held_lines = [], 0, 0
         group.append((k, lines))
@@ -258,7 +274,7 @@ async def post_events(request: Request, principal: Principal = Depends(require_s
     body = Body(await read_capped_body(request, settings.max_body_bytes), request.headers.get("content-type"),
                 request.headers.get("content-encoding"), settings.max_inflated_bytes, settings.max_events_per_request)
     with store.writer.arriving():  # the writer's group commit may wait for this request
-        validated = await validated_together(request, body, _prepare_many)
+        validated = await validated_together(request, body, _prepare_many, _body_bytes, COALESCED_BYTES)
         validated = await enforce_team(store, principal, validated)
         fut = enqueue(store, validated, channel="http", request_id=request_id_var.get())
     return json_response(await committed(fut, validated, request_id_var.get(), minimal=minimal))

@@ -106,6 +106,19 @@ def test_a_call_holds_at_most_what_one_request_may(monkeypatch):
     assert calls.sizes == [6, 6, 3]
 
 
+def test_a_call_holds_at_most_one_slice_of_several_bodies(monkeypatch):
+    """Past the validator's slice a call's working set only grows: several bodies share a call up to
+    COALESCED_LINES lines, and a body larger than that is validated alone."""
+    monkeypatch.setattr(ingest_route, "COALESCED_LINES", 7)
+    bodies = [_body(_lines("s1", 3)), _body(_lines("s2", 3)), _body(_lines("s3", 10)), _body(_lines("s4", 2)),
+              _body(_lines("s5", 2))]
+    alone = [_alone(b) for b in bodies]
+    calls = Calls(monkeypatch)
+    for outcome, expected in zip(_prepare_many(bodies), alone, strict=True):
+        _assert_same(outcome, expected)
+    assert calls.sizes == [6, 10, 4]
+
+
 def test_a_failing_call_validates_each_body_alone(monkeypatch):
     validator = ingest_route.default_validator()
     sizes: list[int] = []
@@ -206,6 +219,25 @@ def test_a_burst_is_shared_among_the_tokens():
 
     asyncio.run(main())
     assert sorted(map(len, calls)) == [3, 3] and most[0] == 2
+
+
+def test_a_call_takes_waiting_jobs_within_its_budget():
+    """Jobs weigh what their bodies do: a call takes the waiting ones in order up to the budget, and always one."""
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    async def main():
+        coalescer = Coalescer(anyio.CapacityLimiter(1), _recording(calls, gate), weight=lambda j: j, budget=10)
+        first = (await _spawn(coalescer, [1]))[0]
+        while not calls:
+            await asyncio.sleep(0.005)
+        rest = await _spawn(coalescer, [4, 5, 2, 30, 3])
+        gate.set()
+        assert await first == 10
+        assert await asyncio.gather(*rest) == [40, 50, 20, 300, 30]
+
+    asyncio.run(main())
+    assert calls == [[1], [4, 5], [2], [30], [3]]
 
 
 def test_a_cancelled_job_is_not_run():
