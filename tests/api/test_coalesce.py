@@ -87,23 +87,25 @@ class Calls:
         monkeypatch.setattr(ingest_route, "default_validator", lambda: Counting())
 
 
-def test_each_body_gets_what_it_gets_alone(monkeypatch):
-    alone = [_alone(b) for b in BODIES]
-    assert sum(isinstance(a, BodyError) for a in alone) == 5 and sum(not isinstance(a, Exception) for a in alone) == 5
-    calls = Calls(monkeypatch)
-    for outcome, expected in zip(_prepare_many(BODIES), alone, strict=True):
-        _assert_same(outcome, expected)
-    # the JSON arrays alone (the second, unreadable, then parsed whole), the readable NDJSON bodies in one call
-    assert calls.sizes == [1, 2, 3 + 5 + 2 + 2]
-
-
-def test_a_call_holds_at_most_what_one_request_may(monkeypatch):
-    bodies = [_body(_lines(f"h{k}", 3), max_events=7) for k in range(5)]
+def _validated_together(monkeypatch, bodies: list[Body]) -> list[int]:
+    """`_prepare_many(bodies)` held to each body's `_prepare` alone; the sizes of the validator's calls."""
     alone = [_alone(b) for b in bodies]
     calls = Calls(monkeypatch)
     for outcome, expected in zip(_prepare_many(bodies), alone, strict=True):
         _assert_same(outcome, expected)
-    assert calls.sizes == [6, 6, 3]
+    return calls.sizes
+
+
+def test_each_body_gets_what_it_gets_alone(monkeypatch):
+    alone = [_alone(b) for b in BODIES]
+    assert sum(isinstance(a, BodyError) for a in alone) == 5 and sum(not isinstance(a, Exception) for a in alone) == 5
+    # the JSON arrays alone (the second, unreadable, then parsed whole), the readable NDJSON bodies in one call
+    assert _validated_together(monkeypatch, BODIES) == [1, 2, 3 + 5 + 2 + 2]
+
+
+def test_a_call_holds_at_most_what_one_request_may(monkeypatch):
+    bodies = [_body(_lines(f"h{k}", 3), max_events=7) for k in range(5)]
+    assert _validated_together(monkeypatch, bodies) == [6, 6, 3]
 
 
 def test_a_call_holds_at_most_one_slice_of_several_bodies(monkeypatch):
@@ -112,11 +114,7 @@ def test_a_call_holds_at_most_one_slice_of_several_bodies(monkeypatch):
     monkeypatch.setattr(ingest_route, "COALESCED_LINES", 7)
     bodies = [_body(_lines("s1", 3)), _body(_lines("s2", 3)), _body(_lines("s3", 10)), _body(_lines("s4", 2)),
               _body(_lines("s5", 2))]
-    alone = [_alone(b) for b in bodies]
-    calls = Calls(monkeypatch)
-    for outcome, expected in zip(_prepare_many(bodies), alone, strict=True):
-        _assert_same(outcome, expected)
-    assert calls.sizes == [6, 10, 4]
+    assert _validated_together(monkeypatch, bodies) == [6, 10, 4]
 
 
 def test_a_failing_call_validates_each_body_alone(monkeypatch):
