@@ -144,6 +144,8 @@ def test_metrics_exposes_where_the_memory_is_on_every_scrape(client):
     buf = pa.allocate_buffer(64 << 20)
     second = parse_metrics(client.get("/metrics", headers=auth("read")).text)
     key = ("observatory_arrow_allocated_bytes", ())
-    assert 0 <= second[key] - first[key] - (64 << 20) < MIB  # the buffer, beside what the app's threads hold
+    # the buffer, within what the app's own threads allocate or free between the two scrapes (a start-up pass
+    # freed 3,264 bytes of Arrow's memory there in one CI run)
+    assert abs(second[key] - first[key] - (64 << 20)) < MIB
     del buf
     assert client.get("/metrics").status_code == 401
