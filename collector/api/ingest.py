@@ -138,7 +138,9 @@ class Body:
 # collector's peak; docs/performance.md, fifty-first round). A larger body is validated alone, as before.
 COALESCED_LINES = BulkValidator.SLICE
 # The most body bytes one thread call takes from the requests waiting (at least one request): about a slice of lines
-# (8,192 bench events are ~3 MB), so that a request is answered about when its own call would have ended.
+# (8,192 bench events are ~3 MB), so that a request is answered about when its own call would have ended. Counted as
+# received, so a gzip body weighs less than its lines; what a call decodes stays bounded by COALESCED_LINES and by
+# `max_inflated` (`_prepare_many`).
 COALESCED_BYTES = 4 << 20
 
 

@@ -1,6 +1,6 @@
 -- `events.data` stored with ZSTD. DuckDB's own choice for it was its dictionary-FSST compression, which analyses and
 -- compresses every row group's texts for 35% of an append's time in DuckDB: with ZSTD, a commit of whole row groups
--- costs ~25% less CPU and the column takes half the space on disk (docs/performance.md, fifty-second round). A
+-- costs ~25% less CPU in DuckDB and the table takes half the space on disk (docs/performance.md, fifty-second round). A
 -- column's compression is part of its definition and cannot be altered, so the table is written again as
 -- migration 0217 wrote it: its rows in their stored order (the writer's key index reads keys back by batch and
 -- relies on that), with every constraint and default as before. One transaction: should it fail, nothing of it
