@@ -103,23 +103,33 @@ def _prepare(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int
     texts (`body.json_elements`), each parsed right before its checks, with the items, indexes and messages of
     `split_items`. A JSON document msgspec cannot split, or with an item orjson cannot read, is parsed whole and
     validated as items, or refused as one (400), as before."""
+    if is_ndjson(ctype):
+        return default_validator().validate_lines(_ndjson_lines(body, ctype, cenc, max_inflated, max_events)[1])
     with tracer.start_as_current_span("ingest.parse"):
         raw = decode_body(body, ctype, cenc, max_inflated)
-        if is_ndjson(ctype):
-            lines, _ = split_lines(raw)
-        else:
-            lines = json_elements(raw, ctype, max_events) if len(raw) <= SPLIT_MAX_BYTES else None
+        lines = json_elements(raw, ctype, max_events) if len(raw) <= SPLIT_MAX_BYTES else None
         if lines is not None:
             check_item_count(len(lines), max_events)
     if lines is not None:
         try:  # spans ingest.validate and ingest.redact
-            return default_validator().validate_lines(lines, item_of=None if is_ndjson(ctype) else _unreadable)
+            return default_validator().validate_lines(lines, item_of=_unreadable)
         except _Unreadable:
             pass
     with tracer.start_as_current_span("ingest.parse"):
         items = split_items(raw, ctype)
     check_item_count(len(items), max_events)
     return validate_json_items(items)
+
+
+def _ndjson_lines(body: bytes, ctype: str | None, cenc: str | None, max_inflated: int,
+                  max_events: int) -> tuple[bytes, pa.Array]:
+    """An NDJSON body decoded (its bytes, which count against `max_inflated` when bodies are validated together)
+    and split column-wise into its lines, at most `max_events` of them."""
+    with tracer.start_as_current_span("ingest.parse"):
+        raw = decode_body(body, ctype, cenc, max_inflated)
+        lines, _ = split_lines(raw)
+        check_item_count(len(lines), max_events)
+    return raw, lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +173,7 @@ def _prepare_many(bodies: list[Body]) -> list[BulkResult | Exception]:
             outcomes[k] = _outcome(lambda b=body: _prepare(b.raw, b.ctype, b.cenc, b.max_inflated, b.max_events))
             continue
         try:
-            with tracer.start_as_current_span("ingest.parse"):
-                raw = decode_body(body.raw, body.ctype, body.cenc, body.max_inflated)
-                lines, _ = split_lines(raw)
-                check_item_count(len(lines), body.max_events)
+            raw, lines = _ndjson_lines(body.raw, body.ctype, body.cenc, body.max_inflated, body.max_events)
         except Exception as exc:  # noqa: BLE001 - this body's error (400, 413, 415), raised in its request
             outcomes[k] = exc
             continue
