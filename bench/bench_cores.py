@@ -6,8 +6,9 @@
 Why: validation costs ~8 CPU-us per event inside the collector and ~6 alone (docs/performance.md, fiftieth round),
 and the bulk command's main thread ~9 CPU-s where its validation alone takes ~5. Inside one process, part of that is
 the GIL (bench/bench_gil_convoy.py). The rest was put down to the work sharing the 2 cores and their caches, which
-no measurement had separated from the GIL. This one does, with no GIL in common: each workload runs in a process of
-its own, alone and then beside a second process, and what it gets done is counted per CPU second of its own.
+no measurement had separated from the GIL. This one does: each workload runs alone, then beside a second busy
+workload either in another process (no GIL in common: what the shared hardware costs) or on a second thread of
+its own process (what the collector does), and what it gets done is counted per CPU second of its own thread.
 
 Workloads (each repeats one unit of work until the time is up; set up before the common start, not timed):
 - `spin`: pure Python bytecode (a loop of 10**5 additions), no memory traffic to speak of;
@@ -15,11 +16,12 @@ Workloads (each repeats one unit of work until the time is up; set up before the
 - `insert`: the writer's statement, 4,000 already-valid events (a group commit's worth) inserted into `events` of
   a fresh database file (the product's migrations) and committed, DuckDB on one thread (the collector on 2 cores).
 
-A pair starts both processes at one wall-clock instant and times the same window in each. The figures are CPU-us
-per unit (the process's CPU clock over the units done) and units per wall second; their ratio to the workload alone
-in the same repetition says what the neighbour costs. A workload that only waited for a core would keep its CPU per
-unit and lose wall rate; one that shares caches or memory bandwidth, or a host core's sibling, costs more CPU per
-unit. Medians of `--reps` repetitions, the configurations alternated within each. No assertions: it measures.
+A pair starts both at one wall-clock instant and times the same window in each. The figures are CPU-us per unit
+(the thread's CPU clock over the units done; DuckDB runs on the calling thread at one thread) and units per wall
+second; their ratio to the workload alone in the same repetition says what the neighbour costs. A workload that
+only waits for a core (or for the GIL) keeps its CPU per unit and loses wall rate; one that shares caches or memory
+bandwidth, or a host core's sibling, costs more CPU per unit. Medians of `--reps` repetitions, the configurations
+alternated within each. No assertions: it measures.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +46,14 @@ from report import machine, write_section  # noqa: E402
 
 WORKLOADS = {"spin": "10**5 additions in Python", "validate": "1,000-line request validated",
              "insert": "4,000-event group inserted and committed"}
-# (workload measured, its neighbour or None): each row of the table
-CONFIGS = (("spin", None), ("spin", "spin"), ("validate", None), ("validate", "spin"), ("validate", "validate"),
-           ("validate", "insert"), ("insert", None), ("insert", "validate"), ("insert", "insert"))
+# (workload measured, its neighbour or None, where the neighbour runs): each row of the table
+Config = tuple[str, "str | None", str]
+CONFIGS: tuple[Config, ...] = (
+    ("spin", None, ""), ("spin", "spin", "process"),
+    ("validate", None, ""), ("validate", "spin", "process"), ("validate", "validate", "process"),
+    ("validate", "insert", "process"), ("validate", "spin", "thread"), ("validate", "insert", "thread"),
+    ("insert", None, ""), ("insert", "validate", "process"), ("insert", "insert", "process"),
+    ("insert", "validate", "thread"))
 UNITS = {"spin": 1, "validate": 1000, "insert": 4000}  # events (or loops) per unit
 SETUP_SECONDS = 6.0  # imports, the validator's compiled checks, the staged rows: before the common start
 
@@ -84,28 +93,44 @@ def _unit(workload: str, workdir: Path):
     return insert
 
 
-def child(workload: str, start: float, seconds: float) -> dict:
-    """Run the workload from wall-clock `start` for `seconds`; units done, CPU and wall seconds of the window."""
+def _timed(unit: Callable[[], None], start: float, seconds: float, out: dict) -> None:
+    """Run `unit` from wall-clock `start` for `seconds`: units done, this thread's CPU and the wall seconds."""
+    delay = start - time.time()
+    if delay < 0:
+        raise SystemExit(f"setup took {-delay:.1f} s more than {SETUP_SECONDS} s: raise SETUP_SECONDS")
+    time.sleep(delay)
+    c0, w0, n = time.thread_time(), time.perf_counter(), 0
+    while time.perf_counter() - w0 < seconds:
+        unit()
+        n += 1
+    out.update(units=n, cpu=time.thread_time() - c0, wall=time.perf_counter() - w0)
+
+
+def child(workload: str, beside: str | None, start: float, seconds: float) -> dict:
+    """The workload's figures over the window, with `beside` (if any) run on a second thread of this process."""
     with tempfile.TemporaryDirectory(prefix="bench-cores-") as tmp:
-        unit = _unit(workload, Path(tmp))
-        unit()  # warm: first-call costs out of the window
-        delay = start - time.time()
-        if delay < 0:
-            raise SystemExit(f"setup took {-delay:.1f} s more than {SETUP_SECONDS} s: raise SETUP_SECONDS")
-        time.sleep(delay)
-        c0, w0, n = time.process_time(), time.perf_counter(), 0
-        while time.perf_counter() - w0 < seconds:
-            unit()
-            n += 1
-        return {"units": n, "cpu": time.process_time() - c0, "wall": time.perf_counter() - w0}
+        units = [_unit(w, Path(tmp)) for w in (workload, beside) if w is not None]
+        for unit in units:
+            unit()  # warm: first-call costs out of the window
+        outs: list[dict] = [{} for _ in units]
+        threads = [threading.Thread(target=_timed, args=(u, start, seconds, o)) for u, o in zip(units, outs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return outs[0]
 
 
-def _run(config: tuple[str, str | None], seconds: float) -> dict:
-    """One configuration: the measured process's figures (its neighbour's are not reported)."""
+def _run(config: Config, seconds: float) -> dict:
+    """One configuration: the measured workload's figures (its neighbour's are not reported)."""
+    workload, beside, where = config
     start = time.time() + SETUP_SECONDS
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", w, "--start", str(start),
+    children = [[workload] + (["--beside", beside] if where == "thread" else [])]
+    if where == "process":
+        children.append([beside])
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", *args, "--start", str(start),
                                "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
-             for w in config if w is not None]
+             for args in children]
     outs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
         raise SystemExit(f"{config}: a child failed")
@@ -118,38 +143,40 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="the timed window of each configuration")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--child", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
+    ap.add_argument("--beside", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
     ap.add_argument("--start", type=float, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.start, a.seconds)))
+        print(json.dumps(child(a.child, a.beside, a.start, a.seconds)))
         return
     load = os.getloadavg()[0]
-    runs: dict[tuple[str, str | None], list[dict]] = {c: [] for c in CONFIGS}
+    runs: dict[Config, list[dict]] = {c: [] for c in CONFIGS}
     for rep in range(a.reps):
         for config in CONFIGS if rep % 2 == 0 else CONFIGS[::-1]:
             r = _run(config, a.seconds)
             runs[config].append(r)
-            print(f"rep {rep + 1} {config[0]:>8} beside {config[1] or 'nothing':>8}: "
+            print(f"rep {rep + 1} {config[0]:>8} beside {config[1] or 'nothing':>8} {config[2]:>7}: "
                   f"{r['cpu'] / r['units'] * 1e6 / UNITS[config[0]]:8.3f} CPU-us per unit's event (or loop), "
                   f"{r['units'] * UNITS[config[0]] / r['wall']:12,.0f} per wall s", flush=True)
 
-    def cpu_per(config: tuple[str, str | None], i: int) -> float:
+    def cpu_per(config: Config, i: int) -> float:
         r = runs[config][i]
         return r["cpu"] / r["units"] * 1e6 / UNITS[config[0]]
 
-    def rate(config: tuple[str, str | None], i: int) -> float:
+    def rate(config: Config, i: int) -> float:
         r = runs[config][i]
         return r["units"] * UNITS[config[0]] / r["wall"]
 
     rows = []
     for config in CONFIGS:
-        alone = (config[0], None)
+        alone = (config[0], None, "")
         cpu = statistics.median(cpu_per(config, i) for i in range(a.reps))
         cpu_ratio = statistics.median(cpu_per(config, i) / cpu_per(alone, i) for i in range(a.reps))
         wall_ratio = statistics.median(rate(config, i) / rate(alone, i) for i in range(a.reps))
         busy = statistics.median(runs[config][i]["cpu"] / runs[config][i]["wall"] for i in range(a.reps))
         unit = "loop" if config[0] == "spin" else "event"
-        rows.append(f"| {config[0]} ({WORKLOADS[config[0]]}) | {config[1] or 'nothing'} | "
+        beside = f"{config[1]}, another {config[2]}" if config[1] else "nothing"
+        rows.append(f"| {config[0]} ({WORKLOADS[config[0]]}) | {beside} | "
                     f"{cpu:.3f} CPU-us per {unit} | {cpu_ratio:.2f} | "
                     f"{statistics.median(rate(config, i) for i in range(a.reps)):,.0f} | {wall_ratio:.2f} | "
                     f"{busy:.2f} |")
@@ -157,12 +184,12 @@ def main() -> None:
         "Measured by `bench/bench_cores.py` (module docstring: what and why).",
         "",
         f"Machine: {machine()}, load average {load:.2f} at the start. Command: `python bench/bench_cores.py "
-        f"--reps {a.reps} --seconds {a.seconds:g}`. Each process of its own; a pair starts together and is timed "
+        f"--reps {a.reps} --seconds {a.seconds:g}`. A pair starts together (two processes, or two threads of one) and is timed "
         f"over the same {a.seconds:g} s; medians of {a.reps} repetitions, the configurations alternated; ratios "
         "taken within a repetition against the workload alone.",
         "",
-        "| workload | beside it, in another process | its CPU per unit | CPU ratio to alone | per wall second "
-        "| wall rate ratio to alone | cores it kept busy |",
+        "| workload | beside it | its thread's CPU per unit | CPU ratio to alone | per wall second "
+        "| wall rate ratio to alone | share of a core its thread used |",
         "|---|---|---|---|---|---|---|",
         *rows,
     ])
