@@ -184,9 +184,9 @@ def main() -> None:
         "Measured by `bench/bench_cores.py` (module docstring: what and why).",
         "",
         f"Machine: {machine()}, load average {load:.2f} at the start. Command: `python bench/bench_cores.py "
-        f"--reps {a.reps} --seconds {a.seconds:g}`. A pair starts together (two processes, or two threads of one) and is timed "
-        f"over the same {a.seconds:g} s; medians of {a.reps} repetitions, the configurations alternated; ratios "
-        "taken within a repetition against the workload alone.",
+        f"--reps {a.reps} --seconds {a.seconds:g}`. A pair starts together (two processes, or two threads of "
+        f"one) and is timed over the same {a.seconds:g} s; medians of {a.reps} repetitions, the configurations "
+        "alternated; ratios taken within a repetition against the workload alone.",
         "",
         "| workload | beside it | its thread's CPU per unit | CPU ratio to alone | per wall second "
         "| wall rate ratio to alone | share of a core its thread used |",
