@@ -1,4 +1,4 @@
-"""What a second busy process costs a first on this machine: are the 2 cores worth two of this work?
+"""What a second busy process or thread costs a first on this machine: are the 2 cores worth two of this work?
 
     .venv/bin/python bench/bench_cores.py                  # writes its section of docs/performance.md
     .venv/bin/python bench/bench_cores.py --no-write --reps 3 --seconds 4
@@ -58,7 +58,7 @@ UNITS = {"spin": 1, "validate": 1000, "insert": 4000}  # events (or loops) per u
 SETUP_SECONDS = 6.0  # imports, the validator's compiled checks, the staged rows: before the common start
 
 
-def _unit(workload: str, workdir: Path):
+def _unit(workload: str, workdir: Path) -> Callable[[], object]:
     """The workload's unit of work as a function of no arguments (its setup done here)."""
     if workload == "spin":
         def spin() -> None:
@@ -93,7 +93,7 @@ def _unit(workload: str, workdir: Path):
     return insert
 
 
-def _timed(unit: Callable[[], None], start: float, seconds: float, out: dict) -> None:
+def _timed(unit: Callable[[], object], start: float, seconds: float, out: dict) -> None:
     """Run `unit` from wall-clock `start` for `seconds`: units done, this thread's CPU and the wall seconds."""
     delay = start - time.time()
     if delay < 0:
