@@ -61,12 +61,14 @@ def cli_groups() -> list[tuple[str, typer.Typer]]:
     from cost.cli import billing_app, report_app
     from collector.ingest.derive_cli import derive_app
     from collector.lake.cli import lake_app
+    from collector.storage.db_cli import db_app
     from dashboards.cli import dashboards_app
     from slo.cli import slo_app
     from slo.sli.cli import sli_app
 
     return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
-            ("sli", sli_app), ("lake", lake_app), ("derive", derive_app)]
+            ("sli", sli_app), ("lake", lake_app), ("derive", derive_app),
+            ("db", db_app)]
 
 
 def openapi_tags() -> list[dict[str, Any]]:

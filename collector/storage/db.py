@@ -180,6 +180,16 @@ class DatabaseUnavailable(RuntimeError):
     the message is one line that says what to do, for the CLIs to print as is."""
 
 
+class DatabaseLocked(DatabaseUnavailable):
+    """Another process holds the file (DuckDB allows one writer process): `holder` names it ("process 123" when
+    DuckDB says which), for a command whose advice differs from the default message's (`observatory db compact`
+    needs the collector stopped, not asked)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class MigrationFailed(DatabaseUnavailable):
     """A migration this database has not seen could not be applied: it is not recorded, so the next start runs it
     again, and every command that opens the database for writing says so in one line rather than a traceback."""
@@ -217,9 +227,9 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
                                       ) from None
         pid = _LOCK_PID.search(str(err))
         holder = f"process {pid.group(1)}" if pid else "another process"
-        raise DatabaseUnavailable(
+        raise DatabaseLocked(
             f"{path} is in use by {holder}, probably the running collector (DuckDB allows one process): ask it "
-            "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first") from None
+            "with --url http://HOST:PORT (token: --token or OBSERVATORY_TOKEN), or stop it first", holder) from None
     try:
         con.execute("SET TimeZone = 'UTC'")
         if not read_only:
