@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import signal
 import statistics
@@ -194,7 +193,7 @@ def main() -> None:
             print(f"{kind} {i + 1}: window {r['window']:.1f} s" + (f", {r['eps']:,.0f} events/s" if "eps" in r else ""),
                   flush=True)
     parts = [f"`python bench/gil_share.py{'' if a.reps == 3 else f' --reps {a.reps}'}` ({machine()}; py-spy at "
-             f"{a.rate} Hz, {a.reps} repetitions, medians; {os.cpu_count()} cores)"]
+             f"{a.rate} Hz, {a.reps} repetitions, medians)"]
     if runs["bulk"]:
         parts.append(table(f"`observatory ingest --db`, {a.bulk_events:,} Parquet events", runs["bulk"],
                            summarize(runs["bulk"])))
