@@ -158,7 +158,8 @@ def table(title: str, runs: list[dict], rows: list[dict]) -> str:
     windows = ", ".join(f"{r['window']:.1f}" for r in runs)
     held = statistics.median(sum(t["share"] for t in r["threads"].values()) for r in runs)
     lines = [f"**{title}**: windows {windows} s; the GIL held {held:.0%} of the window (median)", "",
-             "| thread | GIL held, s | share of the window | its CPU, s | held / CPU | innermost functions while holding |",
+             "| thread | GIL held, s | share of the window | its CPU, s | held / CPU "
+             "| innermost functions while holding |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         if r["gil_s"] < 0.02:

@@ -49,13 +49,13 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, wal) if p.exists())
 
 
-def _catalog(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, str]]:
-    """(kind, name, SQL) of every table, view and index the database holds (its sequences: `_sequences`)."""
+def _catalog(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, str, str]]:
+    """(kind, schema, name, SQL) of every table, view and index the database holds (its sequences: `_sequences`)."""
     return con.execute(
-        "SELECT 'table', schema_name || '.' || table_name, sql FROM duckdb_tables() WHERE database_name = $d "
-        "UNION ALL SELECT 'view', schema_name || '.' || view_name, sql FROM duckdb_views() "
+        "SELECT 'table', schema_name, table_name, sql FROM duckdb_tables() WHERE database_name = $d "
+        "UNION ALL SELECT 'view', schema_name, view_name, sql FROM duckdb_views() "
         "  WHERE database_name = $d AND NOT internal "
-        "UNION ALL SELECT 'index', schema_name || '.' || index_name, sql FROM duckdb_indexes() WHERE database_name = $d "
+        "UNION ALL SELECT 'index', schema_name, index_name, sql FROM duckdb_indexes() WHERE database_name = $d "
         "ORDER BY ALL", {"d": database}).fetchall()
 
 
@@ -68,16 +68,11 @@ def _sequences(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str,
 
 
 def _fingerprints(con: duckdb.DuckDBPyConnection, database: str,
-                  tables: list[tuple[str, str, str]]) -> dict[str, tuple[int, int]]:
+                  catalog: list[tuple[str, str, str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
     """(rows, sum of the rows' hashes) of each table: equal for two tables that hold the same rows in any order."""
-    out: dict[str, tuple[int, int]] = {}
-    for kind, name, _ in tables:
-        if kind != "table":
-            continue
-        schema, table = name.split(".", 1)
-        out[name] = con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) "
-                                f"FROM {ident(database)}.{ident(schema)}.{ident(table)} AS t").fetchone()
-    return out
+    return {(schema, table): con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) "
+                                         f"FROM {ident(database)}.{ident(schema)}.{ident(table)} AS t").fetchone()
+            for kind, schema, table, _ in catalog if kind == "table"}
 
 
 def compact(db: Path, out: Path, memory_limit: str | None = None) -> Compacted:
