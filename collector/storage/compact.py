@@ -75,17 +75,51 @@ def _fingerprints(con: duckdb.DuckDBPyConnection, database: str,
             for kind, schema, table, _ in catalog if kind == "table"}
 
 
+def _remove(out: Path) -> None:
+    """A copy that failed, and its log, gone."""
+    for path in (out, out.with_name(out.name + ".wal")):
+        path.unlink(missing_ok=True)
+
+
+def _copy_and_check(con: duckdb.DuckDBPyConnection, out: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """Copy the connection's database into the new file `out` and compare the two; the tables' fingerprints."""
+    source = con.execute("SELECT current_database()").fetchone()[0]
+    copy = "compact_copy" if source != "compact_copy" else "compact_copy_2"
+    con.execute("SET enable_progress_bar = false")  # stdout is the command's JSON; the CLI shows a status
+    con.execute(f"ATTACH {lit(str(out))} AS {ident(copy)} (READ_WRITE)")
+    try:
+        con.execute(f"COPY FROM DATABASE {ident(source)} TO {ident(copy)}")
+        catalog = _catalog(con, source)
+        if _catalog(con, copy) != catalog:
+            raise CompactError("the copy's tables, views or indexes differ from the source's; the copy was deleted")
+        if _sequences(con, copy) != _sequences(con, source):
+            raise CompactError("the copy's sequences would hand out other values than the source's; "
+                               "the copy was deleted")
+        rows = _fingerprints(con, source, catalog)
+        if _fingerprints(con, copy, catalog) != rows:
+            raise CompactError("the copy's rows differ from the source's; the copy was deleted")
+        con.execute(f"CHECKPOINT {ident(copy)}")
+    finally:
+        con.execute(f"DETACH {ident(copy)}")
+    return rows
+
+
 def compact(db: Path, out: Path, memory_limit: str | None = None) -> Compacted:
     """Copy the stopped collector's database `db` into the new file `out`, check the copy, and say what it holds.
 
-    Raises `CompactError` when `db` is missing or in use, `out` exists, or the copy does not match (the copy is then
-    deleted), `dbmod.DatabaseUnavailable` when `db` cannot be opened for another reason (a foreign file)."""
+    Raises `CompactError` when `db` is missing or in use, `out` exists or cannot be written, or the copy does not
+    match (the copy is then deleted), `dbmod.DatabaseUnavailable` when `db` cannot be opened for another reason (a
+    foreign file)."""
     db, out = Path(db), Path(out)
     if not db.is_file():
         raise CompactError(f"no database at {db}: check --db or OBSERVATORY_DB")
     for path in (out, out.with_name(out.name + ".wal")):
         if path.exists():
             raise CompactError(f"{path} exists: give --out a new file (a compact copy never overwrites one)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CompactError(f"cannot make the directory of --out {out}: {err.strerror}") from None
     t0 = time.perf_counter()
     try:
         con = dbmod.connect(db, read_only=True, memory_limit=memory_limit)
@@ -94,28 +128,13 @@ def compact(db: Path, out: Path, memory_limit: str | None = None) -> Compacted:
                            "compact copy is made from a stopped database, whose file nothing changes meanwhile)"
                            ) from None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        source = con.execute("SELECT current_database()").fetchone()[0]
-        copy = "compact_copy" if source != "compact_copy" else "compact_copy_2"
-        con.execute("SET enable_progress_bar = false")  # stdout is the command's JSON; the CLI shows a status
-        con.execute(f"ATTACH {lit(str(out))} AS {ident(copy)} (READ_WRITE)")
-        try:
-            con.execute(f"COPY FROM DATABASE {ident(source)} TO {ident(copy)}")
-            catalog = _catalog(con, source)
-            if _catalog(con, copy) != catalog:
-                raise CompactError("the copy's tables, views or indexes differ from the source's; the copy was deleted")
-            if _sequences(con, copy) != _sequences(con, source):
-                raise CompactError("the copy's sequences would hand out other values than the source's; "
-                                   "the copy was deleted")
-            rows = _fingerprints(con, source, catalog)
-            if _fingerprints(con, copy, catalog) != rows:
-                raise CompactError("the copy's rows differ from the source's; the copy was deleted")
-            con.execute(f"CHECKPOINT {ident(copy)}")
-        finally:
-            con.execute(f"DETACH {ident(copy)}")
+        rows = _copy_and_check(con, out)
+    except (duckdb.Error, OSError) as err:  # a full disk, an unwritable --out: one line, no partial copy
+        _remove(out)
+        raise CompactError(f"copying {db} into {out} failed, nothing was kept: {' '.join(str(err).split())[:300]}"
+                           ) from None
     except BaseException:
-        for path in (out, out.with_name(out.name + ".wal")):
-            path.unlink(missing_ok=True)
+        _remove(out)
         raise
     finally:
         con.close()

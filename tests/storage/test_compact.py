@@ -152,3 +152,22 @@ def test_a_copy_that_differs_from_its_source_is_deleted(tmp_path, monkeypatch, c
         compact_mod.compact(src, out)
     assert not out.exists() and not Path(str(out) + ".wal").exists()
     assert _contents(src)["events"]  # the source still opens and holds its rows
+
+
+def test_a_copy_that_cannot_be_written_says_so_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    r = _run("db", "compact", "--db", str(src), "--out", str(afile / "copy.duckdb"), "--no-progress")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot make the directory" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and afile.read_text() == "not a directory"
+
+    def full_disk(con, database):  # as DuckDB says it when the copy's writes fail midway
+        raise duckdb.IOException("Could not write file: No space left on device")
+
+    monkeypatch.setattr(compact_mod, "_catalog", full_disk)
+    out = tmp_path / "copy.duckdb"
+    with pytest.raises(compact_mod.CompactError, match="failed, nothing was kept: .*No space left") as err:
+        compact_mod.compact(src, out)
+    assert "\n" not in str(err.value)
+    assert not out.exists() and not Path(str(out) + ".wal").exists()
