@@ -67,8 +67,7 @@ def cli_groups() -> list[tuple[str, typer.Typer]]:
     from slo.sli.cli import sli_app
 
     return [("slo", slo_app), ("billing", billing_app), ("report", report_app), ("dashboards", dashboards_app),
-            ("sli", sli_app), ("lake", lake_app), ("derive", derive_app),
-            ("db", db_app)]
+            ("sli", sli_app), ("lake", lake_app), ("derive", derive_app), ("db", db_app)]
 
 
 def openapi_tags() -> list[dict[str, Any]]:

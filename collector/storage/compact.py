@@ -43,10 +43,14 @@ class Compacted:
         return asdict(self)
 
 
+def _with_wal(path: Path) -> tuple[Path, Path]:
+    """The database file and its write-ahead log (DuckDB names it after the file)."""
+    return path, path.with_name(path.name + ".wal")
+
+
 def _size(path: Path) -> int:
     """The file's bytes with its write-ahead log's, if any."""
-    wal = path.with_name(path.name + ".wal")
-    return sum(p.stat().st_size for p in (path, wal) if p.exists())
+    return sum(p.stat().st_size for p in _with_wal(path) if p.exists())
 
 
 def _catalog(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, str, str]]:
@@ -77,7 +81,7 @@ def _fingerprints(con: duckdb.DuckDBPyConnection, database: str,
 
 def _remove(out: Path) -> None:
     """A copy that failed, and its log, gone."""
-    for path in (out, out.with_name(out.name + ".wal")):
+    for path in _with_wal(out):
         path.unlink(missing_ok=True)
 
 
@@ -113,7 +117,7 @@ def compact(db: Path, out: Path, memory_limit: str | None = None) -> Compacted:
     db, out = Path(db), Path(out)
     if not db.is_file():
         raise CompactError(f"no database at {db}: check --db or OBSERVATORY_DB")
-    for path in (out, out.with_name(out.name + ".wal")):
+    for path in _with_wal(out):
         if path.exists():
             raise CompactError(f"{path} exists: give --out a new file (a compact copy never overwrites one)")
     try:

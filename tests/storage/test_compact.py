@@ -123,6 +123,11 @@ def test_it_refuses_to_overwrite_to_copy_a_database_in_use_or_a_missing_one(tmp_
     r = _run("db", "compact", "--db", str(tmp_path / "nope.duckdb"), "--out", str(out), "--no-progress")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no database at" in r.stderr
     assert not out.exists()
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not a database\n" * 1000)
+    r = _run("db", "compact", "--db", str(foreign), "--out", str(out), "--no-progress")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot open the database" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not out.exists() and foreign.read_text() == "not a database\n" * 1000
 
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(src)!r}); "
                                "print('ok', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
